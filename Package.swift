@@ -1,0 +1,75 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "tidemark",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tidemarkd", targets: ["tidemarkd"]),
+        .executable(name: "tidemark", targets: ["tidemark"]),
+        .executable(name: "tidemark-stagebench", targets: ["tidemark-stagebench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        // C libraries, found by pkg-config (http-parser ships no .pc file, so it is linked by name).
+        .systemLibrary(name: "CLibUV", pkgConfig: "libuv", providers: [.apt(["libuv1-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
+
+        .target(name: "TidemarkCore"),
+        .target(
+            name: "TidemarkStages",
+            dependencies: [
+                "TidemarkCore",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ]),
+        .target(
+            name: "TidemarkConfig",
+            dependencies: ["TidemarkCore", "Yams"],
+            resources: [.embedInCode("stages.yaml")]),
+        .target(
+            name: "TidemarkNet",
+            dependencies: [
+                "TidemarkCore", "CLibUV", "CHTTPParser",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]),
+        .target(
+            name: "TidemarkServer",
+            dependencies: [
+                "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "tidemarkd",
+            dependencies: [
+                "TidemarkServer", "TidemarkConfig",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "tidemark",
+            dependencies: [
+                "TidemarkNet", "TidemarkServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
+            name: "tidemark-stagebench",
+            dependencies: [
+                "TidemarkStages",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages"]),
+        .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig"]),
+        .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet"]),
+        .testTarget(name: "TidemarkServerTests", dependencies: ["TidemarkServer", "TidemarkNet"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,185 @@
+import TidemarkCore
+import Yams
+
+/// Builds a `NodeConfig` from the embedded `stages.yaml`, an optional stages file
+/// and an optional node config, each layer overriding the one before.
+public enum ConfigLoader {
+    /// The label the embedded defaults carry in error messages.
+    public static let embeddedStagesFile = "stages.yaml (embedded)"
+
+    /// The text of the repository's `stages.yaml`, compiled into the binary.
+    public static var embeddedStagesYAML: String { String(decoding: PackageResources.stages_yaml, as: UTF8.self) }
+
+    /// Stage sizing from the embedded `stages.yaml`, which must name every stage and key.
+    public static func defaultStages() throws(ConfigError) -> [StageName: StageSettings] {
+        try stages(fromCompleteFile: embeddedStagesYAML, file: embeddedStagesFile)
+    }
+
+    /// Defaults, then `stagesPath` (a partial `stages.yaml`), then `configPath` (a node config).
+    public static func load(configPath: String?, stagesPath: String? = nil) throws(ConfigError) -> NodeConfig {
+        var config = NodeConfig(stages: try defaultStages())
+        if let stagesPath {
+            let reader = YAMLReader(file: stagesPath)
+            let root = try reader.root(of: try readConfigFile(stagesPath))
+            try applyStages(root, key: nil, reader: reader, to: &config.stages)
+        }
+        if let configPath {
+            config = try apply(nodeConfig: try readConfigFile(configPath), file: configPath, to: config)
+        }
+        return config
+    }
+
+    /// Applies the node config in `text` on top of `base`.
+    public static func apply(nodeConfig text: String, file: String, to base: NodeConfig) throws(ConfigError) -> NodeConfig {
+        let reader = YAMLReader(file: file)
+        var config = base
+        let keys = ["node_name", "data_dir", "cluster_name", "http", "native", "internal", "meta_peers",
+                    "wal_sync", "log_level", "shutdown_timeout_ms", "stages"]
+        for (name, node) in try reader.entries(try reader.root(of: text), key: nil) {
+            switch name {
+            case "node_name": config.nodeName = try nonEmpty(reader.string(node, key: name), node, name, reader)
+            case "data_dir": config.dataDir = try nonEmpty(reader.string(node, key: name), node, name, reader)
+            case "cluster_name": config.clusterName = try nonEmpty(reader.string(node, key: name), node, name, reader)
+            case "http": try applyHTTP(node, reader: reader, to: &config.http)
+            case "native": config.nativeListen = try listenOnly(node, key: name, reader: reader)
+            case "internal": config.internalListen = try listenOnly(node, key: name, reader: reader)
+            case "meta_peers": config.metaPeers = try reader.strings(node, key: name)
+            case "wal_sync": config.walSync = try walSync(node, reader: reader)
+            case "log_level": config.logLevel = try reader.choice(node, key: name, as: LogLevelName.self)
+            case "shutdown_timeout_ms": config.shutdownTimeoutMs = try positive(node, key: name, reader: reader)
+            case "stages": try applyStages(node, key: "stages", reader: reader, to: &config.stages)
+            default: throw reader.unknownKey(name, at: node, parent: nil, allowed: keys)
+            }
+        }
+        return config
+    }
+
+    // MARK: - Stages
+
+    static func stages(fromCompleteFile text: String, file: String) throws(ConfigError) -> [StageName: StageSettings] {
+        let reader = YAMLReader(file: file)
+        let root = try reader.root(of: text)
+        var partial: [StageName: PartialStage] = [:]
+        for (name, node) in try reader.entries(root, key: nil) {
+            guard let stage = StageName(rawValue: name) else {
+                throw reader.unknownKey(name, at: node, parent: nil, allowed: StageName.allCases.map(\.rawValue))
+            }
+            partial[stage] = try PartialStage(node, key: name, reader: reader)
+        }
+        var result: [StageName: StageSettings] = [:]
+        for stage in StageName.allCases {
+            guard let settings = partial[stage]?.complete() else {
+                throw ConfigError(file: file, key: stage.rawValue, line: nil, column: nil,
+                                  message: "every stage must set threads, queue, batch, overflow and inline")
+            }
+            result[stage] = settings
+        }
+        return result
+    }
+
+    static func applyStages(_ node: Node, key: String?, reader: YAMLReader,
+                            to stages: inout [StageName: StageSettings]) throws(ConfigError) {
+        for (name, stageNode) in try reader.entries(node, key: key) {
+            let stageKey = key.map { "\($0).\(name)" } ?? name
+            guard let stage = StageName(rawValue: name) else {
+                throw reader.unknownKey(name, at: stageNode, parent: key, allowed: StageName.allCases.map(\.rawValue))
+            }
+            let override = try PartialStage(stageNode, key: stageKey, reader: reader)
+            let merged = override.applied(to: stages[stage]!)
+            if let problem = merged.problem {
+                throw reader.error(at: stageNode, key: "\(stageKey).\(problem.key)", problem.message)
+            }
+            stages[stage] = merged
+        }
+    }
+
+    /// The keys one stage's mapping may set, each optional.
+    private struct PartialStage {
+        static let keys = ["threads", "queue", "batch", "overflow", "inline"]
+        var threads: Int?
+        var queueCapacity: Int?
+        var batchSize: Int?
+        var overflow: OverflowPolicy?
+        var inline: Bool?
+
+        init(_ node: Node, key: String, reader: YAMLReader) throws(ConfigError) {
+            for (name, value) in try reader.entries(node, key: key) {
+                let valueKey = "\(key).\(name)"
+                switch name {
+                case "threads": threads = try reader.int(value, key: valueKey)
+                case "queue": queueCapacity = try reader.int(value, key: valueKey)
+                case "batch": batchSize = try reader.int(value, key: valueKey)
+                case "overflow": overflow = try reader.choice(value, key: valueKey, as: OverflowPolicy.self)
+                case "inline": inline = try reader.bool(value, key: valueKey)
+                default: throw reader.unknownKey(name, at: value, parent: key, allowed: Self.keys)
+                }
+            }
+        }
+
+        func applied(to base: StageSettings) -> StageSettings {
+            StageSettings(threads: threads ?? base.threads, queueCapacity: queueCapacity ?? base.queueCapacity,
+                          batchSize: batchSize ?? base.batchSize, overflow: overflow ?? base.overflow,
+                          inline: inline ?? base.inline)
+        }
+
+        func complete() -> StageSettings? {
+            guard let threads, let queueCapacity, let batchSize, let overflow, let inline else { return nil }
+            return StageSettings(threads: threads, queueCapacity: queueCapacity, batchSize: batchSize,
+                                 overflow: overflow, inline: inline)
+        }
+    }
+
+    // MARK: - Other sections
+
+    private static func applyHTTP(_ node: Node, reader: YAMLReader, to http: inout HTTPSettings) throws(ConfigError) {
+        let keys = ["listen", "header_bytes_max", "body_bytes_max", "connections_max", "idle_timeout_ms",
+                    "request_timeout_ms", "pipeline_depth_max", "write_buffer_bytes_max"]
+        for (name, value) in try reader.entries(node, key: "http") {
+            let key = "http.\(name)"
+            switch name {
+            case "listen": http.listen = try reader.listenAddress(value, key: key)
+            case "header_bytes_max": http.headerBytesMax = try positive(value, key: key, reader: reader)
+            case "body_bytes_max": http.bodyBytesMax = try positive(value, key: key, reader: reader)
+            case "connections_max": http.connectionsMax = try positive(value, key: key, reader: reader)
+            case "idle_timeout_ms": http.idleTimeoutMs = try positive(value, key: key, reader: reader)
+            case "request_timeout_ms": http.requestTimeoutMs = try positive(value, key: key, reader: reader)
+            case "pipeline_depth_max": http.pipelineDepthMax = try positive(value, key: key, reader: reader)
+            case "write_buffer_bytes_max": http.writeBufferBytesMax = try positive(value, key: key, reader: reader)
+            default: throw reader.unknownKey(name, at: value, parent: "http", allowed: keys)
+            }
+        }
+    }
+
+    private static func listenOnly(_ node: Node, key: String, reader: YAMLReader) throws(ConfigError) -> ListenAddress {
+        var address: ListenAddress?
+        for (name, value) in try reader.entries(node, key: key) {
+            guard name == "listen" else { throw reader.unknownKey(name, at: value, parent: key, allowed: ["listen"]) }
+            address = try reader.listenAddress(value, key: "\(key).listen")
+        }
+        guard let address else { throw reader.error(at: node, key: "\(key).listen", "is required in this section") }
+        return address
+    }
+
+    private static func walSync(_ node: Node, reader: YAMLReader) throws(ConfigError) -> WALSync {
+        if let intervalMs = node.int, case .scalar(let scalar) = node, scalar.style == .plain {
+            guard intervalMs >= 1 else { throw reader.error(at: node, key: "wal_sync", "an interval must be at least 1 ms") }
+            return .intervalMs(intervalMs)
+        }
+        switch try reader.string(node, key: "wal_sync") {
+        case "always": return .always
+        case "batch": return .batch
+        case let word: throw reader.error(at: node, key: "wal_sync", "expected always, batch or an interval in ms, got \"\(word)\"")
+        }
+    }
+
+    private static func positive(_ node: Node, key: String, reader: YAMLReader) throws(ConfigError) -> Int {
+        let value = try reader.int(node, key: key)
+        guard value >= 1 else { throw reader.error(at: node, key: key, "must be at least 1 (got \(value))") }
+        return value
+    }
+
+    private static func nonEmpty(_ value: String, _ node: Node, _ key: String, _ reader: YAMLReader) throws(ConfigError) -> String {
+        guard !value.isEmpty else { throw reader.error(at: node, key: key, "must not be empty") }
+        return value
+    }
+}

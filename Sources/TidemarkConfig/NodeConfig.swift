@@ -1,0 +1,38 @@
+import TidemarkCore
+
+/// Everything a node is configured with; every field has a default (DESIGN.md section 8).
+public struct NodeConfig: Sendable, Equatable {
+    public var nodeName = "node1"
+    public var dataDir = "./data"
+    public var clusterName = "tidemark"
+    public var http = HTTPSettings()
+    /// Native client protocol address; taken into use by the Thrift service.
+    public var nativeListen = ListenAddress(host: "127.0.0.1", port: 6667)
+    /// Internal RPC address; taken into use by the cluster transport.
+    public var internalListen = ListenAddress(host: "127.0.0.1", port: 10730)
+    /// Internal addresses of the meta group; empty means a single node.
+    public var metaPeers: [String] = []
+    public var walSync = WALSync.batch
+    public var logLevel = LogLevelName.info
+    /// Bound on a graceful stop (SIGTERM/SIGINT): stop accepting, drain, sync, exit.
+    public var shutdownTimeoutMs = 10_000
+    /// Sizing of every stage, from `stages.yaml` and overrides.
+    public var stages: [StageName: StageSettings]
+
+    public init(stages: [StageName: StageSettings]) {
+        precondition(Set(stages.keys) == Set(StageName.allCases), "every stage needs settings")
+        self.stages = stages
+    }
+}
+
+/// When the write-ahead log is synced (used by the storage engine).
+public enum WALSync: Sendable, Equatable {
+    case always
+    case batch
+    case intervalMs(Int)
+}
+
+/// swift-log's levels, named as in the config file.
+public enum LogLevelName: String, Sendable, CaseIterable {
+    case trace, debug, info, notice, warning, error, critical
+}
