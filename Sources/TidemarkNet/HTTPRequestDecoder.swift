@@ -1,0 +1,215 @@
+import CHTTPParser
+
+/// Why a request cannot be served, with the status to answer and a reason for the body.
+public struct HTTPDecodeError: Error, Sendable, Equatable {
+    public let status: Int
+    public let reason: String
+}
+
+/// What one call to `HTTPRequestDecoder.feed` found.
+public struct HTTPDecodeStep: Sendable {
+    /// Bytes of the input that were consumed; the rest must be fed again.
+    public var consumed = 0
+    /// Headers with `Expect: 100-continue` were completed and the body is wanted.
+    public var continueRequested = false
+    /// A whole request, if one ended inside the consumed bytes.
+    public var request: HTTPRequest?
+    /// Set when the input is not acceptable; the connection must answer it and close.
+    public var error: HTTPDecodeError?
+}
+
+/// Turns a byte stream into HTTP/1.1 requests with Node's http-parser, enforcing
+/// header and body limits. It stops after each complete request, so the caller
+/// decides whether to read on (pipelining depth, backpressure).
+///
+/// Not thread-safe: one decoder belongs to one connection on the loop thread.
+public final class HTTPRequestDecoder {
+    private let parser: UnsafeMutablePointer<http_parser>
+    private let headerBytesMax: Int
+    private let bodyBytesMax: Int
+
+    // The request being assembled.
+    private var method = ""
+    private var target: [UInt8] = []
+    private var headers: [(name: String, value: String)] = []
+    private var headerName: [UInt8] = []
+    private var headerValue: [UInt8] = []
+    private var headerBytes = 0
+    private var body: [UInt8] = []
+    private var step = HTTPDecodeStep()
+    private var limitError: HTTPDecodeError?
+    /// The connection can carry no more requests (after an error or an upgrade).
+    public private(set) var isFinished = false
+    /// Bytes of a request have arrived and it is not complete yet.
+    public private(set) var isInsideRequest = false
+
+    public init(headerBytesMax: Int, bodyBytesMax: Int) {
+        precondition(headerBytesMax > 0 && bodyBytesMax >= 0)
+        self.headerBytesMax = headerBytesMax
+        self.bodyBytesMax = bodyBytesMax
+        parser = .allocate(capacity: 1)
+        http_parser_init(parser, HTTP_REQUEST)
+        parser.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+    }
+
+    deinit { parser.deallocate() }
+
+    /// Parses from `bytes` until one request is complete, an error is found, or the bytes run out.
+    public func feed(_ bytes: UnsafeRawBufferPointer) -> HTTPDecodeStep {
+        precondition(!isFinished, "feed after the decoder finished")
+        step = HTTPDecodeStep()
+        guard !bytes.isEmpty else { return step }
+        isInsideRequest = true
+        let consumed = withUnsafePointer(to: &Self.settings) { settings in
+            http_parser_execute(parser, settings, bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count)
+        }
+        step.consumed = consumed
+        let errno = http_errno(rawValue: tidemark_http_errno(parser))
+        if errno == HPE_PAUSED {
+            http_parser_pause(parser, 0)
+        } else if errno != HPE_OK {
+            fail(limitError ?? Self.describe(errno))
+        } else if tidemark_http_upgrade(parser) != 0 && step.request != nil {
+            // After an upgrade (or CONNECT) the stream is no longer HTTP; serve this request, then close.
+            step.request!.keepAlive = false
+            isFinished = true
+        }
+        return step
+    }
+
+    /// Convenience for tests and tools: feeds a whole buffer, collecting every request.
+    public func feedAll(_ bytes: [UInt8]) -> (requests: [HTTPRequest], continues: Int, error: HTTPDecodeError?) {
+        var requests: [HTTPRequest] = []
+        var continues = 0
+        var offset = 0
+        while offset < bytes.count && !isFinished {
+            let step = bytes.withUnsafeBytes { feed(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+            offset += step.consumed
+            if step.continueRequested { continues += 1 }
+            if let request = step.request { requests.append(request) }
+            if let error = step.error { return (requests, continues, error) }
+            if step.consumed == 0 { break }
+        }
+        return (requests, continues, nil)
+    }
+
+    private func fail(_ error: HTTPDecodeError) {
+        step.error = error
+        step.request = nil
+        isFinished = true
+    }
+
+    private static func describe(_ errno: http_errno) -> HTTPDecodeError {
+        if errno == HPE_HEADER_OVERFLOW { return HTTPDecodeError(status: 431, reason: "request headers are too large") }
+        let name = String(cString: http_errno_name(errno))
+        let description = String(cString: http_errno_description(errno))
+        return HTTPDecodeError(status: 400, reason: "malformed HTTP request: \(description) (\(name))")
+    }
+
+    // MARK: - Callbacks
+
+    private func countHeaderBytes(_ count: Int) -> Int32 {
+        headerBytes += count
+        guard headerBytes <= headerBytesMax else {
+            limitError = HTTPDecodeError(status: 431, reason: "request line and headers exceed \(headerBytesMax) bytes")
+            return 1
+        }
+        return 0
+    }
+
+    private func flushHeader() {
+        guard !headerName.isEmpty else { return }
+        headers.append((String(decoding: headerName, as: UTF8.self).lowercased(), String(decoding: headerValue, as: UTF8.self)))
+        headerName.removeAll(keepingCapacity: true)
+        headerValue.removeAll(keepingCapacity: true)
+    }
+
+    private func onHeadersComplete() -> Int32 {
+        flushHeader()
+        headerValueStarted = false
+        method = String(cString: http_method_str(http_method(rawValue: tidemark_http_method(parser))))
+        let declaredLength = parser.pointee.content_length
+        // content_length is ULLONG_MAX when absent (chunked or no body).
+        if declaredLength != UInt64.max && declaredLength > UInt64(bodyBytesMax) {
+            limitError = HTTPDecodeError(status: 413, reason: "request body of \(declaredLength) bytes exceeds \(bodyBytesMax) bytes")
+            return -1
+        }
+        if let expect = headers.first(where: { $0.name == "expect" })?.value {
+            guard expect.lowercased() == "100-continue" else {
+                limitError = HTTPDecodeError(status: 417, reason: "unsupported Expect: \(expect)")
+                return -1
+            }
+            step.continueRequested = true
+        }
+        if declaredLength != UInt64.max && declaredLength > 0 { body.reserveCapacity(Int(declaredLength)) }
+        return 0
+    }
+
+    private func onBody(_ at: UnsafePointer<CChar>, _ count: Int) -> Int32 {
+        guard body.count + count <= bodyBytesMax else {
+            limitError = HTTPDecodeError(status: 413, reason: "request body exceeds \(bodyBytesMax) bytes")
+            return 1
+        }
+        body.append(contentsOf: UnsafeRawBufferPointer(start: at, count: count))
+        return 0
+    }
+
+    private func onMessageComplete() -> Int32 {
+        step.request = HTTPRequest(
+            method: method, target: String(decoding: target, as: UTF8.self), headers: headers, body: body,
+            versionMajor: Int(parser.pointee.http_major), versionMinor: Int(parser.pointee.http_minor),
+            keepAlive: http_should_keep_alive(parser) != 0)
+        target.removeAll(keepingCapacity: true)
+        headers.removeAll(keepingCapacity: true)
+        body = []
+        headerBytes = 0
+        isInsideRequest = false
+        http_parser_pause(parser, 1)
+        return 0
+    }
+
+    private static func decoder(_ parser: UnsafeMutablePointer<http_parser>?) -> HTTPRequestDecoder {
+        Unmanaged<HTTPRequestDecoder>.fromOpaque(parser!.pointee.data).takeUnretainedValue()
+    }
+
+    private static func bytes(_ at: UnsafePointer<CChar>?, _ count: Int) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: at, count: count)
+    }
+
+    nonisolated(unsafe) private static var settings: http_parser_settings = {
+        // nonisolated(unsafe): written once here, then only read by http_parser_execute on the loop thread.
+        var settings = http_parser_settings()
+        settings.on_message_begin = { parser in
+            let decoder = decoder(parser)
+            decoder.isInsideRequest = true
+            return 0
+        }
+        settings.on_url = { parser, at, count in
+            let decoder = decoder(parser)
+            decoder.target.append(contentsOf: bytes(at, count))
+            return decoder.countHeaderBytes(count)
+        }
+        settings.on_header_field = { parser, at, count in
+            let decoder = decoder(parser)
+            if decoder.headerValueStarted {
+                decoder.flushHeader()
+                decoder.headerValueStarted = false
+            }
+            decoder.headerName.append(contentsOf: bytes(at, count))
+            return decoder.countHeaderBytes(count)
+        }
+        settings.on_header_value = { parser, at, count in
+            let decoder = decoder(parser)
+            decoder.headerValueStarted = true
+            decoder.headerValue.append(contentsOf: bytes(at, count))
+            return decoder.countHeaderBytes(count)
+        }
+        settings.on_headers_complete = { parser in decoder(parser).onHeadersComplete() }
+        settings.on_body = { parser, at, count in decoder(parser).onBody(at!, count) }
+        settings.on_message_complete = { parser in decoder(parser).onMessageComplete() }
+        return settings
+    }()
+
+    /// A value callback has run for the current header (its value may be empty).
+    private var headerValueStarted = false
+}

@@ -1,0 +1,205 @@
+import CLibUV
+import TidemarkCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the request handler did with a request.
+public enum HandOff: Sendable {
+    /// Taken; the handler answers later through the responder.
+    case accepted
+    /// Refused now with this response (e.g. 503 when a stage is full under `reject`).
+    case rejected(HTTPResponse)
+    /// Not taken yet: the stage is full under `block`. The edge stops reading the
+    /// connection and offers the request again when `whenSpace` is called.
+    case deferred
+}
+
+/// Receives every complete request on the loop thread; it must not block.
+public protocol HTTPRequestHandler: Sendable {
+    func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff
+}
+
+/// Sends the one response for one request, from any thread.
+public struct HTTPResponder: Sendable {
+    let server: HTTPServer
+    let connectionID: UInt64
+    let sequence: UInt64
+
+    public func respond(_ response: HTTPResponse) {
+        let server = server, connectionID = connectionID, sequence = sequence
+        server.loop.execute { server.deliver(response, connectionID: connectionID, sequence: sequence) }
+    }
+}
+
+/// The HTTP/1.1 server of the libuv edge: accepts connections, frames requests,
+/// hands them to the handler, and writes responses in request order.
+///
+/// `@unchecked Sendable`: everything but `loop` and `metrics` is touched only on
+/// the loop thread; other threads reach it through `HTTPResponder` and `loop.execute`.
+public final class HTTPServer: @unchecked Sendable {
+    /// Route label for responses the edge makes itself (400, 408, 413, 431, connection limit).
+    public static let edgeRoute = "edge"
+
+    public let loop: EventLoop
+    public let settings: HTTPSettings
+    public let metrics: HTTPMetrics
+    let handler: HTTPRequestHandler
+
+    private var listener: UnsafeMutablePointer<uv_tcp_t>?
+    private var sweepTimer: UnsafeMutablePointer<uv_timer_t>?
+    private var connections: [UInt64: HTTPConnection] = [:]
+    private var nextConnectionID: UInt64 = 1
+    private(set) var draining = false
+    private var whenClosed: (() -> Void)?
+    /// Shared by every read: callbacks run one at a time on the loop thread, and what a
+    /// connection cannot decode at once it copies out.
+    let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    private(set) var httpDate = ""
+
+    public init(loop: EventLoop, settings: HTTPSettings, metrics: HTTPMetrics = HTTPMetrics(), handler: HTTPRequestHandler) {
+        self.loop = loop
+        self.settings = settings
+        self.metrics = metrics
+        self.handler = handler
+    }
+
+    deinit { readBuffer.deallocate() }
+
+    /// Binds and listens; returns the bound address (the real port when 0 was asked for).
+    public func start() throws(UVError) -> ListenAddress {
+        loop.assertInLoop()
+        precondition(listener == nil, "start() called twice")
+        let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
+        try uvCheck("uv_tcp_init", uv_tcp_init(loop.loop, tcp))
+        listener = tcp
+        tcp.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        var storage = sockaddr_storage()
+        let address = settings.listen
+        try withUnsafeMutablePointer(to: &storage) { pointer throws(UVError) in
+            let raw = UnsafeMutableRawPointer(pointer)
+            if address.host.contains(":") {
+                try uvCheck("uv_ip6_addr \(address.host)", uv_ip6_addr(address.host, Int32(address.port), raw.assumingMemoryBound(to: sockaddr_in6.self)))
+            } else {
+                try uvCheck("uv_ip4_addr \(address.host)", uv_ip4_addr(address.host, Int32(address.port), raw.assumingMemoryBound(to: sockaddr_in.self)))
+            }
+            try uvCheck("bind \(address)", uv_tcp_bind(tcp, raw.assumingMemoryBound(to: sockaddr.self), 0))
+        }
+        try uvCheck("listen \(address)", uv_listen(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), 511) { stream, status in
+            Unmanaged<HTTPServer>.fromOpaque(stream!.pointee.data).takeUnretainedValue().accept(status: status)
+        })
+        startSweep()
+        return try boundAddress(tcp)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, closes idle connections;
+    /// `whenClosed` runs on the loop once every connection is closed.
+    public func shutdown(whenClosed: @escaping () -> Void) {
+        loop.assertInLoop()
+        guard !draining else { return }
+        draining = true
+        self.whenClosed = whenClosed
+        if let listener {
+            closeAndFree(listener)
+            self.listener = nil
+        }
+        for connection in Array(connections.values) { connection.beginDrain() }
+        finishShutdownIfDone()
+    }
+
+    /// Closes every connection at once, answered or not (the shutdown bound has passed).
+    public func closeAllConnections() {
+        loop.assertInLoop()
+        for connection in Array(connections.values) { connection.close() }
+    }
+
+    public var connectionCount: Int { connections.count }
+
+    // MARK: - Loop-thread internals
+
+    func deliver(_ response: HTTPResponse, connectionID: UInt64, sequence: UInt64) {
+        // The connection may have closed meanwhile; its answer then has nowhere to go.
+        connections[connectionID]?.deliver(response, sequence: sequence)
+    }
+
+    func retryDeferred(connectionID: UInt64) {
+        connections[connectionID]?.retryDeferred()
+    }
+
+    func connectionClosed(_ id: UInt64) {
+        guard connections.removeValue(forKey: id) != nil else { return }
+        metrics.openConnections.subtract(1, ordering: .relaxed)
+        finishShutdownIfDone()
+    }
+
+    private func finishShutdownIfDone() {
+        guard draining, connections.isEmpty, let whenClosed else { return }
+        self.whenClosed = nil
+        if let sweepTimer {
+            uv_timer_stop(sweepTimer)
+            closeAndFree(sweepTimer)
+            self.sweepTimer = nil
+        }
+        whenClosed()
+    }
+
+    private func accept(status: Int32) {
+        guard status >= 0, let listener, !draining else { return }
+        let id = nextConnectionID
+        nextConnectionID += 1
+        let overLimit = connections.count >= settings.connectionsMax
+        guard let connection = HTTPConnection(server: self, id: id, listener: listener) else { return }
+        connections[id] = connection
+        metrics.openConnections.add(1, ordering: .relaxed)
+        metrics.acceptedConnections.add(1, ordering: .relaxed)
+        if overLimit {
+            metrics.refusedConnections.add(1, ordering: .relaxed)
+            connection.refuse(HTTPResponse.error(503, "too many connections (connections_max is \(settings.connectionsMax))", route: Self.edgeRoute))
+        } else {
+            connection.startReading()
+        }
+    }
+
+    private func startSweep() {
+        let timer = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
+        uv_timer_init(loop.loop, timer)
+        timer.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        sweepTimer = timer
+        refreshDate()
+        // Often enough to hold a timeout within a quarter of itself, and to keep the Date header current.
+        let intervalMs = UInt64(max(10, min(1000, min(settings.idleTimeoutMs, settings.requestTimeoutMs) / 4)))
+        uv_timer_start(timer, { timer in
+            Unmanaged<HTTPServer>.fromOpaque(timer!.pointee.data).takeUnretainedValue().sweep()
+        }, intervalMs, intervalMs)
+    }
+
+    private func sweep() {
+        refreshDate()
+        let nowMs = loop.nowMs
+        for connection in Array(connections.values) { connection.checkTimeouts(nowMs: nowMs) }
+    }
+
+    private func refreshDate() {
+        var now = time(nil)
+        var parts = tm()
+        gmtime_r(&now, &parts)
+        var buffer = [CChar](repeating: 0, count: 64)
+        let count = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+        httpDate = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private func boundAddress(_ tcp: UnsafeMutablePointer<uv_tcp_t>) throws(UVError) -> ListenAddress {
+        var storage = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        _ = try withUnsafeMutablePointer(to: &storage) { pointer throws(UVError) in
+            try uvCheck("uv_tcp_getsockname", uv_tcp_getsockname(tcp, UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: sockaddr.self), &length))
+        }
+        let family = storage.ss_family
+        let port: UInt16 = withUnsafeBytes(of: storage) { raw in
+            family == sa_family_t(AF_INET6)
+                ? raw.load(as: sockaddr_in6.self).sin6_port
+                : raw.load(as: sockaddr_in.self).sin_port
+        }
+        return ListenAddress(host: settings.listen.host, port: Int(UInt16(bigEndian: port)))
+    }
+}

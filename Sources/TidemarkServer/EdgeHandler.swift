@@ -1,0 +1,64 @@
+import TidemarkCore
+import TidemarkNet
+import TidemarkStages
+
+/// Hands each request from the edge to the decode stage, and turns a full or
+/// stopping stage into the answer DESIGN.md section 4 asks for.
+struct EdgeHandler: HTTPRequestHandler {
+    let decode: Stage<HTTPExchange>
+
+    func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff {
+        switch decode.submit(HTTPExchange(request: request, responder: responder), whenSpace: whenSpace) {
+        case .accepted:
+            return .accepted
+        case .deferred:
+            return .deferred
+        case .rejected(.overloaded):
+            return .rejected(.error(503, "stage \(decode.name) is overloaded; retry later", route: AdminRoutes.label(for: request),
+                                    extra: [("stage", decode.name)]))
+        case .rejected(.stopping):
+            return .rejected(.error(503, "node is shutting down", route: AdminRoutes.label(for: request),
+                                    extra: [("stage", decode.name)]))
+        }
+    }
+}
+
+/// The node's own routes: `/ping`, `/metrics`, `/stages`. Runs on the decode stage.
+struct AdminRoutes: Sendable {
+    static let routes = ["/ping", "/metrics", "/stages"]
+
+    let stages: @Sendable () -> [StageSnapshot]
+    let http: HTTPMetrics
+    let startedNs: UInt64
+    let startTimeSeconds: Double
+
+    /// The `route` label for a request: its path when it is a known route, else `other`.
+    static func label(for request: HTTPRequest) -> String {
+        let path = String(request.path)
+        return routes.contains(path) ? path : "other"
+    }
+
+    func respond(to request: HTTPRequest) -> HTTPResponse {
+        let route = Self.label(for: request)
+        guard route != "other" else {
+            return .error(404, "no route for \(request.method) \(request.path)", route: route)
+        }
+        guard request.method == "GET" || request.method == "HEAD" else {
+            var response = HTTPResponse.error(405, "\(request.path) accepts GET only", route: route)
+            response.headers.append(("Allow", "GET, HEAD"))
+            return response
+        }
+        switch route {
+        case "/ping":
+            return .json(200, #"{"code":200,"message":"SUCCESS_STATUS"}"#, route: route)
+        case "/metrics":
+            let text = MetricsText.render(
+                stages: stages(), http: http, process: .read(),
+                uptimeSeconds: Double(monotonicNowNs() - startedNs) / 1e9, startTimeSeconds: startTimeSeconds)
+            return HTTPResponse(status: 200, contentType: MetricsText.contentType, body: Array(text.utf8), route: route)
+        default:
+            let body = StageReport.encode(stages().map(StageReport.init))
+            return HTTPResponse(status: 200, contentType: "application/json", body: body, route: route)
+        }
+    }
+}

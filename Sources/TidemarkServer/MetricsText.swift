@@ -1,0 +1,101 @@
+import Foundation
+import TidemarkNet
+import TidemarkStages
+
+/// Renders `/metrics` in the Prometheus text exposition format (version 0.0.4).
+struct MetricsText {
+    static let contentType = "text/plain; version=0.0.4; charset=utf-8"
+    /// Histogram bucket bounds, in seconds: 10 µs to 10 s.
+    static let latencyBucketsSeconds: [Double] = [
+        0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+        0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    ]
+
+    private var text = ""
+
+    /// The whole page for the given readings.
+    static func render(stages: [StageSnapshot], http: HTTPMetrics, process: ProcessStats,
+                       uptimeSeconds: Double, startTimeSeconds: Double) -> String {
+        var page = MetricsText()
+        page.stageFamilies(stages)
+        page.family("tidemark_http_requests_total", "counter", "HTTP responses sent, by route and status.")
+        for (key, count) in http.responseCounts() {
+            page.sample("tidemark_http_requests_total", ["route": key.route, "status": String(key.status)], Double(count))
+        }
+        page.gauge("tidemark_http_open_connections", "Client connections open now.", Double(http.openConnections.load(ordering: .relaxed)))
+        page.counter("tidemark_http_accepted_connections_total", "Client connections accepted.",
+                     Double(http.acceptedConnections.load(ordering: .relaxed)))
+        page.counter("tidemark_http_refused_connections_total", "Connections refused because connections_max were open.",
+                     Double(http.refusedConnections.load(ordering: .relaxed)))
+        page.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", Double(process.residentBytes))
+        page.gauge("process_open_fds", "Number of open file descriptors.", Double(process.openFileDescriptors))
+        page.gauge("process_max_fds", "Maximum number of open file descriptors.", Double(process.fileDescriptorLimit))
+        page.gauge("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds.", startTimeSeconds)
+        page.gauge("tidemark_uptime_seconds", "Seconds since the node started.", uptimeSeconds)
+        return page.text
+    }
+
+    private mutating func stageFamilies(_ stages: [StageSnapshot]) {
+        typealias Reading = (String, String, String, (StageSnapshot) -> Double)
+        let readings: [Reading] = [
+            ("tidemark_stage_queue_depth", "gauge", "Events waiting in the stage's queue.", { Double($0.queueDepth) }),
+            ("tidemark_stage_queue_capacity", "gauge", "Capacity of the stage's bounded queue.", { Double($0.settings.queueCapacity) }),
+            ("tidemark_stage_threads", "gauge", "Worker threads of the stage (0 when inline).", { Double($0.settings.threads) }),
+            ("tidemark_stage_busy_threads", "gauge", "Threads running the stage's handler now.", { Double($0.busyThreads) }),
+            ("tidemark_stage_completed_total", "counter", "Events the stage has handled.", { Double($0.completed) }),
+            ("tidemark_stage_blocked_total", "counter", "Submissions that found the queue full under overflow: block.", { Double($0.blocked) }),
+            ("tidemark_stage_rejected_total", "counter", "Submissions refused because the queue was full under overflow: reject.", { Double($0.rejected) }),
+        ]
+        for (name, type, help, read) in readings {
+            family(name, type, help)
+            for stage in stages { sample(name, ["stage": stage.name], read(stage)) }
+        }
+        histogram("tidemark_stage_queue_wait_seconds", "Time events wait in the stage's queue.", stages.map { ($0.name, $0.queueWait) })
+        histogram("tidemark_stage_service_seconds", "Time the stage's handler takes per batch.", stages.map { ($0.name, $0.service) })
+    }
+
+    private mutating func histogram(_ name: String, _ help: String, _ series: [(stage: String, LatencyHistogram)]) {
+        family(name, "histogram", help)
+        for (stage, histogram) in series {
+            for bound in Self.latencyBucketsSeconds {
+                let count = histogram.count(atMostNs: UInt64(bound * 1e9))
+                sample(name + "_bucket", ["stage": stage, "le": Self.number(bound)], Double(count))
+            }
+            sample(name + "_bucket", ["stage": stage, "le": "+Inf"], Double(histogram.count))
+            sample(name + "_sum", ["stage": stage], Double(histogram.sumNs) / 1e9)
+            sample(name + "_count", ["stage": stage], Double(histogram.count))
+        }
+    }
+
+    private mutating func gauge(_ name: String, _ help: String, _ value: Double) {
+        family(name, "gauge", help)
+        sample(name, [:], value)
+    }
+
+    private mutating func counter(_ name: String, _ help: String, _ value: Double) {
+        family(name, "counter", help)
+        sample(name, [:], value)
+    }
+
+    private mutating func family(_ name: String, _ type: String, _ help: String) {
+        text += "# HELP \(name) \(help)\n# TYPE \(name) \(type)\n"
+    }
+
+    private mutating func sample(_ name: String, _ labels: KeyValuePairs<String, String>, _ value: Double) {
+        text += name
+        if !labels.isEmpty {
+            text += "{" + labels.map { "\($0.key)=\"\(Self.escapeLabel($0.value))\"" }.joined(separator: ",") + "}"
+        }
+        text += " \(Self.number(value))\n"
+    }
+
+    private static func number(_ value: Double) -> String {
+        if value == value.rounded() && abs(value) < 1e15 { return String(Int64(value)) }
+        return "\(value)"
+    }
+
+    private static func escapeLabel(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+            .replacingOccurrences(of: "\n", with: "\\n")
+    }
+}

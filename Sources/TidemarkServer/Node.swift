@@ -1,0 +1,112 @@
+import Foundation
+import Logging
+import Synchronization
+import TidemarkConfig
+import TidemarkCore
+import TidemarkNet
+import TidemarkStages
+
+/// A running Tidemark node: its stages, its event loop and the HTTP edge on it.
+///
+/// `run()` blocks the calling thread, which becomes the event-loop thread, until
+/// SIGTERM or SIGINT has stopped the node. `@unchecked Sendable`: the mutable
+/// fields are touched only on the loop thread.
+public final class Node: @unchecked Sendable {
+    /// How the node stopped.
+    public enum Outcome: Sendable, Equatable {
+        /// Drained and synced within `shutdown_timeout_ms`.
+        case clean
+        /// The bound passed with work left; the reason says what.
+        case timedOut(String)
+    }
+
+    public let config: NodeConfig
+    private let logger: Logger
+    private let dataDirectory: DataDirectory
+    private let loop: EventLoop
+    private let stages: NodeStages
+    private let server: HTTPServer
+    private let httpMetrics = HTTPMetrics()
+    private var signalWatchers: [SignalWatcher] = []
+    private var shutdownTimer: LoopTimer?
+    private var outcome = Outcome.clean
+
+    /// Locks the data directory and builds the stages and the event loop.
+    public init(config: NodeConfig, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        dataDirectory = try DataDirectory(path: config.dataDir)
+        loop = try EventLoop()
+        let startedNs = monotonicNowNs()
+        let startTimeSeconds = Date().timeIntervalSince1970
+        // The routes read the stages, which exist only once built: resolve them lazily.
+        let stagesBox = StagesBox()
+        let routes = AdminRoutes(stages: { stagesBox.snapshots() }, http: httpMetrics,
+                                 startedNs: startedNs, startTimeSeconds: startTimeSeconds)
+        stages = NodeStages(settings: config.stages) { batch in
+            for exchange in batch { exchange.responder.respond(routes.respond(to: exchange.request)) }
+        }
+        stagesBox.set(stages)
+        server = HTTPServer(loop: loop, settings: config.http, metrics: httpMetrics, handler: EdgeHandler(decode: stages.decode))
+    }
+
+    /// Opens the HTTP port, serves until SIGTERM/SIGINT, then stops within the bound.
+    public func run(onReady: (ListenAddress) -> Void) throws -> Outcome {
+        let address: ListenAddress
+        do {
+            address = try server.start()
+        } catch {
+            _ = stages.drain(deadlineNs: monotonicNowNs() + 1_000_000_000)
+            loop.close()
+            loop.run()
+            throw error
+        }
+        for signal in [SIGTERM, SIGINT] {
+            signalWatchers.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] in beginShutdown(signal: signal) })
+        }
+        logger.info("tidemarkd listening", metadata: ["http": "\(address)", "data_dir": "\(config.dataDir)", "node": "\(config.nodeName)"])
+        onReady(address)
+        loop.run()
+        return outcome
+    }
+
+    private func beginShutdown(signal: Int32) {
+        guard shutdownTimer == nil else {
+            logger.notice("already stopping", metadata: ["signal": "\(signal)"])
+            return
+        }
+        let deadlineNs = monotonicNowNs() + UInt64(config.shutdownTimeoutMs) * 1_000_000
+        logger.notice("stopping: no new connections; draining requests and stages",
+                      metadata: ["signal": "\(signal)", "bound_ms": "\(config.shutdownTimeoutMs)"])
+        for watcher in signalWatchers { watcher.close() }
+        signalWatchers = []
+        // The whole stop shares one bound; past it open connections are cut.
+        shutdownTimer = LoopTimer(loop: loop, delayMs: UInt64(config.shutdownTimeoutMs)) { [unowned self] in
+            outcome = .timedOut("connections still had requests in flight")
+            server.closeAllConnections()
+        }
+        server.shutdown { [unowned self] in
+            shutdownTimer?.cancel()
+            // Draining stages blocks, so it runs off the loop; the loop stays up for their replies.
+            let stages = stages, loop = loop, dataDirectory = dataDirectory, logger = logger
+            Thread.detachNewThread {
+                let drained = stages.drain(deadlineNs: deadlineNs)
+                let syncProblem = dataDirectory.sync()
+                if let syncProblem { logger.error("sync failed", metadata: ["reason": "\(syncProblem)"]) }
+                loop.execute { [self] in
+                    if !drained && outcome == .clean { outcome = .timedOut("stages still had queued work") }
+                    if syncProblem != nil && outcome == .clean { outcome = .timedOut("data directory sync failed") }
+                    loop.close()
+                }
+            }
+        }
+    }
+}
+
+/// Gives the routes the node's stages after both exist.
+private final class StagesBox: Sendable {
+    private let stages = Mutex<NodeStages?>(nil)
+
+    func set(_ value: NodeStages) { stages.withLock { $0 = value } }
+    func snapshots() -> [StageSnapshot] { stages.withLock { $0 }?.all.map { $0.snapshot() } ?? [] }
+}

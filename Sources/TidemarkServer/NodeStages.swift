@@ -1,0 +1,49 @@
+import TidemarkCore
+import TidemarkNet
+import TidemarkStages
+
+/// An HTTP request on its way through the decode stage, with where its answer goes.
+public struct HTTPExchange: Sendable {
+    public let request: HTTPRequest
+    public let responder: HTTPResponder
+}
+
+/// Work for a stage whose typed events arrive with later parts of the node: the
+/// event carries its own continuation, as DESIGN.md section 4 asks.
+public struct StageTask: Sendable {
+    public let run: @Sendable () -> Void
+
+    public init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+}
+
+/// The seven stages of a node, built from the configured settings.
+public final class NodeStages: Sendable {
+    public let decode: Stage<HTTPExchange>
+    /// The stages after decode, keyed by name; each runs the tasks handed to it.
+    public let taskStages: [StageName: Stage<StageTask>]
+
+    public init(settings: [StageName: StageSettings], decodeHandler: @escaping Stage<HTTPExchange>.Handler) {
+        decode = Stage(name: StageName.decode.rawValue, settings: settings[.decode]!, handler: decodeHandler)
+        var stages: [StageName: Stage<StageTask>] = [:]
+        for name in StageName.allCases where name != .decode {
+            stages[name] = Stage(name: name.rawValue, settings: settings[name]!) { batch in
+                for task in batch { task.run() }
+            }
+        }
+        taskStages = stages
+    }
+
+    /// Every stage in pipeline order.
+    public var all: [any StageMonitor] {
+        StageName.allCases.map { name -> any StageMonitor in
+            name == .decode ? decode : taskStages[name]!
+        }
+    }
+
+    /// Drains every stage in pipeline order, so work handed downstream is still run.
+    /// Returns false if the deadline passed first.
+    public func drain(deadlineNs: UInt64) -> Bool {
+        for stage in all where !stage.drain(deadlineNs: deadlineNs) { return false }
+        return true
+    }
+}

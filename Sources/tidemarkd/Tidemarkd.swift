@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TidemarkConfig
+import TidemarkCore
+import TidemarkServer
+
+/// The Tidemark node: reads its config, serves until SIGTERM/SIGINT, then drains and exits.
+@main
+struct Tidemarkd: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tidemarkd",
+        abstract: "Run one Tidemark node.",
+        discussion: """
+            With no options it starts a single node on 127.0.0.1:18080 with data under ./data.
+            Exit status: 0 after a clean stop, 1 when the stop passed shutdown_timeout_ms or the node
+            failed at run time, 2 when the configuration is wrong.
+            """)
+
+    @Option(name: .long, help: "Node config (YAML); see docs/configuration.md.")
+    var config: String?
+
+    @Option(name: .long, help: "A stages.yaml whose settings override the built-in defaults.")
+    var stages: String?
+
+    @Option(name: .long, help: "Override http.listen (HOST:PORT; port 0 lets the system choose).")
+    var httpListen: String?
+
+    @Option(name: .long, help: "Override data_dir.")
+    var dataDir: String?
+
+    @Option(name: .long, help: "Override log_level (trace, debug, info, notice, warning, error, critical).")
+    var logLevel: String?
+
+    @Flag(name: .long, help: "Check the configuration, print the effective stage sizing, and exit.")
+    var checkConfig = false
+
+    func run() throws {
+        let nodeConfig: NodeConfig
+        do {
+            nodeConfig = try effectiveConfig()
+        } catch {
+            FileHandle.standardError.write(Data("tidemarkd: config error: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        if checkConfig {
+            print("configuration OK")
+            for name in StageName.allCases {
+                let s = nodeConfig.stages[name]!
+                print("  \(name.rawValue): threads=\(s.threads) queue=\(s.queueCapacity) batch=\(s.batchSize) overflow=\(s.overflow.rawValue) inline=\(s.inline)")
+            }
+            return
+        }
+        let level = Logger.Level(rawValue: nodeConfig.logLevel.rawValue) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "tidemarkd")
+        let outcome: Node.Outcome
+        do {
+            let node = try Node(config: nodeConfig, logger: logger)
+            outcome = try node.run { address in
+                // One line on stdout that scripts and tests wait for.
+                FileHandle.standardOutput.write(Data("tidemarkd ready http=\(address)\n".utf8))
+            }
+        } catch {
+            logger.critical("cannot run the node", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+        switch outcome {
+        case .clean:
+            logger.notice("stopped cleanly")
+        case .timedOut(let reason):
+            logger.error("stop passed shutdown_timeout_ms", metadata: ["reason": "\(reason)"])
+            throw ExitCode(1)
+        }
+    }
+
+    /// The config file and stages file, then the command-line overrides.
+    private func effectiveConfig() throws -> NodeConfig {
+        var nodeConfig = try ConfigLoader.load(configPath: config, stagesPath: stages)
+        if let httpListen {
+            switch ListenAddress.parse(httpListen) {
+            case .success(let address): nodeConfig.http.listen = address
+            case .failure(let error): throw ConfigError(file: "--http-listen", key: nil, line: nil, column: nil, message: error.reason)
+            }
+        }
+        if let dataDir { nodeConfig.dataDir = dataDir }
+        if let logLevel {
+            guard let level = LogLevelName(rawValue: logLevel) else {
+                throw ConfigError(file: "--log-level", key: nil, line: nil, column: nil,
+                                  message: "expected one of \(LogLevelName.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(logLevel)\"")
+            }
+            nodeConfig.logLevel = level
+        }
+        return nodeConfig
+    }
+}
