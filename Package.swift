@@ -66,10 +66,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // Helpers shared by the test targets (a blocking HTTP client, process control).
+        .target(name: "TidemarkTestSupport", path: "Tests/TidemarkTestSupport"),
         .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages"]),
         .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig"]),
-        .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet"]),
-        .testTarget(name: "TidemarkServerTests", dependencies: ["TidemarkServer", "TidemarkNet"]),
+        .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),
+        .testTarget(
+            name: "TidemarkServerTests",
+            dependencies: ["TidemarkServer", "TidemarkNet", "TidemarkStages", "TidemarkConfig", "TidemarkTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

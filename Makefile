@@ -1,0 +1,52 @@
+# Tidemark — the two set-up commands are `make run` and `make test`; both install
+# what a fresh Debian machine with only Swift lacks, then build.
+
+SWIFT          ?= swift
+APT_PACKAGES   := pkg-config libuv1-dev libzstd-dev libhttp-parser-dev
+TEST_APT       := systemd
+PY_TEST_MODULES := prometheus_client
+SUDO           := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+RUN_ARGS       ?=
+
+.PHONY: all deps test-deps build build-release run test test-swift verify-systemd bench clean
+
+all: build
+
+# System packages the build links against, installed only when missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "make: installing$$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+# What the tests use besides the build: a real Prometheus text parser, systemd-analyze.
+test-deps: deps
+	@python3 -c 'import prometheus_client' 2>/dev/null || { echo "make: installing $(PY_TEST_MODULES) from PyPI"; \
+	  python3 -m pip install -q $(PY_TEST_MODULES); }
+	@command -v systemd-analyze >/dev/null 2>&1 || { echo "make: installing $(TEST_APT)"; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(TEST_APT) || true; }
+
+build: deps
+	$(SWIFT) build
+
+build-release: deps
+	$(SWIFT) build -c release
+
+# A single node on the built-in defaults: HTTP on 127.0.0.1:18080, data under ./data.
+run: build
+	.build/debug/tidemarkd $(RUN_ARGS)
+
+test: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+	@$(MAKE) --no-print-directory verify-systemd
+
+verify-systemd:
+	@bash deploy/systemd/verify.sh .build/debug/tidemarkd
+
+bench: build-release
+	@bash bench/run.sh
+
+clean:
+	rm -rf .build

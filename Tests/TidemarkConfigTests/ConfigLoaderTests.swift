@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+import TidemarkCore
+@testable import TidemarkConfig
+
+/// Writes `text` to a fresh temporary file and returns its path.
+func temporaryFile(_ text: String, name: String = "node.yaml") throws -> String {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tidemark-config-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    let path = directory.appendingPathComponent(name).path
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+/// The error loading `yaml` as a node config gives, or nil when it loads.
+func loadError(_ yaml: String) throws -> ConfigError? {
+    let path = try temporaryFile(yaml)
+    do {
+        _ = try ConfigLoader.load(configPath: path)
+        return nil
+    } catch {
+        return error
+    }
+}
+
+@Suite struct ConfigLoaderTests {
+    @Test func embeddedDefaultsAreTheRepositoryStagesFile() throws {
+        let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let onDisk = try String(contentsOf: repositoryRoot.appendingPathComponent("stages.yaml"), encoding: .utf8)
+        #expect(onDisk == ConfigLoader.embeddedStagesYAML)
+        let stages = try ConfigLoader.defaultStages()
+        #expect(Set(stages.keys) == Set(StageName.allCases))
+        for (_, settings) in stages { #expect(settings.problem == nil) }
+    }
+
+    @Test func emptyConfigGivesDefaults() throws {
+        let config = try ConfigLoader.load(configPath: try temporaryFile(""))
+        #expect(config == NodeConfig(stages: try ConfigLoader.defaultStages()))
+        #expect(config.dataDir == "./data")
+        #expect(config.http.listen == ListenAddress(host: "127.0.0.1", port: 18080))
+    }
+
+    @Test func nodeConfigOverridesOnlyTheKeysItNames() throws {
+        let config = try ConfigLoader.load(configPath: try temporaryFile("""
+            node_name: n7
+            data_dir: /var/lib/tidemark/n7
+            http:
+              listen: 0.0.0.0:9000
+              body_bytes_max: 1024
+            internal: {listen: "[::1]:10731"}
+            meta_peers: [a:10730, b:10730]
+            wal_sync: 50
+            log_level: debug
+            shutdown_timeout_ms: 2500
+            stages:
+              decode: {threads: 3}
+              query: {inline: true, threads: 0, overflow: block}
+            """))
+        let defaults = try ConfigLoader.defaultStages()
+        #expect(config.nodeName == "n7")
+        #expect(config.dataDir == "/var/lib/tidemark/n7")
+        #expect(config.http.listen == ListenAddress(host: "0.0.0.0", port: 9000))
+        #expect(config.http.bodyBytesMax == 1024)
+        #expect(config.http.headerBytesMax == HTTPSettings().headerBytesMax)
+        #expect(config.internalListen == ListenAddress(host: "::1", port: 10731))
+        #expect(config.metaPeers == ["a:10730", "b:10730"])
+        #expect(config.walSync == .intervalMs(50))
+        #expect(config.logLevel == .debug)
+        #expect(config.shutdownTimeoutMs == 2500)
+        var decode = defaults[.decode]!
+        decode.threads = 3
+        #expect(config.stages[.decode] == decode)
+        #expect(config.stages[.query]!.inline && config.stages[.query]!.threads == 0)
+        #expect(config.stages[.query]!.overflow == .block)
+        #expect(config.stages[.route] == defaults[.route])
+    }
+
+    @Test func stagesFileOverridesDefaultsAndNodeConfigOverridesBoth() throws {
+        let stagesPath = try temporaryFile("route: {threads: 4, batch: 8}\n", name: "stages.yaml")
+        let configPath = try temporaryFile("stages:\n  route: {threads: 2}\n")
+        let config = try ConfigLoader.load(configPath: configPath, stagesPath: stagesPath)
+        #expect(config.stages[.route]!.threads == 2)
+        #expect(config.stages[.route]!.batchSize == 8)
+    }
+
+    @Test func unknownStageIsNamedWithItsLine() throws {
+        let error = try #require(try loadError("log_level: info\nstages:\n  decdoe:\n    threads: 2\n"))
+        #expect(error.key == "stages.decdoe")
+        #expect(error.line == 4 || error.line == 3)
+        #expect(error.message.contains("unknown key"))
+        #expect(error.message.contains("decode"))
+    }
+
+    @Test func unknownKeysAreErrorsAtEveryLevel() throws {
+        let top = try #require(try loadError("data_dri: /x\n"))
+        #expect(top.key == "data_dri")
+        #expect(top.line == 1)
+        let inStage = try #require(try loadError("stages:\n  decode:\n    thread: 2\n"))
+        #expect(inStage.key == "stages.decode.thread")
+        #expect(inStage.line == 3)
+        let inHTTP = try #require(try loadError("http:\n  port: 80\n"))
+        #expect(inHTTP.key == "http.port")
+    }
+
+    @Test func wrongTypesSayWhatWasExpected() throws {
+        let threads = try #require(try loadError("stages:\n  decode:\n    threads: two\n"))
+        #expect(threads.key == "stages.decode.threads")
+        #expect(threads.line == 3 && threads.column == 14)
+        #expect(threads.message == "expected an integer, got \"two\"")
+        #expect(threads.description.hasSuffix("node.yaml:3:14: stages.decode.threads: expected an integer, got \"two\""))
+        let inline = try #require(try loadError("stages:\n  decode: {inline: yes please}\n"))
+        #expect(inline.message.contains("expected true or false"))
+        let overflow = try #require(try loadError("stages:\n  decode: {overflow: drop}\n"))
+        #expect(overflow.message == "expected one of reject, block, got \"drop\"")
+        let mapping = try #require(try loadError("http: 8080\n"))
+        #expect(mapping.message == "expected a mapping, got \"8080\"")
+        let listen = try #require(try loadError("http: {listen: localhost}\n"))
+        #expect(listen.key == "http.listen")
+        #expect(listen.message.contains("HOST:PORT"))
+    }
+
+    @Test func impossibleStageSizesAreRefused() throws {
+        let noThreads = try #require(try loadError("stages:\n  apply: {threads: 0}\n"))
+        #expect(noThreads.key == "stages.apply.threads")
+        #expect(noThreads.message.contains("at least 1 unless inline"))
+        #expect(try loadError("stages:\n  apply: {threads: 0, inline: true}\n") == nil)
+        let queue = try #require(try loadError("stages:\n  apply: {queue: 0}\n"))
+        #expect(queue.key == "stages.apply.queue")
+        #expect(queue.message.contains("at least 1"))
+        let batch = try #require(try loadError("stages:\n  apply: {batch: -3}\n"))
+        #expect(batch.key == "stages.apply.batch")
+    }
+
+    @Test func unreadableAndMalformedFilesAreReported() throws {
+        do {
+            _ = try ConfigLoader.load(configPath: "/nonexistent/tidemark.yaml")
+            Issue.record("loading a missing file must fail")
+        } catch {
+            #expect(error.description == "/nonexistent/tidemark.yaml: cannot read file: No such file or directory")
+        }
+        let invalid = try #require(try loadError("stages:\n  decode: {threads: 2\n"))
+        #expect(invalid.message.hasPrefix("invalid YAML"))
+        #expect(invalid.line != nil)
+        let duplicate = try #require(try loadError("log_level: info\nlog_level: debug\n"))
+        #expect(duplicate.message.contains("twice"))
+        let notUTF8 = try temporaryFile("")
+        try Data([0xff, 0xfe, 0x00]).write(to: URL(fileURLWithPath: notUTF8))
+        #expect(throws: ConfigError.self) { try ConfigLoader.load(configPath: notUTF8) }
+    }
+}
