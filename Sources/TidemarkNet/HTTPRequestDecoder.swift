@@ -128,6 +128,10 @@ public final class HTTPRequestDecoder {
         flushHeader()
         headerValueStarted = false
         method = String(cString: http_method_str(http_method(rawValue: tidemark_http_method(parser))))
+        guard parser.pointee.http_major == 1 else {
+            limitError = HTTPDecodeError(status: 505, reason: "HTTP/\(parser.pointee.http_major).\(parser.pointee.http_minor) is not supported; use HTTP/1.1")
+            return -1
+        }
         let declaredLength = parser.pointee.content_length
         // content_length is ULLONG_MAX when absent (chunked or no body).
         if declaredLength != UInt64.max && declaredLength > UInt64(bodyBytesMax) {

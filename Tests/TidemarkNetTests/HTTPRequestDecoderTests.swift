@@ -1,0 +1,116 @@
+import Testing
+@testable import TidemarkNet
+
+private func makeDecoder(headerBytesMax: Int = 8192, bodyBytesMax: Int = 1 << 20) -> HTTPRequestDecoder {
+    HTTPRequestDecoder(headerBytesMax: headerBytesMax, bodyBytesMax: bodyBytesMax)
+}
+
+@Suite struct HTTPRequestDecoderTests {
+    @Test func decodesARequestWithHeadersAndBody() throws {
+        let result = makeDecoder().feedAll(Array("POST /write?db=plant1 HTTP/1.1\r\nHost: x\r\nX-Tag: A b\r\nContent-Length: 5\r\n\r\nhello".utf8))
+        #expect(result.error == nil)
+        let request = try #require(result.requests.first)
+        #expect(request.method == "POST")
+        #expect(request.target == "/write?db=plant1")
+        #expect(request.path == "/write")
+        #expect(request.header("x-tag") == "A b")
+        #expect(request.header("HOST") == "x")
+        #expect(request.body == Array("hello".utf8))
+        #expect(request.keepAlive)
+    }
+
+    @Test func partialInputCompletesOnlyAtTheLastByte() {
+        let bytes = Array("PUT /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz".utf8)
+        let decoder = makeDecoder()
+        for (index, byte) in bytes.enumerated() {
+            let step = [byte].withUnsafeBytes { decoder.feed($0) }
+            #expect(step.consumed == 1)
+            #expect(step.error == nil)
+            if index < bytes.count - 1 {
+                #expect(step.request == nil)
+                #expect(decoder.isInsideRequest)
+            } else {
+                #expect(step.request?.body == Array("xyz".utf8))
+                #expect(!decoder.isInsideRequest)
+            }
+        }
+    }
+
+    @Test func pipelinedRequestsComeOutOneAtATimeInOrder() {
+        let decoder = makeDecoder()
+        let bytes = Array("GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nPOST /3 HTTP/1.1\r\nContent-Length: 2\r\n\r\nokGET /4".utf8)
+        let first = bytes.withUnsafeBytes { decoder.feed($0) }
+        #expect(first.request?.target == "/1")
+        #expect(first.consumed == "GET /1 HTTP/1.1\r\n\r\n".utf8.count)
+        let rest = decoder.feedAll(Array(bytes[first.consumed...]))
+        #expect(rest.requests.map(\.target) == ["/2", "/3"])
+        #expect(rest.requests.last?.body == Array("ok".utf8))
+        #expect(rest.error == nil)
+        #expect(decoder.isInsideRequest)  // "GET /4" is waiting for the rest of its head
+    }
+
+    @Test func chunkedBodiesAreReassembled() {
+        let chunked = "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nTrailer: t\r\n\r\n"
+        let result = makeDecoder().feedAll(Array(chunked.utf8))
+        #expect(result.error == nil)
+        #expect(result.requests.first.map { String(decoding: $0.body, as: UTF8.self) } == "hello, world")
+    }
+
+    @Test func malformedInputIsA400WithTheParserReason() {
+        for bad in ["GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+                    "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"] {
+            let decoder = makeDecoder()
+            let result = decoder.feedAll(Array(bad.utf8))
+            #expect(result.error?.status == 400, "input: \(bad.debugDescription)")
+            #expect(result.error?.reason.hasPrefix("malformed HTTP request: ") == true)
+            #expect(result.requests.isEmpty)
+            #expect(decoder.isFinished)
+        }
+    }
+
+    @Test func onlyHTTP1IsServed() {
+        let result = makeDecoder().feedAll(Array("GET / HTTP/9.9\r\n\r\n".utf8))
+        #expect(result.error?.status == 505)
+        #expect(result.requests.isEmpty)
+    }
+
+    @Test func headerLimitIs431() {
+        let big = "GET / HTTP/1.1\r\nX-Big: \(String(repeating: "a", count: 300))\r\n\r\n"
+        let result = makeDecoder(headerBytesMax: 256).feedAll(Array(big.utf8))
+        #expect(result.error?.status == 431)
+        #expect(makeDecoder(headerBytesMax: 1024).feedAll(Array(big.utf8)).requests.count == 1)
+    }
+
+    @Test func bodyLimitIs413ForDeclaredAndChunkedBodies() {
+        let declared = makeDecoder(bodyBytesMax: 10).feedAll(Array("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n".utf8))
+        #expect(declared.error?.status == 413)
+        let chunked = makeDecoder(bodyBytesMax: 10).feedAll(Array("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n6\r\nabcdef\r\n0\r\n\r\n".utf8))
+        #expect(chunked.error?.status == 413)
+        let exact = makeDecoder(bodyBytesMax: 10).feedAll(Array("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789".utf8))
+        #expect(exact.requests.first?.body.count == 10)
+    }
+
+    @Test func expectContinueIsReportedBeforeTheBody() {
+        let decoder = makeDecoder()
+        let head = Array("POST /w HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n".utf8)
+        let step = head.withUnsafeBytes { decoder.feed($0) }
+        #expect(step.continueRequested)
+        #expect(step.request == nil)
+        let body = Array("data".utf8).withUnsafeBytes { decoder.feed($0) }
+        #expect(!body.continueRequested)
+        #expect(body.request?.body == Array("data".utf8))
+        let unknown = makeDecoder().feedAll(Array("POST / HTTP/1.1\r\nExpect: magic\r\n\r\n".utf8))
+        #expect(unknown.error?.status == 417)
+    }
+
+    @Test func keepAliveFollowsVersionAndConnectionHeader() {
+        let http10 = makeDecoder().feedAll(Array("GET / HTTP/1.0\r\n\r\n".utf8)).requests.first
+        #expect(http10?.keepAlive == false)
+        #expect(http10?.versionMinor == 0)
+        let http10KeepAlive = makeDecoder().feedAll(Array("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".utf8)).requests.first
+        #expect(http10KeepAlive?.keepAlive == true)
+        let close = makeDecoder().feedAll(Array("GET / HTTP/1.1\r\nConnection: close\r\n\r\n".utf8)).requests.first
+        #expect(close?.keepAlive == false)
+    }
+}
