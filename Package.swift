@@ -67,7 +67,7 @@ let package = Package(
             ]),
 
         // Helpers shared by the test targets (a blocking HTTP client, process control).
-        .target(name: "TidemarkTestSupport", path: "Tests/TidemarkTestSupport"),
+        .target(name: "TidemarkTestSupport", dependencies: ["TidemarkNet"], path: "Tests/TidemarkTestSupport"),
         .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages"]),
         .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),

@@ -54,3 +54,31 @@ public struct StageReport: Codable, Sendable, Equatable {
         return try decoder.decode([String: [StageReport]].self, from: Data(body))["stages"] ?? []
     }
 }
+
+extension StageReport {
+    /// The reports as an aligned text table, in the spirit of `nodetool tpstats`.
+    public static func table(_ reports: [StageReport]) -> String {
+        let header = ["Stage", "Threads", "Active", "Pending", "Completed", "Blocked", "Rejected", "p99 wait", "p99 service"]
+        let rows = reports.map { report in
+            [report.name, report.inline ? "inline" : String(report.threads), String(report.active),
+             "\(report.pending)/\(report.queueCapacity)", String(report.completed), String(report.blocked),
+             String(report.rejected), duration(us: report.queueWaitP99Us), duration(us: report.serviceP99Us)]
+        }
+        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max()! }
+        return ([header] + rows).map { cells in
+            cells.enumerated().map { column, cell in
+                // Names read left-aligned, numbers right-aligned.
+                let padding = String(repeating: " ", count: widths[column] - cell.count)
+                return column == 0 ? cell + padding : padding + cell
+            }.joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+
+    /// A duration in the unit that keeps it short: `850µs`, `12.3ms`, `1.50s`.
+    static func duration(us: Double) -> String {
+        if us == 0 { return "-" }
+        if us < 1000 { return String(format: "%.0fµs", us) }
+        if us < 1_000_000 { return String(format: "%.1fms", us / 1000) }
+        return String(format: "%.2fs", us / 1_000_000)
+    }
+}

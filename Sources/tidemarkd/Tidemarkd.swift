@@ -58,6 +58,7 @@ struct Tidemarkd: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "tidemarkd")
+        unblockStopSignals()
         let outcome: Node.Outcome
         do {
             let node = try Node(config: nodeConfig, logger: logger)
@@ -97,4 +98,14 @@ struct Tidemarkd: ParsableCommand {
         }
         return nodeConfig
     }
+}
+
+/// A parent may start us with SIGTERM/SIGINT blocked (the mask is inherited across exec);
+/// unblock them before any thread exists, so every thread inherits a mask that lets them in.
+private func unblockStopSignals() {
+    var signals = sigset_t()
+    sigemptyset(&signals)
+    sigaddset(&signals, SIGTERM)
+    sigaddset(&signals, SIGINT)
+    pthread_sigmask(SIG_UNBLOCK, &signals, nil)
 }

@@ -13,6 +13,8 @@ public struct WireResponse: Sendable {
 
 public struct TestClientError: Error, CustomStringConvertible {
     public let description: String
+
+    public init(description: String) { self.description = description }
 }
 
 /// A blocking loopback HTTP/1.1 client for tests, with a read timeout on every call,

@@ -1,25 +1,25 @@
 import Foundation
 import TidemarkCore
 import TidemarkTestSupport
-@testable import TidemarkNet
+import TidemarkNet
 
 /// A request handler made of a closure, for edge tests.
-struct ClosureHandler: HTTPRequestHandler {
+public struct ClosureHandler: HTTPRequestHandler {
     let body: @Sendable (HTTPRequest, HTTPResponder, @escaping @Sendable () -> Void) -> HandOff
 
-    func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff {
+    public func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff {
         body(request, responder, whenSpace)
     }
 }
 
 /// An HTTP server on its own event-loop thread, on a port the system picks.
-final class EdgeHarness: Sendable {
-    let loop: EventLoop
-    let server: HTTPServer
-    let port: Int
+public final class EdgeHarness: Sendable {
+    public let loop: EventLoop
+    public let server: HTTPServer
+    public let port: Int
     private let stopped = DispatchSemaphore(value: 0)
 
-    init(settings: HTTPSettings = HTTPSettings(), handler: @escaping @Sendable (HTTPRequest, HTTPResponder, @escaping @Sendable () -> Void) -> HandOff) throws {
+    public init(settings: HTTPSettings = HTTPSettings(), handler: @escaping @Sendable (HTTPRequest, HTTPResponder, @escaping @Sendable () -> Void) -> HandOff) throws {
         var settings = settings
         settings.listen = ListenAddress(host: "127.0.0.1", port: 0)
         loop = try EventLoop()
@@ -33,7 +33,7 @@ final class EdgeHarness: Sendable {
     }
 
     /// An echo server: answers `METHOD TARGET BODY` from a background queue.
-    convenience init(settings: HTTPSettings = HTTPSettings()) throws {
+    public convenience init(settings: HTTPSettings = HTTPSettings()) throws {
         try self.init(settings: settings) { request, responder, _ in
             DispatchQueue.global().async {
                 let text = "\(request.method) \(request.target) \(String(decoding: request.body, as: UTF8.self))"
@@ -43,10 +43,10 @@ final class EdgeHarness: Sendable {
         }
     }
 
-    func client() throws -> TestHTTPClient { try TestHTTPClient(port: port) }
+    public func client() throws -> TestHTTPClient { try TestHTTPClient(port: port) }
 
     /// Graceful stop; true when the loop thread finished within the bound.
-    func stop() -> Bool {
+    public func stop() -> Bool {
         let server = server, loop = loop
         loop.execute { server.shutdown { loop.close() } }
         return stopped.wait(timeout: .now() + 10) == .success

@@ -1,0 +1,127 @@
+import Foundation
+import Testing
+import TidemarkServer
+import TidemarkTestSupport
+
+/// Parses a Prometheus text page with the reference Python parser (prometheus_client)
+/// and returns, per metric family, its type and samples as "name{labels} value" lines.
+private func parsePrometheus(_ page: String) throws -> [String: (type: String, samples: [String])] {
+    let script = """
+        import json, sys
+        from prometheus_client.parser import text_string_to_metric_families
+        out = {}
+        for family in text_string_to_metric_families(sys.stdin.read()):
+            out[family.name] = {"type": family.type, "samples": [
+                s.name + "{" + ",".join(k + "=" + v for k, v in sorted(s.labels.items())) + "} " + ("%g" % s.value)
+                for s in family.samples]}
+        print(json.dumps(out))
+        """
+    let result = try runProcess("/usr/bin/env", ["python3", "-c", script], stdin: page)
+    guard result.status == 0 else { throw TestClientError(description: "prometheus_client rejected /metrics: \(result.stderr)") }
+    let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: [String: Any]]
+    return json.mapValues { ($0["type"] as! String, $0["samples"] as! [String]) }
+}
+
+private func writeConfig(_ yaml: String) throws -> String {
+    let path = try temporaryDirectory("config") + "/node.yaml"
+    try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+}
+
+@Suite(.serialized) struct NodeProcessTests {
+    @Test func nodeServesPingMetricsAndStagesThenStopsCleanlyOnSIGTERM() throws {
+        let dataDir = try temporaryDirectory("data")
+        let config = try writeConfig("""
+            node_name: e2e
+            data_dir: \(dataDir)
+            http: {listen: 127.0.0.1:0}
+            stages:
+              decode: {threads: 1, batch: 8}
+            """)
+        let node = try NodeProcess(arguments: ["--config", config])
+        let client = try TestHTTPClient(port: node.port)
+
+        let ping = try client.request("GET", "/ping")
+        #expect(ping.status == 200)
+        #expect(ping.text == #"{"code":200,"message":"SUCCESS_STATUS"}"#)
+
+        let metrics = try client.request("GET", "/metrics")
+        #expect(metrics.status == 200)
+        #expect(metrics.headers["content-type"]?.hasPrefix("text/plain; version=0.0.4") == true)
+        let families = try parsePrometheus(metrics.text)
+        for (name, type) in [("tidemark_stage_queue_depth", "gauge"), ("tidemark_stage_queue_capacity", "gauge"),
+                             ("tidemark_stage_threads", "gauge"), ("tidemark_stage_busy_threads", "gauge"),
+                             ("tidemark_stage_completed", "counter"), ("tidemark_stage_blocked", "counter"),
+                             ("tidemark_stage_rejected", "counter"), ("tidemark_stage_queue_wait_seconds", "histogram"),
+                             ("tidemark_stage_service_seconds", "histogram"), ("tidemark_http_requests", "counter"),
+                             ("process_resident_memory_bytes", "gauge"), ("process_open_fds", "gauge"),
+                             ("tidemark_uptime_seconds", "gauge")] {
+            #expect(families[name]?.type == type, "family \(name)")
+        }
+        let threads = try #require(families["tidemark_stage_threads"]).samples
+        #expect(threads.count == 7)
+        #expect(threads.contains("tidemark_stage_threads{stage=decode} 1"))
+        #expect(try #require(families["tidemark_http_requests"]).samples.contains("tidemark_http_requests_total{route=/ping,status=200} 1"))
+        let rss = try #require(families["process_resident_memory_bytes"]?.samples.first)
+        #expect((Double(rss.split(separator: " ").last!) ?? 0) > 1_000_000)
+        let waits = try #require(families["tidemark_stage_queue_wait_seconds"]).samples
+        #expect(waits.contains { $0.hasPrefix("tidemark_stage_queue_wait_seconds_count{stage=decode} ") && !$0.hasSuffix(" 0") })
+
+        let stages = try client.request("GET", "/stages")
+        let reports = try StageReport.decode(stages.body)
+        #expect(reports.map(\.name) == ["decode", "route", "append", "apply", "query", "flush", "handoff"])
+        #expect(reports.first?.batchSize == 8)
+        #expect((reports.first?.completed ?? 0) >= 2)
+
+        let cli = try runProcess(try builtProduct("tidemark"), ["stages", "--url", "http://127.0.0.1:\(node.port)"])
+        #expect(cli.status == 0)
+        let lines = cli.stdout.split(separator: "\n")
+        #expect(lines.first?.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
+            == "Stage Threads Active Pending Completed Blocked Rejected p99 wait p99 service")
+        #expect(lines.count == 8)
+        #expect(lines.contains { $0.hasPrefix("handoff ") })
+
+        #expect(try client.request("GET", "/nope").status == 404)
+        #expect(try client.request("POST", "/ping", body: []).status == 405)
+
+        #expect(try node.stop(signal: SIGTERM) == 0)
+        #expect(node.stderr.contains("stopped cleanly"))
+    }
+
+    @Test func sigintAlsoStopsCleanlyAndReleasesTheDataDirectory() throws {
+        let dataDir = try temporaryDirectory("data")
+        let first = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        // A second node on the same data directory must refuse to start.
+        let second = try runProcess(try builtProduct("tidemarkd"), ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("another tidemarkd is using it"))
+        #expect(try first.stop(signal: SIGINT) == 0)
+        let third = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        #expect(try third.stop() == 0)
+    }
+
+    @Test(arguments: [
+        ("stages:\n  decdoe: {threads: 1}\n", "node.yaml:2:11: stages.decdoe: unknown key"),
+        ("stages:\n  decode:\n    thread: 1\n", "node.yaml:3:13: stages.decode.thread: unknown key"),
+        ("listen: 1\n", "node.yaml:1:9: listen: unknown key"),
+        ("stages:\n  route:\n    threads: many\n", "node.yaml:3:14: stages.route.threads: expected an integer, got \"many\""),
+        ("stages:\n  route: {threads: 0}\n", "node.yaml:2:10: stages.route.threads: must be at least 1 unless inline is true (got 0)"),
+        ("stages:\n  route: {queue: 0}\n", "node.yaml:2:10: stages.route.queue: must be at least 1 (got 0)"),
+        ("http: {listen: nowhere}\n", "node.yaml:1:16: http.listen: expected HOST:PORT, got \"nowhere\""),
+    ])
+    func configMistakesExitWithStatus2AndOneLine(yaml: String, expected: String) throws {
+        let config = try writeConfig(yaml)
+        let result = try runProcess(try builtProduct("tidemarkd"), ["--config", config])
+        #expect(result.status == 2)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1)
+        #expect(lines.first.map { $0.hasPrefix("tidemarkd: config error: \(config.dropLast("node.yaml".count))") } == true)
+        #expect(lines.first?.contains(expected) == true, "got: \(result.stderr)")
+    }
+
+    @Test func unreadableConfigExitsWithStatus2() throws {
+        let result = try runProcess(try builtProduct("tidemarkd"), ["--config", "/nonexistent/node.yaml"])
+        #expect(result.status == 2)
+        #expect(result.stderr == "tidemarkd: config error: /nonexistent/node.yaml: cannot read file: No such file or directory\n")
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Synchronization
+
+/// A built executable of this package, next to the test bundle (`swift build` puts it there).
+public func builtProduct(_ name: String) throws -> String {
+    if let override = ProcessInfo.processInfo.environment[name.uppercased().replacingOccurrences(of: "-", with: "_")] {
+        return override
+    }
+    let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let path = directory.appendingPathComponent(name).path
+    guard FileManager.default.isExecutableFile(atPath: path) else {
+        throw TestClientError(description: "\(path) is not built; run `swift build` first (make test does)")
+    }
+    return path
+}
+
+/// A fresh empty directory under the system's temporary directory.
+public func temporaryDirectory(_ label: String) throws -> String {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("tidemark-\(label)-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url.path
+}
+
+/// Text appended by pipe handlers and read by the test.
+final class LockedText: Sendable {
+    private let text = Mutex("")
+
+    func append(_ data: Data) -> String {
+        text.withLock { text in
+            text += String(decoding: data, as: UTF8.self)
+            return text
+        }
+    }
+
+    var value: String { text.withLock { $0 } }
+}
+
+/// What a pipe has now; at end of stream it also removes the handler, which would otherwise spin.
+private func readOrStop(_ handle: FileHandle) -> Data {
+    let data = handle.availableData
+    if data.isEmpty { handle.readabilityHandler = nil }
+    return data
+}
+
+/// What a finished process printed and how it ended.
+public struct ProcessResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+}
+
+/// Runs an executable to completion (bounded), capturing its output.
+public func runProcess(_ path: String, _ arguments: [String], stdin: String? = nil, timeoutSeconds: Double = 60) throws -> ProcessResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe(), input = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    process.standardInput = input
+    let outText = LockedText(), errText = LockedText()
+    out.fileHandleForReading.readabilityHandler = { handle in _ = outText.append(readOrStop(handle)) }
+    err.fileHandleForReading.readabilityHandler = { handle in _ = errText.append(readOrStop(handle)) }
+    let exited = DispatchSemaphore(value: 0)
+    process.terminationHandler = { _ in exited.signal() }
+    try process.run()
+    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try input.fileHandleForWriting.close()
+    guard exited.wait(timeout: .now() + timeoutSeconds) == .success else {
+        kill(process.processIdentifier, SIGKILL)
+        throw TestClientError(description: "\(path) did not finish within \(timeoutSeconds) s")
+    }
+    out.fileHandleForReading.readabilityHandler = nil
+    err.fileHandleForReading.readabilityHandler = nil
+    let stdout = outText.append(out.fileHandleForReading.readDataToEndOfFile())
+    let stderr = errText.append(err.fileHandleForReading.readDataToEndOfFile())
+    return ProcessResult(status: process.terminationStatus, stdout: stdout, stderr: stderr)
+}
+
+/// A `tidemarkd` started by a test: it waits for the ready line, knows the port the
+/// system picked, and ends only its own process, by PID.
+public final class NodeProcess: @unchecked Sendable {
+    public let port: Int
+    public let process: Process
+    private let stderrText = LockedText()
+    private let exited = DispatchSemaphore(value: 0)
+
+    /// Starts `tidemarkd ARGUMENTS` and waits (bounded) for `tidemarkd ready http=HOST:PORT`.
+    public init(arguments: [String], readyTimeoutSeconds: Double = 30) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: try builtProduct("tidemarkd"))
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let ready = DispatchSemaphore(value: 0)
+        let stdoutText = LockedText()
+        let exited = exited, stderrText = stderrText
+        out.fileHandleForReading.readabilityHandler = { handle in
+            let text = stdoutText.append(readOrStop(handle))
+            if text.contains("tidemarkd ready http=") && text.contains("\n") { ready.signal() }
+        }
+        err.fileHandleForReading.readabilityHandler = { handle in _ = stderrText.append(readOrStop(handle)) }
+        process.terminationHandler = { _ in
+            exited.signal()
+            ready.signal()
+        }
+        try process.run()
+        guard ready.wait(timeout: .now() + readyTimeoutSeconds) == .success, process.isRunning else {
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            throw TestClientError(description: "tidemarkd did not become ready; stderr: \(stderrText.value)")
+        }
+        let line = stdoutText.value.split(separator: "\n").first { $0.hasPrefix("tidemarkd ready http=") }!
+        guard let port = Int(line.split(separator: ":").last ?? "") else {
+            throw TestClientError(description: "cannot read the port from \(line)")
+        }
+        self.port = port
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    public var stderr: String { stderrText.value }
+
+    /// Sends `signal` to this node's PID and waits (bounded) for it to exit; returns its status.
+    public func stop(signal: Int32 = SIGTERM, timeoutSeconds: Double = 30) throws -> Int32 {
+        kill(process.processIdentifier, signal)
+        guard exited.wait(timeout: .now() + timeoutSeconds) == .success else {
+            kill(process.processIdentifier, SIGKILL)
+            throw TestClientError(description: "tidemarkd did not exit within \(timeoutSeconds) s of signal \(signal)")
+        }
+        return process.terminationStatus
+    }
+}
