@@ -68,7 +68,7 @@ let package = Package(
 
         // Helpers shared by the test targets (a blocking HTTP client, process control).
         .target(name: "TidemarkTestSupport", dependencies: ["TidemarkNet"], path: "Tests/TidemarkTestSupport"),
-        .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages"]),
+        .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),
         .testTarget(

@@ -2,24 +2,8 @@ import Foundation
 import Synchronization
 import Testing
 import TidemarkCore
+import TidemarkTestSupport
 @testable import TidemarkStages
-
-/// Holds a stage's workers inside the handler until the test opens it.
-final class Gate: Sendable {
-    private let entered = DispatchSemaphore(value: 0)
-    private let open = DispatchSemaphore(value: 0)
-
-    /// Called by the handler: announce entry, then wait to be let through.
-    func pass() {
-        entered.signal()
-        open.wait()
-    }
-
-    /// Waits (bounded) until a worker is inside the handler.
-    func awaitEntry() -> Bool { entered.wait(timeout: .now() + 10) == .success }
-
-    func release(_ count: Int = 1) { for _ in 0..<count { open.signal() } }
-}
 
 private func settings(threads: Int = 1, queue: Int, batch: Int = 1, overflow: OverflowPolicy = .reject,
                       inline: Bool = false) -> StageSettings {
