@@ -21,6 +21,12 @@ public struct LatencyHistogram: Sendable {
         sumNs &+= clamped
     }
 
+    /// Adds every value recorded in `other`.
+    public mutating func merge(_ other: LatencyHistogram) {
+        histogram.add(other.histogram)
+        sumNs &+= other.sumNs
+    }
+
     /// The value at `percentile` (0–100), 0 when empty.
     public func valueNs(atPercentile percentile: Double) -> UInt64 {
         count == 0 ? 0 : histogram.valueAtPercentile(percentile)
