@@ -109,13 +109,30 @@ public func httpReasonPhrase(_ status: Int) -> String {
 
 extension HTTPResponse {
     /// The response as bytes on the wire. `headOnly` omits the body (for HEAD).
-    func serialized(keepAlive: Bool, http10: Bool = false, date: String, headOnly: Bool = false, into out: inout [UInt8]) {
-        var head = "HTTP/1.1 \(status) \(httpReasonPhrase(status))\r\nServer: tidemark\r\nDate: \(date)\r\n"
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        if status != 204 && !(100..<200).contains(status) { head += "Content-Length: \(body.count)\r\n" }
-        if !keepAlive { head += "Connection: close\r\n" } else if http10 { head += "Connection: keep-alive\r\n" }
-        head += "\r\n"
-        out.append(contentsOf: head.utf8)
+    /// Appends bytes directly: this runs on the loop thread for every response.
+    func serialized(keepAlive: Bool, http10: Bool = false, date: [UInt8], headOnly: Bool = false, into out: inout [UInt8]) {
+        out.reserveCapacity(out.count + 160 + body.count)
+        out.append(contentsOf: "HTTP/1.1 \(status) \(httpReasonPhrase(status))\r\nServer: tidemark\r\nDate: ".utf8)
+        out.append(contentsOf: date)
+        out.append(contentsOf: Self.lineEnd)
+        for (name, value) in headers {
+            out.append(contentsOf: name.utf8)
+            out.append(contentsOf: Self.separator)
+            out.append(contentsOf: value.utf8)
+            out.append(contentsOf: Self.lineEnd)
+        }
+        if status != 204 && !(100..<200).contains(status) {
+            out.append(contentsOf: "Content-Length: \(body.count)\r\n".utf8)
+        }
+        if !keepAlive {
+            out.append(contentsOf: "Connection: close\r\n".utf8)
+        } else if http10 {
+            out.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+        }
+        out.append(contentsOf: Self.lineEnd)
         if !headOnly { out.append(contentsOf: body) }
     }
+
+    private static let lineEnd: [UInt8] = [13, 10]
+    private static let separator: [UInt8] = [58, 32]
 }

@@ -55,7 +55,8 @@ public final class HTTPServer: @unchecked Sendable {
     /// Shared by every read: callbacks run one at a time on the loop thread, and what a
     /// connection cannot decode at once it copies out.
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
-    private(set) var httpDate = ""
+    /// The Date header value, refreshed by the sweep timer.
+    private(set) var httpDate: [UInt8] = []
 
     public init(loop: EventLoop, settings: HTTPSettings, metrics: HTTPMetrics = HTTPMetrics(), handler: HTTPRequestHandler) {
         self.loop = loop
@@ -185,7 +186,7 @@ public final class HTTPServer: @unchecked Sendable {
         gmtime_r(&now, &parts)
         var buffer = [CChar](repeating: 0, count: 64)
         let count = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
-        httpDate = String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        httpDate = buffer[0..<count].map { UInt8(bitPattern: $0) }
     }
 
     private func boundAddress(_ tcp: UnsafeMutablePointer<uv_tcp_t>) throws(UVError) -> ListenAddress {

@@ -130,6 +130,52 @@ public final class Stage<Event: Sendable>: StageMonitor, @unchecked Sendable {
         return .accepted
     }
 
+    /// Hands several events over under one lock (one wake-up) from a thread that is not
+    /// the event loop. Under `reject` it is all or nothing: if the queue has no room for
+    /// every event, none is queued. Under `block` it waits for room, queueing in pieces.
+    public func submit(contentsOf events: [Event]) -> SubmitResult {
+        precondition(settings.overflow == .block || events.count <= settings.queueCapacity,
+                     "a batch larger than the queue can never be accepted under reject")
+        if settings.inline {
+            if let refusal = lock.withLock({ refusal() }) { return refusal }
+            runHandler(events, waitsNs: repeatElement(0, count: events.count))
+            return .accepted
+        }
+        var remaining = events[...]
+        var counted = false
+        lock.lock()
+        while !remaining.isEmpty {
+            if let refusal = refusal() {
+                lock.unlock()
+                return refusal
+            }
+            let room = settings.queueCapacity - queue.count
+            if settings.overflow == .reject && remaining.count > room {
+                lock.unlock()
+                stats.rejected.add(1, ordering: .relaxed)
+                return .rejected(.overloaded)
+            }
+            guard room > 0 else {
+                if !counted {
+                    stats.blocked.add(1, ordering: .relaxed)
+                    counted = true
+                }
+                blockedProducers += 1
+                lock.wait(Self.spaceAvailable)
+                blockedProducers -= 1
+                continue
+            }
+            let wasEmpty = queue.isEmpty
+            let nowNs = monotonicNowNs()
+            let piece = remaining.prefix(room)
+            for event in piece { queue.append(Queued(event: event, enqueuedNs: nowNs)) }
+            remaining = remaining.dropFirst(piece.count)
+            if wasEmpty && idleWorkers > 0 { lock.signal(Self.workAvailable) }
+        }
+        lock.unlock()
+        return .accepted
+    }
+
     public func snapshot() -> StageSnapshot {
         let depth = lock.withLock { queue.count }
         let latencies = stats.latencySnapshot()
@@ -180,12 +226,17 @@ public final class Stage<Event: Sendable>: StageMonitor, @unchecked Sendable {
 
     private func runInline(_ event: Event) -> SubmitResult {
         if let refusal = lock.withLock({ refusal() }) { return refusal }
+        runHandler([event], waitsNs: CollectionOfOne(0))
+        return .accepted
+    }
+
+    /// Runs the handler on the calling thread and records it.
+    private func runHandler(_ batch: [Event], waitsNs: some Sequence<UInt64>) {
         stats.busyThreads.add(1, ordering: .relaxed)
         let startNs = monotonicNowNs()
-        handler([event])
-        stats.recordBatch(waitsNs: CollectionOfOne(0), serviceNs: monotonicNowNs() - startNs, events: 1)
+        handler(batch)
+        stats.recordBatch(waitsNs: waitsNs, serviceNs: monotonicNowNs() - startNs, events: batch.count)
         stats.busyThreads.subtract(1, ordering: .relaxed)
-        return .accepted
     }
 
     private func workerLoop() {
@@ -195,6 +246,14 @@ public final class Stage<Event: Sendable>: StageMonitor, @unchecked Sendable {
         waitsNs.reserveCapacity(settings.batchSize)
         lock.lock()
         while true {
+            if queue.isEmpty && state == .running {
+                // Yield once before sleeping: under load the producer often refills the
+                // queue within a time slice, and a yield is far cheaper than a futex sleep
+                // and wake-up pair.
+                lock.unlock()
+                sched_yield()
+                lock.lock()
+            }
             while queue.isEmpty && state == .running {
                 idleWorkers += 1
                 lock.wait(Self.workAvailable)
@@ -220,11 +279,7 @@ public final class Stage<Event: Sendable>: StageMonitor, @unchecked Sendable {
             if wakeProducers { lock.broadcast(Self.spaceAvailable) }
             for waiter in waiters { waiter() }
 
-            stats.busyThreads.add(1, ordering: .relaxed)
-            let startNs = monotonicNowNs()
-            handler(batch)
-            stats.recordBatch(waitsNs: waitsNs, serviceNs: monotonicNowNs() - startNs, events: batch.count)
-            stats.busyThreads.subtract(1, ordering: .relaxed)
+            runHandler(batch, waitsNs: waitsNs)
             batch.removeAll(keepingCapacity: true)
             waitsNs.removeAll(keepingCapacity: true)
             lock.lock()

@@ -73,10 +73,10 @@ final class Chain: Sendable {
             if total == progress.target.load(ordering: .relaxed) { progress.done.signal() }
         }
         let middle = Stage<UInt64>(name: "second", settings: settings) { batch in
-            for event in batch { _ = last.submit(event) }
+            _ = last.submit(contentsOf: batch)
         }
         let first = Stage<UInt64>(name: "first", settings: settings) { batch in
-            for event in batch { _ = middle.submit(event) }
+            _ = middle.submit(contentsOf: batch)
         }
         stages = [first, middle, last]
     }

@@ -152,6 +152,35 @@ private func drainSoon(_ stage: some StageMonitor) -> Bool {
         #expect(drainSoon(stage))
     }
 
+    @Test func batchSubmitIsAllOrNothingUnderReject() {
+        let gate = Gate()
+        let handled = Mutex<[Int]>([])
+        let stage = Stage<Int>(name: "test", settings: settings(queue: 4, batch: 4, overflow: .reject)) { batch in
+            gate.pass()
+            handled.withLock { $0.append(contentsOf: batch) }
+        }
+        #expect(stage.submit(0) == .accepted)
+        #expect(gate.awaitEntry())
+        #expect(stage.submit(contentsOf: [1, 2, 3]) == .accepted)
+        #expect(stage.submit(contentsOf: [4, 5]) == .rejected(.overloaded))  // one slot left: none of the two is queued
+        #expect(stage.snapshot().queueDepth == 3)
+        #expect(stage.submit(contentsOf: [6]) == .accepted)
+        gate.release(2)
+        #expect(drainSoon(stage))
+        #expect(handled.withLock { $0 } == [0, 1, 2, 3, 6])
+    }
+
+    @Test func batchSubmitLargerThanTheQueueGoesInPiecesUnderBlock() {
+        let seen = Mutex<[Int]>([])
+        let stage = Stage<Int>(name: "test", settings: settings(threads: 2, queue: 8, batch: 3, overflow: .block)) { batch in
+            seen.withLock { $0.append(contentsOf: batch) }
+        }
+        #expect(stage.submit(contentsOf: Array(0..<1000)) == .accepted)
+        #expect(drainSoon(stage))
+        #expect(seen.withLock { $0 }.sorted() == Array(0..<1000))
+        #expect(stage.snapshot().completed == 1000)
+    }
+
     @Test func histogramsCountEveryRecordedValue() {
         var histogram = LatencyHistogram()
         for valueNs: UInt64 in [1_000, 2_000, 3_000, 1_000_000, 120_000_000_000] { histogram.record(valueNs) }
