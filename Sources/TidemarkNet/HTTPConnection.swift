@@ -100,7 +100,8 @@ final class HTTPConnection {
     func checkTimeouts(nowMs: UInt64) {
         guard !closing else { return }
         let settings = server.settings
-        if let started = requestStartMs, decoder.isInsideRequest, !closeAfterWrites,
+        // Only a request the edge is reading can be slow; one it paused is waiting on the node.
+        if let started = requestStartMs, decoder.isInsideRequest, reading, !closeAfterWrites,
            nowMs >= started + UInt64(settings.requestTimeoutMs) {
             answerAndClose(HTTPDecodeError(status: 408, reason: "request not received within \(settings.requestTimeoutMs) ms"))
         } else if slots.isEmpty && deferred == nil && !decoder.isInsideRequest && pendingInput.count == pendingOffset,

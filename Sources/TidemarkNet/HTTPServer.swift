@@ -72,25 +72,36 @@ public final class HTTPServer: @unchecked Sendable {
         loop.assertInLoop()
         precondition(listener == nil, "start() called twice")
         let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
-        try uvCheck("uv_tcp_init", uv_tcp_init(loop.loop, tcp))
-        listener = tcp
+        guard uv_tcp_init(loop.loop, tcp) == 0 else {
+            tcp.deallocate()
+            throw UVError(code: UV_ENOMEM.rawValue, operation: "uv_tcp_init")
+        }
         tcp.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        do {
+            try bindAndListen(tcp, settings.listen)
+        } catch {
+            closeAndFree(tcp)
+            throw error
+        }
+        listener = tcp
+        startSweep()
+        return try boundAddress(tcp)
+    }
+
+    private func bindAndListen(_ tcp: UnsafeMutablePointer<uv_tcp_t>, _ address: ListenAddress) throws(UVError) {
         var storage = sockaddr_storage()
-        let address = settings.listen
         try withUnsafeMutablePointer(to: &storage) { pointer throws(UVError) in
             let raw = UnsafeMutableRawPointer(pointer)
             if address.host.contains(":") {
-                try uvCheck("uv_ip6_addr \(address.host)", uv_ip6_addr(address.host, Int32(address.port), raw.assumingMemoryBound(to: sockaddr_in6.self)))
+                try uvCheck("address \(address)", uv_ip6_addr(address.host, Int32(address.port), raw.assumingMemoryBound(to: sockaddr_in6.self)))
             } else {
-                try uvCheck("uv_ip4_addr \(address.host)", uv_ip4_addr(address.host, Int32(address.port), raw.assumingMemoryBound(to: sockaddr_in.self)))
+                try uvCheck("address \(address)", uv_ip4_addr(address.host, Int32(address.port), raw.assumingMemoryBound(to: sockaddr_in.self)))
             }
             try uvCheck("bind \(address)", uv_tcp_bind(tcp, raw.assumingMemoryBound(to: sockaddr.self), 0))
         }
         try uvCheck("listen \(address)", uv_listen(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), 511) { stream, status in
             Unmanaged<HTTPServer>.fromOpaque(stream!.pointee.data).takeUnretainedValue().accept(status: status)
         })
-        startSweep()
-        return try boundAddress(tcp)
     }
 
     /// Stops accepting, lets in-flight requests finish, closes idle connections;

@@ -78,8 +78,6 @@ public final class Node: @unchecked Sendable {
         let deadlineNs = monotonicNowNs() + UInt64(config.shutdownTimeoutMs) * 1_000_000
         logger.notice("stopping: no new connections; draining requests and stages",
                       metadata: ["signal": "\(signal)", "bound_ms": "\(config.shutdownTimeoutMs)"])
-        for watcher in signalWatchers { watcher.close() }
-        signalWatchers = []
         // The whole stop shares one bound; past it open connections are cut.
         shutdownTimer = LoopTimer(loop: loop, delayMs: UInt64(config.shutdownTimeoutMs)) { [unowned self] in
             outcome = .timedOut("connections still had requests in flight")
@@ -96,6 +94,8 @@ public final class Node: @unchecked Sendable {
                 loop.execute { [self] in
                     if !drained && outcome == .clean { outcome = .timedOut("stages still had queued work") }
                     if syncProblem != nil && outcome == .clean { outcome = .timedOut("data directory sync failed") }
+                    for watcher in signalWatchers { watcher.close() }
+                    signalWatchers = []
                     loop.close()
                 }
             }

@@ -108,6 +108,7 @@ private func writeConfig(_ yaml: String) throws -> String {
         ("stages:\n  route: {threads: 0}\n", "node.yaml:2:10: stages.route.threads: must be at least 1 unless inline is true (got 0)"),
         ("stages:\n  route: {queue: 0}\n", "node.yaml:2:10: stages.route.queue: must be at least 1 (got 0)"),
         ("http: {listen: nowhere}\n", "node.yaml:1:16: http.listen: expected HOST:PORT, got \"nowhere\""),
+        ("http: {listen: \"db.example:80\"}\n", "node.yaml:1:16: http.listen: host must be an IPv4 or IPv6 address"),
     ])
     func configMistakesExitWithStatus2AndOneLine(yaml: String, expected: String) throws {
         let config = try writeConfig(yaml)
@@ -117,6 +118,15 @@ private func writeConfig(_ yaml: String) throws -> String {
         #expect(lines.count == 1)
         #expect(lines.first.map { $0.hasPrefix("tidemarkd: config error: \(config.dropLast("node.yaml".count))") } == true)
         #expect(lines.first?.contains(expected) == true, "got: \(result.stderr)")
+    }
+
+    @Test func aTakenPortIsReportedAndTheNodeExits1() throws {
+        let first = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", try temporaryDirectory("data")])
+        let second = try runProcess(try builtProduct("tidemarkd"),
+                                    ["--http-listen", "127.0.0.1:\(first.port)", "--data-dir", try temporaryDirectory("data")])
+        #expect(second.status == 1)
+        #expect(second.stderr.contains("127.0.0.1:\(first.port): address already in use"))
+        #expect(try first.stop() == 0)
     }
 
     @Test func unreadableConfigExitsWithStatus2() throws {
