@@ -34,6 +34,9 @@ final class HTTPConnection {
     /// No more requests will be read; close once every slot is written.
     private var closeAfterWrites = false
     private var writesInFlight = 0
+    /// A decode loop is running: a response delivered from inside it (a rejection) must
+    /// not start another decode over the same bytes; the loop re-checks when it returns.
+    private var decoding = false
     private var lastActivityMs: UInt64
     private var requestStartMs: UInt64?
 
@@ -129,10 +132,11 @@ final class HTTPConnection {
 
     /// Starts or stops reading to match the limits, decoding what is buffered first.
     private func updateReading() {
+        guard !decoding else { return }
         if shouldRead && pendingOffset < pendingInput.count {
-            pendingInput.withUnsafeBytes { bytes in
-                let consumed = decode(UnsafeRawBufferPointer(rebasing: bytes[pendingOffset...]))
-                pendingOffset += consumed
+            let offset = pendingOffset
+            pendingOffset += pendingInput.withUnsafeBytes { bytes in
+                decode(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
             }
             if pendingOffset == pendingInput.count {
                 pendingInput.removeAll(keepingCapacity: true)
@@ -186,6 +190,9 @@ final class HTTPConnection {
 
     /// Decodes requests from `bytes` while the limits allow; returns the bytes consumed.
     private func decode(_ bytes: UnsafeRawBufferPointer) -> Int {
+        precondition(!decoding, "decode is not re-entrant")
+        decoding = true
+        defer { decoding = false }
         var offset = 0
         while offset < bytes.count && shouldRead {
             let step = decoder.feed(UnsafeRawBufferPointer(rebasing: bytes[offset...]))

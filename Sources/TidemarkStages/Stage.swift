@@ -90,11 +90,7 @@ public final class Stage<Event: Sendable>: StageMonitor, @unchecked Sendable {
             enqueueLocked(event)
             return .accepted
         }
-        guard settings.overflow == .block else {
-            lock.unlock()
-            stats.rejected.add(1, ordering: .relaxed)
-            return .rejected(.overloaded)
-        }
+        guard settings.overflow == .block else { return rejectLocked() }
         spaceWaiters.append(whenSpace)
         lock.unlock()
         stats.blocked.add(1, ordering: .relaxed)
@@ -113,18 +109,8 @@ public final class Stage<Event: Sendable>: StageMonitor, @unchecked Sendable {
                 return refusal
             }
             if queue.count < settings.queueCapacity { break }
-            guard settings.overflow == .block else {
-                lock.unlock()
-                stats.rejected.add(1, ordering: .relaxed)
-                return .rejected(.overloaded)
-            }
-            if !counted {
-                stats.blocked.add(1, ordering: .relaxed)
-                counted = true
-            }
-            blockedProducers += 1
-            lock.wait(Self.spaceAvailable)
-            blockedProducers -= 1
+            guard settings.overflow == .block else { return rejectLocked() }
+            waitForSpaceLocked(counted: &counted)
         }
         enqueueLocked(event)
         return .accepted
@@ -150,19 +136,9 @@ public final class Stage<Event: Sendable>: StageMonitor, @unchecked Sendable {
                 return refusal
             }
             let room = settings.queueCapacity - queue.count
-            if settings.overflow == .reject && remaining.count > room {
-                lock.unlock()
-                stats.rejected.add(1, ordering: .relaxed)
-                return .rejected(.overloaded)
-            }
+            if settings.overflow == .reject && remaining.count > room { return rejectLocked() }
             guard room > 0 else {
-                if !counted {
-                    stats.blocked.add(1, ordering: .relaxed)
-                    counted = true
-                }
-                blockedProducers += 1
-                lock.wait(Self.spaceAvailable)
-                blockedProducers -= 1
+                waitForSpaceLocked(counted: &counted)
                 continue
             }
             let wasEmpty = queue.isEmpty
@@ -212,6 +188,25 @@ public final class Stage<Event: Sendable>: StageMonitor, @unchecked Sendable {
     /// Why a submit must be refused before looking at the queue; the caller holds the lock.
     private func refusal() -> SubmitResult? {
         state == .running ? nil : .rejected(.stopping)
+    }
+
+    /// Counts a refusal of a full queue under `reject`; releases the lock.
+    private func rejectLocked() -> SubmitResult {
+        lock.unlock()
+        stats.rejected.add(1, ordering: .relaxed)
+        return .rejected(.overloaded)
+    }
+
+    /// Sleeps until a worker makes room; the first wait of a submission counts as blocked.
+    /// The caller holds the lock, and holds it again on return.
+    private func waitForSpaceLocked(counted: inout Bool) {
+        if !counted {
+            stats.blocked.add(1, ordering: .relaxed)
+            counted = true
+        }
+        blockedProducers += 1
+        lock.wait(Self.spaceAvailable)
+        blockedProducers -= 1
     }
 
     /// Appends and wakes a worker on the empty-to-non-empty edge; releases the lock.

@@ -141,6 +141,34 @@ import TidemarkTestSupport
         #expect(harness.stop())
     }
 
+    @Test func requestsBufferedDuringAPauseAreEachAnsweredOnceWhenRefusedLater() throws {
+        // /0 is deferred, pausing the connection with /1…/9 buffered; after the resume the
+        // handler refuses everything, so responses are written from inside the decode loop.
+        let wake = Mutex<(@Sendable () -> Void)?>(nil)
+        let refusing = Atomic<Bool>(false)
+        let harness = try EdgeHarness { request, _, whenSpace in
+            guard refusing.load(ordering: .relaxed) else {
+                wake.withLock { $0 = whenSpace }
+                return .deferred
+            }
+            return .rejected(.error(503, "refused \(request.target)", route: "/t"))
+        }
+        let client = try harness.client()
+        try client.send((0..<10).map { "GET /\($0) HTTP/1.1\r\n\r\n" }.joined())
+        let deadline = Date().addingTimeInterval(10)
+        while wake.withLock({ $0 }) == nil && Date() < deadline { usleep(1000) }
+        refusing.store(true, ordering: .relaxed)
+        let resume = try #require(wake.withLock { $0 })
+        resume()
+        for index in 0..<10 {
+            let response = try client.readResponse()
+            #expect(response.status == 503)
+            #expect(response.text.contains("refused /\(index)\""))
+        }
+        #expect(try client.request("GET", "/after").status == 503)
+        #expect(harness.stop())
+    }
+
     @Test func shutdownFinishesInFlightRequestsThenCloses() throws {
         let held = Mutex<HTTPResponder?>(nil)
         let harness = try EdgeHarness { _, responder, _ in
