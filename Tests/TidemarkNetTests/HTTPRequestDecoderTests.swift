@@ -114,3 +114,70 @@ private func makeDecoder(headerBytesMax: Int = 8192, bodyBytesMax: Int = 1 << 20
         #expect(close?.keepAlive == false)
     }
 }
+
+/// SplitMix64: a small seeded generator, so every run splits and mutates the same way.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+@Suite struct HTTPRequestDecoderPropertyTests {
+    static let stream = Array((
+        "GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+            + "POST /b HTTP/1.1\r\nContent-Length: 11\r\nX-A: 1\r\n\r\nhello world"
+            + "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n3\r\nefg\r\n0\r\n\r\n"
+            + "HEAD /d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    ).utf8)
+
+    /// Feeds `bytes` in the given chunk sizes, as reads from a socket would arrive.
+    static func decode(_ bytes: [UInt8], chunks: [Int]) -> [String] {
+        let decoder = HTTPRequestDecoder(headerBytesMax: 8192, bodyBytesMax: 1 << 20)
+        var pending: [UInt8] = []
+        var start = 0
+        var seen: [String] = []
+        for size in chunks + [bytes.count] where start < bytes.count {
+            let end = min(bytes.count, start + size)
+            pending += bytes[start..<end]
+            start = end
+            let result = decoder.feedAll(pending)
+            // feedAll consumed everything it could; what a paused parser left would be re-fed.
+            pending = []
+            seen += result.requests.map { "\($0.method) \($0.target) \(String(decoding: $0.body, as: UTF8.self)) \($0.keepAlive)" }
+            if let error = result.error { seen.append("error \(error.status)") }
+        }
+        return seen
+    }
+
+    @Test func anySplitOfAPipelinedStreamGivesTheSameRequests() {
+        let whole = Self.decode(Self.stream, chunks: [Self.stream.count])
+        #expect(whole == ["GET /a?x=1  true", "POST /b hello world true", "PUT /c abcdefg true", "HEAD /d  true"])
+        var generator = SeededGenerator(state: 42)
+        for _ in 0..<500 {
+            let chunks = (0..<40).map { _ in Int.random(in: 1...24, using: &generator) }
+            #expect(Self.decode(Self.stream, chunks: chunks) == whole)
+        }
+    }
+
+    @Test func randomCorruptionNeverCrashesAndEndsInARequestOrAnError() {
+        var generator = SeededGenerator(state: 7)
+        for _ in 0..<2000 {
+            var bytes = Self.stream
+            for _ in 0..<Int.random(in: 1...4, using: &generator) {
+                bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+            }
+            let decoder = HTTPRequestDecoder(headerBytesMax: 8192, bodyBytesMax: 1 << 20)
+            let result = decoder.feedAll(bytes)
+            if let error = result.error {
+                #expect([400, 413, 417, 431, 505].contains(error.status))
+                #expect(decoder.isFinished)
+            }
+            #expect(result.requests.count <= 4)
+        }
+    }
+}
