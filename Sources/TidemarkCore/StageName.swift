@@ -2,7 +2,7 @@
 ///
 /// The order of the cases is the order work flows through a node; shutdown
 /// drains stages in this order so nothing is handed to a stage already stopped.
-public enum StageName: String, CaseIterable, Sendable, Comparable {
+public enum StageName: String, CaseIterable, Sendable {
     case decode
     case route
     case append
@@ -22,9 +22,5 @@ public enum StageName: String, CaseIterable, Sendable, Comparable {
         case .flush: "seal memtables into compressed segment files"
         case .handoff: "ship sealed segments and region replicas between nodes"
         }
-    }
-
-    public static func < (lhs: StageName, rhs: StageName) -> Bool {
-        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
     }
 }

@@ -47,7 +47,7 @@ struct Tidemarkd: ParsableCommand {
             print("configuration OK")
             for name in StageName.allCases {
                 let s = nodeConfig.stages[name]!
-                print("  \(name.rawValue): threads=\(s.threads) queue=\(s.queueCapacity) batch=\(s.batchSize) overflow=\(s.overflow.rawValue) inline=\(s.inline)")
+                print("  \(name.rawValue): threads=\(s.threads) queue=\(s.queueCapacity) batch=\(s.batchSize) overflow=\(s.overflow.rawValue) inline=\(s.inline)  # \(name.summary)")
             }
             return
         }

@@ -22,6 +22,14 @@ private func parsePrometheus(_ page: String) throws -> [String: (type: String, s
     return json.mapValues { ($0["type"] as! String, $0["samples"] as! [String]) }
 }
 
+/// Failures collected from several client threads.
+private final class LockedFailures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var failures: [String] = []  // protected by lock
+    func add(_ failure: String) { lock.withLock { failures.append(failure) } }
+    var all: [String] { lock.withLock { failures } }
+}
+
 private func writeConfig(_ yaml: String) throws -> String {
     let path = try temporaryDirectory("config") + "/node.yaml"
     try yaml.write(toFile: path, atomically: true, encoding: .utf8)
@@ -86,6 +94,35 @@ private func writeConfig(_ yaml: String) throws -> String {
 
         #expect(try node.stop(signal: SIGTERM) == 0)
         #expect(node.stderr.contains("stopped cleanly"))
+    }
+
+    @Test func concurrentPipelinedClientsAllGetTheirAnswersInOrder() throws {
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", try temporaryDirectory("data")])
+        let clients = 8, rounds = 40, depth = 8
+        let failures = LockedFailures()
+        DispatchQueue.concurrentPerform(iterations: clients) { index in
+            do {
+                let client = try TestHTTPClient(port: node.port)
+                for round in 0..<rounds {
+                    // Alternate a route answered by the stage with a 404, so order is visible.
+                    let targets = (0..<depth).map { $0 % 2 == 0 ? "/ping" : "/missing-\(index)-\(round)-\($0)" }
+                    try client.send(targets.map { "GET \($0) HTTP/1.1\r\nHost: t\r\n\r\n" }.joined())
+                    for target in targets {
+                        let response = try client.readResponse()
+                        let expected = target == "/ping" ? 200 : 404
+                        if response.status != expected || (expected == 404 && !response.text.contains(target)) {
+                            failures.add("client \(index) round \(round): \(target) got \(response.status) \(response.text)")
+                        }
+                    }
+                }
+            } catch {
+                failures.add("client \(index): \(error)")
+            }
+        }
+        #expect(failures.all.isEmpty, "\(failures.all.prefix(5))")
+        let stages = try StageReport.decode(try TestHTTPClient(port: node.port).request("GET", "/stages").body)
+        #expect((stages.first?.completed ?? 0) >= UInt64(clients * rounds * depth))
+        #expect(try node.stop() == 0)
     }
 
     @Test func sigintAlsoStopsCleanlyAndReleasesTheDataDirectory() throws {

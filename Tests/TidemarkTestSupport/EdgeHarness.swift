@@ -1,6 +1,5 @@
 import Foundation
 import TidemarkCore
-import TidemarkTestSupport
 import TidemarkNet
 
 /// A request handler made of a closure, for edge tests.
