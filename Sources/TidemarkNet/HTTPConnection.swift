@@ -124,16 +124,20 @@ final class HTTPConnection {
 
     // MARK: - Reading and decoding
 
-    private var shouldRead: Bool {
-        !closing && !closeAfterWrites && !peerClosed && !decoder.isFinished && deferred == nil
+    /// The limits allow taking another request from the input already read.
+    private var canDecode: Bool {
+        !closing && !closeAfterWrites && !decoder.isFinished && deferred == nil
             && slots.count < server.settings.pipelineDepthMax
             && uv_stream_get_write_queue_size(stream) < server.settings.writeBufferBytesMax
     }
 
+    /// The limits allow reading more from the socket.
+    private var shouldRead: Bool { canDecode && !peerClosed }
+
     /// Starts or stops reading to match the limits, decoding what is buffered first.
     private func updateReading() {
         guard !decoding else { return }
-        if shouldRead && pendingOffset < pendingInput.count {
+        if canDecode && pendingOffset < pendingInput.count {
             let offset = pendingOffset
             pendingOffset += pendingInput.withUnsafeBytes { bytes in
                 decode(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
@@ -161,12 +165,11 @@ final class HTTPConnection {
     private func onRead(count: Int, buffer: uv_buf_t) {
         guard count >= 0 else {
             if Int32(count) == UV_EOF.rawValue {
+                // The client sent all it will (it may only have shut down its side):
+                // answer every whole request it sent, then close.
                 peerClosed = true
-                if reading { uv_read_stop(stream) }
-                reading = false
-                // The client sent all it will; answer what it asked, then close.
-                closeAfterWrites = true
-                if slots.isEmpty && deferred == nil { close() }
+                updateReading()
+                closeIfFinished()
             } else {
                 close()
             }
@@ -178,7 +181,7 @@ final class HTTPConnection {
         let bytes = UnsafeRawBufferPointer(start: buffer.base, count: count)
         if pendingOffset == pendingInput.count {
             // Nothing buffered: decode straight from the read buffer and keep only the rest.
-            let consumed = shouldRead ? decode(bytes) : 0
+            let consumed = canDecode ? decode(bytes) : 0
             pendingInput.removeAll(keepingCapacity: true)
             pendingOffset = 0
             if consumed < count { pendingInput.append(contentsOf: bytes[consumed...]) }
@@ -194,7 +197,7 @@ final class HTTPConnection {
         decoding = true
         defer { decoding = false }
         var offset = 0
-        while offset < bytes.count && shouldRead {
+        while offset < bytes.count && canDecode {
             let step = decoder.feed(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
             offset += step.consumed
             if step.continueRequested {
@@ -266,12 +269,16 @@ final class HTTPConnection {
             out.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
         }
         if !out.isEmpty { writeBytes(out) }
+        updateReading()
         closeIfFinished()
-        if !closing { updateReading() }
     }
 
+    /// Closes once nothing more will be answered: after a closing response, or after the
+    /// peer's end of stream once every whole request it sent has been answered.
     private func closeIfFinished() {
-        if closeAfterWrites && slots.isEmpty && deferred == nil && writesInFlight == 0 { close() }
+        guard !closing, !decoding, slots.isEmpty, deferred == nil, writesInFlight == 0 else { return }
+        let inputExhausted = peerClosed && (pendingOffset == pendingInput.count || decoder.isFinished)
+        if closeAfterWrites || inputExhausted { close() }
     }
 
     private func writeBytes(_ bytes: [UInt8]) {
@@ -297,8 +304,8 @@ final class HTTPConnection {
             return
         }
         lastActivityMs = server.loop.nowMs
+        updateReading()
         closeIfFinished()
-        if !closing { updateReading() }
     }
 
     private static let onClose: uv_close_cb = { handle in

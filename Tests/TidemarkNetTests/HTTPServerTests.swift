@@ -67,6 +67,18 @@ import TidemarkTestSupport
         #expect(harness.stop())
     }
 
+    @Test func halfClosedClientGetsEveryAnswerThenTheConnectionCloses() throws {
+        var settings = HTTPSettings()
+        settings.pipelineDepthMax = 1  // the later requests wait, unparsed, behind the first
+        let harness = try EdgeHarness(settings: settings)
+        let client = try harness.client()
+        try client.send("GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\nGET /4 HTTP/1.1\r\nHost:")
+        client.shutdownWrite()
+        #expect(try (1...3).map { _ in try client.readResponse().text } == ["GET /1 ", "GET /2 ", "GET /3 "])
+        #expect(try client.readsEndOfStream())  // the unfinished /4 is dropped with the connection
+        #expect(harness.stop())
+    }
+
     @Test func oversizeBodyGets413() throws {
         var settings = HTTPSettings()
         settings.bodyBytesMax = 16

@@ -55,6 +55,9 @@ public final class TestHTTPClient {
         }
     }
 
+    /// Shuts down the sending side: the server sees end of stream but can still answer.
+    public func shutdownWrite() { shutdown(descriptor, Int32(SHUT_WR)) }
+
     /// Sends a request with `Content-Length` when there is a body, and reads its response.
     public func request(_ method: String, _ target: String, body: [UInt8]? = nil,
                         headers: [String: String] = [:]) throws -> WireResponse {
