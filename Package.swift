@@ -34,6 +34,7 @@ let package = Package(
             name: "TidemarkConfig",
             dependencies: ["TidemarkCore", "Yams"],
             resources: [.embedInCode("stages.yaml")]),
+        .target(name: "TidemarkStorage", dependencies: ["TidemarkCore", "CZstd"]),
         .target(
             name: "TidemarkNet",
             dependencies: [
@@ -70,6 +71,7 @@ let package = Package(
         .target(name: "TidemarkTestSupport", dependencies: ["TidemarkNet"], path: "Tests/TidemarkTestSupport"),
         .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig"]),
+        .testTarget(name: "TidemarkStorageTests", dependencies: ["TidemarkStorage", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),
         .testTarget(
             name: "TidemarkServerTests",

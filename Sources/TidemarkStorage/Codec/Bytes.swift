@@ -1,0 +1,126 @@
+/// Input that does not decode: a torn or corrupt file, or bytes that were never ours.
+public struct CorruptDataError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let description: String
+
+    public init(_ description: String) { self.description = description }
+}
+
+/// Appends little-endian integers, varints and raw bytes to a growing buffer.
+public struct ByteWriter: Sendable {
+    public private(set) var bytes: [UInt8]
+
+    public init(capacity: Int = 0) {
+        bytes = []
+        bytes.reserveCapacity(capacity)
+    }
+
+    public var count: Int { bytes.count }
+
+    public mutating func write(_ value: UInt8) { bytes.append(value) }
+
+    public mutating func write<T: FixedWidthInteger>(littleEndian value: T) {
+        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    public mutating func write(bytes other: some Sequence<UInt8>) { bytes.append(contentsOf: other) }
+
+    /// LEB128: seven bits per byte, low bits first.
+    @inline(__always)
+    public mutating func write(varint value: UInt64) {
+        var value = value
+        while value >= 0x80 {
+            bytes.append(UInt8(truncatingIfNeeded: value) | 0x80)
+            value >>= 7
+        }
+        bytes.append(UInt8(value))
+    }
+
+    @inline(__always)
+    public mutating func write(signedVarint value: Int64) { write(varint: zigzag(value)) }
+
+    /// A varint length, then the bytes.
+    public mutating func write(lengthPrefixed other: [UInt8]) {
+        write(varint: UInt64(other.count))
+        bytes.append(contentsOf: other)
+    }
+
+    /// Overwrites four bytes at `offset` (for lengths and checksums known only later).
+    public mutating func patch(littleEndian value: UInt32, at offset: Int) {
+        precondition(offset >= 0 && offset + 4 <= bytes.count)
+        withUnsafeBytes(of: value.littleEndian) { raw in
+            for index in 0..<4 { bytes[offset + index] = raw[index] }
+        }
+    }
+}
+
+/// Reads what `ByteWriter` wrote, checking every bound: bad input throws, never traps.
+public struct ByteReader {
+    public let bytes: [UInt8]
+    public private(set) var offset: Int
+    private let end: Int
+
+    public init(_ bytes: [UInt8], offset: Int = 0, end: Int? = nil) {
+        self.bytes = bytes
+        self.offset = offset
+        self.end = end ?? bytes.count
+        precondition(offset >= 0 && self.end <= bytes.count && offset <= self.end)
+    }
+
+    public var remaining: Int { end - offset }
+    public var isAtEnd: Bool { offset == end }
+
+    public mutating func readByte() throws(CorruptDataError) -> UInt8 {
+        guard offset < end else { throw CorruptDataError("unexpected end of data at byte \(offset)") }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    public mutating func read<T: FixedWidthInteger>(littleEndian type: T.Type) throws(CorruptDataError) -> T {
+        let size = MemoryLayout<T>.size
+        guard remaining >= size else { throw CorruptDataError("unexpected end of data at byte \(offset)") }
+        let value = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) }
+        offset += size
+        return T(littleEndian: value)
+    }
+
+    @inline(__always)
+    public mutating func readVarint() throws(CorruptDataError) -> UInt64 {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard offset < end else { throw CorruptDataError("unexpected end of data in a varint at byte \(offset)") }
+            let byte = bytes[offset]
+            offset += 1
+            guard shift < 64, shift < 63 || byte <= 1 else { throw CorruptDataError("varint longer than 64 bits at byte \(offset)") }
+            result |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 { return result }
+            shift += 7
+        }
+    }
+
+    @inline(__always)
+    public mutating func readSignedVarint() throws(CorruptDataError) -> Int64 { unzigzag(try readVarint()) }
+
+    /// A count read from the data, checked against a bound before anything is allocated for it.
+    public mutating func readCount(max: Int, what: String) throws(CorruptDataError) -> Int {
+        let value = try readVarint()
+        guard value <= UInt64(max) else { throw CorruptDataError("\(what) of \(value) exceeds \(max)") }
+        return Int(value)
+    }
+
+    public mutating func readBytes(_ count: Int) throws(CorruptDataError) -> ArraySlice<UInt8> {
+        guard count >= 0, remaining >= count else { throw CorruptDataError("\(count) bytes wanted, \(remaining) left at byte \(offset)") }
+        defer { offset += count }
+        return bytes[offset..<(offset + count)]
+    }
+
+    public mutating func readLengthPrefixed(max: Int) throws(CorruptDataError) -> ArraySlice<UInt8> {
+        try readBytes(try readCount(max: min(max, remaining), what: "length"))
+    }
+}
+
+@inline(__always)
+public func zigzag(_ value: Int64) -> UInt64 { UInt64(bitPattern: (value << 1) ^ (value >> 63)) }
+
+@inline(__always)
+public func unzigzag(_ value: UInt64) -> Int64 { Int64(bitPattern: value >> 1) ^ -Int64(bitPattern: value & 1) }

@@ -1,0 +1,111 @@
+/// Integers as deltas, zigzagged, then either one byte each (when every delta fits, so
+/// zstd's Huffman stage can reach the entropy) or bit-packed in blocks of 128 with the
+/// block's own width (a run of equal deltas packs to width 0: run-length for free).
+enum IntegerCodec {
+    static let blockSize = 128
+
+    private enum Mode: UInt8 {
+        case bytes = 0
+        case packedBlocks = 1
+    }
+
+    static func encode(_ values: some Collection<Int64>, into writer: inout ByteWriter) {
+        guard let first = values.first else { return }
+        writer.write(signedVarint: first)
+        guard values.count > 1 else { return }
+        var deltas: [UInt64] = []
+        deltas.reserveCapacity(values.count - 1)
+        var previous = first
+        var largest: UInt64 = 0
+        for value in values.dropFirst() {
+            let delta = zigzag(value &- previous)
+            largest |= delta
+            deltas.append(delta)
+            previous = value
+        }
+        if largest < 256 {
+            writer.write(Mode.bytes.rawValue)
+            writer.write(bytes: deltas.lazy.map { UInt8(truncatingIfNeeded: $0) })
+            return
+        }
+        writer.write(Mode.packedBlocks.rawValue)
+        var bits = BitWriter(capacity: deltas.count * 2)
+        var start = 0
+        while start < deltas.count {
+            let block = deltas[start..<min(start + blockSize, deltas.count)]
+            let width = 64 - block.reduce(0, |).leadingZeroBitCount
+            bits.write(UInt64(width), width: 7)
+            for delta in block { bits.write(delta, width: width) }
+            start += blockSize
+        }
+        writer.write(lengthPrefixed: bits.finish())
+    }
+
+    static func decode(count: Int, from reader: inout ByteReader) throws(CorruptDataError) -> [Int64] {
+        guard count > 0 else { return [] }
+        var values: [Int64] = []
+        values.reserveCapacity(count)
+        var previous = try reader.readSignedVarint()
+        values.append(previous)
+        guard count > 1 else { return values }
+        switch Mode(rawValue: try reader.readByte()) {
+        case .bytes:
+            let deltas = try reader.readBytes(count - 1)
+            for delta in deltas {
+                previous = previous &+ unzigzag(UInt64(delta))
+                values.append(previous)
+            }
+        case .packedBlocks:
+            var bits = BitReader(try reader.readLengthPrefixed(max: (count - 1) * 9 + 16))
+            var decoded = 1
+            while decoded < count {
+                let width = Int(try bits.read(width: 7))
+                guard width <= 64 else { throw CorruptDataError("bit width \(width) exceeds 64") }
+                for _ in 0..<min(blockSize, count - decoded) {
+                    previous = previous &+ unzigzag(try bits.read(width: width))
+                    values.append(previous)
+                }
+                decoded = values.count
+            }
+        case nil:
+            throw CorruptDataError("unknown integer encoding")
+        }
+        return values
+    }
+}
+
+/// Timestamps as delta-of-delta: a regular interval becomes a run of zeros.
+enum TimestampCodec {
+    static func encode(_ timestamps: [Int64], into writer: inout ByteWriter) {
+        guard let first = timestamps.first else { return }
+        writer.write(signedVarint: first)
+        guard timestamps.count > 1 else { return }
+        var previousDelta = timestamps[1] &- first
+        writer.write(signedVarint: previousDelta)
+        var previous = timestamps[1]
+        for timestamp in timestamps.dropFirst(2) {
+            let delta = timestamp &- previous
+            writer.write(signedVarint: delta &- previousDelta)
+            previousDelta = delta
+            previous = timestamp
+        }
+    }
+
+    static func decode(count: Int, from reader: inout ByteReader) throws(CorruptDataError) -> [Int64] {
+        guard count > 0 else { return [] }
+        var timestamps: [Int64] = []
+        timestamps.reserveCapacity(count)
+        var previous = try reader.readSignedVarint()
+        timestamps.append(previous)
+        guard count > 1 else { return timestamps }
+        var delta = try reader.readSignedVarint()
+        previous = previous &+ delta
+        timestamps.append(previous)
+        for _ in 2..<count {
+            delta = delta &+ (try reader.readSignedVarint())
+            previous = previous &+ delta
+            timestamps.append(previous)
+        }
+        return timestamps
+    }
+}
