@@ -1,0 +1,135 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A system call on a file that failed, with the path and the errno text.
+public struct StorageIOError: Error, Sendable, CustomStringConvertible {
+    public let operation: String
+    public let path: String
+    public let code: Int32
+
+    public var description: String { "\(operation) \(path): \(String(cString: strerror(code)))" }
+}
+
+/// Every file system call of the storage engine, retrying EINTR and throwing typed errors.
+public enum FileIO {
+    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(StorageIOError) -> Int32 {
+        while true {
+            let descriptor = Glibc.open(path, flags | O_CLOEXEC, mode)
+            if descriptor >= 0 { return descriptor }
+            if errno != EINTR { throw StorageIOError(operation: "open", path: path, code: errno) }
+        }
+    }
+
+    /// Writes all of `bytes` at the file's current offset.
+    static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(StorageIOError) {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw StorageIOError(operation: "write", path: path, code: errno)
+            }
+            offset += written
+        }
+    }
+
+    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws(StorageIOError) {
+        var failure: StorageIOError?
+        bytes.withUnsafeBytes { buffer in
+            do throws(StorageIOError) { try writeAll(descriptor, buffer, path: path) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Reads exactly `count` bytes at `offset`, or fewer only at the end of the file.
+    static func read(_ descriptor: Int32, count: Int, at offset: Int, path: String) throws(StorageIOError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let got = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw StorageIOError(operation: "read", path: path, code: errno)
+            }
+            if got == 0 { break }
+            done += got
+        }
+        if done < count { bytes.removeSubrange(done...) }
+        return bytes
+    }
+
+    static func fsync(_ descriptor: Int32, path: String) throws(StorageIOError) {
+        while Glibc.fsync(descriptor) != 0 {
+            if errno != EINTR { throw StorageIOError(operation: "fsync", path: path, code: errno) }
+        }
+    }
+
+    static func size(_ descriptor: Int32, path: String) throws(StorageIOError) -> Int {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw StorageIOError(operation: "stat", path: path, code: errno) }
+        return Int(info.st_size)
+    }
+
+    static func truncate(_ descriptor: Int32, to size: Int, path: String) throws(StorageIOError) {
+        guard ftruncate(descriptor, off_t(size)) == 0 else { throw StorageIOError(operation: "truncate", path: path, code: errno) }
+    }
+
+    static func close(_ descriptor: Int32) { _ = Glibc.close(descriptor) }
+
+    /// Makes a directory's entries (creates, renames, removals) durable.
+    static func syncDirectory(_ path: String) throws(StorageIOError) {
+        let descriptor = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { close(descriptor) }
+        try fsync(descriptor, path: path)
+    }
+
+    static func makeDirectory(_ path: String) throws(StorageIOError) {
+        var built = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            built += "/" + part
+            if mkdir(built, 0o750) != 0 && errno != EEXIST {
+                throw StorageIOError(operation: "mkdir", path: built, code: errno)
+            }
+        }
+    }
+
+    static func rename(_ from: String, _ to: String) throws(StorageIOError) {
+        guard Glibc.rename(from, to) == 0 else { throw StorageIOError(operation: "rename", path: "\(from) -> \(to)", code: errno) }
+    }
+
+    static func remove(_ path: String) throws(StorageIOError) {
+        guard unlink(path) == 0 || errno == ENOENT else { throw StorageIOError(operation: "unlink", path: path, code: errno) }
+    }
+
+    /// Names in a directory (without `.` and `..`), sorted.
+    static func list(_ path: String) throws(StorageIOError) -> [String] {
+        guard let directory = opendir(path) else { throw StorageIOError(operation: "opendir", path: path, code: errno) }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Writes a whole file durably: temporary name, fsync, rename, directory fsync.
+    static func writeFileAtomically(_ bytes: [UInt8], to path: String, directory: String) throws(StorageIOError) {
+        let temporary = path + ".tmp"
+        let descriptor = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            try writeAll(descriptor, bytes, path: temporary)
+            try fsync(descriptor, path: temporary)
+        } catch {
+            close(descriptor)
+            try? remove(temporary)
+            throw error
+        }
+        close(descriptor)
+        try rename(temporary, path)
+        try syncDirectory(directory)
+    }
+}

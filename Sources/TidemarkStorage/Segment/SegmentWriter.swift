@@ -1,0 +1,90 @@
+import TidemarkCore
+
+/// Builds a segment file: chunks of sorted, de-duplicated series, then the footer index.
+///
+/// Series must be added in ascending path order, each once, each with timestamps strictly
+/// increasing; the writer asserts it. `write(to:)` makes the file durable atomically.
+public struct SegmentWriter {
+    private var body = ByteWriter(capacity: 1 << 16)
+    private var index: [(path: String, chunks: [ChunkLocation])] = []
+    private let info: SegmentInfo
+    private let compressionLevel: Int32
+
+    public init(info: SegmentInfo, compressionLevel: Int32 = 3) {
+        self.info = info
+        self.compressionLevel = compressionLevel
+        body.write(bytes: SegmentFormat.headerMagic)
+        body.write(littleEndian: SegmentFormat.version)
+        body.write(littleEndian: CRC32C.checksum(SegmentFormat.headerMagic + withUnsafeBytes(of: SegmentFormat.version.littleEndian, Array.init)))
+        precondition(body.count == SegmentFormat.headerSize)
+    }
+
+    public var isEmpty: Bool { index.isEmpty }
+    public var byteCount: Int { body.count }
+
+    /// Adds one series, cut into chunks of at most `SegmentFormat.chunkPointsMax` points.
+    public mutating func add(path: String, timestamps: [Int64], values: Column) {
+        precondition(!timestamps.isEmpty && timestamps.count == values.count)
+        precondition(index.last.map { $0.path < path } ?? true, "series must be added in ascending order, once")
+        precondition(zip(timestamps, timestamps.dropFirst()).allSatisfy { $0 < $1 }, "timestamps must strictly increase")
+        var chunks: [ChunkLocation] = []
+        var start = 0
+        while start < timestamps.count {
+            let end = min(start + SegmentFormat.chunkPointsMax, timestamps.count)
+            let chunkTimes = Array(timestamps[start..<end])
+            let chunkValues = start == 0 && end == timestamps.count ? values : values.gathered(start..<end)
+            chunks.append(appendChunk(timestamps: chunkTimes, values: chunkValues))
+            start = end
+        }
+        index.append((path, chunks))
+    }
+
+    /// Chunk: stats, sizes, zstd(timestamps ‖ values), CRC32C of all of it.
+    private mutating func appendChunk(timestamps: [Int64], values: Column) -> ChunkLocation {
+        let stats = ChunkStats(timestamps: timestamps, values: values)
+        var plain = ByteWriter(capacity: timestamps.count * 3)
+        TimestampCodec.encode(timestamps, into: &plain)
+        ColumnCodec.encode(values, into: &plain)
+        let compressed = Zstd.compress(plain.bytes, level: compressionLevel)
+        let offset = body.count
+        stats.encode(into: &body)
+        body.write(varint: UInt64(plain.count))
+        body.write(varint: UInt64(compressed.count))
+        body.write(bytes: compressed)
+        let crc = body.bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+        body.write(littleEndian: crc)
+        return ChunkLocation(offset: offset, length: body.count - offset, stats: stats)
+    }
+
+    /// The whole file's bytes: body, footer with its CRC, trailer.
+    public func finish() -> [UInt8] {
+        var file = body
+        let footerOffset = file.count
+        var footer = ByteWriter()
+        footer.write(signedVarint: info.partition)
+        footer.write(varint: info.maxSequence)
+        footer.write(varint: UInt64(info.level))
+        footer.write(varint: UInt64(index.count))
+        for (path, chunks) in index {
+            footer.write(lengthPrefixed: Array(path.utf8))
+            footer.write(varint: UInt64(chunks.count))
+            for chunk in chunks {
+                footer.write(varint: UInt64(chunk.offset))
+                footer.write(varint: UInt64(chunk.length))
+                chunk.stats.encode(into: &footer)
+            }
+        }
+        footer.write(littleEndian: CRC32C.checksum(footer.bytes))
+        file.write(bytes: footer.bytes)
+        file.write(littleEndian: UInt64(footerOffset))
+        file.write(littleEndian: UInt32(footer.count))
+        file.write(littleEndian: SegmentFormat.version)
+        file.write(bytes: SegmentFormat.trailerMagic)
+        return file.bytes
+    }
+
+    /// Writes the file durably under `name` in `directory` (temporary name, fsync, rename, directory fsync).
+    public func write(to directory: String, name: String) throws(StorageIOError) {
+        try FileIO.writeFileAtomically(finish(), to: directory + "/" + name, directory: directory)
+    }
+}
