@@ -4,18 +4,18 @@ import Glibc
 import Darwin
 #endif
 
-/// A pthread mutex with condition variables, for the stage runtime's queues.
+/// A pthread mutex with condition variables, for the stage queues and the WAL's group commit.
 ///
 /// `Synchronization.Mutex` has no condition variable, and workers must sleep
 /// until their queue goes from empty to non-empty, so the queue needs one.
 /// `@unchecked Sendable`: the pthread objects are the synchronisation.
-final class ConditionLock: @unchecked Sendable {
+package final class ConditionLock: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let conditions: UnsafeMutablePointer<pthread_cond_t>
     private let conditionCount: Int
 
     /// - Parameter conditions: how many independent condition variables share this mutex.
-    init(conditions conditionCount: Int = 1) {
+    package init(conditions conditionCount: Int = 1) {
         precondition(conditionCount >= 1)
         self.conditionCount = conditionCount
         mutex = .allocate(capacity: 1)
@@ -38,11 +38,11 @@ final class ConditionLock: @unchecked Sendable {
         mutex.deallocate()
     }
 
-    func lock() { precondition(pthread_mutex_lock(mutex) == 0) }
-    func unlock() { precondition(pthread_mutex_unlock(mutex) == 0) }
+    package func lock() { precondition(pthread_mutex_lock(mutex) == 0) }
+    package func unlock() { precondition(pthread_mutex_unlock(mutex) == 0) }
 
     /// Waits on condition `index`; the caller holds the lock.
-    func wait(_ index: Int = 0) {
+    package func wait(_ index: Int = 0) {
         precondition(index < conditionCount)
         precondition(pthread_cond_wait(conditions + index, mutex) == 0)
     }
@@ -50,7 +50,7 @@ final class ConditionLock: @unchecked Sendable {
     /// Waits on condition `index` until signalled or the monotonic clock passes `deadlineNs`.
     /// Returns false on timeout. The caller holds the lock.
     @discardableResult
-    func wait(_ index: Int, untilNs deadlineNs: UInt64) -> Bool {
+    package func wait(_ index: Int, untilNs deadlineNs: UInt64) -> Bool {
         precondition(index < conditionCount)
         var deadline = timespec(tv_sec: Int(deadlineNs / 1_000_000_000), tv_nsec: Int(deadlineNs % 1_000_000_000))
         let status = pthread_cond_timedwait(conditions + index, mutex, &deadline)
@@ -58,10 +58,10 @@ final class ConditionLock: @unchecked Sendable {
         return status == 0
     }
 
-    func signal(_ index: Int = 0) { pthread_cond_signal(conditions + index) }
-    func broadcast(_ index: Int = 0) { pthread_cond_broadcast(conditions + index) }
+    package func signal(_ index: Int = 0) { pthread_cond_signal(conditions + index) }
+    package func broadcast(_ index: Int = 0) { pthread_cond_broadcast(conditions + index) }
 
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    package func withLock<T>(_ body: () throws -> T) rethrows -> T {
         lock()
         defer { unlock() }
         return try body()

@@ -1,0 +1,260 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import TidemarkCore
+
+/// A write-ahead log in numbered files: `<first sequence>.wal`, each a run of records
+/// `u32 length | u32 CRC32C(sequence ‖ payload) | u64 sequence | payload`.
+///
+/// Appends from many threads are serialised by `lock`; under `batch` the thread that
+/// finds no fsync running becomes the leader and syncs for everyone written so far.
+public final class FileWAL: WriteAheadLog, @unchecked Sendable {
+    public static let recordHeaderBytes = 16
+    public static let payloadBytesMax = 64 << 20
+
+    private let directory: String
+    private let policy: WALSyncPolicy
+    private let lock = ConditionLock(conditions: 1)
+    // protected by lock:
+    private var descriptor: Int32 = -1
+    private var fileName = ""
+    private var files: [(firstSequence: UInt64, name: String)] = []
+    private var nextSequence: UInt64 = 1
+    private var writtenSequence: UInt64 = 0
+    private var durableSequence: UInt64 = 0
+    private var syncing = false
+    private var failure: StorageIOError?
+    private var replayed = false
+    private var intervalThreadRunning = false
+    private var closed = false
+
+    public init(directory: String, policy: WALSyncPolicy) throws {
+        self.directory = directory
+        self.policy = policy
+        try FileIO.makeDirectory(directory)
+        for name in try FileIO.list(directory) where name.hasSuffix(".wal") {
+            guard let first = UInt64(name.dropLast(4)) else { continue }
+            files.append((first, name))
+        }
+        files.sort { $0.firstSequence < $1.firstSequence }
+    }
+
+    deinit { if descriptor >= 0 { FileIO.close(descriptor) } }
+
+    public func replay(_ body: (UInt64, [UInt8]) throws -> Void) throws -> WALReplayReport {
+        var report = WALReplayReport()
+        try lock.withLock {
+            precondition(!replayed, "replay runs once, before the first append")
+            for (index, file) in files.enumerated() {
+                let path = directory + "/" + file.name
+                let isLast = index == files.count - 1
+                let (validBytes, totalBytes) = try replayFile(path, expectedFirst: index == 0 ? nil : report.lastSequence + 1,
+                                                              report: &report, body: body)
+                if validBytes < totalBytes {
+                    guard isLast else {
+                        throw CorruptDataError("\(path): damaged record at byte \(validBytes) in a WAL file that is not the last")
+                    }
+                    let descriptor = try FileIO.open(path, O_WRONLY)
+                    defer { FileIO.close(descriptor) }
+                    try FileIO.truncate(descriptor, to: validBytes, path: path)
+                    try FileIO.fsync(descriptor, path: path)
+                    report.bytesCut += totalBytes - validBytes
+                }
+            }
+            nextSequence = report.lastSequence + 1
+            writtenSequence = report.lastSequence
+            durableSequence = report.lastSequence
+            replayed = true
+            if let last = files.last {
+                // Appends continue in the newest file, after its last good record.
+                descriptor = try FileIO.open(directory + "/" + last.name, O_WRONLY | O_APPEND)
+                fileName = last.name
+            } else {
+                try openNewFileLocked()
+            }
+        }
+        startIntervalSyncIfNeeded()
+        return report
+    }
+
+    /// Replays one file; returns the bytes that held good records and the file's size.
+    private func replayFile(_ path: String, expectedFirst: UInt64?, report: inout WALReplayReport,
+                            body: (UInt64, [UInt8]) throws -> Void) throws -> (Int, Int) {
+        let descriptor = try FileIO.open(path, O_RDONLY)
+        defer { FileIO.close(descriptor) }
+        let size = try FileIO.size(descriptor, path: path)
+        let bytes = try FileIO.read(descriptor, count: size, at: 0, path: path)
+        var offset = 0
+        var expected = expectedFirst
+        while offset + Self.recordHeaderBytes <= bytes.count {
+            let (length, crc, sequence) = bytes.withUnsafeBytes { raw in
+                (UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)),
+                 UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)),
+                 UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)))
+            }
+            let end = offset + Self.recordHeaderBytes + Int(length)
+            guard length <= Self.payloadBytesMax, end <= bytes.count else { break }
+            let computed = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(offset + 8)..<end])) }
+            guard computed == crc else { break }
+            if let expected, sequence != expected { break }
+            try body(sequence, Array(bytes[(offset + Self.recordHeaderBytes)..<end]))
+            report.records += 1
+            report.lastSequence = sequence
+            expected = sequence + 1
+            offset = end
+        }
+        return (offset, bytes.count)
+    }
+
+    public func append(_ payloads: [[UInt8]]) throws -> UInt64 {
+        precondition(!payloads.isEmpty)
+        var frame = ByteWriter(capacity: payloads.reduce(0) { $0 + $1.count + Self.recordHeaderBytes })
+        lock.lock()
+        defer { lock.unlock() }
+        precondition(replayed, "replay the WAL before appending")
+        if let failure { throw failure }
+        guard !closed else { throw StorageIOError(operation: "append", path: directory, code: EBADF) }
+        let first = nextSequence
+        for (index, payload) in payloads.enumerated() {
+            precondition(payload.count <= Self.payloadBytesMax, "WAL record larger than payloadBytesMax")
+            let sequence = first + UInt64(index)
+            let start = frame.count
+            frame.write(littleEndian: UInt32(payload.count))
+            frame.write(littleEndian: UInt32(0))
+            frame.write(littleEndian: sequence)
+            frame.write(bytes: payload)
+            let crc = frame.bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 8)...])) }
+            frame.patch(littleEndian: crc, at: start + 4)
+        }
+        let last = first + UInt64(payloads.count) - 1
+        do {
+            try FileIO.writeAll(descriptor, frame.bytes, path: directory + "/" + fileName)
+        } catch {
+            // A partial write leaves a torn tail that recovery cuts; nothing after it may be acknowledged.
+            failure = error
+            throw error
+        }
+        nextSequence = last + 1
+        writtenSequence = last
+        switch policy {
+        case .always, .batch: try syncLocked(through: last)
+        case .intervalMs: break
+        }
+        return last
+    }
+
+    public func waitDurable(_ sequence: UInt64) throws {
+        lock.lock()
+        defer { lock.unlock() }
+        while durableSequence < sequence {
+            if let failure { throw failure }
+            if case .intervalMs = policy { lock.wait() } else { try syncLocked(through: sequence) }
+        }
+    }
+
+    /// Makes everything through `sequence` durable; the caller holds the lock. If another
+    /// thread is syncing, wait for it: its fsync may cover us, else sync what it missed.
+    private func syncLocked(through sequence: UInt64) throws {
+        while durableSequence < sequence {
+            if let failure { throw failure }
+            if syncing {
+                lock.wait()
+                continue
+            }
+            syncing = true
+            let target = writtenSequence
+            let descriptor = descriptor, path = directory + "/" + fileName
+            lock.unlock()
+            var syncError: StorageIOError?
+            do throws(StorageIOError) { try FileIO.fsync(descriptor, path: path) } catch { syncError = error }
+            lock.lock()
+            syncing = false
+            if let syncError {
+                // After a failed fsync the page cache state is unknown: refuse everything from now on.
+                failure = syncError
+            } else {
+                durableSequence = max(durableSequence, target)
+            }
+            lock.broadcast()
+        }
+    }
+
+    public func rotate() throws {
+        try lock.withLock {
+            precondition(replayed)
+            try syncLocked(through: writtenSequence)
+            try openNewFileLocked()
+        }
+    }
+
+    public func truncate(through sequence: UInt64) throws {
+        try lock.withLock {
+            // A file can go when the next file starts at or before sequence + 1.
+            while files.count > 1 && files[1].firstSequence <= sequence + 1 {
+                try FileIO.remove(directory + "/" + files[0].name)
+                files.removeFirst()
+            }
+            try FileIO.syncDirectory(directory)
+        }
+    }
+
+    public func close() {
+        lock.withLock {
+            closed = true
+            if descriptor >= 0 {
+                try? FileIO.fsync(descriptor, path: fileName)
+                FileIO.close(descriptor)
+                descriptor = -1
+            }
+            lock.broadcast()
+        }
+    }
+
+    /// Bytes of all WAL files, for tests and metrics.
+    public func totalBytes() throws -> Int {
+        try lock.withLock {
+            try files.reduce(0) { total, file in
+                let descriptor = try FileIO.open(directory + "/" + file.name, O_RDONLY)
+                defer { FileIO.close(descriptor) }
+                return total + (try FileIO.size(descriptor, path: file.name))
+            }
+        }
+    }
+
+    private func openNewFileLocked() throws {
+        if let last = files.last, last.firstSequence == nextSequence {
+            // The newest file holds nothing yet: keep appending to it.
+            if descriptor < 0 { descriptor = try FileIO.open(directory + "/" + last.name, O_WRONLY | O_APPEND) }
+            fileName = last.name
+            return
+        }
+        if descriptor >= 0 {
+            FileIO.close(descriptor)
+            descriptor = -1
+        }
+        let name = String(format: "%020llu.wal", nextSequence)
+        descriptor = try FileIO.open(directory + "/" + name, O_WRONLY | O_CREAT | O_APPEND)
+        try FileIO.syncDirectory(directory)
+        files.append((nextSequence, name))
+        fileName = name
+    }
+
+    private func startIntervalSyncIfNeeded() {
+        guard case .intervalMs(let intervalMs) = policy else { return }
+        lock.withLock { intervalThreadRunning = true }
+        let thread = Thread { [weak self] in
+            while let wal = self {
+                usleep(useconds_t(intervalMs * 1000))
+                let keepGoing: Bool = wal.lock.withLock {
+                    guard !wal.closed else { return false }
+                    try? wal.syncLocked(through: wal.writtenSequence)
+                    return true
+                }
+                if !keepGoing { break }
+            }
+        }
+        thread.name = "wal-sync"
+        thread.start()
+    }
+}
