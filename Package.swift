@@ -34,7 +34,9 @@ let package = Package(
             name: "TidemarkConfig",
             dependencies: ["TidemarkCore", "Yams"],
             resources: [.embedInCode("stages.yaml")]),
-        .target(name: "TidemarkStorage", dependencies: ["TidemarkCore", "CZstd"]),
+        .target(
+            name: "TidemarkStorage",
+            dependencies: ["TidemarkCore", "CZstd", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "TidemarkNet",
             dependencies: [

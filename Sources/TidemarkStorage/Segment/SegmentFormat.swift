@@ -30,10 +30,14 @@ public struct SegmentInfo: Sendable, Equatable {
     public var maxSequence: UInt64
     /// 0 for a flushed segment, one more than its inputs for a compacted one.
     public var level: Int
+    /// File names of the segments a compaction merged into this one; at start-up any of
+    /// them still present is deleted, so the inputs and the output are never both counted.
+    public var replaces: [String]
 
-    public init(partition: Int64, maxSequence: UInt64, level: Int) {
+    public init(partition: Int64, maxSequence: UInt64, level: Int, replaces: [String] = []) {
         self.partition = partition
         self.maxSequence = maxSequence
         self.level = level
+        self.replaces = replaces
     }
 }

@@ -132,6 +132,12 @@ public final class SegmentReader: Sendable {
             let partition = try reader.readSignedVarint()
             let maxSequence = try reader.readVarint()
             let level = try reader.readCount(max: 64, what: "level")
+            var replaces: [String] = []
+            for _ in 0..<(try reader.readCount(max: 100_000, what: "replaced segments")) {
+                guard let name = String(validating: try reader.readLengthPrefixed(max: 255), as: UTF8.self),
+                      !name.contains("/") else { throw CorruptDataError("bad replaced segment name") }
+                replaces.append(name)
+            }
             let seriesCount = try reader.readCount(max: SegmentFormat.seriesMax, what: "series count")
             var index: [String: [ChunkLocation]] = [:]
             var previousPath: String?
@@ -156,7 +162,7 @@ public final class SegmentReader: Sendable {
                 index[seriesPath] = chunks
             }
             guard reader.isAtEnd else { throw CorruptDataError("bytes after the footer index") }
-            return (SegmentInfo(partition: partition, maxSequence: maxSequence, level: level), index)
+            return (SegmentInfo(partition: partition, maxSequence: maxSequence, level: level, replaces: replaces), index)
         } catch {
             throw .corrupt(path: path, reason: "\(error)")
         }

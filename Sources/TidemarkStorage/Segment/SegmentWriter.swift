@@ -22,12 +22,16 @@ public struct SegmentWriter {
     public var isEmpty: Bool { index.isEmpty }
     public var byteCount: Int { body.count }
 
-    /// Adds one series, cut into chunks of at most `SegmentFormat.chunkPointsMax` points.
+    /// Adds points of one series, cut into chunks of at most `SegmentFormat.chunkPointsMax`.
+    /// A series may be added in several calls (so a merge never holds it whole), each
+    /// continuing after the last timestamp of the one before.
     public mutating func add(path: String, timestamps: [Int64], values: Column) {
         precondition(!timestamps.isEmpty && timestamps.count == values.count)
-        precondition(index.last.map { $0.path < path } ?? true, "series must be added in ascending order, once")
+        let continuing = index.last?.path == path
+        precondition(continuing || index.last.map { $0.path < path } ?? true, "series must be added in ascending order")
+        precondition(!continuing || index.last!.chunks.last!.stats.maxTime < timestamps[0], "a continued series must move forward in time")
         precondition(zip(timestamps, timestamps.dropFirst()).allSatisfy { $0 < $1 }, "timestamps must strictly increase")
-        var chunks: [ChunkLocation] = []
+        var chunks: [ChunkLocation] = continuing ? index.removeLast().chunks : []
         var start = 0
         while start < timestamps.count {
             let end = min(start + SegmentFormat.chunkPointsMax, timestamps.count)
@@ -64,6 +68,8 @@ public struct SegmentWriter {
         footer.write(signedVarint: info.partition)
         footer.write(varint: info.maxSequence)
         footer.write(varint: UInt64(info.level))
+        footer.write(varint: UInt64(info.replaces.count))
+        for name in info.replaces { footer.write(lengthPrefixed: Array(name.utf8)) }
         footer.write(varint: UInt64(index.count))
         for (path, chunks) in index {
             footer.write(lengthPrefixed: Array(path.utf8))

@@ -137,10 +137,7 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
         }
         nextSequence = last + 1
         writtenSequence = last
-        switch policy {
-        case .always, .batch: try syncLocked(through: last)
-        case .intervalMs: break
-        }
+        if policy == .always { try syncLocked(through: last) }
         return last
     }
 

@@ -24,8 +24,9 @@ public struct WALReplayReport: Sendable, Equatable {
 /// writes not yet in a segment. Standalone it is a `FileWAL`; under consensus the
 /// Raft log takes its place behind this same interface.
 public protocol WriteAheadLog: AnyObject, Sendable {
-    /// Appends `payloads` in order and returns the sequence given to the last one;
-    /// they are durable on return unless the policy is `intervalMs`.
+    /// Appends `payloads` in order and returns the sequence given to the last one.
+    /// Under `always` they are durable on return; otherwise call `waitDurable`, which
+    /// lets concurrent writers share one fsync (group commit).
     func append(_ payloads: [[UInt8]]) throws -> UInt64
     /// Waits until every record up to `sequence` is durable.
     func waitDurable(_ sequence: UInt64) throws

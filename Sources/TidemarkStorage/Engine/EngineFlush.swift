@@ -1,0 +1,153 @@
+import TidemarkCore
+
+extension StorageEngine {
+    /// Seals the active memtable if it is past `memtableBytesMax` or `memtableAgeMsMax`;
+    /// the WAL rotates with it so the sealed part's log can be dropped after its flush.
+    /// Returns whether there is sealed work for `flushSealed`.
+    @discardableResult
+    public func sealIfDue(nowNs: UInt64 = monotonicNowNs()) -> Bool {
+        writeLock.withLock {
+            state.withLock {
+                let ageMs = (nowNs &- active.createdNs) / 1_000_000
+                if !active.isEmpty && (active.bytes >= options.memtableBytesMax || ageMs >= UInt64(options.memtableAgeMsMax)) {
+                    sealLocked()
+                }
+                return !sealed.isEmpty
+            }
+        }
+    }
+
+    /// Seals whatever the active memtable holds and flushes every sealed memtable.
+    public func flush() throws {
+        try writeLock.withLock {
+            try state.withLock {
+                if !active.isEmpty { sealLocked() }
+            }
+            try wal.rotate()
+        }
+        try flushSealed()
+    }
+
+    /// The caller holds `writeLock` and `state`.
+    private func sealLocked() {
+        sealed.append(active)
+        active = Memtable(createdNs: monotonicNowNs())
+        // New writes go to a new WAL file; the old files go once every sealed memtable is in segments.
+        try? wal.rotate()
+    }
+
+    /// Writes every sealed memtable to segment files, oldest first, then drops the WAL they
+    /// covered. A sealed memtable stays readable until its segments are visible.
+    public func flushSealed() throws {
+        try maintenanceLock.withLock {
+            while let memtable = state.withLock({ sealed.first }) {
+                let handles = try writeSegments(of: memtable)
+                state.withLock {
+                    segments += handles
+                    sealed.removeFirst()
+                }
+                try wal.truncate(through: memtable.maxSequence)
+            }
+            try compactDue()
+        }
+    }
+
+    /// One segment per time partition the memtable touches.
+    private func writeSegments(of memtable: Memtable) throws -> [SegmentHandle] {
+        var byPartition: [Int64: [(path: String, timestamps: [Int64], values: Column)]] = [:]
+        for (path, buffer) in memtable.series {
+            let (timestamps, values) = buffer.sorted()
+            guard !timestamps.isEmpty else { continue }
+            var start = 0
+            while start < timestamps.count {
+                let partition = partition(of: timestamps[start])
+                var end = start + 1
+                while end < timestamps.count && self.partition(of: timestamps[end]) == partition { end += 1 }
+                byPartition[partition, default: []].append((path, Array(timestamps[start..<end]), values.gathered(start..<end)))
+                start = end
+            }
+        }
+        var handles: [SegmentHandle] = []
+        for partition in byPartition.keys.sorted() {
+            var writer = SegmentWriter(info: SegmentInfo(partition: partition, maxSequence: memtable.maxSequence, level: 0),
+                                       compressionLevel: options.compressionLevel)
+            for series in byPartition[partition]!.sorted(by: { $0.path < $1.path }) {
+                writer.add(path: series.path, timestamps: series.timestamps, values: series.values)
+            }
+            handles.append(try writeSegment(writer, partition: partition))
+        }
+        return handles
+    }
+
+    func writeSegment(_ writer: SegmentWriter, partition: Int64) throws -> SegmentHandle {
+        let id = state.withLock { () -> UInt64 in
+            defer { nextSegmentID += 1 }
+            return nextSegmentID
+        }
+        let name = "p\(partition)-\(String(format: "%012llu", id)).seg"
+        try writer.write(to: segmentDirectory, name: name)
+        return SegmentHandle(name: name, reader: try SegmentReader(path: segmentDirectory + "/" + name), id: id)
+    }
+
+    // MARK: - Compaction
+
+    /// Compacts every partition that has reached `compactionTriggerSegments` segments.
+    func compactDue() throws {
+        let due = state.withLock {
+            Dictionary(grouping: segments, by: { $0.info.partition }).filter { $0.value.count >= options.compactionTriggerSegments }.keys
+        }
+        for partition in due.sorted() { _ = try compactLocked(partition: partition) }
+    }
+
+    /// Merges the oldest segments of `partition` (up to `compactionInputBytesMax`) into one.
+    /// Returns whether anything was merged.
+    @discardableResult
+    public func compact(partition: Int64) throws -> Bool {
+        try maintenanceLock.withLock { try compactLocked(partition: partition) }
+    }
+
+    private func compactLocked(partition: Int64) throws -> Bool {
+        let (inputs, tombstones) = state.withLock { () -> ([SegmentHandle], [Tombstone]) in
+            var chosen: [SegmentHandle] = []
+            var bytes = 0
+            for handle in segments where handle.info.partition == partition {
+                guard chosen.count < 2 || bytes + handle.reader.fileBytes <= options.compactionInputBytesMax else { break }
+                chosen.append(handle)
+                bytes += handle.reader.fileBytes
+            }
+            return (chosen, self.tombstones)
+        }
+        guard inputs.count >= 2 else { return false }
+        let maxSequence = inputs.map(\.info.maxSequence).max()!
+        var writer = SegmentWriter(
+            info: SegmentInfo(partition: partition, maxSequence: maxSequence, level: inputs.map(\.info.level).max()! + 1,
+                              replaces: inputs.map(\.name)),
+            compressionLevel: options.compressionLevel)
+        let paths = Set(inputs.flatMap { $0.reader.index.keys }).sorted()
+        for path in paths {
+            guard let type = inputs.lazy.compactMap({ $0.reader.index[path]?.first?.stats.dataType }).first else { continue }
+            let cursors = inputs.map { segmentCursor($0, path: path, type: type, range: Int64.min...Int64.max, tombstones: tombstones, skip: []) }
+            let scan = SeriesScan(dataType: type, cursors: cursors, batchPoints: SegmentFormat.chunkPointsMax)
+            while let batch = try scan.next() { writer.add(path: path, timestamps: batch.timestamps, values: batch.values) }
+        }
+        // The output (possibly empty if deletes removed everything) replaces the inputs.
+        let output: SegmentHandle? = writer.isEmpty ? nil : try writeSegment(writer, partition: partition)
+        let names = Set(inputs.map(\.name))
+        state.withLock {
+            segments.removeAll { names.contains($0.name) }
+            if let output { segments.append(output) }
+            segments.sort { $0.id < $1.id }
+            // A tombstone older than every segment and memtable has nothing left to hide.
+            let oldest = (segments.map(\.info.maxSequence) + sealed.map(\.maxSequence)).min() ?? UInt64.max
+            let before = self.tombstones.count
+            // (Memtables never need one: a delete removes their points when it happens or is replayed.)
+            self.tombstones.removeAll { $0.sequence <= oldest }
+            if self.tombstones.count != before { try? saveTombstonesLocked() }
+        }
+        for name in names { try FileIO.remove(segmentDirectory + "/" + name) }
+        try FileIO.syncDirectory(segmentDirectory)
+        logger.info("compacted segments", metadata: ["partition": "\(partition)", "inputs": "\(inputs.count)",
+                                                     "output": "\(output?.name ?? "none")"])
+        return true
+    }
+}

@@ -1,0 +1,121 @@
+import TidemarkCore
+
+/// One point to write.
+public struct PointWrite: Sendable, Equatable {
+    public var path: String
+    public var timestamp: Int64
+    public var value: Value
+
+    public init(path: String, timestamp: Int64, value: Value) {
+        self.path = path
+        self.timestamp = timestamp
+        self.value = value
+    }
+}
+
+/// A delete: every point of series matching `pattern` with a time in `range`.
+public struct Tombstone: Sendable, Equatable {
+    public var pattern: PathPattern
+    public var range: ClosedRange<Int64>
+    /// The WAL sequence of the delete: it applies to data written before it.
+    public var sequence: UInt64
+}
+
+/// What the region's WAL records hold.
+enum EngineRecord: Equatable {
+    case write([PointWrite])
+    case delete(pattern: String, range: ClosedRange<Int64>)
+
+    static let pointsPerRecordMax = 10_000_000
+
+    func encoded() -> [UInt8] {
+        var writer = ByteWriter()
+        switch self {
+        case .write(let points):
+            writer.write(1)
+            writer.write(varint: UInt64(points.count))
+            for point in points {
+                writer.write(lengthPrefixed: Array(point.path.utf8))
+                writer.write(point.value.dataType.rawValue)
+                writer.write(signedVarint: point.timestamp)
+                ChunkStats.encode(point.value, into: &writer)
+            }
+        case .delete(let pattern, let range):
+            writer.write(2)
+            writer.write(lengthPrefixed: Array(pattern.utf8))
+            writer.write(signedVarint: range.lowerBound)
+            writer.write(signedVarint: range.upperBound)
+        }
+        return writer.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws(CorruptDataError) -> EngineRecord {
+        var reader = ByteReader(bytes)
+        let record: EngineRecord
+        switch try reader.readByte() {
+        case 1:
+            let count = try reader.readCount(max: min(pointsPerRecordMax, reader.remaining), what: "points")
+            var points: [PointWrite] = []
+            points.reserveCapacity(count)
+            for _ in 0..<count {
+                guard let path = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self),
+                      let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad point in a WAL record") }
+                let timestamp = try reader.readSignedVarint()
+                points.append(PointWrite(path: path, timestamp: timestamp, value: try ChunkStats.decodeValue(type, from: &reader)))
+            }
+            record = .write(points)
+        case 2:
+            guard let pattern = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self) else {
+                throw CorruptDataError("bad delete pattern")
+            }
+            let low = try reader.readSignedVarint(), high = try reader.readSignedVarint()
+            guard low <= high else { throw CorruptDataError("inverted delete range") }
+            record = .delete(pattern: pattern, range: low...high)
+        case let kind:
+            throw CorruptDataError("unknown WAL record kind \(kind)")
+        }
+        guard reader.isAtEnd else { throw CorruptDataError("bytes after a WAL record") }
+        return record
+    }
+}
+
+/// Schema changes, in the schema log (replayed before the data WAL).
+enum SchemaRecord {
+    case createDatabase(String)
+    case createSeries(SeriesSchema)
+    case deleteSeries(pattern: String)
+    case deleteDatabase(String)
+
+    func encoded() -> [UInt8] {
+        var writer = ByteWriter()
+        func text(_ value: String) { writer.write(lengthPrefixed: Array(value.utf8)) }
+        switch self {
+        case .createDatabase(let name): writer.write(1); text(name)
+        case .createSeries(let schema):
+            writer.write(2); text(schema.path); writer.write(schema.dataType.rawValue); text(schema.encoding); text(schema.compression)
+        case .deleteSeries(let pattern): writer.write(3); text(pattern)
+        case .deleteDatabase(let name): writer.write(4); text(name)
+        }
+        return writer.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws(CorruptDataError) -> SchemaRecord {
+        var reader = ByteReader(bytes)
+        func text() throws(CorruptDataError) -> String {
+            guard let value = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self) else {
+                throw CorruptDataError("schema record text is not UTF-8")
+            }
+            return value
+        }
+        switch try reader.readByte() {
+        case 1: return .createDatabase(try text())
+        case 2:
+            let path = try text()
+            guard let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad data type in schema log") }
+            return .createSeries(SeriesSchema(path: path, dataType: type, encoding: try text(), compression: try text()))
+        case 3: return .deleteSeries(pattern: try text())
+        case 4: return .deleteDatabase(try text())
+        case let kind: throw CorruptDataError("unknown schema record kind \(kind)")
+        }
+    }
+}

@@ -1,0 +1,124 @@
+import TidemarkCore
+
+/// Sorted points of one source (a segment, a sealed or the active memtable), produced a
+/// chunk at a time so a scan holds at most one chunk per source in memory.
+struct SourceCursor {
+    /// Loads the next chunk of this source, already cut to the query range.
+    typealias Loader = () throws -> (timestamps: [Int64], values: Column)
+
+    private var loaders: [Loader]
+    private var nextLoader = 0
+    private(set) var timestamps: [Int64] = []
+    private(set) var values: Column
+    private(set) var position = 0
+
+    init(type: DataType, loaders: [Loader]) {
+        self.loaders = loaders
+        values = .empty(type)
+    }
+
+    /// The current timestamp, loading chunks as needed; nil when the source is exhausted.
+    mutating func peek() throws -> Int64? {
+        while position == timestamps.count {
+            guard nextLoader < loaders.count else { return nil }
+            (timestamps, values) = try loaders[nextLoader]()
+            loaders[nextLoader] = { ([], .empty(.boolean)) }  // let the chunk go once consumed
+            nextLoader += 1
+            position = 0
+        }
+        return timestamps[position]
+    }
+
+    mutating func advance() { position += 1 }
+    var currentValue: Value { values[position] }
+}
+
+/// A time-ordered scan of one series, merged over its sources with the newest write
+/// winning each timestamp, returned in batches of at most `batchPoints`.
+public final class SeriesScan {
+    public let dataType: DataType
+    private var cursors: [SourceCursor]  // oldest source first
+    private let batchPoints: Int
+
+    init(dataType: DataType, cursors: [SourceCursor], batchPoints: Int) {
+        precondition(batchPoints > 0)
+        self.dataType = dataType
+        self.cursors = cursors
+        self.batchPoints = batchPoints
+    }
+
+    /// The next batch, or nil at the end.
+    public func next() throws -> (timestamps: [Int64], values: Column)? {
+        var timestamps: [Int64] = []
+        var values = Column.empty(dataType)
+        timestamps.reserveCapacity(min(batchPoints, 4096))
+        while timestamps.count < batchPoints {
+            var lowest: Int64?
+            var winner = -1
+            for index in cursors.indices {
+                guard let timestamp = try cursors[index].peek() else { continue }
+                // Ties go to the later (newer) source.
+                if lowest == nil || timestamp < lowest! || timestamp == lowest! {
+                    if lowest == nil || timestamp < lowest! { lowest = timestamp }
+                    winner = index
+                }
+            }
+            guard let timestamp = lowest else { break }
+            timestamps.append(timestamp)
+            values.append(cursors[winner].currentValue)
+            for index in cursors.indices where try cursors[index].peek() == timestamp { cursors[index].advance() }
+        }
+        return timestamps.isEmpty ? nil : (timestamps, values)
+    }
+
+    /// Every remaining point (tests and small series only).
+    public func all() throws -> (timestamps: [Int64], values: Column) {
+        var timestamps: [Int64] = []
+        var values = Column.empty(dataType)
+        while let batch = try next() {
+            timestamps += batch.timestamps
+            for index in 0..<batch.values.count { values.append(batch.values[index]) }
+        }
+        return (timestamps, values)
+    }
+}
+
+/// The aggregates of IoTDB's dialect over one series and time range.
+public struct Aggregates: Sendable, Equatable {
+    public var count = 0
+    public var sum: Double?
+    public var minValue: Double?
+    public var maxValue: Double?
+    public var firstValue: Value?
+    public var lastValue: Value?
+    public var minTime: Int64?
+    public var maxTime: Int64?
+    /// Chunks answered from their statistics without being read (for tests and metrics).
+    public var chunksFromStatistics = 0
+
+    public init() {}
+
+    public var average: Double? { sum.map { count == 0 ? .nan : $0 / Double(count) } }
+
+    /// Folds points that come after everything folded so far, in time order.
+    mutating func fold(timestamps: [Int64], values: Column) {
+        guard !timestamps.isEmpty else { return }
+        fold(ChunkStats(timestamps: timestamps, values: values))
+    }
+
+    /// Folds a chunk's statistics; chunks arrive in time order.
+    mutating func fold(_ stats: ChunkStats) {
+        if count == 0 {
+            firstValue = stats.first
+            minTime = stats.minTime
+        }
+        count += stats.count
+        lastValue = stats.last
+        maxTime = stats.maxTime
+        if let chunkSum = stats.sum, let low = stats.minValue, let high = stats.maxValue {
+            sum = (sum ?? 0) + chunkSum
+            minValue = minValue.map { $0.isNaN || low.isNaN ? .nan : Swift.min($0, low) } ?? low
+            maxValue = maxValue.map { $0.isNaN || high.isNaN ? .nan : Swift.max($0, high) } ?? high
+        }
+    }
+}

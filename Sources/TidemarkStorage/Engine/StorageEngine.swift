@@ -1,0 +1,375 @@
+import Foundation
+import Logging
+import Synchronization
+import TidemarkCore
+
+/// How one region's engine is sized and behaves.
+public struct EngineOptions: Sendable {
+    public var walSync = WALSyncPolicy.batch
+    /// A memtable is sealed for flushing past this many bytes…
+    public var memtableBytesMax = 64 << 20
+    /// …or when its oldest write is this old.
+    public var memtableAgeMsMax = 10 * 60 * 1000
+    public var compressionLevel: Int32 = 3
+    public var schemaLimits = SchemaLimits()
+    /// Create a missing series (and its database, `root.<first level>`) on first write.
+    public var autoCreateSchema = true
+    /// Width of a time partition, in the timestamps' unit (7 days of milliseconds).
+    public var partitionInterval: Int64 = 7 * 24 * 3600 * 1000
+    /// A partition is compacted once it has this many segments…
+    public var compactionTriggerSegments = 4
+    /// …merging at most this many input bytes at once, so compaction memory stays bounded.
+    public var compactionInputBytesMax = 256 << 20
+    /// Points per batch a scan returns.
+    public var scanBatchPoints = 4096
+    /// Points one write may carry (a larger write is refused whole).
+    public var writePointsMax = 1_000_000
+
+    public init() {}
+}
+
+/// Why a write, delete or schema change was refused; nothing of it was applied.
+public enum EngineError: Error, Sendable, CustomStringConvertible {
+    case schema(SchemaError)
+    case typeMismatch(path: String, expected: DataType, got: DataType)
+    case tooLarge(String)
+    case io(String)
+    case corrupt(String)
+
+    public var description: String {
+        switch self {
+        case .schema(let error): "\(error)"
+        case .typeMismatch(let path, let expected, let got): "\(path) is \(expected), got a \(got) value"
+        case .tooLarge(let reason): reason
+        case .io(let reason): reason
+        case .corrupt(let reason): reason
+        }
+    }
+}
+
+/// Counters of one engine, for `/metrics`.
+public struct EngineStats: Sendable, Equatable {
+    public var segments = 0
+    public var segmentBytes = 0
+    public var memtableBytes = 0
+    public var sealedMemtables = 0
+    public var quarantinedSegments = 0
+    public var tombstones = 0
+}
+
+/// A segment file in use.
+struct SegmentHandle {
+    let name: String
+    let reader: SegmentReader
+    var info: SegmentInfo { reader.info }
+    /// Names sort by id, and ids grow with every flush and compaction.
+    let id: UInt64
+}
+
+/// The storage engine of one data region (DESIGN.md section 6): schema, WAL, memtables,
+/// segments, deletes and compaction. Nothing in it is global, so a node runs many.
+///
+/// Locking: `writeLock` orders writers (WAL order is apply order); `state` guards the
+/// memtables, segment list and tombstones and is held only briefly; `maintenanceLock`
+/// lets one flush or compaction run at a time. I/O happens outside `state`.
+public final class StorageEngine: @unchecked Sendable {
+    public let directory: String
+    public let options: EngineOptions
+    let logger: Logger
+    let wal: WriteAheadLog
+    private let schemaLog: FileWAL
+    let writeLock = NSLock()
+    let maintenanceLock = NSLock()
+    let state = NSLock()
+    // protected by state:
+    let schema: SchemaTree
+    var active: Memtable
+    var sealed: [Memtable] = []
+    var segments: [SegmentHandle] = []
+    var tombstones: [Tombstone] = []
+    var nextSegmentID: UInt64 = 1
+    var quarantined = 0
+
+    var segmentDirectory: String { directory + "/segments" }
+    var quarantineDirectory: String { directory + "/quarantine" }
+    var tombstonePath: String { directory + "/tombstones" }
+
+    /// Opens (or creates) the region in `directory` and recovers it: schema log, segments
+    /// (quarantining damaged ones, finishing an interrupted compaction), tombstones, WAL.
+    public init(directory: String, options: EngineOptions = EngineOptions(), logger: Logger = Logger(label: "tidemark.storage")) throws {
+        self.directory = directory
+        self.options = options
+        self.logger = logger
+        try FileIO.makeDirectory(directory + "/segments")
+        try FileIO.makeDirectory(directory + "/quarantine")
+        schema = SchemaTree(limits: options.schemaLimits)
+        schemaLog = try FileWAL(directory: directory + "/schema", policy: .always)
+        wal = try FileWAL(directory: directory + "/wal", policy: options.walSync)
+        active = Memtable(createdNs: monotonicNowNs())
+        try recoverSchema()
+        try openSegments()
+        try loadTombstones()
+        try replayWAL()
+    }
+
+    public func close() {
+        wal.close()
+        schemaLog.close()
+    }
+
+    // MARK: - Schema
+
+    public func createDatabase(_ name: String) throws {
+        try writeLock.withLock {
+            try state.withLock { try schemaChange { try schema.createDatabase(name) } }
+            _ = try schemaLog.append([SchemaRecord.createDatabase(name).encoded()])
+        }
+    }
+
+    public func createSeries(_ series: SeriesSchema) throws {
+        try writeLock.withLock {
+            try state.withLock { try schemaChange { try schema.createSeries(series) } }
+            _ = try schemaLog.append([SchemaRecord.createSeries(series).encoded()])
+        }
+    }
+
+    public func series(matching pattern: PathPattern) -> [SeriesSchema] { state.withLock { schema.series(matching: pattern) } }
+    public func devices(matching pattern: PathPattern) -> [String] { state.withLock { schema.devices(matching: pattern) } }
+    public func databases() -> [String] { state.withLock { schema.databases } }
+    public func series(_ path: String) -> SeriesSchema? { state.withLock { schema.series(path) } }
+
+    /// Deletes the series matching `pattern` and all their points.
+    public func deleteSeries(matching pattern: PathPattern) throws {
+        try delete(matching: pattern, range: Int64.min...Int64.max)
+        try writeLock.withLock {
+            _ = try schemaLog.append([SchemaRecord.deleteSeries(pattern: pattern.description).encoded()])
+            state.withLock { _ = schema.deleteSeries(matching: pattern) }
+        }
+    }
+
+    /// Runs a schema change, reporting a refusal as an `EngineError`.
+    private func schemaChange<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as SchemaError { throw EngineError.schema(error) }
+    }
+
+    private func recoverSchema() throws {
+        _ = try schemaLog.replay { _, payload in
+            switch try SchemaRecord.decode(payload) {
+            case .createDatabase(let name): try? schema.createDatabase(name)
+            case .createSeries(let series): try? schema.createSeries(series)
+            case .deleteSeries(let pattern): _ = schema.deleteSeries(matching: try PathPattern(parsing: pattern))
+            case .deleteDatabase(let name): try? schema.deleteDatabase(name)
+            }
+        }
+    }
+
+    // MARK: - Writes
+
+    /// Writes `points` atomically: all are checked against the schema (creating missing
+    /// series when allowed) before any is logged; returns once they are durable.
+    @discardableResult
+    public func write(_ points: [PointWrite]) throws -> UInt64 {
+        guard !points.isEmpty else { return 0 }
+        guard points.count <= options.writePointsMax else {
+            throw EngineError.tooLarge("\(points.count) points exceed the \(options.writePointsMax) a write may carry")
+        }
+        let sequence: UInt64 = try writeLock.withLock {
+            let types = try resolveSchema(points)
+            let sequence = try wal.append([EngineRecord.write(points).encoded()])
+            state.withLock {
+                for (point, type) in zip(points, types) {
+                    active.append(path: point.path, type: type, timestamp: point.timestamp, value: point.value, sequence: sequence)
+                }
+            }
+            return sequence
+        }
+        try wal.waitDurable(sequence)
+        if sealIfDue() { try flushSealed() }
+        return sequence
+    }
+
+    /// The type of each point's series, creating missing ones; throws before anything is created
+    /// if any point cannot be written.
+    private func resolveSchema(_ points: [PointWrite]) throws -> [DataType] {
+        var created: [SchemaRecord] = []
+        // Whatever was created is logged even if a later creation fails, so memory and log agree.
+        defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
+        return try state.withLock { () throws -> [DataType] in
+            var pending: [String: SeriesSchema] = [:]
+            var newDatabases: [String] = []
+            var types: [DataType] = []
+            types.reserveCapacity(points.count)
+            for point in points {
+                if let existing = schema.series(point.path) ?? pending[point.path] {
+                    guard existing.dataType == point.value.dataType else {
+                        throw EngineError.typeMismatch(path: point.path, expected: existing.dataType, got: point.value.dataType)
+                    }
+                    types.append(existing.dataType)
+                    continue
+                }
+                guard options.autoCreateSchema else { throw EngineError.schema(SchemaError("\(point.path): no such series")) }
+                let levels = try schemaChange { try schema.validate(point.path) }
+                if schema.databaseOf(levels) == nil {
+                    let database = levels[0...1].joined(separator: ".")
+                    if !newDatabases.contains(database) { newDatabases.append(database) }
+                }
+                pending[point.path] = SeriesSchema(path: point.path, dataType: point.value.dataType)
+                types.append(point.value.dataType)
+            }
+            // Everything checked: now create, so a refused write creates nothing.
+            for database in newDatabases {
+                try schemaChange { try schema.createDatabase(database) }
+                created.append(.createDatabase(database))
+            }
+            for series in pending.values.sorted(by: { $0.path < $1.path }) {
+                try schemaChange { try schema.createSeries(series) }
+                created.append(.createSeries(series))
+            }
+            return types
+        }
+    }
+
+    /// Deletes points of series matching `pattern` within `range` (inclusive).
+    public func delete(matching pattern: PathPattern, range: ClosedRange<Int64>) throws {
+        let sequence: UInt64 = try writeLock.withLock {
+            let sequence = try wal.append([EngineRecord.delete(pattern: pattern.description, range: range).encoded()])
+            try wal.waitDurable(sequence)
+            let tombstone = Tombstone(pattern: pattern, range: range, sequence: sequence)
+            try state.withLock {
+                active.remove(matching: pattern, in: range)
+                active.noteSequence(sequence)
+                tombstones.append(tombstone)
+                try saveTombstonesLocked()
+            }
+            return sequence
+        }
+        _ = sequence
+    }
+
+    /// Drops the whole region: every file under its directory.
+    public func destroy() throws {
+        close()
+        try FileManager.default.removeItem(atPath: directory)
+    }
+
+    public var stats: EngineStats {
+        state.withLock {
+            EngineStats(segments: segments.count, segmentBytes: segments.reduce(0) { $0 + $1.reader.fileBytes },
+                        memtableBytes: active.bytes + sealed.reduce(0) { $0 + $1.bytes }, sealedMemtables: sealed.count,
+                        quarantinedSegments: quarantined, tombstones: tombstones.count)
+        }
+    }
+
+    func partition(of timestamp: Int64) -> Int64 {
+        timestamp >= 0 ? timestamp / options.partitionInterval : -((-timestamp - 1) / options.partitionInterval) - 1
+    }
+
+    // MARK: - Recovery
+
+    private func openSegments() throws {
+        var handles: [SegmentHandle] = []
+        for name in try FileIO.list(segmentDirectory) {
+            if name.hasSuffix(".tmp") {
+                // A flush or compaction that never finished: its rename did not happen.
+                try FileIO.remove(segmentDirectory + "/" + name)
+                continue
+            }
+            guard name.hasSuffix(".seg"), let id = Self.segmentID(name) else { continue }
+            do {
+                handles.append(SegmentHandle(name: name, reader: try SegmentReader(path: segmentDirectory + "/" + name), id: id))
+            } catch {
+                try quarantine(name, reason: "\(error)")
+            }
+            nextSegmentID = max(nextSegmentID, id + 1)
+        }
+        // Finish an interrupted compaction: its output names the inputs it replaced.
+        let replaced = Set(handles.flatMap { $0.info.replaces })
+        for handle in handles where replaced.contains(handle.name) {
+            logger.notice("removing a segment a compaction already replaced", metadata: ["segment": "\(handle.name)"])
+            try FileIO.remove(segmentDirectory + "/" + handle.name)
+        }
+        segments = handles.filter { !replaced.contains($0.name) }.sorted { $0.id < $1.id }
+        try FileIO.syncDirectory(segmentDirectory)
+    }
+
+    static func segmentID(_ name: String) -> UInt64? {
+        guard let dash = name.lastIndex(of: "-") else { return nil }
+        return UInt64(name[name.index(after: dash)...].dropLast(4))
+    }
+
+    private func replayWAL() throws {
+        var flushedThrough: [Int64: UInt64] = [:]
+        for segment in segments {
+            flushedThrough[segment.info.partition] = max(flushedThrough[segment.info.partition] ?? 0, segment.info.maxSequence)
+        }
+        let report = try wal.replay { sequence, payload in
+            switch try EngineRecord.decode(payload) {
+            case .write(let points):
+                for point in points {
+                    // Points already in a segment of their partition are not applied twice.
+                    if let through = flushedThrough[partition(of: point.timestamp)], sequence <= through { continue }
+                    guard let series = schema.series(point.path), series.dataType == point.value.dataType else { continue }
+                    active.append(path: point.path, type: series.dataType, timestamp: point.timestamp, value: point.value, sequence: sequence)
+                }
+                active.noteSequence(sequence)
+            case .delete(let pattern, let range):
+                let parsed = try PathPattern(parsing: pattern)
+                active.remove(matching: parsed, in: range)
+                active.noteSequence(sequence)
+                if !tombstones.contains(where: { $0.sequence == sequence }) {
+                    tombstones.append(Tombstone(pattern: parsed, range: range, sequence: sequence))
+                    try saveTombstonesLocked()
+                }
+            }
+        }
+        if report.bytesCut > 0 {
+            logger.warning("cut a torn WAL tail", metadata: ["bytes": "\(report.bytesCut)", "records": "\(report.records)"])
+        }
+    }
+
+    // MARK: - Tombstones file
+
+    func saveTombstonesLocked() throws {
+        var writer = ByteWriter()
+        writer.write(varint: UInt64(tombstones.count))
+        for tombstone in tombstones {
+            writer.write(lengthPrefixed: Array(tombstone.pattern.description.utf8))
+            writer.write(signedVarint: tombstone.range.lowerBound)
+            writer.write(signedVarint: tombstone.range.upperBound)
+            writer.write(varint: tombstone.sequence)
+        }
+        writer.write(littleEndian: CRC32C.checksum(writer.bytes))
+        try FileIO.writeFileAtomically(writer.bytes, to: tombstonePath, directory: directory)
+    }
+
+    private func loadTombstones() throws {
+        guard FileManager.default.fileExists(atPath: tombstonePath) else { return }
+        let descriptor = try FileIO.open(tombstonePath, O_RDONLY)
+        defer { FileIO.close(descriptor) }
+        let bytes = try FileIO.read(descriptor, count: try FileIO.size(descriptor, path: tombstonePath), at: 0, path: tombstonePath)
+        guard bytes.count >= 4, CRC32C.checksum(Array(bytes.dropLast(4))) == bytes.withUnsafeBytes({
+            UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: bytes.count - 4, as: UInt32.self))
+        }) else {
+            throw EngineError.corrupt("\(tombstonePath) fails its CRC; deletes cannot be trusted, refusing to open the region")
+        }
+        var reader = ByteReader(bytes, end: bytes.count - 4)
+        for _ in 0..<(try reader.readCount(max: 1_000_000, what: "tombstones")) {
+            guard let text = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self) else {
+                throw EngineError.corrupt("\(tombstonePath): bad pattern")
+            }
+            let low = try reader.readSignedVarint(), high = try reader.readSignedVarint()
+            guard low <= high else { throw EngineError.corrupt("\(tombstonePath): inverted range") }
+            tombstones.append(Tombstone(pattern: try PathPattern(parsing: text), range: low...high, sequence: try reader.readVarint()))
+        }
+    }
+
+    // MARK: - Quarantine
+
+    /// Moves a damaged segment aside, logs it and counts it; the rest keeps serving.
+    func quarantine(_ name: String, reason: String) throws {
+        logger.error("quarantined a damaged segment", metadata: ["segment": "\(name)", "reason": "\(reason)"])
+        try FileIO.rename(segmentDirectory + "/" + name, quarantineDirectory + "/" + name)
+        try FileIO.syncDirectory(segmentDirectory)
+        quarantined += 1
+    }
+}

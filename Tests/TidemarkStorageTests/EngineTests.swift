@@ -1,0 +1,241 @@
+import Foundation
+import Testing
+import TidemarkCore
+import TidemarkTestSupport
+@testable import TidemarkStorage
+
+private func engine(_ directory: String, _ configure: (inout EngineOptions) -> Void = { _ in }) throws -> StorageEngine {
+    var options = EngineOptions()
+    options.partitionInterval = 1000
+    options.compactionTriggerSegments = 1000  // tests compact explicitly unless they say otherwise
+    configure(&options)
+    return try StorageEngine(directory: directory, options: options)
+}
+
+private func points(_ path: String, _ pairs: [(Int64, Double)]) -> [PointWrite] {
+    pairs.map { PointWrite(path: path, timestamp: $0.0, value: .double($0.1)) }
+}
+
+private func read(_ engine: StorageEngine, _ path: String, _ range: ClosedRange<Int64> = Int64.min...Int64.max) throws -> [(Int64, Double)] {
+    let (timestamps, values) = try engine.scan(path: path, range: range).all()
+    guard case .double(let doubles) = values else { return [] }
+    return Array(zip(timestamps, doubles))
+}
+
+private func same(_ a: [(Int64, Double)], _ b: [(Int64, Double)]) -> Bool {
+    a.count == b.count && zip(a, b).allSatisfy { $0.0 == $1.0 && $0.1.bitPattern == $1.1.bitPattern }
+}
+
+@Suite struct EngineTests {
+    @Test func outOfOrderAndDuplicateWritesKeepTheNewestPerTimestamp() throws {
+        let engine = try engine(try temporaryDirectory("engine"))
+        try engine.write(points("root.sg.d.s", [(30, 3), (10, 1), (20, 2), (10, 1.5)]))
+        try engine.write(points("root.sg.d.s", [(20, 2.5), (5, 0.5)]))
+        let expected: [(Int64, Double)] = [(5, 0.5), (10, 1.5), (20, 2.5), (30, 3)]
+        #expect(same(try read(engine, "root.sg.d.s"), expected))
+        try engine.flush()
+        #expect(same(try read(engine, "root.sg.d.s"), expected))
+        try engine.write(points("root.sg.d.s", [(10, 9), (40, 4)]))  // overrides a flushed point
+        #expect(same(try read(engine, "root.sg.d.s"), [(5, 0.5), (10, 9), (20, 2.5), (30, 3), (40, 4)]))
+        #expect(same(try read(engine, "root.sg.d.s", 10...30), [(10, 9), (20, 2.5), (30, 3)]))
+    }
+
+    @Test func everythingSurvivesARestartFromWALAndSegments() throws {
+        let directory = try temporaryDirectory("engine")
+        do {
+            let engine = try engine(directory)
+            try engine.write(points("root.sg.d.a", (0..<3000).map { (Int64($0), Double($0) / 4) }))
+            try engine.flush()
+            try engine.write(points("root.sg.d.a", [(5000, 1), (2, 99)]))
+            try engine.write([PointWrite(path: "root.sg.d.t", timestamp: 1, value: .text("hello"))])
+            engine.close()
+        }
+        let reopened = try engine(directory)
+        var expected = (0..<3000).map { (Int64($0), Double($0) / 4) }
+        expected[2] = (2, 99)
+        expected.append((5000, 1))
+        #expect(same(try read(reopened, "root.sg.d.a"), expected))
+        #expect(reopened.series("root.sg.d.t")?.dataType == .text)
+        #expect(try reopened.scan(path: "root.sg.d.t", range: 0...10).all().values == .text(["hello"]))
+        #expect(reopened.databases() == ["root.sg"])
+    }
+
+    @Test func aRefusedWriteAppliesNothing() throws {
+        let engine = try engine(try temporaryDirectory("engine"))
+        try engine.write([PointWrite(path: "root.sg.d.i", timestamp: 1, value: .int64(1))])
+        #expect(throws: EngineError.self) {
+            try engine.write([PointWrite(path: "root.sg.d.new", timestamp: 1, value: .double(1)),
+                              PointWrite(path: "root.sg.d.i", timestamp: 2, value: .double(2))])
+        }
+        #expect(engine.series("root.sg.d.new") == nil)
+        #expect(try engine.scan(path: "root.sg.d.i", range: Int64.min...Int64.max).all().timestamps == [1])
+        #expect(throws: EngineError.self) { try engine.write([PointWrite(path: "root.sg.d.*", timestamp: 1, value: .int64(1))]) }
+        #expect(throws: EngineError.self) { try engine.write([PointWrite(path: "nope.sg.d", timestamp: 1, value: .int64(1))]) }
+    }
+
+    @Test func deletesHideOlderPointsOnlyAndSurviveFlushCompactionAndRestart() throws {
+        let directory = try temporaryDirectory("engine")
+        var engine = try engine(directory)
+        try engine.write(points("root.sg.d1.s", (0..<100).map { (Int64($0), Double($0)) }))
+        try engine.write(points("root.sg.d2.s", (0..<100).map { (Int64($0), Double($0)) }))
+        try engine.flush()
+        try engine.write(points("root.sg.d1.s", [(150, 150)]))
+        try engine.delete(matching: try PathPattern(parsing: "root.sg.*.s"), range: 10...150)
+        try engine.write(points("root.sg.d1.s", [(20, 20.5)]))  // written after the delete: stays
+        let expectedD1 = (0..<10).map { (Int64($0), Double($0)) } + [(20, 20.5)]
+        let expectedD2 = (0..<10).map { (Int64($0), Double($0)) }
+        #expect(same(try read(engine, "root.sg.d1.s"), expectedD1))
+        #expect(same(try read(engine, "root.sg.d2.s"), expectedD2))
+        engine.close()
+        engine = try self.engineReopen(directory)
+        #expect(same(try read(engine, "root.sg.d1.s"), expectedD1))
+        try engine.flush()
+        try engine.write(points("root.sg.d2.s", [(500, 5)]))
+        try engine.flush()
+        #expect(try engine.compact(partition: 0))
+        #expect(same(try read(engine, "root.sg.d1.s"), expectedD1))
+        #expect(same(try read(engine, "root.sg.d2.s"), expectedD2 + [(500, 5)]))
+        #expect(engine.stats.tombstones == 0)  // compaction dropped it once nothing older remained
+        engine.close()
+        engine = try self.engineReopen(directory)
+        #expect(same(try read(engine, "root.sg.d2.s"), expectedD2 + [(500, 5)]))
+    }
+
+    private func engineReopen(_ directory: String) throws -> StorageEngine { try engine(directory) }
+
+    @Test func compactionGivesTheSameAnswersWithFewerFiles() throws {
+        let directory = try temporaryDirectory("engine")
+        let engine = try engine(directory)
+        var generator = Seeded(state: 21)
+        var model: [String: [Int64: Double]] = [:]
+        for round in 0..<6 {
+            var batch: [PointWrite] = []
+            for _ in 0..<400 {
+                let path = "root.sg.d\(Int.random(in: 0..<3, using: &generator)).s"
+                let timestamp = Int64.random(in: 0..<900, using: &generator)
+                let value = Double(Int.random(in: -1000...1000, using: &generator)) / 10
+                batch.append(PointWrite(path: path, timestamp: timestamp, value: .double(value)))
+                model[path, default: [:]][timestamp] = value
+            }
+            try engine.write(batch)
+            if round == 3 { try engine.delete(matching: try PathPattern(parsing: "root.sg.d1.s"), range: 100...200) ; for t in 100...200 { model["root.sg.d1.s"]?[Int64(t)] = nil } }
+            try engine.flush()
+        }
+        let before = try ["root.sg.d0.s", "root.sg.d1.s", "root.sg.d2.s"].map { try read(engine, $0) }
+        #expect(engine.stats.segments == 6)
+        #expect(try engine.compact(partition: 0))
+        #expect(engine.stats.segments == 1)
+        let after = try ["root.sg.d0.s", "root.sg.d1.s", "root.sg.d2.s"].map { try read(engine, $0) }
+        for (b, a) in zip(before, after) { #expect(same(b, a)) }
+        for (index, path) in ["root.sg.d0.s", "root.sg.d1.s", "root.sg.d2.s"].enumerated() {
+            let expected = (model[path] ?? [:]).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+            #expect(same(after[index], expected))
+        }
+        engine.close()
+        #expect(same(try read(try self.engineReopen(directory), "root.sg.d2.s"), after[2]))
+    }
+
+    @Test func anInterruptedCompactionLeavesOnlyTheNewSegmentCounted() throws {
+        let directory = try temporaryDirectory("engine")
+        let engine = try engine(directory)
+        for round in 0..<3 {
+            try engine.write(points("root.sg.d.s", (0..<50).map { (Int64($0 * 3 + round), Double(round)) }))
+            try engine.flush()
+        }
+        let expected = try read(engine, "root.sg.d.s")
+        let inputs = try FileIO.list(directory + "/segments")
+        let saved = try inputs.map { try Data(contentsOf: URL(fileURLWithPath: directory + "/segments/" + $0)) }
+        #expect(try engine.compact(partition: 0))
+        engine.close()
+        let output = try FileIO.list(directory + "/segments")
+        #expect(output.count == 1 && !inputs.contains(output[0]))
+        // Put the inputs back, as if the process died between the output's rename and the deletes.
+        for (name, bytes) in zip(inputs, saved) { try bytes.write(to: URL(fileURLWithPath: directory + "/segments/" + name)) }
+        let reopened = try self.engineReopen(directory)
+        #expect(try FileIO.list(directory + "/segments") == output)
+        #expect(reopened.stats.segments == 1)
+        #expect(same(try read(reopened, "root.sg.d.s"), expected))
+    }
+
+    @Test func aggregatesFromStatisticsEqualAggregatesFromRawPoints() throws {
+        let engine = try engine(try temporaryDirectory("engine")) { $0.partitionInterval = 1 << 40 }
+        var generator = Seeded(state: 31)
+        for round in 0..<4 {
+            let base = Int64(round) * 100_000
+            try engine.write((0..<3_000).map { index in
+                PointWrite(path: "root.sg.d.v", timestamp: base + Int64(index), value: .double(Double(Int.random(in: -500...500, using: &generator)) / 100))
+            })
+            try engine.flush()
+        }
+        try engine.write(points("root.sg.d.v", [(50, 1234), (200_500, -7)]))  // memtable points inside two chunks
+        try engine.delete(matching: try PathPattern(parsing: "root.sg.d.v"), range: 300_100...300_110)
+        for range: ClosedRange<Int64> in [Int64.min...Int64.max, 0...2_999, 1_000...250_000, 100_000...399_999, 5...5] {
+            let fast = try engine.aggregate(path: "root.sg.d.v", range: range)
+            let (timestamps, values) = try engine.scan(path: "root.sg.d.v", range: range).all()
+            var slow = Aggregates()
+            slow.fold(timestamps: timestamps, values: values)
+            #expect(fast.count == slow.count)
+            #expect(fast.minValue == slow.minValue && fast.maxValue == slow.maxValue)
+            #expect(fast.firstValue == slow.firstValue && fast.lastValue == slow.lastValue)
+            #expect(fast.minTime == slow.minTime && fast.maxTime == slow.maxTime)
+            if let a = fast.sum, let b = slow.sum { #expect(abs(a - b) <= 1e-9 * max(1, abs(b))) } else { #expect(fast.sum == slow.sum) }
+            if range == Int64.min...Int64.max { #expect(fast.chunksFromStatistics == 1) }  // of 4: two overlap memtable points, one a delete
+            if range == 0...2_999 { #expect(fast.chunksFromStatistics == 0) }
+        }
+    }
+
+    @Test func aCorruptSegmentIsQuarantinedAndTheRestKeepsServing() throws {
+        let directory = try temporaryDirectory("engine")
+        var engine = try engine(directory)
+        try engine.write(points("root.sg.a.s", [(1, 1), (2, 2)]))
+        try engine.write(points("root.sg.b.s", [(1_500, 3)]))  // another partition, another file
+        try engine.flush()
+        engine.close()
+        let names = try FileIO.list(directory + "/segments")
+        #expect(names.count == 2)
+        let victim = directory + "/segments/" + names[0]
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: victim))
+        bytes[20] ^= 0xFF  // inside the first chunk
+        try bytes.write(to: URL(fileURLWithPath: victim))
+        engine = try self.engineReopen(directory)
+        #expect(throws: EngineError.self) { try read(engine, "root.sg.a.s") }
+        #expect(engine.stats.quarantinedSegments == 1)
+        #expect(try FileIO.list(directory + "/quarantine") == [names[0]])
+        #expect(try read(engine, "root.sg.a.s").isEmpty)  // no longer read at all
+        #expect(same(try read(engine, "root.sg.b.s"), [(1_500, 3)]))
+        // A footer that fails its CRC is caught when the region opens.
+        engine.close()
+        let other = directory + "/segments/" + names[1]
+        var otherBytes = try Data(contentsOf: URL(fileURLWithPath: other))
+        otherBytes[otherBytes.count - 30] ^= 0x01
+        try otherBytes.write(to: URL(fileURLWithPath: other))
+        engine = try self.engineReopen(directory)
+        #expect(engine.stats.quarantinedSegments == 1)
+        #expect(try FileIO.list(directory + "/quarantine").count == 2)
+    }
+
+    @Test func schemaPatternsLimitsAndPersistence() throws {
+        let directory = try temporaryDirectory("engine")
+        var engine = try engine(directory) { $0.schemaLimits.pathDepthMax = 5; $0.schemaLimits.seriesPerDatabaseMax = 4 }
+        try engine.createDatabase("root.plant")
+        try engine.createSeries(SeriesSchema(path: "root.plant.l1.p1.temp", dataType: .float, encoding: "GORILLA", compression: "ZSTD"))
+        try engine.createSeries(SeriesSchema(path: "root.plant.l1.p2.temp", dataType: .double))
+        try engine.createSeries(SeriesSchema(path: "root.plant.l2.p1.on", dataType: .boolean))
+        #expect(throws: EngineError.self) { try engine.createSeries(SeriesSchema(path: "root.plant.l1.p1.temp", dataType: .float)) }
+        #expect(throws: EngineError.self) { try engine.createSeries(SeriesSchema(path: "root.plant.a.b.c.d", dataType: .float)) }
+        #expect(throws: EngineError.self) { try engine.createSeries(SeriesSchema(path: "root.other.x", dataType: .float)) }
+        #expect(throws: EngineError.self) { try engine.createSeries(SeriesSchema(path: "root.plant.x.y", dataType: .float, encoding: "MAGIC")) }
+        try engine.createSeries(SeriesSchema(path: "root.plant.l3.x", dataType: .int32))
+        #expect(throws: EngineError.self) { try engine.createSeries(SeriesSchema(path: "root.plant.l3.y", dataType: .int32)) }  // 5th series
+        #expect(engine.series(matching: try PathPattern(parsing: "root.plant.*.*.temp")).map(\.path) == ["root.plant.l1.p1.temp", "root.plant.l1.p2.temp"])
+        #expect(engine.series(matching: try PathPattern(parsing: "root.**")).count == 4)
+        #expect(engine.series(matching: try PathPattern(parsing: "root.plant.*")).map(\.path) == [])
+        #expect(engine.series(matching: try PathPattern(parsing: "root.plant.**.on")).map(\.path) == ["root.plant.l2.p1.on"])
+        #expect(engine.devices(matching: try PathPattern(parsing: "root.plant.**")) == ["root.plant.l1.p1", "root.plant.l1.p2", "root.plant.l2.p1", "root.plant.l3"])
+        try engine.deleteSeries(matching: try PathPattern(parsing: "root.plant.l1.**"))
+        engine.close()
+        engine = try self.engineReopen(directory)
+        #expect(engine.series(matching: try PathPattern(parsing: "root.**")).map(\.path) == ["root.plant.l2.p1.on", "root.plant.l3.x"])
+        #expect(engine.series("root.plant.l3.x")?.dataType == .int32)
+    }
+}
