@@ -8,6 +8,7 @@ let package = Package(
         .executable(name: "tidemarkd", targets: ["tidemarkd"]),
         .executable(name: "tidemark", targets: ["tidemark"]),
         .executable(name: "tidemark-stagebench", targets: ["tidemark-stagebench"]),
+        .executable(name: "tidemark-storage", targets: ["tidemark-storage"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -63,6 +64,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(
+            name: "tidemark-storage",
+            dependencies: [
+                "TidemarkStorage", "TidemarkTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(
             name: "tidemark-stagebench",
             dependencies: [
                 "TidemarkStages",
@@ -70,7 +77,7 @@ let package = Package(
             ]),
 
         // Helpers shared by the test targets (a blocking HTTP client, process control).
-        .target(name: "TidemarkTestSupport", dependencies: ["TidemarkNet"], path: "Tests/TidemarkTestSupport"),
+        .target(name: "TidemarkTestSupport", dependencies: ["TidemarkNet", "TidemarkStorage"], path: "Tests/TidemarkTestSupport"),
         .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig"]),
         .testTarget(name: "TidemarkStorageTests", dependencies: ["TidemarkStorage", "TidemarkTestSupport"]),

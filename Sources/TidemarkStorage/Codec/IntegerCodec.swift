@@ -13,20 +13,31 @@ enum IntegerCodec {
         guard let first = values.first else { return }
         writer.write(signedVarint: first)
         guard values.count > 1 else { return }
-        var deltas: [UInt64] = []
-        deltas.reserveCapacity(values.count - 1)
-        var previous = first
+        // First try one byte per delta, the common case for sensor data.
+        var narrow = [UInt8](repeating: 0, count: values.count - 1)
         var largest: UInt64 = 0
-        for value in values.dropFirst() {
-            let delta = zigzag(value &- previous)
-            largest |= delta
-            deltas.append(delta)
-            previous = value
+        var previous = first
+        narrow.withUnsafeMutableBufferPointer { out in
+            var index = 0
+            for value in values.dropFirst() {
+                let delta = zigzag(value &- previous)
+                largest |= delta
+                out[index] = UInt8(truncatingIfNeeded: delta)
+                index += 1
+                previous = value
+            }
         }
         if largest < 256 {
             writer.write(Mode.bytes.rawValue)
-            writer.write(bytes: deltas.lazy.map { UInt8(truncatingIfNeeded: $0) })
+            writer.write(bytes: narrow)
             return
+        }
+        var deltas: [UInt64] = []
+        deltas.reserveCapacity(values.count - 1)
+        previous = first
+        for value in values.dropFirst() {
+            deltas.append(zigzag(value &- previous))
+            previous = value
         }
         writer.write(Mode.packedBlocks.rawValue)
         var bits = BitWriter(capacity: deltas.count * 2)
@@ -51,9 +62,14 @@ enum IntegerCodec {
         switch Mode(rawValue: try reader.readByte()) {
         case .bytes:
             let deltas = try reader.readBytes(count - 1)
-            for delta in deltas {
-                previous = previous &+ unzigzag(UInt64(delta))
-                values.append(previous)
+            values.append(contentsOf: repeatElement(0, count: count - 1))
+            values.withUnsafeMutableBufferPointer { out in
+                deltas.withUnsafeBufferPointer { deltas in
+                    for index in 0..<deltas.count {
+                        previous = previous &+ unzigzag(UInt64(deltas[index]))
+                        out[index + 1] = previous
+                    }
+                }
             }
         case .packedBlocks:
             var bits = BitReader(try reader.readLengthPrefixed(max: (count - 1) * 9 + 16))
@@ -93,19 +109,40 @@ enum TimestampCodec {
 
     static func decode(count: Int, from reader: inout ByteReader) throws(CorruptDataError) -> [Int64] {
         guard count > 0 else { return [] }
-        var timestamps: [Int64] = []
-        timestamps.reserveCapacity(count)
+        var timestamps = [Int64](repeating: 0, count: count)
         var previous = try reader.readSignedVarint()
-        timestamps.append(previous)
+        timestamps[0] = previous
         guard count > 1 else { return timestamps }
         var delta = try reader.readSignedVarint()
         previous = previous &+ delta
-        timestamps.append(previous)
-        for _ in 2..<count {
-            delta = delta &+ (try reader.readSignedVarint())
-            previous = previous &+ delta
-            timestamps.append(previous)
+        timestamps[1] = previous
+        guard count > 2 else { return timestamps }
+        // The hot loop of every read: varints straight from the buffer, bounds checked once per byte.
+        let start = reader.offset
+        let end = start + reader.remaining
+        var offset = start
+        var failed = false
+        reader.bytes.withUnsafeBufferPointer { bytes in
+            timestamps.withUnsafeMutableBufferPointer { out in
+                for index in 2..<count {
+                    var value: UInt64 = 0
+                    var shift: UInt64 = 0
+                    while true {
+                        guard offset < end, shift < 64 else { failed = true; return }
+                        let byte = bytes[offset]
+                        offset += 1
+                        value |= UInt64(byte & 0x7F) << shift
+                        if byte < 0x80 { break }
+                        shift += 7
+                    }
+                    delta = delta &+ unzigzag(value)
+                    previous = previous &+ delta
+                    out[index] = previous
+                }
+            }
         }
+        guard !failed else { throw CorruptDataError("timestamps end early or hold an overlong varint") }
+        _ = try reader.readBytes(offset - start)
         return timestamps
     }
 }

@@ -32,13 +32,25 @@ enum EngineRecord: Equatable {
         var writer = ByteWriter()
         switch self {
         case .write(let points):
+            // Points grouped by series (order kept within a series), so each path is written once.
+            var groups: [String: [Int]] = [:]
+            var order: [String] = []
+            for (index, point) in points.enumerated() {
+                if groups[point.path] == nil { order.append(point.path) }
+                groups[point.path, default: []].append(index)
+            }
             writer.write(1)
-            writer.write(varint: UInt64(points.count))
-            for point in points {
-                writer.write(lengthPrefixed: Array(point.path.utf8))
-                writer.write(point.value.dataType.rawValue)
-                writer.write(signedVarint: point.timestamp)
-                ChunkStats.encode(point.value, into: &writer)
+            writer.write(varint: UInt64(order.count))
+            for path in order {
+                let indices = groups[path]!
+                writer.write(lengthPrefixed: Array(path.utf8))
+                writer.write(points[indices[0]].value.dataType.rawValue)
+                writer.write(varint: UInt64(indices.count))
+                for index in indices {
+                    precondition(points[index].value.dataType == points[indices[0]].value.dataType, "one series, one type")
+                    writer.write(signedVarint: points[index].timestamp)
+                    ChunkStats.encode(points[index].value, into: &writer)
+                }
             }
         case .delete(let pattern, let range):
             writer.write(2)
@@ -54,14 +66,16 @@ enum EngineRecord: Equatable {
         let record: EngineRecord
         switch try reader.readByte() {
         case 1:
-            let count = try reader.readCount(max: min(pointsPerRecordMax, reader.remaining), what: "points")
+            let groups = try reader.readCount(max: min(pointsPerRecordMax, reader.remaining), what: "series")
             var points: [PointWrite] = []
-            points.reserveCapacity(count)
-            for _ in 0..<count {
+            for _ in 0..<groups {
                 guard let path = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self),
-                      let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad point in a WAL record") }
-                let timestamp = try reader.readSignedVarint()
-                points.append(PointWrite(path: path, timestamp: timestamp, value: try ChunkStats.decodeValue(type, from: &reader)))
+                      let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad series in a WAL record") }
+                let count = try reader.readCount(max: min(pointsPerRecordMax - points.count, reader.remaining), what: "points")
+                for _ in 0..<count {
+                    let timestamp = try reader.readSignedVarint()
+                    points.append(PointWrite(path: path, timestamp: timestamp, value: try ChunkStats.decodeValue(type, from: &reader)))
+                }
             }
             record = .write(points)
         case 2:

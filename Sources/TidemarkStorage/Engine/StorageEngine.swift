@@ -89,6 +89,14 @@ public final class StorageEngine: @unchecked Sendable {
     var tombstones: [Tombstone] = []
     var nextSegmentID: UInt64 = 1
     var quarantined = 0
+    private let flushScheduler = Mutex<(@Sendable (StorageEngine) -> Void)?>(nil)
+
+    /// Where sealed memtables get flushed: the node hands them to its flush stage, so a
+    /// writer that fills the memtable does not wait for the flush. Unset, the writer that
+    /// seals flushes inline (what tests and tools want).
+    public func scheduleFlushes(with scheduler: @escaping @Sendable (StorageEngine) -> Void) {
+        flushScheduler.withLock { $0 = scheduler }
+    }
 
     var segmentDirectory: String { directory + "/segments" }
     var quarantineDirectory: String { directory + "/quarantine" }
@@ -184,7 +192,9 @@ public final class StorageEngine: @unchecked Sendable {
             return sequence
         }
         try wal.waitDurable(sequence)
-        if sealIfDue() { try flushSealed() }
+        if sealIfDue() {
+            if let scheduler = flushScheduler.withLock({ $0 }) { scheduler(self) } else { try flushSealed() }
+        }
         return sequence
     }
 

@@ -57,6 +57,8 @@ public final class SchemaTree: @unchecked Sendable {
     public let limits: SchemaLimits
     private let root = Node()
     private var seriesCountByDatabase: [String: Int] = [:]
+    /// Exact lookups (every write does one per point) skip the tree walk.
+    private var seriesByPath: [String: SeriesSchema] = [:]
 
     public init(limits: SchemaLimits = SchemaLimits()) { self.limits = limits }
 
@@ -102,10 +104,7 @@ public final class SchemaTree: @unchecked Sendable {
         return nil
     }
 
-    public func series(_ path: String) -> SeriesSchema? {
-        guard let levels = try? SeriesPath.splitLevels(path) else { return nil }
-        return node(for: levels, create: false)?.series
-    }
+    public func series(_ path: String) -> SeriesSchema? { seriesByPath[path] }
 
     /// Creates a series; its database must exist. Fails if the path is taken or a limit is hit.
     public func createSeries(_ schema: SeriesSchema) throws(SchemaError) {
@@ -129,6 +128,7 @@ public final class SchemaTree: @unchecked Sendable {
             guard existing.children.isEmpty else { throw SchemaError("\(schema.path): path is a device, not a measurement") }
         }
         node(for: levels, create: true)!.series = schema
+        seriesByPath[schema.path] = schema
         seriesCountByDatabase[database] = count + 1
     }
 
@@ -159,6 +159,7 @@ public final class SchemaTree: @unchecked Sendable {
         for schema in doomed {
             let levels = try! SeriesPath.splitLevels(schema.path)  // stored paths were validated
             node(for: levels, create: false)?.series = nil
+            seriesByPath[schema.path] = nil
             if let database = databaseOf(levels) { seriesCountByDatabase[database, default: 1] -= 1 }
         }
         return doomed
@@ -173,6 +174,7 @@ public final class SchemaTree: @unchecked Sendable {
         for level in levels.dropFirst().dropLast() { parent = parent.children[level]! }
         parent.children[levels.last!] = nil
         seriesCountByDatabase[name] = nil
+        seriesByPath = seriesByPath.filter { !$0.key.hasPrefix(name + ".") }
     }
 
     private func node(for levels: [String], create: Bool) -> Node? {

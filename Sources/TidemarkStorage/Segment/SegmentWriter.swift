@@ -30,7 +30,11 @@ public struct SegmentWriter {
         let continuing = index.last?.path == path
         precondition(continuing || index.last.map { $0.path < path } ?? true, "series must be added in ascending order")
         precondition(!continuing || index.last!.chunks.last!.stats.maxTime < timestamps[0], "a continued series must move forward in time")
-        precondition(zip(timestamps, timestamps.dropFirst()).allSatisfy { $0 < $1 }, "timestamps must strictly increase")
+        precondition(timestamps.withUnsafeBufferPointer { times in
+            var increasing = true
+            for index in 1..<max(times.count, 1) { increasing = increasing && times[index - 1] < times[index] }
+            return increasing
+        }, "timestamps must strictly increase")
         var chunks: [ChunkLocation] = continuing ? index.removeLast().chunks : []
         var start = 0
         while start < timestamps.count {
@@ -80,10 +84,14 @@ public struct SegmentWriter {
                 chunk.stats.encode(into: &footer)
             }
         }
-        footer.write(littleEndian: CRC32C.checksum(footer.bytes))
-        file.write(bytes: footer.bytes)
+        // The index repeats path prefixes and similar statistics: zstd takes most of it away.
+        var stored = ByteWriter()
+        stored.write(varint: UInt64(footer.count))
+        stored.write(bytes: Zstd.compress(footer.bytes, level: compressionLevel))
+        stored.write(littleEndian: CRC32C.checksum(stored.bytes))
+        file.write(bytes: stored.bytes)
         file.write(littleEndian: UInt64(footerOffset))
-        file.write(littleEndian: UInt32(footer.count))
+        file.write(littleEndian: UInt32(stored.count))
         file.write(littleEndian: SegmentFormat.version)
         file.write(bytes: SegmentFormat.trailerMagic)
         return file.bytes
