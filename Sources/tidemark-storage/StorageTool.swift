@@ -20,7 +20,7 @@ struct CrashWriter: ParsableCommand {
     @Option(help: "Region directory.") var dir: String
     @Option(help: "First batch number.") var start = 0
     @Option(help: "Stop after this many batches.") var batches = 1_000_000
-    @Option(help: "Seal the memtable past this many bytes (small, so flushes happen often).") var memtableBytes = 8_192
+    @Option(help: "Seal the memtable past this many bytes (small, so flushes happen often).") var memtableBytes = 3_000
 
     func run() throws {
         var options = EngineOptions()
