@@ -214,6 +214,27 @@ private func same(_ a: [(Int64, Double)], _ b: [(Int64, Double)]) -> Bool {
         #expect(try FileIO.list(directory + "/quarantine").count == 2)
     }
 
+    @Test func droppingADatabaseRemovesItsSeriesPointsAndFiles() throws {
+        let directory = try temporaryDirectory("engine")
+        var engine = try engine(directory)
+        try engine.write(points("root.gone.d.s", [(1, 1), (2, 2)]))
+        try engine.flush()
+        try engine.write(points("root.kept.d.s", [(1, 5)]))
+        try engine.write(points("root.gone.d.s", [(3, 3)]))
+        try engine.flush()
+        #expect(engine.stats.segments == 2)
+        try engine.dropDatabase("root.gone")
+        #expect(engine.databases() == ["root.kept"])
+        #expect(engine.stats.segments == 1)  // the file holding only root.gone is deleted; the mixed one stays
+        #expect(throws: EngineError.self) { try read(engine, "root.gone.d.s") }
+        engine.close()
+        engine = try self.engineReopen(directory)
+        #expect(engine.databases() == ["root.kept"])
+        try engine.write(points("root.gone.d.s", [(9, 9)]))  // a new database of the same name starts empty
+        #expect(same(try read(engine, "root.gone.d.s"), [(9, 9)]))
+        #expect(same(try read(engine, "root.kept.d.s"), [(1, 5)]))
+    }
+
     @Test func schemaPatternsLimitsAndPersistence() throws {
         let directory = try temporaryDirectory("engine")
         var engine = try engine(directory) { $0.schemaLimits.pathDepthMax = 5; $0.schemaLimits.seriesPerDatabaseMax = 4 }

@@ -1,3 +1,4 @@
+import Foundation
 import TidemarkCore
 
 extension StorageEngine {
@@ -91,6 +92,13 @@ extension StorageEngine {
 
     // MARK: - Compaction
 
+    /// Sleeps as long as needed to keep compaction under `compactionBytesPerSecondMax`.
+    private func throttle(bytesWritten: Int, sinceNs: UInt64) {
+        let allowedNs = UInt64(Double(bytesWritten) / Double(options.compactionBytesPerSecondMax) * 1e9)
+        let elapsedNs = monotonicNowNs() - sinceNs
+        if allowedNs > elapsedNs { usleep(useconds_t(min((allowedNs - elapsedNs) / 1000, 1_000_000))) }
+    }
+
     /// Compacts every partition that has reached `compactionTriggerSegments` segments.
     func compactDue() throws {
         let due = state.withLock {
@@ -124,7 +132,9 @@ extension StorageEngine {
                               replaces: inputs.map(\.name)),
             compressionLevel: options.compressionLevel)
         let paths = Set(inputs.flatMap { $0.reader.index.keys }).sorted()
+        let startNs = monotonicNowNs()
         for path in paths {
+            throttle(bytesWritten: writer.byteCount, sinceNs: startNs)
             guard let type = inputs.lazy.compactMap({ $0.reader.index[path]?.first?.stats.dataType }).first else { continue }
             let cursors = inputs.map { segmentCursor($0, path: path, type: type, range: Int64.min...Int64.max, tombstones: tombstones, skip: []) }
             let scan = SeriesScan(dataType: type, cursors: cursors, batchPoints: SegmentFormat.chunkPointsMax)

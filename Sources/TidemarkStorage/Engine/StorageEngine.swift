@@ -20,6 +20,8 @@ public struct EngineOptions: Sendable {
     public var compactionTriggerSegments = 4
     /// …merging at most this many input bytes at once, so compaction memory stays bounded.
     public var compactionInputBytesMax = 256 << 20
+    /// Compaction writes at most this many bytes per second, leaving the disk to writes and flushes.
+    public var compactionBytesPerSecondMax = 64 << 20
     /// Points per batch a scan returns.
     public var scanBatchPoints = 4096
     /// Points one write may carry (a larger write is refused whole).
@@ -156,6 +158,28 @@ public final class StorageEngine: @unchecked Sendable {
     }
 
     /// Runs a schema change, reporting a refusal as an `EngineError`.
+    /// Drops a database: its points (a delete over all time), its series, and every
+    /// segment file that holds nothing else.
+    public func dropDatabase(_ name: String) throws {
+        guard databases().contains(name) else { throw EngineError.schema(SchemaError("\(name): no such database")) }
+        let pattern = try PathPattern(parsing: name + ".**")
+        try delete(matching: pattern, range: Int64.min...Int64.max)
+        try writeLock.withLock {
+            _ = try schemaLog.append([SchemaRecord.deleteDatabase(name).encoded()])
+            try state.withLock { try schemaChange { try schema.deleteDatabase(name) } }
+        }
+        try maintenanceLock.withLock {
+            let doomed = state.withLock { () -> [SegmentHandle] in
+                let doomed = segments.filter { segment in segment.reader.index.keys.allSatisfy { $0.hasPrefix(name + ".") } }
+                let names = Set(doomed.map(\.name))
+                segments.removeAll { names.contains($0.name) }
+                return doomed
+            }
+            for segment in doomed { try FileIO.remove(segmentDirectory + "/" + segment.name) }
+            try FileIO.syncDirectory(segmentDirectory)
+        }
+    }
+
     private func schemaChange<T>(_ body: () throws -> T) throws -> T {
         do { return try body() } catch let error as SchemaError { throw EngineError.schema(error) }
     }
