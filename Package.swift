@@ -33,7 +33,7 @@ let package = Package(
             ]),
         .target(
             name: "TidemarkConfig",
-            dependencies: ["TidemarkCore", "Yams"],
+            dependencies: ["TidemarkCore", "TidemarkStorage", "Yams"],
             resources: [.embedInCode("stages.yaml")]),
         .target(
             name: "TidemarkStorage",
@@ -47,7 +47,7 @@ let package = Package(
         .target(
             name: "TidemarkServer",
             dependencies: [
-                "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet",
+                "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet", "TidemarkStorage",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -79,7 +79,7 @@ let package = Package(
         // Helpers shared by the test targets (a blocking HTTP client, process control).
         .target(name: "TidemarkTestSupport", dependencies: ["TidemarkNet", "TidemarkStorage"], path: "Tests/TidemarkTestSupport"),
         .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages", "TidemarkTestSupport"]),
-        .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig"]),
+        .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig", "TidemarkStorage"]),
         .testTarget(name: "TidemarkStorageTests", dependencies: ["TidemarkStorage", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),
         .testTarget(

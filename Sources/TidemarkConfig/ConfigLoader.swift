@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkStorage
 import Yams
 
 /// Builds a `NodeConfig` from the embedded `stages.yaml`, an optional stages file
@@ -34,7 +35,7 @@ public enum ConfigLoader {
         let reader = YAMLReader(file: file)
         var config = base
         let keys = ["node_name", "data_dir", "cluster_name", "http", "native", "internal", "meta_peers",
-                    "wal_sync", "log_level", "shutdown_timeout_ms", "stages"]
+                    "wal_sync", "storage", "log_level", "shutdown_timeout_ms", "stages"]
         for (name, node) in try reader.entries(try reader.root(of: text), key: nil) {
             switch name {
             case "node_name": config.nodeName = try nonEmpty(reader.string(node, key: name), node, name, reader)
@@ -44,7 +45,8 @@ public enum ConfigLoader {
             case "native": config.nativeListen = try listenOnly(node, key: name, reader: reader)
             case "internal": config.internalListen = try listenOnly(node, key: name, reader: reader)
             case "meta_peers": config.metaPeers = try reader.strings(node, key: name)
-            case "wal_sync": config.walSync = try walSync(node, reader: reader)
+            case "wal_sync": config.storage.walSync = try walSync(node, reader: reader)
+            case "storage": try applyStorage(node, reader: reader, to: &config.storage)
             case "log_level": config.logLevel = try reader.choice(node, key: name, as: LogLevelName.self)
             case "shutdown_timeout_ms": config.shutdownTimeoutMs = try positive(node, key: name, reader: reader)
             case "stages": try applyStages(node, key: "stages", reader: reader, to: &config.stages)
@@ -160,7 +162,39 @@ public enum ConfigLoader {
         return address
     }
 
-    private static func walSync(_ node: Node, reader: YAMLReader) throws(ConfigError) -> WALSync {
+    private static func applyStorage(_ node: Node, reader: YAMLReader, to storage: inout EngineOptions) throws(ConfigError) {
+        let keys = ["memtable_bytes_max", "memtable_age_ms_max", "compression_level", "partition_interval_ms",
+                    "compaction_trigger_segments", "compaction_input_bytes_max", "compaction_bytes_per_second_max",
+                    "scan_batch_points", "write_points_max", "auto_create_schema", "path_depth_max", "level_bytes_max",
+                    "series_per_database_max"]
+        for (name, value) in try reader.entries(node, key: "storage") {
+            let key = "storage.\(name)"
+            switch name {
+            case "memtable_bytes_max": storage.memtableBytesMax = try positive(value, key: key, reader: reader)
+            case "memtable_age_ms_max": storage.memtableAgeMsMax = try positive(value, key: key, reader: reader)
+            case "compression_level":
+                let level = try reader.int(value, key: key)
+                guard (1...19).contains(level) else { throw reader.error(at: value, key: key, "must be from 1 to 19 (got \(level))") }
+                storage.compressionLevel = Int32(level)
+            case "partition_interval_ms": storage.partitionInterval = Int64(try positive(value, key: key, reader: reader))
+            case "compaction_trigger_segments":
+                let count = try reader.int(value, key: key)
+                guard count >= 2 else { throw reader.error(at: value, key: key, "must be at least 2 (got \(count))") }
+                storage.compactionTriggerSegments = count
+            case "compaction_input_bytes_max": storage.compactionInputBytesMax = try positive(value, key: key, reader: reader)
+            case "compaction_bytes_per_second_max": storage.compactionBytesPerSecondMax = try positive(value, key: key, reader: reader)
+            case "scan_batch_points": storage.scanBatchPoints = try positive(value, key: key, reader: reader)
+            case "write_points_max": storage.writePointsMax = try positive(value, key: key, reader: reader)
+            case "auto_create_schema": storage.autoCreateSchema = try reader.bool(value, key: key)
+            case "path_depth_max": storage.schemaLimits.pathDepthMax = try positive(value, key: key, reader: reader)
+            case "level_bytes_max": storage.schemaLimits.levelBytesMax = try positive(value, key: key, reader: reader)
+            case "series_per_database_max": storage.schemaLimits.seriesPerDatabaseMax = try positive(value, key: key, reader: reader)
+            default: throw reader.unknownKey(name, at: value, parent: "storage", allowed: keys)
+            }
+        }
+    }
+
+    private static func walSync(_ node: Node, reader: YAMLReader) throws(ConfigError) -> WALSyncPolicy {
         if let intervalMs = node.int, case .scalar(let scalar) = node, scalar.style == .plain {
             guard intervalMs >= 1 else { throw reader.error(at: node, key: "wal_sync", "an interval must be at least 1 ms") }
             return .intervalMs(intervalMs)

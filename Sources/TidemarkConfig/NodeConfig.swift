@@ -1,7 +1,8 @@
 import TidemarkCore
+import TidemarkStorage
 
 /// Everything a node is configured with; every field has a default (DESIGN.md section 8).
-public struct NodeConfig: Sendable, Equatable {
+public struct NodeConfig: Sendable {
     public var nodeName = "node1"
     public var dataDir = "./data"
     public var clusterName = "tidemark"
@@ -12,7 +13,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var internalListen = ListenAddress(host: "127.0.0.1", port: 10730)
     /// Internal addresses of the meta group; empty means a single node.
     public var metaPeers: [String] = []
-    public var walSync = WALSync.batch
+    /// The storage engine of each region; `wal_sync` sets `storage.walSync`.
+    public var storage = EngineOptions()
     public var logLevel = LogLevelName.info
     /// Bound on a graceful stop (SIGTERM/SIGINT): stop accepting, drain, sync, exit.
     public var shutdownTimeoutMs = 10_000
@@ -23,13 +25,6 @@ public struct NodeConfig: Sendable, Equatable {
         precondition(Set(stages.keys) == Set(StageName.allCases), "every stage needs settings")
         self.stages = stages
     }
-}
-
-/// When the write-ahead log is synced (used by the storage engine).
-public enum WALSync: Sendable, Equatable {
-    case always
-    case batch
-    case intervalMs(Int)
 }
 
 /// swift-log's levels, named as in the config file.

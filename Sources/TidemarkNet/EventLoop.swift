@@ -146,12 +146,16 @@ public final class SignalWatcher {
     }
 }
 
-/// A one-shot timer on the loop. The owner keeps it alive until it fires or is cancelled.
+/// A timer on the loop, one-shot or repeating. The owner keeps it alive until it has
+/// fired (one-shot) or is cancelled.
 public final class LoopTimer {
     private var handle: UnsafeMutablePointer<uv_timer_t>?
     private let action: () -> Void
+    private let repeating: Bool
 
-    public init(loop: EventLoop, delayMs: UInt64, action: @escaping () -> Void) {
+    /// Fires after `delayMs`, then every `repeatMs` if that is above 0.
+    public init(loop: EventLoop, delayMs: UInt64, repeatMs: UInt64 = 0, action: @escaping () -> Void) {
+        repeating = repeatMs > 0
         loop.assertInLoop()
         self.action = action
         let handle = UnsafeMutablePointer<uv_timer_t>.allocate(capacity: 1)
@@ -160,9 +164,9 @@ public final class LoopTimer {
         self.handle = handle
         uv_timer_start(handle, { handle in
             let timer = Unmanaged<LoopTimer>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
-            timer.cancel()
+            if !timer.repeating { timer.cancel() }
             timer.action()
-        }, delayMs, 0)
+        }, delayMs, repeatMs)
     }
 
     /// Stops the timer if it has not fired; safe to call more than once.

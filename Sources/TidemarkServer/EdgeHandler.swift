@@ -1,6 +1,7 @@
 import TidemarkCore
 import TidemarkNet
 import TidemarkStages
+import TidemarkStorage
 
 /// Hands each request from the edge to the decode stage, and turns a full or
 /// stopping stage into the answer DESIGN.md section 4 asks for.
@@ -28,6 +29,7 @@ struct AdminRoutes: Sendable {
     static let routes = ["/ping", "/metrics", "/stages"]
 
     let stages: @Sendable () -> [StageSnapshot]
+    let storage: @Sendable () -> EngineStats
     let http: HTTPMetrics
     let startedNs: UInt64
     let startTimeSeconds: Double
@@ -53,7 +55,7 @@ struct AdminRoutes: Sendable {
             return .json(200, #"{"code":200,"message":"SUCCESS_STATUS"}"#, route: route)
         case "/metrics":
             let text = MetricsText.render(
-                stages: stages(), http: http, process: .read(),
+                stages: stages(), storage: storage(), http: http, process: .read(),
                 uptimeSeconds: Double(monotonicNowNs() - startedNs) / 1e9, startTimeSeconds: startTimeSeconds)
             return HTTPResponse(status: 200, contentType: MetricsText.contentType, body: Array(text.utf8), route: route)
         default:

@@ -1,6 +1,7 @@
 import Foundation
 import TidemarkNet
 import TidemarkStages
+import TidemarkStorage
 
 /// Renders `/metrics` in the Prometheus text exposition format (version 0.0.4).
 struct MetricsText {
@@ -14,10 +15,17 @@ struct MetricsText {
     private var text = ""
 
     /// The whole page for the given readings.
-    static func render(stages: [StageSnapshot], http: HTTPMetrics, process: ProcessStats,
+    static func render(stages: [StageSnapshot], storage: EngineStats, http: HTTPMetrics, process: ProcessStats,
                        uptimeSeconds: Double, startTimeSeconds: Double) -> String {
         var page = MetricsText()
         page.stageFamilies(stages)
+        page.gauge("tidemark_storage_segments", "Segment files in use.", Double(storage.segments))
+        page.gauge("tidemark_storage_segment_bytes", "Bytes of segment files in use.", Double(storage.segmentBytes))
+        page.gauge("tidemark_storage_memtable_bytes", "Bytes held in active and sealed memtables.", Double(storage.memtableBytes))
+        page.gauge("tidemark_storage_sealed_memtables", "Sealed memtables waiting for the flush stage.", Double(storage.sealedMemtables))
+        page.gauge("tidemark_storage_tombstones", "Deletes still applied on read.", Double(storage.tombstones))
+        page.counter("tidemark_storage_quarantined_segments_total", "Segments moved aside because a checksum failed.",
+                     Double(storage.quarantinedSegments))
         page.family("tidemark_http_requests_total", "counter", "HTTP responses sent, by route and status.")
         for (key, count) in http.responseCounts() {
             page.sample("tidemark_http_requests_total", ["route": key.route, "status": String(key.status)], Double(count))

@@ -5,6 +5,7 @@ import TidemarkConfig
 import TidemarkCore
 import TidemarkNet
 import TidemarkStages
+import TidemarkStorage
 
 /// A running Tidemark node: its stages, its event loop and the HTTP edge on it.
 ///
@@ -27,7 +28,10 @@ public final class Node: @unchecked Sendable {
     private let stages: NodeStages
     private let server: HTTPServer
     private let httpMetrics = HTTPMetrics()
+    /// The node's one region until the cluster assigns regions (issue 5).
+    private let region: StorageEngine
     private var signalWatchers: [SignalWatcher] = []
+    private var ageTimer: LoopTimer?
     private var shutdownTimer: LoopTimer?
     private var outcome = Outcome.clean
 
@@ -36,17 +40,20 @@ public final class Node: @unchecked Sendable {
         self.config = config
         self.logger = logger
         dataDirectory = try DataDirectory(path: config.dataDir)
+        region = try StorageEngine(directory: config.dataDir + "/regions/0", options: config.storage, logger: logger)
         loop = try EventLoop()
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
         // The routes read the stages, which exist only once built: resolve them lazily.
         let stagesBox = StagesBox()
-        let routes = AdminRoutes(stages: { stagesBox.snapshots() }, http: httpMetrics,
+        let region = region
+        let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         stages = NodeStages(settings: config.stages) { batch in
             for exchange in batch { exchange.responder.respond(routes.respond(to: exchange.request)) }
         }
         stagesBox.set(stages)
+        FlushWiring.attach(region, to: stages.taskStages[.flush]!, logger: logger)
         server = HTTPServer(loop: loop, settings: config.http, metrics: httpMetrics, handler: EdgeHandler(decode: stages.decode))
     }
 
@@ -57,12 +64,17 @@ public final class Node: @unchecked Sendable {
             address = try server.start()
         } catch {
             _ = stages.drain(deadlineNs: monotonicNowNs() + 1_000_000_000)
+            region.close()
             loop.close()
             loop.run()
             throw error
         }
         for signal in [SIGTERM, SIGINT] {
             signalWatchers.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] in beginShutdown(signal: signal) })
+        }
+        let ageCheckMs = UInt64(max(100, min(config.storage.memtableAgeMsMax / 4, 10_000)))
+        ageTimer = LoopTimer(loop: loop, delayMs: ageCheckMs, repeatMs: ageCheckMs) { [unowned self] in
+            FlushWiring.sealByAge(region, flushStage: stages.taskStages[.flush]!, logger: logger)
         }
         logger.info("tidemarkd listening", metadata: ["http": "\(address)", "data_dir": "\(config.dataDir)", "node": "\(config.nodeName)"])
         onReady(address)
@@ -78,6 +90,7 @@ public final class Node: @unchecked Sendable {
         let deadlineNs = monotonicNowNs() + UInt64(config.shutdownTimeoutMs) * 1_000_000
         logger.notice("stopping: no new connections; draining requests and stages",
                       metadata: ["signal": "\(signal)", "bound_ms": "\(config.shutdownTimeoutMs)"])
+        ageTimer?.cancel()
         // The whole stop shares one bound; past it open connections are cut.
         shutdownTimer = LoopTimer(loop: loop, delayMs: UInt64(config.shutdownTimeoutMs)) { [unowned self] in
             outcome = .timedOut("connections still had requests in flight")
@@ -86,9 +99,10 @@ public final class Node: @unchecked Sendable {
         server.shutdown { [unowned self] in
             shutdownTimer?.cancel()
             // Draining stages blocks, so it runs off the loop; the loop stays up for their replies.
-            let stages = stages, loop = loop, dataDirectory = dataDirectory, logger = logger
+            let stages = stages, loop = loop, dataDirectory = dataDirectory, logger = logger, region = region
             Thread.detachNewThread {
                 let drained = stages.drain(deadlineNs: deadlineNs)
+                region.close()  // syncs the WAL; memtables are rebuilt from it at the next start
                 let syncProblem = dataDirectory.sync()
                 if let syncProblem { logger.error("sync failed", metadata: ["reason": "\(syncProblem)"]) }
                 loop.execute { [self] in

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TidemarkCore
+import TidemarkStorage
 @testable import TidemarkConfig
 
 /// Writes `text` to a fresh temporary file and returns its path.
@@ -35,7 +36,8 @@ func loadError(_ yaml: String) throws -> ConfigError? {
 
     @Test func emptyConfigGivesDefaults() throws {
         let config = try ConfigLoader.load(configPath: try temporaryFile(""))
-        #expect(config == NodeConfig(stages: try ConfigLoader.defaultStages()))
+        #expect(config.stages == NodeConfig(stages: try ConfigLoader.defaultStages()).stages)
+        #expect(config.storage.walSync == .batch)
         #expect(config.dataDir == "./data")
         #expect(config.http.listen == ListenAddress(host: "127.0.0.1", port: 18080))
     }
@@ -50,6 +52,7 @@ func loadError(_ yaml: String) throws -> ConfigError? {
             internal: {listen: "[::1]:10731"}
             meta_peers: [a:10730, b:10730]
             wal_sync: 50
+            storage: {memtable_bytes_max: 1048576, compression_level: 9, auto_create_schema: false}
             log_level: debug
             shutdown_timeout_ms: 2500
             stages:
@@ -64,8 +67,9 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         #expect(config.http.headerBytesMax == HTTPSettings().headerBytesMax)
         #expect(config.internalListen == ListenAddress(host: "::1", port: 10731))
         #expect(config.metaPeers == ["a:10730", "b:10730"])
-        #expect(config.walSync == .intervalMs(50))
+        #expect(config.storage.walSync == .intervalMs(50))
         #expect(config.logLevel == .debug)
+        #expect(config.storage.memtableBytesMax == 1_048_576 && config.storage.compressionLevel == 9 && !config.storage.autoCreateSchema)
         #expect(config.shutdownTimeoutMs == 2500)
         var decode = defaults[.decode]!
         decode.threads = 3

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TidemarkServer
+import TidemarkStorage
 import TidemarkTestSupport
 
 /// Parses a Prometheus text page with the reference Python parser (prometheus_client)
@@ -63,7 +64,8 @@ private func writeConfig(_ yaml: String) throws -> String {
                              ("tidemark_stage_rejected", "counter"), ("tidemark_stage_queue_wait_seconds", "histogram"),
                              ("tidemark_stage_service_seconds", "histogram"), ("tidemark_http_requests", "counter"),
                              ("process_resident_memory_bytes", "gauge"), ("process_open_fds", "gauge"),
-                             ("tidemark_uptime_seconds", "gauge")] {
+                             ("tidemark_uptime_seconds", "gauge"), ("tidemark_storage_segments", "gauge"),
+                             ("tidemark_storage_memtable_bytes", "gauge"), ("tidemark_storage_quarantined_segments", "counter")] {
             #expect(families[name]?.type == type, "family \(name)")
         }
         let threads = try #require(families["tidemark_stage_threads"]).samples
@@ -155,6 +157,28 @@ private func writeConfig(_ yaml: String) throws -> String {
         #expect(lines.count == 1)
         #expect(lines.first.map { $0.hasPrefix("tidemarkd: config error: \(config.dropLast("node.yaml".count))") } == true)
         #expect(lines.first?.contains(expected) == true, "got: \(result.stderr)")
+    }
+
+    @Test func aDamagedSegmentIsQuarantinedAtStartAndCountedInMetrics() throws {
+        let dataDir = try temporaryDirectory("data")
+        let regionDir = dataDir + "/regions/0"
+        do {
+            let engine = try StorageEngine(directory: regionDir)
+            try engine.write([PointWrite(path: "root.sg.d.s", timestamp: 1, value: .int64(7))])
+            try engine.flush()
+            engine.close()
+        }
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: regionDir + "/segments").first)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: regionDir + "/segments/" + segment))
+        bytes[bytes.count - 30] ^= 0xFF  // inside the footer
+        try bytes.write(to: URL(fileURLWithPath: regionDir + "/segments/" + segment))
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        let families = try parsePrometheus(try TestHTTPClient(port: node.port).request("GET", "/metrics").text)
+        #expect(families["tidemark_storage_quarantined_segments"]?.samples == ["tidemark_storage_quarantined_segments_total{} 1"])
+        #expect(families["tidemark_storage_segments"]?.samples == ["tidemark_storage_segments{} 0"])
+        #expect(node.stderr.contains("quarantined a damaged segment"))
+        #expect(FileManager.default.fileExists(atPath: regionDir + "/quarantine/" + segment))
+        #expect(try node.stop() == 0)
     }
 
     @Test func aTakenPortIsReportedAndTheNodeExits1() throws {
