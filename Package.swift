@@ -38,6 +38,7 @@ let package = Package(
         .target(
             name: "TidemarkStorage",
             dependencies: ["TidemarkCore", "CZstd", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "TidemarkWire", dependencies: ["TidemarkCore", "TidemarkStorage"]),
         .target(
             name: "TidemarkNet",
             dependencies: [
@@ -47,7 +48,7 @@ let package = Package(
         .target(
             name: "TidemarkServer",
             dependencies: [
-                "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet", "TidemarkStorage",
+                "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet", "TidemarkStorage", "TidemarkWire",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -81,6 +82,7 @@ let package = Package(
         .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig", "TidemarkStorage"]),
         .testTarget(name: "TidemarkStorageTests", dependencies: ["TidemarkStorage", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkWireTests", dependencies: ["TidemarkWire"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),
         .testTarget(
             name: "TidemarkServerTests",

@@ -1,0 +1,205 @@
+import TidemarkCore
+
+/// One field value of a line-protocol point.
+public enum LineFieldValue: Sendable, Equatable {
+    case float(Double)
+    case integer(Int64)
+    case unsigned(UInt64)
+    case boolean(Bool)
+    case string(String)
+}
+
+/// One parsed line: `measurement,tags fields timestamp`.
+public struct LinePoint: Sendable, Equatable {
+    public var measurement: String
+    /// Tags sorted by key (InfluxDB's canonical order).
+    public var tags: [(key: String, value: String)]
+    public var fields: [(key: String, value: LineFieldValue)]
+    /// In the request's precision; nil when the line has none (server time).
+    public var timestamp: Int64?
+    /// 1-based line number in the request body.
+    public var line: Int
+
+    public static func == (lhs: LinePoint, rhs: LinePoint) -> Bool {
+        lhs.measurement == rhs.measurement && lhs.tags.elementsEqual(rhs.tags, by: ==) && lhs.fields.elementsEqual(rhs.fields, by: ==)
+            && lhs.timestamp == rhs.timestamp && lhs.line == rhs.line
+    }
+}
+
+/// A line that does not parse, with where and why.
+public struct LineError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let line: Int
+    public let column: Int
+    public let reason: String
+
+    public var description: String { "line \(line), column \(column): \(reason)" }
+}
+
+/// InfluxDB line protocol, parsed line by line: a bad line is reported and skipped, the
+/// good ones are kept (as InfluxDB does with a partial write).
+public enum LineProtocol {
+    public struct Parsed: Sendable {
+        public var points: [LinePoint] = []
+        public var errors: [LineError] = []
+    }
+
+    public static func parse(_ body: [UInt8], linesMax: Int = 10_000_000) -> Parsed {
+        var parsed = Parsed()
+        var lineNumber = 0
+        var start = 0
+        body.withUnsafeBufferPointer { bytes in
+            while start < bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != UInt8(ascii: "\n") { end += 1 }
+                lineNumber += 1
+                var lineEnd = end
+                if lineEnd > start && bytes[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
+                if lineNumber > linesMax {
+                    parsed.errors.append(LineError(line: lineNumber, column: 1, reason: "more than \(linesMax) lines in one request"))
+                    return
+                }
+                var parser = LineParser(bytes: UnsafeBufferPointer(rebasing: bytes[start..<lineEnd]), line: lineNumber)
+                switch parser.parse() {
+                case .success(let point?): parsed.points.append(point)
+                case .success(nil): break
+                case .failure(let error): parsed.errors.append(error)
+                }
+                start = end + 1
+            }
+        }
+        return parsed
+    }
+}
+
+/// Parses one line. Escapes: in measurements `\,` and `\ `; in tag keys, tag values and
+/// field keys also `\=`; in string field values `\"` and `\\`.
+private struct LineParser {
+    let bytes: UnsafeBufferPointer<UInt8>
+    let line: Int
+    var position = 0
+
+    init(bytes: UnsafeBufferPointer<UInt8>, line: Int) {
+        self.bytes = bytes
+        self.line = line
+    }
+
+    private func fail(_ reason: String, at column: Int? = nil) -> LineError {
+        LineError(line: line, column: (column ?? position) + 1, reason: reason)
+    }
+
+    private var current: UInt8? { position < bytes.count ? bytes[position] : nil }
+
+    mutating func parse() -> Result<LinePoint?, LineError> {
+        while current == UInt8(ascii: " ") || current == UInt8(ascii: "\t") { position += 1 }
+        if current == nil || current == UInt8(ascii: "#") { return .success(nil) }
+        do {
+            let measurement = try name(stops: [",", " "], allowEquals: true, what: "measurement")
+            var tags: [(key: String, value: String)] = []
+            while current == UInt8(ascii: ",") {
+                position += 1
+                let key = try name(stops: ["=", ",", " "], allowEquals: false, what: "tag key")
+                guard current == UInt8(ascii: "=") else { throw fail("expected '=' after tag key \(key)") }
+                position += 1
+                let value = try name(stops: [",", " ", "="], allowEquals: false, what: "tag value")
+                tags.append((key, value))
+            }
+            guard current == UInt8(ascii: " ") else { throw fail("expected a space and fields after the measurement and tags") }
+            while current == UInt8(ascii: " ") { position += 1 }
+            var fields: [(key: String, value: LineFieldValue)] = []
+            repeat {
+                if !fields.isEmpty { position += 1 }
+                let key = try name(stops: ["=", ",", " "], allowEquals: false, what: "field key")
+                guard current == UInt8(ascii: "=") else { throw fail("expected '=' after field key \(key)") }
+                position += 1
+                fields.append((key, try fieldValue()))
+            } while current == UInt8(ascii: ",")
+            var timestamp: Int64?
+            if current == UInt8(ascii: " ") {
+                while current == UInt8(ascii: " ") { position += 1 }
+                if current != nil { timestamp = try integerTimestamp() }
+            }
+            while current == UInt8(ascii: " ") { position += 1 }
+            guard current == nil else { throw fail("unexpected text after the timestamp") }
+            let sortedTags = tags.sorted { $0.key < $1.key }
+            for index in sortedTags.indices.dropFirst() where sortedTags[index].key == sortedTags[index - 1].key {
+                throw fail("tag \(sortedTags[index].key) appears twice", at: 0)
+            }
+            var seen = Set<String>()
+            for field in fields where !seen.insert(field.key).inserted { throw fail("field \(field.key) appears twice", at: 0) }
+            return .success(LinePoint(measurement: measurement, tags: sortedTags, fields: fields, timestamp: timestamp, line: line))
+        } catch let error as LineError {
+            return .failure(error)
+        } catch {
+            return .failure(fail("\(error)"))
+        }
+    }
+
+    /// A measurement, tag key/value or field key, unescaped; ends at an unescaped stop byte.
+    private mutating func name(stops: [Character], allowEquals: Bool, what: String) throws -> String {
+        let stopBytes = stops.map { $0.asciiValue! }
+        var out: [UInt8] = []
+        let start = position
+        while let byte = current {
+            if byte == UInt8(ascii: "\\"), position + 1 < bytes.count {
+                let next = bytes[position + 1]
+                if next == UInt8(ascii: ",") || next == UInt8(ascii: " ") || next == UInt8(ascii: "=") || next == UInt8(ascii: "\\") {
+                    out.append(next)
+                    position += 2
+                    continue
+                }
+            }
+            if stopBytes.contains(byte) { break }
+            if byte == UInt8(ascii: "=") && !allowEquals { break }
+            out.append(byte)
+            position += 1
+        }
+        guard !out.isEmpty else { throw fail("missing \(what)", at: start) }
+        guard let text = String(validating: out, as: UTF8.self) else { throw fail("\(what) is not valid UTF-8", at: start) }
+        return text
+    }
+
+    private mutating func fieldValue() throws -> LineFieldValue {
+        let start = position
+        guard let first = current else { throw fail("missing field value") }
+        if first == UInt8(ascii: "\"") {
+            position += 1
+            var out: [UInt8] = []
+            while true {
+                guard let byte = current else { throw fail("unterminated string field value", at: start) }
+                if byte == UInt8(ascii: "\\"), position + 1 < bytes.count,
+                   bytes[position + 1] == UInt8(ascii: "\"") || bytes[position + 1] == UInt8(ascii: "\\") {
+                    out.append(bytes[position + 1])
+                    position += 2
+                    continue
+                }
+                position += 1
+                if byte == UInt8(ascii: "\"") { break }
+                out.append(byte)
+            }
+            guard let text = String(validating: out, as: UTF8.self) else { throw fail("string field value is not valid UTF-8", at: start) }
+            return .string(text)
+        }
+        while let byte = current, byte != UInt8(ascii: ","), byte != UInt8(ascii: " ") { position += 1 }
+        let token = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+        switch token {
+        case "t", "T", "true", "True", "TRUE": return .boolean(true)
+        case "f", "F", "false", "False", "FALSE": return .boolean(false)
+        default: break
+        }
+        if token.hasSuffix("i"), let value = Int64(token.dropLast()) { return .integer(value) }
+        if token.hasSuffix("u"), !token.hasPrefix("-"), let value = UInt64(token.dropLast()) { return .unsigned(value) }
+        if let value = Double(token), value.isFinite, token.first != "+",
+           token.allSatisfy({ $0.isNumber || $0 == "." || $0 == "-" || $0 == "e" || $0 == "E" || $0 == "+" }) {
+            return .float(value)
+        }
+        throw fail("invalid field value \(token)", at: start)
+    }
+
+    private mutating func integerTimestamp() throws -> Int64 {
+        let start = position
+        while let byte = current, byte != UInt8(ascii: " ") { position += 1 }
+        let token = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+        guard let value = Int64(token) else { throw fail("invalid timestamp \(token)", at: start) }
+        return value
+    }
+}

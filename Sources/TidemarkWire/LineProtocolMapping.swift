@@ -1,0 +1,65 @@
+import Foundation
+import TidemarkCore
+import TidemarkStorage
+
+/// Time units of `/write?precision=`.
+public enum WritePrecision: String, Sendable, CaseIterable {
+    case ns, us, ms, s
+
+    /// Converts a timestamp in this unit to milliseconds (floor), or nil on overflow.
+    public func milliseconds(_ value: Int64) -> Int64? {
+        func floorDivide(_ a: Int64, _ b: Int64) -> Int64 { a >= 0 ? a / b : -((-(a + 1)) / b) - 1 }
+        switch self {
+        case .ns: return floorDivide(value, 1_000_000)
+        case .us: return floorDivide(value, 1000)
+        case .ms: return value
+        case .s:
+            let (result, overflow) = value.multipliedReportingOverflow(by: 1000)
+            return overflow ? nil : result
+        }
+    }
+}
+
+/// How line protocol maps onto Tidemark's paths (README "Line protocol"):
+/// database `root.<db>`, device `root.<db>.<measurement>.<tag values in tag-key order>`,
+/// one series per field, `<device>.<field key>`.
+public enum LineProtocolMapping {
+    /// The points of `line` as writes; throws (with the line's number) when a value or
+    /// path cannot be stored.
+    public static func points(of line: LinePoint, database: String, precision: WritePrecision, nowMs: Int64) throws -> [PointWrite] {
+        var device = "root." + level(database) + "." + level(line.measurement)
+        for tag in line.tags { device += "." + level(tag.value) }
+        let timestamp: Int64
+        if let raw = line.timestamp {
+            guard let converted = precision.milliseconds(raw) else {
+                throw LineError(line: line.line, column: 1, reason: "timestamp \(raw) overflows in precision \(precision.rawValue)")
+            }
+            timestamp = converted
+        } else {
+            timestamp = nowMs
+        }
+        return try line.fields.map { field in
+            let value: Value
+            switch field.value {
+            case .float(let number): value = .double(number)
+            case .integer(let number): value = .int64(number)
+            case .unsigned(let number):
+                guard let signed = Int64(exactly: number) else {
+                    throw LineError(line: line.line, column: 1, reason: "unsigned field \(field.key) = \(number) exceeds INT64")
+                }
+                value = .int64(signed)
+            case .boolean(let flag): value = .boolean(flag)
+            case .string(let text): value = .text(text)
+            }
+            return PointWrite(path: device + "." + level(field.key), timestamp: timestamp, value: value)
+        }
+    }
+
+    /// A path level: plain when it is an identifier, else backquoted (a backquote doubled).
+    public static func level(_ name: String) -> String {
+        let plain = !name.isEmpty && name.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
+        } && !(name.utf8.first! >= 0x30 && name.utf8.first! <= 0x39) && name != "root" && name != "time"
+        return plain ? name : "`" + name.replacingOccurrences(of: "`", with: "``") + "`"
+    }
+}

@@ -1,0 +1,97 @@
+import Testing
+import TidemarkCore
+import TidemarkStorage
+@testable import TidemarkWire
+
+private func parse(_ text: String) -> LineProtocol.Parsed { LineProtocol.parse(Array(text.utf8)) }
+
+@Suite struct LineProtocolTests {
+    @Test func parsesTheSpecificationsExamples() throws {
+        let parsed = parse("""
+            myMeasurement,tag1=value1,tag2=value2 fieldKey="fieldValue" 1556813561098000000
+            weather,location=us-midwest temperature=82 1465839830100400200
+            weather,location=us-midwest,season=summer temperature=82
+            # a comment line
+
+            cpu usage=0.5,count=3i,big=18446744073709551615u,up=t,down=FALSE,msg="a \\"quoted\\" \\\\ text"
+            """)
+        #expect(parsed.errors == [])
+        #expect(parsed.points.count == 4)
+        let first = parsed.points[0]
+        #expect(first.measurement == "myMeasurement")
+        #expect(first.tags.map(\.key) == ["tag1", "tag2"])
+        #expect(first.fields.first?.value == .string("fieldValue"))
+        #expect(first.timestamp == 1_556_813_561_098_000_000)
+        #expect(parsed.points[2].timestamp == nil)
+        let cpu = parsed.points[3]
+        #expect(cpu.line == 6)
+        #expect(cpu.fields.map(\.value) == [.float(0.5), .integer(3), .unsigned(.max), .boolean(true), .boolean(false),
+                                             .string("a \"quoted\" \\ text")])
+    }
+
+    @Test func escapesInNamesKeysAndValues() {
+        let parsed = parse(#"my\ meas\,ure,tag\ key=tag\,val\=ue field\=key=1 10"#)
+        #expect(parsed.errors == [])
+        #expect(parsed.points.first?.measurement == "my meas,ure")
+        #expect(parsed.points.first?.tags.first?.key == "tag key")
+        #expect(parsed.points.first?.tags.first?.value == "tag,val=ue")
+        #expect(parsed.points.first?.fields.first?.key == "field=key")
+    }
+
+    @Test func tagsAreSortedByKey() {
+        let point = parse("m,b=2,a=1,c=3 f=1").points.first
+        #expect(point?.tags.map(\.key) == ["a", "b", "c"])
+    }
+
+    @Test func badLinesAreReportedWithTheirNumbersAndGoodOnesKept() {
+        let parsed = parse("""
+            ok f=1 1
+            nofields
+            bad,tag f=1
+            m f=1x
+            m f="unterminated
+            m f=1 notanumber
+            m f=1,f=2
+            m,a=1,a=2 f=1
+            fine,t=x f=2i 2
+            """)
+        #expect(parsed.points.map(\.line) == [1, 9])
+        #expect(parsed.errors.map(\.line) == [2, 3, 4, 5, 6, 7, 8])
+        #expect(parsed.errors[2].reason == "invalid field value 1x")
+        #expect(parsed.errors[2].column == 5)
+        #expect(parsed.errors[4].reason.contains("invalid timestamp"))
+    }
+
+    @Test func mappingFollowsTheDocumentedPaths() throws {
+        let point = try #require(parse("weather,site=s01,location=us-midwest temperature=82,ok=true 1465839830100400200").points.first)
+        let writes = try LineProtocolMapping.points(of: point, database: "plant1", precision: .ns, nowMs: 0)
+        #expect(writes.map(\.path) == ["root.plant1.weather.`us-midwest`.s01.temperature", "root.plant1.weather.`us-midwest`.s01.ok"])
+        #expect(writes.map(\.timestamp) == [1_465_839_830_100, 1_465_839_830_100])
+        #expect(writes.map(\.value) == [.double(82), .boolean(true)])
+        let seconds = try #require(parse("m f=1i 1700000000").points.first)
+        #expect(try LineProtocolMapping.points(of: seconds, database: "d", precision: .s, nowMs: 0).first?.timestamp == 1_700_000_000_000)
+        let now = try #require(parse("m f=\"x\"").points.first)
+        #expect(try LineProtocolMapping.points(of: now, database: "d", precision: .ms, nowMs: 42).first?.timestamp == 42)
+        let negative = try #require(parse("m f=1 -1500").points.first)
+        #expect(try LineProtocolMapping.points(of: negative, database: "d", precision: .us, nowMs: 0).first?.timestamp == -2)
+        let huge = try #require(parse("m f=1u 1").points.first)
+        #expect(try LineProtocolMapping.points(of: huge, database: "d", precision: .ms, nowMs: 0).first?.value == .int64(1))
+        let tooBig = try #require(parse("m f=18446744073709551615u 1").points.first)
+        #expect(throws: LineError.self) { try LineProtocolMapping.points(of: tooBig, database: "d", precision: .ms, nowMs: 0) }
+        #expect(LineProtocolMapping.level("a`b") == "`a``b`")
+        #expect(LineProtocolMapping.level("9lives") == "`9lives`")
+    }
+
+    @Test func randomBytesNeverCrashTheParser() {
+        var state: UInt64 = 5
+        for _ in 0..<3000 {
+            var bytes: [UInt8] = Array("m,t=v f=1,g=\"s\" 123\n".utf8)
+            for _ in 0..<4 {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                bytes[Int(state >> 33) % bytes.count] = UInt8(truncatingIfNeeded: state >> 17)
+            }
+            let parsed = LineProtocol.parse(bytes)
+            #expect(parsed.points.count + parsed.errors.count <= 2)
+        }
+    }
+}
