@@ -4,7 +4,7 @@
 SWIFT          ?= swift
 APT_PACKAGES   := pkg-config libuv1-dev libzstd-dev libhttp-parser-dev
 TEST_APT       := systemd
-PY_TEST_MODULES := prometheus_client
+PY_TEST_MODULES := prometheus_client influxdb
 SUDO           := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_ARGS       ?=
 
@@ -22,7 +22,7 @@ deps:
 
 # What the tests use besides the build: a real Prometheus text parser, systemd-analyze.
 test-deps: deps
-	@python3 -c 'import prometheus_client' 2>/dev/null || { echo "make: installing $(PY_TEST_MODULES) from PyPI"; \
+	@python3 -c 'import prometheus_client, influxdb' 2>/dev/null || { echo "make: installing $(PY_TEST_MODULES) from PyPI"; \
 	  python3 -m pip install -q $(PY_TEST_MODULES); }
 	@command -v systemd-analyze >/dev/null 2>&1 || { echo "make: installing $(TEST_APT)"; \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(TEST_APT) || true; }

@@ -49,9 +49,27 @@ public final class Node: @unchecked Sendable {
         let region = region
         let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
-        stages = NodeStages(settings: config.stages) { batch in
-            for exchange in batch { exchange.responder.respond(routes.respond(to: exchange.request)) }
-        }
+        let writePointsMax = config.storage.writePointsMax
+        let stagesForDecode = stagesBox
+        let applier = WriteApplier(engine: region)
+        stages = NodeStages(settings: config.stages, decodeHandler: { batch in
+            for exchange in batch {
+                guard exchange.request.path == "/write" else {
+                    exchange.responder.respond(routes.respond(to: exchange.request))
+                    continue
+                }
+                guard exchange.request.method == "POST" else {
+                    exchange.responder.respond(LineProtocolWrite.influxError(405, "/write accepts POST only"))
+                    continue
+                }
+                let responder = exchange.responder
+                let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+                switch LineProtocolWrite.decode(exchange.request, nowMs: nowMs, writePointsMax: writePointsMax, finish: { responder.respond($0) }) {
+                case .answer(let response): responder.respond(response)
+                case .job(let job): stagesForDecode.submitWrite(job)
+                }
+            }
+        }, appendHandler: { jobs in applier.apply(jobs) })
         stagesBox.set(stages)
         FlushWiring.attach(region, to: stages.taskStages[.flush]!, logger: logger)
         server = HTTPServer(loop: loop, settings: config.http, metrics: httpMetrics, handler: EdgeHandler(decode: stages.decode))
@@ -122,5 +140,13 @@ private final class StagesBox: Sendable {
     private let stages = Mutex<NodeStages?>(nil)
 
     func set(_ value: NodeStages) { stages.withLock { $0 = value } }
+
+    /// Hands a decoded write to the route stage, answering at once if it is refused.
+    func submitWrite(_ job: WriteJob) {
+        guard let stages = stages.withLock({ $0 }) else { return }
+        if case .rejected(let reason) = stages.route.submit(job) {
+            job.finish(.refusedBy("route", reason))
+        }
+    }
     func snapshots() -> [StageSnapshot] { stages.withLock { $0 }?.all.map { $0.snapshot() } ?? [] }
 }

@@ -19,13 +19,27 @@ public struct StageTask: Sendable {
 /// The seven stages of a node, built from the configured settings.
 public final class NodeStages: Sendable {
     public let decode: Stage<HTTPExchange>
-    /// The stages after decode, keyed by name; each runs the tasks handed to it.
+    /// Standalone, routing is one region: the route stage hands writes on to append.
+    public let route: Stage<WriteJob>
+    public let append: Stage<WriteJob>
+    /// The other stages, keyed by name; each runs the tasks handed to it.
     public let taskStages: [StageName: Stage<StageTask>]
 
-    public init(settings: [StageName: StageSettings], decodeHandler: @escaping Stage<HTTPExchange>.Handler) {
+    public init(settings: [StageName: StageSettings], decodeHandler: @escaping Stage<HTTPExchange>.Handler,
+                appendHandler: @escaping Stage<WriteJob>.Handler) {
         decode = Stage(name: StageName.decode.rawValue, settings: settings[.decode]!, handler: decodeHandler)
+        let append = Stage(name: StageName.append.rawValue, settings: settings[.append]!, handler: appendHandler)
+        self.append = append
+        route = Stage(name: StageName.route.rawValue, settings: settings[.route]!) { batch in
+            for job in batch {
+                // A full append queue under `block` holds this thread, and so, in turn, the edge.
+                if case .rejected(let reason) = append.submit(job) {
+                    job.finish(.refusedBy("append", reason))
+                }
+            }
+        }
         var stages: [StageName: Stage<StageTask>] = [:]
-        for name in StageName.allCases where name != .decode {
+        for name in StageName.allCases where ![.decode, .route, .append].contains(name) {
             stages[name] = Stage(name: name.rawValue, settings: settings[name]!) { batch in
                 for task in batch { task.run() }
             }
@@ -36,7 +50,12 @@ public final class NodeStages: Sendable {
     /// Every stage in pipeline order.
     public var all: [any StageMonitor] {
         StageName.allCases.map { name -> any StageMonitor in
-            name == .decode ? decode : taskStages[name]!
+            switch name {
+            case .decode: decode
+            case .route: route
+            case .append: append
+            default: taskStages[name]!
+            }
         }
     }
 

@@ -32,6 +32,12 @@ public struct LineError: Error, Sendable, Equatable, CustomStringConvertible {
     public let column: Int
     public let reason: String
 
+    public init(line: Int, column: Int, reason: String) {
+        self.line = line
+        self.column = column
+        self.reason = reason
+    }
+
     public var description: String { "line \(line), column \(column): \(reason)" }
 }
 

@@ -1,0 +1,70 @@
+import Foundation
+import Testing
+import TidemarkCore
+import TidemarkStorage
+import TidemarkTestSupport
+
+/// Everything stored for `path`, read straight from the region after the node stopped.
+private func stored(_ dataDir: String, _ path: String) throws -> (timestamps: [Int64], values: Column) {
+    let engine = try StorageEngine(directory: dataDir + "/regions/0")
+    defer { engine.close() }
+    return try engine.scan(path: path, range: Int64.min...Int64.max).all()
+}
+
+@Suite(.serialized) struct WriteTests {
+    @Test func lineProtocolWritesGoodLinesAndReportsBadOnesByNumber() throws {
+        let dataDir = try temporaryDirectory("data")
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        let client = try TestHTTPClient(port: node.port)
+        let good = try client.request("POST", "/write?db=plant1&precision=ms", body: Array("""
+            weather,site=s1 temperature=21.5,ok=true 1000
+            weather,site=s1 temperature=21.75 2000
+            """.utf8))
+        #expect(good.status == 204)
+        let mixed = try client.request("POST", "/write?db=plant1&precision=s", body: Array("""
+            weather,site=s1 temperature=22.25 3
+            weather,site=s1 temperature=1i 4
+            not a line
+            weather,site=s2 temperature=5 5
+            """.utf8))
+        #expect(mixed.status == 400)
+        #expect(mixed.text.contains("line 2, column 1: root.plant1.weather.s1.temperature is DOUBLE, got a INT64 value"))
+        #expect(mixed.text.contains("line 3, column"))
+        #expect(!mixed.text.contains("line 1,") && !mixed.text.contains("line 4,"))
+        #expect(try client.request("POST", "/write", body: Array("m f=1".utf8)).status == 400)  // no db
+        #expect(try client.request("POST", "/write?db=x&precision=h", body: Array("m f=1".utf8)).status == 400)
+        #expect(try client.request("GET", "/write?db=x").status == 405)
+        #expect(try node.stop() == 0)
+
+        let temperature = try stored(dataDir, "root.plant1.weather.s1.temperature")
+        #expect(temperature.timestamps == [1000, 2000, 3000])
+        #expect(temperature.values == .double([21.5, 21.75, 22.25]))
+        #expect(try stored(dataDir, "root.plant1.weather.s1.ok").values == .boolean([true]))
+        #expect(try stored(dataDir, "root.plant1.weather.s2.temperature").timestamps == [5000])
+    }
+
+    @Test func thePythonInfluxDBClientWritesThroughWrite() throws {
+        let dataDir = try temporaryDirectory("data")
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        let script = """
+            import sys
+            from influxdb import InfluxDBClient
+            client = InfluxDBClient(host="127.0.0.1", port=int(sys.argv[1]), database="factory", timeout=10)
+            points = [{"measurement": "press", "tags": {"line": "l3", "unit": "p7"}, "time": 1700000000000 + i * 10000,
+                       "fields": {"temperature": 20.0 + i / 100, "cycles": i, "state": "run" if i % 2 else "idle"}}
+                      for i in range(500)]
+            assert client.write_points(points, time_precision="ms", batch_size=200)
+            print("written", len(points))
+            """
+        let result = try runProcess("/usr/bin/env", ["python3", "-c", script, String(node.port)])
+        #expect(result.status == 0, "python: \(result.stderr)")
+        #expect(result.stdout.contains("written 500"))
+        #expect(try node.stop() == 0)
+        let temperature = try stored(dataDir, "root.factory.press.l3.p7.temperature")
+        #expect(temperature.timestamps == (0..<500).map { 1_700_000_000_000 + Int64($0) * 10_000 })
+        guard case .double(let values) = temperature.values else { Issue.record("temperature is not DOUBLE"); return }
+        #expect(values == (0..<500).map { 20.0 + Double($0) / 100 })
+        #expect(try stored(dataDir, "root.factory.press.l3.p7.cycles").values == .int64((0..<500).map(Int64.init)))
+        #expect(try stored(dataDir, "root.factory.press.l3.p7.state").values == .text((0..<500).map { $0 % 2 == 1 ? "run" : "idle" }))
+    }
+}
