@@ -144,7 +144,7 @@ private func writeConfig(_ yaml: String) throws -> String {
         ("stages:\n  decode:\n    thread: 1\n", "node.yaml:3:13: stages.decode.thread: unknown key"),
         ("listen: 1\n", "node.yaml:1:9: listen: unknown key"),
         ("stages:\n  route:\n    threads: many\n", "node.yaml:3:14: stages.route.threads: expected an integer, got \"many\""),
-        ("stages:\n  route: {threads: 0}\n", "node.yaml:2:10: stages.route.threads: must be at least 1 unless inline is true (got 0)"),
+        ("stages:\n  apply: {threads: 0}\n", "node.yaml:2:10: stages.apply.threads: must be at least 1 unless inline is true (got 0)"),
         ("stages:\n  route: {queue: 0}\n", "node.yaml:2:10: stages.route.queue: must be at least 1 (got 0)"),
         ("http: {listen: nowhere}\n", "node.yaml:1:16: http.listen: expected HOST:PORT, got \"nowhere\""),
         ("http: {listen: \"db.example:80\"}\n", "node.yaml:1:16: http.listen: host must be an IPv4 or IPv6 address"),
