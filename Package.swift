@@ -39,6 +39,7 @@ let package = Package(
             name: "TidemarkStorage",
             dependencies: ["TidemarkCore", "CZstd", .product(name: "Logging", package: "swift-log")]),
         .target(name: "TidemarkWire", dependencies: ["TidemarkCore", "TidemarkStorage"]),
+        .target(name: "TidemarkQuery", dependencies: ["TidemarkCore", "TidemarkStorage"]),
         .target(
             name: "TidemarkNet",
             dependencies: [
@@ -48,7 +49,7 @@ let package = Package(
         .target(
             name: "TidemarkServer",
             dependencies: [
-                "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet", "TidemarkStorage", "TidemarkWire",
+                "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet", "TidemarkStorage", "TidemarkWire", "TidemarkQuery",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -83,6 +84,7 @@ let package = Package(
         .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig", "TidemarkStorage"]),
         .testTarget(name: "TidemarkStorageTests", dependencies: ["TidemarkStorage", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkWireTests", dependencies: ["TidemarkWire"]),
+        .testTarget(name: "TidemarkQueryTests", dependencies: ["TidemarkQuery", "TidemarkStorage", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),
         .testTarget(
             name: "TidemarkServerTests",

@@ -101,7 +101,7 @@ public struct Aggregates: Sendable, Equatable {
     public var average: Double? { sum.map { count == 0 ? .nan : $0 / Double(count) } }
 
     /// Folds points that come after everything folded so far, in time order.
-    mutating func fold(timestamps: [Int64], values: Column) {
+    public mutating func fold(timestamps: [Int64], values: Column) {
         guard !timestamps.isEmpty else { return }
         fold(ChunkStats(timestamps: timestamps, values: values))
     }

@@ -1,0 +1,333 @@
+import TidemarkCore
+import TidemarkStorage
+
+/// A SELECT: resolves its columns against the schema, then streams rows merged by time
+/// from the series scans, stopping as soon as the limits allow.
+struct Query {
+    let select: SelectStatement
+    let engine: StorageEngine
+    let rowsMax: Int
+
+    private static let aggregates: Set<String> = ["count", "sum", "avg", "min_value", "max_value", "first_value", "last_value", "min_time", "max_time"]
+
+    /// One output column: its header and how to compute it from a row's series values.
+    private struct Column {
+        var header: String
+        var type: String
+        var evaluate: ([String: Value]) -> ResultValue
+    }
+
+    func run() throws -> QueryResult {
+        guard select.groupByLevel == nil else { throw ExecutionError.semantic("GROUP BY LEVEL is not supported yet") }
+        let range = select.condition.flatMap(TimeRange.of) ?? .all
+        if select.last { return try last(range) }
+        let isAggregate = select.items.contains { if case .call(let name, _) = $0 { return Self.aggregates.contains(name) }; return false }
+        return isAggregate ? try aggregate(range) : try raw(range)
+    }
+
+    // MARK: - Column resolution
+
+    /// Full series paths an item's path refers to, under every FROM prefix.
+    private func expand(_ levels: [String]) throws -> [SeriesSchema] {
+        var found: [SeriesSchema] = []
+        var seen = Set<String>()
+        for prefix in select.from {
+            let pattern = try PathPattern(levels: prefix + levels)
+            for series in engine.series(matching: pattern) where seen.insert(series.path).inserted { found.append(series) }
+        }
+        return found
+    }
+
+    private func paths(in expression: Expression) -> [[String]] {
+        switch expression {
+        case .path(let levels): [levels]
+        case .call(_, let arguments): arguments.flatMap(paths)
+        case .binary(_, let a, let b): paths(in: a) + paths(in: b)
+        case .negate(let inner): paths(in: inner)
+        default: []
+        }
+    }
+
+    /// Replaces relative paths by the one series each names (arithmetic needs exactly one).
+    private func bind(_ expression: Expression) throws -> Expression {
+        switch expression {
+        case .path(let levels):
+            let series = try expand(levels)
+            guard series.count == 1 else {
+                throw ExecutionError.semantic("\(levels.joined(separator: ".")) matches \(series.count) series; an expression needs exactly one")
+            }
+            return .path([series[0].path])
+        case .binary(let op, let a, let b): return .binary(op, try bind(a), try bind(b))
+        case .negate(let inner): return .negate(try bind(inner))
+        case .call(let name, let arguments): return .call(name, try arguments.map(bind))
+        default: return expression
+        }
+    }
+
+    static func constant(_ expression: Expression) -> Double? {
+        switch expression {
+        case .number(let value, _): value
+        case .negate(let inner): constant(inner).map { -$0 }
+        default: nil
+        }
+    }
+
+    /// Evaluates arithmetic over one row; nil when any operand is missing or not numeric.
+    private static func evaluate(_ expression: Expression, _ row: [String: Value]) -> Double? {
+        switch expression {
+        case .path(let levels): return row[levels[0]]?.numeric
+        case .number(let value, _): return value
+        case .negate(let inner): return evaluate(inner, row).map { -$0 }
+        case .binary(let op, let a, let b):
+            guard let x = evaluate(a, row), let y = evaluate(b, row) else { return nil }
+            switch op {
+            case "+": return x + y
+            case "-": return x - y
+            case "*": return x * y
+            case "/": return x / y
+            default: return x.truncatingRemainder(dividingBy: y)
+            }
+        default: return nil
+        }
+    }
+
+    private func columns() throws -> [Column] {
+        var columns: [Column] = []
+        for item in select.items {
+            if case .path(let levels) = item {
+                for series in try expand(levels) {
+                    let path = series.path
+                    columns.append(Column(header: path, type: series.dataType.description) { ResultValue($0[path]) })
+                }
+            } else {
+                let bound = try bind(item)
+                columns.append(Column(header: bound.description, type: "DOUBLE") { row in
+                    Self.evaluate(bound, row).map { .double($0) } ?? .null
+                })
+            }
+        }
+        let offset = min(select.seriesOffset, columns.count)
+        return Array(columns.dropFirst(offset).prefix(select.seriesLimit ?? Int.max))
+    }
+
+    // MARK: - Raw rows
+
+    private func raw(_ range: TimeRange) throws -> QueryResult {
+        let columns = try columns()
+        var needed = Set<String>()
+        for item in select.items { for levels in paths(in: item) { for series in try expand(levels) { needed.insert(series.path) } } }
+        let condition = try select.condition.map(bindCondition)
+        if let condition { for levels in conditionPaths(condition) { needed.insert(levels[0]) } }
+        var timestamps: [Int64] = []
+        var rows: [[ResultValue]] = []
+        let keep = select.limit.map { select.offset + $0 }
+        if let timeRange = range.range, !columns.isEmpty {
+            var merge = try RowMerge(engine: engine, paths: needed.sorted(), range: timeRange)
+            var matched = 0
+            while let (timestamp, row) = try merge.next() {
+                if let condition, !Self.holds(condition, timestamp, row) { continue }
+                matched += 1
+                if !select.orderByTimeDescending {
+                    if matched <= select.offset { continue }
+                    if let keep, matched > keep { break }
+                }
+                timestamps.append(timestamp)
+                rows.append(columns.map { $0.evaluate(row) })
+                if select.orderByTimeDescending, let keep, rows.count > keep {
+                    timestamps.removeFirst()
+                    rows.removeFirst()
+                }
+                // IoTDB's check is `limit <= fetched`: a result of exactly rowsMax rows is refused too.
+                if rows.count >= rowsMax + (select.orderByTimeDescending ? select.offset : 0) {
+                    throw ExecutionError(code: 708, message: "Dataset row size exceeded the given max row size (\(rowsMax))")
+                }
+            }
+        }
+        if select.orderByTimeDescending {
+            timestamps.reverse()
+            rows.reverse()
+            timestamps = Array(timestamps.dropFirst(select.offset))
+            rows = Array(rows.dropFirst(select.offset))
+        }
+        return QueryResult(expressions: columns.map(\.header), columnNames: nil, dataTypes: columns.map(\.type),
+                           timestamps: timestamps, values: columns.indices.map { index in rows.map { $0[index] } })
+    }
+
+    private func bindCondition(_ condition: Condition) throws -> Condition {
+        switch condition {
+        case .and(let a, let b): return .and(try bindCondition(a), try bindCondition(b))
+        case .or(let a, let b): return .or(try bindCondition(a), try bindCondition(b))
+        case .not(let a): return .not(try bindCondition(a))
+        case .compare(let lhs, let op, let rhs):
+            func bindSide(_ side: Expression) throws -> Expression {
+                if case .path(let levels) = side, levels.count == 1, ["TIME", "TIMESTAMP"].contains(levels[0].uppercased()) { return side }
+                return try bind(side)
+            }
+            return .compare(try bindSide(lhs), op, try bindSide(rhs))
+        }
+    }
+
+    private func conditionPaths(_ condition: Condition) -> [[String]] {
+        switch condition {
+        case .and(let a, let b), .or(let a, let b): conditionPaths(a) + conditionPaths(b)
+        case .not(let a): conditionPaths(a)
+        case .compare(let lhs, _, let rhs):
+            (paths(in: lhs) + paths(in: rhs)).filter { !($0.count == 1 && ["TIME", "TIMESTAMP"].contains($0[0].uppercased())) }
+        }
+    }
+
+    private static func holds(_ condition: Condition, _ timestamp: Int64, _ row: [String: Value]) -> Bool {
+        switch condition {
+        case .and(let a, let b): return holds(a, timestamp, row) && holds(b, timestamp, row)
+        case .or(let a, let b): return holds(a, timestamp, row) || holds(b, timestamp, row)
+        case .not(let a): return !holds(a, timestamp, row)
+        case .compare(let lhs, let op, let rhs):
+            func side(_ expression: Expression) -> ResultValue {
+                if case .path(let levels) = expression, levels.count == 1, ["TIME", "TIMESTAMP"].contains(levels[0].uppercased()) {
+                    return .integer(timestamp)
+                }
+                switch expression {
+                case .string(let text): return .text(text)
+                case .boolean(let flag): return .boolean(flag)
+                case .path(let levels): return ResultValue(row[levels[0]])
+                default: return evaluate(expression, row).map { .double($0) } ?? .null
+                }
+            }
+            let a = side(lhs), b = side(rhs)
+            if let x = a.number, let y = b.number { return compare(x, op, y) }
+            switch (a, b) {
+            case (.text(let x), .text(let y)): return compare(x, op, y)
+            case (.boolean(let x), .boolean(let y)): return op == "=" ? x == y : op == "!=" ? x != y : false
+            default: return false  // a missing value satisfies no comparison
+            }
+        }
+    }
+
+    private static func compare<T: Comparable>(_ x: T, _ op: String, _ y: T) -> Bool {
+        switch op {
+        case "=": x == y
+        case "!=": x != y
+        case "<": x < y
+        case "<=": x <= y
+        case ">": x > y
+        default: x >= y
+        }
+    }
+
+    // MARK: - Aggregates and LAST
+
+    private func aggregate(_ range: TimeRange) throws -> QueryResult {
+        var headers: [String] = [], types: [String] = [], values: [[ResultValue]] = []
+        let condition = try select.condition.map(bindCondition)
+        for item in select.items {
+            guard case .call(let name, let arguments) = item, Self.aggregates.contains(name),
+                  arguments.count == 1, case .path(let levels) = arguments[0] else {
+                throw ExecutionError.semantic("mixing aggregates with other columns is not supported: \(item)")
+            }
+            for series in try expand(levels) {
+                var result = Aggregates()
+                if let timeRange = range.range {
+                    if condition == nil || range.isOnlyTime {
+                        result = try engine.aggregate(path: series.path, range: timeRange)
+                    } else {
+                        // Value filters: fold the matching points of this series' rows.
+                        var merge = try RowMerge(engine: engine, paths: Array(Set([series.path] + conditionPaths(condition!).map { $0[0] })).sorted(),
+                                                 range: timeRange)
+                        while let (timestamp, row) = try merge.next() {
+                            guard Self.holds(condition!, timestamp, row), let value = row[series.path] else { continue }
+                            var column = TidemarkStorage.Column.empty(series.dataType)
+                            column.append(value)
+                            result.fold(timestamps: [timestamp], values: column)
+                        }
+                    }
+                }
+                headers.append("\(name)(\(series.path))")
+                let (type, value) = Self.pick(name, result, series.dataType)
+                types.append(type)
+                values.append([value])
+            }
+        }
+        let offset = min(select.seriesOffset, headers.count)
+        let limit = select.seriesLimit ?? Int.max
+        return QueryResult(expressions: Array(headers.dropFirst(offset).prefix(limit)), columnNames: nil,
+                           dataTypes: Array(types.dropFirst(offset).prefix(limit)), timestamps: nil,
+                           values: Array(values.dropFirst(offset).prefix(limit)))
+    }
+
+    private static func pick(_ name: String, _ result: Aggregates, _ type: DataType) -> (String, ResultValue) {
+        switch name {
+        case "count": ("INT64", .integer(Int64(result.count)))
+        case "sum": ("DOUBLE", result.count == 0 ? .null : result.sum.map { .double($0) } ?? .null)
+        case "avg": ("DOUBLE", result.count == 0 ? .null : result.average.map { .double($0) } ?? .null)
+        case "min_value": (type.description, result.count == 0 ? .null : result.minValue.map { .double($0) } ?? .null)
+        case "max_value": (type.description, result.count == 0 ? .null : result.maxValue.map { .double($0) } ?? .null)
+        case "first_value": (type.description, ResultValue(result.firstValue))
+        case "last_value": (type.description, ResultValue(result.lastValue))
+        case "min_time": ("INT64", result.minTime.map { .integer($0) } ?? .null)
+        default: ("INT64", result.maxTime.map { .integer($0) } ?? .null)
+        }
+    }
+
+    private func last(_ range: TimeRange) throws -> QueryResult {
+        var timestamps: [Int64] = [], names: [ResultValue] = [], values: [ResultValue] = [], types: [ResultValue] = []
+        guard let timeRange = range.range else {
+            return QueryResult(expressions: nil, columnNames: ["timeseries", "value", "dataType"], dataTypes: ["TEXT", "TEXT", "TEXT"],
+                               timestamps: [], values: [[], [], []])
+        }
+        for item in select.items {
+            guard case .path(let levels) = item else { throw ExecutionError.semantic("SELECT LAST takes paths, got \(item)") }
+            for series in try expand(levels) {
+                let result = try engine.aggregate(path: series.path, range: timeRange)
+                guard let time = result.maxTime, let value = result.lastValue else { continue }
+                timestamps.append(time)
+                names.append(.text(series.path))
+                values.append(.text(Self.text(value)))
+                types.append(.text(series.dataType.description))
+            }
+        }
+        return QueryResult(expressions: nil, columnNames: ["timeseries", "value", "dataType"], dataTypes: ["TEXT", "TEXT", "TEXT"],
+                           timestamps: timestamps, values: [names, values, types])
+    }
+
+    private static func text(_ value: Value) -> String {
+        switch value {
+        case .boolean(let v): "\(v)"
+        case .int32(let v): "\(v)"
+        case .int64(let v): "\(v)"
+        case .float(let v): "\(v)"
+        case .double(let v): "\(v)"
+        case .text(let v): v
+        }
+    }
+}
+
+/// Rows of several series aligned by timestamp, from their scans, one batch per series at a time.
+struct RowMerge {
+    private var scans: [(path: String, scan: SeriesScan, timestamps: [Int64], values: TidemarkStorage.Column, index: Int)]
+
+    init(engine: StorageEngine, paths: [String], range: ClosedRange<Int64>) throws {
+        scans = try paths.map { path in (path, try engine.scan(path: path, range: range), [], .empty(.boolean), 0) }
+    }
+
+    mutating func next() throws -> (Int64, [String: Value])? {
+        var lowest: Int64?
+        for index in scans.indices {
+            if scans[index].index == scans[index].timestamps.count {
+                guard let batch = try scans[index].scan.next() else { continue }
+                scans[index].timestamps = batch.timestamps
+                scans[index].values = batch.values
+                scans[index].index = 0
+            }
+            let timestamp = scans[index].timestamps[scans[index].index]
+            lowest = min(lowest ?? timestamp, timestamp)
+        }
+        guard let timestamp = lowest else { return nil }
+        var row: [String: Value] = [:]
+        for index in scans.indices where scans[index].index < scans[index].timestamps.count
+            && scans[index].timestamps[scans[index].index] == timestamp {
+            row[scans[index].path] = scans[index].values[scans[index].index]
+            scans[index].index += 1
+        }
+        return (timestamp, row)
+    }
+}

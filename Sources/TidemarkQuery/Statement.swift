@@ -1,0 +1,90 @@
+import TidemarkCore
+
+/// An expression in a select list or a WHERE clause.
+public indirect enum Expression: Sendable, Equatable, CustomStringConvertible {
+    /// A path: in a select list relative to each FROM prefix; `time` in a WHERE clause.
+    case path([String])
+    case number(Double, text: String)
+    case string(String)
+    case boolean(Bool)
+    case null
+    case call(String, [Expression])
+    case binary(String, Expression, Expression)
+    case negate(Expression)
+
+    public var description: String {
+        switch self {
+        case .path(let levels): levels.joined(separator: ".")
+        case .number(_, let text): text
+        case .string(let text): "'\(text)'"
+        case .boolean(let flag): flag ? "true" : "false"
+        case .null: "null"
+        case .call(let name, let arguments): "\(name)(\(arguments.map(\.description).joined(separator: ", ")))"
+        case .binary(let op, let lhs, let rhs): "\(lhs) \(op) \(rhs)"
+        case .negate(let inner): "-\(inner)"
+        }
+    }
+}
+
+/// A WHERE condition.
+public indirect enum Condition: Sendable, Equatable {
+    case and(Condition, Condition)
+    case or(Condition, Condition)
+    case not(Condition)
+    case compare(Expression, String, Expression)
+}
+
+public struct SelectStatement: Sendable, Equatable {
+    public var last = false
+    public var items: [Expression] = []
+    public var from: [[String]] = []
+    public var condition: Condition?
+    public var groupByLevel: Int?
+    public var orderByTimeDescending = false
+    public var limit: Int?
+    public var offset = 0
+    public var seriesLimit: Int?
+    public var seriesOffset = 0
+}
+
+/// A parsed statement of IoTDB's tree-model dialect.
+public enum Statement: Sendable, Equatable {
+    case createDatabase(String)
+    case dropDatabase([String])
+    case showDatabases(String?)
+    case createTimeseries(path: String, type: DataType, encoding: String?, compressor: String?)
+    case showTimeseries(String?, limit: Int?, offset: Int)
+    case countTimeseries(String?)
+    case showDevices(String?)
+    case deleteTimeseries([String])
+    case insert(device: String, measurements: [String], rows: [(Int64, [Expression])])
+    case deleteData(paths: [String], range: ClosedRange<Int64>)
+    case select(SelectStatement)
+
+    public static func == (lhs: Statement, rhs: Statement) -> Bool {
+        switch (lhs, rhs) {
+        case (.insert(let d1, let m1, let r1), .insert(let d2, let m2, let r2)):
+            d1 == d2 && m1 == m2 && r1.count == r2.count && zip(r1, r2).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+        case (.createDatabase(let a), .createDatabase(let b)): a == b
+        case (.dropDatabase(let a), .dropDatabase(let b)): a == b
+        case (.showDatabases(let a), .showDatabases(let b)): a == b
+        case (.createTimeseries(let p1, let t1, let e1, let c1), .createTimeseries(let p2, let t2, let e2, let c2)):
+            p1 == p2 && t1 == t2 && e1 == e2 && c1 == c2
+        case (.showTimeseries(let a, let l1, let o1), .showTimeseries(let b, let l2, let o2)): a == b && l1 == l2 && o1 == o2
+        case (.countTimeseries(let a), .countTimeseries(let b)): a == b
+        case (.showDevices(let a), .showDevices(let b)): a == b
+        case (.deleteTimeseries(let a), .deleteTimeseries(let b)): a == b
+        case (.deleteData(let p1, let r1), .deleteData(let p2, let r2)): p1 == p2 && r1 == r2
+        case (.select(let a), .select(let b)): a == b
+        default: false
+        }
+    }
+
+    /// Whether the statement only reads (answered by `/rest/v2/query`).
+    public var isQuery: Bool {
+        switch self {
+        case .select, .showDatabases, .showTimeseries, .countTimeseries, .showDevices: true
+        default: false
+        }
+    }
+}
