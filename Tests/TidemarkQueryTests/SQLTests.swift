@@ -1,0 +1,120 @@
+import Testing
+import TidemarkCore
+import TidemarkStorage
+import TidemarkTestSupport
+@testable import TidemarkQuery
+
+private func run(_ executor: Executor, _ sql: String) throws -> ExecutionResult {
+    try executor.execute(try Parser.parse(sql, nowMs: 1_000_000))
+}
+
+private func rows(_ executor: Executor, _ sql: String) throws -> QueryResult {
+    guard case .rows(let result) = try run(executor, sql) else { throw ExecutionError(code: 0, message: "no rows") }
+    return result
+}
+
+private func insert(_ executor: Executor, _ sql: String) throws {
+    guard case .write(let points) = try run(executor, sql) else { throw ExecutionError(code: 0, message: "not an insert") }
+    try executor.engine.write(points)
+}
+
+@Suite struct ParserTests {
+    @Test func parsesTheReferenceStatements() throws {
+        #expect(try Parser.parse("CREATE DATABASE root.ln") == .createDatabase("root.ln"))
+        #expect(try Parser.parse("create timeseries root.ln.wf01.wt01.temperature with datatype=FLOAT;")
+            == .createTimeseries(path: "root.ln.wf01.wt01.temperature", type: .float, encoding: nil, compressor: nil))
+        #expect(try Parser.parse("create timeseries root.ln.wf02.wt02.status WITH DATATYPE=BOOLEAN, ENCODING=TS_2DIFF, COMPRESSOR=ZSTD")
+            == .createTimeseries(path: "root.ln.wf02.wt02.status", type: .boolean, encoding: "TS_2DIFF", compressor: "ZSTD"))
+        #expect(try Parser.parse("show timeseries root.ln.** limit 10 offset 10") == .showTimeseries("root.ln.**", limit: 10, offset: 10))
+        #expect(try Parser.parse("insert into root.ln.wf02.wt02(timestamp, status, hardware) VALUES (3, false, 'v3'),(4, true, 'v4')")
+            == .insert(device: "root.ln.wf02.wt02", measurements: ["status", "hardware"],
+                       rows: [(3, [.boolean(false), .string("v3")]), (4, [.boolean(true), .string("v4")])]))
+        #expect(try Parser.parse("delete from root.ln.wf02.wt02.status where time <= 2017-11-01T16:26:00")
+            == .deleteData(paths: ["root.ln.wf02.wt02.status"], range: Int64.min...1_509_553_560_000))
+        guard case .select(let select) = try Parser.parse("select status, temperature from root.ln.wf01.wt01 where time > 2017-11-01T00:05:00.000 and time < 2017-11-01T00:12:00.000 order by time desc limit 10") else {
+            Issue.record("not a select"); return
+        }
+        #expect(select.items == [.path(["status"]), .path(["temperature"])])
+        #expect(select.orderByTimeDescending && select.limit == 10)
+        #expect(TimeRange.of(select.condition!)?.range == 1_509_494_700_001...1_509_495_119_999)
+        #expect(try Parser.parse("select last s1 from root.sg.d where time >= now() - 1h") != .showDatabases(nil))
+    }
+
+    @Test func errorsSayWhereAndWhatWasExpected() {
+        func error(_ sql: String) -> SQLError? {
+            do { _ = try Parser.parse(sql); return nil } catch { return error }
+        }
+        #expect(error("SELEC s1 FROM root.sg")?.description == "line 1, column 1: expected a statement (CREATE, DROP, DELETE, SHOW, COUNT, INSERT or SELECT), found 'SELEC'")
+        #expect(error("select s1\nfrom sg.d")?.description == "line 2, column 6: a path starts with root, got sg.d")
+        #expect(error("create timeseries root.a.b with datatype=DECIMAL")?.message == "unknown data type DECIMAL")
+        #expect(error("insert into root.a.b(time, s1, s2) values (1, 2)")?.message.contains("2 values after the time") == true)
+        #expect(error("select s1 from root.a where")?.message == "expected an expression, found the end of the statement")
+        #expect(error("select 'oops from root.a")?.message == "unterminated string")
+        #expect(error("delete from root.a.b where s1 > 3")?.message.contains("time only") == true)
+    }
+}
+
+@Suite struct ExecutorTests {
+    private func executor() throws -> Executor {
+        Executor(engine: try StorageEngine(directory: try temporaryDirectory("sql")), rowsMax: 100)
+    }
+
+    @Test func schemaStatementsAndTheirErrorCodes() throws {
+        let executor = try executor()
+        _ = try run(executor, "CREATE DATABASE root.ln")
+        #expect(throws: ExecutionError(code: 501, message: "root.ln: database already exists or overlaps one")) { try run(executor, "CREATE DATABASE root.ln") }
+        _ = try run(executor, "create timeseries root.ln.wf01.wt01.temperature with datatype=FLOAT, encoding=GORILLA")
+        #expect((try? run(executor, "create timeseries root.ln.wf01.wt01.temperature with datatype=FLOAT")) == nil)
+        _ = try run(executor, "create timeseries root.ln.wf01.wt02.status with datatype=BOOLEAN")
+        #expect(try rows(executor, "show databases").values == [[.text("root.ln")]])
+        #expect(try rows(executor, "count timeseries root.ln.**").values == [[.integer(2)]])
+        let series = try rows(executor, "show timeseries root.ln.wf01.*.temperature")
+        #expect(series.values[0] == [.text("root.ln.wf01.wt01.temperature")])
+        #expect(series.values[3] == [.text("FLOAT")])
+        #expect(try rows(executor, "show devices").values[0] == [.text("root.ln.wf01.wt01"), .text("root.ln.wf01.wt02")])
+        _ = try run(executor, "drop database root.ln")
+        #expect(try rows(executor, "show databases").values == [[]])
+        #expect((try? run(executor, "drop database root.ln")) == nil)
+    }
+
+    @Test func insertSelectFilterArithmeticAndLimits() throws {
+        let executor = try executor()
+        try insert(executor, "insert into root.sg27(timestamp, s3, s4) values (1635232143960, 11, false), (1635232153960, null, true)")
+        try insert(executor, "insert into root.sg27(time, s3) values (1635232163960, 13)")
+        let result = try rows(executor, "select s3, s4, s3 + 1 from root.sg27 limit 2")
+        #expect(result.expressions == ["root.sg27.s3", "root.sg27.s4", "root.sg27.s3 + 1"])
+        #expect(result.timestamps == [1_635_232_143_960, 1_635_232_153_960])
+        #expect(result.values == [[.integer(11), .null], [.boolean(false), .boolean(true)], [.double(12), .null]])
+        #expect(try rows(executor, "select s3 from root.sg27 where s3 > 11").timestamps == [1_635_232_163_960])
+        #expect(try rows(executor, "select * from root.sg27 where time >= 1635232153960 order by time desc").timestamps == [1_635_232_163_960, 1_635_232_153_960])
+        #expect(try rows(executor, "select s3 from root.sg27 where s3 = 11 or s4 = true").timestamps == [1_635_232_143_960, 1_635_232_153_960])
+        #expect(try rows(executor, "select s3 from root.sg27 limit 1 offset 1").timestamps == [1_635_232_163_960])
+        #expect(throws: ExecutionError.self) { try insert(executor, "insert into root.sg27(time, s3) values (5, 'text')") }
+    }
+
+    @Test func aggregatesAndLast() throws {
+        let executor = try executor()
+        try insert(executor, "insert into root.sg.d(time, v, t) values (1, 1.5, 'a'), (2, 2.5, 'b'), (3, -1.0, 'c')")
+        let result = try rows(executor, "select count(v), sum(v), avg(v), min_value(v), max_value(v), first_value(t), last_value(v), min_time(v), max_time(v) from root.sg.d")
+        #expect(result.timestamps == nil)
+        #expect(result.expressions?.first == "count(root.sg.d.v)")
+        #expect(result.values == [[.integer(3)], [.double(3)], [.double(1)], [.double(-1)], [.double(2.5)], [.text("a")], [.double(-1)], [.integer(1)], [.integer(3)]])
+        #expect(try rows(executor, "select count(v) from root.sg.d where time > 1").values == [[.integer(2)]])
+        #expect(try rows(executor, "select count(v) from root.sg.d where v > 0").values == [[.integer(2)]])
+        let last = try rows(executor, "select last v, t from root.sg.d")
+        #expect(last.columnNames == ["timeseries", "value", "dataType"])
+        #expect(last.timestamps == [3, 3])
+        #expect(last.values == [[.text("root.sg.d.v"), .text("root.sg.d.t")], [.text("-1.0"), .text("c")], [.text("DOUBLE"), .text("TEXT")]])
+    }
+
+    @Test func theRowLimitRefusesAResultOfThatSize() throws {
+        let executor = try executor()
+        try executor.engine.write((0..<100).map { PointWrite(path: "root.sg.d.v", timestamp: Int64($0), value: .int64(Int64($0))) })
+        #expect(throws: ExecutionError(code: 708, message: "Dataset row size exceeded the given max row size (100)")) {
+            try rows(executor, "select v from root.sg.d")
+        }
+        #expect(try rows(executor, "select v from root.sg.d limit 99").timestamps?.count == 99)
+        _ = try run(executor, "delete from root.sg.d.v where time < 50")
+        #expect(try rows(executor, "select v from root.sg.d").timestamps?.first == 50)
+    }
+}
