@@ -65,7 +65,7 @@ public struct ExecutionError: Error, Sendable, Equatable, CustomStringConvertibl
 
 /// Runs parsed statements against a region's storage engine. Scans stream in the engine's
 /// batches; a query stops as soon as it has `rowsMax` rows more than it may return.
-public struct Executor: Sendable {
+public struct StatementExecutor: Sendable {
     public let engine: StorageEngine
     /// Past this many result rows a query fails with code 708 (IoTDB's row limit).
     public var rowsMax: Int

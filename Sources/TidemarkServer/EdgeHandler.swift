@@ -26,7 +26,7 @@ struct EdgeHandler: HTTPRequestHandler {
 
 /// The node's own routes: `/ping`, `/metrics`, `/stages`. Runs on the decode stage.
 struct AdminRoutes: Sendable {
-    static let routes = ["/ping", "/metrics", "/stages", "/write"]
+    static let routes = ["/ping", "/metrics", "/stages", "/write"] + RESTv2.routes
 
     let stages: @Sendable () -> [StageSnapshot]
     let storage: @Sendable () -> EngineStats

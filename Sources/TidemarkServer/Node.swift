@@ -4,6 +4,7 @@ import Synchronization
 import TidemarkConfig
 import TidemarkCore
 import TidemarkNet
+import TidemarkQuery
 import TidemarkStages
 import TidemarkStorage
 
@@ -49,26 +50,11 @@ public final class Node: @unchecked Sendable {
         let region = region
         let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
-        let writePointsMax = config.storage.writePointsMax
-        let stagesForDecode = stagesBox
+        let dispatcher = Dispatcher(admin: routes, executor: StatementExecutor(engine: region), writePointsMax: config.storage.writePointsMax,
+                                    stages: stagesBox)
         let applier = WriteApplier(engine: region)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
-            for exchange in batch {
-                guard exchange.request.path == "/write" else {
-                    exchange.responder.respond(routes.respond(to: exchange.request))
-                    continue
-                }
-                guard exchange.request.method == "POST" else {
-                    exchange.responder.respond(LineProtocolWrite.influxError(405, "/write accepts POST only"))
-                    continue
-                }
-                let responder = exchange.responder
-                let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
-                switch LineProtocolWrite.decode(exchange.request, nowMs: nowMs, writePointsMax: writePointsMax, finish: { responder.respond($0) }) {
-                case .answer(let response): responder.respond(response)
-                case .job(let job): stagesForDecode.submitWrite(job)
-                }
-            }
+            for exchange in batch { dispatcher.handle(exchange) }
         }, appendHandler: { jobs in applier.apply(jobs) })
         stagesBox.set(stages)
         FlushWiring.attach(region, to: stages.taskStages[.flush]!, logger: logger)
@@ -136,10 +122,16 @@ public final class Node: @unchecked Sendable {
 }
 
 /// Gives the routes the node's stages after both exist.
-private final class StagesBox: Sendable {
+final class StagesBox: Sendable {
     private let stages = Mutex<NodeStages?>(nil)
 
     func set(_ value: NodeStages) { stages.withLock { $0 = value } }
+
+    /// Hands a statement to the query stage.
+    func submitQuery(_ task: StageTask) -> SubmitResult {
+        guard let stages = stages.withLock({ $0 }) else { return .rejected(.stopping) }
+        return stages.taskStages[.query]!.submit(task)
+    }
 
     /// Hands a decoded write to the route stage, answering at once if it is refused.
     func submitWrite(_ job: WriteJob) {

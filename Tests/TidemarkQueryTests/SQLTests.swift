@@ -4,16 +4,16 @@ import TidemarkStorage
 import TidemarkTestSupport
 @testable import TidemarkQuery
 
-private func run(_ executor: Executor, _ sql: String) throws -> ExecutionResult {
+private func run(_ executor: StatementExecutor, _ sql: String) throws -> ExecutionResult {
     try executor.execute(try Parser.parse(sql, nowMs: 1_000_000))
 }
 
-private func rows(_ executor: Executor, _ sql: String) throws -> QueryResult {
+private func rows(_ executor: StatementExecutor, _ sql: String) throws -> QueryResult {
     guard case .rows(let result) = try run(executor, sql) else { throw ExecutionError(code: 0, message: "no rows") }
     return result
 }
 
-private func insert(_ executor: Executor, _ sql: String) throws {
+private func insert(_ executor: StatementExecutor, _ sql: String) throws {
     guard case .write(let points) = try run(executor, sql) else { throw ExecutionError(code: 0, message: "not an insert") }
     try executor.engine.write(points)
 }
@@ -55,8 +55,8 @@ private func insert(_ executor: Executor, _ sql: String) throws {
 }
 
 @Suite struct ExecutorTests {
-    private func executor() throws -> Executor {
-        Executor(engine: try StorageEngine(directory: try temporaryDirectory("sql")), rowsMax: 100)
+    private func executor() throws -> StatementExecutor {
+        StatementExecutor(engine: try StorageEngine(directory: try temporaryDirectory("sql")), rowsMax: 100)
     }
 
     @Test func schemaStatementsAndTheirErrorCodes() throws {

@@ -1,0 +1,45 @@
+import Foundation
+import TidemarkNet
+import TidemarkQuery
+import TidemarkStages
+import TidemarkStorage
+
+/// The decode stage's handler: decodes each request by route and sends it on — admin
+/// routes answered here, writes to route → append, statements to the query stage.
+struct Dispatcher: Sendable {
+    let admin: AdminRoutes
+    let executor: StatementExecutor
+    let writePointsMax: Int
+    let stages: StagesBox
+
+    func handle(_ exchange: HTTPExchange) {
+        let request = exchange.request, responder = exchange.responder
+        let respond: @Sendable (HTTPResponse) -> Void = { responder.respond($0) }
+        let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
+        let path = String(request.path)
+        if path == "/write" {
+            guard request.method == "POST" else { return respond(LineProtocolWrite.influxError(405, "/write accepts POST only")) }
+            switch LineProtocolWrite.decode(request, nowMs: nowMs, writePointsMax: writePointsMax, finish: respond) {
+            case .answer(let response): respond(response)
+            case .job(let job): stages.submitWrite(job)
+            }
+        } else if RESTv2.routes.contains(path) {
+            switch RESTv2.plan(request, nowMs: nowMs, respond: respond) {
+            case .answer(let response): respond(response)
+            case .write(let job): stages.submitWrite(job)
+            case .execute(let statement, let rowLimit):
+                let executor = executor, stages = stages
+                let task = StageTask {
+                    RESTv2.execute(statement, rowLimit: rowLimit, executor: executor, route: path,
+                                   submitWrite: { stages.submitWrite($0) }, respond: respond)
+                }
+                if case .rejected(let reason) = stages.submitQuery(task) {
+                    respond(RESTv2.status(606, reason == .overloaded ? "stage query is overloaded; retry later" : "node is shutting down",
+                                          route: path, http: 503))
+                }
+            }
+        } else {
+            respond(admin.respond(to: request))
+        }
+    }
+}
