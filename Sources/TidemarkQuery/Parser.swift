@@ -25,12 +25,37 @@ public struct Parser {
     // MARK: - Statements
 
     private mutating func statement() throws(SQLError) -> Statement {
+        if accept("LIST") {
+            guard accept("USER") else { throw expected("USER") }
+            return .listUsers
+        }
+        if accept("ALTER") {
+            guard accept("USER") else { throw expected("USER") }
+            let name = try word("a user name")
+            guard accept("SET"), accept("PASSWORD") else { throw expected("SET PASSWORD") }
+            return .alterPassword(user: name, password: try stringLiteral("a password in quotes"))
+        }
+        if accept("GRANT") || accept("REVOKE") {
+            let isGrant = { if case .identifier(let w) = tokens[position - 1].kind { return w.uppercased() == "GRANT" }; return false }()
+            var privileges: [String] = []
+            repeat { privileges.append(try word("a privilege").uppercased()) } while acceptSymbol(",")
+            guard accept("ON") else { throw expected("ON") }
+            let patterns = try pathList()
+            guard accept(isGrant ? "TO" : "FROM"), accept("USER") else { throw expected(isGrant ? "TO USER" : "FROM USER") }
+            let user = try word("a user name")
+            return isGrant ? .grant(user: user, privileges: privileges, patterns: patterns) : .revoke(user: user, privileges: privileges, patterns: patterns)
+        }
         if accept("CREATE") {
+            if accept("USER") {
+                let name = try word("a user name")
+                return .createUser(name: name, password: try stringLiteral("a password in quotes"))
+            }
             if accept("DATABASE") || accept("STORAGE") && expectWord("GROUP") { return .createDatabase(try path()) }
             if accept("TIMESERIES") { return try createTimeseries() }
             throw expected("DATABASE or TIMESERIES")
         }
         if accept("DROP") || accept("DELETE") {
+            if accept("USER") { return .dropUser(try word("a user name")) }
             if accept("DATABASE") || accept("STORAGE") && expectWord("GROUP") { return .dropDatabase(try pathList()) }
             if accept("TIMESERIES") { return .deleteTimeseries(try pathList()) }
             if accept("FROM") { return try deleteData() }
@@ -52,7 +77,7 @@ public struct Parser {
         }
         if accept("INSERT") { return try insert() }
         if accept("SELECT") { return .select(try select()) }
-        throw expected("a statement (CREATE, DROP, DELETE, SHOW, COUNT, INSERT or SELECT)")
+        throw expected("a statement (CREATE, DROP, DELETE, SHOW, COUNT, INSERT, SELECT, GRANT, REVOKE, LIST or ALTER)")
     }
 
     private mutating func createTimeseries() throws(SQLError) -> Statement {
@@ -373,6 +398,12 @@ public struct Parser {
         formatter.formatOptions = value.contains(".") ? [.withInternetDateTime, .withFractionalSeconds] : [.withInternetDateTime]
         guard let date = formatter.date(from: value) else { return nil }
         return Int64((date.timeIntervalSince1970 * 1000).rounded())
+    }
+
+    private mutating func stringLiteral(_ what: String) throws(SQLError) -> String {
+        guard case .string(let text) = current.kind else { throw expected(what) }
+        position += 1
+        return text
     }
 
     private mutating func integer() throws(SQLError) -> Int {

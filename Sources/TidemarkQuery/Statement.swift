@@ -60,6 +60,12 @@ public enum Statement: Sendable, Equatable {
     case insert(device: String, measurements: [String], rows: [(Int64, [Expression])])
     case deleteData(paths: [String], range: ClosedRange<Int64>)
     case select(SelectStatement)
+    case createUser(name: String, password: String)
+    case dropUser(String)
+    case alterPassword(user: String, password: String)
+    case grant(user: String, privileges: [String], patterns: [String])
+    case revoke(user: String, privileges: [String], patterns: [String])
+    case listUsers
 
     public static func == (lhs: Statement, rhs: Statement) -> Bool {
         switch (lhs, rhs) {
@@ -76,6 +82,12 @@ public enum Statement: Sendable, Equatable {
         case (.deleteTimeseries(let a), .deleteTimeseries(let b)): a == b
         case (.deleteData(let p1, let r1), .deleteData(let p2, let r2)): p1 == p2 && r1 == r2
         case (.select(let a), .select(let b)): a == b
+        case (.createUser(let a, let p), .createUser(let b, let q)): a == b && p == q
+        case (.dropUser(let a), .dropUser(let b)): a == b
+        case (.alterPassword(let a, let p), .alterPassword(let b, let q)): a == b && p == q
+        case (.grant(let a, let p, let x), .grant(let b, let q, let y)), (.revoke(let a, let p, let x), .revoke(let b, let q, let y)):
+            a == b && p == q && x == y
+        case (.listUsers, .listUsers): true
         default: false
         }
     }
@@ -83,7 +95,7 @@ public enum Statement: Sendable, Equatable {
     /// Whether the statement only reads (answered by `/rest/v2/query`).
     public var isQuery: Bool {
         switch self {
-        case .select, .showDatabases, .showTimeseries, .countTimeseries, .showDevices: true
+        case .select, .showDatabases, .showTimeseries, .countTimeseries, .showDevices, .listUsers: true
         default: false
         }
     }

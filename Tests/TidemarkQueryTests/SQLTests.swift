@@ -38,13 +38,16 @@ private func insert(_ executor: StatementExecutor, _ sql: String) throws {
         #expect(select.orderByTimeDescending && select.limit == 10)
         #expect(TimeRange.of(select.condition!)?.range == 1_509_494_700_001...1_509_495_119_999)
         #expect(try Parser.parse("select last s1 from root.sg.d where time >= now() - 1h") != .showDatabases(nil))
+        #expect(try Parser.parse("GRANT READ_DATA, write_data ON root.ln.** TO USER alice") == .grant(user: "alice", privileges: ["READ_DATA", "WRITE_DATA"], patterns: ["root.ln.**"]))
+        #expect(try Parser.parse("create user alice 'pw'") == .createUser(name: "alice", password: "pw"))
+        #expect(try Parser.parse("LIST USER") == .listUsers)
     }
 
     @Test func errorsSayWhereAndWhatWasExpected() {
         func error(_ sql: String) -> SQLError? {
             do { _ = try Parser.parse(sql); return nil } catch { return error }
         }
-        #expect(error("SELEC s1 FROM root.sg")?.description == "line 1, column 1: expected a statement (CREATE, DROP, DELETE, SHOW, COUNT, INSERT or SELECT), found 'SELEC'")
+        #expect(error("SELEC s1 FROM root.sg")?.description == "line 1, column 1: expected a statement (CREATE, DROP, DELETE, SHOW, COUNT, INSERT, SELECT, GRANT, REVOKE, LIST or ALTER), found 'SELEC'")
         #expect(error("select s1\nfrom sg.d")?.description == "line 2, column 6: a path starts with root, got sg.d")
         #expect(error("create timeseries root.a.b with datatype=DECIMAL")?.message == "unknown data type DECIMAL")
         #expect(error("insert into root.a.b(time, s1, s2) values (1, 2)")?.message.contains("2 values after the time") == true)
