@@ -38,6 +38,14 @@ public struct QueryResult: Sendable, Equatable {
     public var dataTypes: [String]
     public var timestamps: [Int64]?
     public var values: [[ResultValue]]
+
+    public init(expressions: [String]?, columnNames: [String]?, dataTypes: [String], timestamps: [Int64]?, values: [[ResultValue]]) {
+        self.expressions = expressions
+        self.columnNames = columnNames
+        self.dataTypes = dataTypes
+        self.timestamps = timestamps
+        self.values = values
+    }
 }
 
 /// What running a statement produced.

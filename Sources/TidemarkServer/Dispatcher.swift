@@ -11,25 +11,44 @@ struct Dispatcher: Sendable {
     let executor: StatementExecutor
     let writePointsMax: Int
     let stages: StagesBox
+    let users: UserStore
 
     func handle(_ exchange: HTTPExchange) {
         let request = exchange.request, responder = exchange.responder
         let respond: @Sendable (HTTPResponse) -> Void = { responder.respond($0) }
         let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
         let path = String(request.path)
+        if Access.openRoutes.contains(path) { return respond(admin.respond(to: request)) }
+        let user: String
+        switch Access.user(of: request, in: users) {
+        case .user(let name): user = name
+        case .refused(let answer): return respond(answer)
+        }
         if path == "/write" {
             guard request.method == "POST" else { return respond(LineProtocolWrite.influxError(405, "/write accepts POST only")) }
             switch LineProtocolWrite.decode(request, nowMs: nowMs, writePointsMax: writePointsMax, finish: respond) {
             case .answer(let response): respond(response)
-            case .job(let job): stages.submitWrite(job)
+            case .job(let job):
+                if let lack = Access.missing(user, Access.writeNeeds(job), in: users) {
+                    return respond(LineProtocolWrite.influxError(403, Access.message(lack)))
+                }
+                stages.submitWrite(job)
             }
         } else if RESTv2.routes.contains(path) {
             switch RESTv2.plan(request, nowMs: nowMs, respond: respond) {
             case .answer(let response): respond(response)
-            case .write(let job): stages.submitWrite(job)
+            case .write(let job):
+                if let lack = Access.missing(user, Access.writeNeeds(job), in: users) {
+                    return respond(RESTv2.status(803, Access.message(lack), route: path, http: 403))
+                }
+                stages.submitWrite(job)
             case .execute(let statement, let rowLimit):
-                let executor = executor, stages = stages
+                if let lack = Access.missing(user, Access.needs(statement, user: user), in: users) {
+                    return respond(RESTv2.status(803, Access.message(lack), route: path, http: 403))
+                }
+                let executor = executor, stages = stages, users = users
                 let task = StageTask {
+                    if let answer = Access.runUserStatement(statement, users: users, route: path) { return respond(answer) }
                     RESTv2.execute(statement, rowLimit: rowLimit, executor: executor, route: path,
                                    submitWrite: { stages.submitWrite($0) }, respond: respond)
                 }

@@ -31,6 +31,7 @@ public final class Node: @unchecked Sendable {
     private let httpMetrics = HTTPMetrics()
     /// The node's one region until the cluster assigns regions (issue 5).
     private let region: StorageEngine
+    private let users: UserStore
     private var signalWatchers: [SignalWatcher] = []
     private var ageTimer: LoopTimer?
     private var shutdownTimer: LoopTimer?
@@ -42,6 +43,7 @@ public final class Node: @unchecked Sendable {
         self.logger = logger
         dataDirectory = try DataDirectory(path: config.dataDir)
         region = try StorageEngine(directory: config.dataDir + "/regions/0", options: config.storage, logger: logger)
+        users = try UserStore(directory: config.dataDir + "/users", logger: logger)
         loop = try EventLoop()
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
@@ -51,7 +53,7 @@ public final class Node: @unchecked Sendable {
         let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let dispatcher = Dispatcher(admin: routes, executor: StatementExecutor(engine: region), writePointsMax: config.storage.writePointsMax,
-                                    stages: stagesBox)
+                                    stages: stagesBox, users: users)
         let applier = WriteApplier(engine: region)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { dispatcher.handle(exchange) }
@@ -69,6 +71,7 @@ public final class Node: @unchecked Sendable {
         } catch {
             _ = stages.drain(deadlineNs: monotonicNowNs() + 1_000_000_000)
             region.close()
+            users.close()
             loop.close()
             loop.run()
             throw error
@@ -103,10 +106,11 @@ public final class Node: @unchecked Sendable {
         server.shutdown { [unowned self] in
             shutdownTimer?.cancel()
             // Draining stages blocks, so it runs off the loop; the loop stays up for their replies.
-            let stages = stages, loop = loop, dataDirectory = dataDirectory, logger = logger, region = region
+            let stages = stages, loop = loop, dataDirectory = dataDirectory, logger = logger, region = region, users = users
             Thread.detachNewThread {
                 let drained = stages.drain(deadlineNs: deadlineNs)
                 region.close()  // syncs the WAL; memtables are rebuilt from it at the next start
+                users.close()
                 let syncProblem = dataDirectory.sync()
                 if let syncProblem { logger.error("sync failed", metadata: ["reason": "\(syncProblem)"]) }
                 loop.execute { [self] in

@@ -39,10 +39,16 @@ struct Stages: ParsableCommand {
     @Option(help: "Give up after this many milliseconds.")
     var timeoutMs: UInt64 = 10_000
 
+    @Option(help: "User name (the password comes from TIDEMARK_PASSWORD, default root).")
+    var user = "root"
+
     func run() throws {
         let response: HTTPClientResponse
         do {
-            response = try HTTPClient.send(host: url.host, port: url.port, method: "GET", target: "/stages", timeoutMs: timeoutMs)
+            let password = ProcessInfo.processInfo.environment["TIDEMARK_PASSWORD"] ?? "root"
+            let credentials = Data("\(user):\(password)".utf8).base64EncodedString()
+            response = try HTTPClient.send(host: url.host, port: url.port, method: "GET", target: "/stages",
+                                           headers: [("Authorization", "Basic \(credentials)")], timeoutMs: timeoutMs)
         } catch {
             throw ValidationFailure("cannot reach the node: \(error)")
         }

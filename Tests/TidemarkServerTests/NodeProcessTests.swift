@@ -108,7 +108,7 @@ private func writeConfig(_ yaml: String) throws -> String {
                 for round in 0..<rounds {
                     // Alternate a route answered by the stage with a 404, so order is visible.
                     let targets = (0..<depth).map { $0 % 2 == 0 ? "/ping" : "/missing-\(index)-\(round)-\($0)" }
-                    try client.send(targets.map { "GET \($0) HTTP/1.1\r\nHost: t\r\n\r\n" }.joined())
+                    try client.send(targets.map { "GET \($0) HTTP/1.1\r\nHost: t\r\nAuthorization: \(TestHTTPClient.rootAuthorization)\r\n\r\n" }.joined())
                     for target in targets {
                         let response = try client.readResponse()
                         let expected = target == "/ping" ? 200 : 404

@@ -49,7 +49,7 @@ private func stored(_ dataDir: String, _ path: String) throws -> (timestamps: [I
         let script = """
             import sys
             from influxdb import InfluxDBClient
-            client = InfluxDBClient(host="127.0.0.1", port=int(sys.argv[1]), database="factory", timeout=10)
+            client = InfluxDBClient(host="127.0.0.1", port=int(sys.argv[1]), username="root", password="root", database="factory", timeout=10)
             points = [{"measurement": "press", "tags": {"line": "l3", "unit": "p7"}, "time": 1700000000000 + i * 10000,
                        "fields": {"temperature": 20.0 + i / 100, "cycles": i, "state": "run" if i % 2 else "idle"}}
                       for i in range(500)]

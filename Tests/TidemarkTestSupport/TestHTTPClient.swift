@@ -58,9 +58,16 @@ public final class TestHTTPClient {
     /// Shuts down the sending side: the server sees end of stream but can still answer.
     public func shutdownWrite() { shutdown(descriptor, Int32(SHUT_WR)) }
 
+    /// `Basic root:root`, the default credentials a fresh node accepts.
+    public static let rootAuthorization = "Basic cm9vdDpyb290"
+
     /// Sends a request with `Content-Length` when there is a body, and reads its response.
+    /// Requests carry root's credentials unless `headers` sets `Authorization` ("" for none).
     public func request(_ method: String, _ target: String, body: [UInt8]? = nil,
                         headers: [String: String] = [:]) throws -> WireResponse {
+        var headers = headers
+        if headers["Authorization"] == nil { headers["Authorization"] = Self.rootAuthorization }
+        if headers["Authorization"] == "" { headers["Authorization"] = nil }
         var head = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         for (name, value) in headers { head += "\(name): \(value)\r\n" }
         if let body { head += "Content-Length: \(body.count)\r\n" }

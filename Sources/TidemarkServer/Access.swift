@@ -1,0 +1,95 @@
+import TidemarkNet
+import TidemarkQuery
+import TidemarkStorage
+
+/// Authentication answers and privilege checks, in IoTDB's bodies.
+enum Access {
+    /// Routes anyone may call (probes and scrapers carry no credentials).
+    static let openRoutes: Set<String> = ["/ping", "/metrics"]
+
+    enum Caller {
+        case user(String)
+        case refused(HTTPResponse)
+    }
+
+    /// The user behind a request, or the 401/400 to answer (IoTDB's AuthorizationFilter).
+    static func user(of request: HTTPRequest, in users: UserStore) -> Caller {
+        let route = AdminRoutes.label(for: request)
+        switch users.authenticate(request.header("authorization")) {
+        case .user(let name): return .user(name)
+        case .missing: return .refused(RESTv2.status(800, "INIT_AUTH_ERROR", route: route, http: 401))
+        case .wrongPassword: return .refused(RESTv2.status(801, "WRONG_LOGIN_PASSWORD", route: route, http: 401))
+        case .malformed: return .refused(RESTv2.status(303, "Illegal format of authorization header.", route: route, http: 400))
+        }
+    }
+
+    /// The first (privilege, path) the user lacks, if any.
+    static func missing(_ user: String, _ needs: [(Privilege, String)], in users: UserStore) -> (Privilege, String)? {
+        needs.first { !users.allows(user, $0.0, on: $0.1) }
+    }
+
+    static func message(_ lack: (Privilege, String)) -> String {
+        "No permissions for this operation, please add privilege \(lack.0.rawValue) on [\(lack.1)]"
+    }
+
+    /// WRITE_DATA on every distinct series a write touches.
+    static func writeNeeds(_ job: WriteJob) -> [(Privilege, String)] {
+        var seen = Set<String>()
+        var needs: [(Privilege, String)] = []
+        for unit in job.units { for point in unit.points where seen.insert(point.path).inserted { needs.append((.writeData, point.path)) } }
+        return needs
+    }
+
+    /// What a statement needs, path by path.
+    static func needs(_ statement: Statement, user: String) -> [(Privilege, String)] {
+        switch statement {
+        case .createDatabase(let name): [(.writeSchema, name)]
+        case .dropDatabase(let names): names.map { (.writeSchema, $0) }
+        case .showDatabases(let pattern), .countTimeseries(let pattern), .showDevices(let pattern), .showTimeseries(let pattern, _, _):
+            [(.readSchema, pattern ?? "root.**")]
+        case .createTimeseries(let path, _, _, _): [(.writeSchema, path)]
+        case .deleteTimeseries(let patterns): patterns.map { (.writeSchema, $0) }
+        case .insert(let device, let measurements, _): measurements.map { (.writeData, device + "." + $0) }
+        case .deleteData(let paths, _): paths.map { (.writeData, $0) }
+        case .select(let select):
+            select.from.flatMap { prefix in
+                select.items.flatMap(paths).map { (.readData, (prefix + $0).joined(separator: ".")) }
+            }
+        case .alterPassword(let name, _) where name == user: []
+        case .createUser, .dropUser, .alterPassword, .grant, .revoke, .listUsers: [(.manageUser, "root.**")]
+        }
+    }
+
+    private static func paths(_ expression: Expression) -> [[String]] {
+        switch expression {
+        case .path(let levels): [levels]
+        case .call(_, let arguments): arguments.flatMap(paths)
+        case .binary(_, let a, let b): paths(a) + paths(b)
+        case .negate(let inner): paths(inner)
+        default: []
+        }
+    }
+
+    /// Runs a user-management statement; nil when the statement is not one.
+    static func runUserStatement(_ statement: Statement, users: UserStore, route: String) -> HTTPResponse? {
+        do {
+            switch statement {
+            case .createUser(let name, let password): try users.create(name: name, password: password)
+            case .dropUser(let name): try users.drop(name)
+            case .alterPassword(let name, let password): try users.setPassword(name, password)
+            case .grant(let name, let privileges, let patterns): try users.change(name, privileges: privileges, patterns: patterns, grant: true)
+            case .revoke(let name, let privileges, let patterns): try users.change(name, privileges: privileges, patterns: patterns, grant: false)
+            case .listUsers:
+                let result = QueryResult(expressions: nil, columnNames: ["user"], dataTypes: ["TEXT"], timestamps: nil,
+                                         values: [users.list().map { .text($0) }])
+                return .json(200, RESTv2.json(result), route: route)
+            default: return nil
+            }
+            return RESTv2.success(route: route)
+        } catch let error as UserError {
+            return RESTv2.status(error.code, error.message, route: route)
+        } catch {
+            return RESTv2.status(305, "\(error)", route: route)
+        }
+    }
+}

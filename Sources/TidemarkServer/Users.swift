@@ -1,0 +1,241 @@
+import Crypto
+import Foundation
+import Logging
+import Synchronization
+import TidemarkCore
+import TidemarkStorage
+import _CryptoExtras
+
+/// What a user may do, per path pattern (IoTDB's privilege names).
+enum Privilege: String, CaseIterable, Sendable {
+    case readData = "READ_DATA"
+    case writeData = "WRITE_DATA"
+    case readSchema = "READ_SCHEMA"
+    case writeSchema = "WRITE_SCHEMA"
+    case manageUser = "MANAGE_USER"
+}
+
+/// A refusal from the user store, with IoTDB's status code.
+struct UserError: Error, Sendable, CustomStringConvertible {
+    let code: Int
+    let message: String
+    var description: String { message }
+}
+
+/// Users with salted PBKDF2-SHA256 password hashes and privileges per path pattern,
+/// persisted in a CRC-checked log under the data directory and replayed at start.
+///
+/// Verifying a password costs a few hundred milliseconds by design, so a verified
+/// `Authorization` header is remembered (as IoTDB does) until `cacheSeconds` pass or
+/// the user changes.
+final class UserStore: Sendable {
+    struct User: Sendable {
+        var name: String
+        var salt: [UInt8]
+        var hash: [UInt8]
+        var rounds: Int
+        var grants: [Privilege: [String]]
+    }
+
+    static let rounds = 210_000
+    /// 1–64 ASCII letters, digits and underscores, not starting with a digit.
+    static func isValidName(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, !("0"..."9").contains(first), name.unicodeScalars.count <= 64 else { return false }
+        return name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
+    }
+    private let log: FileWAL
+    private let logger: Logger
+    private let cacheSeconds: Double
+    private let state = Mutex<(users: [String: User], verified: [String: (user: String, until: Date)])>(([:], [:]))
+
+    init(directory: String, logger: Logger, cacheSeconds: Double = 8 * 3600) throws {
+        self.logger = logger
+        self.cacheSeconds = cacheSeconds
+        log = try FileWAL(directory: directory, policy: .always)
+        var users: [String: User] = [:]
+        _ = try log.replay { _, payload in
+            let record = try Self.decode(payload)
+            if record.hash.isEmpty { users[record.name] = nil } else { users[record.name] = record }
+        }
+        state.withLock { $0.users = users }
+        if users["root"] == nil { try save(try Self.make(name: "root", password: "root", grants: [:])) }
+        if verify(name: "root", password: "root") {
+            logger.warning("user root still has the default password 'root'; change it with ALTER USER root SET PASSWORD '…'")
+        }
+    }
+
+    func close() { log.close() }
+
+    // MARK: - Authentication
+
+    enum Authentication {
+        case user(String)
+        case missing
+        case malformed
+        case wrongPassword
+    }
+
+    /// Checks an `Authorization: Basic …` header.
+    func authenticate(_ header: String?) -> Authentication {
+        guard let header else { return .missing }
+        let now = Date()
+        if let cached = state.withLock({ $0.verified[header] }), cached.until > now { return .user(cached.user) }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "basic", let data = Data(base64Encoded: String(parts[1])),
+              let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":") else { return .malformed }
+        let name = String(text[..<colon]), password = String(text[text.index(after: colon)...])
+        guard verify(name: name, password: password) else { return .wrongPassword }
+        state.withLock { state in
+            if state.verified.count >= 10_000 { state.verified.removeAll() }  // bounded: forget, then re-verify
+            state.verified[header] = (name, now.addingTimeInterval(cacheSeconds))
+        }
+        return .user(name)
+    }
+
+    private func verify(name: String, password: String) -> Bool {
+        guard let user = state.withLock({ $0.users[name] }),
+              let derived = try? Self.derive(password, salt: user.salt, rounds: user.rounds) else { return false }
+        // Constant-time comparison of the two hashes.
+        return derived.count == user.hash.count && zip(derived, user.hash).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+    }
+
+    // MARK: - Authorization
+
+    /// Whether `user` holds `privilege` over every path `pattern` can name; root holds everything.
+    func allows(_ user: String, _ privilege: Privilege, on pattern: String) -> Bool {
+        if user == "root" { return true }
+        guard let grants = state.withLock({ $0.users[user]?.grants[privilege] }),
+              let wanted = try? SeriesPath.splitLevels(pattern) else { return false }
+        return grants.contains { granted in (try? SeriesPath.splitLevels(granted)).map { Self.covers($0[...], wanted[...]) } ?? false }
+    }
+
+    /// Whether granted pattern `p` matches every path that pattern `q` can match.
+    static func covers(_ p: ArraySlice<String>, _ q: ArraySlice<String>) -> Bool {
+        guard let head = p.first else { return q.isEmpty }
+        if head == "**" {
+            guard !q.isEmpty else { return false }
+            var rest = q.dropFirst()
+            while true {
+                if covers(p.dropFirst(), rest) { return true }
+                guard !rest.isEmpty else { return false }
+                rest = rest.dropFirst()
+            }
+        }
+        guard let level = q.first, level != "**" else { return false }
+        guard head == "*" || head == level else { return false }
+        return covers(p.dropFirst(), q.dropFirst())
+    }
+
+    // MARK: - Management
+
+    func create(name: String, password: String) throws {
+        guard Self.isValidName(name) else {
+            throw UserError(code: 303, message: "user names are 1–64 letters, digits and underscores, starting with a letter")
+        }
+        guard password.count >= 4 && password.utf8.count <= 256 else { throw UserError(code: 303, message: "passwords are 4 to 256 characters") }
+        guard state.withLock({ $0.users[name] }) == nil else { throw UserError(code: 602, message: "user \(name) already exists") }
+        try save(try Self.make(name: name, password: password, grants: [:]))
+    }
+
+    func drop(_ name: String) throws {
+        guard name != "root" else { throw UserError(code: 603, message: "the root user cannot be dropped") }
+        guard state.withLock({ $0.users[name] }) != nil else { throw UserError(code: 604, message: "user \(name) does not exist") }
+        _ = try log.append([Self.encode(User(name: name, salt: [], hash: [], rounds: 0, grants: [:]))])
+        state.withLock { state in
+            state.users[name] = nil
+            state.verified = state.verified.filter { $0.value.user != name }
+        }
+    }
+
+    func setPassword(_ name: String, _ password: String) throws {
+        guard var user = state.withLock({ $0.users[name] }) else { throw UserError(code: 604, message: "user \(name) does not exist") }
+        guard password.count >= 4 && password.utf8.count <= 256 else { throw UserError(code: 303, message: "passwords are 4 to 256 characters") }
+        let fresh = try Self.make(name: name, password: password, grants: user.grants)
+        user.salt = fresh.salt
+        user.hash = fresh.hash
+        try save(user)
+    }
+
+    func change(_ name: String, privileges: [String], patterns: [String], grant: Bool) throws {
+        guard var user = state.withLock({ $0.users[name] }) else { throw UserError(code: 604, message: "user \(name) does not exist") }
+        var chosen: [Privilege] = []
+        for word in privileges {
+            if word == "ALL" { chosen += Privilege.allCases; continue }
+            guard let privilege = Privilege(rawValue: word) else {
+                throw UserError(code: 303, message: "unknown privilege \(word) (one of \(Privilege.allCases.map(\.rawValue).joined(separator: ", ")), ALL)")
+            }
+            chosen.append(privilege)
+        }
+        for pattern in patterns {
+            guard (try? PathPattern(parsing: pattern)) != nil else { throw UserError(code: 509, message: "invalid path pattern \(pattern)") }
+        }
+        for privilege in chosen {
+            var list = user.grants[privilege] ?? []
+            for pattern in patterns {
+                if grant { if !list.contains(pattern) { list.append(pattern) } } else { list.removeAll { $0 == pattern } }
+            }
+            user.grants[privilege] = list
+        }
+        try save(user)
+    }
+
+    func list() -> [String] { state.withLock { $0.users.keys.sorted() } }
+
+    private func save(_ user: User) throws {
+        _ = try log.append([Self.encode(user)])
+        state.withLock { state in
+            state.users[user.name] = user
+            state.verified = state.verified.filter { $0.value.user != user.name }
+        }
+    }
+
+    // MARK: - Hashing and records
+
+    private static func make(name: String, password: String, grants: [Privilege: [String]]) throws -> User {
+        var generator = SystemRandomNumberGenerator()
+        let salt = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return User(name: name, salt: salt, hash: try derive(password, salt: salt, rounds: rounds), rounds: rounds, grants: grants)
+    }
+
+    private static func derive(_ password: String, salt: [UInt8], rounds: Int) throws -> [UInt8] {
+        let key = try KDF.Insecure.PBKDF2.deriveKey(from: Array(password.utf8), salt: salt, using: .sha256, outputByteCount: 32, rounds: rounds)
+        return key.withUnsafeBytes { Array($0) }
+    }
+
+    private static func encode(_ user: User) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.write(lengthPrefixed: Array(user.name.utf8))
+        writer.write(lengthPrefixed: user.salt)
+        writer.write(lengthPrefixed: user.hash)
+        writer.write(varint: UInt64(user.rounds))
+        writer.write(varint: UInt64(user.grants.count))
+        for (privilege, patterns) in user.grants.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            writer.write(lengthPrefixed: Array(privilege.rawValue.utf8))
+            writer.write(varint: UInt64(patterns.count))
+            for pattern in patterns { writer.write(lengthPrefixed: Array(pattern.utf8)) }
+        }
+        return writer.bytes
+    }
+
+    private static func decode(_ bytes: [UInt8]) throws -> User {
+        var reader = ByteReader(bytes)
+        func text() throws -> String {
+            guard let value = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self) else {
+                throw CorruptDataError("user record text is not UTF-8")
+            }
+            return value
+        }
+        let name = try text()
+        let salt = Array(try reader.readLengthPrefixed(max: 64))
+        let hash = Array(try reader.readLengthPrefixed(max: 64))
+        let rounds = try reader.readCount(max: 100_000_000, what: "rounds")
+        var grants: [Privilege: [String]] = [:]
+        for _ in 0..<(try reader.readCount(max: 64, what: "privileges")) {
+            guard let privilege = Privilege(rawValue: try text()) else { throw CorruptDataError("unknown privilege in the user log") }
+            var patterns: [String] = []
+            for _ in 0..<(try reader.readCount(max: 100_000, what: "patterns")) { patterns.append(try text()) }
+            grants[privilege] = patterns
+        }
+        return User(name: name, salt: salt, hash: hash, rounds: rounds, grants: grants)
+    }
+}
