@@ -65,7 +65,7 @@ let package = Package(
         .executableTarget(
             name: "tidemark",
             dependencies: [
-                "TidemarkNet", "TidemarkServer",
+                "TidemarkNet", "TidemarkServer", "TidemarkQuery",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(

@@ -43,6 +43,27 @@ private func stored(_ dataDir: String, _ path: String) throws -> (timestamps: [I
         #expect(try stored(dataDir, "root.plant1.weather.s2.temperature").timestamps == [5000])
     }
 
+    @Test func theCLIWritesAFileAndQueriesIt() throws {
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", try temporaryDirectory("data")])
+        let url = "http://127.0.0.1:\(node.port)"
+        let file = try temporaryDirectory("lp") + "/points.lp"
+        try (0..<12).map { "press,line=l1 temp=\(20 + $0).5 \($0)" }.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let write = try runProcess(try builtProduct("tidemark"), ["write", file, "--db", "plant", "--precision", "s", "--batch-lines", "5", "--url", url])
+        #expect(write.status == 0, "\(write.stderr)")
+        #expect(write.stdout.contains("12 lines in 3 requests, 0 with errors"))
+        let count = try runProcess(try builtProduct("tidemark"), ["sql", "--url", url, "--format", "csv", "-e", "select count(temp), max_value(temp) from root.plant.press.l1"])
+        #expect(count.stdout == "count(root.plant.press.l1.temp),max_value(root.plant.press.l1.temp)\n12,31.5\n")
+        let shell = try runProcess(try builtProduct("tidemark"), ["sql", "--url", url],
+                                   stdin: "create database root.other;\nshow\n databases;\nselec;\n")
+        #expect(shell.stdout.contains("OK ("))
+        #expect(shell.stdout.contains("| root.other"))
+        #expect(shell.stderr.contains("error 700: line 1, column 1"))
+        let wrongPassword = try runProcess("/usr/bin/env", ["TIDEMARK_PASSWORD=nope", try builtProduct("tidemark"), "sql", "--url", url, "-e", "show databases"])
+        #expect(wrongPassword.status == 1)
+        #expect(wrongPassword.stderr.contains("WRONG_LOGIN_PASSWORD"))
+        #expect(try node.stop() == 0)
+    }
+
     @Test func thePythonInfluxDBClientWritesThroughWrite() throws {
         let dataDir = try temporaryDirectory("data")
         let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
