@@ -8,7 +8,7 @@ PY_TEST_MODULES := prometheus_client influxdb
 SUDO           := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_ARGS       ?=
 
-.PHONY: all deps test-deps build build-release run test test-swift verify-systemd bench clean
+.PHONY: all deps test-deps build build-release run test test-swift verify-systemd bench fuzz clean
 
 all: build
 
@@ -48,5 +48,9 @@ verify-systemd:
 bench: build-release
 	@bash bench/run.sh
 
+# libFuzzer targets (HTTP decoder, line protocol, SQL), FUZZ_SECONDS each (default 60).
+fuzz: deps
+	@bash fuzz/run.sh
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz

@@ -102,7 +102,8 @@ public enum Lexer {
                 }
                 let text = String(String.UnicodeScalarView(characters[start..<index]))
                 if let exponent = text.firstIndex(where: { $0 == "e" || $0 == "E" }),
-                   index < characters.count, characters[index] == "+" || characters[index] == "-", text.index(after: exponent) == text.endIndex {
+                   index < characters.count, characters[index] == "+" || characters[index] == "-", text.index(after: exponent) == text.endIndex,
+                   Double(text[..<exponent]) != nil, index + 1 < characters.count, isDigit(characters[index + 1]) {
                     index += 1
                     while index < characters.count && isDigit(characters[index]) { index += 1 }
                     tokens.append(Token(kind: .number(String(String.UnicodeScalarView(characters[start..<index]))), line: line, column: startColumn))

@@ -251,7 +251,8 @@ public struct Parser {
         switch token.kind {
         case .number(let text):
             position += 1
-            return .number(Double(text)!, text: text)
+            guard let value = Double(text) else { throw SQLError(line: token.line, column: token.column, message: "invalid number \(text)") }
+            return .number(value, text: text)
         case .string(let text):
             position += 1
             return .string(text)
@@ -385,7 +386,7 @@ public struct Parser {
             rest = rest.dropFirst(unit.0.count)
             total += amount * unit.1
         }
-        return Int64(total)
+        return total.isFinite && abs(total) < 9.2e18 ? Int64(total) : nil
     }
 
     /// ISO-8601 date or date-time, UTC unless a zone is given, in milliseconds.
@@ -487,7 +488,8 @@ struct TimeRange {
             let low = max(l.lowerBound, r.lowerBound), high = min(l.upperBound, r.upperBound)
             return TimeRange(range: low <= high ? low...high : nil, isOnlyTime: onlyTime)
         case .compare(.path(let levels), let op, .number(let value, _)) where levels.count == 1 && ["TIME", "TIMESTAMP"].contains(levels[0].uppercased()):
-            let v = Int64(value)
+            // Times beyond Int64 clamp to its ends (a bound past every timestamp).
+            let v = value >= 9.2e18 ? Int64.max : value <= -9.2e18 ? Int64.min : Int64(value.isNaN ? 0 : value)
             switch op {
             case "<": return TimeRange(range: v == Int64.min ? nil : Int64.min...(v - 1), isOnlyTime: true)
             case "<=": return TimeRange(range: Int64.min...v, isOnlyTime: true)

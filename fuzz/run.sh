@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make fuzz: builds each libFuzzer target with swiftc -sanitize=fuzzer,address and runs it
+# for FUZZ_SECONDS (default 60). A crash stops with its input saved under fuzz/crashes/;
+# keep it in fuzz/corpus/<target>/ once fixed, and the regression tests replay it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-60}
+out=.build-fuzz
+mkdir -p "$out" fuzz/crashes
+export SWIFT_BACKTRACE=enable=no
+flags=(-sanitize=fuzzer,address -parse-as-library -O -g -package-name tidemark)
+
+# TidemarkCore as its own instrumented module, imported by the parsers.
+swiftc "${flags[@]}" -emit-module -emit-library -static -module-name TidemarkCore \
+  -emit-module-path "$out/TidemarkCore.swiftmodule" Sources/TidemarkCore/*.swift -o "$out/libTidemarkCore.a"
+
+build() {  # name, sources…
+  local name=$1; shift
+  swiftc "${flags[@]}" -I "$out" -I Sources/CHTTPParser -L "$out" -lTidemarkCore "$@" -o "$out/fuzz-$name"
+}
+build http fuzz/HTTPDecoderFuzz.swift Sources/TidemarkNet/HTTPRequestDecoder.swift Sources/TidemarkNet/HTTPMessage.swift -lhttp_parser
+build lineprotocol fuzz/LineProtocolFuzz.swift Sources/TidemarkWire/LineProtocol.swift
+build sql fuzz/SQLFuzz.swift Sources/TidemarkQuery/Lexer.swift Sources/TidemarkQuery/Parser.swift Sources/TidemarkQuery/Statement.swift
+
+failed=0
+for name in http lineprotocol sql; do
+  # New inputs go to a scratch corpus; fuzz/corpus/<name> holds the committed seeds and past crashes.
+  mkdir -p "fuzz/corpus/$name" "$out/corpus-$name"
+  echo "== fuzz-$name for ${seconds}s"
+  if ! "$out/fuzz-$name" -max_total_time="$seconds" -max_len=4096 -artifact_prefix="fuzz/crashes/$name-" \
+      -print_final_stats=1 "$out/corpus-$name" "fuzz/corpus/$name" > "$out/fuzz-$name.log" 2>&1; then
+    failed=1
+    grep -E "ERROR|SUMMARY|Fatal error" "$out/fuzz-$name.log" | head -5
+    echo "fuzz-$name: CRASH; input saved under fuzz/crashes/"
+  fi
+  grep -E "stat::number_of_executed_units" "$out/fuzz-$name.log" || true
+done
+[ $failed = 0 ] && echo "fuzz: every target ran ${seconds}s without a crash"
+exit $failed
