@@ -153,8 +153,31 @@ public struct Parser {
         statement.from = try pathList().map { try! Self.levels($0) }
         if accept("WHERE") { statement.condition = try orCondition() }
         if accept("GROUP") {
-            guard accept("BY"), accept("LEVEL"), acceptSymbol("=") else { throw expected("BY LEVEL = n") }
-            statement.groupByLevel = try integer()
+            guard accept("BY") else { throw expected("BY") }
+            if acceptSymbol("(") {
+                guard acceptSymbol("[") || acceptSymbol("(") else { throw expected("[ to open the time range") }
+                let start = try timeValue()
+                guard acceptSymbol(",") else { throw expected(",") }
+                let end = try timeValue()
+                guard acceptSymbol(")") || acceptSymbol("]") else { throw expected(") to close the time range") }
+                guard acceptSymbol(",") else { throw expected(", and an interval") }
+                let interval = try durationMs()
+                var step = interval
+                if acceptSymbol(",") { step = try durationMs() }
+                guard acceptSymbol(")") else { throw expected(")") }
+                guard start < end, interval > 0, step > 0 else { throw expected("a non-empty range and positive interval and step") }
+                statement.groupByTime = TimeWindows(start: start, end: end, intervalMs: interval, stepMs: step)
+            } else {
+                guard accept("LEVEL"), acceptSymbol("=") else { throw expected("( or LEVEL = n") }
+                statement.groupByLevel = try integer()
+            }
+        }
+        if accept("FILL") {
+            guard acceptSymbol("(") else { throw expected("(") }
+            if accept("PREVIOUS") { statement.fill = .previous }
+            else if accept("LINEAR") { statement.fill = .linear }
+            else { statement.fill = .constant(try unary()) }
+            guard acceptSymbol(")") else { throw expected(")") }
         }
         if accept("ORDER") {
             guard accept("BY"), accept("TIME") else { throw expected("BY TIME") }

@@ -22,7 +22,16 @@ struct Query {
         let range = select.condition.flatMap(TimeRange.of) ?? .all
         if select.last { return try last(range) }
         let isAggregate = select.items.contains { if case .call(let name, _) = $0 { return Self.aggregates.contains(name) }; return false }
-        return isAggregate ? try aggregate(range) : try raw(range)
+        var result: QueryResult
+        if let windows = select.groupByTime {
+            guard isAggregate else { throw ExecutionError.semantic("GROUP BY time needs aggregates in the select list") }
+            guard select.condition == nil || range.isOnlyTime else { throw ExecutionError.semantic("GROUP BY time takes a WHERE clause on time only") }
+            result = try windowed(range, windows)
+        } else {
+            result = isAggregate ? try aggregate(range) : try raw(range)
+        }
+        if let fill = select.fill { result.values = result.values.map { Self.fill($0, fill, result.timestamps) } }
+        return result
     }
 
     // MARK: - Column resolution
@@ -252,6 +261,75 @@ struct Query {
         return QueryResult(expressions: Array(headers.dropFirst(offset).prefix(limit)), columnNames: nil,
                            dataTypes: Array(types.dropFirst(offset).prefix(limit)), timestamps: nil,
                            values: Array(values.dropFirst(offset).prefix(limit)))
+    }
+
+    /// One row per window start: each aggregate over `[t, t + interval)`, windows `step` apart.
+    private func windowed(_ range: TimeRange, _ windows: TimeWindows) throws -> QueryResult {
+        var columns: [(header: String, type: String, name: String, series: SeriesSchema)] = []
+        for item in select.items {
+            guard case .call(let name, let arguments) = item, Self.aggregates.contains(name),
+                  arguments.count == 1, case .path(let levels) = arguments[0] else {
+                throw ExecutionError.semantic("GROUP BY time takes aggregates of paths only, got \(item)")
+            }
+            for series in try expand(levels) {
+                columns.append(("\(name)(\(series.path))", Self.pick(name, Aggregates(), series.dataType).0, name, series))
+            }
+        }
+        var starts: [Int64] = []
+        var start = windows.start
+        while start < windows.end {
+            starts.append(start)
+            guard starts.count < rowsMax else {
+                throw ExecutionError(code: 708, message: "Dataset row size exceeded the given max row size (\(rowsMax))")
+            }
+            let (next, overflow) = start.addingReportingOverflow(windows.stepMs)
+            if overflow { break }
+            start = next
+        }
+        let kept = Array(starts.dropFirst(select.offset).prefix(select.limit ?? Int.max))
+        var values: [[ResultValue]] = columns.map { _ in [] }
+        for windowStart in kept {
+            let windowEnd = min(windowStart.addingReportingOverflow(windows.intervalMs).partialValue, windows.end) - 1
+            let low = max(windowStart, range.range?.lowerBound ?? Int64.max)
+            let high = min(windowEnd, range.range?.upperBound ?? Int64.min)
+            for (index, column) in columns.enumerated() {
+                let result = low <= high ? try engine.aggregate(path: column.series.path, range: low...high) : Aggregates()
+                values[index].append(Self.pick(column.name, result, column.series.dataType).1)
+            }
+        }
+        return QueryResult(expressions: columns.map(\.header), columnNames: nil, dataTypes: columns.map(\.type),
+                           timestamps: kept, values: values)
+    }
+
+    /// A column with its nulls filled.
+    static func fill(_ column: [ResultValue], _ fill: Fill, _ timestamps: [Int64]?) -> [ResultValue] {
+        var out = column
+        switch fill {
+        case .constant(let expression):
+            let value: ResultValue
+            switch expression {
+            case .string(let text): value = .text(text)
+            case .boolean(let flag): value = .boolean(flag)
+            default: value = constant(expression).map { .double($0) } ?? .null
+            }
+            for index in out.indices where out[index] == .null { out[index] = value }
+        case .previous:
+            var last = ResultValue.null
+            for index in out.indices {
+                if out[index] == .null { out[index] = last } else { last = out[index] }
+            }
+        case .linear:
+            guard let times = timestamps else { return out }
+            var previous: Int?
+            for index in out.indices where out[index] != .null {
+                if let before = previous, index - before > 1, let a = out[before].number, let b = out[index].number {
+                    let (t0, t1) = (Double(times[before]), Double(times[index]))
+                    for gap in (before + 1)..<index { out[gap] = .double(a + (b - a) * (Double(times[gap]) - t0) / (t1 - t0)) }
+                }
+                previous = index
+            }
+        }
+        return out
     }
 
     private static func pick(_ name: String, _ result: Aggregates, _ type: DataType) -> (String, ResultValue) {

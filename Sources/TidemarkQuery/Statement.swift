@@ -34,12 +34,29 @@ public indirect enum Condition: Sendable, Equatable {
     case compare(Expression, String, Expression)
 }
 
+/// `GROUP BY ([start, end), interval[, step])`, in milliseconds.
+public struct TimeWindows: Sendable, Equatable {
+    public var start: Int64
+    public var end: Int64
+    public var intervalMs: Int64
+    public var stepMs: Int64
+}
+
+/// How `FILL` replaces nulls.
+public enum Fill: Sendable, Equatable {
+    case previous
+    case linear
+    case constant(Expression)
+}
+
 public struct SelectStatement: Sendable, Equatable {
     public var last = false
     public var items: [Expression] = []
     public var from: [[String]] = []
     public var condition: Condition?
     public var groupByLevel: Int?
+    public var groupByTime: TimeWindows?
+    public var fill: Fill?
     public var orderByTimeDescending = false
     public var limit: Int?
     public var offset = 0

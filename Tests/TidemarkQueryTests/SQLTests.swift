@@ -110,6 +110,25 @@ private func insert(_ executor: StatementExecutor, _ sql: String) throws {
         #expect(last.values == [[.text("root.sg.d.v"), .text("root.sg.d.t")], [.text("-1.0"), .text("c")], [.text("DOUBLE"), .text("TEXT")]])
     }
 
+    @Test func groupByTimeWindowsAndFill() throws {
+        let executor = try executor()
+        try insert(executor, "insert into root.sg.d(time, v) values (1, 1), (2, 3), (3, 5), (7, 10), (10, 20)")
+        let windows = try rows(executor, "select count(v), avg(v) from root.sg.d group by ([1, 11), 3ms)")
+        #expect(windows.timestamps == [1, 4, 7, 10])
+        #expect(windows.values == [[.integer(3), .integer(0), .integer(1), .integer(1)], [.double(3), .null, .double(10), .double(20)]])
+        let sliding = try rows(executor, "select sum(v) from root.sg.d where time >= 2 group by ([1, 11), 4ms, 2ms)")
+        #expect(sliding.timestamps == [1, 3, 5, 7, 9])
+        #expect(sliding.values == [[.double(8), .double(5), .double(10), .double(30), .double(20)]])
+        let previous = try rows(executor, "select avg(v) from root.sg.d group by ([1, 11), 3ms) fill(previous)")
+        #expect(previous.values == [[.double(3), .double(3), .double(10), .double(20)]])
+        let linear = try rows(executor, "select avg(v) from root.sg.d group by ([1, 11), 3ms) fill(linear)")
+        #expect(linear.values == [[.double(3), .double(6.5), .double(10), .double(20)]])
+        let constant = try rows(executor, "select avg(v) from root.sg.d group by ([1, 11), 3ms) fill(0)")
+        #expect(constant.values == [[.double(3), .double(0), .double(10), .double(20)]])
+        #expect(throws: ExecutionError.self) { try rows(executor, "select v from root.sg.d group by ([1, 11), 3ms)") }
+        #expect(throws: ExecutionError.self) { try rows(executor, "select count(v) from root.sg.d group by ([0, 1000000), 1ms)") }
+    }
+
     @Test func theRowLimitRefusesAResultOfThatSize() throws {
         let executor = try executor()
         try executor.engine.write((0..<100).map { PointWrite(path: "root.sg.d.v", timestamp: Int64($0), value: .int64(Int64($0))) })
