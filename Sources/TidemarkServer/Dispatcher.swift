@@ -19,6 +19,14 @@ struct Dispatcher: Sendable {
         let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
         let path = String(request.path)
         if Access.openRoutes.contains(path) { return respond(admin.respond(to: request)) }
+        var request = request
+        if path == "/write", request.header("authorization") == nil {
+            // InfluxDB 1.x clients may pass credentials as ?u=…&p=… instead of basic auth.
+            let query = QueryString(request.target)
+            if let name = query["u"], let password = query["p"] {
+                request.headers.append(("authorization", "Basic " + Data("\(name):\(password)".utf8).base64EncodedString()))
+            }
+        }
         let user: String
         switch Access.user(of: request, in: users) {
         case .user(let name): user = name

@@ -32,6 +32,8 @@ private func stored(_ dataDir: String, _ path: String) throws -> (timestamps: [I
         #expect(mixed.text.contains("line 3, column"))
         #expect(!mixed.text.contains("line 1,") && !mixed.text.contains("line 4,"))
         #expect(try client.request("POST", "/write", body: Array("m f=1".utf8)).status == 400)  // no db
+        #expect(try client.request("POST", "/write?db=plant1&u=root&p=root", body: Array("q f=1 1".utf8), headers: ["Authorization": ""]).status == 204)
+        #expect(try client.request("POST", "/write?db=plant1&u=root&p=bad", body: Array("q f=1 1".utf8), headers: ["Authorization": ""]).status == 401)
         #expect(try client.request("POST", "/write?db=x&precision=h", body: Array("m f=1".utf8)).status == 400)
         #expect(try client.request("GET", "/write?db=x").status == 405)
         #expect(try node.stop() == 0)
