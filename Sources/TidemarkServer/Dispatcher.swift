@@ -14,12 +14,13 @@ struct Dispatcher: Sendable {
     let users: UserStore
 
     func handle(_ exchange: HTTPExchange) {
-        let request = exchange.request, responder = exchange.responder
+        var request = exchange.request
+        let responder = exchange.responder
         let respond: @Sendable (HTTPResponse) -> Void = { responder.respond($0) }
         let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
         let path = String(request.path)
         if Access.openRoutes.contains(path) { return respond(admin.respond(to: request)) }
-        var request = request
+
         if path == "/write", request.header("authorization") == nil {
             // InfluxDB 1.x clients may pass credentials as ?u=…&p=… instead of basic auth.
             let query = QueryString(request.target)
