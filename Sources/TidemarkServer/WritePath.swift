@@ -69,9 +69,22 @@ struct WriteApplier: Sendable {
 
     private func write(_ group: [(job: WriteJob, points: [PointWrite], refused: [LineError])]) {
         let all = group.flatMap(\.points)
+        let finish: @Sendable (Error?) -> Void = { error in
+            for entry in group {
+                entry.job.finish(error.map { WriteOutcome(refused: entry.refused, failure: "\($0)") }
+                                 ?? WriteOutcome(refused: entry.refused.sorted { $0.line < $1.line }, failure: nil))
+            }
+        }
         do {
-            if !all.isEmpty { try engine.write(all) }
-            for entry in group { entry.job.finish(WriteOutcome(refused: entry.refused.sorted { $0.line < $1.line }, failure: nil)) }
+            if all.isEmpty {
+                finish(nil)
+            } else if case .intervalMs = engine.options.walSync {
+                // Acknowledge at the background fsync; this thread moves on to the next batch.
+                try engine.write(all, whenDurable: finish)
+            } else {
+                try engine.write(all)  // one fsync for the whole batch (group commit)
+                finish(nil)
+            }
         } catch {
             // One job's points (e.g. two jobs creating one series with two types) can sink the
             // batch: write each job on its own so the others still land.

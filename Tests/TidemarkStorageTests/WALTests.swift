@@ -85,4 +85,21 @@ private func replayAll(_ wal: FileWAL) throws -> ([(UInt64, [UInt8])], WALReplay
         #expect(records.count == 400)
         #expect(Set(records.map { String(decoding: $0.1, as: UTF8.self) }).count == 400)
     }
+
+    @Test func intervalSyncAcknowledgesWithoutBlockingTheWriter() throws {
+        let directory = try temporaryDirectory("wal")
+        let wal = try FileWAL(directory: directory, policy: .intervalMs(20))
+        _ = try replayAll(wal)
+        let done = DispatchSemaphore(value: 0)
+        let sequence = try wal.append([[1, 2, 3]])
+        wal.whenDurable(sequence) { error in
+            #expect(error == nil)
+            done.signal()
+        }
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        // Already durable: the callback runs at once.
+        wal.whenDurable(sequence) { _ in done.signal() }
+        #expect(done.wait(timeout: .now()) == .success)
+        wal.close()
+    }
 }

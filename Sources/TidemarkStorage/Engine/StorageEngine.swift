@@ -201,11 +201,27 @@ public final class StorageEngine: @unchecked Sendable {
     /// series when allowed) before any is logged; returns once they are durable.
     @discardableResult
     public func write(_ points: [PointWrite]) throws -> UInt64 {
+        let sequence = try appendAndApply(points)
+        try wal.waitDurable(sequence)
+        try sealAfterWrite()
+        return sequence
+    }
+
+    /// Like `write`, but returns once the points are logged and applied, and calls `durable`
+    /// when they are durable (under `intervalMs`, at the next background fsync), so one thread
+    /// can keep writing while earlier writes wait for their fsync.
+    public func write(_ points: [PointWrite], whenDurable durable: @escaping @Sendable (Error?) -> Void) throws {
+        let sequence = try appendAndApply(points)
+        wal.whenDurable(sequence, durable)
+        try sealAfterWrite()
+    }
+
+    private func appendAndApply(_ points: [PointWrite]) throws -> UInt64 {
         guard !points.isEmpty else { return 0 }
         guard points.count <= options.writePointsMax else {
             throw EngineError.tooLarge("\(points.count) points exceed the \(options.writePointsMax) a write may carry")
         }
-        let sequence: UInt64 = try writeLock.withLock {
+        return try writeLock.withLock {
             let types = try resolveSchema(points)
             let sequence = try wal.append([EngineRecord.write(points).encoded()])
             state.withLock {
@@ -215,11 +231,12 @@ public final class StorageEngine: @unchecked Sendable {
             }
             return sequence
         }
-        try wal.waitDurable(sequence)
+    }
+
+    private func sealAfterWrite() throws {
         if sealIfDue() {
             if let scheduler = flushScheduler.withLock({ $0 }) { scheduler(self) } else { try flushSealed() }
         }
-        return sequence
     }
 
     /// The type of each point's series, creating missing ones; throws before anything is created

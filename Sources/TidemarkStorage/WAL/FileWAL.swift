@@ -28,6 +28,7 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
     private var replayed = false
     private var intervalThreadRunning = false
     private var closed = false
+    private var durabilityWaiters: [(sequence: UInt64, callback: @Sendable (Error?) -> Void)] = []
 
     public init(directory: String, policy: WALSyncPolicy) throws {
         self.directory = directory
@@ -141,6 +142,29 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
         return last
     }
 
+    public func whenDurable(_ sequence: UInt64, _ callback: @escaping @Sendable (Error?) -> Void) {
+        let ready: Error?? = lock.withLock {
+            if let failure { return .some(failure) }
+            if durableSequence >= sequence { return .some(nil) }
+            durabilityWaiters.append((sequence, callback))
+            return .none
+        }
+        if let ready { callback(ready) }
+    }
+
+    /// Waiters whose records are now durable (or can never be); the caller holds the lock
+    /// and calls them after releasing it.
+    private func takeReadyWaitersLocked() -> [(@Sendable (Error?) -> Void, Error?)] {
+        guard !durabilityWaiters.isEmpty else { return [] }
+        if let failure {
+            defer { durabilityWaiters.removeAll() }
+            return durabilityWaiters.map { ($0.callback, failure) }
+        }
+        let ready = durabilityWaiters.filter { $0.sequence <= durableSequence }
+        durabilityWaiters.removeAll { $0.sequence <= durableSequence }
+        return ready.map { ($0.callback, nil) }
+    }
+
     public func waitDurable(_ sequence: UInt64) throws {
         lock.lock()
         defer { lock.unlock() }
@@ -243,11 +267,12 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
         let thread = Thread { [weak self] in
             while let wal = self {
                 usleep(useconds_t(intervalMs * 1000))
-                let keepGoing: Bool = wal.lock.withLock {
-                    guard !wal.closed else { return false }
+                let (keepGoing, ready): (Bool, [(@Sendable (Error?) -> Void, Error?)]) = wal.lock.withLock {
+                    guard !wal.closed else { return (false, wal.takeReadyWaitersLocked()) }
                     try? wal.syncLocked(through: wal.writtenSequence)
-                    return true
+                    return (true, wal.takeReadyWaitersLocked())
                 }
+                for (callback, error) in ready { callback(error) }
                 if !keepGoing { break }
             }
         }

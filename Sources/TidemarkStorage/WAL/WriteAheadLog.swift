@@ -30,6 +30,9 @@ public protocol WriteAheadLog: AnyObject, Sendable {
     func append(_ payloads: [[UInt8]]) throws -> UInt64
     /// Waits until every record up to `sequence` is durable.
     func waitDurable(_ sequence: UInt64) throws
+    /// Calls `callback` (with nil, or the sync error) once every record up to `sequence` is
+    /// durable, without blocking the caller: how writes are acknowledged under `intervalMs`.
+    func whenDurable(_ sequence: UInt64, _ callback: @escaping @Sendable (Error?) -> Void)
     /// Starts a new file, so the records before can be dropped once they are in segments.
     func rotate() throws
     /// Drops whole files whose records all have sequences at most `sequence`.
