@@ -364,28 +364,31 @@ public struct Parser {
         case .identifier(let word) where word.lowercased() == "now":
             position += 1
             guard acceptSymbol("("), acceptSymbol(")") else { throw expected("now()") }
-            var value = nowMs
-            while peekSymbol("+") || peekSymbol("-") {
-                let minus = acceptSymbol("-")
-                if !minus { position += 1 }
-                value += (minus ? -1 : 1) * (try durationMs())
-            }
-            return value
+            return try plusDurations(nowMs)
         case .identifier(let word):
             position += 1
             guard let ms = Self.dateTimeMs(word) else {
                 throw SQLError(line: token.line, column: token.column, message: "expected a time (integer, ISO-8601 or now()), got \(word)")
             }
-            var value = ms
-            while peekSymbol("+") || peekSymbol("-") {
-                let minus = acceptSymbol("-")
-                if !minus { position += 1 }
-                value += (minus ? -1 : 1) * (try durationMs())
-            }
-            return value
+            return try plusDurations(ms)
         default:
             throw expected("a time (integer, ISO-8601 or now())")
         }
+    }
+
+    /// `time ± duration ± …`, refusing a result outside Int64.
+    private mutating func plusDurations(_ start: Int64) throws(SQLError) -> Int64 {
+        var value = start
+        while peekSymbol("+") || peekSymbol("-") {
+            let token = current
+            let minus = acceptSymbol("-")
+            if !minus { position += 1 }
+            let duration = try durationMs()
+            let (sum, overflow) = minus ? value.subtractingReportingOverflow(duration) : value.addingReportingOverflow(duration)
+            guard !overflow else { throw SQLError(line: token.line, column: token.column, message: "time out of range") }
+            value = sum
+        }
+        return value
     }
 
     private mutating func durationMs() throws(SQLError) -> Int64 {

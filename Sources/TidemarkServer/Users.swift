@@ -105,25 +105,8 @@ final class UserStore: Sendable {
     func allows(_ user: String, _ privilege: Privilege, on pattern: String) -> Bool {
         if user == "root" { return true }
         guard let grants = state.withLock({ $0.users[user]?.grants[privilege] }),
-              let wanted = try? SeriesPath.splitLevels(pattern) else { return false }
-        return grants.contains { granted in (try? SeriesPath.splitLevels(granted)).map { Self.covers($0[...], wanted[...]) } ?? false }
-    }
-
-    /// Whether granted pattern `p` matches every path that pattern `q` can match.
-    static func covers(_ p: ArraySlice<String>, _ q: ArraySlice<String>) -> Bool {
-        guard let head = p.first else { return q.isEmpty }
-        if head == "**" {
-            guard !q.isEmpty else { return false }
-            var rest = q.dropFirst()
-            while true {
-                if covers(p.dropFirst(), rest) { return true }
-                guard !rest.isEmpty else { return false }
-                rest = rest.dropFirst()
-            }
-        }
-        guard let level = q.first, level != "**" else { return false }
-        guard head == "*" || head == level else { return false }
-        return covers(p.dropFirst(), q.dropFirst())
+              let wanted = try? PathPattern(parsing: pattern) else { return false }
+        return grants.contains { granted in (try? PathPattern(parsing: granted))?.covers(wanted) ?? false }
     }
 
     // MARK: - Management

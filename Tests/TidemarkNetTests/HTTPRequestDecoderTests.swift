@@ -1,4 +1,5 @@
 import Testing
+import TidemarkTestSupport
 @testable import TidemarkNet
 
 private func makeDecoder(headerBytesMax: Int = 8192, bodyBytesMax: Int = 1 << 20) -> HTTPRequestDecoder {
@@ -115,18 +116,6 @@ private func makeDecoder(headerBytesMax: Int = 8192, bodyBytesMax: Int = 1 << 20
     }
 }
 
-/// SplitMix64: a small seeded generator, so every run splits and mutates the same way.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 @Suite struct HTTPRequestDecoderPropertyTests {
     static let stream = Array((
         "GET /a?x=1 HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -157,7 +146,7 @@ struct SeededGenerator: RandomNumberGenerator {
     @Test func anySplitOfAPipelinedStreamGivesTheSameRequests() {
         let whole = Self.decode(Self.stream, chunks: [Self.stream.count])
         #expect(whole == ["GET /a?x=1  true", "POST /b hello world true", "PUT /c abcdefg true", "HEAD /d  true"])
-        var generator = SeededGenerator(state: 42)
+        var generator = Seeded(state: 42)
         for _ in 0..<500 {
             let chunks = (0..<40).map { _ in Int.random(in: 1...24, using: &generator) }
             #expect(Self.decode(Self.stream, chunks: chunks) == whole)
@@ -165,7 +154,7 @@ struct SeededGenerator: RandomNumberGenerator {
     }
 
     @Test func randomCorruptionNeverCrashesAndEndsInARequestOrAnError() {
-        var generator = SeededGenerator(state: 7)
+        var generator = Seeded(state: 7)
         for _ in 0..<2000 {
             var bytes = Self.stream
             for _ in 0..<Int.random(in: 1...4, using: &generator) {

@@ -24,6 +24,25 @@ public struct PathPattern: Sendable, Hashable, CustomStringConvertible {
         return matches(levels)
     }
 
+    /// Whether this pattern matches every path that `other` can match (for privileges:
+    /// a grant on `root.plant.**` covers a read of `root.plant.*.temperature`).
+    public func covers(_ other: PathPattern) -> Bool { Self.covers(levels[...], other.levels[...]) }
+
+    private static func covers(_ p: ArraySlice<String>, _ q: ArraySlice<String>) -> Bool {
+        guard let head = p.first else { return q.isEmpty }
+        if head == "**" {
+            guard !q.isEmpty else { return false }
+            var rest = q.dropFirst()
+            while true {
+                if covers(p.dropFirst(), rest) { return true }
+                guard !rest.isEmpty else { return false }
+                rest = rest.dropFirst()
+            }
+        }
+        guard let level = q.first, level != "**", head == "*" || head == level else { return false }
+        return covers(p.dropFirst(), q.dropFirst())
+    }
+
     /// Whether some path starting with `prefix` could match (to prune a tree walk).
     public func mayMatchBelow(_ prefix: [String]) -> Bool {
         var patternIndex = 0
