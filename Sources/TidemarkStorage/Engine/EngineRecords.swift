@@ -21,6 +21,31 @@ public struct Tombstone: Sendable, Equatable {
     public var sequence: UInt64
 }
 
+/// The points of one series within a write, in arrival order.
+struct SeriesGroup {
+    let path: String
+    /// The type of the group's first point.
+    let type: DataType
+    var indices: [Int]
+    /// A later point's type when it differs from `type` (the write must be refused).
+    var mixedType: DataType?
+
+    static func of(_ points: [PointWrite]) -> [SeriesGroup] {
+        var position: [String: Int] = [:]
+        var groups: [SeriesGroup] = []
+        for (index, point) in points.enumerated() {
+            if let at = position[point.path] {
+                groups[at].indices.append(index)
+                if point.value.dataType != groups[at].type { groups[at].mixedType = point.value.dataType }
+            } else {
+                position[point.path] = groups.count
+                groups.append(SeriesGroup(path: point.path, type: point.value.dataType, indices: [index]))
+            }
+        }
+        return groups
+    }
+}
+
 /// What the region's WAL records hold.
 enum EngineRecord: Equatable {
     case write([PointWrite])
@@ -32,31 +57,30 @@ enum EngineRecord: Equatable {
         var writer = ByteWriter()
         switch self {
         case .write(let points):
-            // Points grouped by series (order kept within a series), so each path is written once.
-            var groups: [String: [Int]] = [:]
-            var order: [String] = []
-            for (index, point) in points.enumerated() {
-                if groups[point.path] == nil { order.append(point.path) }
-                groups[point.path, default: []].append(index)
-            }
-            writer.write(1)
-            writer.write(varint: UInt64(order.count))
-            for path in order {
-                let indices = groups[path]!
-                writer.write(lengthPrefixed: Array(path.utf8))
-                writer.write(points[indices[0]].value.dataType.rawValue)
-                writer.write(varint: UInt64(indices.count))
-                for index in indices {
-                    precondition(points[index].value.dataType == points[indices[0]].value.dataType, "one series, one type")
-                    writer.write(signedVarint: points[index].timestamp)
-                    ChunkStats.encode(points[index].value, into: &writer)
-                }
-            }
+            return Self.encodeWrite(points, SeriesGroup.of(points))
         case .delete(let pattern, let range):
             writer.write(2)
             writer.write(lengthPrefixed: Array(pattern.utf8))
             writer.write(signedVarint: range.lowerBound)
             writer.write(signedVarint: range.upperBound)
+        }
+        return writer.bytes
+    }
+
+    /// A write record: points grouped by series, each path written once, order kept within a series.
+    static func encodeWrite(_ points: [PointWrite], _ groups: [SeriesGroup]) -> [UInt8] {
+        var writer = ByteWriter(capacity: points.count * 12 + groups.count * 40)
+        writer.write(1)
+        writer.write(varint: UInt64(groups.count))
+        for group in groups {
+            precondition(group.mixedType == nil, "one series, one type")
+            writer.write(lengthPrefixed: Array(group.path.utf8))
+            writer.write(group.type.rawValue)
+            writer.write(varint: UInt64(group.indices.count))
+            for index in group.indices {
+                writer.write(signedVarint: points[index].timestamp)
+                ChunkStats.encode(points[index].value, into: &writer)
+            }
         }
         return writer.bytes
     }

@@ -15,6 +15,10 @@ struct SeriesBuffer {
         values.append(value)
     }
 
+    mutating func append(contentsOf points: some Sequence<(Int64, Value)>) {
+        for (timestamp, value) in points { append(timestamp, value) }
+    }
+
     /// Strictly increasing timestamps; for a repeated timestamp the last write wins.
     func sorted() -> (timestamps: [Int64], values: Column) {
         if inOrder { return (timestamps, values) }
@@ -61,6 +65,18 @@ final class Memtable: @unchecked Sendable {
         series[path]!.append(timestamp, value)
         bytes += 8 + Self.valueBytes(value)
         pointCount += 1
+        maxSequence = max(maxSequence, sequence)
+    }
+
+    /// Appends `indices` of `points`, all of series `path`, with one lookup for the series.
+    func append(path: String, type: DataType, points: [PointWrite], indices: [Int], sequence: UInt64) {
+        if series[path] == nil {
+            series[path] = SeriesBuffer(type: type)
+            bytes += 64 + path.utf8.count
+        }
+        series[path]!.append(contentsOf: indices.lazy.map { (points[$0].timestamp, points[$0].value) })
+        for index in indices { bytes += 8 + Self.valueBytes(points[index].value) }
+        pointCount += indices.count
         maxSequence = max(maxSequence, sequence)
     }
 

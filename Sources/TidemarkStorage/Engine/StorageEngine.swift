@@ -221,13 +221,13 @@ public final class StorageEngine: @unchecked Sendable {
         guard points.count <= options.writePointsMax else {
             throw EngineError.tooLarge("\(points.count) points exceed the \(options.writePointsMax) a write may carry")
         }
+        // Grouped by series once: every later step does one lookup per series, not per point.
+        let groups = SeriesGroup.of(points)
         return try writeLock.withLock {
-            let types = try resolveSchema(points)
-            let sequence = try wal.append([EngineRecord.write(points).encoded()])
+            try resolveSchema(groups)
+            let sequence = try wal.append([EngineRecord.encodeWrite(points, groups)])
             state.withLock {
-                for (point, type) in zip(points, types) {
-                    active.append(path: point.path, type: type, timestamp: point.timestamp, value: point.value, sequence: sequence)
-                }
+                for group in groups { active.append(path: group.path, type: group.type, points: points, indices: group.indices, sequence: sequence) }
             }
             return sequence
         }
@@ -241,42 +241,40 @@ public final class StorageEngine: @unchecked Sendable {
 
     /// The type of each point's series, creating missing ones; throws before anything is created
     /// if any point cannot be written.
-    private func resolveSchema(_ points: [PointWrite]) throws -> [DataType] {
+    private func resolveSchema(_ groups: [SeriesGroup]) throws {
         var created: [SchemaRecord] = []
         // Whatever was created is logged even if a later creation fails, so memory and log agree.
         defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
-        return try state.withLock { () throws -> [DataType] in
-            var pending: [String: SeriesSchema] = [:]
+        try state.withLock { () throws in
+            var pending: [SeriesSchema] = []
             var newDatabases: [String] = []
-            var types: [DataType] = []
-            types.reserveCapacity(points.count)
-            for point in points {
-                if let existing = schema.series(point.path) ?? pending[point.path] {
-                    guard existing.dataType == point.value.dataType else {
-                        throw EngineError.typeMismatch(path: point.path, expected: existing.dataType, got: point.value.dataType)
+            for group in groups {
+                if let mixed = group.mixedType {
+                    throw EngineError.typeMismatch(path: group.path, expected: group.type, got: mixed)
+                }
+                if let existing = schema.series(group.path) {
+                    guard existing.dataType == group.type else {
+                        throw EngineError.typeMismatch(path: group.path, expected: existing.dataType, got: group.type)
                     }
-                    types.append(existing.dataType)
                     continue
                 }
-                guard options.autoCreateSchema else { throw EngineError.schema(SchemaError("\(point.path): no such series")) }
-                let levels = try schemaChange { try schema.validate(point.path) }
+                guard options.autoCreateSchema else { throw EngineError.schema(SchemaError("\(group.path): no such series")) }
+                let levels = try schemaChange { try schema.validate(group.path) }
                 if schema.databaseOf(levels) == nil {
                     let database = levels[0...1].joined(separator: ".")
                     if !newDatabases.contains(database) { newDatabases.append(database) }
                 }
-                pending[point.path] = SeriesSchema(path: point.path, dataType: point.value.dataType)
-                types.append(point.value.dataType)
+                pending.append(SeriesSchema(path: group.path, dataType: group.type))
             }
             // Everything checked: now create, so a refused write creates nothing.
             for database in newDatabases {
                 try schemaChange { try schema.createDatabase(database) }
                 created.append(.createDatabase(database))
             }
-            for series in pending.values.sorted(by: { $0.path < $1.path }) {
+            for series in pending.sorted(by: { $0.path < $1.path }) {
                 try schemaChange { try schema.createSeries(series) }
                 created.append(.createSeries(series))
             }
-            return types
         }
     }
 
