@@ -18,13 +18,16 @@ struct Query {
     }
 
     func run() throws -> QueryResult {
-        guard select.groupByLevel == nil else { throw ExecutionError.semantic("GROUP BY LEVEL is not supported yet") }
         let range = select.condition.flatMap(TimeRange.of) ?? .all
         if select.last { return try last(range) }
+        if select.groupByLevel != nil && !select.items.allSatisfy({ if case .call(let name, _) = $0 { return Self.aggregates.contains(name) }; return false }) {
+            throw ExecutionError.semantic("GROUP BY LEVEL needs aggregates in the select list")
+        }
         let isAggregate = select.items.contains { if case .call(let name, _) = $0 { return Self.aggregates.contains(name) }; return false }
         var result: QueryResult
         if let windows = select.groupByTime {
             guard isAggregate else { throw ExecutionError.semantic("GROUP BY time needs aggregates in the select list") }
+            guard select.groupByLevel == nil else { throw ExecutionError.semantic("GROUP BY time with GROUP BY LEVEL is not supported yet") }
             guard select.condition == nil || range.isOnlyTime else { throw ExecutionError.semantic("GROUP BY time takes a WHERE clause on time only") }
             result = try windowed(range, windows)
         } else {
@@ -227,6 +230,9 @@ struct Query {
 
     private func aggregate(_ range: TimeRange) throws -> QueryResult {
         var headers: [String] = [], types: [String] = [], values: [[ResultValue]] = []
+        // GROUP BY LEVEL = n: series sharing levels 0…n and the measurement merge into one column.
+        var grouped: [(header: String, name: String, type: DataType, result: Aggregates)] = []
+        var groupIndex: [String: Int] = [:]
         let condition = try select.condition.map(bindCondition)
         for item in select.items {
             guard case .call(let name, let arguments) = item, Self.aggregates.contains(name),
@@ -250,11 +256,27 @@ struct Query {
                         }
                     }
                 }
+                if let level = select.groupByLevel {
+                    let levels = (try? SeriesPath.splitLevels(series.path)) ?? [series.path]
+                    let kept = levels.count > level + 1 ? Array(levels[0...level]) + Array(repeating: "*", count: levels.count - level - 2) + [levels.last!] : levels
+                    let header = "\(name)(\(kept.joined(separator: ".")))"
+                    if let at = groupIndex[header] { grouped[at].result.merge(result) } else {
+                        groupIndex[header] = grouped.count
+                        grouped.append((header, name, series.dataType, result))
+                    }
+                    continue
+                }
                 headers.append("\(name)(\(series.path))")
                 let (type, value) = Self.pick(name, result, series.dataType)
                 types.append(type)
                 values.append([value])
             }
+        }
+        for group in grouped {
+            headers.append(group.header)
+            let (type, value) = Self.pick(group.name, group.result, group.type)
+            types.append(type)
+            values.append([value])
         }
         let offset = min(select.seriesOffset, headers.count)
         let limit = select.seriesLimit ?? Int.max

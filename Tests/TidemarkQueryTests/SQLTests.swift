@@ -129,6 +129,18 @@ private func insert(_ executor: StatementExecutor, _ sql: String) throws {
         #expect(throws: ExecutionError.self) { try rows(executor, "select count(v) from root.sg.d group by ([0, 1000000), 1ms)") }
     }
 
+    @Test func groupByLevelMergesSeries() throws {
+        let executor = try executor()
+        try insert(executor, "insert into root.ln.wf01.wt01(time, status, t) values (1, 1, 5), (2, 2, 6)")
+        try insert(executor, "insert into root.ln.wf02.wt02(time, status) values (3, 4)")
+        let byLevel = try rows(executor, "select count(status), max_value(status), last_value(status) from root.** group by level = 1")
+        #expect(byLevel.expressions == ["count(root.ln.*.*.status)", "max_value(root.ln.*.*.status)", "last_value(root.ln.*.*.status)"])
+        #expect(byLevel.values == [[.integer(3)], [.double(4)], [.integer(4)]])
+        let byDevice = try rows(executor, "select count(status) from root.** group by level = 2")
+        #expect(byDevice.expressions == ["count(root.ln.wf01.*.status)", "count(root.ln.wf02.*.status)"])
+        #expect(throws: ExecutionError.self) { try rows(executor, "select status from root.** group by level = 1") }
+    }
+
     @Test func theRowLimitRefusesAResultOfThatSize() throws {
         let executor = try executor()
         try executor.engine.write((0..<100).map { PointWrite(path: "root.sg.d.v", timestamp: Int64($0), value: .int64(Int64($0))) })

@@ -100,6 +100,19 @@ public struct Aggregates: Sendable, Equatable {
 
     public var average: Double? { sum.map { count == 0 ? .nan : $0 / Double(count) } }
 
+    /// Combines the aggregates of another series (GROUP BY LEVEL): first and last by time.
+    public mutating func merge(_ other: Aggregates) {
+        guard other.count > 0 else { return }
+        guard count > 0 else { self = other; return }
+        if let t = other.minTime, t < (minTime ?? .max) { minTime = t; firstValue = other.firstValue }
+        if let t = other.maxTime, t > (maxTime ?? .min) { maxTime = t; lastValue = other.lastValue }
+        count += other.count
+        if let s = other.sum { sum = (sum ?? 0) + s }
+        if let low = other.minValue { minValue = minValue.map { Swift.min($0, low) } ?? low }
+        if let high = other.maxValue { maxValue = maxValue.map { Swift.max($0, high) } ?? high }
+        chunksFromStatistics += other.chunksFromStatistics
+    }
+
     /// Folds points that come after everything folded so far, in time order.
     public mutating func fold(timestamps: [Int64], values: Column) {
         guard !timestamps.isEmpty else { return }
