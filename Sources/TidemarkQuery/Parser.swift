@@ -189,6 +189,10 @@ public struct Parser {
             else if accept("OFFSET") { statement.offset = try integer() }
             else if accept("SLIMIT") { statement.seriesLimit = try integer() }
             else if accept("SOFFSET") { statement.seriesOffset = try integer() }
+            else if accept("ALIGN") {
+                guard accept("BY"), accept("DEVICE") else { throw expected("BY DEVICE") }
+                statement.alignByDevice = true
+            }
             else { break }
         }
         return statement

@@ -25,7 +25,12 @@ struct Query {
         }
         let isAggregate = select.items.contains { if case .call(let name, _) = $0 { return Self.aggregates.contains(name) }; return false }
         var result: QueryResult
-        if let windows = select.groupByTime {
+        if select.alignByDevice {
+            guard !isAggregate, select.groupByTime == nil, select.groupByLevel == nil else {
+                throw ExecutionError.semantic("ALIGN BY DEVICE takes raw columns only, for now")
+            }
+            result = try alignedByDevice()
+        } else if let windows = select.groupByTime {
             guard isAggregate else { throw ExecutionError.semantic("GROUP BY time needs aggregates in the select list") }
             guard select.groupByLevel == nil else { throw ExecutionError.semantic("GROUP BY time with GROUP BY LEVEL is not supported yet") }
             guard select.condition == nil || range.isOnlyTime else { throw ExecutionError.semantic("GROUP BY time takes a WHERE clause on time only") }
@@ -124,7 +129,66 @@ struct Query {
 
     // MARK: - Raw rows
 
-    private func raw(_ range: TimeRange) throws -> QueryResult {
+    /// One block of rows per device, in device order: `Device` then one column per measurement.
+    private func alignedByDevice() throws -> QueryResult {
+        var measurements: [String] = []
+        for item in select.items {
+            guard case .path(let levels) = item, levels.count == 1 else {
+                throw ExecutionError.semantic("ALIGN BY DEVICE takes measurement names, got \(item)")
+            }
+            if levels[0] == "*" {
+                for prefix in select.from {
+                    for series in engine.series(matching: try PathPattern(levels: prefix + ["*"])) {
+                        let name = String(series.path.split(separator: ".").last!)
+                        if !measurements.contains(name) { measurements.append(name) }
+                    }
+                }
+            } else if !measurements.contains(levels[0]) {
+                measurements.append(levels[0])
+            }
+        }
+        var devices: [String] = []
+        for prefix in select.from {
+            for device in engine.devices(matching: try PathPattern(levels: prefix)) where !devices.contains(device) { devices.append(device) }
+        }
+        var timestamps: [Int64] = []
+        var columns: [[ResultValue]] = Array(repeating: [], count: measurements.count + 1)
+        var types = Array(repeating: "", count: measurements.count)
+        var remainingOffset = select.offset
+        var remainingLimit = select.limit ?? Int.max
+        for device in devices.sorted() where remainingLimit > 0 {
+            var perDevice = select
+            perDevice.alignByDevice = false
+            perDevice.from = [try SeriesPath.splitLevels(device)]
+            perDevice.items = measurements.filter { engine.series(device + "." + $0) != nil }.map { .path([$0]) }
+            perDevice.offset = 0
+            perDevice.limit = nil
+            guard !perDevice.items.isEmpty else { continue }
+            let block = try Query(select: perDevice, engine: engine, rowsMax: rowsMax).raw(select.condition.flatMap(TimeRange.of) ?? .all)
+            for (row, timestamp) in (block.timestamps ?? []).enumerated() {
+                if remainingOffset > 0 { remainingOffset -= 1; continue }
+                guard remainingLimit > 0 else { break }
+                remainingLimit -= 1
+                timestamps.append(timestamp)
+                columns[0].append(.text(device))
+                for (index, measurement) in measurements.enumerated() {
+                    if let at = block.expressions?.firstIndex(of: device + "." + measurement) {
+                        columns[index + 1].append(block.values[at][row])
+                        types[index] = block.dataTypes[at]
+                    } else {
+                        columns[index + 1].append(.null)
+                    }
+                }
+                if timestamps.count >= rowsMax {
+                    throw ExecutionError(code: 708, message: "Dataset row size exceeded the given max row size (\(rowsMax))")
+                }
+            }
+        }
+        return QueryResult(expressions: nil, columnNames: ["Device"] + measurements, dataTypes: ["TEXT"] + types.map { $0.isEmpty ? "TEXT" : $0 },
+                           timestamps: timestamps, values: columns)
+    }
+
+    fileprivate func raw(_ range: TimeRange) throws -> QueryResult {
         let columns = try columns()
         var needed = Set<String>()
         for item in select.items { for levels in paths(in: item) { for series in try expand(levels) { needed.insert(series.path) } } }

@@ -57,6 +57,7 @@ public struct SelectStatement: Sendable, Equatable {
     public var groupByLevel: Int?
     public var groupByTime: TimeWindows?
     public var fill: Fill?
+    public var alignByDevice = false
     public var orderByTimeDescending = false
     public var limit: Int?
     public var offset = 0

@@ -141,6 +141,19 @@ private func insert(_ executor: StatementExecutor, _ sql: String) throws {
         #expect(throws: ExecutionError.self) { try rows(executor, "select status from root.** group by level = 1") }
     }
 
+    @Test func alignByDevice() throws {
+        let executor = try executor()
+        try insert(executor, "insert into root.sg.d1(time, s1, s2) values (1, 1, 'a'), (2, 2, 'b')")
+        try insert(executor, "insert into root.sg.d2(time, s1) values (1, 10)")
+        let result = try rows(executor, "select * from root.sg.* align by device")
+        #expect(result.columnNames == ["Device", "s1", "s2"])
+        #expect(result.timestamps == [1, 2, 1])
+        #expect(result.values == [[.text("root.sg.d1"), .text("root.sg.d1"), .text("root.sg.d2")],
+                                  [.integer(1), .integer(2), .integer(10)], [.text("a"), .text("b"), .null]])
+        #expect(try rows(executor, "select s1 from root.sg.* where time = 1 limit 1 offset 1 align by device").values
+            == [[.text("root.sg.d2")], [.integer(10)]])
+    }
+
     @Test func theRowLimitRefusesAResultOfThatSize() throws {
         let executor = try executor()
         try executor.engine.write((0..<100).map { PointWrite(path: "root.sg.d.v", timestamp: Int64($0), value: .int64(Int64($0))) })
