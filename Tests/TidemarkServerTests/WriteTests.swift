@@ -60,6 +60,12 @@ private func stored(_ dataDir: String, _ path: String) throws -> (timestamps: [I
         #expect(shell.stdout.contains("OK ("))
         #expect(shell.stdout.contains("| root.other"))
         #expect(shell.stderr.contains("error 700: line 1, column 1"))
+        let bench = try runProcess(try builtProduct("tidemark"), ["bench", "--url", url, "--devices", "20", "--fields", "3",
+                                                                 "--batch-lines", "50", "--connections", "2", "--duration", "1"])
+        #expect(bench.status == 0, "\(bench.stdout) \(bench.stderr)")
+        #expect(bench.stdout.contains("points/s") && bench.stdout.contains(", 0 errors"))
+        let stored = try runProcess(try builtProduct("tidemark"), ["sql", "--url", url, "--format", "csv", "-e", "count timeseries root.bench.**"])
+        #expect(stored.stdout == "count\n60\n")
         let wrongPassword = try runProcess("/usr/bin/env", ["TIDEMARK_PASSWORD=nope", try builtProduct("tidemark"), "sql", "--url", url, "-e", "show databases"])
         #expect(wrongPassword.status == 1)
         #expect(wrongPassword.stderr.contains("WRONG_LOGIN_PASSWORD"))
