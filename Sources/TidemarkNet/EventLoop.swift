@@ -29,20 +29,18 @@ func uvCheck(_ operation: String, _ status: Int32) throws(UVError) -> Int32 {
 public final class EventLoop: @unchecked Sendable {
     let loop: UnsafeMutablePointer<uv_loop_t>
     private let wakeup: UnsafeMutablePointer<uv_async_t>
+    /// The wakeup handle was handed to libuv, whose close callback frees it.
+    private var wakeupInitialized = false
     private let inbox = Mutex<(tasks: [@Sendable () -> Void], closed: Bool)>(([], false))
     private let loopThread = Atomic<UInt>(0)  // pthread_t of the running loop, 0 before run()
 
     public init() throws(UVError) {
         loop = .allocate(capacity: 1)
         wakeup = .allocate(capacity: 1)
-        do {
-            try uvCheck("uv_loop_init", uv_loop_init(loop))
-        } catch {
-            loop.deallocate()
-            wakeup.deallocate()
-            throw error
-        }
+        // On failure deinit frees both allocations (every stored property is set by then).
+        try uvCheck("uv_loop_init", uv_loop_init(loop))
         loop.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        wakeupInitialized = true
         try uvCheck("uv_async_init", uv_async_init(loop, wakeup) { handle in
             EventLoop.from(handle!.pointee.loop).drainInbox()
         })
@@ -50,6 +48,7 @@ public final class EventLoop: @unchecked Sendable {
 
     deinit {
         loop.deallocate()
+        if !wakeupInitialized { wakeup.deallocate() }
     }
 
     static func from(_ loop: UnsafeMutablePointer<uv_loop_t>?) -> EventLoop {

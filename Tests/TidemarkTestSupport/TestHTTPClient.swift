@@ -37,12 +37,13 @@ public final class TestHTTPClient {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard status == 0 else {
-            close(descriptor)
+            // No close here: the stored descriptor makes deinit run, and it closes it. Closing
+            // twice would close whatever file another thread opened under that number meanwhile.
             throw TestClientError(description: "connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
         }
     }
 
-    deinit { close(descriptor) }
+    deinit { if descriptor >= 0 { close(descriptor) } }
 
     public func send(_ text: String) throws { try send(Array(text.utf8)) }
 
