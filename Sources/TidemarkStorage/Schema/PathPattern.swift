@@ -17,7 +17,8 @@ public struct PathPattern: Sendable, Hashable, CustomStringConvertible {
 
     public var hasWildcard: Bool { levels.contains { $0 == "*" || $0 == "**" } }
 
-    public func matches(_ path: [String]) -> Bool { Self.match(levels[...], path[...]) }
+    /// A series path is a pattern without wildcards, so matching is covering.
+    public func matches(_ path: [String]) -> Bool { Self.covers(levels[...], path[...]) }
 
     public func matches(_ path: String) -> Bool {
         guard let levels = try? SeriesPath.splitLevels(path) else { return false }
@@ -56,21 +57,6 @@ public struct PathPattern: Sendable, Hashable, CustomStringConvertible {
         return true
     }
 
-    private static func match(_ pattern: ArraySlice<String>, _ path: ArraySlice<String>) -> Bool {
-        guard let head = pattern.first else { return path.isEmpty }
-        if head == "**" {
-            // One or more levels, then the rest of the pattern.
-            guard !path.isEmpty else { return false }
-            var rest = path.dropFirst()
-            while true {
-                if match(pattern.dropFirst(), rest) { return true }
-                guard !rest.isEmpty else { return false }
-                rest = rest.dropFirst()
-            }
-        }
-        guard let level = path.first, head == "*" || head == level else { return false }
-        return match(pattern.dropFirst(), path.dropFirst())
-    }
 }
 
 /// A path that is not well formed or breaks a limit, with where the problem is.
