@@ -50,19 +50,19 @@ public struct Parser {
                 let name = try word("a user name")
                 return .createUser(name: name, password: try stringLiteral("a password in quotes"))
             }
-            if accept("DATABASE") || accept("STORAGE") && expectWord("GROUP") { return .createDatabase(try path()) }
+            if accept("DATABASE") || accept("STORAGE") && accept("GROUP") { return .createDatabase(try path()) }
             if accept("TIMESERIES") { return try createTimeseries() }
             throw expected("DATABASE or TIMESERIES")
         }
         if accept("DROP") || accept("DELETE") {
             if accept("USER") { return .dropUser(try word("a user name")) }
-            if accept("DATABASE") || accept("STORAGE") && expectWord("GROUP") { return .dropDatabase(try pathList()) }
+            if accept("DATABASE") || accept("STORAGE") && accept("GROUP") { return .dropDatabase(try pathList()) }
             if accept("TIMESERIES") { return .deleteTimeseries(try pathList()) }
             if accept("FROM") { return try deleteData() }
             throw expected("DATABASE, TIMESERIES or FROM")
         }
         if accept("SHOW") {
-            if accept("DATABASES") || accept("STORAGE") && expectWord("GROUP") { return .showDatabases(try optionalPath()) }
+            if accept("DATABASES") || accept("STORAGE") && accept("GROUP") { return .showDatabases(try optionalPath()) }
             if accept("TIMESERIES") {
                 let pattern = try optionalPath()
                 let (limit, offset) = try limitOffset()
@@ -150,7 +150,8 @@ public struct Parser {
             statement.items.append(try expression())
         } while acceptSymbol(",")
         guard accept("FROM") else { throw expected("FROM") }
-        statement.from = try pathList().map { try! Self.levels($0) }
+        statement.from = [try pathLevels()]
+        while acceptSymbol(",") { statement.from.append(try pathLevels()) }
         if accept("WHERE") { statement.condition = try orCondition() }
         if accept("GROUP") {
             guard accept("BY") else { throw expected("BY") }
@@ -313,12 +314,16 @@ public struct Parser {
 
     // MARK: - Paths and values
 
-    private mutating func path() throws(SQLError) -> String {
+    private mutating func path() throws(SQLError) -> String { try pathLevels().joined(separator: ".") }
+
+    /// A path from root, as its levels.
+    private mutating func pathLevels() throws(SQLError) -> [String] {
         let token = current
         let levels = try relativePath()
-        let text = levels.joined(separator: ".")
-        guard levels.first == "root" else { throw SQLError(line: token.line, column: token.column, message: "a path starts with root, got \(text)") }
-        return text
+        guard levels.first == "root" else {
+            throw SQLError(line: token.line, column: token.column, message: "a path starts with root, got \(levels.joined(separator: "."))")
+        }
+        return levels
     }
 
     private mutating func optionalPath() throws(SQLError) -> String? {
@@ -353,7 +358,6 @@ public struct Parser {
         }
     }
 
-    static func levels(_ path: String) throws -> [String] { try SeriesPathLevels.split(path) }
 
     /// A time: integer milliseconds, an ISO-8601 date-time, or now() ± durations.
     private mutating func timeValue() throws(SQLError) -> Int64 {
@@ -456,8 +460,6 @@ public struct Parser {
         return false
     }
 
-    private mutating func expectWord(_ keyword: String) -> Bool { accept(keyword) }
-
     private mutating func word(_ what: String) throws(SQLError) -> String {
         if case .identifier(let word) = current.kind {
             position += 1
@@ -485,19 +487,6 @@ public struct Parser {
         case .end: found = "the end of the statement"
         }
         return SQLError(line: current.line, column: current.column, message: "expected \(what), found \(found)")
-    }
-}
-
-/// Splits a dotted path into levels, keeping backquoted levels whole.
-enum SeriesPathLevels {
-    static func split(_ path: String) throws -> [String] {
-        var levels: [String] = [], current = "", quoted = false
-        for character in path {
-            if character == "`" { quoted.toggle() }
-            if character == "." && !quoted { levels.append(current); current = "" } else { current.append(character) }
-        }
-        levels.append(current)
-        return levels
     }
 }
 
