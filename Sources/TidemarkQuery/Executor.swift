@@ -98,12 +98,15 @@ public struct StatementExecutor: Sendable {
     static func translate(_ error: EngineError) -> ExecutionError {
         switch error {
         case .schema(let schema):
-            let text = schema.description
-            if text.contains("already exists") { return ExecutionError(code: text.contains("database") ? 501 : 503, message: text) }
-            if text.contains("no such database") { return ExecutionError(code: 500, message: text) }
-            if text.contains("no such series") { return ExecutionError(code: 508, message: text) }
-            if text.contains("invalid") || text.contains("wildcard") || text.contains("levels") { return ExecutionError(code: 509, message: text) }
-            return ExecutionError(code: 507, message: text)
+            let code = switch schema.kind {
+            case .databaseExists: 501
+            case .seriesExists: 503
+            case .noSuchDatabase: 500
+            case .noSuchSeries: 508
+            case .invalidPath: 509
+            case .other: 507
+            }
+            return ExecutionError(code: code, message: schema.description)
         case .typeMismatch: return ExecutionError(code: 614, message: error.description)
         case .tooLarge: return ExecutionError(code: 413, message: error.description)
         case .io, .corrupt: return ExecutionError(code: 305, message: error.description)

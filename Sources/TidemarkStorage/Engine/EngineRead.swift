@@ -87,7 +87,7 @@ extension StorageEngine {
 
     func readView(path: String) throws -> ReadView {
         try state.withLock {
-            guard let series = schema.series(path) else { throw EngineError.schema(SchemaError("\(path): no such series")) }
+            guard let series = schema.series(path) else { throw EngineError.schema(SchemaError("\(path): no such series", kind: .noSuchSeries)) }
             let memtables = (sealed + [active]).compactMap { memtable in memtable.series[path]?.sorted() }
             return ReadView(type: series.dataType, segments: segments.filter { $0.reader.index[path] != nil },
                             memtables: memtables, tombstones: tombstones.filter { $0.pattern.matches(path) })

@@ -161,7 +161,7 @@ public final class StorageEngine: @unchecked Sendable {
     /// Drops a database: its points (a delete over all time), its series, and every
     /// segment file that holds nothing else.
     public func dropDatabase(_ name: String) throws {
-        guard databases().contains(name) else { throw EngineError.schema(SchemaError("\(name): no such database")) }
+        guard databases().contains(name) else { throw EngineError.schema(SchemaError("\(name): no such database", kind: .noSuchDatabase)) }
         let pattern = try PathPattern(parsing: name + ".**")
         try delete(matching: pattern, range: Int64.min...Int64.max)
         try writeLock.withLock {
@@ -258,7 +258,7 @@ public final class StorageEngine: @unchecked Sendable {
                     }
                     continue
                 }
-                guard options.autoCreateSchema else { throw EngineError.schema(SchemaError("\(group.path): no such series")) }
+                guard options.autoCreateSchema else { throw EngineError.schema(SchemaError("\(group.path): no such series", kind: .noSuchSeries)) }
                 let levels = try schemaChange { try schema.validate(group.path) }
                 if schema.databaseOf(levels) == nil {
                     let database = levels[0...1].joined(separator: ".")

@@ -40,9 +40,18 @@ public struct SchemaLimits: Sendable, Equatable {
 
 /// What cannot be done to the schema, and why.
 public struct SchemaError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong, for callers that map it to a status code.
+    public enum Kind: Sendable, Equatable {
+        case databaseExists, seriesExists, noSuchDatabase, noSuchSeries, invalidPath, other
+    }
+
+    public let kind: Kind
     public let description: String
 
-    public init(_ description: String) { self.description = description }
+    public init(_ description: String, kind: Kind = .other) {
+        self.kind = kind
+        self.description = description
+    }
 }
 
 /// The tree of paths: root → database → device levels → measurement, each leaf a series.
@@ -67,25 +76,25 @@ public final class SchemaTree: @unchecked Sendable {
     /// The levels of `path`, checked against the limits.
     public func validate(_ path: String) throws(SchemaError) -> [String] {
         let levels: [String]
-        do { levels = try SeriesPath.splitLevels(path) } catch { throw SchemaError("invalid path \(error)") }
-        guard levels.count >= 3 else { throw SchemaError("\(path): a series needs root, a database and a measurement") }
+        do { levels = try SeriesPath.splitLevels(path) } catch { throw SchemaError("invalid path \(error)", kind: .invalidPath) }
+        guard levels.count >= 3 else { throw SchemaError("\(path): a series needs root, a database and a measurement", kind: .invalidPath) }
         guard levels.count <= limits.pathDepthMax else {
-            throw SchemaError("\(path): \(levels.count) levels exceed path_depth_max \(limits.pathDepthMax)")
+            throw SchemaError("\(path): \(levels.count) levels exceed path_depth_max \(limits.pathDepthMax)", kind: .invalidPath)
         }
         for (index, level) in levels.enumerated() {
             guard level.utf8.count <= limits.levelBytesMax else {
-                throw SchemaError("\(path): level \(index + 1) is \(level.utf8.count) bytes, over level_bytes_max \(limits.levelBytesMax)")
+                throw SchemaError("\(path): level \(index + 1) is \(level.utf8.count) bytes, over level_bytes_max \(limits.levelBytesMax)", kind: .invalidPath)
             }
-            guard level != "*" && level != "**" else { throw SchemaError("\(path): wildcards are not allowed in a series path") }
+            guard level != "*" && level != "**" else { throw SchemaError("\(path): wildcards are not allowed in a series path", kind: .invalidPath) }
         }
         return levels
     }
 
     public func createDatabase(_ name: String) throws(SchemaError) {
         let levels: [String]
-        do { levels = try SeriesPath.splitLevels(name) } catch { throw SchemaError("invalid database \(error)") }
-        guard levels.count >= 2 else { throw SchemaError("\(name): a database is root.<name>") }
-        guard databaseOf(levels) == nil else { throw SchemaError("\(name): database already exists or overlaps one") }
+        do { levels = try SeriesPath.splitLevels(name) } catch { throw SchemaError("invalid database \(error)", kind: .invalidPath) }
+        guard levels.count >= 2 else { throw SchemaError("\(name): a database is root.<name>", kind: .invalidPath) }
+        guard databaseOf(levels) == nil else { throw SchemaError("\(name): database already exists or overlaps one", kind: .databaseExists) }
         guard !seriesCountByDatabase.keys.contains(where: { $0.hasPrefix(name + ".") }) else {
             throw SchemaError("\(name): a database below it exists")
         }
@@ -111,7 +120,7 @@ public final class SchemaTree: @unchecked Sendable {
         let levels = try validate(schema.path)
         guard SeriesSchema.encodings.contains(schema.encoding) else { throw SchemaError("\(schema.path): unknown encoding \(schema.encoding)") }
         guard SeriesSchema.compressions.contains(schema.compression) else { throw SchemaError("\(schema.path): unknown compressor \(schema.compression)") }
-        guard let database = databaseOf(levels) else { throw SchemaError("\(schema.path): no database holds this path") }
+        guard let database = databaseOf(levels) else { throw SchemaError("\(schema.path): no database holds this path", kind: .noSuchDatabase) }
         guard levels.count > database.split(separator: ".").count else { throw SchemaError("\(schema.path): a series cannot be a database") }
         let count = seriesCountByDatabase[database, default: 0]
         guard count < limits.seriesPerDatabaseMax else {
@@ -124,7 +133,7 @@ public final class SchemaTree: @unchecked Sendable {
             parent = child
         }
         if let existing = node(for: levels, create: false) {
-            guard existing.series == nil else { throw SchemaError("\(schema.path): series already exists") }
+            guard existing.series == nil else { throw SchemaError("\(schema.path): series already exists", kind: .seriesExists) }
             guard existing.children.isEmpty else { throw SchemaError("\(schema.path): path is a device, not a measurement") }
         }
         node(for: levels, create: true)!.series = schema
@@ -168,7 +177,7 @@ public final class SchemaTree: @unchecked Sendable {
     /// Removes a database and every series under it.
     public func deleteDatabase(_ name: String) throws(SchemaError) {
         guard seriesCountByDatabase[name] != nil, let levels = try? SeriesPath.splitLevels(name) else {
-            throw SchemaError("\(name): no such database")
+            throw SchemaError("\(name): no such database", kind: .noSuchDatabase)
         }
         var parent = root
         for level in levels.dropFirst().dropLast() { parent = parent.children[level]! }
