@@ -31,6 +31,26 @@ private func replayAll(_ wal: FileWAL) throws -> ([(UInt64, [UInt8])], WALReplay
         #expect(try reopened.append([[1]]) == 51)
     }
 
+    @Test func sequencesNeverRestartAfterEveryRecordWasTruncated() throws {
+        // Found by the crash test: a flush that releases the whole log leaves one empty file;
+        // a restart that numbered from 1 again made the engine skip new writes as flushed.
+        let directory = try temporaryDirectory("wal")
+        let wal = try FileWAL(directory: directory, policy: .batch)
+        _ = try replayAll(wal)
+        _ = try wal.append([[1], [2], [3]])
+        try wal.rotate()
+        try wal.truncate(through: 3)
+        wal.close()
+        let reopened = try FileWAL(directory: directory, policy: .batch)
+        let (records, report) = try replayAll(reopened)
+        #expect(records.isEmpty && report.lastSequence == 0)
+        #expect(try reopened.append([[4]]) == 4)
+        reopened.close()
+        let again = try FileWAL(directory: directory, policy: .batch)
+        #expect(try replayAll(again).0.map(\.0) == [4])
+        #expect(try again.append([[5]]) == 5)
+    }
+
     @Test func truncateDropsOnlyFilesWhollyCovered() throws {
         let directory = try temporaryDirectory("wal")
         let wal = try FileWAL(directory: directory, policy: .batch)

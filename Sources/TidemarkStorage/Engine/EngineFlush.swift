@@ -24,7 +24,7 @@ extension StorageEngine {
             try state.withLock {
                 if !active.isEmpty { sealLocked() }
             }
-            try wal.rotate()
+            try logKeeper.withLock { try $0?.checkpoint() }
         }
         try flushSealed()
     }
@@ -33,8 +33,8 @@ extension StorageEngine {
     private func sealLocked() {
         sealed.append(active)
         active = Memtable(createdNs: monotonicNowNs())
-        // New writes go to a new WAL file; the old files go once every sealed memtable is in segments.
-        try? wal.rotate()
+        // New writes go to a new log file; the old files go once every sealed memtable is in segments.
+        try? logKeeper.withLock { try $0?.checkpoint() }
     }
 
     /// Writes every sealed memtable to segment files, oldest first, then drops the WAL they
@@ -45,9 +45,10 @@ extension StorageEngine {
                 let handles = try writeSegments(of: memtable)
                 state.withLock {
                     segments += handles
+                    for handle in handles { noteFlushedLocked(handle.info) }
                     sealed.removeFirst()
                 }
-                try wal.truncate(through: memtable.maxSequence)
+                try logKeeper.withLock { try $0?.release(through: memtable.maxSequence) }
             }
             try compactDue()
         }

@@ -78,7 +78,10 @@ public final class StorageEngine: @unchecked Sendable {
     public let directory: String
     public let options: EngineOptions
     let logger: Logger
-    let wal: WriteAheadLog
+    /// The engine's own WAL, or nil when a consensus group's log is the region's record.
+    let wal: WriteAheadLog?
+    /// Told where log files may start and which entries segments now hold.
+    let logKeeper = Mutex<RegionLogKeeper?>(nil)
     private let schemaLog: FileWAL
     let writeLock = NSLock()
     let maintenanceLock = NSLock()
@@ -91,6 +94,10 @@ public final class StorageEngine: @unchecked Sendable {
     var tombstones: [Tombstone] = []
     var nextSegmentID: UInt64 = 1
     var quarantined = 0
+    /// Per time partition, the highest log index already in a segment; a re-applied entry
+    /// (replay after a restart) skips those points.
+    var flushedThrough: [Int64: UInt64] = [:]
+    var flushedThroughMax: UInt64 = 0
     private let flushScheduler = Mutex<(@Sendable (StorageEngine) -> Void)?>(nil)
 
     /// Where sealed memtables get flushed: the node hands them to its flush stage, so a
@@ -105,8 +112,10 @@ public final class StorageEngine: @unchecked Sendable {
     var tombstonePath: String { directory + "/tombstones" }
 
     /// Opens (or creates) the region in `directory` and recovers it: schema log, segments
-    /// (quarantining damaged ones, finishing an interrupted compaction), tombstones, WAL.
-    public init(directory: String, options: EngineOptions = EngineOptions(), logger: Logger = Logger(label: "tidemark.storage")) throws {
+    /// (quarantining damaged ones, finishing an interrupted compaction), tombstones, and,
+    /// with `.own`, its WAL. With `.consensus` the group replays its log through `apply`.
+    public init(directory: String, options: EngineOptions = EngineOptions(), logger: Logger = Logger(label: "tidemark.storage"),
+                log: RegionLog = .own) throws {
         self.directory = directory
         self.options = options
         self.logger = logger
@@ -114,16 +123,24 @@ public final class StorageEngine: @unchecked Sendable {
         try FileIO.makeDirectory(directory + "/quarantine")
         schema = SchemaTree(limits: options.schemaLimits)
         schemaLog = try FileWAL(directory: directory + "/schema", policy: .always)
-        wal = try FileWAL(directory: directory + "/wal", policy: options.walSync)
         active = Memtable(createdNs: monotonicNowNs())
+        let ownWAL: FileWAL? = switch log {
+        case .own: try FileWAL(directory: directory + "/wal", policy: options.walSync)
+        case .consensus: nil
+        }
+        wal = ownWAL
         try recoverSchema()
         try openSegments()
         try loadTombstones()
-        try replayWAL()
+        if let ownWAL {
+            try replayWAL(ownWAL)
+            // Only now: a memtable sealed during the replay must not rotate the log being read.
+            logKeeper.withLock { $0 = ownWAL }
+        }
     }
 
     public func close() {
-        wal.close()
+        wal?.close()
         schemaLog.close()
     }
 
@@ -195,13 +212,14 @@ public final class StorageEngine: @unchecked Sendable {
         }
     }
 
-    // MARK: - Writes
+    // MARK: - Writes (own WAL)
 
     /// Writes `points` atomically: all are checked against the schema (creating missing
     /// series when allowed) before any is logged; returns once they are durable.
     @discardableResult
     public func write(_ points: [PointWrite]) throws -> UInt64 {
-        let sequence = try appendAndApply(points)
+        let (wal, sequence) = try appendAndApply(points)
+        guard sequence > 0 else { return 0 }
         try wal.waitDurable(sequence)
         try sealAfterWrite()
         return sequence
@@ -211,29 +229,37 @@ public final class StorageEngine: @unchecked Sendable {
     /// when they are durable (under `intervalMs`, at the next background fsync), so one thread
     /// can keep writing while earlier writes wait for their fsync.
     public func write(_ points: [PointWrite], whenDurable durable: @escaping @Sendable (Error?) -> Void) throws {
-        let sequence = try appendAndApply(points)
+        let (wal, sequence) = try appendAndApply(points)
         wal.whenDurable(sequence, durable)
         try sealAfterWrite()
     }
 
-    private func appendAndApply(_ points: [PointWrite]) throws -> UInt64 {
-        guard !points.isEmpty else { return 0 }
-        guard points.count <= options.writePointsMax else {
-            throw EngineError.tooLarge("\(points.count) points exceed the \(options.writePointsMax) a write may carry")
-        }
-        // Grouped by series once: every later step does one lookup per series, not per point.
-        let groups = SeriesGroup.of(points)
-        return try writeLock.withLock {
-            try resolveSchema(groups)
-            let sequence = try wal.append([EngineRecord.encodeWrite(points, groups)])
-            state.withLock {
-                for group in groups { active.append(path: group.path, type: group.type, points: points, indices: group.indices, sequence: sequence) }
-            }
+    private func appendAndApply(_ points: [PointWrite]) throws -> (WriteAheadLog, UInt64) {
+        let wal = try ownWAL()
+        guard let prepared = try prepareWrite(points) else { return (wal, 0) }
+        return (wal, try writeLock.withLock {
+            let sequence = try wal.append([prepared.record])
+            state.withLock { applyLocked(prepared, index: sequence) }
             return sequence
+        })
+    }
+
+    /// Deletes points of series matching `pattern` within `range` (inclusive).
+    public func delete(matching pattern: PathPattern, range: ClosedRange<Int64>) throws {
+        let wal = try ownWAL()
+        try writeLock.withLock {
+            let sequence = try wal.append([prepareDelete(matching: pattern, range: range)])
+            try wal.waitDurable(sequence)
+            try state.withLock { try applyDeleteLocked(pattern: pattern, range: range, index: sequence) }
         }
     }
 
-    private func sealAfterWrite() throws {
+    func ownWAL() throws -> WriteAheadLog {
+        guard let wal else { throw EngineError.io("this region's log is its consensus group's: write through the group") }
+        return wal
+    }
+
+    func sealAfterWrite() throws {
         if sealIfDue() {
             if let scheduler = flushScheduler.withLock({ $0 }) { scheduler(self) } else { try flushSealed() }
         }
@@ -241,7 +267,7 @@ public final class StorageEngine: @unchecked Sendable {
 
     /// The type of each point's series, creating missing ones; throws before anything is created
     /// if any point cannot be written.
-    private func resolveSchema(_ groups: [SeriesGroup]) throws {
+    func resolveSchema(_ groups: [SeriesGroup]) throws {
         var created: [SchemaRecord] = []
         // Whatever was created is logged even if a later creation fails, so memory and log agree.
         defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
@@ -276,23 +302,6 @@ public final class StorageEngine: @unchecked Sendable {
                 created.append(.createSeries(series))
             }
         }
-    }
-
-    /// Deletes points of series matching `pattern` within `range` (inclusive).
-    public func delete(matching pattern: PathPattern, range: ClosedRange<Int64>) throws {
-        let sequence: UInt64 = try writeLock.withLock {
-            let sequence = try wal.append([EngineRecord.delete(pattern: pattern.description, range: range).encoded()])
-            try wal.waitDurable(sequence)
-            let tombstone = Tombstone(pattern: pattern, range: range, sequence: sequence)
-            try state.withLock {
-                active.remove(matching: pattern, in: range)
-                active.noteSequence(sequence)
-                tombstones.append(tombstone)
-                try saveTombstonesLocked()
-            }
-            return sequence
-        }
-        _ = sequence
     }
 
     /// Drops the whole region: every file under its directory.
@@ -338,6 +347,7 @@ public final class StorageEngine: @unchecked Sendable {
             try FileIO.remove(segmentDirectory + "/" + handle.name)
         }
         segments = handles.filter { !replaced.contains($0.name) }.sorted { $0.id < $1.id }
+        for segment in segments { noteFlushedLocked(segment.info) }
         try FileIO.syncDirectory(segmentDirectory)
     }
 
@@ -346,30 +356,9 @@ public final class StorageEngine: @unchecked Sendable {
         return UInt64(name[name.index(after: dash)...].dropLast(4))
     }
 
-    private func replayWAL() throws {
-        var flushedThrough: [Int64: UInt64] = [:]
-        for segment in segments {
-            flushedThrough[segment.info.partition] = max(flushedThrough[segment.info.partition] ?? 0, segment.info.maxSequence)
-        }
+    private func replayWAL(_ wal: FileWAL) throws {
         let report = try wal.replay { sequence, payload in
-            switch try EngineRecord.decode(payload) {
-            case .write(let points):
-                for point in points {
-                    // Points already in a segment of their partition are not applied twice.
-                    if let through = flushedThrough[partition(of: point.timestamp)], sequence <= through { continue }
-                    guard let series = schema.series(point.path), series.dataType == point.value.dataType else { continue }
-                    active.append(path: point.path, type: series.dataType, timestamp: point.timestamp, value: point.value, sequence: sequence)
-                }
-                active.noteSequence(sequence)
-            case .delete(let pattern, let range):
-                let parsed = try PathPattern(parsing: pattern)
-                active.remove(matching: parsed, in: range)
-                active.noteSequence(sequence)
-                if !tombstones.contains(where: { $0.sequence == sequence }) {
-                    tombstones.append(Tombstone(pattern: parsed, range: range, sequence: sequence))
-                    try saveTombstonesLocked()
-                }
-            }
+            try apply(index: sequence, record: payload)
         }
         if report.bytesCut > 0 {
             logger.warning("cut a torn WAL tail", metadata: ["bytes": "\(report.bytesCut)", "records": "\(report.records)"])

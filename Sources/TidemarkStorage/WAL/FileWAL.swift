@@ -50,7 +50,11 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
             for (index, file) in files.enumerated() {
                 let path = directory + "/" + file.name
                 let isLast = index == files.count - 1
-                let (validBytes, totalBytes) = try replayFile(path, expectedFirst: index == 0 ? nil : report.lastSequence + 1,
+                if report.records > 0 && file.firstSequence != report.lastSequence + 1 {
+                    throw CorruptDataError("\(path): starts at sequence \(file.firstSequence) but the log before ends at \(report.lastSequence)")
+                }
+                // A file's name is the sequence of its first record.
+                let (validBytes, totalBytes) = try replayFile(path, expectedFirst: file.firstSequence,
                                                               report: &report, body: body)
                 if validBytes < totalBytes {
                     guard isLast else {
@@ -63,9 +67,11 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
                     report.bytesCut += totalBytes - validBytes
                 }
             }
-            nextSequence = report.lastSequence + 1
-            writtenSequence = report.lastSequence
-            durableSequence = report.lastSequence
+            // A file left empty by a truncation still names the next sequence: never reuse one.
+            let lastSequence = max(report.lastSequence, (files.last?.firstSequence ?? 1) - 1)
+            nextSequence = lastSequence + 1
+            writtenSequence = lastSequence
+            durableSequence = lastSequence
             replayed = true
             if let last = files.last {
                 // Appends continue in the newest file, after its last good record.

@@ -1,0 +1,121 @@
+import Synchronization
+import TidemarkCore
+
+/// Where a region's write-ahead record lives.
+public enum RegionLog: Sendable {
+    /// The engine keeps its own WAL (`write` and `delete` log, apply and sync).
+    case own
+    /// A consensus group's log is the record: the group hands committed entries to
+    /// `apply(index:record:prepared:)` in order, and replays its log after a restart.
+    case consensus
+}
+
+/// The log a region applies from, as the engine sees it: where a new file helps and
+/// which entries segments now hold.
+public protocol RegionLogKeeper: AnyObject, Sendable {
+    /// Starts a new log file: what came before can go once the sealed memtable is flushed.
+    func checkpoint() throws
+    /// Entries through `index` are durable in segments; the log may drop them.
+    func release(through index: UInt64) throws
+}
+
+extension FileWAL: RegionLogKeeper {
+    public func checkpoint() throws { try rotate() }
+    public func release(through index: UInt64) throws { try truncate(through: index) }
+}
+
+/// A write checked against the schema (its missing series created) and encoded as a log
+/// record; `apply` uses the in-memory points instead of decoding the record again.
+public struct PreparedWrite: Sendable {
+    public let record: [UInt8]
+    public var pointCount: Int { points.count }
+    let points: [PointWrite]
+    let groups: [SeriesGroup]
+}
+
+extension StorageEngine {
+    /// Gives the engine the log it applies from (`.consensus` regions), once that log has
+    /// been replayed: a memtable sealed during the replay must not rotate the log being read.
+    public func attach(logKeeper keeper: RegionLogKeeper) {
+        precondition(wal == nil, "a region with its own WAL keeps it")
+        logKeeper.withLock { $0 = keeper }
+    }
+
+    /// Checks `points` against the schema, creating missing series (and databases) when
+    /// allowed, and encodes them as one log record. Nil for no points. Throws, having
+    /// created nothing, when any point cannot be written.
+    public func prepareWrite(_ points: [PointWrite]) throws -> PreparedWrite? {
+        guard !points.isEmpty else { return nil }
+        guard points.count <= options.writePointsMax else {
+            throw EngineError.tooLarge("\(points.count) points exceed the \(options.writePointsMax) a write may carry")
+        }
+        // Grouped by series once: every later step does one lookup per series, not per point.
+        let groups = SeriesGroup.of(points)
+        try writeLock.withLock { try resolveSchema(groups) }
+        return PreparedWrite(record: EngineRecord.encodeWrite(points, groups), points: points, groups: groups)
+    }
+
+    /// The log record of a delete.
+    public func prepareDelete(matching pattern: PathPattern, range: ClosedRange<Int64>) -> [UInt8] {
+        EngineRecord.delete(pattern: pattern.description, range: range).encoded()
+    }
+
+    /// Applies the log entry at `index`: to the memtable, or as a tombstone. Entries come in
+    /// index order; one applied again after a restart changes nothing (points already in a
+    /// segment are skipped, a tombstone is kept once). `prepared`, when given, is `record`
+    /// already decoded by `prepareWrite` on this node.
+    public func apply(index: UInt64, record: [UInt8], prepared: PreparedWrite? = nil) throws {
+        precondition(index > 0, "log indexes start at 1")
+        try writeLock.withLock {
+            if let prepared {
+                state.withLock { applyLocked(prepared, index: index) }
+                return
+            }
+            switch try EngineRecord.decode(record) {
+            case .write(let points):
+                let groups = SeriesGroup.of(points)
+                state.withLock { applyLocked(PreparedWrite(record: [], points: points, groups: groups), index: index) }
+            case .delete(let pattern, let range):
+                let parsed = try PathPattern(parsing: pattern)
+                try state.withLock { try applyDeleteLocked(pattern: parsed, range: range, index: index) }
+            }
+        }
+        try sealAfterWrite()
+    }
+
+    /// The caller holds `writeLock` and `state`.
+    func applyLocked(_ write: PreparedWrite, index: UInt64) {
+        let replayed = index <= flushedThroughMax
+        for group in write.groups {
+            // The schema may have changed since the write was logged (a replay, a series
+            // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
+            guard let series = schema.series(group.path), series.dataType == group.type, group.mixedType == nil else { continue }
+            if replayed {
+                for position in group.indices {
+                    let point = write.points[position]
+                    if let through = flushedThrough[partition(of: point.timestamp)], index <= through { continue }
+                    active.append(path: point.path, type: series.dataType, timestamp: point.timestamp, value: point.value, sequence: index)
+                }
+            } else {
+                active.append(path: group.path, type: group.type, points: write.points, indices: group.indices, sequence: index)
+            }
+        }
+        active.noteSequence(index)
+    }
+
+    /// The caller holds `writeLock` and `state`.
+    func applyDeleteLocked(pattern: PathPattern, range: ClosedRange<Int64>, index: UInt64) throws {
+        active.remove(matching: pattern, in: range)
+        active.noteSequence(index)
+        guard !tombstones.contains(where: { $0.sequence == index }) else { return }
+        tombstones.append(Tombstone(pattern: pattern, range: range, sequence: index))
+        try saveTombstonesLocked()
+    }
+
+    /// The caller holds `state`.
+    func noteFlushedLocked(_ info: SegmentInfo) {
+        flushedThrough[info.partition] = max(flushedThrough[info.partition] ?? 0, info.maxSequence)
+        flushedThroughMax = max(flushedThroughMax, info.maxSequence)
+    }
+
+}
