@@ -39,6 +39,9 @@ let package = Package(
         .target(
             name: "TidemarkStorage",
             dependencies: ["TidemarkCore", "CZstd", .product(name: "Logging", package: "swift-log")]),
+        .target(
+            name: "TidemarkConsensus",
+            dependencies: ["TidemarkCore", "TidemarkStorage", .product(name: "Logging", package: "swift-log")]),
         .target(name: "TidemarkWire", dependencies: ["TidemarkCore", "TidemarkStorage"]),
         .target(name: "TidemarkQuery", dependencies: ["TidemarkCore", "TidemarkStorage"]),
         .target(
@@ -51,6 +54,7 @@ let package = Package(
             name: "TidemarkServer",
             dependencies: [
                 "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet", "TidemarkStorage", "TidemarkWire", "TidemarkQuery",
+                "TidemarkConsensus",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -86,6 +90,7 @@ let package = Package(
         .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig", "TidemarkStorage"]),
         .testTarget(name: "TidemarkStorageTests", dependencies: ["TidemarkStorage", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkConsensusTests", dependencies: ["TidemarkConsensus", "TidemarkStorage", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkWireTests", dependencies: ["TidemarkWire"]),
         .testTarget(name: "TidemarkQueryTests", dependencies: ["TidemarkQuery", "TidemarkStorage", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),

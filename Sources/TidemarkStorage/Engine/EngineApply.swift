@@ -10,20 +10,6 @@ public enum RegionLog: Sendable {
     case consensus
 }
 
-/// The log a region applies from, as the engine sees it: where a new file helps and
-/// which entries segments now hold.
-public protocol RegionLogKeeper: AnyObject, Sendable {
-    /// Starts a new log file: what came before can go once the sealed memtable is flushed.
-    func checkpoint() throws
-    /// Entries through `index` are durable in segments; the log may drop them.
-    func release(through index: UInt64) throws
-}
-
-extension FileWAL: RegionLogKeeper {
-    public func checkpoint() throws { try rotate() }
-    public func release(through index: UInt64) throws { try truncate(through: index) }
-}
-
 /// A write checked against the schema (its missing series created) and encoded as a log
 /// record; `apply` uses the in-memory points instead of decoding the record again.
 public struct PreparedWrite: Sendable {
@@ -36,9 +22,9 @@ public struct PreparedWrite: Sendable {
 extension StorageEngine {
     /// Gives the engine the log it applies from (`.consensus` regions), once that log has
     /// been replayed: a memtable sealed during the replay must not rotate the log being read.
-    public func attach(logKeeper keeper: RegionLogKeeper) {
+    public func attach(logRetention retention: LogRetention) {
         precondition(wal == nil, "a region with its own WAL keeps it")
-        logKeeper.withLock { $0 = keeper }
+        logRetention.withLock { $0 = retention }
     }
 
     /// Checks `points` against the schema, creating missing series (and databases) when

@@ -24,7 +24,7 @@ extension StorageEngine {
             try state.withLock {
                 if !active.isEmpty { sealLocked() }
             }
-            try logKeeper.withLock { try $0?.checkpoint() }
+            try logRetention.withLock { try $0?.checkpoint() }
         }
         try flushSealed()
     }
@@ -34,7 +34,7 @@ extension StorageEngine {
         sealed.append(active)
         active = Memtable(createdNs: monotonicNowNs())
         // New writes go to a new log file; the old files go once every sealed memtable is in segments.
-        try? logKeeper.withLock { try $0?.checkpoint() }
+        try? logRetention.withLock { try $0?.checkpoint() }
     }
 
     /// Writes every sealed memtable to segment files, oldest first, then drops the WAL they
@@ -48,7 +48,7 @@ extension StorageEngine {
                     for handle in handles { noteFlushedLocked(handle.info) }
                     sealed.removeFirst()
                 }
-                try logKeeper.withLock { try $0?.release(through: memtable.maxSequence) }
+                try logRetention.withLock { try $0?.release(through: memtable.maxSequence) }
             }
             try compactDue()
         }

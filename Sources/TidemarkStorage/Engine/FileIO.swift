@@ -84,7 +84,7 @@ public enum FileIO {
         try fsync(descriptor, path: path)
     }
 
-    static func makeDirectory(_ path: String) throws(StorageIOError) {
+    public static func makeDirectory(_ path: String) throws(StorageIOError) {
         var built = path.hasPrefix("/") ? "" : "."
         for part in path.split(separator: "/") {
             built += "/" + part
@@ -116,8 +116,16 @@ public enum FileIO {
         return names.sorted()
     }
 
+    /// A whole file, or nil if there is none.
+    public static func readFile(_ path: String) throws(StorageIOError) -> [UInt8]? {
+        let descriptor: Int32
+        do { descriptor = try open(path, O_RDONLY) } catch where error.code == ENOENT { return nil }
+        defer { close(descriptor) }
+        return try read(descriptor, count: try size(descriptor, path: path), at: 0, path: path)
+    }
+
     /// Writes a whole file durably: temporary name, fsync, rename, directory fsync.
-    static func writeFileAtomically(_ bytes: [UInt8], to path: String, directory: String) throws(StorageIOError) {
+    public static func writeFileAtomically(_ bytes: [UInt8], to path: String, directory: String) throws(StorageIOError) {
         let temporary = path + ".tmp"
         let descriptor = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
         do {

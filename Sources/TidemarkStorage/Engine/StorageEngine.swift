@@ -81,7 +81,7 @@ public final class StorageEngine: @unchecked Sendable {
     /// The engine's own WAL, or nil when a consensus group's log is the region's record.
     let wal: WriteAheadLog?
     /// Told where log files may start and which entries segments now hold.
-    let logKeeper = Mutex<RegionLogKeeper?>(nil)
+    let logRetention = Mutex<LogRetention?>(nil)
     private let schemaLog: FileWAL
     let writeLock = NSLock()
     let maintenanceLock = NSLock()
@@ -135,7 +135,7 @@ public final class StorageEngine: @unchecked Sendable {
         if let ownWAL {
             try replayWAL(ownWAL)
             // Only now: a memtable sealed during the replay must not rotate the log being read.
-            logKeeper.withLock { $0 = ownWAL }
+            logRetention.withLock { $0 = ownWAL }
         }
     }
 

@@ -238,6 +238,9 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
         }
     }
 
+    /// The sequence of the last record appended (or, right after `replay`, recovered).
+    public var lastSequence: UInt64 { lock.withLock { writtenSequence } }
+
     /// Bytes of all WAL files, for tests and metrics.
     public func totalBytes() throws -> Int {
         try lock.withLock {

@@ -1,0 +1,164 @@
+import TidemarkStorage
+
+/// What a consensus group replicates (DESIGN.md section 3).
+public enum GroupKind: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    /// The meta group: partition table, databases, nodes, users.
+    case meta = 0
+    /// A schema region: series definitions of some (database, slot)s.
+    case schema = 1
+    /// A data region: points of some (database, slot, time partition)s.
+    case data = 2
+
+    public var description: String {
+        switch self {
+        case .meta: "meta"
+        case .schema: "schema"
+        case .data: "data"
+        }
+    }
+}
+
+/// A consensus group: a kind and a number; a node hosts many groups of each kind.
+public struct GroupID: Hashable, Sendable, CustomStringConvertible {
+    public var kind: GroupKind
+    public var number: UInt32
+
+    public init(kind: GroupKind, number: UInt32) {
+        self.kind = kind
+        self.number = number
+    }
+
+    /// `data-7`: also the group's directory name.
+    public var description: String { "\(kind)-\(number)" }
+}
+
+/// A node of the cluster, as a consensus group knows it.
+public struct Peer: Hashable, Sendable {
+    public var id: UInt64
+    /// `host:port` of the node's internal RPC listener.
+    public var address: String
+
+    public init(id: UInt64, address: String) {
+        self.id = id
+        self.address = address
+    }
+}
+
+/// How fresh a read must be.
+public enum ReadConsistency: Sendable {
+    /// Sees every write acknowledged before the read began (Raft: ReadIndex).
+    case linearizable
+    /// The leader's lease stands in for a quorum round (only with CheckQuorum).
+    case leaseBased
+    /// Whatever this replica has applied; may be stale.
+    case weak
+}
+
+/// A write handed to a group. `data` is what the log keeps and other replicas apply;
+/// `local` is the same command already decoded on the proposing node, so its own apply
+/// need not decode it again (etcd's proposal context, in spirit).
+public struct Proposal: Sendable {
+    public var data: [UInt8]
+    public var local: (any Sendable)?
+
+    public init(data: [UInt8], local: (any Sendable)? = nil) {
+        self.data = data
+        self.local = local
+    }
+}
+
+/// A committed log entry, handed to the state machine in index order.
+public struct CommittedEntry: Sendable {
+    public var index: UInt64
+    public var term: UInt64
+    public var data: [UInt8]
+    /// The proposal's decoded form when it was proposed on this node and this process.
+    public var local: (any Sendable)?
+
+    public init(index: UInt64, term: UInt64, data: [UInt8], local: (any Sendable)? = nil) {
+        precondition(index > 0, "log indexes start at 1")
+        self.index = index
+        self.term = term
+        self.data = data
+        self.local = local
+    }
+}
+
+/// A point-in-time image of a state machine: everything applied through `index`.
+public struct StateSnapshot: Sendable, Equatable {
+    public var index: UInt64
+    public var term: UInt64
+    public var data: [UInt8]
+
+    public init(index: UInt64, term: UInt64, data: [UInt8]) {
+        self.index = index
+        self.term = term
+        self.data = data
+    }
+}
+
+/// What a group replicates into: applies committed entries, takes and restores snapshots.
+public protocol StateMachine: AnyObject, Sendable {
+    /// Applies one committed entry. Entries come in index order, each once per process;
+    /// after a restart the group replays its log, so applying an index again must change
+    /// nothing. A thrown error is a deterministic refusal: every replica refuses the same
+    /// entry, and the proposer's write fails with it.
+    func apply(_ entry: CommittedEntry) throws
+    /// Everything applied so far, for a replica that fell behind the log.
+    func snapshot() throws -> StateSnapshot
+    /// Replaces the state with `snapshot`.
+    func restore(_ snapshot: StateSnapshot) throws
+    /// Called once the group's log has been replayed: from then on the state machine tells
+    /// the log what it may drop.
+    func attach(logRetention: LogRetention)
+}
+
+/// Why a consensus operation failed.
+public enum ConsensusError: Error, Sendable, Equatable, CustomStringConvertible {
+    case noSuchGroup(GroupID)
+    case groupExists(GroupID)
+    /// This replica is not the leader; the hint names the leader if known.
+    case notLeader(GroupID, leaderHint: UInt64?)
+    /// The operation does not exist for this algorithm (say, adding a peer to a standalone group).
+    case unsupported(String)
+    /// The state machine refused the entry.
+    case refused(String)
+    /// The log could not be written or synced; nothing more is acknowledged.
+    case io(String)
+    case stopped
+
+    public var description: String {
+        switch self {
+        case .noSuchGroup(let group): "no consensus group \(group) on this node"
+        case .groupExists(let group): "consensus group \(group) exists already"
+        case .notLeader(let group, let hint): "not the leader of \(group)" + (hint.map { "; the leader is node \($0)" } ?? "")
+        case .unsupported(let what): what
+        case .refused(let why): why
+        case .io(let why): why
+        case .stopped: "consensus is stopped"
+        }
+    }
+}
+
+/// One interface, several algorithms (DESIGN.md section 5): standalone, Raft, multi-leader.
+public protocol Consensus: AnyObject, Sendable {
+    /// Creates (or, after a restart, reopens and replays) the group with these replicas.
+    func createGroup(_ group: GroupID, peers: [Peer], stateMachine: StateMachine) throws
+    /// Removes this node's replica of the group and its log.
+    func deleteGroup(_ group: GroupID) throws
+    /// Proposes a write; `completion` runs once it is committed, applied on this node and
+    /// durable as the group's sync policy says, or with why it is not.
+    func write(_ group: GroupID, _ proposal: Proposal, completion: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void)
+    /// Runs `completion` once this replica may serve a read of the given freshness, with
+    /// the index its state machine has applied.
+    func read(_ group: GroupID, consistency: ReadConsistency, completion: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void)
+    func addPeer(_ group: GroupID, _ peer: Peer) throws
+    func removePeer(_ group: GroupID, _ peerID: UInt64) throws
+    func transferLeader(_ group: GroupID, to peerID: UInt64) throws
+    /// The group's leader as this node knows it.
+    func leader(of group: GroupID) -> UInt64?
+    /// Snapshots the state machine and compacts the log up to it; returns the snapshot's index.
+    func snapshot(_ group: GroupID) throws -> UInt64
+    /// Closes every group's log; later calls fail with `.stopped`.
+    func close()
+}

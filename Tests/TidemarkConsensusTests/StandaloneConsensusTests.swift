@@ -1,0 +1,188 @@
+import Foundation
+import Synchronization
+import Testing
+import TidemarkConsensus
+import TidemarkStorage
+import TidemarkTestSupport
+
+/// A register per key: entries are `key=value`; `key=` (no value) is refused.
+private final class Registers: StateMachine, Sendable {
+    struct State: Equatable {
+        var values: [String: String] = [:]
+        var appliedIndexes: [UInt64] = []
+        var sawLocal = 0
+    }
+    let state = Mutex(State())
+    let retention = Mutex<LogRetention?>(nil)
+
+    func apply(_ entry: CommittedEntry) throws {
+        let text = String(decoding: entry.data, as: UTF8.self)
+        let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[1].isEmpty else { throw CorruptDataError("entry \(entry.index): no value in \(text)") }
+        state.withLock {
+            $0.values[String(parts[0])] = String(parts[1])
+            $0.appliedIndexes.append(entry.index)
+            if entry.local != nil { $0.sawLocal += 1 }
+        }
+    }
+
+    func snapshot() throws -> StateSnapshot {
+        state.withLock { state in
+            let text = state.values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")
+            return StateSnapshot(index: state.appliedIndexes.last ?? 0, term: 1, data: Array(text.utf8))
+        }
+    }
+
+    func restore(_ snapshot: StateSnapshot) throws {
+        state.withLock { state in
+            state = State()
+            for line in String(decoding: snapshot.data, as: UTF8.self).split(separator: "\n") {
+                let parts = line.split(separator: "=", maxSplits: 1)
+                state.values[String(parts[0])] = String(parts[1])
+            }
+        }
+    }
+
+    func attach(logRetention: LogRetention) { retention.withLock { $0 = logRetention } }
+}
+
+private let group = GroupID(kind: .data, number: 3)
+
+/// Proposes and waits for the answer (standalone answers before `write` returns, except
+/// under interval syncing, where it answers once the entry is in the OS).
+private func propose(_ consensus: Consensus, _ text: String, in id: GroupID = group) -> Result<UInt64, ConsensusError> {
+    let result = Mutex<Result<UInt64, ConsensusError>?>(nil)
+    consensus.write(id, Proposal(data: Array(text.utf8), local: text)) { answer in result.withLock { $0 = answer } }
+    return result.withLock { $0 }!
+}
+
+@Suite struct StandaloneConsensusTests {
+    @Test(arguments: [WALSyncPolicy.always, .batch, .intervalMs(50)])
+    func writesApplyInOrderAndSurviveARestart(policy: WALSyncPolicy) throws {
+        let directory = try temporaryDirectory("consensus")
+        let consensus = StandaloneConsensus(directory: directory, syncPolicy: policy)
+        let machine = Registers()
+        try consensus.createGroup(group, peers: [Peer(id: 1, address: "127.0.0.1:10730")], stateMachine: machine)
+        for number in 1...20 {
+            #expect(try propose(consensus, "k\(number % 5)=v\(number)").get() == UInt64(number))
+        }
+        #expect(machine.state.withLock { $0.appliedIndexes } == Array(1...20))
+        #expect(machine.state.withLock { $0.sawLocal } == 20)
+        consensus.close()
+
+        let reopened = StandaloneConsensus(directory: directory, syncPolicy: policy)
+        let replayed = Registers()
+        try reopened.createGroup(group, peers: [], stateMachine: replayed)
+        #expect(replayed.state.withLock { $0.values } == machine.state.withLock { $0.values })
+        #expect(replayed.state.withLock { $0.sawLocal } == 0)  // replayed entries are decoded from the log
+        #expect(try propose(reopened, "k9=after").get() == 21)
+        reopened.read(group, consistency: .linearizable) { #expect((try? $0.get()) == 21) }
+        reopened.close()
+    }
+
+    @Test func aRefusedEntryFailsItsWriteAndTheGroupGoesOn() throws {
+        let directory = try temporaryDirectory("consensus")
+        let consensus = StandaloneConsensus(directory: directory, syncPolicy: .batch)
+        let machine = Registers()
+        try consensus.createGroup(group, peers: [], stateMachine: machine)
+        #expect(try propose(consensus, "a=1").get() == 1)
+        guard case .failure(.refused(let why)) = propose(consensus, "a=") else {
+            Issue.record("an entry the state machine refuses must fail its write")
+            return
+        }
+        #expect(why.contains("no value"))
+        #expect(try propose(consensus, "a=3").get() == 3)
+        consensus.close()
+        let reopened = StandaloneConsensus(directory: directory, syncPolicy: .batch)
+        let replayed = Registers()
+        try reopened.createGroup(group, peers: [], stateMachine: replayed)
+        #expect(replayed.state.withLock { $0.values } == ["a": "3"])
+        reopened.close()
+    }
+
+    @Test func aSnapshotCompactsTheLogAndRestartsFromIt() throws {
+        let directory = try temporaryDirectory("consensus")
+        let consensus = StandaloneConsensus(directory: directory, syncPolicy: .batch)
+        let machine = Registers()
+        try consensus.createGroup(group, peers: [], stateMachine: machine)
+        for number in 1...10 { _ = propose(consensus, "k\(number)=\(number)") }
+        #expect(try consensus.snapshot(group) == 10)
+        for number in 11...12 { _ = propose(consensus, "k\(number)=\(number)") }
+        consensus.close()
+        let logDirectory = directory + "/\(group)/log"
+        #expect(try FileManager.default.contentsOfDirectory(atPath: logDirectory).sorted() == ["00000000000000000011.wal"])
+
+        let reopened = StandaloneConsensus(directory: directory, syncPolicy: .batch)
+        let restored = Registers()
+        try reopened.createGroup(group, peers: [], stateMachine: restored)
+        #expect(restored.state.withLock { $0.values.count } == 12)
+        #expect(restored.state.withLock { $0.appliedIndexes } == [11, 12])  // the rest came from the snapshot
+        #expect(try propose(reopened, "k13=13").get() == 13)
+        reopened.close()
+    }
+
+    @Test func indexesGoOnAfterTheStateMachineReleasedTheWholeLog() throws {
+        let directory = try temporaryDirectory("consensus")
+        let consensus = StandaloneConsensus(directory: directory, syncPolicy: .batch)
+        let machine = Registers()
+        try consensus.createGroup(group, peers: [], stateMachine: machine)
+        for number in 1...5 { _ = propose(consensus, "k=\(number)") }
+        // As a region does after a flush: a new file, then everything before released.
+        let retention = try #require(machine.retention.withLock { $0 })
+        try retention.checkpoint()
+        try retention.release(through: 5)
+        consensus.close()
+        let reopened = StandaloneConsensus(directory: directory, syncPolicy: .batch)
+        try reopened.createGroup(group, peers: [], stateMachine: Registers())
+        #expect(try propose(reopened, "k=6").get() == 6)
+        reopened.close()
+    }
+
+    @Test func aTornLogTailIsCutAndTheEntriesBeforeItKept() throws {
+        let directory = try temporaryDirectory("consensus")
+        let consensus = StandaloneConsensus(directory: directory, syncPolicy: .always)
+        try consensus.createGroup(group, peers: [], stateMachine: Registers())
+        for number in 1...3 { _ = propose(consensus, "k\(number)=\(number)") }
+        consensus.close()
+        let file = directory + "/\(group)/log/00000000000000000001.wal"
+        let handle = try #require(FileHandle(forWritingAtPath: file))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data([40, 0, 0, 0, 1, 2, 3]))  // half a record header
+        try handle.close()
+        let reopened = StandaloneConsensus(directory: directory, syncPolicy: .always)
+        let replayed = Registers()
+        try reopened.createGroup(group, peers: [], stateMachine: replayed)
+        #expect(replayed.state.withLock { $0.appliedIndexes } == [1, 2, 3])
+        #expect(try propose(reopened, "k4=4").get() == 4)
+        reopened.close()
+    }
+
+    @Test func membershipAndGroupErrorsAreClear() throws {
+        let directory = try temporaryDirectory("consensus")
+        let consensus = StandaloneConsensus(nodeID: 7, directory: directory, syncPolicy: .batch)
+        #expect(throws: ConsensusError.unsupported("a standalone group has this node as its only replica; 1 peers were named")) {
+            try consensus.createGroup(group, peers: [Peer(id: 8, address: "10.0.0.8:10730")], stateMachine: Registers())
+        }
+        try consensus.createGroup(group, peers: [Peer(id: 7, address: "")], stateMachine: Registers())
+        #expect(throws: ConsensusError.groupExists(group)) { try consensus.createGroup(group, peers: [], stateMachine: Registers()) }
+        #expect(consensus.leader(of: group) == 7)
+        #expect(consensus.leader(of: GroupID(kind: .schema, number: 3)) == nil)
+        #expect(throws: ConsensusError.self) { try consensus.addPeer(group, Peer(id: 8, address: "")) }
+        #expect(throws: ConsensusError.self) { try consensus.removePeer(group, 7) }
+        try consensus.transferLeader(group, to: 7)
+        #expect(throws: ConsensusError.self) { try consensus.transferLeader(group, to: 8) }
+        let other = GroupID(kind: .meta, number: 0)
+        guard case .failure(.noSuchGroup(other)) = propose(consensus, "a=1", in: other) else {
+            Issue.record("a write to a missing group must fail")
+            return
+        }
+        try consensus.deleteGroup(group)
+        #expect(!FileManager.default.fileExists(atPath: directory + "/\(group)"))
+        #expect(throws: ConsensusError.noSuchGroup(group)) { try consensus.deleteGroup(group) }
+        consensus.close()
+        guard case .failure(.stopped) = propose(consensus, "a=1") else {
+            Issue.record("a closed consensus must refuse writes")
+            return
+        }
+    }
+}
