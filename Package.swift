@@ -96,7 +96,10 @@ let package = Package(
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),
         .testTarget(
             name: "TidemarkServerTests",
-            dependencies: ["TidemarkServer", "TidemarkNet", "TidemarkStages", "TidemarkConfig", "TidemarkTestSupport"]),
+            dependencies: [
+                "TidemarkServer", "TidemarkNet", "TidemarkStages", "TidemarkConfig", "TidemarkStorage", "TidemarkTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

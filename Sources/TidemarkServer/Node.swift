@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import TidemarkConfig
+import TidemarkConsensus
 import TidemarkCore
 import TidemarkNet
 import TidemarkQuery
@@ -29,8 +30,10 @@ public final class Node: @unchecked Sendable {
     private let stages: NodeStages
     private let server: HTTPServer
     private let httpMetrics = HTTPMetrics()
-    /// The node's one region until the cluster assigns regions (issue 5).
-    private let region: StorageEngine
+    /// The node's one region until the cluster assigns regions (issue 5); the append
+    /// stage writes through its consensus group.
+    private let localRegion: LocalRegion
+    private var region: StorageEngine { localRegion.engine }
     private let users: UserStore
     private var signalWatchers: [SignalWatcher] = []
     private var ageTimer: LoopTimer?
@@ -42,19 +45,19 @@ public final class Node: @unchecked Sendable {
         self.config = config
         self.logger = logger
         dataDirectory = try DataDirectory(path: config.dataDir)
-        region = try StorageEngine(directory: config.dataDir + "/regions/0", options: config.storage, logger: logger)
+        localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger)
         users = try UserStore(directory: config.dataDir + "/users", logger: logger)
         loop = try EventLoop()
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
         // The routes read the stages, which exist only once built: resolve them lazily.
         let stagesBox = StagesBox()
-        let region = region
+        let region = localRegion.engine
         let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let dispatcher = Dispatcher(admin: routes, executor: StatementExecutor(engine: region), writePointsMax: config.storage.writePointsMax,
                                     stages: stagesBox, users: users)
-        let applier = WriteApplier(engine: region)
+        let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { dispatcher.handle(exchange) }
         }, appendHandler: { jobs in applier.apply(jobs) })
@@ -70,7 +73,7 @@ public final class Node: @unchecked Sendable {
             address = try server.start()
         } catch {
             _ = stages.drain(deadlineNs: monotonicNowNs() + 1_000_000_000)
-            region.close()
+            localRegion.close()
             users.close()
             loop.close()
             loop.run()
@@ -106,10 +109,10 @@ public final class Node: @unchecked Sendable {
         server.shutdown { [unowned self] in
             shutdownTimer?.cancel()
             // Draining stages blocks, so it runs off the loop; the loop stays up for their replies.
-            let stages = stages, loop = loop, dataDirectory = dataDirectory, logger = logger, region = region, users = users
+            let stages = stages, loop = loop, dataDirectory = dataDirectory, logger = logger, localRegion = localRegion, users = users
             Thread.detachNewThread {
                 let drained = stages.drain(deadlineNs: deadlineNs)
-                region.close()  // syncs the WAL; memtables are rebuilt from it at the next start
+                localRegion.close()  // syncs the log; memtables are rebuilt from it at the next start
                 users.close()
                 let syncProblem = dataDirectory.sync()
                 if let syncProblem { logger.error("sync failed", metadata: ["reason": "\(syncProblem)"]) }

@@ -1,4 +1,5 @@
 import Foundation
+import TidemarkConsensus
 import TidemarkCore
 import TidemarkNet
 import TidemarkStages
@@ -41,11 +42,13 @@ public struct WriteOutcome: Sendable {
     }
 }
 
-/// The append stage's work: type-check each job's units against the schema, then write
-/// the good points of a whole batch of jobs with one engine write — one WAL append and
-/// one fsync for many client requests (group commit).
+/// The append stage's work: type-check each job's units against the schema, then propose
+/// the good points of a whole batch of jobs as one entry to the region's consensus group —
+/// one log append and one fsync for many client requests (group commit).
 struct WriteApplier: Sendable {
     let engine: StorageEngine
+    let consensus: Consensus
+    let group: GroupID
 
     func apply(_ jobs: [WriteJob]) {
         var checked: [(job: WriteJob, points: [PointWrite], refused: [LineError])] = []
@@ -67,34 +70,28 @@ struct WriteApplier: Sendable {
         }
     }
 
-    private func write(_ group: [(job: WriteJob, points: [PointWrite], refused: [LineError])]) {
-        let all = group.flatMap(\.points)
-        let finish: @Sendable (Error?) -> Void = { error in
-            for entry in group {
-                entry.job.finish(error.map { WriteOutcome(refused: entry.refused, failure: "\($0)") }
-                                 ?? WriteOutcome(refused: entry.refused.sorted { $0.line < $1.line }, failure: nil))
+    private func write(_ batch: [(job: WriteJob, points: [PointWrite], refused: [LineError])]) {
+        let finish: @Sendable (String?) -> Void = { failure in
+            for entry in batch {
+                entry.job.finish(WriteOutcome(refused: entry.refused.sorted { $0.line < $1.line }, failure: failure))
             }
         }
+        let prepared: PreparedWrite?
         do {
-            if all.isEmpty {
-                finish(nil)
-            } else if case .intervalMs = engine.options.walSync {
-                // VictoriaMetrics' durability: acknowledged once in the OS's hands, fsynced within
-                // the interval (a process crash loses nothing; a power loss up to one interval).
-                try engine.write(all, whenDurable: { _ in })
-                finish(nil)
-            } else {
-                try engine.write(all)  // one fsync for the whole batch (group commit)
-                finish(nil)
-            }
+            prepared = try engine.prepareWrite(batch.flatMap(\.points))
         } catch {
             // One job's points (e.g. two jobs creating one series with two types) can sink the
             // batch: write each job on its own so the others still land.
-            guard group.count > 1 else {
-                group[0].job.finish(WriteOutcome(refused: group[0].refused, failure: "\(error)"))
-                return
+            guard batch.count > 1 else { return finish("\(error)") }
+            for entry in batch { write([entry]) }
+            return
+        }
+        guard let prepared else { return finish(nil) }
+        consensus.write(group, Proposal(data: prepared.record, local: prepared)) { result in
+            switch result {
+            case .success: finish(nil)
+            case .failure(let error): finish("\(error)")
             }
-            for entry in group { write([entry]) }
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 import TidemarkServer
 import TidemarkStorage
@@ -163,10 +164,10 @@ private func writeConfig(_ yaml: String) throws -> String {
         let dataDir = try temporaryDirectory("data")
         let regionDir = dataDir + "/regions/0"
         do {
-            let engine = try StorageEngine(directory: regionDir)
-            try engine.write([PointWrite(path: "root.sg.d.s", timestamp: 1, value: .int64(7))])
-            try engine.flush()
-            engine.close()
+            let region = try LocalRegion(dataDir: dataDir, options: EngineOptions(), logger: Logger(label: "test"))
+            try region.write([PointWrite(path: "root.sg.d.s", timestamp: 1, value: .int64(7))])
+            try region.engine.flush()
+            region.close()
         }
         let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: regionDir + "/segments").first)
         var bytes = try Data(contentsOf: URL(fileURLWithPath: regionDir + "/segments/" + segment))

@@ -1,14 +1,16 @@
 import Foundation
 import Testing
 import TidemarkCore
+import Logging
+import TidemarkServer
 import TidemarkStorage
 import TidemarkTestSupport
 
 /// Everything stored for `path`, read straight from the region after the node stopped.
 private func stored(_ dataDir: String, _ path: String) throws -> (timestamps: [Int64], values: Column) {
-    let engine = try StorageEngine(directory: dataDir + "/regions/0")
-    defer { engine.close() }
-    return try engine.scan(path: path, range: Int64.min...Int64.max).all()
+    let region = try LocalRegion(dataDir: dataDir, options: EngineOptions(), logger: Logger(label: "test"))
+    defer { region.close() }
+    return try region.engine.scan(path: path, range: Int64.min...Int64.max).all()
 }
 
 @Suite(.serialized) struct WriteTests {

@@ -27,6 +27,13 @@ extension StorageEngine {
         logRetention.withLock { $0 = retention }
     }
 
+    /// How a `.consensus` region logs a delete (`delete`, `deleteSeries`, `dropDatabase`):
+    /// `propose` hands the record to the group and returns once it is applied.
+    public func routeDeletes(through propose: @escaping @Sendable ([UInt8]) throws -> Void) {
+        precondition(wal == nil, "a region with its own WAL logs its deletes itself")
+        deleteProposer.withLock { $0 = propose }
+    }
+
     /// Checks `points` against the schema, creating missing series (and databases) when
     /// allowed, and encodes them as one log record. Nil for no points. Throws, having
     /// created nothing, when any point cannot be written.
@@ -97,6 +104,9 @@ extension StorageEngine {
         tombstones.append(Tombstone(pattern: pattern, range: range, sequence: index))
         try saveTombstonesLocked()
     }
+
+    /// The highest log index any segment holds.
+    public var flushedIndexMax: UInt64 { state.withLock { flushedThroughMax } }
 
     /// The caller holds `state`.
     func noteFlushedLocked(_ info: SegmentInfo) {

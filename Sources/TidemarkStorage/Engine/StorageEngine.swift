@@ -99,6 +99,7 @@ public final class StorageEngine: @unchecked Sendable {
     var flushedThrough: [Int64: UInt64] = [:]
     var flushedThroughMax: UInt64 = 0
     private let flushScheduler = Mutex<(@Sendable (StorageEngine) -> Void)?>(nil)
+    let deleteProposer = Mutex<(@Sendable ([UInt8]) throws -> Void)?>(nil)
 
     /// Where sealed memtables get flushed: the node hands them to its flush stage, so a
     /// writer that fills the memtable does not wait for the flush. Unset, the writer that
@@ -244,8 +245,12 @@ public final class StorageEngine: @unchecked Sendable {
         })
     }
 
-    /// Deletes points of series matching `pattern` within `range` (inclusive).
+    /// Deletes points of series matching `pattern` within `range` (inclusive). A `.consensus`
+    /// region proposes the delete to its group (see `routeDeletes`) and returns once applied.
     public func delete(matching pattern: PathPattern, range: ClosedRange<Int64>) throws {
+        if wal == nil, let propose = deleteProposer.withLock({ $0 }) {
+            return try propose(prepareDelete(matching: pattern, range: range))
+        }
         let wal = try ownWAL()
         try writeLock.withLock {
             let sequence = try wal.append([prepareDelete(matching: pattern, range: range)])

@@ -1,0 +1,39 @@
+import Logging
+import TidemarkConsensus
+import TidemarkStorage
+
+/// The node's one data region behind its consensus group (standalone until the node joins
+/// a cluster): `<data_dir>/regions/0` for segments and schema, `<data_dir>/consensus/data-0`
+/// for the group's log, which is the region's write-ahead record.
+public final class LocalRegion: Sendable {
+    public static let group = GroupID(kind: .data, number: 0)
+    public let engine: StorageEngine
+    public let consensus: Consensus
+
+    /// Opens the region and replays the group's log into it.
+    public init(dataDir: String, options: EngineOptions, logger: Logger) throws {
+        engine = try StorageEngine(directory: dataDir + "/regions/0", options: options, logger: logger, log: .consensus)
+        let consensus = StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: options.walSync, logger: logger)
+        self.consensus = consensus
+        do {
+            try consensus.createGroup(Self.group, peers: [], stateMachine: RegionStateMachine(engine: engine))
+        } catch {
+            engine.close()
+            throw error
+        }
+        engine.routeDeletes { record in try consensus.proposeAndWait(Self.group, record) }
+    }
+
+    /// Writes `points` through the group and waits until they are durable (tools and tests;
+    /// the node's append stage proposes without waiting).
+    public func write(_ points: [PointWrite]) throws {
+        guard let prepared = try engine.prepareWrite(points) else { return }
+        try consensus.proposeAndWait(Self.group, prepared.record, local: prepared)
+    }
+
+    /// Syncs and closes the log, then the region.
+    public func close() {
+        consensus.close()
+        engine.close()
+    }
+}

@@ -1,0 +1,49 @@
+import Foundation
+import Synchronization
+import TidemarkConsensus
+import TidemarkStorage
+
+/// A data region as its consensus group sees it: committed entries are engine records.
+final class RegionStateMachine: StateMachine, Sendable {
+    let engine: StorageEngine
+    private let lastApplied = Atomic<UInt64>(0)
+
+    init(engine: StorageEngine) { self.engine = engine }
+
+    func apply(_ entry: CommittedEntry) throws {
+        try engine.apply(index: entry.index, record: entry.data, prepared: entry.local as? PreparedWrite)
+        lastApplied.store(entry.index, ordering: .releasing)
+    }
+
+    /// A region's snapshot is its segment files: flushing puts everything applied in them.
+    func snapshot() throws -> StateSnapshot {
+        try engine.flush()
+        return StateSnapshot(index: lastApplied.load(ordering: .acquiring), term: 1, data: [])
+    }
+
+    func restore(_ snapshot: StateSnapshot) throws {
+        // The segments are this node's own files; a snapshot from another node needs them shipped.
+        guard engine.flushedIndexMax >= snapshot.index else {
+            throw ConsensusError.unsupported("region snapshot at index \(snapshot.index) is not in this node's segments "
+                                             + "(they hold up to \(engine.flushedIndexMax)); shipping segments between nodes is handoff's work")
+        }
+        lastApplied.store(snapshot.index, ordering: .releasing)
+    }
+
+    func attach(logRetention: LogRetention) { engine.attach(logRetention: logRetention) }
+}
+
+extension Consensus {
+    /// Proposes `data` and waits for the answer: for callers that are not a stage with a
+    /// continuation (a delete run by the query stage).
+    func proposeAndWait(_ group: GroupID, _ data: [UInt8], local: (any Sendable)? = nil) throws {
+        let answer = Mutex<Result<UInt64, ConsensusError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        write(group, Proposal(data: data, local: local)) { result in
+            answer.withLock { $0 = result }
+            done.signal()
+        }
+        done.wait()
+        if case .failure(let error) = answer.withLock({ $0 })! { throw error }
+    }
+}
