@@ -171,6 +171,9 @@ public struct StatementExecutor: Sendable {
             return .done
         case .select(let select):
             return .rows(try Query(select: select, engine: engine, rowsMax: rowsMax).run())
+        case .flush:
+            try engine.flush()
+            return .done
         case .createUser, .dropUser, .alterPassword, .grant, .revoke, .listUsers:
             throw ExecutionError.semantic("user statements are run by the node's user store")
         }

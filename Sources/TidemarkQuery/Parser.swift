@@ -75,9 +75,14 @@ public struct Parser {
             guard accept("TIMESERIES") else { throw expected("TIMESERIES") }
             return .countTimeseries(try optionalPath())
         }
+        if accept("FLUSH") {
+            if optionalPathStarts { _ = try pathList() }
+            _ = accept("TRUE") || accept("FALSE")
+            return .flush
+        }
         if accept("INSERT") { return try insert() }
         if accept("SELECT") { return .select(try select()) }
-        throw expected("a statement (CREATE, DROP, DELETE, SHOW, COUNT, INSERT, SELECT, GRANT, REVOKE, LIST or ALTER)")
+        throw expected("a statement (CREATE, DROP, DELETE, SHOW, COUNT, INSERT, SELECT, FLUSH, GRANT, REVOKE, LIST or ALTER)")
     }
 
     private mutating func createTimeseries() throws(SQLError) -> Statement {
@@ -327,8 +332,12 @@ public struct Parser {
     }
 
     private mutating func optionalPath() throws(SQLError) -> String? {
-        if case .identifier(let word) = current.kind, word == "root" { return try path() }
-        return nil
+        optionalPathStarts ? try path() : nil
+    }
+
+    private var optionalPathStarts: Bool {
+        if case .identifier(let word) = current.kind, word == "root" { return true }
+        return false
     }
 
     private mutating func pathList() throws(SQLError) -> [String] {

@@ -84,6 +84,9 @@ public enum Statement: Sendable, Equatable {
     case grant(user: String, privileges: [String], patterns: [String])
     case revoke(user: String, privileges: [String], patterns: [String])
     case listUsers
+    /// `FLUSH [paths] [true|false]`: seal and flush memtables (the paths and the
+    /// sequence/unsequence flag are accepted for IoTDB compatibility; the whole region flushes).
+    case flush
 
     public static func == (lhs: Statement, rhs: Statement) -> Bool {
         switch (lhs, rhs) {
@@ -105,7 +108,7 @@ public enum Statement: Sendable, Equatable {
         case (.alterPassword(let a, let p), .alterPassword(let b, let q)): a == b && p == q
         case (.grant(let a, let p, let x), .grant(let b, let q, let y)), (.revoke(let a, let p, let x), .revoke(let b, let q, let y)):
             a == b && p == q && x == y
-        case (.listUsers, .listUsers): true
+        case (.listUsers, .listUsers), (.flush, .flush): true
         default: false
         }
     }

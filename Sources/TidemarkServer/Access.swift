@@ -55,6 +55,7 @@ enum Access {
             select.from.flatMap { prefix in
                 select.items.flatMap(paths).map { (.readData, (prefix + $0).joined(separator: ".")) }
             }
+        case .flush: [(.writeData, "root.**")]
         case .alterPassword(let name, _) where name == user: []
         case .createUser, .dropUser, .alterPassword, .grant, .revoke, .listUsers: [(.manageUser, "root.**")]
         }

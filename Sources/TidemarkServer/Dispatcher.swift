@@ -52,22 +52,32 @@ struct Dispatcher: Sendable {
                 }
                 stages.submitWrite(job)
             case .execute(let statement, let rowLimit):
-                if let lack = Access.missing(user, Access.needs(statement, user: user), in: users) {
-                    return respond(RESTv2.status(803, Access.message(lack), route: path, http: 403))
-                }
-                let executor = executor, stages = stages, users = users
-                let task = StageTask {
-                    if let answer = Access.runUserStatement(statement, users: users, route: path) { return respond(answer) }
-                    RESTv2.execute(statement, rowLimit: rowLimit, executor: executor, route: path,
-                                   submitWrite: { stages.submitWrite($0) }, respond: respond)
-                }
-                if case .rejected(let reason) = stages.submitQuery(task) {
-                    respond(RESTv2.status(606, reason == .overloaded ? "stage query is overloaded; retry later" : "node is shutting down",
-                                          route: path, http: 503))
-                }
+                execute(statement, rowLimit: rowLimit, user: user, route: path, respond: respond)
             }
+        } else if path == "/flush" {
+            // For operators and benchmarks: the REST form of IoTDB's FLUSH statement.
+            guard request.method == "POST" else { return respond(RESTv2.status(700, "/flush accepts POST only", route: path, http: 405)) }
+            execute(.flush, rowLimit: 0, user: user, route: path, respond: respond)
         } else {
             respond(admin.respond(to: request))
+        }
+    }
+
+    /// Checks the user's privileges, then runs the statement on the query stage.
+    private func execute(_ statement: Statement, rowLimit: Int, user: String, route: String,
+                         respond: @escaping @Sendable (HTTPResponse) -> Void) {
+        if let lack = Access.missing(user, Access.needs(statement, user: user), in: users) {
+            return respond(RESTv2.status(803, Access.message(lack), route: route, http: 403))
+        }
+        let executor = executor, stages = stages, users = users
+        let task = StageTask {
+            if let answer = Access.runUserStatement(statement, users: users, route: route) { return respond(answer) }
+            RESTv2.execute(statement, rowLimit: rowLimit, executor: executor, route: route,
+                           submitWrite: { stages.submitWrite($0) }, respond: respond)
+        }
+        if case .rejected(let reason) = stages.submitQuery(task) {
+            respond(RESTv2.status(606, reason == .overloaded ? "stage query is overloaded; retry later" : "node is shutting down",
+                                  route: route, http: 503))
         }
     }
 }

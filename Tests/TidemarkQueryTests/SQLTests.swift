@@ -47,7 +47,7 @@ private func insert(_ executor: StatementExecutor, _ sql: String) throws {
         func error(_ sql: String) -> SQLError? {
             do { _ = try Parser.parse(sql); return nil } catch { return error }
         }
-        #expect(error("SELEC s1 FROM root.sg")?.description == "line 1, column 1: expected a statement (CREATE, DROP, DELETE, SHOW, COUNT, INSERT, SELECT, GRANT, REVOKE, LIST or ALTER), found 'SELEC'")
+        #expect(error("SELEC s1 FROM root.sg")?.description == "line 1, column 1: expected a statement (CREATE, DROP, DELETE, SHOW, COUNT, INSERT, SELECT, FLUSH, GRANT, REVOKE, LIST or ALTER), found 'SELEC'")
         #expect(error("select s1\nfrom sg.d")?.description == "line 2, column 6: a path starts with root, got sg.d")
         #expect(error("create timeseries root.a.b with datatype=DECIMAL")?.message == "unknown data type DECIMAL")
         #expect(error("insert into root.a.b(time, s1, s2) values (1, 2)")?.message.contains("2 values after the time") == true)

@@ -52,6 +52,22 @@ private func post(_ client: TestHTTPClient, _ route: String, _ json: String) thr
         let again = try post(client, "/rest/v2/query", #"{"sql":"select count(s3), sum(s3) from root.sg27"}"#)
         #expect(again.text == #"{"expressions":["count(root.sg27.s3)","sum(root.sg27.s3)"],"column_names":null,"data_types":["INT64","DOUBLE"],"timestamps":null,"values":[[2],[18.0]]}"#)
         #expect(try post(client, "/rest/v2/query", #"{"sql":"show databases"}"#).text.contains(#""root.ln""#))
+
+        // FLUSH (SQL, and POST /flush) puts the memtables in segment files.
+        #expect(try client.request("GET", "/flush").status == 405)
+        #expect(try client.request("POST", "/flush").text == success)
+        #expect(try post(client, "/rest/v2/nonQuery", #"{"sql":"flush root.sg27 true"}"#).text == success)
+        let metrics = try client.request("GET", "/metrics").text
+        let segments = metrics.split(separator: "\n").first { $0.hasPrefix("tidemark_storage_segments ") }
+        #expect(segments.flatMap { Double($0.split(separator: " ")[1]) } ?? 0 > 0)
+
+        // A write after the flush lives only in the log until a SIGKILL; the restart replays it.
+        #expect(try post(client, "/rest/v2/nonQuery", #"{"sql":"insert into root.sg27(time, s3) values (2, 100)"}"#).text == success)
+        #expect(try node.stop(signal: SIGKILL) == SIGKILL)
+        node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        client = try TestHTTPClient(port: node.port)
+        let afterKill = try post(client, "/rest/v2/query", #"{"sql":"select count(s3), sum(s3) from root.sg27"}"#)
+        #expect(afterKill.text == #"{"expressions":["count(root.sg27.s3)","sum(root.sg27.s3)"],"column_names":null,"data_types":["INT64","DOUBLE"],"timestamps":null,"values":[[3],[118.0]]}"#)
         #expect(try node.stop() == 0)
     }
 }
