@@ -32,6 +32,13 @@ enum Access {
         "No permissions for this operation, please add privilege \(lack.0.rawValue) on [\(lack.1)]"
     }
 
+    /// The WRITE_DATA the user lacks for `job`, if any.
+    static func missingForWrite(_ user: String, _ job: WriteJob, in users: UserStore) -> (Privilege, String)? {
+        // Most writers may write everywhere: skip listing every series.
+        if users.allows(user, .writeData, on: "root.**") { return nil }
+        return missing(user, writeNeeds(job), in: users)
+    }
+
     /// WRITE_DATA on every distinct series a write touches.
     static func writeNeeds(_ job: WriteJob) -> [(Privilege, String)] {
         var seen = Set<String>()

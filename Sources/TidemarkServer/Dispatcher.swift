@@ -38,7 +38,7 @@ struct Dispatcher: Sendable {
             switch LineProtocolWrite.decode(request, nowMs: nowMs, writePointsMax: writePointsMax, finish: respond) {
             case .answer(let response): respond(response)
             case .job(let job):
-                if let lack = Access.missing(user, Access.writeNeeds(job), in: users) {
+                if let lack = Access.missingForWrite(user, job, in: users) {
                     return respond(LineProtocolWrite.influxError(403, Access.message(lack)))
                 }
                 stages.submitWrite(job)
@@ -47,7 +47,7 @@ struct Dispatcher: Sendable {
             switch RESTv2.plan(request, nowMs: nowMs, respond: respond) {
             case .answer(let response): respond(response)
             case .write(let job):
-                if let lack = Access.missing(user, Access.writeNeeds(job), in: users) {
+                if let lack = Access.missingForWrite(user, job, in: users) {
                     return respond(RESTv2.status(803, Access.message(lack), route: path, http: 403))
                 }
                 stages.submitWrite(job)

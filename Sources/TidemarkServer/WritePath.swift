@@ -98,22 +98,30 @@ struct WriteApplier: Sendable {
     /// The points of units whose every value fits its series' type (existing, or created by
     /// an earlier unit of the job); the other units are refused whole.
     private func typeCheck(_ job: WriteJob) -> ([PointWrite], [LineError]) {
-        var pending: [String: DataType] = [:]
-        var points: [PointWrite] = []
-        var refused: [LineError] = []
-        units: for unit in job.units {
-            for point in unit.points {
-                let expected = pending[point.path] ?? engine.series(point.path)?.dataType
-                if let expected, expected != point.value.dataType {
-                    refused.append(LineError(line: unit.line, column: 1,
-                                             reason: "\(point.path) is \(expected), got a \(point.value.dataType) value"))
-                    continue units
+        engine.withSeriesTypes { existing in
+            // Types of series this job creates; existing series are looked up first, so the
+            // usual point costs one lookup.
+            var pending: [String: DataType] = [:]
+            var points: [PointWrite] = []
+            var refused: [LineError] = []
+            units: for unit in job.units {
+                var creates = false
+                for point in unit.points {
+                    let known = existing(point.path)
+                    if known == nil { creates = true }
+                    if let expected = known ?? pending[point.path], expected != point.value.dataType {
+                        refused.append(LineError(line: unit.line, column: 1,
+                                                 reason: "\(point.path) is \(expected), got a \(point.value.dataType) value"))
+                        continue units
+                    }
                 }
+                if creates {
+                    for point in unit.points where existing(point.path) == nil { pending[point.path] = point.value.dataType }
+                }
+                points += unit.points
             }
-            for point in unit.points { pending[point.path] = point.value.dataType }
-            points += unit.points
+            return (points, refused)
         }
-        return (points, refused)
     }
 }
 

@@ -99,14 +99,14 @@ private struct LineParser {
         while current == UInt8(ascii: " ") || current == UInt8(ascii: "\t") { position += 1 }
         if current == nil || current == UInt8(ascii: "#") { return .success(nil) }
         do {
-            let measurement = try name(stops: [",", " "], allowEquals: true, what: "measurement")
+            let measurement = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: true, what: "measurement")
             var tags: [(key: String, value: String)] = []
             while current == UInt8(ascii: ",") {
                 position += 1
-                let key = try name(stops: ["=", ",", " "], allowEquals: false, what: "tag key")
+                let key = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "tag key")
                 guard current == UInt8(ascii: "=") else { throw fail("expected '=' after tag key \(key)") }
                 position += 1
-                let value = try name(stops: [",", " ", "="], allowEquals: false, what: "tag value")
+                let value = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "tag value")
                 tags.append((key, value))
             }
             guard current == UInt8(ascii: " ") else { throw fail("expected a space and fields after the measurement and tags") }
@@ -114,7 +114,7 @@ private struct LineParser {
             var fields: [(key: String, value: LineFieldValue)] = []
             repeat {
                 if !fields.isEmpty { position += 1 }
-                let key = try name(stops: ["=", ",", " "], allowEquals: false, what: "field key")
+                let key = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "field key")
                 guard current == UInt8(ascii: "=") else { throw fail("expected '=' after field key \(key)") }
                 position += 1
                 fields.append((key, try fieldValue()))
@@ -130,8 +130,15 @@ private struct LineParser {
             for index in sortedTags.indices.dropFirst() where sortedTags[index].key == sortedTags[index - 1].key {
                 throw fail("tag \(sortedTags[index].key) appears twice", at: 0)
             }
-            var seen = Set<String>()
-            for field in fields where !seen.insert(field.key).inserted { throw fail("field \(field.key) appears twice", at: 0) }
+            if fields.count <= 16 {
+                // A few fields: comparing pairs beats hashing every key.
+                for index in fields.indices.dropFirst() where fields[..<index].contains(where: { $0.key == fields[index].key }) {
+                    throw fail("field \(fields[index].key) appears twice", at: 0)
+                }
+            } else {
+                var seen = Set<String>()
+                for field in fields where !seen.insert(field.key).inserted { throw fail("field \(field.key) appears twice", at: 0) }
+            }
             return .success(LinePoint(measurement: measurement, tags: sortedTags, fields: fields, timestamp: timestamp, line: line))
         } catch let error as LineError {
             return .failure(error)
@@ -140,28 +147,41 @@ private struct LineParser {
         }
     }
 
-    /// A measurement, tag key/value or field key, unescaped; ends at an unescaped stop byte.
-    private mutating func name(stops: [Character], allowEquals: Bool, what: String) throws -> String {
-        let stopBytes = stops.map { $0.asciiValue! }
-        var out: [UInt8] = []
+    /// A measurement, tag key/value or field key, unescaped; ends at an unescaped stop byte
+    /// (`stop1`, `stop2`, or `=` unless `allowEquals`).
+    private mutating func name(stop1: UInt8, stop2: UInt8, allowEquals: Bool, what: String) throws -> String {
         let start = position
+        var escaped = false
         while let byte = current {
-            if byte == UInt8(ascii: "\\"), position + 1 < bytes.count {
-                let next = bytes[position + 1]
-                if next == UInt8(ascii: ",") || next == UInt8(ascii: " ") || next == UInt8(ascii: "=") || next == UInt8(ascii: "\\") {
-                    out.append(next)
-                    position += 2
-                    continue
-                }
+            if byte == UInt8(ascii: "\\"), position + 1 < bytes.count, Self.isEscapable(bytes[position + 1]) {
+                escaped = true
+                position += 2
+                continue
             }
-            if stopBytes.contains(byte) { break }
-            if byte == UInt8(ascii: "=") && !allowEquals { break }
-            out.append(byte)
+            if byte == stop1 || byte == stop2 || (byte == UInt8(ascii: "=") && !allowEquals) { break }
             position += 1
         }
-        guard !out.isEmpty else { throw fail("missing \(what)", at: start) }
-        guard let text = String(validating: out, as: UTF8.self) else { throw fail("\(what) is not valid UTF-8", at: start) }
+        guard position > start else { throw fail("missing \(what)", at: start) }
+        let raw = UnsafeBufferPointer(rebasing: bytes[start..<position])
+        let text = escaped ? String(validating: Self.unescaped(raw), as: UTF8.self) : String(validating: raw, as: UTF8.self)
+        guard let text else { throw fail("\(what) is not valid UTF-8", at: start) }
         return text
+    }
+
+    private static func isEscapable(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: ",") || byte == UInt8(ascii: " ") || byte == UInt8(ascii: "=") || byte == UInt8(ascii: "\\")
+    }
+
+    private static func unescaped(_ raw: UnsafeBufferPointer<UInt8>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(raw.count)
+        var index = 0
+        while index < raw.count {
+            if raw[index] == UInt8(ascii: "\\"), index + 1 < raw.count, isEscapable(raw[index + 1]) { index += 1 }
+            out.append(raw[index])
+            index += 1
+        }
+        return out
     }
 
     private mutating func fieldValue() throws -> LineFieldValue {
@@ -186,26 +206,16 @@ private struct LineParser {
             return .string(text)
         }
         while let byte = current, byte != UInt8(ascii: ","), byte != UInt8(ascii: " ") { position += 1 }
-        let token = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
-        switch token {
-        case "t", "T", "true", "True", "TRUE": return .boolean(true)
-        case "f", "F", "false", "False", "FALSE": return .boolean(false)
-        default: break
-        }
-        if token.hasSuffix("i"), let value = Int64(token.dropLast()) { return .integer(value) }
-        if token.hasSuffix("u"), !token.hasPrefix("-"), let value = UInt64(token.dropLast()) { return .unsigned(value) }
-        if let value = Double(token), value.isFinite, token.first != "+",
-           token.allSatisfy({ $0.isNumber || $0 == "." || $0 == "-" || $0 == "e" || $0 == "E" || $0 == "+" }) {
-            return .float(value)
-        }
-        throw fail("invalid field value \(token)", at: start)
+        let token = UnsafeBufferPointer(rebasing: bytes[start..<position])
+        if let value = NumberScan.value(token) { return value }
+        throw fail("invalid field value \(String(decoding: token, as: UTF8.self))", at: start)
     }
 
     private mutating func integerTimestamp() throws -> Int64 {
         let start = position
         while let byte = current, byte != UInt8(ascii: " ") { position += 1 }
-        let token = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
-        guard let value = Int64(token) else { throw fail("invalid timestamp \(token)", at: start) }
+        let token = UnsafeBufferPointer(rebasing: bytes[start..<position])
+        guard let value = NumberScan.int64(token) else { throw fail("invalid timestamp \(String(decoding: token, as: UTF8.self))", at: start) }
         return value
     }
 }

@@ -166,6 +166,11 @@ public final class StorageEngine: @unchecked Sendable {
     public func databases() -> [String] { state.withLock { schema.databases } }
     public func series(_ path: String) -> SeriesSchema? { state.withLock { schema.series(path) } }
 
+    /// Runs `body` with a lookup of series types that takes the lock once, not per call.
+    public func withSeriesTypes<T>(_ body: ((String) -> DataType?) throws -> T) rethrows -> T {
+        try state.withLock { try body { schema.series($0)?.dataType } }
+    }
+
     /// Deletes the series matching `pattern` and all their points.
     public func deleteSeries(matching pattern: PathPattern) throws {
         try delete(matching: pattern, range: Int64.min...Int64.max)
