@@ -25,12 +25,18 @@ enum NumberScan {
             default: return nil
             }
         case 4, 5:
-            let text = String(decoding: token, as: UTF8.self)
-            switch text {
-            case "true", "True", "TRUE": return true
-            case "false", "False", "FALSE": return false
-            default: return nil
+            // true, True, TRUE, false, False, FALSE: compared as bytes (no String per number).
+            func matches(_ lower: StaticString) -> Bool {
+                guard lower.utf8CodeUnitCount == token.count else { return false }
+                let expected = UnsafeBufferPointer(start: lower.utf8Start, count: lower.utf8CodeUnitCount)
+                let allLower = zip(token, expected).allSatisfy { $0 == $1 }
+                let allUpper = zip(token, expected).allSatisfy { $0 == $1 - 32 }
+                let capitalised = token[0] == expected[0] - 32 && zip(token.dropFirst(), expected.dropFirst()).allSatisfy { $0 == $1 }
+                return allLower || allUpper || capitalised
             }
+            if matches("true") { return true }
+            if matches("false") { return false }
+            return nil
         default: return nil
         }
     }

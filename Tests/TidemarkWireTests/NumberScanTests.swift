@@ -44,5 +44,8 @@ private func scan<T>(_ text: String, _ body: (UnsafeBufferPointer<UInt8>) -> T) 
         #expect(scan("True", NumberScan.value) == .boolean(true))
         #expect(scan("F", NumberScan.value) == .boolean(false))
         #expect(scan("yes", NumberScan.value) == nil)
+        #expect(scan("FALSE", NumberScan.value) == .boolean(false))
+        #expect(scan("tRUE", NumberScan.value) == nil)
+        #expect(scan("fAlse", NumberScan.value) == nil)
     }
 }
