@@ -50,40 +50,62 @@ struct WriteApplier: Sendable {
     let consensus: Consensus
     let group: GroupID
 
-    func apply(_ jobs: [WriteJob]) {
-        var checked: [(job: WriteJob, points: [PointWrite], refused: [LineError])] = []
-        for job in jobs {
-            let (points, refused) = typeCheck(job)
-            checked.append((job, points, job.decodeErrors + refused))
-        }
-        // Group jobs so one engine write never exceeds its point limit.
-        var start = 0
-        while start < checked.count {
-            var end = start
-            var total = 0
-            while end < checked.count && (end == start || total + checked[end].points.count <= engine.options.writePointsMax) {
-                total += checked[end].points.count
-                end += 1
-            }
-            write(Array(checked[start..<end]))
-            start = end
-        }
+    /// Jobs whose good points go in one entry, with the units each job had refused.
+    private struct Batch {
+        var write = GroupedWrite()
+        var members: [(job: WriteJob, refused: [LineError])] = []
     }
 
-    private func write(_ batch: [(job: WriteJob, points: [PointWrite], refused: [LineError])]) {
-        let finish: @Sendable (String?) -> Void = { failure in
-            for entry in batch {
-                entry.job.finish(WriteOutcome(refused: entry.refused.sorted { $0.line < $1.line }, failure: failure))
+    func apply(_ jobs: [WriteJob]) {
+        // Checked under one schema lock; proposed after it is released (apply needs it).
+        for batch in engine.withSeriesTypes({ existing in batches(jobs, existing: existing) }) { propose(batch) }
+    }
+
+    /// The jobs in batches of at most `writePointsMax` points (a bigger job goes alone), each
+    /// unit refused whole when a value does not fit its series' type.
+    private func batches(_ jobs: [WriteJob], existing: (String) -> DataType?) -> [Batch] {
+        var batches: [Batch] = []
+        var current = Batch()
+        for job in jobs {
+            let jobPoints = job.units.reduce(0) { $0 + $1.points.count }
+            if !current.members.isEmpty && current.write.points.count + jobPoints > engine.options.writePointsMax {
+                batches.append(current)
+                current = Batch()
             }
+            current.members.append((job, check(job, into: &current.write, existing: existing)))
+        }
+        if !current.members.isEmpty { batches.append(current) }
+        return batches
+    }
+
+    /// Adds the job's units to `write`; returns the errors of the units it refused.
+    private func check(_ job: WriteJob, into write: inout GroupedWrite, existing: (String) -> DataType?) -> [LineError] {
+        var refused = job.decodeErrors
+        for unit in job.units {
+            if let conflict = write.add(unit.points, existing: existing) {
+                refused.append(LineError(line: unit.line, column: 1,
+                                         reason: "\(conflict.path) is \(conflict.expected), got a \(conflict.got) value"))
+            }
+        }
+        return refused.sorted { $0.line < $1.line }
+    }
+
+    private func propose(_ batch: Batch) {
+        let finish: @Sendable (String?) -> Void = { failure in
+            for member in batch.members { member.job.finish(WriteOutcome(refused: member.refused, failure: failure)) }
         }
         let prepared: PreparedWrite?
         do {
-            prepared = try engine.prepareWrite(batch.flatMap(\.points))
+            prepared = try engine.prepareWrite(batch.write)
         } catch {
-            // One job's points (e.g. two jobs creating one series with two types) can sink the
-            // batch: write each job on its own so the others still land.
-            guard batch.count > 1 else { return finish("\(error)") }
-            for entry in batch { write([entry]) }
+            // One job's points (a series limit, two jobs creating one series with two types)
+            // can sink the batch: write each job on its own so the others still land.
+            guard batch.members.count > 1 else { return finish("\(error)") }
+            for member in batch.members {
+                var alone = Batch()
+                alone.members = [(member.job, check(member.job, into: &alone.write, existing: { engine.series($0)?.dataType }))]
+                propose(alone)
+            }
             return
         }
         guard let prepared else { return finish(nil) }
@@ -92,35 +114,6 @@ struct WriteApplier: Sendable {
             case .success: finish(nil)
             case .failure(let error): finish("\(error)")
             }
-        }
-    }
-
-    /// The points of units whose every value fits its series' type (existing, or created by
-    /// an earlier unit of the job); the other units are refused whole.
-    private func typeCheck(_ job: WriteJob) -> ([PointWrite], [LineError]) {
-        engine.withSeriesTypes { existing in
-            // Types of series this job creates; existing series are looked up first, so the
-            // usual point costs one lookup.
-            var pending: [String: DataType] = [:]
-            var points: [PointWrite] = []
-            var refused: [LineError] = []
-            units: for unit in job.units {
-                var creates = false
-                for point in unit.points {
-                    let known = existing(point.path)
-                    if known == nil { creates = true }
-                    if let expected = known ?? pending[point.path], expected != point.value.dataType {
-                        refused.append(LineError(line: unit.line, column: 1,
-                                                 reason: "\(point.path) is \(expected), got a \(point.value.dataType) value"))
-                        continue units
-                    }
-                }
-                if creates {
-                    for point in unit.points where existing(point.path) == nil { pending[point.path] = point.value.dataType }
-                }
-                points += unit.points
-            }
-            return (points, refused)
         }
     }
 }

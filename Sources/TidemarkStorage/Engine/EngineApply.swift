@@ -39,11 +39,25 @@ extension StorageEngine {
     /// created nothing, when any point cannot be written.
     public func prepareWrite(_ points: [PointWrite]) throws -> PreparedWrite? {
         guard !points.isEmpty else { return nil }
-        guard points.count <= options.writePointsMax else {
-            throw EngineError.tooLarge("\(points.count) points exceed the \(options.writePointsMax) a write may carry")
-        }
+        try checkSize(points.count)
         // Grouped by series once: every later step does one lookup per series, not per point.
-        let groups = SeriesGroup.of(points)
+        return try prepare(points, SeriesGroup.of(points))
+    }
+
+    /// `prepareWrite` for points already grouped (and type-checked) unit by unit.
+    public func prepareWrite(_ write: GroupedWrite) throws -> PreparedWrite? {
+        guard !write.isEmpty else { return nil }
+        try checkSize(write.points.count)
+        return try prepare(write.points, write.groups)
+    }
+
+    private func checkSize(_ count: Int) throws {
+        guard count <= options.writePointsMax else {
+            throw EngineError.tooLarge("\(count) points exceed the \(options.writePointsMax) a write may carry")
+        }
+    }
+
+    private func prepare(_ points: [PointWrite], _ groups: [SeriesGroup]) throws -> PreparedWrite {
         try writeLock.withLock { try resolveSchema(groups) }
         return PreparedWrite(record: EngineRecord.encodeWrite(points, groups), points: points, groups: groups)
     }
