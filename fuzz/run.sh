@@ -19,11 +19,12 @@ build() {  # name, sources…
   swiftc "${flags[@]}" -I "$out" -I Sources/CHTTPParser -L "$out" -lTidemarkCore "$@" -o "$out/fuzz-$name"
 }
 build http fuzz/HTTPDecoderFuzz.swift Sources/TidemarkNet/HTTPRequestDecoder.swift Sources/TidemarkNet/HTTPMessage.swift -lhttp_parser
-build lineprotocol fuzz/LineProtocolFuzz.swift Sources/TidemarkWire/LineProtocol.swift
+build lineprotocol fuzz/LineProtocolFuzz.swift Sources/TidemarkWire/LineProtocol.swift Sources/TidemarkWire/NumberScan.swift
+build restbody fuzz/RESTBodyFuzz.swift Sources/TidemarkServer/RESTBody.swift
 build sql fuzz/SQLFuzz.swift Sources/TidemarkQuery/Lexer.swift Sources/TidemarkQuery/Parser.swift Sources/TidemarkQuery/Statement.swift
 
 failed=0
-for name in http lineprotocol sql; do
+for name in http lineprotocol restbody sql; do
   # New inputs go to a scratch corpus; fuzz/corpus/<name> holds the committed seeds and past crashes.
   mkdir -p "fuzz/corpus/$name" "$out/corpus-$name"
   echo "== fuzz-$name for ${seconds}s"

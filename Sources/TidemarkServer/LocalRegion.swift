@@ -1,3 +1,4 @@
+import TidemarkCore
 import Logging
 import TidemarkConsensus
 import TidemarkStorage

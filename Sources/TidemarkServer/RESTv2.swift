@@ -30,12 +30,9 @@ enum RESTv2 {
         guard request.method == "POST" else { return .answer(status(303, "\(route) accepts POST only", route: route, http: 405)) }
         let body: [String: Any]
         do {
-            guard let object = try JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any] else {
-                return .answer(status(303, "the request body must be a JSON object", route: route, http: 400))
-            }
-            body = object
+            body = try RESTBody.object(request.body)
         } catch {
-            return .answer(status(303, "malformed JSON: \(error.localizedDescription)", route: route, http: 400))
+            return .answer(status(error.code, error.message, route: route, http: 400))
         }
         do {
             switch route {
@@ -55,11 +52,13 @@ enum RESTv2 {
                 }
                 return .execute(statement, rowLimit: rowLimit)
             case "/rest/v2/insertTablet":
-                return .write(job(try tabletPoints(body), route: route, respond: respond))
+                return .write(job(try RESTBody.tabletPoints(body), route: route, respond: respond))
             default:
-                return .write(job(try recordPoints(body), route: route, respond: respond))
+                return .write(job(try RESTBody.recordPoints(body), route: route, respond: respond))
             }
         } catch let error as ExecutionError {
+            return .answer(status(error.code, error.message, route: route))
+        } catch let error as RESTBodyError {
             return .answer(status(error.code, error.message, route: route))
         } catch {
             return .answer(status(305, "\(error)", route: route))
@@ -76,104 +75,6 @@ enum RESTv2 {
             } else {
                 respond(success(route: route))
             }
-        }
-    }
-
-    // MARK: - Insert bodies
-
-    private static func tabletPoints(_ body: [String: Any]) throws -> [PointWrite] {
-        guard let device = body["device"] as? String, let timestamps = body["timestamps"] as? [Any],
-              let measurements = body["measurements"] as? [String], let types = body["data_types"] as? [String],
-              let columns = body["values"] as? [[Any]] else {
-            throw ExecutionError(code: 303, message: "insertTablet needs device, timestamps, measurements, data_types and values")
-        }
-        guard measurements.count == types.count, columns.count == measurements.count else {
-            throw ExecutionError(code: 303, message: "measurements, data_types and values must have the same length")
-        }
-        let times = try timestamps.map(timestamp)
-        var points: [PointWrite] = []
-        for (column, (measurement, typeName)) in zip(columns, zip(measurements, types)) {
-            guard column.count == times.count else {
-                throw ExecutionError(code: 303, message: "values of \(measurement) has \(column.count) entries for \(times.count) timestamps")
-            }
-            let type = try dataType(typeName)
-            for (time, raw) in zip(times, column) {
-                guard let value = try value(raw, type, measurement) else { continue }
-                points.append(PointWrite(path: device + "." + measurement, timestamp: time, value: value))
-            }
-        }
-        return points
-    }
-
-    private static func recordPoints(_ body: [String: Any]) throws -> [PointWrite] {
-        guard let devices = body["devices"] as? [String], let timestamps = body["timestamps"] as? [Any],
-              let measurementsList = body["measurements_list"] as? [[String]], let typesList = body["data_types_list"] as? [[String]],
-              let valuesList = body["values_list"] as? [[Any]] else {
-            throw ExecutionError(code: 303, message: "insertRecords needs devices, timestamps, measurements_list, data_types_list and values_list")
-        }
-        guard [timestamps.count, measurementsList.count, typesList.count, valuesList.count].allSatisfy({ $0 == devices.count }) else {
-            throw ExecutionError(code: 303, message: "devices, timestamps, measurements_list, data_types_list and values_list must have the same length")
-        }
-        var points: [PointWrite] = []
-        for index in devices.indices {
-            let time = try timestamp(timestamps[index])
-            guard measurementsList[index].count == typesList[index].count, valuesList[index].count == typesList[index].count else {
-                throw ExecutionError(code: 303, message: "record \(index) has mismatched measurements, types and values")
-            }
-            for (measurement, (typeName, raw)) in zip(measurementsList[index], zip(typesList[index], valuesList[index])) {
-                guard let value = try value(raw, try dataType(typeName), measurement) else { continue }
-                points.append(PointWrite(path: devices[index] + "." + measurement, timestamp: time, value: value))
-            }
-        }
-        return points
-    }
-
-    /// A JSON scalar as JSONSerialization hands it over (booleans are NSNumbers of type "c").
-    private enum JSONScalar {
-        case boolean(Bool)
-        case integer(Int64)
-        case double(Double)
-        case other
-    }
-
-    private static func scalar(_ raw: Any) -> JSONScalar {
-        guard let number = raw as? NSNumber else { return .other }
-        switch String(cString: number.objCType) {
-        case "c", "B": return .boolean(number.boolValue)
-        case "d", "f": return .double(number.doubleValue)
-        default: return .integer(number.int64Value)
-        }
-    }
-
-    private static func timestamp(_ raw: Any) throws -> Int64 {
-        switch scalar(raw) {
-        case .integer(let time): return time
-        case .double(let value) where Int64(exactly: value) != nil: return Int64(value)
-        default: throw ExecutionError(code: 303, message: "timestamps must be integers, got \(raw)")
-        }
-    }
-
-    private static func dataType(_ name: String) throws -> DataType {
-        guard let type = DataType(name: name) else { throw ExecutionError(code: 303, message: "unknown data type \(name)") }
-        return type
-    }
-
-    /// A JSON value as `type`; nil for JSON null.
-    private static func value(_ raw: Any, _ type: DataType, _ measurement: String) throws -> Value? {
-        if raw is NSNull { return nil }
-        let mismatch = ExecutionError(code: 614, message: "\(measurement): \(raw) is not a \(type)")
-        switch (type, scalar(raw)) {
-        case (.boolean, .boolean(let flag)): return .boolean(flag)
-        case (.text, _):
-            guard let text = raw as? String else { throw mismatch }
-            return .text(text)
-        case (.int32, .integer(let v)): guard let narrow = Int32(exactly: v) else { throw mismatch }; return .int32(narrow)
-        case (.int64, .integer(let v)): return .int64(v)
-        case (.float, .integer(let v)): return .float(Float(v))
-        case (.float, .double(let v)): return .float(Float(v))
-        case (.double, .integer(let v)): return .double(Double(v))
-        case (.double, .double(let v)): return .double(v)
-        default: throw mismatch
         }
     }
 

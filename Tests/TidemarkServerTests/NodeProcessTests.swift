@@ -1,3 +1,4 @@
+import TidemarkCore
 import Foundation
 import Logging
 import Testing

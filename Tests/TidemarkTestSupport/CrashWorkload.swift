@@ -1,3 +1,4 @@
+import TidemarkCore
 import TidemarkStorage
 
 /// The deterministic workload of the crash test: batch `n` writes `pointsPerBatch` points,

@@ -1,18 +1,5 @@
 import TidemarkCore
 
-/// One point to write.
-public struct PointWrite: Sendable, Equatable {
-    public var path: String
-    public var timestamp: Int64
-    public var value: Value
-
-    public init(path: String, timestamp: Int64, value: Value) {
-        self.path = path
-        self.timestamp = timestamp
-        self.value = value
-    }
-}
-
 /// A delete: every point of series matching `pattern` with a time in `range`.
 public struct Tombstone: Sendable, Equatable {
     public var pattern: PathPattern
