@@ -35,7 +35,7 @@ public enum ConfigLoader {
         let reader = YAMLReader(file: file)
         var config = base
         let keys = ["node_name", "data_dir", "cluster_name", "http", "native", "internal", "meta_peers",
-                    "wal_sync", "storage", "log_level", "shutdown_timeout_ms", "stages"]
+                    "wal_sync", "storage", "query", "log_level", "shutdown_timeout_ms", "stages"]
         for (name, node) in try reader.entries(try reader.root(of: text), key: nil) {
             switch name {
             case "node_name": config.nodeName = try nonEmpty(reader.string(node, key: name), node, name, reader)
@@ -47,6 +47,7 @@ public enum ConfigLoader {
             case "meta_peers": config.metaPeers = try reader.strings(node, key: name)
             case "wal_sync": config.storage.walSync = try walSync(node, reader: reader)
             case "storage": try applyStorage(node, reader: reader, to: &config.storage)
+            case "query": try applyQuery(node, reader: reader, to: &config.query)
             case "log_level": config.logLevel = try reader.choice(node, key: name, as: LogLevelName.self)
             case "shutdown_timeout_ms": config.shutdownTimeoutMs = try positive(node, key: name, reader: reader)
             case "stages": try applyStages(node, key: "stages", reader: reader, to: &config.stages)
@@ -160,6 +161,19 @@ public enum ConfigLoader {
         }
         guard let address else { throw reader.error(at: node, key: "\(key).listen", "is required in this section") }
         return address
+    }
+
+    private static func applyQuery(_ node: Node, reader: YAMLReader, to query: inout QueryLimits) throws(ConfigError) {
+        let keys = ["statement_bytes_max", "rows_default", "memory_bytes_max"]
+        for (name, value) in try reader.entries(node, key: "query") {
+            let key = "query.\(name)"
+            switch name {
+            case "statement_bytes_max": query.statementBytesMax = try positive(value, key: key, reader: reader)
+            case "rows_default": query.rowsDefault = try positive(value, key: key, reader: reader)
+            case "memory_bytes_max": query.memoryBytesMax = try positive(value, key: key, reader: reader)
+            default: throw reader.unknownKey(name, at: value, parent: "query", allowed: keys)
+            }
+        }
     }
 
     private static func applyStorage(_ node: Node, reader: YAMLReader, to storage: inout EngineOptions) throws(ConfigError) {

@@ -15,6 +15,7 @@ public struct NodeConfig: Sendable {
     public var metaPeers: [String] = []
     /// The storage engine of each region; `wal_sync` sets `storage.walSync`.
     public var storage = EngineOptions()
+    public var query = QueryLimits()
     public var logLevel = LogLevelName.info
     /// Bound on a graceful stop (SIGTERM/SIGINT): stop accepting, drain, sync, exit.
     public var shutdownTimeoutMs = 10_000

@@ -77,10 +77,13 @@ public struct StatementExecutor: Sendable {
     public let engine: StorageEngine
     /// Past this many result rows a query fails with code 708 (IoTDB's row limit).
     public var rowsMax: Int
+    /// What one query may hold in memory (result rows, scan buffers); past it, code 708.
+    public var memoryBytesMax: Int
 
-    public init(engine: StorageEngine, rowsMax: Int = 10_000) {
+    public init(engine: StorageEngine, rowsMax: Int = 10_000, memoryBytesMax: Int = 64 << 20) {
         self.engine = engine
         self.rowsMax = rowsMax
+        self.memoryBytesMax = memoryBytesMax
     }
 
     public func execute(_ statement: Statement) throws(ExecutionError) -> ExecutionResult {
@@ -170,7 +173,7 @@ public struct StatementExecutor: Sendable {
             for path in paths { try engine.delete(matching: try pattern(path), range: range) }
             return .done
         case .select(let select):
-            return .rows(try Query(select: select, engine: engine, rowsMax: rowsMax).run())
+            return .rows(try Query(select: select, engine: engine, rowsMax: rowsMax, budget: MemoryBudget(bytesMax: memoryBytesMax)).run())
         case .flush:
             try engine.flush()
             return .done

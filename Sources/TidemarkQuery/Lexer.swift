@@ -1,3 +1,4 @@
+import TidemarkCore
 /// A token of IoTDB's SQL dialect, with where it starts.
 public struct Token: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
@@ -32,7 +33,7 @@ public struct SQLError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// Splits SQL into tokens; `statementBytesMax` bounds the input.
 public enum Lexer {
-    public static func tokens(_ sql: String, statementBytesMax: Int = 1 << 20) throws(SQLError) -> [Token] {
+    public static func tokens(_ sql: String, statementBytesMax: Int = QueryLimits().statementBytesMax) throws(SQLError) -> [Token] {
         guard sql.utf8.count <= statementBytesMax else {
             throw SQLError(line: 1, column: 1, message: "statement is \(sql.utf8.count) bytes, over the \(statementBytesMax) allowed")
         }

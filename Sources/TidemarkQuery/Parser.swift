@@ -9,8 +9,9 @@ public struct Parser {
     private let nowMs: Int64
 
     /// Parses one statement (a trailing `;` is allowed).
-    public static func parse(_ sql: String, nowMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) throws(SQLError) -> Statement {
-        var parser = Parser(tokens: try Lexer.tokens(sql), nowMs: nowMs)
+    public static func parse(_ sql: String, nowMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000),
+                             statementBytesMax: Int = QueryLimits().statementBytesMax) throws(SQLError) -> Statement {
+        var parser = Parser(tokens: try Lexer.tokens(sql, statementBytesMax: statementBytesMax), nowMs: nowMs)
         let statement = try parser.statement()
         if parser.peekSymbol(";") { parser.position += 1 }
         guard case .end = parser.current.kind else { throw parser.expected("end of statement") }
@@ -173,6 +174,11 @@ public struct Parser {
                 guard acceptSymbol(")") else { throw expected(")") }
                 guard start < end, interval > 0, step > 0 else { throw expected("a non-empty range and positive interval and step") }
                 statement.groupByTime = TimeWindows(start: start, end: end, intervalMs: interval, stepMs: step)
+                // IoTDB: GROUP BY ([start, end), interval), LEVEL = n
+                if acceptSymbol(",") {
+                    guard accept("LEVEL"), acceptSymbol("=") else { throw expected("LEVEL = n") }
+                    statement.groupByLevel = try integer()
+                }
             } else {
                 guard accept("LEVEL"), acceptSymbol("=") else { throw expected("( or LEVEL = n") }
                 statement.groupByLevel = try integer()

@@ -7,8 +7,9 @@ struct Query {
     let select: SelectStatement
     let engine: StorageEngine
     let rowsMax: Int
+    let budget: MemoryBudget
 
-    private static let aggregates: Set<String> = ["count", "sum", "avg", "min_value", "max_value", "first_value", "last_value", "min_time", "max_time"]
+    static let aggregates: Set<String> = ["count", "sum", "avg", "min_value", "max_value", "first_value", "last_value", "min_time", "max_time"]
 
     /// One output column: its header and how to compute it from a row's series values.
     private struct Column {
@@ -25,27 +26,27 @@ struct Query {
         }
         let isAggregate = select.items.contains { if case .call(let name, _) = $0 { return Self.aggregates.contains(name) }; return false }
         var result: QueryResult
-        if select.alignByDevice {
-            guard !isAggregate, select.groupByTime == nil, select.groupByLevel == nil else {
-                throw ExecutionError.semantic("ALIGN BY DEVICE takes raw columns only, for now")
-            }
-            result = try alignedByDevice()
-        } else if let windows = select.groupByTime {
+        if let windows = select.groupByTime {
             guard isAggregate else { throw ExecutionError.semantic("GROUP BY time needs aggregates in the select list") }
-            guard select.groupByLevel == nil else { throw ExecutionError.semantic("GROUP BY time with GROUP BY LEVEL is not supported yet") }
             guard select.condition == nil || range.isOnlyTime else { throw ExecutionError.semantic("GROUP BY time takes a WHERE clause on time only") }
+        }
+        if select.alignByDevice {
+            guard select.groupByLevel == nil else { throw ExecutionError.semantic("ALIGN BY DEVICE cannot be combined with GROUP BY LEVEL") }
+            result = isAggregate ? try alignedByDeviceAggregates(range) : try alignedByDevice(range)
+        } else if let windows = select.groupByTime {
             result = try windowed(range, windows)
         } else {
             result = isAggregate ? try aggregate(range) : try raw(range)
         }
-        if let fill = select.fill { result.values = result.values.map { Self.fill($0, fill, result.timestamps) } }
+        // (ALIGN BY DEVICE fills each device's block on its own.)
+        if let fill = select.fill, !select.alignByDevice { result.values = result.values.map { Self.fill($0, fill, result.timestamps) } }
         return result
     }
 
     // MARK: - Column resolution
 
     /// Full series paths an item's path refers to, under every FROM prefix.
-    private func expand(_ levels: [String]) throws -> [SeriesSchema] {
+    func expand(_ levels: [String]) throws -> [SeriesSchema] {
         var found: [SeriesSchema] = []
         var seen = Set<String>()
         for prefix in select.from {
@@ -129,66 +130,7 @@ struct Query {
 
     // MARK: - Raw rows
 
-    /// One block of rows per device, in device order: `Device` then one column per measurement.
-    private func alignedByDevice() throws -> QueryResult {
-        var measurements: [String] = []
-        for item in select.items {
-            guard case .path(let levels) = item, levels.count == 1 else {
-                throw ExecutionError.semantic("ALIGN BY DEVICE takes measurement names, got \(item)")
-            }
-            if levels[0] == "*" {
-                for prefix in select.from {
-                    for series in engine.series(matching: try PathPattern(levels: prefix + ["*"])) {
-                        let name = String(series.path.split(separator: ".").last!)
-                        if !measurements.contains(name) { measurements.append(name) }
-                    }
-                }
-            } else if !measurements.contains(levels[0]) {
-                measurements.append(levels[0])
-            }
-        }
-        var devices: [String] = []
-        for prefix in select.from {
-            for device in engine.devices(matching: try PathPattern(levels: prefix)) where !devices.contains(device) { devices.append(device) }
-        }
-        var timestamps: [Int64] = []
-        var columns: [[ResultValue]] = Array(repeating: [], count: measurements.count + 1)
-        var types = Array(repeating: "", count: measurements.count)
-        var remainingOffset = select.offset
-        var remainingLimit = select.limit ?? Int.max
-        for device in devices.sorted() where remainingLimit > 0 {
-            var perDevice = select
-            perDevice.alignByDevice = false
-            perDevice.from = [try SeriesPath.splitLevels(device)]
-            perDevice.items = measurements.filter { engine.series(device + "." + $0) != nil }.map { .path([$0]) }
-            perDevice.offset = 0
-            perDevice.limit = nil
-            guard !perDevice.items.isEmpty else { continue }
-            let block = try Query(select: perDevice, engine: engine, rowsMax: rowsMax).raw(select.condition.flatMap(TimeRange.of) ?? .all)
-            for (row, timestamp) in (block.timestamps ?? []).enumerated() {
-                if remainingOffset > 0 { remainingOffset -= 1; continue }
-                guard remainingLimit > 0 else { break }
-                remainingLimit -= 1
-                timestamps.append(timestamp)
-                columns[0].append(.text(device))
-                for (index, measurement) in measurements.enumerated() {
-                    if let at = block.expressions?.firstIndex(of: device + "." + measurement) {
-                        columns[index + 1].append(block.values[at][row])
-                        types[index] = block.dataTypes[at]
-                    } else {
-                        columns[index + 1].append(.null)
-                    }
-                }
-                if timestamps.count >= rowsMax {
-                    throw ExecutionError(code: 708, message: "Dataset row size exceeded the given max row size (\(rowsMax))")
-                }
-            }
-        }
-        return QueryResult(expressions: nil, columnNames: ["Device"] + measurements, dataTypes: ["TEXT"] + types.map { $0.isEmpty ? "TEXT" : $0 },
-                           timestamps: timestamps, values: columns)
-    }
-
-    fileprivate func raw(_ range: TimeRange) throws -> QueryResult {
+    func raw(_ range: TimeRange) throws -> QueryResult {
         let columns = try columns()
         var needed = Set<String>()
         for item in select.items { for levels in paths(in: item) { for series in try expand(levels) { needed.insert(series.path) } } }
@@ -198,7 +140,8 @@ struct Query {
         var rows: [[ResultValue]] = []
         let keep = select.limit.map { select.offset + $0 }
         if let timeRange = range.range, !columns.isEmpty {
-            var merge = try RowMerge(engine: engine, paths: needed.sorted(), range: timeRange)
+            var merge = try RowMerge(engine: engine, paths: needed.sorted(), range: timeRange, budget: budget)
+            defer { budget.release(merge.bufferBytes) }
             var matched = 0
             while let (timestamp, row) = try merge.next() {
                 if let condition, !Self.holds(condition, timestamp, row) { continue }
@@ -207,11 +150,13 @@ struct Query {
                     if matched <= select.offset { continue }
                     if let keep, matched > keep { break }
                 }
+                let cells = columns.map { $0.evaluate(row) }
+                try budget.charge(MemoryBudget.rowBytes(cells), for: "result rows")
                 timestamps.append(timestamp)
-                rows.append(columns.map { $0.evaluate(row) })
+                rows.append(cells)
                 if select.orderByTimeDescending, let keep, rows.count > keep {
                     timestamps.removeFirst()
-                    rows.removeFirst()
+                    budget.release(MemoryBudget.rowBytes(rows.removeFirst()))
                 }
                 // IoTDB's check is `limit <= fetched`: a result of exactly rowsMax rows is refused too.
                 if rows.count >= rowsMax + (select.orderByTimeDescending ? select.offset : 0) {
@@ -292,7 +237,7 @@ struct Query {
 
     // MARK: - Aggregates and LAST
 
-    private func aggregate(_ range: TimeRange) throws -> QueryResult {
+    func aggregate(_ range: TimeRange) throws -> QueryResult {
         var headers: [String] = [], types: [String] = [], values: [[ResultValue]] = []
         // GROUP BY LEVEL = n: series sharing levels 0…n and the measurement merge into one column.
         var grouped: [(header: String, name: String, type: DataType, result: Aggregates)] = []
@@ -311,7 +256,8 @@ struct Query {
                     } else {
                         // Value filters: fold the matching points of this series' rows.
                         var merge = try RowMerge(engine: engine, paths: Array(Set([series.path] + conditionPaths(condition!).map { $0[0] })).sorted(),
-                                                 range: timeRange)
+                                                 range: timeRange, budget: budget)
+                        defer { budget.release(merge.bufferBytes) }
                         while let (timestamp, row) = try merge.next() {
                             guard Self.holds(condition!, timestamp, row), let value = row[series.path] else { continue }
                             var column = TidemarkStorage.Column.empty(series.dataType)
@@ -321,9 +267,7 @@ struct Query {
                     }
                 }
                 if let level = select.groupByLevel {
-                    let levels = (try? SeriesPath.splitLevels(series.path)) ?? [series.path]
-                    let kept = levels.count > level + 1 ? Array(levels[0...level]) + Array(repeating: "*", count: levels.count - level - 2) + [levels.last!] : levels
-                    let header = "\(name)(\(kept.joined(separator: ".")))"
+                    let header = Self.levelHeader(name, series.path, level: level)
                     if let at = groupIndex[header] { grouped[at].result.merge(result) } else {
                         groupIndex[header] = grouped.count
                         grouped.append((header, name, series.dataType, result))
@@ -350,15 +294,23 @@ struct Query {
     }
 
     /// One row per window start: each aggregate over `[t, t + interval)`, windows `step` apart.
-    private func windowed(_ range: TimeRange, _ windows: TimeWindows) throws -> QueryResult {
-        var columns: [(header: String, type: String, name: String, series: SeriesSchema)] = []
+    /// With GROUP BY LEVEL, the series sharing a level header fold into one column.
+    func windowed(_ range: TimeRange, _ windows: TimeWindows) throws -> QueryResult {
+        var columns: [(header: String, type: String, name: String, dataType: DataType, members: [String])] = []
+        var columnIndex: [String: Int] = [:]
         for item in select.items {
             guard case .call(let name, let arguments) = item, Self.aggregates.contains(name),
                   arguments.count == 1, case .path(let levels) = arguments[0] else {
                 throw ExecutionError.semantic("GROUP BY time takes aggregates of paths only, got \(item)")
             }
             for series in try expand(levels) {
-                columns.append(("\(name)(\(series.path))", Self.pick(name, Aggregates(), series.dataType).0, name, series))
+                let header = select.groupByLevel.map { Self.levelHeader(name, series.path, level: $0) } ?? "\(name)(\(series.path))"
+                if let at = columnIndex[header] {
+                    columns[at].members.append(series.path)
+                    continue
+                }
+                columnIndex[header] = columns.count
+                columns.append((header, Self.pick(name, Aggregates(), series.dataType).0, name, series.dataType, [series.path]))
             }
         }
         var starts: [Int64] = []
@@ -373,18 +325,28 @@ struct Query {
             start = next
         }
         let kept = Array(starts.dropFirst(select.offset).prefix(select.limit ?? Int.max))
+        try budget.charge(kept.count * (8 + 16 * columns.count), for: "\(kept.count) windows of \(columns.count) columns")
         var values: [[ResultValue]] = columns.map { _ in [] }
         for windowStart in kept {
             let windowEnd = min(windowStart.addingReportingOverflow(windows.intervalMs).partialValue, windows.end) - 1
             let low = max(windowStart, range.range?.lowerBound ?? Int64.max)
             let high = min(windowEnd, range.range?.upperBound ?? Int64.min)
             for (index, column) in columns.enumerated() {
-                let result = low <= high ? try engine.aggregate(path: column.series.path, range: low...high) : Aggregates()
-                values[index].append(Self.pick(column.name, result, column.series.dataType).1)
+                var result = Aggregates()
+                if low <= high { for path in column.members { result.merge(try engine.aggregate(path: path, range: low...high)) } }
+                values[index].append(Self.pick(column.name, result, column.dataType).1)
             }
         }
         return QueryResult(expressions: columns.map(\.header), columnNames: nil, dataTypes: columns.map(\.type),
                            timestamps: kept, values: values)
+    }
+
+    /// GROUP BY LEVEL = n: the header of the column a series folds into — levels 0…n and the
+    /// measurement kept, the levels between them `*`.
+    static func levelHeader(_ name: String, _ path: String, level: Int) -> String {
+        let levels = (try? SeriesPath.splitLevels(path)) ?? [path]
+        let kept = levels.count > level + 1 ? Array(levels[0...level]) + Array(repeating: "*", count: levels.count - level - 2) + [levels.last!] : levels
+        return "\(name)(\(kept.joined(separator: ".")))"
     }
 
     /// A column with its nulls filled.
@@ -462,36 +424,5 @@ struct Query {
         case .double(let v): "\(v)"
         case .text(let v): v
         }
-    }
-}
-
-/// Rows of several series aligned by timestamp, from their scans, one batch per series at a time.
-struct RowMerge {
-    private var scans: [(path: String, scan: SeriesScan, timestamps: [Int64], values: TidemarkStorage.Column, index: Int)]
-
-    init(engine: StorageEngine, paths: [String], range: ClosedRange<Int64>) throws {
-        scans = try paths.map { path in (path, try engine.scan(path: path, range: range), [], .empty(.boolean), 0) }
-    }
-
-    mutating func next() throws -> (Int64, [String: Value])? {
-        var lowest: Int64?
-        for index in scans.indices {
-            if scans[index].index == scans[index].timestamps.count {
-                guard let batch = try scans[index].scan.next() else { continue }
-                scans[index].timestamps = batch.timestamps
-                scans[index].values = batch.values
-                scans[index].index = 0
-            }
-            let timestamp = scans[index].timestamps[scans[index].index]
-            lowest = min(lowest ?? timestamp, timestamp)
-        }
-        guard let timestamp = lowest else { return nil }
-        var row: [String: Value] = [:]
-        for index in scans.indices where scans[index].index < scans[index].timestamps.count
-            && scans[index].timestamps[scans[index].index] == timestamp {
-            row[scans[index].path] = scans[index].values[scans[index].index]
-            scans[index].index += 1
-        }
-        return (timestamp, row)
     }
 }

@@ -1,3 +1,4 @@
+import TidemarkCore
 import Foundation
 import TidemarkNet
 import TidemarkQuery
@@ -10,6 +11,7 @@ struct Dispatcher: Sendable {
     let admin: AdminRoutes
     let executor: StatementExecutor
     let writePointsMax: Int
+    let queryLimits: QueryLimits
     let stages: StagesBox
     let users: UserStore
 
@@ -44,7 +46,7 @@ struct Dispatcher: Sendable {
                 stages.submitWrite(job)
             }
         } else if RESTv2.routes.contains(path) {
-            switch RESTv2.plan(request, nowMs: nowMs, respond: respond) {
+            switch RESTv2.plan(request, nowMs: nowMs, limits: queryLimits, respond: respond) {
             case .answer(let response): respond(response)
             case .write(let job):
                 if let lack = Access.missingForWrite(user, job, in: users) {

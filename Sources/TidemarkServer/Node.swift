@@ -55,8 +55,9 @@ public final class Node: @unchecked Sendable {
         let region = localRegion.engine
         let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
-        let dispatcher = Dispatcher(admin: routes, executor: StatementExecutor(engine: region), writePointsMax: config.storage.writePointsMax,
-                                    stages: stagesBox, users: users)
+        let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
+        let dispatcher = Dispatcher(admin: routes, executor: executor, writePointsMax: config.storage.writePointsMax,
+                                    queryLimits: config.query, stages: stagesBox, users: users)
         let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { dispatcher.handle(exchange) }

@@ -10,7 +10,6 @@ import TidemarkWire
 /// to the query stage. Statement failures are HTTP 200 with IoTDB's `{code, message}`.
 enum RESTv2 {
     static let routes = ["/rest/v2/nonQuery", "/rest/v2/query", "/rest/v2/insertTablet", "/rest/v2/insertRecords"]
-    static let rowLimitDefault = 10_000
 
     /// What the decode stage should do with a REST request.
     enum Plan {
@@ -25,7 +24,7 @@ enum RESTv2 {
 
     static func success(route: String) -> HTTPResponse { status(200, "SUCCESS_STATUS", route: route) }
 
-    static func plan(_ request: HTTPRequest, nowMs: Int64, respond: @escaping @Sendable (HTTPResponse) -> Void) -> Plan {
+    static func plan(_ request: HTTPRequest, nowMs: Int64, limits: QueryLimits, respond: @escaping @Sendable (HTTPResponse) -> Void) -> Plan {
         let route = String(request.path)
         guard request.method == "POST" else { return .answer(status(303, "\(route) accepts POST only", route: route, http: 405)) }
         let body: [String: Any]
@@ -41,9 +40,9 @@ enum RESTv2 {
                 let rowLimit = try (body["row_limit"]).map { value -> Int in
                     guard let limit = value as? Int, limit > 0 else { throw ExecutionError(code: 303, message: "row_limit must be a positive integer") }
                     return limit
-                } ?? rowLimitDefault
+                } ?? limits.rowsDefault
                 let statement: Statement
-                do { statement = try Parser.parse(sql, nowMs: nowMs) } catch { throw ExecutionError(code: 700, message: "\(error)") }
+                do { statement = try Parser.parse(sql, nowMs: nowMs, statementBytesMax: limits.statementBytesMax) } catch { throw ExecutionError(code: 700, message: "\(error)") }
                 if route == "/rest/v2/query" && !statement.isQuery {
                     throw ExecutionError(code: 301, message: "/rest/v2/query runs queries only; use /rest/v2/nonQuery")
                 }

@@ -53,6 +53,7 @@ func loadError(_ yaml: String) throws -> ConfigError? {
             meta_peers: [a:10730, b:10730]
             wal_sync: 50
             storage: {memtable_bytes_max: 1048576, compression_level: 9, auto_create_schema: false}
+            query: {statement_bytes_max: 4096, rows_default: 500, memory_bytes_max: 1048576}
             log_level: debug
             shutdown_timeout_ms: 2500
             stages:
@@ -71,6 +72,7 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         #expect(config.logLevel == .debug)
         #expect(config.storage.memtableBytesMax == 1_048_576 && config.storage.compressionLevel == 9 && !config.storage.autoCreateSchema)
         #expect(config.shutdownTimeoutMs == 2500)
+        #expect(config.query.statementBytesMax == 4096 && config.query.rowsDefault == 500 && config.query.memoryBytesMax == 1_048_576)
         var decode = defaults[.decode]!
         decode.threads = 3
         #expect(config.stages[.decode] == decode)
@@ -104,6 +106,8 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         #expect(inStage.line == 3)
         let inHTTP = try #require(try loadError("http:\n  port: 80\n"))
         #expect(inHTTP.key == "http.port")
+        let inQuery = try #require(try loadError("query:\n  memory_max: 80\n"))
+        #expect(inQuery.key == "query.memory_max" && inQuery.message.contains("memory_bytes_max"))
     }
 
     @Test func wrongTypesSayWhatWasExpected() throws {

@@ -139,6 +139,43 @@ private func insert(_ executor: StatementExecutor, _ sql: String) throws {
         let byDevice = try rows(executor, "select count(status) from root.** group by level = 2")
         #expect(byDevice.expressions == ["count(root.ln.wf01.*.status)", "count(root.ln.wf02.*.status)"])
         #expect(throws: ExecutionError.self) { try rows(executor, "select status from root.** group by level = 1") }
+        let windows = try rows(executor, "select count(status), sum(status) from root.** group by ([1, 5), 2ms), level = 1")
+        #expect(windows.expressions == ["count(root.ln.*.*.status)", "sum(root.ln.*.*.status)"])
+        #expect(windows.timestamps == [1, 3])
+        #expect(windows.values == [[.integer(2), .integer(1)], [.double(3), .double(4)]])
+    }
+
+    @Test func alignByDeviceWithAggregates() throws {
+        let executor = try executor()
+        try insert(executor, "insert into root.sg.d1(time, s1, s2) values (1, 1, 'a'), (2, 2, 'b')")
+        try insert(executor, "insert into root.sg.d2(time, s1) values (1, 10)")
+        let totals = try rows(executor, "select count(s1), max_value(s1), count(s2) from root.sg.* align by device")
+        #expect(totals.columnNames == ["Device", "count(s1)", "max_value(s1)", "count(s2)"])
+        #expect(totals.timestamps == nil)
+        #expect(totals.values == [[.text("root.sg.d1"), .text("root.sg.d2")], [.integer(2), .integer(1)],
+                                  [.double(2), .double(10)], [.integer(2), .null]])
+        let windows = try rows(executor, "select count(s1), last_value(s1) from root.sg.* group by ([1, 3), 1ms) fill(previous) align by device")
+        #expect(windows.timestamps == [1, 2, 1, 2])
+        #expect(windows.values == [[.text("root.sg.d1"), .text("root.sg.d1"), .text("root.sg.d2"), .text("root.sg.d2")],
+                                   [.integer(1), .integer(1), .integer(1), .integer(0)],
+                                   [.integer(1), .integer(2), .integer(10), .integer(10)]])
+        #expect(throws: ExecutionError.self) { try rows(executor, "select count(s1) from root.sg.* group by level = 1 align by device") }
+    }
+
+    @Test func aQueryPastItsMemoryBoundFailsWith708() throws {
+        // Room for one series' scan buffer and about 40 rows of one cell.
+        var options = EngineOptions()
+        options.scanBatchPoints = 64
+        let engine = try StorageEngine(directory: try temporaryDirectory("sql"), options: options)
+        let executor = StatementExecutor(engine: engine, rowsMax: 10_000, memoryBytesMax: 64 * 16 + 1000)
+        try engine.write((0..<100).map { PointWrite(path: "root.sg.d.v", timestamp: Int64($0), value: .int64(Int64($0))) })
+        #expect(try rows(executor, "select v from root.sg.d limit 30").timestamps?.count == 30)
+        #expect(try rows(executor, "select count(v) from root.sg.d").values == [[.integer(100)]])
+        #expect(throws: ExecutionError(code: 708, message: "query needs more than 2024 bytes of memory (query.memory_bytes_max) for result rows; narrow the time range, select fewer series or add a LIMIT")) {
+            try rows(executor, "select v from root.sg.d")
+        }
+        try engine.write([PointWrite(path: "root.sg.e.v", timestamp: 1, value: .int64(1))])
+        #expect(throws: ExecutionError.self) { try rows(executor, "select v from root.sg.*") }  // two scan buffers do not fit
     }
 
     @Test func alignByDevice() throws {
