@@ -53,7 +53,7 @@ public enum ExecutionResult: Sendable {
     case done
     case rows(QueryResult)
     /// An INSERT: the points, for the caller to hand to the append stage.
-    case write([PointWrite])
+    case write([RowWrite])
 }
 
 /// A statement that could not run, with IoTDB's status code.
@@ -160,15 +160,17 @@ public struct StatementExecutor: Sendable {
             for text in texts { try engine.deleteSeries(matching: try pattern(text)) }
             return .done
         case .insert(let device, let measurements, let rows):
-            var points: [PointWrite] = []
+            var written: [RowWrite] = []
             for (timestamp, values) in rows {
+                var row = RowWrite(device: device, timestamp: timestamp, measurements: [], values: [])
                 for (measurement, expression) in zip(measurements, values) {
-                    let path = device + "." + measurement
-                    guard let value = try literal(expression, for: path) else { continue }  // null: no point
-                    points.append(PointWrite(path: path, timestamp: timestamp, value: value))
+                    guard let value = try literal(expression, for: device + "." + measurement) else { continue }  // null: no point
+                    row.measurements.append(measurement)
+                    row.values.append(value)
                 }
+                if !row.values.isEmpty { written.append(row) }
             }
-            return .write(points)
+            return .write(written)
         case .deleteData(let paths, let range):
             for path in paths { try engine.delete(matching: try pattern(path), range: range) }
             return .done

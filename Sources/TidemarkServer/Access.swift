@@ -43,7 +43,11 @@ enum Access {
     static func writeNeeds(_ job: WriteJob) -> [(Privilege, String)] {
         var seen = Set<String>()
         var needs: [(Privilege, String)] = []
-        for unit in job.units { for point in unit.points where seen.insert(point.path).inserted { needs.append((.writeData, point.path)) } }
+        for unit in job.units {
+            for row in unit.rows {
+                for index in row.measurements.indices where seen.insert(row.path(index)).inserted { needs.append((.writeData, row.path(index))) }
+            }
+        }
         return needs
     }
 

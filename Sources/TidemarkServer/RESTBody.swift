@@ -22,7 +22,8 @@ enum RESTBody {
         return object
     }
 
-    static func tabletPoints(_ body: [String: Any]) throws -> [PointWrite] {
+    /// One row per timestamp, with the measurements whose value is not null.
+    static func tabletRows(_ body: [String: Any]) throws -> [RowWrite] {
         guard let device = body["device"] as? String, let timestamps = body["timestamps"] as? [Any],
               let measurements = body["measurements"] as? [String], let types = body["data_types"] as? [String],
               let columns = body["values"] as? [[Any]] else {
@@ -32,21 +33,23 @@ enum RESTBody {
             throw RESTBodyError(code: 303, message: "measurements, data_types and values must have the same length")
         }
         let times = try timestamps.map(timestamp)
-        var points: [PointWrite] = []
+        var rows = times.map { RowWrite(device: device, timestamp: $0, measurements: [], values: []) }
         for (column, (measurement, typeName)) in zip(columns, zip(measurements, types)) {
             guard column.count == times.count else {
                 throw RESTBodyError(code: 303, message: "values of \(measurement) has \(column.count) entries for \(times.count) timestamps")
             }
             let type = try dataType(typeName)
-            for (time, raw) in zip(times, column) {
+            for (row, raw) in column.enumerated() {
                 guard let value = try value(raw, type, measurement) else { continue }
-                points.append(PointWrite(path: device + "." + measurement, timestamp: time, value: value))
+                rows[row].measurements.append(measurement)
+                rows[row].values.append(value)
             }
         }
-        return points
+        return rows.filter { !$0.values.isEmpty }
     }
 
-    static func recordPoints(_ body: [String: Any]) throws -> [PointWrite] {
+    /// One row per record, with the measurements whose value is not null.
+    static func recordRows(_ body: [String: Any]) throws -> [RowWrite] {
         guard let devices = body["devices"] as? [String], let timestamps = body["timestamps"] as? [Any],
               let measurementsList = body["measurements_list"] as? [[String]], let typesList = body["data_types_list"] as? [[String]],
               let valuesList = body["values_list"] as? [[Any]] else {
@@ -55,18 +58,21 @@ enum RESTBody {
         guard [timestamps.count, measurementsList.count, typesList.count, valuesList.count].allSatisfy({ $0 == devices.count }) else {
             throw RESTBodyError(code: 303, message: "devices, timestamps, measurements_list, data_types_list and values_list must have the same length")
         }
-        var points: [PointWrite] = []
+        var rows: [RowWrite] = []
         for index in devices.indices {
             let time = try timestamp(timestamps[index])
             guard measurementsList[index].count == typesList[index].count, valuesList[index].count == typesList[index].count else {
                 throw RESTBodyError(code: 303, message: "record \(index) has mismatched measurements, types and values")
             }
+            var row = RowWrite(device: devices[index], timestamp: time, measurements: [], values: [])
             for (measurement, (typeName, raw)) in zip(measurementsList[index], zip(typesList[index], valuesList[index])) {
                 guard let value = try value(raw, try dataType(typeName), measurement) else { continue }
-                points.append(PointWrite(path: devices[index] + "." + measurement, timestamp: time, value: value))
+                row.measurements.append(measurement)
+                row.values.append(value)
             }
+            if !row.values.isEmpty { rows.append(row) }
         }
-        return points
+        return rows
     }
 
     /// A JSON scalar as JSONSerialization hands it over (booleans are NSNumbers of type "c").

@@ -51,9 +51,9 @@ enum RESTv2 {
                 }
                 return .execute(statement, rowLimit: rowLimit)
             case "/rest/v2/insertTablet":
-                return .write(job(try RESTBody.tabletPoints(body), route: route, respond: respond))
+                return .write(job(try RESTBody.tabletRows(body), route: route, respond: respond))
             default:
-                return .write(job(try RESTBody.recordPoints(body), route: route, respond: respond))
+                return .write(job(try RESTBody.recordRows(body), route: route, respond: respond))
             }
         } catch let error as ExecutionError {
             return .answer(status(error.code, error.message, route: route))
@@ -65,8 +65,8 @@ enum RESTv2 {
     }
 
     /// A write job whose outcome is answered as an `ExecutionStatus`.
-    static func job(_ points: [PointWrite], route: String, respond: @escaping @Sendable (HTTPResponse) -> Void) -> WriteJob {
-        WriteJob(units: [WriteJob.Unit(line: 1, points: points)], decodeErrors: []) { outcome in
+    static func job(_ rows: [RowWrite], route: String, respond: @escaping @Sendable (HTTPResponse) -> Void) -> WriteJob {
+        WriteJob(units: [WriteJob.Unit(line: 1, rows: rows)], decodeErrors: []) { outcome in
             if let failure = outcome.failure {
                 respond(outcome.failureStatus == 503 ? status(606, failure, route: route, http: 503) : status(305, failure, route: route))
             } else if let refused = outcome.refused.first {
@@ -87,7 +87,7 @@ enum RESTv2 {
         do {
             switch try executor.execute(statement) {
             case .done: respond(success(route: route))
-            case .write(let points): submitWrite(job(points, route: route, respond: respond))
+            case .write(let rows): submitWrite(job(rows, route: route, respond: respond))
             case .rows(let result): respond(.json(200, json(result), route: route))
             }
         } catch {

@@ -9,10 +9,12 @@ import TidemarkWire
 /// A client write on its way from decode through route to append: points grouped by the
 /// request line (or record) they came from, and how to answer.
 public struct WriteJob: Sendable {
-    /// One all-or-nothing unit of the request (a line-protocol line, a REST record).
+    /// One all-or-nothing unit of the request (a line-protocol line, a REST request).
     public struct Unit: Sendable {
         public var line: Int
-        public var points: [PointWrite]
+        public var rows: [RowWrite]
+
+        public var pointCount: Int { rows.reduce(0) { $0 + $1.values.count } }
     }
 
     public var units: [Unit]
@@ -67,8 +69,8 @@ struct WriteApplier: Sendable {
         var batches: [Batch] = []
         var current = Batch()
         for job in jobs {
-            let jobPoints = job.units.reduce(0) { $0 + $1.points.count }
-            if !current.members.isEmpty && current.write.points.count + jobPoints > engine.options.writePointsMax {
+            let jobPoints = job.units.reduce(0) { $0 + $1.pointCount }
+            if !current.members.isEmpty && current.write.pointCount + jobPoints > engine.options.writePointsMax {
                 batches.append(current)
                 current = Batch()
             }
@@ -82,7 +84,7 @@ struct WriteApplier: Sendable {
     private func check(_ job: WriteJob, into write: inout GroupedWrite, existing: (String) -> DataType?) -> [LineError] {
         var refused = job.decodeErrors
         for unit in job.units {
-            if let conflict = write.add(unit.points, existing: existing) {
+            if let conflict = write.add(unit.rows, existing: existing) {
                 refused.append(LineError(line: unit.line, column: 1,
                                          reason: "\(conflict.path) is \(conflict.expected), got a \(conflict.got) value"))
             }
@@ -143,9 +145,9 @@ struct LineProtocolWrite {
         var points = 0
         for line in parsed.points {
             do {
-                let writes = try LineProtocolMapping.points(of: line, database: database, precision: precision, nowMs: nowMs)
-                points += writes.count
-                units.append(WriteJob.Unit(line: line.line, points: writes))
+                let row = try LineProtocolMapping.row(of: line, database: database, precision: precision, nowMs: nowMs)
+                points += row.values.count
+                units.append(WriteJob.Unit(line: line.line, rows: [row]))
             } catch let error as LineError {
                 errors.append(error)
             } catch {

@@ -24,9 +24,9 @@ public enum WritePrecision: String, Sendable, CaseIterable {
 /// database `root.<db>`, device `root.<db>.<measurement>.<tag values in tag-key order>`,
 /// one series per field, `<device>.<field key>`.
 public enum LineProtocolMapping {
-    /// The points of `line` as writes; throws (with the line's number) when a value or
-    /// path cannot be stored.
-    public static func points(of line: LinePoint, database: String, precision: WritePrecision, nowMs: Int64) throws -> [PointWrite] {
+    /// `line` as a row of its device; throws (with the line's number) when a value or
+    /// timestamp cannot be stored.
+    public static func row(of line: LinePoint, database: String, precision: WritePrecision, nowMs: Int64) throws -> RowWrite {
         var device = "root." + level(database) + "." + level(line.measurement)
         for tag in line.tags { device += "." + level(tag.value) }
         let timestamp: Int64
@@ -38,7 +38,7 @@ public enum LineProtocolMapping {
         } else {
             timestamp = nowMs
         }
-        return try line.fields.map { field in
+        let values = try line.fields.map { field in
             let value: Value
             switch field.value {
             case .float(let number): value = .double(number)
@@ -51,8 +51,14 @@ public enum LineProtocolMapping {
             case .boolean(let flag): value = .boolean(flag)
             case .string(let text): value = .text(text)
             }
-            return PointWrite(path: device + "." + level(field.key), timestamp: timestamp, value: value)
+            return value
         }
+        return RowWrite(device: device, timestamp: timestamp, measurements: line.fields.map { level($0.key) }, values: values)
+    }
+
+    /// The points of `line`, one per field (tests and tools).
+    public static func points(of line: LinePoint, database: String, precision: WritePrecision, nowMs: Int64) throws -> [PointWrite] {
+        try row(of: line, database: database, precision: precision, nowMs: nowMs).points
     }
 
     /// A path level: plain when it is an identifier, else backquoted (a backquote doubled).

@@ -15,7 +15,7 @@ private func rows(_ executor: StatementExecutor, _ sql: String) throws -> QueryR
 
 private func insert(_ executor: StatementExecutor, _ sql: String) throws {
     guard case .write(let points) = try run(executor, sql) else { throw ExecutionError(code: 0, message: "not an insert") }
-    try executor.engine.write(points)
+    try executor.engine.write(points.flatMap(\.points))
 }
 
 @Suite struct ParserTests {

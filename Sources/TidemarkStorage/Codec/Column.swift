@@ -66,6 +66,31 @@ public enum Column: Sendable, Equatable {
         }
     }
 
+    /// Appends `other`, of the same type.
+    public mutating func append(contentsOf other: Column) {
+        switch (self, other) {
+        case (.boolean(var values), .boolean(let more)): self = .boolean([]); values += more; self = .boolean(values)
+        case (.int32(var values), .int32(let more)): self = .int32([]); values += more; self = .int32(values)
+        case (.int64(var values), .int64(let more)): self = .int64([]); values += more; self = .int64(values)
+        case (.float(var values), .float(let more)): self = .float([]); values += more; self = .float(values)
+        case (.double(var values), .double(let more)): self = .double([]); values += more; self = .double(values)
+        case (.text(var values), .text(let more)): self = .text([]); values += more; self = .text(values)
+        default: preconditionFailure("appending a \(other.dataType) column to a \(dataType) column")
+        }
+    }
+
+    /// Bytes the values take in memory (text: its UTF-8 plus a string's overhead).
+    public var valueBytes: Int {
+        switch self {
+        case .boolean(let values): values.count
+        case .int32(let values): values.count * 4
+        case .float(let values): values.count * 4
+        case .int64(let values): values.count * 8
+        case .double(let values): values.count * 8
+        case .text(let values): values.reduce(0) { $0 + 16 + $1.utf8.count }
+        }
+    }
+
     /// The values at `indices`, in that order.
     public func gathered(_ indices: some Sequence<Int>) -> Column {
         switch self {

@@ -11,12 +11,10 @@ public enum RegionLog: Sendable {
 }
 
 /// A write checked against the schema (its missing series created) and encoded as a log
-/// record; `apply` uses the in-memory points instead of decoding the record again.
+/// record; `apply` uses the in-memory columns instead of decoding the record again.
 public struct PreparedWrite: Sendable {
     public let record: [UInt8]
-    public var pointCount: Int { points.count }
-    let points: [PointWrite]
-    let groups: [SeriesGroup]
+    let columns: [SeriesColumn]
 }
 
 extension StorageEngine {
@@ -41,14 +39,14 @@ extension StorageEngine {
         guard !points.isEmpty else { return nil }
         try checkSize(points.count)
         // Grouped by series once: every later step does one lookup per series, not per point.
-        return try prepare(points, SeriesGroup.of(points))
+        return try prepare(try seriesColumns(of: points))
     }
 
-    /// `prepareWrite` for points already grouped (and type-checked) unit by unit.
+    /// `prepareWrite` for rows already grouped (and type-checked) unit by unit.
     public func prepareWrite(_ write: GroupedWrite) throws -> PreparedWrite? {
         guard !write.isEmpty else { return nil }
-        try checkSize(write.points.count)
-        return try prepare(write.points, write.groups)
+        try checkSize(write.pointCount)
+        return try prepare(write.columns)
     }
 
     private func checkSize(_ count: Int) throws {
@@ -57,9 +55,9 @@ extension StorageEngine {
         }
     }
 
-    private func prepare(_ points: [PointWrite], _ groups: [SeriesGroup]) throws -> PreparedWrite {
-        try writeLock.withLock { try resolveSchema(groups) }
-        return PreparedWrite(record: EngineRecord.encodeWrite(points, groups), points: points, groups: groups)
+    private func prepare(_ columns: [SeriesColumn]) throws -> PreparedWrite {
+        try writeLock.withLock { try resolveSchema(columns) }
+        return PreparedWrite(record: EngineRecord.encodeWrite(columns), columns: columns)
     }
 
     /// The log record of a delete.
@@ -79,9 +77,8 @@ extension StorageEngine {
                 return
             }
             switch try EngineRecord.decode(record) {
-            case .write(let points):
-                let groups = SeriesGroup.of(points)
-                state.withLock { applyLocked(PreparedWrite(record: [], points: points, groups: groups), index: index) }
+            case .write(let columns):
+                state.withLock { applyLocked(PreparedWrite(record: [], columns: columns), index: index) }
             case .delete(let pattern, let range):
                 let parsed = try PathPattern(parsing: pattern)
                 try state.withLock { try applyDeleteLocked(pattern: parsed, range: range, index: index) }
@@ -93,18 +90,20 @@ extension StorageEngine {
     /// The caller holds `writeLock` and `state`.
     func applyLocked(_ write: PreparedWrite, index: UInt64) {
         let replayed = index <= flushedThroughMax
-        for group in write.groups {
+        for column in write.columns {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
-            guard let series = schema.series(group.path), series.dataType == group.type, group.mixedType == nil else { continue }
+            guard let series = schema.series(column.path), series.dataType == column.type else { continue }
             if replayed {
-                for position in group.indices {
-                    let point = write.points[position]
-                    if let through = flushedThrough[partition(of: point.timestamp)], index <= through { continue }
-                    active.append(path: point.path, type: series.dataType, timestamp: point.timestamp, value: point.value, sequence: index)
+                // Points already in a segment of their partition are not applied twice.
+                let kept = column.timestamps.indices.filter { position in
+                    guard let through = flushedThrough[partition(of: column.timestamps[position])] else { return true }
+                    return index > through
                 }
+                guard !kept.isEmpty else { continue }
+                active.append(path: column.path, timestamps: kept.map { column.timestamps[$0] }, values: column.values.gathered(kept), sequence: index)
             } else {
-                active.append(path: group.path, type: group.type, points: write.points, indices: group.indices, sequence: index)
+                active.append(path: column.path, timestamps: column.timestamps, values: column.values, sequence: index)
             }
         }
         active.noteSequence(index)

@@ -8,65 +8,63 @@ public struct Tombstone: Sendable, Equatable {
     public var sequence: UInt64
 }
 
-/// The points of one series within a write, in arrival order.
-struct SeriesGroup {
-    let path: String
-    /// The type of the group's first point.
-    let type: DataType
-    var indices: [Int]
-    /// A later point's type when it differs from `type` (the write must be refused).
-    var mixedType: DataType?
-
-    static func of(_ points: [PointWrite]) -> [SeriesGroup] {
-        var position: [String: Int] = [:]
-        var groups: [SeriesGroup] = []
-        for (index, point) in points.enumerated() {
-            if let at = position[point.path] {
-                groups[at].indices.append(index)
-                if point.value.dataType != groups[at].type { groups[at].mixedType = point.value.dataType }
-            } else {
-                position[point.path] = groups.count
-                groups.append(SeriesGroup(path: point.path, type: point.value.dataType, indices: [index]))
-            }
+/// The columns of `points`, one per series in order of first appearance; throws when one
+/// series is given two types.
+func seriesColumns(of points: [PointWrite]) throws(EngineError) -> [SeriesColumn] {
+    var position: [String: Int] = [:]
+    var columns: [SeriesColumn] = []
+    for point in points {
+        let at: Int
+        if let known = position[point.path] {
+            at = known
+        } else {
+            at = columns.count
+            position[point.path] = at
+            columns.append(SeriesColumn(path: point.path, type: point.value.dataType))
         }
-        return groups
+        guard columns[at].type == point.value.dataType else {
+            throw EngineError.typeMismatch(path: point.path, expected: columns[at].type, got: point.value.dataType)
+        }
+        columns[at].timestamps.append(point.timestamp)
+        columns[at].values.append(point.value)
     }
+    return columns
 }
 
-/// What the region's WAL records hold.
-enum EngineRecord: Equatable {
-    case write([PointWrite])
+/// What the region's log records hold.
+enum EngineRecord {
+    case write([SeriesColumn])
     case delete(pattern: String, range: ClosedRange<Int64>)
 
     static let pointsPerRecordMax = 10_000_000
 
     func encoded() -> [UInt8] {
-        var writer = ByteWriter()
         switch self {
-        case .write(let points):
-            return Self.encodeWrite(points, SeriesGroup.of(points))
+        case .write(let columns):
+            return Self.encodeWrite(columns)
         case .delete(let pattern, let range):
+            var writer = ByteWriter()
             writer.write(2)
             writer.write(lengthPrefixed: Array(pattern.utf8))
             writer.write(signedVarint: range.lowerBound)
             writer.write(signedVarint: range.upperBound)
+            return writer.bytes
         }
-        return writer.bytes
     }
 
-    /// A write record: points grouped by series, each path written once, order kept within a series.
-    static func encodeWrite(_ points: [PointWrite], _ groups: [SeriesGroup]) -> [UInt8] {
-        var writer = ByteWriter(capacity: points.count * 12 + groups.count * 40)
+    /// A write record: per series its path, type and count, then timestamp and value per point.
+    static func encodeWrite(_ columns: [SeriesColumn]) -> [UInt8] {
+        let points = columns.reduce(0) { $0 + $1.timestamps.count }
+        var writer = ByteWriter(capacity: points * 12 + columns.count * 40)
         writer.write(1)
-        writer.write(varint: UInt64(groups.count))
-        for group in groups {
-            precondition(group.mixedType == nil, "one series, one type")
-            writer.write(lengthPrefixed: Array(group.path.utf8))
-            writer.write(group.type.rawValue)
-            writer.write(varint: UInt64(group.indices.count))
-            for index in group.indices {
-                writer.write(signedVarint: points[index].timestamp)
-                ChunkStats.encode(points[index].value, into: &writer)
+        writer.write(varint: UInt64(columns.count))
+        for column in columns {
+            writer.write(lengthPrefixed: Array(column.path.utf8))
+            writer.write(column.type.rawValue)
+            writer.write(varint: UInt64(column.timestamps.count))
+            for (index, timestamp) in column.timestamps.enumerated() {
+                writer.write(signedVarint: timestamp)
+                ChunkStats.encode(column.values[index], into: &writer)
             }
         }
         return writer.bytes
@@ -77,18 +75,23 @@ enum EngineRecord: Equatable {
         let record: EngineRecord
         switch try reader.readByte() {
         case 1:
-            let groups = try reader.readCount(max: min(pointsPerRecordMax, reader.remaining), what: "series")
-            var points: [PointWrite] = []
-            for _ in 0..<groups {
+            let count = try reader.readCount(max: min(pointsPerRecordMax, reader.remaining), what: "series")
+            var columns: [SeriesColumn] = []
+            var points = 0
+            for _ in 0..<count {
                 guard let path = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self),
-                      let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad series in a WAL record") }
-                let count = try reader.readCount(max: min(pointsPerRecordMax - points.count, reader.remaining), what: "points")
-                for _ in 0..<count {
-                    let timestamp = try reader.readSignedVarint()
-                    points.append(PointWrite(path: path, timestamp: timestamp, value: try ChunkStats.decodeValue(type, from: &reader)))
+                      let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad series in a log record") }
+                let pointCount = try reader.readCount(max: min(pointsPerRecordMax - points, reader.remaining), what: "points")
+                points += pointCount
+                var column = SeriesColumn(path: path, type: type)
+                column.timestamps.reserveCapacity(pointCount)
+                for _ in 0..<pointCount {
+                    column.timestamps.append(try reader.readSignedVarint())
+                    column.values.append(try ChunkStats.decodeValue(type, from: &reader))
                 }
+                columns.append(column)
             }
-            record = .write(points)
+            record = .write(columns)
         case 2:
             guard let pattern = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self) else {
                 throw CorruptDataError("bad delete pattern")

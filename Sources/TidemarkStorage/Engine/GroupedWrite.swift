@@ -1,50 +1,114 @@
 import TidemarkCore
 
-/// A unit whose point does not fit its series' type; nothing of the unit was added.
+/// A unit whose value does not fit its series' type; nothing of the unit was added.
 public struct TypeConflict: Sendable, Equatable {
     public var path: String
     public var expected: DataType
     public var got: DataType
 }
 
-/// Points gathered unit by unit (a line-protocol line, a REST record) and grouped by series
-/// as they come, so the type check and the grouping cost one lookup per point. A unit goes
-/// in whole or not at all.
+/// One series' points of a write, as columns.
+struct SeriesColumn: Sendable {
+    let path: String
+    let type: DataType
+    var timestamps: [Int64] = []
+    var values: Column
+
+    init(path: String, type: DataType) {
+        self.path = path
+        self.type = type
+        values = .empty(type)
+    }
+
+    init(path: String, type: DataType, timestamps: [Int64], values: Column) {
+        precondition(timestamps.count == values.count && values.dataType == type)
+        self.path = path
+        self.type = type
+        self.timestamps = timestamps
+        self.values = values
+    }
+}
+
+/// Rows gathered unit by unit (a line-protocol line, a REST request) straight into one
+/// column per series, so the type check and the grouping cost one device lookup per row.
+/// A unit goes in whole or not at all.
 public struct GroupedWrite: Sendable {
-    public private(set) var points: [PointWrite] = []
-    private(set) var groups: [SeriesGroup] = []
-    private var position: [String: Int] = [:]
+    private(set) var columns: [SeriesColumn] = []
+    /// Per device, its measurements' column indexes, in the order first seen.
+    private var devices: [String: Int] = [:]
+    private var deviceColumns: [[(measurement: String, column: Int)]] = []
+    public private(set) var pointCount = 0
 
     public init() {}
 
-    public var isEmpty: Bool { points.isEmpty }
+    public var isEmpty: Bool { pointCount == 0 }
 
-    /// Adds `unit` if each point fits its series' type: the type the schema has
-    /// (`existing`), or, for a new series, the type an earlier point gave it. Otherwise
-    /// returns the first conflict and adds nothing.
-    public mutating func add(_ unit: [PointWrite], existing: (String) -> DataType?) -> TypeConflict? {
-        var slots: [Int?] = []
-        slots.reserveCapacity(unit.count)
-        var newInUnit: [String: DataType] = [:]
-        for point in unit {
-            let slot = position[point.path]
-            let expected = slot.map { groups[$0].type } ?? existing(point.path) ?? newInUnit[point.path]
-            if let expected, expected != point.value.dataType {
-                return TypeConflict(path: point.path, expected: expected, got: point.value.dataType)
+    /// Adds `unit` if each value fits its series' type: the type the schema has
+    /// (`existing`, asked once per new series), or, for a new series, the type an earlier
+    /// value gave it. Otherwise returns the first conflict and adds nothing.
+    public mutating func add(_ unit: [RowWrite], existing: (String) -> DataType?) -> TypeConflict? {
+        // Where each value goes: a column index, or a new series (its path, its type).
+        var targets: [Int] = []
+        var created: [(path: String, type: DataType)] = []
+        for row in unit {
+            let device = devices[row.device]
+            for (position, measurement) in row.measurements.enumerated() {
+                let value = row.values[position]
+                if let device, let column = Self.column(of: measurement, in: deviceColumns[device], hint: position) {
+                    guard columns[column].type == value.dataType else {
+                        return TypeConflict(path: row.path(position), expected: columns[column].type, got: value.dataType)
+                    }
+                    targets.append(column)
+                    continue
+                }
+                let path = row.path(position)
+                if let at = created.firstIndex(where: { $0.path == path }) {
+                    guard created[at].type == value.dataType else { return TypeConflict(path: path, expected: created[at].type, got: value.dataType) }
+                    targets.append(-1 - at)
+                    continue
+                }
+                if let known = existing(path), known != value.dataType { return TypeConflict(path: path, expected: known, got: value.dataType) }
+                created.append((path, value.dataType))
+                targets.append(-1 - (created.count - 1))
             }
-            if slot == nil && expected == nil { newInUnit[point.path] = point.value.dataType }
-            slots.append(slot)
         }
-        for (point, slot) in zip(unit, slots) {
-            let index = points.count
-            points.append(point)
-            if let slot = slot ?? position[point.path] {
-                groups[slot].indices.append(index)
-            } else {
-                position[point.path] = groups.count
-                groups.append(SeriesGroup(path: point.path, type: point.value.dataType, indices: [index]))
+        // Checked: now add.
+        var createdColumns: [Int] = []
+        var next = 0
+        for row in unit {
+            for (position, value) in row.values.enumerated() {
+                var column = targets[next]
+                next += 1
+                if column < 0 {
+                    let at = -1 - column
+                    if at == createdColumns.count {
+                        createdColumns.append(columns.count)
+                        columns.append(SeriesColumn(path: created[at].path, type: created[at].type))
+                        register(row.device, row.measurements[position], column: columns.count - 1)
+                    }
+                    column = createdColumns[at]
+                }
+                columns[column].timestamps.append(row.timestamp)
+                columns[column].values.append(value)
             }
+            pointCount += row.values.count
         }
         return nil
+    }
+
+    /// A device's column for `measurement`; rows of one device usually list their
+    /// measurements in the same order, so the same position is tried first.
+    private static func column(of measurement: String, in known: [(measurement: String, column: Int)], hint: Int) -> Int? {
+        if hint < known.count && known[hint].measurement == measurement { return known[hint].column }
+        return known.first { $0.measurement == measurement }?.column
+    }
+
+    private mutating func register(_ device: String, _ measurement: String, column: Int) {
+        if let at = devices[device] {
+            deviceColumns[at].append((measurement, column))
+        } else {
+            devices[device] = deviceColumns.count
+            deviceColumns.append([(measurement, column)])
+        }
     }
 }

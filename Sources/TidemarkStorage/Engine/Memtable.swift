@@ -9,14 +9,14 @@ struct SeriesBuffer {
 
     init(type: DataType) { values = .empty(type) }
 
-    mutating func append(_ timestamp: Int64, _ value: Value) {
-        if let last = timestamps.last, timestamp <= last { inOrder = false }
-        timestamps.append(timestamp)
-        values.append(value)
-    }
-
-    mutating func append(contentsOf points: some Sequence<(Int64, Value)>) {
-        for (timestamp, value) in points { append(timestamp, value) }
+    mutating func append(timestamps more: [Int64], values column: Column) {
+        guard let first = more.first else { return }
+        if inOrder {
+            if let last = timestamps.last, first <= last { inOrder = false }
+            if inOrder { for index in more.indices.dropFirst() where more[index] <= more[index - 1] { inOrder = false; break } }
+        }
+        timestamps += more
+        values.append(contentsOf: column)
     }
 
     /// Strictly increasing timestamps; for a repeated timestamp the last write wins.
@@ -56,27 +56,16 @@ final class Memtable: @unchecked Sendable {
 
     var isEmpty: Bool { pointCount == 0 }
 
-    func append(path: String, type: DataType, timestamp: Int64, value: Value, sequence: UInt64) {
-        precondition(value.dataType == type, "value type checked against the schema before it gets here")
+    /// Appends a column of series `path` with one lookup for the series.
+    func append(path: String, timestamps: [Int64], values: Column, sequence: UInt64) {
+        precondition(timestamps.count == values.count)
         if series[path] == nil {
-            series[path] = SeriesBuffer(type: type)
+            series[path] = SeriesBuffer(type: values.dataType)
             bytes += 64 + path.utf8.count
         }
-        series[path]!.append(timestamp, value)
-        bytes += 8 + Self.valueBytes(value)
-        pointCount += 1
-        maxSequence = max(maxSequence, sequence)
-    }
-
-    /// Appends `indices` of `points`, all of series `path`, with one lookup for the series.
-    func append(path: String, type: DataType, points: [PointWrite], indices: [Int], sequence: UInt64) {
-        if series[path] == nil {
-            series[path] = SeriesBuffer(type: type)
-            bytes += 64 + path.utf8.count
-        }
-        series[path]!.append(contentsOf: indices.lazy.map { (points[$0].timestamp, points[$0].value) })
-        for index in indices { bytes += 8 + Self.valueBytes(points[index].value) }
-        pointCount += indices.count
+        series[path]!.append(timestamps: timestamps, values: values)
+        bytes += 8 * timestamps.count + values.valueBytes
+        pointCount += timestamps.count
         maxSequence = max(maxSequence, sequence)
     }
 
@@ -87,15 +76,6 @@ final class Memtable: @unchecked Sendable {
             let before = series[path]!.timestamps.count
             series[path]!.remove(in: range)
             pointCount -= before - series[path]!.timestamps.count
-        }
-    }
-
-    private static func valueBytes(_ value: Value) -> Int {
-        switch value {
-        case .boolean: 1
-        case .int32, .float: 4
-        case .int64, .double: 8
-        case .text(let text): 16 + text.utf8.count
         }
     }
 }

@@ -277,7 +277,7 @@ public final class StorageEngine: @unchecked Sendable {
 
     /// The type of each point's series, creating missing ones; throws before anything is created
     /// if any point cannot be written.
-    func resolveSchema(_ groups: [SeriesGroup]) throws {
+    func resolveSchema(_ groups: [SeriesColumn]) throws {
         var created: [SchemaRecord] = []
         // Whatever was created is logged even if a later creation fails, so memory and log agree.
         defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
@@ -285,9 +285,6 @@ public final class StorageEngine: @unchecked Sendable {
             var pending: [SeriesSchema] = []
             var newDatabases: [String] = []
             for group in groups {
-                if let mixed = group.mixedType {
-                    throw EngineError.typeMismatch(path: group.path, expected: group.type, got: mixed)
-                }
                 if let existing = schema.series(group.path) {
                     guard existing.dataType == group.type else {
                         throw EngineError.typeMismatch(path: group.path, expected: existing.dataType, got: group.type)
