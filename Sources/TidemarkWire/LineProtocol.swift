@@ -9,21 +9,28 @@ public enum LineFieldValue: Sendable, Equatable {
     case string(String)
 }
 
+/// One `key=value` tag of a line.
+public struct LineTag: Sendable, Equatable {
+    public var key: String
+    public var value: String
+}
+
+/// One `key=value` field of a line.
+public struct LineField: Sendable, Equatable {
+    public var key: String
+    public var value: LineFieldValue
+}
+
 /// One parsed line: `measurement,tags fields timestamp`.
 public struct LinePoint: Sendable, Equatable {
     public var measurement: String
     /// Tags sorted by key (InfluxDB's canonical order).
-    public var tags: [(key: String, value: String)]
-    public var fields: [(key: String, value: LineFieldValue)]
+    public var tags: [LineTag]
+    public var fields: [LineField]
     /// In the request's precision; nil when the line has none (server time).
     public var timestamp: Int64?
     /// 1-based line number in the request body.
     public var line: Int
-
-    public static func == (lhs: LinePoint, rhs: LinePoint) -> Bool {
-        lhs.measurement == rhs.measurement && lhs.tags.elementsEqual(rhs.tags, by: ==) && lhs.fields.elementsEqual(rhs.fields, by: ==)
-            && lhs.timestamp == rhs.timestamp && lhs.line == rhs.line
-    }
 }
 
 /// A line that does not parse, with where and why.
@@ -100,24 +107,24 @@ private struct LineParser {
         if current == nil || current == UInt8(ascii: "#") { return .success(nil) }
         do {
             let measurement = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: true, what: "measurement")
-            var tags: [(key: String, value: String)] = []
+            var tags: [LineTag] = []
             while current == UInt8(ascii: ",") {
                 position += 1
                 let key = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "tag key")
                 guard current == UInt8(ascii: "=") else { throw fail("expected '=' after tag key \(key)") }
                 position += 1
                 let value = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "tag value")
-                tags.append((key, value))
+                tags.append(LineTag(key: key, value: value))
             }
             guard current == UInt8(ascii: " ") else { throw fail("expected a space and fields after the measurement and tags") }
             while current == UInt8(ascii: " ") { position += 1 }
-            var fields: [(key: String, value: LineFieldValue)] = []
+            var fields: [LineField] = []
             repeat {
                 if !fields.isEmpty { position += 1 }
                 let key = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "field key")
                 guard current == UInt8(ascii: "=") else { throw fail("expected '=' after field key \(key)") }
                 position += 1
-                fields.append((key, try fieldValue()))
+                fields.append(LineField(key: key, value: try fieldValue()))
             } while current == UInt8(ascii: ",")
             var timestamp: Int64?
             if current == UInt8(ascii: " ") {

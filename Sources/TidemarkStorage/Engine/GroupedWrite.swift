@@ -34,9 +34,21 @@ struct SeriesColumn: Sendable {
 /// A unit goes in whole or not at all.
 public struct GroupedWrite: Sendable {
     private(set) var columns: [SeriesColumn] = []
+    /// A device's measurement and the index of its column.
+    private struct Slot {
+        let measurement: String
+        let column: Int
+    }
+
+    /// A series a unit creates.
+    private struct NewSeries {
+        let path: String
+        let type: DataType
+    }
+
     /// Per device, its measurements' column indexes, in the order first seen.
     private var devices: [String: Int] = [:]
-    private var deviceColumns: [[(measurement: String, column: Int)]] = []
+    private var deviceColumns: [[Slot]] = []
     public private(set) var pointCount = 0
 
     public init() {}
@@ -49,7 +61,7 @@ public struct GroupedWrite: Sendable {
     public mutating func add(_ unit: [RowWrite], existing: (String) -> DataType?) -> TypeConflict? {
         // Where each value goes: a column index, or a new series (its path, its type).
         var targets: [Int] = []
-        var created: [(path: String, type: DataType)] = []
+        var created: [NewSeries] = []
         for row in unit {
             let device = devices[row.device]
             for (position, measurement) in row.measurements.enumerated() {
@@ -68,7 +80,7 @@ public struct GroupedWrite: Sendable {
                     continue
                 }
                 if let known = existing(path), known != value.dataType { return TypeConflict(path: path, expected: known, got: value.dataType) }
-                created.append((path, value.dataType))
+                created.append(NewSeries(path: path, type: value.dataType))
                 targets.append(-1 - (created.count - 1))
             }
         }
@@ -98,17 +110,17 @@ public struct GroupedWrite: Sendable {
 
     /// A device's column for `measurement`; rows of one device usually list their
     /// measurements in the same order, so the same position is tried first.
-    private static func column(of measurement: String, in known: [(measurement: String, column: Int)], hint: Int) -> Int? {
+    private static func column(of measurement: String, in known: [Slot], hint: Int) -> Int? {
         if hint < known.count && known[hint].measurement == measurement { return known[hint].column }
         return known.first { $0.measurement == measurement }?.column
     }
 
     private mutating func register(_ device: String, _ measurement: String, column: Int) {
         if let at = devices[device] {
-            deviceColumns[at].append((measurement, column))
+            deviceColumns[at].append(Slot(measurement: measurement, column: column))
         } else {
             devices[device] = deviceColumns.count
-            deviceColumns.append([(measurement, column)])
+            deviceColumns.append([Slot(measurement: measurement, column: column)])
         }
     }
 }
