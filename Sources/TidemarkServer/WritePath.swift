@@ -6,8 +6,8 @@ import TidemarkStages
 import TidemarkStorage
 import TidemarkWire
 
-/// A client write on its way from decode through route to append: points grouped by the
-/// request line (or record) they came from, and how to answer.
+/// A client write on its way from decode through route to append: rows grouped by the
+/// request line (or request) they came from, and how to answer.
 public struct WriteJob: Sendable {
     /// One all-or-nothing unit of the request (a line-protocol line, a REST request).
     public struct Unit: Sendable {
@@ -100,8 +100,8 @@ struct WriteApplier: Sendable {
         do {
             prepared = try engine.prepareWrite(batch.write)
         } catch {
-            // One job's points (a series limit, two jobs creating one series with two types)
-            // can sink the batch: write each job on its own so the others still land.
+            // One job's points (a series limit, a missing series with auto-create off) can
+            // sink the batch: write each job on its own so the others still land.
             guard batch.members.count > 1 else { return finish("\(error)") }
             for member in batch.members {
                 var alone = Batch()
