@@ -1,0 +1,562 @@
+/// One replica of a Raft group as a pure state machine, driven from outside as etcd's raft
+/// is: `tick()` for time, `step(_:)` for messages, `propose`, `readIndex` and
+/// `transferLeadership` for requests; `ready()` says what to persist, send and apply, and
+/// `advance(_:)` says it was done. No clock, thread, I/O or global randomness inside.
+///
+/// Features: elections with PreVote and CheckQuorum; commit only by a quorum in the
+/// current term; replication with probe / replicate / snapshot progress and an in-flight
+/// limit; a cap on uncommitted bytes; ReadIndex reads; leadership transfer; log compaction
+/// and snapshot install.
+public struct RaftCore: Sendable {
+    public enum Role: Sendable, Equatable { case follower, preCandidate, candidate, leader }
+
+    /// Marks a vote request that a leadership transfer started: it overrides the lease.
+    static let transferContext: UInt64 = 1
+
+    public let id: UInt64
+    let config: RaftConfig
+    public private(set) var term: UInt64 = 0
+    public private(set) var vote: UInt64 = 0
+    public private(set) var role = Role.follower
+    /// The leader this replica follows (0: none known).
+    public private(set) var leader: UInt64 = 0
+    public private(set) var membership: RaftMembership
+    private(set) var log: RaftLog
+    private var progress: [UInt64: RaftProgress] = [:]
+    private var votes: [UInt64: Bool] = [:]
+    private var electionElapsed = 0
+    private var heartbeatElapsed = 0
+    private var randomizedElectionTimeout = 0
+    private var random: SplitMix64
+    private var messages: [RaftMessage] = []
+    private var readStates: [ReadState] = []
+    private var pendingReads: [PendingRead] = []
+    private var leadTransferee: UInt64 = 0
+    private var uncommittedBytes = 0
+    private var lastHardState: HardState
+    /// The newest snapshot the host made, sent to followers whose entries were compacted.
+    private var latestSnapshot: RaftSnapshot?
+
+    /// A read waiting for a heartbeat round to confirm the leader still leads.
+    private struct PendingRead: Sendable {
+        var requestID: UInt64
+        var index: UInt64
+        var acks: Set<UInt64>
+    }
+
+    /// A replica, new (`membership` is the initial group) or restarted from what it had on disk.
+    public init(config: RaftConfig, membership: RaftMembership, hardState: HardState = HardState(),
+                snapshot: RaftSnapshot? = nil, entries: [RaftEntry] = []) {
+        id = config.id
+        self.config = config
+        self.membership = snapshot?.membership ?? membership
+        log = RaftLog(snapshot: snapshot, entries: entries, commit: hardState.commit)
+        term = hardState.term
+        vote = hardState.vote
+        lastHardState = hardState
+        latestSnapshot = snapshot
+        random = SplitMix64(state: config.seed)
+        resetTimers()
+    }
+
+    // MARK: - Inputs
+
+    /// One unit of time.
+    public mutating func tick() {
+        if role == .leader {
+            heartbeatElapsed += 1
+            electionElapsed += 1
+            if electionElapsed >= config.electionTicks {
+                electionElapsed = 0
+                // CheckQuorum: a leader that has not heard from a quorum for a whole timeout steps down.
+                if config.checkQuorum {
+                    guard quorumRecentlyActive() else {
+                        becomeFollower(term: term, leader: 0)
+                        return
+                    }
+                    // Each check looks at the answers of one timeout.
+                    for peer in progress.keys { progress[peer]!.recentActive = false }
+                }
+                leadTransferee = 0  // a transfer that did not finish within a timeout is abandoned
+            }
+            if heartbeatElapsed >= config.heartbeatTicks {
+                heartbeatElapsed = 0
+                broadcastHeartbeat(context: 0)
+            }
+        } else {
+            electionElapsed += 1
+            if electionElapsed >= randomizedElectionTimeout {
+                electionElapsed = 0
+                if isPromotable { startElection(transfer: false) }
+            }
+        }
+    }
+
+    /// Starts an election now (tests and tools).
+    public mutating func campaign() {
+        if isPromotable { startElection(transfer: false) }
+    }
+
+    /// Appends a client command; returns its index. Only the leader accepts proposals.
+    public mutating func propose(_ data: [UInt8]) throws(RaftError) -> UInt64 {
+        guard role == .leader else { throw .notLeader(leaderHint: leader == 0 ? nil : leader) }
+        guard leadTransferee == 0 else { throw .transferring }
+        let entry = RaftEntry(index: log.lastIndex + 1, term: term, data: data)
+        guard uncommittedBytes == 0 || uncommittedBytes + entry.sizeBytes <= config.uncommittedBytesMax else {
+            throw .tooManyUncommittedBytes
+        }
+        uncommittedBytes += entry.sizeBytes
+        log.append(entry)
+        broadcastAppend()
+        return entry.index
+    }
+
+    /// Asks for a linearizable read: a `ReadState` with `requestID` comes out of `ready()` once
+    /// a quorum confirmed this replica still leads; the read may run when its index is applied.
+    public mutating func readIndex(requestID: UInt64) throws(RaftError) {
+        guard role == .leader else { throw .notLeader(leaderHint: leader == 0 ? nil : leader) }
+        // A new leader knows the commit index only once an entry of its own term is committed.
+        guard log.term(at: log.committed) == term else { throw .notLeader(leaderHint: nil) }
+        if membership.voters == [id] {
+            readStates.append(ReadState(requestID: requestID, index: log.committed))
+            return
+        }
+        pendingReads.append(PendingRead(requestID: requestID, index: log.committed, acks: [id]))
+        broadcastHeartbeat(context: requestID)
+    }
+
+    /// Hands leadership to `target` once its log is up to date (it then campaigns at once).
+    public mutating func transferLeadership(to target: UInt64) throws(RaftError) {
+        guard role == .leader else { throw .notLeader(leaderHint: leader == 0 ? nil : leader) }
+        guard target != id, membership.voters.contains(target) else { return }
+        leadTransferee = target
+        electionElapsed = 0
+        if progress[target]?.match == log.lastIndex {
+            send(RaftMessage(kind: .timeoutNow, from: id, to: target, term: term))
+        } else {
+            sendAppend(to: target)
+        }
+    }
+
+    /// The host took a snapshot of the state machine through `snapshot.index` (applied):
+    /// entries up to it are dropped, and lagging followers get the snapshot instead.
+    public mutating func compact(_ snapshot: RaftSnapshot) {
+        precondition(snapshot.index <= log.applied, "a snapshot covers applied entries only")
+        guard snapshot.index > log.snapshotIndex else { return }
+        precondition(log.term(at: snapshot.index) == snapshot.term, "snapshot term does not match the log")
+        latestSnapshot = snapshot
+        log.compact(through: snapshot.index)
+    }
+
+    public mutating func step(_ message: RaftMessage) {
+        guard message.to == id, message.from != id else { return }
+        if message.term > term {
+            if message.kind == .vote || message.kind == .preVote {
+                // With CheckQuorum a replica that heard from a live leader within a timeout ignores
+                // campaigns (unless a transfer started them): a partitioned node cannot disrupt.
+                let inLease = config.checkQuorum && leader != 0 && electionElapsed < config.electionTicks
+                if inLease && message.context != Self.transferContext { return }
+            }
+            switch message.kind {
+            case .preVote:
+                break  // a pre-vote never changes the term
+            case .preVoteResponse where !message.reject:
+                break  // granted for the term we would campaign in
+            case .append, .heartbeat, .snapshot:
+                becomeFollower(term: message.term, leader: message.from)
+            default:
+                becomeFollower(term: message.term, leader: 0)
+            }
+        } else if message.term < term {
+            if (config.checkQuorum || config.preVote) && (message.kind == .append || message.kind == .heartbeat) {
+                // A stale leader learns of the newer term and steps down.
+                send(RaftMessage(kind: .appendResponse, from: id, to: message.from, term: term))
+            } else if message.kind == .preVote {
+                var refusal = RaftMessage(kind: .preVoteResponse, from: id, to: message.from, term: term)
+                refusal.reject = true
+                send(refusal)
+            }
+            return
+        }
+        switch message.kind {
+        case .preVote, .vote:
+            handleVoteRequest(message)
+        default:
+            switch role {
+            case .leader: stepLeader(message)
+            case .preCandidate, .candidate: stepCandidate(message)
+            case .follower: stepFollower(message)
+            }
+        }
+    }
+
+    // MARK: - Output
+
+    public var hasReady: Bool {
+        currentHardState != lastHardState || log.pendingSnapshot != nil || log.stable < log.lastIndex
+            || log.applied < log.committed || !messages.isEmpty || !readStates.isEmpty
+    }
+
+    public mutating func ready() -> RaftReady {
+        var ready = RaftReady()
+        if currentHardState != lastHardState { ready.hardState = currentHardState }
+        ready.snapshot = log.pendingSnapshot
+        if log.stable < log.lastIndex {
+            ready.entries = log.slice(from: log.stable + 1, through: log.lastIndex, bytesMax: .max)
+        }
+        // Entries of this same ready are persisted before anything is applied.
+        let appliedFrom = max(log.applied, log.snapshotIndex) + 1
+        if appliedFrom <= log.committed {
+            ready.committed = log.slice(from: appliedFrom, through: log.committed, bytesMax: .max)
+        }
+        ready.messages = messages
+        ready.readStates = readStates
+        return ready
+    }
+
+    /// The host persisted, sent and applied `ready`.
+    public mutating func advance(_ ready: RaftReady) {
+        if let hardState = ready.hardState { lastHardState = hardState }
+        if let snapshot = ready.snapshot {
+            if log.pendingSnapshot == snapshot { log.pendingSnapshot = nil }
+            latestSnapshot = snapshot
+            log.applied = max(log.applied, snapshot.index)
+        }
+        if let last = ready.entries.last, log.term(at: last.index) == last.term {
+            log.stable = max(log.stable, last.index)
+        }
+        if let last = ready.committed.last { log.applied = max(log.applied, last.index) }
+        messages.removeFirst(min(ready.messages.count, messages.count))
+        readStates.removeFirst(min(ready.readStates.count, readStates.count))
+        // The leader's own entries count toward a quorum once they are on its disk.
+        if role == .leader && maybeCommit() { broadcastAppend() }
+    }
+
+    private var currentHardState: HardState { HardState(term: term, vote: vote, commit: log.committed) }
+
+    // MARK: - Roles
+
+    private var isPromotable: Bool { membership.voters.contains(id) && log.pendingSnapshot == nil }
+
+    private mutating func resetTimers() {
+        electionElapsed = 0
+        heartbeatElapsed = 0
+        randomizedElectionTimeout = config.electionTicks + Int(random.next() % UInt64(config.electionTicks))
+    }
+
+    private mutating func becomeFollower(term newTerm: UInt64, leader newLeader: UInt64) {
+        precondition(newTerm >= term, "terms never go back")
+        if newTerm != term {
+            term = newTerm
+            vote = 0
+        }
+        role = .follower
+        leader = newLeader
+        resetTimers()
+        resetLeaderState()
+    }
+
+    private mutating func resetLeaderState() {
+        votes = [:]
+        progress = [:]
+        pendingReads = []
+        leadTransferee = 0
+        uncommittedBytes = 0
+    }
+
+    private mutating func startElection(transfer: Bool) {
+        if config.preVote && !transfer {
+            role = .preCandidate
+            leader = 0
+            votes = [:]
+            campaign(.preVote, transfer: false)
+        } else {
+            becomeCandidate()
+            campaign(.vote, transfer: transfer)
+        }
+    }
+
+    private mutating func becomeCandidate() {
+        term += 1
+        vote = id
+        role = .candidate
+        leader = 0
+        resetTimers()
+        resetLeaderState()
+    }
+
+    private mutating func campaign(_ kind: RaftMessage.Kind, transfer: Bool) {
+        votes = [id: true]
+        if tallyVotes() { return }
+        let campaignTerm = kind == .preVote ? term + 1 : term
+        for voter in membership.voters.sorted() where voter != id {
+            var request = RaftMessage(kind: kind, from: id, to: voter, term: campaignTerm)
+            request.index = log.lastIndex
+            request.logTerm = log.lastTerm
+            request.context = transfer ? Self.transferContext : 0
+            send(request)
+        }
+    }
+
+    /// Acts on the votes so far: returns true once the campaign is decided.
+    private mutating func tallyVotes() -> Bool {
+        let granted = membership.voters.filter { votes[$0] == true }.count
+        let refused = membership.voters.filter { votes[$0] == false }.count
+        if granted >= membership.quorum {
+            if role == .preCandidate {
+                becomeCandidate()
+                campaign(.vote, transfer: false)
+            } else {
+                becomeLeader()
+            }
+            return true
+        }
+        if refused >= membership.quorum {
+            becomeFollower(term: term, leader: 0)
+            return true
+        }
+        return false
+    }
+
+    private mutating func becomeLeader() {
+        precondition(role == .candidate, "only a candidate becomes leader")
+        role = .leader
+        leader = id
+        resetTimers()
+        resetLeaderState()
+        for peer in membership.voters.union(membership.learners) where peer != id {
+            var peerProgress = RaftProgress(next: log.lastIndex + 1, isLearner: membership.learners.contains(peer))
+            peerProgress.recentActive = true
+            progress[peer] = peerProgress
+        }
+        // An empty entry of the new term: committing it commits everything before it.
+        log.append(RaftEntry(index: log.lastIndex + 1, term: term))
+        broadcastAppend()
+    }
+
+    // MARK: - Votes
+
+    private mutating func handleVoteRequest(_ request: RaftMessage) {
+        let responseKind: RaftMessage.Kind = request.kind == .preVote ? .preVoteResponse : .voteResponse
+        let canVote = vote == request.from || (vote == 0 && leader == 0) || (request.kind == .preVote && request.term > term)
+        if canVote && log.isUpToDate(lastIndex: request.index, lastTerm: request.logTerm) {
+            // A granted pre-vote answers in the term it was asked for.
+            send(RaftMessage(kind: responseKind, from: id, to: request.from, term: request.term))
+            if request.kind == .vote {
+                vote = request.from
+                electionElapsed = 0
+            }
+        } else {
+            var refusal = RaftMessage(kind: responseKind, from: id, to: request.from, term: term)
+            refusal.reject = true
+            send(refusal)
+        }
+    }
+
+    private mutating func stepCandidate(_ message: RaftMessage) {
+        switch message.kind {
+        case .append:
+            becomeFollower(term: message.term, leader: message.from)
+            handleAppend(message)
+        case .heartbeat:
+            becomeFollower(term: message.term, leader: message.from)
+            handleHeartbeat(message)
+        case .snapshot:
+            becomeFollower(term: message.term, leader: message.from)
+            handleSnapshot(message)
+        case .preVoteResponse where role == .preCandidate, .voteResponse where role == .candidate:
+            guard membership.voters.contains(message.from) else { return }
+            votes[message.from] = !message.reject
+            _ = tallyVotes()
+        default:
+            break
+        }
+    }
+
+    // MARK: - Follower
+
+    private mutating func stepFollower(_ message: RaftMessage) {
+        switch message.kind {
+        case .append:
+            electionElapsed = 0
+            leader = message.from
+            handleAppend(message)
+        case .heartbeat:
+            electionElapsed = 0
+            leader = message.from
+            handleHeartbeat(message)
+        case .snapshot:
+            electionElapsed = 0
+            leader = message.from
+            handleSnapshot(message)
+        case .timeoutNow:
+            if isPromotable { startElection(transfer: true) }
+        default:
+            break
+        }
+    }
+
+    private mutating func handleAppend(_ append: RaftMessage) {
+        var response = RaftMessage(kind: .appendResponse, from: id, to: append.from, term: term)
+        if append.index < log.committed {
+            response.index = log.committed
+        } else if log.matches(index: append.index, term: append.logTerm) {
+            let last = log.merge(after: append.index, append.entries)
+            log.commit(to: min(append.commit, last))
+            response.index = last
+        } else {
+            response.reject = true
+            response.index = append.index
+            response.rejectHint = log.lastIndex
+        }
+        send(response)
+    }
+
+    private mutating func handleHeartbeat(_ heartbeat: RaftMessage) {
+        // The leader sends at most what this replica matched, so the entries are here.
+        log.commit(to: min(heartbeat.commit, log.lastIndex))
+        var response = RaftMessage(kind: .heartbeatResponse, from: id, to: heartbeat.from, term: term)
+        response.context = heartbeat.context
+        send(response)
+    }
+
+    private mutating func handleSnapshot(_ message: RaftMessage) {
+        guard let snapshot = message.snapshot else { return }
+        var response = RaftMessage(kind: .appendResponse, from: id, to: message.from, term: term)
+        if snapshot.index <= log.committed {
+            response.index = log.committed
+        } else if log.matches(index: snapshot.index, term: snapshot.term) {
+            // The log already holds the snapshot's last entry: just commit up to it.
+            log.commit(to: snapshot.index)
+            response.index = snapshot.index
+        } else {
+            log.restore(snapshot)
+            membership = snapshot.membership
+            response.index = snapshot.index
+        }
+        send(response)
+    }
+
+    // MARK: - Leader
+
+    private mutating func stepLeader(_ message: RaftMessage) {
+        guard var peer = progress[message.from] else { return }
+        peer.recentActive = true
+        switch message.kind {
+        case .appendResponse:
+            if message.reject {
+                if peer.backUp(rejected: message.index, followerLast: message.rejectHint) {
+                    progress[message.from] = peer
+                    sendAppend(to: message.from)
+                } else {
+                    progress[message.from] = peer
+                }
+                return
+            }
+            let wasPaused = peer.isPaused(inflightMax: config.inflightMax)
+            guard peer.acknowledge(message.index) else {
+                progress[message.from] = peer
+                return
+            }
+            switch peer.state {
+            case .probe: peer.becomeReplicate()
+            case .snapshot(let index) where peer.match >= index: peer.becomeProbe()
+            default: break
+            }
+            progress[message.from] = peer
+            if maybeCommit() {
+                broadcastAppend()
+            } else if wasPaused {
+                sendAppend(to: message.from)
+            }
+            while sendAppend(to: message.from, evenIfEmpty: false) {}
+            if message.from == leadTransferee && progress[message.from]!.match == log.lastIndex {
+                send(RaftMessage(kind: .timeoutNow, from: id, to: message.from, term: term))
+            }
+        case .heartbeatResponse:
+            peer.probeSent = false
+            switch peer.state {
+            case .snapshot: peer.becomeProbe()  // the snapshot may be lost: probe again
+            case .replicate where peer.inflight.count >= config.inflightMax:
+                peer.inflight.removeFirst()  // appends may be lost: let one more out, a gap makes the follower say so
+            default: break
+            }
+            progress[message.from] = peer
+            if peer.match < log.lastIndex { sendAppend(to: message.from) }
+            if message.context != 0 { acknowledgeRead(message.context, from: message.from) }
+        default:
+            progress[message.from] = peer
+        }
+    }
+
+    /// Commits the highest index a quorum of voters has, if it is of the current term.
+    private mutating func maybeCommit() -> Bool {
+        let matched = membership.voters.map { $0 == id ? log.stable : progress[$0]?.match ?? 0 }.sorted(by: >)
+        let candidate = matched[membership.quorum - 1]
+        guard candidate > log.committed, log.term(at: candidate) == term else { return false }
+        let before = log.committed
+        log.commit(to: candidate)
+        let released = log.slice(from: before + 1, through: candidate, bytesMax: .max).reduce(0) { $0 + $1.sizeBytes }
+        uncommittedBytes = max(0, uncommittedBytes - released)
+        return true
+    }
+
+    private func quorumRecentlyActive() -> Bool {
+        let active = membership.voters.filter { $0 == id || progress[$0]?.recentActive == true }.count
+        return active >= membership.quorum
+    }
+
+    private mutating func broadcastAppend() {
+        for peer in progress.keys.sorted() { sendAppend(to: peer) }
+    }
+
+    private mutating func broadcastHeartbeat(context: UInt64) {
+        for peer in progress.keys.sorted() {
+            var heartbeat = RaftMessage(kind: .heartbeat, from: id, to: peer, term: term)
+            heartbeat.commit = min(progress[peer]!.match, log.committed)
+            heartbeat.context = context
+            send(heartbeat)
+        }
+    }
+
+    /// Sends the next append (or the snapshot) to `peer`; returns whether it sent anything.
+    @discardableResult
+    private mutating func sendAppend(to peerID: UInt64, evenIfEmpty: Bool = true) -> Bool {
+        guard var peer = progress[peerID], !peer.isPaused(inflightMax: config.inflightMax) else { return false }
+        let previous = peer.next - 1
+        guard peer.next > log.snapshotIndex, let previousTerm = log.term(at: previous) else {
+            // The entries it needs are compacted: send the snapshot.
+            guard let snapshot = latestSnapshot else { return false }
+            var message = RaftMessage(kind: .snapshot, from: id, to: peerID, term: term)
+            message.snapshot = snapshot
+            peer.becomeSnapshot(snapshot.index)
+            progress[peerID] = peer
+            send(message)
+            return true
+        }
+        let entries = log.slice(from: peer.next, through: log.lastIndex, bytesMax: config.messageBytesMax)
+        if entries.isEmpty && !evenIfEmpty { return false }
+        var message = RaftMessage(kind: .append, from: id, to: peerID, term: term)
+        message.index = previous
+        message.logTerm = previousTerm
+        message.entries = entries
+        message.commit = log.committed
+        peer.sent(last: entries.last?.index ?? previous, entries: entries.count)
+        progress[peerID] = peer
+        send(message)
+        return true
+    }
+
+    private mutating func acknowledgeRead(_ requestID: UInt64, from peer: UInt64) {
+        guard let at = pendingReads.firstIndex(where: { $0.requestID == requestID }) else { return }
+        if membership.voters.contains(peer) { pendingReads[at].acks.insert(peer) }
+        guard pendingReads[at].acks.count >= membership.quorum else { return }
+        // Confirming this read confirms every read queued before it too.
+        for read in pendingReads[...at] { readStates.append(ReadState(requestID: read.requestID, index: read.index)) }
+        pendingReads.removeFirst(at + 1)
+    }
+
+    private mutating func send(_ message: RaftMessage) {
+        messages.append(message)
+    }
+}

@@ -1,0 +1,392 @@
+import TidemarkConsensus
+
+/// A safety or liveness violation, with the seed that replays it.
+struct SimulationFailure: Error, CustomStringConvertible {
+    let seed: UInt64
+    let round: Int
+    let what: String
+    var description: String { "seed \(seed), round \(round): \(what)" }
+}
+
+/// The simulator's own seeded generator (the cores get theirs from their configs).
+struct SimRandom {
+    var state: UInt64
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+    mutating func chance(_ percent: Int) -> Bool { below(1000) < percent * 10 }
+}
+
+/// A whole Raft group run by one seeded, single-threaded scheduler: real `RaftCore`s, a
+/// simulated network (drop, delay, duplicate, reorder, partition), simulated disks (what
+/// was not persisted is gone after a crash) and a simulated clock. Every round it checks
+/// election safety, log matching, leader completeness, state-machine safety, that commit
+/// indexes never move back and that nothing acknowledged is lost.
+final class RaftSimulation {
+    /// What a replica has on disk.
+    struct Disk {
+        var hardState = HardState()
+        var snapshot: RaftSnapshot?
+        var entries: [RaftEntry] = []
+    }
+
+    /// A replica: its core while running, its disk always, its state machine (a register per key).
+    struct Replica {
+        var core: RaftCore?
+        var disk = Disk()
+        var registers: [String: String] = [:]
+        var appliedIndex: UInt64 = 0
+        var restarts: UInt64 = 0
+    }
+
+    struct InFlight {
+        var message: RaftMessage
+        var deliverAt: Int
+    }
+
+    /// A client write: acknowledged once its proposer applied it at `index`.
+    struct Write {
+        var key: String
+        var value: String
+        var proposer: UInt64
+        var index: UInt64
+        var term: UInt64
+        var acknowledged = false
+    }
+
+    let seed: UInt64
+    let ids: [UInt64]
+    private(set) var replicas: [UInt64: Replica] = [:]
+    private var random: SimRandom
+    private var network: [InFlight] = []
+    /// Partition side of each replica; messages cross only within a side.
+    private var side: [UInt64: Int] = [:]
+    private(set) var round = 0
+    private var dropPercent = 5
+    private var duplicatePercent = 2
+    private var delayMax = 3
+    private var clientsWrite = true
+    private(set) var writes: [Write] = []
+    private var nextValue = 0
+    /// Every entry any replica applied, by index: all must agree.
+    private var appliedByIndex: [UInt64: RaftEntry] = [:]
+    private var leaderOfTerm: [UInt64: UInt64] = [:]
+    private var commitOnDisk: [UInt64: UInt64] = [:]
+    private(set) var stats = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0)
+
+    init(seed: UInt64, replicas count: Int) {
+        self.seed = seed
+        random = SimRandom(state: seed)
+        ids = (1...UInt64(count)).map { $0 }
+        for id in ids {
+            replicas[id] = Replica()
+            side[id] = 0
+            start(id)
+        }
+    }
+
+    private var membership: RaftMembership { RaftMembership(voters: Set(ids)) }
+
+    private func start(_ id: UInt64) {
+        var replica = replicas[id]!
+        var config = RaftConfig(id: id, seed: seed &* 31 &+ id &* 1009 &+ replica.restarts)
+        config.inflightMax = 8
+        config.messageBytesMax = 256
+        replica.core = RaftCore(config: config, membership: membership, hardState: replica.disk.hardState,
+                                snapshot: replica.disk.snapshot, entries: replica.disk.entries)
+        // The state machine restarts from the snapshot; the log after it is applied again.
+        replica.registers = replica.disk.snapshot.map { Self.decodeRegisters($0.data) } ?? [:]
+        replica.appliedIndex = replica.disk.snapshot?.index ?? 0
+        replicas[id] = replica
+    }
+
+    // MARK: - Running
+
+    /// One round: every running replica ticks, handles its ready, then due messages arrive.
+    func step(nemesis: Bool) throws {
+        round += 1
+        if nemesis { disturb() }
+        if clientsWrite && random.chance(30) { proposeSomewhere() }
+        for id in ids where replicas[id]!.core != nil {
+            replicas[id]!.core!.tick()
+            try handleReady(id)
+        }
+        deliver()
+        for id in ids where replicas[id]!.core != nil { try handleReady(id) }
+        try checkInvariants()
+    }
+
+    /// Faults heal; returns once every acknowledged write and a fresh write are applied
+    /// everywhere, or throws after `roundsMax`.
+    func heal(roundsMax: Int) throws {
+        for id in ids where replicas[id]!.core == nil { start(id) }
+        for id in ids { side[id] = 0 }
+        dropPercent = 0
+        duplicatePercent = 0
+        clientsWrite = false
+        var probe: Int?
+        for _ in 0..<roundsMax {
+            try step(nemesis: false)
+            // A fresh write, proposed again if the leader that took it lost its term.
+            if let leader = currentLeader(), probe.map({ !writes[$0].acknowledged && writes[$0].term != replicas[leader]!.core!.term }) ?? true {
+                probe = propose(at: leader) ?? probe
+            }
+            if let probe, writes[probe].acknowledged, converged() { return }
+        }
+        let states = ids.map { id in
+            let core = replicas[id]!.core!
+            return "\(id): \(core.role) term \(core.term) applied \(replicas[id]!.appliedIndex) last \(replicas[id]!.disk.entries.last?.index ?? 0)"
+        }
+        throw SimulationFailure(seed: seed, round: round, what: "no progress within \(roundsMax) rounds after healing "
+                                + "(probe acknowledged: \(probe.map { writes[$0].acknowledged } ?? false); \(states.joined(separator: "; ")))")
+    }
+
+    private func converged() -> Bool {
+        let applied = ids.map { replicas[$0]!.appliedIndex }
+        guard let first = applied.first, applied.allSatisfy({ $0 == first }) else { return false }
+        return writes.filter(\.acknowledged).allSatisfy { $0.index <= first }
+    }
+
+    private func currentLeader() -> UInt64? {
+        ids.first { replicas[$0]!.core?.role == .leader }
+    }
+
+    // MARK: - Host duties
+
+    private func handleReady(_ id: UInt64) throws {
+        while var core = replicas[id]!.core, core.hasReady {
+            let ready = core.ready()
+            var replica = replicas[id]!
+            // Persist first (one fsync), then send, then apply.
+            if let hardState = ready.hardState {
+                if hardState.commit < replica.disk.hardState.commit {
+                    throw fail("replica \(id) would move its durable commit back from \(replica.disk.hardState.commit) to \(hardState.commit)")
+                }
+                if hardState.term < replica.disk.hardState.term { throw fail("replica \(id) would move its term back") }
+                replica.disk.hardState = hardState
+            }
+            if let snapshot = ready.snapshot {
+                replica.disk.snapshot = snapshot
+                replica.disk.entries = []
+            }
+            if let first = ready.entries.first {
+                replica.disk.entries.removeAll { $0.index >= first.index }
+                replica.disk.entries += ready.entries
+            }
+            for message in ready.messages { send(message) }
+            if let snapshot = ready.snapshot {
+                replica.registers = Self.decodeRegisters(snapshot.data)
+                replica.appliedIndex = snapshot.index
+            }
+            for entry in ready.committed {
+                guard entry.index == replica.appliedIndex + 1 else {
+                    throw fail("replica \(id) applies \(entry.index) after \(replica.appliedIndex)")
+                }
+                if let seen = appliedByIndex[entry.index], seen != entry {
+                    throw fail("state-machine safety: index \(entry.index) applied as \(entry) and as \(seen)")
+                }
+                appliedByIndex[entry.index] = entry
+                apply(entry, to: &replica, id: id)
+            }
+            if core.role == .leader && leaderOfTerm[core.term] == nil {
+                leaderOfTerm[core.term] = id
+                stats.elections += 1
+                try checkLeaderCompleteness(core, id: id)
+            }
+            core.advance(ready)
+            replica.core = core
+            replicas[id] = replica
+        }
+    }
+
+    private func apply(_ entry: RaftEntry, to replica: inout Replica, id: UInt64) {
+        replica.appliedIndex = entry.index
+        guard !entry.data.isEmpty else { return }
+        let text = String(decoding: entry.data, as: UTF8.self)
+        let parts = text.split(separator: "=", maxSplits: 1)
+        replica.registers[String(parts[0])] = String(parts[1])
+        for at in writes.indices where writes[at].proposer == id && writes[at].index == entry.index && writes[at].term == entry.term {
+            writes[at].acknowledged = true
+        }
+    }
+
+    private func send(_ message: RaftMessage) {
+        if random.chance(dropPercent) { return }
+        let copies = random.chance(duplicatePercent) ? 2 : 1
+        for _ in 0..<copies { network.append(InFlight(message: message, deliverAt: round + random.below(delayMax + 1))) }
+    }
+
+    private func deliver() {
+        var later: [InFlight] = []
+        var due: [InFlight] = []
+        for item in network { if item.deliverAt <= round { due.append(item) } else { later.append(item) } }
+        network = later
+        for item in due {
+            let message = item.message
+            guard side[message.from] == side[message.to], replicas[message.to]!.core != nil else { continue }
+            replicas[message.to]!.core!.step(message)
+        }
+    }
+
+    // MARK: - Clients
+
+    @discardableResult
+    private func propose(at id: UInt64) -> Int? {
+        guard var core = replicas[id]!.core else { return nil }
+        nextValue += 1
+        let key = "k\(random.below(5))"
+        let value = "v\(nextValue)"
+        guard let index = try? core.propose(Array("\(key)=\(value)".utf8)) else { return nil }
+        writes.append(Write(key: key, value: value, proposer: id, index: index, term: core.term))
+        replicas[id]!.core = core
+        return writes.count - 1
+    }
+
+    private func proposeSomewhere() {
+        if let leader = currentLeader() { propose(at: leader) }
+    }
+
+    // MARK: - Nemesis
+
+    private func disturb() {
+        let roll = random.below(1000)
+        switch roll {
+        case 0..<8:  // crash: whatever was not persisted is gone
+            let id = ids[random.below(ids.count)]
+            if replicas[id]!.core != nil {
+                replicas[id]!.core = nil
+                stats.crashes += 1
+            }
+        case 8..<30:  // restart a crashed replica
+            if let id = ids.first(where: { replicas[$0]!.core == nil }) {
+                replicas[id]!.restarts += 1
+                start(id)
+            }
+        case 30..<36:  // partition into two sides
+            for id in ids { side[id] = random.below(2) }
+            stats.partitions += 1
+        case 36..<50:  // heal the partition
+            for id in ids { side[id] = 0 }
+        case 50..<54:  // leadership transfer
+            if let leader = currentLeader() {
+                let target = ids[random.below(ids.count)]
+                if (try? replicas[leader]!.core!.transferLeadership(to: target)) != nil { stats.transfers += 1 }
+            }
+        case 54..<64:  // a replica snapshots its state machine and compacts its log
+            let id = ids[random.below(ids.count)]
+            compact(id)
+        default:
+            break
+        }
+    }
+
+    private func compact(_ id: UInt64) {
+        guard var core = replicas[id]!.core else { return }
+        let replica = replicas[id]!
+        // Compact what is applied and on disk, keeping a few entries for slow followers.
+        guard replica.appliedIndex > 3, let entry = replica.disk.entries.first(where: { $0.index == replica.appliedIndex - 2 }) else { return }
+        // The registers as of the snapshot's index, rebuilt from the disk.
+        guard let registers = Self.registers(upTo: entry.index, snapshot: replica.disk.snapshot, entries: replica.disk.entries) else { return }
+        let snapshot = RaftSnapshot(index: entry.index, term: entry.term, membership: core.membership, data: Self.encodeRegisters(registers))
+        core.compact(snapshot)
+        replicas[id]!.core = core
+        replicas[id]!.disk.snapshot = snapshot
+        replicas[id]!.disk.entries.removeAll { $0.index <= entry.index }
+        stats.snapshots += 1
+    }
+
+    // MARK: - Invariants
+
+    private func checkInvariants() throws {
+        var leaders: [UInt64: UInt64] = [:]
+        for id in ids {
+            guard let core = replicas[id]!.core else { continue }
+            if core.role == .leader {
+                if let other = leaders[core.term], other != id { throw fail("election safety: \(other) and \(id) both lead term \(core.term)") }
+                if let recorded = leaderOfTerm[core.term], recorded != id {
+                    throw fail("election safety: \(recorded) and \(id) both led term \(core.term)")
+                }
+                leaders[core.term] = id
+            }
+            let commit = replicas[id]!.disk.hardState.commit
+            if commit < commitOnDisk[id] ?? 0 { throw fail("replica \(id) commit index moved back") }
+            commitOnDisk[id] = commit
+        }
+        try checkLogMatching()
+        for write in writes where write.acknowledged {
+            guard let entry = appliedByIndex[write.index], entry.term == write.term,
+                  String(decoding: entry.data, as: UTF8.self) == "\(write.key)=\(write.value)" else {
+                throw fail("acknowledged write \(write.key)=\(write.value) at \(write.index) is lost")
+            }
+        }
+    }
+
+    /// Log matching: entries with the same index and term are identical, and so are all
+    /// entries before them (checked on what the replicas have on disk).
+    private func checkLogMatching() throws {
+        for (a, b) in ids.flatMap({ a in ids.filter { $0 > a }.map { (a, $0) } }) {
+            let left = Dictionary(uniqueKeysWithValues: replicas[a]!.disk.entries.map { ($0.index, $0) })
+            let right = replicas[b]!.disk.entries
+            var matchedFrom: UInt64?
+            for entry in right.reversed() {
+                guard let other = left[entry.index] else { continue }
+                if other.term == entry.term {
+                    if other != entry { throw fail("log matching: \(a) and \(b) hold different entries at \(entry.index), term \(entry.term)") }
+                    matchedFrom = matchedFrom ?? entry.index
+                } else if let from = matchedFrom, entry.index < from {
+                    throw fail("log matching: \(a) and \(b) agree at \(from) but differ at \(entry.index)")
+                }
+            }
+        }
+    }
+
+    /// Leader completeness: a new leader holds every entry anyone applied.
+    private func checkLeaderCompleteness(_ core: RaftCore, id: UInt64) throws {
+        let disk = replicas[id]!.disk
+        let snapshotIndex = disk.snapshot?.index ?? 0
+        let held = Dictionary(uniqueKeysWithValues: disk.entries.map { ($0.index, $0) })
+        for (index, entry) in appliedByIndex where index > snapshotIndex {
+            guard let mine = held[index], mine.term == entry.term else {
+                throw fail("leader completeness: leader \(id) of term \(core.term) lacks committed entry \(index)")
+            }
+        }
+    }
+
+    private func fail(_ what: String) -> SimulationFailure { SimulationFailure(seed: seed, round: round, what: what) }
+
+    // MARK: - Registers
+
+    static func encodeRegisters(_ registers: [String: String]) -> [UInt8] {
+        Array(registers.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n").utf8)
+    }
+
+    static func decodeRegisters(_ bytes: [UInt8]) -> [String: String] {
+        var registers: [String: String] = [:]
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            registers[String(parts[0])] = String(parts[1])
+        }
+        return registers
+    }
+
+    /// The registers after applying everything through `index`, from a snapshot and entries.
+    static func registers(upTo index: UInt64, snapshot: RaftSnapshot?, entries: [RaftEntry]) -> [String: String]? {
+        var registers = snapshot.map { decodeRegisters($0.data) } ?? [:]
+        var at = snapshot?.index ?? 0
+        for entry in entries where entry.index > at && entry.index <= index {
+            guard entry.index == at + 1 else { return nil }
+            at = entry.index
+            guard !entry.data.isEmpty else { continue }
+            let parts = String(decoding: entry.data, as: UTF8.self).split(separator: "=", maxSplits: 1)
+            registers[String(parts[0])] = String(parts[1])
+        }
+        return at == index ? registers : nil
+    }
+}
