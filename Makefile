@@ -8,7 +8,10 @@ PY_TEST_MODULES := prometheus_client influxdb
 SUDO           := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUN_ARGS       ?=
 
-.PHONY: all deps test-deps build build-release run test test-swift verify-systemd bench fuzz clean
+SEEDS          ?= 500
+SEED_START     ?= 1
+
+.PHONY: all deps test-deps build build-release run test test-swift verify-systemd bench fuzz sim clean
 
 all: build
 
@@ -48,7 +51,16 @@ verify-systemd:
 bench: build-release
 	@bash bench/run.sh
 
-# libFuzzer targets (HTTP decoder, line protocol, SQL), FUZZ_SECONDS each (default 60).
+# The Raft simulator on seeds SEED_START … SEED_START+SEEDS-1; ends with a one-line summary,
+# prints each failing seed (the same seed replays the same run) and exits non-zero on a failure.
+sim: deps
+	@$(SWIFT) build --build-tests
+	@TIDEMARK_SIM_SEEDS=$(SEEDS) TIDEMARK_SIM_SEED_START=$(SEED_START) \
+	  $(SWIFT) test --skip-build --filter RaftSimulationTests/raftStaysSafeAndLiveUnderFaults > .build/sim.log 2>&1; \
+	  status=$$?; grep -E "^↳ seed|seed [0-9]+, round" .build/sim.log | sed 's/^↳ //' | head -20; \
+	  grep -E "^raft simulation:" .build/sim.log; exit $$status
+
+# libFuzzer targets (HTTP decoder, line protocol, REST bodies, SQL), FUZZ_SECONDS each (default 60).
 fuzz: deps
 	@bash fuzz/run.sh
 
