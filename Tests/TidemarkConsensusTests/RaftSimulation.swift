@@ -59,6 +59,16 @@ final class RaftSimulation {
         var index: UInt64
         var term: UInt64
         var acknowledged = false
+        var call: Int
+        var returned = Int.max
+    }
+
+    /// A linearizable read: asked of a leader, answered once its read index is applied there.
+    struct Read {
+        var key: String
+        var replica: UInt64
+        var call: Int
+        var index: UInt64?
     }
 
     let seed: UInt64
@@ -73,6 +83,11 @@ final class RaftSimulation {
     private var duplicatePercent = 2
     private var delayMax = 3
     private var clientsWrite = true
+    /// Orders every call and return of the client history.
+    private var clock = 0
+    private var nextReadID: UInt64 = 1
+    private var pendingReads: [UInt64: Read] = [:]
+    private(set) var completedReads: [RegisterOperation] = []
     private(set) var writes: [Write] = []
     private var nextValue = 0
     /// Every entry any replica applied, by index: all must agree.
@@ -114,6 +129,7 @@ final class RaftSimulation {
         round += 1
         if nemesis { disturb() }
         if clientsWrite && random.chance(30) { proposeSomewhere() }
+        if clientsWrite && random.chance(15) { readSomewhere() }
         for id in ids where replicas[id]!.core != nil {
             replicas[id]!.core!.tick()
             try handleReady(id)
@@ -185,6 +201,9 @@ final class RaftSimulation {
                 replica.registers = Self.decodeRegisters(snapshot.data)
                 replica.appliedIndex = snapshot.index
             }
+            for state in ready.readStates where pendingReads[state.requestID]?.replica == id {
+                pendingReads[state.requestID]!.index = state.index
+            }
             for entry in ready.committed {
                 guard entry.index == replica.appliedIndex + 1 else {
                     throw fail("replica \(id) applies \(entry.index) after \(replica.appliedIndex)")
@@ -203,6 +222,7 @@ final class RaftSimulation {
             core.advance(ready)
             replica.core = core
             replicas[id] = replica
+            answerReads(at: id)
         }
     }
 
@@ -214,6 +234,8 @@ final class RaftSimulation {
         replica.registers[String(parts[0])] = String(parts[1])
         for at in writes.indices where writes[at].proposer == id && writes[at].index == entry.index && writes[at].term == entry.term {
             writes[at].acknowledged = true
+            clock += 1
+            writes[at].returned = clock
         }
     }
 
@@ -243,14 +265,44 @@ final class RaftSimulation {
         nextValue += 1
         let key = "k\(random.below(5))"
         let value = "v\(nextValue)"
+        clock += 1
         guard let index = try? core.propose(Array("\(key)=\(value)".utf8)) else { return nil }
-        writes.append(Write(key: key, value: value, proposer: id, index: index, term: core.term))
+        writes.append(Write(key: key, value: value, proposer: id, index: index, term: core.term, call: clock))
         replicas[id]!.core = core
         return writes.count - 1
     }
 
     private func proposeSomewhere() {
         if let leader = currentLeader() { propose(at: leader) }
+    }
+
+    private func readSomewhere() {
+        guard let leader = currentLeader() else { return }
+        clock += 1
+        let read = Read(key: "k\(random.below(5))", replica: leader, call: clock)
+        guard (try? replicas[leader]!.core!.readIndex(requestID: nextReadID)) != nil else { return }
+        pendingReads[nextReadID] = read
+        nextReadID += 1
+    }
+
+    /// Reads whose index the replica has applied return what its registers hold.
+    private func answerReads(at id: UInt64) {
+        let applied = replicas[id]!.appliedIndex
+        for (requestID, read) in pendingReads.sorted(by: { $0.key < $1.key }) where read.replica == id {
+            guard let index = read.index, index <= applied else { continue }
+            clock += 1
+            completedReads.append(RegisterOperation(key: read.key, kind: .read, value: replicas[id]!.registers[read.key],
+                                                    call: read.call, returned: clock))
+            pendingReads[requestID] = nil
+        }
+    }
+
+    /// The client history: acknowledged writes, writes with no answer (they may or may not
+    /// have happened; those no read saw can always go last, so they are left out), and reads.
+    var history: [RegisterOperation] {
+        let seen = Set(completedReads.compactMap(\.value))
+        let kept = writes.filter { $0.acknowledged || seen.contains($0.value) }
+        return kept.map { RegisterOperation(key: $0.key, kind: .write, value: $0.value, call: $0.call, returned: $0.returned) } + completedReads
     }
 
     // MARK: - Nemesis
@@ -263,6 +315,8 @@ final class RaftSimulation {
             if replicas[id]!.core != nil {
                 replicas[id]!.core = nil
                 stats.crashes += 1
+                // Its reads never answer.
+                pendingReads = pendingReads.filter { $0.value.replica != id }
             }
         case 8..<30:  // restart a crashed replica
             if let id = ids.first(where: { replicas[$0]!.core == nil }) {

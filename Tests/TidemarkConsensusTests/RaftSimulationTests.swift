@@ -15,13 +15,16 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
     let simulation = RaftSimulation(seed: seed, replicas: seed % 2 == 0 ? 5 : 3)
     for _ in 0..<300 { try simulation.step(nemesis: true) }
     try simulation.heal(roundsMax: 400)
+    if let key = Linearizability.violation(in: simulation.history) {
+        throw SimulationFailure(seed: seed, round: simulation.round, what: "the history of \(key) is not linearizable")
+    }
     return simulation
 }
 
 @Suite struct RaftSimulationTests {
     @Test func raftStaysSafeAndLiveUnderFaults() throws {
         var failures: [String] = []
-        var totals = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, acknowledged: 0)
+        var totals = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, acknowledged: 0, reads: 0)
         let seeds = seedRange()
         for seed in seeds {
             do {
@@ -32,16 +35,17 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
                 totals.transfers += simulation.stats.transfers
                 totals.snapshots += simulation.stats.snapshots
                 totals.acknowledged += simulation.writes.filter(\.acknowledged).count
+                totals.reads += simulation.completedReads.count
             } catch {
                 failures.append("\(error)")
             }
         }
         print("raft simulation: seeds \(seeds.lowerBound)…\(seeds.upperBound): \(seeds.count - failures.count) passed, \(failures.count) failed; "
               + "\(totals.elections) elections, \(totals.crashes) crashes, \(totals.partitions) partitions, \(totals.transfers) transfers, "
-              + "\(totals.snapshots) snapshots, \(totals.acknowledged) acknowledged writes")
+              + "\(totals.snapshots) snapshots, \(totals.acknowledged) acknowledged writes, \(totals.reads) linearizable reads checked")
         for failure in failures.prefix(10) { Issue.record("\(failure)") }
         // The nemesis must really have exercised the faults.
-        #expect(totals.crashes > 0 && totals.partitions > 0 && totals.snapshots > 0 && totals.acknowledged > 0)
+        #expect(totals.crashes > 0 && totals.partitions > 0 && totals.snapshots > 0 && totals.acknowledged > 0 && totals.reads > 0)
     }
 
     @Test func aSeedReplaysExactly() throws {
