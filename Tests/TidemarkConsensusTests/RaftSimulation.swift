@@ -44,6 +44,10 @@ final class RaftSimulation {
         var registers: [String: String] = [:]
         var appliedIndex: UInt64 = 0
         var restarts: UInt64 = 0
+        /// The membership it starts with: the initial group, or the group as of its joining.
+        var bootstrap = RaftMembership(voters: [])
+        /// Started at least once (spares join later, as learners).
+        var joined = false
     }
 
     struct InFlight {
@@ -94,27 +98,31 @@ final class RaftSimulation {
     private var appliedByIndex: [UInt64: RaftEntry] = [:]
     private var leaderOfTerm: [UInt64: UInt64] = [:]
     private var commitOnDisk: [UInt64: UInt64] = [:]
-    private(set) var stats = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0)
+    private(set) var stats = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, membershipChanges: 0)
 
-    init(seed: UInt64, replicas count: Int) {
+    /// `count` voters, and `spares` replicas that may join later as learners and become voters.
+    init(seed: UInt64, replicas count: Int, spares: Int = 1) {
         self.seed = seed
         random = SimRandom(state: seed)
-        ids = (1...UInt64(count)).map { $0 }
+        ids = (1...UInt64(count + spares)).map { $0 }
+        let initial = RaftMembership(voters: Set(1...UInt64(count)))
         for id in ids {
             replicas[id] = Replica()
             side[id] = 0
-            start(id)
+            if id <= UInt64(count) {
+                replicas[id]!.bootstrap = initial
+                start(id)
+            }
         }
     }
-
-    private var membership: RaftMembership { RaftMembership(voters: Set(ids)) }
 
     private func start(_ id: UInt64) {
         var replica = replicas[id]!
         var config = RaftConfig(id: id, seed: seed &* 31 &+ id &* 1009 &+ replica.restarts)
         config.inflightMax = 8
         config.messageBytesMax = 256
-        replica.core = RaftCore(config: config, membership: membership, hardState: replica.disk.hardState,
+        replica.joined = true
+        replica.core = RaftCore(config: config, membership: replica.bootstrap, hardState: replica.disk.hardState,
                                 snapshot: replica.disk.snapshot, entries: replica.disk.entries)
         // The state machine restarts from the snapshot; the log after it is applied again.
         replica.registers = replica.disk.snapshot.map { Self.decodeRegisters($0.data) } ?? [:]
@@ -142,7 +150,7 @@ final class RaftSimulation {
     /// Faults heal; returns once every acknowledged write and a fresh write are applied
     /// everywhere, or throws after `roundsMax`.
     func heal(roundsMax: Int) throws {
-        for id in ids where replicas[id]!.core == nil { start(id) }
+        for id in ids where replicas[id]!.joined && replicas[id]!.core == nil { start(id) }
         for id in ids { side[id] = 0 }
         dropPercent = 0
         duplicatePercent = 0
@@ -156,7 +164,7 @@ final class RaftSimulation {
             }
             if let probe, writes[probe].acknowledged, converged() { return }
         }
-        let states = ids.map { id in
+        let states = ids.filter { replicas[$0]!.joined }.map { id in
             let core = replicas[id]!.core!
             return "\(id): \(core.role) term \(core.term) applied \(replicas[id]!.appliedIndex) last \(replicas[id]!.disk.entries.last?.index ?? 0)"
         }
@@ -165,7 +173,8 @@ final class RaftSimulation {
     }
 
     private func converged() -> Bool {
-        let applied = ids.map { replicas[$0]!.appliedIndex }
+        guard let leader = currentLeader(), let membership = replicas[leader]!.core?.membership else { return false }
+        let applied = membership.voters.union(membership.learners).map { replicas[$0]!.appliedIndex }
         guard let first = applied.first, applied.allSatisfy({ $0 == first }) else { return false }
         return writes.filter(\.acknowledged).allSatisfy { $0.index <= first }
     }
@@ -228,7 +237,7 @@ final class RaftSimulation {
 
     private func apply(_ entry: RaftEntry, to replica: inout Replica, id: UInt64) {
         replica.appliedIndex = entry.index
-        guard !entry.data.isEmpty else { return }
+        guard entry.kind == .normal, !entry.data.isEmpty else { return }
         let text = String(decoding: entry.data, as: UTF8.self)
         let parts = text.split(separator: "=", maxSplits: 1)
         replica.registers[String(parts[0])] = String(parts[1])
@@ -319,7 +328,7 @@ final class RaftSimulation {
                 pendingReads = pendingReads.filter { $0.value.replica != id }
             }
         case 8..<30:  // restart a crashed replica
-            if let id = ids.first(where: { replicas[$0]!.core == nil }) {
+            if let id = ids.first(where: { replicas[$0]!.joined && replicas[$0]!.core == nil }) {
                 replicas[id]!.restarts += 1
                 start(id)
             }
@@ -336,8 +345,35 @@ final class RaftSimulation {
         case 54..<64:  // a replica snapshots its state machine and compacts its log
             let id = ids[random.below(ids.count)]
             compact(id)
+        case 64..<74:  // membership: a spare joins as a learner, a learner becomes a voter, a member leaves
+            changeMembership()
         default:
             break
+        }
+    }
+
+    private func changeMembership() {
+        guard let leader = currentLeader(), var core = replicas[leader]!.core else { return }
+        let membership = core.membership
+        let change: RaftConfChange
+        if let spare = ids.first(where: { !replicas[$0]!.joined }), random.chance(50) {
+            change = RaftConfChange(.addLearner, node: spare)
+        } else if let learner = membership.learners.sorted().first, random.chance(70) {
+            change = RaftConfChange(.addVoter, node: learner)
+        } else if membership.voters.count > 3 || !membership.learners.isEmpty {
+            // Keep at least three voters; a removed replica never comes back.
+            let removable = (membership.voters.count > 3 ? membership.voters : membership.learners).sorted()
+            change = RaftConfChange(.remove, node: removable[random.below(removable.count)])
+        } else {
+            return
+        }
+        guard (try? core.proposeConfChange(change)) != nil else { return }
+        replicas[leader]!.core = core
+        stats.membershipChanges += 1
+        if change.kind == .addLearner {
+            // The operator starts the new replica with the group as it will be.
+            replicas[change.node]!.bootstrap = membership.applying(change)
+            start(change.node)
         }
     }
 
@@ -437,7 +473,7 @@ final class RaftSimulation {
         for entry in entries where entry.index > at && entry.index <= index {
             guard entry.index == at + 1 else { return nil }
             at = entry.index
-            guard !entry.data.isEmpty else { continue }
+            guard entry.kind == .normal, !entry.data.isEmpty else { continue }
             let parts = String(decoding: entry.data, as: UTF8.self).split(separator: "=", maxSplits: 1)
             registers[String(parts[0])] = String(parts[1])
         }

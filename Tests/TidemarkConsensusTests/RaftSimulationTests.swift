@@ -24,7 +24,7 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
 @Suite struct RaftSimulationTests {
     @Test func raftStaysSafeAndLiveUnderFaults() throws {
         var failures: [String] = []
-        var totals = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, acknowledged: 0, reads: 0)
+        var totals = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, acknowledged: 0, reads: 0, membership: 0)
         let seeds = seedRange()
         for seed in seeds {
             do {
@@ -36,16 +36,17 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
                 totals.snapshots += simulation.stats.snapshots
                 totals.acknowledged += simulation.writes.filter(\.acknowledged).count
                 totals.reads += simulation.completedReads.count
+                totals.membership += simulation.stats.membershipChanges
             } catch {
                 failures.append("\(error)")
             }
         }
         print("raft simulation: seeds \(seeds.lowerBound)…\(seeds.upperBound): \(seeds.count - failures.count) passed, \(failures.count) failed; "
               + "\(totals.elections) elections, \(totals.crashes) crashes, \(totals.partitions) partitions, \(totals.transfers) transfers, "
-              + "\(totals.snapshots) snapshots, \(totals.acknowledged) acknowledged writes, \(totals.reads) linearizable reads checked")
+              + "\(totals.snapshots) snapshots, \(totals.membership) membership changes, \(totals.acknowledged) acknowledged writes, \(totals.reads) linearizable reads checked")
         for failure in failures.prefix(10) { Issue.record("\(failure)") }
         // The nemesis must really have exercised the faults.
-        #expect(totals.crashes > 0 && totals.partitions > 0 && totals.snapshots > 0 && totals.acknowledged > 0 && totals.reads > 0)
+        #expect(totals.crashes > 0 && totals.partitions > 0 && totals.snapshots > 0 && totals.acknowledged > 0 && totals.reads > 0 && totals.membership > 0)
     }
 
     @Test func aSeedReplaysExactly() throws {

@@ -33,6 +33,8 @@ public struct RaftCore: Sendable {
     private var pendingReads: [PendingRead] = []
     private var leadTransferee: UInt64 = 0
     private var uncommittedBytes = 0
+    /// The last membership change proposed; another waits until it is applied.
+    private var pendingConfIndex: UInt64 = 0
     private var lastHardState: HardState
     /// The newest snapshot the host made, sent to followers whose entries were compacted.
     private var latestSnapshot: RaftSnapshot?
@@ -107,6 +109,37 @@ public struct RaftCore: Sendable {
         }
         uncommittedBytes += entry.sizeBytes
         log.append(entry)
+        broadcastAppend()
+        return entry.index
+    }
+
+    /// Proposes a membership change; it takes effect on each replica when applied.
+    public mutating func proposeConfChange(_ change: RaftConfChange) throws(RaftError) -> UInt64 {
+        guard role == .leader else { throw .notLeader(leaderHint: leader == 0 ? nil : leader) }
+        guard leadTransferee == 0 else { throw .transferring }
+        // One change at a time, and (Ongaro's fix for single-server changes) only once this
+        // leader has committed an entry of its own term.
+        guard pendingConfIndex <= log.applied, log.term(at: log.committed) == term else { throw .confChangePending }
+        switch change.kind {
+        case .addVoter:
+            guard !membership.voters.contains(change.node) else { throw .invalidConfChange("\(change.node) is a voter already") }
+            guard membership.learners.contains(change.node), let learner = progress[change.node] else {
+                throw .invalidConfChange("\(change.node) must join as a learner and catch up before it votes")
+            }
+            guard learner.match >= log.committed else { throw .learnerBehind }
+        case .addLearner:
+            guard !membership.voters.contains(change.node) && !membership.learners.contains(change.node) else {
+                throw .invalidConfChange("\(change.node) is a member already")
+            }
+        case .remove:
+            guard membership.voters.contains(change.node) || membership.learners.contains(change.node) else {
+                throw .invalidConfChange("\(change.node) is not a member")
+            }
+            guard membership.voters != [change.node] else { throw .invalidConfChange("the last voter cannot be removed") }
+        }
+        let entry = RaftEntry(index: log.lastIndex + 1, term: term, kind: .confChange, data: change.encoded)
+        log.append(entry)
+        pendingConfIndex = entry.index
         broadcastAppend()
         return entry.index
     }
@@ -226,10 +259,38 @@ public struct RaftCore: Sendable {
             log.stable = max(log.stable, last.index)
         }
         if let last = ready.committed.last { log.applied = max(log.applied, last.index) }
+        for entry in ready.committed where entry.kind == .confChange {
+            if let change = RaftConfChange(decoding: entry.data) { applyConfChange(change) }
+        }
         messages.removeFirst(min(ready.messages.count, messages.count))
         readStates.removeFirst(min(ready.readStates.count, readStates.count))
         // The leader's own entries count toward a quorum once they are on its disk.
         if role == .leader && maybeCommit() { broadcastAppend() }
+    }
+
+    private mutating func applyConfChange(_ change: RaftConfChange) {
+        membership = membership.applying(change)
+        guard role == .leader else { return }
+        switch change.kind {
+        case .addVoter, .addLearner:
+            guard change.node != id else { break }
+            if progress[change.node] == nil {
+                var peer = RaftProgress(next: log.lastIndex + 1, isLearner: change.kind == .addLearner)
+                peer.recentActive = true
+                progress[change.node] = peer
+                sendAppend(to: change.node)
+            } else {
+                progress[change.node]!.isLearner = change.kind == .addLearner
+            }
+        case .remove:
+            progress[change.node] = nil
+            if change.node == id {
+                becomeFollower(term: term, leader: 0)  // a leader that removed itself steps down
+                return
+            }
+        }
+        // The quorum may be smaller now.
+        if maybeCommit() { broadcastAppend() }
     }
 
     private var currentHardState: HardState { HardState(term: term, vote: vote, commit: log.committed) }
@@ -329,6 +390,8 @@ public struct RaftCore: Sendable {
             peerProgress.recentActive = true
             progress[peer] = peerProgress
         }
+        // No membership change until everything already in the log is applied.
+        pendingConfIndex = log.lastIndex
         // An empty entry of the new term: committing it commits everything before it.
         log.append(RaftEntry(index: log.lastIndex + 1, term: term))
         broadcastAppend()

@@ -18,7 +18,7 @@ struct RaftProgress: Sendable {
     var inflight: [UInt64] = []
     /// Heard from since the last quorum check (CheckQuorum).
     var recentActive = false
-    let isLearner: Bool
+    var isLearner: Bool
 
     init(next: UInt64, isLearner: Bool) {
         self.next = next

@@ -49,6 +49,50 @@ public struct RaftMembership: Sendable, Equatable {
     }
 
     var quorum: Int { voters.count / 2 + 1 }
+
+    /// The membership after `change`.
+    public func applying(_ change: RaftConfChange) -> RaftMembership {
+        var next = self
+        switch change.kind {
+        case .addVoter:
+            next.learners.remove(change.node)
+            next.voters.insert(change.node)
+        case .addLearner:
+            next.voters.remove(change.node)
+            next.learners.insert(change.node)
+        case .remove:
+            next.voters.remove(change.node)
+            next.learners.remove(change.node)
+        }
+        return next
+    }
+}
+
+/// One membership change: a voter, a learner (receives the log, does not vote), or a removal.
+/// Changes go one at a time (Raft's single-server changes).
+public struct RaftConfChange: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable {
+        case addVoter = 0, addLearner = 1, remove = 2
+    }
+
+    public var kind: Kind
+    public var node: UInt64
+
+    public init(_ kind: Kind, node: UInt64) {
+        precondition(node != 0, "0 means no node")
+        self.kind = kind
+        self.node = node
+    }
+
+    /// `u8 kind | u64 node` (little-endian).
+    public var encoded: [UInt8] { [kind.rawValue] + withUnsafeBytes(of: node.littleEndian, Array.init) }
+
+    public init?(decoding bytes: [UInt8]) {
+        guard bytes.count == 9, let kind = Kind(rawValue: bytes[0]) else { return nil }
+        let node = bytes[1...].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        guard node != 0 else { return nil }
+        self.init(kind, node: node)
+    }
 }
 
 /// A compacted prefix of the log: the state machine's image through `index`.
@@ -151,7 +195,11 @@ public enum RaftError: Error, Sendable, Equatable {
     case notLeader(leaderHint: UInt64?)
     case transferring
     case tooManyUncommittedBytes
+    /// A membership change is not applied yet, or this leader has not committed in its term.
     case confChangePending
+    /// A learner becomes a voter only once its log has caught up with the commit index.
+    case learnerBehind
+    case invalidConfChange(String)
 }
 
 /// SplitMix64: the core's only source of randomness, seeded from outside.
