@@ -225,6 +225,11 @@ public struct RaftCore: Sendable {
 
     // MARK: - Output
 
+    /// The highest index known to be committed.
+    public var commitIndex: UInt64 { log.committed }
+    /// The index of the last entry in the log.
+    public var lastIndex: UInt64 { log.lastIndex }
+
     public var hasReady: Bool {
         currentHardState != lastHardState || log.pendingSnapshot != nil || log.stable < log.lastIndex
             || log.applied < log.committed || !messages.isEmpty || !readStates.isEmpty
