@@ -161,6 +161,8 @@ public struct RaftReady: Sendable, Equatable {
     public var messages: [RaftMessage] = []
     public var readStates: [ReadState] = []
 
+    public init() {}
+
     public var isEmpty: Bool {
         hardState == nil && snapshot == nil && entries.isEmpty && committed.isEmpty && messages.isEmpty && readStates.isEmpty
     }

@@ -28,6 +28,7 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
     private var replayed = false
     private var intervalThreadRunning = false
     private var closed = false
+    private var syncs = 0
     private var durabilityWaiters: [(sequence: UInt64, callback: @Sendable (Error?) -> Void)] = []
 
     public init(directory: String, policy: WALSyncPolicy) throws {
@@ -202,6 +203,7 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
                 failure = syncError
             } else {
                 durableSequence = max(durableSequence, target)
+                syncs += 1
             }
             lock.broadcast()
         }
@@ -237,6 +239,9 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
             lock.broadcast()
         }
     }
+
+    /// fsyncs of appended records so far.
+    public var syncCount: Int { lock.withLock { syncs } }
 
     /// The sequence of the last record appended (or, right after `replay`, recovered).
     public var lastSequence: UInt64 { lock.withLock { writtenSequence } }

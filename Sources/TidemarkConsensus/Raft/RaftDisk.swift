@@ -1,0 +1,179 @@
+import Foundation
+import TidemarkStorage
+
+/// What one group had on disk, to restart its `RaftCore` from.
+public struct RaftDiskState: Sendable, Equatable {
+    public var hardState = HardState()
+    public var snapshot: RaftSnapshot?
+    public var entries: [RaftEntry] = []
+
+    public init(hardState: HardState = HardState(), snapshot: RaftSnapshot? = nil, entries: [RaftEntry] = []) {
+        self.hardState = hardState
+        self.snapshot = snapshot
+        self.entries = entries
+    }
+}
+
+/// The Raft log of every group on a node in one segmented, checksummed log (the WAL's
+/// record format: CRC per record, torn tail cut at recovery), so one fsync covers a batch of
+/// readies from all groups, as TiKV's store writer does. A host persists a batch with
+/// `write`, and only then sends the readies' messages.
+///
+/// Old files go once every group's entries in them are compacted: at each rotation the
+/// latest hard state and snapshot of every group are written again into the new file.
+public final class RaftDisk: @unchecked Sendable {
+    public let segmentBytesMax: Int
+    private let wal: FileWAL
+    private let lock = NSLock()
+    // protected by lock:
+    private var groups: [GroupID: Tracked] = [:]
+    private var bytesSinceRotation = 0
+
+    /// What is needed to rewrite a group and to know which log records it still needs.
+    private struct Tracked {
+        var hardState = HardState()
+        var snapshot: RaftSnapshot?
+        var compactedThrough: UInt64 = 0
+        /// WAL sequences of the group's entry records, with the last index each holds.
+        var entryRecords: [(sequence: UInt64, lastIndex: UInt64)] = []
+        /// Sequence of the newest record with its hard state and snapshot.
+        var checkpointSequence: UInt64 = 0
+
+        var oldestNeeded: UInt64 {
+            min(entryRecords.first?.sequence ?? .max, checkpointSequence == 0 ? .max : checkpointSequence)
+        }
+    }
+
+    /// Opens the log and recovers every group's state.
+    public init(directory: String, segmentBytesMax: Int = 64 << 20) throws {
+        precondition(segmentBytesMax > 0)
+        self.segmentBytesMax = segmentBytesMax
+        wal = try FileWAL(directory: directory, policy: .batch)
+    }
+
+    /// Replays the log once, before the first write: each group's hard state, snapshot and entries.
+    public func recover() throws -> [GroupID: RaftDiskState] {
+        var states: [GroupID: RaftDiskState] = [:]
+        try lock.withLock {
+            _ = try wal.replay { sequence, payload in
+                switch try RaftRecord.decode(payload) {
+                case .entries(let id, let entries):
+                    guard let first = entries.first else { return }
+                    var state = states[id] ?? RaftDiskState()
+                    state.entries.removeAll { $0.index >= first.index }
+                    guard state.entries.last.map({ $0.index + 1 == first.index }) ?? true else {
+                        throw CorruptDataError("raft log of \(id): entries from \(first.index) do not follow \(state.entries.last!.index)")
+                    }
+                    state.entries += entries
+                    states[id] = state
+                    groups[id, default: Tracked()].entryRecords.removeAll { $0.lastIndex >= first.index }
+                    groups[id]!.entryRecords.append((sequence, entries.last!.index))
+                case .hardState(let id, let hardState):
+                    states[id, default: RaftDiskState()].hardState = hardState
+                    groups[id, default: Tracked()].hardState = hardState
+                    groups[id]!.checkpointSequence = sequence
+                case .snapshot(let id, let snapshot, let installed):
+                    var state = states[id] ?? RaftDiskState()
+                    state.snapshot = snapshot
+                    if installed { state.entries = [] } else { state.entries.removeAll { $0.index <= snapshot.index } }
+                    states[id] = state
+                    groups[id, default: Tracked()].snapshot = snapshot
+                    groups[id]!.checkpointSequence = sequence
+                    if installed { groups[id]!.entryRecords = [] }
+                case .compacted(let id, let index):
+                    states[id]?.entries.removeAll { $0.index <= index }
+                    groups[id]?.compactedThrough = index
+                    groups[id]?.entryRecords.removeAll { $0.lastIndex <= index }
+                case .removed(let id):
+                    states[id] = nil
+                    groups[id] = nil
+                }
+            }
+        }
+        return states
+    }
+
+    /// Persists the readies of many groups with one append and one fsync; returns once durable.
+    public func write(_ batch: [(group: GroupID, ready: RaftReady)]) throws {
+        var records: [(GroupID, RaftRecord)] = []
+        for (group, ready) in batch {
+            if let snapshot = ready.snapshot { records.append((group, .snapshot(group, snapshot, installed: true))) }
+            if !ready.entries.isEmpty { records.append((group, .entries(group, ready.entries))) }
+            if let hardState = ready.hardState { records.append((group, .hardState(group, hardState))) }
+        }
+        guard !records.isEmpty else { return }
+        try lock.withLock { try appendLocked(records) }
+    }
+
+    /// The group's entries through `snapshot.index` are in the snapshot: keep it, let them go.
+    public func compact(_ group: GroupID, snapshot: RaftSnapshot) throws {
+        try lock.withLock {
+            try appendLocked([(group, .snapshot(group, snapshot, installed: false)), (group, .compacted(group, snapshot.index))])
+            try dropUnneededFilesLocked()
+        }
+    }
+
+    /// Forgets a group (its replica left this node).
+    public func remove(_ group: GroupID) throws {
+        try lock.withLock {
+            try appendLocked([(group, .removed(group))])
+            groups[group] = nil
+            try dropUnneededFilesLocked()
+        }
+    }
+
+    /// fsyncs so far (for the "fsyncs per committed batch" figure).
+    public var syncs: Int { wal.syncCount }
+
+    public func close() { wal.close() }
+
+    // MARK: - Internals
+
+    private func appendLocked(_ records: [(GroupID, RaftRecord)]) throws {
+        let payloads = records.map { $0.1.encoded() }
+        let last = try wal.append(payloads)
+        try wal.waitDurable(last)
+        let first = last - UInt64(payloads.count) + 1
+        for (offset, (group, record)) in records.enumerated() {
+            let sequence = first + UInt64(offset)
+            switch record {
+            case .entries(_, let entries):
+                groups[group, default: Tracked()].entryRecords.removeAll { $0.lastIndex >= entries.first!.index }
+                groups[group]!.entryRecords.append((sequence, entries.last!.index))
+            case .hardState(_, let hardState):
+                groups[group, default: Tracked()].hardState = hardState
+                groups[group]!.checkpointSequence = sequence
+            case .snapshot(_, let snapshot, let installed):
+                groups[group, default: Tracked()].snapshot = snapshot
+                groups[group]!.checkpointSequence = sequence
+                if installed { groups[group]!.entryRecords = [] }
+            case .compacted(_, let index):
+                groups[group]?.compactedThrough = index
+                groups[group]?.entryRecords.removeAll { $0.lastIndex <= index }
+            case .removed:
+                groups[group] = nil
+            }
+        }
+        bytesSinceRotation += payloads.reduce(0) { $0 + $1.count + FileWAL.recordHeaderBytes }
+        if bytesSinceRotation >= segmentBytesMax { try rotateLocked() }
+    }
+
+    /// Starts a new file holding every group's latest hard state and snapshot, then drops
+    /// files no group needs.
+    private func rotateLocked() throws {
+        bytesSinceRotation = 0
+        try wal.rotate()
+        var checkpoint: [(GroupID, RaftRecord)] = []
+        for (group, tracked) in groups.sorted(by: { "\($0.key)" < "\($1.key)" }) {
+            if let snapshot = tracked.snapshot { checkpoint.append((group, .snapshot(group, snapshot, installed: false))) }
+            checkpoint.append((group, .hardState(group, tracked.hardState)))
+        }
+        if !checkpoint.isEmpty { try appendLocked(checkpoint) }
+        try dropUnneededFilesLocked()
+    }
+
+    private func dropUnneededFilesLocked() throws {
+        guard let oldest = groups.values.map(\.oldestNeeded).min(), oldest != .max, oldest > 1 else { return }
+        try wal.truncate(through: oldest - 1)
+    }
+}
