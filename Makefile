@@ -60,7 +60,7 @@ sim: deps
 	  status=$$?; grep -E "^↳ seed|seed [0-9]+, round" .build/sim.log | sed 's/^↳ //' | head -20; \
 	  grep -E "^raft simulation:" .build/sim.log; exit $$status
 
-# libFuzzer targets (HTTP decoder, line protocol, REST bodies, SQL), FUZZ_SECONDS each (default 60).
+# libFuzzer targets (HTTP decoder, line protocol, REST bodies, Raft frames, SQL), FUZZ_SECONDS each (default 60).
 fuzz: deps
 	@bash fuzz/run.sh
 

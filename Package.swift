@@ -41,7 +41,11 @@ let package = Package(
             dependencies: ["TidemarkCore", "CZstd", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "TidemarkConsensus",
-            dependencies: ["TidemarkCore", "TidemarkStorage", .product(name: "Logging", package: "swift-log")]),
+            dependencies: [
+                "TidemarkCore", "TidemarkStorage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
         .target(name: "TidemarkWire", dependencies: ["TidemarkCore", "TidemarkStorage"]),
         .target(name: "TidemarkQuery", dependencies: ["TidemarkCore", "TidemarkStorage"]),
         .target(

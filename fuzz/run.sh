@@ -14,6 +14,11 @@ flags=(-sanitize=fuzzer,address -parse-as-library -O -g -package-name tidemark)
 swiftc "${flags[@]}" -emit-module -emit-library -static -module-name TidemarkCore \
   -emit-module-path "$out/TidemarkCore.swiftmodule" Sources/TidemarkCore/*.swift -o "$out/libTidemarkCore.a"
 
+# The storage codecs the Raft frame decoder uses, as a module of their own.
+swiftc "${flags[@]}" -emit-module -emit-library -static -module-name TidemarkStorage \
+  -emit-module-path "$out/TidemarkStorage.swiftmodule" Sources/TidemarkStorage/Codec/Bytes.swift Sources/TidemarkStorage/Codec/CRC32C.swift \
+  -o "$out/libTidemarkStorage.a"
+
 build() {  # name, sources…
   local name=$1; shift
   swiftc "${flags[@]}" -I "$out" -I Sources/CHTTPParser -L "$out" -lTidemarkCore "$@" -o "$out/fuzz-$name"
@@ -21,10 +26,12 @@ build() {  # name, sources…
 build http fuzz/HTTPDecoderFuzz.swift Sources/TidemarkNet/HTTPRequestDecoder.swift Sources/TidemarkNet/HTTPMessage.swift -lhttp_parser
 build lineprotocol fuzz/LineProtocolFuzz.swift Sources/TidemarkWire/LineProtocol.swift Sources/TidemarkWire/NumberScan.swift
 build restbody fuzz/RESTBodyFuzz.swift Sources/TidemarkServer/RESTBody.swift
+build raftframe fuzz/RaftFrameFuzz.swift Sources/TidemarkConsensus/Transport/RaftFrame.swift Sources/TidemarkConsensus/Raft/RaftTypes.swift \
+  Sources/TidemarkConsensus/Raft/RaftCodec.swift Sources/TidemarkConsensus/GroupID.swift -lTidemarkStorage
 build sql fuzz/SQLFuzz.swift Sources/TidemarkQuery/Lexer.swift Sources/TidemarkQuery/Parser.swift Sources/TidemarkQuery/Statement.swift
 
 failed=0
-for name in http lineprotocol restbody sql; do
+for name in http lineprotocol restbody raftframe sql; do
   # New inputs go to a scratch corpus; fuzz/corpus/<name> holds the committed seeds and past crashes.
   mkdir -p "fuzz/corpus/$name" "$out/corpus-$name"
   echo "== fuzz-$name for ${seconds}s"

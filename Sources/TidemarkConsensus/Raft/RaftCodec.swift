@@ -1,0 +1,68 @@
+import TidemarkStorage
+
+/// The binary forms of entries and snapshots, shared by the Raft log on disk and the frames
+/// between nodes. Counts and lengths are bounded by what is left to read.
+enum RaftCodec {
+    static let entriesMax = 1 << 20
+    static let dataBytesMax = 64 << 20
+
+    static func write(_ entries: [RaftEntry], into writer: inout ByteWriter) {
+        writer.write(varint: UInt64(entries.count))
+        for entry in entries {
+            writer.write(varint: entry.index)
+            writer.write(varint: entry.term)
+            writer.write(entry.kind.rawValue)
+            writer.write(lengthPrefixed: entry.data)
+        }
+    }
+
+    /// Entries with consecutive indexes from 1 up.
+    static func readEntries(_ reader: inout ByteReader) throws(CorruptDataError) -> [RaftEntry] {
+        var entries: [RaftEntry] = []
+        for _ in 0..<(try reader.readCount(max: min(entriesMax, reader.remaining), what: "entries")) {
+            let index = try reader.readVarint(), term = try reader.readVarint()
+            guard let kind = RaftEntry.Kind(rawValue: try reader.readByte()) else { throw CorruptDataError("unknown entry kind") }
+            let data = Array(try reader.readLengthPrefixed(max: dataBytesMax))
+            guard index > 0, entries.last.map({ $0.index + 1 == index }) ?? true else {
+                throw CorruptDataError("entries out of order at \(index)")
+            }
+            entries.append(RaftEntry(index: index, term: term, kind: kind, data: data))
+        }
+        return entries
+    }
+
+    static func write(_ snapshot: RaftSnapshot, into writer: inout ByteWriter) {
+        writer.write(varint: snapshot.index)
+        writer.write(varint: snapshot.term)
+        for members in [snapshot.membership.voters, snapshot.membership.learners] {
+            writer.write(varint: UInt64(members.count))
+            for member in members.sorted() { writer.write(varint: member) }
+        }
+        writer.write(lengthPrefixed: snapshot.data)
+    }
+
+    static func readSnapshot(_ reader: inout ByteReader) throws(CorruptDataError) -> RaftSnapshot {
+        let index = try reader.readVarint(), term = try reader.readVarint()
+        var sets: [Set<UInt64>] = []
+        for _ in 0..<2 {
+            var members = Set<UInt64>()
+            for _ in 0..<(try reader.readCount(max: min(1 << 16, reader.remaining), what: "members")) { members.insert(try reader.readVarint()) }
+            sets.append(members)
+        }
+        guard sets[0].isDisjoint(with: sets[1]) else { throw CorruptDataError("a member is both voter and learner") }
+        let data = Array(try reader.readLengthPrefixed(max: dataBytesMax))
+        return RaftSnapshot(index: index, term: term, membership: RaftMembership(voters: sets[0], learners: sets[1]), data: data)
+    }
+
+    static func write(_ group: GroupID, into writer: inout ByteWriter) {
+        writer.write(group.kind.rawValue)
+        writer.write(varint: UInt64(group.number))
+    }
+
+    static func readGroup(_ reader: inout ByteReader) throws(CorruptDataError) -> GroupID {
+        guard let kind = GroupKind(rawValue: try reader.readByte()) else { throw CorruptDataError("unknown group kind") }
+        let number = try reader.readVarint()
+        guard number <= UInt64(UInt32.max) else { throw CorruptDataError("group number \(number) out of range") }
+        return GroupID(kind: kind, number: UInt32(number))
+    }
+}

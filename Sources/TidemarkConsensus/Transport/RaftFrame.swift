@@ -1,0 +1,215 @@
+import TidemarkStorage
+
+/// A Raft message of one group, as the transport carries it between two nodes.
+public struct GroupMessage: Sendable, Equatable {
+    public var group: GroupID
+    public var message: RaftMessage
+
+    public init(group: GroupID, message: RaftMessage) {
+        self.group = group
+        self.message = message
+    }
+}
+
+/// Everything one node sends another at once: the messages of all their shared groups in
+/// one frame, heartbeats (and their answers) of many groups coalesced into a few bytes each.
+public struct RaftFrame: Sendable, Equatable {
+    /// A heartbeat or its answer, without what the frame already says (sender, receiver).
+    struct Heartbeat: Sendable, Equatable {
+        var group: GroupID
+        var isResponse: Bool
+        var term: UInt64
+        var commit: UInt64
+        var context: UInt64
+    }
+
+    public var from: UInt64
+    public var to: UInt64
+    private(set) var messages: [GroupMessage] = []
+    private(set) var heartbeats: [Heartbeat] = []
+
+    /// Packs `messages` (all from `from` to `to`), coalescing heartbeats.
+    public init(from: UInt64, to: UInt64, messages all: [GroupMessage]) {
+        self.from = from
+        self.to = to
+        for item in all {
+            precondition(item.message.from == from && item.message.to == to, "one frame, one pair of nodes")
+            let message = item.message
+            let plain = message.logTerm == 0 && message.index == 0 && message.entries.isEmpty && !message.reject
+                && message.rejectHint == 0 && message.snapshot == nil
+            if plain && (message.kind == .heartbeat || message.kind == .heartbeatResponse) {
+                heartbeats.append(Heartbeat(group: item.group, isResponse: message.kind == .heartbeatResponse, term: message.term,
+                                            commit: message.commit, context: message.context))
+            } else {
+                messages.append(item)
+            }
+        }
+    }
+
+    init(from: UInt64, to: UInt64, messages: [GroupMessage], heartbeats: [Heartbeat]) {
+        self.from = from
+        self.to = to
+        self.messages = messages
+        self.heartbeats = heartbeats
+    }
+
+    /// The frame's messages, heartbeats expanded again.
+    public var allMessages: [GroupMessage] {
+        messages + heartbeats.map { beat in
+            var message = RaftMessage(kind: beat.isResponse ? .heartbeatResponse : .heartbeat, from: from, to: to, term: beat.term)
+            message.commit = beat.commit
+            message.context = beat.context
+            return GroupMessage(group: beat.group, message: message)
+        }
+    }
+}
+
+/// Why bytes from a peer were dropped; the transport counts each kind and closes the
+/// connection (a frame boundary can no longer be trusted).
+public enum FrameError: Error, Sendable, Equatable {
+    case badMagic
+    case unsupportedVersion(UInt8)
+    case tooLarge(bytes: Int, max: Int)
+    case badChecksum
+    case unauthenticated
+    case malformed(String)
+
+    /// The metric label of the error.
+    public var label: String {
+        switch self {
+        case .badMagic: "bad_magic"
+        case .unsupportedVersion: "unsupported_version"
+        case .tooLarge: "too_large"
+        case .badChecksum: "bad_checksum"
+        case .unauthenticated: "unauthenticated"
+        case .malformed: "malformed"
+        }
+    }
+}
+
+/// The wire format of internal RPC frames:
+/// `"TMRF" | u8 version | u8 flags | u64 from | u64 to | u32 payload length | payload |
+/// u32 CRC32C(all before) | 32-byte tag` where the tag authenticates all before it with the
+/// cluster secret (see `FrameAuthenticator`). Integers are little-endian.
+public enum FrameCodec {
+    public static let version: UInt8 = 1
+    static let magic: [UInt8] = Array("TMRF".utf8)
+    public static let headerBytes = 26
+    public static let tagBytes = 32
+    static let trailerBytes = 4 + tagBytes
+
+    /// The frame's bytes; `sign` computes the 32-byte tag of the bytes before it.
+    public static func encode(_ frame: RaftFrame, sign: ([UInt8]) -> [UInt8]) -> [UInt8] {
+        var payload = ByteWriter()
+        payload.write(varint: UInt64(frame.messages.count))
+        for item in frame.messages {
+            writeGroup(item.group, into: &payload)
+            writeMessage(item.message, into: &payload)
+        }
+        payload.write(varint: UInt64(frame.heartbeats.count))
+        for beat in frame.heartbeats {
+            writeGroup(beat.group, into: &payload)
+            payload.write(beat.isResponse ? 1 : 0)
+            payload.write(varint: beat.term)
+            payload.write(varint: beat.commit)
+            payload.write(varint: beat.context)
+        }
+        var writer = ByteWriter(capacity: headerBytes + payload.count + trailerBytes)
+        writer.write(bytes: magic)
+        writer.write(version)
+        writer.write(0)
+        writer.write(littleEndian: frame.from)
+        writer.write(littleEndian: frame.to)
+        writer.write(littleEndian: UInt32(payload.count))
+        writer.write(bytes: payload.bytes)
+        writer.write(littleEndian: CRC32C.checksum(writer.bytes))
+        let tag = sign(writer.bytes)
+        precondition(tag.count == tagBytes, "a frame tag is \(tagBytes) bytes")
+        writer.write(bytes: tag)
+        return writer.bytes
+    }
+
+    /// The first frame in `bytes` and how many bytes it took, or nil when more bytes are
+    /// needed. Throws when the bytes cannot be a valid frame: the stream is then unusable.
+    public static func decode(_ bytes: ArraySlice<UInt8>, frameBytesMax: Int,
+                              verify: (_ signed: ArraySlice<UInt8>, _ tag: ArraySlice<UInt8>) -> Bool) throws(FrameError) -> (RaftFrame, Int)? {
+        let start = bytes.startIndex
+        // Reject a wrong magic as soon as its bytes arrive, not after a length's worth.
+        for (offset, byte) in bytes.prefix(magic.count).enumerated() where byte != magic[offset] { throw .badMagic }
+        guard bytes.count >= headerBytes else { return nil }
+        guard bytes[start + 4] == version else { throw .unsupportedVersion(bytes[start + 4]) }
+        let payloadBytes = Int(bytes.withContiguousStorageIfAvailable {
+            UInt32(littleEndian: UnsafeRawBufferPointer($0).loadUnaligned(fromByteOffset: 22, as: UInt32.self))
+        } ?? 0)
+        let total = headerBytes + payloadBytes + trailerBytes
+        guard total <= frameBytesMax else { throw .tooLarge(bytes: total, max: frameBytesMax) }
+        guard bytes.count >= total else { return nil }
+        let checked = bytes[start..<(start + headerBytes + payloadBytes)]
+        let crcAt = start + headerBytes + payloadBytes
+        let storedCRC = UInt32(bytes[crcAt]) | UInt32(bytes[crcAt + 1]) << 8 | UInt32(bytes[crcAt + 2]) << 16 | UInt32(bytes[crcAt + 3]) << 24
+        guard Array(checked).withUnsafeBytes({ CRC32C.checksum($0) }) == storedCRC else { throw .badChecksum }
+        guard verify(bytes[start..<(crcAt + 4)], bytes[(crcAt + 4)..<(start + total)]) else { throw .unauthenticated }
+        var header = ByteReader(Array(bytes[start..<(start + headerBytes)]), offset: 6)
+        let from: UInt64, to: UInt64
+        do {
+            from = try header.read(littleEndian: UInt64.self)
+            to = try header.read(littleEndian: UInt64.self)
+        } catch { throw .malformed("\(error)") }
+        var reader = ByteReader(Array(bytes[(start + headerBytes)..<crcAt]))
+        do {
+            var messages: [GroupMessage] = []
+            for _ in 0..<(try reader.readCount(max: reader.remaining, what: "messages")) {
+                let group = try readGroup(&reader)
+                messages.append(GroupMessage(group: group, message: try readMessage(&reader, from: from, to: to)))
+            }
+            var heartbeats: [RaftFrame.Heartbeat] = []
+            for _ in 0..<(try reader.readCount(max: reader.remaining, what: "heartbeats")) {
+                let group = try readGroup(&reader)
+                let isResponse = try reader.readByte() == 1
+                heartbeats.append(RaftFrame.Heartbeat(group: group, isResponse: isResponse, term: try reader.readVarint(),
+                                                      commit: try reader.readVarint(), context: try reader.readVarint()))
+            }
+            guard reader.isAtEnd else { throw CorruptDataError("bytes after the heartbeats") }
+            return (RaftFrame(from: from, to: to, messages: messages, heartbeats: heartbeats), total)
+        } catch let error as FrameError {
+            throw error
+        } catch {
+            throw .malformed("\(error)")
+        }
+    }
+
+    // MARK: - Parts
+
+    private static func writeGroup(_ group: GroupID, into writer: inout ByteWriter) { RaftCodec.write(group, into: &writer) }
+
+    private static func readGroup(_ reader: inout ByteReader) throws -> GroupID { try RaftCodec.readGroup(&reader) }
+
+    private static func writeMessage(_ message: RaftMessage, into writer: inout ByteWriter) {
+        writer.write(message.kind.rawValue)
+        for value in [message.term, message.logTerm, message.index, message.commit, message.rejectHint, message.context] {
+            writer.write(varint: value)
+        }
+        writer.write(message.reject ? 1 : 0)
+        RaftCodec.write(message.entries, into: &writer)
+        if let snapshot = message.snapshot {
+            writer.write(1)
+            RaftCodec.write(snapshot, into: &writer)
+        } else {
+            writer.write(0)
+        }
+    }
+
+    private static func readMessage(_ reader: inout ByteReader, from: UInt64, to: UInt64) throws -> RaftMessage {
+        guard let kind = RaftMessage.Kind(rawValue: try reader.readByte()) else { throw FrameError.malformed("unknown message kind") }
+        var message = RaftMessage(kind: kind, from: from, to: to, term: try reader.readVarint())
+        message.logTerm = try reader.readVarint()
+        message.index = try reader.readVarint()
+        message.commit = try reader.readVarint()
+        message.rejectHint = try reader.readVarint()
+        message.context = try reader.readVarint()
+        message.reject = try reader.readByte() == 1
+        message.entries = try RaftCodec.readEntries(&reader)
+        if try reader.readByte() == 1 { message.snapshot = try RaftCodec.readSnapshot(&reader) }
+        return message
+    }
+}

@@ -1,0 +1,68 @@
+import Testing
+import TidemarkConsensus
+import TidemarkStorage
+
+private let data = GroupID(kind: .data, number: 7)
+private let meta = GroupID(kind: .meta, number: 0)
+private let cluster = FrameAuthenticator(clusterSecret: "s3cret")
+
+private func message(_ kind: RaftMessage.Kind, term: UInt64 = 3, commit: UInt64 = 0, context: UInt64 = 0) -> RaftMessage {
+    var message = RaftMessage(kind: kind, from: 1, to: 2, term: term)
+    message.commit = commit
+    message.context = context
+    return message
+}
+
+private func decode(_ bytes: [UInt8], with authenticator: FrameAuthenticator = cluster, max: Int = 1 << 20) throws(FrameError) -> (RaftFrame, Int)? {
+    try FrameCodec.decode(bytes[...], frameBytesMax: max, verify: authenticator.verify)
+}
+
+@Suite struct RaftFrameTests {
+    @Test func framesRoundTripWithHeartbeatsCoalesced() throws {
+        var append = message(.append, commit: 4)
+        append.index = 4
+        append.logTerm = 2
+        append.entries = [RaftEntry(index: 5, term: 3, data: [1, 2]), RaftEntry(index: 6, term: 3, kind: .confChange, data: RaftConfChange(.addLearner, node: 9).encoded)]
+        var install = message(.snapshot)
+        install.snapshot = RaftSnapshot(index: 10, term: 2, membership: RaftMembership(voters: [1, 2, 3], learners: [4]), data: [9, 9])
+        var refusal = message(.appendResponse)
+        refusal.reject = true
+        refusal.index = 8
+        refusal.rejectHint = 6
+        let heartbeats = (0..<50).map { GroupMessage(group: GroupID(kind: .data, number: UInt32($0)), message: message(.heartbeat, commit: 12, context: 0)) }
+        let all = [GroupMessage(group: data, message: append), GroupMessage(group: meta, message: install), GroupMessage(group: data, message: refusal)]
+            + heartbeats + [GroupMessage(group: meta, message: message(.heartbeatResponse, context: 77))]
+        let frame = RaftFrame(from: 1, to: 2, messages: all)
+        let bytes = FrameCodec.encode(frame, sign: cluster.sign)
+        // Coalesced, a heartbeat costs a handful of bytes.
+        #expect(bytes.count < 600)
+        let (decoded, used) = try #require(try decode(bytes + [0xAA]))
+        #expect(used == bytes.count)
+        #expect(decoded == frame)
+        #expect(decoded.allMessages.count == all.count)
+        #expect(Set(decoded.allMessages.map { "\($0.group)/\($0.message.kind)/\($0.message.context)" })
+            == Set(all.map { "\($0.group)/\($0.message.kind)/\($0.message.context)" }))
+        // A partial frame asks for more bytes.
+        #expect(try decode(Array(bytes.prefix(bytes.count - 1))) == nil)
+        #expect(try decode(Array(bytes.prefix(10))) == nil)
+    }
+
+    @Test func badFramesAreRefusedWithTheirReason() throws {
+        let bytes = FrameCodec.encode(RaftFrame(from: 1, to: 2, messages: [GroupMessage(group: data, message: message(.vote))]), sign: cluster.sign)
+        #expect(throws: FrameError.unauthenticated) { try decode(bytes, with: FrameAuthenticator(clusterSecret: "other")) }
+        var flipped = bytes
+        flipped[30] ^= 0x40
+        #expect(throws: FrameError.badChecksum) { try decode(flipped) }
+        #expect(throws: FrameError.badMagic) { try decode(Array("GET / HTTP/1.1\r\n".utf8)) }
+        var version = bytes
+        version[4] = 9
+        #expect(throws: FrameError.unsupportedVersion(9)) { try decode(version) }
+        #expect(throws: FrameError.tooLarge(bytes: bytes.count, max: 40)) { try decode(bytes, max: 40) }
+        // Signed and checksummed, but not a valid payload (a peer with a bug): malformed.
+        var garbage = Array(bytes.prefix(22)) + [3, 0, 0, 0] + [0xFF, 0xFF, 0xFF]
+        garbage += withUnsafeBytes(of: CRC32C.checksum(garbage).littleEndian, Array.init)
+        garbage += cluster.sign(garbage)
+        let error = #expect(throws: FrameError.self) { try decode(garbage) }
+        #expect(error?.label == "malformed")
+    }
+}
