@@ -94,7 +94,10 @@ let package = Package(
         .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig", "TidemarkStorage"]),
         .testTarget(name: "TidemarkStorageTests", dependencies: ["TidemarkStorage", "TidemarkTestSupport"]),
-        .testTarget(name: "TidemarkConsensusTests", dependencies: ["TidemarkConsensus", "TidemarkStorage", "TidemarkTestSupport"]),
+        // testdata/*.txt are read from the source tree by the script tests.
+        .testTarget(
+            name: "TidemarkConsensusTests", dependencies: ["TidemarkConsensus", "TidemarkStorage", "TidemarkTestSupport"],
+            exclude: ["testdata"]),
         .testTarget(name: "TidemarkWireTests", dependencies: ["TidemarkWire", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkQueryTests", dependencies: ["TidemarkQuery", "TidemarkStorage", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),
