@@ -229,6 +229,8 @@ public struct RaftCore: Sendable {
     public var commitIndex: UInt64 { log.committed }
     /// The index of the last entry in the log.
     public var lastIndex: UInt64 { log.lastIndex }
+    /// The term of the entry at `index`, if the log still has it.
+    public func term(at index: UInt64) -> UInt64? { log.term(at: index) }
 
     public var hasReady: Bool {
         currentHardState != lastHardState || log.pendingSnapshot != nil || log.stable < log.lastIndex
