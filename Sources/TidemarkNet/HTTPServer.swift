@@ -89,16 +89,7 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func bindAndListen(_ tcp: UnsafeMutablePointer<uv_tcp_t>, _ address: ListenAddress) throws(UVError) {
-        var storage = sockaddr_storage()
-        try withUnsafeMutablePointer(to: &storage) { pointer throws(UVError) in
-            let raw = UnsafeMutableRawPointer(pointer)
-            if address.host.contains(":") {
-                try uvCheck("address \(address)", uv_ip6_addr(address.host, Int32(address.port), raw.assumingMemoryBound(to: sockaddr_in6.self)))
-            } else {
-                try uvCheck("address \(address)", uv_ip4_addr(address.host, Int32(address.port), raw.assumingMemoryBound(to: sockaddr_in.self)))
-            }
-            try uvCheck("bind \(address)", uv_tcp_bind(tcp, raw.assumingMemoryBound(to: sockaddr.self), 0))
-        }
+        try TCPAddress.bind(tcp, address)
         try uvCheck("listen \(address)", uv_listen(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), 511) { stream, status in
             Unmanaged<HTTPServer>.fromOpaque(stream!.pointee.data).takeUnretainedValue().accept(status: status)
         })
@@ -201,17 +192,6 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private func boundAddress(_ tcp: UnsafeMutablePointer<uv_tcp_t>) throws(UVError) -> ListenAddress {
-        var storage = sockaddr_storage()
-        var length = Int32(MemoryLayout<sockaddr_storage>.size)
-        _ = try withUnsafeMutablePointer(to: &storage) { pointer throws(UVError) in
-            try uvCheck("uv_tcp_getsockname", uv_tcp_getsockname(tcp, UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: sockaddr.self), &length))
-        }
-        let family = storage.ss_family
-        let port: UInt16 = withUnsafeBytes(of: storage) { raw in
-            family == sa_family_t(AF_INET6)
-                ? raw.load(as: sockaddr_in6.self).sin6_port
-                : raw.load(as: sockaddr_in.self).sin_port
-        }
-        return ListenAddress(host: settings.listen.host, port: Int(UInt16(bigEndian: port)))
+        try TCPAddress.bound(tcp, host: settings.listen.host)
     }
 }

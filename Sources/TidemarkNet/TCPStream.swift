@@ -1,0 +1,196 @@
+import CLibUV
+import TidemarkCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TCP byte stream on the loop, for internal RPC: bytes arrive through `onBytes`, leave
+/// through `write`. Everything runs on the loop thread. The stream keeps itself alive until
+/// libuv has closed its handle.
+public final class TCPStream {
+    public let loop: EventLoop
+    private let handle: UnsafeMutablePointer<uv_tcp_t>
+    /// Called with each chunk read; the bytes are valid only during the call.
+    public var onBytes: ((UnsafeRawBufferPointer) -> Void)?
+    /// Called once, when the stream closes (peer gone, error, or `close()`).
+    public var onClose: (() -> Void)?
+    public private(set) var isOpen = true
+    /// Bytes handed to `write` and not yet written.
+    public private(set) var pendingWriteBytes = 0
+    private var connectRequest: UnsafeMutablePointer<uv_connect_t>?
+    private var onConnect: ((UVError?) -> Void)?
+
+    private static let readBufferBytes = 64 * 1024
+
+    private init(loop: EventLoop) {
+        self.loop = loop
+        handle = .allocate(capacity: 1)
+        uv_tcp_init(loop.loop, handle)
+        handle.pointee.data = Unmanaged.passRetained(self).toOpaque()  // released in onClosed
+    }
+
+    /// Connects to `address`; `completion` gets the open stream or the error.
+    public static func connect(loop: EventLoop, to address: ListenAddress, completion: @escaping (TCPStream?, UVError?) -> Void) {
+        loop.assertInLoop()
+        let stream = TCPStream(loop: loop)
+        let request = UnsafeMutablePointer<uv_connect_t>.allocate(capacity: 1)
+        request.pointee.data = Unmanaged.passUnretained(stream).toOpaque()
+        stream.connectRequest = request
+        stream.onConnect = { error in completion(error == nil ? stream : nil, error) }
+        do {
+            try TCPAddress.withSockaddr(address) { socketAddress throws(UVError) in
+                _ = try uvCheck("connect \(address)", uv_tcp_connect(request, stream.handle, socketAddress) { request, status in
+                    let stream = Unmanaged<TCPStream>.fromOpaque(request!.pointee.data).takeUnretainedValue()
+                    stream.connected(status: status)
+                })
+            }
+        } catch {
+            stream.connectRequest = nil
+            request.deallocate()
+            stream.onConnect = nil
+            stream.close()
+            completion(nil, error)
+        }
+    }
+
+    private func connected(status: Int32) {
+        connectRequest?.deallocate()
+        connectRequest = nil
+        let completion = onConnect
+        onConnect = nil
+        if status < 0 {
+            close()
+            completion?(UVError(code: status, operation: "connect"))
+        } else {
+            uv_tcp_nodelay(handle, 1)
+            completion?(nil)
+        }
+    }
+
+    /// Accepts a pending connection of `listener`; nil if the accept failed.
+    static func accept(loop: EventLoop, from listener: UnsafeMutablePointer<uv_tcp_t>) -> TCPStream? {
+        let stream = TCPStream(loop: loop)
+        guard uv_accept(streamPointer(listener), streamPointer(stream.handle)) == 0 else {
+            stream.close()
+            return nil
+        }
+        uv_tcp_nodelay(stream.handle, 1)
+        return stream
+    }
+
+    /// Starts delivering bytes to `onBytes`.
+    public func startReading() {
+        loop.assertInLoop()
+        guard isOpen else { return }
+        uv_read_start(Self.streamPointer(handle), { _, _, buffer in
+            let storage = UnsafeMutableRawPointer.allocate(byteCount: TCPStream.readBufferBytes, alignment: 16)
+            buffer!.pointee = uv_buf_init(storage.assumingMemoryBound(to: CChar.self), UInt32(TCPStream.readBufferBytes))
+        }, { stream, count, buffer in
+            let tcp = Unmanaged<TCPStream>.fromOpaque(stream!.pointee.data).takeUnretainedValue()
+            defer { buffer!.pointee.base.map { UnsafeMutableRawPointer($0).deallocate() } }
+            if count < 0 {
+                tcp.close()
+            } else if count > 0, let base = buffer!.pointee.base {
+                tcp.onBytes?(UnsafeRawBufferPointer(start: base, count: count))
+            }
+        })
+    }
+
+    /// Queues `bytes` for writing; a failed write closes the stream.
+    public func write(_ bytes: [UInt8]) {
+        loop.assertInLoop()
+        guard isOpen, !bytes.isEmpty else { return }
+        let request = StreamWrite(bytes, stream: self)
+        pendingWriteBytes += bytes.count
+        let status = uv_write(request.request, Self.streamPointer(handle), &request.buffer, 1) { request, status in
+            let write = Unmanaged<StreamWrite>.fromOpaque(request!.pointee.data).takeRetainedValue()
+            write.stream.pendingWriteBytes -= write.byteCount
+            if status < 0 { write.stream.close() }
+        }
+        if status < 0 {
+            Unmanaged.passUnretained(request).release()
+            pendingWriteBytes -= bytes.count
+            close()
+        }
+    }
+
+    /// Closes the stream; `onClose` runs once. Safe to call more than once.
+    public func close() {
+        guard isOpen else { return }
+        isOpen = false
+        uv_close(UnsafeMutableRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self)) { handle in
+            let stream = Unmanaged<TCPStream>.fromOpaque(handle!.pointee.data).takeRetainedValue()
+            stream.onBytes = nil
+            let onClose = stream.onClose
+            stream.onClose = nil
+            onClose?()
+            UnsafeMutableRawPointer(handle!).deallocate()
+        }
+    }
+
+    fileprivate static func streamPointer(_ tcp: UnsafeMutablePointer<uv_tcp_t>) -> UnsafeMutablePointer<uv_stream_t> {
+        UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
+    }
+}
+
+/// A `uv_write_t` with its bytes, retained (via `data`) until libuv calls back.
+private final class StreamWrite {
+    let request: UnsafeMutablePointer<uv_write_t>
+    let storage: UnsafeMutableRawBufferPointer
+    var buffer: uv_buf_t
+    let stream: TCPStream
+    var byteCount: Int { storage.count }
+
+    init(_ bytes: [UInt8], stream: TCPStream) {
+        self.stream = stream
+        request = .allocate(capacity: 1)
+        storage = .allocate(byteCount: bytes.count, alignment: 1)
+        storage.copyBytes(from: bytes)
+        buffer = uv_buf_init(storage.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(bytes.count))
+        request.pointee.data = Unmanaged.passRetained(self).toOpaque()
+    }
+
+    deinit {
+        storage.deallocate()
+        request.deallocate()
+    }
+}
+
+/// Accepts TCP connections on the loop and hands each over as a `TCPStream`.
+public final class TCPListener {
+    public let loop: EventLoop
+    private var handle: UnsafeMutablePointer<uv_tcp_t>?
+    private let onAccept: (TCPStream) -> Void
+    /// The address it listens on (the real port when 0 was asked for).
+    public private(set) var address: ListenAddress
+
+    public init(loop: EventLoop, address: ListenAddress, onAccept: @escaping (TCPStream) -> Void) throws(UVError) {
+        loop.assertInLoop()
+        self.loop = loop
+        self.onAccept = onAccept
+        self.address = address
+        let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
+        uv_tcp_init(loop.loop, tcp)
+        tcp.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+        do {
+            try TCPAddress.bind(tcp, address)
+            try uvCheck("listen \(address)", uv_listen(TCPStream.streamPointer(tcp), 128) { server, status in
+                guard status >= 0 else { return }
+                let listener = Unmanaged<TCPListener>.fromOpaque(server!.pointee.data).takeUnretainedValue()
+                guard let handle = listener.handle, let stream = TCPStream.accept(loop: listener.loop, from: handle) else { return }
+                listener.onAccept(stream)
+            })
+            self.address = try TCPAddress.bound(tcp, host: address.host)
+        } catch {
+            closeAndFree(tcp)
+            throw error
+        }
+        handle = tcp
+    }
+
+    public func close() {
+        guard let handle else { return }
+        self.handle = nil
+        closeAndFree(handle)
+    }
+}

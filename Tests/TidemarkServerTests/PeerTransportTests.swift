@@ -1,0 +1,94 @@
+import Foundation
+import Synchronization
+import Testing
+import TidemarkConsensus
+import TidemarkCore
+import TidemarkNet
+import TidemarkServer
+
+/// What one transport received.
+private final class Inbox: Sendable {
+    let messages = Mutex<[GroupMessage]>([])
+    let arrived = DispatchSemaphore(value: 0)
+
+    func take(_ batch: [GroupMessage]) {
+        messages.withLock { $0 += batch }
+        arrived.signal()
+    }
+}
+
+/// Waits (bounded) until `condition` holds.
+private func eventually(_ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(10)
+    while Date() < deadline {
+        if condition() { return true }
+        usleep(2000)
+    }
+    return condition()
+}
+
+private let group = GroupID(kind: .data, number: 4)
+
+/// A plain connection the test makes on the loop (touched only there).
+private final class RawClient: @unchecked Sendable {
+    var stream: TCPStream?
+}
+
+@Suite(.serialized) struct PeerTransportTests {
+    @Test func framesFlowBetweenNodesAndBadPeersAreCountedAndCut() throws {
+        let loop = try EventLoop()
+        let inboxA = Inbox(), inboxB = Inbox(), inboxC = Inbox()
+        let loopback = ListenAddress(host: "127.0.0.1", port: 0)
+        let a = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "cluster-secret") { inboxA.take($0) }
+        let b = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "cluster-secret") { inboxB.take($0) }
+        let intruder = PeerTransport(loop: loop, nodeID: 3, peers: [:], clusterSecret: "wrong-secret") { inboxC.take($0) }
+        let addressA = try a.start(listen: loopback)
+        let addressB = try b.start(listen: loopback)
+        a.setAddress(of: 2, to: addressB)
+        b.setAddress(of: 1, to: addressA)
+        intruder.setAddress(of: 2, to: addressB)
+        let stopped = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            loop.run()
+            stopped.signal()
+        }
+
+        var append = RaftMessage(kind: .append, from: 1, to: 2, term: 2)
+        append.entries = [RaftEntry(index: 1, term: 2, data: Array("x=1".utf8))]
+        let heartbeat = RaftMessage(kind: .heartbeat, from: 1, to: 2, term: 2)
+        a.send(to: 2, [GroupMessage(group: group, message: append), GroupMessage(group: GroupID(kind: .meta, number: 0), message: heartbeat)])
+        #expect(inboxB.arrived.wait(timeout: .now() + 10) == .success)
+        #expect(inboxB.messages.withLock { $0.map(\.message) } == [append, heartbeat])
+        b.send(to: 1, [GroupMessage(group: group, message: RaftMessage(kind: .appendResponse, from: 2, to: 1, term: 2))])
+        #expect(inboxA.arrived.wait(timeout: .now() + 10) == .success)
+        #expect(inboxA.messages.withLock { $0.first?.message.kind } == .appendResponse)
+
+        // A node without the cluster secret is not heard, only counted.
+        intruder.send(to: 2, [GroupMessage(group: group, message: RaftMessage(kind: .vote, from: 3, to: 2, term: 99))])
+        #expect(eventually { b.metrics.refusedFrames("unauthenticated") == 1 })
+        // Neither is something that is not a frame at all.
+        let raw = RawClient()
+        loop.execute {
+            TCPStream.connect(loop: loop, to: addressB) { stream, _ in
+                raw.stream = stream
+                stream?.write(Array("GET / HTTP/1.1\r\n\r\n".utf8))
+            }
+        }
+        #expect(eventually { b.metrics.refusedFrames("bad_magic") == 1 })
+        #expect(inboxB.messages.withLock { $0.count } == 2)
+
+        // Frames still flow after the bad peers were cut.
+        a.send(to: 2, [GroupMessage(group: group, message: heartbeat)])
+        #expect(eventually { inboxB.messages.withLock { $0.count } == 3 })
+        #expect(a.metrics.framesSent.load(ordering: .relaxed) == 2 && b.metrics.framesReceived.load(ordering: .relaxed) == 2)
+
+        loop.execute {
+            raw.stream?.close()
+            a.stop()
+            b.stop()
+            intruder.stop()
+            loop.close()
+        }
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+    }
+}
