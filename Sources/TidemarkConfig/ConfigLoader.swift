@@ -34,7 +34,7 @@ public enum ConfigLoader {
     public static func apply(nodeConfig text: String, file: String, to base: NodeConfig) throws(ConfigError) -> NodeConfig {
         let reader = YAMLReader(file: file)
         var config = base
-        let keys = ["node_name", "data_dir", "cluster_name", "http", "native", "internal", "meta_peers",
+        let keys = ["node_name", "data_dir", "cluster_name", "http", "native", "internal", "meta_peers", "cluster_secret", "raft",
                     "wal_sync", "storage", "query", "log_level", "shutdown_timeout_ms", "stages"]
         for (name, node) in try reader.entries(try reader.root(of: text), key: nil) {
             switch name {
@@ -44,7 +44,15 @@ public enum ConfigLoader {
             case "http": try applyHTTP(node, reader: reader, to: &config.http)
             case "native": config.nativeListen = try listenOnly(node, key: name, reader: reader)
             case "internal": config.internalListen = try listenOnly(node, key: name, reader: reader)
-            case "meta_peers": config.metaPeers = try reader.strings(node, key: name)
+            case "meta_peers":
+                config.metaPeers = try reader.strings(node, key: name).map { text throws(ConfigError) in
+                    switch ListenAddress.parse(text) {
+                    case .success(let address): return address
+                    case .failure(let problem): throw reader.error(at: node, key: name, problem.reason)
+                    }
+                }
+            case "cluster_secret": config.clusterSecret = try nonEmpty(reader.string(node, key: name), node, name, reader)
+            case "raft": try applyRaft(node, reader: reader, to: &config)
             case "wal_sync": config.storage.walSync = try walSync(node, reader: reader)
             case "storage": try applyStorage(node, reader: reader, to: &config.storage)
             case "query": try applyQuery(node, reader: reader, to: &config.query)
@@ -52,6 +60,15 @@ public enum ConfigLoader {
             case "shutdown_timeout_ms": config.shutdownTimeoutMs = try positive(node, key: name, reader: reader)
             case "stages": try applyStages(node, key: "stages", reader: reader, to: &config.stages)
             default: throw reader.unknownKey(name, at: node, parent: nil, allowed: keys)
+            }
+        }
+        if !config.metaPeers.isEmpty {
+            guard config.nodeID != nil else {
+                throw ConfigError(file: file, key: "meta_peers", line: nil, column: nil,
+                                  message: "internal.listen \(config.internalListen) is not one of meta_peers; a node finds its ID there")
+            }
+            guard config.clusterSecret != nil else {
+                throw ConfigError(file: file, key: "cluster_secret", line: nil, column: nil, message: "is required with meta_peers")
             }
         }
         return config
@@ -161,6 +178,21 @@ public enum ConfigLoader {
         }
         guard let address else { throw reader.error(at: node, key: "\(key).listen", "is required in this section") }
         return address
+    }
+
+    private static func applyRaft(_ node: Node, reader: YAMLReader, to config: inout NodeConfig) throws(ConfigError) {
+        let keys = ["tick_ms", "election_ticks"]
+        for (name, value) in try reader.entries(node, key: "raft") {
+            let key = "raft.\(name)"
+            switch name {
+            case "tick_ms": config.raftTickMs = try positive(value, key: key, reader: reader)
+            case "election_ticks":
+                let ticks = try positive(value, key: key, reader: reader)
+                guard ticks >= 3 else { throw reader.error(at: value, key: key, "must be at least 3 (heartbeats go every tick)") }
+                config.raftElectionTicks = ticks
+            default: throw reader.unknownKey(name, at: value, parent: "raft", allowed: keys)
+            }
+        }
     }
 
     private static func applyQuery(_ node: Node, reader: YAMLReader, to query: inout QueryLimits) throws(ConfigError) {

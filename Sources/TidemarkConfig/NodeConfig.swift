@@ -11,8 +11,19 @@ public struct NodeConfig: Sendable {
     public var nativeListen = ListenAddress(host: "127.0.0.1", port: 6667)
     /// Internal RPC address; taken into use by the cluster transport.
     public var internalListen = ListenAddress(host: "127.0.0.1", port: 10730)
-    /// Internal addresses of the meta group; empty means a single node.
-    public var metaPeers: [String] = []
+    /// Internal addresses of the meta group; empty means a single node. For now every listed
+    /// node replicates the data region with Raft; a node's ID is its position here, from 1.
+    public var metaPeers: [ListenAddress] = []
+    /// Signs internal RPC frames; required with `meta_peers`.
+    public var clusterSecret: String?
+    /// The Raft clock: one tick every `raftTickMs`; an election after 10–20 ticks without a leader.
+    public var raftTickMs = 100
+    public var raftElectionTicks = 10
+
+    /// This node's ID in the cluster (1-based position of `internal.listen` in `meta_peers`).
+    public var nodeID: UInt64? {
+        metaPeers.firstIndex(of: internalListen).map { UInt64($0 + 1) }
+    }
     /// The storage engine of each region; `wal_sync` sets `storage.walSync`.
     public var storage = EngineOptions()
     public var query = QueryLimits()

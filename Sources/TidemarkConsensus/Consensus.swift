@@ -91,9 +91,20 @@ public enum ConsensusError: Error, Sendable, Equatable, CustomStringConvertible 
     case unsupported(String)
     /// The state machine refused the entry.
     case refused(String)
+    /// The group cannot take this now (a leadership transfer, a membership change, a full log).
+    case busy(String)
     /// The log could not be written or synced; nothing more is acknowledged.
     case io(String)
     case stopped
+
+    /// Whether the same request may succeed later or elsewhere (no leader yet, a transfer,
+    /// a full log): HTTP 503 rather than 500.
+    public var isRetryable: Bool {
+        switch self {
+        case .notLeader, .busy: true
+        default: false
+        }
+    }
 
     public var description: String {
         switch self {
@@ -102,6 +113,7 @@ public enum ConsensusError: Error, Sendable, Equatable, CustomStringConvertible 
         case .notLeader(let group, let hint): "not the leader of \(group)" + (hint.map { "; the leader is node \($0)" } ?? "")
         case .unsupported(let what): what
         case .refused(let why): why
+        case .busy(let why): why
         case .io(let why): why
         case .stopped: "consensus is stopped"
         }

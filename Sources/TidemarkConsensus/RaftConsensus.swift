@@ -307,10 +307,10 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private static func translate(_ error: RaftError, _ group: GroupID) -> ConsensusError {
         switch error {
         case .notLeader(let hint): .notLeader(group, leaderHint: hint)
-        case .transferring: .refused("\(group) is transferring its leadership; retry")
-        case .tooManyUncommittedBytes: .refused("\(group) has too many uncommitted bytes; retry later")
-        case .confChangePending: .refused("\(group) has a membership change in progress; retry")
-        case .learnerBehind: .refused("the learner has not caught up yet; retry")
+        case .transferring: .busy("\(group) is transferring its leadership; retry")
+        case .tooManyUncommittedBytes: .busy("\(group) has too many uncommitted bytes; retry later")
+        case .confChangePending: .busy("\(group) has a membership change in progress; retry")
+        case .learnerBehind: .busy("the learner has not caught up yet; retry")
         case .invalidConfChange(let why): .refused(why)
         }
     }

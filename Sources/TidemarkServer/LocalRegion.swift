@@ -11,13 +11,19 @@ public final class LocalRegion: Sendable {
     public let engine: StorageEngine
     public let consensus: Consensus
 
-    /// Opens the region and replays the group's log into it.
-    public init(dataDir: String, options: EngineOptions, logger: Logger) throws {
-        engine = try StorageEngine(directory: dataDir + "/regions/0", options: options, logger: logger, log: .consensus)
-        let consensus = StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: options.walSync, logger: logger)
+    /// Opens the region, standalone, and replays the group's log into it.
+    public convenience init(dataDir: String, options: EngineOptions, logger: Logger) throws {
+        try self.init(dataDir: dataDir, options: options, logger: logger,
+                      consensus: StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: options.walSync, logger: logger),
+                      peers: [], log: .consensus)
+    }
+
+    /// Opens the region as a replica of a group `consensus` runs with `peers`.
+    public init(dataDir: String, options: EngineOptions, logger: Logger, consensus: Consensus, peers: [Peer], log: RegionLog = .replicated) throws {
+        engine = try StorageEngine(directory: dataDir + "/regions/0", options: options, logger: logger, log: log)
         self.consensus = consensus
         do {
-            try consensus.createGroup(Self.group, peers: [], stateMachine: RegionStateMachine(engine: engine))
+            try consensus.createGroup(Self.group, peers: peers, stateMachine: RegionStateMachine(engine: engine))
         } catch {
             engine.close()
             throw error

@@ -33,6 +33,8 @@ public final class Node: @unchecked Sendable {
     /// The node's one region until the cluster assigns regions (issue 5); the append
     /// stage writes through its consensus group.
     private let localRegion: LocalRegion
+    /// With `meta_peers`: the Raft groups, transport and clock of this node.
+    private let raft: RaftWiring?
     private var region: StorageEngine { localRegion.engine }
     private let users: UserStore
     private var signalWatchers: [SignalWatcher] = []
@@ -45,13 +47,24 @@ public final class Node: @unchecked Sendable {
         self.config = config
         self.logger = logger
         dataDirectory = try DataDirectory(path: config.dataDir)
-        localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger)
+        let loop = try EventLoop()
+        self.loop = loop
+        // The routes (and Raft) reach the stages, which exist only once built: resolve them lazily.
+        let stagesBox = StagesBox()
+        if let nodeID = config.nodeID, let secret = config.clusterSecret {
+            // Raft rounds (messages, ticks) run on the apply stage; a full stage drops them, Raft resends.
+            let raft = try RaftWiring(config: config, nodeID: nodeID, secret: secret, loop: loop,
+                                      submit: { _ = stagesBox.submit($0, to: .apply) }, logger: logger)
+            self.raft = raft
+            localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
+                                          consensus: raft.consensus, peers: raft.peers)
+        } else {
+            raft = nil
+            localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger)
+        }
         users = try UserStore(directory: config.dataDir + "/users", logger: logger)
-        loop = try EventLoop()
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
-        // The routes read the stages, which exist only once built: resolve them lazily.
-        let stagesBox = StagesBox()
         let region = localRegion.engine
         let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
@@ -80,6 +93,15 @@ public final class Node: @unchecked Sendable {
             loop.run()
             throw error
         }
+        var internalAddress: ListenAddress?
+        if let raft {
+            do {
+                internalAddress = try raft.start(listen: config.internalListen, loop: loop)
+            } catch {
+                server.closeAllConnections()
+                throw error
+            }
+        }
         for signal in [SIGTERM, SIGINT] {
             signalWatchers.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] in beginShutdown(signal: signal) })
         }
@@ -87,7 +109,8 @@ public final class Node: @unchecked Sendable {
         ageTimer = LoopTimer(loop: loop, delayMs: ageCheckMs, repeatMs: ageCheckMs) { [unowned self] in
             FlushWiring.sealByAge(region, flushStage: stages.taskStages[.flush]!, logger: logger)
         }
-        logger.info("tidemarkd listening", metadata: ["http": "\(address)", "data_dir": "\(config.dataDir)", "node": "\(config.nodeName)"])
+        logger.info("tidemarkd listening", metadata: ["http": "\(address)", "internal": "\(internalAddress.map { "\($0)" } ?? "-")",
+                                                     "data_dir": "\(config.dataDir)", "node": "\(config.nodeName)"])
         onReady(address)
         loop.run()
         return outcome
@@ -120,6 +143,7 @@ public final class Node: @unchecked Sendable {
                 loop.execute { [self] in
                     if !drained && outcome == .clean { outcome = .timedOut("stages still had queued work") }
                     if syncProblem != nil && outcome == .clean { outcome = .timedOut("data directory sync failed") }
+                    raft?.stop()
                     for watcher in signalWatchers { watcher.close() }
                     signalWatchers = []
                     loop.close()
@@ -134,6 +158,12 @@ final class StagesBox: Sendable {
     private let stages = Mutex<NodeStages?>(nil)
 
     func set(_ value: NodeStages) { stages.withLock { $0 = value } }
+
+    /// Hands a task to one of the task stages.
+    func submit(_ task: StageTask, to name: StageName) -> SubmitResult {
+        guard let stages = stages.withLock({ $0 }) else { return .rejected(.stopping) }
+        return stages.taskStages[name]!.submit(task)
+    }
 
     /// Hands a statement to the query stage.
     func submitQuery(_ task: StageTask) -> SubmitResult {

@@ -36,14 +36,17 @@ final class RegionStateMachine: StateMachine, Sendable {
 extension Consensus {
     /// Proposes `data` and waits for the answer: for callers that are not a stage with a
     /// continuation (a delete run by the query stage).
-    func proposeAndWait(_ group: GroupID, _ data: [UInt8], local: (any Sendable)? = nil) throws {
+    func proposeAndWait(_ group: GroupID, _ data: [UInt8], local: (any Sendable)? = nil, timeoutMs: Int = 30_000) throws {
         let answer = Mutex<Result<UInt64, ConsensusError>?>(nil)
         let done = DispatchSemaphore(value: 0)
         write(group, Proposal(data: data, local: local)) { result in
             answer.withLock { $0 = result }
             done.signal()
         }
-        done.wait()
+        // Bounded: a proposal whose leader vanished may never be answered.
+        guard done.wait(timeout: .now() + .milliseconds(timeoutMs)) == .success else {
+            throw ConsensusError.refused("\(group): no answer within \(timeoutMs) ms (no leader?); the write may or may not have been applied")
+        }
         if case .failure(let error) = answer.withLock({ $0 })! { throw error }
     }
 }

@@ -93,8 +93,8 @@ struct WriteApplier: Sendable {
     }
 
     private func propose(_ batch: Batch) {
-        let finish: @Sendable (String?) -> Void = { failure in
-            for member in batch.members { member.job.finish(WriteOutcome(refused: member.refused, failure: failure)) }
+        let finish: @Sendable (String?, Int) -> Void = { failure, status in
+            for member in batch.members { member.job.finish(WriteOutcome(refused: member.refused, failure: failure, failureStatus: status)) }
         }
         let prepared: PreparedWrite?
         do {
@@ -102,7 +102,7 @@ struct WriteApplier: Sendable {
         } catch {
             // One job's points (a series limit, a missing series with auto-create off) can
             // sink the batch: write each job on its own so the others still land.
-            guard batch.members.count > 1 else { return finish("\(error)") }
+            guard batch.members.count > 1 else { return finish("\(error)", 500) }
             for member in batch.members {
                 var alone = Batch()
                 alone.members = [(member.job, check(member.job, into: &alone.write, existing: { engine.series($0)?.dataType }))]
@@ -110,11 +110,12 @@ struct WriteApplier: Sendable {
             }
             return
         }
-        guard let prepared else { return finish(nil) }
+        guard let prepared else { return finish(nil, 500) }
         consensus.write(group, Proposal(data: prepared.record, local: prepared)) { result in
             switch result {
-            case .success: finish(nil)
-            case .failure(let error): finish("\(error)")
+            case .success: finish(nil, 500)
+            // Not the leader (yet), or busy: 503, the client retries (here or at the leader named).
+            case .failure(let error): finish("\(error)", error.isRetryable ? 503 : 500)
             }
         }
     }

@@ -50,7 +50,9 @@ func loadError(_ yaml: String) throws -> ConfigError? {
               listen: 0.0.0.0:9000
               body_bytes_max: 1024
             internal: {listen: "[::1]:10731"}
-            meta_peers: [a:10730, b:10730]
+            meta_peers: ["127.0.0.1:10730", "[::1]:10731"]
+            cluster_secret: s3cret
+            raft: {tick_ms: 20, election_ticks: 5}
             wal_sync: 50
             storage: {memtable_bytes_max: 1048576, compression_level: 9, auto_create_schema: false}
             query: {statement_bytes_max: 4096, rows_default: 500, memory_bytes_max: 1048576}
@@ -67,7 +69,8 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         #expect(config.http.bodyBytesMax == 1024)
         #expect(config.http.headerBytesMax == HTTPSettings().headerBytesMax)
         #expect(config.internalListen == ListenAddress(host: "::1", port: 10731))
-        #expect(config.metaPeers == ["a:10730", "b:10730"])
+        #expect(config.metaPeers == [ListenAddress(host: "127.0.0.1", port: 10730), ListenAddress(host: "::1", port: 10731)])
+        #expect(config.nodeID == 2 && config.clusterSecret == "s3cret" && config.raftTickMs == 20 && config.raftElectionTicks == 5)
         #expect(config.storage.walSync == .intervalMs(50))
         #expect(config.logLevel == .debug)
         #expect(config.storage.memtableBytesMax == 1_048_576 && config.storage.compressionLevel == 9 && !config.storage.autoCreateSchema)
@@ -106,6 +109,10 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         #expect(inStage.line == 3)
         let inHTTP = try #require(try loadError("http:\n  port: 80\n"))
         #expect(inHTTP.key == "http.port")
+        let notListed = try #require(try loadError("meta_peers: [\"127.0.0.1:1\"]\ncluster_secret: x\n"))
+        #expect(notListed.key == "meta_peers" && notListed.message.contains("is not one of meta_peers"))
+        let noSecret = try #require(try loadError("internal: {listen: \"127.0.0.1:1\"}\nmeta_peers: [\"127.0.0.1:1\"]\n"))
+        #expect(noSecret.key == "cluster_secret")
         let inQuery = try #require(try loadError("query:\n  memory_max: 80\n"))
         #expect(inQuery.key == "query.memory_max" && inQuery.message.contains("memory_bytes_max"))
     }

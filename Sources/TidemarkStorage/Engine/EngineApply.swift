@@ -8,6 +8,9 @@ public enum RegionLog: Sendable {
     /// A consensus group's log is the record: the group hands committed entries to
     /// `apply(index:record:prepared:)` in order, and replays its log after a restart.
     case consensus
+    /// As `.consensus`, for a group with other replicas: entries proposed elsewhere name
+    /// series this node has not seen, so applying creates them (typed by the entry).
+    case replicated
 }
 
 /// A write checked against the schema (its missing series created) and encoded as a log
@@ -93,6 +96,7 @@ extension StorageEngine {
         for column in write.columns {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
+            if schema.series(column.path) == nil && createsSchemaOnApply { createOnApplyLocked(column.path, column.type) }
             guard let series = schema.series(column.path), series.dataType == column.type else { continue }
             if replayed {
                 // Points already in a segment of their partition are not applied twice.
@@ -107,6 +111,22 @@ extension StorageEngine {
             }
         }
         active.noteSequence(index)
+    }
+
+    /// Creates a series (and its database) an entry from another replica names. The caller
+    /// holds `writeLock` and `state`. A path the schema refuses is skipped, as on every replica.
+    private func createOnApplyLocked(_ path: String, _ type: DataType) {
+        guard let levels = try? schema.validate(path), levels.count >= 3 else { return }
+        var records: [SchemaRecord] = []
+        if schema.databaseOf(levels) == nil {
+            let database = levels[0...1].joined(separator: ".")
+            guard (try? schema.createDatabase(database)) != nil else { return }
+            records.append(.createDatabase(database))
+        }
+        let series = SeriesSchema(path: path, dataType: type)
+        guard (try? schema.createSeries(series)) != nil else { return }
+        records.append(.createSeries(series))
+        _ = try? schemaLog.append(records.map { $0.encoded() })
     }
 
     /// The caller holds `writeLock` and `state`.

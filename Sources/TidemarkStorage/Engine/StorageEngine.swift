@@ -82,7 +82,9 @@ public final class StorageEngine: @unchecked Sendable {
     let wal: WriteAheadLog?
     /// Told where log files may start and which entries segments now hold.
     let logRetention = Mutex<LogRetention?>(nil)
-    private let schemaLog: FileWAL
+    let schemaLog: FileWAL
+    /// `.replicated`: applying an entry creates the series it names.
+    let createsSchemaOnApply: Bool
     let writeLock = NSLock()
     let maintenanceLock = NSLock()
     let state = NSLock()
@@ -127,8 +129,9 @@ public final class StorageEngine: @unchecked Sendable {
         active = Memtable(createdNs: monotonicNowNs())
         let ownWAL: FileWAL? = switch log {
         case .own: try FileWAL(directory: directory + "/wal", policy: options.walSync)
-        case .consensus: nil
+        case .consensus, .replicated: nil
         }
+        createsSchemaOnApply = log == .replicated
         wal = ownWAL
         try recoverSchema()
         try openSegments()

@@ -1,0 +1,67 @@
+import Logging
+import Synchronization
+import TidemarkConfig
+import TidemarkConsensus
+import TidemarkCore
+import TidemarkNet
+
+/// A node's Raft machinery: the consensus of its groups, the transport to its peers and
+/// the clock. Incoming messages and ticks run on the given stage (they fsync; the event
+/// loop must never wait on a disk).
+final class RaftWiring: Sendable {
+    let consensus: RaftConsensus
+    let transport: PeerTransport
+    let peers: [Peer]
+    private let submit: @Sendable (StageTask) -> Void
+    private let tickMs: Int
+    private let timer = Mutex<LoopTimerBox?>(nil)
+
+    /// Holds the loop timer (touched on the loop thread only).
+    private final class LoopTimerBox: @unchecked Sendable {
+        let timer: LoopTimer
+        init(_ timer: LoopTimer) { self.timer = timer }
+    }
+
+    /// `submit` hands work to the stage that runs Raft rounds.
+    init(config: NodeConfig, nodeID: UInt64, secret: String, loop: EventLoop, submit: @escaping @Sendable (StageTask) -> Void,
+         logger: Logger) throws {
+        self.submit = submit
+        tickMs = config.raftTickMs
+        peers = config.metaPeers.enumerated().map { Peer(id: UInt64($0.offset + 1), address: "\($0.element)") }
+        let addresses = Dictionary(uniqueKeysWithValues: config.metaPeers.enumerated().map { (UInt64($0.offset + 1), $0.element) })
+            .filter { $0.key != nodeID }
+        let consensusBox = ConsensusBox()
+        transport = PeerTransport(loop: loop, nodeID: nodeID, peers: addresses, clusterSecret: secret) { messages in
+            submit(StageTask { consensusBox.value?.receive(messages) })
+        }
+        var settings = RaftConsensus.Settings()
+        settings.electionTicks = config.raftElectionTicks
+        settings.seed = nodeID &* 0x9E37_79B9
+        consensus = try RaftConsensus(nodeID: nodeID, disk: try RaftDisk(directory: config.dataDir + "/raft"), transport: transport,
+                                      settings: settings, logger: logger)
+        consensusBox.value = consensus
+    }
+
+    /// Listens for peers and starts the clock (on the loop, before it runs).
+    func start(listen address: ListenAddress, loop: EventLoop) throws -> ListenAddress {
+        let bound = try transport.start(listen: address)
+        let consensus = consensus, submit = submit
+        let ticker = LoopTimer(loop: loop, delayMs: UInt64(tickMs), repeatMs: UInt64(tickMs)) {
+            submit(StageTask { consensus.tick() })
+        }
+        timer.withLock { $0 = LoopTimerBox(ticker) }
+        return bound
+    }
+
+    /// Stops the clock and the connections (on the loop).
+    func stop() {
+        timer.withLock { $0?.timer.cancel() }
+        transport.stop()
+    }
+}
+
+/// Lets the transport reach the consensus built after it.
+private final class ConsensusBox: @unchecked Sendable {
+    // Set once, before any message can arrive (the transport starts listening later).
+    var value: RaftConsensus?
+}

@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+import TidemarkTestSupport
+
+/// A port nobody listens on now (free-port probing: bind to port 0, read it, close).
+private func freePort() throws -> Int {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
+    }
+    guard bound else { throw TestClientError(description: "cannot probe a free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Three `tidemarkd` processes replicating their data region with Raft on loopback.
+private final class ThreeNodes {
+    let directory: String
+    let internalPorts: [Int]
+    var nodes: [NodeProcess?] = [nil, nil, nil]
+
+    init() throws {
+        directory = try temporaryDirectory("raft3")
+        internalPorts = try (0..<3).map { _ in try freePort() }
+        for index in 0..<3 { try start(index) }
+    }
+
+    func start(_ index: Int) throws {
+        let peers = internalPorts.map { "127.0.0.1:\($0)" }.joined(separator: ", ")
+        let config = """
+            node_name: n\(index + 1)
+            http: {listen: "127.0.0.1:0"}
+            internal: {listen: "127.0.0.1:\(internalPorts[index])"}
+            meta_peers: [\(peers)]
+            cluster_secret: test-secret
+            raft: {tick_ms: 50, election_ticks: 10}
+            log_level: warning
+            """
+        let path = directory + "/n\(index + 1).yaml"
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        nodes[index] = try NodeProcess(arguments: ["--config", path, "--data-dir", directory + "/data\(index + 1)"])
+    }
+
+    /// Writes one line at node `index`: its HTTP status (nil when the node is unreachable).
+    func write(_ line: String, at index: Int) -> Int? {
+        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5) else { return nil }
+        return try? client.request("POST", "/write?db=raft&precision=ms", body: Array(line.utf8)).status
+    }
+
+    /// The timestamps of `root.raft.m.v` that node `index` has applied.
+    func stored(at index: Int) -> Set<Int64>? {
+        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
+              let response = try? client.request("POST", "/rest/v2/query", body: Array(#"{"sql":"select v from root.raft.m","row_limit":100000}"#.utf8),
+                                                  headers: ["Content-Type": "application/json"]),
+              let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else { return nil }
+        return Set((json["timestamps"] as? [Int64]) ?? [])
+    }
+}
+
+@Suite(.serialized) struct RaftClusterProcessTests {
+    @Test func theLeaderIsKilledAndNothingAcknowledgedIsLost() throws {
+        let cluster = try ThreeNodes()
+        var acknowledged = Set<Int64>()
+        var timestamp: Int64 = 1_700_000_000_000
+        var leader: Int?
+        /// Writes the next point somewhere it is accepted (the leader), within `seconds`.
+        func writeNext(seconds: Double) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                for index in ([leader].compactMap { $0 } + [0, 1, 2]) where cluster.nodes[index] != nil {
+                    if cluster.write("m v=\(timestamp % 1000)i \(timestamp)", at: index) == 204 {
+                        acknowledged.insert(timestamp)
+                        timestamp += 1
+                        leader = index
+                        return true
+                    }
+                }
+                usleep(20_000)  // no leader yet: an election takes a few ticks
+            }
+            return false
+        }
+        for _ in 0..<40 { #expect(writeNext(seconds: 20), "no node accepted writes") }
+        let first = try #require(leader)
+
+        // SIGKILL the leader mid-stream: another node takes over and writes go on.
+        #expect(try cluster.nodes[first]!.stop(signal: SIGKILL) == SIGKILL)
+        cluster.nodes[first] = nil
+        leader = nil
+        for _ in 0..<40 { #expect(writeNext(seconds: 20), "no new leader took the writes") }
+        let second = try #require(leader)
+        #expect(second != first)
+
+        // Every acknowledged write is on the new leader.
+        let onLeader = try #require(cluster.stored(at: second))
+        #expect(acknowledged.subtracting(onLeader).isEmpty, "acknowledged writes missing on the new leader: \(acknowledged.subtracting(onLeader).count)")
+
+        // The killed node restarts from its disk and catches up.
+        try cluster.start(first)
+        var caughtUp = false
+        for _ in 0..<200 where !caughtUp {
+            if let stored = cluster.stored(at: first), acknowledged.isSubset(of: stored) { caughtUp = true } else { usleep(50_000) }
+        }
+        #expect(caughtUp, "the restarted node did not catch up")
+        for node in cluster.nodes.compactMap({ $0 }) { _ = try? node.stop() }
+    }
+}
