@@ -122,6 +122,8 @@ public enum ConsensusError: Error, Sendable, Equatable, CustomStringConvertible 
 
 /// One interface, several algorithms (DESIGN.md section 5): standalone, Raft, multi-leader.
 public protocol Consensus: AnyObject, Sendable {
+    /// This node's ID in its groups.
+    var nodeID: UInt64 { get }
     /// Creates (or, after a restart, reopens and replays) the group with these replicas.
     func createGroup(_ group: GroupID, peers: [Peer], stateMachine: StateMachine) throws
     /// Removes this node's replica of the group and its log.

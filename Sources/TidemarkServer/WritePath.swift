@@ -59,6 +59,13 @@ struct WriteApplier: Sendable {
     }
 
     func apply(_ jobs: [WriteJob]) {
+        // Only the leader takes writes: a follower would create schema for points it cannot write.
+        let leader = consensus.leader(of: group)
+        guard leader == consensus.nodeID else {
+            let failure = "\(ConsensusError.notLeader(group, leaderHint: leader))"
+            for job in jobs { job.finish(WriteOutcome(refused: job.decodeErrors, failure: failure, failureStatus: 503)) }
+            return
+        }
         // Checked under one schema lock; proposed after it is released (apply needs it).
         for batch in engine.withSeriesTypes({ existing in batches(jobs, existing: existing) }) { propose(batch) }
     }
