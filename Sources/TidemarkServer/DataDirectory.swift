@@ -1,3 +1,4 @@
+import TidemarkStorage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -14,8 +15,10 @@ final class DataDirectory: Sendable {
 
     init(path: String) throws(DataDirectoryError) {
         self.path = path
-        if mkdir(path, 0o750) != 0 && errno != EEXIST {
-            throw DataDirectoryError(description: "cannot create data directory \(path): \(String(cString: strerror(errno)))")
+        do {
+            try FileIO.makeDirectory(path)  // with its parents
+        } catch {
+            throw DataDirectoryError(description: "cannot create data directory \(path): \(error)")
         }
         let lockPath = path + "/LOCK"
         let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
