@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import TidemarkStorage
 
 /// Carries Raft messages to other nodes (best effort: Raft copes with loss). `RaftConsensus`
@@ -10,10 +11,13 @@ public protocol RaftTransport: AnyObject, Sendable {
 
 /// The `Consensus` interface over many Raft groups on one node: each group is a `RaftCore`
 /// driven here; every round persists the readies of all groups with one fsync
-/// (`RaftDisk`), then sends their messages, then applies committed entries in order.
+/// (`RaftDisk`), then sends their messages, then hands committed entries to the apply
+/// side, which applies them in order per group (`applyOn`: the node's apply stage) while
+/// the next rounds already persist and replicate.
 ///
 /// Inputs: `tick()` from the node's timer, `receive(_:)` from the transport, and the
-/// `Consensus` calls. One lock orders them; completions run after it is released.
+/// `Consensus` calls. One lock orders rounds; the apply side has its own; completions run
+/// after both are released.
 public final class RaftConsensus: Consensus, @unchecked Sendable {
     /// How the cores of this node are tuned.
     public struct Settings: Sendable {
@@ -28,15 +32,43 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
 
     private typealias WriteCompletion = @Sendable (Result<UInt64, ConsensusError>) -> Void
 
+    /// A proposal of this node: the term it was proposed in, its decoded form, who waits.
+    private struct PendingWrite: Sendable {
+        var term: UInt64
+        var local: (any Sendable)?
+        var completion: WriteCompletion
+    }
+
+    /// A read waiting until its index is applied.
+    private struct PendingRead: Sendable {
+        var index: UInt64
+        var completion: WriteCompletion
+    }
+
     private struct Group {
         var core: RaftCore
         let machine: StateMachine
-        /// Proposals of this node by index: the term they were proposed in, and who waits.
-        var writes: [UInt64: (term: UInt64, local: (any Sendable)?, completion: WriteCompletion)] = [:]
-        /// Reads waiting for their read index, then for it to be applied.
+        /// Proposals of this node by index.
+        var writes: [UInt64: PendingWrite] = [:]
+        /// Reads waiting for their read index.
         var reads: [UInt64: WriteCompletion] = [:]
-        var readsAtIndex: [(index: UInt64, completion: WriteCompletion)] = []
-        var applied: UInt64 = 0
+    }
+
+    /// What one round hands the apply side for one group, in order.
+    private struct ApplyBatch: @unchecked Sendable {
+        var group: GroupID
+        var machine: StateMachine
+        var snapshot: RaftSnapshot?
+        var entries: [RaftEntry]
+        var writes: [UInt64: PendingWrite]
+        var reads: [PendingRead]
+        var leaderHint: UInt64?
+    }
+
+    /// The apply side: what each group has applied and the reads waiting for it.
+    private struct ApplyState {
+        var applied: [GroupID: UInt64] = [:]
+        var reads: [GroupID: [PendingRead]] = [:]
     }
 
     public let nodeID: UInt64
@@ -50,14 +82,25 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private var recovered: [GroupID: RaftDiskState]
     private var nextReadID: UInt64 = 1
     private var closed = false
+    private var toApply: [ApplyBatch] = []
+    // The apply side:
+    private let applyOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
+    private let applyQueue = Mutex<[ApplyBatch]>([])
+    private let applyScheduled = Atomic<Bool>(false)
+    private let applySide = Mutex(ApplyState())
+    private let applyLock = NSLock()
 
+    /// `applyOn` runs the apply side's work (by default at once, on the calling thread) and
+    /// says whether it took it (a stage that is not running yet does not).
     public init(nodeID: UInt64, disk: RaftDisk, transport: RaftTransport, settings: Settings = Settings(),
-                logger: Logger = Logger(label: "tidemark.raft")) throws {
+                logger: Logger = Logger(label: "tidemark.raft"),
+                applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true }) throws {
         self.nodeID = nodeID
         self.disk = disk
         self.transport = transport
         self.settings = settings
         self.logger = logger
+        self.applyOn = applyOn
         recovered = try disk.recover()
     }
 
@@ -83,7 +126,9 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                     throw .io("\(group): restoring its snapshot failed: \(error)")
                 }
             }
-            groups[group] = Group(core: core, machine: stateMachine, applied: state.snapshot?.index ?? 0)
+            groups[group] = Group(core: core, machine: stateMachine)
+            let start = state.snapshot?.index ?? 0
+            applySide.withLock { $0.applied[group] = start }
             // Committed entries after the snapshot are applied again by the first round.
         }
     }
@@ -92,7 +137,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         try run { () throws(ConsensusError) in
             guard let removed = groups.removeValue(forKey: group) else { throw .noSuchGroup(group) }
             do { try disk.remove(group) } catch { throw .io("\(group): \(error)") }
-            for pending in removed.writes.values { pending.completion(.failure(.noSuchGroup(group))) }
+            for pending in removed.writes.values { deferred.append { pending.completion(.failure(.noSuchGroup(group))) } }
         }
     }
 
@@ -102,7 +147,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 guard var state = groups[group] else { throw .noSuchGroup(group) }
                 let index: UInt64
                 do throws(RaftError) { index = try state.core.propose(proposal.data) } catch { throw Self.translate(error, group) }
-                state.writes[index] = (state.core.term, proposal.local, completion)
+                state.writes[index] = PendingWrite(term: state.core.term, local: proposal.local, completion: completion)
                 groups[group] = state
             }
         } catch {
@@ -116,7 +161,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 guard var state = groups[group] else { throw .noSuchGroup(group) }
                 switch consistency {
                 case .weak:
-                    let applied = state.applied
+                    let applied = applySide.withLock { $0.applied[group] ?? 0 }
                     deferred.append { completion(.success(applied)) }
                 case .linearizable, .leaseBased:
                     let id = nextReadID
@@ -159,8 +204,10 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         try run { () throws(ConsensusError) in
             guard var state = groups[group] else { throw .noSuchGroup(group) }
             do {
+                // Nothing is applied meanwhile: the image and its index agree.
+                applyLock.lock()
+                defer { applyLock.unlock() }
                 let image = try state.machine.snapshot()
-                precondition(image.index <= state.applied, "a state machine snapshots what it applied")
                 guard image.index > 0 else { return }
                 let term = state.core.term(at: image.index) ?? image.term
                 let snapshot = RaftSnapshot(index: image.index, term: term, membership: state.core.membership, data: image.data)
@@ -171,7 +218,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 throw .io("\(group): snapshot failed: \(error)")
             }
         }
-        return lock.withLock { groups[group]?.applied ?? 0 }
+        return applySide.withLock { $0.applied[group] ?? 0 }
     }
 
     public func close() {
@@ -199,7 +246,8 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
 
     /// The role and term of this node's replica of `group` (tests, `/cluster`).
     public func status(of group: GroupID) -> (role: RaftCore.Role, term: UInt64, applied: UInt64)? {
-        lock.withLock { groups[group].map { ($0.core.role, $0.core.term, $0.applied) } }
+        let applied = applySide.withLock { $0.applied[group] ?? 0 }
+        return lock.withLock { groups[group].map { ($0.core.role, $0.core.term, applied) } }
     }
 
     // MARK: - Rounds
@@ -221,8 +269,14 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         }
         let completions = deferred
         deferred = []
+        let batches = toApply
+        toApply = []
+        // Queued under the rounds' lock, so the apply side sees batches in round order.
+        if !batches.isEmpty { applyQueue.withLock { $0 += batches } }
         lock.unlock()
         for completion in completions { completion() }
+        // Also when nothing new came: an earlier run may not have been taken.
+        if !batches.isEmpty || !applyQueue.withLock({ $0.isEmpty }) { scheduleApply() }
         if let failure { throw failure }
     }
 
@@ -246,55 +300,96 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 for message in ready.messages { outgoing[message.to, default: []].append(GroupMessage(group: group, message: message)) }
             }
             for (node, messages) in outgoing.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }
-            // 3. Apply, answer, advance.
+            // 3. Hand committed entries to the apply side, advance.
             for (group, ready) in batch {
-                applyLocked(group, ready)
+                handOverLocked(group, ready)
                 groups[group]!.core.advance(ready)
             }
         }
     }
 
-    private func applyLocked(_ id: GroupID, _ ready: RaftReady) {
+    /// Moves what `ready` commits (and the proposals and reads waiting for it) to the apply side.
+    private func handOverLocked(_ id: GroupID, _ ready: RaftReady) {
         var state = groups[id]!
-        if let snapshot = ready.snapshot {
-            do {
-                try state.machine.restore(StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data))
-            } catch {
-                logger.error("installing a snapshot failed", metadata: ["group": "\(id)", "reason": "\(error)"])
-            }
-            state.applied = max(state.applied, snapshot.index)
-        }
-        for entry in ready.committed {
-            var outcome: Result<UInt64, ConsensusError> = .success(entry.index)
-            let mine = state.writes.removeValue(forKey: entry.index)
-            if entry.kind == .normal && !entry.data.isEmpty {
-                let local = mine?.term == entry.term ? mine?.local : nil
-                do {
-                    try state.machine.apply(CommittedEntry(index: entry.index, term: entry.term, data: entry.data, local: local))
-                } catch {
-                    outcome = .failure(.refused("\(error)"))
-                }
-            }
-            state.applied = entry.index
-            if let mine {
-                // Another leader's entry took this index: the proposal was lost.
-                let result = mine.term == entry.term ? outcome : .failure(.notLeader(id, leaderHint: state.core.leader == 0 ? nil : state.core.leader))
-                deferred.append { mine.completion(result) }
-            }
-        }
+        var writes: [UInt64: PendingWrite] = [:]
+        for entry in ready.committed { if let mine = state.writes.removeValue(forKey: entry.index) { writes[entry.index] = mine } }
+        var reads: [PendingRead] = []
         for read in ready.readStates {
-            if let completion = state.reads.removeValue(forKey: read.requestID) { state.readsAtIndex.append((read.index, completion)) }
+            if let completion = state.reads.removeValue(forKey: read.requestID) { reads.append(PendingRead(index: read.index, completion: completion)) }
         }
-        let applied = state.applied
-        for read in state.readsAtIndex where read.index <= applied { deferred.append { read.completion(.success(applied)) } }
-        state.readsAtIndex.removeAll { $0.index <= applied }
-        // A replica that stopped leading keeps no promises about its pending proposals and reads.
+        let hint = state.core.leader == 0 ? nil : state.core.leader
+        // A replica that stopped leading keeps no promises about its pending reads.
         if state.core.role != .leader {
-            let hint = state.core.leader == 0 ? nil : state.core.leader
             for read in state.reads.values { deferred.append { read(.failure(.notLeader(id, leaderHint: hint))) } }
             state.reads = [:]
         }
         groups[id] = state
+        if ready.snapshot != nil || !ready.committed.isEmpty || !reads.isEmpty {
+            toApply.append(ApplyBatch(group: id, machine: state.machine, snapshot: ready.snapshot, entries: ready.committed,
+                                      writes: writes, reads: reads, leaderHint: hint))
+        }
+    }
+
+    /// Makes sure the apply side runs; at most one run is pending at a time.
+    private func scheduleApply() {
+        guard !applyScheduled.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if !applyOn({ [self] in drainApply() }) { applyScheduled.store(false, ordering: .releasing) }
+    }
+
+    /// The apply side: applies queued batches in order, then answers their proposals and reads.
+    private func drainApply() {
+        while true {
+            applyScheduled.store(false, ordering: .releasing)
+            var completions: [() -> Void] = []
+            // Taken and applied under one lock: two runs never apply batches out of order.
+            let applied = applyLock.withLock {
+                let batches = applyQueue.withLock { queue in defer { queue = [] }; return queue }
+                for batch in batches { apply(batch, completions: &completions) }
+                return !batches.isEmpty
+            }
+            for completion in completions { completion() }
+            // A batch queued after the take finds `applyScheduled` false and schedules a run itself.
+            guard applied else { return }
+        }
+    }
+
+    private func apply(_ batch: ApplyBatch, completions: inout [() -> Void]) {
+        let id = batch.group
+        var applied = applySide.withLock { $0.applied[id] ?? 0 }
+        if let snapshot = batch.snapshot {
+            do {
+                try batch.machine.restore(StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data))
+            } catch {
+                logger.error("installing a snapshot failed", metadata: ["group": "\(id)", "reason": "\(error)"])
+            }
+            applied = max(applied, snapshot.index)
+        }
+        for entry in batch.entries {
+            var outcome: Result<UInt64, ConsensusError> = .success(entry.index)
+            let mine = batch.writes[entry.index]
+            if entry.kind == .normal && !entry.data.isEmpty {
+                let local = mine?.term == entry.term ? mine?.local : nil
+                do {
+                    try batch.machine.apply(CommittedEntry(index: entry.index, term: entry.term, data: entry.data, local: local))
+                } catch {
+                    outcome = .failure(.refused("\(error)"))
+                }
+            }
+            applied = entry.index
+            if let mine {
+                // Another leader's entry took this index: the proposal was lost.
+                let result = mine.term == entry.term ? outcome : .failure(.notLeader(id, leaderHint: batch.leaderHint))
+                completions.append { mine.completion(result) }
+            }
+        }
+        let answered: [PendingRead] = applySide.withLock { side in
+            side.applied[id] = applied
+            side.reads[id, default: []] += batch.reads
+            let ready = side.reads[id]!.filter { $0.index <= applied }
+            side.reads[id]!.removeAll { $0.index <= applied }
+            return ready
+        }
+        for read in answered { completions.append { read.completion(.success(applied)) } }
     }
 
     private func changeMembership(_ group: GroupID, _ change: RaftConfChange) throws {

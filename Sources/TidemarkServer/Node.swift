@@ -52,9 +52,11 @@ public final class Node: @unchecked Sendable {
         // The routes (and Raft) reach the stages, which exist only once built: resolve them lazily.
         let stagesBox = StagesBox()
         if let nodeID = config.nodeID, let secret = config.clusterSecret {
-            // Raft rounds (messages, ticks) run on the apply stage; a full stage drops them, Raft resends.
+            // Raft rounds (messages, ticks) persist and replicate on the append stage, committed entries
+            // are applied on the apply stage; a full stage drops a round's input, Raft resends.
             let raft = try RaftWiring(config: config, nodeID: nodeID, secret: secret, loop: loop,
-                                      submit: { _ = stagesBox.submit($0, to: .apply) }, logger: logger)
+                                      submitRound: { _ = stagesBox.submitAppend(.consensus($0)) },
+                                      submitApply: { stagesBox.submit($0, to: .apply) == .accepted }, logger: logger)
             self.raft = raft
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
                                           consensus: raft.consensus, peers: raft.peers)
@@ -74,7 +76,16 @@ public final class Node: @unchecked Sendable {
         let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { dispatcher.handle(exchange) }
-        }, appendHandler: { jobs in applier.apply(jobs) })
+        }, appendHandler: { batch in
+            var jobs: [WriteJob] = []
+            for work in batch {
+                switch work {
+                case .write(let job): jobs.append(job)
+                case .consensus(let task): task.run()
+                }
+            }
+            if !jobs.isEmpty { applier.apply(jobs) }
+        })
         stagesBox.set(stages)
         FlushWiring.attach(region, to: stages.taskStages[.flush]!, logger: logger)
         server = HTTPServer(loop: loop, settings: config.http, metrics: httpMetrics, handler: EdgeHandler(decode: stages.decode))
@@ -158,6 +169,12 @@ final class StagesBox: Sendable {
     private let stages = Mutex<NodeStages?>(nil)
 
     func set(_ value: NodeStages) { stages.withLock { $0 = value } }
+
+    /// Hands work to the append stage.
+    func submitAppend(_ work: AppendWork) -> SubmitResult {
+        guard let stages = stages.withLock({ $0 }) else { return .rejected(.stopping) }
+        return stages.append.submit(work)
+    }
 
     /// Hands a task to one of the task stages.
     func submit(_ task: StageTask, to name: StageName) -> SubmitResult {

@@ -16,24 +16,31 @@ public struct StageTask: Sendable {
     public init(_ run: @escaping @Sendable () -> Void) { self.run = run }
 }
 
+/// Work for the append stage: client writes to propose, and consensus rounds (messages from
+/// peers, ticks) that persist and replicate.
+public enum AppendWork: Sendable {
+    case write(WriteJob)
+    case consensus(StageTask)
+}
+
 /// The seven stages of a node, built from the configured settings.
 public final class NodeStages: Sendable {
     public let decode: Stage<HTTPExchange>
     /// Standalone, routing is one region: the route stage hands writes on to append.
     public let route: Stage<WriteJob>
-    public let append: Stage<WriteJob>
+    public let append: Stage<AppendWork>
     /// The other stages, keyed by name; each runs the tasks handed to it.
     public let taskStages: [StageName: Stage<StageTask>]
 
     public init(settings: [StageName: StageSettings], decodeHandler: @escaping Stage<HTTPExchange>.Handler,
-                appendHandler: @escaping Stage<WriteJob>.Handler) {
+                appendHandler: @escaping Stage<AppendWork>.Handler) {
         decode = Stage(name: StageName.decode.rawValue, settings: settings[.decode]!, handler: decodeHandler)
         let append = Stage(name: StageName.append.rawValue, settings: settings[.append]!, handler: appendHandler)
         self.append = append
         route = Stage(name: StageName.route.rawValue, settings: settings[.route]!) { batch in
             for job in batch {
                 // A full append queue under `block` holds this thread, and so, in turn, the edge.
-                if case .rejected(let reason) = append.submit(job) {
+                if case .rejected(let reason) = append.submit(.write(job)) {
                     job.finish(.refusedBy("append", reason))
                 }
             }

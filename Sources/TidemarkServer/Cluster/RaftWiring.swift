@@ -6,8 +6,8 @@ import TidemarkCore
 import TidemarkNet
 
 /// A node's Raft machinery: the consensus of its groups, the transport to its peers and
-/// the clock. Incoming messages and ticks run on the given stage (they fsync; the event
-/// loop must never wait on a disk).
+/// the clock. Incoming messages and ticks run as rounds on the append stage (they fsync; the
+/// event loop must never wait on a disk); committed entries are applied on the apply stage.
 final class RaftWiring: Sendable {
     let consensus: RaftConsensus
     let transport: PeerTransport
@@ -22,9 +22,10 @@ final class RaftWiring: Sendable {
         init(_ timer: LoopTimer) { self.timer = timer }
     }
 
-    /// `submit` hands work to the stage that runs Raft rounds.
-    init(config: NodeConfig, nodeID: UInt64, secret: String, loop: EventLoop, submit: @escaping @Sendable (StageTask) -> Void,
-         logger: Logger) throws {
+    /// `submitRound` hands work to the stage that runs Raft rounds, `submitApply` to the one that applies.
+    init(config: NodeConfig, nodeID: UInt64, secret: String, loop: EventLoop, submitRound: @escaping @Sendable (StageTask) -> Void,
+         submitApply: @escaping @Sendable (StageTask) -> Bool, logger: Logger) throws {
+        let submit = submitRound
         self.submit = submit
         tickMs = config.raftTickMs
         peers = config.metaPeers.enumerated().map { Peer(id: UInt64($0.offset + 1), address: "\($0.element)") }
@@ -38,7 +39,7 @@ final class RaftWiring: Sendable {
         settings.electionTicks = config.raftElectionTicks
         settings.seed = nodeID &* 0x9E37_79B9
         consensus = try RaftConsensus(nodeID: nodeID, disk: try RaftDisk(directory: config.dataDir + "/raft"), transport: transport,
-                                      settings: settings, logger: logger)
+                                      settings: settings, logger: logger, applyOn: { work in submitApply(StageTask(work)) })
         consensusBox.value = consensus
     }
 
