@@ -282,15 +282,10 @@ final class HTTPConnection {
     }
 
     private func writeBytes(_ bytes: [UInt8]) {
-        let request = WriteRequest(bytes)
         writesInFlight += 1
-        let status = uv_write(request.request, stream, &request.buffer, 1) { request, status in
-            let write = Unmanaged<WriteRequest>.fromOpaque(request!.pointee.data).takeRetainedValue()
-            let connection = HTTPConnection.connection(UnsafeMutableRawPointer(write.request.pointee.handle!))
-            connection.writeFinished(status: status)
-        }
-        if status < 0 {
-            Unmanaged.passUnretained(request).release()
+        // The connection stays alive until its handle closes, which waits for pending writes.
+        let started = StreamWrite.start(bytes, on: stream) { [unowned self] status in writeFinished(status: status) }
+        if !started {
             writesInFlight -= 1
             close()
         }
@@ -311,26 +306,5 @@ final class HTTPConnection {
     private static let onClose: uv_close_cb = { handle in
         Unmanaged<HTTPConnection>.fromOpaque(handle!.pointee.data).release()
         UnsafeMutableRawPointer(handle!).deallocate()
-    }
-}
-
-/// A `uv_write_t` with the bytes it writes; retained (via `data`) until libuv calls back.
-private final class WriteRequest {
-    let request: UnsafeMutablePointer<uv_write_t>
-    let storage: UnsafeMutableRawBufferPointer
-    var buffer: uv_buf_t
-
-    init(_ bytes: [UInt8]) {
-        precondition(!bytes.isEmpty)
-        request = .allocate(capacity: 1)
-        storage = .allocate(byteCount: bytes.count, alignment: 1)
-        storage.copyBytes(from: bytes)
-        buffer = uv_buf_init(storage.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(bytes.count))
-        request.pointee.data = Unmanaged.passRetained(self).toOpaque()
-    }
-
-    deinit {
-        storage.deallocate()
-        request.deallocate()
     }
 }

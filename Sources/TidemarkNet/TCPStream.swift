@@ -100,16 +100,14 @@ public final class TCPStream {
     public func write(_ bytes: [UInt8]) {
         loop.assertInLoop()
         guard isOpen, !bytes.isEmpty else { return }
-        let request = StreamWrite(bytes, stream: self)
         pendingWriteBytes += bytes.count
-        let status = uv_write(request.request, Self.streamPointer(handle), &request.buffer, 1) { request, status in
-            let write = Unmanaged<StreamWrite>.fromOpaque(request!.pointee.data).takeRetainedValue()
-            write.stream.pendingWriteBytes -= write.byteCount
-            if status < 0 { write.stream.close() }
+        let count = bytes.count
+        let started = StreamWrite.start(bytes, on: Self.streamPointer(handle)) { [self] status in
+            pendingWriteBytes -= count
+            if status < 0 { close() }
         }
-        if status < 0 {
-            Unmanaged.passUnretained(request).release()
-            pendingWriteBytes -= bytes.count
+        if !started {
+            pendingWriteBytes -= count
             close()
         }
     }
@@ -130,29 +128,6 @@ public final class TCPStream {
 
     fileprivate static func streamPointer(_ tcp: UnsafeMutablePointer<uv_tcp_t>) -> UnsafeMutablePointer<uv_stream_t> {
         UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self)
-    }
-}
-
-/// A `uv_write_t` with its bytes, retained (via `data`) until libuv calls back.
-private final class StreamWrite {
-    let request: UnsafeMutablePointer<uv_write_t>
-    let storage: UnsafeMutableRawBufferPointer
-    var buffer: uv_buf_t
-    let stream: TCPStream
-    var byteCount: Int { storage.count }
-
-    init(_ bytes: [UInt8], stream: TCPStream) {
-        self.stream = stream
-        request = .allocate(capacity: 1)
-        storage = .allocate(byteCount: bytes.count, alignment: 1)
-        storage.copyBytes(from: bytes)
-        buffer = uv_buf_init(storage.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(bytes.count))
-        request.pointee.data = Unmanaged.passRetained(self).toOpaque()
-    }
-
-    deinit {
-        storage.deallocate()
-        request.deallocate()
     }
 }
 

@@ -1,4 +1,5 @@
 import TidemarkConsensus
+import TidemarkTestSupport
 
 /// A safety or liveness violation, with the seed that replays it.
 struct SimulationFailure: Error, CustomStringConvertible {
@@ -8,18 +9,13 @@ struct SimulationFailure: Error, CustomStringConvertible {
     var description: String { "seed \(seed), round \(round): \(what)" }
 }
 
-/// The simulator's own seeded generator (the cores get theirs from their configs).
+/// The simulator's own seeded draws (the cores get theirs from their configs).
 struct SimRandom {
-    var state: UInt64
+    private var generator: Seeded
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    init(state: UInt64) { generator = Seeded(state: state) }
 
+    mutating func next() -> UInt64 { generator.next() }
     mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
     mutating func chance(_ percent: Int) -> Bool { below(1000) < percent * 10 }
 }

@@ -84,14 +84,20 @@ private final class ThreeNodes {
             }
             return false
         }
-        for _ in 0..<40 { #expect(writeNext(seconds: 20), "no node accepted writes") }
+        for _ in 0..<40 where !writeNext(seconds: 20) {
+            Issue.record("no node accepted writes; stderr: \(cluster.nodes.compactMap { $0?.stderr.suffix(2000) })")
+            break
+        }
         let first = try #require(leader)
 
         // SIGKILL the leader mid-stream: another node takes over and writes go on.
         #expect(try cluster.nodes[first]!.stop(signal: SIGKILL) == SIGKILL)
         cluster.nodes[first] = nil
         leader = nil
-        for _ in 0..<40 { #expect(writeNext(seconds: 20), "no new leader took the writes") }
+        for _ in 0..<40 where !writeNext(seconds: 20) {
+            Issue.record("no new leader took the writes; stderr: \(cluster.nodes.compactMap { $0?.stderr.suffix(2000) })")
+            break
+        }
         let second = try #require(leader)
         #expect(second != first)
 
