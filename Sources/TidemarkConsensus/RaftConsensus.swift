@@ -89,6 +89,8 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private let applyScheduled = Atomic<Bool>(false)
     private let applySide = Mutex(ApplyState())
     private let applyLock = NSLock()
+    private let appliedEntries = Atomic<Int>(0)
+    private let rounds = Atomic<Int>(0)
 
     /// `applyOn` runs the apply side's work (by default at once, on the calling thread) and
     /// says whether it took it (a stage that is not running yet does not).
@@ -244,6 +246,22 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         }
     }
 
+    /// Counters for `/metrics`: fsyncs of the Raft log, rounds that persisted something, entries applied.
+    public var counters: (fsyncs: Int, rounds: Int, appliedEntries: Int) {
+        (disk.syncs, rounds.load(ordering: .relaxed), appliedEntries.load(ordering: .relaxed))
+    }
+
+    /// Every group of this node with its role, term, leader and applied index (`/cluster`).
+    public func groupStatuses() -> [(group: GroupID, role: RaftCore.Role, term: UInt64, leader: UInt64, applied: UInt64)] {
+        let applied = applySide.withLock { $0.applied }
+        return lock.withLock {
+            groups.keys.sorted { $0.description < $1.description }.map { id in
+                let core = groups[id]!.core
+                return (id, core.role, core.term, core.leader, applied[id] ?? 0)
+            }
+        }
+    }
+
     /// The role and term of this node's replica of `group` (tests, `/cluster`).
     public func status(of group: GroupID) -> (role: RaftCore.Role, term: UInt64, applied: UInt64)? {
         let applied = applySide.withLock { $0.applied[group] ?? 0 }
@@ -287,6 +305,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 batch.append((group, groups[group]!.core.ready()))
             }
             guard !batch.isEmpty else { return }
+            rounds.add(1, ordering: .relaxed)
             // 1. Persist every group's ready with one fsync: votes and acknowledgements
             //    must be durable before the messages that rely on them leave.
             do { try disk.write(batch) } catch {
@@ -376,6 +395,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 }
             }
             applied = entry.index
+            appliedEntries.add(1, ordering: .relaxed)
             if let mine {
                 // Another leader's entry took this index: the proposal was lost.
                 let result = mine.term == entry.term ? outcome : .failure(.notLeader(id, leaderHint: batch.leaderHint))

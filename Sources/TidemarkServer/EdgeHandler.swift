@@ -26,11 +26,13 @@ struct EdgeHandler: HTTPRequestHandler {
 
 /// The node's own routes: `/ping`, `/metrics`, `/stages`. Runs on the decode stage.
 struct AdminRoutes: Sendable {
-    static let routes = ["/ping", "/metrics", "/stages", "/write"] + RESTv2.routes
+    static let routes = ["/ping", "/metrics", "/stages", "/cluster", "/write", "/flush"] + RESTv2.routes
 
     let stages: @Sendable () -> [StageSnapshot]
     let storage: @Sendable () -> EngineStats
     let http: HTTPMetrics
+    /// In a cluster, this node's view of it.
+    let cluster: @Sendable () -> ClusterStatus?
     let startedNs: UInt64
     let startTimeSeconds: Double
 
@@ -55,9 +57,14 @@ struct AdminRoutes: Sendable {
             return .json(200, #"{"code":200,"message":"SUCCESS_STATUS"}"#, route: route)
         case "/metrics":
             let text = MetricsText.render(
-                stages: stages(), storage: storage(), http: http, process: .read(),
+                stages: stages(), storage: storage(), http: http, cluster: cluster(), process: .read(),
                 uptimeSeconds: Double(monotonicNowNs() - startedNs) / 1e9, startTimeSeconds: startTimeSeconds)
             return HTTPResponse(status: 200, contentType: MetricsText.contentType, body: Array(text.utf8), route: route)
+        case "/cluster":
+            guard let status = cluster() else {
+                return .json(200, "{\"node_id\":1,\"nodes\":[],\"groups\":[],\"partition_table_version\":0,\"standalone\":true}", route: route)
+            }
+            return .json(200, status.json, route: route)
         default:
             let body = StageReport.encode(stages().map(StageReport.init))
             return HTTPResponse(status: 200, contentType: "application/json", body: body, route: route)

@@ -15,7 +15,7 @@ struct MetricsText {
     private var text = ""
 
     /// The whole page for the given readings.
-    static func render(stages: [StageSnapshot], storage: EngineStats, http: HTTPMetrics, process: ProcessStats,
+    static func render(stages: [StageSnapshot], storage: EngineStats, http: HTTPMetrics, cluster: ClusterStatus?, process: ProcessStats,
                        uptimeSeconds: Double, startTimeSeconds: Double) -> String {
         var page = MetricsText()
         page.stageFamilies(stages)
@@ -35,12 +35,30 @@ struct MetricsText {
                      Double(http.acceptedConnections.load(ordering: .relaxed)))
         page.counter("tidemark_http_refused_connections_total", "Connections refused because connections_max were open.",
                      Double(http.refusedConnections.load(ordering: .relaxed)))
+        if let cluster { page.clusterFamilies(cluster) }
         page.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", Double(process.residentBytes))
         page.gauge("process_open_fds", "Number of open file descriptors.", Double(process.openFileDescriptors))
         page.gauge("process_max_fds", "Maximum number of open file descriptors.", Double(process.fileDescriptorLimit))
         page.gauge("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds.", startTimeSeconds)
         page.gauge("tidemark_uptime_seconds", "Seconds since the node started.", uptimeSeconds)
         return page.text
+    }
+
+    private mutating func clusterFamilies(_ cluster: ClusterStatus) {
+        counter("tidemark_raft_fsyncs_total", "fsyncs of the node's Raft log (one per round, for every group).", Double(cluster.fsyncs))
+        counter("tidemark_raft_rounds_total", "Raft rounds that persisted something.", Double(cluster.rounds))
+        counter("tidemark_raft_applied_entries_total", "Committed entries applied to state machines.", Double(cluster.appliedEntries))
+        family("tidemark_raft_term", "gauge", "Current term of each group on this node.")
+        for group in cluster.groups { sample("tidemark_raft_term", ["group": group.name], Double(group.term)) }
+        family("tidemark_raft_is_leader", "gauge", "1 when this node leads the group.")
+        for group in cluster.groups { sample("tidemark_raft_is_leader", ["group": group.name], group.role == "leader" ? 1 : 0) }
+        counter("tidemark_peer_frames_sent_total", "Internal RPC frames sent.", Double(cluster.framesSent))
+        counter("tidemark_peer_frames_received_total", "Internal RPC frames received and accepted.", Double(cluster.framesReceived))
+        counter("tidemark_peer_frames_dropped_total", "Frames not sent (peer down or too far behind); Raft sends again.", Double(cluster.framesDropped))
+        family("tidemark_peer_frames_refused_total", "counter", "Connections cut for bad frames, by reason.")
+        for (reason, count) in cluster.framesRefused.sorted(by: { $0.key < $1.key }) {
+            sample("tidemark_peer_frames_refused_total", ["reason": reason], Double(count))
+        }
     }
 
     private mutating func stageFamilies(_ stages: [StageSnapshot]) {

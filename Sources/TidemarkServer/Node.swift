@@ -68,7 +68,9 @@ public final class Node: @unchecked Sendable {
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
         let region = localRegion.engine
+        let raftWiring = raft, nodeID = config.nodeID ?? 1
         let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
+                                 cluster: { raftWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
         let dispatcher = Dispatcher(admin: routes, executor: executor, writePointsMax: config.storage.writePointsMax,

@@ -101,6 +101,13 @@ private final class ThreeNodes {
         let second = try #require(leader)
         #expect(second != first)
 
+        // The new leader says so at /cluster, and counts its Raft work at /metrics.
+        let client = try TestHTTPClient(port: cluster.nodes[second]!.port)
+        let status = try client.request("GET", "/cluster").text
+        #expect(status.contains(#""node_id":\#(second + 1)"#) && status.contains(#""group":"data-0","role":"leader""#))
+        let metrics = try client.request("GET", "/metrics").text
+        #expect(metrics.contains("tidemark_raft_fsyncs_total ") && metrics.contains(#"tidemark_raft_is_leader{group="data-0"} 1"#))
+
         // Every acknowledged write is on the new leader.
         let onLeader = try #require(cluster.stored(at: second))
         #expect(acknowledged.subtracting(onLeader).isEmpty, "acknowledged writes missing on the new leader: \(acknowledged.subtracting(onLeader).count)")

@@ -1,0 +1,55 @@
+import TidemarkConsensus
+import TidemarkCore
+import TidemarkNet
+
+/// What `/cluster` and `/metrics` say of a node in a cluster.
+struct ClusterStatus: Sendable {
+    struct Group: Sendable {
+        var name: String
+        var role: String
+        var term: UInt64
+        var leader: UInt64
+        var applied: UInt64
+    }
+
+    var nodeID: UInt64
+    var peers: [Peer]
+    var groups: [Group]
+    var fsyncs: Int
+    var rounds: Int
+    var appliedEntries: Int
+    var framesSent: Int
+    var framesReceived: Int
+    var framesDropped: Int
+    var framesRefused: [String: Int]
+
+    static func read(_ wiring: RaftWiring, nodeID: UInt64) -> ClusterStatus {
+        let counters = wiring.consensus.counters
+        let metrics = wiring.transport.metrics
+        return ClusterStatus(
+            nodeID: nodeID, peers: wiring.peers,
+            groups: wiring.consensus.groupStatuses().map { status in
+                let role = switch status.role {
+                case .leader: "leader"
+                case .follower: "follower"
+                case .candidate: "candidate"
+                case .preCandidate: "pre-candidate"
+                }
+                return Group(name: "\(status.group)", role: role, term: status.term, leader: status.leader, applied: status.applied)
+            },
+            fsyncs: counters.fsyncs, rounds: counters.rounds, appliedEntries: counters.appliedEntries,
+            framesSent: metrics.framesSent.load(ordering: .relaxed), framesReceived: metrics.framesReceived.load(ordering: .relaxed),
+            framesDropped: metrics.framesDropped.load(ordering: .relaxed),
+            framesRefused: Dictionary(uniqueKeysWithValues: ["bad_magic", "unsupported_version", "too_large", "bad_checksum", "unauthenticated", "malformed"]
+                .map { ($0, metrics.refusedFrames($0)) }))
+    }
+
+    /// `GET /cluster`: nodes, groups and their leaders (the partition table comes with the meta group).
+    var json: String {
+        let peerList = peers.map { "{\"id\":\($0.id),\"internal\":\(jsonQuoted($0.address))}" }.joined(separator: ",")
+        let groupList = groups.map {
+            "{\"group\":\(jsonQuoted($0.name)),\"role\":\(jsonQuoted($0.role)),\"term\":\($0.term),\"leader\":\($0.leader),\"applied\":\($0.applied)}"
+        }.joined(separator: ",")
+        return "{\"node_id\":\(nodeID),\"nodes\":[\(peerList)],\"groups\":[\(groupList)],\"partition_table_version\":0}"
+    }
+}
