@@ -28,6 +28,13 @@ private func ready(hardState: HardState? = nil, entries: [RaftEntry] = [], snaps
         try disk.write([(groupA, ready(hardState: HardState(term: 1, vote: 1, commit: 0), entries: entries(1...5, term: 1))),
                         (groupB, ready(hardState: HardState(term: 3, vote: 2, commit: 2), entries: entries(1...3, term: 3)))])
         #expect(disk.syncs == syncsBefore + 1)
+        // Only the commit index moved: written, not synced (it is learned again from the leader).
+        try disk.write([(groupB, ready(hardState: HardState(term: 3, vote: 2, commit: 3)))])
+        #expect(disk.syncs == syncsBefore + 1)
+        // A vote must be durable before it is sent.
+        try disk.write([(groupB, ready(hardState: HardState(term: 3, vote: 2, commit: 2)))])
+        try disk.write([(groupB, ready(hardState: HardState(term: 4, vote: 1, commit: 2)))])
+        #expect(disk.syncs == syncsBefore + 2)
         // A new leader's entries replace group A's from index 4 on.
         try disk.write([(groupA, ready(hardState: HardState(term: 2, vote: 2, commit: 3), entries: entries(4...6, term: 2, tag: "new")))])
         // Group B installs a snapshot from its leader: its log is replaced.
@@ -40,6 +47,7 @@ private func ready(hardState: HardState? = nil, entries: [RaftEntry] = [], snaps
         #expect(states[groupA] == RaftDiskState(hardState: HardState(term: 2, vote: 2, commit: 3),
                                                entries: entries(1...3, term: 1) + entries(4...6, term: 2, tag: "new")))
         #expect(states[groupB] == RaftDiskState(hardState: HardState(term: 4, vote: 0, commit: 10), snapshot: snapshot))
+        #expect(reopened.syncs == 0)
         reopened.close()
     }
 

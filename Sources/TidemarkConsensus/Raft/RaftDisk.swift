@@ -93,16 +93,27 @@ public final class RaftDisk: @unchecked Sendable {
         return states
     }
 
-    /// Persists the readies of many groups with one append and one fsync; returns once durable.
+    /// Persists the readies of many groups with one append and, when any of them needs it,
+    /// one fsync; returns once durable. Like etcd's `MustSync`, a ready that only moves the
+    /// commit index is written but not synced: a lost commit index is learned again from the
+    /// leader, while entries, votes and terms must never be lost.
     public func write(_ batch: [(group: GroupID, ready: RaftReady)]) throws {
         var records: [(GroupID, RaftRecord)] = []
-        for (group, ready) in batch {
-            if let snapshot = ready.snapshot { records.append((group, .snapshot(group, snapshot, installed: true))) }
-            if !ready.entries.isEmpty { records.append((group, .entries(group, ready.entries))) }
-            if let hardState = ready.hardState { records.append((group, .hardState(group, hardState))) }
+        var mustSync = false
+        try lock.withLock {
+            for (group, ready) in batch {
+                if let snapshot = ready.snapshot { records.append((group, .snapshot(group, snapshot, installed: true))) }
+                if !ready.entries.isEmpty { records.append((group, .entries(group, ready.entries))) }
+                if let hardState = ready.hardState {
+                    records.append((group, .hardState(group, hardState)))
+                    let before = groups[group]?.hardState ?? HardState()
+                    if hardState.term != before.term || hardState.vote != before.vote { mustSync = true }
+                }
+                if ready.snapshot != nil || !ready.entries.isEmpty { mustSync = true }
+            }
+            guard !records.isEmpty else { return }
+            try appendLocked(records, sync: mustSync)
         }
-        guard !records.isEmpty else { return }
-        try lock.withLock { try appendLocked(records) }
     }
 
     /// The group's entries through `snapshot.index` are in the snapshot: keep it, let them go.
@@ -129,10 +140,10 @@ public final class RaftDisk: @unchecked Sendable {
 
     // MARK: - Internals
 
-    private func appendLocked(_ records: [(GroupID, RaftRecord)]) throws {
+    private func appendLocked(_ records: [(GroupID, RaftRecord)], sync: Bool = true) throws {
         let payloads = records.map { $0.1.encoded() }
         let last = try wal.append(payloads)
-        try wal.waitDurable(last)
+        if sync { try wal.waitDurable(last) }
         let first = last - UInt64(payloads.count) + 1
         for (offset, (group, record)) in records.enumerated() {
             let sequence = first + UInt64(offset)
