@@ -306,19 +306,29 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             }
             guard !batch.isEmpty else { return }
             rounds.add(1, ordering: .relaxed)
-            // 1. Persist every group's ready with one fsync: votes and acknowledgements
+            // 1. A leader's appends and heartbeats rely on nothing on its disk (its own entries
+            //    count toward a quorum only once persisted), so they leave before the fsync and
+            //    the followers write in parallel, as etcd does.
+            var early: [UInt64: [GroupMessage]] = [:]
+            var late: [UInt64: [GroupMessage]] = [:]
+            for (group, ready) in batch {
+                for message in ready.messages {
+                    let item = GroupMessage(group: group, message: message)
+                    switch message.kind {
+                    case .append, .heartbeat, .snapshot, .timeoutNow: early[message.to, default: []].append(item)
+                    default: late[message.to, default: []].append(item)
+                    }
+                }
+            }
+            for (node, messages) in early.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }
+            // 2. Persist every group's ready with one fsync: votes and acknowledgements
             //    must be durable before the messages that rely on them leave.
             do { try disk.write(batch) } catch {
                 logger.critical("raft log write failed; this node stops accepting writes", metadata: ["reason": "\(error)"])
                 closed = true
                 throw .io("raft log: \(error)")
             }
-            // 2. Send, one batch per destination node.
-            var outgoing: [UInt64: [GroupMessage]] = [:]
-            for (group, ready) in batch {
-                for message in ready.messages { outgoing[message.to, default: []].append(GroupMessage(group: group, message: message)) }
-            }
-            for (node, messages) in outgoing.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }
+            for (node, messages) in late.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }
             // 3. Hand committed entries to the apply side, advance.
             for (group, ready) in batch {
                 handOverLocked(group, ready)
