@@ -15,3 +15,6 @@ echo "== (c) storage: bytes per point and codec throughput =="
 # 7600 timestamps per series: as many points per series as VictoriaMetrics and InfluxDB
 # stored in their 30 s runs of ../shared/bench (about 76 M points over 10 000 series).
 .build/release/tidemark-storage bench --timestamps "${STORAGE_TIMESTAMPS:-7600}"
+echo
+echo "== (d) Raft: three replicas on loopback, 256-byte writes (compare ../shared/bench/ETCD.md) =="
+bash bench/raft.sh
