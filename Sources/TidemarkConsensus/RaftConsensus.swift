@@ -168,7 +168,11 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 case .linearizable, .leaseBased:
                     let id = nextReadID
                     nextReadID += 1
-                    do throws(RaftError) { try state.core.readIndex(requestID: id) } catch { throw Self.translate(error, group) }
+                    do throws(RaftError) {
+                        try state.core.readIndex(requestID: id, lease: consistency == .leaseBased)
+                    } catch {
+                        throw Self.translate(error, group)
+                    }
                     state.reads[id] = completion
                     groups[group] = state
                 }

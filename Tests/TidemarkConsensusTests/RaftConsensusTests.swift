@@ -130,8 +130,13 @@ private final class Cluster {
         // A linearizable read at the leader is answered once the leader confirmed it leads.
         let read = Mutex<Result<UInt64, ConsensusError>?>(nil)
         cluster.node(leader).read(group, consistency: .linearizable) { result in read.withLock { $0 = result } }
+        #expect(read.withLock { $0 } == nil)  // it waits for a heartbeat round
         cluster.run(rounds: 2)
         #expect((try? read.withLock { $0 }?.get()) != nil)
+        // A lease-based read (CheckQuorum is on) is answered without that round.
+        let leased = Mutex<Result<UInt64, ConsensusError>?>(nil)
+        cluster.node(leader).read(group, consistency: .leaseBased) { result in leased.withLock { $0 = result } }
+        #expect((try? leased.withLock { $0 }?.get()) != nil)
 
         // The leader goes down: another takes over, and writes go on.
         cluster.network.down.withLock { _ = $0.insert(leader) }

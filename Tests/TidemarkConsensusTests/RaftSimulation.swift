@@ -285,7 +285,9 @@ final class RaftSimulation {
         guard let leader = currentLeader() else { return }
         clock += 1
         let read = Read(key: "k\(random.below(5))", replica: leader, call: clock)
-        guard (try? replicas[leader]!.core!.readIndex(requestID: nextReadID)) != nil else { return }
+        // Some reads use the leader's lease (CheckQuorum is on; the simulated clocks do not drift).
+        let lease = random.chance(30)
+        guard (try? replicas[leader]!.core!.readIndex(requestID: nextReadID, lease: lease)) != nil else { return }
         pendingReads[nextReadID] = read
         nextReadID += 1
     }

@@ -146,11 +146,15 @@ public struct RaftCore: Sendable {
 
     /// Asks for a linearizable read: a `ReadState` with `requestID` comes out of `ready()` once
     /// a quorum confirmed this replica still leads; the read may run when its index is applied.
-    public mutating func readIndex(requestID: UInt64) throws(RaftError) {
+    /// `lease` (only with CheckQuorum, as etcd's lease-based reads) answers at once: followers
+    /// that heard from this leader within an election timeout refuse to elect another, and
+    /// this leader steps down when it has not heard from a quorum for as long, so within a
+    /// bounded clock drift no other leader can have committed anything newer.
+    public mutating func readIndex(requestID: UInt64, lease: Bool = false) throws(RaftError) {
         guard role == .leader else { throw .notLeader(leaderHint: leader == 0 ? nil : leader) }
         // A new leader knows the commit index only once an entry of its own term is committed.
         guard log.term(at: log.committed) == term else { throw .notLeader(leaderHint: nil) }
-        if membership.voters == [id] {
+        if membership.voters == [id] || (lease && config.checkQuorum) {
             readStates.append(ReadState(requestID: requestID, index: log.committed))
             return
         }
