@@ -53,10 +53,12 @@ public final class Node: @unchecked Sendable {
         let stagesBox = StagesBox()
         if let nodeID = config.nodeID, let secret = config.clusterSecret {
             // Raft rounds (messages, ticks) persist and replicate on the append stage, committed entries
-            // are applied on the apply stage; a full stage drops a round's input, Raft resends.
+            // are applied on the apply stage. Both are offered without blocking (the event loop
+            // offers them); a full stage drops a round's input and Raft sends again, while a
+            // dropped apply run is offered again after the next round.
             let raft = try RaftWiring(config: config, nodeID: nodeID, secret: secret, loop: loop,
-                                      submitRound: { _ = stagesBox.submitAppend(.consensus($0)) },
-                                      submitApply: { stagesBox.submit($0, to: .apply) == .accepted }, logger: logger)
+                                      submitRound: { _ = stagesBox.offerAppend(.consensus($0)) },
+                                      submitApply: { stagesBox.offer($0, to: .apply) == .accepted }, logger: logger)
             self.raft = raft
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
                                           consensus: raft.consensus, peers: raft.peers)
@@ -172,16 +174,17 @@ final class StagesBox: Sendable {
 
     func set(_ value: NodeStages) { stages.withLock { $0 = value } }
 
-    /// Hands work to the append stage.
-    func submitAppend(_ work: AppendWork) -> SubmitResult {
+    /// Offers work to the append stage without ever blocking (the event loop calls this):
+    /// a full queue drops it. Only for work that comes again (Raft messages and ticks).
+    func offerAppend(_ work: AppendWork) -> SubmitResult {
         guard let stages = stages.withLock({ $0 }) else { return .rejected(.stopping) }
-        return stages.append.submit(work)
+        return stages.append.submit(work, whenSpace: {})
     }
 
-    /// Hands a task to one of the task stages.
-    func submit(_ task: StageTask, to name: StageName) -> SubmitResult {
+    /// Offers a task to one of the task stages without ever blocking; a full queue drops it.
+    func offer(_ task: StageTask, to name: StageName) -> SubmitResult {
         guard let stages = stages.withLock({ $0 }) else { return .rejected(.stopping) }
-        return stages.taskStages[name]!.submit(task)
+        return stages.taskStages[name]!.submit(task, whenSpace: {})
     }
 
     /// Hands a statement to the query stage.

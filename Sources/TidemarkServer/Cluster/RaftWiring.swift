@@ -12,7 +12,7 @@ final class RaftWiring: Sendable {
     let consensus: RaftConsensus
     let transport: PeerTransport
     let peers: [Peer]
-    private let submit: @Sendable (StageTask) -> Void
+    private let submitRound: @Sendable (StageTask) -> Void
     private let tickMs: Int
     private let timer = Mutex<LoopTimerBox?>(nil)
 
@@ -25,15 +25,14 @@ final class RaftWiring: Sendable {
     /// `submitRound` hands work to the stage that runs Raft rounds, `submitApply` to the one that applies.
     init(config: NodeConfig, nodeID: UInt64, secret: String, loop: EventLoop, submitRound: @escaping @Sendable (StageTask) -> Void,
          submitApply: @escaping @Sendable (StageTask) -> Bool, logger: Logger) throws {
-        let submit = submitRound
-        self.submit = submit
+        self.submitRound = submitRound
         tickMs = config.raftTickMs
         peers = config.metaPeers.enumerated().map { Peer(id: UInt64($0.offset + 1), address: "\($0.element)") }
         let addresses = Dictionary(uniqueKeysWithValues: config.metaPeers.enumerated().map { (UInt64($0.offset + 1), $0.element) })
             .filter { $0.key != nodeID }
         let consensusBox = ConsensusBox()
         transport = PeerTransport(loop: loop, nodeID: nodeID, peers: addresses, clusterSecret: secret) { messages in
-            submit(StageTask { consensusBox.value?.receive(messages) })
+            submitRound(StageTask { consensusBox.value?.receive(messages) })
         }
         var settings = RaftConsensus.Settings()
         settings.electionTicks = config.raftElectionTicks
@@ -46,9 +45,9 @@ final class RaftWiring: Sendable {
     /// Listens for peers and starts the clock (on the loop, before it runs).
     func start(listen address: ListenAddress, loop: EventLoop) throws -> ListenAddress {
         let bound = try transport.start(listen: address)
-        let consensus = consensus, submit = submit
+        let consensus = consensus, submitRound = submitRound
         let ticker = LoopTimer(loop: loop, delayMs: UInt64(tickMs), repeatMs: UInt64(tickMs)) {
-            submit(StageTask { consensus.tick() })
+            submitRound(StageTask { consensus.tick() })
         }
         timer.withLock { $0 = LoopTimerBox(ticker) }
         return bound
