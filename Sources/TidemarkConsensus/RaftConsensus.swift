@@ -25,6 +25,8 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         public var heartbeatTicks = 1
         public var inflightMax = 256
         public var uncommittedBytesMax = 64 << 20
+        /// Snapshots travel in pieces of at most this many bytes of state-machine image.
+        public var snapshotChunkBytes = 1 << 20
         public var seed: UInt64 = 1
 
         public init() {}
@@ -81,6 +83,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private var groups: [GroupID: Group] = [:]
     private var recovered: [GroupID: RaftDiskState]
     private var nextReadID: UInt64 = 1
+    private var snapshotChunks = SnapshotChunks()
     private var closed = false
     private var toApply: [ApplyBatch] = []
     // The apply side:
@@ -244,7 +247,8 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     /// Messages from another node.
     public func receive(_ messages: [GroupMessage]) {
         try? run { () throws(ConsensusError) in
-            for item in messages where groups[item.group] != nil && item.message.to == nodeID {
+            for piece in messages where groups[piece.group] != nil && piece.message.to == nodeID {
+                guard let item = snapshotChunks.receive(piece) else { continue }  // a snapshot still in pieces
                 groups[item.group]!.core.step(item.message)
             }
         }
@@ -317,10 +321,10 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             var late: [UInt64: [GroupMessage]] = [:]
             for (group, ready) in batch {
                 for message in ready.messages {
-                    let item = GroupMessage(group: group, message: message)
+                    let items = SnapshotChunks.split(GroupMessage(group: group, message: message), chunkBytes: settings.snapshotChunkBytes)
                     switch message.kind {
-                    case .append, .heartbeat, .snapshot, .timeoutNow: early[message.to, default: []].append(item)
-                    default: late[message.to, default: []].append(item)
+                    case .append, .heartbeat, .snapshot, .timeoutNow: early[message.to, default: []] += items
+                    default: late[message.to, default: []] += items
                     }
                 }
             }

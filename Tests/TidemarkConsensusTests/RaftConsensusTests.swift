@@ -34,6 +34,7 @@ private final class Endpoint: RaftTransport {
 private final class Registers: StateMachine, Sendable {
     let values = Mutex<[String: String]>([:])
     let applied = Mutex<UInt64>(0)
+    let restores = Mutex(0)
 
     func apply(_ entry: CommittedEntry) throws {
         let parts = String(decoding: entry.data, as: UTF8.self).split(separator: "=", maxSplits: 1)
@@ -55,6 +56,7 @@ private final class Registers: StateMachine, Sendable {
         }
         values.withLock { $0 = restored }
         applied.withLock { $0 = snapshot.index }
+        restores.withLock { $0 += 1 }
     }
 
     func attach(logRetention: LogRetention) {}
@@ -66,15 +68,18 @@ private let peers = [Peer(id: 1, address: "a"), Peer(id: 2, address: "b"), Peer(
 private final class Cluster {
     let network = LoopbackNetwork()
     let directory: String
+    let settings: RaftConsensus.Settings
     var machines: [UInt64: Registers] = [:]
 
-    init() throws {
+    init(settings: RaftConsensus.Settings = RaftConsensus.Settings()) throws {
         directory = try temporaryDirectory("raftconsensus")
+        self.settings = settings
         for id in 1...UInt64(3) { try start(id) }
     }
 
     func start(_ id: UInt64) throws {
-        let node = try RaftConsensus(nodeID: id, disk: try RaftDisk(directory: directory + "/\(id)"), transport: Endpoint(network, from: id))
+        let node = try RaftConsensus(nodeID: id, disk: try RaftDisk(directory: directory + "/\(id)"), transport: Endpoint(network, from: id),
+                                     settings: settings)
         let machine = Registers()
         try node.createGroup(group, peers: peers, stateMachine: machine)
         machines[id] = machine
@@ -158,5 +163,45 @@ private final class Cluster {
         cluster.run(rounds: 30)
         #expect(cluster.machines[next]!.values.withLock { $0 } == ["a": "1", "c": "3"])
         #expect(try cluster.write("d=4", at: try cluster.waitForLeader())?.get() != nil)
+    }
+
+    @Test func aLaggingFollowerCatchesUpFromASnapshotSentInPieces() throws {
+        var settings = RaftConsensus.Settings()
+        settings.snapshotChunkBytes = 5
+        let cluster = try Cluster(settings: settings)
+        let leader = try cluster.waitForLeader()
+        let behind = [1, 2, 3].map(UInt64.init).first { $0 != leader }!
+        cluster.network.down.withLock { _ = $0.insert(behind) }
+        for number in 1...6 { #expect(try cluster.write("k\(number)=value-\(number)", at: leader)?.get() != nil) }
+        // The leader compacts its log: the follower that was away can only catch up from the snapshot.
+        #expect(try cluster.node(leader).snapshot(group) > 0)
+        cluster.network.down.withLock { _ = $0.remove(behind) }
+        cluster.run(rounds: 30)
+        #expect(cluster.machines[behind]!.values.withLock { $0 } == cluster.machines[leader]!.values.withLock { $0 })
+        #expect(cluster.machines[behind]!.values.withLock { $0.count } == 6)
+        #expect(cluster.machines[behind]!.restores.withLock { $0 } == 1)  // it came as the snapshot
+    }
+}
+
+@Suite struct SnapshotChunksTests {
+    private func snapshotMessage(_ data: [UInt8]) -> GroupMessage {
+        var message = RaftMessage(kind: .snapshot, from: 1, to: 2, term: 3)
+        message.snapshot = RaftSnapshot(index: 9, term: 2, membership: RaftMembership(voters: [1, 2]), data: data)
+        return GroupMessage(group: GroupID(kind: .data, number: 1), message: message)
+    }
+
+    @Test func piecesArriveAsOneSnapshotAndALostPieceDropsTheAssembly() {
+        let whole = snapshotMessage(Array(0..<23))
+        let pieces = SnapshotChunks.split(whole, chunkBytes: 5)
+        #expect(pieces.count == 5 && pieces.allSatisfy { $0.message.snapshot!.data.count <= 5 })
+        var chunks = SnapshotChunks()
+        #expect(pieces.dropLast().allSatisfy { chunks.receive($0) == nil })
+        #expect(chunks.receive(pieces.last!) == whole)
+        // Piece 2 lost: nothing comes out until the leader sends the whole snapshot again.
+        #expect(chunks.receive(pieces[0]) == nil && chunks.receive(pieces[1]) == nil && chunks.receive(pieces[3]) == nil)
+        #expect(chunks.receive(pieces[4]) == nil)
+        #expect(pieces.dropLast().allSatisfy { chunks.receive($0) == nil } && chunks.receive(pieces.last!) == whole)
+        // A small snapshot goes as it is.
+        #expect(SnapshotChunks.split(snapshotMessage([1, 2]), chunkBytes: 5) == [snapshotMessage([1, 2])])
     }
 }
