@@ -201,6 +201,10 @@ private final class Cluster {
         #expect(chunks.receive(pieces[0]) == nil && chunks.receive(pieces[1]) == nil && chunks.receive(pieces[3]) == nil)
         #expect(chunks.receive(pieces[4]) == nil)
         #expect(pieces.dropLast().allSatisfy { chunks.receive($0) == nil } && chunks.receive(pieces.last!) == whole)
+        // A newer snapshot from the same sender replaces the old assembly; too large is refused.
+        var bounded = SnapshotChunks(bytesMax: 12)
+        #expect(bounded.receive(pieces[0]) == nil && bounded.receive(pieces[1]) == nil && bounded.receive(pieces[2]) == nil)
+        #expect(bounded.receive(pieces[3]) == nil && bounded.receive(pieces[4]) == nil)  // 23 bytes > 12: dropped
         // A small snapshot goes as it is.
         #expect(SnapshotChunks.split(snapshotMessage([1, 2]), chunkBytes: 5) == [snapshotMessage([1, 2])])
     }

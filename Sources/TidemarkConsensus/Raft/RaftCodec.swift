@@ -2,9 +2,10 @@ import TidemarkStorage
 
 /// The binary forms of entries and snapshots, shared by the Raft log on disk and the frames
 /// between nodes. Counts and lengths are bounded by what is left to read.
-enum RaftCodec {
+public enum RaftCodec {
     static let entriesMax = 1 << 20
-    static let dataBytesMax = 64 << 20
+    /// Bytes of one entry's or snapshot's data.
+    public static let dataBytesMax = 64 << 20
 
     static func write(_ entries: [RaftEntry], into writer: inout ByteWriter) {
         writer.write(varint: UInt64(entries.count))

@@ -2,22 +2,27 @@
 /// so a large state-machine image travels in frames of bounded size. A chunk is a snapshot
 /// message whose data is one piece; `context` says which: `part << 32 | parts`.
 public struct SnapshotChunks: Sendable {
+    /// One snapshot at a time from each sender of each group: a new one replaces the old.
     private struct Key: Hashable {
         var group: GroupID
         var from: UInt64
-        var index: UInt64
-        var term: UInt64
     }
 
-    public init() {}
-
-    /// Pieces received so far, per snapshot being sent to this node.
-    private var assembling: [Key: Assembly] = [:]
-
     private struct Assembly {
+        var index: UInt64
+        var term: UInt64
         var parts: Int
         var next: Int
         var data: [UInt8]
+    }
+
+    /// A snapshot larger than this is refused (its assembly dropped) rather than held.
+    public let bytesMax: Int
+    private var assembling: [Key: Assembly] = [:]
+
+    public init(bytesMax: Int = RaftCodec.dataBytesMax) {
+        precondition(bytesMax > 0)
+        self.bytesMax = bytesMax
     }
 
     /// `message` as it should go out: itself, or its chunks of at most `chunkBytes` each.
@@ -38,12 +43,13 @@ public struct SnapshotChunks: Sendable {
     public mutating func receive(_ message: GroupMessage) -> GroupMessage? {
         guard message.message.kind == .snapshot, let snapshot = message.message.snapshot, message.message.context != 0 else { return message }
         let part = Int(message.message.context >> 32), parts = Int(message.message.context & 0xFFFF_FFFF)
-        let key = Key(group: message.group, from: message.message.from, index: snapshot.index, term: snapshot.term)
+        let key = Key(group: message.group, from: message.message.from)
         guard parts > 1, part < parts else { return nil }
         if part == 0 {
-            assembling[key] = Assembly(parts: parts, next: 1, data: snapshot.data)
+            assembling[key] = Assembly(index: snapshot.index, term: snapshot.term, parts: parts, next: 1, data: snapshot.data)
         } else {
-            guard var assembly = assembling[key], assembly.parts == parts, assembly.next == part else {
+            guard var assembly = assembling[key], assembly.index == snapshot.index, assembly.term == snapshot.term,
+                  assembly.parts == parts, assembly.next == part, assembly.data.count + snapshot.data.count <= bytesMax else {
                 assembling[key] = nil
                 return nil
             }
