@@ -55,6 +55,8 @@ struct MetricsText {
         counter("tidemark_peer_frames_sent_total", "Internal RPC frames sent.", Double(cluster.framesSent))
         counter("tidemark_peer_frames_received_total", "Internal RPC frames received and accepted.", Double(cluster.framesReceived))
         counter("tidemark_peer_frames_dropped_total", "Frames not sent (peer down or too far behind); Raft sends again.", Double(cluster.framesDropped))
+        counter("tidemark_peer_connections_refused_total", "Incoming internal connections refused because the limit was open.",
+                Double(cluster.connectionsRefused))
         family("tidemark_peer_frames_refused_total", "counter", "Connections cut for bad frames, by reason.")
         for (reason, count) in cluster.framesRefused.sorted(by: { $0.key < $1.key }) {
             sample("tidemark_peer_frames_refused_total", ["reason": reason], Double(count))

@@ -40,7 +40,7 @@ private final class RawClient: @unchecked Sendable {
         let inboxA = Inbox(), inboxB = Inbox(), inboxC = Inbox()
         let loopback = ListenAddress(host: "127.0.0.1", port: 0)
         let a = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "cluster-secret") { inboxA.take($0) }
-        let b = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "cluster-secret") { inboxB.take($0) }
+        let b = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "cluster-secret", incomingMax: 2) { inboxB.take($0) }
         let intruder = PeerTransport(loop: loop, nodeID: 3, peers: [:], clusterSecret: "wrong-secret") { inboxC.take($0) }
         let addressA = try a.start(listen: loopback)
         let addressB = try b.start(listen: loopback)
@@ -77,6 +77,14 @@ private final class RawClient: @unchecked Sendable {
         #expect(eventually { b.metrics.refusedFrames("bad_magic") == 1 })
         #expect(inboxB.messages.withLock { $0.count } == 2)
 
+        // Past `incomingMax` open connections, more are refused at once.
+        let idle = RawClient(), extra = RawClient()
+        loop.execute {
+            TCPStream.connect(loop: loop, to: addressB) { stream, _ in idle.stream = stream }
+            TCPStream.connect(loop: loop, to: addressB) { stream, _ in extra.stream = stream }
+        }
+        #expect(eventually { b.metrics.connectionsRefused.load(ordering: .relaxed) == 1 })
+
         // Frames still flow after the bad peers were cut.
         a.send(to: 2, [GroupMessage(group: group, message: heartbeat)])
         #expect(eventually { inboxB.messages.withLock { $0.count } == 3 })
@@ -84,6 +92,8 @@ private final class RawClient: @unchecked Sendable {
 
         loop.execute {
             raw.stream?.close()
+            idle.stream?.close()
+            extra.stream?.close()
             a.stop()
             b.stop()
             intruder.stop()

@@ -21,6 +21,7 @@ struct ClusterStatus: Sendable {
     var framesSent: Int
     var framesReceived: Int
     var framesDropped: Int
+    var connectionsRefused: Int
     var framesRefused: [String: Int]
 
     static func read(_ wiring: RaftWiring, nodeID: UInt64) -> ClusterStatus {
@@ -40,6 +41,7 @@ struct ClusterStatus: Sendable {
             fsyncs: counters.fsyncs, rounds: counters.rounds, appliedEntries: counters.appliedEntries,
             framesSent: metrics.framesSent.load(ordering: .relaxed), framesReceived: metrics.framesReceived.load(ordering: .relaxed),
             framesDropped: metrics.framesDropped.load(ordering: .relaxed),
+            connectionsRefused: metrics.connectionsRefused.load(ordering: .relaxed),
             framesRefused: Dictionary(uniqueKeysWithValues: ["bad_magic", "unsupported_version", "too_large", "bad_checksum", "unauthenticated", "malformed"]
                 .map { ($0, metrics.refusedFrames($0)) }))
     }

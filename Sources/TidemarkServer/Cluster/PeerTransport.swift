@@ -9,6 +9,8 @@ public final class PeerMetrics: Sendable {
     public let framesReceived = Atomic<Int>(0)
     /// Frames not sent because the connection to the peer was not up or too far behind.
     public let framesDropped = Atomic<Int>(0)
+    /// Incoming connections closed at once because `incomingMax` were open.
+    public let connectionsRefused = Atomic<Int>(0)
     /// Connections closed for bad input, by `FrameError.label`.
     private let refused = Mutex<[String: Int]>([:])
 
@@ -35,6 +37,8 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     private let frameBytesMax: Int
     /// Unsent bytes to one peer past which new frames are dropped (a slow or dead peer).
     private let backlogBytesMax: Int
+    /// Incoming connections open at once (peers reconnect; anything else is refused).
+    private let incomingMax: Int
     private let deliver: @Sendable ([GroupMessage]) -> Void
     // Loop thread only:
     private var listener: TCPListener?
@@ -44,7 +48,7 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     private var incoming: [ObjectIdentifier: TCPStream] = [:]
 
     public init(loop: EventLoop, nodeID: UInt64, peers: [UInt64: ListenAddress], clusterSecret: String,
-                frameBytesMax: Int = 64 << 20, backlogBytesMax: Int = 64 << 20, metrics: PeerMetrics = PeerMetrics(),
+                frameBytesMax: Int = 64 << 20, backlogBytesMax: Int = 64 << 20, incomingMax: Int = 64, metrics: PeerMetrics = PeerMetrics(),
                 deliver: @escaping @Sendable ([GroupMessage]) -> Void) {
         self.loop = loop
         self.nodeID = nodeID
@@ -52,6 +56,7 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
         authenticator = FrameAuthenticator(clusterSecret: clusterSecret)
         self.frameBytesMax = frameBytesMax
         self.backlogBytesMax = backlogBytesMax
+        self.incomingMax = incomingMax
         self.metrics = metrics
         self.deliver = deliver
     }
@@ -126,6 +131,11 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     }
 
     private func accept(_ stream: TCPStream) {
+        guard incoming.count < incomingMax else {
+            metrics.connectionsRefused.add(1, ordering: .relaxed)
+            stream.close()
+            return
+        }
         let key = ObjectIdentifier(stream)
         incoming[key] = stream
         var buffer: [UInt8] = []
