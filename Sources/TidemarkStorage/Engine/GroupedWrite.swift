@@ -62,6 +62,8 @@ public struct GroupedWrite: Sendable {
         // Where each value goes: a column index, or a new series (its path, its type).
         var targets: [Int] = []
         var created: [NewSeries] = []
+        // By path: a REST tablet of a new device names its series once per row.
+        var createdAt: [String: Int] = [:]
         for row in unit {
             let device = devices[row.device]
             for (position, measurement) in row.measurements.enumerated() {
@@ -74,14 +76,15 @@ public struct GroupedWrite: Sendable {
                     continue
                 }
                 let path = row.path(position)
-                if let at = created.firstIndex(where: { $0.path == path }) {
+                if let at = createdAt[path] {
                     guard created[at].type == value.dataType else { return TypeConflict(path: path, expected: created[at].type, got: value.dataType) }
                     targets.append(-1 - at)
                     continue
                 }
                 if let known = existing(path), known != value.dataType { return TypeConflict(path: path, expected: known, got: value.dataType) }
+                createdAt[path] = created.count
+                targets.append(-1 - created.count)
                 created.append(NewSeries(path: path, type: value.dataType))
-                targets.append(-1 - (created.count - 1))
             }
         }
         // Checked: now add.
