@@ -93,10 +93,13 @@ extension StorageEngine {
     /// The caller holds `writeLock` and `state`.
     func applyLocked(_ write: PreparedWrite, index: UInt64) {
         let replayed = index <= flushedThroughMax
+        var created: [SchemaRecord] = []
+        // One schema-log append (one fsync) for every series this entry creates.
+        defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
         for column in write.columns {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
-            if schema.series(column.path) == nil && createsSchemaOnApply { createOnApplyLocked(column.path, column.type) }
+            if schema.series(column.path) == nil && createsSchemaOnApply { created += createOnApplyLocked(column.path, column.type) }
             guard let series = schema.series(column.path), series.dataType == column.type else { continue }
             if replayed {
                 // Points already in a segment of their partition are not applied twice.
@@ -115,18 +118,17 @@ extension StorageEngine {
 
     /// Creates a series (and its database) an entry from another replica names. The caller
     /// holds `writeLock` and `state`. A path the schema refuses is skipped, as on every replica.
-    private func createOnApplyLocked(_ path: String, _ type: DataType) {
-        guard let levels = try? schema.validate(path), levels.count >= 3 else { return }
+    /// Returns the schema records to log.
+    private func createOnApplyLocked(_ path: String, _ type: DataType) -> [SchemaRecord] {
+        guard let levels = try? schema.validate(path) else { return [] }
         var records: [SchemaRecord] = []
-        if schema.databaseOf(levels) == nil {
-            let database = levels[0...1].joined(separator: ".")
-            guard (try? schema.createDatabase(database)) != nil else { return }
+        if let database = missingDatabaseLocked(levels) {
+            guard (try? schema.createDatabase(database)) != nil else { return [] }
             records.append(.createDatabase(database))
         }
         let series = SeriesSchema(path: path, dataType: type)
-        guard (try? schema.createSeries(series)) != nil else { return }
-        records.append(.createSeries(series))
-        _ = try? schemaLog.append(records.map { $0.encoded() })
+        guard (try? schema.createSeries(series)) != nil else { return records }
+        return records + [.createSeries(series)]
     }
 
     /// The caller holds `writeLock` and `state`.

@@ -296,10 +296,7 @@ public final class StorageEngine: @unchecked Sendable {
                 }
                 guard options.autoCreateSchema else { throw EngineError.schema(SchemaError("\(group.path): no such series", kind: .noSuchSeries)) }
                 let levels = try schemaChange { try schema.validate(group.path) }
-                if schema.databaseOf(levels) == nil {
-                    let database = levels[0...1].joined(separator: ".")
-                    if !newDatabases.contains(database) { newDatabases.append(database) }
-                }
+                if let database = missingDatabaseLocked(levels), !newDatabases.contains(database) { newDatabases.append(database) }
                 pending.append(SeriesSchema(path: group.path, dataType: group.type))
             }
             // Everything checked: now create, so a refused write creates nothing.
@@ -312,6 +309,12 @@ public final class StorageEngine: @unchecked Sendable {
                 created.append(.createSeries(series))
             }
         }
+    }
+
+    /// The database (`root.<first level>`) a new series of `levels` needs, when it does not
+    /// exist yet. The caller holds `state`; `levels` passed `schema.validate`.
+    func missingDatabaseLocked(_ levels: [String]) -> String? {
+        schema.databaseOf(levels) == nil ? levels[0...1].joined(separator: ".") : nil
     }
 
     /// Drops the whole region: every file under its directory.
