@@ -74,12 +74,7 @@ private final class ScriptCluster {
     func status() {
         for id in replicas.keys.sorted() {
             let core = replicas[id]!.core
-            let role = switch core.role {
-            case .leader: "leader"
-            case .follower: "follower"
-            case .candidate: "candidate"
-            case .preCandidate: "pre-candidate"
-            }
+            let role = core.role
             let data = replicas[id]!.applied.filter { $0.kind == .normal && !$0.data.isEmpty }.map { String(decoding: $0.data, as: UTF8.self) }
             var line = "\(id): \(role) term \(core.term) lead \(core.leader) commit \(core.commitIndex) applied [\(data.joined(separator: " "))]"
             line += " voters \(core.membership.voters.sorted())"

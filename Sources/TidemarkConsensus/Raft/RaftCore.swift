@@ -8,7 +8,18 @@
 /// limit; a cap on uncommitted bytes; ReadIndex reads; leadership transfer; log compaction
 /// and snapshot install.
 public struct RaftCore: Sendable {
-    public enum Role: Sendable, Equatable { case follower, preCandidate, candidate, leader }
+    public enum Role: Sendable, Equatable, CustomStringConvertible {
+        case follower, preCandidate, candidate, leader
+
+        public var description: String {
+            switch self {
+            case .follower: "follower"
+            case .preCandidate: "pre-candidate"
+            case .candidate: "candidate"
+            case .leader: "leader"
+            }
+        }
+    }
 
     /// Marks a vote request that a leadership transfer started: it overrides the lease.
     static let transferContext: UInt64 = 1

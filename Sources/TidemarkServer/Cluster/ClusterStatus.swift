@@ -30,13 +30,7 @@ struct ClusterStatus: Sendable {
         return ClusterStatus(
             nodeID: nodeID, peers: wiring.peers,
             groups: wiring.consensus.groupStatuses().map { status in
-                let role = switch status.role {
-                case .leader: "leader"
-                case .follower: "follower"
-                case .candidate: "candidate"
-                case .preCandidate: "pre-candidate"
-                }
-                return Group(name: "\(status.group)", role: role, term: status.term, leader: status.leader, applied: status.applied)
+                Group(name: "\(status.group)", role: "\(status.role)", term: status.term, leader: status.leader, applied: status.applied)
             },
             fsyncs: counters.fsyncs, rounds: counters.rounds, appliedEntries: counters.appliedEntries,
             framesSent: metrics.framesSent.load(ordering: .relaxed), framesReceived: metrics.framesReceived.load(ordering: .relaxed),
