@@ -14,20 +14,13 @@ final class MultiLeaderSimulation {
         var lastApplied: [UInt64: UInt64] = [:]
     }
 
-    struct InFlight {
-        var message: MultiLeaderMessage
-        var deliverAt: Int
-    }
-
     let seed: UInt64
     let ids: [UInt64]
     let lagEntriesMax = 30
     private(set) var replicas: [UInt64: Replica] = [:]
     private var random: SimRandom
-    private var network: [InFlight] = []
-    private var side: [UInt64: Int] = [:]
+    private var network = SimNetwork<MultiLeaderMessage>(dropPercent: 5, duplicatePercent: 2, delayRoundsMax: 3)
     private(set) var round = 0
-    private var dropPercent = 5
     private var writesOn = true
     /// Acknowledged writes: per source, the value of each key it last wrote.
     private(set) var acknowledged: [String: String] = [:]
@@ -40,7 +33,6 @@ final class MultiLeaderSimulation {
         ids = (1...UInt64(count)).map { $0 }
         for id in ids {
             replicas[id] = Replica()
-            side[id] = 0
             start(id)
         }
     }
@@ -69,8 +61,7 @@ final class MultiLeaderSimulation {
 
     func heal(roundsMax: Int) throws {
         for id in ids where replicas[id]!.core == nil { start(id) }
-        for id in ids { side[id] = 0 }
-        dropPercent = 0
+        network.calm()
         writesOn = false
         for _ in 0..<roundsMax {
             try step(nemesis: false)
@@ -124,20 +115,12 @@ final class MultiLeaderSimulation {
     }
 
     private func send(_ message: MultiLeaderMessage) {
-        if random.chance(dropPercent) { return }
-        let copies = random.chance(2) ? 2 : 1
-        for _ in 0..<copies { network.append(InFlight(message: message, deliverAt: round + random.below(4))) }
+        network.send(message, from: message.from, to: message.to, round: round, random: &random)
     }
 
     private func deliver() {
-        var due: [InFlight] = []
-        network.removeAll { item in
-            guard item.deliverAt <= round else { return false }
-            due.append(item)
-            return true
-        }
-        for item in due where side[item.message.from] == side[item.message.to] && replicas[item.message.to]!.core != nil {
-            replicas[item.message.to]!.core!.step(item.message)
+        for message in network.due(round: round) where replicas[message.to]!.core != nil {
+            replicas[message.to]!.core!.step(message)
         }
     }
 
@@ -153,10 +136,10 @@ final class MultiLeaderSimulation {
         case 10..<40:
             if let id = ids.first(where: { replicas[$0]!.core == nil }) { start(id) }
         case 40..<46:
-            for id in ids { side[id] = random.below(2) }
+            network.partition(ids, random: &random)
             stats.partitions += 1
         case 46..<70:
-            for id in ids { side[id] = 0 }
+            network.heal()
         default:
             break
         }

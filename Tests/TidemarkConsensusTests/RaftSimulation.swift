@@ -46,11 +46,6 @@ final class RaftSimulation {
         var joined = false
     }
 
-    struct InFlight {
-        var message: RaftMessage
-        var deliverAt: Int
-    }
-
     /// A client write: acknowledged once its proposer applied it at `index`.
     struct Write {
         var key: String
@@ -75,13 +70,8 @@ final class RaftSimulation {
     let ids: [UInt64]
     private(set) var replicas: [UInt64: Replica] = [:]
     private var random: SimRandom
-    private var network: [InFlight] = []
-    /// Partition side of each replica; messages cross only within a side.
-    private var side: [UInt64: Int] = [:]
+    private var network = SimNetwork<RaftMessage>(dropPercent: 5, duplicatePercent: 2, delayRoundsMax: 3)
     private(set) var round = 0
-    private var dropPercent = 5
-    private var duplicatePercent = 2
-    private var delayMax = 3
     private var clientsWrite = true
     /// Orders every call and return of the client history.
     private var clock = 0
@@ -104,7 +94,6 @@ final class RaftSimulation {
         let initial = RaftMembership(voters: Set(1...UInt64(count)))
         for id in ids {
             replicas[id] = Replica()
-            side[id] = 0
             if id <= UInt64(count) {
                 replicas[id]!.bootstrap = initial
                 start(id)
@@ -147,9 +136,7 @@ final class RaftSimulation {
     /// everywhere, or throws after `roundsMax`.
     func heal(roundsMax: Int) throws {
         for id in ids where replicas[id]!.joined && replicas[id]!.core == nil { start(id) }
-        for id in ids { side[id] = 0 }
-        dropPercent = 0
-        duplicatePercent = 0
+        network.calm()
         clientsWrite = false
         var probe: Int?
         for _ in 0..<roundsMax {
@@ -245,19 +232,11 @@ final class RaftSimulation {
     }
 
     private func send(_ message: RaftMessage) {
-        if random.chance(dropPercent) { return }
-        let copies = random.chance(duplicatePercent) ? 2 : 1
-        for _ in 0..<copies { network.append(InFlight(message: message, deliverAt: round + random.below(delayMax + 1))) }
+        network.send(message, from: message.from, to: message.to, round: round, random: &random)
     }
 
     private func deliver() {
-        var later: [InFlight] = []
-        var due: [InFlight] = []
-        for item in network { if item.deliverAt <= round { due.append(item) } else { later.append(item) } }
-        network = later
-        for item in due {
-            let message = item.message
-            guard side[message.from] == side[message.to], replicas[message.to]!.core != nil else { continue }
+        for message in network.due(round: round) where replicas[message.to]!.core != nil {
             replicas[message.to]!.core!.step(message)
         }
     }
@@ -331,10 +310,10 @@ final class RaftSimulation {
                 start(id)
             }
         case 30..<36:  // partition into two sides
-            for id in ids { side[id] = random.below(2) }
+            network.partition(ids, random: &random)
             stats.partitions += 1
         case 36..<50:  // heal the partition
-            for id in ids { side[id] = 0 }
+            network.heal()
         case 50..<54:  // leadership transfer
             if let leader = currentLeader() {
                 let target = ids[random.below(ids.count)]
