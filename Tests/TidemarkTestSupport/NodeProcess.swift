@@ -84,6 +84,8 @@ public final class NodeProcess: @unchecked Sendable {
     public let process: Process
     private let stderrText = LockedText()
     private let exited = DispatchSemaphore(value: 0)
+    /// Signalled when stderr reaches its end: everything the process wrote has been read.
+    private let stderrEnded = DispatchSemaphore(value: 0)
 
     /// Starts `tidemarkd ARGUMENTS` and waits (bounded) for `tidemarkd ready http=HOST:PORT`.
     public init(arguments: [String], readyTimeoutSeconds: Double = 30) throws {
@@ -95,12 +97,15 @@ public final class NodeProcess: @unchecked Sendable {
         process.standardError = err
         let ready = DispatchSemaphore(value: 0)
         let stdoutText = LockedText()
-        let exited = exited, stderrText = stderrText
+        let exited = exited, stderrText = stderrText, stderrEnded = stderrEnded
         out.fileHandleForReading.readabilityHandler = { handle in
             let text = stdoutText.append(readOrStop(handle))
             if text.contains("tidemarkd ready http=") && text.contains("\n") { ready.signal() }
         }
-        err.fileHandleForReading.readabilityHandler = { handle in _ = stderrText.append(readOrStop(handle)) }
+        err.fileHandleForReading.readabilityHandler = { handle in
+            let data = readOrStop(handle)
+            if data.isEmpty { stderrEnded.signal() } else { _ = stderrText.append(data) }
+        }
         process.terminationHandler = { _ in
             exited.signal()
             ready.signal()
@@ -130,6 +135,8 @@ public final class NodeProcess: @unchecked Sendable {
             kill(process.processIdentifier, SIGKILL)
             throw TestClientError(description: "tidemarkd did not exit within \(timeoutSeconds) s of signal \(signal)")
         }
+        // Exited: wait (bounded) until its last stderr lines are read, so `stderr` is whole.
+        _ = stderrEnded.wait(timeout: .now() + 10)
         return process.terminationStatus
     }
 }
