@@ -17,19 +17,7 @@ public struct Token: Sendable, Equatable {
 }
 
 /// Where the SQL is wrong and what was expected.
-public struct SQLError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let line: Int
-    public let column: Int
-    public let message: String
-
-    public init(line: Int, column: Int, message: String) {
-        self.line = line
-        self.column = column
-        self.message = message
-    }
-
-    public var description: String { "line \(line), column \(column): \(message)" }
-}
+public typealias SQLError = SourceError
 
 /// Splits SQL into tokens; `statementBytesMax` bounds the input.
 public enum Lexer {

@@ -70,7 +70,7 @@ enum RESTv2 {
             if let failure = outcome.failure {
                 respond(outcome.failureStatus == 503 ? status(606, failure, route: route, http: 503) : status(305, failure, route: route))
             } else if let refused = outcome.refused.first {
-                respond(status(614, refused.reason, route: route))
+                respond(status(614, refused.message, route: route))
             } else {
                 respond(success(route: route))
             }

@@ -93,7 +93,7 @@ struct WriteApplier: Sendable {
         for unit in job.units {
             if let conflict = write.add(unit.rows, existing: existing) {
                 refused.append(LineError(line: unit.line, column: 1,
-                                         reason: "\(conflict.path) is \(conflict.expected), got a \(conflict.got) value"))
+                                         message: "\(conflict.path) is \(conflict.expected), got a \(conflict.got) value"))
             }
         }
         return refused.sorted { $0.line < $1.line }
@@ -159,7 +159,7 @@ struct LineProtocolWrite {
             } catch let error as LineError {
                 errors.append(error)
             } catch {
-                errors.append(LineError(line: line.line, column: 1, reason: "\(error)"))
+                errors.append(LineError(line: line.line, column: 1, message: "\(error)"))
             }
         }
         guard points <= writePointsMax else {

@@ -33,20 +33,8 @@ public struct LinePoint: Sendable, Equatable {
     public var line: Int
 }
 
-/// A line that does not parse, with where and why.
-public struct LineError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let line: Int
-    public let column: Int
-    public let reason: String
-
-    public init(line: Int, column: Int, reason: String) {
-        self.line = line
-        self.column = column
-        self.reason = reason
-    }
-
-    public var description: String { "line \(line), column \(column): \(reason)" }
-}
+/// A line that does not parse (or cannot be written), with where and why.
+public typealias LineError = SourceError
 
 /// InfluxDB line protocol, parsed line by line: a bad line is reported and skipped, the
 /// good ones are kept (as InfluxDB does with a partial write).
@@ -68,7 +56,7 @@ public enum LineProtocol {
                 var lineEnd = end
                 if lineEnd > start && bytes[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
                 if lineNumber > linesMax {
-                    parsed.errors.append(LineError(line: lineNumber, column: 1, reason: "more than \(linesMax) lines in one request"))
+                    parsed.errors.append(LineError(line: lineNumber, column: 1, message: "more than \(linesMax) lines in one request"))
                     return
                 }
                 var parser = LineParser(bytes: UnsafeBufferPointer(rebasing: bytes[start..<lineEnd]), line: lineNumber)
@@ -97,7 +85,7 @@ private struct LineParser {
     }
 
     private func fail(_ reason: String, at column: Int? = nil) -> LineError {
-        LineError(line: line, column: (column ?? position) + 1, reason: reason)
+        LineError(line: line, column: (column ?? position) + 1, message: reason)
     }
 
     private var current: UInt8? { position < bytes.count ? bytes[position] : nil }

@@ -32,7 +32,7 @@ public enum LineProtocolMapping {
         let timestamp: Int64
         if let raw = line.timestamp {
             guard let converted = precision.milliseconds(raw) else {
-                throw LineError(line: line.line, column: 1, reason: "timestamp \(raw) overflows in precision \(precision.rawValue)")
+                throw LineError(line: line.line, column: 1, message: "timestamp \(raw) overflows in precision \(precision.rawValue)")
             }
             timestamp = converted
         } else {
@@ -45,7 +45,7 @@ public enum LineProtocolMapping {
             case .integer(let number): value = .int64(number)
             case .unsigned(let number):
                 guard let signed = Int64(exactly: number) else {
-                    throw LineError(line: line.line, column: 1, reason: "unsigned field \(field.key) = \(number) exceeds INT64")
+                    throw LineError(line: line.line, column: 1, message: "unsigned field \(field.key) = \(number) exceeds INT64")
                 }
                 value = .int64(signed)
             case .boolean(let flag): value = .boolean(flag)

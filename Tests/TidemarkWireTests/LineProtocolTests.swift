@@ -57,9 +57,9 @@ private func parse(_ text: String) -> LineProtocol.Parsed { LineProtocol.parse(A
             """)
         #expect(parsed.points.map(\.line) == [1, 9])
         #expect(parsed.errors.map(\.line) == [2, 3, 4, 5, 6, 7, 8])
-        #expect(parsed.errors[2].reason == "invalid field value 1x")
+        #expect(parsed.errors[2].message == "invalid field value 1x")
         #expect(parsed.errors[2].column == 5)
-        #expect(parsed.errors[4].reason.contains("invalid timestamp"))
+        #expect(parsed.errors[4].message.contains("invalid timestamp"))
     }
 
     @Test func mappingFollowsTheDocumentedPaths() throws {
