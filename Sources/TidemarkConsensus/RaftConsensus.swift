@@ -210,24 +210,23 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     }
 
     public func snapshot(_ group: GroupID) throws -> UInt64 {
+        guard let machine = lock.withLock({ groups[group]?.machine }) else { throw ConsensusError.noSuchGroup(group) }
+        // The image is taken with only the apply side held (nothing is applied meanwhile, so
+        // the image and its index agree): rounds, heartbeats included, go on while a state
+        // machine writes its image (a region flushes its memtables).
+        let image: StateSnapshot
+        do { image = try applyLock.withLock { try machine.snapshot() } } catch { throw ConsensusError.io("\(group): snapshot failed: \(error)") }
+        guard image.index > 0 else { return 0 }
         try run { () throws(ConsensusError) in
             guard var state = groups[group] else { throw .noSuchGroup(group) }
-            do {
-                // Nothing is applied meanwhile: the image and its index agree.
-                applyLock.lock()
-                defer { applyLock.unlock() }
-                let image = try state.machine.snapshot()
-                guard image.index > 0 else { return }
-                let term = state.core.term(at: image.index) ?? image.term
-                let snapshot = RaftSnapshot(index: image.index, term: term, membership: state.core.membership, data: image.data)
-                state.core.compact(snapshot)
-                try disk.compact(group, snapshot: snapshot)
-                groups[group] = state
-            } catch {
-                throw .io("\(group): snapshot failed: \(error)")
-            }
+            // Already compacted past it (another snapshot was quicker): nothing to do.
+            guard let term = state.core.term(at: image.index) else { return }
+            let snapshot = RaftSnapshot(index: image.index, term: term, membership: state.core.membership, data: image.data)
+            state.core.compact(snapshot)
+            do { try disk.compact(group, snapshot: snapshot) } catch { throw .io("\(group): snapshot failed: \(error)") }
+            groups[group] = state
         }
-        return applySide.withLock { $0.applied[group] ?? 0 }
+        return image.index
     }
 
     public func close() {
