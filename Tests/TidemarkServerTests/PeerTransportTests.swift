@@ -42,6 +42,9 @@ private final class RawClient: @unchecked Sendable {
         let a = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "cluster-secret") { inboxA.take($0) }
         let b = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "cluster-secret", incomingMax: 2) { inboxB.take($0) }
         let intruder = PeerTransport(loop: loop, nodeID: 3, peers: [:], clusterSecret: "wrong-secret") { inboxC.take($0) }
+        // A node that holds at most 40 bytes of partial frames.
+        let small = PeerTransport(loop: loop, nodeID: 4, peers: [:], clusterSecret: "cluster-secret", incomingBufferedBytesMax: 40) { _ in }
+        let addressSmall = try small.start(listen: loopback)
         let addressA = try a.start(listen: loopback)
         let addressB = try b.start(listen: loopback)
         a.setAddress(of: 2, to: addressB)
@@ -77,6 +80,18 @@ private final class RawClient: @unchecked Sendable {
         #expect(eventually { b.metrics.refusedFrames("bad_magic") == 1 })
         #expect(inboxB.messages.withLock { $0.count } == 2)
 
+        // A stranger announcing a big frame and trickling it is cut once it holds too much.
+        let trickle = RawClient()
+        loop.execute {
+            TCPStream.connect(loop: loop, to: addressSmall) { stream, _ in
+                trickle.stream = stream
+                var header = Array("TMRF".utf8) + [1, 0] + Array(repeating: 0, count: 16)
+                header += withUnsafeBytes(of: UInt32(1 << 20).littleEndian, Array.init)
+                stream?.write(header + Array(repeating: 7, count: 30))
+            }
+        }
+        #expect(eventually { small.metrics.refusedFrames("too_large") == 1 })
+
         // Past `incomingMax` open connections, more are refused at once.
         let idle = RawClient(), extra = RawClient()
         loop.execute {
@@ -92,6 +107,8 @@ private final class RawClient: @unchecked Sendable {
 
         loop.execute {
             raw.stream?.close()
+            trickle.stream?.close()
+            small.stop()
             idle.stream?.close()
             extra.stream?.close()
             a.stop()

@@ -39,6 +39,10 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     private let backlogBytesMax: Int
     /// Incoming connections open at once (peers reconnect; anything else is refused).
     private let incomingMax: Int
+    /// Bytes of partial frames held for all incoming connections together: a frame is
+    /// authenticated only once whole, so a stranger announcing big frames must not make
+    /// the node buffer `incomingMax × frameBytesMax`.
+    private let incomingBufferedBytesMax: Int
     private let deliver: @Sendable ([GroupMessage]) -> Void
     // Loop thread only:
     private var listener: TCPListener?
@@ -46,9 +50,11 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     /// Frames waiting for a connection being made, by peer.
     private var waiting: [UInt64: [[UInt8]]] = [:]
     private var incoming: [ObjectIdentifier: TCPStream] = [:]
+    private var incomingBufferedBytes = 0
 
     public init(loop: EventLoop, nodeID: UInt64, peers: [UInt64: ListenAddress], clusterSecret: String,
-                frameBytesMax: Int = 64 << 20, backlogBytesMax: Int = 64 << 20, incomingMax: Int = 64, metrics: PeerMetrics = PeerMetrics(),
+                frameBytesMax: Int = 64 << 20, backlogBytesMax: Int = 64 << 20, incomingMax: Int = 64, incomingBufferedBytesMax: Int = 256 << 20,
+                metrics: PeerMetrics = PeerMetrics(),
                 deliver: @escaping @Sendable ([GroupMessage]) -> Void) {
         self.loop = loop
         self.nodeID = nodeID
@@ -57,6 +63,7 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
         self.frameBytesMax = frameBytesMax
         self.backlogBytesMax = backlogBytesMax
         self.incomingMax = incomingMax
+        self.incomingBufferedBytesMax = incomingBufferedBytesMax
         self.metrics = metrics
         self.deliver = deliver
     }
@@ -139,16 +146,32 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
         let key = ObjectIdentifier(stream)
         incoming[key] = stream
         var buffer: [UInt8] = []
-        stream.onClose = { [unowned self] in incoming[key] = nil }
+        stream.onClose = { [unowned self] in
+            incoming[key] = nil
+            incomingBufferedBytes -= buffer.count
+            buffer = []
+        }
         stream.onBytes = { [unowned self] bytes in
+            guard incomingBufferedBytes + bytes.count <= incomingBufferedBytesMax else {
+                metrics.refuse(.tooLarge(bytes: incomingBufferedBytes + bytes.count, max: incomingBufferedBytesMax))
+                stream.close()
+                return
+            }
             buffer.append(contentsOf: bytes)
+            incomingBufferedBytes += bytes.count
             var consumed = 0
+            defer {
+                buffer.removeFirst(consumed)
+                incomingBufferedBytes -= consumed
+            }
             do {
                 while let (frame, used) = try FrameCodec.decode(buffer[consumed...], frameBytesMax: frameBytesMax, verify: authenticator.verify) {
                     consumed += used
+                    // A frame must be for this node, from a node of the cluster.
+                    guard frame.to == nodeID, peers[frame.from] != nil else {
+                        throw FrameError.malformed("frame from node \(frame.from) for node \(frame.to) reached node \(nodeID)")
+                    }
                     metrics.framesReceived.add(1, ordering: .relaxed)
-                    // A frame must be for this node; its messages must be from its sender.
-                    guard frame.to == nodeID else { throw FrameError.malformed("frame for node \(frame.to) reached node \(nodeID)") }
                     deliver(frame.allMessages)
                 }
             } catch let error as FrameError {
@@ -160,7 +183,6 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
                 stream.close()
                 return
             }
-            buffer.removeFirst(consumed)
         }
         stream.startReading()
     }
