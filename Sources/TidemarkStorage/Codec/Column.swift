@@ -55,28 +55,62 @@ public enum Column: Sendable, Equatable {
 
     /// Appends `value`, which must be of this column's type.
     public mutating func append(_ value: Value) {
-        switch (self, value) {
-        case (.boolean(var values), .boolean(let v)): self = .boolean([]); values.append(v); self = .boolean(values)
-        case (.int32(var values), .int32(let v)): self = .int32([]); values.append(v); self = .int32(values)
-        case (.int64(var values), .int64(let v)): self = .int64([]); values.append(v); self = .int64(values)
-        case (.float(var values), .float(let v)): self = .float([]); values.append(v); self = .float(values)
-        case (.double(var values), .double(let v)): self = .double([]); values.append(v); self = .double(values)
-        case (.text(var values), .text(let v)): self = .text([]); values.append(v); self = .text(values)
-        default: preconditionFailure("appending \(value.dataType) to a \(dataType) column")
+        // Switch on `self` alone and empty it before appending: the array is then uniquely
+        // referenced and grows in place (a `(self, value)` tuple would hold a second reference,
+        // copying the whole array on every append, and needs tuple metadata at run time).
+        switch self {
+        case .boolean(var values):
+            guard case .boolean(let v) = value else { mismatch(value.dataType) }
+            self = .boolean([]); values.append(v); self = .boolean(values)
+        case .int32(var values):
+            guard case .int32(let v) = value else { mismatch(value.dataType) }
+            self = .int32([]); values.append(v); self = .int32(values)
+        case .int64(var values):
+            guard case .int64(let v) = value else { mismatch(value.dataType) }
+            self = .int64([]); values.append(v); self = .int64(values)
+        case .float(var values):
+            guard case .float(let v) = value else { mismatch(value.dataType) }
+            self = .float([]); values.append(v); self = .float(values)
+        case .double(var values):
+            guard case .double(let v) = value else { mismatch(value.dataType) }
+            self = .double([]); values.append(v); self = .double(values)
+        case .text(var values):
+            guard case .text(let v) = value else { mismatch(value.dataType) }
+            self = .text([]); values.append(v); self = .text(values)
         }
     }
 
     /// Appends `other`, of the same type.
     public mutating func append(contentsOf other: Column) {
-        switch (self, other) {
-        case (.boolean(var values), .boolean(let more)): self = .boolean([]); values += more; self = .boolean(values)
-        case (.int32(var values), .int32(let more)): self = .int32([]); values += more; self = .int32(values)
-        case (.int64(var values), .int64(let more)): self = .int64([]); values += more; self = .int64(values)
-        case (.float(var values), .float(let more)): self = .float([]); values += more; self = .float(values)
-        case (.double(var values), .double(let more)): self = .double([]); values += more; self = .double(values)
-        case (.text(var values), .text(let more)): self = .text([]); values += more; self = .text(values)
-        default: preconditionFailure("appending a \(other.dataType) column to a \(dataType) column")
+        append(contentsOf: other, range: 0..<other.count)
+    }
+
+    /// Appends `other[range]`, of the same type.
+    public mutating func append(contentsOf other: Column, range: Range<Int>) {
+        switch self {
+        case .boolean(var values):
+            guard case .boolean(let more) = other else { mismatch(other.dataType) }
+            self = .boolean([]); values += more[range]; self = .boolean(values)
+        case .int32(var values):
+            guard case .int32(let more) = other else { mismatch(other.dataType) }
+            self = .int32([]); values += more[range]; self = .int32(values)
+        case .int64(var values):
+            guard case .int64(let more) = other else { mismatch(other.dataType) }
+            self = .int64([]); values += more[range]; self = .int64(values)
+        case .float(var values):
+            guard case .float(let more) = other else { mismatch(other.dataType) }
+            self = .float([]); values += more[range]; self = .float(values)
+        case .double(var values):
+            guard case .double(let more) = other else { mismatch(other.dataType) }
+            self = .double([]); values += more[range]; self = .double(values)
+        case .text(var values):
+            guard case .text(let more) = other else { mismatch(other.dataType) }
+            self = .text([]); values += more[range]; self = .text(values)
         }
+    }
+
+    private func mismatch(_ other: DataType) -> Never {
+        preconditionFailure("appending \(other) to a \(dataType) column")
     }
 
     /// Bytes the values take in memory (text: its UTF-8 plus a string's overhead).

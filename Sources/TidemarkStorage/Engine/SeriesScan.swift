@@ -31,6 +31,18 @@ struct SourceCursor {
 
     mutating func advance() { position += 1 }
     var currentValue: Value { values[position] }
+
+    /// Moves the loaded points from the current one up to (not including) the first at or
+    /// after `bound`, at most `limit` of them, to the end of `outTimestamps`/`outValues`.
+    mutating func moveRun(below bound: Int64, limit: Int, to outTimestamps: inout [Int64], _ outValues: inout Column) {
+        precondition(position < timestamps.count && limit > 0, "a run starts at a loaded point")
+        let stop = min(timestamps.count, position + limit)
+        var end = position
+        while end < stop && timestamps[end] < bound { end += 1 }
+        outTimestamps += timestamps[position..<end]
+        outValues.append(contentsOf: values, range: position..<end)
+        position = end
+    }
 }
 
 /// A time-ordered scan of one series, merged over its sources with the newest write
@@ -55,15 +67,29 @@ public final class SeriesScan {
         while timestamps.count < batchPoints {
             var lowest: Int64?
             var winner = -1
+            var tied = false
             for index in cursors.indices {
                 guard let timestamp = try cursors[index].peek() else { continue }
-                // Ties go to the later (newer) source.
-                if lowest == nil || timestamp < lowest! || timestamp == lowest! {
-                    if lowest == nil || timestamp < lowest! { lowest = timestamp }
+                if lowest == nil || timestamp < lowest! {
+                    lowest = timestamp
                     winner = index
+                    tied = false
+                } else if timestamp == lowest! {
+                    winner = index  // ties go to the later (newer) source
+                    tied = true
                 }
             }
             guard let timestamp = lowest else { break }
+            if !tied {
+                // Sources rarely overlap in time: everything the winner has before another
+                // source's next point goes over in one run instead of point by point.
+                var bound = Int64.max
+                for index in cursors.indices where index != winner {
+                    if let next = try cursors[index].peek(), next < bound { bound = next }
+                }
+                cursors[winner].moveRun(below: bound, limit: batchPoints - timestamps.count, to: &timestamps, &values)
+                continue
+            }
             timestamps.append(timestamp)
             values.append(cursors[winner].currentValue)
             for index in cursors.indices where try cursors[index].peek() == timestamp { cursors[index].advance() }

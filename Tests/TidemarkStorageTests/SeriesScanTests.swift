@@ -1,0 +1,44 @@
+import Testing
+import TidemarkCore
+import TidemarkTestSupport
+@testable import TidemarkStorage
+
+@Suite struct SeriesScanTests {
+    /// Sources that overlap, interleave, tie and lie apart, cut into chunks, merged in batches
+    /// of every small size: the scan must equal a model where the newest source wins.
+    @Test func mergedScanEqualsNewestSourceWinsModel() throws {
+        var generator = Seeded(state: 7)
+        for round in 0..<300 {
+            let sourceCount = Int.random(in: 1...4, using: &generator)
+            var model: [Int64: Double] = [:]
+            var cursors: [SourceCursor] = []
+            for source in 0..<sourceCount {  // oldest first
+                let start = Int64.random(in: 0..<60, using: &generator)
+                let span = Int64.random(in: 1..<60, using: &generator)
+                let timestamps = (start..<(start + span)).filter { _ in Bool.random(using: &generator) }
+                let values = timestamps.map { Double(source * 1000) + Double($0) }
+                for (t, v) in zip(timestamps, values) { model[t] = v }
+                var loaders: [SourceCursor.Loader] = []
+                var offset = 0
+                while offset < timestamps.count {
+                    let end = min(timestamps.count, offset + Int.random(in: 1...9, using: &generator))
+                    let chunk = (Array(timestamps[offset..<end]), Column.double(Array(values[offset..<end])))
+                    loaders.append { chunk }
+                    offset = end
+                }
+                cursors.append(SourceCursor(type: .double, loaders: loaders))
+            }
+            let batchPoints = Int.random(in: 1...8, using: &generator)
+            let scan = SeriesScan(dataType: .double, cursors: cursors, batchPoints: batchPoints)
+            var merged: [(Int64, Double)] = []
+            while let batch = try scan.next() {
+                #expect(batch.timestamps.count <= batchPoints && batch.timestamps.count == batch.values.count)
+                guard case .double(let doubles) = batch.values else { Issue.record("wrong column type"); return }
+                merged += zip(batch.timestamps, doubles)
+            }
+            let expected = model.sorted { $0.key < $1.key }
+            #expect(merged.map(\.0) == expected.map(\.key), "round \(round)")
+            #expect(merged.map(\.1) == expected.map(\.value), "round \(round)")
+        }
+    }
+}
