@@ -57,6 +57,8 @@ struct MetricsText {
         counter("tidemark_peer_frames_dropped_total", "Frames not sent (peer down or too far behind); Raft sends again.", Double(cluster.framesDropped))
         counter("tidemark_peer_connections_refused_total", "Incoming internal connections refused because the limit was open.",
                 Double(cluster.connectionsRefused))
+        counter("tidemark_peer_connections_dialed_total", "Internal connections this node made (one per pair of nodes; again after a loss).",
+                Double(cluster.connectionsDialed))
         family("tidemark_peer_frames_refused_total", "counter", "Connections cut for bad frames, by reason.")
         for (reason, count) in cluster.framesRefused.sorted(by: { $0.key < $1.key }) {
             sample("tidemark_peer_frames_refused_total", ["reason": reason], Double(count))

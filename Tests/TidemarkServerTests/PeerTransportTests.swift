@@ -41,7 +41,8 @@ private final class RawClient: @unchecked Sendable {
         let loopback = ListenAddress(host: "127.0.0.1", port: 0)
         let a = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "cluster-secret") { inboxA.take($0) }
         let b = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "cluster-secret", incomingMax: 2) { inboxB.take($0) }
-        let intruder = PeerTransport(loop: loop, nodeID: 3, peers: [:], clusterSecret: "wrong-secret") { inboxC.take($0) }
+        // Node 1 again, without the secret (the smaller node dials, so it must be below 2).
+        let intruder = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "wrong-secret") { inboxC.take($0) }
         // A node that holds at most 40 bytes of partial frames.
         let small = PeerTransport(loop: loop, nodeID: 4, peers: [:], clusterSecret: "cluster-secret", incomingBufferedBytesMax: 40) { _ in }
         let addressSmall = try small.start(listen: loopback)
@@ -67,7 +68,7 @@ private final class RawClient: @unchecked Sendable {
         #expect(inboxA.messages.withLock { $0.first?.message.kind } == .appendResponse)
 
         // A node without the cluster secret is not heard, only counted.
-        intruder.send(to: 2, [GroupMessage(group: group, message: RaftMessage(kind: .vote, from: 3, to: 2, term: 99))])
+        intruder.send(to: 2, [GroupMessage(group: group, message: RaftMessage(kind: .vote, from: 1, to: 2, term: 99))])
         #expect(eventually { b.metrics.refusedFrames("unauthenticated") == 1 })
         // Neither is something that is not a frame at all.
         let raw = RawClient()
@@ -104,6 +105,8 @@ private final class RawClient: @unchecked Sendable {
         a.send(to: 2, [GroupMessage(group: group, message: heartbeat)])
         #expect(eventually { inboxB.messages.withLock { $0.count } == 3 })
         #expect(a.metrics.framesSent.load(ordering: .relaxed) == 2 && b.metrics.framesReceived.load(ordering: .relaxed) == 2)
+        // Both directions used the one connection node 1 made.
+        #expect(a.metrics.connectionsDialed.load(ordering: .relaxed) == 1 && b.metrics.connectionsDialed.load(ordering: .relaxed) == 0)
 
         loop.execute {
             raw.stream?.close()
@@ -114,6 +117,54 @@ private final class RawClient: @unchecked Sendable {
             a.stop()
             b.stop()
             intruder.stop()
+            loop.close()
+        }
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// One connection per pair: the smaller node dials even when only the larger one has
+    /// something to say, and a restarted node's new connection replaces its old one.
+    @Test func onePairOneConnectionDialedByTheSmallerNode() throws {
+        let loop = try EventLoop()
+        let inboxLow = Inbox(), inboxHigh = Inbox(), inboxRestarted = Inbox()
+        let loopback = ListenAddress(host: "127.0.0.1", port: 0)
+        let low = PeerTransport(loop: loop, nodeID: 5, peers: [:], clusterSecret: "s", redialMs: 20) { inboxLow.take($0) }
+        let high = PeerTransport(loop: loop, nodeID: 6, peers: [:], clusterSecret: "s") { inboxHigh.take($0) }
+        let addressLow = try low.start(listen: loopback)
+        let addressHigh = try high.start(listen: loopback)
+        low.setAddress(of: 6, to: addressHigh)
+        high.setAddress(of: 5, to: addressLow)
+        let stopped = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            loop.run()
+            stopped.signal()
+        }
+        // The larger node speaks first: its frame waits until the smaller one dials.
+        high.send(to: 5, [GroupMessage(group: group, message: RaftMessage(kind: .heartbeat, from: 6, to: 5, term: 3))])
+        #expect(inboxLow.arrived.wait(timeout: .now() + 10) == .success)
+        low.send(to: 6, [GroupMessage(group: group, message: RaftMessage(kind: .heartbeatResponse, from: 5, to: 6, term: 3))])
+        #expect(inboxHigh.arrived.wait(timeout: .now() + 10) == .success)
+        #expect(low.metrics.connectionsDialed.load(ordering: .relaxed) == 1)
+        #expect(high.metrics.connectionsDialed.load(ordering: .relaxed) == 0)
+
+        // Node 5 restarts (a new transport, same ID): its connection replaces the old one, and
+        // what node 6 sends reaches the new node only.
+        let restarted = PeerTransport(loop: loop, nodeID: 5, peers: [6: addressHigh], clusterSecret: "s", redialMs: 20) { inboxRestarted.take($0) }
+        loop.execute {
+            low.stop()
+            _ = try? restarted.start(listen: loopback)
+        }
+        #expect(eventually { restarted.metrics.connectionsDialed.load(ordering: .relaxed) == 1 })
+        // Until the new link is adopted, a frame may still go to the old, closed one: resend as Raft would.
+        #expect(eventually {
+            high.send(to: 5, [GroupMessage(group: group, message: RaftMessage(kind: .heartbeat, from: 6, to: 5, term: 4))])
+            return inboxRestarted.arrived.wait(timeout: .now() + 0.05) == .success
+        })
+        #expect(inboxLow.messages.withLock { $0.count } == 1)
+
+        loop.execute {
+            restarted.stop()
+            high.stop()
             loop.close()
         }
         #expect(stopped.wait(timeout: .now() + 10) == .success)

@@ -22,6 +22,7 @@ struct ClusterStatus: Sendable {
     var framesReceived: Int
     var framesDropped: Int
     var connectionsRefused: Int
+    var connectionsDialed: Int
     var framesRefused: [String: Int]
 
     static func read(_ wiring: RaftWiring, nodeID: UInt64) -> ClusterStatus {
@@ -36,6 +37,7 @@ struct ClusterStatus: Sendable {
             framesSent: metrics.framesSent.load(ordering: .relaxed), framesReceived: metrics.framesReceived.load(ordering: .relaxed),
             framesDropped: metrics.framesDropped.load(ordering: .relaxed),
             connectionsRefused: metrics.connectionsRefused.load(ordering: .relaxed),
+            connectionsDialed: metrics.connectionsDialed.load(ordering: .relaxed),
             framesRefused: Dictionary(uniqueKeysWithValues: ["bad_magic", "unsupported_version", "too_large", "bad_checksum", "unauthenticated", "malformed"]
                 .map { ($0, metrics.refusedFrames($0)) }))
     }

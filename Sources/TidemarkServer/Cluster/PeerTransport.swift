@@ -11,6 +11,8 @@ public final class PeerMetrics: Sendable {
     public let framesDropped = Atomic<Int>(0)
     /// Incoming connections closed at once because `incomingMax` were open.
     public let connectionsRefused = Atomic<Int>(0)
+    /// Connections this node made to its peers (one per pair of nodes, again after a loss).
+    public let connectionsDialed = Atomic<Int>(0)
     /// Connections closed for bad input, by `FrameError.label`.
     private let refused = Mutex<[String: Int]>([:])
 
@@ -21,11 +23,13 @@ public final class PeerMetrics: Sendable {
     public func refusedFrames(_ label: String) -> Int { refused.withLock { $0[label] ?? 0 } }
 }
 
-/// Raft messages between nodes over TCP (DESIGN.md section 2, internal RPC): per peer one
-/// outgoing connection carrying frames (every group's messages of a round in one frame,
-/// heartbeats coalesced), versioned, checksummed and signed with the cluster secret.
-/// Incoming bytes that do not decode or authenticate close their connection and are
-/// counted; they never reach Raft. Sends are best effort: Raft retries what is lost.
+/// Raft messages between nodes over TCP (DESIGN.md section 2, internal RPC): one connection
+/// per pair of nodes, carrying frames both ways (every group's messages of a round in one
+/// frame, heartbeats coalesced), versioned, checksummed and signed with the cluster secret.
+/// The node with the smaller ID dials (and redials every `redialMs` while the link is down);
+/// its first frame, a signed hello, tells the other side whose connection it is. Incoming
+/// bytes that do not decode or authenticate close their connection and are counted; they
+/// never reach Raft. Sends are best effort: Raft retries what is lost.
 ///
 /// Runs on the event loop; `send` may be called from any thread.
 public final class PeerTransport: RaftTransport, @unchecked Sendable {
@@ -39,23 +43,32 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     private let backlogBytesMax: Int
     /// Incoming connections open at once (peers reconnect; anything else is refused).
     private let incomingMax: Int
-    /// Bytes of partial frames held for all incoming connections together: a frame is
-    /// authenticated only once whole, so a stranger announcing big frames must not make
-    /// the node buffer `incomingMax × frameBytesMax`.
+    /// Bytes of partial frames held for all connections together: a frame is authenticated
+    /// only once whole, so a stranger announcing big frames must not make the node buffer
+    /// `incomingMax × frameBytesMax`.
     private let incomingBufferedBytesMax: Int
+    private let redialMs: UInt64
     private let deliver: @Sendable ([GroupMessage]) -> Void
+    /// Told (on the loop) when the link to a peer goes down.
+    private let peerDown: @Sendable (UInt64) -> Void
     // Loop thread only:
     private var listener: TCPListener?
-    private var outgoing: [UInt64: TCPStream] = [:]
-    /// Frames waiting for a connection being made, by peer.
+    private var redialTimer: LoopTimer?
+    /// The one connection to each peer, once up (and, when accepted, identified by its hello).
+    private var links: [UInt64: TCPStream] = [:]
+    private var dialing: Set<UInt64> = []
+    /// Frames waiting for the link to a peer, by peer (bounded by `backlogBytesMax`).
     private var waiting: [UInt64: [[UInt8]]] = [:]
+    /// Accepted connections, identified or not.
     private var incoming: [ObjectIdentifier: TCPStream] = [:]
-    private var incomingBufferedBytes = 0
+    private var bufferedBytes = 0
 
     public init(loop: EventLoop, nodeID: UInt64, peers: [UInt64: ListenAddress], clusterSecret: String,
                 frameBytesMax: Int = 64 << 20, backlogBytesMax: Int = 64 << 20, incomingMax: Int = 64, incomingBufferedBytesMax: Int = 256 << 20,
-                metrics: PeerMetrics = PeerMetrics(),
+                redialMs: UInt64 = 200, metrics: PeerMetrics = PeerMetrics(),
+                peerDown: @escaping @Sendable (UInt64) -> Void = { _ in },
                 deliver: @escaping @Sendable ([GroupMessage]) -> Void) {
+        precondition(redialMs > 0, "a redial period")
         self.loop = loop
         self.nodeID = nodeID
         self.peers = peers
@@ -64,29 +77,40 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
         self.backlogBytesMax = backlogBytesMax
         self.incomingMax = incomingMax
         self.incomingBufferedBytesMax = incomingBufferedBytesMax
+        self.redialMs = redialMs
         self.metrics = metrics
+        self.peerDown = peerDown
         self.deliver = deliver
     }
 
-    /// Listens for peers (on the loop); returns the bound address.
+    /// Listens for peers and starts dialing the ones this node dials (on the loop); returns
+    /// the bound address.
     public func start(listen address: ListenAddress) throws -> ListenAddress {
         let listener = try TCPListener(loop: loop, address: address) { [unowned self] stream in accept(stream) }
         self.listener = listener
+        redialTimer = LoopTimer(loop: loop, delayMs: 0, repeatMs: redialMs) { [unowned self] in
+            for peer in peers.keys where dials(peer) { dial(peer) }
+        }
         return listener.address
     }
 
     /// Sets (or moves) a peer's internal address (on the loop).
     public func setAddress(of node: UInt64, to address: ListenAddress) {
         peers[node] = address
-        outgoing[node]?.close()
+        links[node]?.close()
     }
 
     /// Closes the listener and every connection (on the loop).
     public func stop() {
+        redialTimer?.cancel()
+        redialTimer = nil
         listener?.close()
         listener = nil
-        for stream in Array(outgoing.values) + Array(incoming.values) { stream.close() }
+        for stream in Array(links.values) + Array(incoming.values) { stream.close() }
     }
+
+    /// Whether the link to `node` is up (on the loop).
+    public func isConnected(to node: UInt64) -> Bool { links[node]?.isOpen == true }
 
     public func send(to node: UInt64, _ messages: [GroupMessage]) {
         guard !messages.isEmpty else { return }
@@ -96,45 +120,56 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
 
     // MARK: - Loop thread
 
+    /// The smaller ID dials, so a pair never makes two connections.
+    private func dials(_ peer: UInt64) -> Bool { nodeID < peer }
+
     private func write(_ frame: [UInt8], to node: UInt64) {
-        if let stream = outgoing[node], stream.isOpen {
-            guard stream.pendingWriteBytes < backlogBytesMax else {
+        if let link = links[node], link.isOpen {
+            guard link.pendingWriteBytes < backlogBytesMax else {
                 metrics.framesDropped.add(1, ordering: .relaxed)
                 return
             }
-            stream.write(frame)
+            link.write(frame)
             metrics.framesSent.add(1, ordering: .relaxed)
             return
         }
-        guard let address = peers[node] else {
+        guard peers[node] != nil else {
             metrics.framesDropped.add(1, ordering: .relaxed)
             return
         }
-        // Not connected: the frame waits for the connection (a few, bounded); Raft resends the rest.
-        if var queued = waiting[node] {
-            if queued.reduce(0, { $0 + $1.count }) + frame.count <= backlogBytesMax {
-                queued.append(frame)
-                waiting[node] = queued
-            } else {
-                metrics.framesDropped.add(1, ordering: .relaxed)
-            }
+        // No link yet: the frame waits for it (a few, bounded); Raft resends the rest.
+        var queued = waiting[node] ?? []
+        guard queued.reduce(0, { $0 + $1.count }) + frame.count <= backlogBytesMax else {
+            metrics.framesDropped.add(1, ordering: .relaxed)
             return
         }
-        waiting[node] = [frame]
+        queued.append(frame)
+        waiting[node] = queued
+        if dials(node) { dial(node) }
+    }
+
+    private func dial(_ node: UInt64) {
+        guard links[node] == nil, !dialing.contains(node), let address = peers[node] else { return }
+        dialing.insert(node)
         TCPStream.connect(loop: loop, to: address) { [self] stream, _ in
-            let queued = waiting.removeValue(forKey: node) ?? []
-            guard let stream else {
-                metrics.framesDropped.add(queued.count, ordering: .relaxed)
-                return
-            }
-            outgoing[node] = stream
-            for frame in queued { stream.write(frame) }
-            metrics.framesSent.add(queued.count, ordering: .relaxed)
-            stream.onClose = { [unowned self] in if outgoing[node] === stream { outgoing[node] = nil } }
-            // The peer never writes on this connection; reading notices when it goes away.
-            stream.onBytes = { _ in stream.close() }
-            stream.startReading()
+            dialing.remove(node)
+            guard let stream else { return }  // the redial timer tries again; queued frames wait
+            // The hello: an empty signed frame that names this node to the peer.
+            stream.write(FrameCodec.encode(RaftFrame(from: nodeID, to: node, messages: []), sign: authenticator.sign))
+            metrics.connectionsDialed.add(1, ordering: .relaxed)
+            read(stream, peer: node)
+            adopt(stream, as: node)
         }
+    }
+
+    /// Makes `stream` the link to `peer` (a peer that restarted replaces its old one) and
+    /// sends what waited for it.
+    private func adopt(_ stream: TCPStream, as peer: UInt64) {
+        if let old = links[peer], old !== stream { old.close() }
+        links[peer] = stream
+        let queued = waiting.removeValue(forKey: peer) ?? []
+        for frame in queued { stream.write(frame) }
+        metrics.framesSent.add(queued.count, ordering: .relaxed)
     }
 
     private func accept(_ stream: TCPStream) {
@@ -143,36 +178,56 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
             stream.close()
             return
         }
+        incoming[ObjectIdentifier(stream)] = stream
+        read(stream, peer: nil)
+    }
+
+    /// Reads frames from `stream`: from `peer` when this node dialed it, else from whichever
+    /// smaller node its first frame (its hello) names.
+    private func read(_ stream: TCPStream, peer dialed: UInt64?) {
         let key = ObjectIdentifier(stream)
-        incoming[key] = stream
+        var peer = dialed
         var buffer: [UInt8] = []
         stream.onClose = { [unowned self] in
             incoming[key] = nil
-            incomingBufferedBytes -= buffer.count
+            bufferedBytes -= buffer.count
             buffer = []
+            if let peer, links[peer] === stream {
+                links[peer] = nil
+                peerDown(peer)
+            }
         }
         stream.onBytes = { [unowned self] bytes in
-            guard incomingBufferedBytes + bytes.count <= incomingBufferedBytesMax else {
-                metrics.refuse(.tooLarge(bytes: incomingBufferedBytes + bytes.count, max: incomingBufferedBytesMax))
+            guard bufferedBytes + bytes.count <= incomingBufferedBytesMax else {
+                metrics.refuse(.tooLarge(bytes: bufferedBytes + bytes.count, max: incomingBufferedBytesMax))
                 stream.close()
                 return
             }
             buffer.append(contentsOf: bytes)
-            incomingBufferedBytes += bytes.count
+            bufferedBytes += bytes.count
             var consumed = 0
             defer {
                 buffer.removeFirst(consumed)
-                incomingBufferedBytes -= consumed
+                bufferedBytes -= consumed
             }
             do {
                 while let (frame, used) = try FrameCodec.decode(buffer[consumed...], frameBytesMax: frameBytesMax, verify: authenticator.verify) {
                     consumed += used
-                    // A frame must be for this node, from a node of the cluster.
-                    guard frame.to == nodeID, peers[frame.from] != nil else {
+                    // A frame must be for this node, from the node at the other end.
+                    guard frame.to == nodeID, peers[frame.from] != nil, peer == nil || frame.from == peer else {
                         throw FrameError.malformed("frame from node \(frame.from) for node \(frame.to) reached node \(nodeID)")
                     }
+                    if peer == nil {
+                        guard !dials(frame.from) else {
+                            throw FrameError.malformed("node \(frame.from) dialed node \(nodeID), which dials it")
+                        }
+                        peer = frame.from
+                        adopt(stream, as: frame.from)
+                    }
+                    let messages = frame.allMessages
+                    guard !messages.isEmpty else { continue }  // a hello
                     metrics.framesReceived.add(1, ordering: .relaxed)
-                    deliver(frame.allMessages)
+                    deliver(messages)
                 }
             } catch let error as FrameError {
                 metrics.refuse(error)
