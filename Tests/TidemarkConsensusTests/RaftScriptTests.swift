@@ -9,7 +9,8 @@ import TidemarkConsensus
 /// Commands: `nodes N` · `campaign ID` · `tick ID… COUNT` (`tick all COUNT`) · `run ID… COUNT`
 /// (ticks, delivering after each) · `stabilize` ·
 /// `propose ID TEXT` · `partition IDS | IDS` · `heal` · `transfer FROM TO` · `compact ID INDEX` ·
-/// `add-learner ID` · `promote ID` · `remove ID` (at the leader) · `restart ID` · `status`.
+/// `add-learner ID` · `promote ID` · `remove ID` (at the leader) · `restart ID` · `status` ·
+/// `nodes N quiesce` (idle groups sleep) · `peer-down ID PEER` · `read ID [lease]`.
 private final class ScriptCluster {
     struct Replica {
         var core: RaftCore
@@ -24,10 +25,14 @@ private final class ScriptCluster {
     var queue: [RaftMessage] = []
     var side: [UInt64: Int] = [:]
     var output: [String] = []
+    var quiesce = false
+    var nextReadID: UInt64 = 1
 
     func core(_ id: UInt64, bootstrap: RaftMembership, restarts: UInt64 = 0, from replica: Replica? = nil) -> RaftCore {
-        RaftCore(config: RaftConfig(id: id, seed: id &* 7919 &+ restarts), membership: bootstrap, hardState: replica?.hardState ?? HardState(),
-                 snapshot: replica?.snapshot, entries: replica?.entries ?? [])
+        var config = RaftConfig(id: id, seed: id &* 7919 &+ restarts)
+        config.quiesce = quiesce
+        return RaftCore(config: config, membership: bootstrap, hardState: replica?.hardState ?? HardState(),
+                        snapshot: replica?.snapshot, entries: replica?.entries ?? [])
     }
 
     var leader: UInt64? { replicas.keys.sorted().first { replicas[$0]!.core.role == .leader } }
@@ -50,6 +55,7 @@ private final class ScriptCluster {
                     replica.entries += ready.entries
                 }
                 queue += ready.messages
+                for state in ready.readStates { output.append("\(id): read \(state.requestID) at \(state.index)") }
                 replica.applied += ready.committed
                 replica.core.advance(ready)
                 replicas[id] = replica
@@ -80,6 +86,7 @@ private final class ScriptCluster {
             line += " voters \(core.membership.voters.sorted())"
             if !core.membership.learners.isEmpty { line += " learners \(core.membership.learners.sorted())" }
             if let snapshot = replicas[id]!.snapshot { line += " snapshot \(snapshot.index)" }
+            if core.isQuiesced { line += " asleep" }
             output.append(line)
         }
     }
@@ -90,6 +97,7 @@ private final class ScriptCluster {
         switch words[0] {
         case "nodes":
             let count = UInt64(words[1])!
+            quiesce = words.count > 2 && words[2] == "quiesce"
             let membership = RaftMembership(voters: Set(1...count))
             for node in 1...count {
                 replicas[node] = Replica(core: core(node, bootstrap: membership), bootstrap: membership)
@@ -146,13 +154,21 @@ private final class ScriptCluster {
             replica.applied = []
             replicas[id(1)] = replica
         case "status": status()
+        case "peer-down": replicas[id(1)]!.core.peerDown(id(2))
+        case "read":
+            do {
+                try replicas[id(1)]!.core.readIndex(requestID: nextReadID, lease: words.count > 2 && words[2] == "lease")
+                nextReadID += 1
+            } catch {
+                output.append("read \(words[1]): \(error)")
+            }
         default: throw CocoaError(.featureUnsupported, userInfo: [NSLocalizedDescriptionKey: "unknown command \(command)"])
         }
     }
 }
 
 @Suite struct RaftScriptTests {
-    static let scripts = ["campaign", "prevote", "partitioned_leader", "snapshot", "confchange"]
+    static let scripts = ["campaign", "prevote", "partitioned_leader", "snapshot", "confchange", "quiesce"]
 
     @Test(arguments: scripts)
     func script(_ name: String) throws {

@@ -84,11 +84,14 @@ final class RaftSimulation {
     private var appliedByIndex: [UInt64: RaftEntry] = [:]
     private var leaderOfTerm: [UInt64: UInt64] = [:]
     private var commitOnDisk: [UInt64: UInt64] = [:]
-    private(set) var stats = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, membershipChanges: 0)
+    private(set) var stats = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, membershipChanges: 0, quiescedRounds: 0)
+    /// Idle groups sleep (`RaftConfig.quiesce`); the hosts' failure detector wakes them.
+    let quiesce: Bool
 
     /// `count` voters, and `spares` replicas that may join later as learners and become voters.
-    init(seed: UInt64, replicas count: Int, spares: Int = 1) {
+    init(seed: UInt64, replicas count: Int, spares: Int = 1, quiesce: Bool = false) {
         self.seed = seed
+        self.quiesce = quiesce
         random = SimRandom(state: seed)
         ids = (1...UInt64(count + spares)).map { $0 }
         let initial = RaftMembership(voters: Set(1...UInt64(count)))
@@ -106,6 +109,7 @@ final class RaftSimulation {
         var config = RaftConfig(id: id, seed: seed &* 31 &+ id &* 1009 &+ replica.restarts)
         config.inflightMax = 8
         config.messageBytesMax = 256
+        config.quiesce = quiesce
         replica.joined = true
         replica.core = RaftCore(config: config, membership: replica.bootstrap, hardState: replica.disk.hardState,
                                 snapshot: replica.disk.snapshot, entries: replica.disk.entries)
@@ -121,23 +125,57 @@ final class RaftSimulation {
     func step(nemesis: Bool) throws {
         round += 1
         if nemesis { disturb() }
-        if clientsWrite && random.chance(30) { proposeSomewhere() }
-        if clientsWrite && random.chance(15) { readSomewhere() }
+        detectFailures()
+        // Quiet stretches (no client for a while) let idle groups go to sleep.
+        let busy = clientsWrite && (round / 40) % 3 != 2
+        if busy && random.chance(30) { proposeSomewhere() }
+        if busy && random.chance(15) { readSomewhere() }
         for id in ids where replicas[id]!.core != nil {
             replicas[id]!.core!.tick()
             try handleReady(id)
         }
         deliver()
         for id in ids where replicas[id]!.core != nil { try handleReady(id) }
+        if let leader = currentLeader(), replicas[leader]!.core!.isQuiesced { stats.quiescedRounds += 1 }
         try checkInvariants()
     }
 
+    /// Each host's failure detector: a peer that crashed or is cut off is reported down at
+    /// once (the real transport notices a lost or silent link within an election timeout).
+    private func detectFailures() {
+        for id in ids where replicas[id]!.core != nil {
+            for peer in ids where peer != id && (replicas[peer]!.core == nil || !network.connected(id, peer)) {
+                replicas[id]!.core!.peerDown(peer)
+            }
+        }
+    }
+
+    /// Every running member of the group asleep.
+    private func allQuiesced() -> Bool {
+        guard let leader = currentLeader(), let membership = replicas[leader]!.core?.membership else { return false }
+        return membership.voters.union(membership.learners).allSatisfy { replicas[$0]!.core?.isQuiesced == true }
+    }
+
     /// Faults heal; returns once every acknowledged write and a fresh write are applied
-    /// everywhere, or throws after `roundsMax`.
+    /// everywhere, or throws after `roundsMax`. With quiescence, the idle group must then
+    /// fall asleep, and when its sleeping leader dies for good the others must wake (their
+    /// failure detectors tell them) and make progress again.
     func heal(roundsMax: Int) throws {
         for id in ids where replicas[id]!.joined && replicas[id]!.core == nil { start(id) }
         network.calm()
         clientsWrite = false
+        try awaitProgress(roundsMax: roundsMax)
+        guard quiesce else { return }
+        try sleep(roundsMax: 100)
+        guard let leader = currentLeader(), replicas[leader]!.core!.membership.voters.count >= 3 else { return }
+        replicas[leader]!.core = nil
+        pendingReads = pendingReads.filter { $0.value.replica != leader }
+        try awaitProgress(roundsMax: roundsMax)
+    }
+
+    /// Steps until a fresh write is acknowledged and every live member applied every
+    /// acknowledged write.
+    private func awaitProgress(roundsMax: Int) throws {
         var probe: Int?
         for _ in 0..<roundsMax {
             try step(nemesis: false)
@@ -148,16 +186,29 @@ final class RaftSimulation {
             if let probe, writes[probe].acknowledged, converged() { return }
         }
         let states = ids.filter { replicas[$0]!.joined }.map { id in
-            let core = replicas[id]!.core!
+            guard let core = replicas[id]!.core else { return "\(id): down" }
             return "\(id): \(core.role) term \(core.term) applied \(replicas[id]!.appliedIndex) last \(replicas[id]!.disk.entries.last?.index ?? 0)"
         }
         throw SimulationFailure(seed: seed, round: round, what: "no progress within \(roundsMax) rounds after healing "
                                 + "(probe acknowledged: \(probe.map { writes[$0].acknowledged } ?? false); \(states.joined(separator: "; ")))")
     }
 
+    /// With quiescence on, the idle group must fall asleep within `roundsMax` rounds.
+    private func sleep(roundsMax: Int) throws {
+        guard quiesce else { return }
+        for _ in 0..<roundsMax {
+            if allQuiesced() { return }
+            try step(nemesis: false)
+        }
+        let states = ids.compactMap { id in
+            replicas[id]!.core.map { "\(id): \($0.role) term \($0.term) leader \($0.leader) last \($0.lastIndex) commit \($0.commitIndex) asleep \($0.isQuiesced)" }
+        }
+        throw SimulationFailure(seed: seed, round: round, what: "the idle group did not quiesce within \(roundsMax) rounds (\(states.joined(separator: "; ")))")
+    }
+
     private func converged() -> Bool {
         guard let leader = currentLeader(), let membership = replicas[leader]!.core?.membership else { return false }
-        let applied = membership.voters.union(membership.learners).map { replicas[$0]!.appliedIndex }
+        let applied = membership.voters.union(membership.learners).filter { replicas[$0]!.core != nil }.map { replicas[$0]!.appliedIndex }
         guard let first = applied.first, applied.allSatisfy({ $0 == first }) else { return false }
         return writes.filter(\.acknowledged).allSatisfy { $0.index <= first }
     }
@@ -256,12 +307,18 @@ final class RaftSimulation {
         return writes.count - 1
     }
 
+    /// Any replica that thinks it leads (an old leader cut off may not know it was replaced).
+    private func someLeader() -> UInt64? {
+        let leaders = ids.filter { replicas[$0]!.core?.role == .leader }
+        return leaders.isEmpty ? nil : leaders[random.below(leaders.count)]
+    }
+
     private func proposeSomewhere() {
-        if let leader = currentLeader() { propose(at: leader) }
+        if let leader = someLeader() { propose(at: leader) }
     }
 
     private func readSomewhere() {
-        guard let leader = currentLeader() else { return }
+        guard let leader = someLeader() else { return }
         clock += 1
         let read = Read(key: "k\(random.below(5))", replica: leader, call: clock)
         // Some reads use the leader's lease (CheckQuorum is on; the simulated clocks do not drift).
@@ -324,6 +381,9 @@ final class RaftSimulation {
             compact(id)
         case 64..<74:  // membership: a spare joins as a learner, a learner becomes a voter, a member leaves
             changeMembership()
+        case 74..<80:  // a failure detector's false alarm: a live peer reported down
+            let id = ids[random.below(ids.count)]
+            replicas[id]!.core?.peerDown(ids[random.below(ids.count)])
         default:
             break
         }

@@ -12,7 +12,8 @@ private func seedRange() -> ClosedRange<UInt64> {
 
 /// Runs one seed: a chaos phase under the nemesis, then a healed phase that must make progress.
 func runSimulation(seed: UInt64) throws -> RaftSimulation {
-    let simulation = RaftSimulation(seed: seed, replicas: seed % 2 == 0 ? 5 : 3)
+    // 3 and 5 replicas, each with and without quiescence.
+    let simulation = RaftSimulation(seed: seed, replicas: seed % 2 == 0 ? 5 : 3, quiesce: (seed / 2) % 2 == 0)
     for _ in 0..<300 { try simulation.step(nemesis: true) }
     try simulation.heal(roundsMax: 400)
     if let key = Linearizability.violation(in: simulation.history) {
@@ -24,7 +25,7 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
 @Suite struct RaftSimulationTests {
     @Test func raftStaysSafeAndLiveUnderFaults() throws {
         var failures: [String] = []
-        var totals = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, acknowledged: 0, reads: 0, membership: 0)
+        var totals = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, acknowledged: 0, reads: 0, membership: 0, quiesced: 0)
         let seeds = seedRange()
         for seed in seeds {
             do {
@@ -37,16 +38,18 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
                 totals.acknowledged += simulation.writes.filter(\.acknowledged).count
                 totals.reads += simulation.completedReads.count
                 totals.membership += simulation.stats.membershipChanges
+                totals.quiesced += simulation.stats.quiescedRounds
             } catch {
                 failures.append("\(error)")
             }
         }
         print("raft simulation: seeds \(seeds.lowerBound)…\(seeds.upperBound): \(seeds.count - failures.count) passed, \(failures.count) failed; "
               + "\(totals.elections) elections, \(totals.crashes) crashes, \(totals.partitions) partitions, \(totals.transfers) transfers, "
-              + "\(totals.snapshots) snapshots, \(totals.membership) membership changes, \(totals.acknowledged) acknowledged writes, \(totals.reads) linearizable reads checked")
+              + "\(totals.snapshots) snapshots, \(totals.membership) membership changes, \(totals.quiesced) rounds quiesced, "
+              + "\(totals.acknowledged) acknowledged writes, \(totals.reads) linearizable reads checked")
         for failure in failures.prefix(10) { Issue.record("\(failure)") }
         // The nemesis must really have exercised the faults.
-        #expect(totals.crashes > 0 && totals.partitions > 0 && totals.snapshots > 0 && totals.acknowledged > 0 && totals.reads > 0 && totals.membership > 0)
+        #expect(totals.crashes > 0 && totals.partitions > 0 && totals.snapshots > 0 && totals.acknowledged > 0 && totals.reads > 0 && totals.membership > 0 && totals.quiesced > 0)
     }
 
     @Test func aSeedReplaysExactly() throws {

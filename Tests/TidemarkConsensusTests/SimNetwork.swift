@@ -45,6 +45,9 @@ struct SimNetwork<Message> {
 
     mutating func heal() { side = [:] }
 
+    /// Whether `a` and `b` are on one side of the partition.
+    func connected(_ a: UInt64, _ b: UInt64) -> Bool { side[a, default: 0] == side[b, default: 0] }
+
     /// Faults stop: nothing is dropped or duplicated any more, partitions heal.
     mutating func calm() {
         heal()

@@ -49,6 +49,12 @@ public struct RaftCore: Sendable {
     private var lastHardState: HardState
     /// The newest snapshot the host made, sent to followers whose entries were compacted.
     var latestSnapshot: RaftSnapshot?
+    /// An idle group asleep: no ticks count, no heartbeats go. Anything that happens (a
+    /// proposal, a read, a message, the host's `peerDown` for the leader) wakes it.
+    public private(set) var isQuiesced = false
+    /// Whether lease reads may be answered at once: not after a wake until a CheckQuorum
+    /// round has confirmed a quorum again (a quiesced leader did not check).
+    private var leaseConfirmed = false
 
     /// A read waiting for a heartbeat round to confirm the leader still leads.
     struct PendingRead: Sendable {
@@ -76,6 +82,7 @@ public struct RaftCore: Sendable {
 
     /// One unit of time.
     public mutating func tick() {
+        if isQuiesced { return }
         if role == .leader {
             heartbeatElapsed += 1
             electionElapsed += 1
@@ -89,12 +96,20 @@ public struct RaftCore: Sendable {
                     }
                     // Each check looks at the answers of one timeout.
                     for peer in progress.keys { progress[peer]!.recentActive = false }
+                    leaseConfirmed = true
                 }
                 leadTransferee = 0  // a transfer that did not finish within a timeout is abandoned
             }
             if heartbeatElapsed >= config.heartbeatTicks {
                 heartbeatElapsed = 0
-                broadcastHeartbeat(context: 0)
+                if canQuiesce {
+                    broadcastHeartbeat(context: 0, kind: .quiesce)
+                    isQuiesced = true
+                } else {
+                    // Reads still waiting (their confirmations lost) ride on this heartbeat:
+                    // a quorum confirming the newest confirms all.
+                    broadcastHeartbeat(context: pendingReads.last?.requestID ?? 0)
+                }
             }
         } else {
             electionElapsed += 1
@@ -105,6 +120,32 @@ public struct RaftCore: Sendable {
         }
     }
 
+    /// The host lost its link to `peer` (or has not heard from it for a while): a replica
+    /// asleep under that leader wakes, so it elects another if the leader is gone.
+    public mutating func peerDown(_ peer: UInt64) {
+        if isQuiesced && role != .leader && leader == peer { wake() }
+    }
+
+    /// Every replica has every entry and nothing waits: the leader may put the group to sleep.
+    private var canQuiesce: Bool {
+        config.quiesce && role == .leader && leadTransferee == 0 && pendingReads.isEmpty && readStates.isEmpty
+            && log.committed == log.lastIndex && log.stable == log.lastIndex && log.applied == log.committed
+            && log.term(at: log.committed) == term
+            && progress.values.allSatisfy { $0.match == log.lastIndex && $0.recentActive }
+    }
+
+    private mutating func wake() {
+        guard isQuiesced else { return }
+        isQuiesced = false
+        electionElapsed = 0
+        heartbeatElapsed = 0
+        if role == .leader {
+            // CheckQuorum starts afresh; until it passes, no lease reads.
+            for peer in progress.keys { progress[peer]!.recentActive = false }
+            leaseConfirmed = false
+        }
+    }
+
     /// Starts an election now (tests and tools).
     public mutating func campaign() {
         if isPromotable { startElection(transfer: false) }
@@ -112,6 +153,7 @@ public struct RaftCore: Sendable {
 
     /// Appends a client command; returns its index. Only the leader accepts proposals.
     public mutating func propose(_ data: [UInt8]) throws(RaftError) -> UInt64 {
+        wake()
         guard role == .leader else { throw .notLeader(leaderHint: leader == 0 ? nil : leader) }
         guard leadTransferee == 0 else { throw .transferring }
         let entry = RaftEntry(index: log.lastIndex + 1, term: term, data: data)
@@ -126,6 +168,7 @@ public struct RaftCore: Sendable {
 
     /// Proposes a membership change; it takes effect on each replica when applied.
     public mutating func proposeConfChange(_ change: RaftConfChange) throws(RaftError) -> UInt64 {
+        wake()
         guard role == .leader else { throw .notLeader(leaderHint: leader == 0 ? nil : leader) }
         guard leadTransferee == 0 else { throw .transferring }
         // One change at a time, and (Ongaro's fix for single-server changes) only once this
@@ -162,10 +205,11 @@ public struct RaftCore: Sendable {
     /// this leader steps down when it has not heard from a quorum for as long, so within a
     /// bounded clock drift no other leader can have committed anything newer.
     public mutating func readIndex(requestID: UInt64, lease: Bool = false) throws(RaftError) {
+        wake()
         guard role == .leader else { throw .notLeader(leaderHint: leader == 0 ? nil : leader) }
         // A new leader knows the commit index only once an entry of its own term is committed.
         guard log.term(at: log.committed) == term else { throw .notLeader(leaderHint: nil) }
-        if membership.voters == [id] || (lease && config.checkQuorum) {
+        if membership.voters == [id] || (lease && config.checkQuorum && leaseConfirmed) {
             readStates.append(ReadState(requestID: requestID, index: log.committed))
             return
         }
@@ -175,6 +219,7 @@ public struct RaftCore: Sendable {
 
     /// Hands leadership to `target` once its log is up to date (it then campaigns at once).
     public mutating func transferLeadership(to target: UInt64) throws(RaftError) {
+        wake()
         guard role == .leader else { throw .notLeader(leaderHint: leader == 0 ? nil : leader) }
         guard target != id, membership.voters.contains(target) else { return }
         leadTransferee = target
@@ -198,6 +243,13 @@ public struct RaftCore: Sendable {
 
     public mutating func step(_ message: RaftMessage) {
         guard message.to == id, message.from != id else { return }
+        // Heartbeats of this term and their answers change nothing for a sleeping replica (a
+        // leader awake for a read, or a heartbeat delayed past the quiesce); a node no longer
+        // in the group may campaign forever. Anything else wakes.
+        let fromMember = membership.voters.contains(message.from) || membership.learners.contains(message.from)
+        let heartbeat = message.term == term
+            && (message.kind == .heartbeat || message.kind == .heartbeatResponse || message.kind == .quiesce)
+        if fromMember && !heartbeat { wake() }
         if message.term > term {
             if message.kind == .vote || message.kind == .preVote {
                 // With CheckQuorum a replica that heard from a live leader within a timeout ignores
@@ -210,13 +262,13 @@ public struct RaftCore: Sendable {
                 break  // a pre-vote never changes the term
             case .preVoteResponse where !message.reject:
                 break  // granted for the term we would campaign in
-            case .append, .heartbeat, .snapshot:
+            case .append, .heartbeat, .quiesce, .snapshot:
                 becomeFollower(term: message.term, leader: message.from)
             default:
                 becomeFollower(term: message.term, leader: 0)
             }
         } else if message.term < term {
-            if (config.checkQuorum || config.preVote) && (message.kind == .append || message.kind == .heartbeat) {
+            if (config.checkQuorum || config.preVote) && (message.kind == .append || message.kind == .heartbeat || message.kind == .quiesce) {
                 // A stale leader learns of the newer term and steps down.
                 send(RaftMessage(kind: .appendResponse, from: id, to: message.from, term: term))
             } else if message.kind == .preVote {
@@ -335,6 +387,7 @@ public struct RaftCore: Sendable {
         }
         role = .follower
         leader = newLeader
+        isQuiesced = false
         resetTimers()
         resetLeaderState()
     }
@@ -405,6 +458,7 @@ public struct RaftCore: Sendable {
         precondition(role == .candidate, "only a candidate becomes leader")
         role = .leader
         leader = id
+        leaseConfirmed = true
         resetTimers()
         resetLeaderState()
         for peer in membership.voters.union(membership.learners) where peer != id {
@@ -443,7 +497,7 @@ public struct RaftCore: Sendable {
         case .append:
             becomeFollower(term: message.term, leader: message.from)
             handleAppend(message)
-        case .heartbeat:
+        case .heartbeat, .quiesce:
             becomeFollower(term: message.term, leader: message.from)
             handleHeartbeat(message)
         case .snapshot:
@@ -470,6 +524,12 @@ public struct RaftCore: Sendable {
             electionElapsed = 0
             leader = message.from
             handleHeartbeat(message)
+        case .quiesce:
+            electionElapsed = 0
+            leader = message.from
+            handleHeartbeat(message)
+            // Sleep only with exactly the leader's log, all of it committed.
+            if log.lastIndex == message.commit && log.committed == message.commit { isQuiesced = true }
         case .snapshot:
             electionElapsed = 0
             leader = message.from

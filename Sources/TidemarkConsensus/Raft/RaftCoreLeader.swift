@@ -72,9 +72,9 @@ extension RaftCore {
         for peer in progress.keys.sorted() { sendAppend(to: peer) }
     }
 
-    mutating func broadcastHeartbeat(context: UInt64) {
+    mutating func broadcastHeartbeat(context: UInt64, kind: RaftMessage.Kind = .heartbeat) {
         for peer in progress.keys.sorted() {
-            var heartbeat = RaftMessage(kind: .heartbeat, from: id, to: peer, term: term)
+            var heartbeat = RaftMessage(kind: kind, from: id, to: peer, term: term)
             heartbeat.commit = min(progress[peer]!.match, log.committed)
             heartbeat.context = context
             send(heartbeat)

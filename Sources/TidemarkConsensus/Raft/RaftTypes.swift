@@ -116,6 +116,9 @@ public struct RaftMessage: Sendable, Equatable {
         case preVote, preVoteResponse, vote, voteResponse
         case append, appendResponse, heartbeat, heartbeatResponse
         case snapshot, timeoutNow
+        /// A heartbeat after which the follower stops its clock: the group is idle and every
+        /// replica has every entry (see `RaftCore.isQuiesced`).
+        case quiesce
     }
 
     public var kind: Kind
@@ -182,6 +185,9 @@ public struct RaftConfig: Sendable {
     public var uncommittedBytesMax = 64 << 20
     public var preVote = true
     public var checkQuorum = true
+    /// Idle groups stop ticking and heartbeating until something happens (CockroachDB's
+    /// quiescence); the host then must call `peerDown` when it loses a peer.
+    public var quiesce = false
     /// Seed of the election-timeout jitter (inject per replica; the simulator controls it).
     public var seed: UInt64
 
