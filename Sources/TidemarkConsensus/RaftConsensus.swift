@@ -28,6 +28,9 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         /// Snapshots travel in pieces of at most this many bytes of state-machine image.
         public var snapshotChunkBytes = 1 << 20
         public var seed: UInt64 = 1
+        /// Idle groups stop heartbeating (`RaftConfig.quiesce`); the host must then report
+        /// lost peers through `peerDown`.
+        public var quiesce = false
 
         public init() {}
     }
@@ -121,6 +124,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             config.heartbeatTicks = settings.heartbeatTicks
             config.inflightMax = settings.inflightMax
             config.uncommittedBytesMax = settings.uncommittedBytesMax
+            config.quiesce = settings.quiesce
             let voters = Set(peers.map(\.id)).union([nodeID])
             let core = RaftCore(config: config, membership: RaftMembership(voters: voters), hardState: state.hardState,
                                 snapshot: state.snapshot, entries: state.entries)
@@ -243,6 +247,13 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         }
     }
 
+    /// The transport lost (or stopped hearing) `node`: groups asleep under it wake up.
+    public func peerDown(_ node: UInt64) {
+        try? run { () throws(ConsensusError) in
+            for group in groups.keys { groups[group]!.core.peerDown(node) }
+        }
+    }
+
     /// Messages from another node.
     public func receive(_ messages: [GroupMessage]) {
         try? run { () throws(ConsensusError) in
@@ -259,12 +270,24 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     }
 
     /// Every group of this node with its role, term, leader and applied index (`/cluster`).
-    public func groupStatuses() -> [(group: GroupID, role: RaftCore.Role, term: UInt64, leader: UInt64, applied: UInt64)] {
+    /// One group's replica on this node, for `/cluster` and `/metrics`.
+    public struct GroupStatus: Sendable {
+        public var group: GroupID
+        public var role: RaftCore.Role
+        public var term: UInt64
+        public var leader: UInt64
+        public var applied: UInt64
+        /// Asleep: idle, not ticking nor heartbeating.
+        public var quiesced: Bool
+    }
+
+    public func groupStatuses() -> [GroupStatus] {
         let applied = applySide.withLock { $0.applied }
         return lock.withLock {
             groups.keys.sorted { $0.description < $1.description }.map { id in
                 let core = groups[id]!.core
-                return (id, core.role, core.term, core.leader, applied[id] ?? 0)
+                return GroupStatus(group: id, role: core.role, term: core.term, leader: core.leader, applied: applied[id] ?? 0,
+                                   quiesced: core.isQuiesced)
             }
         }
     }

@@ -119,6 +119,30 @@ private final class ThreeNodes {
             if let stored = cluster.stored(at: first), acknowledged.isSubset(of: stored) { caughtUp = true } else { usleep(50_000) }
         }
         #expect(caughtUp, "the restarted node did not catch up")
+
+        // Idle now, the group falls asleep on every node: no ticks, no heartbeats...
+        func asleepEverywhere() -> Bool {
+            cluster.nodes.allSatisfy { node in
+                guard let node, let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
+                      let status = try? client.request("GET", "/cluster").text else { return false }
+                return status.contains(#""quiesced":true"#)
+            }
+        }
+        var asleep = false
+        for _ in 0..<200 where !asleep {
+            if asleepEverywhere() { asleep = true } else { usleep(50_000) }
+        }
+        #expect(asleep, "the idle group did not quiesce on every node")
+
+        // ...and when its sleeping leader dies, the others notice the lost link, wake up and
+        // elect another, which takes writes.
+        #expect(try cluster.nodes[second]!.stop(signal: SIGKILL) == SIGKILL)
+        cluster.nodes[second] = nil
+        leader = nil
+        for _ in 0..<1 where !writeNext(seconds: 20) {
+            Issue.record("no leader took over from the sleeping one; stderr: \(cluster.nodes.compactMap { $0?.stderr.suffix(2000) })")
+        }
+        #expect(leader != nil && leader != second)
         for node in cluster.nodes.compactMap({ $0 }) { _ = try? node.stop() }
     }
 }

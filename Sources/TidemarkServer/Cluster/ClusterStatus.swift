@@ -10,6 +10,7 @@ struct ClusterStatus: Sendable {
         var term: UInt64
         var leader: UInt64
         var applied: UInt64
+        var quiesced: Bool
     }
 
     var nodeID: UInt64
@@ -31,7 +32,8 @@ struct ClusterStatus: Sendable {
         return ClusterStatus(
             nodeID: nodeID, peers: wiring.peers,
             groups: wiring.consensus.groupStatuses().map { status in
-                Group(name: "\(status.group)", role: "\(status.role)", term: status.term, leader: status.leader, applied: status.applied)
+                Group(name: "\(status.group)", role: "\(status.role)", term: status.term, leader: status.leader, applied: status.applied,
+                      quiesced: status.quiesced)
             },
             fsyncs: counters.fsyncs, rounds: counters.rounds, appliedEntries: counters.appliedEntries,
             framesSent: metrics.framesSent.load(ordering: .relaxed), framesReceived: metrics.framesReceived.load(ordering: .relaxed),
@@ -46,7 +48,7 @@ struct ClusterStatus: Sendable {
     var json: String {
         let peerList = peers.map { "{\"id\":\($0.id),\"internal\":\(jsonQuoted($0.address))}" }.joined(separator: ",")
         let groupList = groups.map {
-            "{\"group\":\(jsonQuoted($0.name)),\"role\":\(jsonQuoted($0.role)),\"term\":\($0.term),\"leader\":\($0.leader),\"applied\":\($0.applied)}"
+            "{\"group\":\(jsonQuoted($0.name)),\"role\":\(jsonQuoted($0.role)),\"term\":\($0.term),\"leader\":\($0.leader),\"applied\":\($0.applied),\"quiesced\":\($0.quiesced)}"
         }.joined(separator: ",")
         return "{\"node_id\":\(nodeID),\"nodes\":[\(peerList)],\"groups\":[\(groupList)],\"partition_table_version\":0}"
     }

@@ -27,7 +27,10 @@ public final class PeerMetrics: Sendable {
 /// per pair of nodes, carrying frames both ways (every group's messages of a round in one
 /// frame, heartbeats coalesced), versioned, checksummed and signed with the cluster secret.
 /// The node with the smaller ID dials (and redials every `redialMs` while the link is down);
-/// its first frame, a signed hello, tells the other side whose connection it is. Incoming
+/// its first frame, a signed hello, tells the other side whose connection it is. A link
+/// that carried nothing for `pingMs` carries a hello again (the pair's one heartbeat, however
+/// many groups sleep); a link silent for `silenceMs` is cut and its peer reported down, so
+/// groups asleep under a leader that vanished wake up and elect another. Incoming
 /// bytes that do not decode or authenticate close their connection and are counted; they
 /// never reach Raft. Sends are best effort: Raft retries what is lost.
 ///
@@ -48,6 +51,8 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     /// `incomingMax × frameBytesMax`.
     private let incomingBufferedBytesMax: Int
     private let redialMs: UInt64
+    private let pingMs: UInt64
+    private let silenceMs: UInt64
     private let deliver: @Sendable ([GroupMessage]) -> Void
     /// Told (on the loop) when the link to a peer goes down.
     private let peerDown: @Sendable (UInt64) -> Void
@@ -57,6 +62,10 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     /// The one connection to each peer, once up (and, when accepted, identified by its hello).
     private var links: [UInt64: TCPStream] = [:]
     private var dialing: Set<UInt64> = []
+    private var lastDialNs: [UInt64: UInt64] = [:]
+    /// When each link last carried a frame out, and one in.
+    private var lastSentNs: [UInt64: UInt64] = [:]
+    private var lastHeardNs: [UInt64: UInt64] = [:]
     /// Frames waiting for the link to a peer, by peer (bounded by `backlogBytesMax`).
     private var waiting: [UInt64: [[UInt8]]] = [:]
     /// Accepted connections, identified or not.
@@ -65,10 +74,10 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
 
     public init(loop: EventLoop, nodeID: UInt64, peers: [UInt64: ListenAddress], clusterSecret: String,
                 frameBytesMax: Int = 64 << 20, backlogBytesMax: Int = 64 << 20, incomingMax: Int = 64, incomingBufferedBytesMax: Int = 256 << 20,
-                redialMs: UInt64 = 200, metrics: PeerMetrics = PeerMetrics(),
+                redialMs: UInt64 = 200, pingMs: UInt64 = 100, silenceMs: UInt64 = 1000, metrics: PeerMetrics = PeerMetrics(),
                 peerDown: @escaping @Sendable (UInt64) -> Void = { _ in },
                 deliver: @escaping @Sendable ([GroupMessage]) -> Void) {
-        precondition(redialMs > 0, "a redial period")
+        precondition(redialMs > 0 && pingMs > 0 && silenceMs > pingMs, "periods: a silence spans several pings")
         self.loop = loop
         self.nodeID = nodeID
         self.peers = peers
@@ -78,6 +87,8 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
         self.incomingMax = incomingMax
         self.incomingBufferedBytesMax = incomingBufferedBytesMax
         self.redialMs = redialMs
+        self.pingMs = pingMs
+        self.silenceMs = silenceMs
         self.metrics = metrics
         self.peerDown = peerDown
         self.deliver = deliver
@@ -88,9 +99,7 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     public func start(listen address: ListenAddress) throws -> ListenAddress {
         let listener = try TCPListener(loop: loop, address: address) { [unowned self] stream in accept(stream) }
         self.listener = listener
-        redialTimer = LoopTimer(loop: loop, delayMs: 0, repeatMs: redialMs) { [unowned self] in
-            for peer in peers.keys where dials(peer) { dial(peer) }
-        }
+        redialTimer = LoopTimer(loop: loop, delayMs: 0, repeatMs: min(pingMs, redialMs)) { [unowned self] in housekeeping() }
         return listener.address
     }
 
@@ -123,6 +132,25 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     /// The smaller ID dials, so a pair never makes two connections.
     private func dials(_ peer: UInt64) -> Bool { nodeID < peer }
 
+    /// Every `pingMs`: pings idle links, cuts silent ones, redials lost ones.
+    private func housekeeping() {
+        let now = monotonicNowNs()
+        for (peer, link) in links {
+            if now - (lastHeardNs[peer] ?? now) >= silenceMs * 1_000_000 {
+                link.close()  // reports the peer down
+            } else if now - (lastSentNs[peer] ?? 0) >= pingMs * 1_000_000 {
+                link.write(hello(to: peer))
+                lastSentNs[peer] = now
+            }
+        }
+        for peer in peers.keys where dials(peer) && now - (lastDialNs[peer] ?? 0) >= redialMs * 1_000_000 { dial(peer) }
+    }
+
+    /// An empty signed frame: names this node on a new link, and keeps an idle one alive.
+    private func hello(to peer: UInt64) -> [UInt8] {
+        FrameCodec.encode(RaftFrame(from: nodeID, to: peer, messages: []), sign: authenticator.sign)
+    }
+
     private func write(_ frame: [UInt8], to node: UInt64) {
         if let link = links[node], link.isOpen {
             guard link.pendingWriteBytes < backlogBytesMax else {
@@ -130,6 +158,7 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
                 return
             }
             link.write(frame)
+            lastSentNs[node] = monotonicNowNs()
             metrics.framesSent.add(1, ordering: .relaxed)
             return
         }
@@ -151,11 +180,11 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     private func dial(_ node: UInt64) {
         guard links[node] == nil, !dialing.contains(node), let address = peers[node] else { return }
         dialing.insert(node)
+        lastDialNs[node] = monotonicNowNs()
         TCPStream.connect(loop: loop, to: address) { [self] stream, _ in
             dialing.remove(node)
             guard let stream else { return }  // the redial timer tries again; queued frames wait
-            // The hello: an empty signed frame that names this node to the peer.
-            stream.write(FrameCodec.encode(RaftFrame(from: nodeID, to: node, messages: []), sign: authenticator.sign))
+            stream.write(hello(to: node))
             metrics.connectionsDialed.add(1, ordering: .relaxed)
             read(stream, peer: node)
             adopt(stream, as: node)
@@ -167,6 +196,9 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     private func adopt(_ stream: TCPStream, as peer: UInt64) {
         if let old = links[peer], old !== stream { old.close() }
         links[peer] = stream
+        let now = monotonicNowNs()
+        lastHeardNs[peer] = now
+        lastSentNs[peer] = now
         let queued = waiting.removeValue(forKey: peer) ?? []
         for frame in queued { stream.write(frame) }
         metrics.framesSent.add(queued.count, ordering: .relaxed)
@@ -224,6 +256,7 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
                         peer = frame.from
                         adopt(stream, as: frame.from)
                     }
+                    lastHeardNs[frame.from] = monotonicNowNs()
                     let messages = frame.allMessages
                     guard !messages.isEmpty else { continue }  // a hello
                     metrics.framesReceived.add(1, ordering: .relaxed)

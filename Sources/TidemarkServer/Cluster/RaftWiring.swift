@@ -31,10 +31,15 @@ final class RaftWiring: Sendable {
         let addresses = Dictionary(uniqueKeysWithValues: config.metaPeers.enumerated().map { (UInt64($0.offset + 1), $0.element) })
             .filter { $0.key != nodeID }
         let consensusBox = ConsensusBox()
-        transport = PeerTransport(loop: loop, nodeID: nodeID, peers: addresses, clusterSecret: secret) { messages in
+        // The pair's heartbeat every tick; silence for an election timeout means the peer is gone.
+        let tickMs = UInt64(config.raftTickMs)
+        transport = PeerTransport(loop: loop, nodeID: nodeID, peers: addresses, clusterSecret: secret,
+                                  pingMs: tickMs, silenceMs: tickMs * UInt64(config.raftElectionTicks),
+                                  peerDown: { node in submitRound(StageTask { consensusBox.value?.peerDown(node) }) }) { messages in
             submitRound(StageTask { consensusBox.value?.receive(messages) })
         }
         var settings = RaftConsensus.Settings()
+        settings.quiesce = true
         settings.electionTicks = config.raftElectionTicks
         settings.seed = nodeID &* 0x9E37_79B9
         consensus = try RaftConsensus(nodeID: nodeID, disk: try RaftDisk(directory: config.dataDir + "/raft"), transport: transport,
