@@ -96,6 +96,9 @@ public struct MultiLeaderCore: Sendable {
     /// Entries kept because some peer lacks them.
     public var retainedEntries: Int { state.entries.count }
 
+    /// What the replica would persist now (the host logs its progress from it).
+    public var diskState: MultiLeaderDiskState { state }
+
     /// A local write: applied here (through `ready`) and shipped to every peer.
     public mutating func propose(_ data: [UInt8]) throws(MultiLeaderError) -> UInt64 {
         for peer in peers {

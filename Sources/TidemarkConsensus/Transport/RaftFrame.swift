@@ -11,8 +11,20 @@ public struct GroupMessage: Sendable, Equatable {
     }
 }
 
+/// A multi-leader message of one group, as the transport carries it between two nodes.
+public struct ReplicationMessage: Sendable, Equatable {
+    public var group: GroupID
+    public var message: MultiLeaderMessage
+
+    public init(group: GroupID, message: MultiLeaderMessage) {
+        self.group = group
+        self.message = message
+    }
+}
+
 /// Everything one node sends another at once: the messages of all their shared groups in
-/// one frame, heartbeats (and their answers) of many groups coalesced into a few bytes each.
+/// one frame, heartbeats (and their answers) of many groups coalesced into a few bytes each,
+/// and the multi-leader groups' batches and acknowledgements.
 public struct RaftFrame: Sendable, Equatable {
     /// A heartbeat or its answer, without what the frame already says (sender, receiver).
     struct Heartbeat: Sendable, Equatable {
@@ -27,11 +39,14 @@ public struct RaftFrame: Sendable, Equatable {
     public var to: UInt64
     private(set) var messages: [GroupMessage] = []
     private(set) var heartbeats: [Heartbeat] = []
+    public private(set) var replication: [ReplicationMessage] = []
 
-    /// Packs `messages` (all from `from` to `to`), coalescing heartbeats.
-    public init(from: UInt64, to: UInt64, messages all: [GroupMessage]) {
+    /// Packs `messages` and `replication` (all from `from` to `to`), coalescing heartbeats.
+    public init(from: UInt64, to: UInt64, messages all: [GroupMessage], replication: [ReplicationMessage] = []) {
         self.from = from
         self.to = to
+        for item in replication { precondition(item.message.from == from && item.message.to == to, "one frame, one pair of nodes") }
+        self.replication = replication
         for item in all {
             precondition(item.message.from == from && item.message.to == to, "one frame, one pair of nodes")
             let message = item.message
@@ -46,12 +61,16 @@ public struct RaftFrame: Sendable, Equatable {
         }
     }
 
-    init(from: UInt64, to: UInt64, messages: [GroupMessage], heartbeats: [Heartbeat]) {
+    init(from: UInt64, to: UInt64, messages: [GroupMessage], heartbeats: [Heartbeat], replication: [ReplicationMessage]) {
         self.from = from
         self.to = to
         self.messages = messages
         self.heartbeats = heartbeats
+        self.replication = replication
     }
+
+    /// Nothing in it: a hello or a ping.
+    public var isEmpty: Bool { messages.isEmpty && heartbeats.isEmpty && replication.isEmpty }
 
     /// The frame's messages, heartbeats expanded again.
     public var allMessages: [GroupMessage] {
@@ -90,7 +109,9 @@ public enum FrameError: Error, Sendable, Equatable {
 /// The wire format of internal RPC frames:
 /// `"TMRF" | u8 version | u8 flags | u64 from | u64 to | u32 payload length | payload |
 /// u32 CRC32C(all before) | 32-byte tag` where the tag authenticates all before it with the
-/// cluster secret (see `FrameAuthenticator`). Integers are little-endian.
+/// cluster secret (see `FrameAuthenticator`). Integers are little-endian. The payload lists
+/// Raft messages, then coalesced heartbeats, then (only when there are any) multi-leader
+/// messages.
 public enum FrameCodec {
     public static let version: UInt8 = 1
     static let magic: [UInt8] = Array("TMRF".utf8)
@@ -113,6 +134,17 @@ public enum FrameCodec {
             payload.write(varint: beat.term)
             payload.write(varint: beat.commit)
             payload.write(varint: beat.context)
+        }
+        if !frame.replication.isEmpty {
+            payload.write(varint: UInt64(frame.replication.count))
+            for item in frame.replication {
+                writeGroup(item.group, into: &payload)
+                payload.write(item.message.kind.rawValue)
+                payload.write(varint: item.message.source)
+                payload.write(varint: item.message.sequence)
+                payload.write(varint: UInt64(item.message.entries.count))
+                for entry in item.message.entries { payload.write(lengthPrefixed: entry) }
+            }
         }
         var writer = ByteWriter(capacity: headerBytes + payload.count + trailerBytes)
         writer.write(bytes: magic)
@@ -169,8 +201,22 @@ public enum FrameCodec {
                 heartbeats.append(RaftFrame.Heartbeat(group: group, isResponse: isResponse, term: try reader.readVarint(),
                                                       commit: try reader.readVarint(), context: try reader.readVarint()))
             }
-            guard reader.isAtEnd else { throw CorruptDataError("bytes after the heartbeats") }
-            return (RaftFrame(from: from, to: to, messages: messages, heartbeats: heartbeats), total)
+            var replication: [ReplicationMessage] = []
+            if !reader.isAtEnd {
+                for _ in 0..<(try reader.readCount(max: reader.remaining, what: "replication messages")) {
+                    let group = try readGroup(&reader)
+                    guard let kind = MultiLeaderMessage.Kind(rawValue: try reader.readByte()) else {
+                        throw FrameError.malformed("unknown multi-leader message kind")
+                    }
+                    var message = MultiLeaderMessage(kind: kind, from: from, to: to, source: try reader.readVarint(), sequence: try reader.readVarint())
+                    for _ in 0..<(try reader.readCount(max: reader.remaining, what: "multi-leader entries")) {
+                        message.entries.append(Array(try reader.readLengthPrefixed(max: RaftCodec.dataBytesMax)))
+                    }
+                    replication.append(ReplicationMessage(group: group, message: message))
+                }
+                guard reader.isAtEnd else { throw CorruptDataError("bytes after the multi-leader messages") }
+            }
+            return (RaftFrame(from: from, to: to, messages: messages, heartbeats: heartbeats, replication: replication), total)
         } catch let error as FrameError {
             throw error
         } catch {

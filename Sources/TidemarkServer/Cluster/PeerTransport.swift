@@ -35,7 +35,7 @@ public final class PeerMetrics: Sendable {
 /// never reach Raft. Sends are best effort: Raft retries what is lost.
 ///
 /// Runs on the event loop; `send` may be called from any thread.
-public final class PeerTransport: RaftTransport, @unchecked Sendable {
+public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecked Sendable {
     public let nodeID: UInt64
     public let metrics: PeerMetrics
     private let loop: EventLoop
@@ -54,6 +54,7 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     private let pingMs: UInt64
     private let silenceMs: UInt64
     private let deliver: @Sendable ([GroupMessage]) -> Void
+    private let deliverReplication: @Sendable ([ReplicationMessage]) -> Void
     /// Told (on the loop) when the link to a peer goes down.
     private let peerDown: @Sendable (UInt64) -> Void
     // Loop thread only:
@@ -76,6 +77,7 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
                 frameBytesMax: Int = 64 << 20, backlogBytesMax: Int = 64 << 20, incomingMax: Int = 64, incomingBufferedBytesMax: Int = 256 << 20,
                 redialMs: UInt64 = 200, pingMs: UInt64 = 100, silenceMs: UInt64 = 1000, metrics: PeerMetrics = PeerMetrics(),
                 peerDown: @escaping @Sendable (UInt64) -> Void = { _ in },
+                deliverReplication: @escaping @Sendable ([ReplicationMessage]) -> Void = { _ in },
                 deliver: @escaping @Sendable ([GroupMessage]) -> Void) {
         precondition(redialMs > 0 && pingMs > 0 && silenceMs > pingMs, "periods: a silence spans several pings")
         self.loop = loop
@@ -92,6 +94,7 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
         self.metrics = metrics
         self.peerDown = peerDown
         self.deliver = deliver
+        self.deliverReplication = deliverReplication
     }
 
     /// Listens for peers and starts dialing the ones this node dials (on the loop); returns
@@ -124,6 +127,12 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
     public func send(to node: UInt64, _ messages: [GroupMessage]) {
         guard !messages.isEmpty else { return }
         let frame = FrameCodec.encode(RaftFrame(from: nodeID, to: node, messages: messages), sign: authenticator.sign)
+        loop.execute { [self] in write(frame, to: node) }
+    }
+
+    public func send(to node: UInt64, _ messages: [ReplicationMessage]) {
+        guard !messages.isEmpty else { return }
+        let frame = FrameCodec.encode(RaftFrame(from: nodeID, to: node, messages: [], replication: messages), sign: authenticator.sign)
         loop.execute { [self] in write(frame, to: node) }
     }
 
@@ -257,10 +266,11 @@ public final class PeerTransport: RaftTransport, @unchecked Sendable {
                         adopt(stream, as: frame.from)
                     }
                     lastHeardNs[frame.from] = monotonicNowNs()
-                    let messages = frame.allMessages
-                    guard !messages.isEmpty else { continue }  // a hello
+                    guard !frame.isEmpty else { continue }  // a hello or a ping
                     metrics.framesReceived.add(1, ordering: .relaxed)
-                    deliver(messages)
+                    let messages = frame.allMessages
+                    if !messages.isEmpty { deliver(messages) }
+                    if !frame.replication.isEmpty { deliverReplication(frame.replication) }
                 }
             } catch let error as FrameError {
                 metrics.refuse(error)

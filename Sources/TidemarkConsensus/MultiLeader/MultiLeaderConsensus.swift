@@ -1,0 +1,350 @@
+import Foundation
+import Logging
+import Synchronization
+import TidemarkStorage
+
+/// Carries multi-leader batches and acknowledgements to other nodes (best effort: the
+/// dispatchers resend what is not acknowledged).
+public protocol ReplicationTransport: AnyObject, Sendable {
+    func send(to node: UInt64, _ messages: [ReplicationMessage])
+}
+
+/// The `Consensus` interface over multi-leader groups (DESIGN.md section 5, IoTDB's
+/// IoTConsensus): every replica takes writes, applies them at once and acknowledges them
+/// once durable in its own log; a dispatcher per peer (`MultiLeaderCore`) ships them in
+/// order, and each receiver applies every source's writes in that source's order, once.
+/// A peer that lags past `lagEntriesMax` entries makes writes fail with `busy` until it
+/// catches up, so the log cannot grow without bound.
+///
+/// Files: `<directory>/<kind>-<number>/log/*.wal` (see `MultiLeaderRecord`).
+public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
+    public struct Settings: Sendable {
+        /// Own entries a peer may lack before writes are refused.
+        public var lagEntriesMax = 100_000
+        /// Entries in one shipped batch.
+        public var batchEntriesMax = 256
+        /// Ticks before a batch without an answer is sent again.
+        public var resendTicks = 3
+        public var syncPolicy = WALSyncPolicy.batch
+
+        public init() {}
+    }
+
+    private typealias WriteCompletion = @Sendable (Result<UInt64, ConsensusError>) -> Void
+
+    private struct PendingWrite {
+        var local: (any Sendable)?
+        var completion: WriteCompletion
+    }
+
+    private final class Group {
+        var core: MultiLeaderCore
+        let machine: StateMachine
+        let log: FileWAL
+        let directory: String
+        /// The log index of each own entry the core still keeps (some peer lacks it), in order.
+        var ownIndexes: [UInt64]
+        var persistedShipped: [UInt64: UInt64]
+        /// Own writes waiting for their entry to be durable and applied, by sequence.
+        var pending: [UInt64: PendingWrite] = [:]
+        /// The state machine's files hold everything through this log index.
+        let checkpointed = CheckpointMark()
+        var released: UInt64 = 0
+        var applied: UInt64
+
+        init(core: MultiLeaderCore, machine: StateMachine, log: FileWAL, directory: String, ownIndexes: [UInt64],
+             shipped: [UInt64: UInt64], applied: UInt64) {
+            self.core = core
+            self.machine = machine
+            self.log = log
+            self.directory = directory
+            self.ownIndexes = ownIndexes
+            persistedShipped = shipped
+            self.applied = applied
+        }
+    }
+
+    /// What the state machine says of its files, passed on to the next round (which holds
+    /// the rounds' lock the state machine must not wait for).
+    private final class Retention: LogRetention, @unchecked Sendable {
+        let log: FileWAL
+        let checkpointed: CheckpointMark
+
+        init(log: FileWAL, checkpointed: CheckpointMark) {
+            self.log = log
+            self.checkpointed = checkpointed
+        }
+
+        func checkpoint() throws { try log.rotate() }
+        func release(through index: UInt64) throws { checkpointed.raise(to: index) }
+    }
+
+    /// The highest log index the state machine's files hold.
+    final class CheckpointMark: Sendable {
+        private let value = Atomic<UInt64>(0)
+
+        var index: UInt64 { value.load(ordering: .relaxed) }
+
+        func raise(to index: UInt64) {
+            var current = value.load(ordering: .relaxed)
+            while index > current {
+                let (exchanged, original) = value.compareExchange(expected: current, desired: index, ordering: .relaxed)
+                if exchanged { return }
+                current = original
+            }
+        }
+    }
+
+    public let nodeID: UInt64
+    private let directory: String
+    private let transport: ReplicationTransport
+    private let settings: Settings
+    private let logger: Logger
+    private let lock = NSLock()
+    // protected by lock:
+    private var groups: [GroupID: Group] = [:]
+    private var closed = false
+    private var deferred: [() -> Void] = []
+
+    public init(nodeID: UInt64, directory: String, transport: ReplicationTransport, settings: Settings = Settings(),
+                logger: Logger = Logger(label: "tidemark.multileader")) {
+        self.nodeID = nodeID
+        self.directory = directory
+        self.transport = transport
+        self.settings = settings
+        self.logger = logger
+    }
+
+    // MARK: - Consensus
+
+    public func createGroup(_ group: GroupID, peers: [Peer], stateMachine: StateMachine) throws {
+        try run { () throws(ConsensusError) in
+            guard groups[group] == nil else { throw .groupExists(group) }
+            do {
+                groups[group] = try recover(group, peers: peers.map(\.id).filter { $0 != nodeID }, machine: stateMachine)
+            } catch let error as ConsensusError {
+                throw error
+            } catch {
+                throw .io("\(group): \(error)")
+            }
+        }
+    }
+
+    public func deleteGroup(_ group: GroupID) throws {
+        try run { () throws(ConsensusError) in
+            guard let removed = groups.removeValue(forKey: group) else { throw .noSuchGroup(group) }
+            removed.log.close()
+            do { try FileManager.default.removeItem(atPath: removed.directory) } catch { throw .io("\(group): \(error)") }
+            for pending in removed.pending.values { deferred.append { pending.completion(.failure(.noSuchGroup(group))) } }
+        }
+    }
+
+    public func write(_ group: GroupID, _ proposal: Proposal, completion: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void) {
+        do throws(ConsensusError) {
+            try run { () throws(ConsensusError) in
+                guard let state = groups[group] else { throw .noSuchGroup(group) }
+                let sequence: UInt64
+                do throws(MultiLeaderError) { sequence = try state.core.propose(proposal.data) } catch {
+                    switch error {
+                    case .peerLagging(let peer, let entries):
+                        throw .busy("\(group): node \(peer) lags \(entries) entries behind (lag_entries_max \(settings.lagEntriesMax)); retry later")
+                    }
+                }
+                state.pending[sequence] = PendingWrite(local: proposal.local, completion: completion)
+            }
+        } catch {
+            completion(.failure(error))
+        }
+    }
+
+    /// Reads are local: a replica has applied its own writes and, a little later, the others'.
+    public func read(_ group: GroupID, consistency: ReadConsistency, completion: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void) {
+        guard consistency == .weak else {
+            return completion(.failure(.unsupported("a multi-leader group has no linearizable reads; read with weak consistency")))
+        }
+        let applied = lock.withLock { groups[group]?.applied }
+        completion(applied.map { .success($0) } ?? .failure(.noSuchGroup(group)))
+    }
+
+    public func addPeer(_ group: GroupID, _ peer: Peer) throws {
+        throw ConsensusError.unsupported("multi-leader groups have a fixed set of replicas for now")
+    }
+
+    public func removePeer(_ group: GroupID, _ peerID: UInt64) throws {
+        throw ConsensusError.unsupported("multi-leader groups have a fixed set of replicas for now")
+    }
+
+    public func transferLeader(_ group: GroupID, to peerID: UInt64) throws {
+        throw ConsensusError.unsupported("every replica of a multi-leader group leads")
+    }
+
+    /// Every replica takes writes: this node.
+    public func leader(of group: GroupID) -> UInt64? { lock.withLock { groups[group] == nil ? nil : nodeID } }
+
+    public func snapshot(_ group: GroupID) throws -> UInt64 {
+        throw ConsensusError.unsupported("multi-leader groups keep their log until the state machine flushes")
+    }
+
+    public func close() {
+        lock.withLock {
+            closed = true
+            for group in groups.values { group.log.close() }
+        }
+    }
+
+    // MARK: - Driving
+
+    /// One unit of time: dispatchers resend what was not acknowledged.
+    public func tick() {
+        try? run { () throws(ConsensusError) in
+            for group in groups.values { group.core.tick() }
+        }
+    }
+
+    /// Batches and acknowledgements from other nodes.
+    public func receive(_ messages: [ReplicationMessage]) {
+        try? run { () throws(ConsensusError) in
+            for item in messages where item.message.to == nodeID { groups[item.group]?.core.step(item.message) }
+        }
+    }
+
+    /// Own entries some peer still lacks, per group (tests and `/metrics`).
+    public func retainedEntries(_ group: GroupID) -> Int? { lock.withLock { groups[group]?.core.retainedEntries } }
+
+    // MARK: - Rounds
+
+    private func run(_ body: () throws(ConsensusError) -> Void) throws(ConsensusError) {
+        lock.lock()
+        guard !closed else {
+            lock.unlock()
+            throw .stopped
+        }
+        var failure: ConsensusError?
+        do { try body() } catch { failure = error }
+        for (id, group) in groups.sorted(by: { $0.key.description < $1.key.description }) {
+            do { try roundLocked(id, group) } catch { failure = failure ?? error }
+        }
+        let completions = deferred
+        deferred = []
+        lock.unlock()
+        for completion in completions { completion() }
+        if let failure { throw failure }
+    }
+
+    /// Persists what the group's core produced (one append, one fsync), applies it, answers
+    /// its own writes, ships its messages, and lets go of the log the state machine and
+    /// every peer no longer need.
+    private func roundLocked(_ id: GroupID, _ group: Group) throws(ConsensusError) {
+        while group.core.hasReady {
+            let ready = group.core.ready()
+            var records = ready.apply.map { MultiLeaderRecord(source: $0.source, sequence: $0.sequence, data: $0.data).encoded }
+            if let state = ready.state, state.shipped != group.persistedShipped {
+                records.append(MultiLeaderRecord(shipped: state.shipped, applied: state.applied).encoded)
+                group.persistedShipped = state.shipped
+            }
+            if !records.isEmpty {
+                let last: UInt64
+                do {
+                    last = try group.log.append(records)
+                    if settings.syncPolicy == .batch { try group.log.waitDurable(last) }
+                } catch {
+                    failPending(group, .io("\(id): log append failed: \(error)"))
+                    throw .io("\(id): log append failed: \(error)")
+                }
+                let first = last - UInt64(records.count) + 1
+                for (offset, entry) in ready.apply.enumerated() {
+                    let index = first + UInt64(offset)
+                    let own = entry.source == nodeID
+                    let pending = own ? group.pending.removeValue(forKey: entry.sequence) : nil
+                    var refusal: ConsensusError?
+                    do {
+                        try group.machine.apply(CommittedEntry(index: index, term: 1, data: entry.data, local: pending?.local))
+                    } catch {
+                        // Refused here is refused on every replica (the same schema rules).
+                        refusal = .refused("\(error)")
+                    }
+                    group.applied = index
+                    if own { group.ownIndexes.append(index) }
+                    if let pending {
+                        deferred.append { pending.completion(refusal.map { .failure($0) } ?? .success(index)) }
+                    }
+                }
+            }
+            // Shipped only once durable here: a source that lost an entry in a crash would
+            // number a different write the same.
+            var outgoing: [UInt64: [ReplicationMessage]] = [:]
+            for message in ready.messages { outgoing[message.to, default: []].append(ReplicationMessage(group: id, message: message)) }
+            for (node, messages) in outgoing.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }
+            group.core.advance(ready)
+        }
+        // Own entries every peer acknowledged left the core: their log indexes go too.
+        let kept = group.core.retainedEntries
+        if group.ownIndexes.count > kept { group.ownIndexes.removeFirst(group.ownIndexes.count - kept) }
+        try releaseLocked(id, group)
+    }
+
+    /// Drops log files through what the state machine flushed, but never an own entry some
+    /// peer still lacks; the latest progress is written again first, so it survives.
+    private func releaseLocked(_ id: GroupID, _ group: Group) throws(ConsensusError) {
+        let firstNeeded = group.ownIndexes.first ?? UInt64.max
+        let through = min(group.checkpointed.index, firstNeeded == .max ? .max : firstNeeded - 1)
+        guard through > group.released else { return }
+        do {
+            let state = group.core.diskState
+            _ = try group.log.append([MultiLeaderRecord(shipped: state.shipped, applied: state.applied).encoded])
+            try group.log.truncate(through: through)
+        } catch {
+            throw .io("\(id): releasing the log failed: \(error)")
+        }
+        group.released = through
+    }
+
+    private func failPending(_ group: Group, _ error: ConsensusError) {
+        let pending = group.pending.values
+        group.pending = [:]
+        for write in pending { deferred.append { write.completion(.failure(error)) } }
+    }
+
+    // MARK: - Recovery
+
+    /// Opens the group's log and replays it: into the state machine (it skips what its own
+    /// files hold), and into the dispatchers' state.
+    private func recover(_ id: GroupID, peers: [UInt64], machine: StateMachine) throws -> Group {
+        let groupDirectory = directory + "/\(id)"
+        try FileIO.makeDirectory(groupDirectory)
+        let log = try FileWAL(directory: groupDirectory + "/log", policy: settings.syncPolicy)
+        var shipped: [UInt64: UInt64] = [:]
+        var applied: [UInt64: UInt64] = [:]
+        var own: [(sequence: UInt64, index: UInt64, data: [UInt8])] = []
+        var lastIndex: UInt64 = 0
+        _ = try log.replay { index, bytes in
+            lastIndex = index
+            switch try MultiLeaderRecord(decoding: bytes) {
+            case .entry(let source, let sequence, let data):
+                // Refused again exactly as when first applied; nothing to report twice.
+                try? machine.apply(CommittedEntry(index: index, term: 1, data: data))
+                applied[source] = max(applied[source] ?? 1, sequence + 1)
+                if source == nodeID { own.append((sequence, index, data)) }
+            case .progress(let shippedThen, let appliedThen):
+                shipped = shippedThen
+                for (source, next) in appliedThen { applied[source] = max(applied[source] ?? 1, next) }
+            }
+        }
+        let next = applied[nodeID] ?? 1
+        var state = MultiLeaderDiskState()
+        state.applied = applied
+        state.firstSequence = peers.map { min(shipped[$0] ?? 1, next) }.min() ?? next
+        for peer in peers { state.shipped[peer] = max(shipped[peer] ?? 1, state.firstSequence) }
+        let kept = own.filter { $0.sequence >= state.firstSequence }
+        guard kept.map(\.sequence) == Array(state.firstSequence..<next) else {
+            throw CorruptDataError("\(id): own entries \(state.firstSequence)..<\(next) are not all in the log")
+        }
+        state.entries = kept.map(\.data)
+        let core = MultiLeaderCore(id: nodeID, peers: peers, state: state, lagEntriesMax: settings.lagEntriesMax,
+                                   batchEntriesMax: settings.batchEntriesMax, resendTicks: settings.resendTicks)
+        let group = Group(core: core, machine: machine, log: log, directory: groupDirectory, ownIndexes: kept.map(\.index),
+                          shipped: state.shipped, applied: max(lastIndex, log.lastSequence))
+        machine.attach(logRetention: Retention(log: log, checkpointed: group.checkpointed))
+        return group
+    }
+}

@@ -1,0 +1,71 @@
+import TidemarkStorage
+
+/// A record of a multi-leader group's log (one `FileWAL` per group on each node): every
+/// entry applied here, this node's own and those shipped from the others, in apply order,
+/// and, now and then, the dispatchers' progress. The log is the state machine's WAL, and
+/// replaying it rebuilds the group: what each source has applied here, this node's entries
+/// that some peer still lacks, and how far each peer has acknowledged them.
+enum MultiLeaderRecord: Equatable {
+    /// `source`'s write number `sequence`.
+    case entry(source: UInt64, sequence: UInt64, data: [UInt8])
+    /// Per peer the first own sequence it has not acknowledged; per source the next to apply.
+    case progress(shipped: [UInt64: UInt64], applied: [UInt64: UInt64])
+
+    private static let entryTag: UInt8 = 1
+    private static let progressTag: UInt8 = 2
+    /// Sources or peers in one progress record (nodes of one group).
+    private static let nodesMax = 1024
+
+    var encoded: [UInt8] {
+        var writer = ByteWriter()
+        switch self {
+        case .entry(let source, let sequence, let data):
+            writer.write(Self.entryTag)
+            writer.write(varint: source)
+            writer.write(varint: sequence)
+            writer.write(bytes: data)
+        case .progress(let shipped, let applied):
+            writer.write(Self.progressTag)
+            for map in [shipped, applied] {
+                writer.write(varint: UInt64(map.count))
+                for (node, sequence) in map.sorted(by: { $0.key < $1.key }) {
+                    writer.write(varint: node)
+                    writer.write(varint: sequence)
+                }
+            }
+        }
+        return writer.bytes
+    }
+
+    init(source: UInt64, sequence: UInt64, data: [UInt8]) {
+        self = .entry(source: source, sequence: sequence, data: data)
+    }
+
+    init(shipped: [UInt64: UInt64], applied: [UInt64: UInt64]) {
+        self = .progress(shipped: shipped, applied: applied)
+    }
+
+    init(decoding bytes: [UInt8]) throws(CorruptDataError) {
+        var reader = ByteReader(bytes)
+        switch try reader.readByte() {
+        case Self.entryTag:
+            let source = try reader.readVarint()
+            let sequence = try reader.readVarint()
+            guard source > 0, sequence > 0 else { throw CorruptDataError("a multi-leader entry without source or sequence") }
+            self = .entry(source: source, sequence: sequence, data: Array(try reader.readBytes(reader.remaining)))
+        case Self.progressTag:
+            var maps: [[UInt64: UInt64]] = []
+            for _ in 0..<2 {
+                var map: [UInt64: UInt64] = [:]
+                for _ in 0..<(try reader.readCount(max: Self.nodesMax, what: "nodes")) {
+                    map[try reader.readVarint()] = try reader.readVarint()
+                }
+                maps.append(map)
+            }
+            guard reader.isAtEnd else { throw CorruptDataError("bytes after a multi-leader progress record") }
+            self = .progress(shipped: maps[0], applied: maps[1])
+        case let tag:
+            throw CorruptDataError("unknown multi-leader record \(tag)")
+        }
+    }
+}

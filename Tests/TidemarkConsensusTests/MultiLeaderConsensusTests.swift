@@ -1,0 +1,209 @@
+import Foundation
+import Synchronization
+import Testing
+import TidemarkConsensus
+import TidemarkStorage
+import TidemarkTestSupport
+
+/// A register per key (`key=value`), recording each source's order of application.
+private final class Registers: StateMachine, Sendable {
+    let values = Mutex<[String: String]>([:])
+    let applied = Mutex<[String]>([])
+    let retention = Mutex<LogRetention?>(nil)
+
+    func apply(_ entry: CommittedEntry) throws {
+        let text = String(decoding: entry.data, as: UTF8.self)
+        let parts = text.split(separator: "=", maxSplits: 1)
+        guard parts.count == 2 else { throw CorruptDataError("not key=value: \(text)") }
+        values.withLock { $0[String(parts[0])] = String(parts[1]) }
+        applied.withLock { $0.append(text) }
+    }
+
+    func snapshot() throws -> StateSnapshot { StateSnapshot(index: 0, term: 1, data: []) }
+    func restore(_ snapshot: StateSnapshot) throws {}
+    func attach(logRetention: LogRetention) { retention.withLock { $0 = logRetention } }
+}
+
+/// Messages between the nodes of one test, delivered when the test pumps them (a node's
+/// round holds its lock; delivering inside it would deadlock two nodes answering each other).
+private final class Wire: Sendable {
+    let queue = Mutex<[(to: UInt64, messages: [ReplicationMessage])]>([])
+    let down = Mutex<Set<UInt64>>([])
+
+    func endpoint() -> Endpoint { Endpoint(wire: self) }
+
+    /// Delivers until nothing is in flight; messages to or from a node that is down are lost.
+    func pump(_ nodes: [UInt64: MultiLeaderConsensus]) {
+        for _ in 0..<10_000 {
+            let batch = queue.withLock { queue in defer { queue = [] }; return queue }
+            if batch.isEmpty { return }
+            let isDown = down.withLock { $0 }
+            for item in batch where !isDown.contains(item.to) && !isDown.contains(item.messages[0].message.from) {
+                nodes[item.to]?.receive(item.messages)
+            }
+        }
+        Issue.record("the wire did not settle")
+    }
+
+    final class Endpoint: ReplicationTransport, Sendable {
+        let wire: Wire
+        init(wire: Wire) { self.wire = wire }
+        func send(to node: UInt64, _ messages: [ReplicationMessage]) { wire.queue.withLock { $0.append((node, messages)) } }
+    }
+}
+
+private let group = GroupID(kind: .data, number: 0)
+private let peers = (1...3).map { Peer(id: UInt64($0), address: "127.0.0.1:\(10_000 + $0)") }
+
+private func node(_ id: UInt64, _ directory: String, _ wire: Wire, _ machine: Registers, lagEntriesMax: Int = 100) throws -> MultiLeaderConsensus {
+    var settings = MultiLeaderConsensus.Settings()
+    settings.lagEntriesMax = lagEntriesMax
+    settings.batchEntriesMax = 4
+    let consensus = MultiLeaderConsensus(nodeID: id, directory: directory + "/n\(id)", transport: wire.endpoint(), settings: settings)
+    try consensus.createGroup(group, peers: peers, stateMachine: machine)
+    return consensus
+}
+
+/// Writes and returns the answer (given before `write` returns: the entry is durable and applied).
+private func write(_ consensus: MultiLeaderConsensus, _ text: String) -> Result<UInt64, ConsensusError> {
+    let result = Mutex<Result<UInt64, ConsensusError>?>(nil)
+    consensus.write(group, Proposal(data: Array(text.utf8), local: text)) { answer in result.withLock { $0 = answer } }
+    return result.withLock { $0 }!
+}
+
+@Suite struct MultiLeaderConsensusTests {
+    @Test func everyReplicaTakesWritesAndAllConvergeInEachSourcesOrder() throws {
+        let directory = try temporaryDirectory("multileader")
+        let wire = Wire()
+        let machines = (1...3).map { _ in Registers() }
+        var nodes: [UInt64: MultiLeaderConsensus] = [:]
+        for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1]) }
+        for round in 0..<10 {
+            for id in 1...3 {
+                guard case .success = write(nodes[UInt64(id)]!, "n\(id)-k\(round % 3)=v\(round)") else {
+                    Issue.record("node \(id) refused a write")
+                    return
+                }
+            }
+            if round % 4 == 0 { wire.pump(nodes) }
+        }
+        wire.pump(nodes)
+        let expected = machines[0].values.withLock { $0 }
+        #expect(expected.count == 9 && expected["n2-k0"] == "v9")
+        for machine in machines {
+            #expect(machine.values.withLock { $0 } == expected)
+            // Each source's writes in its order, once.
+            for source in 1...3 {
+                let mine = machine.applied.withLock { $0 }.filter { $0.hasPrefix("n\(source)-") }
+                #expect(mine == (0..<10).map { "n\(source)-k\($0 % 3)=v\($0)" })
+            }
+        }
+        // Everyone has everything: nothing is kept for a peer.
+        for id in 1...3 { #expect(nodes[UInt64(id)]!.retainedEntries(group) == 0) }
+        #expect(nodes[1]!.leader(of: group) == 1 && nodes[2]!.leader(of: group) == 2)
+        for consensus in nodes.values { consensus.close() }
+    }
+
+    @Test func aLaggingPeerThrottlesWritesAndARestartedSourceShipsFromItsLog() throws {
+        let directory = try temporaryDirectory("multileader")
+        let wire = Wire()
+        let machines = (1...3).map { _ in Registers() }
+        var nodes: [UInt64: MultiLeaderConsensus] = [:]
+        for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1], lagEntriesMax: 5) }
+
+        // Node 3 is unreachable: node 1 keeps its entries for it, up to the bound, then refuses.
+        wire.down.withLock { $0 = [3] }
+        for index in 0..<5 {
+            guard case .success = write(nodes[1]!, "a\(index)=\(index)") else { Issue.record("write \(index) refused"); return }
+            wire.pump(nodes)
+        }
+        guard case .failure(.busy(let why)) = write(nodes[1]!, "a5=5") else {
+            Issue.record("a sixth entry past the lag bound was taken")
+            return
+        }
+        #expect(why.contains("node 3 lags 5 entries"))
+        #expect(nodes[1]!.retainedEntries(group) == 5)
+        #expect(machines[1].values.withLock { $0.count } == 5 && machines[2].values.withLock { $0.isEmpty })
+
+        // Node 1 restarts (its state machine starts empty: the log is its WAL) while 3 is still away.
+        nodes[1]!.close()
+        let restartedMachine = Registers()
+        nodes[1] = try node(1, directory, wire, restartedMachine, lagEntriesMax: 5)
+        #expect(restartedMachine.values.withLock { $0.count } == 5)
+        #expect(nodes[1]!.retainedEntries(group) == 5)
+
+        // Node 3 comes back: the restarted node ships what it lacks, in order, once; writes flow again.
+        wire.down.withLock { $0 = [] }
+        for _ in 0..<5 {
+            nodes[1]!.tick()
+            wire.pump(nodes)
+        }
+        #expect(machines[2].applied.withLock { $0 } == (0..<5).map { "a\($0)=\($0)" })
+        #expect(nodes[1]!.retainedEntries(group) == 0)
+        guard case .success = write(nodes[1]!, "a5=5") else { Issue.record("writes still refused after the peer caught up"); return }
+        wire.pump(nodes)
+        #expect(machines[2].values.withLock { $0["a5"] } == "5" && machines[1].values.withLock { $0["a5"] } == "5")
+        for consensus in nodes.values { consensus.close() }
+    }
+
+    @Test func theLogIsReleasedOnlyOnceFlushedAndShippedAndProgressSurvives() throws {
+        let directory = try temporaryDirectory("multileader")
+        let wire = Wire()
+        let machines = (1...3).map { _ in Registers() }
+        var nodes: [UInt64: MultiLeaderConsensus] = [:]
+        for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1]) }
+        wire.down.withLock { $0 = [3] }
+        var last: UInt64 = 0
+        for index in 0..<6 {
+            guard case .success(let at) = write(nodes[1]!, "b\(index)=\(index)") else { Issue.record("refused"); return }
+            last = at
+        }
+        // The state machine flushed everything; node 3 still lacks the entries, so they stay.
+        try machines[0].retention.withLock { try $0!.checkpoint(); try $0!.release(through: last) }
+        wire.pump(nodes)
+        nodes[1]!.tick()
+        #expect(nodes[1]!.retainedEntries(group) == 6)
+        // A restart now still finds them in the log, to ship.
+        nodes[1]!.close()
+        nodes[1] = try node(1, directory, wire, machines[0])
+        #expect(nodes[1]!.retainedEntries(group) == 6)
+        wire.down.withLock { $0 = [] }
+        for _ in 0..<5 {
+            nodes[1]!.tick()
+            wire.pump(nodes)
+        }
+        #expect(nodes[1]!.retainedEntries(group) == 0)
+        // Released now; a restart finds the progress (what it applied, what peers have) and
+        // numbers the next write after the last, so receivers take it.
+        nodes[1]!.close()
+        nodes[1] = try node(1, directory, wire, Registers())
+        guard case .success = write(nodes[1]!, "b6=6") else { Issue.record("refused after restart"); return }
+        wire.pump(nodes)
+        #expect(machines[1].values.withLock { $0["b6"] } == "6" && machines[2].values.withLock { $0["b6"] } == "6")
+        #expect(machines[2].applied.withLock { $0 }.filter { $0.hasPrefix("b") } == (0...6).map { "b\($0)=\($0)" })
+        for consensus in nodes.values { consensus.close() }
+    }
+
+    /// The file that held the latest progress can be released (the state machine flushed a
+    /// later entry from another source); the progress is written again first.
+    @Test func progressSurvivesTheReleaseOfTheFileThatHeldIt() throws {
+        let directory = try temporaryDirectory("multileader")
+        let wire = Wire()
+        let machines = (1...3).map { _ in Registers() }
+        var nodes: [UInt64: MultiLeaderConsensus] = [:]
+        for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1]) }
+        for index in 0..<3 { _ = write(nodes[1]!, "c\(index)=\(index)") }
+        wire.pump(nodes)  // acknowledged: node 1's progress goes into its first log file
+        try machines[0].retention.withLock { try $0!.checkpoint() }
+        _ = write(nodes[2]!, "d0=0")  // applied on node 1 into its second file; its progress does not change
+        wire.pump(nodes)
+        try machines[0].retention.withLock { try $0!.release(through: 1_000) }
+        nodes[1]!.tick()
+        nodes[1]!.close()
+        nodes[1] = try node(1, directory, wire, Registers())
+        guard case .success = write(nodes[1]!, "c3=3") else { Issue.record("refused after restart"); return }
+        wire.pump(nodes)
+        #expect(machines[1].applied.withLock { $0 }.filter { $0.hasPrefix("c") } == (0...3).map { "c\($0)=\($0)" })
+        for consensus in nodes.values { consensus.close() }
+    }
+}
