@@ -34,7 +34,7 @@ public enum ConfigLoader {
     public static func apply(nodeConfig text: String, file: String, to base: NodeConfig) throws(ConfigError) -> NodeConfig {
         let reader = YAMLReader(file: file)
         var config = base
-        let keys = ["node_name", "data_dir", "cluster_name", "http", "native", "internal", "meta_peers", "cluster_secret", "raft",
+        let keys = ["node_name", "data_dir", "cluster_name", "http", "native", "internal", "meta_peers", "cluster_secret", "data_consensus", "raft",
                     "wal_sync", "storage", "query", "log_level", "shutdown_timeout_ms", "stages"]
         for (name, node) in try reader.entries(try reader.root(of: text), key: nil) {
             switch name {
@@ -52,6 +52,7 @@ public enum ConfigLoader {
                     }
                 }
             case "cluster_secret": config.clusterSecret = try nonEmpty(reader.string(node, key: name), node, name, reader)
+            case "data_consensus": config.dataConsensus = try reader.choice(node, key: name, as: DataConsensusKind.self)
             case "raft": try applyRaft(node, reader: reader, to: &config)
             case "wal_sync": config.storage.walSync = try walSync(node, reader: reader)
             case "storage": try applyStorage(node, reader: reader, to: &config.storage)

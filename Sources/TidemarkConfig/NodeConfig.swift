@@ -16,6 +16,8 @@ public struct NodeConfig: Sendable {
     public var metaPeers: [ListenAddress] = []
     /// Signs internal RPC frames; required with `meta_peers`.
     public var clusterSecret: String?
+    /// How the nodes of `meta_peers` replicate the data region.
+    public var dataConsensus = DataConsensusKind.raft
     /// The Raft clock: one tick every `raftTickMs`; an election after 10–20 ticks without a leader.
     public var raftTickMs = 100
     public var raftElectionTicks = 10
@@ -40,6 +42,13 @@ public struct NodeConfig: Sendable {
 }
 
 /// swift-log's levels, named as in the config file.
+/// The consensus of data regions (DESIGN.md section 5): Raft (a leader orders every write)
+/// or multi-leader (every replica takes writes and ships them to the others).
+public enum DataConsensusKind: String, Sendable, CaseIterable {
+    case raft
+    case multiLeader = "multi_leader"
+}
+
 public enum LogLevelName: String, Sendable, CaseIterable {
     case trace, debug, info, notice, warning, error, critical
 }

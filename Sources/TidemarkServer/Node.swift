@@ -33,8 +33,8 @@ public final class Node: @unchecked Sendable {
     /// The node's one region until the cluster assigns regions (issue 5); the append
     /// stage writes through its consensus group.
     private let localRegion: LocalRegion
-    /// With `meta_peers`: the Raft groups, transport and clock of this node.
-    private let raft: RaftWiring?
+    /// With `meta_peers`: the consensus groups, transport and clock of this node.
+    private let cluster: ClusterWiring?
     private var region: StorageEngine { localRegion.engine }
     private let users: UserStore
     private var signalWatchers: [SignalWatcher] = []
@@ -56,23 +56,23 @@ public final class Node: @unchecked Sendable {
             // are applied on the apply stage. Both are offered without blocking (the event loop
             // offers them); a full stage drops a round's input and Raft sends again, while a
             // dropped apply run is offered again after the next round.
-            let raft = try RaftWiring(config: config, nodeID: nodeID, secret: secret, loop: loop,
-                                      submitRound: { _ = stagesBox.offerAppend(.consensus($0)) },
-                                      submitApply: { stagesBox.offer($0, to: .apply) == .accepted }, logger: logger)
-            self.raft = raft
+            let cluster = try ClusterWiring(config: config, nodeID: nodeID, secret: secret, loop: loop,
+                                            submitRound: { _ = stagesBox.offerAppend(.consensus($0)) },
+                                            submitApply: { stagesBox.offer($0, to: .apply) == .accepted }, logger: logger)
+            self.cluster = cluster
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
-                                          consensus: raft.consensus, peers: raft.peers)
+                                          consensus: cluster.consensus, peers: cluster.peers)
         } else {
-            raft = nil
+            cluster = nil
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger)
         }
         users = try UserStore(directory: config.dataDir + "/users", logger: logger)
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
         let region = localRegion.engine
-        let raftWiring = raft, nodeID = config.nodeID ?? 1
+        let clusterWiring = cluster, nodeID = config.nodeID ?? 1
         let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
-                                 cluster: { raftWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
+                                 cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
         let dispatcher = Dispatcher(admin: routes, executor: executor, writePointsMax: config.storage.writePointsMax,
@@ -109,9 +109,9 @@ public final class Node: @unchecked Sendable {
             throw error
         }
         var internalAddress: ListenAddress?
-        if let raft {
+        if let cluster {
             do {
-                internalAddress = try raft.start(listen: config.internalListen, loop: loop)
+                internalAddress = try cluster.start(listen: config.internalListen, loop: loop)
             } catch {
                 server.closeAllConnections()
                 throw error
@@ -158,7 +158,7 @@ public final class Node: @unchecked Sendable {
                 loop.execute { [self] in
                     if !drained && outcome == .clean { outcome = .timedOut("stages still had queued work") }
                     if syncProblem != nil && outcome == .clean { outcome = .timedOut("data directory sync failed") }
-                    raft?.stop()
+                    cluster?.stop()
                     for watcher in signalWatchers { watcher.close() }
                     signalWatchers = []
                     loop.close()

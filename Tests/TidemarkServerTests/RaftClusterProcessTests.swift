@@ -18,14 +18,17 @@ private func freePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// Three `tidemarkd` processes replicating their data region with Raft on loopback.
+/// Three `tidemarkd` processes replicating their data region on loopback (Raft, or
+/// multi-leader).
 private final class ThreeNodes {
     let directory: String
     let internalPorts: [Int]
+    let consensus: String
     var nodes: [NodeProcess?] = [nil, nil, nil]
 
-    init() throws {
-        directory = try temporaryDirectory("raft3")
+    init(consensus: String = "raft") throws {
+        self.consensus = consensus
+        directory = try temporaryDirectory("cluster3")
         internalPorts = try (0..<3).map { _ in try freePort() }
         for index in 0..<3 { try start(index) }
     }
@@ -38,6 +41,7 @@ private final class ThreeNodes {
             internal: {listen: "127.0.0.1:\(internalPorts[index])"}
             meta_peers: [\(peers)]
             cluster_secret: test-secret
+            data_consensus: \(consensus)
             raft: {tick_ms: 50, election_ticks: 10}
             log_level: warning
             """
@@ -52,10 +56,11 @@ private final class ThreeNodes {
         return try? client.request("POST", "/write?db=raft&precision=ms", body: Array(line.utf8)).status
     }
 
-    /// The timestamps of `root.raft.m.v` that node `index` has applied.
-    func stored(at index: Int) -> Set<Int64>? {
+    /// The timestamps of `root.raft.<device>.v` that node `index` has applied.
+    func stored(at index: Int, device: String = "m") -> Set<Int64>? {
+        let sql = #"{"sql":"select v from root.raft.\#(device)","row_limit":100000}"#
         guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
-              let response = try? client.request("POST", "/rest/v2/query", body: Array(#"{"sql":"select v from root.raft.m","row_limit":100000}"#.utf8),
+              let response = try? client.request("POST", "/rest/v2/query", body: Array(sql.utf8),
                                                   headers: ["Content-Type": "application/json"]),
               let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else { return nil }
         return Set((json["timestamps"] as? [Int64]) ?? [])
@@ -143,6 +148,43 @@ private final class ThreeNodes {
             Issue.record("no leader took over from the sleeping one; stderr: \(cluster.nodes.compactMap { $0?.stderr.suffix(2000) })")
         }
         #expect(leader != nil && leader != second)
+        for node in cluster.nodes.compactMap({ $0 }) { _ = try? node.stop() }
+    }
+
+    /// Multi-leader: every node takes writes (each its own device) and all converge; a node
+    /// killed meanwhile catches up from the others' logs after its restart.
+    @Test func everyNodeTakesWritesAndAKilledNodeCatchesUp() throws {
+        let cluster = try ThreeNodes(consensus: "multi_leader")
+        var acknowledged: [Int: Set<Int64>] = [0: [], 1: [], 2: []]
+        var timestamp: Int64 = 1_700_000_000_000
+        /// Writes one point of node `index`'s device there; whether it was acknowledged.
+        func write(at index: Int) -> Bool {
+            timestamp += 1
+            guard cluster.write("d\(index) v=\(timestamp % 1000)i \(timestamp)", at: index) == 204 else { return false }
+            acknowledged[index]!.insert(timestamp)
+            return true
+        }
+        /// Whether node `index` holds every acknowledged point of every device, within a bound.
+        func converged(at index: Int) -> Bool {
+            for _ in 0..<200 {
+                let complete = (0..<3).allSatisfy { device in
+                    cluster.stored(at: index, device: "d\(device)").map { acknowledged[device]!.isSubset(of: $0) } ?? false
+                }
+                if complete { return true }
+                usleep(50_000)
+            }
+            return false
+        }
+        for _ in 0..<20 { for index in 0..<3 { #expect(write(at: index), "node \(index) refused a write") } }
+        for index in 0..<3 { #expect(converged(at: index), "node \(index) lacks writes of the others") }
+
+        // Node 3 dies; the others go on taking writes, keeping them for it.
+        #expect(try cluster.nodes[2]!.stop(signal: SIGKILL) == SIGKILL)
+        cluster.nodes[2] = nil
+        for _ in 0..<20 { for index in 0..<2 { #expect(write(at: index)) } }
+        try cluster.start(2)
+        #expect(converged(at: 2), "the restarted node did not catch up")
+        #expect(acknowledged[2]!.isSubset(of: cluster.stored(at: 2, device: "d2") ?? []), "the restarted node lost its own writes")
         for node in cluster.nodes.compactMap({ $0 }) { _ = try? node.stop() }
     }
 }

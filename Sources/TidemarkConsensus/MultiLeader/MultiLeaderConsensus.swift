@@ -208,6 +208,11 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         }
     }
 
+    /// Each group's last applied log index here, for `/cluster`.
+    public func groupStatuses() -> [(group: GroupID, applied: UInt64)] {
+        lock.withLock { groups.map { ($0.key, $0.value.applied) }.sorted { $0.group.description < $1.group.description } }
+    }
+
     /// Own entries some peer still lacks, per group (tests and `/metrics`).
     public func retainedEntries(_ group: GroupID) -> Int? { lock.withLock { groups[group]?.core.retainedEntries } }
 

@@ -26,15 +26,19 @@ struct ClusterStatus: Sendable {
     var connectionsDialed: Int
     var framesRefused: [String: Int]
 
-    static func read(_ wiring: RaftWiring, nodeID: UInt64) -> ClusterStatus {
-        let counters = wiring.consensus.counters
+    static func read(_ wiring: ClusterWiring, nodeID: UInt64) -> ClusterStatus {
+        let counters = wiring.raft?.counters ?? (fsyncs: 0, rounds: 0, appliedEntries: 0)
         let metrics = wiring.transport.metrics
+        var groups = (wiring.raft?.groupStatuses() ?? []).map { status in
+            Group(name: "\(status.group)", role: "\(status.role)", term: status.term, leader: status.leader, applied: status.applied,
+                  quiesced: status.quiesced)
+        }
+        // Every replica of a multi-leader group leads it.
+        groups += (wiring.multiLeader?.groupStatuses() ?? []).map { status in
+            Group(name: "\(status.group)", role: "leader", term: 0, leader: nodeID, applied: status.applied, quiesced: false)
+        }
         return ClusterStatus(
-            nodeID: nodeID, peers: wiring.peers,
-            groups: wiring.consensus.groupStatuses().map { status in
-                Group(name: "\(status.group)", role: "\(status.role)", term: status.term, leader: status.leader, applied: status.applied,
-                      quiesced: status.quiesced)
-            },
+            nodeID: nodeID, peers: wiring.peers, groups: groups,
             fsyncs: counters.fsyncs, rounds: counters.rounds, appliedEntries: counters.appliedEntries,
             framesSent: metrics.framesSent.load(ordering: .relaxed), framesReceived: metrics.framesReceived.load(ordering: .relaxed),
             framesDropped: metrics.framesDropped.load(ordering: .relaxed),

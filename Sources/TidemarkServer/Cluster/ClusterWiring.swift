@@ -1,0 +1,97 @@
+import Logging
+import Synchronization
+import TidemarkConfig
+import TidemarkConsensus
+import TidemarkCore
+import TidemarkNet
+import TidemarkStorage
+
+/// A node's cluster machinery: the consensus of its data region (Raft or multi-leader, as
+/// `data_consensus` says), the transport to its peers and the clock. Incoming messages and
+/// ticks run as rounds on the append stage (they fsync; the event loop must never wait on a
+/// disk); Raft's committed entries are applied on the apply stage.
+final class ClusterWiring: Sendable {
+    /// The region's consensus, one of the two below.
+    let consensus: Consensus
+    let raft: RaftConsensus?
+    let multiLeader: MultiLeaderConsensus?
+    let transport: PeerTransport
+    let peers: [Peer]
+    private let submitRound: @Sendable (StageTask) -> Void
+    private let tickMs: Int
+    private let timer = Mutex<LoopTimerBox?>(nil)
+
+    /// Holds the loop timer (touched on the loop thread only).
+    private final class LoopTimerBox: @unchecked Sendable {
+        let timer: LoopTimer
+        init(_ timer: LoopTimer) { self.timer = timer }
+    }
+
+    /// `submitRound` hands work to the stage that runs rounds, `submitApply` to the one that applies.
+    init(config: NodeConfig, nodeID: UInt64, secret: String, loop: EventLoop, submitRound: @escaping @Sendable (StageTask) -> Void,
+         submitApply: @escaping @Sendable (StageTask) -> Bool, logger: Logger) throws {
+        self.submitRound = submitRound
+        tickMs = config.raftTickMs
+        peers = config.metaPeers.enumerated().map { Peer(id: UInt64($0.offset + 1), address: "\($0.element)") }
+        let addresses = Dictionary(uniqueKeysWithValues: config.metaPeers.enumerated().map { (UInt64($0.offset + 1), $0.element) })
+            .filter { $0.key != nodeID }
+        let box = ConsensusBox()
+        // The pair's heartbeat every tick; silence for an election timeout means the peer is gone.
+        let tickMs = UInt64(config.raftTickMs)
+        transport = PeerTransport(loop: loop, nodeID: nodeID, peers: addresses, clusterSecret: secret,
+                                  pingMs: tickMs, silenceMs: tickMs * UInt64(config.raftElectionTicks),
+                                  peerDown: { node in submitRound(StageTask { box.raft?.peerDown(node) }) },
+                                  deliverReplication: { messages in submitRound(StageTask { box.multiLeader?.receive(messages) }) }) { messages in
+            submitRound(StageTask { box.raft?.receive(messages) })
+        }
+        switch config.dataConsensus {
+        case .raft:
+            var settings = RaftConsensus.Settings()
+            settings.quiesce = true
+            settings.electionTicks = config.raftElectionTicks
+            settings.seed = nodeID &* 0x9E37_79B9
+            let raft = try RaftConsensus(nodeID: nodeID, disk: try RaftDisk(directory: config.dataDir + "/raft"), transport: transport,
+                                         settings: settings, logger: logger, applyOn: { work in submitApply(StageTask(work)) })
+            box.raft = raft
+            self.raft = raft
+            multiLeader = nil
+            consensus = raft
+        case .multiLeader:
+            var settings = MultiLeaderConsensus.Settings()
+            settings.syncPolicy = config.storage.walSync
+            let multiLeader = MultiLeaderConsensus(nodeID: nodeID, directory: config.dataDir + "/multileader", transport: transport,
+                                                   settings: settings, logger: logger)
+            box.multiLeader = multiLeader
+            self.multiLeader = multiLeader
+            raft = nil
+            consensus = multiLeader
+        }
+    }
+
+    /// Listens for peers and starts the clock (on the loop, before it runs).
+    func start(listen address: ListenAddress, loop: EventLoop) throws -> ListenAddress {
+        let bound = try transport.start(listen: address)
+        let raft = raft, multiLeader = multiLeader, submitRound = submitRound
+        let ticker = LoopTimer(loop: loop, delayMs: UInt64(tickMs), repeatMs: UInt64(tickMs)) {
+            submitRound(StageTask {
+                raft?.tick()
+                multiLeader?.tick()
+            })
+        }
+        timer.withLock { $0 = LoopTimerBox(ticker) }
+        return bound
+    }
+
+    /// Stops the clock and the connections (on the loop).
+    func stop() {
+        timer.withLock { $0?.timer.cancel() }
+        transport.stop()
+    }
+}
+
+/// Lets the transport reach the consensus built after it.
+private final class ConsensusBox: @unchecked Sendable {
+    // Set once, before any message can arrive (the transport starts listening later).
+    var raft: RaftConsensus?
+    var multiLeader: MultiLeaderConsensus?
+}
