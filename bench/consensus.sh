@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Consensus benchmark (issue 5): standalone, three Raft replicas and three multi-leader
+# replicas on loopback (release build), in one run, at 1 and 1000 points per request,
+# CONNS connections (default 16) with one request in flight each, against one node (Raft:
+# the leader). Every write is acknowledged only once durable (standalone and multi-leader:
+# wal_sync batch, one fsync per group commit; Raft: fsync per round). Prints points/s,
+# p50/p99 commit latency, and for Raft the leader's fsyncs per committed entry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${CONSENSUS_SECONDS:-10}
+conns=${CONNS:-16}
+command -v wrk >/dev/null || { sudo=$([ "$(id -u)" = 0 ] || echo sudo); $sudo apt-get install -y -q wrk >/dev/null; }
+swift build -c release --product tidemarkd >/dev/null
+work=$(mktemp -d /tmp/tidemark-consensusbench.XXXXXX)
+pids=()
+stop_nodes() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done; pids=(); }
+cleanup() { stop_nodes; rm -rf "$work"; }
+trap cleanup EXIT
+run=0
+for mode in standalone raft multi_leader; do
+  base=$((20000 + RANDOM % 20000))
+  count=$([ "$mode" = standalone ] && echo 1 || echo 3)
+  peers="\"127.0.0.1:$((base + 1))\", \"127.0.0.1:$((base + 2))\", \"127.0.0.1:$((base + 3))\""
+  for i in $(seq 1 "$count"); do
+    {
+      echo "node_name: n$i"
+      echo "http: {listen: \"127.0.0.1:$((base + 10 + i))\"}"
+      echo "wal_sync: batch"
+      echo "log_level: warning"
+      if [ "$mode" != standalone ]; then
+        echo "internal: {listen: \"127.0.0.1:$((base + i))\"}"
+        echo "meta_peers: [$peers]"
+        echo "cluster_secret: bench"
+        echo "data_consensus: $mode"
+      fi
+    } > "$work/$mode-n$i.yaml"
+    .build/release/tidemarkd --config "$work/$mode-n$i.yaml" --data-dir "$work/$mode-d$i" > "$work/$mode-log$i" 2>&1 &
+    pids+=($!)
+  done
+  target=
+  for attempt in $(seq 1 100); do
+    for i in $(seq 1 "$count"); do
+      code=$(curl -s -o /dev/null -w "%{http_code}" -u root:root -XPOST "http://127.0.0.1:$((base + 10 + i))/write?db=warmup" --data-binary 'w v=1' || true)
+      if [ "$code" = 204 ]; then target=$((base + 10 + i)); break 2; fi
+    done
+    sleep 0.1
+  done
+  [ -n "$target" ] || { echo "$mode: no node took writes" >&2; exit 1; }
+  for batch in 1 1000; do
+    run=$((run + 1))
+    out=$(wrk -t2 -c"$conns" -d"${seconds}s" --latency -s bench/consensus-put.lua "http://127.0.0.1:$target/write?db=cbench&precision=ns" -- "$run" "$batch")
+    rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+    bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
+    points=$(python3 -c "print(round($rate * $batch))")
+    echo "$mode: batch $batch, $conns connections: $rate requests/s = $points points/s, p50 $p50, p99 $p99, non-2xx ${bad:-0}"
+  done
+  if [ "$mode" = raft ]; then
+    metrics=$(curl -s -u root:root "http://127.0.0.1:$target/metrics")
+    fsyncs=$(echo "$metrics" | awk '/^tidemark_raft_fsyncs_total/ {print $2}')
+    entries=$(echo "$metrics" | awk '/^tidemark_raft_applied_entries_total/ {print $2}')
+    requests=$(echo "$metrics" | awk '/^tidemark_http_requests_total\{route="\/write",status="204"\}/ {print $2}')
+    echo "raft leader: $fsyncs fsyncs for $entries committed entries carrying $requests acknowledged requests"
+  fi
+  stop_nodes
+done
