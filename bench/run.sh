@@ -18,3 +18,6 @@ echo "== (c) storage: bytes per point and codec throughput =="
 echo
 echo "== (d) Raft: three replicas on loopback, 256-byte writes (compare ../shared/bench/ETCD.md) =="
 bash bench/raft.sh
+
+echo "== (e) consensus: standalone, Raft and multi-leader at 1 and 1000 points per request =="
+bash bench/consensus.sh
