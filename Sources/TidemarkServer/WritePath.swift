@@ -151,9 +151,10 @@ struct LineProtocolWrite {
         var errors = parsed.errors
         var units: [WriteJob.Unit] = []
         var points = 0
+        var rows = LineProtocolMapping.RowCache()
         for line in parsed.points {
             do {
-                let row = try LineProtocolMapping.row(of: line, database: database, precision: precision, nowMs: nowMs)
+                let row = try LineProtocolMapping.row(of: line, database: database, precision: precision, nowMs: nowMs, cache: &rows)
                 points += row.values.count
                 units.append(WriteJob.Unit(line: line.line, rows: [row]))
             } catch let error as LineError {

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import TidemarkCore
 
 /// One field value of a line-protocol point.
@@ -31,6 +34,9 @@ public struct LinePoint: Sendable, Equatable {
     public var timestamp: Int64?
     /// 1-based line number in the request body.
     public var line: Int
+    /// Lines of one parse with the same series key (measurement and tags, byte for byte)
+    /// share this number, so a mapping can build their device once; -1 when not tracked.
+    public var seriesKey: Int = -1
 }
 
 /// A line that does not parse (or cannot be written), with where and why.
@@ -48,6 +54,7 @@ public enum LineProtocol {
         var parsed = Parsed()
         var lineNumber = 0
         var start = 0
+        var seriesKeys = SeriesKeys()
         body.withUnsafeBufferPointer { bytes in
             while start < bytes.count {
                 var end = start
@@ -60,7 +67,7 @@ public enum LineProtocol {
                     return
                 }
                 var parser = LineParser(bytes: UnsafeBufferPointer(rebasing: bytes[start..<lineEnd]), line: lineNumber)
-                switch parser.parse() {
+                switch parser.parse(seriesKeys: &seriesKeys) {
                 case .success(let point?): parsed.points.append(point)
                 case .success(nil): break
                 case .failure(let error): parsed.errors.append(error)
@@ -69,6 +76,44 @@ public enum LineProtocol {
             }
         }
         return parsed
+    }
+}
+
+/// The measurement and sorted tags of every distinct series key (the bytes before a line's
+/// first unescaped space) seen in one request: a device's later lines skip that part.
+private struct SeriesKeys {
+    struct Entry {
+        let key: [UInt8]
+        let measurement: String
+        let tags: [LineTag]
+    }
+
+    /// Distinct keys remembered per request; past it lines are parsed in full (memory stays bounded).
+    static let entriesMax = 65_536
+    private(set) var entries: [Entry] = []
+    private var byHash: [Int: [Int]] = [:]
+
+    static func hash(_ key: UnsafeBufferPointer<UInt8>) -> Int {
+        var hasher = Hasher()
+        hasher.combine(bytes: UnsafeRawBufferPointer(key))
+        return hasher.finalize()
+    }
+
+    /// The entry's number, if `key` was seen.
+    func find(_ key: UnsafeBufferPointer<UInt8>, hash: Int) -> Int? {
+        byHash[hash]?.first { index in
+            entries[index].key.count == key.count && entries[index].key.withUnsafeBufferPointer { known in
+                key.isEmpty || memcmp(known.baseAddress!, key.baseAddress!, key.count) == 0
+            }
+        }
+    }
+
+    /// Remembers `key`; returns its number, or -1 when full.
+    mutating func insert(_ key: UnsafeBufferPointer<UInt8>, hash: Int, measurement: String, tags: [LineTag]) -> Int {
+        guard entries.count < Self.entriesMax else { return -1 }
+        entries.append(Entry(key: Array(key), measurement: measurement, tags: tags))
+        byHash[hash, default: []].append(entries.count - 1)
+        return entries.count - 1
     }
 }
 
@@ -90,19 +135,39 @@ private struct LineParser {
 
     private var current: UInt8? { position < bytes.count ? bytes[position] : nil }
 
-    mutating func parse() -> Result<LinePoint?, LineError> {
+    /// The end of the series key that starts at `position`: its first unescaped space (or the line's end).
+    private func seriesKeyEnd() -> Int {
+        var index = position
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\\"), index + 1 < bytes.count, Self.isEscapable(bytes[index + 1]) {
+                index += 2
+                continue
+            }
+            if byte == UInt8(ascii: " ") { break }
+            index += 1
+        }
+        return index
+    }
+
+    mutating func parse(seriesKeys: inout SeriesKeys) -> Result<LinePoint?, LineError> {
         while current == UInt8(ascii: " ") || current == UInt8(ascii: "\t") { position += 1 }
         if current == nil || current == UInt8(ascii: "#") { return .success(nil) }
         do {
-            let measurement = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: true, what: "measurement")
-            var tags: [LineTag] = []
-            while current == UInt8(ascii: ",") {
-                position += 1
-                let key = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "tag key")
-                guard current == UInt8(ascii: "=") else { throw fail("expected '=' after tag key \(key)") }
-                position += 1
-                let value = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "tag value")
-                tags.append(LineTag(key: key, value: value))
+            let key = UnsafeBufferPointer(rebasing: bytes[position..<seriesKeyEnd()])
+            let keyHash = SeriesKeys.hash(key)
+            let measurement: String
+            let sortedTags: [LineTag]
+            let seriesKey: Int
+            if let known = seriesKeys.find(key, hash: keyHash) {
+                // Seen in this request: the same bytes parse to the same measurement and tags.
+                measurement = seriesKeys.entries[known].measurement
+                sortedTags = seriesKeys.entries[known].tags
+                seriesKey = known
+                position += key.count
+            } else {
+                (measurement, sortedTags) = try measurementAndTags()
+                seriesKey = seriesKeys.insert(key, hash: keyHash, measurement: measurement, tags: sortedTags)
             }
             guard current == UInt8(ascii: " ") else { throw fail("expected a space and fields after the measurement and tags") }
             while current == UInt8(ascii: " ") { position += 1 }
@@ -121,10 +186,6 @@ private struct LineParser {
             }
             while current == UInt8(ascii: " ") { position += 1 }
             guard current == nil else { throw fail("unexpected text after the timestamp") }
-            let sortedTags = tags.sorted { $0.key < $1.key }
-            for index in sortedTags.indices.dropFirst() where sortedTags[index].key == sortedTags[index - 1].key {
-                throw fail("tag \(sortedTags[index].key) appears twice", at: 0)
-            }
             if fields.count <= 16 {
                 // A few fields: comparing pairs beats hashing every key.
                 for index in fields.indices.dropFirst() where fields[..<index].contains(where: { $0.key == fields[index].key }) {
@@ -134,7 +195,8 @@ private struct LineParser {
                 var seen = Set<String>()
                 for field in fields where !seen.insert(field.key).inserted { throw fail("field \(field.key) appears twice", at: 0) }
             }
-            return .success(LinePoint(measurement: measurement, tags: sortedTags, fields: fields, timestamp: timestamp, line: line))
+            return .success(LinePoint(measurement: measurement, tags: sortedTags, fields: fields, timestamp: timestamp, line: line,
+                                      seriesKey: seriesKey))
         } catch let error as LineError {
             return .failure(error)
         } catch {
@@ -142,11 +204,31 @@ private struct LineParser {
         }
     }
 
+    /// The measurement and the tags (sorted by key, each key once), up to the space before the fields.
+    private mutating func measurementAndTags() throws -> (String, [LineTag]) {
+        let measurement = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: true, what: "measurement")
+        var tags: [LineTag] = []
+        while current == UInt8(ascii: ",") {
+            position += 1
+            let key = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "tag key")
+            guard current == UInt8(ascii: "=") else { throw fail("expected '=' after tag key \(key)") }
+            position += 1
+            let value = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "tag value")
+            tags.append(LineTag(key: key, value: value))
+        }
+        let sortedTags = tags.sorted { $0.key < $1.key }
+        for index in sortedTags.indices.dropFirst() where sortedTags[index].key == sortedTags[index - 1].key {
+            throw fail("tag \(sortedTags[index].key) appears twice", at: 0)
+        }
+        return (measurement, sortedTags)
+    }
+
     /// A measurement, tag key/value or field key, unescaped; ends at an unescaped stop byte
     /// (`stop1`, `stop2`, or `=` unless `allowEquals`).
     private mutating func name(stop1: UInt8, stop2: UInt8, allowEquals: Bool, what: String) throws -> String {
         let start = position
         var escaped = false
+        var highBits: UInt8 = 0
         while let byte = current {
             if byte == UInt8(ascii: "\\"), position + 1 < bytes.count, Self.isEscapable(bytes[position + 1]) {
                 escaped = true
@@ -154,10 +236,13 @@ private struct LineParser {
                 continue
             }
             if byte == stop1 || byte == stop2 || (byte == UInt8(ascii: "=") && !allowEquals) { break }
+            highBits |= byte
             position += 1
         }
         guard position > start else { throw fail("missing \(what)", at: start) }
         let raw = UnsafeBufferPointer(rebasing: bytes[start..<position])
+        // ASCII (the usual case) is valid UTF-8 as it stands: no validation pass.
+        if highBits < 0x80 && !escaped { return String(decoding: raw, as: UTF8.self) }
         let text = escaped ? String(validating: Self.unescaped(raw), as: UTF8.self) : String(validating: raw, as: UTF8.self)
         guard let text else { throw fail("\(what) is not valid UTF-8", at: start) }
         return text

@@ -24,11 +24,45 @@ public enum WritePrecision: String, Sendable, CaseIterable {
 /// database `root.<db>`, device `root.<db>.<measurement>.<tag values in tag-key order>`,
 /// one series per field, `<device>.<field key>`.
 public enum LineProtocolMapping {
+    /// Per request (one database): each series key's device path and last field levels, so
+    /// a device's later lines reuse them instead of building them again.
+    public struct RowCache {
+        fileprivate var devices: [String?] = []
+        fileprivate var fields: [(keys: [String], levels: [String])?] = []
+
+        public init() {}
+    }
+
     /// `line` as a row of its device; throws (with the line's number) when a value or
     /// timestamp cannot be stored.
     public static func row(of line: LinePoint, database: String, precision: WritePrecision, nowMs: Int64) throws -> RowWrite {
-        var device = "root." + level(database) + "." + level(line.measurement)
-        for tag in line.tags { device += "." + level(tag.value) }
+        var cache = RowCache()
+        return try row(of: line, database: database, precision: precision, nowMs: nowMs, cache: &cache)
+    }
+
+    /// `row(of:…)` for the lines of one request, sharing what their series keys have in common.
+    public static func row(of line: LinePoint, database: String, precision: WritePrecision, nowMs: Int64,
+                           cache: inout RowCache) throws -> RowWrite {
+        let key = line.seriesKey
+        if key >= cache.devices.count {
+            cache.devices += Array(repeating: nil, count: key + 1 - cache.devices.count)
+            cache.fields += Array(repeating: nil, count: key + 1 - cache.fields.count)
+        }
+        let device: String
+        if key >= 0, let known = cache.devices[key] {
+            device = known
+        } else {
+            device = self.device(of: line, database: database)
+            if key >= 0 { cache.devices[key] = device }
+        }
+        let measurements: [String]
+        if key >= 0, let known = cache.fields[key], known.keys.count == line.fields.count,
+           zip(known.keys, line.fields).allSatisfy({ $0 == $1.key }) {
+            measurements = known.levels
+        } else {
+            measurements = line.fields.map { level($0.key) }
+            if key >= 0 { cache.fields[key] = (line.fields.map(\.key), measurements) }
+        }
         let timestamp: Int64
         if let raw = line.timestamp {
             guard let converted = precision.milliseconds(raw) else {
@@ -53,7 +87,14 @@ public enum LineProtocolMapping {
             }
             return value
         }
-        return RowWrite(device: device, timestamp: timestamp, measurements: line.fields.map { level($0.key) }, values: values)
+        return RowWrite(device: device, timestamp: timestamp, measurements: measurements, values: values)
+    }
+
+    /// `root.<db>.<measurement>.<tag values in tag-key order>`.
+    static func device(of line: LinePoint, database: String) -> String {
+        var device = "root." + level(database) + "." + level(line.measurement)
+        for tag in line.tags { device += "." + level(tag.value) }
+        return device
     }
 
     /// The points of `line`, one per field (tests and tools).

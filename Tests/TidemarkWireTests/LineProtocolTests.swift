@@ -94,4 +94,41 @@ private func parse(_ text: String) -> LineProtocol.Parsed { LineProtocol.parse(A
             #expect(parsed.points.count + parsed.errors.count <= 2)
         }
     }
+
+    /// A request remembers each series key it parsed: every line, however often its series
+    /// repeats, parses and maps exactly as it does alone.
+    @Test func repeatedSeriesKeysParseAndMapAsTheyDoAlone() throws {
+        let lines = [
+            "m,b=2,a=1 v=1 10", "m,a=1,b=2 v=2 20", "m,b=2,a=1 v=3,w=4i 30", "m,b=2,a=1 w=5i 40",
+            #"m\ x,t=a\,b\ c v=1 50"#, #"m\ x,t=a\,b\ c v=2 60"#, "m,t=é v=1 70", "m,t=é v=2 80",
+            "m,t=a,t=b v=1 90", "m,t=a,t=b v=1 91", "m,t=a", "m,t=a v=1 100", "m,t=a  v=2 110",
+            "d,site=s1,device=dev1 f0=1.5,f1=2.5 120", "d,site=s1,device=dev1 f1=3.5,f0=4.5 130",
+            "m,t=\u{FF}x v=1 140", "m,t=\u{FF}x v=1 150", "m,t=a v=1 160 extra", "m,t=a v=1 170",
+        ]
+        var body = lines.joined(separator: "\n").utf8.map { $0 }
+        // A byte that is not UTF-8, twice: refused both times.
+        body += Array("\nm,t=".utf8) + [0xC3, 0x28] + Array(" v=1 1\nm,t=".utf8) + [0xC3, 0x28] + Array(" v=1 2".utf8)
+        let together = LineProtocol.parse(body)
+        var cache = LineProtocolMapping.RowCache()
+        var alonePoints = 0
+        for (number, text) in (lines.map { Array($0.utf8) } + [Array("m,t=".utf8) + [0xC3, 0x28] + Array(" v=1 1".utf8),
+                                                              Array("m,t=".utf8) + [0xC3, 0x28] + Array(" v=1 2".utf8)]).enumerated() {
+            let alone = LineProtocol.parse(text)
+            let line = number + 1
+            let joined = together.points.first { $0.line == line }
+            #expect(alone.points.first.map { [$0.measurement] + $0.tags.map { "\($0.key)=\($0.value)" } }
+                    == joined.map { [$0.measurement] + $0.tags.map { "\($0.key)=\($0.value)" } }, "line \(line)")
+            #expect(alone.points.first?.fields == joined?.fields && alone.points.first?.timestamp == joined?.timestamp, "line \(line)")
+            #expect(alone.errors.map(\.message) == together.errors.filter { $0.line == line }.map(\.message), "line \(line)")
+            if let point = alone.points.first, let joined {
+                alonePoints += 1
+                let single = try LineProtocolMapping.row(of: point, database: "db", precision: .ns, nowMs: 0)
+                let shared = try LineProtocolMapping.row(of: joined, database: "db", precision: .ns, nowMs: 0, cache: &cache)
+                #expect(single == shared, "line \(line)")
+            }
+        }
+        #expect(alonePoints == together.points.count && together.points.count == 15)
+        // Repeats share a series key; different bytes do not.
+        #expect(together.points[0].seriesKey == together.points[2].seriesKey && together.points[0].seriesKey != together.points[1].seriesKey)
+    }
 }
