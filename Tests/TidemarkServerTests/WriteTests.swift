@@ -33,6 +33,15 @@ private func stored(_ dataDir: String, _ path: String) throws -> (timestamps: [I
         #expect(mixed.text.contains("line 2, column 1: root.plant1.weather.s1.temperature is DOUBLE, got a INT64 value"))
         #expect(mixed.text.contains("line 3, column"))
         #expect(!mixed.text.contains("line 1,") && !mixed.text.contains("line 4,"))
+        // A request whose only value of a series has another type than the schema's: that
+        // line is refused, the rest of the request lands.
+        let schemaConflict = try client.request("POST", "/write?db=plant1&precision=s", body: Array("""
+            weather,site=s1 temperature=7i 6
+            weather,site=s3 temperature=1.5 6
+            """.utf8))
+        #expect(schemaConflict.status == 400)
+        #expect(schemaConflict.text.contains("line 1, column 1: root.plant1.weather.s1.temperature is DOUBLE, got a INT64 value"))
+        #expect(!schemaConflict.text.contains("line 2,"))
         #expect(try client.request("POST", "/write", body: Array("m f=1".utf8)).status == 400)  // no db
         #expect(try client.request("POST", "/write?db=plant1&u=root&p=root", body: Array("q f=1 1".utf8), headers: ["Authorization": ""]).status == 204)
         #expect(try client.request("POST", "/write?db=plant1&u=root&p=bad", body: Array("q f=1 1".utf8), headers: ["Authorization": ""]).status == 401)
@@ -45,6 +54,7 @@ private func stored(_ dataDir: String, _ path: String) throws -> (timestamps: [I
         #expect(temperature.values == .double([21.5, 21.75, 22.25]))
         #expect(try stored(dataDir, "root.plant1.weather.s1.ok").values == .boolean([true]))
         #expect(try stored(dataDir, "root.plant1.weather.s2.temperature").timestamps == [5000])
+        #expect(try stored(dataDir, "root.plant1.weather.s3.temperature").timestamps == [6000])
     }
 
     @Test func theCLIWritesAFileAndQueriesIt() throws {
