@@ -4,7 +4,7 @@ import Testing
 @Suite struct MultiLeaderSimulationTests {
     @Test func replicasConvergeAndEverySourceKeepsItsOrder() throws {
         var failures: [String] = []
-        var totals = (writes: 0, throttled: 0, crashes: 0, partitions: 0)
+        var totals = (writes: 0, throttled: 0, crashes: 0, partitions: 0, flushes: 0, released: 0)
         let seeds = UInt64(1)...UInt64(200)
         for seed in seeds {
             let simulation = MultiLeaderSimulation(seed: seed)
@@ -18,10 +18,13 @@ import Testing
             totals.throttled += simulation.stats.throttled
             totals.crashes += simulation.stats.crashes
             totals.partitions += simulation.stats.partitions
+            totals.flushes += simulation.stats.flushes
+            totals.released += simulation.stats.released
         }
         print("multi-leader simulation: seeds \(seeds.lowerBound)…\(seeds.upperBound): \(seeds.count - failures.count) passed, "
-              + "\(failures.count) failed; \(totals.writes) writes, \(totals.throttled) throttled, \(totals.crashes) crashes, \(totals.partitions) partitions")
+              + "\(failures.count) failed; \(totals.writes) writes, \(totals.throttled) throttled, \(totals.crashes) crashes, \(totals.partitions) partitions, "
+              + "\(totals.flushes) flushes, \(totals.released) log records released")
         for failure in failures.prefix(10) { Issue.record("\(failure)") }
-        #expect(totals.writes > 0 && totals.crashes > 0 && totals.partitions > 0 && totals.throttled > 0)
+        #expect(totals.writes > 0 && totals.crashes > 0 && totals.partitions > 0 && totals.throttled > 0 && totals.released > 0)
     }
 }

@@ -242,11 +242,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     private func roundLocked(_ id: GroupID, _ group: Group) throws(ConsensusError) {
         while group.core.hasReady {
             let ready = group.core.ready()
-            var records = ready.apply.map { MultiLeaderRecord(source: $0.source, sequence: $0.sequence, data: $0.data).encoded }
-            if let state = ready.state, state.shipped != group.persistedShipped {
-                records.append(MultiLeaderRecord(shipped: state.shipped, applied: state.applied).encoded)
-                group.persistedShipped = state.shipped
-            }
+            let records = MultiLeaderLog.records(for: ready, persistedShipped: &group.persistedShipped).map(\.encoded)
             if !records.isEmpty {
                 let last: UInt64
                 do {
@@ -291,8 +287,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     /// Drops log files through what the state machine flushed, but never an own entry some
     /// peer still lacks; the latest progress is written again first, so it survives.
     private func releaseLocked(_ id: GroupID, _ group: Group) throws(ConsensusError) {
-        let firstNeeded = group.ownIndexes.first ?? UInt64.max
-        let through = min(group.checkpointed.index, firstNeeded == .max ? .max : firstNeeded - 1)
+        let through = MultiLeaderLog.releasable(checkpointed: group.checkpointed.index, ownIndexes: group.ownIndexes)
         guard through > group.released else { return }
         do {
             let state = group.core.diskState
@@ -318,37 +313,16 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         let groupDirectory = directory + "/\(id)"
         try FileIO.makeDirectory(groupDirectory)
         let log = try FileWAL(directory: groupDirectory + "/log", policy: settings.syncPolicy)
-        var shipped: [UInt64: UInt64] = [:]
-        var applied: [UInt64: UInt64] = [:]
-        var own: [(sequence: UInt64, index: UInt64, data: [UInt8])] = []
-        var lastIndex: UInt64 = 0
-        _ = try log.replay { index, bytes in
-            lastIndex = index
-            switch try MultiLeaderRecord(decoding: bytes) {
-            case .entry(let source, let sequence, let data):
-                // Refused again exactly as when first applied; nothing to report twice.
-                try? machine.apply(CommittedEntry(index: index, term: 1, data: data))
-                applied[source] = max(applied[source] ?? 1, sequence + 1)
-                if source == nodeID { own.append((sequence, index, data)) }
-            case .progress(let shippedThen, let appliedThen):
-                shipped = shippedThen
-                for (source, next) in appliedThen { applied[source] = max(applied[source] ?? 1, next) }
-            }
+        var records: [(UInt64, MultiLeaderRecord)] = []
+        _ = try log.replay { index, bytes in records.append((index, try MultiLeaderRecord(decoding: bytes))) }
+        // Refused again exactly as when first applied; nothing to report twice.
+        let recovered = try MultiLeaderLog.rebuild(nodeID: nodeID, peers: peers, records: records) { index, data in
+            try? machine.apply(CommittedEntry(index: index, term: 1, data: data))
         }
-        let next = applied[nodeID] ?? 1
-        var state = MultiLeaderDiskState()
-        state.applied = applied
-        state.firstSequence = peers.map { min(shipped[$0] ?? 1, next) }.min() ?? next
-        for peer in peers { state.shipped[peer] = max(shipped[peer] ?? 1, state.firstSequence) }
-        let kept = own.filter { $0.sequence >= state.firstSequence }
-        guard kept.map(\.sequence) == Array(state.firstSequence..<next) else {
-            throw CorruptDataError("\(id): own entries \(state.firstSequence)..<\(next) are not all in the log")
-        }
-        state.entries = kept.map(\.data)
-        let core = MultiLeaderCore(id: nodeID, peers: peers, state: state, lagEntriesMax: settings.lagEntriesMax,
+        let core = MultiLeaderCore(id: nodeID, peers: peers, state: recovered.state, lagEntriesMax: settings.lagEntriesMax,
                                    batchEntriesMax: settings.batchEntriesMax, resendTicks: settings.resendTicks)
-        let group = Group(core: core, machine: machine, log: log, directory: groupDirectory, ownIndexes: kept.map(\.index),
-                          shipped: state.shipped, applied: max(lastIndex, log.lastSequence))
+        let group = Group(core: core, machine: machine, log: log, directory: groupDirectory, ownIndexes: recovered.ownIndexes,
+                          shipped: recovered.state.shipped, applied: max(recovered.lastIndex, log.lastSequence))
         machine.attach(logRetention: Retention(log: log, checkpointed: group.checkpointed))
         return group
     }

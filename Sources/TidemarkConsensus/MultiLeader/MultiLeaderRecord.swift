@@ -5,7 +5,7 @@ import TidemarkStorage
 /// and, now and then, the dispatchers' progress. The log is the state machine's WAL, and
 /// replaying it rebuilds the group: what each source has applied here, this node's entries
 /// that some peer still lacks, and how far each peer has acknowledged them.
-enum MultiLeaderRecord: Equatable {
+public enum MultiLeaderRecord: Sendable, Equatable {
     /// `source`'s write number `sequence`.
     case entry(source: UInt64, sequence: UInt64, data: [UInt8])
     /// Per peer the first own sequence it has not acknowledged; per source the next to apply.
@@ -16,7 +16,7 @@ enum MultiLeaderRecord: Equatable {
     /// Sources or peers in one progress record (nodes of one group).
     private static let nodesMax = 1024
 
-    var encoded: [UInt8] {
+    public var encoded: [UInt8] {
         var writer = ByteWriter()
         switch self {
         case .entry(let source, let sequence, let data):
@@ -37,15 +37,15 @@ enum MultiLeaderRecord: Equatable {
         return writer.bytes
     }
 
-    init(source: UInt64, sequence: UInt64, data: [UInt8]) {
+    public init(source: UInt64, sequence: UInt64, data: [UInt8]) {
         self = .entry(source: source, sequence: sequence, data: data)
     }
 
-    init(shipped: [UInt64: UInt64], applied: [UInt64: UInt64]) {
+    public init(shipped: [UInt64: UInt64], applied: [UInt64: UInt64]) {
         self = .progress(shipped: shipped, applied: applied)
     }
 
-    init(decoding bytes: [UInt8]) throws(CorruptDataError) {
+    public init(decoding bytes: [UInt8]) throws(CorruptDataError) {
         var reader = ByteReader(bytes)
         switch try reader.readByte() {
         case Self.entryTag:

@@ -1,0 +1,69 @@
+import TidemarkStorage
+
+/// The pure rules of a multi-leader replica's log (`MultiLeaderRecord`s in apply order), used
+/// by `MultiLeaderConsensus` over its WAL and by the simulator over a simulated disk: what a
+/// ready appends, what a replay rebuilds, and how much of the log may go.
+public enum MultiLeaderLog {
+    /// What `rebuild` recovers from a log.
+    public struct Recovered: Sendable {
+        /// The core's state: per source what is applied, per peer what it acknowledged, and
+        /// the own entries some peer still lacks.
+        public var state: MultiLeaderDiskState
+        /// The log index of each of those own entries.
+        public var ownIndexes: [UInt64]
+        /// The last log index replayed (0 for an empty log).
+        public var lastIndex: UInt64
+    }
+
+    /// The records that persist `ready`: every entry it applies, then the dispatchers'
+    /// progress when it moved since `persistedShipped` (which is updated).
+    public static func records(for ready: MultiLeaderReady, persistedShipped: inout [UInt64: UInt64]) -> [MultiLeaderRecord] {
+        var records = ready.apply.map { MultiLeaderRecord(source: $0.source, sequence: $0.sequence, data: $0.data) }
+        if let state = ready.state, state.shipped != persistedShipped {
+            records.append(MultiLeaderRecord(shipped: state.shipped, applied: state.applied))
+            persistedShipped = state.shipped
+        }
+        return records
+    }
+
+    /// Replays `records` (log index, record) in order: each entry goes to `apply` (the state
+    /// machine skips what its own files hold), and the dispatchers' state is rebuilt.
+    public static func rebuild(nodeID: UInt64, peers: [UInt64], records: some Sequence<(UInt64, MultiLeaderRecord)>,
+                               apply: (UInt64, [UInt8]) -> Void) throws(CorruptDataError) -> Recovered {
+        var shipped: [UInt64: UInt64] = [:]
+        var applied: [UInt64: UInt64] = [:]
+        var own: [(sequence: UInt64, index: UInt64, data: [UInt8])] = []
+        var lastIndex: UInt64 = 0
+        for (index, record) in records {
+            lastIndex = index
+            switch record {
+            case .entry(let source, let sequence, let data):
+                apply(index, data)
+                applied[source] = max(applied[source] ?? 1, sequence + 1)
+                if source == nodeID { own.append((sequence, index, data)) }
+            case .progress(let shippedThen, let appliedThen):
+                shipped = shippedThen
+                for (source, next) in appliedThen { applied[source] = max(applied[source] ?? 1, next) }
+            }
+        }
+        let next = applied[nodeID] ?? 1
+        var state = MultiLeaderDiskState()
+        state.applied = applied
+        state.firstSequence = peers.map { min(shipped[$0] ?? 1, next) }.min() ?? next
+        for peer in peers { state.shipped[peer] = max(shipped[peer] ?? 1, state.firstSequence) }
+        let kept = own.filter { $0.sequence >= state.firstSequence }
+        guard kept.map(\.sequence) == Array(state.firstSequence..<next) else {
+            throw CorruptDataError("own entries \(state.firstSequence)..<\(next) are not all in the log")
+        }
+        state.entries = kept.map(\.data)
+        return Recovered(state: state, ownIndexes: kept.map(\.index), lastIndex: lastIndex)
+    }
+
+    /// How far the log may be dropped: through what the state machine's files hold
+    /// (`checkpointed`), but not an own entry some peer still lacks (`ownIndexes`). Before
+    /// dropping, the host logs the current progress again, so it survives.
+    public static func releasable(checkpointed: UInt64, ownIndexes: [UInt64]) -> UInt64 {
+        guard let firstNeeded = ownIndexes.first else { return checkpointed }
+        return min(checkpointed, firstNeeded - 1)
+    }
+}
