@@ -27,7 +27,8 @@ build http fuzz/HTTPDecoderFuzz.swift Sources/TidemarkNet/HTTPRequestDecoder.swi
 build lineprotocol fuzz/LineProtocolFuzz.swift Sources/TidemarkWire/LineProtocol.swift Sources/TidemarkWire/NumberScan.swift
 build restbody fuzz/RESTBodyFuzz.swift Sources/TidemarkServer/RESTBody.swift
 build raftframe fuzz/RaftFrameFuzz.swift Sources/TidemarkConsensus/Transport/RaftFrame.swift Sources/TidemarkConsensus/Raft/RaftTypes.swift \
-  Sources/TidemarkConsensus/Raft/RaftCodec.swift Sources/TidemarkConsensus/GroupID.swift -lTidemarkStorage
+  Sources/TidemarkConsensus/Raft/RaftCodec.swift Sources/TidemarkConsensus/GroupID.swift \
+  Sources/TidemarkConsensus/MultiLeader/MultiLeaderCore.swift -lTidemarkStorage
 build sql fuzz/SQLFuzz.swift Sources/TidemarkQuery/Lexer.swift Sources/TidemarkQuery/Parser.swift Sources/TidemarkQuery/Statement.swift
 
 failed=0

@@ -47,6 +47,21 @@ private func decode(_ bytes: [UInt8], with authenticator: FrameAuthenticator = c
         #expect(try decode(Array(bytes.prefix(10))) == nil)
     }
 
+    /// Multi-leader batches and acknowledgements ride after the Raft part; a frame without
+    /// them has no trailing list at all.
+    @Test func framesCarryMultiLeaderMessages() throws {
+        let batch = MultiLeaderMessage(kind: .replicate, from: 1, to: 2, source: 1, sequence: 40, entries: [[1, 2, 3], [], [4]])
+        let ack = MultiLeaderMessage(kind: .acknowledge, from: 1, to: 2, source: 2, sequence: 17)
+        let replication = [ReplicationMessage(group: data, message: batch), ReplicationMessage(group: meta, message: ack)]
+        let frame = RaftFrame(from: 1, to: 2, messages: [GroupMessage(group: data, message: message(.heartbeat))], replication: replication)
+        let bytes = FrameCodec.encode(frame, sign: cluster.sign)
+        let (decoded, _) = try #require(try decode(bytes))
+        #expect(decoded == frame && decoded.replication == replication && !decoded.isEmpty)
+        let raftOnly = RaftFrame(from: 1, to: 2, messages: [GroupMessage(group: data, message: message(.heartbeat))])
+        #expect(FrameCodec.encode(raftOnly, sign: cluster.sign).count < bytes.count)
+        #expect(RaftFrame(from: 1, to: 2, messages: []).isEmpty)
+    }
+
     @Test func badFramesAreRefusedWithTheirReason() throws {
         let bytes = FrameCodec.encode(RaftFrame(from: 1, to: 2, messages: [GroupMessage(group: data, message: message(.vote))]), sign: cluster.sign)
         #expect(throws: FrameError.unauthenticated) { try decode(bytes, with: FrameAuthenticator(clusterSecret: "other")) }
