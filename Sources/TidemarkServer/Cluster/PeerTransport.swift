@@ -67,7 +67,8 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     /// When each link last carried a frame out, and one in.
     private var lastSentNs: [UInt64: UInt64] = [:]
     private var lastHeardNs: [UInt64: UInt64] = [:]
-    /// Frames waiting for the link to a peer, by peer (bounded by `backlogBytesMax`).
+    /// Frames waiting for the link to a peer, by peer (bounded by `backlogBytesMax`, and
+    /// dropped when no link came within a housekeeping period).
     private var waiting: [UInt64: [[UInt8]]] = [:]
     /// Accepted connections, identified or not.
     private var incoming: [ObjectIdentifier: TCPStream] = [:]
@@ -152,6 +153,11 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
                 lastSentNs[peer] = now
             }
         }
+        // Frames wait for a link one period at most: stale ones are no use (Raft resends).
+        for (peer, frames) in waiting where links[peer] == nil && !dialing.contains(peer) {
+            metrics.framesDropped.add(frames.count, ordering: .relaxed)
+            waiting[peer] = nil
+        }
         for peer in peers.keys where dials(peer) && now - (lastDialNs[peer] ?? 0) >= redialMs * 1_000_000 { dial(peer) }
     }
 
@@ -192,7 +198,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         lastDialNs[node] = monotonicNowNs()
         TCPStream.connect(loop: loop, to: address) { [self] stream, _ in
             dialing.remove(node)
-            guard let stream else { return }  // the redial timer tries again; queued frames wait
+            guard let stream else { return }  // the redial timer tries again
             stream.write(hello(to: node))
             metrics.connectionsDialed.add(1, ordering: .relaxed)
             read(stream, peer: node)
