@@ -54,6 +54,11 @@ struct MetricsText {
         for group in cluster.groups { sample("tidemark_raft_is_leader", ["group": group.name], group.role == "leader" ? 1 : 0) }
         family("tidemark_raft_quiesced", "gauge", "1 when the group is asleep here (idle: no ticks, no heartbeats).")
         for group in cluster.groups { sample("tidemark_raft_quiesced", ["group": group.name], group.quiesced ? 1 : 0) }
+        family("tidemark_multileader_retained_entries", "gauge",
+               "Own entries of a multi-leader group some peer still lacks; writes answer 503 past lag_entries_max.")
+        for group in cluster.groups {
+            if let retained = group.retainedEntries { sample("tidemark_multileader_retained_entries", ["group": group.name], Double(retained)) }
+        }
         counter("tidemark_peer_frames_sent_total", "Internal RPC frames sent.", Double(cluster.framesSent))
         counter("tidemark_peer_frames_received_total", "Internal RPC frames received and accepted.", Double(cluster.framesReceived))
         counter("tidemark_peer_frames_dropped_total", "Frames not sent (peer down or too far behind); Raft sends again.", Double(cluster.framesDropped))

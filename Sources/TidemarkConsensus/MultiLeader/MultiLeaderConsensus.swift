@@ -208,12 +208,23 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         }
     }
 
-    /// Each group's last applied log index here, for `/cluster`.
-    public func groupStatuses() -> [(group: GroupID, applied: UInt64)] {
-        lock.withLock { groups.map { ($0.key, $0.value.applied) }.sorted { $0.group.description < $1.group.description } }
+    /// One group's replica on this node, for `/cluster` and `/metrics`.
+    public struct GroupStatus: Sendable {
+        public var group: GroupID
+        /// The last log index applied here.
+        public var applied: UInt64
+        /// Own entries some peer still lacks (writes are refused past `lagEntriesMax`).
+        public var retainedEntries: Int
     }
 
-    /// Own entries some peer still lacks, per group (tests and `/metrics`).
+    public func groupStatuses() -> [GroupStatus] {
+        lock.withLock {
+            groups.map { GroupStatus(group: $0.key, applied: $0.value.applied, retainedEntries: $0.value.core.retainedEntries) }
+                .sorted { $0.group.description < $1.group.description }
+        }
+    }
+
+    /// Own entries some peer still lacks, per group.
     public func retainedEntries(_ group: GroupID) -> Int? { lock.withLock { groups[group]?.core.retainedEntries } }
 
     // MARK: - Rounds

@@ -11,6 +11,8 @@ struct ClusterStatus: Sendable {
         var leader: UInt64
         var applied: UInt64
         var quiesced: Bool
+        /// Multi-leader: own entries some peer still lacks; nil for Raft.
+        var retainedEntries: Int?
     }
 
     var nodeID: UInt64
@@ -35,7 +37,8 @@ struct ClusterStatus: Sendable {
         }
         // Every replica of a multi-leader group leads it.
         groups += (wiring.multiLeader?.groupStatuses() ?? []).map { status in
-            Group(name: "\(status.group)", role: "leader", term: 0, leader: nodeID, applied: status.applied, quiesced: false)
+            Group(name: "\(status.group)", role: "leader", term: 0, leader: nodeID, applied: status.applied, quiesced: false,
+                  retainedEntries: status.retainedEntries)
         }
         return ClusterStatus(
             nodeID: nodeID, peers: wiring.peers, groups: groups,
@@ -52,7 +55,8 @@ struct ClusterStatus: Sendable {
     var json: String {
         let peerList = peers.map { "{\"id\":\($0.id),\"internal\":\(jsonQuoted($0.address))}" }.joined(separator: ",")
         let groupList = groups.map {
-            "{\"group\":\(jsonQuoted($0.name)),\"role\":\(jsonQuoted($0.role)),\"term\":\($0.term),\"leader\":\($0.leader),\"applied\":\($0.applied),\"quiesced\":\($0.quiesced)}"
+            "{\"group\":\(jsonQuoted($0.name)),\"role\":\(jsonQuoted($0.role)),\"term\":\($0.term),\"leader\":\($0.leader),\"applied\":\($0.applied),\"quiesced\":\($0.quiesced)"
+                + ($0.retainedEntries.map { ",\"retained_entries\":\($0)" } ?? "") + "}"
         }.joined(separator: ",")
         return "{\"node_id\":\(nodeID),\"nodes\":[\(peerList)],\"groups\":[\(groupList)],\"partition_table_version\":0}"
     }
