@@ -56,6 +56,19 @@ for mode in standalone raft multi_leader; do
     points=$(python3 -c "print(round($rate * $batch))")
     echo "$mode: batch $batch, $conns connections: $rate requests/s = $points points/s, p50 $p50, p99 $p99, non-2xx ${bad:-0}"
   done
+  if [ "$mode" = multi_leader ]; then
+    # Every replica takes writes: the same connections spread over the three nodes.
+    run=$((run + 1))
+    loads=()
+    for i in 1 2 3; do
+      wrk -t1 -c$((conns / 3)) -d"${seconds}s" --latency -s bench/consensus-put.lua "http://127.0.0.1:$((base + 10 + i))/write?db=cbench&precision=ns" -- "$run$i" 1000 > "$work/spread$i.txt" &
+      loads+=($!)
+    done
+    wait "${loads[@]}"
+    total=$(cat "$work"/spread[123].txt | awk '/Requests\/sec/ {sum += $2} END {print sum}')
+    p50s=$(cat "$work"/spread[123].txt | awk '$1 == "50%" {printf "%s ", $2}')
+    echo "multi_leader: batch 1000, $((conns / 3 * 3)) connections spread over 3 nodes: $(python3 -c "print(round($total * 1000))") points/s, p50 per node ${p50s}"
+  fi
   if [ "$mode" = raft ]; then
     metrics=$(curl -s -u root:root "http://127.0.0.1:$target/metrics")
     fsyncs=$(echo "$metrics" | awk '/^tidemark_raft_fsyncs_total/ {print $2}')
