@@ -99,8 +99,12 @@ extension StorageEngine {
         for column in write.columns {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
-            if schema.series(column.path) == nil && createsSchemaOnApply { created += createOnApplyLocked(column.path, column.type) }
-            guard let series = schema.series(column.path), series.dataType == column.type else { continue }
+            var known = schema.series(column.path)
+            if known == nil && createsSchemaOnApply {
+                created += createOnApplyLocked(column.path, column.type)
+                known = schema.series(column.path)
+            }
+            guard known?.dataType == column.type else { continue }
             if replayed {
                 // Points already in a segment of their partition are not applied twice.
                 let kept = column.timestamps.indices.filter { position in

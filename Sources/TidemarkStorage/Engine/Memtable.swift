@@ -59,11 +59,10 @@ final class Memtable: @unchecked Sendable {
     /// Appends a column of series `path` with one lookup for the series.
     func append(path: String, timestamps: [Int64], values: Column, sequence: UInt64) {
         precondition(timestamps.count == values.count)
-        if series[path] == nil {
-            series[path] = SeriesBuffer(type: values.dataType)
-            bytes += 64 + path.utf8.count
-        }
-        series[path]!.append(timestamps: timestamps, values: values)
+        let seriesBefore = series.count
+        // One hash of the path: the default is only built for a new series.
+        series[path, default: SeriesBuffer(type: values.dataType)].append(timestamps: timestamps, values: values)
+        if series.count != seriesBefore { bytes += 64 + path.utf8.count }
         bytes += 8 * timestamps.count + values.valueBytes
         pointCount += timestamps.count
         maxSequence = max(maxSequence, sequence)
