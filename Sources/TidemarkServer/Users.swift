@@ -203,7 +203,7 @@ final class UserStore: Sendable {
     private static func decode(_ bytes: [UInt8]) throws -> User {
         var reader = ByteReader(bytes)
         func text() throws -> String {
-            guard let value = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self) else {
+            guard let value = try reader.readText(max: 4096) else {
                 throw CorruptDataError("user record text is not UTF-8")
             }
             return value

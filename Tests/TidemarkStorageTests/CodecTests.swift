@@ -130,4 +130,15 @@ private func roundTripTimestamps(_ timestamps: [Int64]) throws -> [Int64] {
         let continued = CRC32C.checksum(Array(data[300...]), continuing: CRC32C.checksum(Array(data[..<300])))
         #expect(whole == continued)
     }
+
+    @Test func textIsReadAsUTF8AndRefusedOtherwise() throws {
+        var writer = ByteWriter()
+        for text in [Array("root.sg.d1.s".utf8), Array("root.sg.café".utf8), [0x72, 0xC3, 0x28], []] { writer.write(lengthPrefixed: text) }
+        var reader = ByteReader(writer.bytes)
+        #expect(try reader.readText(max: 100) == "root.sg.d1.s")
+        #expect(try reader.readText(max: 100) == "root.sg.café")
+        #expect(try reader.readText(max: 100) == nil)  // not UTF-8
+        #expect(try reader.readText(max: 100) == "")
+        #expect(reader.isAtEnd)
+    }
 }

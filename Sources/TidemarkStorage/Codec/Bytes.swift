@@ -117,6 +117,15 @@ public struct ByteReader {
     public mutating func readLengthPrefixed(max: Int) throws(CorruptDataError) -> ArraySlice<UInt8> {
         try readBytes(try readCount(max: min(max, remaining), what: "length"))
     }
+
+    /// Length-prefixed UTF-8 text, or nil when it is not UTF-8 (ASCII, the usual case for
+    /// paths and names, needs no validation pass).
+    public mutating func readText(max: Int) throws(CorruptDataError) -> String? {
+        let slice = try readLengthPrefixed(max: max)
+        return slice.withUnsafeBufferPointer { bytes in
+            bytes.allSatisfy { $0 < 0x80 } ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
+        }
+    }
 }
 
 @inline(__always)

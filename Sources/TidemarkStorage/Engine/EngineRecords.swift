@@ -79,7 +79,7 @@ enum EngineRecord {
             var columns: [SeriesColumn] = []
             var points = 0
             for _ in 0..<count {
-                guard let path = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self),
+                guard let path = try reader.readText(max: 4096),
                       let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad series in a log record") }
                 let pointCount = try reader.readCount(max: min(pointsPerRecordMax - points, reader.remaining), what: "points")
                 points += pointCount
@@ -93,7 +93,7 @@ enum EngineRecord {
             }
             record = .write(columns)
         case 2:
-            guard let pattern = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self) else {
+            guard let pattern = try reader.readText(max: 4096) else {
                 throw CorruptDataError("bad delete pattern")
             }
             let low = try reader.readSignedVarint(), high = try reader.readSignedVarint()
@@ -130,7 +130,7 @@ enum SchemaRecord {
     static func decode(_ bytes: [UInt8]) throws(CorruptDataError) -> SchemaRecord {
         var reader = ByteReader(bytes)
         func text() throws(CorruptDataError) -> String {
-            guard let value = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self) else {
+            guard let value = try reader.readText(max: 4096) else {
                 throw CorruptDataError("schema record text is not UTF-8")
             }
             return value

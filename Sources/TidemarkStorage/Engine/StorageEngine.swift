@@ -405,7 +405,7 @@ public final class StorageEngine: @unchecked Sendable {
         }
         var reader = ByteReader(bytes, end: bytes.count - 4)
         for _ in 0..<(try reader.readCount(max: 1_000_000, what: "tombstones")) {
-            guard let text = String(validating: try reader.readLengthPrefixed(max: 4096), as: UTF8.self) else {
+            guard let text = try reader.readText(max: 4096) else {
                 throw EngineError.corrupt("\(tombstonePath): bad pattern")
             }
             let low = try reader.readSignedVarint(), high = try reader.readSignedVarint()

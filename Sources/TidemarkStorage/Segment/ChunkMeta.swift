@@ -122,7 +122,7 @@ public struct ChunkStats: Sendable, Equatable {
         case .float: return .float(Float(bitPattern: try reader.read(littleEndian: UInt32.self)))
         case .double: return .double(Double(bitPattern: try reader.read(littleEndian: UInt64.self)))
         case .text:
-            guard let text = String(validating: try reader.readLengthPrefixed(max: ColumnCodec.textBytesMax), as: UTF8.self) else {
+            guard let text = try reader.readText(max: ColumnCodec.textBytesMax) else {
                 throw CorruptDataError("TEXT value is not UTF-8")
             }
             return .text(text)

@@ -149,7 +149,7 @@ public final class SegmentReader: Sendable {
             let level = try reader.readCount(max: 64, what: "level")
             var replaces: [String] = []
             for _ in 0..<(try reader.readCount(max: 100_000, what: "replaced segments")) {
-                guard let name = String(validating: try reader.readLengthPrefixed(max: 255), as: UTF8.self),
+                guard let name = try reader.readText(max: 255),
                       !name.contains("/") else { throw CorruptDataError("bad replaced segment name") }
                 replaces.append(name)
             }
@@ -157,7 +157,7 @@ public final class SegmentReader: Sendable {
             var index: [String: [ChunkLocation]] = [:]
             var previousPath: String?
             for _ in 0..<seriesCount {
-                guard let seriesPath = String(validating: try reader.readLengthPrefixed(max: SegmentFormat.pathBytesMax), as: UTF8.self) else {
+                guard let seriesPath = try reader.readText(max: SegmentFormat.pathBytesMax) else {
                     throw CorruptDataError("series path is not UTF-8")
                 }
                 guard previousPath.map({ $0 < seriesPath }) ?? true else { throw CorruptDataError("series out of order in the index") }
