@@ -43,10 +43,8 @@ enum Access {
     static func writeNeeds(_ job: WriteJob) -> [(Privilege, String)] {
         var seen = Set<String>()
         var needs: [(Privilege, String)] = []
-        for unit in job.units {
-            for row in unit.rows {
-                for index in row.measurements.indices where seen.insert(row.path(index)).inserted { needs.append((.writeData, row.path(index))) }
-            }
+        for row in job.rows {
+            for index in row.measurements.indices where seen.insert(row.path(index)).inserted { needs.append((.writeData, row.path(index))) }
         }
         return needs
     }

@@ -9,19 +9,35 @@ import TidemarkWire
 /// A client write on its way from decode through route to append: rows grouped by the
 /// request line (or request) they came from, and how to answer.
 public struct WriteJob: Sendable {
-    /// One all-or-nothing unit of the request (a line-protocol line, a REST request).
+    /// One all-or-nothing unit of the request (a line-protocol line, a REST request): its
+    /// rows in the job's `rows` (one array for the whole request, not one per line).
     public struct Unit: Sendable {
         public var line: Int
-        public var rows: [RowWrite]
+        public var rows: Range<Int>
 
-        public var pointCount: Int { rows.reduce(0) { $0 + $1.values.count } }
+        public init(line: Int, rows: Range<Int>) {
+            self.line = line
+            self.rows = rows
+        }
     }
 
+    public var rows: [RowWrite]
     public var units: [Unit]
     /// Problems found while decoding (syntax), by line.
     public var decodeErrors: [LineError]
     /// Called once, from the append stage, with what happened.
     public var finish: @Sendable (WriteOutcome) -> Void
+
+    public init(rows: [RowWrite], units: [Unit], decodeErrors: [LineError], finish: @escaping @Sendable (WriteOutcome) -> Void) {
+        precondition(units.allSatisfy { $0.rows.upperBound <= rows.count }, "units name rows of the job")
+        self.rows = rows
+        self.units = units
+        self.decodeErrors = decodeErrors
+        self.finish = finish
+    }
+
+    /// Values in the job.
+    public var pointCount: Int { rows.reduce(0) { $0 + $1.values.count } }
 }
 
 /// What a write did: units refused (with why) and, if nothing could be written, the error.
@@ -76,7 +92,7 @@ struct WriteApplier: Sendable {
         var batches: [Batch] = []
         var current = Batch()
         for job in jobs {
-            let jobPoints = job.units.reduce(0) { $0 + $1.pointCount }
+            let jobPoints = job.pointCount
             if !current.members.isEmpty && current.write.pointCount + jobPoints > engine.options.writePointsMax {
                 batches.append(current)
                 current = Batch()
@@ -91,7 +107,7 @@ struct WriteApplier: Sendable {
     private func check(_ job: WriteJob, into write: inout GroupedWrite, existing: (String) -> DataType?) -> [LineError] {
         var refused = job.decodeErrors
         for unit in job.units {
-            if let conflict = write.add(unit.rows, existing: existing) {
+            if let conflict = write.add(job.rows[unit.rows], existing: existing) {
                 refused.append(LineError(line: unit.line, column: 1,
                                          message: "\(conflict.path) is \(conflict.expected), got a \(conflict.got) value"))
             }
@@ -149,14 +165,18 @@ struct LineProtocolWrite {
         }
         let parsed = LineProtocol.parse(request.body)
         var errors = parsed.errors
+        var rows: [RowWrite] = []
         var units: [WriteJob.Unit] = []
+        rows.reserveCapacity(parsed.points.count)
+        units.reserveCapacity(parsed.points.count)
         var points = 0
-        var rows = LineProtocolMapping.RowCache()
+        var rowCache = LineProtocolMapping.RowCache()
         for line in parsed.points {
             do {
-                let row = try LineProtocolMapping.row(of: line, database: database, precision: precision, nowMs: nowMs, cache: &rows)
+                let row = try LineProtocolMapping.row(of: line, database: database, precision: precision, nowMs: nowMs, cache: &rowCache)
                 points += row.values.count
-                units.append(WriteJob.Unit(line: line.line, rows: [row]))
+                rows.append(row)
+                units.append(WriteJob.Unit(line: line.line, rows: (rows.count - 1)..<rows.count))
             } catch let error as LineError {
                 errors.append(error)
             } catch {
@@ -166,7 +186,7 @@ struct LineProtocolWrite {
         guard points <= writePointsMax else {
             return .answer(influxError(413, "request has \(points) points; write_points_max is \(writePointsMax)"))
         }
-        return .job(WriteJob(units: units, decodeErrors: errors) { outcome in finish(response(outcome)) })
+        return .job(WriteJob(rows: rows, units: units, decodeErrors: errors) { outcome in finish(response(outcome)) })
     }
 
     /// 204 when every line was written; 400 naming the bad lines otherwise (good lines are kept).

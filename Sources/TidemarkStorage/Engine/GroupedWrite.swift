@@ -59,6 +59,11 @@ public struct GroupedWrite: Sendable {
     /// (`existing`, asked once per new series), or, for a new series, the type an earlier
     /// value gave it. Otherwise returns the first conflict and adds nothing.
     public mutating func add(_ unit: [RowWrite], existing: (String) -> DataType?) -> TypeConflict? {
+        add(unit[...], existing: existing)
+    }
+
+    /// `add` for rows held in a bigger array (a request's rows, one unit after another).
+    public mutating func add(_ unit: ArraySlice<RowWrite>, existing: (String) -> DataType?) -> TypeConflict? {
         // Where each value goes: a column index, or a new series (its path, its type).
         var targets: [Int] = []
         var created: [NewSeries] = []
