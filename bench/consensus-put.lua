@@ -1,5 +1,6 @@
--- wrk script: BATCH points per request (1, or lines of 10 float fields), timestamps unique
--- across runs, threads and requests. Arguments: wrk … -s consensus-put.lua URL -- RUN BATCH
+-- wrk script: BATCH points per request (1, or lines of 10 float fields; "s256" is one point
+-- with a 256-byte string value, etcd's benchmark), timestamps unique across runs, threads and
+-- requests. Arguments: wrk … -s consensus-put.lua URL -- RUN BATCH
 local threads = {}
 
 function setup(thread)
@@ -9,7 +10,9 @@ end
 
 function init(args)
   counter = 0
+  etcd = args[2] == "s256"
   batch = tonumber(args[2]) or 1
+  value = string.rep("x", 256)
   base = ((tonumber(args[1]) or 0) * 100 + id) * 1000000000
   wrk.method = "POST"
   wrk.headers["Authorization"] = "Basic cm9vdDpyb290"
@@ -22,6 +25,9 @@ end
 function request()
   counter = counter + 1
   local ts = base + counter
+  if etcd then
+    return wrk.format(nil, nil, nil, 'kv v="' .. value .. '" ' .. ts)
+  end
   if batch == 1 then
     return wrk.format(nil, nil, nil, "kv v=" .. (counter % 1000) .. ".25 " .. ts)
   end

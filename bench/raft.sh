@@ -41,7 +41,7 @@ run=0
 for conns in 256 1; do
   run=$((run + 1))
   threads=$([ "$conns" = 1 ] && echo 1 || echo 2)
-  out=$(wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency -s bench/raft-put.lua "http://127.0.0.1:$leader/write?db=raftbench&precision=ms" -- "$run")
+  out=$(wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency -s bench/consensus-put.lua "http://127.0.0.1:$leader/write?db=raftbench&precision=ms" -- "$run" s256)
   rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
