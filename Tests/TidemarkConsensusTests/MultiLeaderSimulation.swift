@@ -124,7 +124,10 @@ final class MultiLeaderSimulation {
     }
 
     private func handleReady(_ id: UInt64) throws {
+        var passes = 0
         while var core = replicas[id]!.core, core.hasReady {
+            passes += 1
+            guard passes <= RaftSimulation.readyPassesMax else { throw fail("replica \(id) still has work after \(passes - 1) readies") }
             let ready = core.ready()
             var replica = replicas[id]!
             // Logged (and synced) first, as the real host does; then applied, answered, shipped.

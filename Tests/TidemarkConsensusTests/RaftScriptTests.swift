@@ -40,7 +40,13 @@ private final class ScriptCluster {
     func handleReadies() -> Bool {
         var any = false
         for id in replicas.keys.sorted() {
+            var passes = 0
             while replicas[id]!.core.hasReady {
+                passes += 1
+                guard passes <= RaftSimulation.readyPassesMax else {
+                    Issue.record("replica \(id) still has work after \(passes - 1) readies")
+                    break
+                }
                 any = true
                 var replica = replicas[id]!
                 let ready = replica.core.ready()

@@ -163,11 +163,31 @@ private final class RawClient: @unchecked Sendable {
             high.send(to: 5, [GroupMessage(group: group, message: RaftMessage(kind: .heartbeat, from: 6, to: 5, term: 4))])
             return inboxRestarted.arrived.wait(timeout: .now() + 0.05) == .success
         })
-        #expect(inboxLow.messages.withLock { $0.allSatisfy { $0.message.term == 3 } })
 
         loop.execute {
             restarted.stop()
             high.stop()
+            loop.close()
+        }
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// A connection that never says who it is loses its slot after a silence.
+    @Test func aConnectionWithoutHelloIsCut() throws {
+        let loop = try EventLoop()
+        let node = PeerTransport(loop: loop, nodeID: 7, peers: [:], clusterSecret: "s", pingMs: 10, silenceMs: 50) { _ in }
+        let address = try node.start(listen: ListenAddress(host: "127.0.0.1", port: 0))
+        let stopped = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            loop.run()
+            stopped.signal()
+        }
+        let mute = RawClient()
+        loop.execute { TCPStream.connect(loop: loop, to: address) { stream, _ in mute.stream = stream } }
+        #expect(eventually { node.metrics.refusedFrames("unauthenticated") == 1 })
+        loop.execute {
+            mute.stream?.close()
+            node.stop()
             loop.close()
         }
         #expect(stopped.wait(timeout: .now() + 10) == .success)

@@ -70,6 +70,10 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     /// Frames waiting for the link to a peer, by peer (bounded by `backlogBytesMax`, and
     /// dropped when no link came within a housekeeping period).
     private var waiting: [UInt64: [[UInt8]]] = [:]
+    private var waitingBytes: [UInt64: Int] = [:]
+    /// Accepted connections that have not said who they are yet, with when they came.
+    private var unidentifiedSinceNs: [ObjectIdentifier: UInt64] = [:]
+    private var stopped = false
     /// Accepted connections, identified or not.
     private var incoming: [ObjectIdentifier: TCPStream] = [:]
     private var bufferedBytes = 0
@@ -115,6 +119,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
 
     /// Closes the listener and every connection (on the loop).
     public func stop() {
+        stopped = true
         redialTimer?.cancel()
         redialTimer = nil
         listener?.close()
@@ -139,6 +144,9 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
 
     // MARK: - Loop thread
 
+    /// Bytes of a hello frame, with room to spare (its payload is two empty lists).
+    static let helloBytesMax = 256
+
     /// The smaller ID dials, so a pair never makes two connections.
     private func dials(_ peer: UInt64) -> Bool { nodeID < peer }
 
@@ -157,6 +165,12 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         for (peer, frames) in waiting where links[peer] == nil && !dialing.contains(peer) {
             metrics.framesDropped.add(frames.count, ordering: .relaxed)
             waiting[peer] = nil
+            waitingBytes[peer] = nil
+        }
+        // A connection that has not said who it is within a silence holds no slot longer.
+        for (key, sinceNs) in unidentifiedSinceNs where now - sinceNs >= silenceMs * 1_000_000 {
+            metrics.refuse(.unauthenticated)
+            incoming[key]?.close()
         }
         for peer in peers.keys where dials(peer) && now - (lastDialNs[peer] ?? 0) >= redialMs * 1_000_000 { dial(peer) }
     }
@@ -167,6 +181,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     }
 
     private func write(_ frame: [UInt8], to node: UInt64) {
+        guard !stopped else { return }
         if let link = links[node], link.isOpen {
             guard link.pendingWriteBytes < backlogBytesMax else {
                 metrics.framesDropped.add(1, ordering: .relaxed)
@@ -182,23 +197,26 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             return
         }
         // No link yet: the frame waits for it (a few, bounded); Raft resends the rest.
-        var queued = waiting[node] ?? []
-        guard queued.reduce(0, { $0 + $1.count }) + frame.count <= backlogBytesMax else {
+        guard waitingBytes[node, default: 0] + frame.count <= backlogBytesMax else {
             metrics.framesDropped.add(1, ordering: .relaxed)
             return
         }
-        queued.append(frame)
-        waiting[node] = queued
+        waiting[node, default: []].append(frame)
+        waitingBytes[node, default: 0] += frame.count
         if dials(node) { dial(node) }
     }
 
+    /// Connects to `node`, at most once per `redialMs` (a peer that refuses is not hammered).
     private func dial(_ node: UInt64) {
-        guard links[node] == nil, !dialing.contains(node), let address = peers[node] else { return }
+        let now = monotonicNowNs()
+        guard !stopped, links[node] == nil, !dialing.contains(node), let address = peers[node],
+              now - (lastDialNs[node] ?? 0) >= redialMs * 1_000_000 else { return }
         dialing.insert(node)
-        lastDialNs[node] = monotonicNowNs()
+        lastDialNs[node] = now
         TCPStream.connect(loop: loop, to: address) { [self] stream, _ in
             dialing.remove(node)
             guard let stream else { return }  // the redial timer tries again
+            guard !stopped else { return stream.close() }
             stream.write(hello(to: node))
             metrics.connectionsDialed.add(1, ordering: .relaxed)
             read(stream, peer: node)
@@ -215,6 +233,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         lastHeardNs[peer] = now
         lastSentNs[peer] = now
         let queued = waiting.removeValue(forKey: peer) ?? []
+        waitingBytes[peer] = nil
         for frame in queued { stream.write(frame) }
         metrics.framesSent.add(queued.count, ordering: .relaxed)
     }
@@ -226,6 +245,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             return
         }
         incoming[ObjectIdentifier(stream)] = stream
+        unidentifiedSinceNs[ObjectIdentifier(stream)] = monotonicNowNs()
         read(stream, peer: nil)
     }
 
@@ -237,6 +257,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         var buffer: [UInt8] = []
         stream.onClose = { [unowned self] in
             incoming[key] = nil
+            unidentifiedSinceNs[key] = nil
             bufferedBytes -= buffer.count
             buffer = []
             if let peer, links[peer] === stream {
@@ -252,13 +273,17 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             }
             buffer.append(contentsOf: bytes)
             bufferedBytes += bytes.count
+            // A link busy with a big frame is not silent.
+            if let peer { lastHeardNs[peer] = monotonicNowNs() }
             var consumed = 0
             defer {
                 buffer.removeFirst(consumed)
                 bufferedBytes -= consumed
             }
             do {
-                while let (frame, used) = try FrameCodec.decode(buffer[consumed...], frameBytesMax: frameBytesMax, verify: authenticator.verify) {
+                // Until it has said who it is, a connection may send nothing bigger than a hello.
+                while let (frame, used) = try FrameCodec.decode(buffer[consumed...], frameBytesMax: peer == nil ? Self.helloBytesMax : frameBytesMax,
+                                                                 verify: authenticator.verify) {
                     consumed += used
                     // A frame must be for this node, from the node at the other end.
                     guard frame.to == nodeID, peers[frame.from] != nil, peer == nil || frame.from == peer else {
@@ -269,6 +294,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
                             throw FrameError.malformed("node \(frame.from) dialed node \(nodeID), which dials it")
                         }
                         peer = frame.from
+                        unidentifiedSinceNs[key] = nil
                         adopt(stream, as: frame.from)
                     }
                     lastHeardNs[frame.from] = monotonicNowNs()
