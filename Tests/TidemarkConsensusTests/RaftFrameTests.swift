@@ -62,6 +62,21 @@ private func decode(_ bytes: [UInt8], with authenticator: FrameAuthenticator = c
         #expect(RaftFrame(from: 1, to: 2, messages: []).isEmpty)
     }
 
+    /// Entries that do not follow the index an append names, or whose index would wrap, are
+    /// refused before they reach the log.
+    @Test func appendsWithEntriesOutOfPlaceAreRefused() throws {
+        var gap = message(.append)
+        gap.index = 4
+        gap.entries = [RaftEntry(index: 9, term: 3, data: [1])]
+        var wrap = message(.append)
+        wrap.index = UInt64.max - 1
+        wrap.entries = [RaftEntry(index: UInt64.max, term: 3, data: [1]), RaftEntry(index: 1, term: 3, data: [2])]
+        for bad in [gap, wrap] {
+            let bytes = FrameCodec.encode(RaftFrame(from: 1, to: 2, messages: [GroupMessage(group: data, message: bad)]), sign: cluster.sign)
+            #expect(throws: FrameError.self) { try decode(bytes) }
+        }
+    }
+
     @Test func badFramesAreRefusedWithTheirReason() throws {
         let bytes = FrameCodec.encode(RaftFrame(from: 1, to: 2, messages: [GroupMessage(group: data, message: message(.vote))]), sign: cluster.sign)
         #expect(throws: FrameError.unauthenticated) { try decode(bytes, with: FrameAuthenticator(clusterSecret: "other")) }

@@ -85,14 +85,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
 
         var index: UInt64 { value.load(ordering: .relaxed) }
 
-        func raise(to index: UInt64) {
-            var current = value.load(ordering: .relaxed)
-            while index > current {
-                let (exchanged, original) = value.compareExchange(expected: current, desired: index, ordering: .relaxed)
-                if exchanged { return }
-                current = original
-            }
-        }
+        func raise(to index: UInt64) { value.max(index, ordering: .relaxed) }
     }
 
     public let nodeID: UInt64
@@ -186,10 +179,12 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     }
 
     public func close() {
-        lock.withLock {
+        let waiting = lock.withLock {
             closed = true
             for group in groups.values { group.log.close() }
+            return groups.values.flatMap { group in defer { group.pending = [:] }; return Array(group.pending.values) }
         }
+        for write in waiting { write.completion(.failure(.stopped)) }
     }
 
     // MARK: - Driving
@@ -238,7 +233,8 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         var failure: ConsensusError?
         do { try body() } catch { failure = error }
         for (id, group) in groups.sorted(by: { $0.key.description < $1.key.description }) {
-            do { try roundLocked(id, group) } catch { failure = failure ?? error }
+            // A group's own failure fails its own writes (failPending); it is not the caller's error.
+            do { try roundLocked(id, group) } catch { logger.error("multi-leader round failed", metadata: ["group": "\(id)", "error": "\(error)"]) }
         }
         let completions = deferred
         deferred = []
@@ -258,7 +254,9 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
                 let last: UInt64
                 do {
                     last = try group.log.append(records)
-                    if settings.syncPolicy == .batch { try group.log.waitDurable(last) }
+                    // Durable before anything ships, whatever `wal_sync` says: a source that lost
+                    // entries in a crash would number other writes the same.
+                    if settings.syncPolicy != .always { try group.log.waitDurable(last) }
                 } catch {
                     failPending(group, .io("\(id): log append failed: \(error)"))
                     throw .io("\(id): log append failed: \(error)")
@@ -302,7 +300,8 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         guard through > group.released else { return }
         do {
             let state = group.core.diskState
-            _ = try group.log.append([MultiLeaderRecord(shipped: state.shipped, applied: state.applied).encoded])
+            let progress = try group.log.append([MultiLeaderRecord(shipped: state.shipped, applied: state.applied).encoded])
+            if settings.syncPolicy != .always { try group.log.waitDurable(progress) }  // before the files that held it go
             try group.log.truncate(through: through)
         } catch {
             throw .io("\(id): releasing the log failed: \(error)")

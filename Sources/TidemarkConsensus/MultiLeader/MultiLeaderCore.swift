@@ -153,13 +153,14 @@ public struct MultiLeaderCore: Sendable {
         case .acknowledge:
             guard message.source == id, let shipped = state.shipped[message.from] else { return }
             let acknowledged = min(message.sequence, nextSequence)
-            if acknowledged > shipped {
-                state.shipped[message.from] = acknowledged
-                dirty = true
-                releaseEntries()
-            }
+            // An answer that moves nothing (a duplicate, or an echo of a resent batch) ships
+            // nothing: each would start another stream of batches. `tick` resends what is lost.
+            guard acknowledged > shipped else { return }
+            state.shipped[message.from] = acknowledged
+            dirty = true
+            releaseEntries()
             inFlight[message.from] = nil
-            if state.shipped[message.from]! < nextSequence { ship(to: message.from) }
+            if acknowledged < nextSequence { ship(to: message.from) }
         }
     }
 

@@ -24,7 +24,7 @@ public enum RaftCodec {
             let index = try reader.readVarint(), term = try reader.readVarint()
             guard let kind = RaftEntry.Kind(rawValue: try reader.readByte()) else { throw CorruptDataError("unknown entry kind") }
             let data = Array(try reader.readLengthPrefixed(max: dataBytesMax))
-            guard index > 0, entries.last.map({ $0.index + 1 == index }) ?? true else {
+            guard index > 0, entries.last.map({ $0.index &+ 1 == index }) ?? true else {
                 throw CorruptDataError("entries out of order at \(index)")
             }
             entries.append(RaftEntry(index: index, term: term, kind: kind, data: data))

@@ -255,6 +255,10 @@ public enum FrameCodec {
         message.context = try reader.readVarint()
         message.reject = try reader.readByte() == 1
         message.entries = try RaftCodec.readEntries(&reader)
+        // Appended entries follow the one the message names (the log merges them by index).
+        if let first = message.entries.first, first.index != message.index &+ 1 {
+            throw FrameError.malformed("entries start at \(first.index) after index \(message.index)")
+        }
         if try reader.readByte() == 1 { message.snapshot = try RaftCodec.readSnapshot(&reader) }
         return message
     }
