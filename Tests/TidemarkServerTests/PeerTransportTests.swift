@@ -40,7 +40,8 @@ private final class RawClient: @unchecked Sendable {
         let inboxA = Inbox(), inboxB = Inbox(), inboxC = Inbox()
         let loopback = ListenAddress(host: "127.0.0.1", port: 0)
         let a = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "cluster-secret") { inboxA.take($0) }
-        let b = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "cluster-secret", incomingMax: 2) { inboxB.take($0) }
+        // A long silence: the idle connection below must keep its slot for the limit to show.
+        let b = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "cluster-secret", incomingMax: 2, silenceMs: 600_000) { inboxB.take($0) }
         // Node 1 again, without the secret (the smaller node dials, so it must be below 2).
         let intruder = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "wrong-secret") { inboxC.take($0) }
         // A node that holds at most 40 bytes of partial frames.
