@@ -178,13 +178,13 @@ final class StagesBox: Sendable {
     /// a full queue drops it. Only for work that comes again (Raft messages and ticks).
     func offerAppend(_ work: AppendWork) -> SubmitResult {
         guard let stages = stages.withLock({ $0 }) else { return .rejected(.stopping) }
-        return stages.append.submit(work, whenSpace: {})
+        return stages.append.offer(work)
     }
 
     /// Offers a task to one of the task stages without ever blocking; a full queue drops it.
     func offer(_ task: StageTask, to name: StageName) -> SubmitResult {
         guard let stages = stages.withLock({ $0 }) else { return .rejected(.stopping) }
-        return stages.taskStages[name]!.submit(task, whenSpace: {})
+        return stages.taskStages[name]!.offer(task)
     }
 
     /// Hands a statement to the query stage.

@@ -97,6 +97,21 @@ public final class Stage<Event: Sendable>: StageMonitor, @unchecked Sendable {
         return .deferred
     }
 
+    /// Hands `event` to the stage if there is room now, whatever the overflow policy: a full
+    /// queue refuses it (`.rejected(.overloaded)`, counted) and nothing waits for space. For
+    /// work that is sent again anyway (Raft rounds, apply runs).
+    public func offer(_ event: Event) -> SubmitResult {
+        if settings.inline { return runInline(event) }
+        lock.lock()
+        if let refusal = refusal() {
+            lock.unlock()
+            return refusal
+        }
+        guard queue.count < settings.queueCapacity else { return rejectLocked() }
+        enqueueLocked(event)
+        return .accepted
+    }
+
     /// Hands `event` to the stage; under `overflow: block` a full queue makes the
     /// calling thread wait for room. For producers that are not the event loop.
     public func submit(_ event: Event) -> SubmitResult {

@@ -74,6 +74,24 @@ private func drainSoon(_ stage: some StageMonitor) -> Bool {
         #expect(stage.snapshot().completed == 4)
     }
 
+    /// An offer never waits nor leaves a waiter behind, even under `block`: a full queue refuses it.
+    @Test func anOfferToAFullStageIsRefusedAndLeavesNothingWaiting() {
+        let gate = Gate()
+        let ran = Mutex<[Int]>([])
+        let stage = Stage<Int>(name: "test", settings: settings(queue: 1, overflow: .block)) { batch in
+            gate.pass()
+            ran.withLock { $0 += batch }
+        }
+        #expect(stage.offer(0) == .accepted)
+        #expect(gate.awaitEntry())
+        #expect(stage.offer(1) == .accepted)
+        #expect(stage.offer(2) == .rejected(.overloaded))
+        #expect(stage.snapshot().rejected == 1 && stage.snapshot().blocked == 0)
+        gate.release(2)
+        #expect(drainSoon(stage))
+        #expect(ran.withLock { $0 } == [0, 1])
+    }
+
     @Test func blockPolicyMakesAThreadProducerWaitForRoom() {
         let gate = Gate()
         let stage = Stage<Int>(name: "test", settings: settings(queue: 1, overflow: .block)) { _ in gate.pass() }

@@ -18,6 +18,7 @@ final class ClusterWiring: Sendable {
     let transport: PeerTransport
     let peers: [Peer]
     private let submitRound: @Sendable (StageTask) -> Void
+    private let box: ConsensusBox
     private let tickMs: Int
     private let timer = Mutex<LoopTimerBox?>(nil)
 
@@ -36,11 +37,17 @@ final class ClusterWiring: Sendable {
         let addresses = Dictionary(uniqueKeysWithValues: config.metaPeers.enumerated().map { (UInt64($0.offset + 1), $0.element) })
             .filter { $0.key != nodeID }
         let box = ConsensusBox()
+        self.box = box
         // The pair's heartbeat every tick; silence for an election timeout means the peer is gone.
         let tickMs = UInt64(config.raftTickMs)
         transport = PeerTransport(loop: loop, nodeID: nodeID, peers: addresses, clusterSecret: secret,
                                   pingMs: tickMs, silenceMs: tickMs * UInt64(config.raftElectionTicks),
-                                  peerDown: { node in submitRound(StageTask { box.raft?.peerDown(node) }) },
+                                  peerDown: { node in
+                                      // Kept until a round reports it: a round dropped by a full stage
+                                      // must not leave a sleeping group without its wake-up.
+                                      box.downPeers.withLock { _ = $0.insert(node) }
+                                      submitRound(StageTask { box.reportDownPeers() })
+                                  },
                                   deliverReplication: { messages in submitRound(StageTask { box.multiLeader?.receive(messages) }) }) { messages in
             submitRound(StageTask { box.raft?.receive(messages) })
         }
@@ -71,9 +78,10 @@ final class ClusterWiring: Sendable {
     /// Listens for peers and starts the clock (on the loop, before it runs).
     func start(listen address: ListenAddress, loop: EventLoop) throws -> ListenAddress {
         let bound = try transport.start(listen: address)
-        let raft = raft, multiLeader = multiLeader, submitRound = submitRound
+        let raft = raft, multiLeader = multiLeader, submitRound = submitRound, box = box
         let ticker = LoopTimer(loop: loop, delayMs: UInt64(tickMs), repeatMs: UInt64(tickMs)) {
             submitRound(StageTask {
+                box.reportDownPeers()
                 raft?.tick()
                 multiLeader?.tick()
             })
@@ -94,4 +102,11 @@ private final class ConsensusBox: @unchecked Sendable {
     // Set once, before any message can arrive (the transport starts listening later).
     var raft: RaftConsensus?
     var multiLeader: MultiLeaderConsensus?
+    /// Peers the transport lost that no round has reported to Raft yet.
+    let downPeers = Mutex<Set<UInt64>>([])
+
+    func reportDownPeers() {
+        let down = downPeers.withLock { peers in defer { peers = [] }; return peers }
+        for node in down.sorted() { raft?.peerDown(node) }
+    }
 }
