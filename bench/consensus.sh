@@ -40,7 +40,7 @@ for mode in standalone raft multi_leader; do
   target=
   for attempt in $(seq 1 100); do
     for i in $(seq 1 "$count"); do
-      code=$(curl -s -o /dev/null -w "%{http_code}" -u root:root -XPOST "http://127.0.0.1:$((base + 10 + i))/write?db=warmup" --data-binary 'w v=1' || true)
+      code=$(curl -s --max-time 2 -o /dev/null -w "%{http_code}" -u root:root -XPOST "http://127.0.0.1:$((base + 10 + i))/write?db=warmup" --data-binary 'w v=1' || true)
       if [ "$code" = 204 ]; then target=$((base + 10 + i)); break 2; fi
     done
     sleep 0.1
@@ -70,7 +70,7 @@ for mode in standalone raft multi_leader; do
     echo "multi_leader: batch 1000, $((conns / 3 * 3)) connections spread over 3 nodes: $(python3 -c "print(round($total * 1000))") points/s, p50 per node ${p50s}"
   fi
   if [ "$mode" = raft ]; then
-    metrics=$(curl -s -u root:root "http://127.0.0.1:$target/metrics")
+    metrics=$(curl -s --max-time 10 -u root:root "http://127.0.0.1:$target/metrics")
     fsyncs=$(echo "$metrics" | awk '/^tidemark_raft_fsyncs_total/ {print $2}')
     entries=$(echo "$metrics" | awk '/^tidemark_raft_applied_entries_total/ {print $2}')
     requests=$(echo "$metrics" | awk '/^tidemark_http_requests_total\{route="\/write",status="204"\}/ {print $2}')

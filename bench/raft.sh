@@ -30,7 +30,7 @@ done
 leader=
 for attempt in $(seq 1 100); do
   for i in 1 2 3; do
-    code=$(curl -s -o /dev/null -w "%{http_code}" -u root:root -XPOST "http://127.0.0.1:$((base + 10 + i))/write?db=warmup" --data-binary 'w v=1' || true)
+    code=$(curl -s --max-time 2 -o /dev/null -w "%{http_code}" -u root:root -XPOST "http://127.0.0.1:$((base + 10 + i))/write?db=warmup" --data-binary 'w v=1' || true)
     if [ "$code" = 204 ]; then leader=$((base + 10 + i)); break 2; fi
   done
   sleep 0.1
@@ -48,14 +48,22 @@ for conns in 256 1; do
   bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
   echo "raft, 3 replicas: $conns connection(s): ${rate} writes/s, p50 ${p50}, p99 ${p99}, non-2xx ${bad:-0}"
 done
-metrics=$(curl -s -u root:root "http://127.0.0.1:$leader/metrics")
+metrics=$(curl -s --max-time 10 -u root:root "http://127.0.0.1:$leader/metrics")
 fsyncs=$(echo "$metrics" | awk '/^tidemark_raft_fsyncs_total/ {print $2}')
 entries=$(echo "$metrics" | awk '/^tidemark_raft_applied_entries_total/ {print $2}')
 acknowledged=$(echo "$metrics" | awk '/^tidemark_http_requests_total\{route="\/write",status="204"\}/ {print $2}')
 echo "leader: $fsyncs fsyncs, $entries committed entries, $acknowledged acknowledged requests (one is the warm-up write)"
-sleep 1
+# Followers apply a moment after the leader answers: poll each (bounded), fail on a shortfall.
+failed=0
 for i in 1 2 3; do
-  stored=$(curl -s -u root:root "http://127.0.0.1:$((base + 10 + i))/rest/v2/query" -d '{"sql":"select count(v) from root.raftbench.kv"}' |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["values"][0][0])')
+  stored=0
+  for attempt in $(seq 1 50); do
+    stored=$(curl -s --max-time 10 -u root:root "http://127.0.0.1:$((base + 10 + i))/rest/v2/query" -d '{"sql":"select count(v) from root.raftbench.kv"}' |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["values"][0][0])' 2>/dev/null || echo 0)
+    [ "$stored" = "$((acknowledged - 1))" ] && break
+    sleep 0.2
+  done
   echo "node $i stores $stored points (acknowledged: $((acknowledged - 1)))"
+  [ "$stored" = "$((acknowledged - 1))" ] || failed=1
 done
+exit $failed

@@ -94,5 +94,8 @@ private func decode(_ bytes: [UInt8], with authenticator: FrameAuthenticator = c
         garbage += cluster.sign(garbage)
         let error = #expect(throws: FrameError.self) { try decode(garbage) }
         #expect(error?.label == "malformed")
+        // The label list metrics start from names every reason, in order.
+        let every: [FrameError] = [.badMagic, .unsupportedVersion(9), .tooLarge(bytes: 2, max: 1), .badChecksum, .unauthenticated, .malformed("x")]
+        #expect(every.map(\.label) == FrameError.labels)
     }
 }

@@ -93,6 +93,9 @@ public enum FrameError: Error, Sendable, Equatable {
     case unauthenticated
     case malformed(String)
 
+    /// Every label, so metrics can list each reason from zero (kept beside `label`).
+    public static let labels = ["bad_magic", "unsupported_version", "too_large", "bad_checksum", "unauthenticated", "malformed"]
+
     /// The metric label of the error.
     public var label: String {
         switch self {

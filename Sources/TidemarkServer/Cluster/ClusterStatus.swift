@@ -47,8 +47,7 @@ struct ClusterStatus: Sendable {
             framesDropped: metrics.framesDropped.load(ordering: .relaxed),
             connectionsRefused: metrics.connectionsRefused.load(ordering: .relaxed),
             connectionsDialed: metrics.connectionsDialed.load(ordering: .relaxed),
-            framesRefused: Dictionary(uniqueKeysWithValues: ["bad_magic", "unsupported_version", "too_large", "bad_checksum", "unauthenticated", "malformed"]
-                .map { ($0, metrics.refusedFrames($0)) }))
+            framesRefused: metrics.refusedByLabel)
     }
 
     /// `GET /cluster`: nodes, groups and their leaders (the partition table comes with the meta group).

@@ -14,13 +14,16 @@ public final class PeerMetrics: Sendable {
     /// Connections this node made to its peers (one per pair of nodes, again after a loss).
     public let connectionsDialed = Atomic<Int>(0)
     /// Connections closed for bad input, by `FrameError.label`.
-    private let refused = Mutex<[String: Int]>([:])
+    private let refused = Mutex<[String: Int]>(Dictionary(uniqueKeysWithValues: FrameError.labels.map { ($0, 0) }))
 
     public init() {}
 
     func refuse(_ error: FrameError) { refused.withLock { $0[error.label, default: 0] += 1 } }
 
     public func refusedFrames(_ label: String) -> Int { refused.withLock { $0[label] ?? 0 } }
+
+    /// Refusals by label, every label present.
+    public var refusedByLabel: [String: Int] { refused.withLock { $0 } }
 }
 
 /// Raft messages between nodes over TCP (DESIGN.md section 2, internal RPC): one connection

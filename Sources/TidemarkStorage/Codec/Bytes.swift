@@ -118,8 +118,9 @@ public struct ByteReader {
         try readBytes(try readCount(max: min(max, remaining), what: "length"))
     }
 
-    /// Length-prefixed UTF-8 text, or nil when it is not UTF-8 (ASCII, the usual case for
-    /// paths and names, needs no validation pass).
+    /// Length-prefixed UTF-8 text, or nil when it is not UTF-8. Over a concrete buffer, not
+    /// the slice (the generic initializer needed type metadata at run time); ASCII, the usual
+    /// case for paths and names, takes the plain decoding path.
     public mutating func readText(max: Int) throws(CorruptDataError) -> String? {
         let slice = try readLengthPrefixed(max: max)
         return slice.withUnsafeBufferPointer { bytes in
