@@ -5,6 +5,7 @@ import TidemarkConsensus
 import TidemarkCore
 import TidemarkNet
 import TidemarkServer
+import TidemarkTestSupport
 
 /// What one transport received.
 private final class Inbox: Sendable {
@@ -15,16 +16,6 @@ private final class Inbox: Sendable {
         messages.withLock { $0 += batch }
         arrived.signal()
     }
-}
-
-/// Waits (bounded) until `condition` holds.
-private func eventually(_ condition: () -> Bool) -> Bool {
-    let deadline = Date().addingTimeInterval(10)
-    while Date() < deadline {
-        if condition() { return true }
-        usleep(2000)
-    }
-    return condition()
 }
 
 private let group = GroupID(kind: .data, number: 4)

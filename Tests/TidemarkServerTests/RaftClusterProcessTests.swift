@@ -119,11 +119,7 @@ private final class ThreeNodes {
 
         // The killed node restarts from its disk and catches up.
         try cluster.start(first)
-        var caughtUp = false
-        for _ in 0..<200 where !caughtUp {
-            if let stored = cluster.stored(at: first), acknowledged.isSubset(of: stored) { caughtUp = true } else { usleep(50_000) }
-        }
-        #expect(caughtUp, "the restarted node did not catch up")
+        #expect(eventually { cluster.stored(at: first).map { acknowledged.isSubset(of: $0) } ?? false }, "the restarted node did not catch up")
 
         // Idle now, the group falls asleep on every node: no ticks, no heartbeats...
         func asleepEverywhere() -> Bool {
@@ -133,11 +129,7 @@ private final class ThreeNodes {
                 return status.contains(#""quiesced":true"#)
             }
         }
-        var asleep = false
-        for _ in 0..<200 where !asleep {
-            if asleepEverywhere() { asleep = true } else { usleep(50_000) }
-        }
-        #expect(asleep, "the idle group did not quiesce on every node")
+        #expect(eventually(asleepEverywhere), "the idle group did not quiesce on every node")
 
         // ...and when its sleeping leader dies, the others notice the lost link, wake up and
         // elect another, which takes writes.
@@ -166,14 +158,11 @@ private final class ThreeNodes {
         }
         /// Whether node `index` holds every acknowledged point of every device, within a bound.
         func converged(at index: Int) -> Bool {
-            for _ in 0..<200 {
-                let complete = (0..<3).allSatisfy { device in
+            eventually {
+                (0..<3).allSatisfy { device in
                     cluster.stored(at: index, device: "d\(device)").map { acknowledged[device]!.isSubset(of: $0) } ?? false
                 }
-                if complete { return true }
-                usleep(50_000)
             }
-            return false
         }
         for _ in 0..<20 { for index in 0..<3 { #expect(write(at: index), "node \(index) refused a write") } }
         for index in 0..<3 { #expect(converged(at: index), "node \(index) lacks writes of the others") }
@@ -184,13 +173,7 @@ private final class ThreeNodes {
             return line.split(separator: " ").last.flatMap { Double($0) }.map { Int($0) }
         }
         /// Waits (bounded) until node 1 keeps `entries` for its peers.
-        func retained(becomes entries: Int) -> Bool {
-            for _ in 0..<200 {
-                if retained() == entries { return true }
-                usleep(50_000)
-            }
-            return false
-        }
+        func retained(becomes entries: Int) -> Bool { eventually { retained() == entries } }
         // Every peer acknowledged node 1's entries: it keeps none.
         #expect(retained(becomes: 0))
 
