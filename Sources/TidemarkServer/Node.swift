@@ -58,6 +58,7 @@ public final class Node: @unchecked Sendable {
             // dropped apply run is offered again after the next round.
             let cluster = try ClusterWiring(config: config, nodeID: nodeID, secret: secret, loop: loop,
                                             submitRound: { _ = stagesBox.offerAppend(.consensus($0)) },
+                                            submitMessages: { _ = stagesBox.offerAppend(.raftMessages($0)) },
                                             submitApply: { stagesBox.offer($0, to: .apply) == .accepted }, logger: logger)
             self.cluster = cluster
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
@@ -82,12 +83,15 @@ public final class Node: @unchecked Sendable {
             for exchange in batch { dispatcher.handle(exchange) }
         }, appendHandler: { batch in
             var jobs: [WriteJob] = []
+            var messages: [GroupMessage] = []
             for work in batch {
                 switch work {
                 case .write(let job): jobs.append(job)
                 case .consensus(let task): task.run()
+                case .raftMessages(let more): messages += more
                 }
             }
+            if !messages.isEmpty { clusterWiring?.raft?.receive(messages) }
             if !jobs.isEmpty { applier.apply(jobs) }
         })
         stagesBox.set(stages)

@@ -1,3 +1,4 @@
+import TidemarkConsensus
 import TidemarkCore
 import TidemarkNet
 import TidemarkStages
@@ -21,6 +22,8 @@ public struct StageTask: Sendable {
 public enum AppendWork: Sendable {
     case write(WriteJob)
     case consensus(StageTask)
+    /// Raft messages from peers: all of one batch go to consensus in one round (one fsync).
+    case raftMessages([GroupMessage])
 }
 
 /// The seven stages of a node, built from the configured settings.

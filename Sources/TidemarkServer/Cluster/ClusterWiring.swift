@@ -28,8 +28,11 @@ final class ClusterWiring: Sendable {
         init(_ timer: LoopTimer) { self.timer = timer }
     }
 
-    /// `submitRound` hands work to the stage that runs rounds, `submitApply` to the one that applies.
+    /// `submitRound` hands work to the stage that runs rounds, `submitMessages` hands it Raft
+    /// messages from peers (it merges a batch of them into one round, one fsync),
+    /// `submitApply` hands work to the stage that applies.
     init(config: NodeConfig, nodeID: UInt64, secret: String, loop: EventLoop, submitRound: @escaping @Sendable (StageTask) -> Void,
+         submitMessages: @escaping @Sendable ([GroupMessage]) -> Void,
          submitApply: @escaping @Sendable (StageTask) -> Bool, logger: Logger) throws {
         self.submitRound = submitRound
         tickMs = config.raftTickMs
@@ -48,9 +51,8 @@ final class ClusterWiring: Sendable {
                                       box.downPeers.withLock { _ = $0.insert(node) }
                                       submitRound(StageTask { box.reportDownPeers() })
                                   },
-                                  deliverReplication: { messages in submitRound(StageTask { box.multiLeader?.receive(messages) }) }) { messages in
-            submitRound(StageTask { box.raft?.receive(messages) })
-        }
+                                  deliverReplication: { messages in submitRound(StageTask { box.multiLeader?.receive(messages) }) },
+                                  deliver: submitMessages)
         switch config.dataConsensus {
         case .raft:
             var settings = RaftConsensus.Settings()
