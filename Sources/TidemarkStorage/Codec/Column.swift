@@ -20,6 +20,23 @@ public enum Column: Sendable, Equatable {
         }
     }
 
+    /// An empty column with room for `capacity` values.
+    public static func empty(_ type: DataType, capacity: Int) -> Column {
+        func room<T>(_ values: [T]) -> [T] {
+            var values = values
+            values.reserveCapacity(capacity)
+            return values
+        }
+        switch type {
+        case .boolean: return .boolean(room([]))
+        case .int32: return .int32(room([]))
+        case .int64: return .int64(room([]))
+        case .float: return .float(room([]))
+        case .double: return .double(room([]))
+        case .text: return .text(room([]))
+        }
+    }
+
     public var dataType: DataType {
         switch self {
         case .boolean: .boolean

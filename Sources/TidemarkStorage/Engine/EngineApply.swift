@@ -49,7 +49,7 @@ extension StorageEngine {
     public func prepareWrite(_ write: GroupedWrite) throws -> PreparedWrite? {
         guard !write.isEmpty else { return nil }
         try checkSize(write.pointCount)
-        return try prepare(write.columns)
+        return try prepare(write.makeColumns())
     }
 
     private func checkSize(_ count: Int) throws {
@@ -59,7 +59,8 @@ extension StorageEngine {
     }
 
     private func prepare(_ columns: [SeriesColumn]) throws -> PreparedWrite {
-        try writeLock.withLock { try resolveSchema(columns) }
+        var columns = columns
+        try writeLock.withLock { try resolveSchema(&columns) }
         return PreparedWrite(record: EngineRecord.encodeWrite(columns), columns: columns)
     }
 
@@ -99,12 +100,18 @@ extension StorageEngine {
         for column in write.columns {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
-            var known = schema.series(column.path)
-            if known == nil && createsSchemaOnApply {
-                created += createOnApplyLocked(column.path, column.type)
-                known = schema.series(column.path)
+            // A column prepared on this node names its series by number: no path lookup.
+            var id = column.id.flatMap { schema.type(ofID: $0) == column.type ? $0 : nil }
+            if id == nil {
+                var known = schema.ref(column.path)
+                if known == nil && createsSchemaOnApply {
+                    created += createOnApplyLocked(column.path, column.type)
+                    known = schema.ref(column.path)
+                }
+                guard let known, known.type == column.type else { continue }
+                id = known.id
             }
-            guard known?.dataType == column.type else { continue }
+            guard let id else { continue }
             if replayed {
                 // Points already in a segment of their partition are not applied twice.
                 let kept = column.timestamps.indices.filter { position in
@@ -112,9 +119,9 @@ extension StorageEngine {
                     return index > through
                 }
                 guard !kept.isEmpty else { continue }
-                active.append(path: column.path, timestamps: kept.map { column.timestamps[$0] }, values: column.values.gathered(kept), sequence: index)
+                active.append(id: id, path: column.path, timestamps: kept.map { column.timestamps[$0] }, values: column.values.gathered(kept), sequence: index)
             } else {
-                active.append(path: column.path, timestamps: column.timestamps, values: column.values, sequence: index)
+                active.append(id: id, path: column.path, timestamps: column.timestamps, values: column.values, sequence: index)
             }
         }
         active.noteSequence(index)

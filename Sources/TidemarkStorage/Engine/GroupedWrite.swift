@@ -11,13 +11,18 @@ public struct TypeConflict: Sendable, Equatable {
 struct SeriesColumn: Sendable {
     let path: String
     let type: DataType
+    /// The series' number when the write was checked against the schema; nil for a series
+    /// that did not exist then (or a column decoded from the log).
+    var id: Int?
     var timestamps: [Int64] = []
     var values: Column
 
-    init(path: String, type: DataType) {
+    init(path: String, type: DataType, id: Int? = nil, capacity: Int = 0) {
         self.path = path
         self.type = type
-        values = .empty(type)
+        self.id = id
+        timestamps.reserveCapacity(capacity)
+        values = .empty(type, capacity: capacity)
     }
 
     init(path: String, type: DataType, timestamps: [Int64], values: Column) {
@@ -29,106 +34,94 @@ struct SeriesColumn: Sendable {
     }
 }
 
-/// Rows gathered unit by unit (a line-protocol line, a REST request) straight into one
-/// column per series, so the type check and the grouping cost one device lookup per row.
-/// A unit goes in whole or not at all.
+/// Rows gathered unit by unit (a line-protocol line, a REST request) into one column per
+/// series, so the type check and the grouping cost one device lookup per row. A unit goes
+/// in whole or not at all. Adding only checks and notes where each value goes; the columns
+/// are built once, at their final sizes, by `makeColumns()`.
 public struct GroupedWrite: Sendable {
-    private(set) var columns: [SeriesColumn] = []
-    /// A device's measurement and the index of its column.
-    private struct Slot {
-        let measurement: String
-        let column: Int
-    }
-
-    /// A series a unit creates.
-    private struct NewSeries {
+    /// A column of the write, before it is built.
+    private struct ColumnPlan {
         let path: String
         let type: DataType
+        let id: Int?
+        let directoryNumber: Int
+        var count = 0
     }
 
-    /// Per device, its measurements' column indexes, in the order first seen.
-    private var devices: [String: Int] = [:]
-    private var deviceColumns: [[Slot]] = []
+    private var plans: [ColumnPlan] = []
+    /// Directory number → index in `plans`.
+    private var planOfSeries: [Int: Int] = [:]
+    /// The units taken, in order, and the column of each of their values, in order.
+    private var units: [ArraySlice<RowWrite>] = []
+    private var targets: [Int32] = []
     public private(set) var pointCount = 0
 
     public init() {}
 
     public var isEmpty: Bool { pointCount == 0 }
 
-    /// Adds `unit` if each value fits its series' type: the type the schema has
-    /// (`existing`, asked once per new series), or, for a new series, the type an earlier
-    /// value gave it. Otherwise returns the first conflict and adds nothing.
-    public mutating func add(_ unit: [RowWrite], existing: (String) -> DataType?) -> TypeConflict? {
-        add(unit[...], existing: existing)
+    /// Adds `unit` if each value fits its series' type: the type the schema has, or, for a
+    /// new series, the type an earlier value gave it. Otherwise returns the first conflict
+    /// and adds nothing.
+    public mutating func add(_ unit: [RowWrite], lookup: SeriesLookup) -> TypeConflict? {
+        add(unit[...], lookup: lookup)
     }
 
     /// `add` for rows held in a bigger array (a request's rows, one unit after another).
-    public mutating func add(_ unit: ArraySlice<RowWrite>, existing: (String) -> DataType?) -> TypeConflict? {
-        // Where each value goes: a column index, or a new series (its path, its type).
-        var targets: [Int] = []
-        var created: [NewSeries] = []
-        // By path: a REST tablet of a new device names its series once per row.
-        var createdAt: [String: Int] = [:]
+    public mutating func add(_ unit: ArraySlice<RowWrite>, lookup: SeriesLookup) -> TypeConflict? {
+        let targetsBefore = targets.count
+        let plansBefore = plans.count
         for row in unit {
-            let device = devices[row.device]
+            let device = lookup.directory.device(row.device)
             for (position, measurement) in row.measurements.enumerated() {
-                let value = row.values[position]
-                if let device, let column = Self.column(of: measurement, in: deviceColumns[device], hint: position) {
-                    guard columns[column].type == value.dataType else {
-                        return TypeConflict(path: row.path(position), expected: columns[column].type, got: value.dataType)
-                    }
-                    targets.append(column)
-                    continue
+                let got = row.values[position].dataType
+                let series = lookup.directory.series(device: device, devicePath: row.device, measurement: measurement, hint: position)
+                let plan: Int
+                if let known = planOfSeries[series] {
+                    plan = known
+                } else {
+                    let ref = lookup.directory.ref(series, in: lookup.schema)
+                    plan = plans.count
+                    plans.append(ColumnPlan(path: lookup.directory.path(series), type: ref?.type ?? got, id: ref?.id, directoryNumber: series))
+                    planOfSeries[series] = plan
                 }
-                let path = row.path(position)
-                if let at = createdAt[path] {
-                    guard created[at].type == value.dataType else { return TypeConflict(path: path, expected: created[at].type, got: value.dataType) }
-                    targets.append(-1 - at)
-                    continue
+                guard plans[plan].type == got else {
+                    let conflict = TypeConflict(path: plans[plan].path, expected: plans[plan].type, got: got)
+                    undo(targetsFrom: targetsBefore, plansFrom: plansBefore)
+                    return conflict
                 }
-                if let known = existing(path), known != value.dataType { return TypeConflict(path: path, expected: known, got: value.dataType) }
-                createdAt[path] = created.count
-                targets.append(-1 - created.count)
-                created.append(NewSeries(path: path, type: value.dataType))
+                plans[plan].count += 1
+                targets.append(Int32(plan))
             }
         }
-        // Checked: now add.
-        var createdColumns: [Int] = []
-        var next = 0
-        for row in unit {
-            for (position, value) in row.values.enumerated() {
-                var column = targets[next]
-                next += 1
-                if column < 0 {
-                    let at = -1 - column
-                    if at == createdColumns.count {
-                        createdColumns.append(columns.count)
-                        columns.append(SeriesColumn(path: created[at].path, type: created[at].type))
-                        register(row.device, row.measurements[position], column: columns.count - 1)
-                    }
-                    column = createdColumns[at]
-                }
-                columns[column].timestamps.append(row.timestamp)
-                columns[column].values.append(value)
-            }
-            pointCount += row.values.count
-        }
+        units.append(unit)
+        pointCount += targets.count - targetsBefore
         return nil
     }
 
-    /// A device's column for `measurement`; rows of one device usually list their
-    /// measurements in the same order, so the same position is tried first.
-    private static func column(of measurement: String, in known: [Slot], hint: Int) -> Int? {
-        if hint < known.count && known[hint].measurement == measurement { return known[hint].column }
-        return known.first { $0.measurement == measurement }?.column
+    /// Takes back what a refused unit noted.
+    private mutating func undo(targetsFrom targetsBefore: Int, plansFrom plansBefore: Int) {
+        for plan in targets[targetsBefore...] { plans[Int(plan)].count -= 1 }
+        targets.removeSubrange(targetsBefore...)
+        for plan in plans[plansBefore...] { planOfSeries[plan.directoryNumber] = nil }
+        plans.removeSubrange(plansBefore...)
     }
 
-    private mutating func register(_ device: String, _ measurement: String, column: Int) {
-        if let at = devices[device] {
-            deviceColumns[at].append(Slot(measurement: measurement, column: column))
-        } else {
-            devices[device] = deviceColumns.count
-            deviceColumns.append([Slot(measurement: measurement, column: column)])
+    /// The write's columns, in the order their series first appeared, each allocated once.
+    func makeColumns() -> [SeriesColumn] {
+        var columns = plans.map { SeriesColumn(path: $0.path, type: $0.type, id: $0.id, capacity: $0.count) }
+        var next = 0
+        for unit in units {
+            for row in unit {
+                for value in row.values {
+                    let column = Int(targets[next])
+                    next += 1
+                    columns[column].timestamps.append(row.timestamp)
+                    columns[column].values.append(value)
+                }
+            }
         }
+        assert(next == targets.count && zip(columns, plans).allSatisfy { $0.timestamps.count == $1.count })
+        return columns
     }
 }

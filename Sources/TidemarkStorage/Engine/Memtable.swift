@@ -3,11 +3,18 @@ import TidemarkCore
 /// One series' points as written: arrival order, possibly out of time order and with
 /// repeated timestamps; `sorted()` gives time order with the newest write per timestamp.
 struct SeriesBuffer {
+    let path: String
+    /// The series' number (`SeriesRef.id`) when its points were written.
+    let id: Int
     var timestamps: [Int64] = []
     var values: Column
     private var inOrder = true
 
-    init(type: DataType) { values = .empty(type) }
+    init(path: String, id: Int, type: DataType) {
+        self.path = path
+        self.id = id
+        values = .empty(type)
+    }
 
     mutating func append(timestamps more: [Int64], values column: Column) {
         guard let first = more.first else { return }
@@ -42,10 +49,13 @@ struct SeriesBuffer {
     }
 }
 
-/// The growing in-memory part of a region: per-series column buffers. Not thread-safe;
-/// the engine guards the active memtable with its lock and never mutates a sealed one.
+/// The growing in-memory part of a region: per-series column buffers, found by series
+/// number. Not thread-safe; the engine guards the active memtable with its lock and never
+/// mutates a sealed one.
 final class Memtable: @unchecked Sendable {
-    private(set) var series: [String: SeriesBuffer] = [:]
+    private(set) var buffers: [SeriesBuffer] = []
+    /// Series number → index in `buffers`: an integer hash instead of the path's.
+    private var slotByID: [Int: Int] = [:]
     private(set) var bytes = 0
     private(set) var pointCount = 0
     /// Highest WAL sequence applied; a sealed memtable's segments carry it.
@@ -56,13 +66,23 @@ final class Memtable: @unchecked Sendable {
 
     var isEmpty: Bool { pointCount == 0 }
 
-    /// Appends a column of series `path` with one lookup for the series.
-    func append(path: String, timestamps: [Int64], values: Column, sequence: UInt64) {
+    /// The points of series number `id`.
+    func buffer(id: Int) -> SeriesBuffer? { slotByID[id].map { buffers[$0] } }
+
+    /// Appends a column of series number `id` (named `path`).
+    func append(id: Int, path: String, timestamps: [Int64], values: Column, sequence: UInt64) {
         precondition(timestamps.count == values.count)
-        let seriesBefore = series.count
-        // One hash of the path: the default is only built for a new series.
-        series[path, default: SeriesBuffer(type: values.dataType)].append(timestamps: timestamps, values: values)
-        if series.count != seriesBefore { bytes += 64 + path.utf8.count }
+        if let slot = slotByID[id] {
+            precondition(buffers[slot].values.dataType == values.dataType, "a series number has one type")
+            assert(buffers[slot].path == path, "a series number names one series")
+            buffers[slot].append(timestamps: timestamps, values: values)
+        } else {
+            slotByID[id] = buffers.count
+            var buffer = SeriesBuffer(path: path, id: id, type: values.dataType)
+            buffer.append(timestamps: timestamps, values: values)
+            buffers.append(buffer)
+            bytes += 64 + path.utf8.count
+        }
         bytes += 8 * timestamps.count + values.valueBytes
         pointCount += timestamps.count
         maxSequence = max(maxSequence, sequence)
@@ -70,11 +90,18 @@ final class Memtable: @unchecked Sendable {
 
     func noteSequence(_ sequence: UInt64) { maxSequence = max(maxSequence, sequence) }
 
+    /// Drops the points of series matching `pattern` in `range`; a series left empty is
+    /// dropped whole, so a series deleted and created again never has two buffers here.
     func remove(matching pattern: PathPattern, in range: ClosedRange<Int64>) {
-        for path in series.keys where pattern.matches(path) {
-            let before = series[path]!.timestamps.count
-            series[path]!.remove(in: range)
-            pointCount -= before - series[path]!.timestamps.count
+        var emptied = false
+        for slot in buffers.indices where pattern.matches(buffers[slot].path) {
+            let before = buffers[slot].timestamps.count
+            buffers[slot].remove(in: range)
+            pointCount -= before - buffers[slot].timestamps.count
+            emptied = emptied || buffers[slot].timestamps.isEmpty
         }
+        guard emptied else { return }
+        buffers.removeAll { $0.timestamps.isEmpty }
+        slotByID = Dictionary(uniqueKeysWithValues: buffers.enumerated().map { ($1.id, $0) })
     }
 }

@@ -26,6 +26,9 @@ public struct EngineOptions: Sendable {
     public var scanBatchPoints = 4096
     /// Points one write may carry (a larger write is refused whole).
     public var writePointsMax = 1_000_000
+    /// Series the write path remembers by device and measurement before it starts again
+    /// (about 100 bytes each).
+    public var seriesDirectoryEntriesMax = 2_000_000
 
     public init() {}
 }
@@ -94,6 +97,8 @@ public final class StorageEngine: @unchecked Sendable {
     var sealed: [Memtable] = []
     var segments: [SegmentHandle] = []
     var tombstones: [Tombstone] = []
+    /// Where writes find their rows' series without building paths.
+    let seriesDirectory: SeriesDirectory
     var nextSegmentID: UInt64 = 1
     var quarantined = 0
     /// Per time partition, the highest log index already in a segment; a re-applied entry
@@ -125,6 +130,7 @@ public final class StorageEngine: @unchecked Sendable {
         try FileIO.makeDirectory(directory + "/segments")
         try FileIO.makeDirectory(directory + "/quarantine")
         schema = SchemaTree(limits: options.schemaLimits)
+        seriesDirectory = SeriesDirectory(entriesMax: options.seriesDirectoryEntriesMax)
         schemaLog = try FileWAL(directory: directory + "/schema", policy: .always)
         active = Memtable(createdNs: monotonicNowNs())
         let ownWAL: FileWAL? = switch log {
@@ -169,9 +175,15 @@ public final class StorageEngine: @unchecked Sendable {
     public func databases() -> [String] { state.withLock { schema.databases } }
     public func series(_ path: String) -> SeriesSchema? { state.withLock { schema.series(path) } }
 
-    /// Runs `body` with a lookup of series types that takes the lock once, not per call.
-    public func withSeriesTypes<T>(_ body: ((String) -> DataType?) throws -> T) rethrows -> T {
-        try state.withLock { try body { schema.series($0)?.dataType } }
+    public func seriesRef(_ path: String) -> SeriesRef? { state.withLock { schema.ref(path) } }
+
+    /// Runs `body` with the lookup writes check their rows against, under the lock (taken
+    /// once for the whole batch, not per series).
+    public func withSeriesLookup<T>(_ body: (SeriesLookup) throws -> T) rethrows -> T {
+        try state.withLock {
+            seriesDirectory.trim()
+            return try body(SeriesLookup(directory: seriesDirectory, schema: schema))
+        }
     }
 
     /// Deletes the series matching `pattern` and all their points.
@@ -278,35 +290,51 @@ public final class StorageEngine: @unchecked Sendable {
         }
     }
 
-    /// The type of each point's series, creating missing ones; throws before anything is created
-    /// if any point cannot be written.
-    func resolveSchema(_ groups: [SeriesColumn]) throws {
+    /// Checks each column's series against the schema, creating missing ones, and gives
+    /// every column its series number; throws before anything is created if any column
+    /// cannot be written. A column checked earlier (it has a number) costs one array lookup.
+    func resolveSchema(_ columns: inout [SeriesColumn]) throws {
         var created: [SchemaRecord] = []
         // Whatever was created is logged even if a later creation fails, so memory and log agree.
         defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
         try state.withLock { () throws in
-            var pending: [SeriesSchema] = []
+            var pending: [String: DataType] = [:]
             var newDatabases: [String] = []
-            for group in groups {
-                if let existing = schema.series(group.path) {
-                    guard existing.dataType == group.type else {
-                        throw EngineError.typeMismatch(path: group.path, expected: existing.dataType, got: group.type)
+            for index in columns.indices {
+                let column = columns[index]
+                // Still the series it was checked against (not deleted since): nothing to look up.
+                if let id = column.id, schema.type(ofID: id) == column.type { continue }
+                if let existing = schema.ref(column.path) {
+                    guard existing.type == column.type else {
+                        throw EngineError.typeMismatch(path: column.path, expected: existing.type, got: column.type)
                     }
+                    columns[index].id = existing.id
                     continue
                 }
-                guard options.autoCreateSchema else { throw EngineError.schema(SchemaError("\(group.path): no such series", kind: .noSuchSeries)) }
-                let levels = try schemaChange { try schema.validate(group.path) }
+                guard options.autoCreateSchema else { throw EngineError.schema(SchemaError("\(column.path): no such series", kind: .noSuchSeries)) }
+                // Several writes batched into one may each bring the same new series.
+                if let type = pending[column.path] {
+                    guard type == column.type else { throw EngineError.typeMismatch(path: column.path, expected: type, got: column.type) }
+                    continue
+                }
+                let levels = try schemaChange { try schema.validate(column.path) }
                 if let database = missingDatabaseLocked(levels), !newDatabases.contains(database) { newDatabases.append(database) }
-                pending.append(SeriesSchema(path: group.path, dataType: group.type))
+                pending[column.path] = column.type
             }
             // Everything checked: now create, so a refused write creates nothing.
             for database in newDatabases {
                 try schemaChange { try schema.createDatabase(database) }
                 created.append(.createDatabase(database))
             }
-            for series in pending.sorted(by: { $0.path < $1.path }) {
+            for (path, type) in pending.sorted(by: { $0.key < $1.key }) {
+                let series = SeriesSchema(path: path, dataType: type)
                 try schemaChange { try schema.createSeries(series) }
                 created.append(.createSeries(series))
+            }
+            if !pending.isEmpty {
+                for index in columns.indices where columns[index].id == nil || pending[columns[index].path] != nil {
+                    columns[index].id = schema.ref(columns[index].path)!.id
+                }
             }
         }
     }

@@ -54,6 +54,19 @@ public struct SchemaError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// A series as writes address it: its number in this process (never stored, never reused,
+/// so a deleted series' number stays dead) and its type. Lets the write path check and
+/// place a column with array lookups instead of hashing its path again.
+public struct SeriesRef: Sendable, Equatable {
+    public let id: Int
+    public let type: DataType
+
+    public init(id: Int, type: DataType) {
+        self.id = id
+        self.type = type
+    }
+}
+
 /// The tree of paths: root → database → device levels → measurement, each leaf a series.
 /// `@unchecked Sendable`: not thread-safe by itself; the storage engine guards it with its lock.
 public final class SchemaTree: @unchecked Sendable {
@@ -66,8 +79,15 @@ public final class SchemaTree: @unchecked Sendable {
     public let limits: SchemaLimits
     private let root = Node()
     private var seriesCountByDatabase: [String: Int] = [:]
-    /// Exact lookups (every write does one per point) skip the tree walk.
-    private var seriesByPath: [String: SeriesSchema] = [:]
+    private struct Entry {
+        let schema: SeriesSchema
+        let id: Int
+    }
+    /// Exact lookups (a write does one per new series) skip the tree walk.
+    private var seriesByPath: [String: Entry] = [:]
+    /// By series number: its type's raw value, or `deletedType` once the series is gone.
+    private var typeByID: [UInt8] = []
+    private static let deletedType: UInt8 = .max
 
     public init(limits: SchemaLimits = SchemaLimits()) { self.limits = limits }
 
@@ -113,7 +133,15 @@ public final class SchemaTree: @unchecked Sendable {
         return nil
     }
 
-    public func series(_ path: String) -> SeriesSchema? { seriesByPath[path] }
+    public func series(_ path: String) -> SeriesSchema? { seriesByPath[path]?.schema }
+
+    public func ref(_ path: String) -> SeriesRef? { seriesByPath[path].map { SeriesRef(id: $0.id, type: $0.schema.dataType) } }
+
+    /// The type of series number `id`, or nil when it was deleted.
+    public func type(ofID id: Int) -> DataType? {
+        precondition(id >= 0 && id < typeByID.count, "series numbers come from this schema")
+        return DataType(rawValue: typeByID[id])
+    }
 
     /// Creates a series; its database must exist. Fails if the path is taken or a limit is hit.
     public func createSeries(_ schema: SeriesSchema) throws(SchemaError) {
@@ -137,7 +165,8 @@ public final class SchemaTree: @unchecked Sendable {
             guard existing.children.isEmpty else { throw SchemaError("\(schema.path): path is a device, not a measurement") }
         }
         node(for: levels, create: true)!.series = schema
-        seriesByPath[schema.path] = schema
+        seriesByPath[schema.path] = Entry(schema: schema, id: typeByID.count)
+        typeByID.append(schema.dataType.rawValue)
         seriesCountByDatabase[database] = count + 1
     }
 
@@ -168,7 +197,7 @@ public final class SchemaTree: @unchecked Sendable {
         for schema in doomed {
             let levels = try! SeriesPath.splitLevels(schema.path)  // stored paths were validated
             node(for: levels, create: false)?.series = nil
-            seriesByPath[schema.path] = nil
+            if let entry = seriesByPath.removeValue(forKey: schema.path) { typeByID[entry.id] = Self.deletedType }
             if let database = databaseOf(levels) { seriesCountByDatabase[database, default: 1] -= 1 }
         }
         return doomed
@@ -183,7 +212,10 @@ public final class SchemaTree: @unchecked Sendable {
         for level in levels.dropFirst().dropLast() { parent = parent.children[level]! }
         parent.children[levels.last!] = nil
         seriesCountByDatabase[name] = nil
-        seriesByPath = seriesByPath.filter { !$0.key.hasPrefix(name + ".") }
+        for (path, entry) in seriesByPath where path.hasPrefix(name + ".") {
+            typeByID[entry.id] = Self.deletedType
+            seriesByPath[path] = nil
+        }
     }
 
     private func node(for levels: [String], create: Bool) -> Node? {
