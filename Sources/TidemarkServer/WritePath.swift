@@ -83,12 +83,12 @@ struct WriteApplier: Sendable {
             return
         }
         // Checked under one schema lock; proposed after it is released (apply needs it).
-        for batch in engine.withSeriesLookup({ lookup in batches(jobs, lookup: lookup) }) { propose(batch) }
+        for batch in engine.withSeriesLookup({ lookup in batches(jobs, lookup: &lookup) }) { propose(batch) }
     }
 
     /// The jobs in batches of at most `writePointsMax` points (a bigger job goes alone), each
     /// unit refused whole when a value does not fit its series' type.
-    private func batches(_ jobs: [WriteJob], lookup: SeriesLookup) -> [Batch] {
+    private func batches(_ jobs: [WriteJob], lookup: inout SeriesLookup) -> [Batch] {
         var batches: [Batch] = []
         var current = Batch()
         for job in jobs {
@@ -97,17 +97,17 @@ struct WriteApplier: Sendable {
                 batches.append(current)
                 current = Batch()
             }
-            current.members.append((job, check(job, into: &current.write, lookup: lookup)))
+            current.members.append((job, check(job, into: &current.write, lookup: &lookup)))
         }
         if !current.members.isEmpty { batches.append(current) }
         return batches
     }
 
     /// Adds the job's units to `write`; returns the errors of the units it refused.
-    private func check(_ job: WriteJob, into write: inout GroupedWrite, lookup: SeriesLookup) -> [LineError] {
+    private func check(_ job: WriteJob, into write: inout GroupedWrite, lookup: inout SeriesLookup) -> [LineError] {
         var refused = job.decodeErrors
         for unit in job.units {
-            if let conflict = write.add(job.rows[unit.rows], lookup: lookup) {
+            if let conflict = write.add(job.rows[unit.rows], lookup: &lookup) {
                 refused.append(LineError(line: unit.line, column: 1,
                                          message: "\(conflict.path) is \(conflict.expected), got a \(conflict.got) value"))
             }
@@ -128,7 +128,7 @@ struct WriteApplier: Sendable {
             guard batch.members.count > 1 else { return finish("\(error)", 500) }
             for member in batch.members {
                 var alone = Batch()
-                alone.members = [(member.job, engine.withSeriesLookup { check(member.job, into: &alone.write, lookup: $0) })]
+                alone.members = [(member.job, engine.withSeriesLookup { check(member.job, into: &alone.write, lookup: &$0) })]
                 propose(alone)
             }
             return

@@ -86,6 +86,9 @@ private struct SeriesKeys {
         let key: [UInt8]
         let measurement: String
         let tags: [LineTag]
+        /// The field keys of the key's last line, known to be distinct: a line with the
+        /// same keys needs no check for repeats (and its fields array has the right size).
+        var fieldKeys: [String] = []
     }
 
     /// Distinct keys remembered per request; past it lines are parsed in full (memory stays bounded).
@@ -106,6 +109,10 @@ private struct SeriesKeys {
                 key.isEmpty || memcmp(known.baseAddress!, key.baseAddress!, key.count) == 0
             }
         }
+    }
+
+    mutating func noteFieldKeys(_ fields: [LineField], of entry: Int) {
+        entries[entry].fieldKeys = fields.map(\.key)
     }
 
     /// Remembers `key`; returns its number, or -1 when full.
@@ -172,6 +179,8 @@ private struct LineParser {
             guard current == UInt8(ascii: " ") else { throw fail("expected a space and fields after the measurement and tags") }
             while current == UInt8(ascii: " ") { position += 1 }
             var fields: [LineField] = []
+            let knownKeys = seriesKey >= 0 ? seriesKeys.entries[seriesKey].fieldKeys : []
+            fields.reserveCapacity(knownKeys.isEmpty ? 4 : knownKeys.count)
             repeat {
                 if !fields.isEmpty { position += 1 }
                 let key = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "field key")
@@ -186,7 +195,10 @@ private struct LineParser {
             }
             while current == UInt8(ascii: " ") { position += 1 }
             guard current == nil else { throw fail("unexpected text after the timestamp") }
-            if fields.count <= 16 {
+            let keysAsBefore = fields.count == knownKeys.count && zip(fields, knownKeys).allSatisfy { $0.key == $1 }
+            if keysAsBefore {
+                // The keys of this series' last line, checked then.
+            } else if fields.count <= 16 {
                 // A few fields: comparing pairs beats hashing every key.
                 for index in fields.indices.dropFirst() where fields[..<index].contains(where: { $0.key == fields[index].key }) {
                     throw fail("field \(fields[index].key) appears twice", at: 0)
@@ -195,6 +207,7 @@ private struct LineParser {
                 var seen = Set<String>()
                 for field in fields where !seen.insert(field.key).inserted { throw fail("field \(field.key) appears twice", at: 0) }
             }
+            if seriesKey >= 0 && !keysAsBefore { seriesKeys.noteFieldKeys(fields, of: seriesKey) }
             return .success(LinePoint(measurement: measurement, tags: sortedTags, fields: fields, timestamp: timestamp, line: line,
                                       seriesKey: seriesKey))
         } catch let error as LineError {

@@ -16,23 +16,23 @@ private func row(_ device: String, _ timestamp: Int64, _ cells: (String, Value).
 
     @Test func unitsGoInWholeOrNotAtAllAndValuesAreGroupedBySeries() throws {
         let schema = try schemaWithX()
-        let lookup = SeriesLookup(directory: SeriesDirectory(entriesMax: 100), schema: schema)
+        var lookup = SeriesLookup(directory: SeriesDirectory(entriesMax: 100), schema: schema)
         var write = GroupedWrite()
         // Fits: x is INT64 in the schema; y is new and becomes DOUBLE.
-        #expect(write.add([row("root.a.d", 1, ("x", .int64(1)), ("y", .double(1)))], lookup: lookup) == nil)
+        #expect(write.add([row("root.a.d", 1, ("x", .int64(1)), ("y", .double(1)))], lookup: &lookup) == nil)
         // y is DOUBLE now (from the unit before): the whole unit is refused, x's value too.
-        #expect(write.add([row("root.a.d", 2, ("x", .int64(2)), ("y", .boolean(true)))], lookup: lookup)
+        #expect(write.add([row("root.a.d", 2, ("x", .int64(2)), ("y", .boolean(true)))], lookup: &lookup)
                 == TypeConflict(path: "root.a.d.y", expected: .double, got: .boolean))
         // A new series given two types within one unit: refused, and z is not kept either.
-        #expect(write.add([row("root.a.d", 3, ("z", .int64(3))), row("root.a.d", 4, ("z", .text("4")))], lookup: lookup)
+        #expect(write.add([row("root.a.d", 3, ("z", .int64(3))), row("root.a.d", 4, ("z", .text("4")))], lookup: &lookup)
                 == TypeConflict(path: "root.a.d.z", expected: .int64, got: .text))
-        #expect(write.add([row("root.a.d", 5, ("x", .text("5")))], lookup: lookup)
+        #expect(write.add([row("root.a.d", 5, ("x", .text("5")))], lookup: &lookup)
                 == TypeConflict(path: "root.a.d.x", expected: .int64, got: .text))
         // Measurements in another order, and a second device.
         #expect(write.add([row("root.a.d", 6, ("y", .double(6)), ("x", .int64(6))), row("root.a.e", 6, ("x", .boolean(false)))],
-                          lookup: lookup) == nil)
+                          lookup: &lookup) == nil)
         // z, refused above, may now be another type.
-        #expect(write.add([row("root.a.d", 7, ("z", .text("7")))], lookup: lookup) == nil)
+        #expect(write.add([row("root.a.d", 7, ("z", .text("7")))], lookup: &lookup) == nil)
         #expect(write.pointCount == 6)
         let columns = write.makeColumns()
         #expect(columns.map(\.path) == ["root.a.d.x", "root.a.d.y", "root.a.e.x", "root.a.d.z"])
@@ -44,25 +44,24 @@ private func row(_ device: String, _ timestamp: Int64, _ cells: (String, Value).
 
     @Test func theDirectoryFollowsTheSchemaAcrossBatches() throws {
         let schema = try schemaWithX()
-        let directory = SeriesDirectory(entriesMax: 3)
-        let lookup = SeriesLookup(directory: directory, schema: schema)
+        var lookup = SeriesLookup(directory: SeriesDirectory(entriesMax: 3), schema: schema)
         var first = GroupedWrite()
-        #expect(first.add([row("root.a.d", 1, ("x", .int64(1)))], lookup: lookup) == nil)
+        #expect(first.add([row("root.a.d", 1, ("x", .int64(1)))], lookup: &lookup) == nil)
         // Deleted and created again with another type: the next batch sees the new series.
         _ = schema.deleteSeries(matching: try PathPattern(parsing: "root.a.d.x"))
         try schema.createSeries(SeriesSchema(path: "root.a.d.x", dataType: .text))
         var second = GroupedWrite()
-        #expect(second.add([row("root.a.d", 2, ("x", .int64(2)))], lookup: lookup)
+        #expect(second.add([row("root.a.d", 2, ("x", .int64(2)))], lookup: &lookup)
                 == TypeConflict(path: "root.a.d.x", expected: .text, got: .int64))
-        #expect(second.add([row("root.a.d", 2, ("x", .text("2")))], lookup: lookup) == nil)
+        #expect(second.add([row("root.a.d", 2, ("x", .text("2")))], lookup: &lookup) == nil)
         #expect(second.makeColumns().map(\.id) == [schema.ref("root.a.d.x")!.id])
         // Past its bound the directory starts again, between batches only.
         for device in ["root.a.e", "root.a.f", "root.a.g"] {
             var write = GroupedWrite()
-            #expect(write.add([row(device, 1, ("x", .int64(1)))], lookup: lookup) == nil)
+            #expect(write.add([row(device, 1, ("x", .int64(1)))], lookup: &lookup) == nil)
         }
-        #expect(directory.count == 4)
-        directory.trim()
-        #expect(directory.count == 0)
+        #expect(lookup.directory.count == 4)
+        lookup.directory.trim()
+        #expect(lookup.directory.count == 0)
     }
 }

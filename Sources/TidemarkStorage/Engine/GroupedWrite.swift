@@ -49,8 +49,8 @@ public struct GroupedWrite: Sendable {
     }
 
     private var plans: [ColumnPlan] = []
-    /// Directory number → index in `plans`.
-    private var planOfSeries: [Int: Int] = [:]
+    /// This write's stamp in the directory, which remembers each series' column in it.
+    private var batch = 0
     /// The units taken, in order, and the column of each of their values, in order.
     private var units: [ArraySlice<RowWrite>] = []
     private var targets: [Int32] = []
@@ -63,12 +63,13 @@ public struct GroupedWrite: Sendable {
     /// Adds `unit` if each value fits its series' type: the type the schema has, or, for a
     /// new series, the type an earlier value gave it. Otherwise returns the first conflict
     /// and adds nothing.
-    public mutating func add(_ unit: [RowWrite], lookup: SeriesLookup) -> TypeConflict? {
-        add(unit[...], lookup: lookup)
+    public mutating func add(_ unit: [RowWrite], lookup: inout SeriesLookup) -> TypeConflict? {
+        add(unit[...], lookup: &lookup)
     }
 
     /// `add` for rows held in a bigger array (a request's rows, one unit after another).
-    public mutating func add(_ unit: ArraySlice<RowWrite>, lookup: SeriesLookup) -> TypeConflict? {
+    public mutating func add(_ unit: ArraySlice<RowWrite>, lookup: inout SeriesLookup) -> TypeConflict? {
+        if batch == 0 { batch = lookup.directory.newBatch() }
         let targetsBefore = targets.count
         let plansBefore = plans.count
         for row in unit {
@@ -77,17 +78,17 @@ public struct GroupedWrite: Sendable {
                 let got = row.values[position].dataType
                 let series = lookup.directory.series(device: device, devicePath: row.device, measurement: measurement, hint: position)
                 let plan: Int
-                if let known = planOfSeries[series] {
+                if let known = lookup.directory.column(series, batch: batch) {
                     plan = known
                 } else {
                     let ref = lookup.directory.ref(series, in: lookup.schema)
                     plan = plans.count
                     plans.append(ColumnPlan(path: lookup.directory.path(series), type: ref?.type ?? got, id: ref?.id, directoryNumber: series))
-                    planOfSeries[series] = plan
+                    lookup.directory.setColumn(plan, of: series, batch: batch)
                 }
                 guard plans[plan].type == got else {
                     let conflict = TypeConflict(path: plans[plan].path, expected: plans[plan].type, got: got)
-                    undo(targetsFrom: targetsBefore, plansFrom: plansBefore)
+                    undo(targetsFrom: targetsBefore, plansFrom: plansBefore, in: &lookup.directory)
                     return conflict
                 }
                 plans[plan].count += 1
@@ -100,10 +101,10 @@ public struct GroupedWrite: Sendable {
     }
 
     /// Takes back what a refused unit noted.
-    private mutating func undo(targetsFrom targetsBefore: Int, plansFrom plansBefore: Int) {
+    private mutating func undo(targetsFrom targetsBefore: Int, plansFrom plansBefore: Int, in directory: inout SeriesDirectory) {
         for plan in targets[targetsBefore...] { plans[Int(plan)].count -= 1 }
         targets.removeSubrange(targetsBefore...)
-        for plan in plans[plansBefore...] { planOfSeries[plan.directoryNumber] = nil }
+        for plan in plans[plansBefore...] { directory.setColumn(nil, of: plan.directoryNumber, batch: batch) }
         plans.removeSubrange(plansBefore...)
     }
 

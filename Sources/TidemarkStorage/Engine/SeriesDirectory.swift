@@ -2,14 +2,17 @@ import TidemarkCore
 
 /// The series writes have named, by device and measurement, kept from batch to batch: a
 /// row finds each of its series with one hash of its device and a compare of each
-/// measurement, with no path built or hashed. Each (device, measurement) has a number a
-/// batch keys its columns by. Not thread-safe: the engine uses it under its state lock.
-final class SeriesDirectory {
+/// measurement, with no path built or hashed. Each (device, measurement) has a number, and
+/// remembers its column in the batch being grouped. The engine keeps it under its lock.
+struct SeriesDirectory {
     private struct Entry {
         let measurement: String
         let path: String
         /// The schema's series when last looked at; checked against the schema before use.
         var ref: SeriesRef?
+        /// The entry's column in the batch whose stamp is `batch`.
+        var batch = 0
+        var column: Int32 = 0
     }
 
     /// Entries kept before the directory starts again (paths the schema refused, deleted
@@ -19,6 +22,7 @@ final class SeriesDirectory {
     /// Per device, its entries' numbers in the order first seen.
     private var deviceEntries: [[Int]] = []
     private var entries: [Entry] = []
+    private var batchNext = 1
 
     init(entriesMax: Int) {
         precondition(entriesMax > 0)
@@ -28,14 +32,20 @@ final class SeriesDirectory {
     var count: Int { entries.count }
 
     /// Forgets everything when full; only between batches, while no number is held.
-    func trim() {
+    mutating func trim() {
         guard entries.count >= entriesMax else { return }
         deviceNumbers.removeAll()
         deviceEntries.removeAll()
         entries.removeAll()
     }
 
-    func device(_ path: String) -> Int {
+    /// A stamp for a new batch: no entry has a column in it yet.
+    mutating func newBatch() -> Int {
+        defer { batchNext += 1 }
+        return batchNext
+    }
+
+    mutating func device(_ path: String) -> Int {
         if let number = deviceNumbers[path] { return number }
         deviceNumbers[path] = deviceEntries.count
         deviceEntries.append([])
@@ -44,10 +54,12 @@ final class SeriesDirectory {
 
     /// The number of `measurement` of `device` (a number from `device(_:)`); a device's rows
     /// usually list their measurements in the same order, so position `hint` is tried first.
-    func series(device: Int, devicePath: String, measurement: String, hint: Int) -> Int {
-        let known = deviceEntries[device]
-        if hint < known.count, entries[known[hint]].measurement == measurement { return known[hint] }
-        if let number = known.first(where: { entries[$0].measurement == measurement }) { return number }
+    mutating func series(device: Int, devicePath: String, measurement: String, hint: Int) -> Int {
+        if hint < deviceEntries[device].count {
+            let number = deviceEntries[device][hint]
+            if entries[number].measurement == measurement { return number }
+        }
+        if let number = deviceEntries[device].first(where: { entries[$0].measurement == measurement }) { return number }
         entries.append(Entry(measurement: measurement, path: devicePath + "." + measurement, ref: nil))
         deviceEntries[device].append(entries.count - 1)
         return entries.count - 1
@@ -55,9 +67,21 @@ final class SeriesDirectory {
 
     func path(_ number: Int) -> String { entries[number].path }
 
+    /// Entry `number`'s column in batch `batch`, if it has one.
+    func column(_ number: Int, batch: Int) -> Int? {
+        entries[number].batch == batch ? Int(entries[number].column) : nil
+    }
+
+    /// Gives entry `number` column `column` in batch `batch`, or takes it back (nil).
+    mutating func setColumn(_ column: Int?, of number: Int, batch: Int) {
+        precondition(column.map { $0 >= 0 && $0 <= Int(Int32.max) } ?? true)
+        entries[number].batch = column == nil ? 0 : batch
+        entries[number].column = Int32(column ?? 0)
+    }
+
     /// The schema's series for entry `number`, now: the remembered one while it lives (an
     /// array lookup), else looked up by path.
-    func ref(_ number: Int, in schema: SchemaTree) -> SeriesRef? {
+    mutating func ref(_ number: Int, in schema: SchemaTree) -> SeriesRef? {
         if let ref = entries[number].ref, schema.type(ofID: ref.id) == ref.type { return ref }
         let ref = schema.ref(entries[number].path)
         entries[number].ref = ref
@@ -68,6 +92,6 @@ final class SeriesDirectory {
 /// What a batch of writes checks its rows against: the schema and the engine's directory
 /// of series. Valid only inside `StorageEngine.withSeriesLookup`, which holds the lock.
 public struct SeriesLookup {
-    let directory: SeriesDirectory
+    var directory: SeriesDirectory
     let schema: SchemaTree
 }

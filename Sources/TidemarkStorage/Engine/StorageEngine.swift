@@ -98,7 +98,7 @@ public final class StorageEngine: @unchecked Sendable {
     var segments: [SegmentHandle] = []
     var tombstones: [Tombstone] = []
     /// Where writes find their rows' series without building paths.
-    let seriesDirectory: SeriesDirectory
+    var seriesDirectory: SeriesDirectory
     var nextSegmentID: UInt64 = 1
     var quarantined = 0
     /// Per time partition, the highest log index already in a segment; a re-applied entry
@@ -179,10 +179,14 @@ public final class StorageEngine: @unchecked Sendable {
 
     /// Runs `body` with the lookup writes check their rows against, under the lock (taken
     /// once for the whole batch, not per series).
-    public func withSeriesLookup<T>(_ body: (SeriesLookup) throws -> T) rethrows -> T {
+    public func withSeriesLookup<T>(_ body: (inout SeriesLookup) throws -> T) rethrows -> T {
         try state.withLock {
             seriesDirectory.trim()
-            return try body(SeriesLookup(directory: seriesDirectory, schema: schema))
+            // Moved out and back, so the lookup holds the only reference and mutates in place.
+            var lookup = SeriesLookup(directory: seriesDirectory, schema: schema)
+            seriesDirectory = SeriesDirectory(entriesMax: options.seriesDirectoryEntriesMax)
+            defer { seriesDirectory = lookup.directory }
+            return try body(&lookup)
         }
     }
 
