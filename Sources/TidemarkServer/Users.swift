@@ -187,15 +187,15 @@ final class UserStore: Sendable {
 
     private static func encode(_ user: User) -> [UInt8] {
         var writer = ByteWriter()
-        writer.write(lengthPrefixed: Array(user.name.utf8))
+        writer.write(lengthPrefixed: user.name)
         writer.write(lengthPrefixed: user.salt)
         writer.write(lengthPrefixed: user.hash)
         writer.write(varint: UInt64(user.rounds))
         writer.write(varint: UInt64(user.grants.count))
         for (privilege, patterns) in user.grants.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
-            writer.write(lengthPrefixed: Array(privilege.rawValue.utf8))
+            writer.write(lengthPrefixed: privilege.rawValue)
             writer.write(varint: UInt64(patterns.count))
-            for pattern in patterns { writer.write(lengthPrefixed: Array(pattern.utf8)) }
+            for pattern in patterns { writer.write(lengthPrefixed: pattern) }
         }
         return writer.bytes
     }

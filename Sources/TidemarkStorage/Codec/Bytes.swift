@@ -44,6 +44,15 @@ public struct ByteWriter: Sendable {
         bytes.append(contentsOf: other)
     }
 
+    /// A varint length, then the text's UTF-8 (read in place, not copied into an array first).
+    public mutating func write(lengthPrefixed text: String) {
+        var text = text
+        text.withUTF8 { utf8 in
+            write(varint: UInt64(utf8.count))
+            bytes.append(contentsOf: utf8)
+        }
+    }
+
     /// Overwrites four bytes at `offset` (for lengths and checksums known only later).
     public mutating func patch(littleEndian value: UInt32, at offset: Int) {
         precondition(offset >= 0 && offset + 4 <= bytes.count)

@@ -78,11 +78,11 @@ public enum ColumnCodec {
         if indices.count == values.count {
             writer.write(TextMode.dictionary.rawValue)
             writer.write(varint: UInt64(dictionary.count))
-            for entry in dictionary { writer.write(lengthPrefixed: Array(entry.utf8)) }
+            for entry in dictionary { writer.write(lengthPrefixed: entry) }
             for index in indices { writer.write(varint: UInt64(index)) }
         } else {
             writer.write(TextMode.plain.rawValue)
-            for value in values { writer.write(lengthPrefixed: Array(value.utf8)) }
+            for value in values { writer.write(lengthPrefixed: value) }
         }
     }
 

@@ -45,7 +45,7 @@ enum EngineRecord {
         case .delete(let pattern, let range):
             var writer = ByteWriter()
             writer.write(2)
-            writer.write(lengthPrefixed: Array(pattern.utf8))
+            writer.write(lengthPrefixed: pattern)
             writer.write(signedVarint: range.lowerBound)
             writer.write(signedVarint: range.upperBound)
             return writer.bytes
@@ -59,12 +59,26 @@ enum EngineRecord {
         writer.write(1)
         writer.write(varint: UInt64(columns.count))
         for column in columns {
-            writer.write(lengthPrefixed: Array(column.path.utf8))
+            writer.write(lengthPrefixed: column.path)
             writer.write(column.type.rawValue)
             writer.write(varint: UInt64(column.timestamps.count))
-            for (index, timestamp) in column.timestamps.enumerated() {
-                writer.write(signedVarint: timestamp)
-                ChunkStats.encode(column.values[index], into: &writer)
+            // The same bytes as ChunkStats.encode of each value, without a Value per point.
+            switch column.values {
+            case .double(let values):
+                for (timestamp, value) in zip(column.timestamps, values) {
+                    writer.write(signedVarint: timestamp)
+                    writer.write(littleEndian: value.bitPattern)
+                }
+            case .int64(let values):
+                for (timestamp, value) in zip(column.timestamps, values) {
+                    writer.write(signedVarint: timestamp)
+                    writer.write(signedVarint: value)
+                }
+            default:
+                for (index, timestamp) in column.timestamps.enumerated() {
+                    writer.write(signedVarint: timestamp)
+                    ChunkStats.encode(column.values[index], into: &writer)
+                }
             }
         }
         return writer.bytes
@@ -116,7 +130,7 @@ enum SchemaRecord {
 
     func encoded() -> [UInt8] {
         var writer = ByteWriter()
-        func text(_ value: String) { writer.write(lengthPrefixed: Array(value.utf8)) }
+        func text(_ value: String) { writer.write(lengthPrefixed: value) }
         switch self {
         case .createDatabase(let name): writer.write(1); text(name)
         case .createSeries(let schema):

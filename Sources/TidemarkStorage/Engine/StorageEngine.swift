@@ -416,7 +416,7 @@ public final class StorageEngine: @unchecked Sendable {
         var writer = ByteWriter()
         writer.write(varint: UInt64(tombstones.count))
         for tombstone in tombstones {
-            writer.write(lengthPrefixed: Array(tombstone.pattern.description.utf8))
+            writer.write(lengthPrefixed: tombstone.pattern.description)
             writer.write(signedVarint: tombstone.range.lowerBound)
             writer.write(signedVarint: tombstone.range.upperBound)
             writer.write(varint: tombstone.sequence)

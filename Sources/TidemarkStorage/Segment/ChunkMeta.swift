@@ -105,7 +105,7 @@ public struct ChunkStats: Sendable, Equatable {
         case .int64(let v): writer.write(signedVarint: v)
         case .float(let v): writer.write(littleEndian: v.bitPattern)
         case .double(let v): writer.write(littleEndian: v.bitPattern)
-        case .text(let v): writer.write(lengthPrefixed: Array(v.utf8))
+        case .text(let v): writer.write(lengthPrefixed: v)
         }
     }
 

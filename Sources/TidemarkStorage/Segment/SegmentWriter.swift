@@ -73,10 +73,10 @@ public struct SegmentWriter {
         footer.write(varint: info.maxSequence)
         footer.write(varint: UInt64(info.level))
         footer.write(varint: UInt64(info.replaces.count))
-        for name in info.replaces { footer.write(lengthPrefixed: Array(name.utf8)) }
+        for name in info.replaces { footer.write(lengthPrefixed: name) }
         footer.write(varint: UInt64(index.count))
         for (path, chunks) in index {
-            footer.write(lengthPrefixed: Array(path.utf8))
+            footer.write(lengthPrefixed: path)
             footer.write(varint: UInt64(chunks.count))
             for chunk in chunks {
                 footer.write(varint: UInt64(chunk.offset))
