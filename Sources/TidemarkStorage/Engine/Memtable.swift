@@ -90,6 +90,28 @@ final class Memtable: @unchecked Sendable {
 
     func noteSequence(_ sequence: UInt64) { maxSequence = max(maxSequence, sequence) }
 
+    /// The buffers, one per path, for a flush (a segment holds a path once). A write that
+    /// raced a series' deletion can leave points under its old number beside the new
+    /// series' own: they are merged, older first, or dropped when the type changed.
+    var buffersByPath: [SeriesBuffer] {
+        var firstOfPath: [String: Int] = [:]
+        var merged: [SeriesBuffer] = []
+        merged.reserveCapacity(buffers.count)
+        for buffer in buffers {
+            guard let at = firstOfPath[buffer.path] else {
+                firstOfPath[buffer.path] = merged.count
+                merged.append(buffer)
+                continue
+            }
+            if merged[at].values.dataType == buffer.values.dataType {
+                merged[at].append(timestamps: buffer.timestamps, values: buffer.values)
+            } else {
+                merged[at] = buffer
+            }
+        }
+        return merged
+    }
+
     /// Drops the points of series matching `pattern` in `range`; a series left empty is
     /// dropped whole, so a series deleted and created again never has two buffers here.
     func remove(matching pattern: PathPattern, in range: ClosedRange<Int64>) {
