@@ -195,25 +195,29 @@ private struct LineParser {
             }
             while current == UInt8(ascii: " ") { position += 1 }
             guard current == nil else { throw fail("unexpected text after the timestamp") }
-            let keysAsBefore = fields.count == knownKeys.count && zip(fields, knownKeys).allSatisfy { $0.key == $1 }
-            if keysAsBefore {
-                // The keys of this series' last line, checked then.
-            } else if fields.count <= 16 {
-                // A few fields: comparing pairs beats hashing every key.
-                for index in fields.indices.dropFirst() where fields[..<index].contains(where: { $0.key == fields[index].key }) {
-                    throw fail("field \(fields[index].key) appears twice", at: 0)
-                }
-            } else {
-                var seen = Set<String>()
-                for field in fields where !seen.insert(field.key).inserted { throw fail("field \(field.key) appears twice", at: 0) }
+            // The keys of this series' last line were checked then.
+            if fields.count != knownKeys.count || !zip(fields, knownKeys).allSatisfy({ $0.key == $1 }) {
+                try checkDistinct(fields)
+                if seriesKey >= 0 { seriesKeys.noteFieldKeys(fields, of: seriesKey) }
             }
-            if seriesKey >= 0 && !keysAsBefore { seriesKeys.noteFieldKeys(fields, of: seriesKey) }
             return .success(LinePoint(measurement: measurement, tags: sortedTags, fields: fields, timestamp: timestamp, line: line,
                                       seriesKey: seriesKey))
         } catch let error as LineError {
             return .failure(error)
         } catch {
             return .failure(fail("\(error)"))
+        }
+    }
+
+    private func checkDistinct(_ fields: [LineField]) throws {
+        if fields.count <= 16 {
+            // A few fields: comparing pairs beats hashing every key.
+            for index in fields.indices.dropFirst() where fields[..<index].contains(where: { $0.key == fields[index].key }) {
+                throw fail("field \(fields[index].key) appears twice", at: 0)
+            }
+        } else {
+            var seen = Set<String>()
+            for field in fields where !seen.insert(field.key).inserted { throw fail("field \(field.key) appears twice", at: 0) }
         }
     }
 

@@ -9,19 +9,8 @@ public enum Column: Sendable, Equatable {
     case double([Double])
     case text([String])
 
-    public static func empty(_ type: DataType) -> Column {
-        switch type {
-        case .boolean: .boolean([])
-        case .int32: .int32([])
-        case .int64: .int64([])
-        case .float: .float([])
-        case .double: .double([])
-        case .text: .text([])
-        }
-    }
-
     /// An empty column with room for `capacity` values.
-    public static func empty(_ type: DataType, capacity: Int) -> Column {
+    public static func empty(_ type: DataType, capacity: Int = 0) -> Column {
         func room<T>(_ values: [T]) -> [T] {
             var values = values
             values.reserveCapacity(capacity)

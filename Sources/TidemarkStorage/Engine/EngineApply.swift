@@ -101,17 +101,13 @@ extension StorageEngine {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
             // A column prepared on this node names its series by number: no path lookup.
-            var id = column.id.flatMap { schema.type(ofID: $0) == column.type ? $0 : nil }
-            if id == nil {
-                var known = schema.ref(column.path)
-                if known == nil && createsSchemaOnApply {
-                    created += createOnApplyLocked(column.path, column.type)
-                    known = schema.ref(column.path)
-                }
-                guard let known, known.type == column.type else { continue }
-                id = known.id
+            var known = schema.ref(column.path, hint: column.id)
+            if known == nil && createsSchemaOnApply {
+                created += createOnApplyLocked(column.path, column.type)
+                known = schema.ref(column.path)
             }
-            guard let id else { continue }
+            guard let known, known.type == column.type else { continue }
+            let id = known.id
             if replayed {
                 // Points already in a segment of their partition are not applied twice.
                 let kept = column.timestamps.indices.filter { position in

@@ -57,7 +57,7 @@ extension StorageEngine {
     /// One segment per time partition the memtable touches.
     private func writeSegments(of memtable: Memtable) throws -> [SegmentHandle] {
         var byPartition: [Int64: [(path: String, timestamps: [Int64], values: Column)]] = [:]
-        for buffer in memtable.buffersByPath {
+        for buffer in memtable.buffers {
             let path = buffer.path
             let (timestamps, values) = buffer.sorted()
             guard !timestamps.isEmpty else { continue }

@@ -87,10 +87,12 @@ extension StorageEngine {
 
     func readView(path: String) throws -> ReadView {
         try state.withLock {
-            guard let series = schema.ref(path) else { throw EngineError.schema(SchemaError("\(path): no such series", kind: .noSuchSeries)) }
-            // By the series' number: a deleted series of the same path had another.
-            let memtables = (sealed + [active]).compactMap { memtable in memtable.buffer(id: series.id)?.sorted() }
-            return ReadView(type: series.type, segments: segments.filter { $0.reader.index[path] != nil },
+            guard let series = schema.series(path) else { throw EngineError.schema(SchemaError("\(path): no such series", kind: .noSuchSeries)) }
+            // A sealed memtable may hold a deleted series of the path with another type: not these points.
+            let memtables = (sealed + [active]).compactMap { memtable in
+                memtable.buffer(path: path).flatMap { $0.values.dataType == series.dataType ? $0.sorted() : nil }
+            }
+            return ReadView(type: series.dataType, segments: segments.filter { $0.reader.index[path] != nil },
                             memtables: memtables, tombstones: tombstones.filter { $0.pattern.matches(path) })
         }
     }

@@ -4,8 +4,8 @@ import TidemarkCore
 /// repeated timestamps; `sorted()` gives time order with the newest write per timestamp.
 struct SeriesBuffer {
     let path: String
-    /// The series' number (`SeriesRef.id`) when its points were written.
-    let id: Int
+    /// The number (`SeriesRef.id`) of the series the points were last written under.
+    var id: Int
     var timestamps: [Int64] = []
     var values: Column
     private var inOrder = true
@@ -53,9 +53,12 @@ struct SeriesBuffer {
 /// number. Not thread-safe; the engine guards the active memtable with its lock and never
 /// mutates a sealed one.
 final class Memtable: @unchecked Sendable {
+    /// One per path, so a flush and a read see a series' points in one place.
     private(set) var buffers: [SeriesBuffer] = []
-    /// Series number → index in `buffers`: an integer hash instead of the path's.
+    /// Series number → index in `buffers`: what every write asks (an integer hash).
     private var slotByID: [Int: Int] = [:]
+    /// Path → index in `buffers`: asked by reads, and by a write only for a number not seen yet.
+    private var slotByPath: [String: Int] = [:]
     private(set) var bytes = 0
     private(set) var pointCount = 0
     /// Highest WAL sequence applied; a sealed memtable's segments carry it.
@@ -66,64 +69,52 @@ final class Memtable: @unchecked Sendable {
 
     var isEmpty: Bool { pointCount == 0 }
 
-    /// The points of series number `id`.
-    func buffer(id: Int) -> SeriesBuffer? { slotByID[id].map { buffers[$0] } }
+    /// The points of the series at `path`.
+    func buffer(path: String) -> SeriesBuffer? { slotByPath[path].map { buffers[$0] } }
 
     /// Appends a column of series number `id` (named `path`).
     func append(id: Int, path: String, timestamps: [Int64], values: Column, sequence: UInt64) {
         precondition(timestamps.count == values.count)
-        if let slot = slotByID[id] {
-            precondition(buffers[slot].values.dataType == values.dataType, "a series number has one type")
-            assert(buffers[slot].path == path, "a series number names one series")
-            buffers[slot].append(timestamps: timestamps, values: values)
-        } else {
-            slotByID[id] = buffers.count
-            var buffer = SeriesBuffer(path: path, id: id, type: values.dataType)
-            buffer.append(timestamps: timestamps, values: values)
-            buffers.append(buffer)
-            bytes += 64 + path.utf8.count
-        }
+        let slot = slotByID[id] ?? slot(forNew: id, path: path, type: values.dataType)
+        precondition(buffers[slot].values.dataType == values.dataType, "a series number has one type")
+        assert(buffers[slot].path == path, "a series number names one series")
+        buffers[slot].append(timestamps: timestamps, values: values)
         bytes += 8 * timestamps.count + values.valueBytes
         pointCount += timestamps.count
         maxSequence = max(maxSequence, sequence)
     }
 
-    func noteSequence(_ sequence: UInt64) { maxSequence = max(maxSequence, sequence) }
-
-    /// The buffers, one per path, for a flush (a segment holds a path once). A write that
-    /// raced a series' deletion can leave points under its old number beside the new
-    /// series' own: they are merged, older first, or dropped when the type changed.
-    var buffersByPath: [SeriesBuffer] {
-        var firstOfPath: [String: Int] = [:]
-        var merged: [SeriesBuffer] = []
-        merged.reserveCapacity(buffers.count)
-        for buffer in buffers {
-            guard let at = firstOfPath[buffer.path] else {
-                firstOfPath[buffer.path] = merged.count
-                merged.append(buffer)
-                continue
-            }
-            if merged[at].values.dataType == buffer.values.dataType {
-                merged[at].append(timestamps: buffer.timestamps, values: buffer.values)
-            } else {
-                merged[at] = buffer
-            }
+    /// The buffer a number not seen yet writes to. A path with a buffer under another number
+    /// belongs to a series deleted and made again while a write raced the deletion: the
+    /// buffer carries on under the new number, or, for another type, starts again (its
+    /// points are the dead series').
+    private func slot(forNew id: Int, path: String, type: DataType) -> Int {
+        guard let slot = slotByPath[path] else {
+            buffers.append(SeriesBuffer(path: path, id: id, type: type))
+            slotByID[id] = buffers.count - 1
+            slotByPath[path] = buffers.count - 1
+            bytes += 64 + path.utf8.count
+            return buffers.count - 1
         }
-        return merged
+        slotByID[buffers[slot].id] = nil
+        slotByID[id] = slot
+        if buffers[slot].values.dataType == type {
+            buffers[slot].id = id
+        } else {
+            pointCount -= buffers[slot].timestamps.count
+            bytes -= 8 * buffers[slot].timestamps.count + buffers[slot].values.valueBytes
+            buffers[slot] = SeriesBuffer(path: path, id: id, type: type)
+        }
+        return slot
     }
 
-    /// Drops the points of series matching `pattern` in `range`; a series left empty is
-    /// dropped whole, so a series deleted and created again never has two buffers here.
+    func noteSequence(_ sequence: UInt64) { maxSequence = max(maxSequence, sequence) }
+
     func remove(matching pattern: PathPattern, in range: ClosedRange<Int64>) {
-        var emptied = false
         for slot in buffers.indices where pattern.matches(buffers[slot].path) {
             let before = buffers[slot].timestamps.count
             buffers[slot].remove(in: range)
             pointCount -= before - buffers[slot].timestamps.count
-            emptied = emptied || buffers[slot].timestamps.isEmpty
         }
-        guard emptied else { return }
-        buffers.removeAll { $0.timestamps.isEmpty }
-        slotByID = Dictionary(uniqueKeysWithValues: buffers.enumerated().map { ($1.id, $0) })
     }
 }

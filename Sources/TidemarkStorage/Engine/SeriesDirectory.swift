@@ -8,7 +8,7 @@ struct SeriesDirectory {
     private struct Entry {
         let measurement: String
         let path: String
-        /// The schema's series when last looked at; checked against the schema before use.
+        /// The schema's series when last looked at: the hint for the next look.
         var ref: SeriesRef?
         /// The entry's column in the batch whose stamp is `batch`.
         var batch = 0
@@ -79,11 +79,9 @@ struct SeriesDirectory {
         entries[number].column = Int32(column ?? 0)
     }
 
-    /// The schema's series for entry `number`, now: the remembered one while it lives (an
-    /// array lookup), else looked up by path.
+    /// The schema's series for entry `number`, now.
     mutating func ref(_ number: Int, in schema: SchemaTree) -> SeriesRef? {
-        if let ref = entries[number].ref, schema.type(ofID: ref.id) == ref.type { return ref }
-        let ref = schema.ref(entries[number].path)
+        let ref = schema.ref(entries[number].path, hint: entries[number].ref?.id)
         entries[number].ref = ref
         return ref
     }

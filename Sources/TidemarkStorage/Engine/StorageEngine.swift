@@ -175,8 +175,6 @@ public final class StorageEngine: @unchecked Sendable {
     public func databases() -> [String] { state.withLock { schema.databases } }
     public func series(_ path: String) -> SeriesSchema? { state.withLock { schema.series(path) } }
 
-    public func seriesRef(_ path: String) -> SeriesRef? { state.withLock { schema.ref(path) } }
-
     /// Runs `body` with the lookup writes check their rows against, under the lock (taken
     /// once for the whole batch, not per series).
     public func withSeriesLookup<T>(_ body: (inout SeriesLookup) throws -> T) rethrows -> T {
@@ -296,7 +294,7 @@ public final class StorageEngine: @unchecked Sendable {
 
     /// Checks each column's series against the schema, creating missing ones, and gives
     /// every column its series number; throws before anything is created if any column
-    /// cannot be written. A column checked earlier (it has a number) costs one array lookup.
+    /// cannot be written.
     func resolveSchema(_ columns: inout [SeriesColumn]) throws {
         var created: [SchemaRecord] = []
         // Whatever was created is logged even if a later creation fails, so memory and log agree.
@@ -306,9 +304,8 @@ public final class StorageEngine: @unchecked Sendable {
             var newDatabases: [String] = []
             for index in columns.indices {
                 let column = columns[index]
-                // Still the series it was checked against (not deleted since): nothing to look up.
-                if let id = column.id, schema.type(ofID: id) == column.type { continue }
-                if let existing = schema.ref(column.path) {
+                // A column checked earlier (it has a number) costs an array lookup.
+                if let existing = schema.ref(column.path, hint: column.id) {
                     guard existing.type == column.type else {
                         throw EngineError.typeMismatch(path: column.path, expected: existing.type, got: column.type)
                     }
@@ -336,7 +333,7 @@ public final class StorageEngine: @unchecked Sendable {
                 created.append(.createSeries(series))
             }
             if !pending.isEmpty {
-                for index in columns.indices where columns[index].id == nil || pending[columns[index].path] != nil {
+                for index in columns.indices where columns[index].id == nil {
                     columns[index].id = schema.ref(columns[index].path)!.id
                 }
             }

@@ -57,14 +57,9 @@ public struct SchemaError: Error, Sendable, Equatable, CustomStringConvertible {
 /// A series as writes address it: its number in this process (never stored, never reused,
 /// so a deleted series' number stays dead) and its type. Lets the write path check and
 /// place a column with array lookups instead of hashing its path again.
-public struct SeriesRef: Sendable, Equatable {
-    public let id: Int
-    public let type: DataType
-
-    public init(id: Int, type: DataType) {
-        self.id = id
-        self.type = type
-    }
+struct SeriesRef: Sendable, Equatable {
+    let id: Int
+    let type: DataType
 }
 
 /// The tree of paths: root → database → device levels → measurement, each leaf a series.
@@ -135,12 +130,14 @@ public final class SchemaTree: @unchecked Sendable {
 
     public func series(_ path: String) -> SeriesSchema? { seriesByPath[path]?.schema }
 
-    public func ref(_ path: String) -> SeriesRef? { seriesByPath[path].map { SeriesRef(id: $0.id, type: $0.schema.dataType) } }
-
-    /// The type of series number `id`, or nil when it was deleted.
-    public func type(ofID id: Int) -> DataType? {
-        precondition(id >= 0 && id < typeByID.count, "series numbers come from this schema")
-        return DataType(rawValue: typeByID[id])
+    /// The series at `path` now. `hint`, the number it had when last looked up, answers with
+    /// an array lookup while that series lives; a deleted one is looked up by path.
+    func ref(_ path: String, hint: Int? = nil) -> SeriesRef? {
+        if let hint {
+            precondition(hint >= 0 && hint < typeByID.count, "series numbers come from this schema")
+            if let type = DataType(rawValue: typeByID[hint]) { return SeriesRef(id: hint, type: type) }
+        }
+        return seriesByPath[path].map { SeriesRef(id: $0.id, type: $0.schema.dataType) }
     }
 
     /// Creates a series; its database must exist. Fails if the path is taken or a limit is hit.
