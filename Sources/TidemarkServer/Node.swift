@@ -82,17 +82,7 @@ public final class Node: @unchecked Sendable {
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { dispatcher.handle(exchange) }
         }, appendHandler: { batch in
-            var jobs: [WriteJob] = []
-            var messages: [GroupMessage] = []
-            for work in batch {
-                switch work {
-                case .write(let job): jobs.append(job)
-                case .consensus(let task): task.run()
-                case .raftMessages(let more): messages += more
-                }
-            }
-            if !messages.isEmpty { clusterWiring?.raft?.receive(messages) }
-            if !jobs.isEmpty { applier.apply(jobs) }
+            AppendWork.handle(batch, receive: { clusterWiring?.raft?.receive($0) }, propose: { applier.apply($0) })
         })
         stagesBox.set(stages)
         FlushWiring.attach(region, to: stages.taskStages[.flush]!, logger: logger)

@@ -24,6 +24,28 @@ public enum AppendWork: Sendable {
     case consensus(StageTask)
     /// Raft messages from peers: all of one batch go to consensus in one round (one fsync).
     case raftMessages([GroupMessage])
+
+    /// Handles one append-stage batch in arrival order. Consecutive peer messages go to
+    /// consensus together (one round, one fsync), but never after a task that came later:
+    /// a peer's last heartbeat (a quiesce) must be stepped before the news that the peer is
+    /// gone, or the replica sleeps under a dead leader. Client writes of the whole batch
+    /// are proposed together at the end (group commit).
+    static func handle(_ batch: some Sequence<AppendWork>, receive: ([GroupMessage]) -> Void, propose: ([WriteJob]) -> Void) {
+        var jobs: [WriteJob] = []
+        var messages: [GroupMessage] = []
+        for work in batch {
+            switch work {
+            case .write(let job): jobs.append(job)
+            case .consensus(let task):
+                if !messages.isEmpty { receive(messages) }
+                messages = []
+                task.run()
+            case .raftMessages(let more): messages += more
+            }
+        }
+        if !messages.isEmpty { receive(messages) }
+        if !jobs.isEmpty { propose(jobs) }
+    }
 }
 
 /// The seven stages of a node, built from the configured settings.
