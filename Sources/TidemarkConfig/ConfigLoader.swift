@@ -210,7 +210,7 @@ public enum ConfigLoader {
     }
 
     private static func applyStorage(_ node: Node, reader: YAMLReader, to storage: inout EngineOptions) throws(ConfigError) {
-        let keys = ["memtable_bytes_max", "memtable_age_ms_max", "compression_level", "partition_interval_ms",
+        let keys = ["memtable_bytes_max", "memtable_age_ms_max", "sealed_memtables_max", "compression_level", "partition_interval_ms",
                     "compaction_trigger_segments", "compaction_input_bytes_max", "compaction_bytes_per_second_max",
                     "scan_batch_points", "write_points_max", "auto_create_schema", "path_depth_max", "level_bytes_max",
                     "series_per_database_max"]
@@ -219,6 +219,7 @@ public enum ConfigLoader {
             switch name {
             case "memtable_bytes_max": storage.memtableBytesMax = try positive(value, key: key, reader: reader)
             case "memtable_age_ms_max": storage.memtableAgeMsMax = try positive(value, key: key, reader: reader)
+            case "sealed_memtables_max": storage.sealedMemtablesMax = try positive(value, key: key, reader: reader)
             case "compression_level":
                 let level = try reader.int(value, key: key)
                 guard (1...19).contains(level) else { throw reader.error(at: value, key: key, "must be from 1 to 19 (got \(level))") }

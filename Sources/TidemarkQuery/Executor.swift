@@ -112,6 +112,7 @@ public struct StatementExecutor: Sendable {
             return ExecutionError(code: code, message: schema.description)
         case .typeMismatch: return ExecutionError(code: 614, message: error.description)
         case .tooLarge: return ExecutionError(code: 413, message: error.description)
+        case .flushBehind: return ExecutionError(code: 606, message: error.description)
         case .io, .corrupt: return ExecutionError(code: 305, message: error.description)
         }
     }

@@ -122,6 +122,9 @@ struct WriteApplier: Sendable {
         let prepared: PreparedWrite?
         do {
             prepared = try engine.prepareWrite(batch.write)
+        } catch EngineError.flushBehind(let sealed) {
+            // Nothing of the batch was written; every job gets the same answer.
+            return finish("\(EngineError.flushBehind(sealed: sealed))", 503)
         } catch {
             // One job's points (a series limit, a missing series with auto-create off) can
             // sink the batch: write each job on its own so the others still land.

@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import Testing
 import TidemarkCore
@@ -258,5 +259,30 @@ private func same(_ a: [(Int64, Double)], _ b: [(Int64, Double)]) -> Bool {
         engine = try self.engineReopen(directory)
         #expect(engine.series(matching: try PathPattern(parsing: "root.**")).map(\.path) == ["root.plant.l2.p1.on", "root.plant.l3.x"])
         #expect(engine.series("root.plant.l3.x")?.dataType == .int32)
+    }
+
+    @Test func writesAreRefusedWhileTooManySealedMemtablesWaitForTheFlush() throws {
+        let engine = try engine(try temporaryDirectory("engine")) { options in
+            options.memtableBytesMax = 1  // every write seals its memtable
+            options.sealedMemtablesMax = 2
+        }
+        let flushesAsked = Mutex(0)
+        engine.scheduleFlushes { _ in flushesAsked.withLock { $0 += 1 } }  // a flush stage that is behind
+        try engine.write(points("root.sg.d.s", [(1, 1)]))
+        try engine.write(points("root.sg.d.s", [(2, 2)]))
+        #expect(engine.stats.sealedMemtables == 2)
+        do {
+            try engine.write(points("root.sg.d.s", [(3, 3)]))
+            Issue.record("a write went in while the flush was behind")
+        } catch EngineError.flushBehind(let sealed) {
+            #expect(sealed == 2)
+        }
+        #expect(engine.stats.sealedMemtables == 2)
+        #expect(flushesAsked.withLock { $0 } == 2)
+        // Nothing of the refused write went in; once the flush catches up, writes go on.
+        #expect(same(try read(engine, "root.sg.d.s"), [(1, 1), (2, 2)]))
+        try engine.flushSealed()
+        try engine.write(points("root.sg.d.s", [(3, 3)]))
+        #expect(same(try read(engine, "root.sg.d.s"), [(1, 1), (2, 2), (3, 3)]))
     }
 }

@@ -40,7 +40,7 @@ extension StorageEngine {
     /// created nothing, when any point cannot be written.
     public func prepareWrite(_ points: [PointWrite]) throws -> PreparedWrite? {
         guard !points.isEmpty else { return nil }
-        try checkSize(points.count)
+        try checkRoom(points.count)
         // Grouped by series once: every later step does one lookup per series, not per point.
         return try prepare(try seriesColumns(of: points))
     }
@@ -48,14 +48,17 @@ extension StorageEngine {
     /// `prepareWrite` for rows already grouped (and type-checked) unit by unit.
     public func prepareWrite(_ write: GroupedWrite) throws -> PreparedWrite? {
         guard !write.isEmpty else { return nil }
-        try checkSize(write.pointCount)
+        try checkRoom(write.pointCount)
         return try prepare(write.makeColumns())
     }
 
-    private func checkSize(_ count: Int) throws {
+    /// Refuses a write too big, or one that would add to memtables the flush has not caught up with.
+    private func checkRoom(_ count: Int) throws {
         guard count <= options.writePointsMax else {
             throw EngineError.tooLarge("\(count) points exceed the \(options.writePointsMax) a write may carry")
         }
+        let sealedCount = state.withLock { sealed.count }
+        guard sealedCount < options.sealedMemtablesMax else { throw EngineError.flushBehind(sealed: sealedCount) }
     }
 
     private func prepare(_ columns: [SeriesColumn]) throws -> PreparedWrite {

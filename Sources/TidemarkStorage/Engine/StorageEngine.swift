@@ -10,6 +10,9 @@ public struct EngineOptions: Sendable {
     public var memtableBytesMax = 64 << 20
     /// …or when its oldest write is this old.
     public var memtableAgeMsMax = 10 * 60 * 1000
+    /// Sealed memtables that may wait for the flush stage; past it writes are refused
+    /// (retry later) instead of memory growing while the flush falls behind.
+    public var sealedMemtablesMax = 4
     public var compressionLevel: Int32 = 3
     public var schemaLimits = SchemaLimits()
     /// Create a missing series (and its database, `root.<first level>`) on first write.
@@ -38,6 +41,8 @@ public enum EngineError: Error, Sendable, CustomStringConvertible {
     case schema(SchemaError)
     case typeMismatch(path: String, expected: DataType, got: DataType)
     case tooLarge(String)
+    /// Too many sealed memtables wait for the flush: nothing was written; retry later.
+    case flushBehind(sealed: Int)
     case io(String)
     case corrupt(String)
 
@@ -46,6 +51,7 @@ public enum EngineError: Error, Sendable, CustomStringConvertible {
         case .schema(let error): "\(error)"
         case .typeMismatch(let path, let expected, let got): "\(path) is \(expected), got a \(got) value"
         case .tooLarge(let reason): reason
+        case .flushBehind(let sealed): "storage is behind: \(sealed) sealed memtables wait for the flush (storage.sealed_memtables_max); retry later"
         case .io(let reason): reason
         case .corrupt(let reason): reason
         }
