@@ -16,6 +16,9 @@ public struct ByteWriter: Sendable {
 
     public var count: Int { bytes.count }
 
+    /// Empties the buffer but keeps its memory, for a writer reused chunk after chunk.
+    public mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
+
     public mutating func write(_ value: UInt8) { bytes.append(value) }
 
     public mutating func write<T: FixedWidthInteger>(littleEndian value: T) {

@@ -1,20 +1,50 @@
 import CZstd
 
-/// zstd compression of whole blocks, for segment chunks.
-public enum Zstd {
-    /// Compresses `bytes` at `level` (1–19).
-    public static func compress(_ bytes: [UInt8], level: Int32) -> [UInt8] {
+/// A zstd compression context kept across calls: `ZSTD_compress` would allocate and clear
+/// a fresh context (about a megabyte at level 3) for every chunk. Not thread-safe: one
+/// owner at a time (a segment writer).
+public final class ZstdCompressor {
+    private let context: OpaquePointer
+    public let level: Int32
+
+    /// `level` is zstd's (1–19).
+    public init(level: Int32) {
+        // Creation fails only when memory is exhausted.
+        guard let context = ZSTD_createCCtx() else { preconditionFailure("ZSTD_createCCtx: out of memory") }
+        self.context = context
+        self.level = level
+    }
+
+    deinit { ZSTD_freeCCtx(context) }
+
+    /// Compresses `bytes` into a zstd frame appended to `out`; returns the frame's length.
+    @discardableResult
+    public func compress(_ bytes: UnsafeRawBufferPointer, appendingTo out: inout [UInt8]) -> Int {
         let bound = ZSTD_compressBound(bytes.count)
-        var out = [UInt8](repeating: 0, count: bound)
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: bound))
         let written = out.withUnsafeMutableBytes { destination in
-            bytes.withUnsafeBytes { source in
-                ZSTD_compress(destination.baseAddress, bound, source.baseAddress, source.count, level)
-            }
+            ZSTD_compressCCtx(context, destination.baseAddress! + start, bound, bytes.baseAddress, bytes.count, level)
         }
         // Compression of an in-memory buffer into a buffer of compressBound cannot fail.
-        precondition(ZSTD_isError(written) == 0, "ZSTD_compress: \(String(cString: ZSTD_getErrorName(written)))")
-        out.removeSubrange(written...)
+        precondition(ZSTD_isError(written) == 0, "ZSTD_compressCCtx: \(String(cString: ZSTD_getErrorName(written)))")
+        out.removeLast(bound - written)
+        return written
+    }
+
+    /// `bytes` as one zstd frame.
+    public func compress(_ bytes: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        bytes.withUnsafeBytes { _ = compress($0, appendingTo: &out) }
         return out
+    }
+}
+
+/// zstd compression of whole blocks, for segment chunks.
+public enum Zstd {
+    /// Compresses `bytes` at `level` (1–19), with a context made for this call.
+    public static func compress(_ bytes: [UInt8], level: Int32) -> [UInt8] {
+        ZstdCompressor(level: level).compress(bytes)
     }
 
     /// Decompresses a frame whose content size the caller knows (and has bounded).

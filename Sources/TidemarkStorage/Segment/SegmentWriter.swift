@@ -8,11 +8,14 @@ public struct SegmentWriter {
     private var body = ByteWriter(capacity: 1 << 16)
     private var index: [(path: String, chunks: [ChunkLocation])] = []
     private let info: SegmentInfo
-    private let compressionLevel: Int32
+    private let compressor: ZstdCompressor
+    /// Reused for every chunk: its plain encoding, then its zstd frame.
+    private var plain = ByteWriter(capacity: 1 << 12)
+    private var compressed: [UInt8] = []
 
     public init(info: SegmentInfo, compressionLevel: Int32 = 3) {
         self.info = info
-        self.compressionLevel = compressionLevel
+        compressor = ZstdCompressor(level: compressionLevel)
         body.write(bytes: SegmentFormat.headerMagic)
         body.write(littleEndian: SegmentFormat.version)
         body.write(littleEndian: CRC32C.checksum(SegmentFormat.headerMagic + withUnsafeBytes(of: SegmentFormat.version.littleEndian, Array.init)))
@@ -50,10 +53,11 @@ public struct SegmentWriter {
     /// Chunk: stats, sizes, zstd(timestamps ‖ values), CRC32C of all of it.
     private mutating func appendChunk(timestamps: [Int64], values: Column) -> ChunkLocation {
         let stats = ChunkStats(timestamps: timestamps, values: values)
-        var plain = ByteWriter(capacity: timestamps.count * 3)
+        plain.removeAll()
         TimestampCodec.encode(timestamps, into: &plain)
         ColumnCodec.encode(values, into: &plain)
-        let compressed = Zstd.compress(plain.bytes, level: compressionLevel)
+        compressed.removeAll(keepingCapacity: true)
+        plain.bytes.withUnsafeBytes { _ = compressor.compress($0, appendingTo: &compressed) }
         let offset = body.count
         stats.encode(into: &body)
         body.write(varint: UInt64(plain.count))
@@ -87,7 +91,7 @@ public struct SegmentWriter {
         // The index repeats path prefixes and similar statistics: zstd takes most of it away.
         var stored = ByteWriter()
         stored.write(varint: UInt64(footer.count))
-        stored.write(bytes: Zstd.compress(footer.bytes, level: compressionLevel))
+        stored.write(bytes: compressor.compress(footer.bytes))
         stored.write(littleEndian: CRC32C.checksum(stored.bytes))
         file.write(bytes: stored.bytes)
         file.write(littleEndian: UInt64(footerOffset))
