@@ -166,26 +166,24 @@ struct LineProtocolWrite {
         guard let precision = WritePrecision(rawValue: query["precision"] ?? "ns") else {
             return .answer(influxError(400, "precision must be one of ns, us, ms, s"))
         }
-        let parsed = LineProtocol.parse(request.body)
-        var errors = parsed.errors
+        var mappingErrors: [LineError] = []
         var rows: [RowWrite] = []
         var units: [WriteJob.Unit] = []
-        rows.reserveCapacity(parsed.points.count)
-        units.reserveCapacity(parsed.points.count)
         var points = 0
         var rowCache = LineProtocolMapping.RowCache()
-        for line in parsed.points {
+        let parseErrors = LineProtocol.forEachPoint(in: request.body) { line in
             do {
                 let row = try LineProtocolMapping.row(of: line, database: database, precision: precision, nowMs: nowMs, cache: &rowCache)
                 points += row.values.count
                 rows.append(row)
                 units.append(WriteJob.Unit(line: line.line, rows: (rows.count - 1)..<rows.count))
             } catch let error as LineError {
-                errors.append(error)
+                mappingErrors.append(error)
             } catch {
-                errors.append(LineError(line: line.line, column: 1, message: "\(error)"))
+                mappingErrors.append(LineError(line: line.line, column: 1, message: "\(error)"))
             }
         }
+        let errors = parseErrors + mappingErrors
         guard points <= writePointsMax else {
             return .answer(influxError(413, "request has \(points) points; write_points_max is \(writePointsMax)"))
         }

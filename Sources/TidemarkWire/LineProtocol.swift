@@ -51,10 +51,20 @@ public enum LineProtocol {
     }
 
     public static func parse(_ body: [UInt8], linesMax: Int = 10_000_000) -> Parsed {
-        var parsed = Parsed()
+        var points: [LinePoint] = []
+        let errors = forEachPoint(in: body, linesMax: linesMax) { points.append($0) }
+        return Parsed(points: points, errors: errors)
+    }
+
+    /// Parses `body` line by line, handing each good line to `visit` in order, and returns
+    /// the bad lines. A line's fields array is reused for the next line unless `visit` keeps
+    /// it, so a caller that maps lines to rows allocates nothing per line for fields.
+    public static func forEachPoint(in body: [UInt8], linesMax: Int = 10_000_000, _ visit: (LinePoint) -> Void) -> [LineError] {
+        var errors: [LineError] = []
         var lineNumber = 0
         var start = 0
         var seriesKeys = SeriesKeys()
+        var fields: [LineField] = []
         body.withUnsafeBufferPointer { bytes in
             while start < bytes.count {
                 var end = start
@@ -63,19 +73,19 @@ public enum LineProtocol {
                 var lineEnd = end
                 if lineEnd > start && bytes[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
                 if lineNumber > linesMax {
-                    parsed.errors.append(LineError(line: lineNumber, column: 1, message: "more than \(linesMax) lines in one request"))
+                    errors.append(LineError(line: lineNumber, column: 1, message: "more than \(linesMax) lines in one request"))
                     return
                 }
                 var parser = LineParser(bytes: UnsafeBufferPointer(rebasing: bytes[start..<lineEnd]), line: lineNumber)
-                switch parser.parse(seriesKeys: &seriesKeys) {
-                case .success(let point?): parsed.points.append(point)
+                switch parser.parse(seriesKeys: &seriesKeys, fields: &fields) {
+                case .success(let point?): visit(point)
                 case .success(nil): break
-                case .failure(let error): parsed.errors.append(error)
+                case .failure(let error): errors.append(error)
                 }
                 start = end + 1
             }
         }
-        return parsed
+        return errors
     }
 }
 
@@ -157,7 +167,8 @@ private struct LineParser {
         return index
     }
 
-    mutating func parse(seriesKeys: inout SeriesKeys) -> Result<LinePoint?, LineError> {
+    /// The line's point; `fields` is scratch space, emptied first.
+    mutating func parse(seriesKeys: inout SeriesKeys, fields: inout [LineField]) -> Result<LinePoint?, LineError> {
         while current == UInt8(ascii: " ") || current == UInt8(ascii: "\t") { position += 1 }
         if current == nil || current == UInt8(ascii: "#") { return .success(nil) }
         do {
@@ -178,7 +189,7 @@ private struct LineParser {
             }
             guard current == UInt8(ascii: " ") else { throw fail("expected a space and fields after the measurement and tags") }
             while current == UInt8(ascii: " ") { position += 1 }
-            var fields: [LineField] = []
+            fields.removeAll(keepingCapacity: true)
             let knownKeys = seriesKey >= 0 ? seriesKeys.entries[seriesKey].fieldKeys : []
             fields.reserveCapacity(knownKeys.isEmpty ? 4 : knownKeys.count)
             repeat {
