@@ -146,11 +146,14 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         try run { () throws(ConsensusError) in
             guard let removed = groups.removeValue(forKey: group) else { throw .noSuchGroup(group) }
             do { try disk.remove(group) } catch { throw .io("\(group): \(error)") }
-            for pending in removed.writes.values { deferred.append { pending.completion(.failure(.noSuchGroup(group))) } }
+            answerWaitersLocked(of: removed, with: .noSuchGroup(group))
         }
     }
 
     public func write(_ group: GroupID, _ proposal: Proposal, completion: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void) {
+        // Once registered, the proposal is answered exactly once: by the apply side, or with
+        // the error of a failed round or of `close()`; never also here.
+        var registered = false
         do throws(ConsensusError) {
             try run { () throws(ConsensusError) in
                 guard var state = groups[group] else { throw .noSuchGroup(group) }
@@ -158,13 +161,15 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 do throws(RaftError) { index = try state.core.propose(proposal.data) } catch { throw Self.translate(error, group) }
                 state.writes[index] = PendingWrite(term: state.core.term, local: proposal.local, completion: completion)
                 groups[group] = state
+                registered = true
             }
         } catch {
-            completion(.failure(error))
+            if !registered { completion(.failure(error)) }
         }
     }
 
     public func read(_ group: GroupID, consistency: ReadConsistency, completion: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void) {
+        var registered = false  // as for `write`
         do throws(ConsensusError) {
             try run { () throws(ConsensusError) in
                 guard var state = groups[group] else { throw .noSuchGroup(group) }
@@ -172,6 +177,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 case .weak:
                     let applied = applySide.withLock { $0.applied[group] ?? 0 }
                     deferred.append { completion(.success(applied)) }
+                    registered = true
                 case .linearizable, .leaseBased:
                     let id = nextReadID
                     nextReadID += 1
@@ -182,10 +188,11 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                     }
                     state.reads[id] = completion
                     groups[group] = state
+                    registered = true
                 }
             }
         } catch {
-            completion(.failure(error))
+            if !registered { completion(.failure(error)) }
         }
     }
 
@@ -233,9 +240,42 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         return image.index
     }
 
+    /// Stops the node's groups. Every proposal and read still waiting is answered `.stopped`
+    /// (a proposal's entry may still be committed: the writer learns nothing either way).
     public func close() {
-        lock.withLock { closed = true }
+        let completions = lock.withLock { () -> [() -> Void] in
+            if !closed { stopLocked(reason: .stopped) }
+            defer { deferred = [] }
+            return deferred
+        }
+        // What the apply side has not taken yet will not be applied now; its reads are answered too.
+        let stranded: [() -> Void] = applyLock.withLock {
+            let batches = applyQueue.withLock { queue in defer { queue = [] }; return queue }
+            var answers = batches.flatMap { batch in
+                batch.writes.values.map { write in { write.completion(.failure(.stopped)) } } +
+                    batch.reads.map { read in { read.completion(.failure(.stopped)) } }
+            }
+            let reads = applySide.withLock { side in defer { side.reads = [:] }; return side.reads.values.flatMap { $0 } }
+            answers += reads.map { read in { read.completion(.failure(.stopped)) } }
+            return answers
+        }
+        for completion in completions + stranded { completion() }
         disk.close()
+    }
+
+    /// Marks the node stopped and answers every waiter the groups hold with `reason`.
+    private func stopLocked(reason: ConsensusError) {
+        closed = true
+        for id in groups.keys {
+            answerWaitersLocked(of: groups[id]!, with: reason)
+            groups[id]!.writes = [:]
+            groups[id]!.reads = [:]
+        }
+    }
+
+    private func answerWaitersLocked(of group: Group, with reason: ConsensusError) {
+        for pending in group.writes.values { deferred.append { pending.completion(.failure(reason)) } }
+        for read in group.reads.values { deferred.append { read(.failure(reason)) } }
     }
 
     // MARK: - Inputs
@@ -355,7 +395,9 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             //    must be durable before the messages that rely on them leave.
             do { try disk.write(batch) } catch {
                 logger.critical("raft log write failed; this node stops accepting writes", metadata: ["reason": "\(error)"])
-                closed = true
+                // Entries handed to the apply side in earlier rounds were durable: they are
+                // applied and answered there. Everything else is answered now, once.
+                stopLocked(reason: .io("raft log: \(error)"))
                 throw .io("raft log: \(error)")
             }
             for (node, messages) in late.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }

@@ -70,6 +70,7 @@ private final class Cluster {
     let directory: String
     let settings: RaftConsensus.Settings
     var machines: [UInt64: Registers] = [:]
+    var disks: [UInt64: RaftDisk] = [:]
 
     init(settings: RaftConsensus.Settings = RaftConsensus.Settings()) throws {
         directory = try temporaryDirectory("raftconsensus")
@@ -78,8 +79,9 @@ private final class Cluster {
     }
 
     func start(_ id: UInt64) throws {
-        let node = try RaftConsensus(nodeID: id, disk: try RaftDisk(directory: directory + "/\(id)"), transport: Endpoint(network, from: id),
-                                     settings: settings)
+        let disk = try RaftDisk(directory: directory + "/\(id)")
+        disks[id] = disk
+        let node = try RaftConsensus(nodeID: id, disk: disk, transport: Endpoint(network, from: id), settings: settings)
         let machine = Registers()
         try node.createGroup(group, peers: peers, stateMachine: machine)
         machines[id] = machine
@@ -180,6 +182,53 @@ private final class Cluster {
         #expect(cluster.machines[behind]!.values.withLock { $0 } == cluster.machines[leader]!.values.withLock { $0 })
         #expect(cluster.machines[behind]!.values.withLock { $0.count } == 6)
         #expect(cluster.machines[behind]!.restores.withLock { $0 } == 1)  // it came as the snapshot
+    }
+}
+
+/// Every answer a waiter got, so a test can tell "answered once" from "twice" or "never".
+private final class Answers: Sendable {
+    let results = Mutex<[Result<UInt64, ConsensusError>]>([])
+    func record(_ result: Result<UInt64, ConsensusError>) { results.withLock { $0.append(result) } }
+    var all: [Result<UInt64, ConsensusError>] { results.withLock { $0 } }
+}
+
+@Suite struct RaftConsensusWaiterTests {
+    @Test func closingAnswersEveryWaitingWriteAndReadOnce() throws {
+        let cluster = try Cluster()
+        let leader = try cluster.waitForLeader()
+        // The followers are away: the write cannot commit, the read cannot be confirmed.
+        for id in [1, 2, 3].map(UInt64.init) where id != leader { cluster.network.down.withLock { _ = $0.insert(id) } }
+        let write = Answers(), read = Answers()
+        cluster.node(leader).write(group, Proposal(data: Array("a=1".utf8))) { write.record($0) }
+        cluster.node(leader).read(group, consistency: .linearizable) { read.record($0) }
+        cluster.run(rounds: 3)
+        #expect(write.all.isEmpty && read.all.isEmpty)
+        cluster.node(leader).close()
+        #expect(write.all == [.failure(.stopped)])
+        #expect(read.all == [.failure(.stopped)])
+        cluster.run(rounds: 3)
+        #expect(write.all.count == 1 && read.all.count == 1)
+        // A closed node refuses at once.
+        let late = Answers()
+        cluster.node(leader).write(group, Proposal(data: Array("b=2".utf8))) { late.record($0) }
+        #expect(late.all == [.failure(.stopped)])
+    }
+
+    @Test func aFailedLogWriteAnswersEachWaiterOnceAndStopsTheNode() throws {
+        let cluster = try Cluster()
+        let leader = try cluster.waitForLeader()
+        #expect(try cluster.write("a=1", at: leader)?.get() != nil)
+        // The leader's entry is on its disk and on its way; then its disk fails before the
+        // round that would persist the commit.
+        let write = Answers()
+        cluster.node(leader).write(group, Proposal(data: Array("b=2".utf8))) { write.record($0) }
+        cluster.disks[leader]!.close()
+        cluster.run(rounds: 5)
+        #expect(write.all.count == 1)
+        if case .failure(.io) = write.all.first {} else { Issue.record("expected an I/O failure, got \(write.all)") }
+        let late = Answers()
+        cluster.node(leader).write(group, Proposal(data: Array("c=3".utf8))) { late.record($0) }
+        #expect(late.all == [.failure(.stopped)])
     }
 }
 
