@@ -285,4 +285,29 @@ private func same(_ a: [(Int64, Double)], _ b: [(Int64, Double)]) -> Bool {
         try engine.write(points("root.sg.d.s", [(3, 3)]))
         #expect(same(try read(engine, "root.sg.d.s"), [(1, 1), (2, 2), (3, 3)]))
     }
+    @Test func aReplicatedRegionCreatesSeriesWhenTheEntryIsAppliedOnEveryReplicaAlike() throws {
+        let leader = try StorageEngine(directory: try temporaryDirectory("engine"), log: .replicated)
+        let follower = try StorageEngine(directory: try temporaryDirectory("engine"), log: .replicated)
+        // Two writes race to create root.sg.d.p, with different types; both are prepared
+        // (checked) before either is applied, as on a leader with several in flight.
+        let first = try #require(try leader.prepareWrite(points("root.sg.d.p", [(1, 1)]) + points("root.sg.d.q", [(1, 2)])))
+        let second = try #require(try leader.prepareWrite([PointWrite(path: "root.sg.d.p", timestamp: 2, value: .int64(7)),
+                                                          PointWrite(path: "root.sg.d.r", timestamp: 2, value: .int64(8))]))
+        // Preparing created nothing: an entry that never commits leaves no series behind.
+        #expect(leader.series("root.sg.d.p") == nil && leader.series("root.sg.d.q") == nil)
+        try leader.apply(index: 1, record: first.record, prepared: first)
+        try follower.apply(index: 1, record: first.record)
+        for replica in [leader, follower] {
+            #expect(replica.series("root.sg.d.p")?.dataType == .double && replica.series("root.sg.d.q")?.dataType == .double)
+            // The second entry no longer fits: refused whole, the same on both replicas.
+            do {
+                try replica.apply(index: 2, record: second.record, prepared: replica === leader ? second : nil)
+                Issue.record("an entry that no longer fits its series was applied")
+            } catch EngineError.typeMismatch(let path, let expected, let got) {
+                #expect(path == "root.sg.d.p" && expected == .double && got == .int64)
+            }
+            #expect(replica.series("root.sg.d.r") == nil)
+            #expect(same(try read(replica, "root.sg.d.p"), [(1, 1)]))
+        }
+    }
 }

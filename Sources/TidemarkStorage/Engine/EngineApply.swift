@@ -80,12 +80,12 @@ extension StorageEngine {
         precondition(index > 0, "log indexes start at 1")
         try writeLock.withLock {
             if let prepared {
-                state.withLock { applyLocked(prepared, index: index) }
+                try state.withLock { try applyLocked(prepared, index: index) }
                 return
             }
             switch try EngineRecord.decode(record) {
             case .write(let columns):
-                state.withLock { applyLocked(PreparedWrite(record: [], columns: columns), index: index) }
+                try state.withLock { try applyLocked(PreparedWrite(record: [], columns: columns), index: index) }
             case .delete(let pattern, let range):
                 let parsed = try PathPattern(parsing: pattern)
                 try state.withLock { try applyDeleteLocked(pattern: parsed, range: range, index: index) }
@@ -94,9 +94,22 @@ extension StorageEngine {
         try sealAfterWrite()
     }
 
-    /// The caller holds `writeLock` and `state`.
-    func applyLocked(_ write: PreparedWrite, index: UInt64) {
+    /// The caller holds `writeLock` and `state`. A replicated region refuses a new entry whole
+    /// when a value does not fit its series' type (two writes raced to create a series with
+    /// different types): every replica decides the same at the same index, and nothing of
+    /// the entry is applied.
+    func applyLocked(_ write: PreparedWrite, index: UInt64) throws {
         let replayed = index <= flushedThroughMax
+        if createsSchemaOnApply && !replayed {
+            var types: [String: DataType] = [:]
+            for column in write.columns {
+                let expected = schema.ref(column.path, hint: column.id)?.type ?? types[column.path]
+                if let expected, expected != column.type {
+                    throw EngineError.typeMismatch(path: column.path, expected: expected, got: column.type)
+                }
+                types[column.path] = column.type
+            }
+        }
         var created: [SchemaRecord] = []
         // One schema-log append (one fsync) for every series this entry creates.
         defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }

@@ -268,7 +268,7 @@ public final class StorageEngine: @unchecked Sendable {
         guard let prepared = try prepareWrite(points) else { return (wal, 0) }
         return (wal, try writeLock.withLock {
             let sequence = try wal.append([prepared.record])
-            state.withLock { applyLocked(prepared, index: sequence) }
+            try state.withLock { try applyLocked(prepared, index: sequence) }
             return sequence
         })
     }
@@ -328,6 +328,10 @@ public final class StorageEngine: @unchecked Sendable {
                 if let database = missingDatabaseLocked(levels), !newDatabases.contains(database) { newDatabases.append(database) }
                 pending[column.path] = column.type
             }
+            // A replicated region creates series when the entry is applied, on every replica at
+            // the same log position: created here, a series would outlive an entry that never
+            // commits, and this replica's schema would part from the others'.
+            if createsSchemaOnApply { return }
             // Everything checked: now create, so a refused write creates nothing.
             for database in newDatabases {
                 try schemaChange { try schema.createDatabase(database) }
