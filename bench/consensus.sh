@@ -5,19 +5,21 @@
 # the leader). Every write is acknowledged only once durable (standalone and multi-leader:
 # wal_sync batch, one fsync per group commit; Raft: fsync per round). Prints points/s,
 # p50/p99 commit latency, and for Raft the leader's fsyncs per committed entry.
+# MODES="raft" runs only the modes named; TIDEMARKD=/path/to/tidemarkd runs that build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${CONSENSUS_SECONDS:-10}
 conns=${CONNS:-16}
 command -v wrk >/dev/null || { sudo=$([ "$(id -u)" = 0 ] || echo sudo); $sudo apt-get install -y -q wrk >/dev/null; }
-swift build -c release --product tidemarkd >/dev/null
+if [ -z "${TIDEMARKD:-}" ]; then swift build -c release --product tidemarkd >/dev/null; fi
+bin=${TIDEMARKD:-$PWD/.build/release/tidemarkd}
 work=$(mktemp -d /tmp/tidemark-consensusbench.XXXXXX)
 pids=()
 stop_nodes() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done; pids=(); }
 cleanup() { stop_nodes; rm -rf "$work"; }
 trap cleanup EXIT
 run=0
-for mode in standalone raft multi_leader; do
+for mode in ${MODES:-standalone raft multi_leader}; do
   base=$((20000 + RANDOM % 20000))
   count=$([ "$mode" = standalone ] && echo 1 || echo 3)
   peers="\"127.0.0.1:$((base + 1))\", \"127.0.0.1:$((base + 2))\", \"127.0.0.1:$((base + 3))\""
@@ -34,7 +36,7 @@ for mode in standalone raft multi_leader; do
         echo "data_consensus: $mode"
       fi
     } > "$work/$mode-n$i.yaml"
-    .build/release/tidemarkd --config "$work/$mode-n$i.yaml" --data-dir "$work/$mode-d$i" > "$work/$mode-log$i" 2>&1 &
+    "$bin" --config "$work/$mode-n$i.yaml" --data-dir "$work/$mode-d$i" > "$work/$mode-log$i" 2>&1 &
     pids+=($!)
   done
   target=

@@ -100,24 +100,29 @@ extension StorageEngine {
     /// the entry is applied.
     func applyLocked(_ write: PreparedWrite, index: UInt64) throws {
         let replayed = index <= flushedThroughMax
+        // One schema lookup per column (by number when prepared here, else by path).
+        let refs = write.columns.map { schema.ref($0.path, hint: $0.id) }
         if createsSchemaOnApply && !replayed {
-            var types: [String: DataType] = [:]
-            for column in write.columns {
-                let expected = schema.ref(column.path, hint: column.id)?.type ?? types[column.path]
-                if let expected, expected != column.type {
+            // Only series this entry creates need remembering (an entry names a path once,
+            // but a record from outside is not trusted to).
+            var newTypes: [String: DataType] = [:]
+            for (column, ref) in zip(write.columns, refs) {
+                guard let expected = ref?.type ?? newTypes[column.path] else {
+                    newTypes[column.path] = column.type
+                    continue
+                }
+                guard expected == column.type else {
                     throw EngineError.typeMismatch(path: column.path, expected: expected, got: column.type)
                 }
-                types[column.path] = column.type
             }
         }
         var created: [SchemaRecord] = []
         // One schema-log append (one fsync) for every series this entry creates.
         defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
-        for column in write.columns {
+        for (column, ref) in zip(write.columns, refs) {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
-            // A column prepared on this node names its series by number: no path lookup.
-            var known = schema.ref(column.path, hint: column.id)
+            var known = ref
             if known == nil && createsSchemaOnApply {
                 created += createOnApplyLocked(column.path, column.type)
                 known = schema.ref(column.path)
