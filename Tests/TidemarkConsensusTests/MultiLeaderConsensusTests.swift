@@ -206,4 +206,57 @@ private func write(_ consensus: MultiLeaderConsensus, _ text: String) -> Result<
         #expect(machines[1].applied.withLock { $0 }.filter { $0.hasPrefix("c") } == (0...3).map { "c\($0)=\($0)" })
         for consensus in nodes.values { consensus.close() }
     }
+    @Test func aRemovedPeerNoLongerHoldsBackWritesAndStaysRemovedAfterARestart() throws {
+        let directory = try temporaryDirectory("multileader")
+        let wire = Wire()
+        let machines = (1...3).map { _ in Registers() }
+        var nodes: [UInt64: MultiLeaderConsensus] = [:]
+        for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1], lagEntriesMax: 3) }
+        // Node 3 is gone for good: node 1 keeps its entries for it, up to the bound.
+        wire.down.withLock { $0 = [3] }
+        for index in 0..<3 {
+            guard case .success = write(nodes[1]!, "a\(index)=\(index)") else { Issue.record("write \(index) refused"); return }
+            wire.pump(nodes)
+        }
+        guard case .failure(.busy) = write(nodes[1]!, "a3=3") else { Issue.record("a write past the lag bound was taken"); return }
+        #expect(nodes[1]!.retainedEntries(group) == 3)
+
+        // Removed: nothing is kept for it any more (node 2 has everything), and writes go on.
+        try nodes[1]!.removePeer(group, 3)
+        #expect(nodes[1]!.retainedEntries(group) == 0)
+        #expect(throws: ConsensusError.refused("node 3 is not a peer of \(group)")) { try nodes[1]!.removePeer(group, 3) }
+        for index in 3..<6 {
+            guard case .success = write(nodes[1]!, "a\(index)=\(index)") else { Issue.record("write \(index) refused after the removal"); return }
+            wire.pump(nodes)
+        }
+        #expect(machines[1].values.withLock { $0.count } == 6)
+
+        // The log files that held the removal go (flushed and shipped); then node 1 restarts
+        // with the configured peers, node 3 among them: it stays out.
+        try machines[0].retention.withLock { try $0!.checkpoint() }
+        try machines[0].retention.withLock { try $0!.release(through: 1_000) }
+        nodes[1]!.tick()
+        nodes[1]!.close()
+        let restarted = Registers()
+        nodes[1] = try node(1, directory, wire, restarted, lagEntriesMax: 3)
+        for index in 6..<10 {
+            guard case .success = write(nodes[1]!, "a\(index)=\(index)") else { Issue.record("write \(index) refused after the restart"); return }
+            wire.pump(nodes)
+        }
+        #expect(nodes[1]!.retainedEntries(group) == 0)
+        // Node 3 is back on the wire: node 1 neither ships to it nor applies what it sends.
+        wire.down.withLock { $0 = [] }
+        _ = write(nodes[3]!, "z=from-3")
+        for _ in 0..<4 {
+            for consensus in nodes.values { consensus.tick() }
+            wire.pump(nodes)
+        }
+        #expect(machines[2].values.withLock { $0 } == ["z": "from-3"])  // its own write, none of node 1's
+        #expect(machines[1].values.withLock { $0["z"] } == "from-3")  // node 2 still counts 3 as a peer
+        #expect(restarted.values.withLock { $0["z"] } == nil && restarted.values.withLock { $0["a9"] } == "9")
+        #expect(throws: ConsensusError.unsupported("a replica cannot remove itself: delete the group on this node")) {
+            try nodes[1]!.removePeer(group, 1)
+        }
+        for consensus in nodes.values { consensus.close() }
+    }
 }

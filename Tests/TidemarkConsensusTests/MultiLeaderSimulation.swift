@@ -171,7 +171,7 @@ final class MultiLeaderSimulation {
         if replica.log.contains(where: { $0.index <= through }) {
             let state = core.diskState
             replica.lastIndex += 1
-            replica.log.append((replica.lastIndex, MultiLeaderRecord(shipped: state.shipped, applied: state.applied)))
+            replica.log.append((replica.lastIndex, MultiLeaderRecord(shipped: state.shipped, applied: state.applied, removed: state.removed)))
             let before = replica.log.count
             replica.log.removeAll { $0.index <= through }
             stats.released += before - replica.log.count

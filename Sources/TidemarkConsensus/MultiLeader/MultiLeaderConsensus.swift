@@ -160,11 +160,24 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     }
 
     public func addPeer(_ group: GroupID, _ peer: Peer) throws {
-        throw ConsensusError.unsupported("multi-leader groups have a fixed set of replicas for now")
+        // A new replica needs what this one flushed and released, not only the log: segments
+        // must travel first (DESIGN.md section 7, handoff).
+        throw ConsensusError.unsupported("a multi-leader replica is added by a region move (a copy of its segments, then the log), not here")
     }
 
+    /// Takes `peerID` out of this replica's group, durably (a restart with the old peer list
+    /// keeps it out). Writes that a lagging peer held back go on; entries kept for it go.
+    /// Each remaining replica is told on its own (the meta group's operation does).
     public func removePeer(_ group: GroupID, _ peerID: UInt64) throws {
-        throw ConsensusError.unsupported("multi-leader groups have a fixed set of replicas for now")
+        guard peerID != nodeID else { throw ConsensusError.unsupported("a replica cannot remove itself: delete the group on this node") }
+        try run { () throws(ConsensusError) in
+            guard let state = groups[group] else { throw .noSuchGroup(group) }
+            guard state.core.peers.contains(peerID) else { throw .refused("node \(peerID) is not a peer of \(group)") }
+            state.core.removePeer(peerID)
+        }
+        // The round that followed persisted the removal, unless the log failed.
+        let persisted = lock.withLock { groups[group].map { $0.persistedShipped[peerID] == nil } ?? false }
+        guard persisted else { throw ConsensusError.io("\(group): the removal of node \(peerID) could not be logged") }
     }
 
     public func transferLeader(_ group: GroupID, to peerID: UInt64) throws {
@@ -249,7 +262,8 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     private func roundLocked(_ id: GroupID, _ group: Group) throws(ConsensusError) {
         while group.core.hasReady {
             let ready = group.core.ready()
-            let records = MultiLeaderLog.records(for: ready, persistedShipped: &group.persistedShipped).map(\.encoded)
+            var shippedAfter = group.persistedShipped  // taken as persisted once the append is durable
+            let records = MultiLeaderLog.records(for: ready, persistedShipped: &shippedAfter).map(\.encoded)
             if !records.isEmpty {
                 let last: UInt64
                 do {
@@ -261,6 +275,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
                     failPending(group, .io("\(id): log append failed: \(error)"))
                     throw .io("\(id): log append failed: \(error)")
                 }
+                group.persistedShipped = shippedAfter
                 let first = last - UInt64(records.count) + 1
                 for (offset, entry) in ready.apply.enumerated() {
                     let index = first + UInt64(offset)
@@ -300,7 +315,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         guard through > group.released else { return }
         do {
             let state = group.core.diskState
-            let progress = try group.log.append([MultiLeaderRecord(shipped: state.shipped, applied: state.applied).encoded])
+            let progress = try group.log.append([MultiLeaderRecord(shipped: state.shipped, applied: state.applied, removed: state.removed).encoded])
             if settings.syncPolicy != .always { try group.log.waitDurable(progress) }  // before the files that held it go
             try group.log.truncate(through: through)
         } catch {

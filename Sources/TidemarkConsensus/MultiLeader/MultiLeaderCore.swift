@@ -33,6 +33,8 @@ public struct MultiLeaderDiskState: Sendable, Equatable {
     public var shipped: [UInt64: UInt64] = [:]
     /// Per source, the next of its sequences to apply here.
     public var applied: [UInt64: UInt64] = [:]
+    /// Peers removed from the group: nothing is shipped to them or taken from them.
+    public var removed: Set<UInt64> = []
 
     public init() {}
 }
@@ -65,7 +67,7 @@ public enum MultiLeaderError: Error, Sendable, Equatable {
 /// past `lagEntriesMax`. No clock, thread or I/O inside: `tick()` drives resends.
 public struct MultiLeaderCore: Sendable {
     public let id: UInt64
-    public let peers: [UInt64]
+    public private(set) var peers: [UInt64]
     let lagEntriesMax: Int
     let batchEntriesMax: Int
     /// Ticks before unacknowledged entries are sent again.
@@ -81,12 +83,12 @@ public struct MultiLeaderCore: Sendable {
                 lagEntriesMax: Int = 100_000, batchEntriesMax: Int = 256, resendTicks: Int = 3) {
         precondition(!peers.contains(id), "peers are the other replicas")
         self.id = id
-        self.peers = peers.sorted()
+        self.peers = peers.filter { !state.removed.contains($0) }.sorted()
         self.state = state
         self.lagEntriesMax = lagEntriesMax
         self.batchEntriesMax = batchEntriesMax
         self.resendTicks = resendTicks
-        for peer in peers where self.state.shipped[peer] == nil { self.state.shipped[peer] = self.state.firstSequence }
+        for peer in self.peers where self.state.shipped[peer] == nil { self.state.shipped[peer] = self.state.firstSequence }
         self.state.applied[id] = self.state.applied[id] ?? nextSequence
     }
 
@@ -112,6 +114,19 @@ public struct MultiLeaderCore: Sendable {
         toApply.append(MultiLeaderEntry(source: id, sequence: sequence, data: data))
         for peer in peers where inFlight[peer] == nil { ship(to: peer) }
         return sequence
+    }
+
+    /// Takes `peer` out of the group: nothing more is shipped to it or applied from it, and
+    /// entries kept only for it go. Persisted with the next ready (`state.removed`).
+    public mutating func removePeer(_ peer: UInt64) {
+        precondition(peer != id, "a replica removes others; its own group is deleted instead")
+        guard peers.contains(peer) else { return }
+        peers.removeAll { $0 == peer }
+        state.shipped[peer] = nil
+        state.removed.insert(peer)
+        inFlight[peer] = nil
+        dirty = true
+        releaseEntries()
     }
 
     public mutating func tick() {

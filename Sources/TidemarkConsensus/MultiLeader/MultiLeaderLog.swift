@@ -19,19 +19,22 @@ public enum MultiLeaderLog {
     /// progress when it moved since `persistedShipped` (which is updated).
     public static func records(for ready: MultiLeaderReady, persistedShipped: inout [UInt64: UInt64]) -> [MultiLeaderRecord] {
         var records = ready.apply.map { MultiLeaderRecord(source: $0.source, sequence: $0.sequence, data: $0.data) }
+        // A removal drops the peer from `shipped`, so it is persisted here too.
         if let state = ready.state, state.shipped != persistedShipped {
-            records.append(MultiLeaderRecord(shipped: state.shipped, applied: state.applied))
+            records.append(MultiLeaderRecord(shipped: state.shipped, applied: state.applied, removed: state.removed))
             persistedShipped = state.shipped
         }
         return records
     }
 
     /// Replays `records` (log index, record) in order: each entry goes to `apply` (the state
-    /// machine skips what its own files hold), and the dispatchers' state is rebuilt.
+    /// machine skips what its own files hold), and the dispatchers' state is rebuilt. `peers`
+    /// are the configured ones; those the log says were removed are left out.
     public static func rebuild(nodeID: UInt64, peers: [UInt64], records: some Sequence<(UInt64, MultiLeaderRecord)>,
                                apply: (UInt64, [UInt8]) -> Void) throws(CorruptDataError) -> Recovered {
         var shipped: [UInt64: UInt64] = [:]
         var applied: [UInt64: UInt64] = [:]
+        var removed: Set<UInt64> = []
         var own: [(sequence: UInt64, index: UInt64, data: [UInt8])] = []
         var lastIndex: UInt64 = 0
         for (index, record) in records {
@@ -41,14 +44,17 @@ public enum MultiLeaderLog {
                 apply(index, data)
                 applied[source] = max(applied[source] ?? 1, sequence + 1)
                 if source == nodeID { own.append((sequence, index, data)) }
-            case .progress(let shippedThen, let appliedThen):
+            case .progress(let shippedThen, let appliedThen, let removedThen):
                 shipped = shippedThen
+                removed = removedThen
                 for (source, next) in appliedThen { applied[source] = max(applied[source] ?? 1, next) }
             }
         }
         let next = applied[nodeID] ?? 1
+        let peers = peers.filter { !removed.contains($0) }
         var state = MultiLeaderDiskState()
         state.applied = applied
+        state.removed = removed
         state.firstSequence = peers.map { min(shipped[$0] ?? 1, next) }.min() ?? next
         for peer in peers { state.shipped[peer] = max(shipped[peer] ?? 1, state.firstSequence) }
         let kept = own.filter { $0.sequence >= state.firstSequence }

@@ -8,8 +8,9 @@ import TidemarkStorage
 public enum MultiLeaderRecord: Sendable, Equatable {
     /// `source`'s write number `sequence`.
     case entry(source: UInt64, sequence: UInt64, data: [UInt8])
-    /// Per peer the first own sequence it has not acknowledged; per source the next to apply.
-    case progress(shipped: [UInt64: UInt64], applied: [UInt64: UInt64])
+    /// Per peer the first own sequence it has not acknowledged; per source the next to apply;
+    /// the peers removed from the group (they stay removed whatever the config says).
+    case progress(shipped: [UInt64: UInt64], applied: [UInt64: UInt64], removed: Set<UInt64> = [])
 
     private static let entryTag: UInt8 = 1
     private static let progressTag: UInt8 = 2
@@ -24,7 +25,7 @@ public enum MultiLeaderRecord: Sendable, Equatable {
             writer.write(varint: source)
             writer.write(varint: sequence)
             writer.write(bytes: data)
-        case .progress(let shipped, let applied):
+        case .progress(let shipped, let applied, let removed):
             writer.write(Self.progressTag)
             for map in [shipped, applied] {
                 writer.write(varint: UInt64(map.count))
@@ -32,6 +33,11 @@ public enum MultiLeaderRecord: Sendable, Equatable {
                     writer.write(varint: node)
                     writer.write(varint: sequence)
                 }
+            }
+            // Only when there are any: records from before removals existed read the same.
+            if !removed.isEmpty {
+                writer.write(varint: UInt64(removed.count))
+                for node in removed.sorted() { writer.write(varint: node) }
             }
         }
         return writer.bytes
@@ -41,8 +47,8 @@ public enum MultiLeaderRecord: Sendable, Equatable {
         self = .entry(source: source, sequence: sequence, data: data)
     }
 
-    public init(shipped: [UInt64: UInt64], applied: [UInt64: UInt64]) {
-        self = .progress(shipped: shipped, applied: applied)
+    public init(shipped: [UInt64: UInt64], applied: [UInt64: UInt64], removed: Set<UInt64> = []) {
+        self = .progress(shipped: shipped, applied: applied, removed: removed)
     }
 
     public init(decoding bytes: [UInt8]) throws(CorruptDataError) {
@@ -62,8 +68,12 @@ public enum MultiLeaderRecord: Sendable, Equatable {
                 }
                 maps.append(map)
             }
+            var removed: Set<UInt64> = []
+            if !reader.isAtEnd {
+                for _ in 0..<(try reader.readCount(max: Self.nodesMax, what: "removed peers")) { removed.insert(try reader.readVarint()) }
+            }
             guard reader.isAtEnd else { throw CorruptDataError("bytes after a multi-leader progress record") }
-            self = .progress(shipped: maps[0], applied: maps[1])
+            self = .progress(shipped: maps[0], applied: maps[1], removed: removed)
         case let tag:
             throw CorruptDataError("unknown multi-leader record \(tag)")
         }
