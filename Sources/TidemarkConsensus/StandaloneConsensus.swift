@@ -4,8 +4,9 @@ import Synchronization
 import TidemarkStorage
 
 /// Consensus with one replica and no network (DESIGN.md section 5): each group's log is a
-/// local WAL, a write is committed once appended, applied at once and acknowledged when
-/// durable under the node's `wal_sync`.
+/// local WAL, a write is committed once appended, then applied in log order on the apply
+/// side (`applyOn`: the node's apply stage, so the append stage goes on to the next batch
+/// meanwhile) and acknowledged once applied and durable under the node's `wal_sync`.
 ///
 /// Files: `<directory>/<kind>-<number>/log/*.wal` and, after `snapshot`, `…/snapshot`.
 public final class StandaloneConsensus: Consensus, @unchecked Sendable {
@@ -14,12 +15,18 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
     private let syncPolicy: WALSyncPolicy
     private let logger: Logger
     private let groups = Mutex<[GroupID: StandaloneGroup]?>([:])
+    private let applyOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
 
-    public init(nodeID: UInt64 = 1, directory: String, syncPolicy: WALSyncPolicy, logger: Logger = Logger(label: "tidemark.consensus")) {
+    /// `applyOn` runs the apply side's work (by default at once, on the writing thread) and
+    /// says whether it took it; when it does not (a stage full or not running), the writing
+    /// thread applies.
+    public init(nodeID: UInt64 = 1, directory: String, syncPolicy: WALSyncPolicy, logger: Logger = Logger(label: "tidemark.consensus"),
+                applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true }) {
         self.nodeID = nodeID
         self.directory = directory
         self.syncPolicy = syncPolicy
         self.logger = logger
+        self.applyOn = applyOn
     }
 
     public func createGroup(_ group: GroupID, peers: [Peer], stateMachine: StateMachine) throws {
@@ -30,7 +37,7 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
             guard groups != nil else { throw ConsensusError.stopped }
             guard groups![group] == nil else { throw ConsensusError.groupExists(group) }
             groups![group] = try StandaloneGroup(id: group, directory: directory + "/\(group)", syncPolicy: syncPolicy,
-                                                 stateMachine: stateMachine, logger: logger)
+                                                 stateMachine: stateMachine, logger: logger, applyOn: applyOn)
         }
     }
 
@@ -99,27 +106,45 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
     }
 }
 
-/// One standalone group: its log, its state machine and the lock that keeps log order
-/// and apply order the same.
+/// One standalone group: its log, its state machine, the lock that keeps log order, and
+/// the apply side, which applies appended entries in that order and answers their writers.
 final class StandaloneGroup: @unchecked Sendable {
+    typealias Completion = @Sendable (Result<UInt64, ConsensusError>) -> Void
+
+    /// An appended entry waiting to be applied, and who waits for it.
+    private struct Appended: @unchecked Sendable {
+        var index: UInt64
+        var proposal: Proposal
+        var completion: Completion
+    }
+
     let id: GroupID
     let directory: String
     private let log: FileWAL
     private let syncPolicy: WALSyncPolicy
     private let stateMachine: StateMachine
     private let logger: Logger
+    private let applyOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
     private let order = NSLock()
     // protected by order:
-    private var applied: UInt64 = 0
+    private var appended: UInt64 = 0
+    private var closed = false
+    // The apply side: entries queued in log order (under `order`), applied under `applyLock`.
+    private let queue = Mutex<[Appended]>([])
+    private let applyScheduled = Atomic<Bool>(false)
+    private let applyLock = NSLock()
+    private let applied = Atomic<UInt64>(0)
 
     private var snapshotPath: String { directory + "/snapshot" }
 
-    init(id: GroupID, directory: String, syncPolicy: WALSyncPolicy, stateMachine: StateMachine, logger: Logger) throws {
+    init(id: GroupID, directory: String, syncPolicy: WALSyncPolicy, stateMachine: StateMachine, logger: Logger,
+         applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool) throws {
         self.id = id
         self.directory = directory
         self.syncPolicy = syncPolicy
         self.stateMachine = stateMachine
         self.logger = logger
+        self.applyOn = applyOn
         try FileIO.makeDirectory(directory)
         log = try FileWAL(directory: directory + "/log", policy: syncPolicy)
         try recover()
@@ -128,20 +153,23 @@ final class StandaloneGroup: @unchecked Sendable {
     /// Restores the last snapshot, then replays the log after it.
     private func recover() throws {
         var snapshotIndex: UInt64 = 0
+        var last: UInt64 = 0
         if let bytes = try FileIO.readFile(snapshotPath) {
             let snapshot = try SnapshotFile.decode(bytes, path: snapshotPath)
             try stateMachine.restore(snapshot)
             snapshotIndex = snapshot.index
-            applied = snapshot.index
+            last = snapshot.index
         }
         var refused = 0
         let report = try log.replay { index, data in
             guard index > snapshotIndex else { return }
             do { try stateMachine.apply(CommittedEntry(index: index, term: 1, data: data)) } catch { refused += 1 }
-            applied = index
+            last = index
         }
         // Entries released to the state machine's own files leave no record, but keep their indexes.
-        applied = max(applied, log.lastSequence)
+        last = max(last, log.lastSequence)
+        appended = last
+        applied.store(last, ordering: .releasing)
         if report.bytesCut > 0 {
             logger.warning("cut a torn log tail", metadata: ["group": "\(id)", "bytes": "\(report.bytesCut)", "entries": "\(report.records)"])
         }
@@ -152,55 +180,101 @@ final class StandaloneGroup: @unchecked Sendable {
         stateMachine.attach(logRetention: log)
     }
 
-    var appliedIndex: UInt64 { order.withLock { applied } }
+    var appliedIndex: UInt64 { applied.load(ordering: .acquiring) }
 
-    func write(_ proposal: Proposal, completion: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void) throws {
-        let index: UInt64
-        let refusal: ConsensusError?
+    func write(_ proposal: Proposal, completion: @escaping Completion) throws {
         do {
-            (index, refusal) = try order.withLock {
+            try order.withLock {
+                guard !closed else { throw ConsensusError.stopped }
                 let index = try log.append([proposal.data])
-                precondition(index == applied + 1, "log and apply order agree")
-                applied = index
-                do {
-                    try stateMachine.apply(CommittedEntry(index: index, term: 1, data: proposal.data, local: proposal.local))
-                    return (index, nil)
-                } catch {
-                    return (index, .refused("\(error)"))
-                }
+                precondition(index == appended + 1, "one log, appended in order")
+                appended = index
+                // Queued under `order`: the apply side sees entries in log order.
+                queue.withLock { $0.append(Appended(index: index, proposal: proposal, completion: completion)) }
             }
+        } catch let error as ConsensusError {
+            throw error
         } catch {
             throw ConsensusError.io("\(id): log append failed: \(error)")
         }
-        if let refusal { return completion(.failure(refusal)) }
-        switch syncPolicy {
-        case .always:
-            completion(.success(index))  // append synced already
-        case .batch:
-            // Writers that arrive while an fsync runs share the next one (group commit).
+        scheduleApply()
+    }
+
+    /// Makes sure the apply side runs; at most one run is pending at a time.
+    private func scheduleApply() {
+        guard !applyScheduled.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if !applyOn({ [self] in drainApply() }) {
+            applyScheduled.store(false, ordering: .releasing)
+            drainApply()
+        }
+    }
+
+    /// Applies what is queued, in order, then answers the writers: a refused entry at once,
+    /// the others once durable under `wal_sync` (one fsync for all of a run under `batch`).
+    private func drainApply() {
+        while true {
+            applyScheduled.store(false, ordering: .releasing)
+            // An entry queued after the take finds `applyScheduled` false and schedules a run itself.
+            let answers = applyLock.withLock { applyQueuedLocked() }
+            guard !answers.isEmpty else { return }
+            for answer in answers { answer() }
+        }
+    }
+
+    /// Applies every queued entry; the caller holds `applyLock`. Returns the answers to give.
+    private func applyQueuedLocked() -> [() -> Void] {
+        let taken = queue.withLock { queue in defer { queue = [] }; return queue }
+        guard let last = taken.last else { return [] }
+        var outcomes: [(Completion, ConsensusError?)] = []
+        outcomes.reserveCapacity(taken.count)
+        for entry in taken {
+            precondition(entry.index == applied.load(ordering: .relaxed) + 1, "applied in log order, each once")
+            var refusal: ConsensusError?
             do {
-                try log.waitDurable(index)
-                completion(.success(index))
+                try stateMachine.apply(CommittedEntry(index: entry.index, term: 1, data: entry.proposal.data, local: entry.proposal.local))
             } catch {
-                completion(.failure(.io("\(id): log sync failed: \(error)")))
+                refusal = .refused("\(error)")
             }
-        case .intervalMs:
-            // VictoriaMetrics' durability: in the OS's hands now (a process crash loses
-            // nothing), on disk within the interval.
-            completion(.success(index))
+            applied.store(entry.index, ordering: .releasing)
+            outcomes.append((entry.completion, refusal))
+        }
+        var durability: ConsensusError?
+        if syncPolicy == .batch {
+            // Writers that arrived while an fsync ran share the next one (group commit).
+            do { try log.waitDurable(last.index) } catch { durability = .io("\(id): log sync failed: \(error)") }
+        }
+        // `always`: the append synced already. `intervalMs`: VictoriaMetrics' durability, in
+        // the OS's hands now (a process crash loses nothing), on disk within the interval.
+        return zip(taken, outcomes).map { entry, outcome in
+            let (completion, refusal) = outcome
+            let result: Result<UInt64, ConsensusError> = (refusal ?? durability).map { .failure($0) } ?? .success(entry.index)
+            return { completion(result) }
         }
     }
 
     /// Snapshots the state machine, keeps the snapshot durably, then lets the log go up to it.
     func snapshot() throws -> UInt64 {
-        let snapshot = try order.withLock { try stateMachine.snapshot() }
+        // No appends meanwhile, and everything appended is applied first: image and index agree.
+        let (snapshot, answers) = try order.withLock {
+            try applyLock.withLock { () throws -> (StateSnapshot, [() -> Void]) in
+                let answers = applyQueuedLocked()
+                return (try stateMachine.snapshot(), answers)
+            }
+        }
+        for answer in answers { answer() }
         try FileIO.writeFileAtomically(SnapshotFile.encode(snapshot), to: snapshotPath, directory: directory)
         try log.rotate()
         try log.truncate(through: snapshot.index)
         return snapshot.index
     }
 
-    func close() { log.close() }
+    /// Applies and answers what was appended, then syncs and closes the log.
+    func close() {
+        order.withLock { closed = true }
+        let answers = applyLock.withLock { applyQueuedLocked() }
+        for answer in answers { answer() }
+        log.close()
+    }
 }
 
 /// `u64 index | u64 term | u32 length | data | u32 CRC32C(all before)`.

@@ -11,10 +11,13 @@ public final class LocalRegion: Sendable {
     public let engine: StorageEngine
     public let consensus: Consensus
 
-    /// Opens the region, standalone, and replays the group's log into it.
-    public convenience init(dataDir: String, options: EngineOptions, logger: Logger) throws {
+    /// Opens the region, standalone, and replays the group's log into it. Appended entries
+    /// are applied through `applyOn` (the node's apply stage; by default on the writing thread).
+    public convenience init(dataDir: String, options: EngineOptions, logger: Logger,
+                            applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true }) throws {
         try self.init(dataDir: dataDir, options: options, logger: logger,
-                      consensus: StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: options.walSync, logger: logger),
+                      consensus: StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: options.walSync, logger: logger,
+                                                     applyOn: applyOn),
                       peers: [], log: .consensus)
     }
 

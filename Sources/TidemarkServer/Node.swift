@@ -65,7 +65,10 @@ public final class Node: @unchecked Sendable {
                                           consensus: cluster.consensus, peers: cluster.peers)
         } else {
             cluster = nil
-            localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger)
+            // The append stage logs a batch and goes on to the next; the apply stage applies it
+            // and answers its writers (or, before the stages run, the writing thread does).
+            localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
+                                          applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
         }
         users = try UserStore(directory: config.dataDir + "/users", logger: logger)
         let startedNs = monotonicNowNs()

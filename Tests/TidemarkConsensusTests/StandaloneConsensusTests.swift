@@ -80,6 +80,47 @@ private func propose(_ consensus: Consensus, _ text: String, in id: GroupID = gr
         reopened.close()
     }
 
+    @Test func theApplySideAppliesInLogOrderAndAnswersOnlyThen() throws {
+        let directory = try temporaryDirectory("consensus")
+        // An apply stage that runs its work only when the test says.
+        let parked = Mutex<[@Sendable () -> Void]>([])
+        let stageTakes = Mutex(true)
+        let consensus = StandaloneConsensus(directory: directory, syncPolicy: .batch) { work in
+            guard stageTakes.withLock({ $0 }) else { return false }
+            parked.withLock { $0.append(work) }
+            return true
+        }
+        let machine = Registers()
+        try consensus.createGroup(group, peers: [], stateMachine: machine)
+        let answers = Mutex<[UInt64]>([])
+        for number in 1...3 {
+            consensus.write(group, Proposal(data: Array("k\(number)=v".utf8))) { result in answers.withLock { $0.append((try? result.get()) ?? 0) } }
+        }
+        // Logged, not applied: nobody is answered, and reads see nothing yet.
+        #expect(answers.withLock { $0 }.isEmpty && machine.state.withLock { $0.appliedIndexes }.isEmpty)
+        consensus.read(group, consistency: .weak) { #expect((try? $0.get()) == 0) }
+        let runs = parked.withLock { queue in defer { queue = [] }; return queue }
+        #expect(runs.count == 1)  // one run pending at a time
+        for run in runs { run() }
+        #expect(machine.state.withLock { $0.appliedIndexes } == [1, 2, 3])
+        #expect(answers.withLock { $0 } == [1, 2, 3])
+
+        // A stage that does not take the work (full, stopped): the writer applies it itself.
+        stageTakes.withLock { $0 = false }
+        consensus.write(group, Proposal(data: Array("k4=v".utf8))) { result in answers.withLock { $0.append((try? result.get()) ?? 0) } }
+        #expect(answers.withLock { $0 } == [1, 2, 3, 4])
+
+        // Work still parked when the group closes is applied and answered by the close.
+        stageTakes.withLock { $0 = true }
+        consensus.write(group, Proposal(data: Array("k5=v".utf8))) { result in answers.withLock { $0.append((try? result.get()) ?? 0) } }
+        #expect(answers.withLock { $0 } == [1, 2, 3, 4])
+        consensus.close()
+        #expect(answers.withLock { $0 } == [1, 2, 3, 4, 5])
+        #expect(machine.state.withLock { $0.appliedIndexes } == [1, 2, 3, 4, 5])
+        for run in parked.withLock({ $0 }) { run() }  // a late run finds nothing to do
+        #expect(answers.withLock { $0 }.count == 5)
+    }
+
     @Test func aRefusedEntryFailsItsWriteAndTheGroupGoesOn() throws {
         let directory = try temporaryDirectory("consensus")
         let consensus = StandaloneConsensus(directory: directory, syncPolicy: .batch)
