@@ -2,7 +2,8 @@
 # Tidemark in ../shared/bench/peers.sh beside VictoriaMetrics and InfluxDB (same run).
 #   bench/peers.sh [--wal-sync 1000|batch|always] [peers.sh options…]
 # e.g. bench/peers.sh --duration 20 --repeat 2 --servers victoria-metrics
-# Builds the release tidemarkd, runs it on 127.0.0.1:18111 with two decode threads, and
+# Builds the release tidemarkd, runs it on 127.0.0.1:18111 with three decode threads (the
+# sizing for a few connections sending large batches: three requests parse at once), and
 # counts stored points through /rest/v2/query. Needs what peers.sh needs (root, gcc, curl).
 # TIDEMARKD=/path/to/tidemarkd runs that binary instead of building (to compare two builds).
 set -euo pipefail
@@ -16,7 +17,7 @@ cat > "$work/node.yaml" <<YAML
 wal_sync: $wal_sync
 log_level: warning
 stages:
-  decode: {threads: 2}
+  decode: {threads: 3}
 YAML
 cat > "$work/count.sh" <<'COUNT'
 #!/usr/bin/env bash

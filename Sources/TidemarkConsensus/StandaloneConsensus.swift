@@ -4,9 +4,10 @@ import Synchronization
 import TidemarkStorage
 
 /// Consensus with one replica and no network (DESIGN.md section 5): each group's log is a
-/// local WAL, a write is committed once appended, then applied in log order on the apply
-/// side (`applyOn`: the node's apply stage, so the append stage goes on to the next batch
-/// meanwhile) and acknowledged once applied and durable under the node's `wal_sync`.
+/// local WAL, a write is committed once appended, applied in log order and acknowledged
+/// once applied and durable under the node's `wal_sync`. Under `intervalMs` the apply side
+/// runs through `applyOn` (the node's apply stage), so the append stage goes on to the next
+/// batch meanwhile; under `batch` and `always` the writer applies after its fsync.
 ///
 /// Files: `<directory>/<kind>-<number>/log/*.wal` and, after `snapshot`, `…/snapshot`.
 public final class StandaloneConsensus: Consensus, @unchecked Sendable {
@@ -183,25 +184,37 @@ final class StandaloneGroup: @unchecked Sendable {
     var appliedIndex: UInt64 { applied.load(ordering: .acquiring) }
 
     func write(_ proposal: Proposal, completion: @escaping Completion) throws {
+        let index: UInt64
         do {
-            try order.withLock {
+            index = try order.withLock {
                 guard !closed else { throw ConsensusError.stopped }
                 let index = try log.append([proposal.data])
                 precondition(index == appended + 1, "one log, appended in order")
                 appended = index
                 // Queued under `order`: the apply side sees entries in log order.
                 queue.withLock { $0.append(Appended(index: index, proposal: proposal, completion: completion)) }
+                return index
             }
         } catch let error as ConsensusError {
             throw error
         } catch {
             throw ConsensusError.io("\(id): log append failed: \(error)")
         }
+        if syncPolicy == .batch {
+            // The writer waits for the fsync, sharing it with whoever appended meanwhile (group
+            // commit); requests that arrive while it waits make the next batch, so entries stay
+            // few and large. A failed sync is reported by the apply side, which checks again.
+            try? log.waitDurable(index)
+        }
         scheduleApply()
     }
 
-    /// Makes sure the apply side runs; at most one run is pending at a time.
+    /// Makes sure the apply side runs; at most one run is pending at a time. Under `batch`
+    /// and `always` the writer has just waited for the disk and applies itself: handing over
+    /// would add a thread hop per entry for no overlap (measured: bench/consensus.sh).
+    /// Under `intervalMs` nothing waits, and the apply stage works while the writer goes on.
     private func scheduleApply() {
+        guard case .intervalMs = syncPolicy else { return drainApply() }
         guard !applyScheduled.exchange(true, ordering: .acquiringAndReleasing) else { return }
         if !applyOn({ [self] in drainApply() }) {
             applyScheduled.store(false, ordering: .releasing)
@@ -210,7 +223,7 @@ final class StandaloneGroup: @unchecked Sendable {
     }
 
     /// Applies what is queued, in order, then answers the writers: a refused entry at once,
-    /// the others once durable under `wal_sync` (one fsync for all of a run under `batch`).
+    /// the others once durable under `wal_sync` (under `batch` the writer already waited).
     private func drainApply() {
         while true {
             applyScheduled.store(false, ordering: .releasing)
@@ -240,7 +253,7 @@ final class StandaloneGroup: @unchecked Sendable {
         }
         var durability: ConsensusError?
         if syncPolicy == .batch {
-            // Writers that arrived while an fsync ran share the next one (group commit).
+            // Durable already unless the writer's wait failed, or a close drains it.
             do { try log.waitDurable(last.index) } catch { durability = .io("\(id): log sync failed: \(error)") }
         }
         // `always`: the append synced already. `intervalMs`: VictoriaMetrics' durability, in

@@ -80,12 +80,12 @@ private func propose(_ consensus: Consensus, _ text: String, in id: GroupID = gr
         reopened.close()
     }
 
-    @Test func theApplySideAppliesInLogOrderAndAnswersOnlyThen() throws {
+    @Test func underIntervalSyncTheApplySideAppliesInLogOrderAndAnswersOnlyThen() throws {
         let directory = try temporaryDirectory("consensus")
         // An apply stage that runs its work only when the test says.
         let parked = Mutex<[@Sendable () -> Void]>([])
         let stageTakes = Mutex(true)
-        let consensus = StandaloneConsensus(directory: directory, syncPolicy: .batch) { work in
+        let consensus = StandaloneConsensus(directory: directory, syncPolicy: .intervalMs(1000)) { work in
             guard stageTakes.withLock({ $0 }) else { return false }
             parked.withLock { $0.append(work) }
             return true
@@ -119,6 +119,17 @@ private func propose(_ consensus: Consensus, _ text: String, in id: GroupID = gr
         #expect(machine.state.withLock { $0.appliedIndexes } == [1, 2, 3, 4, 5])
         for run in parked.withLock({ $0 }) { run() }  // a late run finds nothing to do
         #expect(answers.withLock { $0 }.count == 5)
+
+        // Under `batch` the writer, which waited for the fsync anyway, applies and answers itself.
+        let offered = Mutex(0)
+        let synced = StandaloneConsensus(directory: try temporaryDirectory("consensus"), syncPolicy: .batch) { _ in
+            offered.withLock { $0 += 1 }
+            return true
+        }
+        try synced.createGroup(group, peers: [], stateMachine: Registers())
+        #expect(try propose(synced, "k=v").get() == 1)
+        #expect(offered.withLock { $0 } == 0)
+        synced.close()
     }
 
     @Test func aRefusedEntryFailsItsWriteAndTheGroupGoesOn() throws {
