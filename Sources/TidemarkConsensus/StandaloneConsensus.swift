@@ -119,6 +119,9 @@ final class StandaloneGroup: @unchecked Sendable {
         var completion: Completion
     }
 
+    /// Appended entries the apply side may have waiting; past it the writer applies itself.
+    static let queuedEntriesMax = 64
+
     let id: GroupID
     let directory: String
     private let log: FileWAL
@@ -215,6 +218,8 @@ final class StandaloneGroup: @unchecked Sendable {
     /// Under `intervalMs` nothing waits, and the apply stage works while the writer goes on.
     private func scheduleApply() {
         guard case .intervalMs = syncPolicy else { return drainApply() }
+        // An apply side that falls behind makes the writer apply: the queue stays bounded.
+        guard queue.withLock({ $0.count }) <= Self.queuedEntriesMax else { return drainApply() }
         guard !applyScheduled.exchange(true, ordering: .acquiringAndReleasing) else { return }
         if !applyOn({ [self] in drainApply() }) {
             applyScheduled.store(false, ordering: .releasing)
@@ -268,13 +273,14 @@ final class StandaloneGroup: @unchecked Sendable {
     /// Snapshots the state machine, keeps the snapshot durably, then lets the log go up to it.
     func snapshot() throws -> UInt64 {
         // No appends meanwhile, and everything appended is applied first: image and index agree.
-        let (snapshot, answers) = try order.withLock {
-            try applyLock.withLock { () throws -> (StateSnapshot, [() -> Void]) in
-                let answers = applyQueuedLocked()
-                return (try stateMachine.snapshot(), answers)
+        var answers: [() -> Void] = []
+        defer { for answer in answers { answer() } }  // also when the snapshot fails
+        let snapshot = try order.withLock {
+            try applyLock.withLock {
+                answers = applyQueuedLocked()
+                return try stateMachine.snapshot()
             }
         }
-        for answer in answers { answer() }
         try FileIO.writeFileAtomically(SnapshotFile.encode(snapshot), to: snapshotPath, directory: directory)
         try log.rotate()
         try log.truncate(through: snapshot.index)

@@ -110,15 +110,26 @@ private func propose(_ consensus: Consensus, _ text: String, in id: GroupID = gr
         consensus.write(group, Proposal(data: Array("k4=v".utf8))) { result in answers.withLock { $0.append((try? result.get()) ?? 0) } }
         #expect(answers.withLock { $0 } == [1, 2, 3, 4])
 
-        // Work still parked when the group closes is applied and answered by the close.
+        // An apply side that falls behind: past the bound the writer applies what waits.
         stageTakes.withLock { $0 = true }
+        for number in 6...(6 + 63) {
+            consensus.write(group, Proposal(data: Array("b\(number)=v".utf8))) { result in answers.withLock { $0.append((try? result.get()) ?? 0) } }
+        }
+        #expect(answers.withLock { $0 } == [1, 2, 3, 4])  // 64 wait for the stage
+        for number in [70] {
+            consensus.write(group, Proposal(data: Array("b\(number)=v".utf8))) { result in answers.withLock { $0.append((try? result.get()) ?? 0) } }
+        }
+        #expect(answers.withLock { $0 } == Array(1...(4 + 65)))
+        for run in parked.withLock({ queue in defer { queue = [] }; return queue }) { run() }
+
+        // Work still parked when the group closes is applied and answered by the close.
         consensus.write(group, Proposal(data: Array("k5=v".utf8))) { result in answers.withLock { $0.append((try? result.get()) ?? 0) } }
-        #expect(answers.withLock { $0 } == [1, 2, 3, 4])
+        #expect(answers.withLock { $0 }.count == 69)
         consensus.close()
-        #expect(answers.withLock { $0 } == [1, 2, 3, 4, 5])
-        #expect(machine.state.withLock { $0.appliedIndexes } == [1, 2, 3, 4, 5])
+        #expect(answers.withLock { $0 } == Array(1...70))
+        #expect(machine.state.withLock { $0.appliedIndexes } == Array(1...70))
         for run in parked.withLock({ $0 }) { run() }  // a late run finds nothing to do
-        #expect(answers.withLock { $0 }.count == 5)
+        #expect(answers.withLock { $0 }.count == 70)
 
         // Under `batch` the writer, which waited for the fsync anyway, applies and answers itself.
         let offered = Mutex(0)
