@@ -71,13 +71,34 @@ private func write(_ consensus: MultiLeaderConsensus, _ text: String) -> Result<
     return result.withLock { $0 }!
 }
 
+/// Nodes 1…3 of one group, each with its own state machine.
+private func threeNodes(_ directory: String, _ wire: Wire, lagEntriesMax: Int = 100) throws -> ([Registers], [UInt64: MultiLeaderConsensus]) {
+    let machines = (1...3).map { _ in Registers() }
+    var nodes: [UInt64: MultiLeaderConsensus] = [:]
+    for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1], lagEntriesMax: lagEntriesMax) }
+    return (machines, nodes)
+}
+
+/// Node 3 unreachable: node 1 takes `bound` writes (`a0=0`…, kept for node 3), then refuses
+/// the next as busy. Returns why, or nil (recorded as an issue) when it went otherwise.
+private func fillUntilThrottled(_ nodes: [UInt64: MultiLeaderConsensus], _ wire: Wire, bound: Int) -> String? {
+    wire.down.withLock { $0 = [3] }
+    for index in 0..<bound {
+        guard case .success = write(nodes[1]!, "a\(index)=\(index)") else { Issue.record("write \(index) refused"); return nil }
+        wire.pump(nodes)
+    }
+    guard case .failure(.busy(let why)) = write(nodes[1]!, "a\(bound)=\(bound)") else {
+        Issue.record("a write past the lag bound was taken")
+        return nil
+    }
+    return why
+}
+
 @Suite struct MultiLeaderConsensusTests {
     @Test func everyReplicaTakesWritesAndAllConvergeInEachSourcesOrder() throws {
         let directory = try temporaryDirectory("multileader")
         let wire = Wire()
-        let machines = (1...3).map { _ in Registers() }
-        var nodes: [UInt64: MultiLeaderConsensus] = [:]
-        for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1]) }
+        let (machines, nodes) = try threeNodes(directory, wire)
         for round in 0..<10 {
             for id in 1...3 {
                 guard case .success = write(nodes[UInt64(id)]!, "n\(id)-k\(round % 3)=v\(round)") else {
@@ -107,20 +128,11 @@ private func write(_ consensus: MultiLeaderConsensus, _ text: String) -> Result<
     @Test func aLaggingPeerThrottlesWritesAndARestartedSourceShipsFromItsLog() throws {
         let directory = try temporaryDirectory("multileader")
         let wire = Wire()
-        let machines = (1...3).map { _ in Registers() }
-        var nodes: [UInt64: MultiLeaderConsensus] = [:]
-        for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1], lagEntriesMax: 5) }
+        let (machines, started) = try threeNodes(directory, wire, lagEntriesMax: 5)
+        var nodes = started
 
         // Node 3 is unreachable: node 1 keeps its entries for it, up to the bound, then refuses.
-        wire.down.withLock { $0 = [3] }
-        for index in 0..<5 {
-            guard case .success = write(nodes[1]!, "a\(index)=\(index)") else { Issue.record("write \(index) refused"); return }
-            wire.pump(nodes)
-        }
-        guard case .failure(.busy(let why)) = write(nodes[1]!, "a5=5") else {
-            Issue.record("a sixth entry past the lag bound was taken")
-            return
-        }
+        guard let why = fillUntilThrottled(nodes, wire, bound: 5) else { return }
         #expect(why.contains("node 3 lags 5 entries"))
         #expect(nodes[1]!.retainedEntries(group) == 5)
         #expect(machines[1].values.withLock { $0.count } == 5 && machines[2].values.withLock { $0.isEmpty })
@@ -149,9 +161,8 @@ private func write(_ consensus: MultiLeaderConsensus, _ text: String) -> Result<
     @Test func theLogIsReleasedOnlyOnceFlushedAndShippedAndProgressSurvives() throws {
         let directory = try temporaryDirectory("multileader")
         let wire = Wire()
-        let machines = (1...3).map { _ in Registers() }
-        var nodes: [UInt64: MultiLeaderConsensus] = [:]
-        for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1]) }
+        let (machines, started) = try threeNodes(directory, wire)
+        var nodes = started
         wire.down.withLock { $0 = [3] }
         var last: UInt64 = 0
         for index in 0..<6 {
@@ -189,9 +200,8 @@ private func write(_ consensus: MultiLeaderConsensus, _ text: String) -> Result<
     @Test func progressSurvivesTheReleaseOfTheFileThatHeldIt() throws {
         let directory = try temporaryDirectory("multileader")
         let wire = Wire()
-        let machines = (1...3).map { _ in Registers() }
-        var nodes: [UInt64: MultiLeaderConsensus] = [:]
-        for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1]) }
+        let (machines, started) = try threeNodes(directory, wire)
+        var nodes = started
         for index in 0..<3 { _ = write(nodes[1]!, "c\(index)=\(index)") }
         wire.pump(nodes)  // acknowledged: node 1's progress goes into its first log file
         try machines[0].retention.withLock { try $0!.checkpoint() }
@@ -209,16 +219,10 @@ private func write(_ consensus: MultiLeaderConsensus, _ text: String) -> Result<
     @Test func aRemovedPeerNoLongerHoldsBackWritesAndStaysRemovedAfterARestart() throws {
         let directory = try temporaryDirectory("multileader")
         let wire = Wire()
-        let machines = (1...3).map { _ in Registers() }
-        var nodes: [UInt64: MultiLeaderConsensus] = [:]
-        for id in 1...3 { nodes[UInt64(id)] = try node(UInt64(id), directory, wire, machines[id - 1], lagEntriesMax: 3) }
+        let (machines, started) = try threeNodes(directory, wire, lagEntriesMax: 3)
+        var nodes = started
         // Node 3 is gone for good: node 1 keeps its entries for it, up to the bound.
-        wire.down.withLock { $0 = [3] }
-        for index in 0..<3 {
-            guard case .success = write(nodes[1]!, "a\(index)=\(index)") else { Issue.record("write \(index) refused"); return }
-            wire.pump(nodes)
-        }
-        guard case .failure(.busy) = write(nodes[1]!, "a3=3") else { Issue.record("a write past the lag bound was taken"); return }
+        guard fillUntilThrottled(nodes, wire, bound: 3) != nil else { return }
         #expect(nodes[1]!.retainedEntries(group) == 3)
 
         // Removed: nothing is kept for it any more (node 2 has everything), and writes go on.

@@ -89,14 +89,14 @@ private func roundTripTimestamps(_ timestamps: [Int64]) throws -> [Int64] {
     @Test func regularTimestampsAndDecimalWalksAreCompact() throws {
         var writer = ByteWriter()
         TimestampCodec.encode((0..<10_000).map { 1_700_000_000_000 + Int64($0) * 10_000 }, into: &writer)
-        #expect(Zstd.compress(writer.bytes, level: 3).count < 100)
+        #expect(ZstdCompressor(level: 3).compress(writer.bytes).count < 100)
         var generator = Seeded(state: 6)
         var walk: Int64 = 200_000
         let values = (0..<10_000).map { _ in walk += Int64.random(in: -20...20, using: &generator); return Double(walk) / 100 }
         var valueWriter = ByteWriter()
         ColumnCodec.encode(.double(values), into: &valueWriter)
         // log2(41) = 5.36 bits of entropy per step: about 0.67 bytes a value is the floor.
-        let compressed = Zstd.compress(valueWriter.bytes, level: 3)
+        let compressed = ZstdCompressor(level: 3).compress(valueWriter.bytes)
         #expect(Double(compressed.count) / Double(values.count) < 0.72)
     }
 

@@ -40,13 +40,8 @@ public final class ZstdCompressor {
     }
 }
 
-/// zstd compression of whole blocks, for segment chunks.
+/// zstd decompression of whole blocks (compression: `ZstdCompressor`).
 public enum Zstd {
-    /// Compresses `bytes` at `level` (1–19), with a context made for this call.
-    public static func compress(_ bytes: [UInt8], level: Int32) -> [UInt8] {
-        ZstdCompressor(level: level).compress(bytes)
-    }
-
     /// Decompresses a frame whose content size the caller knows (and has bounded).
     public static func decompress(_ bytes: ArraySlice<UInt8>, size: Int) throws(CorruptDataError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: size)
