@@ -5,21 +5,28 @@ import TidemarkCore
 @Suite struct EngineRecordTests {
     @Test func aWriteRecordOfEveryTypeDecodesToWhatWasEncoded() throws {
         let timestamps: [Int64] = [-5, 0, 1_795_910_400_000, Int64.max]
-        let columns = [
-            SeriesColumn(path: "root.a.d.b", type: .boolean, timestamps: timestamps, values: .boolean([true, false, true, true])),
-            SeriesColumn(path: "root.a.d.i", type: .int32, timestamps: timestamps, values: .int32([Int32.min, -1, 0, Int32.max])),
-            SeriesColumn(path: "root.a.d.l", type: .int64, timestamps: timestamps, values: .int64([Int64.min, -1, 0, Int64.max])),
-            SeriesColumn(path: "root.a.d.f", type: .float, timestamps: timestamps, values: .float([-1.5, 0, .infinity, 3.25])),
-            SeriesColumn(path: "root.a.d.x", type: .double, timestamps: timestamps, values: .double([-0.0, 1e300, .pi, 12.34])),
-            SeriesColumn(path: "root.a.`d é`.t", type: .text, timestamps: timestamps, values: .text(["", "é", "a\u{0}b", "text"])),
+        let columns: [(path: String, values: [Value])] = [
+            ("root.a.d.b", [true, false, true, true].map(Value.boolean)),
+            ("root.a.d.i", [Int32.min, -1, 0, Int32.max].map(Value.int32)),
+            ("root.a.d.l", [Int64.min, -1, 0, Int64.max].map(Value.int64)),
+            ("root.a.d.f", [-1.5, 0, .infinity, 3.25].map(Value.float)),
+            ("root.a.d.x", [-0.0, 1e300, .pi, 12.34].map(Value.double)),
+            ("root.a.`d é`.t", ["", "é", "a\u{0}b", "text"].map(Value.text)),
+            ("root.a.d.x2", [7.5, -2, 0, 1].map(Value.double)),
         ]
-        guard case .write(let decoded) = try EngineRecord.decode(EngineRecord.encodeWrite(columns)) else {
+        // Points put row by row, across series, as a grouped write puts them.
+        var builder = ColumnBatch.Builder()
+        for column in columns { _ = builder.addSeries(path: column.path, type: column.values[0].dataType, count: timestamps.count) }
+        for (position, timestamp) in timestamps.enumerated() {
+            for (series, column) in columns.enumerated() { builder.put(series, timestamp: timestamp, value: column.values[position]) }
+        }
+        guard case .write(let decoded) = try EngineRecord.decode(EngineRecord.encodeWrite(builder.finish())) else {
             Issue.record("not a write record")
             return
         }
-        #expect(decoded.map(\.path) == columns.map(\.path))
-        #expect(decoded.map(\.type) == columns.map(\.type))
-        #expect(decoded.map(\.timestamps) == columns.map(\.timestamps))
-        #expect(decoded.map(\.values) == columns.map(\.values))
+        #expect(decoded.series.map(\.path) == columns.map(\.path))
+        #expect(decoded.series.map(\.type) == columns.map { $0.values[0].dataType })
+        #expect(decoded.timestampsBySeries == Array(repeating: timestamps, count: columns.count))
+        #expect(decoded.valuesBySeries.map { column in (0..<column.count).map { column[$0] } } == columns.map(\.values))
     }
 }

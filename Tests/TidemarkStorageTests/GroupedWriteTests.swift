@@ -6,6 +6,13 @@ private func row(_ device: String, _ timestamp: Int64, _ cells: (String, Value).
     RowWrite(device: device, timestamp: timestamp, measurements: cells.map(\.0), values: cells.map(\.1))
 }
 
+extension ColumnBatch {
+    /// Each series' timestamps on their own.
+    var timestampsBySeries: [[Int64]] { series.map { Array(timestamps[$0.points]) } }
+    /// Each series' values on their own.
+    var valuesBySeries: [Column] { series.map { values(of: $0).gathered($0.valueRange) } }
+}
+
 @Suite struct GroupedWriteTests {
     private func schemaWithX() throws -> SchemaTree {
         let schema = SchemaTree()
@@ -34,12 +41,12 @@ private func row(_ device: String, _ timestamp: Int64, _ cells: (String, Value).
         // z, refused above, may now be another type.
         #expect(write.add([row("root.a.d", 7, ("z", .text("7")))], lookup: &lookup) == nil)
         #expect(write.pointCount == 6)
-        let columns = write.makeColumns()
-        #expect(columns.map(\.path) == ["root.a.d.x", "root.a.d.y", "root.a.e.x", "root.a.d.z"])
-        #expect(columns.map(\.timestamps) == [[1, 6], [1, 6], [6], [7]])
-        #expect(columns.map(\.values) == [.int64([1, 6]), .double([1, 6]), .boolean([false]), .text(["7"])])
+        let batch = write.makeBatch()
+        #expect(batch.series.map(\.path) == ["root.a.d.x", "root.a.d.y", "root.a.e.x", "root.a.d.z"])
+        #expect(batch.timestampsBySeries == [[1, 6], [1, 6], [6], [7]])
+        #expect(batch.valuesBySeries == [.int64([1, 6]), .double([1, 6]), .boolean([false]), .text(["7"])])
         // The schema's series carries its number; new ones have none yet.
-        #expect(columns.map(\.id) == [schema.ref("root.a.d.x")!.id, nil, nil, nil])
+        #expect(batch.series.map(\.id) == [schema.ref("root.a.d.x")!.id, nil, nil, nil])
     }
 
     @Test func theDirectoryFollowsTheSchemaAcrossBatches() throws {
@@ -54,7 +61,7 @@ private func row(_ device: String, _ timestamp: Int64, _ cells: (String, Value).
         #expect(second.add([row("root.a.d", 2, ("x", .int64(2)))], lookup: &lookup)
                 == TypeConflict(path: "root.a.d.x", expected: .text, got: .int64))
         #expect(second.add([row("root.a.d", 2, ("x", .text("2")))], lookup: &lookup) == nil)
-        #expect(second.makeColumns().map(\.id) == [schema.ref("root.a.d.x")!.id])
+        #expect(second.makeBatch().series.map(\.id) == [schema.ref("root.a.d.x")!.id])
         // Past its bound the directory starts again, between batches only.
         for device in ["root.a.e", "root.a.f", "root.a.g"] {
             var write = GroupedWrite()

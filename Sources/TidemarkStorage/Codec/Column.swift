@@ -120,14 +120,15 @@ public enum Column: Sendable, Equatable {
     }
 
     /// Bytes the values take in memory (text: its UTF-8 plus a string's overhead).
-    public var valueBytes: Int {
+    public var valueBytes: Int { valueBytes(0..<count) }
+
+    /// Bytes the values at `range` take in memory.
+    public func valueBytes(_ range: Range<Int>) -> Int {
         switch self {
-        case .boolean(let values): values.count
-        case .int32(let values): values.count * 4
-        case .float(let values): values.count * 4
-        case .int64(let values): values.count * 8
-        case .double(let values): values.count * 8
-        case .text(let values): values.reduce(0) { $0 + 16 + $1.utf8.count }
+        case .boolean: range.count
+        case .int32, .float: range.count * 4
+        case .int64, .double: range.count * 8
+        case .text(let values): values[range].reduce(0) { $0 + 16 + $1.utf8.count }
         }
     }
 

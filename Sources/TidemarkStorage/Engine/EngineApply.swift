@@ -17,7 +17,7 @@ public enum RegionLog: Sendable {
 /// record; `apply` uses the in-memory columns instead of decoding the record again.
 public struct PreparedWrite: Sendable {
     public let record: [UInt8]
-    let columns: [SeriesColumn]
+    let batch: ColumnBatch
 }
 
 extension StorageEngine {
@@ -42,14 +42,14 @@ extension StorageEngine {
         guard !points.isEmpty else { return nil }
         try checkRoom(points.count)
         // Grouped by series once: every later step does one lookup per series, not per point.
-        return try prepare(try seriesColumns(of: points))
+        return try prepare(try ColumnBatch(points: points))
     }
 
     /// `prepareWrite` for rows already grouped (and type-checked) unit by unit.
     public func prepareWrite(_ write: GroupedWrite) throws -> PreparedWrite? {
         guard !write.isEmpty else { return nil }
         try checkRoom(write.pointCount)
-        return try prepare(write.makeColumns())
+        return try prepare(write.makeBatch())
     }
 
     /// Refuses a write too big, or one that would add to memtables the flush has not caught up with.
@@ -61,10 +61,10 @@ extension StorageEngine {
         guard sealedCount < options.sealedMemtablesMax else { throw EngineError.flushBehind(sealed: sealedCount) }
     }
 
-    private func prepare(_ columns: [SeriesColumn]) throws -> PreparedWrite {
-        var columns = columns
-        try writeLock.withLock { try resolveSchema(&columns) }
-        return PreparedWrite(record: EngineRecord.encodeWrite(columns), columns: columns)
+    private func prepare(_ batch: ColumnBatch) throws -> PreparedWrite {
+        var batch = batch
+        try writeLock.withLock { try resolveSchema(&batch.series) }
+        return PreparedWrite(record: EngineRecord.encodeWrite(batch), batch: batch)
     }
 
     /// The log record of a delete.
@@ -84,8 +84,8 @@ extension StorageEngine {
                 return
             }
             switch try EngineRecord.decode(record) {
-            case .write(let columns):
-                try state.withLock { try applyLocked(PreparedWrite(record: [], columns: columns), index: index) }
+            case .write(let batch):
+                try state.withLock { try applyLocked(PreparedWrite(record: [], batch: batch), index: index) }
             case .delete(let pattern, let range):
                 let parsed = try PathPattern(parsing: pattern)
                 try state.withLock { try applyDeleteLocked(pattern: parsed, range: range, index: index) }
@@ -101,12 +101,13 @@ extension StorageEngine {
     func applyLocked(_ write: PreparedWrite, index: UInt64) throws {
         let replayed = index <= flushedThroughMax
         // One schema lookup per column (by number when prepared here, else by path).
-        let refs = write.columns.map { schema.ref($0.path, hint: $0.id) }
+        let batch = write.batch
+        let refs = batch.series.map { schema.ref($0.path, hint: $0.id) }
         if createsSchemaOnApply && !replayed {
             // Only series this entry creates need remembering (an entry names a path once,
             // but a record from outside is not trusted to).
             var newTypes: [String: DataType] = [:]
-            for (column, ref) in zip(write.columns, refs) {
+            for (column, ref) in zip(batch.series, refs) {
                 guard let expected = ref?.type ?? newTypes[column.path] else {
                     newTypes[column.path] = column.type
                     continue
@@ -119,7 +120,7 @@ extension StorageEngine {
         var created: [SchemaRecord] = []
         // One schema-log append (one fsync) for every series this entry creates.
         defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
-        for (column, ref) in zip(write.columns, refs) {
+        for (column, ref) in zip(batch.series, refs) {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
             var known = ref
@@ -131,14 +132,16 @@ extension StorageEngine {
             let id = known.id
             if replayed {
                 // Points already in a segment of their partition are not applied twice.
-                let kept = column.timestamps.indices.filter { position in
-                    guard let through = flushedThrough[partition(of: column.timestamps[position])] else { return true }
+                let kept = column.points.filter { point in
+                    guard let through = flushedThrough[partition(of: batch.timestamps[point])] else { return true }
                     return index > through
                 }
                 guard !kept.isEmpty else { continue }
-                active.append(id: id, path: column.path, timestamps: kept.map { column.timestamps[$0] }, values: column.values.gathered(kept), sequence: index)
+                let values = batch.values(of: column).gathered(kept.map { column.valueStart + $0 - column.points.lowerBound })
+                active.append(id: id, path: column.path, timestamps: kept.map { batch.timestamps[$0] }[...], values: values, sequence: index)
             } else {
-                active.append(id: id, path: column.path, timestamps: column.timestamps, values: column.values, sequence: index)
+                active.append(id: id, path: column.path, timestamps: batch.timestamps[column.points], values: batch.values(of: column),
+                              range: column.valueRange, sequence: index)
             }
         }
         active.noteSequence(index)

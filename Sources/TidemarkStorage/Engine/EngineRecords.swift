@@ -8,40 +8,17 @@ public struct Tombstone: Sendable, Equatable {
     public var sequence: UInt64
 }
 
-/// The columns of `points`, one per series in order of first appearance; throws when one
-/// series is given two types.
-func seriesColumns(of points: [PointWrite]) throws(EngineError) -> [SeriesColumn] {
-    var position: [String: Int] = [:]
-    var columns: [SeriesColumn] = []
-    for point in points {
-        let at: Int
-        if let known = position[point.path] {
-            at = known
-        } else {
-            at = columns.count
-            position[point.path] = at
-            columns.append(SeriesColumn(path: point.path, type: point.value.dataType))
-        }
-        guard columns[at].type == point.value.dataType else {
-            throw EngineError.typeMismatch(path: point.path, expected: columns[at].type, got: point.value.dataType)
-        }
-        columns[at].timestamps.append(point.timestamp)
-        columns[at].values.append(point.value)
-    }
-    return columns
-}
-
 /// What the region's log records hold.
 enum EngineRecord {
-    case write([SeriesColumn])
+    case write(ColumnBatch)
     case delete(pattern: String, range: ClosedRange<Int64>)
 
     static let pointsPerRecordMax = 10_000_000
 
     func encoded() -> [UInt8] {
         switch self {
-        case .write(let columns):
-            return Self.encodeWrite(columns)
+        case .write(let batch):
+            return Self.encodeWrite(batch)
         case .delete(let pattern, let range):
             var writer = ByteWriter()
             writer.write(2)
@@ -53,31 +30,32 @@ enum EngineRecord {
     }
 
     /// A write record: per series its path, type and count, then timestamp and value per point.
-    static func encodeWrite(_ columns: [SeriesColumn]) -> [UInt8] {
-        let points = columns.reduce(0) { $0 + $1.timestamps.count }
-        var writer = ByteWriter(capacity: points * 12 + columns.count * 40)
+    static func encodeWrite(_ batch: ColumnBatch) -> [UInt8] {
+        var writer = ByteWriter(capacity: batch.pointCount * 12 + batch.series.count * 40)
         writer.write(1)
-        writer.write(varint: UInt64(columns.count))
-        for column in columns {
-            writer.write(lengthPrefixed: column.path)
-            writer.write(column.type.rawValue)
-            writer.write(varint: UInt64(column.timestamps.count))
+        writer.write(varint: UInt64(batch.series.count))
+        let timestamps = batch.timestamps
+        for series in batch.series {
+            writer.write(lengthPrefixed: series.path)
+            writer.write(series.type.rawValue)
+            writer.write(varint: UInt64(series.count))
             // The same bytes as ChunkStats.encode of each value, without a Value per point.
-            switch column.values {
-            case .double(let values):
-                for (timestamp, value) in zip(column.timestamps, values) {
-                    writer.write(signedVarint: timestamp)
-                    writer.write(littleEndian: value.bitPattern)
+            let values = batch.values(of: series)
+            switch values {
+            case .double(let doubles):
+                for (point, slot) in zip(series.points, series.valueRange) {
+                    writer.write(signedVarint: timestamps[point])
+                    writer.write(littleEndian: doubles[slot].bitPattern)
                 }
-            case .int64(let values):
-                for (timestamp, value) in zip(column.timestamps, values) {
-                    writer.write(signedVarint: timestamp)
-                    writer.write(signedVarint: value)
+            case .int64(let int64s):
+                for (point, slot) in zip(series.points, series.valueRange) {
+                    writer.write(signedVarint: timestamps[point])
+                    writer.write(signedVarint: int64s[slot])
                 }
             default:
-                for (index, timestamp) in column.timestamps.enumerated() {
-                    writer.write(signedVarint: timestamp)
-                    ChunkStats.encode(column.values[index], into: &writer)
+                for (point, slot) in zip(series.points, series.valueRange) {
+                    writer.write(signedVarint: timestamps[point])
+                    ChunkStats.encode(values[slot], into: &writer)
                 }
             }
         }
@@ -90,22 +68,20 @@ enum EngineRecord {
         switch try reader.readByte() {
         case 1:
             let count = try reader.readCount(max: min(pointsPerRecordMax, reader.remaining), what: "series")
-            var columns: [SeriesColumn] = []
+            var builder = ColumnBatch.Builder()
             var points = 0
             for _ in 0..<count {
                 guard let path = try reader.readText(max: 4096),
                       let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad series in a log record") }
                 let pointCount = try reader.readCount(max: min(pointsPerRecordMax - points, reader.remaining), what: "points")
                 points += pointCount
-                var column = SeriesColumn(path: path, type: type)
-                column.timestamps.reserveCapacity(pointCount)
+                let series = builder.addSeries(path: path, type: type, count: pointCount)
                 for _ in 0..<pointCount {
-                    column.timestamps.append(try reader.readSignedVarint())
-                    column.values.append(try ChunkStats.decodeValue(type, from: &reader))
+                    let timestamp = try reader.readSignedVarint()
+                    builder.put(series, timestamp: timestamp, value: try ChunkStats.decodeValue(type, from: &reader))
                 }
-                columns.append(column)
             }
-            record = .write(columns)
+            record = .write(builder.finish())
         case 2:
             guard let pattern = try reader.readText(max: 4096) else {
                 throw CorruptDataError("bad delete pattern")

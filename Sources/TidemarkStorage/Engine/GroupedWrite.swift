@@ -7,37 +7,10 @@ public struct TypeConflict: Sendable, Equatable {
     public var got: DataType
 }
 
-/// One series' points of a write, as columns.
-struct SeriesColumn: Sendable {
-    let path: String
-    let type: DataType
-    /// The series' number when the write was checked against the schema; nil for a series
-    /// that did not exist then (or a column decoded from the log).
-    var id: Int?
-    var timestamps: [Int64] = []
-    var values: Column
-
-    init(path: String, type: DataType, id: Int? = nil, capacity: Int = 0) {
-        self.path = path
-        self.type = type
-        self.id = id
-        timestamps.reserveCapacity(capacity)
-        values = .empty(type, capacity: capacity)
-    }
-
-    init(path: String, type: DataType, timestamps: [Int64], values: Column) {
-        precondition(timestamps.count == values.count && values.dataType == type)
-        self.path = path
-        self.type = type
-        self.timestamps = timestamps
-        self.values = values
-    }
-}
-
 /// Rows gathered unit by unit (a line-protocol line, a REST request) into one column per
 /// series, so the type check and the grouping cost one device lookup per row. A unit goes
 /// in whole or not at all. Adding only checks and notes where each value goes; the columns
-/// are built once, at their final sizes, by `makeColumns()`.
+/// are built once, at their final sizes, by `makeBatch()`.
 public struct GroupedWrite: Sendable {
     /// A column of the write, before it is built.
     private struct ColumnPlan {
@@ -108,21 +81,20 @@ public struct GroupedWrite: Sendable {
         plans.removeSubrange(plansBefore...)
     }
 
-    /// The write's columns, in the order their series first appeared, each allocated once.
-    func makeColumns() -> [SeriesColumn] {
-        var columns = plans.map { SeriesColumn(path: $0.path, type: $0.type, id: $0.id, capacity: $0.count) }
+    /// The write's columns, in the order their series first appeared.
+    func makeBatch() -> ColumnBatch {
+        var builder = ColumnBatch.Builder(pointCapacity: pointCount)
+        for plan in plans { _ = builder.addSeries(path: plan.path, type: plan.type, id: plan.id, count: plan.count) }
         var next = 0
         for unit in units {
             for row in unit {
                 for value in row.values {
-                    let column = Int(targets[next])
+                    builder.put(Int(targets[next]), timestamp: row.timestamp, value: value)
                     next += 1
-                    columns[column].timestamps.append(row.timestamp)
-                    columns[column].values.append(value)
                 }
             }
         }
-        assert(next == targets.count && zip(columns, plans).allSatisfy { $0.timestamps.count == $1.count })
-        return columns
+        assert(next == targets.count)
+        return builder.finish()
     }
 }

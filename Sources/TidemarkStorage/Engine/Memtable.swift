@@ -16,14 +16,16 @@ struct SeriesBuffer {
         values = .empty(type)
     }
 
-    mutating func append(timestamps more: [Int64], values column: Column) {
+    /// Appends `more`, with their values at `range` of `column`.
+    mutating func append(timestamps more: ArraySlice<Int64>, values column: Column, range: Range<Int>) {
+        precondition(more.count == range.count)
         guard let first = more.first else { return }
         if inOrder {
             if let last = timestamps.last, first <= last { inOrder = false }
             if inOrder { for index in more.indices.dropFirst() where more[index] <= more[index - 1] { inOrder = false; break } }
         }
         timestamps += more
-        values.append(contentsOf: column)
+        values.append(contentsOf: column, range: range)
     }
 
     /// Strictly increasing timestamps; for a repeated timestamp the last write wins.
@@ -72,14 +74,16 @@ final class Memtable: @unchecked Sendable {
     /// The points of the series at `path`.
     func buffer(path: String) -> SeriesBuffer? { slotByPath[path].map { buffers[$0] } }
 
-    /// Appends a column of series number `id` (named `path`).
-    func append(id: Int, path: String, timestamps: [Int64], values: Column, sequence: UInt64) {
-        precondition(timestamps.count == values.count)
+    /// Appends points of series number `id` (named `path`): `timestamps`, with their values
+    /// at `range` of `values` (all of it when nil).
+    func append(id: Int, path: String, timestamps: ArraySlice<Int64>, values: Column, range: Range<Int>? = nil, sequence: UInt64) {
+        let range = range ?? 0..<values.count
+        precondition(timestamps.count == range.count)
         let slot = slotByID[id] ?? slot(forNew: id, path: path, type: values.dataType)
         precondition(buffers[slot].values.dataType == values.dataType, "a series number has one type")
         assert(buffers[slot].path == path, "a series number names one series")
-        buffers[slot].append(timestamps: timestamps, values: values)
-        bytes += 8 * timestamps.count + values.valueBytes
+        buffers[slot].append(timestamps: timestamps, values: values, range: range)
+        bytes += 8 * timestamps.count + values.valueBytes(range)
         pointCount += timestamps.count
         maxSequence = max(maxSequence, sequence)
     }

@@ -301,7 +301,7 @@ public final class StorageEngine: @unchecked Sendable {
     /// Checks each column's series against the schema, creating missing ones, and gives
     /// every column its series number; throws before anything is created if any column
     /// cannot be written.
-    func resolveSchema(_ columns: inout [SeriesColumn]) throws {
+    func resolveSchema(_ columns: inout [ColumnBatch.Series]) throws {
         var created: [SchemaRecord] = []
         // Whatever was created is logged even if a later creation fails, so memory and log agree.
         defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
