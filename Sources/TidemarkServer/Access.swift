@@ -43,8 +43,8 @@ enum Access {
     static func writeNeeds(_ job: WriteJob) -> [(Privilege, String)] {
         var seen = Set<String>()
         var needs: [(Privilege, String)] = []
-        for row in job.rows {
-            for index in row.measurements.indices where seen.insert(row.path(index)).inserted { needs.append((.writeData, row.path(index))) }
+        for key in job.rows.keys {
+            for index in key.measurements.indices where seen.insert(key.path(index)).inserted { needs.append((.writeData, key.path(index))) }
         }
         return needs
     }

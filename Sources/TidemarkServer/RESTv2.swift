@@ -66,7 +66,7 @@ enum RESTv2 {
 
     /// A write job whose outcome is answered as an `ExecutionStatus`.
     static func job(_ rows: [RowWrite], route: String, respond: @escaping @Sendable (HTTPResponse) -> Void) -> WriteJob {
-        WriteJob(rows: rows, units: [WriteJob.Unit(line: 1, rows: 0..<rows.count)], decodeErrors: []) { outcome in
+        WriteJob(rows: RowBatch(rows), units: [WriteJob.Unit(line: 1, rows: 0..<rows.count)], decodeErrors: []) { outcome in
             if let failure = outcome.failure {
                 respond(outcome.failureStatus == 503 ? status(606, failure, route: route, http: 503) : status(305, failure, route: route))
             } else if let refused = outcome.refused.first {

@@ -10,7 +10,7 @@ import TidemarkWire
 /// request line (or request) they came from, and how to answer.
 public struct WriteJob: Sendable {
     /// One all-or-nothing unit of the request (a line-protocol line, a REST request): its
-    /// rows in the job's `rows` (one array for the whole request, not one per line).
+    /// rows in the job's `rows` (one batch for the whole request, not one per line).
     public struct Unit: Sendable {
         public var line: Int
         public var rows: Range<Int>
@@ -21,15 +21,15 @@ public struct WriteJob: Sendable {
         }
     }
 
-    public var rows: [RowWrite]
+    public var rows: RowBatch
     public var units: [Unit]
     /// Problems found while decoding (syntax), by line.
     public var decodeErrors: [LineError]
     /// Called once, from the append stage, with what happened.
     public var finish: @Sendable (WriteOutcome) -> Void
 
-    public init(rows: [RowWrite], units: [Unit], decodeErrors: [LineError], finish: @escaping @Sendable (WriteOutcome) -> Void) {
-        precondition(units.allSatisfy { $0.rows.upperBound <= rows.count }, "units name rows of the job")
+    public init(rows: RowBatch, units: [Unit], decodeErrors: [LineError], finish: @escaping @Sendable (WriteOutcome) -> Void) {
+        precondition(units.allSatisfy { $0.rows.upperBound <= rows.rowCount }, "units name rows of the job")
         self.rows = rows
         self.units = units
         self.decodeErrors = decodeErrors
@@ -37,7 +37,7 @@ public struct WriteJob: Sendable {
     }
 
     /// Values in the job.
-    public var pointCount: Int { rows.reduce(0) { $0 + $1.values.count } }
+    public var pointCount: Int { rows.pointCount }
 }
 
 /// What a write did: units refused (with why) and, if nothing could be written, the error.
@@ -106,11 +106,9 @@ struct WriteApplier: Sendable {
     /// Adds the job's units to `write`; returns the errors of the units it refused.
     private func check(_ job: WriteJob, into write: inout GroupedWrite, lookup: inout SeriesLookup) -> [LineError] {
         var refused = job.decodeErrors
-        for unit in job.units {
-            if let conflict = write.add(job.rows[unit.rows], lookup: &lookup) {
-                refused.append(LineError(line: unit.line, column: 1,
-                                         message: "\(conflict.path) is \(conflict.expected), got a \(conflict.got) value"))
-            }
+        for (unit, conflict) in write.add(job.rows, units: job.units.map(\.rows), lookup: &lookup) {
+            refused.append(LineError(line: job.units[unit].line, column: 1,
+                                     message: "\(conflict.path) is \(conflict.expected), got a \(conflict.got) value"))
         }
         return refused.sorted { $0.line < $1.line }
     }
@@ -167,16 +165,13 @@ struct LineProtocolWrite {
             return .answer(influxError(400, "precision must be one of ns, us, ms, s"))
         }
         var mappingErrors: [LineError] = []
-        var rows: [RowWrite] = []
+        var rows = RowBatch()
         var units: [WriteJob.Unit] = []
-        var points = 0
         var rowCache = LineProtocolMapping.RowCache()
         let parseErrors = LineProtocol.forEachPoint(in: request.body) { line in
             do {
-                let row = try LineProtocolMapping.row(of: line, database: database, precision: precision, nowMs: nowMs, cache: &rowCache)
-                points += row.values.count
-                rows.append(row)
-                units.append(WriteJob.Unit(line: line.line, rows: (rows.count - 1)..<rows.count))
+                try LineProtocolMapping.append(line, database: database, precision: precision, nowMs: nowMs, to: &rows, cache: &rowCache)
+                units.append(WriteJob.Unit(line: line.line, rows: (rows.rowCount - 1)..<rows.rowCount))
             } catch let error as LineError {
                 mappingErrors.append(error)
             } catch {
@@ -184,8 +179,8 @@ struct LineProtocolWrite {
             }
         }
         let errors = parseErrors + mappingErrors
-        guard points <= writePointsMax else {
-            return .answer(influxError(413, "request has \(points) points; write_points_max is \(writePointsMax)"))
+        guard rows.pointCount <= writePointsMax else {
+            return .answer(influxError(413, "request has \(rows.pointCount) points; write_points_max is \(writePointsMax)"))
         }
         return .job(WriteJob(rows: rows, units: units, decodeErrors: errors) { outcome in finish(response(outcome)) })
     }

@@ -24,11 +24,13 @@ public enum WritePrecision: String, Sendable, CaseIterable {
 /// database `root.<db>`, device `root.<db>.<measurement>.<tag values in tag-key order>`,
 /// one series per field, `<device>.<field key>`.
 public enum LineProtocolMapping {
-    /// Per request (one database): each series key's device path and last field levels, so
-    /// a device's later lines reuse them instead of building them again.
+    /// Per request (one database): each series key's device path and the batch key of its
+    /// last field set, so a device's later lines reuse them instead of building them again.
     public struct RowCache {
         fileprivate var devices: [String?] = []
-        fileprivate var fields: [(keys: [String], levels: [String])?] = []
+        fileprivate var fields: [(keys: [String], batchKey: Int)?] = []
+        /// One line's values, reused line after line.
+        fileprivate var values: [Value] = []
 
         public init() {}
     }
@@ -36,33 +38,18 @@ public enum LineProtocolMapping {
     /// `line` as a row of its device; throws (with the line's number) when a value or
     /// timestamp cannot be stored.
     public static func row(of line: LinePoint, database: String, precision: WritePrecision, nowMs: Int64) throws -> RowWrite {
+        var batch = RowBatch()
         var cache = RowCache()
-        return try row(of: line, database: database, precision: precision, nowMs: nowMs, cache: &cache)
+        try append(line, database: database, precision: precision, nowMs: nowMs, to: &batch, cache: &cache)
+        return RowWrite(device: batch.keys[0].device, timestamp: batch.rowTimestamps[0], measurements: batch.keys[0].measurements,
+                        values: batch.values)
     }
 
-    /// `row(of:…)` for the lines of one request, sharing what their series keys have in common.
-    public static func row(of line: LinePoint, database: String, precision: WritePrecision, nowMs: Int64,
-                           cache: inout RowCache) throws -> RowWrite {
-        let key = line.seriesKey
-        if key >= cache.devices.count {
-            cache.devices += Array(repeating: nil, count: key + 1 - cache.devices.count)
-            cache.fields += Array(repeating: nil, count: key + 1 - cache.fields.count)
-        }
-        let device: String
-        if key >= 0, let known = cache.devices[key] {
-            device = known
-        } else {
-            device = self.device(of: line, database: database)
-            if key >= 0 { cache.devices[key] = device }
-        }
-        let measurements: [String]
-        if key >= 0, let known = cache.fields[key], known.keys.count == line.fields.count,
-           zip(known.keys, line.fields).allSatisfy({ $0 == $1.key }) {
-            measurements = known.levels
-        } else {
-            measurements = line.fields.map { level($0.key) }
-            if key >= 0 { cache.fields[key] = (line.fields.map(\.key), measurements) }
-        }
+    /// Appends `line` as a row of `batch`, sharing with the request's earlier lines what
+    /// their series keys have in common. Throws (with the line's number), adding nothing,
+    /// when a value or timestamp cannot be stored.
+    public static func append(_ line: LinePoint, database: String, precision: WritePrecision, nowMs: Int64,
+                              to batch: inout RowBatch, cache: inout RowCache) throws {
         let timestamp: Int64
         if let raw = line.timestamp {
             guard let converted = precision.milliseconds(raw) else {
@@ -72,22 +59,41 @@ public enum LineProtocolMapping {
         } else {
             timestamp = nowMs
         }
-        let values = try line.fields.map { field in
-            let value: Value
+        cache.values.removeAll(keepingCapacity: true)
+        for field in line.fields {
             switch field.value {
-            case .float(let number): value = .double(number)
-            case .integer(let number): value = .int64(number)
+            case .float(let number): cache.values.append(.double(number))
+            case .integer(let number): cache.values.append(.int64(number))
             case .unsigned(let number):
                 guard let signed = Int64(exactly: number) else {
                     throw LineError(line: line.line, column: 1, message: "unsigned field \(field.key) = \(number) exceeds INT64")
                 }
-                value = .int64(signed)
-            case .boolean(let flag): value = .boolean(flag)
-            case .string(let text): value = .text(text)
+                cache.values.append(.int64(signed))
+            case .boolean(let flag): cache.values.append(.boolean(flag))
+            case .string(let text): cache.values.append(.text(text))
             }
-            return value
         }
-        return RowWrite(device: device, timestamp: timestamp, measurements: measurements, values: values)
+        let series = line.seriesKey
+        if series >= cache.devices.count {
+            cache.devices += Array(repeating: nil, count: series + 1 - cache.devices.count)
+            cache.fields += Array(repeating: nil, count: series + 1 - cache.fields.count)
+        }
+        let key: Int
+        if series >= 0, let known = cache.fields[series], known.keys.count == line.fields.count,
+           zip(known.keys, line.fields).allSatisfy({ $0 == $1.key }) {
+            key = known.batchKey
+        } else {
+            let device: String
+            if series >= 0, let known = cache.devices[series] {
+                device = known
+            } else {
+                device = self.device(of: line, database: database)
+                if series >= 0 { cache.devices[series] = device }
+            }
+            key = batch.addKey(RowBatch.Key(device: device, measurements: line.fields.map { level($0.key) }))
+            if series >= 0 { cache.fields[series] = (line.fields.map(\.key), key) }
+        }
+        batch.append(key: key, timestamp: timestamp, values: cache.values)
     }
 
     /// `root.<db>.<measurement>.<tag values in tag-key order>`.

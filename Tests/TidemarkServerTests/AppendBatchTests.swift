@@ -1,5 +1,6 @@
 import Synchronization
 import Testing
+import TidemarkCore
 import TidemarkConsensus
 @testable import TidemarkServer
 
@@ -10,7 +11,7 @@ import TidemarkConsensus
             GroupMessage(group: group, message: RaftMessage(kind: kind, from: from, to: 2, term: 3))
         }
         let events = Mutex<[String]>([])
-        let write = WriteJob(rows: [], units: [], decodeErrors: []) { _ in }
+        let write = WriteJob(rows: RowBatch(), units: [], decodeErrors: []) { _ in }
         // The leader's last heartbeat puts the group to sleep; then the transport says the leader is gone.
         let batch: [AppendWork] = [
             .raftMessages([message(1, .append)]), .write(write), .raftMessages([message(1, .quiesce)]),

@@ -110,6 +110,7 @@ private func parse(_ text: String) -> LineProtocol.Parsed { LineProtocol.parse(A
         body += Array("\nm,t=".utf8) + [0xC3, 0x28] + Array(" v=1 1\nm,t=".utf8) + [0xC3, 0x28] + Array(" v=1 2".utf8)
         let together = LineProtocol.parse(body)
         var cache = LineProtocolMapping.RowCache()
+        var batch = RowBatch()
         var alonePoints = 0
         for (number, text) in (lines.map { Array($0.utf8) } + [Array("m,t=".utf8) + [0xC3, 0x28] + Array(" v=1 1".utf8),
                                                               Array("m,t=".utf8) + [0xC3, 0x28] + Array(" v=1 2".utf8)]).enumerated() {
@@ -123,7 +124,10 @@ private func parse(_ text: String) -> LineProtocol.Parsed { LineProtocol.parse(A
             if let point = alone.points.first, let joined {
                 alonePoints += 1
                 let single = try LineProtocolMapping.row(of: point, database: "db", precision: .ns, nowMs: 0)
-                let shared = try LineProtocolMapping.row(of: joined, database: "db", precision: .ns, nowMs: 0, cache: &cache)
+                try LineProtocolMapping.append(joined, database: "db", precision: .ns, nowMs: 0, to: &batch, cache: &cache)
+                let row = batch.rowCount - 1
+                let shared = RowWrite(device: batch.key(ofRow: row).device, timestamp: batch.rowTimestamps[row],
+                                      measurements: batch.key(ofRow: row).measurements, values: Array(batch.values[batch.valueRange(ofRow: row)]))
                 #expect(single == shared, "line \(line)")
             }
         }

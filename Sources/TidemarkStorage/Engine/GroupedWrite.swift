@@ -24,8 +24,10 @@ public struct GroupedWrite: Sendable {
     private var plans: [ColumnPlan] = []
     /// This write's stamp in the directory, which remembers each series' column in it.
     private var batch = 0
-    /// The units taken, in order, and the column of each of their values, in order.
-    private var units: [ArraySlice<RowWrite>] = []
+    /// The row batches added, the units taken from them in order, and the column of each of
+    /// their values, in order.
+    private var sources: [RowBatch] = []
+    private var units: [(source: Int, rows: Range<Int>)] = []
     private var targets: [Int32] = []
     public private(set) var pointCount = 0
 
@@ -33,44 +35,70 @@ public struct GroupedWrite: Sendable {
 
     public var isEmpty: Bool { pointCount == 0 }
 
-    /// Adds `unit` if each value fits its series' type: the type the schema has, or, for a
-    /// new series, the type an earlier value gave it. Otherwise returns the first conflict
-    /// and adds nothing.
+    /// Adds `unit` if each value fits its series' type (see `add(_:units:lookup:)`);
+    /// otherwise returns the first conflict and adds nothing.
     public mutating func add(_ unit: [RowWrite], lookup: inout SeriesLookup) -> TypeConflict? {
-        add(unit[...], lookup: &lookup)
+        add(RowBatch(unit), units: [0..<unit.count], lookup: &lookup).first?.conflict
     }
 
-    /// `add` for rows held in a bigger array (a request's rows, one unit after another).
-    public mutating func add(_ unit: ArraySlice<RowWrite>, lookup: inout SeriesLookup) -> TypeConflict? {
+    /// Adds each unit (a range of `rows`' rows) whose values each fit their series' type: the
+    /// type the schema has, or, for a new series, the type an earlier value gave it. Returns,
+    /// in order, the units refused whole with their first conflict.
+    public mutating func add(_ rows: RowBatch, units taken: [Range<Int>],
+                             lookup: inout SeriesLookup) -> [(unit: Int, conflict: TypeConflict)] {
         if batch == 0 { batch = lookup.directory.newBatch() }
-        let targetsBefore = targets.count
-        let plansBefore = plans.count
-        for row in unit {
-            let device = lookup.directory.device(row.device)
-            for (position, measurement) in row.measurements.enumerated() {
-                let got = row.values[position].dataType
-                let series = lookup.directory.series(device: device, devicePath: row.device, measurement: measurement, hint: position)
-                let plan: Int
-                if let known = lookup.directory.column(series, batch: batch) {
-                    plan = known
+        let source = sources.count
+        sources.append(rows)
+        // Each key's series numbers, found once for all its rows (a directory entry keeps its
+        // number for the whole batch).
+        var seriesOfKey = [[Int]?](repeating: nil, count: rows.keys.count)
+        var refused: [(unit: Int, conflict: TypeConflict)] = []
+        for (unitIndex, unit) in taken.enumerated() {
+            precondition(unit.upperBound <= rows.rowCount, "a unit names rows of the batch")
+            let targetsBefore = targets.count
+            let plansBefore = plans.count
+            var conflict: TypeConflict?
+            rowLoop: for row in unit {
+                let keyIndex = Int(rows.rowKeys[row])
+                let series: [Int]
+                if let known = seriesOfKey[keyIndex] {
+                    series = known
                 } else {
-                    let ref = lookup.directory.ref(series, in: lookup.schema)
-                    plan = plans.count
-                    plans.append(ColumnPlan(path: lookup.directory.path(series), type: ref?.type ?? got, id: ref?.id, directoryNumber: series))
-                    lookup.directory.setColumn(plan, of: series, batch: batch)
+                    let key = rows.keys[keyIndex]
+                    let device = lookup.directory.device(key.device)
+                    series = key.measurements.enumerated().map { position, measurement in
+                        lookup.directory.series(device: device, devicePath: key.device, measurement: measurement, hint: position)
+                    }
+                    seriesOfKey[keyIndex] = series
                 }
-                guard plans[plan].type == got else {
-                    let conflict = TypeConflict(path: plans[plan].path, expected: plans[plan].type, got: got)
-                    undo(targetsFrom: targetsBefore, plansFrom: plansBefore, in: &lookup.directory)
-                    return conflict
+                for (number, valueIndex) in zip(series, rows.valueRange(ofRow: row)) {
+                    let got = rows.values[valueIndex].dataType
+                    let plan: Int
+                    if let known = lookup.directory.column(number, batch: batch) {
+                        plan = known
+                    } else {
+                        let ref = lookup.directory.ref(number, in: lookup.schema)
+                        plan = plans.count
+                        plans.append(ColumnPlan(path: lookup.directory.path(number), type: ref?.type ?? got, id: ref?.id, directoryNumber: number))
+                        lookup.directory.setColumn(plan, of: number, batch: batch)
+                    }
+                    guard plans[plan].type == got else {
+                        conflict = TypeConflict(path: plans[plan].path, expected: plans[plan].type, got: got)
+                        break rowLoop
+                    }
+                    plans[plan].count += 1
+                    targets.append(Int32(plan))
                 }
-                plans[plan].count += 1
-                targets.append(Int32(plan))
             }
+            if let conflict {
+                undo(targetsFrom: targetsBefore, plansFrom: plansBefore, in: &lookup.directory)
+                refused.append((unitIndex, conflict))
+                continue
+            }
+            units.append((source, unit))
+            pointCount += targets.count - targetsBefore
         }
-        units.append(unit)
-        pointCount += targets.count - targetsBefore
-        return nil
+        return refused
     }
 
     /// Takes back what a refused unit noted.
@@ -86,10 +114,12 @@ public struct GroupedWrite: Sendable {
         var builder = ColumnBatch.Builder(pointCapacity: pointCount)
         for plan in plans { _ = builder.addSeries(path: plan.path, type: plan.type, id: plan.id, count: plan.count) }
         var next = 0
-        for unit in units {
+        for (source, unit) in units {
+            let rows = sources[source]
             for row in unit {
-                for value in row.values {
-                    builder.put(Int(targets[next]), timestamp: row.timestamp, value: value)
+                let timestamp = rows.rowTimestamps[row]
+                for valueIndex in rows.valueRange(ofRow: row) {
+                    builder.put(Int(targets[next]), timestamp: timestamp, value: rows.values[valueIndex])
                     next += 1
                 }
             }
