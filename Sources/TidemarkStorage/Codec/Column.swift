@@ -96,22 +96,22 @@ public enum Column: Sendable, Equatable {
         switch self {
         case .boolean(var values):
             guard case .boolean(let more) = other else { mismatch(other.dataType) }
-            self = .boolean([]); values += more[range]; self = .boolean(values)
+            self = .boolean([]); values.append(slice: more, range); self = .boolean(values)
         case .int32(var values):
             guard case .int32(let more) = other else { mismatch(other.dataType) }
-            self = .int32([]); values += more[range]; self = .int32(values)
+            self = .int32([]); values.append(slice: more, range); self = .int32(values)
         case .int64(var values):
             guard case .int64(let more) = other else { mismatch(other.dataType) }
-            self = .int64([]); values += more[range]; self = .int64(values)
+            self = .int64([]); values.append(slice: more, range); self = .int64(values)
         case .float(var values):
             guard case .float(let more) = other else { mismatch(other.dataType) }
-            self = .float([]); values += more[range]; self = .float(values)
+            self = .float([]); values.append(slice: more, range); self = .float(values)
         case .double(var values):
             guard case .double(let more) = other else { mismatch(other.dataType) }
-            self = .double([]); values += more[range]; self = .double(values)
+            self = .double([]); values.append(slice: more, range); self = .double(values)
         case .text(var values):
             guard case .text(let more) = other else { mismatch(other.dataType) }
-            self = .text([]); values += more[range]; self = .text(values)
+            self = .text([]); values.append(slice: more, range); self = .text(values)
         }
     }
 
@@ -151,5 +151,13 @@ public enum Column: Sendable, Equatable {
         case (.double(let a), .double(let b)): a.map(\.bitPattern) == b.map(\.bitPattern)
         default: self == other
         }
+    }
+}
+
+extension Array {
+    /// Appends `other[range]` with one copy: no slice made, retained and released.
+    mutating func append(slice other: [Element], _ range: Range<Int>) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= other.count)
+        other.withUnsafeBufferPointer { append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
     }
 }

@@ -140,8 +140,10 @@ extension StorageEngine {
                 let values = batch.values(of: column).gathered(kept.map { column.valueStart + $0 - column.points.lowerBound })
                 active.append(id: id, path: column.path, timestamps: kept.map { batch.timestamps[$0] }[...], values: values, sequence: index)
             } else {
-                active.append(id: id, path: column.path, timestamps: batch.timestamps[column.points], values: batch.values(of: column),
-                              range: column.valueRange, sequence: index)
+                batch.timestamps.withUnsafeBufferPointer { timestamps in
+                    active.append(id: id, path: column.path, timestamps: UnsafeBufferPointer(rebasing: timestamps[column.points]),
+                                  values: batch.values(of: column), range: column.valueRange, sequence: index)
+                }
             }
         }
         active.noteSequence(index)

@@ -17,14 +17,14 @@ struct SeriesBuffer {
     }
 
     /// Appends `more`, with their values at `range` of `column`.
-    mutating func append(timestamps more: ArraySlice<Int64>, values column: Column, range: Range<Int>) {
+    mutating func append(timestamps more: UnsafeBufferPointer<Int64>, values column: Column, range: Range<Int>) {
         precondition(more.count == range.count)
         guard let first = more.first else { return }
         if inOrder {
             if let last = timestamps.last, first <= last { inOrder = false }
             if inOrder { for index in more.indices.dropFirst() where more[index] <= more[index - 1] { inOrder = false; break } }
         }
-        timestamps += more
+        timestamps.append(contentsOf: more)
         values.append(contentsOf: column, range: range)
     }
 
@@ -77,6 +77,11 @@ final class Memtable: @unchecked Sendable {
     /// Appends points of series number `id` (named `path`): `timestamps`, with their values
     /// at `range` of `values` (all of it when nil).
     func append(id: Int, path: String, timestamps: ArraySlice<Int64>, values: Column, range: Range<Int>? = nil, sequence: UInt64) {
+        timestamps.withUnsafeBufferPointer { append(id: id, path: path, timestamps: $0, values: values, range: range, sequence: sequence) }
+    }
+
+    /// `append` for timestamps the caller holds in place (a write's columns share one array).
+    func append(id: Int, path: String, timestamps: UnsafeBufferPointer<Int64>, values: Column, range: Range<Int>? = nil, sequence: UInt64) {
         let range = range ?? 0..<values.count
         precondition(timestamps.count == range.count)
         let slot = slotByID[id] ?? slot(forNew: id, path: path, type: values.dataType)
