@@ -7,34 +7,42 @@ extension StorageEngine {
     /// Returns whether there is sealed work for `flushSealed`.
     @discardableResult
     public func sealIfDue(nowNs: UInt64 = monotonicNowNs()) -> Bool {
-        writeLock.withLock {
+        let (sealedNow, due) = writeLock.withLock {
             state.withLock {
                 let ageMs = (nowNs &- active.createdNs) / 1_000_000
-                if !active.isEmpty && (active.bytes >= options.memtableBytesMax || ageMs >= UInt64(options.memtableAgeMsMax)) {
-                    sealLocked()
-                }
-                return !sealed.isEmpty
+                let seal = !active.isEmpty && (active.bytes >= options.memtableBytesMax || ageMs >= UInt64(options.memtableAgeMsMax))
+                if seal { sealLocked() }
+                return (seal, !sealed.isEmpty)
             }
         }
+        // Outside the locks: the rotation's fsync must not stall writers and the apply side.
+        if sealedNow { checkpointLog() }
+        return due
+    }
+
+    /// Starts a new log file. Run after a seal, with no engine lock held: records logged
+    /// between the seal and the rotation only keep the old file a flush longer.
+    private func checkpointLog() {
+        try? logRetention.withLock { try $0?.checkpoint() }
     }
 
     /// Seals whatever the active memtable holds and flushes every sealed memtable.
     public func flush() throws {
         try writeLock.withLock {
-            try state.withLock {
+            state.withLock {
                 if !active.isEmpty { sealLocked() }
             }
-            try logRetention.withLock { try $0?.checkpoint() }
         }
+        try logRetention.withLock { try $0?.checkpoint() }
         try flushSealed()
     }
 
     /// The caller holds `writeLock` and `state`.
+    /// New writes go to a new memtable; the caller then starts a new log file, so the old
+    /// files can go once every sealed memtable is in segments.
     private func sealLocked() {
         sealed.append(active)
         active = Memtable(createdNs: monotonicNowNs())
-        // New writes go to a new log file; the old files go once every sealed memtable is in segments.
-        try? logRetention.withLock { try $0?.checkpoint() }
     }
 
     /// Writes every sealed memtable to segment files, oldest first, then drops the WAL they
