@@ -42,14 +42,16 @@ extension StorageEngine {
         guard !points.isEmpty else { return nil }
         try checkRoom(points.count)
         // Grouped by series once: every later step does one lookup per series, not per point.
-        return try prepare(try ColumnBatch(points: points))
+        var batch = try ColumnBatch(points: points)
+        return try prepare(&batch)
     }
 
     /// `prepareWrite` for rows already grouped (and type-checked) unit by unit.
     public func prepareWrite(_ write: GroupedWrite) throws -> PreparedWrite? {
         guard !write.isEmpty else { return nil }
         try checkRoom(write.pointCount)
-        return try prepare(write.makeBatch())
+        var batch = write.makeBatch()
+        return try prepare(&batch)
     }
 
     /// Refuses a write too big, or one that would add to memtables the flush has not caught up with.
@@ -61,8 +63,8 @@ extension StorageEngine {
         guard sealedCount < options.sealedMemtablesMax else { throw EngineError.flushBehind(sealed: sealedCount) }
     }
 
-    private func prepare(_ batch: ColumnBatch) throws -> PreparedWrite {
-        var batch = batch
+    /// `batch` is taken in place: a copy would copy every series to give it its number.
+    private func prepare(_ batch: inout ColumnBatch) throws -> PreparedWrite {
         try writeLock.withLock { try resolveSchema(&batch.series) }
         return PreparedWrite(record: EngineRecord.encodeWrite(batch), batch: batch)
     }
