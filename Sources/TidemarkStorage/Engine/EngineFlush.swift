@@ -62,32 +62,28 @@ extension StorageEngine {
         }
     }
 
-    /// One segment per time partition the memtable touches.
+    /// One segment per time partition the memtable touches. Series go in path order to every
+    /// partition's writer at once, so only one series' sorted copy exists at a time, not a
+    /// copy of the whole memtable (which would double the flush's memory).
     private func writeSegments(of memtable: Memtable) throws -> [SegmentHandle] {
-        var byPartition: [Int64: [(path: String, timestamps: [Int64], values: Column)]] = [:]
-        for buffer in memtable.buffers {
-            let path = buffer.path
-            let (timestamps, values) = buffer.sorted()
-            guard !timestamps.isEmpty else { continue }
+        var writers: [Int64: SegmentWriter] = [:]
+        let buffers = memtable.buffers
+        for slot in buffers.indices.sorted(by: { buffers[$0].path < buffers[$1].path }) {
+            let (timestamps, values) = buffers[slot].sorted()
             var start = 0
             while start < timestamps.count {
                 let partition = partition(of: timestamps[start])
                 var end = start + 1
                 while end < timestamps.count && self.partition(of: timestamps[end]) == partition { end += 1 }
-                byPartition[partition, default: []].append((path, Array(timestamps[start..<end]), values.gathered(start..<end)))
+                let whole = start == 0 && end == timestamps.count
+                writers[partition, default: SegmentWriter(info: SegmentInfo(partition: partition, maxSequence: memtable.maxSequence, level: 0),
+                                                          compressionLevel: options.compressionLevel)]
+                    .add(path: buffers[slot].path, timestamps: whole ? timestamps : Array(timestamps[start..<end]),
+                         values: whole ? values : values.gathered(start..<end))
                 start = end
             }
         }
-        var handles: [SegmentHandle] = []
-        for partition in byPartition.keys.sorted() {
-            var writer = SegmentWriter(info: SegmentInfo(partition: partition, maxSequence: memtable.maxSequence, level: 0),
-                                       compressionLevel: options.compressionLevel)
-            for series in byPartition[partition]!.sorted(by: { $0.path < $1.path }) {
-                writer.add(path: series.path, timestamps: series.timestamps, values: series.values)
-            }
-            handles.append(try writeSegment(writer, partition: partition))
-        }
-        return handles
+        return try writers.keys.sorted().map { try writeSegment(writers[$0]!, partition: $0) }
     }
 
     func writeSegment(_ writer: SegmentWriter, partition: Int64) throws -> SegmentHandle {
