@@ -2,7 +2,7 @@
 /// of its rows) once, each row as that key, a timestamp and a run of values in one shared
 /// array. A request of 5 000 lines is then a few arrays, not 5 000 of them to allocate on
 /// a decoder and free on another thread.
-public struct RowBatch: Sendable, Equatable {
+public struct RowBatch: Sendable {
     /// A device and the measurements of the rows that name it, in their order.
     public struct Key: Sendable, Equatable {
         public let device: String
@@ -27,14 +27,13 @@ public struct RowBatch: Sendable, Equatable {
 
     public init() {}
 
-    /// The batch of `rows`, a key per row (tools, REST and SQL inserts).
+    /// The batch of `rows` (tools, REST and SQL inserts).
     public init(_ rows: [RowWrite]) {
         for row in rows { append(row) }
     }
 
     public var rowCount: Int { rowTimestamps.count }
     public var pointCount: Int { values.count }
-    public var isEmpty: Bool { rowTimestamps.isEmpty }
 
     /// Adds a key; returns its index for `append(key:timestamp:values:)`.
     public mutating func addKey(_ key: Key) -> Int {
@@ -53,9 +52,16 @@ public struct RowBatch: Sendable, Equatable {
         rowValueEnds.append(Int32(values.count))
     }
 
-    /// Adds `row` with a key of its own.
+    /// Adds `row`, under the last key when it names the same device and measurements (a
+    /// tablet's rows), else under a new one.
     public mutating func append(_ row: RowWrite) {
-        append(key: addKey(Key(device: row.device, measurements: row.measurements)), timestamp: row.timestamp, values: row.values)
+        let key: Int
+        if let last = keys.last, last.device == row.device, last.measurements == row.measurements {
+            key = keys.count - 1
+        } else {
+            key = addKey(Key(device: row.device, measurements: row.measurements))
+        }
+        append(key: key, timestamp: row.timestamp, values: row.values)
     }
 
     /// Where row `row`'s values are in `values`.

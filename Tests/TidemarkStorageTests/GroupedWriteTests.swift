@@ -6,6 +6,13 @@ private func row(_ device: String, _ timestamp: Int64, _ cells: (String, Value).
     RowWrite(device: device, timestamp: timestamp, measurements: cells.map(\.0), values: cells.map(\.1))
 }
 
+extension GroupedWrite {
+    /// Adds `unit` as one unit of its own batch: nil, or the conflict that refused it.
+    mutating func add(_ unit: [RowWrite], lookup: inout SeriesLookup) -> TypeConflict? {
+        add(RowBatch(unit), units: [0..<unit.count], lookup: &lookup).first?.conflict
+    }
+}
+
 extension ColumnBatch {
     /// Each series' timestamps on their own.
     var timestampsBySeries: [[Int64]] { series.map { Array(timestamps[$0.points]) } }
@@ -47,6 +54,37 @@ extension ColumnBatch {
         #expect(batch.valuesBySeries == [.int64([1, 6]), .double([1, 6]), .boolean([false]), .text(["7"])])
         // The schema's series carries its number; new ones have none yet.
         #expect(batch.series.map(\.id) == [schema.ref("root.a.d.x")!.id, nil, nil, nil])
+    }
+
+    @Test func aRefusedUnitOfABatchLeavesTheUnitsAroundItThatShareItsKey() throws {
+        let schema = try schemaWithX()
+        var lookup = SeriesLookup(directory: SeriesDirectory(entriesMax: 100), schema: schema)
+        var rows = RowBatch()
+        let key = rows.addKey(RowBatch.Key(device: "root.a.d", measurements: ["x", "y"]))
+        rows.append(key: key, timestamp: 1, values: [.int64(1), .double(1)])
+        // Refused (x is INT64), after y got its column in this batch.
+        rows.append(key: key, timestamp: 2, values: [.int64(2), .boolean(true)])
+        rows.append(key: key, timestamp: 3, values: [.int64(3), .double(3)])
+        rows.append(key: key, timestamp: 4, values: [.text("4"), .double(4)])
+        var write = GroupedWrite()
+        let refused = write.add(rows, units: [0..<1, 1..<2, 2..<3, 3..<4], lookup: &lookup)
+        #expect(refused.map(\.unit) == [1, 3])
+        #expect(refused.map(\.conflict) == [TypeConflict(path: "root.a.d.y", expected: .double, got: .boolean),
+                                          TypeConflict(path: "root.a.d.x", expected: .int64, got: .text)])
+        #expect(write.pointCount == 4)
+        let batch = write.makeBatch()
+        #expect(batch.series.map(\.path) == ["root.a.d.x", "root.a.d.y"])
+        #expect(batch.timestampsBySeries == [[1, 3], [1, 3]])
+        #expect(batch.valuesBySeries == [.int64([1, 3]), .double([1, 3])])
+    }
+
+    @Test func tabletRowsOfOneDeviceShareOneKey() {
+        let rows = RowBatch([row("root.a.d", 1, ("x", .int64(1))), row("root.a.d", 2, ("x", .int64(2))),
+                             row("root.a.e", 2, ("x", .int64(2))), row("root.a.e", 3, ("x", .int64(3)), ("y", .int64(3)))])
+        #expect(rows.keys == [RowBatch.Key(device: "root.a.d", measurements: ["x"]), RowBatch.Key(device: "root.a.e", measurements: ["x"]),
+                              RowBatch.Key(device: "root.a.e", measurements: ["x", "y"])])
+        #expect(rows.rowKeys == [0, 0, 1, 2])
+        #expect((0..<rows.rowCount).map { rows.valueRange(ofRow: $0) } == [0..<1, 1..<2, 2..<3, 3..<5])
     }
 
     @Test func theDirectoryFollowsTheSchemaAcrossBatches() throws {

@@ -73,6 +73,7 @@ extension ColumnBatch {
         mutating func put(_ index: Int, timestamp: Int64, value: Value) {
             let point = nextPoint[index], slot = nextValue[index]
             precondition(point < series[index].points.upperBound, "more points than the series was declared with")
+            precondition(value.dataType == series[index].type, "a value of the series' type")
             timestamps[point] = timestamp
             switch value {
             case .boolean(let v): booleans[slot] = v
@@ -82,7 +83,6 @@ extension ColumnBatch {
             case .double(let v): doubles[slot] = v
             case .text(let v): texts[slot] = v
             }
-            precondition(value.dataType == series[index].type, "a value of the series' type")
             nextPoint[index] = point + 1
             nextValue[index] = slot + 1
         }

@@ -35,12 +35,6 @@ public struct GroupedWrite: Sendable {
 
     public var isEmpty: Bool { pointCount == 0 }
 
-    /// Adds `unit` if each value fits its series' type (see `add(_:units:lookup:)`);
-    /// otherwise returns the first conflict and adds nothing.
-    public mutating func add(_ unit: [RowWrite], lookup: inout SeriesLookup) -> TypeConflict? {
-        add(RowBatch(unit), units: [0..<unit.count], lookup: &lookup).first?.conflict
-    }
-
     /// Adds each unit (a range of `rows`' rows) whose values each fit their series' type: the
     /// type the schema has, or, for a new series, the type an earlier value gave it. Returns,
     /// in order, the units refused whole with their first conflict.
