@@ -4,11 +4,13 @@
 # request in flight, against the leader; 256 connections, then 1. Prints writes/s and
 # latency, the leader's fsyncs per committed entry, and checks that every replica stored
 # every acknowledged write. Nodes are started and stopped by PID; data goes to a temp dir.
+# TIDEMARKD=/path/to/tidemarkd runs that build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${RAFT_SECONDS:-15}
 command -v wrk >/dev/null || { sudo=$([ "$(id -u)" = 0 ] || echo sudo); $sudo apt-get install -y -q wrk >/dev/null; }
-swift build -c release --product tidemarkd >/dev/null
+if [ -z "${TIDEMARKD:-}" ]; then swift build -c release --product tidemarkd >/dev/null; fi
+bin=${TIDEMARKD:-$PWD/.build/release/tidemarkd}
 work=$(mktemp -d /tmp/tidemark-raftbench.XXXXXX)
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -24,7 +26,7 @@ meta_peers: [$peers]
 cluster_secret: bench
 log_level: warning
 YAML
-  .build/release/tidemarkd --config "$work/n$i.yaml" --data-dir "$work/d$i" > "$work/log$i" 2>&1 &
+  "$bin" --config "$work/n$i.yaml" --data-dir "$work/d$i" > "$work/log$i" 2>&1 &
   pids+=($!)
 done
 leader=

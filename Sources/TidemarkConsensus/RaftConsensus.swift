@@ -57,6 +57,24 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         var writes: [UInt64: PendingWrite] = [:]
         /// Reads waiting for their read index.
         var reads: [UInt64: WriteCompletion] = [:]
+
+        /// Takes out the proposals `ready` commits and the reads it answers; a replica that
+        /// stopped leading keeps no promises about its other reads, and hands them back too.
+        mutating func takeAnswered(by ready: RaftReady)
+            -> (writes: [UInt64: PendingWrite], reads: [PendingRead], abandonedReads: [WriteCompletion], leaderHint: UInt64?) {
+            var answeredWrites: [UInt64: PendingWrite] = [:]
+            for entry in ready.committed { if let mine = writes.removeValue(forKey: entry.index) { answeredWrites[entry.index] = mine } }
+            var answeredReads: [PendingRead] = []
+            for read in ready.readStates {
+                if let completion = reads.removeValue(forKey: read.requestID) { answeredReads.append(PendingRead(index: read.index, completion: completion)) }
+            }
+            var abandoned: [WriteCompletion] = []
+            if core.role != .leader {
+                abandoned = Array(reads.values)
+                reads = [:]
+            }
+            return (answeredWrites, answeredReads, abandoned, core.leader == 0 ? nil : core.leader)
+        }
     }
 
     /// What one round hands the apply side for one group, in order.
@@ -156,11 +174,11 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         var registered = false
         do throws(ConsensusError) {
             try run { () throws(ConsensusError) in
-                guard var state = groups[group] else { throw .noSuchGroup(group) }
-                let index: UInt64
-                do throws(RaftError) { index = try state.core.propose(proposal.data) } catch { throw Self.translate(error, group) }
-                state.writes[index] = PendingWrite(term: state.core.term, local: proposal.local, completion: completion)
-                groups[group] = state
+                try withGroup(group) { state throws(ConsensusError) in
+                    let index: UInt64
+                    do throws(RaftError) { index = try state.core.propose(proposal.data) } catch { throw Self.translate(error, group) }
+                    state.writes[index] = PendingWrite(term: state.core.term, local: proposal.local, completion: completion)
+                }
                 registered = true
             }
         } catch {
@@ -172,7 +190,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         var registered = false  // as for `write`
         do throws(ConsensusError) {
             try run { () throws(ConsensusError) in
-                guard var state = groups[group] else { throw .noSuchGroup(group) }
+                guard groups[group] != nil else { throw .noSuchGroup(group) }
                 switch consistency {
                 case .weak:
                     let applied = applySide.withLock { $0.applied[group] ?? 0 }
@@ -181,13 +199,14 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 case .linearizable, .leaseBased:
                     let id = nextReadID
                     nextReadID += 1
-                    do throws(RaftError) {
-                        try state.core.readIndex(requestID: id, lease: consistency == .leaseBased)
-                    } catch {
-                        throw Self.translate(error, group)
+                    try withGroup(group) { state throws(ConsensusError) in
+                        do throws(RaftError) {
+                            try state.core.readIndex(requestID: id, lease: consistency == .leaseBased)
+                        } catch {
+                            throw Self.translate(error, group)
+                        }
+                        state.reads[id] = completion
                     }
-                    state.reads[id] = completion
-                    groups[group] = state
                     registered = true
                 }
             }
@@ -229,13 +248,13 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         do { image = try applyLock.withLock { try machine.snapshot() } } catch { throw ConsensusError.io("\(group): snapshot failed: \(error)") }
         guard image.index > 0 else { return 0 }
         try run { () throws(ConsensusError) in
-            guard var state = groups[group] else { throw .noSuchGroup(group) }
-            // Already compacted past it (another snapshot was quicker): nothing to do.
-            guard let term = state.core.term(at: image.index) else { return }
-            let snapshot = RaftSnapshot(index: image.index, term: term, membership: state.core.membership, data: image.data)
-            state.core.compact(snapshot)
-            do { try disk.compact(group, snapshot: snapshot) } catch { throw .io("\(group): snapshot failed: \(error)") }
-            groups[group] = state
+            try withGroup(group) { state throws(ConsensusError) in
+                // Already compacted past it (another snapshot was quicker): nothing to do.
+                guard let term = state.core.term(at: image.index) else { return }
+                let snapshot = RaftSnapshot(index: image.index, term: term, membership: state.core.membership, data: image.data)
+                do { try disk.compact(group, snapshot: snapshot) } catch { throw .io("\(group): snapshot failed: \(error)") }
+                state.core.compact(snapshot)
+            }
         }
         return image.index
     }
@@ -340,6 +359,13 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
 
     // MARK: - Rounds
 
+    /// Runs `body` on the group in place: a copy would share the group's log, and the next
+    /// append to it would copy every entry.
+    private func withGroup<T>(_ id: GroupID, _ body: (inout Group) throws(ConsensusError) -> T) throws(ConsensusError) -> T {
+        guard groups[id] != nil else { throw .noSuchGroup(id) }
+        return try body(&groups[id]!)
+    }
+
     /// Completions to call once the lock is released.
     private var deferred: [() -> Void] = []
 
@@ -411,23 +437,13 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
 
     /// Moves what `ready` commits (and the proposals and reads waiting for it) to the apply side.
     private func handOverLocked(_ id: GroupID, _ ready: RaftReady) {
-        var state = groups[id]!
-        var writes: [UInt64: PendingWrite] = [:]
-        for entry in ready.committed { if let mine = state.writes.removeValue(forKey: entry.index) { writes[entry.index] = mine } }
-        var reads: [PendingRead] = []
-        for read in ready.readStates {
-            if let completion = state.reads.removeValue(forKey: read.requestID) { reads.append(PendingRead(index: read.index, completion: completion)) }
-        }
-        let hint = state.core.leader == 0 ? nil : state.core.leader
-        // A replica that stopped leading keeps no promises about its pending reads.
-        if state.core.role != .leader {
-            for read in state.reads.values { deferred.append { read(.failure(.notLeader(id, leaderHint: hint))) } }
-            state.reads = [:]
-        }
-        groups[id] = state
-        if ready.snapshot != nil || !ready.committed.isEmpty || !reads.isEmpty {
-            toApply.append(ApplyBatch(group: id, machine: state.machine, snapshot: ready.snapshot, entries: ready.committed,
-                                      writes: writes, reads: reads, leaderHint: hint))
+        // In place: a copy of the group would share its log, and the next append would copy it whole.
+        let answered = groups[id]!.takeAnswered(by: ready)
+        let hint = answered.leaderHint
+        for read in answered.abandonedReads { deferred.append { read(.failure(.notLeader(id, leaderHint: hint))) } }
+        if ready.snapshot != nil || !ready.committed.isEmpty || !answered.reads.isEmpty {
+            toApply.append(ApplyBatch(group: id, machine: groups[id]!.machine, snapshot: ready.snapshot, entries: ready.committed,
+                                      writes: answered.writes, reads: answered.reads, leaderHint: hint))
         }
     }
 
