@@ -182,7 +182,7 @@ public enum ConfigLoader {
     }
 
     private static func applyRaft(_ node: Node, reader: YAMLReader, to config: inout NodeConfig) throws(ConfigError) {
-        let keys = ["tick_ms", "election_ticks"]
+        let keys = ["tick_ms", "election_ticks", "catch_up_bytes_max"]
         for (name, value) in try reader.entries(node, key: "raft") {
             let key = "raft.\(name)"
             switch name {
@@ -191,6 +191,7 @@ public enum ConfigLoader {
                 let ticks = try positive(value, key: key, reader: reader)
                 guard ticks >= 3 else { throw reader.error(at: value, key: key, "must be at least 3 (heartbeats go every tick)") }
                 config.raftElectionTicks = ticks
+            case "catch_up_bytes_max": config.raftCatchUpBytesMax = try positive(value, key: key, reader: reader)
             default: throw reader.unknownKey(name, at: value, parent: "raft", allowed: keys)
             }
         }

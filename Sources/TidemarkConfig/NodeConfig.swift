@@ -21,6 +21,9 @@ public struct NodeConfig: Sendable {
     /// The Raft clock: one tick every `raftTickMs`; an election after 10–20 ticks without a leader.
     public var raftTickMs = 100
     public var raftElectionTicks = 10
+    /// Log bytes a Raft leader keeps for a lagging follower before compacting them away
+    /// (the follower then catches up from a region image).
+    public var raftCatchUpBytesMax = 64 << 20
 
     /// This node's ID in the cluster (1-based position of `internal.listen` in `meta_peers`).
     public var nodeID: UInt64? {

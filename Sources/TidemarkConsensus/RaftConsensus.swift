@@ -31,6 +31,12 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         /// Idle groups stop heartbeating (`RaftConfig.quiesce`); the host must then report
         /// lost peers through `peerDown`.
         public var quiesce = false
+        /// A leader keeps up to this many bytes of entries a follower still lacks before it
+        /// compacts them away (the follower then gets a snapshot instead).
+        public var catchUpBytesMax = 64 << 20
+        /// The largest state-machine image a snapshot may carry (the log holds it whole on
+        /// the receiver); a larger one is not sent, and the follower stays behind.
+        public var snapshotBytesMax = RaftCodec.dataBytesMax - (1 << 20)
 
         public init() {}
     }
@@ -115,6 +121,15 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private let applyLock = NSLock()
     private let appliedEntries = Atomic<Int>(0)
     private let rounds = Atomic<Int>(0)
+    private let snapshotsSent = Atomic<Int>(0)
+    private let snapshotsInstalled = Atomic<Int>(0)
+    /// Per group, the index its state machine holds durably (told by `LogRetention.release`);
+    /// the next tick compacts the log up to it. Its own lock: the state machine tells it
+    /// while holding its own locks, which a round may wait for.
+    private let released = Mutex<[GroupID: UInt64]>([:])
+    /// Snapshot messages whose image is made once the round's lock is released (making it
+    /// takes the state machine's locks). Protected by `lock`.
+    private var imagesToSend: [(machine: StateMachine, message: GroupMessage)] = []
 
     /// `applyOn` runs the apply side's work (by default at once, on the calling thread) and
     /// says whether it took it (a stage that is not running yet does not).
@@ -157,6 +172,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             let start = state.snapshot?.index ?? 0
             applySide.withLock { $0.applied[group] = start }
             // Committed entries after the snapshot are applied again by the first round.
+            stateMachine.attach(logRetention: Retention(consensus: self, group: group))
         }
     }
 
@@ -299,10 +315,43 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
 
     // MARK: - Inputs
 
-    /// One unit of the node's Raft clock (the timer calls this every `tick_ms`).
+    /// One unit of the node's Raft clock (the timer calls this every `tick_ms`); also
+    /// compacts the logs their state machines released.
     public func tick() {
         try? run { () throws(ConsensusError) in
             for group in groups.keys { groups[group]!.core.tick() }
+            try compactReleasedLocked()
+        }
+    }
+
+    /// Tells the group's log what its state machine holds durably.
+    private final class Retention: LogRetention, @unchecked Sendable {
+        weak var consensus: RaftConsensus?
+        let group: GroupID
+        init(consensus: RaftConsensus, group: GroupID) {
+            self.consensus = consensus
+            self.group = group
+        }
+        /// The Raft log rotates by size; a sealed memtable needs no new file.
+        func checkpoint() throws {}
+        func release(through index: UInt64) throws {
+            consensus?.released.withLock { $0[group] = max($0[group] ?? 0, index) }
+        }
+    }
+
+    /// Compacts each group's log up to what its state machine released, keeping what a
+    /// lagging follower still needs (`catchUpBytesMax`). The snapshot carries no data: a
+    /// region's image is made when a follower needs it.
+    private func compactReleasedLocked() throws(ConsensusError) {
+        let pending = released.withLock { $0 }
+        for (group, durable) in pending.sorted(by: { $0.key.description < $1.key.description }) where groups[group] != nil {
+            try withGroup(group) { state throws(ConsensusError) in
+                let index = state.core.compactionIndex(durable: durable, catchUpBytesMax: settings.catchUpBytesMax)
+                guard index > state.core.compactedIndex, let term = state.core.term(at: index) else { return }
+                let snapshot = RaftSnapshot(index: index, term: term, membership: state.core.membership, data: [])
+                do { try disk.compact(group, snapshot: snapshot) } catch { throw .io("\(group): compacting the log failed: \(error)") }
+                state.core.compact(snapshot)
+            }
         }
     }
 
@@ -323,9 +372,21 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         }
     }
 
-    /// Counters for `/metrics`: fsyncs of the Raft log, rounds that persisted something, entries applied.
-    public var counters: (fsyncs: Int, rounds: Int, appliedEntries: Int) {
-        (disk.syncs, rounds.load(ordering: .relaxed), appliedEntries.load(ordering: .relaxed))
+    /// What the node's Raft groups have done, for `/metrics`.
+    public struct Counters: Sendable {
+        /// fsyncs of the Raft log.
+        public var fsyncs: Int
+        /// Rounds that persisted something.
+        public var rounds: Int
+        public var appliedEntries: Int
+        /// Snapshots sent with a state-machine image, and images installed here.
+        public var snapshotsSent: Int
+        public var snapshotsInstalled: Int
+    }
+
+    public var counters: Counters {
+        Counters(fsyncs: disk.syncs, rounds: rounds.load(ordering: .relaxed), appliedEntries: appliedEntries.load(ordering: .relaxed),
+                 snapshotsSent: snapshotsSent.load(ordering: .relaxed), snapshotsInstalled: snapshotsInstalled.load(ordering: .relaxed))
     }
 
     /// Every group of this node with its role, term, leader and applied index (`/cluster`).
@@ -338,6 +399,8 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         public var applied: UInt64
         /// Asleep: idle, not ticking nor heartbeating.
         public var quiesced: Bool
+        /// The last index compacted out of the log into a snapshot.
+        public var compacted: UInt64
     }
 
     public func groupStatuses() -> [GroupStatus] {
@@ -346,7 +409,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             groups.keys.sorted { $0.description < $1.description }.map { id in
                 let core = groups[id]!.core
                 return GroupStatus(group: id, role: core.role, term: core.term, leader: core.leader, applied: applied[id] ?? 0,
-                                   quiesced: core.isQuiesced)
+                                   quiesced: core.isQuiesced, compacted: core.compactedIndex)
             }
         }
     }
@@ -385,10 +448,13 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         deferred = []
         let batches = toApply
         toApply = []
+        let images = imagesToSend
+        imagesToSend = []
         // Queued under the rounds' lock, so the apply side sees batches in round order.
         if !batches.isEmpty { applyQueue.withLock { $0 += batches } }
         lock.unlock()
         for completion in completions { completion() }
+        for (machine, message) in images { sendImage(message, of: machine) }
         // Also when nothing new came: an earlier run may not have been taken.
         if !batches.isEmpty || !applyQueue.withLock({ $0.isEmpty }) { scheduleApply() }
         if let failure { throw failure }
@@ -409,6 +475,10 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             var late: [UInt64: [GroupMessage]] = [:]
             for (group, ready) in batch {
                 for message in ready.messages {
+                    if message.kind == .snapshot, message.snapshot?.data.isEmpty == true {
+                        imagesToSend.append((groups[group]!.machine, GroupMessage(group: group, message: message)))
+                        continue
+                    }
                     let items = SnapshotChunks.split(GroupMessage(group: group, message: message), chunkBytes: settings.snapshotChunkBytes)
                     switch message.kind {
                     case .append, .heartbeat, .snapshot, .timeoutNow: early[message.to, default: []] += items
@@ -433,6 +503,27 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 groups[group]!.core.advance(ready)
             }
         }
+    }
+
+    /// Sends a snapshot with the state machine's image in it. Failing (or too large), it is
+    /// not sent: the leader probes the follower again later and, still too far behind, retries.
+    private func sendImage(_ message: GroupMessage, of machine: StateMachine) {
+        let snapshot = message.message.snapshot!
+        var full = message
+        do {
+            full.message.snapshot!.data = try machine.image(for: StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data))
+        } catch {
+            logger.error("making a snapshot image failed", metadata: ["group": "\(message.group)", "to": "\(message.message.to)", "reason": "\(error)"])
+            return
+        }
+        guard full.message.snapshot!.data.count <= settings.snapshotBytesMax else {
+            logger.error("a snapshot image is too large to send; the follower cannot catch up from it",
+                         metadata: ["group": "\(message.group)", "to": "\(message.message.to)",
+                                    "bytes": "\(full.message.snapshot!.data.count)", "bytes_max": "\(settings.snapshotBytesMax)"])
+            return
+        }
+        transport.send(to: message.message.to, SnapshotChunks.split(full, chunkBytes: settings.snapshotChunkBytes))
+        snapshotsSent.add(1, ordering: .relaxed)
     }
 
     /// Moves what `ready` commits (and the proposals and reads waiting for it) to the apply side.
@@ -477,9 +568,20 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             do {
                 try batch.machine.restore(StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data))
             } catch {
-                logger.error("installing a snapshot failed", metadata: ["group": "\(id)", "reason": "\(error)"])
+                // Applying what follows would build on a state that is not there: stop instead.
+                logger.critical("installing a snapshot failed; this node stops", metadata: ["group": "\(id)", "reason": "\(error)"])
+                let answers = lock.withLock { () -> [() -> Void] in
+                    if !closed { stopLocked(reason: .io("\(id): installing a snapshot failed: \(error)")) }
+                    defer { deferred = [] }
+                    return deferred
+                }
+                completions += answers
+                for write in batch.writes.values { completions.append { write.completion(.failure(.stopped)) } }
+                for read in batch.reads { completions.append { read.completion(.failure(.stopped)) } }
+                return
             }
             applied = max(applied, snapshot.index)
+            snapshotsInstalled.add(1, ordering: .relaxed)
         }
         for entry in batch.entries {
             var outcome: Result<UInt64, ConsensusError> = .success(entry.index)

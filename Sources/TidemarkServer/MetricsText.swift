@@ -45,9 +45,15 @@ struct MetricsText {
     }
 
     private mutating func clusterFamilies(_ cluster: ClusterStatus) {
-        counter("tidemark_raft_fsyncs_total", "fsyncs of the node's Raft log (one per round, for every group).", Double(cluster.fsyncs))
-        counter("tidemark_raft_rounds_total", "Raft rounds that persisted something.", Double(cluster.rounds))
-        counter("tidemark_raft_applied_entries_total", "Committed entries applied to state machines.", Double(cluster.appliedEntries))
+        let raft = cluster.raft
+        counter("tidemark_raft_fsyncs_total", "fsyncs of the node's Raft log (one per round, for every group).", Double(raft?.fsyncs ?? 0))
+        counter("tidemark_raft_rounds_total", "Raft rounds that persisted something.", Double(raft?.rounds ?? 0))
+        counter("tidemark_raft_applied_entries_total", "Committed entries applied to state machines.", Double(raft?.appliedEntries ?? 0))
+        counter("tidemark_raft_snapshots_sent_total", "Snapshots sent with a state-machine image (a follower behind the compacted log).",
+                Double(raft?.snapshotsSent ?? 0))
+        counter("tidemark_raft_snapshots_installed_total", "Snapshot images installed on this node.", Double(raft?.snapshotsInstalled ?? 0))
+        family("tidemark_raft_compacted_index", "gauge", "Last log index of each group compacted into a snapshot.")
+        for group in cluster.groups where cluster.raft != nil { sample("tidemark_raft_compacted_index", ["group": group.name], Double(group.compacted)) }
         family("tidemark_raft_term", "gauge", "Current term of each group on this node.")
         for group in cluster.groups { sample("tidemark_raft_term", ["group": group.name], Double(group.term)) }
         family("tidemark_raft_is_leader", "gauge", "1 when this node leads the group.")

@@ -16,16 +16,28 @@ final class RegionStateMachine: StateMachine, Sendable {
     }
 
     /// A region's snapshot is its segment files: flushing puts everything applied in them.
+    /// The snapshot in the log carries no data; `image(for:)` makes it when one is sent.
     func snapshot() throws -> StateSnapshot {
         try engine.flush()
         return StateSnapshot(index: lastApplied.load(ordering: .acquiring), term: 1, data: [])
     }
 
+    /// Every segment, the schema and the tombstones, covering at least the snapshot.
+    func image(for snapshot: StateSnapshot) throws -> [UInt8] {
+        let applied = lastApplied.load(ordering: .acquiring)
+        guard applied >= snapshot.index else {
+            throw ConsensusError.refused("region image for index \(snapshot.index) asked before it was applied (\(applied))")
+        }
+        return try engine.exportImage(coveringThrough: applied)
+    }
+
+    /// A snapshot with an image (from the leader) replaces the region, unless an image at
+    /// least as new is installed already (a restart replays the same snapshot). One without
+    /// is this node's own compaction, made only once its segments held the entries (a drop
+    /// of a database may since have removed some of them).
     func restore(_ snapshot: StateSnapshot) throws {
-        // The segments are this node's own files; a snapshot from another node needs them shipped.
-        guard engine.flushedIndexMax >= snapshot.index else {
-            throw ConsensusError.unsupported("region snapshot at index \(snapshot.index) is not in this node's segments "
-                                             + "(they hold up to \(engine.flushedIndexMax)); shipping segments between nodes is handoff's work")
+        if !snapshot.data.isEmpty && engine.installedImageIndex < snapshot.index {
+            try engine.installImage(snapshot.data, coveringAtLeast: snapshot.index)
         }
         lastApplied.store(snapshot.index, ordering: .releasing)
     }

@@ -30,11 +30,20 @@ private final class Endpoint: RaftTransport {
     }
 }
 
-/// A register per key; entries are `key=value`.
+/// A register per key; entries are `key=value`. With `imagesOnSend`, its snapshots carry
+/// no data and the image is made when one is sent (as a region's are).
 private final class Registers: StateMachine, Sendable {
     let values = Mutex<[String: String]>([:])
     let applied = Mutex<UInt64>(0)
     let restores = Mutex(0)
+    let imagesOnSend: Bool
+    let retention = Mutex<LogRetention?>(nil)
+
+    init(imagesOnSend: Bool = false) { self.imagesOnSend = imagesOnSend }
+
+    private var text: [UInt8] {
+        Array(values.withLock { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n") }.utf8)
+    }
 
     func apply(_ entry: CommittedEntry) throws {
         let parts = String(decoding: entry.data, as: UTF8.self).split(separator: "=", maxSplits: 1)
@@ -44,11 +53,13 @@ private final class Registers: StateMachine, Sendable {
     }
 
     func snapshot() throws -> StateSnapshot {
-        let text = values.withLock { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n") }
-        return StateSnapshot(index: applied.withLock { $0 }, term: 0, data: Array(text.utf8))
+        StateSnapshot(index: applied.withLock { $0 }, term: 0, data: imagesOnSend ? [] : text)
     }
 
+    func image(for snapshot: StateSnapshot) throws -> [UInt8] { imagesOnSend ? text : snapshot.data }
+
     func restore(_ snapshot: StateSnapshot) throws {
+        guard !snapshot.data.isEmpty || !imagesOnSend else { return }  // its own compaction: nothing to load
         var restored: [String: String] = [:]
         for line in String(decoding: snapshot.data, as: UTF8.self).split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)
@@ -59,7 +70,7 @@ private final class Registers: StateMachine, Sendable {
         restores.withLock { $0 += 1 }
     }
 
-    func attach(logRetention: LogRetention) {}
+    func attach(logRetention: LogRetention) { retention.withLock { $0 = logRetention } }
 }
 
 private let group = GroupID(kind: .data, number: 1)
@@ -72,9 +83,12 @@ private final class Cluster {
     var machines: [UInt64: Registers] = [:]
     var disks: [UInt64: RaftDisk] = [:]
 
-    init(settings: RaftConsensus.Settings = RaftConsensus.Settings()) throws {
+    let imagesOnSend: Bool
+
+    init(settings: RaftConsensus.Settings = RaftConsensus.Settings(), imagesOnSend: Bool = false) throws {
         directory = try temporaryDirectory("raftconsensus")
         self.settings = settings
+        self.imagesOnSend = imagesOnSend
         for id in 1...UInt64(3) { try start(id) }
     }
 
@@ -82,7 +96,7 @@ private final class Cluster {
         let disk = try RaftDisk(directory: directory + "/\(id)")
         disks[id] = disk
         let node = try RaftConsensus(nodeID: id, disk: disk, transport: Endpoint(network, from: id), settings: settings)
-        let machine = Registers()
+        let machine = Registers(imagesOnSend: imagesOnSend)
         try node.createGroup(group, peers: peers, stateMachine: machine)
         machines[id] = machine
         network.nodes.withLock { $0[id] = node }
@@ -182,6 +196,28 @@ private final class Cluster {
         #expect(cluster.machines[behind]!.values.withLock { $0 } == cluster.machines[leader]!.values.withLock { $0 })
         #expect(cluster.machines[behind]!.values.withLock { $0.count } == 6)
         #expect(cluster.machines[behind]!.restores.withLock { $0 } == 1)  // it came as the snapshot
+    }
+
+    /// The state machine tells the log what it holds durably; the leader compacts up to it,
+    /// but keeps what a lagging follower lacks while that fits `catchUpBytesMax`. Past it the
+    /// follower gets the state machine's image, made when it is sent.
+    @Test(arguments: [false, true]) func aReleasedLogIsCompactedAndALaggingFollowerCatchesUp(pastTheCatchUpBound: Bool) throws {
+        var settings = RaftConsensus.Settings()
+        settings.catchUpBytesMax = pastTheCatchUpBound ? 0 : 1 << 20
+        let cluster = try Cluster(settings: settings, imagesOnSend: true)
+        let leader = try cluster.waitForLeader()
+        let behind = [1, 2, 3].map(UInt64.init).first { $0 != leader }!
+        cluster.network.down.withLock { _ = $0.insert(behind) }
+        var last: UInt64 = 0
+        for number in 1...6 { last = try #require(try cluster.write("k\(number)=value-\(number)", at: leader)?.get()) }
+        try cluster.machines[leader]!.retention.withLock { $0 }!.release(through: last)
+        cluster.run(rounds: 1)  // the tick compacts
+        cluster.network.down.withLock { _ = $0.remove(behind) }
+        cluster.run(rounds: 30)
+        #expect(cluster.machines[behind]!.values.withLock { $0 } == cluster.machines[leader]!.values.withLock { $0 })
+        #expect(cluster.machines[behind]!.values.withLock { $0.count } == 6)
+        // Within the bound it caught up from the log; past it, from the one image.
+        #expect(cluster.machines[behind]!.restores.withLock { $0 } == (pastTheCatchUpBound ? 1 : 0))
     }
 }
 

@@ -23,11 +23,16 @@ private func freePort() throws -> Int {
 private final class ThreeNodes {
     let directory: String
     let internalPorts: [Int]
+    let raft: String
     let consensus: String
+    let extraConfig: String
     var nodes: [NodeProcess?] = [nil, nil, nil]
 
-    init(consensus: String = "raft") throws {
+    /// `extraConfig`: more lines of every node's config; `raft` the keys of its `raft:` section.
+    init(consensus: String = "raft", raft: String = "tick_ms: 50, election_ticks: 10", extraConfig: String = "") throws {
         self.consensus = consensus
+        self.raft = raft
+        self.extraConfig = extraConfig
         directory = try temporaryDirectory("cluster3")
         internalPorts = try (0..<3).map { _ in try freePort() }
         for index in 0..<3 { try start(index) }
@@ -42,8 +47,9 @@ private final class ThreeNodes {
             meta_peers: [\(peers)]
             cluster_secret: test-secret
             data_consensus: \(consensus)
-            raft: {tick_ms: 50, election_ticks: 10}
+            raft: {\(raft)}
             log_level: warning
+            \(extraConfig)
             """
         let path = directory + "/n\(index + 1).yaml"
         try config.write(toFile: path, atomically: true, encoding: .utf8)
@@ -54,6 +60,14 @@ private final class ThreeNodes {
     func write(_ line: String, at index: Int) -> Int? {
         guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5) else { return nil }
         return try? client.request("POST", "/write?db=raft&precision=ms", body: Array(line.utf8)).status
+    }
+
+    /// One of node `index`'s counters or gauges at `/metrics` (the first sample of `name`).
+    func metric(_ name: String, at index: Int) -> Double? {
+        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
+              let text = try? client.request("GET", "/metrics").text,
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }) else { return nil }
+        return line.split(separator: " ").last.flatMap { Double($0) }
     }
 
     /// The timestamps of `root.raft.<device>.v` that node `index` has applied.
@@ -140,6 +154,56 @@ private final class ThreeNodes {
             Issue.record("no leader took over from the sleeping one; stderr: \(cluster.nodes.compactMap { $0?.stderr.suffix(2000) })")
         }
         #expect(leader != nil && leader != second)
+        for node in cluster.nodes.compactMap({ $0 }) { _ = try? node.stop() }
+    }
+
+    /// A follower that was down while the leader flushed and compacted its log past what it
+    /// has catches up from a region image (segments, schema, deletes), and keeps it all
+    /// across a restart.
+    @Test func aFollowerBehindTheCompactedLogCatchesUpFromARegionImage() throws {
+        let cluster = try ThreeNodes(raft: "tick_ms: 50, election_ticks: 10, catch_up_bytes_max: 1",
+                                     extraConfig: "storage: {memtable_bytes_max: 16384}")
+        var acknowledged = Set<Int64>()
+        var timestamp: Int64 = 1_700_000_000_000
+        /// Ten lines of ten fields at whichever node takes them; the node, or nil within the bound.
+        func writeBatch(preferring preferred: Int?) -> Int? {
+            let lines = (0..<10).map { line in
+                "img v=\(line)i," + (1...9).map { "p\($0)=\(Double($0) + 0.5)" }.joined(separator: ",") + " \(timestamp + Int64(line))"
+            }.joined(separator: "\n")
+            for _ in 0..<500 {
+                for index in [preferred].compactMap({ $0 }) + [0, 1, 2] where cluster.nodes[index] != nil {
+                    if cluster.write(lines, at: index) == 204 {
+                        acknowledged.formUnion((0..<10).map { timestamp + Int64($0) })
+                        timestamp += 10
+                        return index
+                    }
+                }
+                usleep(20_000)  // no leader yet
+            }
+            return nil
+        }
+        let leader = try #require(writeBatch(preferring: nil), "no node took writes")
+        let behind = (leader + 1) % 3
+        #expect(eventually { cluster.stored(at: behind, device: "img") == acknowledged }, "the follower did not get the first writes")
+        #expect(try cluster.nodes[behind]!.stop(signal: SIGKILL) == SIGKILL)
+        cluster.nodes[behind] = nil
+
+        // About 8 memtables' worth: the leader flushes and compacts its log past the dead node.
+        for _ in 0..<80 { #expect(writeBatch(preferring: leader) == leader, "the leader refused a write") }
+        #expect(eventually { (cluster.metric("tidemark_raft_compacted_index", at: leader) ?? 0) > 0 }, "the leader never compacted its log")
+
+        try cluster.start(behind)
+        #expect(eventually { cluster.stored(at: behind, device: "img").map { acknowledged.isSubset(of: $0) } ?? false },
+                "the restarted follower did not catch up")
+        #expect((cluster.metric("tidemark_raft_snapshots_installed_total", at: behind) ?? 0) >= 1, "it caught up without an image")
+        #expect((cluster.metric("tidemark_raft_snapshots_sent_total", at: leader) ?? 0) >= 1)
+
+        // Writes go on reaching it, and a restart keeps the image and what came after.
+        #expect(writeBatch(preferring: leader) == leader)
+        #expect(eventually { cluster.stored(at: behind, device: "img") == acknowledged })
+        #expect(try cluster.nodes[behind]!.stop(signal: SIGKILL) == SIGKILL)
+        try cluster.start(behind)
+        #expect(eventually { cluster.stored(at: behind, device: "img") == acknowledged }, "the follower lost data across its restart")
         for node in cluster.nodes.compactMap({ $0 }) { _ = try? node.stop() }
     }
 

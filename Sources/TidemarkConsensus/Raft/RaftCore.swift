@@ -241,6 +241,18 @@ public struct RaftCore: Sendable {
         log.compact(through: snapshot.index)
     }
 
+    /// Where the host may compact the log once its state machine holds everything through
+    /// `durable`: there, but on a leader no further than the slowest follower has, while the
+    /// entries kept for it stay within `catchUpBytesMax` (past that it gets a snapshot).
+    public func compactionIndex(durable: UInt64, catchUpBytesMax: Int) -> UInt64 {
+        let target = min(durable, log.applied)
+        guard role == .leader, target > log.snapshotIndex,
+              let slowest = progress.values.map(\.match).min(), slowest < target else { return target }
+        let keptFrom = max(slowest, log.snapshotIndex)
+        let keptBytes = log.slice(from: keptFrom + 1, through: target, bytesMax: .max).reduce(0) { $0 + $1.sizeBytes }
+        return keptBytes <= catchUpBytesMax ? keptFrom : target
+    }
+
     public mutating func step(_ message: RaftMessage) {
         guard message.to == id, message.from != id else { return }
         // Heartbeats of this term and their answers change nothing for a sleeping replica (a
@@ -294,6 +306,8 @@ public struct RaftCore: Sendable {
 
     /// The highest index known to be committed.
     public var commitIndex: UInt64 { log.committed }
+    /// The last index compacted into a snapshot (0 for none).
+    public var compactedIndex: UInt64 { log.snapshotIndex }
     /// The index of the last entry in the log.
     public var lastIndex: UInt64 { log.lastIndex }
     /// The term of the entry at `index`, if the log still has it.

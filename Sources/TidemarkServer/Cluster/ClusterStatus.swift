@@ -11,6 +11,8 @@ struct ClusterStatus: Sendable {
         var leader: UInt64
         var applied: UInt64
         var quiesced: Bool
+        /// Raft: the last index compacted out of the log (0 for multi-leader).
+        var compacted: UInt64 = 0
         /// Multi-leader: own entries some peer still lacks; nil for Raft.
         var retainedEntries: Int?
     }
@@ -18,9 +20,7 @@ struct ClusterStatus: Sendable {
     var nodeID: UInt64
     var peers: [Peer]
     var groups: [Group]
-    var fsyncs: Int
-    var rounds: Int
-    var appliedEntries: Int
+    var raft: RaftConsensus.Counters?
     var framesSent: Int
     var framesReceived: Int
     var framesDropped: Int
@@ -29,11 +29,10 @@ struct ClusterStatus: Sendable {
     var framesRefused: [String: Int]
 
     static func read(_ wiring: ClusterWiring, nodeID: UInt64) -> ClusterStatus {
-        let counters = wiring.raft?.counters ?? (fsyncs: 0, rounds: 0, appliedEntries: 0)
         let metrics = wiring.transport.metrics
         var groups = (wiring.raft?.groupStatuses() ?? []).map { status in
             Group(name: "\(status.group)", role: "\(status.role)", term: status.term, leader: status.leader, applied: status.applied,
-                  quiesced: status.quiesced)
+                  quiesced: status.quiesced, compacted: status.compacted)
         }
         // Every replica of a multi-leader group leads it.
         groups += (wiring.multiLeader?.groupStatuses() ?? []).map { status in
@@ -42,7 +41,7 @@ struct ClusterStatus: Sendable {
         }
         return ClusterStatus(
             nodeID: nodeID, peers: wiring.peers, groups: groups,
-            fsyncs: counters.fsyncs, rounds: counters.rounds, appliedEntries: counters.appliedEntries,
+            raft: wiring.raft?.counters,
             framesSent: metrics.framesSent.load(ordering: .relaxed), framesReceived: metrics.framesReceived.load(ordering: .relaxed),
             framesDropped: metrics.framesDropped.load(ordering: .relaxed),
             connectionsRefused: metrics.connectionsRefused.load(ordering: .relaxed),
@@ -54,7 +53,7 @@ struct ClusterStatus: Sendable {
     var json: String {
         let peerList = peers.map { "{\"id\":\($0.id),\"internal\":\(jsonQuoted($0.address))}" }.joined(separator: ",")
         let groupList = groups.map {
-            "{\"group\":\(jsonQuoted($0.name)),\"role\":\(jsonQuoted($0.role)),\"term\":\($0.term),\"leader\":\($0.leader),\"applied\":\($0.applied),\"quiesced\":\($0.quiesced)"
+            "{\"group\":\(jsonQuoted($0.name)),\"role\":\(jsonQuoted($0.role)),\"term\":\($0.term),\"leader\":\($0.leader),\"applied\":\($0.applied),\"quiesced\":\($0.quiesced),\"compacted\":\($0.compacted)"
                 + ($0.retainedEntries.map { ",\"retained_entries\":\($0)" } ?? "") + "}"
         }.joined(separator: ",")
         return "{\"node_id\":\(nodeID),\"nodes\":[\(peerList)],\"groups\":[\(groupList)],\"partition_table_version\":0}"

@@ -376,7 +376,7 @@ public final class StorageEngine: @unchecked Sendable {
 
     // MARK: - Recovery
 
-    private func openSegments() throws {
+    func openSegments() throws {
         var handles: [SegmentHandle] = []
         for name in try FileIO.list(segmentDirectory) {
             if name.hasSuffix(".tmp") {
@@ -432,7 +432,7 @@ public final class StorageEngine: @unchecked Sendable {
         try FileIO.writeFileAtomically(writer.bytes, to: tombstonePath, directory: directory)
     }
 
-    private func loadTombstones() throws {
+    func loadTombstones() throws {
         guard FileManager.default.fileExists(atPath: tombstonePath) else { return }
         let descriptor = try FileIO.open(tombstonePath, O_RDONLY)
         defer { FileIO.close(descriptor) }

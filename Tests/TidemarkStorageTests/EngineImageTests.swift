@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+import TidemarkCore
+import TidemarkTestSupport
+@testable import TidemarkStorage
+
+/// A region image carries a replica's whole state to another (a follower behind the
+/// leader's compacted log).
+@Suite struct EngineImageTests {
+    private func region(_ directory: String, log: RegionLog) throws -> StorageEngine {
+        var options = EngineOptions()
+        options.partitionInterval = 1000
+        options.compactionTriggerSegments = 1000
+        return try StorageEngine(directory: directory, options: options, log: log)
+    }
+
+    private func points(_ path: String, _ pairs: [(Int64, Double)]) -> [PointWrite] {
+        pairs.map { PointWrite(path: path, timestamp: $0.0, value: .double($0.1)) }
+    }
+
+    /// Every series' points, by path.
+    private func contents(_ engine: StorageEngine) throws -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        for series in engine.series(matching: try PathPattern(parsing: "root.**")) {
+            let (timestamps, values) = try engine.scan(path: series.path, range: Int64.min...Int64.max).all()
+            guard case .double(let doubles) = values else { continue }
+            out[series.path] = zip(timestamps, doubles).map { "\($0)=\($1)" }
+        }
+        return out
+    }
+
+    @Test func anImageReplacesTheRegionWholeAndSurvivesARestart() throws {
+        let source = try region(try temporaryDirectory("image-source"), log: .own)
+        try source.write(points("root.sg.d1.s", (0..<100).map { (Int64($0), Double($0)) }))
+        try source.write(points("root.sg.d2.s", (0..<100).map { (Int64($0), Double($0)) }))
+        try source.write(points("root.other.d3.s", (2000..<2100).map { (Int64($0), Double($0) / 2) }))
+        try source.flush()
+        try source.write(points("root.sg.d1.s", [(150, 150)]))
+        try source.delete(matching: try PathPattern(parsing: "root.sg.*.s"), range: 10...150)
+        try source.write(points("root.sg.d1.s", [(20, 20.5)]))  // after the delete: stays
+        let expected = try contents(source)
+        #expect(expected["root.sg.d1.s"]?.count == 11 && expected["root.other.d3.s"]?.count == 100)
+        let image = try source.exportImage(coveringThrough: 42)
+
+        // A replica with state of its own, some flushed and some not: none of it survives.
+        let directory = try temporaryDirectory("image-target")
+        var target = try region(directory, log: .replicated)
+        let junk = try #require(try target.prepareWrite(points("root.junk.d.s", [(1, 1)])))
+        try target.apply(index: 1, record: junk.record)
+        try target.flush()
+        try target.apply(index: 2, record: try #require(try target.prepareWrite(points("root.sg.d1.s", [(5, -1)]))).record)
+        #expect(try contents(target)["root.junk.d.s"] == ["1=1.0"])
+
+        // A damaged image, or one short of the index asked for, changes nothing.
+        var damaged = image
+        damaged[damaged.count / 2] ^= 0x40
+        #expect(throws: EngineError.self) { try target.installImage(damaged, coveringAtLeast: 42) }
+        #expect(throws: EngineError.self) { try target.installImage(image, coveringAtLeast: 43) }
+        #expect(try contents(target)["root.junk.d.s"] == ["1=1.0"])
+        #expect(target.installedImageIndex == 0)
+
+        try target.installImage(image, coveringAtLeast: 42)
+        #expect(try contents(target) == expected)
+        #expect(target.databases() == source.databases())
+        #expect(target.installedImageIndex == 42)
+
+        // Entries after the image apply on top; all of it is on disk.
+        try target.apply(index: 43, record: try #require(try target.prepareWrite(points("root.sg.d2.s", [(300, 3)]))).record)
+        var after = expected
+        after["root.sg.d2.s"]! += ["300=3.0"]
+        #expect(try contents(target) == after)
+        try target.flush()
+        target.close()
+        target = try region(directory, log: .replicated)
+        #expect(try contents(target) == after)
+        #expect(target.installedImageIndex == 42)
+        #expect(target.series("root.junk.d.s") == nil)
+    }
+}
