@@ -4,7 +4,7 @@
 # request in flight, against the leader; 256 connections, then 1. Prints writes/s and
 # latency, the leader's fsyncs per committed entry, and checks that every replica stored
 # every acknowledged write. Nodes are started and stopped by PID; data goes to a temp dir.
-# TIDEMARKD=/path/to/tidemarkd runs that build.
+# TIDEMARKD=/path/to/tidemarkd runs that build; RAFT_EXTRA_CONFIG adds lines to every node's config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${RAFT_SECONDS:-15}
@@ -25,6 +25,7 @@ internal: {listen: "127.0.0.1:$((base + i))"}
 meta_peers: [$peers]
 cluster_secret: bench
 log_level: warning
+${RAFT_EXTRA_CONFIG:-}
 YAML
   "$bin" --config "$work/n$i.yaml" --data-dir "$work/d$i" > "$work/log$i" 2>&1 &
   pids+=($!)
