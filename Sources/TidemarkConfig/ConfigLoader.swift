@@ -182,7 +182,7 @@ public enum ConfigLoader {
     }
 
     private static func applyRaft(_ node: Node, reader: YAMLReader, to config: inout NodeConfig) throws(ConfigError) {
-        let keys = ["tick_ms", "election_ticks", "catch_up_bytes_max"]
+        let keys = ["tick_ms", "election_ticks", "catch_up_bytes_max", "apply_backlog_bytes_max"]
         for (name, value) in try reader.entries(node, key: "raft") {
             let key = "raft.\(name)"
             switch name {
@@ -192,6 +192,7 @@ public enum ConfigLoader {
                 guard ticks >= 3 else { throw reader.error(at: value, key: key, "must be at least 3 (heartbeats go every tick)") }
                 config.raftElectionTicks = ticks
             case "catch_up_bytes_max": config.raftCatchUpBytesMax = try positive(value, key: key, reader: reader)
+            case "apply_backlog_bytes_max": config.raftApplyBacklogBytesMax = try positive(value, key: key, reader: reader)
             default: throw reader.unknownKey(name, at: value, parent: "raft", allowed: keys)
             }
         }

@@ -24,6 +24,8 @@ public struct NodeConfig: Sendable {
     /// Log bytes a Raft leader keeps for a lagging follower before compacting them away
     /// (the follower then catches up from a region image).
     public var raftCatchUpBytesMax = 64 << 20
+    /// Committed entry bytes waiting for the apply stage past which writes answer 503.
+    public var raftApplyBacklogBytesMax = 64 << 20
 
     /// This node's ID in the cluster (1-based position of `internal.listen` in `meta_peers`).
     public var nodeID: UInt64? {

@@ -37,6 +37,10 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         /// The largest state-machine image a snapshot may carry (the log holds it whole on
         /// the receiver); a larger one is not sent, and the follower stays behind.
         public var snapshotBytesMax = RaftCodec.dataBytesMax - (1 << 20)
+        /// Bytes of committed entries handed to the apply side and not yet applied; past it
+        /// rounds hand out no more and proposals are refused (retry later), so a slow apply
+        /// side holds memory to this bound instead of its queue growing.
+        public var applyBacklogBytesMax = 64 << 20
 
         public init() {}
     }
@@ -122,6 +126,8 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private let appliedEntries = Atomic<Int>(0)
     private let rounds = Atomic<Int>(0)
     private let snapshotsSent = Atomic<Int>(0)
+    /// Entry bytes queued for the apply side, not applied yet.
+    private let applyBacklogBytes = Atomic<Int>(0)
     private let snapshotsInstalled = Atomic<Int>(0)
     /// Per group, the index its state machine holds durably (told by `LogRetention.release`);
     /// the next tick compacts the log up to it. Its own lock: the state machine tells it
@@ -190,6 +196,10 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         var registered = false
         do throws(ConsensusError) {
             try run { () throws(ConsensusError) in
+                let backlog = applyBacklogBytes.load(ordering: .relaxed)
+                guard backlog < settings.applyBacklogBytesMax else {
+                    throw .busy("\(group): \(backlog) bytes of committed entries wait to be applied (more than \(settings.applyBacklogBytesMax)); retry later")
+                }
                 try withGroup(group) { state throws(ConsensusError) in
                     let index: UInt64
                     do throws(RaftError) { index = try state.core.propose(proposal.data) } catch { throw Self.translate(error, group) }
@@ -461,6 +471,9 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     }
 
     private func roundLocked() throws(ConsensusError) {
+        // A slow apply side: committed entries wait in the log until it catches up.
+        let holds = applyBacklogBytes.load(ordering: .relaxed) >= settings.applyBacklogBytesMax
+        for group in groups.keys where groups[group]!.core.holdsCommitted != holds { groups[group]!.core.holdsCommitted = holds }
         while true {
             var batch: [(group: GroupID, ready: RaftReady)] = []
             for group in groups.keys.sorted(by: { $0.description < $1.description }) where groups[group]!.core.hasReady {
@@ -533,6 +546,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         let hint = answered.leaderHint
         for read in answered.abandonedReads { deferred.append { read(.failure(.notLeader(id, leaderHint: hint))) } }
         if ready.snapshot != nil || !ready.committed.isEmpty || !answered.reads.isEmpty {
+            applyBacklogBytes.add(ready.committed.reduce(0) { $0 + $1.data.count }, ordering: .relaxed)
             toApply.append(ApplyBatch(group: id, machine: groups[id]!.machine, snapshot: ready.snapshot, entries: ready.committed,
                                       writes: answered.writes, reads: answered.reads, leaderHint: hint))
         }
@@ -583,6 +597,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             applied = max(applied, snapshot.index)
             snapshotsInstalled.add(1, ordering: .relaxed)
         }
+        defer { applyBacklogBytes.subtract(batch.entries.reduce(0) { $0 + $1.data.count }, ordering: .relaxed) }
         for entry in batch.entries {
             var outcome: Result<UInt64, ConsensusError> = .success(entry.index)
             let mine = batch.writes[entry.index]

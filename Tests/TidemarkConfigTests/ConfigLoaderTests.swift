@@ -52,7 +52,7 @@ func loadError(_ yaml: String) throws -> ConfigError? {
             internal: {listen: "[::1]:10731"}
             meta_peers: ["127.0.0.1:10730", "[::1]:10731"]
             cluster_secret: s3cret
-            raft: {tick_ms: 20, election_ticks: 5}
+            raft: {tick_ms: 20, election_ticks: 5, catch_up_bytes_max: 4096, apply_backlog_bytes_max: 8192}
             wal_sync: 50
             storage: {memtable_bytes_max: 1048576, compression_level: 9, auto_create_schema: false}
             query: {statement_bytes_max: 4096, rows_default: 500, memory_bytes_max: 1048576}
@@ -71,6 +71,7 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         #expect(config.internalListen == ListenAddress(host: "::1", port: 10731))
         #expect(config.metaPeers == [ListenAddress(host: "127.0.0.1", port: 10730), ListenAddress(host: "::1", port: 10731)])
         #expect(config.nodeID == 2 && config.clusterSecret == "s3cret" && config.raftTickMs == 20 && config.raftElectionTicks == 5)
+        #expect(config.raftCatchUpBytesMax == 4096 && config.raftApplyBacklogBytesMax == 8192)
         #expect(config.storage.walSync == .intervalMs(50))
         #expect(config.logLevel == .debug)
         #expect(config.storage.memtableBytesMax == 1_048_576 && config.storage.compressionLevel == 9 && !config.storage.autoCreateSchema)

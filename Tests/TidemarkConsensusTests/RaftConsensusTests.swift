@@ -84,18 +84,30 @@ private final class Cluster {
     var disks: [UInt64: RaftDisk] = [:]
 
     let imagesOnSend: Bool
+    /// With `deferApply`, each node's apply-side work waits here until `drainApply`.
+    let deferApply: Bool
+    let applyWork = ApplyWork()
 
-    init(settings: RaftConsensus.Settings = RaftConsensus.Settings(), imagesOnSend: Bool = false) throws {
+    final class ApplyWork: Sendable {
+        let jobs = Mutex<[UInt64: [@Sendable () -> Void]]>([:])
+    }
+
+    init(settings: RaftConsensus.Settings = RaftConsensus.Settings(), imagesOnSend: Bool = false, deferApply: Bool = false) throws {
         directory = try temporaryDirectory("raftconsensus")
         self.settings = settings
         self.imagesOnSend = imagesOnSend
+        self.deferApply = deferApply
         for id in 1...UInt64(3) { try start(id) }
     }
 
     func start(_ id: UInt64) throws {
         let disk = try RaftDisk(directory: directory + "/\(id)")
         disks[id] = disk
-        let node = try RaftConsensus(nodeID: id, disk: disk, transport: Endpoint(network, from: id), settings: settings)
+        let work = applyWork
+        let node = deferApply
+            ? try RaftConsensus(nodeID: id, disk: disk, transport: Endpoint(network, from: id), settings: settings,
+                                applyOn: { job in work.jobs.withLock { $0[id, default: []].append(job) }; return true })
+            : try RaftConsensus(nodeID: id, disk: disk, transport: Endpoint(network, from: id), settings: settings)
         let machine = Registers(imagesOnSend: imagesOnSend)
         try node.createGroup(group, peers: peers, stateMachine: machine)
         machines[id] = machine
@@ -104,6 +116,12 @@ private final class Cluster {
     }
 
     func node(_ id: UInt64) -> RaftConsensus { network.nodes.withLock { $0[id]! } }
+
+    /// Runs the apply-side work node `id` was handed so far.
+    func drainApply(at id: UInt64) {
+        let jobs = applyWork.jobs.withLock { $0.removeValue(forKey: id) ?? [] }
+        for job in jobs { job() }
+    }
 
     /// Ticks every live node and delivers until quiet, `rounds` times.
     func run(rounds: Int) {
@@ -226,6 +244,46 @@ private final class Answers: Sendable {
     let results = Mutex<[Result<UInt64, ConsensusError>]>([])
     func record(_ result: Result<UInt64, ConsensusError>) { results.withLock { $0.append(result) } }
     var all: [Result<UInt64, ConsensusError>] { results.withLock { $0 } }
+}
+
+@Suite struct RaftApplyBacklogTests {
+    /// Past `applyBacklogBytesMax` of entries waiting for the apply side, proposals are
+    /// refused (retryable) and rounds hand out no more committed entries; both resume once
+    /// it catches up.
+    @Test func aSlowApplySideHoldsCommittedEntriesAndRefusesProposals() throws {
+        var settings = RaftConsensus.Settings()
+        settings.applyBacklogBytesMax = 10
+        let cluster = try Cluster(settings: settings, deferApply: true)
+        let leader = try cluster.waitForLeader()
+        let follower = [1, 2, 3].map(UInt64.init).first { $0 != leader }!
+        func propose(_ text: String) -> Answers {
+            let answers = Answers()
+            cluster.node(leader).write(group, Proposal(data: Array(text.utf8))) { answers.record($0) }
+            cluster.run(rounds: 3)
+            return answers
+        }
+        let first = propose("k1=value-1")  // 10 bytes: the backlog reaches its bound
+        #expect(first.all.isEmpty, "answered before it was applied")
+        let refused = propose("k2=value-2")
+        #expect(refused.all.count == 1 && (try? refused.all[0].get()) == nil && refused.all.first.map { result in
+            if case .failure(let error) = result { error.isRetryable } else { false }
+        } == true)
+        cluster.drainApply(at: leader)
+        #expect((try? first.all.first?.get()) != nil)
+
+        // The follower's apply side still holds k1: k2 and k3 commit but wait in its log.
+        cluster.run(rounds: 1)
+        for text in ["k2=value-2", "k3=value-3"] {
+            let answers = propose(text)
+            cluster.drainApply(at: leader)
+            #expect((try? answers.all.first?.get()) != nil, "\(text) was not accepted once the leader caught up")
+        }
+        cluster.drainApply(at: follower)
+        #expect(cluster.machines[follower]!.values.withLock { $0 } == ["k1": "value-1"])
+        cluster.run(rounds: 1)
+        cluster.drainApply(at: follower)
+        #expect(cluster.machines[follower]!.values.withLock { $0 } == ["k1": "value-1", "k2": "value-2", "k3": "value-3"])
+    }
 }
 
 @Suite struct RaftConsensusWaiterTests {

@@ -313,9 +313,13 @@ public struct RaftCore: Sendable {
     /// The term of the entry at `index`, if the log still has it.
     public func term(at index: UInt64) -> UInt64? { log.term(at: index) }
 
+    /// Set by the host while its apply side is too far behind: readies hand out no committed
+    /// entries (they wait in the log) until it is cleared.
+    public var holdsCommitted = false
+
     public var hasReady: Bool {
         currentHardState != lastHardState || log.pendingSnapshot != nil || log.stable < log.lastIndex
-            || log.applied < log.committed || !messages.isEmpty || !readStates.isEmpty
+            || (!holdsCommitted && log.applied < log.committed) || !messages.isEmpty || !readStates.isEmpty
     }
 
     public mutating func ready() -> RaftReady {
@@ -327,7 +331,7 @@ public struct RaftCore: Sendable {
         }
         // Entries of this same ready are persisted before anything is applied.
         let appliedFrom = max(log.applied, log.snapshotIndex) + 1
-        if appliedFrom <= log.committed {
+        if appliedFrom <= log.committed && !holdsCommitted {
             ready.committed = log.slice(from: appliedFrom, through: log.committed, bytesMax: .max)
         }
         ready.messages = messages
