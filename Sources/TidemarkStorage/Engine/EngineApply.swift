@@ -80,6 +80,7 @@ extension StorageEngine {
     /// already decoded by `prepareWrite` on this node.
     public func apply(index: UInt64, record: [UInt8], prepared: PreparedWrite? = nil) throws {
         precondition(index > 0, "log indexes start at 1")
+        flushIfBehind()
         try writeLock.withLock {
             if let prepared {
                 try state.withLock { try applyLocked(prepared, index: index) }
@@ -94,6 +95,17 @@ extension StorageEngine {
             }
         }
         try sealAfterWrite()
+    }
+
+    /// A committed entry cannot be refused the way a write is when the flush falls behind
+    /// (`sealedMemtablesMax`): the applier flushes itself, so memory stays bounded on a
+    /// replica whose flush is slower than its leader's. A failed flush is logged, never an
+    /// entry's refusal (every replica must decide the same).
+    private func flushIfBehind() {
+        guard state.withLock({ sealed.count }) >= options.sealedMemtablesMax else { return }
+        do { try flushSealed() } catch {
+            logger.error("the applier's flush failed; sealed memtables stay in memory", metadata: ["reason": "\(error)"])
+        }
     }
 
     /// The caller holds `writeLock` and `state`. A replicated region refuses a new entry whole

@@ -1,12 +1,13 @@
 import Foundation
+import Synchronization
 import Testing
 import TidemarkCore
 import TidemarkTestSupport
 @testable import TidemarkStorage
 
-/// A region image carries a replica's whole state to another (a follower behind the
-/// leader's compacted log).
-@Suite struct EngineImageTests {
+/// What a replica's engine does beyond a standalone one's: take a whole region image (a
+/// follower behind the leader's compacted log), and apply committed entries it cannot refuse.
+@Suite struct ReplicaEngineTests {
     private func region(_ directory: String, log: RegionLog) throws -> StorageEngine {
         var options = EngineOptions()
         options.partitionInterval = 1000
@@ -76,4 +77,34 @@ import TidemarkTestSupport
         #expect(target.installedImageIndex == 42)
         #expect(target.series("root.junk.d.s") == nil)
     }
+
+    /// A replica cannot refuse a committed entry when its flush is behind: past
+    /// `sealedMemtablesMax` sealed memtables the applier flushes them itself.
+    @Test func anApplierPastTheSealedMemtableBoundFlushesItself() throws {
+        var options = EngineOptions()
+        options.partitionInterval = 1000
+        options.memtableBytesMax = 1  // every entry seals
+        options.sealedMemtablesMax = 2
+        options.compactionTriggerSegments = 1000
+        let engine = try StorageEngine(directory: try temporaryDirectory("image-flush"), options: options, log: .replicated)
+        let scheduled = Counter()
+        engine.scheduleFlushes { _ in scheduled.add() }  // a flush stage that never gets to it
+        // Entries from a leader (prepared before any seal here: a writer would now be refused).
+        let records = try (1...6).map { index in try #require(try engine.prepareWrite(points("root.sg.d.s", [(Int64(index), Double(index))]))).record }
+        for (offset, record) in records.enumerated() {
+            let index = offset + 1
+            try engine.apply(index: UInt64(index), record: record)
+            #expect(engine.stats.sealedMemtables <= options.sealedMemtablesMax, "sealed memtables grew past the bound at \(index)")
+        }
+        #expect(scheduled.value == 6)
+        #expect(engine.stats.segments >= 4)
+        let (timestamps, _) = try engine.scan(path: "root.sg.d.s", range: Int64.min...Int64.max).all()
+        #expect(timestamps == [1, 2, 3, 4, 5, 6])
+    }
+}
+
+private final class Counter: Sendable {
+    private let count = Mutex(0)
+    func add() { count.withLock { $0 += 1 } }
+    var value: Int { count.withLock { $0 } }
 }
