@@ -12,16 +12,16 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     if data[0] & 1 == 1 && bytes.count >= FrameCodec.headerBytes {
         bytes.replaceSubrange(0..<5, with: Array("TMRF".utf8) + [FrameCodec.version])
         let payload = bytes[22..<26].reversed().reduce(0) { $0 << 8 | Int($1) }
-        let crcAt = FrameCodec.headerBytes + payload
+        let crcAt = FrameCodec.headerBytes + payload + 16  // after the seal (session, sequence)
         if crcAt + 4 <= bytes.count {
             let crc = CRC32C.checksum(Array(bytes[0..<crcAt]))
             bytes.replaceSubrange(crcAt..<(crcAt + 4), with: withUnsafeBytes(of: crc.littleEndian, Array.init))
         }
     }
-    guard let (frame, used) = try? FrameCodec.decode(bytes[...], frameBytesMax: 1 << 20, verify: { _, _ in true }) else { return 0 }
+    guard let (frame, seal, used) = try? FrameCodec.decodeSealed(bytes[...], frameBytesMax: 1 << 20, verify: { _, _ in true }) else { return 0 }
     precondition(used <= bytes.count, "used more bytes than given")
-    let again = FrameCodec.encode(frame, sign: { _ in Array(bytes[(used - FrameCodec.tagBytes)..<used]) })
-    let (decoded, _) = try! FrameCodec.decode(again[...], frameBytesMax: 1 << 21, verify: { _, _ in true })!
-    precondition(decoded == frame, "a decoded frame encodes to a different frame")
+    let again = FrameCodec.encode(frame, seal: seal, sign: { _ in Array(bytes[(used - FrameCodec.tagBytes)..<used]) })
+    let (decoded, sealAgain, _) = try! FrameCodec.decodeSealed(again[...], frameBytesMax: 1 << 21, verify: { _, _ in true })!
+    precondition(decoded == frame && sealAgain == seal, "a decoded frame encodes to a different frame")
     return 0
 }

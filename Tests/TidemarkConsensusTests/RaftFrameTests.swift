@@ -89,13 +89,37 @@ private func decode(_ bytes: [UInt8], with authenticator: FrameAuthenticator = c
         #expect(throws: FrameError.unsupportedVersion(9)) { try decode(version) }
         #expect(throws: FrameError.tooLarge(bytes: bytes.count, max: 40)) { try decode(bytes, max: 40) }
         // Signed and checksummed, but not a valid payload (a peer with a bug): malformed.
-        var garbage = Array(bytes.prefix(22)) + [3, 0, 0, 0] + [0xFF, 0xFF, 0xFF]
+        var garbage = Array(bytes.prefix(22)) + [3, 0, 0, 0] + [0xFF, 0xFF, 0xFF] + [UInt8](repeating: 1, count: 16)
         garbage += withUnsafeBytes(of: CRC32C.checksum(garbage).littleEndian, Array.init)
         garbage += cluster.sign(garbage)
         let error = #expect(throws: FrameError.self) { try decode(garbage) }
         #expect(error?.label == "malformed")
         // The label list metrics start from names every reason, in order.
-        let every: [FrameError] = [.badMagic, .unsupportedVersion(9), .tooLarge(bytes: 2, max: 1), .badChecksum, .unauthenticated, .malformed("x")]
+        let every: [FrameError] = [.badMagic, .unsupportedVersion(9), .tooLarge(bytes: 2, max: 1), .badChecksum, .unauthenticated, .replayed, .malformed("x")]
         #expect(every.map(\.label) == FrameError.labels)
+    }
+
+    /// A frame prepared on the sender's thread and sealed by its connection is the frame
+    /// encoded whole with that seal; the seal is signed, so it cannot be rewritten.
+    @Test func aSealedFrameCarriesItsSessionAndSequenceSigned() throws {
+        let frame = RaftFrame(from: 1, to: 2, messages: [GroupMessage(group: data, message: message(.vote))])
+        let seal = FrameSeal(session: 0xDEAD_BEEF_0123_4567, sequence: 42)
+        let sealed = FrameCodec.prepare(frame, authenticator: cluster).sealed(seal)
+        #expect(sealed == FrameCodec.encode(frame, seal: seal, sign: cluster.sign))
+        let (decoded, decodedSeal, used) = try #require(try FrameCodec.decodeSealed(sealed[...], frameBytesMax: 1 << 20, verify: cluster.verify))
+        #expect(decoded == frame && decodedSeal == seal && used == sealed.count && !decodedSeal.isHello)
+        // Another sequence with the old tag (CRC fixed up): the signature no longer matches.
+        var rewritten = sealed
+        let sequenceAt = sealed.count - FrameCodec.tagBytes - 4 - 8
+        rewritten[sequenceAt] = 43
+        let crc = CRC32C.checksum(Array(rewritten[..<(sealed.count - FrameCodec.tagBytes - 4)]))
+        rewritten.replaceSubrange((sealed.count - FrameCodec.tagBytes - 4)..<(sealed.count - FrameCodec.tagBytes),
+                                  with: withUnsafeBytes(of: crc.littleEndian, Array.init))
+        #expect(throws: FrameError.unauthenticated) { try decode(rewritten) }
+        // A hello (sequence 0) names its sender only: one with messages is malformed.
+        let hello = FrameCodec.encode(RaftFrame(from: 1, to: 2, messages: []), seal: FrameSeal(session: 7, sequence: 0), sign: cluster.sign)
+        #expect(try FrameCodec.decodeSealed(hello[...], frameBytesMax: 1 << 20, verify: cluster.verify)?.seal.isHello == true)
+        let loudHello = FrameCodec.encode(frame, seal: FrameSeal(session: 7, sequence: 0), sign: cluster.sign)
+        #expect(throws: FrameError.self) { try decode(loudHello) }
     }
 }

@@ -23,6 +23,8 @@ private let group = GroupID(kind: .data, number: 4)
 /// A plain connection the test makes on the loop (touched only there).
 private final class RawClient: @unchecked Sendable {
     var stream: TCPStream?
+    /// What came in (read on the loop, looked at by the test).
+    let received = Mutex<[UInt8]>([])
 }
 
 @Suite(.serialized) struct PeerTransportTests {
@@ -78,7 +80,7 @@ private final class RawClient: @unchecked Sendable {
         loop.execute {
             TCPStream.connect(loop: loop, to: addressSmall) { stream, _ in
                 trickle.stream = stream
-                var header = Array("TMRF".utf8) + [1, 0] + Array(repeating: 0, count: 16)
+                var header = Array("TMRF".utf8) + [FrameCodec.version, 0] + Array(repeating: 0, count: 16)
                 header += withUnsafeBytes(of: UInt32(1 << 20).littleEndian, Array.init)
                 stream?.write(header + Array(repeating: 7, count: 30))
             }
@@ -109,6 +111,68 @@ private final class RawClient: @unchecked Sendable {
             a.stop()
             b.stop()
             intruder.stop()
+            loop.close()
+        }
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// Frames are sealed for their connection: a signed frame recorded from another
+    /// connection, or played twice on this one, is refused as a replay and never delivered.
+    @Test func aRecordedFramePlayedAgainIsRefused() throws {
+        let loop = try EventLoop()
+        let inbox = Inbox()
+        let b = PeerTransport(loop: loop, nodeID: 2, peers: [1: ListenAddress(host: "127.0.0.1", port: 9)], clusterSecret: "cluster-secret",
+                              silenceMs: 600_000) { inbox.take($0) }
+        let address = try b.start(listen: ListenAddress(host: "127.0.0.1", port: 0))
+        let stopped = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            loop.run()
+            stopped.signal()
+        }
+        let secret = FrameAuthenticator(clusterSecret: "cluster-secret")
+        let vote = RaftFrame(from: 1, to: 2, messages: [GroupMessage(group: group, message: RaftMessage(kind: .vote, from: 1, to: 2, term: 7))])
+        /// Connects as node 1 (it knows the secret) and says hello with nonce 5.
+        func connect(_ client: RawClient) {
+            loop.execute {
+                TCPStream.connect(loop: loop, to: address) { stream, _ in
+                    client.stream = stream
+                    stream?.onBytes = { bytes in client.received.withLock { $0 += Array(bytes) } }
+                    stream?.startReading()
+                    stream?.write(FrameCodec.encode(RaftFrame(from: 1, to: 2, messages: []), seal: FrameSeal(session: 5, sequence: 0), sign: secret.sign))
+                }
+            }
+        }
+        /// Node 2's nonce, from the hello it answers with.
+        func nonce(from client: RawClient) -> UInt64? {
+            let bytes = client.received.withLock { $0 }
+            guard let (_, seal, _) = try? FrameCodec.decodeSealed(bytes[...], frameBytesMax: 1 << 20, verify: secret.verify), seal.isHello else { return nil }
+            return seal.session
+        }
+
+        // A genuine exchange: the frame sealed with node 2's nonce is delivered once; the same bytes again are a replay.
+        let genuine = RawClient()
+        connect(genuine)
+        #expect(eventually { nonce(from: genuine) != nil }, "node 2 did not answer the hello")
+        let session = try #require(nonce(from: genuine))
+        let first = FrameCodec.encode(vote, seal: FrameSeal(session: session, sequence: 1), sign: secret.sign)
+        loop.execute { genuine.stream?.write(first) }
+        #expect(inbox.arrived.wait(timeout: .now() + 10) == .success)
+        loop.execute { genuine.stream?.write(first) }
+        #expect(eventually { b.metrics.refusedFrames("replayed") == 1 })
+
+        // On a new connection, a frame recorded from the old one carries the old nonce: refused too.
+        let replayer = RawClient()
+        connect(replayer)
+        #expect(eventually { nonce(from: replayer) != nil })
+        #expect(try #require(nonce(from: replayer)) != session)
+        loop.execute { replayer.stream?.write(first) }
+        #expect(eventually { b.metrics.refusedFrames("replayed") == 2 })
+        #expect(inbox.messages.withLock { $0.map(\.message.kind) } == [.vote])
+
+        loop.execute {
+            genuine.stream?.close()
+            replayer.stream?.close()
+            b.stop()
             loop.close()
         }
         #expect(stopped.wait(timeout: .now() + 10) == .success)

@@ -14,6 +14,18 @@ public struct FrameAuthenticator: Sendable {
         Array(HMAC<SHA256>.authenticationCode(for: bytes, using: key))
     }
 
+    /// A signature computed piece by piece: the sender's thread signs the payload, the
+    /// connection adds its seal.
+    public struct Signer: @unchecked Sendable {
+        // HMAC's state is a plain value (no shared references): copying it forks the signature.
+        private var mac: HMAC<SHA256>
+        init(key: SymmetricKey) { mac = HMAC<SHA256>(key: key) }
+        public mutating func update(_ bytes: [UInt8]) { mac.update(data: bytes) }
+        public func finalize() -> [UInt8] { Array(mac.finalize()) }
+    }
+
+    public func signer() -> Signer { Signer(key: key) }
+
     public func verify(_ signed: ArraySlice<UInt8>, _ tag: ArraySlice<UInt8>) -> Bool {
         HMAC<SHA256>.isValidAuthenticationCode(Array(tag), authenticating: Array(signed), using: key)
     }

@@ -91,10 +91,12 @@ public enum FrameError: Error, Sendable, Equatable {
     case tooLarge(bytes: Int, max: Int)
     case badChecksum
     case unauthenticated
+    /// Signed, but not for this connection or not after the last one (a recorded frame played again).
+    case replayed
     case malformed(String)
 
     /// Every label, so metrics can list each reason from zero (kept beside `label`).
-    public static let labels = ["bad_magic", "unsupported_version", "too_large", "bad_checksum", "unauthenticated", "malformed"]
+    public static let labels = ["bad_magic", "unsupported_version", "too_large", "bad_checksum", "unauthenticated", "replayed", "malformed"]
 
     /// The metric label of the error.
     public var label: String {
@@ -104,26 +106,96 @@ public enum FrameError: Error, Sendable, Equatable {
         case .tooLarge: "too_large"
         case .badChecksum: "bad_checksum"
         case .unauthenticated: "unauthenticated"
+        case .replayed: "replayed"
         case .malformed: "malformed"
         }
     }
 }
 
+/// Where a frame belongs on its connection, so a recorded frame cannot be played again.
+/// Each side of a connection picks a random nonce and sends it in its hello (sequence 0,
+/// `session` = its own nonce); every later frame carries the receiver's nonce as `session`
+/// and a sequence that grows by one per frame on the connection.
+public struct FrameSeal: Sendable, Equatable {
+    public var session: UInt64
+    public var sequence: UInt64
+
+    public init(session: UInt64, sequence: UInt64) {
+        self.session = session
+        self.sequence = sequence
+    }
+
+    /// A hello: names the sender and its nonce; carries nothing else.
+    public var isHello: Bool { sequence == 0 }
+}
+
+/// A frame encoded but not sealed yet: the expensive part (payload, its checksum and its
+/// signature so far) is done by the sender's thread; the connection adds its seal.
+public struct PreparedFrame: Sendable {
+    fileprivate var bytes: [UInt8]
+    fileprivate var crc: UInt32
+    fileprivate var signer: FrameAuthenticator.Signer
+
+    /// Bytes the sealed frame will take.
+    public var count: Int { bytes.count + FrameCodec.trailerBytes }
+
+    /// The frame's bytes with `seal`, checksummed and signed.
+    public func sealed(_ seal: FrameSeal) -> [UInt8] {
+        var trailer = ByteWriter(capacity: FrameCodec.trailerBytes)
+        trailer.write(littleEndian: seal.session)
+        trailer.write(littleEndian: seal.sequence)
+        trailer.write(littleEndian: CRC32C.checksum(trailer.bytes, continuing: crc))
+        var signer = signer
+        signer.update(trailer.bytes)
+        let tag = signer.finalize()
+        precondition(tag.count == FrameCodec.tagBytes, "a frame tag is \(FrameCodec.tagBytes) bytes")
+        var out = bytes
+        out.reserveCapacity(count)
+        out += trailer.bytes
+        out += tag
+        return out
+    }
+}
+
 /// The wire format of internal RPC frames:
 /// `"TMRF" | u8 version | u8 flags | u64 from | u64 to | u32 payload length | payload |
-/// u32 CRC32C(all before) | 32-byte tag` where the tag authenticates all before it with the
-/// cluster secret (see `FrameAuthenticator`). Integers are little-endian. The payload lists
-/// Raft messages, then coalesced heartbeats, then (only when there are any) multi-leader
-/// messages.
+/// u64 session | u64 sequence | u32 CRC32C(all before) | 32-byte tag` where the tag
+/// authenticates all before it with the cluster secret (see `FrameAuthenticator`) and the
+/// session and sequence are the frame's `FrameSeal`. Integers are little-endian. The payload
+/// lists Raft messages, then coalesced heartbeats, then (only when there are any)
+/// multi-leader messages.
 public enum FrameCodec {
-    public static let version: UInt8 = 1
+    public static let version: UInt8 = 2
     static let magic: [UInt8] = Array("TMRF".utf8)
     public static let headerBytes = 26
     public static let tagBytes = 32
-    static let trailerBytes = 4 + tagBytes
+    static let sealBytes = 16
+    static let trailerBytes = sealBytes + 4 + tagBytes
 
-    /// The frame's bytes; `sign` computes the 32-byte tag of the bytes before it.
-    public static func encode(_ frame: RaftFrame, sign: ([UInt8]) -> [UInt8]) -> [UInt8] {
+    /// The frame encoded for `authenticator`'s cluster, to be sealed by its connection.
+    public static func prepare(_ frame: RaftFrame, authenticator: FrameAuthenticator) -> PreparedFrame {
+        let bytes = unsealed(frame)
+        var signer = authenticator.signer()
+        signer.update(bytes)
+        return PreparedFrame(bytes: bytes, crc: CRC32C.checksum(bytes), signer: signer)
+    }
+
+    /// The frame's bytes with `seal`; `sign` computes the 32-byte tag of the bytes before it
+    /// (tests and tools: the transport seals prepared frames).
+    public static func encode(_ frame: RaftFrame, seal: FrameSeal = FrameSeal(session: 1, sequence: 1), sign: ([UInt8]) -> [UInt8]) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.write(bytes: unsealed(frame))
+        writer.write(littleEndian: seal.session)
+        writer.write(littleEndian: seal.sequence)
+        writer.write(littleEndian: CRC32C.checksum(writer.bytes))
+        let tag = sign(writer.bytes)
+        precondition(tag.count == tagBytes, "a frame tag is \(tagBytes) bytes")
+        writer.write(bytes: tag)
+        return writer.bytes
+    }
+
+    /// Header and payload.
+    private static func unsealed(_ frame: RaftFrame) -> [UInt8] {
         var payload = ByteWriter()
         payload.write(varint: UInt64(frame.messages.count))
         for item in frame.messages {
@@ -157,10 +229,6 @@ public enum FrameCodec {
         writer.write(littleEndian: frame.to)
         writer.write(littleEndian: UInt32(payload.count))
         writer.write(bytes: payload.bytes)
-        writer.write(littleEndian: CRC32C.checksum(writer.bytes))
-        let tag = sign(writer.bytes)
-        precondition(tag.count == tagBytes, "a frame tag is \(tagBytes) bytes")
-        writer.write(bytes: tag)
         return writer.bytes
     }
 
@@ -168,6 +236,13 @@ public enum FrameCodec {
     /// needed. Throws when the bytes cannot be a valid frame: the stream is then unusable.
     public static func decode(_ bytes: ArraySlice<UInt8>, frameBytesMax: Int,
                               verify: (_ signed: ArraySlice<UInt8>, _ tag: ArraySlice<UInt8>) -> Bool) throws(FrameError) -> (RaftFrame, Int)? {
+        try decodeSealed(bytes, frameBytesMax: frameBytesMax, verify: verify).map { ($0.frame, $0.used) }
+    }
+
+    /// `decode`, with the frame's seal (what a connection checks against replays).
+    public static func decodeSealed(_ bytes: ArraySlice<UInt8>, frameBytesMax: Int,
+                                    verify: (_ signed: ArraySlice<UInt8>, _ tag: ArraySlice<UInt8>) -> Bool) throws(FrameError)
+        -> (frame: RaftFrame, seal: FrameSeal, used: Int)? {
         let start = bytes.startIndex
         // Reject a wrong magic as soon as its bytes arrive, not after a length's worth.
         for (offset, byte) in bytes.prefix(magic.count).enumerated() where byte != magic[offset] { throw .badMagic }
@@ -179,18 +254,21 @@ public enum FrameCodec {
         let total = headerBytes + payloadBytes + trailerBytes
         guard total <= frameBytesMax else { throw .tooLarge(bytes: total, max: frameBytesMax) }
         guard bytes.count >= total else { return nil }
-        let checked = bytes[start..<(start + headerBytes + payloadBytes)]
-        let crcAt = start + headerBytes + payloadBytes
+        let sealAt = start + headerBytes + payloadBytes
+        let checked = bytes[start..<(sealAt + sealBytes)]
+        let crcAt = sealAt + sealBytes
         let storedCRC = UInt32(bytes[crcAt]) | UInt32(bytes[crcAt + 1]) << 8 | UInt32(bytes[crcAt + 2]) << 16 | UInt32(bytes[crcAt + 3]) << 24
         guard Array(checked).withUnsafeBytes({ CRC32C.checksum($0) }) == storedCRC else { throw .badChecksum }
         guard verify(bytes[start..<(crcAt + 4)], bytes[(crcAt + 4)..<(start + total)]) else { throw .unauthenticated }
         var header = ByteReader(Array(bytes[start..<(start + headerBytes)]), offset: 6)
-        let from: UInt64, to: UInt64
+        var trailer = ByteReader(Array(bytes[sealAt..<crcAt]))
+        let from: UInt64, to: UInt64, seal: FrameSeal
         do {
             from = try header.read(littleEndian: UInt64.self)
             to = try header.read(littleEndian: UInt64.self)
+            seal = FrameSeal(session: try trailer.read(littleEndian: UInt64.self), sequence: try trailer.read(littleEndian: UInt64.self))
         } catch { throw .malformed("\(error)") }
-        var reader = ByteReader(Array(bytes[(start + headerBytes)..<crcAt]))
+        var reader = ByteReader(Array(bytes[(start + headerBytes)..<sealAt]))
         do {
             var messages: [GroupMessage] = []
             for _ in 0..<(try reader.readCount(max: reader.remaining, what: "messages")) {
@@ -219,7 +297,9 @@ public enum FrameCodec {
                 }
                 guard reader.isAtEnd else { throw CorruptDataError("bytes after the multi-leader messages") }
             }
-            return (RaftFrame(from: from, to: to, messages: messages, heartbeats: heartbeats, replication: replication), total)
+            let frame = RaftFrame(from: from, to: to, messages: messages, heartbeats: heartbeats, replication: replication)
+            guard !seal.isHello || frame.isEmpty else { throw FrameError.malformed("a hello (sequence 0) carries messages") }
+            return (frame, seal, total)
         } catch let error as FrameError {
             throw error
         } catch {

@@ -30,7 +30,10 @@ public final class PeerMetrics: Sendable {
 /// per pair of nodes, carrying frames both ways (every group's messages of a round in one
 /// frame, heartbeats coalesced), versioned, checksummed and signed with the cluster secret.
 /// The node with the smaller ID dials (and redials every `redialMs` while the link is down);
-/// its first frame, a signed hello, tells the other side whose connection it is. A link
+/// its first frame, a signed hello, tells the other side whose connection it is. Each side
+/// of a connection sends a hello with a fresh random nonce, and every later frame carries
+/// the receiver's nonce and its place on the connection (`FrameSeal`), so a recorded frame
+/// played again (on this connection or another) is refused. A link
 /// that carried nothing for `pingMs` carries a hello again (the pair's one heartbeat, however
 /// many groups sleep); a link silent for `silenceMs` is cut and its peer reported down, so
 /// groups asleep under a leader that vanished wake up and elect another. Incoming
@@ -70,9 +73,11 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     /// When each link last carried a frame out, and one in.
     private var lastSentNs: [UInt64: UInt64] = [:]
     private var lastHeardNs: [UInt64: UInt64] = [:]
-    /// Frames waiting for the link to a peer, by peer (bounded by `backlogBytesMax`, and
-    /// dropped when no link came within a housekeeping period).
-    private var waiting: [UInt64: [[UInt8]]] = [:]
+    /// Frames waiting for the link to a peer and its hello, by peer (bounded by
+    /// `backlogBytesMax`, and dropped when no link came within a housekeeping period).
+    private var waiting: [UInt64: [PreparedFrame]] = [:]
+    /// Each open connection's nonces and sequences.
+    private var sessions: [ObjectIdentifier: Session] = [:]
     private var waitingBytes: [UInt64: Int] = [:]
     /// Accepted connections that have not said who they are yet, with when they came.
     private var unidentifiedSinceNs: [ObjectIdentifier: UInt64] = [:]
@@ -135,14 +140,24 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
 
     public func send(to node: UInt64, _ messages: [GroupMessage]) {
         guard !messages.isEmpty else { return }
-        let frame = FrameCodec.encode(RaftFrame(from: nodeID, to: node, messages: messages), sign: authenticator.sign)
+        let frame = FrameCodec.prepare(RaftFrame(from: nodeID, to: node, messages: messages), authenticator: authenticator)
         loop.execute { [self] in write(frame, to: node) }
     }
 
     public func send(to node: UInt64, _ messages: [ReplicationMessage]) {
         guard !messages.isEmpty else { return }
-        let frame = FrameCodec.encode(RaftFrame(from: nodeID, to: node, messages: [], replication: messages), sign: authenticator.sign)
+        let frame = FrameCodec.prepare(RaftFrame(from: nodeID, to: node, messages: [], replication: messages), authenticator: authenticator)
         loop.execute { [self] in write(frame, to: node) }
+    }
+
+    /// One connection's side of the replay check (loop thread only).
+    private final class Session {
+        /// What the other side must put in its frames to this node.
+        let ownNonce = UInt64.random(in: 1...UInt64.max)
+        /// What this node puts in its frames to the other side, once its hello said so.
+        var peerNonce: UInt64?
+        var lastSequenceIn: UInt64 = 0
+        var nextSequenceOut: UInt64 = 1
     }
 
     // MARK: - Loop thread
@@ -159,8 +174,8 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         for (peer, link) in links {
             if now - (lastHeardNs[peer] ?? now) >= silenceMs * 1_000_000 {
                 link.close()  // reports the peer down
-            } else if now - (lastSentNs[peer] ?? 0) >= pingMs * 1_000_000 {
-                link.write(hello(to: peer))
+            } else if now - (lastSentNs[peer] ?? 0) >= pingMs * 1_000_000, let session = sessions[ObjectIdentifier(link)] {
+                link.write(hello(to: peer, session: session))
                 lastSentNs[peer] = now
             }
         }
@@ -178,19 +193,30 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         for peer in peers.keys where dials(peer) && now - (lastDialNs[peer] ?? 0) >= redialMs * 1_000_000 { dial(peer) }
     }
 
-    /// An empty signed frame: names this node on a new link, and keeps an idle one alive.
-    private func hello(to peer: UInt64) -> [UInt8] {
-        FrameCodec.encode(RaftFrame(from: nodeID, to: peer, messages: []), sign: authenticator.sign)
+    /// An empty signed frame with this side's nonce: names this node on a new link, and
+    /// keeps an idle one alive.
+    private func hello(to peer: UInt64, session: Session) -> [UInt8] {
+        FrameCodec.prepare(RaftFrame(from: nodeID, to: peer, messages: []), authenticator: authenticator)
+            .sealed(FrameSeal(session: session.ownNonce, sequence: 0))
     }
 
-    private func write(_ frame: [UInt8], to node: UInt64) {
+    /// Seals `frame` for the link's next place and writes it; false when the link cannot
+    /// take it yet (no link, or no hello from the other side).
+    private func writeSealed(_ frame: PreparedFrame, on link: TCPStream) -> Bool {
+        guard link.isOpen, let session = sessions[ObjectIdentifier(link)], let peerNonce = session.peerNonce else { return false }
+        link.write(frame.sealed(FrameSeal(session: peerNonce, sequence: session.nextSequenceOut)))
+        session.nextSequenceOut += 1
+        return true
+    }
+
+    private func write(_ frame: PreparedFrame, to node: UInt64) {
         guard !stopped else { return }
-        if let link = links[node], link.isOpen {
+        if let link = links[node], link.isOpen, sessions[ObjectIdentifier(link)]?.peerNonce != nil {
             guard link.pendingWriteBytes < backlogBytesMax else {
                 metrics.framesDropped.add(1, ordering: .relaxed)
                 return
             }
-            link.write(frame)
+            _ = writeSealed(frame, on: link)
             lastSentNs[node] = monotonicNowNs()
             metrics.framesSent.add(1, ordering: .relaxed)
             return
@@ -199,7 +225,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             metrics.framesDropped.add(1, ordering: .relaxed)
             return
         }
-        // No link yet: the frame waits for it (a few, bounded); Raft resends the rest.
+        // No link (or no hello on it) yet: the frame waits for it (a few, bounded); Raft resends the rest.
         guard waitingBytes[node, default: 0] + frame.count <= backlogBytesMax else {
             metrics.framesDropped.add(1, ordering: .relaxed)
             return
@@ -220,24 +246,31 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             dialing.remove(node)
             guard let stream else { return }  // the redial timer tries again
             guard !stopped else { return stream.close() }
-            stream.write(hello(to: node))
+            let session = Session()
+            sessions[ObjectIdentifier(stream)] = session
+            stream.write(hello(to: node, session: session))
             metrics.connectionsDialed.add(1, ordering: .relaxed)
             read(stream, peer: node)
             adopt(stream, as: node)
         }
     }
 
-    /// Makes `stream` the link to `peer` (a peer that restarted replaces its old one) and
-    /// sends what waited for it.
+    /// Makes `stream` the link to `peer` (a peer that restarted replaces its old one).
     private func adopt(_ stream: TCPStream, as peer: UInt64) {
         if let old = links[peer], old !== stream { old.close() }
         links[peer] = stream
         let now = monotonicNowNs()
         lastHeardNs[peer] = now
         lastSentNs[peer] = now
+        sendWaiting(to: peer)
+    }
+
+    /// Sends what waited for the link to `peer`, once the other side's hello came.
+    private func sendWaiting(to peer: UInt64) {
+        guard let link = links[peer], sessions[ObjectIdentifier(link)]?.peerNonce != nil else { return }
         let queued = waiting.removeValue(forKey: peer) ?? []
         waitingBytes[peer] = nil
-        for frame in queued { stream.write(frame) }
+        for frame in queued { _ = writeSealed(frame, on: link) }
         metrics.framesSent.add(queued.count, ordering: .relaxed)
     }
 
@@ -249,6 +282,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         }
         incoming[ObjectIdentifier(stream)] = stream
         unidentifiedSinceNs[ObjectIdentifier(stream)] = monotonicNowNs()
+        sessions[ObjectIdentifier(stream)] = Session()
         read(stream, peer: nil)
     }
 
@@ -260,6 +294,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         var buffer: [UInt8] = []
         stream.onClose = { [unowned self] in
             incoming[key] = nil
+            sessions[key] = nil
             unidentifiedSinceNs[key] = nil
             bufferedBytes -= buffer.count
             buffer = []
@@ -285,20 +320,38 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             }
             do {
                 // Until it has said who it is, a connection may send nothing bigger than a hello.
-                while let (frame, used) = try FrameCodec.decode(buffer[consumed...], frameBytesMax: peer == nil ? Self.helloBytesMax : frameBytesMax,
-                                                                 verify: authenticator.verify) {
+                while let (frame, seal, used) = try FrameCodec.decodeSealed(buffer[consumed...],
+                                                                             frameBytesMax: peer == nil ? Self.helloBytesMax : frameBytesMax,
+                                                                             verify: authenticator.verify) {
                     consumed += used
                     // A frame must be for this node, from the node at the other end.
                     guard frame.to == nodeID, peers[frame.from] != nil, peer == nil || frame.from == peer else {
                         throw FrameError.malformed("frame from node \(frame.from) for node \(frame.to) reached node \(nodeID)")
                     }
-                    if peer == nil {
-                        guard !dials(frame.from) else {
-                            throw FrameError.malformed("node \(frame.from) dialed node \(nodeID), which dials it")
+                    guard let session = sessions[key] else { return }  // closed meanwhile
+                    if seal.isHello {
+                        // The first hello sets the other side's nonce; a ping repeats it, any other is a replay.
+                        if let known = session.peerNonce {
+                            guard known == seal.session else { throw FrameError.replayed }
+                        } else {
+                            session.peerNonce = seal.session
+                            if peer == nil {
+                                guard !dials(frame.from) else {
+                                    throw FrameError.malformed("node \(frame.from) dialed node \(nodeID), which dials it")
+                                }
+                                peer = frame.from
+                                unidentifiedSinceNs[key] = nil
+                                stream.write(hello(to: frame.from, session: session))
+                                adopt(stream, as: frame.from)
+                            } else {
+                                sendWaiting(to: frame.from)
+                            }
                         }
-                        peer = frame.from
-                        unidentifiedSinceNs[key] = nil
-                        adopt(stream, as: frame.from)
+                    } else {
+                        guard peer != nil, seal.session == session.ownNonce, seal.sequence > session.lastSequenceIn else {
+                            throw FrameError.replayed
+                        }
+                        session.lastSequenceIn = seal.sequence
                     }
                     lastHeardNs[frame.from] = monotonicNowNs()
                     guard !frame.isEmpty else { continue }  // a hello or a ping
