@@ -129,34 +129,6 @@ public struct FrameSeal: Sendable, Equatable {
     public var isHello: Bool { sequence == 0 }
 }
 
-/// A frame encoded but not sealed yet: the expensive part (payload, its checksum and its
-/// signature so far) is done by the sender's thread; the connection adds its seal.
-public struct PreparedFrame: Sendable {
-    fileprivate var bytes: [UInt8]
-    fileprivate var crc: UInt32
-    fileprivate var signer: FrameAuthenticator.Signer
-
-    /// Bytes the sealed frame will take.
-    public var count: Int { bytes.count + FrameCodec.trailerBytes }
-
-    /// The frame's bytes with `seal`, checksummed and signed.
-    public func sealed(_ seal: FrameSeal) -> [UInt8] {
-        var trailer = ByteWriter(capacity: FrameCodec.trailerBytes)
-        trailer.write(littleEndian: seal.session)
-        trailer.write(littleEndian: seal.sequence)
-        trailer.write(littleEndian: CRC32C.checksum(trailer.bytes, continuing: crc))
-        var signer = signer
-        signer.update(trailer.bytes)
-        let tag = signer.finalize()
-        precondition(tag.count == FrameCodec.tagBytes, "a frame tag is \(FrameCodec.tagBytes) bytes")
-        var out = bytes
-        out.reserveCapacity(count)
-        out += trailer.bytes
-        out += tag
-        return out
-    }
-}
-
 /// The wire format of internal RPC frames:
 /// `"TMRF" | u8 version | u8 flags | u64 from | u64 to | u32 payload length | payload |
 /// u64 session | u64 sequence | u32 CRC32C(all before) | 32-byte tag` where the tag
@@ -170,15 +142,7 @@ public enum FrameCodec {
     public static let headerBytes = 26
     public static let tagBytes = 32
     static let sealBytes = 16
-    static let trailerBytes = sealBytes + 4 + tagBytes
-
-    /// The frame encoded for `authenticator`'s cluster, to be sealed by its connection.
-    public static func prepare(_ frame: RaftFrame, authenticator: FrameAuthenticator) -> PreparedFrame {
-        let bytes = unsealed(frame)
-        var signer = authenticator.signer()
-        signer.update(bytes)
-        return PreparedFrame(bytes: bytes, crc: CRC32C.checksum(bytes), signer: signer)
-    }
+    public static let trailerBytes = sealBytes + 4 + tagBytes
 
     /// The frame's bytes with `seal`; `sign` computes the 32-byte tag of the bytes before it
     /// (tests and tools: the transport seals prepared frames).
@@ -195,7 +159,7 @@ public enum FrameCodec {
     }
 
     /// Header and payload.
-    private static func unsealed(_ frame: RaftFrame) -> [UInt8] {
+    static func unsealed(_ frame: RaftFrame) -> [UInt8] {
         var payload = ByteWriter()
         payload.write(varint: UInt64(frame.messages.count))
         for item in frame.messages {
