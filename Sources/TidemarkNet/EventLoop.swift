@@ -35,6 +35,10 @@ public final class EventLoop: @unchecked Sendable {
     private let loopThread = Atomic<UInt>(0)  // pthread_t of the running loop, 0 before run()
 
     public init() throws(UVError) {
+        // A write to a socket its peer closed must fail with EPIPE (the stream closes), not
+        // kill the process with SIGPIPE: a client or peer that hangs up is not a crash.
+        // libuv leaves the signal alone; ignoring it is process-wide and idempotent.
+        signal(SIGPIPE, SIG_IGN)
         loop = .allocate(capacity: 1)
         wakeup = .allocate(capacity: 1)
         // On failure deinit frees both allocations (every stored property is set by then).

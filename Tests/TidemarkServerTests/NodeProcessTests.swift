@@ -39,7 +39,43 @@ private func writeConfig(_ yaml: String) throws -> String {
     return path
 }
 
+/// Connects to 127.0.0.1:`port`, sends `request`, and resets the connection at once
+/// (SO_LINGER 0), before the answer can be read. False when it could not connect.
+private func sendAndReset(port: Int, _ request: String) -> Bool {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { return false }
+    defer { close(descriptor) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    let connected = withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+    guard connected else { return false }
+    var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+    setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+    let bytes = Array(request.utf8)
+    return send(descriptor, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count
+}
+
 @Suite(.serialized) struct NodeProcessTests {
+    /// Clients that hang up (a reset) before their answer is written: the node's write fails
+    /// on a dead socket, which must close that connection, not end the process (SIGPIPE).
+    @Test func clientsThatHangUpBeforeTheirAnswerDoNotStopTheNode() throws {
+        let config = try writeConfig("""
+            data_dir: \(try temporaryDirectory("data"))
+            http: {listen: 127.0.0.1:0}
+            """)
+        let node = try NodeProcess(arguments: ["--config", config])
+        let request = "GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
+        // Pipelined: the answers queue several writes on a socket already reset.
+        for _ in 0..<200 { #expect(sendAndReset(port: node.port, String(repeating: request, count: 8)), "the node stopped taking connections") }
+        #expect(node.process.isRunning)
+        #expect(try TestHTTPClient(port: node.port).request("GET", "/ping").status == 200)
+        #expect(try node.stop() == 0)
+    }
+
     @Test func nodeServesPingMetricsAndStagesThenStopsCleanlyOnSIGTERM() throws {
         let dataDir = try temporaryDirectory("data")
         let config = try writeConfig("""

@@ -10,8 +10,11 @@ public struct PreparedFrame: Sendable {
     /// Bytes the sealed frame will take.
     public var count: Int { bytes.count + FrameCodec.trailerBytes }
 
-    /// The frame's bytes with `seal`, checksummed and signed.
-    public func sealed(_ seal: FrameSeal) -> [UInt8] {
+    /// The frame's header and payload, as prepared (written as it is: no copy on the loop).
+    public var body: [UInt8] { bytes }
+
+    /// What follows `body` on the wire for `seal`: the seal, the checksum and the tag.
+    public func trailer(for seal: FrameSeal) -> [UInt8] {
         var trailer = ByteWriter(capacity: FrameCodec.trailerBytes)
         trailer.write(littleEndian: seal.session)
         trailer.write(littleEndian: seal.sequence)
@@ -20,12 +23,12 @@ public struct PreparedFrame: Sendable {
         signer.update(trailer.bytes)
         let tag = signer.finalize()
         precondition(tag.count == FrameCodec.tagBytes, "a frame tag is \(FrameCodec.tagBytes) bytes")
-        var out = bytes
-        out.reserveCapacity(count)
-        out += trailer.bytes
-        out += tag
-        return out
+        trailer.write(bytes: tag)
+        return trailer.bytes
     }
+
+    /// The whole frame with `seal`, checksummed and signed.
+    public func sealed(_ seal: FrameSeal) -> [UInt8] { bytes + trailer(for: seal) }
 }
 
 extension FrameCodec {

@@ -204,7 +204,9 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     /// take it yet (no link, or no hello from the other side).
     private func writeSealed(_ frame: PreparedFrame, on link: TCPStream) -> Bool {
         guard link.isOpen, let session = sessions[ObjectIdentifier(link)], let peerNonce = session.peerNonce else { return false }
-        link.write(frame.sealed(FrameSeal(session: peerNonce, sequence: session.nextSequenceOut)))
+        // Two writes: the body goes as prepared, not copied on the loop to append the trailer.
+        link.write(frame.body)
+        link.write(frame.trailer(for: FrameSeal(session: peerNonce, sequence: session.nextSequenceOut)))
         session.nextSequenceOut += 1
         return true
     }
