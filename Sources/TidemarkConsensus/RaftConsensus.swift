@@ -355,13 +355,16 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private func compactReleasedLocked() throws(ConsensusError) {
         let pending = released.withLock { $0 }
         for (group, durable) in pending.sorted(by: { $0.key.description < $1.key.description }) where groups[group] != nil {
-            try withGroup(group) { state throws(ConsensusError) in
+            let compacted = try withGroup(group) { state throws(ConsensusError) -> UInt64 in
                 let index = state.core.compactionIndex(durable: durable, catchUpBytesMax: settings.catchUpBytesMax)
-                guard index > state.core.compactedIndex, let term = state.core.term(at: index) else { return }
+                guard index > state.core.compactedIndex, let term = state.core.term(at: index) else { return state.core.compactedIndex }
                 let snapshot = RaftSnapshot(index: index, term: term, membership: state.core.membership, data: [])
                 do { try disk.compact(group, snapshot: snapshot) } catch { throw .io("\(group): compacting the log failed: \(error)") }
                 state.core.compact(snapshot)
+                return index
             }
+            // Done with this release; one kept for a lagging follower is looked at again next tick.
+            if compacted >= durable { released.withLock { if $0[group] == durable { $0[group] = nil } } }
         }
     }
 
