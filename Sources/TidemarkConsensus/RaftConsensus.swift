@@ -119,6 +119,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private var toApply: [ApplyBatch] = []
     // The apply side:
     private let applyOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
+    private let imageOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
     private let applyQueue = Mutex<[ApplyBatch]>([])
     private let applyScheduled = Atomic<Bool>(false)
     private let applySide = Mutex(ApplyState())
@@ -138,16 +139,20 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private var imagesToSend: [(machine: StateMachine, message: GroupMessage)] = []
 
     /// `applyOn` runs the apply side's work (by default at once, on the calling thread) and
-    /// says whether it took it (a stage that is not running yet does not).
+    /// says whether it took it (a stage that is not running yet does not); `imageOn` makes
+    /// and sends snapshot images (the node's handoff stage: a region's image flushes and
+    /// reads every segment, which must not hold up rounds and their heartbeats).
     public init(nodeID: UInt64, disk: RaftDisk, transport: RaftTransport, settings: Settings = Settings(),
                 logger: Logger = Logger(label: "tidemark.raft"),
-                applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true }) throws {
+                applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true },
+                imageOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true }) throws {
         self.nodeID = nodeID
         self.disk = disk
         self.transport = transport
         self.settings = settings
         self.logger = logger
         self.applyOn = applyOn
+        self.imageOn = imageOn
         recovered = try disk.recover()
     }
 
@@ -467,7 +472,12 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         if !batches.isEmpty { applyQueue.withLock { $0 += batches } }
         lock.unlock()
         for completion in completions { completion() }
-        for (machine, message) in images { sendImage(message, of: machine) }
+        for (machine, message) in images {
+            // Refused (the stage is full or stopping): the leader probes and asks again later.
+            if !imageOn({ [self] in sendImage(message, of: machine) }) {
+                logger.warning("no room to make a snapshot image now", metadata: ["group": "\(message.group)", "to": "\(message.message.to)"])
+            }
+        }
         // Also when nothing new came: an earlier run may not have been taken.
         if !batches.isEmpty || !applyQueue.withLock({ $0.isEmpty }) { scheduleApply() }
         if let failure { throw failure }

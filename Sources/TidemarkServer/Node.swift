@@ -59,7 +59,8 @@ public final class Node: @unchecked Sendable {
             let cluster = try ClusterWiring(config: config, nodeID: nodeID, secret: secret, loop: loop,
                                             submitRound: { _ = stagesBox.offerAppend(.consensus($0)) },
                                             submitMessages: { _ = stagesBox.offerAppend(.raftMessages($0)) },
-                                            submitApply: { stagesBox.offer($0, to: .apply) == .accepted }, logger: logger)
+                                            submitApply: { stagesBox.offer($0, to: .apply) == .accepted },
+                                            submitHandoff: { stagesBox.offer($0, to: .handoff) == .accepted }, logger: logger)
             self.cluster = cluster
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
                                           consensus: cluster.consensus, peers: cluster.peers)

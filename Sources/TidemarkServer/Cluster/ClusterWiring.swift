@@ -30,10 +30,12 @@ final class ClusterWiring: Sendable {
 
     /// `submitRound` hands work to the stage that runs rounds, `submitMessages` hands it Raft
     /// messages from peers (it merges a batch of them into one round, one fsync),
-    /// `submitApply` hands work to the stage that applies.
+    /// `submitApply` hands work to the stage that applies, `submitHandoff` to the stage that
+    /// makes snapshot images for followers behind the compacted log.
     init(config: NodeConfig, nodeID: UInt64, secret: String, loop: EventLoop, submitRound: @escaping @Sendable (StageTask) -> Void,
          submitMessages: @escaping @Sendable ([GroupMessage]) -> Void,
-         submitApply: @escaping @Sendable (StageTask) -> Bool, logger: Logger) throws {
+         submitApply: @escaping @Sendable (StageTask) -> Bool, submitHandoff: @escaping @Sendable (StageTask) -> Bool,
+         logger: Logger) throws {
         self.submitRound = submitRound
         tickMs = config.raftTickMs
         peers = config.metaPeers.enumerated().map { Peer(id: UInt64($0.offset + 1), address: "\($0.element)") }
@@ -62,7 +64,8 @@ final class ClusterWiring: Sendable {
             settings.applyBacklogBytesMax = config.raftApplyBacklogBytesMax
             settings.seed = nodeID &* 0x9E37_79B9
             let raft = try RaftConsensus(nodeID: nodeID, disk: try RaftDisk(directory: config.dataDir + "/raft"), transport: transport,
-                                         settings: settings, logger: logger, applyOn: { work in submitApply(StageTask(work)) })
+                                         settings: settings, logger: logger, applyOn: { work in submitApply(StageTask(work)) },
+                                         imageOn: { work in submitHandoff(StageTask(work)) })
             box.raft = raft
             self.raft = raft
             multiLeader = nil

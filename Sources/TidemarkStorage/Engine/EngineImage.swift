@@ -129,6 +129,9 @@ extension StorageEngine {
                 var records = state.withLock { schema.databases }.map { SchemaRecord.deleteDatabase($0) }
                 records += image.databases.map { SchemaRecord.createDatabase($0) } + image.series.map { SchemaRecord.createSeries($0) }
                 if !records.isEmpty { _ = try schemaLog.append(records.map { $0.encoded() }) }
+                // Readers wait for the swap as a whole (it reopens the segments under `state`,
+                // the one place that reads files under it): an install is rare, a half-swapped
+                // region must never be read.
                 try state.withLock {
                     for database in schema.databases { try? schema.deleteDatabase(database) }
                     for database in image.databases { try? schema.createDatabase(database) }
