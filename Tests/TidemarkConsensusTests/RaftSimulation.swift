@@ -87,7 +87,8 @@ final class RaftSimulation {
     private var leaderOfTerm: [UInt64: UInt64] = [:]
     /// Readies one replica may produce in a row before the simulator calls it a livelock.
     static let readyPassesMax = 10_000
-    private(set) var stats = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, membershipChanges: 0, quiescedRounds: 0)
+    private(set) var stats = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, membershipChanges: 0, quiescedRounds: 0,
+                              applyHolds: 0)
     /// Idle groups sleep (`RaftConfig.quiesce`); the hosts' failure detector wakes them.
     let quiesce: Bool
 
@@ -165,6 +166,7 @@ final class RaftSimulation {
     /// failure detectors tell them) and make progress again.
     func heal(roundsMax: Int) throws {
         for id in ids where replicas[id]!.joined && replicas[id]!.core == nil { start(id) }
+        for id in ids { replicas[id]!.core?.holdsCommitted = false }
         network.calm()
         clientsWrite = false
         try awaitProgress(roundsMax: roundsMax)
@@ -390,6 +392,12 @@ final class RaftSimulation {
         case 74..<80:  // a failure detector's false alarm: a live peer reported down
             let id = ids[random.below(ids.count)]
             replicas[id]!.core?.peerDown(ids[random.below(ids.count)])
+        case 80..<90:  // a replica's apply side falls behind (committed entries wait in its log), or catches up
+            let id = ids[random.below(ids.count)]
+            if let held = replicas[id]!.core?.holdsCommitted {
+                replicas[id]!.core!.holdsCommitted = !held
+                if !held { stats.applyHolds += 1 }
+            }
         default:
             break
         }

@@ -391,6 +391,12 @@ public struct RaftCore: Sendable {
 
     private var isPromotable: Bool { membership.voters.contains(id) && log.pendingSnapshot == nil }
 
+    private var hasUnappliedConfChange: Bool {
+        let from = max(log.applied, log.snapshotIndex) + 1
+        guard from <= log.committed else { return false }
+        return log.slice(from: from, through: log.committed, bytesMax: .max).contains { $0.kind == .confChange }
+    }
+
     private mutating func resetTimers() {
         electionElapsed = 0
         heartbeatElapsed = 0
@@ -419,6 +425,13 @@ public struct RaftCore: Sendable {
     }
 
     private mutating func startElection(transfer: Bool) {
+        // etcd's rule: a replica that has not applied a committed membership change (its host
+        // holds committed entries back) does not campaign, since it would count votes by the
+        // configuration before it.
+        guard !hasUnappliedConfChange else {
+            electionElapsed = 0
+            return
+        }
         if config.preVote && !transfer {
             role = .preCandidate
             leader = 0
