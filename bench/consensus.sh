@@ -50,7 +50,7 @@ for mode in ${MODES:-standalone raft multi_leader}; do
   [ -n "$target" ] || { echo "$mode: no node took writes" >&2; exit 1; }
   for batch in 1 1000; do
     run=$((run + 1))
-    out=$(wrk -t2 -c"$conns" -d"${seconds}s" --latency -s bench/consensus-put.lua "http://127.0.0.1:$target/write?db=cbench&precision=ns" -- "$run" "$batch")
+    out=$(wrk -t$((conns < 2 ? 1 : 2)) -c"$conns" -d"${seconds}s" --latency -s bench/consensus-put.lua "http://127.0.0.1:$target/write?db=cbench&precision=ns" -- "$run" "$batch")
     rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
     p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
