@@ -10,11 +10,14 @@ private final class LoopbackNetwork: Sendable {
     let queue = Mutex<[(to: UInt64, messages: [GroupMessage])]>([])
     let nodes = Mutex<[UInt64: RaftConsensus]>([:])
     let down = Mutex<Set<UInt64>>([])
+    /// Nodes whose snapshot messages are lost on the way (everything else reaches them).
+    let losesSnapshots = Mutex<Set<UInt64>>([])
 
     func pump() -> Bool {
         let batch = queue.withLock { queue in defer { queue = [] }; return queue }
         for (to, messages) in batch where !down.withLock({ $0.contains(to) }) {
-            nodes.withLock { $0[to] }?.receive(messages)
+            let lost = losesSnapshots.withLock { $0.contains(to) }
+            nodes.withLock { $0[to] }?.receive(lost ? messages.filter { $0.message.kind != .snapshot } : messages)
         }
         return !batch.isEmpty
     }
@@ -236,6 +239,31 @@ private final class Cluster {
         #expect(cluster.machines[behind]!.values.withLock { $0.count } == 6)
         // Within the bound it caught up from the log; past it, from the one image.
         #expect(cluster.machines[behind]!.restores.withLock { $0 } == (pastTheCatchUpBound ? 1 : 0))
+    }
+
+    /// A snapshot lost on the way is sent again, but not at every heartbeat answer: each
+    /// resend is a whole image, and a follower installing one answers heartbeats meanwhile.
+    @Test func aLostSnapshotIsSentAgainOnlyAfterAWhile() throws {
+        var settings = RaftConsensus.Settings()
+        settings.catchUpBytesMax = 0
+        let cluster = try Cluster(settings: settings, imagesOnSend: true)
+        let leader = try cluster.waitForLeader()
+        let behind = [1, 2, 3].map(UInt64.init).first { $0 != leader }!
+        cluster.network.down.withLock { _ = $0.insert(behind) }
+        var last: UInt64 = 0
+        for number in 1...6 { last = try #require(try cluster.write("k\(number)=value-\(number)", at: leader)?.get()) }
+        try cluster.machines[leader]!.retention.withLock { $0 }!.release(through: last)
+        cluster.run(rounds: 1)
+        cluster.network.losesSnapshots.withLock { _ = $0.insert(behind) }
+        cluster.network.down.withLock { _ = $0.remove(behind) }
+        cluster.run(rounds: 15)
+        #expect(cluster.node(leader).counters.snapshotsSent == 1, "resent before the retry bound")
+        cluster.run(rounds: 10)
+        #expect(cluster.node(leader).counters.snapshotsSent == 2, "never resent")
+        cluster.network.losesSnapshots.withLock { $0 = [] }
+        cluster.run(rounds: 30)
+        #expect(cluster.machines[behind]!.values.withLock { $0.count } == 6)
+        #expect(cluster.machines[behind]!.restores.withLock { $0 } == 1)
     }
 }
 

@@ -38,7 +38,11 @@ extension RaftCore {
         case .heartbeatResponse:
             peer.probeSent = false
             switch peer.state {
-            case .snapshot: peer.becomeProbe()  // the snapshot may be lost: probe again
+            case .snapshot:
+                // The snapshot may be lost: probe again, but only after a while. A follower
+                // answers heartbeats while it installs, and every resend is a whole image.
+                peer.heartbeatsSinceSnapshot += 1
+                if peer.heartbeatsSinceSnapshot >= config.snapshotRetryHeartbeats { peer.becomeProbe() }
             case .replicate where peer.inflight.count >= config.inflightMax:
                 peer.inflight.removeFirst()  // appends may be lost: let one more out, a gap makes the follower say so
             default: break

@@ -16,6 +16,8 @@ struct RaftProgress: Sendable {
     var probeSent = false
     /// Replicate: last indexes of the appends in flight, oldest first.
     var inflight: [UInt64] = []
+    /// Snapshot: heartbeat answers since it was sent (it may be lost, or still installing).
+    var heartbeatsSinceSnapshot = 0
     /// Heard from since the last quorum check (CheckQuorum).
     var recentActive = false
     var isLearner: Bool
@@ -82,6 +84,7 @@ struct RaftProgress: Sendable {
 
     mutating func becomeSnapshot(_ index: UInt64) {
         state = .snapshot(index: index)
+        heartbeatsSinceSnapshot = 0
         probeSent = false
         inflight = []
     }

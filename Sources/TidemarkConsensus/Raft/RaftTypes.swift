@@ -181,6 +181,9 @@ public struct RaftConfig: Sendable {
     public var inflightMax = 256
     /// Entry bytes in one append message.
     public var messageBytesMax = 1 << 20
+    /// Heartbeat answers from a follower a snapshot was sent to before the leader takes it
+    /// as lost and sends it again (a resend carries the whole state-machine image).
+    public var snapshotRetryHeartbeats = 20
     /// Bytes of proposals not yet committed; past it proposals are refused.
     public var uncommittedBytesMax = 64 << 20
     public var preVote = true
