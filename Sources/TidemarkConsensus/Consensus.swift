@@ -79,14 +79,15 @@ public protocol StateMachine: AnyObject, Sendable {
     /// What a replica that fell behind the log is sent to `restore` the snapshot `snapshot`
     /// names: its data, unless the state machine keeps its snapshots small in the log and
     /// makes the image only when one is sent (a region: its segment files hold the state).
-    func image(for snapshot: StateSnapshot) throws -> [UInt8]
+    /// Throws, having read no more than it must, when the image would pass `bytesMax`.
+    func image(for snapshot: StateSnapshot, bytesMax: Int) throws -> [UInt8]
     /// Called once the group's log has been replayed: from then on the state machine tells
     /// the log what it may drop.
     func attach(logRetention: LogRetention)
 }
 
 extension StateMachine {
-    public func image(for snapshot: StateSnapshot) throws -> [UInt8] { snapshot.data }
+    public func image(for snapshot: StateSnapshot, bytesMax: Int) throws -> [UInt8] { snapshot.data }
 }
 
 /// Why a consensus operation failed.

@@ -537,7 +537,8 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         let snapshot = message.message.snapshot!
         var full = message
         do {
-            full.message.snapshot!.data = try machine.image(for: StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data))
+            full.message.snapshot!.data = try machine.image(for: StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data),
+                                                            bytesMax: settings.snapshotBytesMax)
         } catch {
             logger.error("making a snapshot image failed", metadata: ["group": "\(message.group)", "to": "\(message.message.to)", "reason": "\(error)"])
             return

@@ -23,12 +23,12 @@ final class RegionStateMachine: StateMachine, Sendable {
     }
 
     /// Every segment, the schema and the tombstones, covering at least the snapshot.
-    func image(for snapshot: StateSnapshot) throws -> [UInt8] {
+    func image(for snapshot: StateSnapshot, bytesMax: Int) throws -> [UInt8] {
         let applied = lastApplied.load(ordering: .acquiring)
         guard applied >= snapshot.index else {
             throw ConsensusError.refused("region image for index \(snapshot.index) asked before it was applied (\(applied))")
         }
-        return try engine.exportImage(coveringThrough: applied)
+        return try engine.exportImage(coveringThrough: applied, bytesMax: bytesMax)
     }
 
     /// A snapshot with an image (from the leader) replaces the region, unless an image at

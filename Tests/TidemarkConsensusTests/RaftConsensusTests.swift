@@ -59,7 +59,7 @@ private final class Registers: StateMachine, Sendable {
         StateSnapshot(index: applied.withLock { $0 }, term: 0, data: imagesOnSend ? [] : text)
     }
 
-    func image(for snapshot: StateSnapshot) throws -> [UInt8] { imagesOnSend ? text : snapshot.data }
+    func image(for snapshot: StateSnapshot, bytesMax: Int) throws -> [UInt8] { imagesOnSend ? text : snapshot.data }
 
     func restore(_ snapshot: StateSnapshot) throws {
         guard !snapshot.data.isEmpty || !imagesOnSend else { return }  // its own compaction: nothing to load

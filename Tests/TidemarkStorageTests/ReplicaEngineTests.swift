@@ -41,6 +41,8 @@ import TidemarkTestSupport
         try source.write(points("root.sg.d1.s", [(20, 20.5)]))  // after the delete: stays
         let expected = try contents(source)
         #expect(expected["root.sg.d1.s"]?.count == 11 && expected["root.other.d3.s"]?.count == 100)
+        // Segments past the bound are refused before they are read.
+        #expect(throws: EngineError.self) { try source.exportImage(coveringThrough: 42, bytesMax: 100) }
         let image = try source.exportImage(coveringThrough: 42)
 
         // A replica with state of its own, some flushed and some not: none of it survives.

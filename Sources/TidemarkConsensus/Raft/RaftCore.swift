@@ -249,8 +249,7 @@ public struct RaftCore: Sendable {
         guard role == .leader, target > log.snapshotIndex,
               let slowest = progress.values.map(\.match).min(), slowest < target else { return target }
         let keptFrom = max(slowest, log.snapshotIndex)
-        let keptBytes = log.slice(from: keptFrom + 1, through: target, bytesMax: .max).reduce(0) { $0 + $1.sizeBytes }
-        return keptBytes <= catchUpBytesMax ? keptFrom : target
+        return log.bytes(from: keptFrom + 1, through: target) <= catchUpBytesMax ? keptFrom : target
     }
 
     public mutating func step(_ message: RaftMessage) {
@@ -391,11 +390,7 @@ public struct RaftCore: Sendable {
 
     private var isPromotable: Bool { membership.voters.contains(id) && log.pendingSnapshot == nil }
 
-    private var hasUnappliedConfChange: Bool {
-        let from = max(log.applied, log.snapshotIndex) + 1
-        guard from <= log.committed else { return false }
-        return log.slice(from: from, through: log.committed, bytesMax: .max).contains { $0.kind == .confChange }
-    }
+    private var hasUnappliedConfChange: Bool { log.containsConfChange(from: log.applied + 1, through: log.committed) }
 
     private mutating func resetTimers() {
         electionElapsed = 0

@@ -62,7 +62,7 @@ extension RaftCore {
         guard candidate > log.committed, log.term(at: candidate) == term else { return false }
         let before = log.committed
         log.commit(to: candidate)
-        let released = log.slice(from: before + 1, through: candidate, bytesMax: .max).reduce(0) { $0 + $1.sizeBytes }
+        let released = log.bytes(from: before + 1, through: candidate)
         uncommittedBytes = max(0, uncommittedBytes - released)
         return true
     }

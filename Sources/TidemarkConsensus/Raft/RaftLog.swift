@@ -63,6 +63,21 @@ struct RaftLog: Sendable {
         return out
     }
 
+    /// The entries in `from…through` still in the log, in place (no copy).
+    private func held(from: UInt64, through: UInt64) -> ArraySlice<RaftEntry> {
+        let low = max(from, snapshotIndex + 1), high = min(through, lastIndex)
+        guard low <= high else { return [] }
+        return entries[Int(low - snapshotIndex - 1)...Int(high - snapshotIndex - 1)]
+    }
+
+    /// Bytes (`sizeBytes`) of the entries in `from…through`.
+    func bytes(from: UInt64, through: UInt64) -> Int { held(from: from, through: through).reduce(0) { $0 + $1.sizeBytes } }
+
+    /// Whether an entry in `from…through` is a membership change.
+    func containsConfChange(from: UInt64, through: UInt64) -> Bool {
+        held(from: from, through: through).contains { $0.kind == .confChange }
+    }
+
     /// Appends a new leader-made entry.
     mutating func append(_ entry: RaftEntry) {
         precondition(entry.index == lastIndex + 1, "entries are appended in order")

@@ -213,12 +213,11 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
 
     private func write(_ frame: PreparedFrame, to node: UInt64) {
         guard !stopped else { return }
-        if let link = links[node], link.isOpen, sessions[ObjectIdentifier(link)]?.peerNonce != nil {
-            guard link.pendingWriteBytes < backlogBytesMax else {
-                metrics.framesDropped.add(1, ordering: .relaxed)
-                return
-            }
-            _ = writeSealed(frame, on: link)
+        if let link = links[node], link.isOpen, link.pendingWriteBytes >= backlogBytesMax {
+            metrics.framesDropped.add(1, ordering: .relaxed)
+            return
+        }
+        if let link = links[node], writeSealed(frame, on: link) {
             lastSentNs[node] = monotonicNowNs()
             metrics.framesSent.add(1, ordering: .relaxed)
             return

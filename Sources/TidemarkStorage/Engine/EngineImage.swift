@@ -86,12 +86,17 @@ extension StorageEngine {
 
     /// Everything applied so far, as an image for another replica, stamped as covering the
     /// log through `index` (what the caller has applied). Flushes first, so the segments
-    /// hold it all; compaction waits meanwhile, so no file goes while it is read.
-    public func exportImage(coveringThrough index: UInt64) throws -> [UInt8] {
+    /// hold it all; compaction waits meanwhile, so no file goes while it is read. Segments
+    /// over `bytesMax` together are refused before any is read.
+    public func exportImage(coveringThrough index: UInt64, bytesMax: Int = .max) throws -> [UInt8] {
         try flush()
         return try maintenanceLock.withLock {
             let everything = try PathPattern(parsing: "root.**")
             let (databases, series, handles) = state.withLock { (schema.databases, schema.series(matching: everything), segments) }
+            let segmentBytes = handles.reduce(0) { $0 + $1.reader.fileBytes }
+            guard segmentBytes <= bytesMax else {
+                throw EngineError.tooLarge("the region's \(handles.count) segments take \(segmentBytes) bytes, more than the \(bytesMax) an image may carry")
+            }
             let tombstoneFile = try FileIO.readFile(tombstonePath) ?? []
             var files: [(name: String, bytes: [UInt8])] = []
             for handle in handles {
