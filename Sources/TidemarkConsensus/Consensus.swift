@@ -81,6 +81,10 @@ public protocol StateMachine: AnyObject, Sendable {
     /// makes the image only when one is sent (a region: its segment files hold the state).
     /// Throws, having read no more than it must, when the image would pass `bytesMax`.
     func image(for snapshot: StateSnapshot, bytesMax: Int) throws -> [UInt8]
+    /// Whether `restore` makes what an image installs durable by itself (a region writes its
+    /// segment files): the group's log then drops the image once it is installed, instead of
+    /// holding it in memory and rewriting it into every checkpoint.
+    var keepsInstalledImages: Bool { get }
     /// Called once the group's log has been replayed: from then on the state machine tells
     /// the log what it may drop.
     func attach(logRetention: LogRetention)
@@ -88,6 +92,7 @@ public protocol StateMachine: AnyObject, Sendable {
 
 extension StateMachine {
     public func image(for snapshot: StateSnapshot, bytesMax: Int) throws -> [UInt8] { snapshot.data }
+    public var keepsInstalledImages: Bool { false }
 }
 
 /// Why a consensus operation failed.

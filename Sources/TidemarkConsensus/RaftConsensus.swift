@@ -610,6 +610,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             }
             applied = max(applied, snapshot.index)
             snapshotsInstalled.add(1, ordering: .relaxed)
+            if !snapshot.data.isEmpty && batch.machine.keepsInstalledImages { dropInstalledImage(of: id, snapshot) }
         }
         defer { applyBacklogBytes.subtract(batch.entries.reduce(0) { $0 + $1.data.count }, ordering: .relaxed) }
         for entry in batch.entries {
@@ -639,6 +640,20 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             return ready
         }
         for read in answered { completions.append { read.completion(.success(applied)) } }
+    }
+
+    /// The state machine holds the image it installed durably: the log keeps the snapshot
+    /// without it (a record of a few bytes in every checkpoint, not the whole region), and
+    /// the core forgets it. Failing, the image just stays in the log.
+    private func dropInstalledImage(of id: GroupID, _ snapshot: RaftSnapshot) {
+        lock.withLock {
+            guard !closed, groups[id] != nil, groups[id]!.core.dropSnapshotImage(at: snapshot.index) else { return }
+            var bare = snapshot
+            bare.data = []
+            do { try disk.compact(id, snapshot: bare) } catch {
+                logger.warning("could not drop an installed image from the raft log", metadata: ["group": "\(id)", "reason": "\(error)"])
+            }
+        }
     }
 
     private func changeMembership(_ group: GroupID, _ change: RaftConfChange) throws {

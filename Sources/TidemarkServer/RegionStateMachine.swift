@@ -31,6 +31,10 @@ final class RegionStateMachine: StateMachine, Sendable {
         return try engine.exportImage(coveringThrough: applied, bytesMax: bytesMax)
     }
 
+    /// An installed image is the region's segment files, schema log and tombstones, all
+    /// synced before `restore` returns.
+    var keepsInstalledImages: Bool { true }
+
     /// A snapshot with an image (from the leader) replaces the region, unless an image at
     /// least as new is installed already (a restart replays the same snapshot). One without
     /// is this node's own compaction, made only once its segments held the entries (a drop

@@ -40,9 +40,13 @@ private final class Registers: StateMachine, Sendable {
     let applied = Mutex<UInt64>(0)
     let restores = Mutex(0)
     let imagesOnSend: Bool
+    let keepsInstalledImages: Bool
     let retention = Mutex<LogRetention?>(nil)
 
-    init(imagesOnSend: Bool = false) { self.imagesOnSend = imagesOnSend }
+    init(imagesOnSend: Bool = false, keepsInstalledImages: Bool = false) {
+        self.imagesOnSend = imagesOnSend
+        self.keepsInstalledImages = keepsInstalledImages
+    }
 
     private var text: [UInt8] {
         Array(values.withLock { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n") }.utf8)
@@ -87,6 +91,7 @@ private final class Cluster {
     var disks: [UInt64: RaftDisk] = [:]
 
     let imagesOnSend: Bool
+    let keepsInstalledImages: Bool
     /// With `deferApply`, each node's apply-side work waits here until `drainApply`.
     let deferApply: Bool
     let applyWork = ApplyWork()
@@ -95,10 +100,12 @@ private final class Cluster {
         let jobs = Mutex<[UInt64: [@Sendable () -> Void]]>([:])
     }
 
-    init(settings: RaftConsensus.Settings = RaftConsensus.Settings(), imagesOnSend: Bool = false, deferApply: Bool = false) throws {
+    init(settings: RaftConsensus.Settings = RaftConsensus.Settings(), imagesOnSend: Bool = false, keepsInstalledImages: Bool = false,
+         deferApply: Bool = false) throws {
         directory = try temporaryDirectory("raftconsensus")
         self.settings = settings
         self.imagesOnSend = imagesOnSend
+        self.keepsInstalledImages = keepsInstalledImages
         self.deferApply = deferApply
         for id in 1...UInt64(3) { try start(id) }
     }
@@ -111,7 +118,7 @@ private final class Cluster {
             ? try RaftConsensus(nodeID: id, disk: disk, transport: Endpoint(network, from: id), settings: settings,
                                 applyOn: { job in work.jobs.withLock { $0[id, default: []].append(job) }; return true })
             : try RaftConsensus(nodeID: id, disk: disk, transport: Endpoint(network, from: id), settings: settings)
-        let machine = Registers(imagesOnSend: imagesOnSend)
+        let machine = Registers(imagesOnSend: imagesOnSend, keepsInstalledImages: keepsInstalledImages)
         try node.createGroup(group, peers: peers, stateMachine: machine)
         machines[id] = machine
         network.nodes.withLock { $0[id] = node }
@@ -239,6 +246,44 @@ private final class Cluster {
         #expect(cluster.machines[behind]!.values.withLock { $0.count } == 6)
         // Within the bound it caught up from the log; past it, from the one image.
         #expect(cluster.machines[behind]!.restores.withLock { $0 } == (pastTheCatchUpBound ? 1 : 0))
+    }
+
+    /// A follower whose state machine keeps installed images itself (a region) does not keep
+    /// the image in its log or memory; leading later, it sends an image made afresh.
+    @Test(arguments: [false, true]) func anInstalledImageIsDroppedFromTheLogWhenTheStateMachineKeepsIt(keeps: Bool) throws {
+        var settings = RaftConsensus.Settings()
+        settings.catchUpBytesMax = 0
+        let cluster = try Cluster(settings: settings, imagesOnSend: true, keepsInstalledImages: keeps)
+        let leader = try cluster.waitForLeader()
+        let others = [1, 2, 3].map(UInt64.init).filter { $0 != leader }
+        let (behind, third) = (others[0], others[1])
+        cluster.network.down.withLock { _ = $0.insert(behind) }
+        var last: UInt64 = 0
+        for number in 1...6 { last = try #require(try cluster.write("k\(number)=value-\(number)", at: leader)?.get()) }
+        try cluster.machines[leader]!.retention.withLock { $0 }!.release(through: last)
+        cluster.run(rounds: 1)
+        cluster.network.down.withLock { _ = $0.remove(behind) }
+        cluster.run(rounds: 30)
+        #expect(cluster.machines[behind]!.restores.withLock { $0 } == 1)
+        let kept = try #require(cluster.disks[behind]!.snapshot(of: group))
+        #expect(kept.index >= last)
+        #expect(kept.data.isEmpty == keeps, "the image stays in the log exactly when the state machine does not keep it")
+        guard keeps else { return }
+
+        // The follower leads; the third node falls behind its compacted log and gets an image
+        // its state machine makes now, holding every write, the later ones too.
+        try cluster.node(leader).transferLeader(group, to: behind)
+        cluster.run(rounds: 5)
+        #expect(cluster.leader == behind)
+        cluster.network.down.withLock { _ = $0.insert(third) }
+        for number in 7...8 { last = try #require(try cluster.write("k\(number)=value-\(number)", at: behind)?.get()) }
+        try cluster.machines[behind]!.retention.withLock { $0 }!.release(through: last)
+        cluster.run(rounds: 1)
+        cluster.network.down.withLock { _ = $0.remove(third) }
+        cluster.run(rounds: 30)
+        #expect(cluster.node(behind).counters.snapshotsSent == 1)
+        #expect(cluster.machines[third]!.values.withLock { $0.count } == 8)
+        #expect(cluster.machines[third]!.values.withLock { $0 } == cluster.machines[behind]!.values.withLock { $0 })
     }
 
     /// A snapshot lost on the way is sent again, but not at every heartbeat answer: each

@@ -231,6 +231,16 @@ public struct RaftCore: Sendable {
         }
     }
 
+    /// The host installed the image of the snapshot at `index` and keeps it durably itself:
+    /// the snapshot need not carry it any longer (leading later, this replica has its state
+    /// machine make a fresh image). False when a newer snapshot came meanwhile.
+    public mutating func dropSnapshotImage(at index: UInt64) -> Bool {
+        guard let snapshot = latestSnapshot, snapshot.index == index, !snapshot.data.isEmpty else { return false }
+        precondition(log.pendingSnapshot?.index != index, "an image is dropped only once its snapshot is persisted and applied")
+        latestSnapshot!.data = []
+        return true
+    }
+
     /// The host took a snapshot of the state machine through `snapshot.index` (applied):
     /// entries up to it are dropped, and lagging followers get the snapshot instead.
     public mutating func compact(_ snapshot: RaftSnapshot) {

@@ -133,6 +133,9 @@ public final class RaftDisk: @unchecked Sendable {
         }
     }
 
+    /// The group's newest snapshot as the log holds it (what a restart recovers).
+    public func snapshot(of group: GroupID) -> RaftSnapshot? { lock.withLock { groups[group]?.snapshot } }
+
     /// fsyncs so far (for the "fsyncs per committed batch" figure).
     public var syncs: Int { wal.syncCount }
 
