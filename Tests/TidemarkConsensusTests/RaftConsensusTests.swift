@@ -154,6 +154,16 @@ private final class Cluster {
         throw CorruptDataError("no leader within 100 rounds")
     }
 
+    /// Writes keys `numbers` at `leader` while `away` is down and releases them all, so the
+    /// next tick compacts the leader's log past what `away` has; returns the last index.
+    func writeWhileAway(_ away: UInt64, at leader: UInt64, _ numbers: ClosedRange<Int>) throws -> UInt64 {
+        network.down.withLock { _ = $0.insert(away) }
+        var last: UInt64 = 0
+        for number in numbers { last = try #require(try write("k\(number)=value-\(number)", at: leader)?.get()) }
+        try machines[leader]!.retention.withLock { $0 }!.release(through: last)
+        return last
+    }
+
     func write(_ text: String, at id: UInt64) -> Result<UInt64, ConsensusError>? {
         let answer = Mutex<Result<UInt64, ConsensusError>?>(nil)
         node(id).write(group, Proposal(data: Array(text.utf8))) { result in answer.withLock { $0 = result } }
@@ -235,10 +245,7 @@ private final class Cluster {
         let cluster = try Cluster(settings: settings, imagesOnSend: true)
         let leader = try cluster.waitForLeader()
         let behind = [1, 2, 3].map(UInt64.init).first { $0 != leader }!
-        cluster.network.down.withLock { _ = $0.insert(behind) }
-        var last: UInt64 = 0
-        for number in 1...6 { last = try #require(try cluster.write("k\(number)=value-\(number)", at: leader)?.get()) }
-        try cluster.machines[leader]!.retention.withLock { $0 }!.release(through: last)
+        var last = try cluster.writeWhileAway(behind, at: leader, 1...6)
         cluster.run(rounds: 1)  // the tick compacts
         cluster.network.down.withLock { _ = $0.remove(behind) }
         cluster.run(rounds: 30)
@@ -257,10 +264,7 @@ private final class Cluster {
         let leader = try cluster.waitForLeader()
         let others = [1, 2, 3].map(UInt64.init).filter { $0 != leader }
         let (behind, third) = (others[0], others[1])
-        cluster.network.down.withLock { _ = $0.insert(behind) }
-        var last: UInt64 = 0
-        for number in 1...6 { last = try #require(try cluster.write("k\(number)=value-\(number)", at: leader)?.get()) }
-        try cluster.machines[leader]!.retention.withLock { $0 }!.release(through: last)
+        var last = try cluster.writeWhileAway(behind, at: leader, 1...6)
         cluster.run(rounds: 1)
         cluster.network.down.withLock { _ = $0.remove(behind) }
         cluster.run(rounds: 30)
@@ -275,9 +279,7 @@ private final class Cluster {
         try cluster.node(leader).transferLeader(group, to: behind)
         cluster.run(rounds: 5)
         #expect(cluster.leader == behind)
-        cluster.network.down.withLock { _ = $0.insert(third) }
-        for number in 7...8 { last = try #require(try cluster.write("k\(number)=value-\(number)", at: behind)?.get()) }
-        try cluster.machines[behind]!.retention.withLock { $0 }!.release(through: last)
+        last = try cluster.writeWhileAway(third, at: behind, 7...8)
         cluster.run(rounds: 1)
         cluster.network.down.withLock { _ = $0.remove(third) }
         cluster.run(rounds: 30)
@@ -294,10 +296,7 @@ private final class Cluster {
         let cluster = try Cluster(settings: settings, imagesOnSend: true)
         let leader = try cluster.waitForLeader()
         let behind = [1, 2, 3].map(UInt64.init).first { $0 != leader }!
-        cluster.network.down.withLock { _ = $0.insert(behind) }
-        var last: UInt64 = 0
-        for number in 1...6 { last = try #require(try cluster.write("k\(number)=value-\(number)", at: leader)?.get()) }
-        try cluster.machines[leader]!.retention.withLock { $0 }!.release(through: last)
+        var last = try cluster.writeWhileAway(behind, at: leader, 1...6)
         cluster.run(rounds: 1)
         cluster.network.losesSnapshots.withLock { _ = $0.insert(behind) }
         cluster.network.down.withLock { _ = $0.remove(behind) }
