@@ -80,6 +80,45 @@ import TidemarkTestSupport
         #expect(target.series("root.junk.d.s") == nil)
     }
 
+    /// An image is read piece by piece from links to the segments taken when the export began:
+    /// a compaction that removes those segments meanwhile takes nothing from it, and the
+    /// pieces put together are the image, which installs from its file.
+    @Test func anImageIsReadInPiecesWhileACompactionRemovesItsSegments() throws {
+        let directory = try temporaryDirectory("image-pieces")
+        let source = try region(directory, log: .own)
+        for part in 0..<3 {
+            try source.write(points("root.sg.d\(part).s", (0..<200).map { (Int64($0), Double($0 * part)) }))
+            try source.flush()
+        }
+        let expected = try contents(source)
+        #expect(source.stats.segments == 3)
+        let export = try source.openImageExport(coveringThrough: 7)
+        let whole = try source.exportImage(coveringThrough: 7)
+        #expect(export.byteCount == whole.count)
+        var pieces: [UInt8] = []
+        pieces += try export.read(max: 5)
+        // The three segments of partition 0 become one; theirs are gone from the region.
+        #expect(try source.compact(partition: 0))
+        #expect(source.stats.segments == 1)
+        while true {
+            let piece = try export.read(max: 777)
+            if piece.isEmpty { break }
+            #expect(piece.count <= 777)
+            pieces += piece
+        }
+        #expect(pieces == whole)
+        #expect(try FileIO.list(directory + "/exports").count == 1)
+        export.close()
+        #expect(try FileIO.list(directory + "/exports").isEmpty, "closing the export left its links")
+
+        let imagePath = try temporaryDirectory("image-pieces-file") + "/image"
+        try FileIO.writeFileAtomically(pieces, to: imagePath, directory: (imagePath as NSString).deletingLastPathComponent)
+        let target = try region(try temporaryDirectory("image-pieces-target"), log: .replicated)
+        try target.installImage(file: imagePath, coveringAtLeast: 7)
+        #expect(try contents(target) == expected)
+        #expect(target.installedImageIndex == 7)
+    }
+
     /// A replica cannot refuse a committed entry when its flush is behind: past
     /// `sealedMemtablesMax` sealed memtables the applier flushes them itself.
     @Test func anApplierPastTheSealedMemtableBoundFlushesItself() throws {

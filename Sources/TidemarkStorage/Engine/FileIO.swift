@@ -98,6 +98,17 @@ public enum FileIO {
         guard Glibc.rename(from, to) == 0 else { throw StorageIOError(operation: "rename", path: "\(from) -> \(to)", code: errno) }
     }
 
+    /// Another name for the file at `from` (same file system): the file lives while either does.
+    static func link(_ from: String, _ to: String) throws(StorageIOError) {
+        guard Glibc.link(from, to) == 0 else { throw StorageIOError(operation: "link", path: "\(from) -> \(to)", code: errno) }
+    }
+
+    /// Removes a directory and the files in it (one level: what the engine makes there).
+    static func removeDirectory(_ path: String) throws(StorageIOError) {
+        for name in try list(path) { try remove(path + "/" + name) }
+        guard rmdir(path) == 0 || errno == ENOENT else { throw StorageIOError(operation: "rmdir", path: path, code: errno) }
+    }
+
     static func remove(_ path: String) throws(StorageIOError) {
         guard unlink(path) == 0 || errno == ENOENT else { throw StorageIOError(operation: "unlink", path: path, code: errno) }
     }

@@ -145,6 +145,7 @@ public final class StorageEngine: @unchecked Sendable {
         }
         createsSchemaOnApply = log == .replicated
         wal = ownWAL
+        try removeStaleExports()
         try recoverSchema()
         try openSegments()
         try loadTombstones()
