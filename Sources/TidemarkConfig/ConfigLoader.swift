@@ -182,7 +182,7 @@ public enum ConfigLoader {
     }
 
     private static func applyRaft(_ node: Node, reader: YAMLReader, to config: inout NodeConfig) throws(ConfigError) {
-        let keys = ["tick_ms", "election_ticks", "catch_up_bytes_max", "apply_backlog_bytes_max"]
+        let keys = ["tick_ms", "election_ticks", "catch_up_bytes_max", "apply_backlog_bytes_max", "snapshot_chunk_bytes", "snapshot_bytes_max"]
         for (name, value) in try reader.entries(node, key: "raft") {
             let key = "raft.\(name)"
             switch name {
@@ -193,6 +193,12 @@ public enum ConfigLoader {
                 config.raftElectionTicks = ticks
             case "catch_up_bytes_max": config.raftCatchUpBytesMax = try positive(value, key: key, reader: reader)
             case "apply_backlog_bytes_max": config.raftApplyBacklogBytesMax = try positive(value, key: key, reader: reader)
+            case "snapshot_chunk_bytes":
+                let bytes = try positive(value, key: key, reader: reader)
+                // A piece travels in one frame of at most 64 MiB with the rest of a round.
+                guard bytes <= 16 << 20 else { throw reader.error(at: value, key: key, "must be at most 16777216 (16 MiB): a piece goes in one frame") }
+                config.raftSnapshotChunkBytes = bytes
+            case "snapshot_bytes_max": config.raftSnapshotBytesMax = try positive(value, key: key, reader: reader)
             default: throw reader.unknownKey(name, at: value, parent: "raft", allowed: keys)
             }
         }

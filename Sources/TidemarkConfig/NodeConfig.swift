@@ -26,6 +26,11 @@ public struct NodeConfig: Sendable {
     public var raftCatchUpBytesMax = 64 << 20
     /// Committed entry bytes waiting for the apply stage past which writes answer 503.
     public var raftApplyBacklogBytesMax = 64 << 20
+    /// A region image travels in pieces of this many bytes, a few at a time; a follower puts
+    /// them together in a file under `<data_dir>/raft/images`.
+    public var raftSnapshotChunkBytes = 1 << 20
+    /// The largest region image a leader sends (a larger one is not, and the follower stays behind).
+    public var raftSnapshotBytesMax = 1 << 40
 
     /// This node's ID in the cluster (1-based position of `internal.listen` in `meta_peers`).
     public var nodeID: UInt64? {

@@ -57,12 +57,44 @@ public struct StateSnapshot: Sendable, Equatable {
     public var index: UInt64
     public var term: UInt64
     public var data: [UInt8]
+    /// Where the image is when it came from another replica in pieces and waits on disk
+    /// instead of in `data` (only for state machines that keep installed images).
+    public var file: String?
 
-    public init(index: UInt64, term: UInt64, data: [UInt8]) {
+    public init(index: UInt64, term: UInt64, data: [UInt8], file: String? = nil) {
         self.index = index
         self.term = term
         self.data = data
+        self.file = file
     }
+}
+
+/// A state machine's image, read in order piece by piece (a region's need not fit in memory).
+public protocol ImageReader: AnyObject {
+    /// The whole image's size.
+    var byteCount: Int { get }
+    /// The next at most `max` bytes; empty at the end.
+    func read(max: Int) throws -> [UInt8]
+    /// Lets go of what the image holds on to (a region's links to its segments).
+    func close()
+}
+
+/// An image already in memory.
+public final class BytesImageReader: ImageReader {
+    private let bytes: [UInt8]
+    private var offset = 0
+
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public var byteCount: Int { bytes.count }
+
+    public func read(max: Int) -> [UInt8] {
+        let end = min(bytes.count, offset + max)
+        defer { offset = end }
+        return Array(bytes[offset..<end])
+    }
+
+    public func close() {}
 }
 
 /// What a group replicates into: applies committed entries, takes and restores snapshots.
@@ -80,10 +112,12 @@ public protocol StateMachine: AnyObject, Sendable {
     /// names: its data, unless the state machine keeps its snapshots small in the log and
     /// makes the image only when one is sent (a region: its segment files hold the state).
     /// Throws, having read no more than it must, when the image would pass `bytesMax`.
-    func image(for snapshot: StateSnapshot, bytesMax: Int) throws -> [UInt8]
+    func openImage(for snapshot: StateSnapshot, bytesMax: Int) throws -> any ImageReader
     /// Whether `restore` makes what an image installs durable by itself (a region writes its
     /// segment files): the group's log then drops the image once it is installed, instead of
-    /// holding it in memory and rewriting it into every checkpoint.
+    /// holding it in memory and rewriting it into every checkpoint. Such a state machine's
+    /// `restore` also takes an image that waits in a file (`StateSnapshot.file`), as one
+    /// that came in pieces does.
     var keepsInstalledImages: Bool { get }
     /// Called once the group's log has been replayed: from then on the state machine tells
     /// the log what it may drop.
@@ -91,7 +125,12 @@ public protocol StateMachine: AnyObject, Sendable {
 }
 
 extension StateMachine {
-    public func image(for snapshot: StateSnapshot, bytesMax: Int) throws -> [UInt8] { snapshot.data }
+    public func openImage(for snapshot: StateSnapshot, bytesMax: Int) throws -> any ImageReader {
+        guard snapshot.data.count <= bytesMax else {
+            throw ConsensusError.refused("an image of \(snapshot.data.count) bytes is more than the \(bytesMax) one may carry")
+        }
+        return BytesImageReader(snapshot.data)
+    }
     public var keepsInstalledImages: Bool { false }
 }
 

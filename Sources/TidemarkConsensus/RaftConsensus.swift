@@ -7,6 +7,16 @@ import TidemarkStorage
 /// hands over, per destination, the messages of all groups produced in one round.
 public protocol RaftTransport: AnyObject, Sendable {
     func send(to node: UInt64, _ messages: [GroupMessage])
+    /// Sends, then tells whether the messages left this node (true) or were dropped (false):
+    /// a snapshot's pieces go a few at a time, not all into the transport's queue at once.
+    func send(to node: UInt64, _ messages: [GroupMessage], whenWritten: @escaping @Sendable (Bool) -> Void)
+}
+
+extension RaftTransport {
+    public func send(to node: UInt64, _ messages: [GroupMessage], whenWritten: @escaping @Sendable (Bool) -> Void) {
+        send(to: node, messages)
+        whenWritten(true)
+    }
 }
 
 /// The `Consensus` interface over many Raft groups on one node: each group is a `RaftCore`
@@ -34,9 +44,14 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         /// A leader keeps up to this many bytes of entries a follower still lacks before it
         /// compacts them away (the follower then gets a snapshot instead).
         public var catchUpBytesMax = 64 << 20
-        /// The largest state-machine image a snapshot may carry (the log holds it whole on
-        /// the receiver); a larger one is not sent, and the follower stays behind.
-        public var snapshotBytesMax = RaftCodec.dataBytesMax - (1 << 20)
+        /// The largest state-machine image a snapshot may carry; a larger one is not sent, and
+        /// the follower stays behind. A state machine that keeps installed images gets the
+        /// image in a file; any other holds it in memory and its log, where
+        /// `RaftCodec.dataBytesMax` bounds it too.
+        public var snapshotBytesMax = 1 << 40
+        /// Pieces of a snapshot image that may be on their way, not yet written to the
+        /// connection, at once (the sender reads the next one as one is written).
+        public var snapshotWindowChunks = 8
         /// Bytes of committed entries handed to the apply side and not yet applied; past it
         /// rounds hand out no more and proposals are refused (retry later), so a slow apply
         /// side holds memory to this bound instead of its queue growing.
@@ -52,6 +67,16 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         var term: UInt64
         var local: (any Sendable)?
         var completion: WriteCompletion
+    }
+
+    /// A snapshot image on its way to a follower.
+    private struct ImageStream: Hashable {
+        var group: GroupID
+        var to: UInt64
+        init(_ message: GroupMessage) {
+            group = message.group
+            to = message.message.to
+        }
     }
 
     /// A read waiting until its index is applied.
@@ -114,7 +139,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private var groups: [GroupID: Group] = [:]
     private var recovered: [GroupID: RaftDiskState]
     private var nextReadID: UInt64 = 1
-    private var snapshotChunks = SnapshotChunks()
+    private var snapshotChunks: SnapshotChunks
     private var closed = false
     private var toApply: [ApplyBatch] = []
     // The apply side:
@@ -127,6 +152,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private let appliedEntries = Atomic<Int>(0)
     private let rounds = Atomic<Int>(0)
     private let snapshotsSent = Atomic<Int>(0)
+    private let snapshotBytesSent = Atomic<Int>(0)
     /// Entry bytes queued for the apply side, not applied yet.
     private let applyBacklogBytes = Atomic<Int>(0)
     private let snapshotsInstalled = Atomic<Int>(0)
@@ -137,6 +163,10 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     /// Snapshot messages whose image is made once the round's lock is released (making it
     /// takes the state machine's locks). Protected by `lock`.
     private var imagesToSend: [(machine: StateMachine, message: GroupMessage)] = []
+    /// Snapshot images being sent, by group and follower: the core asks again after a
+    /// while, which must not start a second stream of the same image meanwhile. Protected
+    /// by `lock`.
+    private var imageStreams: Set<ImageStream> = []
 
     /// `applyOn` runs the apply side's work (by default at once, on the calling thread) and
     /// says whether it took it (a stage that is not running yet does not); `imageOn` makes
@@ -154,6 +184,20 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         self.applyOn = applyOn
         self.imageOn = imageOn
         recovered = try disk.recover()
+        snapshotChunks = SnapshotChunks(bytesMax: settings.snapshotBytesMax, spoolDirectory: disk.imageDirectory)
+        // A spooled image no snapshot names any longer is of no use (one a crash cut short, or
+        // one installed and dropped from the log).
+        let named = Set(recovered.values.compactMap { $0.snapshot.flatMap { SpooledImage.name(in: $0.data) } })
+        for name in try FileIO.list(disk.imageDirectory) where !named.contains(name) { try FileIO.remove(disk.imageDirectory + "/" + name) }
+    }
+
+    /// What the state machine restores for a snapshot of the log: its data, or the file its
+    /// spool token names.
+    private func stateSnapshot(_ snapshot: RaftSnapshot) -> StateSnapshot {
+        if let name = SpooledImage.name(in: snapshot.data) {
+            return StateSnapshot(index: snapshot.index, term: snapshot.term, data: [], file: disk.imageDirectory + "/" + name)
+        }
+        return StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data)
     }
 
     // MARK: - Consensus
@@ -174,12 +218,16 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                                 snapshot: state.snapshot, entries: state.entries)
             if let snapshot = state.snapshot {
                 do {
-                    try stateMachine.restore(StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data))
+                    try stateMachine.restore(stateSnapshot(snapshot))
                 } catch {
                     throw .io("\(group): restoring its snapshot failed: \(error)")
                 }
             }
             groups[group] = Group(core: core, machine: stateMachine)
+            // Installed before the crash, and not yet dropped from the log.
+            if let snapshot = state.snapshot, !snapshot.data.isEmpty, stateMachine.keepsInstalledImages {
+                dropInstalledImageLocked(of: group, snapshot)
+            }
             let start = state.snapshot?.index ?? 0
             applySide.withLock { $0.applied[group] = start }
             // Committed entries after the snapshot are applied again by the first round.
@@ -382,10 +430,60 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
 
     /// Messages from another node.
     public func receive(_ messages: [GroupMessage]) {
+        var spooled: [GroupMessage] = []
         try? run { () throws(ConsensusError) in
             for piece in messages where groups[piece.group] != nil && piece.message.to == nodeID {
                 guard let item = snapshotChunks.receive(piece) else { continue }  // a snapshot still in pieces
-                groups[item.group]!.core.step(item.message)
+                if let data = item.message.snapshot?.data, SpooledImage.name(in: data) != nil {
+                    spooled.append(item)
+                } else {
+                    groups[item.group]!.core.step(item.message)
+                }
+            }
+        }
+        for item in spooled where !imageOn({ [self] in takeSpooledImage(item) }) {
+            logger.warning("no room to take a snapshot image now; the leader sends it again", metadata: ["group": "\(item.group)"])
+            try? FileIO.remove(disk.imageDirectory + "/" + SpooledImage.name(in: item.message.snapshot!.data)!)
+        }
+    }
+
+    /// A snapshot whose pieces all came (off the rounds' lock: it syncs the whole image):
+    /// Raft sees it once the image is durable, as a token of the file for a state machine
+    /// that installs from files, else with the image read back into memory.
+    private func takeSpooledImage(_ item: GroupMessage) {
+        let part = disk.imageDirectory + "/" + SpooledImage.name(in: item.message.snapshot!.data)!
+        let name = SpooledImage.imageName(ofPart: (part as NSString).lastPathComponent)
+        let path = disk.imageDirectory + "/" + name
+        var message = item
+        do {
+            let descriptor = try FileIO.open(part, O_RDONLY)
+            defer { FileIO.close(descriptor) }
+            try FileIO.fsync(descriptor, path: part)
+            try FileIO.rename(part, path)
+            try FileIO.syncDirectory(disk.imageDirectory)
+            guard let keeps = lock.withLock({ groups[item.group]?.machine.keepsInstalledImages }) else { throw ConsensusError.noSuchGroup(item.group) }
+            if keeps {
+                message.message.snapshot!.data = SpooledImage.token(name)
+            } else {
+                // In memory and in the log from here: bounded by what a log record holds.
+                guard try FileIO.size(descriptor, path: part) <= RaftCodec.dataBytesMax - (1 << 20) else {
+                    throw ConsensusError.refused("the image is too large for a state machine that holds it in memory")
+                }
+                message.message.snapshot!.data = try FileIO.readFile(path) ?? []
+                try FileIO.remove(path)
+            }
+        } catch {
+            logger.error("a snapshot image that came in pieces could not be taken", metadata: ["group": "\(item.group)", "reason": "\(error)"])
+            try? FileIO.remove(part)
+            try? FileIO.remove(path)
+            return
+        }
+        try? run { () throws(ConsensusError) in
+            guard groups[message.group] != nil else { return }
+            groups[message.group]!.core.step(message.message)
+            // Not taken (the log had it already, or a newer one): nothing will ask for the file.
+            if SpooledImage.name(in: message.message.snapshot!.data) != nil, groups[message.group]!.core.pendingSnapshot?.data != message.message.snapshot!.data {
+                try? FileIO.remove(path)
             }
         }
     }
@@ -400,11 +498,14 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         /// Snapshots sent with a state-machine image, and images installed here.
         public var snapshotsSent: Int
         public var snapshotsInstalled: Int
+        /// Bytes of the images sent.
+        public var snapshotBytesSent: Int
     }
 
     public var counters: Counters {
         Counters(fsyncs: disk.syncs, rounds: rounds.load(ordering: .relaxed), appliedEntries: appliedEntries.load(ordering: .relaxed),
-                 snapshotsSent: snapshotsSent.load(ordering: .relaxed), snapshotsInstalled: snapshotsInstalled.load(ordering: .relaxed))
+                 snapshotsSent: snapshotsSent.load(ordering: .relaxed), snapshotsInstalled: snapshotsInstalled.load(ordering: .relaxed),
+                 snapshotBytesSent: snapshotBytesSent.load(ordering: .relaxed))
     }
 
     /// Every group of this node with its role, term, leader and applied index (`/cluster`).
@@ -476,6 +577,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             // Refused (the stage is full or stopping): the leader probes and asks again later.
             if !imageOn({ [self] in sendImage(message, of: machine) }) {
                 logger.warning("no room to make a snapshot image now", metadata: ["group": "\(message.group)", "to": "\(message.message.to)"])
+                _ = lock.withLock { imageStreams.remove(ImageStream(message)) }
             }
         }
         // Also when nothing new came: an earlier run may not have been taken.
@@ -501,8 +603,10 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             var late: [UInt64: [GroupMessage]] = [:]
             for (group, ready) in batch {
                 for message in ready.messages {
-                    if message.kind == .snapshot, message.snapshot?.data.isEmpty == true {
-                        imagesToSend.append((groups[group]!.machine, GroupMessage(group: group, message: message)))
+                    // No image in the log (or only a token of this node's spool): the state machine makes one.
+                    if message.kind == .snapshot, let data = message.snapshot?.data, data.isEmpty || SpooledImage.name(in: data) != nil {
+                        let item = GroupMessage(group: group, message: message)
+                        if imageStreams.insert(ImageStream(item)).inserted { imagesToSend.append((groups[group]!.machine, item)) }
                         continue
                     }
                     let items = SnapshotChunks.split(GroupMessage(group: group, message: message), chunkBytes: settings.snapshotChunkBytes)
@@ -531,26 +635,45 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         }
     }
 
-    /// Sends a snapshot with the state machine's image in it. Failing (or too large), it is
-    /// not sent: the leader probes the follower again later and, still too far behind, retries.
+    /// Sends a snapshot with the state machine's image in it, read and sent piece by piece
+    /// (`ImageSender`). Failing (too large, a piece dropped), it stops: the leader probes the
+    /// follower again later and, still too far behind, sends it again.
     private func sendImage(_ message: GroupMessage, of machine: StateMachine) {
         let snapshot = message.message.snapshot!
-        var full = message
+        let to = message.message.to
+        let metadata: Logger.Metadata = ["group": "\(message.group)", "to": "\(to)", "index": "\(snapshot.index)"]
+        let reader: any ImageReader
         do {
-            full.message.snapshot!.data = try machine.image(for: StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data),
-                                                            bytesMax: settings.snapshotBytesMax)
+            reader = try machine.openImage(for: StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data),
+                                           bytesMax: settings.snapshotBytesMax)
         } catch {
-            logger.error("making a snapshot image failed", metadata: ["group": "\(message.group)", "to": "\(message.message.to)", "reason": "\(error)"])
+            logger.error("making a snapshot image failed", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
+            _ = lock.withLock { imageStreams.remove(ImageStream(message)) }
             return
         }
-        guard full.message.snapshot!.data.count <= settings.snapshotBytesMax else {
+        guard reader.byteCount <= settings.snapshotBytesMax else {
             logger.error("a snapshot image is too large to send; the follower cannot catch up from it",
-                         metadata: ["group": "\(message.group)", "to": "\(message.message.to)",
-                                    "bytes": "\(full.message.snapshot!.data.count)", "bytes_max": "\(settings.snapshotBytesMax)"])
+                         metadata: metadata.merging(["bytes": "\(reader.byteCount)", "bytes_max": "\(settings.snapshotBytesMax)"]) { $1 })
+            reader.close()
+            _ = lock.withLock { imageStreams.remove(ImageStream(message)) }
             return
         }
-        transport.send(to: message.message.to, SnapshotChunks.split(full, chunkBytes: settings.snapshotChunkBytes))
-        snapshotsSent.add(1, ordering: .relaxed)
+        let transport = transport
+        let bytes = reader.byteCount
+        let sender = ImageSender(reader: reader, message: message, chunkBytes: settings.snapshotChunkBytes, window: settings.snapshotWindowChunks,
+                                 send: { piece, written in transport.send(to: to, [piece], whenWritten: written) },
+                                 schedule: imageOn) { [self] result in
+            _ = lock.withLock { imageStreams.remove(ImageStream(message)) }
+            switch result {
+            // Counted once every piece left; the follower may still lose it.
+            case .success:
+                snapshotsSent.add(1, ordering: .relaxed)
+                snapshotBytesSent.add(bytes, ordering: .relaxed)
+            case .failure(let error):
+                logger.warning("a snapshot image stopped on its way", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
+            }
+        }
+        sender.start()
     }
 
     /// Moves what `ready` commits (and the proposals and reads waiting for it) to the apply side.
@@ -594,7 +717,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         var applied = applySide.withLock { $0.applied[id] ?? 0 }
         if let snapshot = batch.snapshot {
             do {
-                try batch.machine.restore(StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data))
+                try batch.machine.restore(stateSnapshot(snapshot))
             } catch {
                 // Applying what follows would build on a state that is not there: stop instead.
                 logger.critical("installing a snapshot failed; this node stops", metadata: ["group": "\(id)", "reason": "\(error)"])
@@ -647,13 +770,21 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     /// the core forgets it. Failing, the image just stays in the log.
     private func dropInstalledImage(of id: GroupID, _ snapshot: RaftSnapshot) {
         lock.withLock {
-            guard !closed, groups[id] != nil, groups[id]!.core.dropSnapshotImage(at: snapshot.index) else { return }
-            var bare = snapshot
-            bare.data = []
-            do { try disk.compact(id, snapshot: bare) } catch {
-                logger.warning("could not drop an installed image from the raft log", metadata: ["group": "\(id)", "reason": "\(error)"])
-            }
+            guard !closed else { return }
+            dropInstalledImageLocked(of: id, snapshot)
         }
+    }
+
+    /// The caller holds `lock`. A spooled image goes once the log no longer names it.
+    private func dropInstalledImageLocked(of id: GroupID, _ snapshot: RaftSnapshot) {
+        guard groups[id] != nil, groups[id]!.core.dropSnapshotImage(at: snapshot.index) else { return }
+        var bare = snapshot
+        bare.data = []
+        do { try disk.compact(id, snapshot: bare) } catch {
+            logger.warning("could not drop an installed image from the raft log", metadata: ["group": "\(id)", "reason": "\(error)"])
+            return
+        }
+        if let name = SpooledImage.name(in: snapshot.data) { try? FileIO.remove(disk.imageDirectory + "/" + name) }
     }
 
     private func changeMembership(_ group: GroupID, _ change: RaftConfChange) throws {

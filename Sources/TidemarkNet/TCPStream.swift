@@ -96,19 +96,25 @@ public final class TCPStream {
         })
     }
 
-    /// Queues `bytes` for writing; a failed write closes the stream.
-    public func write(_ bytes: [UInt8]) {
+    /// Queues `bytes` for writing; a failed write closes the stream. `done`, if given, runs
+    /// once the bytes are handed to the kernel (true) or will never be (false).
+    public func write(_ bytes: [UInt8], done: ((Bool) -> Void)? = nil) {
         loop.assertInLoop()
-        guard isOpen, !bytes.isEmpty else { return }
+        guard isOpen, !bytes.isEmpty else {
+            done?(isOpen)
+            return
+        }
         pendingWriteBytes += bytes.count
         let count = bytes.count
         let started = StreamWrite.start(bytes, on: Self.streamPointer(handle)) { [self] status in
             pendingWriteBytes -= count
             if status < 0 { close() }
+            done?(status >= 0)
         }
         if !started {
             pendingWriteBytes -= count
             close()
+            done?(false)
         }
     }
 

@@ -51,6 +51,8 @@ struct MetricsText {
         counter("tidemark_raft_applied_entries_total", "Committed entries applied to state machines.", Double(raft?.appliedEntries ?? 0))
         counter("tidemark_raft_snapshots_sent_total", "Snapshots sent with a state-machine image (a follower behind the compacted log).",
                 Double(raft?.snapshotsSent ?? 0))
+        counter("tidemark_raft_snapshot_bytes_sent_total", "Bytes of the state-machine images those snapshots carried.",
+                Double(raft?.snapshotBytesSent ?? 0))
         counter("tidemark_raft_snapshots_installed_total", "Snapshot images installed on this node.", Double(raft?.snapshotsInstalled ?? 0))
         family("tidemark_raft_compacted_index", "gauge", "Last log index of each group compacted into a snapshot.")
         for group in cluster.groups where cluster.raft != nil { sample("tidemark_raft_compacted_index", ["group": group.name], Double(group.compacted)) }

@@ -16,19 +16,19 @@ final class RegionStateMachine: StateMachine, Sendable {
     }
 
     /// A region's snapshot is its segment files: flushing puts everything applied in them.
-    /// The snapshot in the log carries no data; `image(for:)` makes it when one is sent.
+    /// The snapshot in the log carries no data; `openImage(for:)` makes it when one is sent.
     func snapshot() throws -> StateSnapshot {
         try engine.flush()
         return StateSnapshot(index: lastApplied.load(ordering: .acquiring), term: 1, data: [])
     }
 
     /// Every segment, the schema and the tombstones, covering at least the snapshot.
-    func image(for snapshot: StateSnapshot, bytesMax: Int) throws -> [UInt8] {
+    func openImage(for snapshot: StateSnapshot, bytesMax: Int) throws -> any ImageReader {
         let applied = lastApplied.load(ordering: .acquiring)
         guard applied >= snapshot.index else {
             throw ConsensusError.refused("region image for index \(snapshot.index) asked before it was applied (\(applied))")
         }
-        return try engine.exportImage(coveringThrough: applied, bytesMax: bytesMax)
+        return try engine.openImageExport(coveringThrough: applied, bytesMax: bytesMax)
     }
 
     /// An installed image is the region's segment files, schema log and tombstones, all
@@ -40,14 +40,20 @@ final class RegionStateMachine: StateMachine, Sendable {
     /// is this node's own compaction, made only once its segments held the entries (a drop
     /// of a database may since have removed some of them).
     func restore(_ snapshot: StateSnapshot) throws {
-        if !snapshot.data.isEmpty && engine.installedImageIndex < snapshot.index {
-            try engine.installImage(snapshot.data, coveringAtLeast: snapshot.index)
+        if engine.installedImageIndex < snapshot.index {
+            if let file = snapshot.file {
+                try engine.installImage(file: file, coveringAtLeast: snapshot.index)
+            } else if !snapshot.data.isEmpty {
+                try engine.installImage(snapshot.data, coveringAtLeast: snapshot.index)
+            }
         }
         lastApplied.store(snapshot.index, ordering: .releasing)
     }
 
     func attach(logRetention: LogRetention) { engine.attach(logRetention: logRetention) }
 }
+
+extension RegionImageExport: ImageReader {}
 
 extension Consensus {
     /// Proposes `data` and waits for the answer: for callers that are not a stage with a

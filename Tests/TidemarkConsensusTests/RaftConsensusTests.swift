@@ -7,17 +7,34 @@ import TidemarkTestSupport
 
 /// Messages between in-process nodes, delivered when the test pumps (never re-entrantly).
 private final class LoopbackNetwork: Sendable {
-    let queue = Mutex<[(to: UInt64, messages: [GroupMessage])]>([])
+    /// What was sent and, for a sender that waits to hear, whom to tell once it is delivered.
+    let queue = Mutex<[(to: UInt64, messages: [GroupMessage], written: (@Sendable (Bool) -> Void)?)]>([])
     let nodes = Mutex<[UInt64: RaftConsensus]>([:])
     let down = Mutex<Set<UInt64>>([])
     /// Nodes whose snapshot messages are lost on the way (everything else reaches them).
     let losesSnapshots = Mutex<Set<UInt64>>([])
+    /// Messages of senders that wait to hear ("watched"): the one with this place in their
+    /// order (from 0) is dropped, its sender told so.
+    let dropsWatched = Mutex<Int?>(nil)
+    /// The most watched messages one pump found waiting, and how many came in all.
+    let watchedWaitingMax = Mutex(0)
+    let watchedSeen = Mutex(0)
 
     func pump() -> Bool {
         let batch = queue.withLock { queue in defer { queue = [] }; return queue }
-        for (to, messages) in batch where !down.withLock({ $0.contains(to) }) {
+        watchedWaitingMax.withLock { $0 = max($0, batch.filter { $0.written != nil }.count) }
+        for (to, messages, written) in batch {
+            let dropped = written != nil && watchedSeen.withLock { seen in
+                defer { seen += 1 }
+                return seen == dropsWatched.withLock { $0 }
+            }
+            guard !down.withLock({ $0.contains(to) }) && !dropped else {
+                written?(false)
+                continue
+            }
             let lost = losesSnapshots.withLock { $0.contains(to) }
             nodes.withLock { $0[to] }?.receive(lost ? messages.filter { $0.message.kind != .snapshot } : messages)
+            written?(true)
         }
         return !batch.isEmpty
     }
@@ -29,7 +46,13 @@ private final class Endpoint: RaftTransport {
     init(_ network: LoopbackNetwork, from: UInt64) { self.network = network; self.from = from }
     func send(to node: UInt64, _ messages: [GroupMessage]) {
         guard !network.down.withLock({ $0.contains(from) }) else { return }
-        network.queue.withLock { $0.append((node, messages)) }
+        network.queue.withLock { $0.append((node, messages, nil)) }
+    }
+
+    /// Written means delivered here: a sender waiting to hear waits for the test's pump.
+    func send(to node: UInt64, _ messages: [GroupMessage], whenWritten: @escaping @Sendable (Bool) -> Void) {
+        guard !network.down.withLock({ $0.contains(from) }) else { return whenWritten(false) }
+        network.queue.withLock { $0.append((node, messages, whenWritten)) }
     }
 }
 
@@ -39,6 +62,8 @@ private final class Registers: StateMachine, Sendable {
     let values = Mutex<[String: String]>([:])
     let applied = Mutex<UInt64>(0)
     let restores = Mutex(0)
+    /// Restores whose image waited in a file.
+    let restoresFromFiles = Mutex(0)
     let imagesOnSend: Bool
     let keepsInstalledImages: Bool
     let retention = Mutex<LogRetention?>(nil)
@@ -63,12 +88,20 @@ private final class Registers: StateMachine, Sendable {
         StateSnapshot(index: applied.withLock { $0 }, term: 0, data: imagesOnSend ? [] : text)
     }
 
-    func image(for snapshot: StateSnapshot, bytesMax: Int) throws -> [UInt8] { imagesOnSend ? text : snapshot.data }
+    func openImage(for snapshot: StateSnapshot, bytesMax: Int) throws -> any ImageReader {
+        BytesImageReader(imagesOnSend ? text : snapshot.data)
+    }
 
     func restore(_ snapshot: StateSnapshot) throws {
-        guard !snapshot.data.isEmpty || !imagesOnSend else { return }  // its own compaction: nothing to load
+        // An image that came in pieces waits in a file (only for a state machine that keeps images).
+        let data = try snapshot.file.map { path in
+            #expect(keepsInstalledImages, "an image in a file for a state machine that holds it in memory")
+            restoresFromFiles.withLock { $0 += 1 }
+            return try FileIO.readFile(path) ?? []
+        } ?? snapshot.data
+        guard !data.isEmpty || !imagesOnSend else { return }  // its own compaction: nothing to load
         var restored: [String: String] = [:]
-        for line in String(decoding: snapshot.data, as: UTF8.self).split(separator: "\n") {
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)
             restored[String(parts[0])] = String(parts[1])
         }
@@ -286,6 +319,50 @@ private final class Cluster {
         #expect(cluster.node(behind).counters.snapshotsSent == 1)
         #expect(cluster.machines[third]!.values.withLock { $0.count } == 8)
         #expect(cluster.machines[third]!.values.withLock { $0 } == cluster.machines[behind]!.values.withLock { $0 })
+    }
+
+    /// An image travels in pieces, a few on their way at a time, and a follower whose state
+    /// machine keeps images puts them together in a file it installs from, then deletes. A
+    /// piece the transport drops stops the stream; the leader sends the image again later.
+    @Test func anImageTravelsInPiecesAFewAtATimeIntoAFile() throws {
+        var settings = RaftConsensus.Settings()
+        settings.catchUpBytesMax = 0
+        settings.snapshotChunkBytes = 8
+        settings.snapshotWindowChunks = 2
+        let cluster = try Cluster(settings: settings, imagesOnSend: true, keepsInstalledImages: true)
+        let leader = try cluster.waitForLeader()
+        let behind = [1, 2, 3].map(UInt64.init).first { $0 != leader }!
+        _ = try cluster.writeWhileAway(behind, at: leader, 1...6)
+        cluster.run(rounds: 1)
+        // The first stream loses its fourth piece to the transport: it stops, nothing is installed.
+        cluster.network.dropsWatched.withLock { $0 = 3 }
+        cluster.network.down.withLock { _ = $0.remove(behind) }
+        cluster.run(rounds: 3)
+        // (The fifth was on its way already: two at a time.)
+        #expect(cluster.network.watchedSeen.withLock { $0 } == 5, "the stream did not stop at the dropped piece")
+        #expect(cluster.machines[behind]!.restores.withLock { $0 } == 0)
+        #expect(cluster.node(leader).counters.snapshotsSent == 0)
+
+        // Sent again after a while, whole this time: 9 pieces of at most 8 bytes.
+        for _ in 0..<40 where cluster.machines[behind]!.restores.withLock({ $0 }) == 0 { cluster.run(rounds: 1) }
+        #expect(cluster.machines[behind]!.restores.withLock { $0 } == 1, "the follower never installed the image")
+        #expect(cluster.machines[behind]!.restoresFromFiles.withLock { $0 } == 1)
+        #expect(cluster.machines[behind]!.values.withLock { $0 } == cluster.machines[leader]!.values.withLock { $0 })
+        #expect(cluster.machines[behind]!.values.withLock { $0.count } == 6)
+        #expect(cluster.node(leader).counters.snapshotsSent == 1)
+        #expect(cluster.network.watchedSeen.withLock { $0 } == 5 + 9)
+        let waitingMax = cluster.network.watchedWaitingMax.withLock { $0 }
+        #expect(waitingMax >= 1 && waitingMax <= 2, "pieces on their way at once: \(waitingMax)")
+        // Installed and dropped from the log: its file (and the broken stream's) went too.
+        #expect(cluster.disks[behind]!.snapshot(of: group)?.data.isEmpty == true)
+        #expect(try FileIO.list(cluster.disks[behind]!.imageDirectory).isEmpty)
+
+        // What a crash leaves in the spool (a stream cut short) goes at the next start.
+        let imageDirectory = cluster.disks[behind]!.imageDirectory
+        try FileIO.writeFileAtomically([1, 2, 3], to: imageDirectory + "/1-1-1-9-2.part", directory: imageDirectory)
+        cluster.node(behind).close()
+        try cluster.start(behind)
+        #expect(try FileIO.list(imageDirectory).isEmpty)
     }
 
     /// A snapshot lost on the way is sent again, but not at every heartbeat answer: each

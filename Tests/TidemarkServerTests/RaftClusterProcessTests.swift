@@ -158,10 +158,11 @@ private final class ThreeNodes {
     }
 
     /// A follower that was down while the leader flushed and compacted its log past what it
-    /// has catches up from a region image (segments, schema, deletes), and keeps it all
-    /// across a restart.
+    /// has catches up from a region image (segments, schema, deletes), sent in pieces of 512 bytes
+    /// that it puts together in a file and deletes once installed, and keeps it all across a
+    /// restart.
     @Test func aFollowerBehindTheCompactedLogCatchesUpFromARegionImage() throws {
-        let cluster = try ThreeNodes(raft: "tick_ms: 50, election_ticks: 10, catch_up_bytes_max: 1",
+        let cluster = try ThreeNodes(raft: "tick_ms: 50, election_ticks: 10, catch_up_bytes_max: 1, snapshot_chunk_bytes: 512",
                                      extraConfig: "storage: {memtable_bytes_max: 16384}")
         var acknowledged = Set<Int64>()
         var timestamp: Int64 = 1_700_000_000_000
@@ -197,6 +198,10 @@ private final class ThreeNodes {
                 "the restarted follower did not catch up")
         #expect((cluster.metric("tidemark_raft_snapshots_installed_total", at: behind) ?? 0) >= 1, "it caught up without an image")
         #expect((cluster.metric("tidemark_raft_snapshots_sent_total", at: leader) ?? 0) >= 1)
+        #expect((cluster.metric("tidemark_raft_snapshot_bytes_sent_total", at: leader) ?? 0) > 3 * 512, "the image was not sent in pieces")
+        let images = cluster.directory + "/data\(behind + 1)/raft/images"
+        #expect(eventually { (try? FileManager.default.contentsOfDirectory(atPath: images))?.isEmpty == true },
+                "the installed image's file stayed: \((try? FileManager.default.contentsOfDirectory(atPath: images)) ?? [])")
 
         // Writes go on reaching it, and a restart keeps the image and what came after.
         #expect(writeBatch(preferring: leader) == leader)

@@ -231,6 +231,9 @@ public struct RaftCore: Sendable {
         }
     }
 
+    /// A snapshot from the leader, taken and not yet handed out by `ready()`.
+    public var pendingSnapshot: RaftSnapshot? { log.pendingSnapshot }
+
     /// The host installed the image of the snapshot at `index` and keeps it durably itself:
     /// the snapshot need not carry it any longer (leading later, this replica has its state
     /// machine make a fresh image). False when a newer snapshot came meanwhile.

@@ -44,11 +44,16 @@ public final class RaftDisk: @unchecked Sendable {
         }
     }
 
+    /// Where snapshot images that came in pieces wait until their state machine installs them.
+    public let imageDirectory: String
+
     /// Opens the log and recovers every group's state.
     public init(directory: String, segmentBytesMax: Int = 64 << 20) throws {
         precondition(segmentBytesMax > 0)
         self.segmentBytesMax = segmentBytesMax
         wal = try FileWAL(directory: directory, policy: .batch)
+        imageDirectory = directory + "/images"
+        try FileIO.makeDirectory(imageDirectory)
     }
 
     /// Replays the log once, before the first write: each group's hard state, snapshot and entries.

@@ -62,6 +62,8 @@ final class ClusterWiring: Sendable {
             settings.electionTicks = config.raftElectionTicks
             settings.catchUpBytesMax = config.raftCatchUpBytesMax
             settings.applyBacklogBytesMax = config.raftApplyBacklogBytesMax
+            settings.snapshotChunkBytes = config.raftSnapshotChunkBytes
+            settings.snapshotBytesMax = config.raftSnapshotBytesMax
             settings.seed = nodeID &* 0x9E37_79B9
             let raft = try RaftConsensus(nodeID: nodeID, disk: try RaftDisk(directory: config.dataDir + "/raft"), transport: transport,
                                          settings: settings, logger: logger, applyOn: { work in submitApply(StageTask(work)) },

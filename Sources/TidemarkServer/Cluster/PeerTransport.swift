@@ -144,6 +144,21 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         loop.execute { [self] in write(frame, to: node) }
     }
 
+    /// Only over a link that is up: a frame that would wait for one is dropped (false).
+    public func send(to node: UInt64, _ messages: [GroupMessage], whenWritten: @escaping @Sendable (Bool) -> Void) {
+        guard !messages.isEmpty else { return whenWritten(true) }
+        let frame = FrameCodec.prepare(RaftFrame(from: nodeID, to: node, messages: messages), authenticator: authenticator)
+        loop.execute { [self] in
+            guard !stopped, let link = links[node], link.pendingWriteBytes < backlogBytesMax,
+                  writeSealed(frame, on: link, done: whenWritten) else {
+                metrics.framesDropped.add(1, ordering: .relaxed)
+                return whenWritten(false)
+            }
+            lastSentNs[node] = monotonicNowNs()
+            metrics.framesSent.add(1, ordering: .relaxed)
+        }
+    }
+
     public func send(to node: UInt64, _ messages: [ReplicationMessage]) {
         guard !messages.isEmpty else { return }
         let frame = FrameCodec.prepare(RaftFrame(from: nodeID, to: node, messages: [], replication: messages), authenticator: authenticator)
@@ -202,11 +217,11 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
 
     /// Seals `frame` for the link's next place and writes it; false when the link cannot
     /// take it yet (no link, or no hello from the other side).
-    private func writeSealed(_ frame: PreparedFrame, on link: TCPStream) -> Bool {
+    private func writeSealed(_ frame: PreparedFrame, on link: TCPStream, done: ((Bool) -> Void)? = nil) -> Bool {
         guard link.isOpen, let session = sessions[ObjectIdentifier(link)], let peerNonce = session.peerNonce else { return false }
         // Two writes: the body goes as prepared, not copied on the loop to append the trailer.
         link.write(frame.body)
-        link.write(frame.trailer(for: FrameSeal(session: peerNonce, sequence: session.nextSequenceOut)))
+        link.write(frame.trailer(for: FrameSeal(session: peerNonce, sequence: session.nextSequenceOut)), done: done)
         session.nextSequenceOut += 1
         return true
     }

@@ -13,7 +13,7 @@ public struct StorageIOError: Error, Sendable, CustomStringConvertible {
 
 /// Every file system call of the storage engine, retrying EINTR and throwing typed errors.
 public enum FileIO {
-    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(StorageIOError) -> Int32 {
+    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0o644) throws(StorageIOError) -> Int32 {
         while true {
             let descriptor = Glibc.open(path, flags | O_CLOEXEC, mode)
             if descriptor >= 0 { return descriptor }
@@ -22,7 +22,7 @@ public enum FileIO {
     }
 
     /// Writes all of `bytes` at the file's current offset.
-    static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(StorageIOError) {
+    public static func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(StorageIOError) {
         var offset = 0
         while offset < bytes.count {
             let written = Glibc.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
@@ -34,7 +34,7 @@ public enum FileIO {
         }
     }
 
-    static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws(StorageIOError) {
+    public static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws(StorageIOError) {
         var failure: StorageIOError?
         bytes.withUnsafeBytes { buffer in
             do throws(StorageIOError) { try writeAll(descriptor, buffer, path: path) } catch { failure = error }
@@ -43,7 +43,7 @@ public enum FileIO {
     }
 
     /// Reads exactly `count` bytes at `offset`, or fewer only at the end of the file.
-    static func read(_ descriptor: Int32, count: Int, at offset: Int, path: String) throws(StorageIOError) -> [UInt8] {
+    public static func read(_ descriptor: Int32, count: Int, at offset: Int, path: String) throws(StorageIOError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
@@ -59,13 +59,13 @@ public enum FileIO {
         return bytes
     }
 
-    static func fsync(_ descriptor: Int32, path: String) throws(StorageIOError) {
+    public static func fsync(_ descriptor: Int32, path: String) throws(StorageIOError) {
         while Glibc.fsync(descriptor) != 0 {
             if errno != EINTR { throw StorageIOError(operation: "fsync", path: path, code: errno) }
         }
     }
 
-    static func size(_ descriptor: Int32, path: String) throws(StorageIOError) -> Int {
+    public static func size(_ descriptor: Int32, path: String) throws(StorageIOError) -> Int {
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw StorageIOError(operation: "stat", path: path, code: errno) }
         return Int(info.st_size)
@@ -75,10 +75,10 @@ public enum FileIO {
         guard ftruncate(descriptor, off_t(size)) == 0 else { throw StorageIOError(operation: "truncate", path: path, code: errno) }
     }
 
-    static func close(_ descriptor: Int32) { _ = Glibc.close(descriptor) }
+    public static func close(_ descriptor: Int32) { _ = Glibc.close(descriptor) }
 
     /// Makes a directory's entries (creates, renames, removals) durable.
-    static func syncDirectory(_ path: String) throws(StorageIOError) {
+    public static func syncDirectory(_ path: String) throws(StorageIOError) {
         let descriptor = try open(path, O_RDONLY | O_DIRECTORY)
         defer { close(descriptor) }
         try fsync(descriptor, path: path)
@@ -94,27 +94,27 @@ public enum FileIO {
         }
     }
 
-    static func rename(_ from: String, _ to: String) throws(StorageIOError) {
+    public static func rename(_ from: String, _ to: String) throws(StorageIOError) {
         guard Glibc.rename(from, to) == 0 else { throw StorageIOError(operation: "rename", path: "\(from) -> \(to)", code: errno) }
     }
 
     /// Another name for the file at `from` (same file system): the file lives while either does.
-    static func link(_ from: String, _ to: String) throws(StorageIOError) {
+    public static func link(_ from: String, _ to: String) throws(StorageIOError) {
         guard Glibc.link(from, to) == 0 else { throw StorageIOError(operation: "link", path: "\(from) -> \(to)", code: errno) }
     }
 
     /// Removes a directory and the files in it (one level: what the engine makes there).
-    static func removeDirectory(_ path: String) throws(StorageIOError) {
+    public static func removeDirectory(_ path: String) throws(StorageIOError) {
         for name in try list(path) { try remove(path + "/" + name) }
         guard rmdir(path) == 0 || errno == ENOENT else { throw StorageIOError(operation: "rmdir", path: path, code: errno) }
     }
 
-    static func remove(_ path: String) throws(StorageIOError) {
+    public static func remove(_ path: String) throws(StorageIOError) {
         guard unlink(path) == 0 || errno == ENOENT else { throw StorageIOError(operation: "unlink", path: path, code: errno) }
     }
 
     /// Names in a directory (without `.` and `..`), sorted.
-    static func list(_ path: String) throws(StorageIOError) -> [String] {
+    public static func list(_ path: String) throws(StorageIOError) -> [String] {
         guard let directory = opendir(path) else { throw StorageIOError(operation: "opendir", path: path, code: errno) }
         defer { closedir(directory) }
         var names: [String] = []

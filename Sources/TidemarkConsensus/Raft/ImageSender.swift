@@ -1,0 +1,85 @@
+import Foundation
+
+/// Sends one snapshot image to a follower in pieces, at most `window` of them not yet
+/// written to the connection at a time: each piece written schedules the sending of the
+/// next (`schedule`: the node's handoff stage), so no thread waits on the network and the
+/// image is never in memory whole. The first piece the transport drops ends the stream;
+/// `finished` runs once, with whether every piece left.
+final class ImageSender: @unchecked Sendable {
+    typealias Send = @Sendable (GroupMessage, @escaping @Sendable (Bool) -> Void) -> Void
+    private let reader: any ImageReader
+    private let message: GroupMessage
+    private let chunkBytes: Int
+    private let parts: Int
+    private let window: Int
+    private let send: Send
+    private let schedule: @Sendable (@escaping @Sendable () -> Void) -> Bool
+    private let finished: @Sendable (Result<Int, ConsensusError>) -> Void
+    private let lock = NSLock()
+    // protected by lock:
+    private var nextPart = 0
+    private var inFlight = 0
+    /// One pump at a time reads the image (in order); a pump asked for meanwhile runs again.
+    private var pumping = false
+    private var done = false
+
+    init(reader: any ImageReader, message: GroupMessage, chunkBytes: Int, window: Int, send: @escaping Send,
+         schedule: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool,
+         finished: @escaping @Sendable (Result<Int, ConsensusError>) -> Void) {
+        precondition(chunkBytes > 0 && window > 0)
+        self.reader = reader
+        self.message = message
+        self.chunkBytes = chunkBytes
+        parts = max(1, (reader.byteCount + chunkBytes - 1) / chunkBytes)
+        precondition(parts <= Int(UInt32.max), "a snapshot has at most 2^32 - 1 pieces")
+        self.window = window
+        self.send = send
+        self.schedule = schedule
+        self.finished = finished
+    }
+
+    func start() { pump() }
+
+    /// Sends pieces while the window has room; ends the stream once the last is written.
+    private func pump() {
+        lock.lock()
+        guard !pumping else { return lock.unlock() }
+        pumping = true
+        while !done && inFlight < window && nextPart < parts {
+            let part = nextPart
+            nextPart += 1
+            inFlight += 1
+            lock.unlock()
+            let piece: [UInt8]
+            do { piece = try reader.read(max: chunkBytes) } catch {
+                lock.withLock { pumping = false }
+                return end(.failure(.io("reading the image failed: \(error)")))
+            }
+            precondition(!piece.isEmpty || parts == 1, "an image shorter than it said")
+            // May call back at once (a transport that writes in place): `pumping` keeps that out.
+            send(SnapshotChunks.chunk(of: message, piece, part: part, parts: parts)) { [self] written in pieceWritten(written) }
+            lock.lock()
+        }
+        pumping = false
+        let complete = nextPart == parts && inFlight == 0
+        lock.unlock()
+        if complete { end(.success(parts)) }
+    }
+
+    private func pieceWritten(_ written: Bool) {
+        lock.withLock { inFlight -= 1 }
+        guard written else { return end(.failure(.io("the transport dropped a piece"))) }
+        if !schedule({ [self] in pump() }) { end(.failure(.busy("no room on the stage to send the next piece"))) }
+    }
+
+    /// Ends the stream once: closes the image and tells the owner.
+    private func end(_ result: Result<Int, ConsensusError>) {
+        let first = lock.withLock { () -> Bool in
+            defer { done = true }
+            return !done
+        }
+        guard first else { return }
+        reader.close()
+        finished(result)
+    }
+}
