@@ -3,22 +3,6 @@ import Logging
 import Synchronization
 import TidemarkStorage
 
-/// Carries Raft messages to other nodes (best effort: Raft copes with loss). `RaftConsensus`
-/// hands over, per destination, the messages of all groups produced in one round.
-public protocol RaftTransport: AnyObject, Sendable {
-    func send(to node: UInt64, _ messages: [GroupMessage])
-    /// Sends, then tells whether the messages left this node (true) or were dropped (false):
-    /// a snapshot's pieces go a few at a time, not all into the transport's queue at once.
-    func send(to node: UInt64, _ messages: [GroupMessage], whenWritten: @escaping @Sendable (Bool) -> Void)
-}
-
-extension RaftTransport {
-    public func send(to node: UInt64, _ messages: [GroupMessage], whenWritten: @escaping @Sendable (Bool) -> Void) {
-        send(to: node, messages)
-        whenWritten(true)
-    }
-}
-
 /// The `Consensus` interface over many Raft groups on one node: each group is a `RaftCore`
 /// driven here; every round persists the readies of all groups with one fsync
 /// (`RaftDisk`), then sends their messages, then hands committed entries to the apply
@@ -60,32 +44,22 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         public init() {}
     }
 
-    private typealias WriteCompletion = @Sendable (Result<UInt64, ConsensusError>) -> Void
+    typealias WriteCompletion = @Sendable (Result<UInt64, ConsensusError>) -> Void
 
     /// A proposal of this node: the term it was proposed in, its decoded form, who waits.
-    private struct PendingWrite: Sendable {
+    struct PendingWrite: Sendable {
         var term: UInt64
         var local: (any Sendable)?
         var completion: WriteCompletion
     }
 
-    /// A snapshot image on its way to a follower.
-    private struct ImageStream: Hashable {
-        var group: GroupID
-        var to: UInt64
-        init(_ message: GroupMessage) {
-            group = message.group
-            to = message.message.to
-        }
-    }
-
     /// A read waiting until its index is applied.
-    private struct PendingRead: Sendable {
+    struct PendingRead: Sendable {
         var index: UInt64
         var completion: WriteCompletion
     }
 
-    private struct Group {
+    struct Group {
         var core: RaftCore
         let machine: StateMachine
         /// Proposals of this node by index.
@@ -130,29 +104,29 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     }
 
     public let nodeID: UInt64
-    private let disk: RaftDisk
-    private let transport: RaftTransport
-    private let settings: Settings
-    private let logger: Logger
-    private let lock = NSLock()
+    let disk: RaftDisk
+    let transport: RaftTransport
+    let settings: Settings
+    let logger: Logger
+    let lock = NSLock()
     // protected by lock:
-    private var groups: [GroupID: Group] = [:]
+    var groups: [GroupID: Group] = [:]
     private var recovered: [GroupID: RaftDiskState]
     private var nextReadID: UInt64 = 1
     private var snapshotChunks: SnapshotChunks
-    private var closed = false
+    var closed = false
     private var toApply: [ApplyBatch] = []
     // The apply side:
     private let applyOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
-    private let imageOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
+    let imageOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
     private let applyQueue = Mutex<[ApplyBatch]>([])
     private let applyScheduled = Atomic<Bool>(false)
     private let applySide = Mutex(ApplyState())
     private let applyLock = NSLock()
     private let appliedEntries = Atomic<Int>(0)
     private let rounds = Atomic<Int>(0)
-    private let snapshotsSent = Atomic<Int>(0)
-    private let snapshotBytesSent = Atomic<Int>(0)
+    let snapshotsSent = Atomic<Int>(0)
+    let snapshotBytesSent = Atomic<Int>(0)
     /// Entry bytes queued for the apply side, not applied yet.
     private let applyBacklogBytes = Atomic<Int>(0)
     private let snapshotsInstalled = Atomic<Int>(0)
@@ -166,7 +140,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     /// Snapshot images being sent, by group and follower: the core asks again after a
     /// while, which must not start a second stream of the same image meanwhile. Protected
     /// by `lock`.
-    private var imageStreams: Set<ImageStream> = []
+    var imageStreams: Set<ImageStream> = []
 
     /// `applyOn` runs the apply side's work (by default at once, on the calling thread) and
     /// says whether it took it (a stage that is not running yet does not); `imageOn` makes
@@ -189,15 +163,6 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         // one installed and dropped from the log).
         let named = Set(recovered.values.compactMap { $0.snapshot.flatMap { SpooledImage.name(in: $0.data) } })
         for name in try FileIO.list(disk.imageDirectory) where !named.contains(name) { try FileIO.remove(disk.imageDirectory + "/" + name) }
-    }
-
-    /// What the state machine restores for a snapshot of the log: its data, or the file its
-    /// spool token names.
-    private func stateSnapshot(_ snapshot: RaftSnapshot) -> StateSnapshot {
-        if let name = SpooledImage.name(in: snapshot.data) {
-            return StateSnapshot(index: snapshot.index, term: snapshot.term, data: [], file: disk.imageDirectory + "/" + name)
-        }
-        return StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data)
     }
 
     // MARK: - Consensus
@@ -447,47 +412,6 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         }
     }
 
-    /// A snapshot whose pieces all came (off the rounds' lock: it syncs the whole image):
-    /// Raft sees it once the image is durable, as a token of the file for a state machine
-    /// that installs from files, else with the image read back into memory.
-    private func takeSpooledImage(_ item: GroupMessage) {
-        let part = disk.imageDirectory + "/" + SpooledImage.name(in: item.message.snapshot!.data)!
-        let name = SpooledImage.imageName(ofPart: (part as NSString).lastPathComponent)
-        let path = disk.imageDirectory + "/" + name
-        var message = item
-        do {
-            let descriptor = try FileIO.open(part, O_RDONLY)
-            defer { FileIO.close(descriptor) }
-            try FileIO.fsync(descriptor, path: part)
-            try FileIO.rename(part, path)
-            try FileIO.syncDirectory(disk.imageDirectory)
-            guard let keeps = lock.withLock({ groups[item.group]?.machine.keepsInstalledImages }) else { throw ConsensusError.noSuchGroup(item.group) }
-            if keeps {
-                message.message.snapshot!.data = SpooledImage.token(name)
-            } else {
-                // In memory and in the log from here: bounded by what a log record holds.
-                guard try FileIO.size(descriptor, path: part) <= RaftCodec.dataBytesMax - (1 << 20) else {
-                    throw ConsensusError.refused("the image is too large for a state machine that holds it in memory")
-                }
-                message.message.snapshot!.data = try FileIO.readFile(path) ?? []
-                try FileIO.remove(path)
-            }
-        } catch {
-            logger.error("a snapshot image that came in pieces could not be taken", metadata: ["group": "\(item.group)", "reason": "\(error)"])
-            try? FileIO.remove(part)
-            try? FileIO.remove(path)
-            return
-        }
-        try? run { () throws(ConsensusError) in
-            guard groups[message.group] != nil else { return }
-            groups[message.group]!.core.step(message.message)
-            // Not taken (the log had it already, or a newer one): nothing will ask for the file.
-            if SpooledImage.name(in: message.message.snapshot!.data) != nil, groups[message.group]!.core.pendingSnapshot?.data != message.message.snapshot!.data {
-                try? FileIO.remove(path)
-            }
-        }
-    }
-
     /// What the node's Raft groups have done, for `/metrics`.
     public struct Counters: Sendable {
         /// fsyncs of the Raft log.
@@ -552,7 +476,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private var deferred: [() -> Void] = []
 
     /// Runs `body` under the lock, then a round (persist, send, apply), then the completions.
-    private func run(_ body: () throws(ConsensusError) -> Void) throws(ConsensusError) {
+    func run(_ body: () throws(ConsensusError) -> Void) throws(ConsensusError) {
         lock.lock()
         guard !closed else {
             lock.unlock()
@@ -633,47 +557,6 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 groups[group]!.core.advance(ready)
             }
         }
-    }
-
-    /// Sends a snapshot with the state machine's image in it, read and sent piece by piece
-    /// (`ImageSender`). Failing (too large, a piece dropped), it stops: the leader probes the
-    /// follower again later and, still too far behind, sends it again.
-    private func sendImage(_ message: GroupMessage, of machine: StateMachine) {
-        let snapshot = message.message.snapshot!
-        let to = message.message.to
-        let metadata: Logger.Metadata = ["group": "\(message.group)", "to": "\(to)", "index": "\(snapshot.index)"]
-        let reader: any ImageReader
-        do {
-            reader = try machine.openImage(for: StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data),
-                                           bytesMax: settings.snapshotBytesMax)
-        } catch {
-            logger.error("making a snapshot image failed", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
-            _ = lock.withLock { imageStreams.remove(ImageStream(message)) }
-            return
-        }
-        guard reader.byteCount <= settings.snapshotBytesMax else {
-            logger.error("a snapshot image is too large to send; the follower cannot catch up from it",
-                         metadata: metadata.merging(["bytes": "\(reader.byteCount)", "bytes_max": "\(settings.snapshotBytesMax)"]) { $1 })
-            reader.close()
-            _ = lock.withLock { imageStreams.remove(ImageStream(message)) }
-            return
-        }
-        let transport = transport
-        let bytes = reader.byteCount
-        let sender = ImageSender(reader: reader, message: message, chunkBytes: settings.snapshotChunkBytes, window: settings.snapshotWindowChunks,
-                                 send: { piece, written in transport.send(to: to, [piece], whenWritten: written) },
-                                 schedule: imageOn) { [self] result in
-            _ = lock.withLock { imageStreams.remove(ImageStream(message)) }
-            switch result {
-            // Counted once every piece left; the follower may still lose it.
-            case .success:
-                snapshotsSent.add(1, ordering: .relaxed)
-                snapshotBytesSent.add(bytes, ordering: .relaxed)
-            case .failure(let error):
-                logger.warning("a snapshot image stopped on its way", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
-            }
-        }
-        sender.start()
     }
 
     /// Moves what `ready` commits (and the proposals and reads waiting for it) to the apply side.
@@ -763,28 +646,6 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             return ready
         }
         for read in answered { completions.append { read.completion(.success(applied)) } }
-    }
-
-    /// The state machine holds the image it installed durably: the log keeps the snapshot
-    /// without it (a record of a few bytes in every checkpoint, not the whole region), and
-    /// the core forgets it. Failing, the image just stays in the log.
-    private func dropInstalledImage(of id: GroupID, _ snapshot: RaftSnapshot) {
-        lock.withLock {
-            guard !closed else { return }
-            dropInstalledImageLocked(of: id, snapshot)
-        }
-    }
-
-    /// The caller holds `lock`. A spooled image goes once the log no longer names it.
-    private func dropInstalledImageLocked(of id: GroupID, _ snapshot: RaftSnapshot) {
-        guard groups[id] != nil, groups[id]!.core.dropSnapshotImage(at: snapshot.index) else { return }
-        var bare = snapshot
-        bare.data = []
-        do { try disk.compact(id, snapshot: bare) } catch {
-            logger.warning("could not drop an installed image from the raft log", metadata: ["group": "\(id)", "reason": "\(error)"])
-            return
-        }
-        if let name = SpooledImage.name(in: snapshot.data) { try? FileIO.remove(disk.imageDirectory + "/" + name) }
     }
 
     private func changeMembership(_ group: GroupID, _ change: RaftConfChange) throws {

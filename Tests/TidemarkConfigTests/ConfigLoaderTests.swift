@@ -52,7 +52,7 @@ func loadError(_ yaml: String) throws -> ConfigError? {
             internal: {listen: "[::1]:10731"}
             meta_peers: ["127.0.0.1:10730", "[::1]:10731"]
             cluster_secret: s3cret
-            raft: {tick_ms: 20, election_ticks: 5, catch_up_bytes_max: 4096, apply_backlog_bytes_max: 8192}
+            raft: {tick_ms: 20, election_ticks: 5, catch_up_bytes_max: 4096, apply_backlog_bytes_max: 8192, snapshot_chunk_bytes: 65536, snapshot_bytes_max: 1048576}
             wal_sync: 50
             storage: {memtable_bytes_max: 1048576, compression_level: 9, auto_create_schema: false}
             query: {statement_bytes_max: 4096, rows_default: 500, memory_bytes_max: 1048576}
@@ -72,6 +72,7 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         #expect(config.metaPeers == [ListenAddress(host: "127.0.0.1", port: 10730), ListenAddress(host: "::1", port: 10731)])
         #expect(config.nodeID == 2 && config.clusterSecret == "s3cret" && config.raftTickMs == 20 && config.raftElectionTicks == 5)
         #expect(config.raftCatchUpBytesMax == 4096 && config.raftApplyBacklogBytesMax == 8192)
+        #expect(config.raftSnapshotChunkBytes == 65536 && config.raftSnapshotBytesMax == 1 << 20)
         #expect(config.storage.walSync == .intervalMs(50))
         #expect(config.logLevel == .debug)
         #expect(config.storage.memtableBytesMax == 1_048_576 && config.storage.compressionLevel == 9 && !config.storage.autoCreateSchema)
@@ -133,6 +134,13 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         let listen = try #require(try loadError("http: {listen: localhost}\n"))
         #expect(listen.key == "http.listen")
         #expect(listen.message.contains("HOST:PORT"))
+    }
+
+    @Test func aSnapshotPieceMustFitAFrame() throws {
+        let error = try #require(try loadError("raft: {snapshot_chunk_bytes: 33554432}\n"))
+        #expect(error.key == "raft.snapshot_chunk_bytes" && error.line == 1)
+        #expect(error.message.contains("at most 16777216"))
+        #expect(try loadError("raft: {snapshot_chunk_bytes: 16777216}\n") == nil)
     }
 
     @Test func impossibleStageSizesAreRefused() throws {

@@ -55,7 +55,11 @@ final class ImageSender: @unchecked Sendable {
                 lock.withLock { pumping = false }
                 return end(.failure(.io("reading the image failed: \(error)")))
             }
-            precondition(!piece.isEmpty || parts == 1, "an image shorter than it said")
+            // Every piece but the last is whole: the follower counts on `parts` pieces of the image.
+            guard piece.count == min(chunkBytes, reader.byteCount - part * chunkBytes) else {
+                lock.withLock { pumping = false }
+                return end(.failure(.io("the image gave \(piece.count) bytes for piece \(part) of \(parts)")))
+            }
             // May call back at once (a transport that writes in place): `pumping` keeps that out.
             send(SnapshotChunks.chunk(of: message, piece, part: part, parts: parts)) { [self] written in pieceWritten(written) }
             lock.lock()
