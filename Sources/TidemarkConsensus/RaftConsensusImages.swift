@@ -99,6 +99,9 @@ extension RaftConsensus {
             case .success:
                 snapshotsSent.add(1, ordering: .relaxed)
                 snapshotBytesSent.add(bytes, ordering: .relaxed)
+                try? run { () throws(ConsensusError) in
+                    if groups[message.group] != nil { groups[message.group]!.core.snapshotSent(to: to) }
+                }
             case .failure(let error):
                 logger.warning("a snapshot image stopped on its way", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
             }

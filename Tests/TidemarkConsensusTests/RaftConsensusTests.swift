@@ -16,12 +16,18 @@ private final class LoopbackNetwork: Sendable {
     /// Messages of senders that wait to hear ("watched"): the one with this place in their
     /// order (from 0) is dropped, its sender told so.
     let dropsWatched = Mutex<Int?>(nil)
+    /// While set, watched messages stay on their way (a slow link).
+    let holdsWatched = Mutex(false)
     /// The most watched messages one pump found waiting, and how many came in all.
     let watchedWaitingMax = Mutex(0)
     let watchedSeen = Mutex(0)
 
     func pump() -> Bool {
-        let batch = queue.withLock { queue in defer { queue = [] }; return queue }
+        let holds = holdsWatched.withLock { $0 }
+        let batch = queue.withLock { queue in
+            defer { queue = holds ? queue.filter { $0.written != nil } : [] }
+            return holds ? queue.filter { $0.written == nil } : queue
+        }
         watchedWaitingMax.withLock { $0 = max($0, batch.filter { $0.written != nil }.count) }
         for (to, messages, written) in batch {
             let dropped = written != nil && watchedSeen.withLock { seen in
@@ -131,6 +137,10 @@ private final class Cluster {
 
     final class ApplyWork: Sendable {
         let jobs = Mutex<[UInt64: [@Sendable () -> Void]]>([:])
+        /// Nodes whose image work (sending, or taking one that came in pieces) waits in
+        /// `imageJobs` until `drainImages`; elsewhere it runs at once.
+        let defersImages = Mutex<Set<UInt64>>([])
+        let imageJobs = Mutex<[UInt64: [@Sendable () -> Void]]>([:])
     }
 
     init(settings: RaftConsensus.Settings = RaftConsensus.Settings(), imagesOnSend: Bool = false, keepsInstalledImages: Bool = false,
@@ -147,10 +157,18 @@ private final class Cluster {
         let disk = try RaftDisk(directory: directory + "/\(id)")
         disks[id] = disk
         let work = applyWork
+        let imageOn: @Sendable (@escaping @Sendable () -> Void) -> Bool = { job in
+            if work.defersImages.withLock({ $0.contains(id) }) {
+                work.imageJobs.withLock { $0[id, default: []].append(job) }
+            } else {
+                job()
+            }
+            return true
+        }
         let node = deferApply
             ? try RaftConsensus(nodeID: id, disk: disk, transport: Endpoint(network, from: id), settings: settings,
-                                applyOn: { job in work.jobs.withLock { $0[id, default: []].append(job) }; return true })
-            : try RaftConsensus(nodeID: id, disk: disk, transport: Endpoint(network, from: id), settings: settings)
+                                applyOn: { job in work.jobs.withLock { $0[id, default: []].append(job) }; return true }, imageOn: imageOn)
+            : try RaftConsensus(nodeID: id, disk: disk, transport: Endpoint(network, from: id), settings: settings, imageOn: imageOn)
         let machine = Registers(imagesOnSend: imagesOnSend, keepsInstalledImages: keepsInstalledImages)
         try node.createGroup(group, peers: peers, stateMachine: machine)
         machines[id] = machine
@@ -164,6 +182,12 @@ private final class Cluster {
     func drainApply(at id: UInt64) {
         let jobs = applyWork.jobs.withLock { $0.removeValue(forKey: id) ?? [] }
         for job in jobs { job() }
+    }
+
+    /// Runs the image work node `id` was handed so far, and from now on at once.
+    func drainImages(at id: UInt64) {
+        applyWork.defersImages.withLock { _ = $0.remove(id) }
+        for job in applyWork.imageJobs.withLock({ $0.removeValue(forKey: id) ?? [] }) { job() }
     }
 
     /// Ticks every live node and delivers until quiet, `rounds` times.
@@ -363,6 +387,36 @@ private final class Cluster {
         cluster.node(behind).close()
         try cluster.start(behind)
         #expect(try FileIO.list(imageDirectory).isEmpty)
+    }
+
+    /// An image slow on its way (longer than the wait before a snapshot counts as lost) is
+    /// not sent again meanwhile, nor while the follower takes it (syncs its file) just after:
+    /// the wait starts once the image has left.
+    @Test func aSlowImageIsNotSentTwice() throws {
+        var settings = RaftConsensus.Settings()
+        settings.catchUpBytesMax = 0
+        settings.snapshotChunkBytes = 8
+        settings.snapshotWindowChunks = 2
+        let cluster = try Cluster(settings: settings, imagesOnSend: true, keepsInstalledImages: true)
+        let leader = try cluster.waitForLeader()
+        let behind = [1, 2, 3].map(UInt64.init).first { $0 != leader }!
+        _ = try cluster.writeWhileAway(behind, at: leader, 1...6)
+        cluster.run(rounds: 1)
+        cluster.network.holdsWatched.withLock { $0 = true }
+        cluster.network.down.withLock { _ = $0.remove(behind) }
+        cluster.run(rounds: 30)  // more heartbeat answers than snapshotRetryHeartbeats
+        #expect(cluster.network.watchedSeen.withLock { $0 } == 0 && cluster.machines[behind]!.restores.withLock { $0 } == 0)
+        // Every piece arrives; the follower is slow to take the image (15 heartbeats).
+        cluster.applyWork.defersImages.withLock { _ = $0.insert(behind) }
+        cluster.network.holdsWatched.withLock { $0 = false }
+        cluster.run(rounds: 15)
+        #expect(cluster.network.watchedSeen.withLock { $0 } == 9 && cluster.machines[behind]!.restores.withLock { $0 } == 0)
+        cluster.drainImages(at: behind)
+        cluster.run(rounds: 30)
+        #expect(cluster.machines[behind]!.restores.withLock { $0 } == 1)
+        #expect(cluster.machines[behind]!.values.withLock { $0.count } == 6)
+        #expect(cluster.network.watchedSeen.withLock { $0 } == 9, "the image was sent again")
+        #expect(cluster.node(leader).counters.snapshotsSent == 1)
     }
 
     /// A snapshot lost on the way is sent again, but not at every heartbeat answer: each

@@ -231,6 +231,15 @@ public struct RaftCore: Sendable {
         }
     }
 
+    /// The host finished sending a snapshot to `peer` (every piece of its image left): the
+    /// wait before it is taken as lost starts now, not when it was asked for, since a large
+    /// image takes longer on its way than that wait.
+    public mutating func snapshotSent(to peer: UInt64) {
+        guard role == .leader, var follower = progress[peer], case .snapshot = follower.state else { return }
+        follower.heartbeatsSinceSnapshot = 0
+        progress[peer] = follower
+    }
+
     /// A snapshot from the leader, taken and not yet handed out by `ready()`.
     public var pendingSnapshot: RaftSnapshot? { log.pendingSnapshot }
 
