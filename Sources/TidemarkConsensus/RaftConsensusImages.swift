@@ -90,6 +90,7 @@ extension RaftConsensus {
         }
         let transport = transport
         let bytes = reader.byteCount
+        logger.notice("sending a snapshot image", metadata: metadata.merging(["bytes": "\(bytes)"]) { $1 })
         let sender = ImageSender(reader: reader, message: message, chunkBytes: settings.snapshotChunkBytes, window: settings.snapshotWindowChunks,
                                  send: { piece, written in transport.send(to: to, [piece], whenWritten: written) },
                                  schedule: imageOn) { [self] result in
@@ -102,6 +103,7 @@ extension RaftConsensus {
                 try? run { () throws(ConsensusError) in
                     if groups[message.group] != nil { groups[message.group]!.core.snapshotSent(to: to) }
                 }
+                logger.notice("sent a snapshot image", metadata: metadata.merging(["bytes": "\(bytes)"]) { $1 })
             case .failure(let error):
                 logger.warning("a snapshot image stopped on its way", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
             }
@@ -128,6 +130,9 @@ extension RaftConsensus {
             logger.warning("could not drop an installed image from the raft log", metadata: ["group": "\(id)", "reason": "\(error)"])
             return
         }
-        if let name = SpooledImage.name(in: snapshot.data) { try? FileIO.remove(disk.imageDirectory + "/" + name) }
+        // This image, and any older one of the group a newer snapshot overtook on its way in.
+        for name in (try? FileIO.list(disk.imageDirectory)) ?? [] {
+            if let index = SpooledImage.index(in: name, of: id), index <= snapshot.index { try? FileIO.remove(disk.imageDirectory + "/" + name) }
+        }
     }
 }

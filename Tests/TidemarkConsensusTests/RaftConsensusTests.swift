@@ -381,8 +381,17 @@ private final class Cluster {
         #expect(cluster.disks[behind]!.snapshot(of: group)?.data.isEmpty == true)
         #expect(try FileIO.list(cluster.disks[behind]!.imageDirectory).isEmpty)
 
-        // What a crash leaves in the spool (a stream cut short) goes at the next start.
+        // An older image a newer snapshot overtook goes once the newer one is installed.
         let imageDirectory = cluster.disks[behind]!.imageDirectory
+        try FileIO.writeFileAtomically([7], to: imageDirectory + "/\(group.kind.rawValue)-\(group.number)-\(leader)-2-1.image", directory: imageDirectory)
+        _ = try cluster.writeWhileAway(behind, at: leader, 7...8)
+        cluster.run(rounds: 1)
+        cluster.network.down.withLock { _ = $0.remove(behind) }
+        for _ in 0..<40 where cluster.machines[behind]!.restores.withLock({ $0 }) < 2 { cluster.run(rounds: 1) }
+        #expect(cluster.machines[behind]!.values.withLock { $0.count } == 8)
+        #expect(try FileIO.list(imageDirectory).isEmpty, "an overtaken image stayed: \((try? FileIO.list(imageDirectory)) ?? [])")
+
+        // What a crash leaves in the spool (a stream cut short) goes at the next start.
         try FileIO.writeFileAtomically([1, 2, 3], to: imageDirectory + "/1-1-1-9-2.part", directory: imageDirectory)
         cluster.node(behind).close()
         try cluster.start(behind)

@@ -133,6 +133,15 @@ public enum SpooledImage {
         "\(group.kind.rawValue)-\(group.number)-\(from)-\(index)-\(term).part"
     }
 
+    /// The snapshot index of a spool file of `group` (a complete image or pieces); nil for
+    /// another group's or a name the spool does not make.
+    static func index(in name: String, of group: GroupID) -> UInt64? {
+        let prefix = "\(group.kind.rawValue)-\(group.number)-"
+        guard name.hasPrefix(prefix), name.hasSuffix(".image") || name.hasSuffix(".part") else { return nil }
+        let fields = name.dropFirst(prefix.count).split(separator: ".")[0].split(separator: "-")
+        return fields.count == 3 ? UInt64(fields[1]) : nil
+    }
+
     /// The name of a complete, synced image.
     static func imageName(ofPart name: String) -> String { String(name.dropLast(".part".count)) + ".image" }
 }
