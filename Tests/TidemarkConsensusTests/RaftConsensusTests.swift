@@ -345,10 +345,9 @@ private final class Cluster {
         #expect(cluster.machines[third]!.values.withLock { $0 } == cluster.machines[behind]!.values.withLock { $0 })
     }
 
-    /// An image travels in pieces, a few on their way at a time, and a follower whose state
-    /// machine keeps images puts them together in a file it installs from, then deletes. A
-    /// piece the transport drops stops the stream; the leader sends the image again later.
-    @Test func anImageTravelsInPiecesAFewAtATimeIntoAFile() throws {
+    /// Three nodes whose state machines keep images sent in pieces of 8 bytes, two on their
+    /// way at a time; one follower (down) lacks the six writes the leader compacted away.
+    private func imageInPieces() throws -> (cluster: Cluster, leader: UInt64, behind: UInt64) {
         var settings = RaftConsensus.Settings()
         settings.catchUpBytesMax = 0
         settings.snapshotChunkBytes = 8
@@ -358,6 +357,14 @@ private final class Cluster {
         let behind = [1, 2, 3].map(UInt64.init).first { $0 != leader }!
         _ = try cluster.writeWhileAway(behind, at: leader, 1...6)
         cluster.run(rounds: 1)
+        return (cluster, leader, behind)
+    }
+
+    /// An image travels in pieces, a few on their way at a time, and a follower whose state
+    /// machine keeps images puts them together in a file it installs from, then deletes. A
+    /// piece the transport drops stops the stream; the leader sends the image again later.
+    @Test func anImageTravelsInPiecesAFewAtATimeIntoAFile() throws {
+        let (cluster, leader, behind) = try imageInPieces()
         // The first stream loses its fourth piece to the transport: it stops, nothing is installed.
         cluster.network.dropsWatched.withLock { $0 = 3 }
         cluster.network.down.withLock { _ = $0.remove(behind) }
@@ -402,15 +409,7 @@ private final class Cluster {
     /// not sent again meanwhile, nor while the follower takes it (syncs its file) just after:
     /// the wait starts once the image has left.
     @Test func aSlowImageIsNotSentTwice() throws {
-        var settings = RaftConsensus.Settings()
-        settings.catchUpBytesMax = 0
-        settings.snapshotChunkBytes = 8
-        settings.snapshotWindowChunks = 2
-        let cluster = try Cluster(settings: settings, imagesOnSend: true, keepsInstalledImages: true)
-        let leader = try cluster.waitForLeader()
-        let behind = [1, 2, 3].map(UInt64.init).first { $0 != leader }!
-        _ = try cluster.writeWhileAway(behind, at: leader, 1...6)
-        cluster.run(rounds: 1)
+        let (cluster, leader, behind) = try imageInPieces()
         cluster.network.holdsWatched.withLock { $0 = true }
         cluster.network.down.withLock { _ = $0.remove(behind) }
         cluster.run(rounds: 30)  // more heartbeat answers than snapshotRetryHeartbeats
