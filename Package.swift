@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CHTTPParser", providers: [.apt(["libhttp-parser-dev"])]),
 
+        // CRC-32C with the CPU's instruction where it has one (Swift has no intrinsics for it).
+        .target(name: "CCRC32C"),
         .target(name: "TidemarkCore"),
         .target(
             name: "TidemarkStages",
@@ -38,7 +40,7 @@ let package = Package(
             resources: [.embedInCode("stages.yaml")]),
         .target(
             name: "TidemarkStorage",
-            dependencies: ["TidemarkCore", "CZstd", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["TidemarkCore", "CZstd", "CCRC32C", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "TidemarkConsensus",
             dependencies: [

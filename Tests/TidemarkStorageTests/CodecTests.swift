@@ -129,6 +129,18 @@ private func roundTripTimestamps(_ timestamps: [Int64]) throws -> [Int64] {
         let whole = CRC32C.checksum(data)
         let continued = CRC32C.checksum(Array(data[300...]), continuing: CRC32C.checksum(Array(data[..<300])))
         #expect(whole == continued)
+        // The instruction and the tables agree at every length and alignment.
+        var generator = SystemRandomNumberGenerator()
+        let random = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        random.withUnsafeBytes { raw in
+            for start in 0..<9 {
+                for count in [0, 1, 7, 8, 9, 63, 64, 65, 1000, 4000] {
+                    let piece = UnsafeRawBufferPointer(rebasing: raw[start..<(start + count)])
+                    #expect(CRC32C.checksum(piece, continuing: 0x1234_5678) == CRC32C.tableChecksum(piece, continuing: 0x1234_5678),
+                            "start \(start), \(count) bytes")
+                }
+            }
+        }
     }
 
     @Test func textIsReadAsUTF8AndRefusedOtherwise() throws {
