@@ -158,7 +158,9 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         self.applyOn = applyOn
         self.imageOn = imageOn
         recovered = try disk.recover()
-        snapshotChunks = SnapshotChunks(bytesMax: settings.snapshotBytesMax, spoolDirectory: disk.imageDirectory)
+        // An image held in memory goes whole into a log record, which bounds it.
+        snapshotChunks = SnapshotChunks(bytesMax: RaftCodec.dataBytesMax - (1 << 20), spoolDirectory: disk.imageDirectory,
+                                        spoolBytesMax: settings.snapshotBytesMax)
         // A spooled image no snapshot names any longer is of no use (one a crash cut short, or
         // one installed and dropped from the log).
         let named = Set(recovered.values.compactMap { $0.snapshot.flatMap { SpooledImage.name(in: $0.data) } })
@@ -395,18 +397,19 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
 
     /// Messages from another node.
     public func receive(_ messages: [GroupMessage]) {
-        var spooled: [GroupMessage] = []
+        var taken: [GroupMessage] = []
         try? run { () throws(ConsensusError) in
             for piece in messages where groups[piece.group] != nil && piece.message.to == nodeID {
-                guard let item = snapshotChunks.receive(piece) else { continue }  // a snapshot still in pieces
+                let spooled = groups[piece.group]!.machine.keepsInstalledImages
+                guard let item = snapshotChunks.receive(piece, spooled: spooled) else { continue }  // a snapshot still in pieces
                 if let data = item.message.snapshot?.data, SpooledImage.name(in: data) != nil {
-                    spooled.append(item)
+                    taken.append(item)
                 } else {
                     groups[item.group]!.core.step(item.message)
                 }
             }
         }
-        for item in spooled where !imageOn({ [self] in takeSpooledImage(item) }) {
+        for item in taken where !imageOn({ [self] in takeSpooledImage(item) }) {
             logger.warning("no room to take a snapshot image now; the leader sends it again", metadata: ["group": "\(item.group)"])
             try? FileIO.remove(disk.imageDirectory + "/" + SpooledImage.name(in: item.message.snapshot!.data)!)
         }

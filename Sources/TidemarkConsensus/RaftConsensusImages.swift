@@ -24,9 +24,8 @@ extension RaftConsensus {
         return StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data)
     }
 
-    /// A snapshot whose pieces all came (off the rounds' lock: it syncs the whole image):
-    /// Raft sees it once the image is durable, as a token of the file for a state machine
-    /// that installs from files, else with the image read back into memory.
+    /// A snapshot whose pieces all came to a spool file (off the rounds' lock: it syncs the
+    /// whole image): Raft sees it, as a token of the file, once the image is durable.
     func takeSpooledImage(_ item: GroupMessage) {
         let part = disk.imageDirectory + "/" + SpooledImage.name(in: item.message.snapshot!.data)!
         let name = SpooledImage.imageName(ofPart: (part as NSString).lastPathComponent)
@@ -38,17 +37,7 @@ extension RaftConsensus {
             try FileIO.fsync(descriptor, path: part)
             try FileIO.rename(part, path)
             try FileIO.syncDirectory(disk.imageDirectory)
-            guard let keeps = lock.withLock({ groups[item.group]?.machine.keepsInstalledImages }) else { throw ConsensusError.noSuchGroup(item.group) }
-            if keeps {
-                message.message.snapshot!.data = SpooledImage.token(name)
-            } else {
-                // In memory and in the log from here: bounded by what a log record holds.
-                guard try FileIO.size(descriptor, path: part) <= RaftCodec.dataBytesMax - (1 << 20) else {
-                    throw ConsensusError.refused("the image is too large for a state machine that holds it in memory")
-                }
-                message.message.snapshot!.data = try FileIO.readFile(path) ?? []
-                try FileIO.remove(path)
-            }
+            message.message.snapshot!.data = SpooledImage.token(name)
         } catch {
             logger.error("a snapshot image that came in pieces could not be taken", metadata: ["group": "\(item.group)", "reason": "\(error)"])
             try? FileIO.remove(part)
@@ -56,12 +45,13 @@ extension RaftConsensus {
             return
         }
         try? run { () throws(ConsensusError) in
-            guard groups[message.group] != nil else { return }
+            guard groups[message.group] != nil else {
+                try? FileIO.remove(path)
+                return
+            }
             groups[message.group]!.core.step(message.message)
             // Not taken (the log had it already, or a newer one): nothing will ask for the file.
-            if SpooledImage.name(in: message.message.snapshot!.data) != nil, groups[message.group]!.core.pendingSnapshot?.data != message.message.snapshot!.data {
-                try? FileIO.remove(path)
-            }
+            if groups[message.group]!.core.pendingSnapshot?.data != message.message.snapshot!.data { try? FileIO.remove(path) }
         }
     }
 
@@ -74,17 +64,12 @@ extension RaftConsensus {
         let metadata: Logger.Metadata = ["group": "\(message.group)", "to": "\(to)", "index": "\(snapshot.index)"]
         let reader: any ImageReader
         do {
+            // Refused past `snapshotBytesMax` before anything is read.
             reader = try machine.openImage(for: StateSnapshot(index: snapshot.index, term: snapshot.term, data: snapshot.data),
                                            bytesMax: settings.snapshotBytesMax)
         } catch {
-            logger.error("making a snapshot image failed", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
-            _ = lock.withLock { imageStreams.remove(ImageStream(message)) }
-            return
-        }
-        guard reader.byteCount <= settings.snapshotBytesMax else {
-            logger.error("a snapshot image is too large to send; the follower cannot catch up from it",
-                         metadata: metadata.merging(["bytes": "\(reader.byteCount)", "bytes_max": "\(settings.snapshotBytesMax)"]) { $1 })
-            reader.close()
+            logger.error("making a snapshot image failed; the follower cannot catch up from it now",
+                         metadata: metadata.merging(["reason": "\(error)"]) { $1 })
             _ = lock.withLock { imageStreams.remove(ImageStream(message)) }
             return
         }

@@ -95,7 +95,9 @@ private final class Registers: StateMachine, Sendable {
     }
 
     func openImage(for snapshot: StateSnapshot, bytesMax: Int) throws -> any ImageReader {
-        BytesImageReader(imagesOnSend ? text : snapshot.data)
+        let image = imagesOnSend ? text : snapshot.data
+        guard image.count <= bytesMax else { throw ConsensusError.refused("image of \(image.count) bytes") }
+        return BytesImageReader(image)
     }
 
     func restore(_ snapshot: StateSnapshot) throws {
@@ -561,5 +563,27 @@ private final class Answers: Sendable {
         #expect(bounded.receive(pieces[3]) == nil && bounded.receive(pieces[4]) == nil)  // 23 bytes > 12: dropped
         // A small snapshot goes as it is.
         #expect(SnapshotChunks.split(snapshotMessage([1, 2]), chunkBytes: 5) == [snapshotMessage([1, 2])])
+    }
+
+    @Test func spooledPiecesGoToAFileWithinTheirOwnBound() throws {
+        let directory = try temporaryDirectory("chunks-spool")
+        let pieces = SnapshotChunks.split(snapshotMessage(Array(0..<23)), chunkBytes: 5)
+        // In memory the bound is 12 bytes; spooled, 30.
+        var chunks = SnapshotChunks(bytesMax: 12, spoolDirectory: directory, spoolBytesMax: 30)
+        for piece in pieces.dropLast() { #expect(chunks.receive(piece, spooled: true) == nil) }
+        let last = chunks.receive(pieces.last!, spooled: true)
+        let whole = try #require(last)
+        let name = try #require(SpooledImage.name(in: whole.message.snapshot!.data))
+        #expect(try FileIO.readFile(directory + "/" + name) == Array(0..<23))
+        // Past the spool's bound the assembly and its file go.
+        var small = SnapshotChunks(spoolDirectory: directory, spoolBytesMax: 12)
+        try FileIO.remove(directory + "/" + name)
+        for piece in pieces { #expect(small.receive(piece, spooled: true) == nil) }
+        #expect(try FileIO.list(directory).isEmpty)
+        // A token from a peer names no file of this node: it is dropped.
+        var token = snapshotMessage(SpooledImage.token(name))
+        token.message.context = 0
+        let fromPeer = chunks.receive(token)
+        #expect(fromPeer == nil)
     }
 }

@@ -31,14 +31,19 @@ final class ImageSender: @unchecked Sendable {
         self.message = message
         self.chunkBytes = chunkBytes
         parts = max(1, (reader.byteCount + chunkBytes - 1) / chunkBytes)
-        precondition(parts <= Int(UInt32.max), "a snapshot has at most 2^32 - 1 pieces")
         self.window = window
         self.send = send
         self.schedule = schedule
         self.finished = finished
     }
 
-    func start() { pump() }
+    func start() {
+        // A chunk's context numbers its pieces in 32 bits.
+        guard parts <= Int(UInt32.max) else {
+            return end(.failure(.refused("\(reader.byteCount) bytes in pieces of \(chunkBytes) are more than 2^32 - 1 pieces")))
+        }
+        pump()
+    }
 
     /// Sends pieces while the window has room; ends the stream once the last is written.
     private func pump() {

@@ -5,9 +5,11 @@ import TidemarkStorage
 /// so a large state-machine image travels in frames of bounded size. A chunk is a snapshot
 /// message whose data is one piece; `context` says which: `part << 32 | parts`.
 ///
-/// With a spool directory, pieces are written to a file there as they come (an image may be
-/// larger than memory), and the whole message carries `SpooledImage.token` of that file
-/// instead of the image; the receiver syncs it before Raft sees the snapshot.
+/// A snapshot received `spooled` (its state machine installs images from files) has its
+/// pieces written to a file in the spool directory as they come (an image may be larger
+/// than memory), and the whole message carries `SpooledImage.token` of that file instead of
+/// the image; the receiver syncs it before Raft sees the snapshot. Any other is put
+/// together in memory.
 public struct SnapshotChunks: Sendable {
     /// One snapshot at a time from each sender of each group: a new one replaces the old.
     private struct Key: Hashable {
@@ -27,15 +29,18 @@ public struct SnapshotChunks: Sendable {
         var file: String?
     }
 
-    /// A snapshot larger than this is refused (its assembly dropped) rather than held.
+    /// A snapshot put together in memory larger than this is refused (its assembly dropped)
+    /// rather than held; one spooled, larger than `spoolBytesMax`.
     public let bytesMax: Int
     public let spoolDirectory: String?
+    public let spoolBytesMax: Int
     private var assembling: [Key: Assembly] = [:]
 
-    public init(bytesMax: Int = RaftCodec.dataBytesMax, spoolDirectory: String? = nil) {
-        precondition(bytesMax > 0)
+    public init(bytesMax: Int = RaftCodec.dataBytesMax, spoolDirectory: String? = nil, spoolBytesMax: Int = 1 << 40) {
+        precondition(bytesMax > 0 && spoolBytesMax > 0)
         self.bytesMax = bytesMax
         self.spoolDirectory = spoolDirectory
+        self.spoolBytesMax = spoolBytesMax
     }
 
     /// `message` as it should go out: itself, or its chunks of at most `chunkBytes` each.
@@ -59,7 +64,7 @@ public struct SnapshotChunks: Sendable {
 
     /// The whole message once every chunk of it arrived in order; nil while pieces are missing.
     /// A lost piece drops the assembly: the leader sends the snapshot again.
-    public mutating func receive(_ message: GroupMessage) -> GroupMessage? {
+    public mutating func receive(_ message: GroupMessage, spooled: Bool = false) -> GroupMessage? {
         guard message.message.kind == .snapshot, let snapshot = message.message.snapshot else { return message }
         guard message.message.context != 0 else {
             // A spool token names a file of this node: one from elsewhere is no image.
@@ -71,14 +76,15 @@ public struct SnapshotChunks: Sendable {
         if part == 0 {
             drop(key)
             var assembly = Assembly(index: snapshot.index, term: snapshot.term, parts: parts, next: 0, bytes: 0, data: [])
-            if let spoolDirectory {
+            if spooled, let spoolDirectory {
                 assembly.file = spoolDirectory + "/" + SpooledImage.partName(group: message.group, from: message.message.from,
                                                                               index: snapshot.index, term: snapshot.term)
             }
             assembling[key] = assembly
         }
         guard var assembly = assembling[key], assembly.index == snapshot.index, assembly.term == snapshot.term,
-              assembly.parts == parts, assembly.next == part, assembly.bytes + snapshot.data.count <= bytesMax else {
+              assembly.parts == parts, assembly.next == part,
+              assembly.bytes + snapshot.data.count <= (assembly.file == nil ? bytesMax : spoolBytesMax) else {
             drop(key)
             return nil
         }

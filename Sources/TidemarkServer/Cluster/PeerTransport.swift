@@ -148,15 +148,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     public func send(to node: UInt64, _ messages: [GroupMessage], whenWritten: @escaping @Sendable (Bool) -> Void) {
         guard !messages.isEmpty else { return whenWritten(true) }
         let frame = FrameCodec.prepare(RaftFrame(from: nodeID, to: node, messages: messages), authenticator: authenticator)
-        loop.execute { [self] in
-            guard !stopped, let link = links[node], link.pendingWriteBytes < backlogBytesMax,
-                  writeSealed(frame, on: link, done: whenWritten) else {
-                metrics.framesDropped.add(1, ordering: .relaxed)
-                return whenWritten(false)
-            }
-            lastSentNs[node] = monotonicNowNs()
-            metrics.framesSent.add(1, ordering: .relaxed)
-        }
+        loop.execute { [self] in write(frame, to: node, done: whenWritten) }
     }
 
     public func send(to node: UInt64, _ messages: [ReplicationMessage]) {
@@ -226,19 +218,26 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         return true
     }
 
-    private func write(_ frame: PreparedFrame, to node: UInt64) {
-        guard !stopped else { return }
-        if let link = links[node], link.isOpen, link.pendingWriteBytes >= backlogBytesMax {
-            metrics.framesDropped.add(1, ordering: .relaxed)
+    /// Writes `frame` to `node`'s link, or keeps it until the link is up. `done`, when given,
+    /// hears whether it was written; such a frame does not wait for a link.
+    private func write(_ frame: PreparedFrame, to node: UInt64, done: ((Bool) -> Void)? = nil) {
+        guard !stopped else {
+            done?(false)
             return
         }
-        if let link = links[node], writeSealed(frame, on: link) {
+        if let link = links[node], link.isOpen, link.pendingWriteBytes >= backlogBytesMax {
+            metrics.framesDropped.add(1, ordering: .relaxed)
+            done?(false)
+            return
+        }
+        if let link = links[node], writeSealed(frame, on: link, done: done) {
             lastSentNs[node] = monotonicNowNs()
             metrics.framesSent.add(1, ordering: .relaxed)
             return
         }
-        guard peers[node] != nil else {
+        guard peers[node] != nil, done == nil else {
             metrics.framesDropped.add(1, ordering: .relaxed)
+            done?(false)
             return
         }
         // No link (or no hello on it) yet: the frame waits for it (a few, bounded); Raft resends the rest.
