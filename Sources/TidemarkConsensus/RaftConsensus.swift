@@ -427,12 +427,15 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         public var snapshotsInstalled: Int
         /// Bytes of the images sent.
         public var snapshotBytesSent: Int
+        /// Appends followers here let go while their apply side was behind.
+        public var appendsHeld: Int
     }
 
     public var counters: Counters {
         Counters(fsyncs: disk.syncs, rounds: rounds.load(ordering: .relaxed), appliedEntries: appliedEntries.load(ordering: .relaxed),
                  snapshotsSent: snapshotsSent.load(ordering: .relaxed), snapshotsInstalled: snapshotsInstalled.load(ordering: .relaxed),
-                 snapshotBytesSent: snapshotBytesSent.load(ordering: .relaxed))
+                 snapshotBytesSent: snapshotBytesSent.load(ordering: .relaxed),
+                 appendsHeld: lock.withLock { groups.values.reduce(0) { $0 + $1.core.appendsHeld } })
     }
 
     /// Every group of this node with its role, term, leader and applied index (`/cluster`).
@@ -447,6 +450,8 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         public var quiesced: Bool
         /// The last index compacted out of the log into a snapshot.
         public var compacted: UInt64
+        /// The index of the last entry in this replica's log.
+        public var lastIndex: UInt64
     }
 
     public func groupStatuses() -> [GroupStatus] {
@@ -455,7 +460,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             groups.keys.sorted { $0.description < $1.description }.map { id in
                 let core = groups[id]!.core
                 return GroupStatus(group: id, role: core.role, term: core.term, leader: core.leader, applied: applied[id] ?? 0,
-                                   quiesced: core.isQuiesced, compacted: core.compactedIndex)
+                                   quiesced: core.isQuiesced, compacted: core.compactedIndex, lastIndex: core.lastIndex)
             }
         }
     }

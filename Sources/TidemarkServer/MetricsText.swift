@@ -54,6 +54,8 @@ struct MetricsText {
         counter("tidemark_raft_snapshot_bytes_sent_total", "Bytes of the state-machine images those snapshots carried.",
                 Double(raft?.snapshotBytesSent ?? 0))
         counter("tidemark_raft_snapshots_installed_total", "Snapshot images installed on this node.", Double(raft?.snapshotsInstalled ?? 0))
+        counter("tidemark_raft_appends_held_total", "Appends this node let go as a follower while its apply side was behind (the leader sends them again).",
+                Double(raft?.appendsHeld ?? 0))
         family("tidemark_raft_compacted_index", "gauge", "Last log index of each group compacted into a snapshot.")
         for group in cluster.groups where cluster.raft != nil { sample("tidemark_raft_compacted_index", ["group": group.name], Double(group.compacted)) }
         family("tidemark_raft_term", "gauge", "Current term of each group on this node.")

@@ -484,18 +484,66 @@ private final class Answers: Sendable {
         cluster.drainApply(at: leader)
         #expect((try? first.all.first?.get()) != nil)
 
-        // The follower's apply side still holds k1: k2 and k3 commit but wait in its log.
+        // One follower's apply side still holds k1: k2 and k3 commit with the other one.
+        let other = [1, 2, 3].map(UInt64.init).first { $0 != leader && $0 != follower }!
+        cluster.drainApply(at: other)
         cluster.run(rounds: 1)
         for text in ["k2=value-2", "k3=value-3"] {
             let answers = propose(text)
             cluster.drainApply(at: leader)
+            cluster.drainApply(at: other)
             #expect((try? answers.all.first?.get()) != nil, "\(text) was not accepted once the leader caught up")
         }
         cluster.drainApply(at: follower)
         #expect(cluster.machines[follower]!.values.withLock { $0 } == ["k1": "value-1"])
-        cluster.run(rounds: 1)
-        cluster.drainApply(at: follower)
+        for _ in 0..<20 where cluster.machines[follower]!.values.withLock({ $0.count }) < 3 {
+            cluster.run(rounds: 1)
+            cluster.drainApply(at: follower)
+        }
         #expect(cluster.machines[follower]!.values.withLock { $0 } == ["k1": "value-1", "k2": "value-2", "k3": "value-3"])
+    }
+
+    /// A follower whose apply side is past the bound takes no new entries, so the log it
+    /// keeps in memory stops growing while the others go on committing; once it catches up,
+    /// the leader sends it everything it let go.
+    @Test func aFollowerBehindOnApplyTakesNoNewEntriesUntilItCatchesUp() throws {
+        var settings = RaftConsensus.Settings()
+        settings.applyBacklogBytesMax = 10
+        let cluster = try Cluster(settings: settings, deferApply: true)
+        let leader = try cluster.waitForLeader()
+        let followers = [1, 2, 3].map(UInt64.init).filter { $0 != leader }
+        let (slow, other) = (followers[0], followers[1])
+        func lastIndex(_ id: UInt64) -> UInt64 { cluster.node(id).groupStatuses().first { $0.group == group }!.lastIndex }
+        func commit(_ text: String) -> Result<UInt64, ConsensusError>? {
+            let answer = Mutex<Result<UInt64, ConsensusError>?>(nil)
+            cluster.node(leader).write(group, Proposal(data: Array(text.utf8))) { result in answer.withLock { $0 = result } }
+            for _ in 0..<20 where answer.withLock({ $0 }) == nil {
+                cluster.run(rounds: 1)
+                cluster.drainApply(at: leader)
+                cluster.drainApply(at: other)
+            }
+            return answer.withLock { $0 }
+        }
+        #expect((try? commit("k0=value-0")?.get()) != nil)  // 10 bytes: the slow follower's backlog is at its bound
+        cluster.run(rounds: 2)
+        let held = lastIndex(slow)
+        var expected = ["k0": "value-0"]
+        for number in 1...8 {
+            #expect((try? commit("k\(number)=value-\(number)")?.get()) != nil, "k\(number) did not commit with the leader and one follower")
+            expected["k\(number)"] = "value-\(number)"
+        }
+        cluster.run(rounds: 5)
+        #expect(lastIndex(other) >= held + 8)
+        #expect(lastIndex(slow) == held, "the follower took entries it could only hold in memory")
+        #expect(cluster.node(slow).counters.appendsHeld > 0)
+
+        cluster.drainApply(at: slow)
+        for _ in 0..<50 where cluster.machines[slow]!.values.withLock({ $0 }) != expected {
+            cluster.run(rounds: 1)
+            cluster.drainApply(at: slow)
+        }
+        #expect(cluster.machines[slow]!.values.withLock { $0 } == expected)
+        #expect(lastIndex(slow) == lastIndex(leader))
     }
 }
 

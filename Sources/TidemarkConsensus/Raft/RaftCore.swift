@@ -335,8 +335,11 @@ public struct RaftCore: Sendable {
     public func term(at index: UInt64) -> UInt64? { log.term(at: index) }
 
     /// Set by the host while its apply side is too far behind: readies hand out no committed
-    /// entries (they wait in the log) until it is cleared.
+    /// entries (they wait in the log) until it is cleared, and a follower takes no new
+    /// entries meanwhile, so the log it holds in memory stops growing.
     public var holdsCommitted = false
+    /// Appends a follower let go because its apply side was behind (the leader sends them again).
+    public private(set) var appendsHeld = 0
 
     public var hasReady: Bool {
         currentHardState != lastHardState || log.pendingSnapshot != nil || log.stable < log.lastIndex
@@ -594,6 +597,14 @@ public struct RaftCore: Sendable {
         if append.index < log.committed {
             response.index = log.committed
         } else if log.matches(index: append.index, term: append.logTerm) {
+            if holdsCommitted && append.index + UInt64(append.entries.count) > log.lastIndex {
+                // As if the append were lost (no answer, or the leader would send it again
+                // at once): the leader retries after a heartbeat. The commit index it
+                // carries still counts up to where the logs match.
+                log.commit(to: min(append.commit, append.index))
+                appendsHeld += 1
+                return
+            }
             let last = log.merge(after: append.index, append.entries)
             log.commit(to: min(append.commit, last))
             response.index = last
