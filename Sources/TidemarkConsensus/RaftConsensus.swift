@@ -86,23 +86,6 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         }
     }
 
-    /// What one round hands the apply side for one group, in order.
-    private struct ApplyBatch: @unchecked Sendable {
-        var group: GroupID
-        var machine: StateMachine
-        var snapshot: RaftSnapshot?
-        var entries: [RaftEntry]
-        var writes: [UInt64: PendingWrite]
-        var reads: [PendingRead]
-        var leaderHint: UInt64?
-    }
-
-    /// The apply side: what each group has applied and the reads waiting for it.
-    private struct ApplyState {
-        var applied: [GroupID: UInt64] = [:]
-        var reads: [GroupID: [PendingRead]] = [:]
-    }
-
     public let nodeID: UInt64
     let disk: RaftDisk
     let transport: RaftTransport
@@ -115,21 +98,21 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private var nextReadID: UInt64 = 1
     private var snapshotChunks: SnapshotChunks
     var closed = false
-    private var toApply: [ApplyBatch] = []
+    var toApply: [ApplyBatch] = []
     // The apply side:
-    private let applyOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
+    let applyOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
     let imageOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
-    private let applyQueue = Mutex<[ApplyBatch]>([])
-    private let applyScheduled = Atomic<Bool>(false)
-    private let applySide = Mutex(ApplyState())
-    private let applyLock = NSLock()
-    private let appliedEntries = Atomic<Int>(0)
+    let applyQueue = Mutex<[ApplyBatch]>([])
+    let applyScheduled = Atomic<Bool>(false)
+    let applySide = Mutex(ApplyState())
+    let applyLock = NSLock()
+    let appliedEntries = Atomic<Int>(0)
     private let rounds = Atomic<Int>(0)
     let snapshotsSent = Atomic<Int>(0)
     let snapshotBytesSent = Atomic<Int>(0)
     /// Entry bytes queued for the apply side, not applied yet.
-    private let applyBacklogBytes = Atomic<Int>(0)
-    private let snapshotsInstalled = Atomic<Int>(0)
+    let applyBacklogBytes = Atomic<Int>(0)
+    let snapshotsInstalled = Atomic<Int>(0)
     /// Per group, the index its state machine holds durably (told by `LogRetention.release`);
     /// the next tick compacts the log up to it. Its own lock: the state machine tells it
     /// while holding its own locks, which a round may wait for.
@@ -329,7 +312,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     }
 
     /// Marks the node stopped and answers every waiter the groups hold with `reason`.
-    private func stopLocked(reason: ConsensusError) {
+    func stopLocked(reason: ConsensusError) {
         closed = true
         for id in groups.keys {
             answerWaitersLocked(of: groups[id]!, with: reason)
@@ -481,7 +464,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     }
 
     /// Completions to call once the lock is released.
-    private var deferred: [() -> Void] = []
+    var deferred: [() -> Void] = []
 
     /// Runs `body` under the lock, then a round (persist, send, apply), then the completions.
     func run(_ body: () throws(ConsensusError) -> Void) throws(ConsensusError) {
@@ -578,82 +561,6 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             toApply.append(ApplyBatch(group: id, machine: groups[id]!.machine, snapshot: ready.snapshot, entries: ready.committed,
                                       writes: answered.writes, reads: answered.reads, leaderHint: hint))
         }
-    }
-
-    /// Makes sure the apply side runs; at most one run is pending at a time.
-    private func scheduleApply() {
-        guard !applyScheduled.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        if !applyOn({ [self] in drainApply() }) { applyScheduled.store(false, ordering: .releasing) }
-    }
-
-    /// The apply side: applies queued batches in order, then answers their proposals and reads.
-    private func drainApply() {
-        while true {
-            applyScheduled.store(false, ordering: .releasing)
-            var completions: [() -> Void] = []
-            // Taken and applied under one lock: two runs never apply batches out of order.
-            let applied = applyLock.withLock {
-                let batches = applyQueue.withLock { queue in defer { queue = [] }; return queue }
-                for batch in batches { apply(batch, completions: &completions) }
-                return !batches.isEmpty
-            }
-            for completion in completions { completion() }
-            // A batch queued after the take finds `applyScheduled` false and schedules a run itself.
-            guard applied else { return }
-        }
-    }
-
-    private func apply(_ batch: ApplyBatch, completions: inout [() -> Void]) {
-        let id = batch.group
-        var applied = applySide.withLock { $0.applied[id] ?? 0 }
-        if let snapshot = batch.snapshot {
-            do {
-                try batch.machine.restore(stateSnapshot(snapshot))
-            } catch {
-                // Applying what follows would build on a state that is not there: stop instead.
-                logger.critical("installing a snapshot failed; this node stops", metadata: ["group": "\(id)", "reason": "\(error)"])
-                let answers = lock.withLock { () -> [() -> Void] in
-                    if !closed { stopLocked(reason: .io("\(id): installing a snapshot failed: \(error)")) }
-                    defer { deferred = [] }
-                    return deferred
-                }
-                completions += answers
-                for write in batch.writes.values { completions.append { write.completion(.failure(.stopped)) } }
-                for read in batch.reads { completions.append { read.completion(.failure(.stopped)) } }
-                return
-            }
-            applied = max(applied, snapshot.index)
-            snapshotsInstalled.add(1, ordering: .relaxed)
-            if !snapshot.data.isEmpty && batch.machine.keepsInstalledImages { dropInstalledImage(of: id, snapshot) }
-        }
-        defer { applyBacklogBytes.subtract(batch.entries.reduce(0) { $0 + $1.data.count }, ordering: .relaxed) }
-        for entry in batch.entries {
-            var outcome: Result<UInt64, ConsensusError> = .success(entry.index)
-            let mine = batch.writes[entry.index]
-            if entry.kind == .normal && !entry.data.isEmpty {
-                let local = mine?.term == entry.term ? mine?.local : nil
-                do {
-                    try batch.machine.apply(CommittedEntry(index: entry.index, term: entry.term, data: entry.data, local: local))
-                } catch {
-                    outcome = .failure(.refused("\(error)"))
-                }
-            }
-            applied = entry.index
-            appliedEntries.add(1, ordering: .relaxed)
-            if let mine {
-                // Another leader's entry took this index: the proposal was lost.
-                let result = mine.term == entry.term ? outcome : .failure(.notLeader(id, leaderHint: batch.leaderHint))
-                completions.append { mine.completion(result) }
-            }
-        }
-        let answered: [PendingRead] = applySide.withLock { side in
-            side.applied[id] = applied
-            side.reads[id, default: []] += batch.reads
-            let ready = side.reads[id]!.filter { $0.index <= applied }
-            side.reads[id]!.removeAll { $0.index <= applied }
-            return ready
-        }
-        for read in answered { completions.append { read.completion(.success(applied)) } }
     }
 
     private func changeMembership(_ group: GroupID, _ change: RaftConfChange) throws {
