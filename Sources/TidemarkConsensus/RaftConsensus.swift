@@ -333,6 +333,8 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     public func tick() {
         try? run { () throws(ConsensusError) in
             for group in groups.keys { groups[group]!.core.tick() }
+            // A stream no piece came to for this long is dead: its spool file goes.
+            snapshotChunks.tick(idleTicksMax: 10 * settings.electionTicks)
             try compactReleasedLocked()
         }
     }

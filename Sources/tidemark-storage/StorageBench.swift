@@ -105,5 +105,40 @@ struct StorageBench: ParsableCommand {
         print(String(format: "encode: %.1f M points/s per core (%d points into %d bytes)", Double(decodedPoints) / encodeSeconds / 1e6, decodedPoints, encodedBytes))
         print(String(format: "decode: %.1f M points/s per core", Double(decodedPoints) / decodeSeconds / 1e6))
         print(String(format: "entropy floor of the steps: log2(41)/8 = %.3f bytes/point", log2(41.0) / 8))
+        try applyBench(directory: directory)
+    }
+
+    /// Committed entries applied to a consensus region, as in bench/consensus.sh at batch
+    /// 1000 (100 devices × 10 fields per line set, a few requests merged per entry): on the
+    /// proposing node (columns already decoded) and on a replica (from the record's bytes).
+    private func applyBench(directory: String) throws {
+        let entries = 300, devicesPerEntry = 100, timestampsPerEntry = 4
+        let proposer = try StorageEngine(directory: directory + "/apply-proposer", log: .consensus)
+        try proposer.createDatabase("root.cbench")
+        var prepared: [PreparedWrite] = []
+        for entry in 0..<entries {
+            var points: [PointWrite] = []
+            for step in 0..<timestampsPerEntry {
+                let timestamp = 1_700_000_000_000 + Int64(entry * timestampsPerEntry + step)
+                for device in 0..<devicesPerEntry {
+                    for field in 0..<fields { points.append(PointWrite(path: "root.cbench.m.d\(device).f\(field)", timestamp: timestamp, value: .double(20.5 + Double(field)))) }
+                }
+            }
+            prepared.append(try proposer.prepareWrite(points)!)
+        }
+        let pointsPerEntry = devicesPerEntry * fields * timestampsPerEntry
+        let replica = try StorageEngine(directory: directory + "/apply-replica", log: .replicated)
+        var proposerSeconds = 0.0, replicaSeconds = 0.0
+        for (offset, write) in prepared.enumerated() {
+            let start = Date()
+            try proposer.apply(index: UInt64(offset + 1), record: write.record, prepared: write)
+            proposerSeconds += Date().timeIntervalSince(start)
+            let replicaStart = Date()
+            try replica.apply(index: UInt64(offset + 1), record: write.record)
+            replicaSeconds += Date().timeIntervalSince(replicaStart)
+        }
+        let total = Double(entries * pointsPerEntry)
+        print(String(format: "apply, %d entries of %d points (%d series × %d): proposer %.2f µs/point, replica %.2f µs/point",
+                     entries, pointsPerEntry, devicesPerEntry * fields, timestampsPerEntry, proposerSeconds / total * 1e6, replicaSeconds / total * 1e6))
     }
 }

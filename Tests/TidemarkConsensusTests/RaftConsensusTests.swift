@@ -634,4 +634,25 @@ private final class Answers: Sendable {
         let fromPeer = chunks.receive(token)
         #expect(fromPeer == nil)
     }
+
+    /// A stream its sender stopped sending leaves no spool file behind: after `idleTicksMax`
+    /// ticks without a piece the assembly and its file go; pieces that keep coming keep it.
+    @Test func aStreamCutShortIsDroppedWithItsFileOnceIdle() throws {
+        let directory = try temporaryDirectory("chunks-idle")
+        let pieces = SnapshotChunks.split(snapshotMessage(Array(0..<23)), chunkBytes: 5)
+        var chunks = SnapshotChunks(spoolDirectory: directory)
+        #expect(chunks.receive(pieces[0], spooled: true) == nil)
+        for _ in 0..<3 { chunks.tick(idleTicksMax: 4) }
+        #expect(chunks.receive(pieces[1], spooled: true) == nil)
+        for _ in 0..<3 { chunks.tick(idleTicksMax: 4) }
+        let files = try FileIO.list(directory)
+        #expect(chunks.assemblingCount == 1 && files.count == 1, "a stream still sending was dropped")
+        chunks.tick(idleTicksMax: 4)
+        #expect(chunks.assemblingCount == 0)
+        #expect(try FileIO.list(directory).isEmpty)
+        // What the stopped sender sends later makes nothing; sent again from the start, it arrives.
+        #expect(chunks.receive(pieces[2], spooled: true) == nil && chunks.assemblingCount == 0)
+        let whole = try #require(pieces.map { chunks.receive($0, spooled: true) }.last!)
+        #expect(try FileIO.readFile(directory + "/" + SpooledImage.name(in: whole.message.snapshot!.data)!) == Array(0..<23))
+    }
 }

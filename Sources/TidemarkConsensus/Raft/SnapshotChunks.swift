@@ -27,6 +27,8 @@ public struct SnapshotChunks: Sendable {
         var data: [UInt8]
         /// The file they go to, with one.
         var file: String?
+        /// Ticks since the last piece came.
+        var idleTicks = 0
     }
 
     /// A snapshot put together in memory larger than this is refused (its assembly dropped)
@@ -98,6 +100,7 @@ public struct SnapshotChunks: Sendable {
         }
         assembly.bytes += snapshot.data.count
         assembly.next += 1
+        assembly.idleTicks = 0
         assembling[key] = assembly
         guard part == parts - 1 else { return nil }
         assembling[key] = nil
@@ -106,6 +109,20 @@ public struct SnapshotChunks: Sendable {
         complete.message.context = 0
         return complete
     }
+
+    /// One unit of the Raft clock: an assembly no piece came to for `idleTicksMax` ticks is
+    /// dropped with its spool file (its sender stopped, or the stream was cut and will be
+    /// sent again from the start).
+    public mutating func tick(idleTicksMax: Int) {
+        precondition(idleTicksMax > 0)
+        for key in Array(assembling.keys) {
+            assembling[key]!.idleTicks += 1
+            if assembling[key]!.idleTicks >= idleTicksMax { drop(key) }
+        }
+    }
+
+    /// Snapshots being put together now.
+    public var assemblingCount: Int { assembling.count }
 
     private mutating func drop(_ key: Key) {
         if let file = assembling.removeValue(forKey: key)?.file { try? FileIO.remove(file) }
