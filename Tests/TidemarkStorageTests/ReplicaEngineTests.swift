@@ -57,9 +57,16 @@ import TidemarkTestSupport
         // A damaged image, or one short of the index asked for, changes nothing.
         var damaged = image
         damaged[damaged.count / 2] ^= 0x40
+        let segmentsBefore = try FileIO.list(directory + "/segments").sorted()
         #expect(throws: EngineError.self) { try target.installImage(damaged, coveringAtLeast: 42) }
+        var badTrailer = image
+        badTrailer[badTrailer.count - 1] ^= 0x01
+        #expect(throws: EngineError.self) { try target.installImage(badTrailer, coveringAtLeast: 42) }
         #expect(throws: EngineError.self) { try target.installImage(image, coveringAtLeast: 43) }
         #expect(try contents(target)["root.junk.d.s"] == ["1=1.0"])
+        // The segments a refused image had copied aside are gone; the region's stay.
+        #expect(!FileManager.default.fileExists(atPath: directory + "/installing"))
+        #expect(try FileIO.list(directory + "/segments").sorted() == segmentsBefore)
         #expect(target.installedImageIndex == 0)
 
         try target.installImage(image, coveringAtLeast: 42)
