@@ -284,7 +284,7 @@ final class HTTPConnection {
     private func writeBytes(_ bytes: [UInt8]) {
         writesInFlight += 1
         // The connection stays alive until its handle closes, which waits for pending writes.
-        let started = StreamWrite.start(bytes, on: stream) { [unowned self] status in writeFinished(status: status) }
+        let started = StreamWrite.start([bytes], on: stream) { [unowned self] status in writeFinished(status: status) }
         if !started {
             writesInFlight -= 1
             close()

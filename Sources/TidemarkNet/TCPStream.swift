@@ -99,14 +99,19 @@ public final class TCPStream {
     /// Queues `bytes` for writing; a failed write closes the stream. `done`, if given, runs
     /// once the bytes are handed to the kernel (true) or will never be (false).
     public func write(_ bytes: [UInt8], done: ((Bool) -> Void)? = nil) {
+        write(parts: [bytes], done: done)
+    }
+
+    /// Writes `parts` one after the other as one write (one system call, not one per part).
+    public func write(parts: [[UInt8]], done: ((Bool) -> Void)? = nil) {
         loop.assertInLoop()
-        guard isOpen, !bytes.isEmpty else {
+        let count = parts.reduce(0) { $0 + $1.count }
+        guard isOpen, count > 0 else {
             done?(isOpen)
             return
         }
-        pendingWriteBytes += bytes.count
-        let count = bytes.count
-        let started = StreamWrite.start(bytes, on: Self.streamPointer(handle)) { [self] status in
+        pendingWriteBytes += count
+        let started = StreamWrite.start(parts, on: Self.streamPointer(handle)) { [self] status in
             pendingWriteBytes -= count
             if status < 0 { close() }
             done?(status >= 0)

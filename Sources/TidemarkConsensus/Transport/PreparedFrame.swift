@@ -10,7 +10,7 @@ public struct PreparedFrame: Sendable {
     /// Bytes the sealed frame will take.
     public var count: Int { bytes.count + FrameCodec.trailerBytes }
 
-    /// The frame's header and payload, as prepared (written as it is: no copy on the loop).
+    /// The frame's header and payload, as prepared; `trailer(for:)` follows it on the wire.
     public var body: [UInt8] { bytes }
 
     /// What follows `body` on the wire for `seal`: the seal, the checksum and the tag.

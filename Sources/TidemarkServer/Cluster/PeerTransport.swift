@@ -211,9 +211,8 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     /// take it yet (no link, or no hello from the other side).
     private func writeSealed(_ frame: PreparedFrame, on link: TCPStream, done: ((Bool) -> Void)? = nil) -> Bool {
         guard link.isOpen, let session = sessions[ObjectIdentifier(link)], let peerNonce = session.peerNonce else { return false }
-        // Two writes: the body goes as prepared, not copied on the loop to append the trailer.
-        link.write(frame.body)
-        link.write(frame.trailer(for: FrameSeal(session: peerNonce, sequence: session.nextSequenceOut)), done: done)
+        // One write, so the frame leaves in one system call and the peer reads it whole.
+        link.write(parts: [frame.body, frame.trailer(for: FrameSeal(session: peerNonce, sequence: session.nextSequenceOut))], done: done)
         session.nextSequenceOut += 1
         return true
     }
