@@ -64,8 +64,16 @@ import TidemarkTestSupport
         #expect(throws: EngineError.self) { try target.installImage(badTrailer, coveringAtLeast: 42) }
         #expect(throws: EngineError.self) { try target.installImage(image, coveringAtLeast: 43) }
         #expect(try contents(target)["root.junk.d.s"] == ["1=1.0"])
-        // The segments a refused image had copied aside are gone; the region's stay.
-        #expect(!FileManager.default.fileExists(atPath: directory + "/installing"))
+        #expect(try FileIO.list(directory + "/segments").sorted() == segmentsBefore)
+        // Checksummed, but naming one segment twice (the second copy would overwrite the first).
+        let headerBytes = Int(image[8..<12].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) })
+        var header = try RegionImageHeader(decoding: Array(image[12..<(12 + headerBytes)]))
+        #expect(header.segments.count >= 2)
+        header.segments[1].name = header.segments[0].name
+        var twice = header.encodedLead() + image[(12 + headerBytes)..<(image.count - 4)]
+        withUnsafeBytes(of: CRC32C.checksum(twice).littleEndian) { twice += $0 }
+        let refusal = #expect(throws: EngineError.self) { try target.installImage(twice, coveringAtLeast: 42) }
+        #expect(refusal.map { "\($0)".contains("named twice") } == true, "\(String(describing: refusal))")
         #expect(try FileIO.list(directory + "/segments").sorted() == segmentsBefore)
         #expect(target.installedImageIndex == 0)
 

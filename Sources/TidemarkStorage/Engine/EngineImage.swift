@@ -161,9 +161,8 @@ extension StorageEngine {
     }
 
     /// Exports a crash left behind hold links to segments that may be gone otherwise, and an
-    /// image copied to a file for installing, or its segments staged, are of no use after one.
+    /// image copied to a file for installing is of no use after one.
     func removeStaleExports() throws {
-        if FileManager.default.fileExists(atPath: stagingDirectory) { try FileIO.removeDirectory(stagingDirectory) }
         try FileIO.makeDirectory(exportsDirectory)
         for name in try FileIO.list(exportsDirectory) { try FileIO.removeDirectory(exportsDirectory + "/" + name) }
         for name in try FileIO.list(directory) where name.hasPrefix("image-") && name.hasSuffix(".tmp") {
@@ -222,35 +221,25 @@ extension StorageEngine {
     }
 
     /// Replaces everything this region holds by the image in the file at `path` (from
-    /// `openImageExport` on another replica), reading it once, piece by piece: its segments
-    /// are copied aside while its checksum is computed, and swapped in only once it matched
-    /// (a bad image changes nothing). A crash midway leaves the caller's marker behind, so it
-    /// installs the same image again after the restart. An image short of `index` is refused.
+    /// `openImageExport` on another replica), reading it piece by piece. The image is checked
+    /// whole first (a bad one changes nothing); a crash midway leaves the marker behind, so
+    /// the caller installs the same image again after the restart. An image short of `index`
+    /// is refused.
     public func installImage(file path: String, coveringAtLeast index: UInt64) throws {
         let descriptor = try FileIO.open(path, O_RDONLY)
         defer { FileIO.close(descriptor) }
-        let (header, segmentsStart, leadChecksum) = try readImageHeader(descriptor, path: path)
+        let (header, segmentsStart) = try checkImage(descriptor, path: path)
         guard header.index >= index else {
             throw EngineError.corrupt("the region image covers the log through \(header.index), short of \(index)")
         }
-        // Only one install at a time: the staging directory is the region's.
         try maintenanceLock.withLock {
-            try? FileIO.removeDirectory(stagingDirectory)
-            try FileIO.makeDirectory(stagingDirectory)
-            defer { try? FileIO.removeDirectory(stagingDirectory) }
-            var crc = leadChecksum
-            var start = segmentsStart
-            for segment in header.segments {
-                try copy(descriptor, from: path, at: start, count: segment.bytes, to: stagingDirectory + "/" + segment.name, checksum: &crc)
-                start += segment.bytes
-            }
-            let trailer = try FileIO.read(descriptor, count: 4, at: start, path: path)
-            guard trailer.count == 4, crc == trailer.withUnsafeBytes({ UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }) else {
-                throw EngineError.corrupt("region image: CRC mismatch")
-            }
             try writeLock.withLock {
                 for name in try FileIO.list(segmentDirectory) { try FileIO.remove(segmentDirectory + "/" + name) }
-                for segment in header.segments { try FileIO.rename(stagingDirectory + "/" + segment.name, segmentDirectory + "/" + segment.name) }
+                var start = segmentsStart
+                for segment in header.segments {
+                    try copy(descriptor, from: path, at: start, count: segment.bytes, to: segmentDirectory + "/" + segment.name)
+                    start += segment.bytes
+                }
                 try FileIO.syncDirectory(segmentDirectory)
                 if header.tombstoneFile.isEmpty {
                     if FileManager.default.fileExists(atPath: tombstonePath) { try FileIO.remove(tombstonePath) }
@@ -284,17 +273,25 @@ extension StorageEngine {
                                                              "series": "\(header.series.count)", "bytes": "\(segmentsStart)+"])
     }
 
-    /// Where an install copies an image's segments before they replace the region's.
-    var stagingDirectory: String { directory + "/installing" }
-
-    /// Reads an image file's magic and header and checks its sizes; returns the header, where
-    /// its segment files start, and the checksum of the bytes before them (the segments and
-    /// the trailer are checked as they are copied).
-    private func readImageHeader(_ descriptor: Int32, path: String) throws -> (RegionImageHeader, Int, UInt32) {
+    /// Checks an image file's checksum, magic and sizes; returns its header and where its
+    /// segment files start.
+    private func checkImage(_ descriptor: Int32, path: String) throws -> (RegionImageHeader, Int) {
         let size = try FileIO.size(descriptor, path: path)
         guard size >= RegionImageHeader.leadBytes + 4 else { throw EngineError.corrupt("region image: \(size) bytes is too short") }
+        var crc: UInt32 = 0
+        var offset = 0
+        while offset < size - 4 {
+            let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, size - 4 - offset), at: offset, path: path)
+            guard !piece.isEmpty else { throw EngineError.corrupt("region image: \(path) shrank while read") }
+            crc = CRC32C.checksum(piece, continuing: crc)
+            offset += piece.count
+        }
+        let trailer = try FileIO.read(descriptor, count: 4, at: size - 4, path: path)
+        guard trailer.count == 4, crc == trailer.withUnsafeBytes({ UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }) else {
+            throw EngineError.corrupt("region image: CRC mismatch")
+        }
         let lead = try FileIO.read(descriptor, count: RegionImageHeader.leadBytes, at: 0, path: path)
-        guard lead.count == RegionImageHeader.leadBytes, Array(lead.prefix(RegionImageHeader.magic.count)) == RegionImageHeader.magic else {
+        guard Array(lead.prefix(RegionImageHeader.magic.count)) == RegionImageHeader.magic else {
             throw EngineError.corrupt("region image: bad magic (not an image, or another version)")
         }
         let headerBytes = Int(lead.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: RegionImageHeader.magic.count, as: UInt32.self)) })
@@ -302,38 +299,44 @@ extension StorageEngine {
         guard headerBytes <= RegionImageHeader.headerBytesMax, segmentsStart <= size - 4 else {
             throw EngineError.corrupt("region image: a header of \(headerBytes) bytes does not fit")
         }
-        let headerData = try FileIO.read(descriptor, count: headerBytes, at: RegionImageHeader.leadBytes, path: path)
-        guard headerData.count == headerBytes else { throw EngineError.corrupt("region image: \(path) shrank while read") }
-        let header = try Self.decodeImageHeader(headerData)
+        let header: RegionImageHeader
+        do {
+            header = try RegionImageHeader(decoding: try FileIO.read(descriptor, count: headerBytes, at: RegionImageHeader.leadBytes, path: path))
+        } catch let error as CorruptDataError {
+            throw EngineError.corrupt("\(error)")
+        }
         guard segmentsStart + header.segments.reduce(0, { $0 + $1.bytes }) + 4 == size else {
             throw EngineError.corrupt("region image: its segment sizes do not add up to its \(size) bytes")
         }
+        // The second copy would overwrite the first: the region would silently lose its points.
         guard Set(header.segments.map(\.name)).count == header.segments.count else {
             throw EngineError.corrupt("region image: a segment is named twice")
         }
-        return (header, segmentsStart, CRC32C.checksum(headerData, continuing: CRC32C.checksum(lead)))
-    }
-
-    private static func decodeImageHeader(_ bytes: [UInt8]) throws(EngineError) -> RegionImageHeader {
-        do { return try RegionImageHeader(decoding: bytes) } catch { throw .corrupt("\(error)") }
+        return (header, segmentsStart)
     }
 
     static var copyPieceBytes: Int { 1 << 20 }
 
     /// Copies `count` bytes at `offset` of the open file into a new file at `target`, durably
-    /// (fsync; the caller syncs the directory it ends in), adding them to `checksum`.
-    private func copy(_ descriptor: Int32, from path: String, at offset: Int, count: Int, to target: String,
-                      checksum: inout UInt32) throws {
-        let output = try FileIO.open(target, O_WRONLY | O_CREAT | O_TRUNC)
-        defer { FileIO.close(output) }
-        var done = 0
-        while done < count {
-            let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, count - done), at: offset + done, path: path)
-            guard !piece.isEmpty else { throw EngineError.corrupt("region image: \(path) ends inside a segment") }
-            checksum = CRC32C.checksum(piece, continuing: checksum)
-            try FileIO.writeAll(output, piece, path: target)
-            done += piece.count
+    /// (a temporary name, fsync, rename; the caller syncs the directory).
+    private func copy(_ descriptor: Int32, from path: String, at offset: Int, count: Int, to target: String) throws {
+        let temporary = target + ".tmp"
+        let output = try FileIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            var done = 0
+            while done < count {
+                let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, count - done), at: offset + done, path: path)
+                guard !piece.isEmpty else { throw EngineError.corrupt("region image: \(path) ends inside a segment") }
+                try FileIO.writeAll(output, piece, path: temporary)
+                done += piece.count
+            }
+            try FileIO.fsync(output, path: temporary)
+        } catch {
+            FileIO.close(output)
+            try? FileIO.remove(temporary)
+            throw error
         }
-        try FileIO.fsync(output, path: target)
+        FileIO.close(output)
+        try FileIO.rename(temporary, target)
     }
 }
