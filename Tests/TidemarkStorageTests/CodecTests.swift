@@ -125,12 +125,13 @@ private func roundTripTimestamps(_ timestamps: [Int64]) throws -> [Int64] {
 
     @Test func crc32cMatchesTheStandardCheckValue() {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(Array("123456789".utf8).withUnsafeBytes { CRC32C.tableChecksum($0) } == 0xE306_9283)
         let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let whole = CRC32C.checksum(data)
         let continued = CRC32C.checksum(Array(data[300...]), continuing: CRC32C.checksum(Array(data[..<300])))
         #expect(whole == continued)
-        // The instruction and the tables agree at every length and alignment.
-        var generator = SystemRandomNumberGenerator()
+        // The instruction and the tables agree at every length and alignment (the same bytes every run).
+        var generator = Seeded(state: 7)
         let random = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &generator) }
         random.withUnsafeBytes { raw in
             for start in 0..<9 {
