@@ -8,7 +8,9 @@ import TidemarkConsensus
 /// machine's unflushed part, and a restart rebuilds everything from the log. Checked every
 /// round: each source's writes are applied in its order, each once; after healing, every
 /// replica converges to the same state and holds every acknowledged write; the log never
-/// grows past the lag bound.
+/// grows past the lag bound. Now and then a new replica joins: every member adds it, then
+/// it starts from an image of one member (its state machine and per-source applied
+/// vector) and takes the rest from each source's dispatcher.
 final class MultiLeaderSimulation {
     /// What the state machine's own files hold: everything through a log index.
     struct Flushed {
@@ -29,8 +31,21 @@ final class MultiLeaderSimulation {
         var lastApplied: [UInt64: UInt64] = [:]
     }
 
+    /// Where a new replica's join stands.
+    enum Join {
+        case none
+        /// Every member added it; its image is taken from a live member from `imageRound` on.
+        case added(imageRound: Int)
+        case done
+    }
+
     let seed: UInt64
-    let ids: [UInt64]
+    /// The replicas the group was configured with (a restart passes these as its peers).
+    let configured: [UInt64]
+    /// The replicas in the group now: the configured ones and, once it joined, the new one.
+    private(set) var ids: [UInt64]
+    let joiner: UInt64
+    private(set) var join = Join.none
     let lagEntriesMax = 30
     private(set) var replicas: [UInt64: Replica] = [:]
     private var random: SimRandom
@@ -39,13 +54,15 @@ final class MultiLeaderSimulation {
     private var writesOn = true
     /// Acknowledged writes: per source, the value of each key it last wrote.
     private(set) var acknowledged: [String: String] = [:]
-    private(set) var stats = (writes: 0, throttled: 0, crashes: 0, partitions: 0, flushes: 0, released: 0)
+    private(set) var stats = (writes: 0, throttled: 0, crashes: 0, partitions: 0, flushes: 0, released: 0, joins: 0)
     private var nextValue = 0
 
     init(seed: UInt64, replicas count: Int = 3) {
         self.seed = seed
         random = SimRandom(state: seed ^ 0xA5A5)
-        ids = (1...UInt64(count)).map { $0 }
+        configured = (1...UInt64(count)).map { $0 }
+        ids = configured
+        joiner = UInt64(count) + 1
         for id in ids {
             replicas[id] = Replica()
             try! start(id)  // an empty log
@@ -58,7 +75,7 @@ final class MultiLeaderSimulation {
         var replica = replicas[id]!
         let recovered: MultiLeaderLog.Recovered
         do {
-            recovered = try MultiLeaderLog.rebuild(nodeID: id, peers: ids.filter { $0 != id }, records: replica.log.map { ($0.index, $0.record) }) { _, _ in }
+            recovered = try MultiLeaderLog.rebuild(nodeID: id, peers: configured.filter { $0 != id }, records: replica.log.map { ($0.index, $0.record) }) { _, _ in }
         } catch {
             throw fail("replica \(id) cannot rebuild from its log: \(error)")
         }
@@ -69,13 +86,14 @@ final class MultiLeaderSimulation {
         }
         replica.ownIndexes = recovered.ownIndexes
         replica.persistedShipped = recovered.state.shipped
-        replica.core = MultiLeaderCore(id: id, peers: ids.filter { $0 != id }, state: recovered.state,
+        replica.core = MultiLeaderCore(id: id, peers: configured.filter { $0 != id }, state: recovered.state,
                                        lagEntriesMax: lagEntriesMax, batchEntriesMax: 16)
         replicas[id] = replica
     }
 
     func step(nemesis: Bool) throws {
         round += 1
+        if case .added(let imageRound) = join, round >= imageRound { try admitJoiner() }
         if nemesis { try disturb() }
         if writesOn && random.chance(60) { write() }
         for id in ids where replicas[id]!.core != nil {
@@ -103,6 +121,7 @@ final class MultiLeaderSimulation {
     }
 
     private func converged() -> Bool {
+        if case .added = join { return false }  // the new replica has not started yet
         let states = ids.map { replicas[$0]!.registers }
         return states.allSatisfy { $0 == states[0] } && acknowledged.allSatisfy { states[0][$0.key] == $0.value }
     }
@@ -184,7 +203,8 @@ final class MultiLeaderSimulation {
     }
 
     private func deliver() {
-        for message in network.due(round: round) where replicas[message.to]!.core != nil {
+        // A replica not started (or not yet joined) hears nothing.
+        for message in network.due(round: round) where replicas[message.to]?.core != nil {
             replicas[message.to]!.core!.step(message)
         }
     }
@@ -202,6 +222,8 @@ final class MultiLeaderSimulation {
             if let id = ids.first(where: { replicas[$0]!.core == nil }) { try start(id) }
         case 70..<110:
             flush(ids[random.below(ids.count)])
+        case 110..<113:
+            try addJoiner()
         case 40..<46:
             network.partition(ids, random: &random)
             stats.partitions += 1
@@ -210,6 +232,47 @@ final class MultiLeaderSimulation {
         default:
             break
         }
+    }
+
+    /// Every member adds the new replica (logged at once, as the host's `addPeer` does); its
+    /// image is taken a few rounds later. Only while every member is up: the operator adds
+    /// the peer on each of them before the new one asks for its image.
+    private func addJoiner() throws {
+        guard case .none = join, ids.allSatisfy({ replicas[$0]!.core != nil }) else { return }
+        for id in ids {
+            do { try replicas[id]!.core!.addPeer(joiner) } catch { throw fail("replica \(id) refused to add \(joiner): \(error)") }
+            do {
+                try replicas[id]!.core!.addPeer(joiner)
+                throw fail("replica \(id) added \(joiner) twice")
+            } catch let error as MultiLeaderError {
+                guard case .peerRefused = error else { throw fail("replica \(id) refused the second add with \(error)") }
+            }
+            try handleReady(id)
+        }
+        join = .added(imageRound: round + 1 + random.below(20))
+    }
+
+    /// The new replica starts from a live member's image, taken between rounds (every ready
+    /// handled): its state machine's state and, per source, the next write to apply. Its log
+    /// holds only that vector, after the image's index; the rest comes from each source.
+    private func admitJoiner() throws {
+        let live = ids.filter { replicas[$0]!.core != nil }
+        guard !live.isEmpty else { return }
+        let donorID = live[random.below(live.count)]
+        let donor = replicas[donorID]!
+        let applied = donor.core!.diskState.applied
+        for (source, next) in applied where next != (donor.lastApplied[source] ?? 0) + 1 {
+            throw fail("donor \(donorID) says \(source)'s next write is \(next) but applied through \(donor.lastApplied[source] ?? 0)")
+        }
+        var replica = Replica()
+        replica.flushed = Flushed(index: donor.lastIndex, registers: donor.registers, lastApplied: donor.lastApplied)
+        replica.lastIndex = donor.lastIndex + 1
+        replica.log = [(replica.lastIndex, MultiLeaderRecord(shipped: [:], applied: applied))]
+        replicas[joiner] = replica
+        ids.append(joiner)
+        join = .done
+        stats.joins += 1
+        try start(joiner)
     }
 
     private func fail(_ what: String) -> SimulationFailure { SimulationFailure(seed: seed, round: round, what: what) }

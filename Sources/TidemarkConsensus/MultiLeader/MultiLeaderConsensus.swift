@@ -141,6 +141,8 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
                     switch error {
                     case .peerLagging(let peer, let entries):
                         throw .busy("\(group): node \(peer) lags \(entries) entries behind (lag_entries_max \(settings.lagEntriesMax)); retry later")
+                    case .peerRefused(let peer, let why):
+                        throw .refused("\(group): node \(peer): \(why)")
                     }
                 }
                 state.pending[sequence] = PendingWrite(local: proposal.local, completion: completion)

@@ -58,6 +58,9 @@ public struct MultiLeaderReady: Sendable {
 public enum MultiLeaderError: Error, Sendable, Equatable {
     /// A peer is too far behind: the log would grow without bound.
     case peerLagging(peer: UInt64, entries: Int)
+    /// The node is in the group already, or was removed from it (node IDs are not reused:
+    /// entries of its earlier life are in the log).
+    case peerRefused(peer: UInt64, why: String)
 }
 
 /// One replica of a multi-leader group (IoTDB's IoTConsensus idea) as a pure state machine:
@@ -83,7 +86,8 @@ public struct MultiLeaderCore: Sendable {
                 lagEntriesMax: Int = 100_000, batchEntriesMax: Int = 256, resendTicks: Int = 3) {
         precondition(!peers.contains(id), "peers are the other replicas")
         self.id = id
-        self.peers = peers.filter { !state.removed.contains($0) }.sorted()
+        // Peers added since the configuration was written are in the persisted progress.
+        self.peers = Set(peers).union(state.shipped.keys).subtracting(state.removed).subtracting([id]).sorted()
         self.state = state
         self.lagEntriesMax = lagEntriesMax
         self.batchEntriesMax = batchEntriesMax
@@ -114,6 +118,22 @@ public struct MultiLeaderCore: Sendable {
         toApply.append(MultiLeaderEntry(source: id, sequence: sequence, data: data))
         for peer in peers where inFlight[peer] == nil { ship(to: peer) }
         return sequence
+    }
+
+    /// Brings `peer` into the group: from now on every own entry this replica still keeps
+    /// stays until `peer` has it, and `peer`'s writes are applied here from its first. The new
+    /// replica starts from an image of another replica taken after every replica added it:
+    /// whatever this one released, that image's replica had acknowledged, so held (each
+    /// source's part of an image covers at least what its source released). Persisted with
+    /// the next ready.
+    public mutating func addPeer(_ peer: UInt64) throws(MultiLeaderError) {
+        guard peer != id, !peers.contains(peer) else { throw .peerRefused(peer: peer, why: "it is a replica of the group already") }
+        guard !state.removed.contains(peer) else { throw .peerRefused(peer: peer, why: "it was removed from the group, and node IDs are not reused") }
+        peers.append(peer)
+        peers.sort()
+        state.shipped[peer] = state.firstSequence
+        dirty = true
+        ship(to: peer)
     }
 
     /// Takes `peer` out of the group: nothing more is shipped to it or applied from it, and

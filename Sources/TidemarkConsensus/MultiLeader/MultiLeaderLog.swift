@@ -29,7 +29,8 @@ public enum MultiLeaderLog {
 
     /// Replays `records` (log index, record) in order: each entry goes to `apply` (the state
     /// machine skips what its own files hold), and the dispatchers' state is rebuilt. `peers`
-    /// are the configured ones; those the log says were removed are left out.
+    /// are the configured ones, with those the log says were added and without those it
+    /// says were removed.
     public static func rebuild(nodeID: UInt64, peers: [UInt64], records: some Sequence<(UInt64, MultiLeaderRecord)>,
                                apply: (UInt64, [UInt8]) -> Void) throws(CorruptDataError) -> Recovered {
         var shipped: [UInt64: UInt64] = [:]
@@ -51,7 +52,8 @@ public enum MultiLeaderLog {
             }
         }
         let next = applied[nodeID] ?? 1
-        let peers = peers.filter { !removed.contains($0) }
+        // Peers added after the configured list was written are in the progress records.
+        let peers = Set(peers).union(shipped.keys).subtracting(removed).subtracting([nodeID]).sorted()
         var state = MultiLeaderDiskState()
         state.applied = applied
         state.removed = removed
