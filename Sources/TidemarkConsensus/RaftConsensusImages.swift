@@ -76,8 +76,10 @@ extension RaftConsensus {
         let transport = transport
         let bytes = reader.byteCount
         logger.notice("sending a snapshot image", metadata: metadata.merging(["bytes": "\(bytes)"]) { $1 })
-        let sender = ImageSender(reader: reader, message: message, chunkBytes: settings.snapshotChunkBytes, window: settings.snapshotWindowChunks,
-                                 send: { piece, written in transport.send(to: to, [piece], whenWritten: written) },
+        let sender = ImageSender(reader: reader, chunkBytes: settings.snapshotChunkBytes, window: settings.snapshotWindowChunks,
+                                 send: { piece, part, parts, written in
+                                     transport.send(to: to, [SnapshotChunks.chunk(of: message, piece, part: part, parts: parts)], whenWritten: written)
+                                 },
                                  schedule: imageOn) { [self] result in
             _ = lock.withLock { imageStreams.remove(ImageStream(message)) }
             switch result {

@@ -10,8 +10,11 @@ private final class Registers: StateMachine, Sendable {
     let values = Mutex<[String: String]>([:])
     let applied = Mutex<[String]>([])
     let retention = Mutex<LogRetention?>(nil)
+    /// What the last restored image covered (as a region's files would): applied again, skipped.
+    let restoredThrough = Mutex<UInt64>(0)
 
     func apply(_ entry: CommittedEntry) throws {
+        guard entry.index > restoredThrough.withLock({ $0 }) else { return }
         let text = String(decoding: entry.data, as: UTF8.self)
         let parts = text.split(separator: "=", maxSplits: 1)
         guard parts.count == 2 else { throw CorruptDataError("not key=value: \(text)") }
@@ -19,8 +22,23 @@ private final class Registers: StateMachine, Sendable {
         applied.withLock { $0.append(text) }
     }
 
-    func snapshot() throws -> StateSnapshot { StateSnapshot(index: 0, term: 1, data: []) }
-    func restore(_ snapshot: StateSnapshot) throws {}
+    /// Every register, a `key=value` line each.
+    func snapshot() throws -> StateSnapshot {
+        let lines = values.withLock { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)\n" } }
+        return StateSnapshot(index: 0, term: 1, data: Array(lines.joined().utf8))
+    }
+
+    func restore(_ snapshot: StateSnapshot) throws {
+        var restored: [String: String] = [:]
+        for line in String(decoding: snapshot.data, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw CorruptDataError("not key=value: \(line)") }
+            restored[String(parts[0])] = String(parts[1])
+        }
+        values.withLock { $0 = restored }
+        restoredThrough.withLock { $0 = snapshot.index }
+    }
+
     func attach(logRetention: LogRetention) { retention.withLock { $0 = logRetention } }
 }
 
@@ -55,13 +73,21 @@ private final class Wire: Sendable {
 private let group = GroupID(kind: .data, number: 0)
 private let peers = (1...3).map { Peer(id: UInt64($0), address: "127.0.0.1:\(10_000 + $0)") }
 
+/// Node `id` of the test's group, created (or reopened) with the configured peers.
 private func node(_ id: UInt64, _ directory: String, _ wire: Wire, _ machine: Registers, lagEntriesMax: Int = 100) throws -> MultiLeaderConsensus {
+    let consensus = process(id, directory, wire, lagEntriesMax: lagEntriesMax)
+    try consensus.createGroup(group, peers: peers, stateMachine: machine)
+    return consensus
+}
+
+/// Node `id`'s consensus, hosting no group yet; images go in pieces of 16 bytes.
+private func process(_ id: UInt64, _ directory: String, _ wire: Wire, lagEntriesMax: Int = 100) -> MultiLeaderConsensus {
     var settings = MultiLeaderConsensus.Settings()
     settings.lagEntriesMax = lagEntriesMax
     settings.batchEntriesMax = 4
-    let consensus = MultiLeaderConsensus(nodeID: id, directory: directory + "/n\(id)", transport: wire.endpoint(), settings: settings)
-    try consensus.createGroup(group, peers: peers, stateMachine: machine)
-    return consensus
+    settings.imageChunkBytes = 16
+    settings.imageIdleTicks = 3
+    return MultiLeaderConsensus(nodeID: id, directory: directory + "/n\(id)", transport: wire.endpoint(), settings: settings)
 }
 
 /// Writes and returns the answer (given before `write` returns: the entry is durable and applied).
@@ -261,6 +287,109 @@ private func fillUntilThrottled(_ nodes: [UInt64: MultiLeaderConsensus], _ wire:
         #expect(throws: ConsensusError.unsupported("a replica cannot remove itself: delete the group on this node")) {
             try nodes[1]!.removePeer(group, 1)
         }
+        for consensus in nodes.values { consensus.close() }
+    }
+
+    /// Node 4 joins a running group: every member adds it, it takes an image from node 1
+    /// (in pieces, across a restart of its own before the first), then every source's later
+    /// writes, in order, once; its own writes reach the others; members that restart with
+    /// the configured peers (node 4 not among them) keep it.
+    @Test func aNewReplicaJoinsFromAnImageAndTakesPartInTheGroup() throws {
+        let directory = try temporaryDirectory("multileader")
+        let wire = Wire()
+        let (machines, started) = try threeNodes(directory, wire)
+        var nodes = started
+        var written: [UInt64: [String]] = [:]  // each source's writes, in its order
+        func writeRound(_ round: Int, on sources: [UInt64]) {
+            for id in sources {
+                // Keys k4 and k5 are written only before node 4 joins: it has them from its image.
+                let text = "n\(id)-k\(round < 6 ? round : round % 4)=v\(round)"
+                guard case .success = write(nodes[id]!, text) else {
+                    Issue.record("node \(id) refused \(text)")
+                    return
+                }
+                written[id, default: []].append(text)
+            }
+        }
+        for round in 0..<6 { writeRound(round, on: [1, 2, 3]) }
+        wire.pump(nodes)
+
+        let newcomer = Peer(id: 4, address: "127.0.0.1:10004")
+        for id in UInt64(1)...3 { try nodes[id]!.addPeer(group, newcomer) }
+        #expect(throws: ConsensusError.refused("\(group): node 4 cannot be added: it is a replica of the group already")) {
+            try nodes[1]!.addPeer(group, newcomer)
+        }
+        // Writes go on, shipped to node 4 (which is not there yet) and to each other.
+        for round in 6..<9 { writeRound(round, on: [1, 2, 3]) }
+
+        // Node 4 starts joining, stops before it asked, and resumes after its restart.
+        let joined = Registers()
+        let everyone = peers + [newcomer]
+        var joiner = process(4, directory, wire)
+        try joiner.joinGroup(group, peers: everyone, stateMachine: joined, donor: 1)
+        #expect(throws: ConsensusError.groupExists(group)) { try joiner.joinGroup(group, peers: everyone, stateMachine: joined, donor: 1) }
+        guard case .failure(.busy(let why)) = write(joiner, "n4-early=0") else {
+            Issue.record("a joining replica took a write")
+            return
+        }
+        #expect(why.contains("joining"))
+        joiner.close()
+        joiner = process(4, directory, wire)
+        try joiner.createGroup(group, peers: everyone, stateMachine: joined)
+        #expect(joiner.isJoining(group))
+        nodes[4] = joiner
+
+        // The image comes in pieces; then each source ships what came after it.
+        for round in 9..<12 {
+            writeRound(round, on: [1, 2, 3])
+            for consensus in nodes.values { consensus.tick() }
+            wire.pump(nodes)
+        }
+        #expect(!joiner.isJoining(group))
+        for name in ["image.part", "joining"] { #expect(!FileManager.default.fileExists(atPath: directory + "/n4/\(group)/\(name)")) }
+        writeRound(12, on: [1, 2, 3, 4])
+        for _ in 0..<10 where nodes.values.contains(where: { $0.retainedEntries(group) != 0 }) {
+            for consensus in nodes.values { consensus.tick() }
+            wire.pump(nodes)
+        }
+        let expected = machines[0].values.withLock { $0 }
+        #expect(expected["n4-k0"] == "v12" && expected["n3-k5"] == "v5" && expected.count == 19)
+        for machine in machines + [joined] { #expect(machine.values.withLock { $0 } == expected) }
+        for consensus in nodes.values { #expect(consensus.retainedEntries(group) == 0) }
+        // Node 4 applied what its image lacked: of each source, a tail of its writes, in order, once.
+        let applied = joined.applied.withLock { $0 }
+        for (source, texts) in written {
+            let mine = applied.filter { $0.hasPrefix("n\(source)-") }
+            #expect(!mine.isEmpty && Array(texts.suffix(mine.count)) == mine)
+        }
+
+        // Node 1 restarts with the configured peers and still ships to node 4; node 4 restarts too.
+        nodes[1]!.close()
+        nodes[1] = try node(1, directory, wire, machines[0])
+        nodes[4]!.close()
+        nodes[4] = process(4, directory, wire)
+        try nodes[4]!.createGroup(group, peers: everyone, stateMachine: joined)
+        #expect(!nodes[4]!.isJoining(group))
+        writeRound(13, on: [1, 4])
+        wire.pump(nodes)
+        #expect(joined.values.withLock { $0["n1-k1"] } == "v13")
+        for machine in machines { #expect(machine.values.withLock { $0["n4-k1"] } == "v13") }
+
+        // A removed node is not added back, and a node no member added gets no image.
+        try nodes[1]!.removePeer(group, 4)
+        #expect(throws: ConsensusError.refused("\(group): node 4 cannot be added: it was removed from the group, and node IDs are not reused")) {
+            try nodes[1]!.addPeer(group, newcomer)
+        }
+        let stranger = process(5, directory, wire)
+        try stranger.joinGroup(group, peers: everyone + [Peer(id: 5, address: "127.0.0.1:10005")], stateMachine: Registers(), donor: 2)
+        nodes[5] = stranger
+        for _ in 0..<5 {
+            stranger.tick()
+            wire.pump(nodes)
+        }
+        #expect(stranger.isJoining(group))
+        try stranger.deleteGroup(group)
+        #expect(!stranger.isJoining(group) && !FileManager.default.fileExists(atPath: directory + "/n5/\(group)"))
         for consensus in nodes.values { consensus.close() }
     }
 }

@@ -7,6 +7,16 @@ import TidemarkStorage
 /// dispatchers resend what is not acknowledged).
 public protocol ReplicationTransport: AnyObject, Sendable {
     func send(to node: UInt64, _ messages: [ReplicationMessage])
+    /// Sends, then tells whether the messages left this node (true) or were dropped (false):
+    /// an image's pieces go a few at a time, not all into the transport's queue at once.
+    func send(to node: UInt64, _ messages: [ReplicationMessage], whenWritten: @escaping @Sendable (Bool) -> Void)
+}
+
+extension ReplicationTransport {
+    public func send(to node: UInt64, _ messages: [ReplicationMessage], whenWritten: @escaping @Sendable (Bool) -> Void) {
+        send(to: node, messages)
+        whenWritten(true)
+    }
 }
 
 /// The `Consensus` interface over multi-leader groups (DESIGN.md section 5, IoTDB's
@@ -26,18 +36,26 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         /// Ticks before a batch without an answer is sent again.
         public var resendTicks = 3
         public var syncPolicy = WALSyncPolicy.batch
+        /// Bytes in one piece of an image sent to a joining replica.
+        public var imageChunkBytes = 1 << 20
+        /// Pieces of an image not yet written to the connection, at most.
+        public var imageWindowChunks = 8
+        /// The largest image a joining replica takes (and a member sends).
+        public var imageBytesMax = 1 << 40
+        /// Ticks without a piece before a joining replica asks for its image again.
+        public var imageIdleTicks = 20
 
         public init() {}
     }
 
-    private typealias WriteCompletion = @Sendable (Result<UInt64, ConsensusError>) -> Void
+    typealias WriteCompletion = @Sendable (Result<UInt64, ConsensusError>) -> Void
 
-    private struct PendingWrite {
+    struct PendingWrite {
         var local: (any Sendable)?
         var completion: WriteCompletion
     }
 
-    private final class Group {
+    final class Group {
         var core: MultiLeaderCore
         let machine: StateMachine
         let log: FileWAL
@@ -89,32 +107,48 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     }
 
     public let nodeID: UInt64
-    private let directory: String
-    private let transport: ReplicationTransport
-    private let settings: Settings
-    private let logger: Logger
-    private let lock = NSLock()
+    let directory: String
+    let transport: ReplicationTransport
+    let settings: Settings
+    let logger: Logger
+    /// Runs image work (making, sending, installing) off the rounds; false if it cannot now.
+    let imageOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
+    let lock = NSLock()
     // protected by lock:
-    private var groups: [GroupID: Group] = [:]
-    private var closed = false
+    var groups: [GroupID: Group] = [:]
+    /// Replicas of this node waiting for their image (`joinGroup`).
+    var joining: [GroupID: Joining] = [:]
+    /// Images on their way from this node, one per (group, replica) at a time.
+    var imageStreams: Set<ImageStream> = []
+    var closed = false
     private var deferred: [() -> Void] = []
 
+    /// `imageOn` runs image work (the server's handoff stage); by default, at once.
     public init(nodeID: UInt64, directory: String, transport: ReplicationTransport, settings: Settings = Settings(),
-                logger: Logger = Logger(label: "tidemark.multileader")) {
+                logger: Logger = Logger(label: "tidemark.multileader"),
+                imageOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true }) {
         self.nodeID = nodeID
         self.directory = directory
         self.transport = transport
         self.settings = settings
         self.logger = logger
+        self.imageOn = imageOn
     }
 
     // MARK: - Consensus
 
+    /// A replica that was joining when the node stopped (`joinGroup`) goes on waiting for its image.
     public func createGroup(_ group: GroupID, peers: [Peer], stateMachine: StateMachine) throws {
         try run { () throws(ConsensusError) in
-            guard groups[group] == nil else { throw .groupExists(group) }
+            guard groups[group] == nil, joining[group] == nil else { throw .groupExists(group) }
+            let peerIDs = peers.map(\.id).filter { $0 != nodeID }
             do {
-                groups[group] = try recover(group, peers: peers.map(\.id).filter { $0 != nodeID }, machine: stateMachine)
+                if let join = try Joining.resume(group, directory: directory + "/\(group)", peers: peerIDs, machine: stateMachine,
+                                                 settings: settings) {
+                    joining[group] = join
+                    return
+                }
+                groups[group] = try recover(group, peers: peerIDs, machine: stateMachine)
             } catch let error as ConsensusError {
                 throw error
             } catch {
@@ -125,6 +159,10 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
 
     public func deleteGroup(_ group: GroupID) throws {
         try run { () throws(ConsensusError) in
+            if let join = joining.removeValue(forKey: group) {
+                do { try join.abandon() } catch { throw .io("\(group): \(error)") }
+                return
+            }
             guard let removed = groups.removeValue(forKey: group) else { throw .noSuchGroup(group) }
             removed.log.close()
             do { try FileManager.default.removeItem(atPath: removed.directory) } catch { throw .io("\(group): \(error)") }
@@ -135,7 +173,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     public func write(_ group: GroupID, _ proposal: Proposal, completion: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void) {
         do throws(ConsensusError) {
             try run { () throws(ConsensusError) in
-                guard let state = groups[group] else { throw .noSuchGroup(group) }
+                guard let state = groups[group] else { throw joiningOrMissing(group) }
                 let sequence: UInt64
                 do throws(MultiLeaderError) { sequence = try state.core.propose(proposal.data) } catch {
                     switch error {
@@ -157,14 +195,24 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         guard consistency == .weak else {
             return completion(.failure(.unsupported("a multi-leader group has no linearizable reads; read with weak consistency")))
         }
-        let applied = lock.withLock { groups[group]?.applied }
-        completion(applied.map { .success($0) } ?? .failure(.noSuchGroup(group)))
+        let applied = lock.withLock { groups[group].map { Result<UInt64, ConsensusError>.success($0.applied) } ?? .failure(joiningOrMissing(group)) }
+        completion(applied)
     }
 
+    /// Brings `peer` into this replica's group, durably: from now on this replica keeps its
+    /// entries for `peer` and takes `peer`'s writes. Every member adds the peer first; then
+    /// the new node calls `joinGroup` naming one of them, which sends it an image.
     public func addPeer(_ group: GroupID, _ peer: Peer) throws {
-        // A new replica needs what this one flushed and released, not only the log: segments
-        // must travel first (DESIGN.md section 7, handoff).
-        throw ConsensusError.unsupported("a multi-leader replica is added by a region move (a copy of its segments, then the log), not here")
+        try run { () throws(ConsensusError) in
+            guard let state = groups[group] else { throw joiningOrMissing(group) }
+            do throws(MultiLeaderError) { try state.core.addPeer(peer.id) } catch {
+                guard case .peerRefused(let peerID, let why) = error else { throw .refused("\(group): \(error)") }
+                throw .refused("\(group): node \(peerID) cannot be added: \(why)")
+            }
+        }
+        // The round that followed persisted the addition, unless the log failed.
+        let persisted = lock.withLock { groups[group].map { $0.persistedShipped[peer.id] != nil } ?? false }
+        guard persisted else { throw ConsensusError.io("\(group): the addition of node \(peer.id) could not be logged") }
     }
 
     /// Takes `peerID` out of this replica's group, durably (a restart with the old peer list
@@ -189,6 +237,12 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     /// Every replica takes writes: this node.
     public func leader(of group: GroupID) -> UInt64? { lock.withLock { groups[group] == nil ? nil : nodeID } }
 
+    /// Why there is no running replica of `group` here: it waits for its image, or there is none.
+    func joiningOrMissing(_ group: GroupID) -> ConsensusError {
+        guard let join = joining[group] else { return .noSuchGroup(group) }
+        return .busy("\(group) is joining: its image from node \(join.donor) is not installed yet; retry later")
+    }
+
     public func snapshot(_ group: GroupID) throws -> UInt64 {
         throw ConsensusError.unsupported("multi-leader groups keep their log until the state machine flushes")
     }
@@ -204,18 +258,33 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
 
     // MARK: - Driving
 
-    /// One unit of time: dispatchers resend what was not acknowledged.
+    /// One unit of time: dispatchers resend what was not acknowledged; a joining replica
+    /// whose image stopped coming asks again.
     public func tick() {
         try? run { () throws(ConsensusError) in
             for group in groups.values { group.core.tick() }
+            for (id, join) in joining where join.tick(idleTicksMax: settings.imageIdleTicks) {
+                transport.send(to: join.donor, [ReplicationMessage(group: id, message: MultiLeaderMessage(
+                    kind: .imageRequest, from: nodeID, to: join.donor, source: nodeID, sequence: 0))])
+            }
         }
     }
 
-    /// Batches and acknowledgements from other nodes.
+    /// Batches, acknowledgements and image traffic from other nodes.
     public func receive(_ messages: [ReplicationMessage]) {
+        var requests: [ReplicationMessage] = [], pieces: [ReplicationMessage] = []
         try? run { () throws(ConsensusError) in
-            for item in messages where item.message.to == nodeID { groups[item.group]?.core.step(item.message) }
+            for item in messages where item.message.to == nodeID && item.message.from != nodeID {
+                switch item.message.kind {
+                case .replicate, .acknowledge: groups[item.group]?.core.step(item.message)
+                case .imageRequest: requests.append(item)
+                case .imagePiece: pieces.append(item)
+                }
+            }
         }
+        // Served once the rounds are done: an image is taken with every ready handled.
+        for request in requests { serveImage(request) }
+        for piece in pieces { takePiece(piece) }
     }
 
     /// One group's replica on this node, for `/cluster` and `/metrics`.
@@ -239,7 +308,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
 
     // MARK: - Rounds
 
-    private func run(_ body: () throws(ConsensusError) -> Void) throws(ConsensusError) {
+    func run(_ body: () throws(ConsensusError) -> Void) throws(ConsensusError) {
         lock.lock()
         guard !closed else {
             lock.unlock()
@@ -336,7 +405,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
 
     /// Opens the group's log and replays it: into the state machine (it skips what its own
     /// files hold), and into the dispatchers' state.
-    private func recover(_ id: GroupID, peers: [UInt64], machine: StateMachine) throws -> Group {
+    func recover(_ id: GroupID, peers: [UInt64], machine: StateMachine) throws -> Group {
         let groupDirectory = directory + "/\(id)"
         try FileIO.makeDirectory(groupDirectory)
         let log = try FileWAL(directory: groupDirectory + "/log", policy: settings.syncPolicy)

@@ -5,6 +5,12 @@ public struct MultiLeaderMessage: Sendable, Equatable {
         case replicate
         /// The receiver has applied `source`'s entries before `sequence`.
         case acknowledge
+        /// A replica joining the group asks the receiver for an image to start from (the
+        /// host's business, not the core's: `MultiLeaderConsensus` serves it).
+        case imageRequest
+        /// One piece of such an image: `source` names the image, `sequence` is the piece's
+        /// number; `entries` are the piece and the image's `MultiLeaderImageHeader`.
+        case imagePiece
     }
 
     public var kind: Kind
@@ -196,6 +202,8 @@ public struct MultiLeaderCore: Sendable {
             releaseEntries()
             inFlight[message.from] = nil
             if acknowledged < nextSequence { ship(to: message.from) }
+        case .imageRequest, .imagePiece:
+            return
         }
     }
 

@@ -1,16 +1,16 @@
 import Foundation
 
-/// Sends one snapshot image to a follower in pieces, at most `window` of them not yet
+/// Sends one snapshot image to another replica in pieces, at most `window` of them not yet
 /// written to the connection at a time: each piece written schedules the sending of the
 /// next (`schedule`: the node's handoff stage), so no thread waits on the network and the
 /// image is never in memory whole. The first piece the transport drops ends the stream;
 /// `finished` runs once, with whether every piece left.
 final class ImageSender: @unchecked Sendable {
-    typealias Send = @Sendable (GroupMessage, @escaping @Sendable (Bool) -> Void) -> Void
+    /// Sends piece `part` of `parts`, then says whether it was written.
+    typealias Send = @Sendable (_ piece: [UInt8], _ part: Int, _ parts: Int, _ written: @escaping @Sendable (Bool) -> Void) -> Void
     private let reader: any ImageReader
-    private let message: GroupMessage
     private let chunkBytes: Int
-    private let parts: Int
+    let parts: Int
     private let window: Int
     private let send: Send
     private let schedule: @Sendable (@escaping @Sendable () -> Void) -> Bool
@@ -23,19 +23,21 @@ final class ImageSender: @unchecked Sendable {
     private var pumping = false
     private var done = false
 
-    init(reader: any ImageReader, message: GroupMessage, chunkBytes: Int, window: Int, send: @escaping Send,
+    init(reader: any ImageReader, chunkBytes: Int, window: Int, send: @escaping Send,
          schedule: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool,
          finished: @escaping @Sendable (Result<Int, ConsensusError>) -> Void) {
         precondition(chunkBytes > 0 && window > 0)
         self.reader = reader
-        self.message = message
         self.chunkBytes = chunkBytes
-        parts = max(1, (reader.byteCount + chunkBytes - 1) / chunkBytes)
+        parts = Self.parts(bytes: reader.byteCount, chunkBytes: chunkBytes)
         self.window = window
         self.send = send
         self.schedule = schedule
         self.finished = finished
     }
+
+    /// The pieces an image of `bytes` is cut into (one, even when empty).
+    static func parts(bytes: Int, chunkBytes: Int) -> Int { max(1, (bytes + chunkBytes - 1) / chunkBytes) }
 
     func start() {
         // A chunk's context numbers its pieces in 32 bits.
@@ -66,7 +68,7 @@ final class ImageSender: @unchecked Sendable {
                 return end(.failure(.io("the image gave \(piece.count) bytes for piece \(part) of \(parts)")))
             }
             // May call back at once (a transport that writes in place): `pumping` keeps that out.
-            send(SnapshotChunks.chunk(of: message, piece, part: part, parts: parts)) { [self] written in pieceWritten(written) }
+            send(piece, part, parts) { [self] written in pieceWritten(written) }
             lock.lock()
         }
         pumping = false

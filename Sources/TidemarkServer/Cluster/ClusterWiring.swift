@@ -75,8 +75,10 @@ final class ClusterWiring: Sendable {
         case .multiLeader:
             var settings = MultiLeaderConsensus.Settings()
             settings.syncPolicy = config.storage.walSync
+            settings.imageChunkBytes = config.raftSnapshotChunkBytes
+            settings.imageBytesMax = config.raftSnapshotBytesMax
             let multiLeader = MultiLeaderConsensus(nodeID: nodeID, directory: config.dataDir + "/multileader", transport: transport,
-                                                   settings: settings, logger: logger)
+                                                   settings: settings, logger: logger, imageOn: { work in submitHandoff(StageTask(work)) })
             box.multiLeader = multiLeader
             self.multiLeader = multiLeader
             raft = nil

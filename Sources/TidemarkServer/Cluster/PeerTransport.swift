@@ -157,6 +157,13 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         loop.execute { [self] in write(frame, to: node) }
     }
 
+    /// Only over a link that is up, as for Raft's pieces.
+    public func send(to node: UInt64, _ messages: [ReplicationMessage], whenWritten: @escaping @Sendable (Bool) -> Void) {
+        guard !messages.isEmpty else { return whenWritten(true) }
+        let frame = FrameCodec.prepare(RaftFrame(from: nodeID, to: node, messages: [], replication: messages), authenticator: authenticator)
+        loop.execute { [self] in write(frame, to: node, done: whenWritten) }
+    }
+
     /// One connection's side of the replay check (loop thread only).
     private final class Session {
         /// What the other side must put in its frames to this node.

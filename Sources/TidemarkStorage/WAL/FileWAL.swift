@@ -44,6 +44,20 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
 
     deinit { if descriptor >= 0 { FileIO.close(descriptor) } }
 
+    /// Makes `directory` an empty log whose first record will be `firstSequence` (a replica
+    /// that starts from an image takes the image's index + 1), removing any log there. The
+    /// empty file's name carries the sequence: replay continues after it.
+    public static func makeEmpty(directory: String, firstSequence: UInt64) throws {
+        precondition(firstSequence > 0, "sequences start at 1")
+        try FileIO.makeDirectory(directory)
+        for name in try FileIO.list(directory) where name.hasSuffix(".wal") { try FileIO.remove(directory + "/" + name) }
+        let path = directory + "/" + String(format: "%020llu.wal", firstSequence)
+        let descriptor = try FileIO.open(path, O_WRONLY | O_CREAT | O_TRUNC)
+        defer { FileIO.close(descriptor) }
+        try FileIO.fsync(descriptor, path: path)
+        try FileIO.syncDirectory(directory)
+    }
+
     public func replay(_ body: (UInt64, [UInt8]) throws -> Void) throws -> WALReplayReport {
         var report = WALReplayReport()
         try lock.withLock {
