@@ -228,6 +228,50 @@ private final class RawClient: @unchecked Sendable {
         #expect(stopped.wait(timeout: .now() + 10) == .success)
     }
 
+    /// A multi-leader image piece travels like a Raft one: the sender hears whether it left
+    /// (only over a link that is up), and the receiver gets it whole.
+    @Test func multiLeaderPiecesTellWhetherTheyWereWritten() throws {
+        let loop = try EventLoop()
+        let received = Mutex<[ReplicationMessage]>([])
+        let loopback = ListenAddress(host: "127.0.0.1", port: 0)
+        let low = PeerTransport(loop: loop, nodeID: 5, peers: [:], clusterSecret: "s", redialMs: 20) { _ in }
+        let high = PeerTransport(loop: loop, nodeID: 6, peers: [:], clusterSecret: "s",
+                                 deliverReplication: { batch in received.withLock { $0 += batch } }) { _ in }
+        let addressHigh = try high.start(listen: loopback)
+        let addressLow = try low.start(listen: loopback)
+        low.setAddress(of: 6, to: addressHigh)
+        high.setAddress(of: 5, to: addressLow)
+        let stopped = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            loop.run()
+            stopped.signal()
+        }
+        let piece = ReplicationMessage(group: group, message: MultiLeaderMessage(
+            kind: .imagePiece, from: 5, to: 6, source: 42, sequence: 3, entries: [Array(repeating: 9, count: 1000), [1, 2, 3]]))
+        func send() -> Bool? {
+            let answer = Mutex<Bool?>(nil), answered = DispatchSemaphore(value: 0)
+            low.send(to: 6, [piece]) { written in
+                answer.withLock { $0 = written }
+                answered.signal()
+            }
+            return answered.wait(timeout: .now() + 10) == .success ? answer.withLock { $0 } : nil
+        }
+        // Dropped (false) until the link is up (a piece does not wait for one: the plain send dials it), then written.
+        #expect(eventually {
+            low.send(to: 6, [piece])
+            return send() == true
+        })
+        #expect(eventually { received.withLock { $0.contains(piece) } })
+        loop.execute { low.stop() }
+        #expect(eventually { send() == false })
+
+        loop.execute {
+            high.stop()
+            loop.close()
+        }
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+    }
+
     /// A connection that never says who it is loses its slot after a silence.
     @Test func aConnectionWithoutHelloIsCut() throws {
         let loop = try EventLoop()
