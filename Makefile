@@ -51,14 +51,14 @@ verify-systemd:
 bench: build-release
 	@bash bench/run.sh
 
-# The Raft simulator on seeds SEED_START … SEED_START+SEEDS-1; ends with a one-line summary,
+# The Raft and multi-leader simulators on seeds SEED_START … SEED_START+SEEDS-1; ends with a one-line summary,
 # prints each failing seed (the same seed replays the same run) and exits non-zero on a failure.
 sim: deps
 	@$(SWIFT) build --build-tests
 	@TIDEMARK_SIM_SEEDS=$(SEEDS) TIDEMARK_SIM_SEED_START=$(SEED_START) \
-	  $(SWIFT) test --skip-build --filter RaftSimulationTests/raftStaysSafeAndLiveUnderFaults > .build/sim.log 2>&1; \
+	  $(SWIFT) test --skip-build --filter "RaftSimulationTests/raftStaysSafeAndLiveUnderFaults|MultiLeaderSimulationTests" > .build/sim.log 2>&1; \
 	  status=$$?; grep -E "^↳ seed|seed [0-9]+, round" .build/sim.log | sed 's/^↳ //' | head -20; \
-	  grep -E "^raft simulation:" .build/sim.log; exit $$status
+	  grep -E "^(raft|multi-leader) simulation:" .build/sim.log; exit $$status
 
 # libFuzzer targets (HTTP decoder, line protocol, REST bodies, Raft frames, SQL), FUZZ_SECONDS each (default 60).
 fuzz: deps

@@ -2,11 +2,12 @@ import Foundation
 import Testing
 
 /// Seeds `SEED_START …` (`TIDEMARK_SIM_SEED_START`, default 1), `TIDEMARK_SIM_SEEDS` of them
-/// (default 500): `make sim SEEDS=N SEED_START=S` sets both.
-private func seedRange() -> ClosedRange<UInt64> {
+/// (default `defaultCount`): `make sim SEEDS=N SEED_START=S` sets both, for the Raft and the
+/// multi-leader simulations.
+func seedRange(defaultCount: UInt64 = 500) -> ClosedRange<UInt64> {
     let environment = ProcessInfo.processInfo.environment
     let start = environment["TIDEMARK_SIM_SEED_START"].flatMap { UInt64($0) } ?? 1
-    let count = environment["TIDEMARK_SIM_SEEDS"].flatMap { UInt64($0) } ?? 500
+    let count = environment["TIDEMARK_SIM_SEEDS"].flatMap { UInt64($0) } ?? defaultCount
     return start...(start + max(count, 1) - 1)
 }
 
