@@ -240,7 +240,11 @@ extension MultiLeaderConsensus {
         do {
             try join.install(header, syncPolicy: settings.syncPolicy)
             try run { () throws(ConsensusError) in
-                guard joining[join.group] === join else { return }  // deleted meanwhile
+                guard joining[join.group] === join else {
+                    // Deleted meanwhile: what the install wrote goes too, or a restart would run it.
+                    try? FileManager.default.removeItem(atPath: join.directory)
+                    return
+                }
                 joining[join.group] = nil
                 do { groups[join.group] = try recover(join.group, peers: join.peers, machine: join.machine) } catch {
                     throw .io("\(join.group): \(error)")
