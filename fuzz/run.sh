@@ -14,8 +14,14 @@ flags=(-sanitize=fuzzer,address -parse-as-library -O -g -package-name tidemark)
 swiftc "${flags[@]}" -emit-module -emit-library -static -module-name TidemarkCore \
   -emit-module-path "$out/TidemarkCore.swiftmodule" Sources/TidemarkCore/*.swift -o "$out/libTidemarkCore.a"
 
+# CRC32C's instruction path (a C target in the package), with a module map for swiftc.
+mkdir -p "$out/CCRC32C"
+clang -O2 -g -fsanitize=fuzzer-no-link,address -I Sources/CCRC32C/include -c Sources/CCRC32C/crc32c.c -o "$out/crc32c.o"
+ar rcs "$out/libCCRC32C.a" "$out/crc32c.o"
+printf 'module CCRC32C {\n  header "%s"\n  export *\n}\n' "$PWD/Sources/CCRC32C/include/crc32c.h" > "$out/CCRC32C/module.modulemap"
+
 # The storage codecs the Raft frame decoder uses, as a module of their own.
-swiftc "${flags[@]}" -emit-module -emit-library -static -module-name TidemarkStorage \
+swiftc "${flags[@]}" -I "$out/CCRC32C" -emit-module -emit-library -static -module-name TidemarkStorage \
   -emit-module-path "$out/TidemarkStorage.swiftmodule" Sources/TidemarkStorage/Codec/Bytes.swift Sources/TidemarkStorage/Codec/CRC32C.swift \
   -o "$out/libTidemarkStorage.a"
 
@@ -28,7 +34,7 @@ build lineprotocol fuzz/LineProtocolFuzz.swift Sources/TidemarkWire/LineProtocol
 build restbody fuzz/RESTBodyFuzz.swift Sources/TidemarkServer/RESTBody.swift
 build raftframe fuzz/RaftFrameFuzz.swift Sources/TidemarkConsensus/Transport/RaftFrame.swift Sources/TidemarkConsensus/Raft/RaftTypes.swift \
   Sources/TidemarkConsensus/Raft/RaftCodec.swift Sources/TidemarkConsensus/GroupID.swift \
-  Sources/TidemarkConsensus/MultiLeader/MultiLeaderCore.swift -lTidemarkStorage
+  Sources/TidemarkConsensus/MultiLeader/MultiLeaderCore.swift -I "$out/CCRC32C" -lTidemarkStorage -lCCRC32C
 build sql fuzz/SQLFuzz.swift Sources/TidemarkQuery/Lexer.swift Sources/TidemarkQuery/Parser.swift Sources/TidemarkQuery/Statement.swift
 
 failed=0
