@@ -44,6 +44,9 @@ test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 	@$(MAKE) --no-print-directory verify-systemd
+	@# The fuzz targets still build and run (a second each); `make fuzz` runs them longer.
+	@FUZZ_SECONDS=1 bash fuzz/run.sh > .build/fuzz-smoke.log 2>&1 || { tail -20 .build/fuzz-smoke.log; exit 1; }
+	@tail -1 .build/fuzz-smoke.log
 
 verify-systemd:
 	@bash deploy/systemd/verify.sh .build/debug/tidemarkd
