@@ -259,14 +259,11 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     // MARK: - Driving
 
     /// One unit of time: dispatchers resend what was not acknowledged; a joining replica
-    /// whose image stopped coming asks again.
+    /// asks the members whether they added it, or for its image, again when nothing came.
     public func tick() {
         try? run { () throws(ConsensusError) in
             for group in groups.values { group.core.tick() }
-            for (id, join) in joining where join.tick(idleTicksMax: settings.imageIdleTicks) {
-                transport.send(to: join.donor, [ReplicationMessage(group: id, message: MultiLeaderMessage(
-                    kind: .imageRequest, from: nodeID, to: join.donor, source: nodeID, sequence: 0))])
-            }
+            for join in joining.values { ask(join.tick(idleTicksMax: settings.imageIdleTicks), for: join) }
         }
     }
 
@@ -279,6 +276,8 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
                 case .replicate, .acknowledge: groups[item.group]?.core.step(item.message)
                 case .imageRequest: requests.append(item)
                 case .imagePiece: pieces.append(item)
+                case .joinProbe: answerProbeLocked(item)
+                case .joinAccepted: joining[item.group]?.accept(item.message.from)
                 }
             }
         }

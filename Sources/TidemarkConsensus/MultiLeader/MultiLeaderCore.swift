@@ -5,12 +5,16 @@ public struct MultiLeaderMessage: Sendable, Equatable {
         case replicate
         /// The receiver has applied `source`'s entries before `sequence`.
         case acknowledge
-        /// A replica joining the group asks the receiver for an image to start from (the
-        /// host's business, not the core's: `MultiLeaderConsensus` serves it).
+        // Joining (the host's business, not the core's: `MultiLeaderConsensus` does it).
+        /// A replica joining the group asks the receiver for an image to start from.
         case imageRequest
         /// One piece of such an image: `source` names the image, `sequence` is the piece's
         /// number; `entries` are the piece and the image's `MultiLeaderImageHeader`.
         case imagePiece
+        /// A joining replica asks a member whether it added it (keeps entries for it).
+        case joinProbe
+        /// The member did: the joining replica asks for its image once every member said so.
+        case joinAccepted
     }
 
     public var kind: Kind
@@ -202,7 +206,7 @@ public struct MultiLeaderCore: Sendable {
             releaseEntries()
             inFlight[message.from] = nil
             if acknowledged < nextSequence { ship(to: message.from) }
-        case .imageRequest, .imagePiece:
+        case .imageRequest, .imagePiece, .joinProbe, .joinAccepted:
             return
         }
     }

@@ -4,7 +4,9 @@ import TidemarkStorage
 
 /// How a new replica joins a multi-leader group (DESIGN.md section 5):
 /// 1. every member adds it (`addPeer`): from then on each keeps its own entries for it;
-/// 2. the new node calls `joinGroup` naming one member, the donor, and asks it for an image;
+/// 2. the new node calls `joinGroup` naming one member, the donor; it asks every member
+///    whether it added it and, once all did, asks the donor for an image (a member that had
+///    not could let go of entries the image lacks);
 /// 3. the donor takes, with every ready handled, its state machine's image and per source the
 ///    next write it has not applied, and sends them in pieces;
 /// 4. the new replica spools the pieces to a file, restores its state machine from it, and
@@ -31,6 +33,17 @@ extension MultiLeaderConsensus {
         /// Ticks since a piece came; asks again at the bound (the first tick asks at once).
         private var idleTicks: Int
         private var installing = false
+        /// Members that said they added this replica.
+        private var accepted: Set<UInt64> = []
+
+        /// What a tick asks of the host.
+        enum Ask: Equatable {
+            case nothing
+            /// Ask these members whether they added this replica.
+            case probe([UInt64])
+            /// Ask the donor for the image.
+            case image
+        }
 
         private static let markerName = "joining"
 
@@ -65,15 +78,26 @@ extension MultiLeaderConsensus {
             return join
         }
 
-        /// One tick; true when the image should be asked for (again).
-        func tick(idleTicksMax: Int) -> Bool {
+        /// One tick: every `idleTicksMax` without a piece, the members not heard yet are asked
+        /// whether they added this replica or, all having said so, the donor for the image.
+        func tick(idleTicksMax: Int) -> Ask {
             lock.withLock {
-                guard !installing else { return false }
+                guard !installing else { return .nothing }
                 idleTicks += 1
-                guard idleTicks > idleTicksMax else { return false }
+                guard idleTicks > idleTicksMax else { return .nothing }
                 idleTicks = 0
+                let unheard = peers.filter { !accepted.contains($0) }
+                guard unheard.isEmpty else { return .probe(unheard) }
                 try? spool.reset()  // a stream that stopped halfway starts again from its first piece
-                return true
+                return .image
+            }
+        }
+
+        /// `member` added this replica; the image is asked for at once when it was the last.
+        func accept(_ member: UInt64) {
+            lock.withLock {
+                guard peers.contains(member), accepted.insert(member).inserted else { return }
+                if accepted.count == peers.count { idleTicks = Int.max - 1 }
             }
         }
 
@@ -154,6 +178,27 @@ extension MultiLeaderConsensus {
 
     /// Whether this node's replica of `group` still waits for its image.
     public func isJoining(_ group: GroupID) -> Bool { lock.withLock { joining[group] != nil } }
+
+    /// Sends what a joining replica's tick asks for.
+    func ask(_ ask: Joining.Ask, for join: Joining) {
+        let targets: [(UInt64, MultiLeaderMessage.Kind)]
+        switch ask {
+        case .nothing: return
+        case .probe(let members): targets = members.map { ($0, .joinProbe) }
+        case .image: targets = [(join.donor, .imageRequest)]
+        }
+        for (member, kind) in targets {
+            transport.send(to: member, [ReplicationMessage(group: join.group, message: MultiLeaderMessage(
+                kind: kind, from: nodeID, to: member, source: nodeID, sequence: 0))])
+        }
+    }
+
+    /// A member answers a joining replica's probe when it added it (under the lock).
+    func answerProbeLocked(_ probe: ReplicationMessage) {
+        guard groups[probe.group]?.core.peers.contains(probe.message.from) == true else { return }
+        transport.send(to: probe.message.from, [ReplicationMessage(group: probe.group, message: MultiLeaderMessage(
+            kind: .joinAccepted, from: nodeID, to: probe.message.from, source: nodeID, sequence: 0))])
+    }
 
     // MARK: - Donor
 
