@@ -12,6 +12,8 @@ private final class Registers: StateMachine, Sendable {
     let retention = Mutex<LogRetention?>(nil)
     /// What the last restored image covered (as a region's files would): applied again, skipped.
     let restoredThrough = Mutex<UInt64>(0)
+    /// Holds `snapshot()` until the test opens it.
+    let snapshotGate = Mutex<Gate?>(nil)
 
     func apply(_ entry: CommittedEntry) throws {
         guard entry.index > restoredThrough.withLock({ $0 }) else { return }
@@ -24,6 +26,7 @@ private final class Registers: StateMachine, Sendable {
 
     /// Every register, a `key=value` line each.
     func snapshot() throws -> StateSnapshot {
+        snapshotGate.withLock { $0 }?.pass()
         let lines = values.withLock { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)\n" } }
         return StateSnapshot(index: 0, term: 1, data: Array(lines.joined().utf8))
     }
@@ -83,20 +86,26 @@ private func node(_ id: UInt64, _ directory: String, _ wire: Wire, _ machine: Re
     return consensus
 }
 
-/// Node `id`'s consensus, hosting no group yet; images go in pieces of 16 bytes.
-private func process(_ id: UInt64, _ directory: String, _ wire: Wire, lagEntriesMax: Int = 100) -> MultiLeaderConsensus {
+/// Node `id`'s consensus, hosting no group yet; images go in pieces of 16 bytes, their work
+/// done at once or, given `imageQueue`, there.
+private func process(_ id: UInt64, _ directory: String, _ wire: Wire, lagEntriesMax: Int = 100,
+                     imageQueue: DispatchQueue? = nil) -> MultiLeaderConsensus {
     var settings = MultiLeaderConsensus.Settings()
     settings.lagEntriesMax = lagEntriesMax
     settings.batchEntriesMax = 4
     settings.imageChunkBytes = 16
     settings.imageIdleTicks = 3
-    return MultiLeaderConsensus(nodeID: id, directory: directory + "/n\(id)", transport: wire.endpoint(), settings: settings)
+    guard let imageQueue else {
+        return MultiLeaderConsensus(nodeID: id, directory: directory + "/n\(id)", transport: wire.endpoint(), settings: settings)
+    }
+    return MultiLeaderConsensus(nodeID: id, directory: directory + "/n\(id)", transport: wire.endpoint(), settings: settings,
+                                imageOn: { work in imageQueue.async(execute: work); return true })
 }
 
 /// Writes and returns the answer (given before `write` returns: the entry is durable and applied).
-private func write(_ consensus: MultiLeaderConsensus, _ text: String) -> Result<UInt64, ConsensusError> {
+private func write(_ consensus: MultiLeaderConsensus, _ text: String, to target: GroupID = group) -> Result<UInt64, ConsensusError> {
     let result = Mutex<Result<UInt64, ConsensusError>?>(nil)
-    consensus.write(group, Proposal(data: Array(text.utf8), local: text)) { answer in result.withLock { $0 = answer } }
+    consensus.write(target, Proposal(data: Array(text.utf8), local: text)) { answer in result.withLock { $0 = answer } }
     return result.withLock { $0 }!
 }
 
@@ -401,6 +410,77 @@ private func fillUntilThrottled(_ nodes: [UInt64: MultiLeaderConsensus], _ wire:
         #expect(stranger.isJoining(group))
         try stranger.deleteGroup(group)
         #expect(!stranger.isJoining(group) && !FileManager.default.fileExists(atPath: directory + "/n5/\(group)"))
+        for consensus in nodes.values { consensus.close() }
+    }
+
+    @Test func theDonorTakesItsImageOffTheRoundsSoItsOtherGroupsGoOn() throws {
+        let directory = try temporaryDirectory("multileader")
+        let wire = Wire()
+        let imageQueue = DispatchQueue(label: "node 1 images")
+        let machines = (1...3).map { _ in Registers() }
+        var nodes: [UInt64: MultiLeaderConsensus] = [:]
+        for id in UInt64(1)...3 {
+            nodes[id] = process(id, directory, wire, imageQueue: id == 1 ? imageQueue : nil)
+            try nodes[id]!.createGroup(group, peers: peers, stateMachine: machines[Int(id) - 1])
+        }
+        // Node 1 also runs a group of its own.
+        let other = GroupID(kind: .data, number: 1)
+        try nodes[1]!.createGroup(other, peers: [peers[0]], stateMachine: Registers())
+        for round in 0..<3 {
+            for id in UInt64(1)...3 { guard case .success = write(nodes[id]!, "n\(id)-k\(round)=v\(round)") else { Issue.record("refused"); return } }
+        }
+        wire.pump(nodes)
+        let newcomer = Peer(id: 4, address: "127.0.0.1:10004")
+        for id in UInt64(1)...3 { try nodes[id]!.addPeer(group, newcomer) }
+        let joined = Registers()
+        let joiner = process(4, directory, wire)
+        try joiner.joinGroup(group, peers: peers + [newcomer], stateMachine: joined, donor: 1)
+        nodes[4] = joiner
+
+        // Node 1's image is held up while it is taken.
+        let gate = Gate()
+        machines[0].snapshotGate.withLock { $0 = gate }
+        for _ in 0..<10 where wire.delivered.withLock({ $0[.imageRequest] }) == nil {
+            joiner.tick()
+            wire.pump(nodes)
+        }
+        #expect(gate.awaitEntry())
+        machines[0].snapshotGate.withLock { $0 = nil }
+        // Meanwhile node 1's other group takes writes, and the imaged group's own writes wait.
+        let otherAnswered = DispatchSemaphore(value: 0)
+        let donor = nodes[1]!
+        DispatchQueue.global().async {
+            if case .success = write(donor, "o=1", to: other) { otherAnswered.signal() }
+        }
+        #expect(otherAnswered.wait(timeout: .now() + 10) == .success, "a write to another group waited for the image")
+        let waitingAnswered = DispatchSemaphore(value: 0)
+        nodes[1]!.write(group, Proposal(data: Array("n1-during=1".utf8))) { answer in
+            if case .success = answer { waitingAnswered.signal() }
+        }
+        #expect(waitingAnswered.wait(timeout: .now()) == .timedOut)
+        #expect(throws: ConsensusError.busy("\(group) is taking an image for a joining replica; retry later")) {
+            try nodes[1]!.addPeer(group, Peer(id: 5, address: "127.0.0.1:10005"))
+        }
+        guard case .success = write(nodes[2]!, "n2-during=1") else { Issue.record("node 2 refused a write"); return }
+        wire.pump(nodes)
+
+        // Once the image is taken, the waiting write is answered and node 4 joins with both writes.
+        gate.release()
+        #expect(waitingAnswered.wait(timeout: .now() + 10) == .success)
+        for _ in 0..<1_000 where joiner.isJoining(group) {
+            imageQueue.sync {}  // the image's next pieces are sent
+            wire.pump(nodes)
+        }
+        #expect(!joiner.isJoining(group))
+        for _ in 0..<10 where nodes.values.contains(where: { $0.retainedEntries(group) != 0 }) {
+            for consensus in nodes.values { consensus.tick() }
+            wire.pump(nodes)
+        }
+        let expected = machines[0].values.withLock { $0 }
+        #expect(expected["n1-during"] == "1" && expected["n2-during"] == "1" && expected.count == 11)
+        for machine in machines + [joined] { #expect(machine.values.withLock { $0 } == expected) }
+        // Taken exactly at the vector: node 4 applied the two later writes, each once.
+        #expect(joined.applied.withLock { $0 }.filter { $0.hasSuffix("-during=1") }.sorted() == ["n1-during=1", "n2-during=1"])
         for consensus in nodes.values { consensus.close() }
     }
 }

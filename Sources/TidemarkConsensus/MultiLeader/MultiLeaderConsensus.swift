@@ -55,7 +55,8 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         var completion: WriteCompletion
     }
 
-    final class Group {
+    /// One group's replica; its `var`s are used only under the host's lock.
+    final class Group: @unchecked Sendable {
         var core: MultiLeaderCore
         let machine: StateMachine
         let log: FileWAL
@@ -69,6 +70,8 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         let checkpointed = CheckpointMark()
         var released: UInt64 = 0
         var applied: UInt64
+        /// Its rounds wait while its state machine's image is taken for a joining replica.
+        var imaging = false
 
         init(core: MultiLeaderCore, machine: StateMachine, log: FileWAL, directory: String, ownIndexes: [UInt64],
              shipped: [UInt64: UInt64], applied: UInt64) {
@@ -205,6 +208,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     public func addPeer(_ group: GroupID, _ peer: Peer) throws {
         try run { () throws(ConsensusError) in
             guard let state = groups[group] else { throw joiningOrMissing(group) }
+            guard !state.imaging else { throw .busy("\(group) is taking an image for a joining replica; retry later") }
             do throws(MultiLeaderError) { try state.core.addPeer(peer.id) } catch {
                 guard case .peerRefused(let peerID, let why) = error else { throw .refused("\(group): \(error)") }
                 throw .refused("\(group): node \(peerID) cannot be added: \(why)")
@@ -223,6 +227,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         try run { () throws(ConsensusError) in
             guard let state = groups[group] else { throw .noSuchGroup(group) }
             guard state.core.peers.contains(peerID) else { throw .refused("node \(peerID) is not a peer of \(group)") }
+            guard !state.imaging else { throw .busy("\(group) is taking an image for a joining replica; retry later") }
             state.core.removePeer(peerID)
         }
         // The round that followed persisted the removal, unless the log failed.
@@ -315,7 +320,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         }
         var failure: ConsensusError?
         do { try body() } catch { failure = error }
-        for (id, group) in groups.sorted(by: { $0.key.description < $1.key.description }) {
+        for (id, group) in groups.sorted(by: { $0.key.description < $1.key.description }) where !group.imaging {
             // A group's own failure fails its own writes (failPending); it is not the caller's error.
             do { try roundLocked(id, group) } catch { logger.error("multi-leader round failed", metadata: ["group": "\(id)", "error": "\(error)"]) }
         }

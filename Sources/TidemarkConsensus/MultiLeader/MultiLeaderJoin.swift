@@ -7,8 +7,9 @@ import TidemarkStorage
 /// 2. the new node calls `joinGroup` naming one member, the donor; it asks every member
 ///    whether it added it and, once all did, asks the donor for an image (a member that had
 ///    not could let go of entries the image lacks);
-/// 3. the donor takes, with every ready handled, its state machine's image and per source the
-///    next write it has not applied, and sends them in pieces;
+/// 3. the donor notes, with every ready handled, per source the next write it has not
+///    applied, pauses the group's rounds while it takes its state machine's image (off the
+///    rounds' lock: the node's other groups go on), and sends it in pieces;
 /// 4. the new replica spools the pieces to a file, restores its state machine from it, and
 ///    starts a log after the image's index holding that vector; each source's dispatcher
 ///    then ships it everything after (what a source released, the donor had applied).
@@ -202,60 +203,106 @@ extension MultiLeaderConsensus {
 
     // MARK: - Donor
 
-    /// Answers a joining replica's request: takes the image and the vector under the lock
-    /// (no ready pending, so the state machine holds exactly what the vector says), then
-    /// sends it piece by piece off the rounds.
+    /// Answers a joining replica's request. Under the lock, with no ready pending, it notes
+    /// the applied index and vector and pauses the group's rounds, so the state machine holds
+    /// exactly what the vector says; the image is then taken off the lock (a region flushes
+    /// its memtable first, which must not stall the node's other groups), the group resumes,
+    /// and the image goes piece by piece.
     func serveImage(_ request: ReplicationMessage) {
         let to = request.message.from
         let stream = ImageStream(group: request.group, to: to)
         let metadata: Logger.Metadata = ["group": "\(request.group)", "to": "\(to)"]
-        let taken = lock.withLock { () -> Result<(any ImageReader, MultiLeaderImageHeader), ConsensusError>? in
+        let paused = lock.withLock { () -> Result<(Group, UInt64, [UInt64: UInt64]), ConsensusError>? in
             guard !closed, let group = groups[request.group], !imageStreams.contains(stream) else { return nil }
             guard group.core.peers.contains(to) else {
                 return .failure(.refused("node \(to) is not a peer here: add it on every replica before it joins"))
             }
             guard !group.core.hasReady else { return .failure(.busy("a round of the group is unfinished")) }
-            do {
-                let snapshot = StateSnapshot(index: group.applied, term: 1, data: try group.machine.snapshot().data)
-                let reader = try group.machine.openImage(for: snapshot, bytesMax: settings.imageBytesMax)
-                let parts = ImageSender.parts(bytes: reader.byteCount, chunkBytes: settings.imageChunkBytes)
-                guard parts <= Int(UInt32.max) else {
-                    reader.close()
-                    return .failure(.refused("an image of \(reader.byteCount) bytes needs more than 2^32 - 1 pieces"))
-                }
-                imageStreams.insert(stream)
-                return .success((reader, MultiLeaderImageHeader(index: group.applied, bytes: UInt64(reader.byteCount), parts: UInt32(parts),
-                                                                applied: group.core.diskState.applied)))
-            } catch {
-                return .failure(.io("making the image failed: \(error)"))
-            }
+            guard !group.imaging else { return .failure(.busy("the group is taking an image for another replica")) }
+            group.imaging = true
+            imageStreams.insert(stream)
+            return .success((group, group.applied, group.core.diskState.applied))
         }
-        switch taken {
+        let refuse = { @Sendable (error: ConsensusError) in
+            self.logger.warning("a joining replica's image request is refused", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
+        }
+        switch paused {
         case nil:
             return
         case .failure(let error)?:
-            logger.warning("a joining replica's image request is refused", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
-        case .success(let (reader, header))?:
-            logger.notice("sending an image to a joining replica",
-                          metadata: metadata.merging(["index": "\(header.index)", "bytes": "\(header.bytes)"]) { $1 })
-            let transport = transport, nodeID = nodeID, headerBytes = header.encoded
-            let sender = ImageSender(reader: reader, chunkBytes: settings.imageChunkBytes, window: settings.imageWindowChunks,
-                                     send: { piece, part, _, written in
-                                         let message = MultiLeaderMessage(kind: .imagePiece, from: nodeID, to: to, source: header.index,
-                                                                          sequence: UInt64(part), entries: [piece, headerBytes])
-                                         transport.send(to: to, [ReplicationMessage(group: request.group, message: message)], whenWritten: written)
-                                     },
-                                     schedule: imageOn) { [self] result in
-                _ = lock.withLock { imageStreams.remove(stream) }
-                if case .failure(let error) = result {
-                    logger.warning("an image to a joining replica stopped on its way", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
+            refuse(error)
+        case .success(let (group, index, vector))?:
+            let scheduled = imageOn { [self] in
+                let taken = Result { () throws(ConsensusError) in try takeImage(of: group, index: index, vector: vector) }
+                let running = resume(group, request.group)
+                switch taken {
+                case .success(let (reader, header)) where running:
+                    send(reader, header, for: stream, metadata: metadata)
+                case .success(let (reader, _)):
+                    reader.close()
+                    _ = lock.withLock { imageStreams.remove(stream) }
+                case .failure(let error):
+                    _ = lock.withLock { imageStreams.remove(stream) }
+                    refuse(error)
                 }
             }
-            if !imageOn({ sender.start() }) {
-                reader.close()
+            if !scheduled {
+                _ = resume(group, request.group)
                 _ = lock.withLock { imageStreams.remove(stream) }
             }
         }
+    }
+
+    /// The paused group's image (off the lock: nothing applies to its state machine meanwhile).
+    private func takeImage(of group: Group, index: UInt64, vector: [UInt64: UInt64]) throws(ConsensusError)
+        -> (any ImageReader, MultiLeaderImageHeader) {
+        let reader: any ImageReader
+        do {
+            let machine = group.machine  // a `let`: read off the lock
+            let snapshot = StateSnapshot(index: index, term: 1, data: try machine.snapshot().data)
+            reader = try machine.openImage(for: snapshot, bytesMax: settings.imageBytesMax)
+        } catch let error as ConsensusError {
+            throw error
+        } catch {
+            throw .io("making the image failed: \(error)")
+        }
+        let parts = ImageSender.parts(bytes: reader.byteCount, chunkBytes: settings.imageChunkBytes)
+        guard parts <= Int(UInt32.max) else {
+            reader.close()
+            throw .refused("an image of \(reader.byteCount) bytes needs more than 2^32 - 1 pieces")
+        }
+        return (reader, MultiLeaderImageHeader(index: index, bytes: UInt64(reader.byteCount), parts: UInt32(parts), applied: vector))
+    }
+
+    /// Lets the paused group's rounds run again and handles what waited meanwhile; false when
+    /// the group was deleted (or the node closed) while its image was taken.
+    private func resume(_ group: Group, _ id: GroupID) -> Bool {
+        var running = false
+        try? run { () throws(ConsensusError) in
+            group.imaging = false
+            running = groups[id] === group
+        }
+        return running
+    }
+
+    /// Sends a taken image to the joining replica, a window of pieces at a time.
+    private func send(_ reader: any ImageReader, _ header: MultiLeaderImageHeader, for stream: ImageStream, metadata: Logger.Metadata) {
+        logger.notice("sending an image to a joining replica",
+                      metadata: metadata.merging(["index": "\(header.index)", "bytes": "\(header.bytes)"]) { $1 })
+        let transport = transport, nodeID = nodeID, headerBytes = header.encoded, to = stream.to
+        let sender = ImageSender(reader: reader, chunkBytes: settings.imageChunkBytes, window: settings.imageWindowChunks,
+                                 send: { piece, part, _, written in
+                                     let message = MultiLeaderMessage(kind: .imagePiece, from: nodeID, to: to, source: header.index,
+                                                                      sequence: UInt64(part), entries: [piece, headerBytes])
+                                     transport.send(to: to, [ReplicationMessage(group: stream.group, message: message)], whenWritten: written)
+                                 },
+                                 schedule: imageOn) { [self] result in
+            _ = lock.withLock { imageStreams.remove(stream) }
+            if case .failure(let error) = result {
+                logger.warning("an image to a joining replica stopped on its way", metadata: metadata.merging(["reason": "\(error)"]) { $1 })
+            }
+        }
+        sender.start()
     }
 
     // MARK: - Joining replica
