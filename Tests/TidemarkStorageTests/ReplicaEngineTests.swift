@@ -134,6 +134,72 @@ import TidemarkTestSupport
         #expect(target.installedImageIndex == 7)
     }
 
+    /// An image's segments leave its file one at a time from its end, each staged before the
+    /// file is cut: file and staged segments never hold more than the image. An install
+    /// stopped after any segment (a crash) goes on from the cut file after a restart, also
+    /// from between the swap's two renames; another image drops what was staged.
+    @Test func anInstallMovesSegmentsOutOfItsFileAndResumesAfterACrashAtAnyStep() throws {
+        let source = try region(try temporaryDirectory("image-move-source"), log: .own)
+        for part in 0..<4 {
+            try source.write(points("root.sg.d\(part).s", (0..<(100 * (part + 1))).map { (Int64($0), Double($0 * part)) }))
+            try source.flush()
+        }
+        let expected = try contents(source)
+        let image = try source.exportImage(coveringThrough: 9)
+        let segmentBytes = try FileIO.list(source.segmentDirectory).compactMap { FileIO.fileBytes(source.segmentDirectory + "/" + $0) }
+        #expect(segmentBytes.count == 4)
+        try source.write(points("root.sg.d9.s", [(1, 9)]))
+        let newer = try source.exportImage(coveringThrough: 10)
+        let newerExpected = try contents(source)
+        struct Crash: Error {}
+
+        for crashAfter in 1...4 {
+            let directory = try temporaryDirectory("image-move-target")
+            var target = try region(directory, log: .replicated)
+            try target.apply(index: 1, record: try #require(try target.prepareWrite(points("root.junk.d.s", [(1, 1)]))).record)
+            try target.flush()
+            let file = try temporaryDirectory("image-move-file") + "/image"
+            try FileIO.writeFileAtomically(image, to: file, directory: (file as NSString).deletingLastPathComponent)
+            let staging = directory + "/installing/segments"
+            var moved = 0
+            #expect(throws: Crash.self) {
+                try target.installImage(file: file, coveringAtLeast: 9) {
+                    moved += 1
+                    let staged = try FileIO.list(staging).reduce(0) { $0 + (FileIO.fileBytes(staging + "/" + $1) ?? 0) }
+                    #expect(staged == segmentBytes.suffix(moved).reduce(0, +))
+                    #expect(FileIO.fileBytes(file)! + staged < image.count)
+                    if moved == crashAfter { throw Crash() }
+                }
+            }
+            // Until the swap the region is as it was; a restart keeps what was staged.
+            #expect(try contents(target)["root.junk.d.s"] == ["1=1.0"])
+            target.close()
+            target = try region(directory, log: .replicated)
+            #expect(try contents(target)["root.junk.d.s"] == ["1=1.0"])
+            #expect(try FileIO.list(staging).count == crashAfter)
+            if crashAfter == 4 {
+                // As if the node stopped between the swap's two renames.
+                target.close()
+                try FileIO.rename(directory + "/segments", directory + "/segments.replaced")
+                target = try region(directory, log: .replicated)
+            }
+            if crashAfter == 2 {
+                // The leader sent a newer image meanwhile: what was staged of the old one goes.
+                try target.installImage(newer, coveringAtLeast: 10)
+                #expect(try contents(target) == newerExpected)
+            } else {
+                try target.installImage(file: file, coveringAtLeast: 9)
+                #expect(try contents(target) == expected)
+                #expect(FileIO.fileBytes(file)! < image.count - segmentBytes.reduce(0, +), "segments left in the image file")
+            }
+            #expect(!FileIO.exists(directory + "/installing") && !FileIO.exists(directory + "/segments.replaced"))
+            target.close()
+            target = try region(directory, log: .replicated)
+            #expect(try contents(target) == (crashAfter == 2 ? newerExpected : expected))
+            #expect(target.installedImageIndex == (crashAfter == 2 ? 10 : 9))
+        }
+    }
+
     /// A replica cannot refuse a committed entry when its flush is behind: past
     /// `sealedMemtablesMax` sealed memtables the applier flushes them itself.
     @Test func anApplierPastTheSealedMemtableBoundFlushesItself() throws {

@@ -75,6 +75,18 @@ public enum FileIO {
         guard ftruncate(descriptor, off_t(size)) == 0 else { throw StorageIOError(operation: "truncate", path: path, code: errno) }
     }
 
+    /// Whether anything (a file, a directory) is at `path`.
+    static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0
+    }
+
+    /// The size of the file at `path`, or nil if there is none.
+    static func fileBytes(_ path: String) -> Int? {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int(info.st_size) : nil
+    }
+
     public static func close(_ descriptor: Int32) { _ = Glibc.close(descriptor) }
 
     /// Makes a directory's entries (creates, renames, removals) durable.

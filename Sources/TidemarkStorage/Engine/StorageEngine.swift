@@ -146,6 +146,7 @@ public final class StorageEngine: @unchecked Sendable {
         createsSchemaOnApply = log == .replicated
         wal = ownWAL
         try removeStaleExports()
+        try removeInstallLeftovers()
         try recoverSchema()
         try openSegments()
         try loadTombstones()

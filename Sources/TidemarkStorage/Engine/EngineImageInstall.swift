@@ -1,0 +1,224 @@
+import Foundation
+import TidemarkCore
+
+/// Installing a region image from a file (a follower behind its leader's compacted log, a
+/// multi-leader replica joining), so that the disk holds it about once and a crash at any
+/// point resumes:
+/// 1. the file is checked whole, then its lead (magic, header) is staged in `installing/`;
+/// 2. segments leave the file from its end: each is copied to `installing/segments/` and
+///    synced, then the file is cut to where that segment began (so the image file and the
+///    staged segments together hold the image at every instant, plus one segment at most);
+/// 3. under the write lock, `segments/` is renamed to `segments.replaced/` and the staged
+///    directory into its place; tombstones, schema and memory follow; the `installed-image`
+///    marker goes last, then the leftovers.
+/// A restart with the same (possibly cut) file finds the staged lead and goes on from there.
+extension StorageEngine {
+    var installingDirectory: String { directory + "/installing" }
+    private var stagedSegmentDirectory: String { installingDirectory + "/segments" }
+    private var stagedLeadPath: String { installingDirectory + "/lead" }
+    private var replacedSegmentDirectory: String { directory + "/segments.replaced" }
+
+    /// `installImage(file:coveringAtLeast:)` for an image in memory.
+    public func installImage(_ bytes: [UInt8], coveringAtLeast index: UInt64) throws {
+        let path = directory + "/image-\(UInt64.random(in: 0...UInt64.max)).tmp"
+        let descriptor = try FileIO.open(path, O_WRONLY | O_CREAT | O_TRUNC)
+        defer { try? FileIO.remove(path) }
+        do { try FileIO.writeAll(descriptor, bytes, path: path) } catch {
+            FileIO.close(descriptor)
+            throw error
+        }
+        FileIO.close(descriptor)
+        try installImage(file: path, coveringAtLeast: index)
+    }
+
+    /// Replaces everything this region holds by the image in the file at `path` (from
+    /// `openImageExport` on another replica), moving its segments out of the file (which it
+    /// cuts short as it goes: the caller deletes it afterwards). The image is checked whole
+    /// first (a bad one changes nothing); a crash midway leaves the staged lead behind, so
+    /// installing the same file after the restart goes on where it stopped. An image short of
+    /// `index` is refused. `afterEachSegment` runs each time a segment has left the file.
+    public func installImage(file path: String, coveringAtLeast index: UInt64,
+                             afterEachSegment: (() throws -> Void)? = nil) throws {
+        try maintenanceLock.withLock {
+            let descriptor = try FileIO.open(path, O_RDWR)
+            defer { FileIO.close(descriptor) }
+            let resumed = try stagedInstall(of: descriptor, path: path)
+            let (header, segmentsStart) = try resumed ?? checkImage(descriptor, path: path)
+            guard header.index >= index else {
+                throw EngineError.corrupt("the region image covers the log through \(header.index), short of \(index)")
+            }
+            if resumed == nil { try stage(lead: try FileIO.read(descriptor, count: segmentsStart, at: 0, path: path)) }
+            if FileIO.exists(stagedSegmentDirectory) {
+                var starts: [Int] = []
+                var start = segmentsStart
+                for segment in header.segments {
+                    starts.append(start)
+                    start += segment.bytes
+                }
+                for (segment, start) in zip(header.segments, starts).reversed() {
+                    let staged = stagedSegmentDirectory + "/" + segment.name
+                    guard FileIO.fileBytes(staged) != segment.bytes else { continue }  // staged before a crash
+                    try copy(descriptor, from: path, at: start, count: segment.bytes, to: staged)
+                    try FileIO.syncDirectory(stagedSegmentDirectory)
+                    try FileIO.truncate(descriptor, to: start, path: path)
+                    try FileIO.fsync(descriptor, path: path)
+                    try afterEachSegment?()
+                }
+            }
+            try writeLock.withLock { try swapIn(header) }
+            if FileIO.exists(replacedSegmentDirectory) { try FileIO.removeDirectory(replacedSegmentDirectory) }
+            try removeStaging()
+            logger.notice("installed a region image", metadata: ["index": "\(header.index)", "segments": "\(header.segments.count)",
+                                                                 "series": "\(header.series.count)", "bytes": "\(segmentsStart)+"])
+        }
+    }
+
+    /// The header of the image an interrupted install staged, if the file is that image
+    /// (its lead is the staged one: the lead is never cut); a staged install of another
+    /// image is dropped.
+    private func stagedInstall(of descriptor: Int32, path: String) throws -> (RegionImageHeader, Int)? {
+        guard let lead = try FileIO.readFile(stagedLeadPath) else {
+            if FileIO.exists(installingDirectory) { try removeStaging() }
+            return nil
+        }
+        guard lead.count >= RegionImageHeader.leadBytes,
+              try FileIO.read(descriptor, count: lead.count, at: 0, path: path) == lead else {
+            try removeStaging()
+            return nil
+        }
+        do {
+            return (try RegionImageHeader(decoding: Array(lead[RegionImageHeader.leadBytes...])), lead.count)
+        } catch {
+            throw EngineError.corrupt("the staged region image: \(error)")
+        }
+    }
+
+    /// Starts staging a checked image: its lead is durable before a segment leaves the file.
+    private func stage(lead: [UInt8]) throws {
+        try FileIO.makeDirectory(stagedSegmentDirectory)
+        try FileIO.writeFileAtomically(lead, to: stagedLeadPath, directory: installingDirectory)
+        try FileIO.syncDirectory(directory)
+    }
+
+    private func removeStaging() throws {
+        if FileIO.exists(stagedSegmentDirectory) { try FileIO.removeDirectory(stagedSegmentDirectory) }
+        if FileIO.exists(installingDirectory) { try FileIO.removeDirectory(installingDirectory) }
+    }
+
+    /// What a crash left of an install that is of no more use: the replaced segments (the
+    /// staged ones replace them either way) and a staged image no newer than the installed one.
+    func removeInstallLeftovers() throws {
+        if FileIO.exists(replacedSegmentDirectory) { try FileIO.removeDirectory(replacedSegmentDirectory) }
+        guard let lead = try FileIO.readFile(stagedLeadPath) else { return }
+        let indexOffset = RegionImageHeader.leadBytes
+        guard lead.count >= indexOffset + 8 else { return try removeStaging() }
+        let staged = lead.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: indexOffset, as: UInt64.self)) }
+        if staged <= installedImageIndex { try removeStaging() }
+    }
+
+    /// The staged segments replace the region's (the caller holds `maintenanceLock` and
+    /// `writeLock`); then its tombstones, schema and memory. Run again after a crash, it
+    /// finds the segments swapped and redoes the rest.
+    private func swapIn(_ header: RegionImageHeader) throws {
+        if FileIO.exists(stagedSegmentDirectory) {
+            if FileIO.exists(replacedSegmentDirectory) { try FileIO.removeDirectory(replacedSegmentDirectory) }
+            if FileIO.exists(segmentDirectory) { try FileIO.rename(segmentDirectory, replacedSegmentDirectory) }
+            try FileIO.rename(stagedSegmentDirectory, segmentDirectory)
+            try FileIO.syncDirectory(directory)
+            try FileIO.syncDirectory(installingDirectory)
+        }
+        if header.tombstoneFile.isEmpty {
+            if FileIO.exists(tombstonePath) { try FileIO.remove(tombstonePath) }
+        } else {
+            try FileIO.writeFileAtomically(header.tombstoneFile, to: tombstonePath, directory: directory)
+        }
+        // The schema log gets the change as records, so its replay ends where memory does.
+        var records = state.withLock { schema.databases }.map { SchemaRecord.deleteDatabase($0) }
+        records += header.databases.map { SchemaRecord.createDatabase($0) } + header.series.map { SchemaRecord.createSeries($0) }
+        if !records.isEmpty { _ = try schemaLog.append(records.map { $0.encoded() }) }
+        // Readers wait for the swap as a whole (it reopens the segments under `state`, the
+        // one place that reads files under it): an install is rare, a half-swapped region
+        // must never be read.
+        try state.withLock {
+            for database in schema.databases { try? schema.deleteDatabase(database) }
+            for database in header.databases { try? schema.createDatabase(database) }
+            for series in header.series { try? schema.createSeries(series) }
+            seriesDirectory = SeriesDirectory(entriesMax: options.seriesDirectoryEntriesMax)
+            active = Memtable(createdNs: monotonicNowNs())
+            sealed = []
+            tombstones = []
+            flushedThrough = [:]
+            flushedThroughMax = 0
+            try loadTombstones()
+            try openSegments()
+        }
+        try FileIO.writeFileAtomically(withUnsafeBytes(of: header.index.littleEndian, Array.init), to: installedPath, directory: directory)
+    }
+
+    /// Checks an image file's checksum, magic and sizes; returns its header and where its
+    /// segment files start.
+    private func checkImage(_ descriptor: Int32, path: String) throws -> (RegionImageHeader, Int) {
+        let size = try FileIO.size(descriptor, path: path)
+        guard size >= RegionImageHeader.leadBytes + 4 else { throw EngineError.corrupt("region image: \(size) bytes is too short") }
+        var crc: UInt32 = 0
+        var offset = 0
+        while offset < size - 4 {
+            let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, size - 4 - offset), at: offset, path: path)
+            guard !piece.isEmpty else { throw EngineError.corrupt("region image: \(path) shrank while read") }
+            crc = CRC32C.checksum(piece, continuing: crc)
+            offset += piece.count
+        }
+        let trailer = try FileIO.read(descriptor, count: 4, at: size - 4, path: path)
+        guard trailer.count == 4, crc == trailer.withUnsafeBytes({ UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }) else {
+            throw EngineError.corrupt("region image: CRC mismatch")
+        }
+        let lead = try FileIO.read(descriptor, count: RegionImageHeader.leadBytes, at: 0, path: path)
+        guard Array(lead.prefix(RegionImageHeader.magic.count)) == RegionImageHeader.magic else {
+            throw EngineError.corrupt("region image: bad magic (not an image, or another version)")
+        }
+        let headerBytes = Int(lead.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: RegionImageHeader.magic.count, as: UInt32.self)) })
+        let segmentsStart = RegionImageHeader.leadBytes + headerBytes
+        guard headerBytes <= RegionImageHeader.headerBytesMax, segmentsStart <= size - 4 else {
+            throw EngineError.corrupt("region image: a header of \(headerBytes) bytes does not fit")
+        }
+        let header: RegionImageHeader
+        do {
+            header = try RegionImageHeader(decoding: try FileIO.read(descriptor, count: headerBytes, at: RegionImageHeader.leadBytes, path: path))
+        } catch let error as CorruptDataError {
+            throw EngineError.corrupt("\(error)")
+        }
+        guard segmentsStart + header.segments.reduce(0, { $0 + $1.bytes }) + 4 == size else {
+            throw EngineError.corrupt("region image: its segment sizes do not add up to its \(size) bytes")
+        }
+        // The second copy would overwrite the first: the region would silently lose its points.
+        guard Set(header.segments.map(\.name)).count == header.segments.count else {
+            throw EngineError.corrupt("region image: a segment is named twice")
+        }
+        return (header, segmentsStart)
+    }
+
+    static var copyPieceBytes: Int { 1 << 20 }
+
+    /// Copies `count` bytes at `offset` of the open file into a new file at `target`, durably
+    /// (a temporary name, fsync, rename; the caller syncs the directory).
+    private func copy(_ descriptor: Int32, from path: String, at offset: Int, count: Int, to target: String) throws {
+        let temporary = target + ".tmp"
+        let output = try FileIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            var done = 0
+            while done < count {
+                let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, count - done), at: offset + done, path: path)
+                guard !piece.isEmpty else { throw EngineError.corrupt("region image: \(path) ends inside a segment") }
+                try FileIO.writeAll(output, piece, path: temporary)
+                done += piece.count
+            }
+            try FileIO.fsync(output, path: temporary)
+        } catch {
+            FileIO.close(output)
+            try? FileIO.remove(temporary)
+            throw error
+        }
+        FileIO.close(output)
+        try FileIO.rename(temporary, target)
+    }
+}
