@@ -3,7 +3,7 @@
 # with raft.catch_up_bytes_max 1, a follower SIGKILLed while the leader takes SECONDS
 # (default 40) of incompressible writes (random doubles: ~90 MB of segments), then restarted.
 # Prints the image's bytes, how long the follower took to hold every point, its peak RSS, and
-# what is left in its spool (should be nothing). Usage: bench/raft-image.sh [TIDEMARKD] [SECONDS]
+# what is left in its spool (should be nothing), and the most its data directory held. Usage: bench/raft-image.sh [TIDEMARKD] [SECONDS]
 set -u
 cd "$(dirname "$0")/.."
 if [ -z "${1:-}" ]; then swift build -c release --product tidemarkd >/dev/null; fi
@@ -24,17 +24,18 @@ kill -9 ${pid[$follower]}; echo "killed n$follower"
 wrk -t2 -c8 -d${seconds}s -s bench/raft-image-put.lua "http://127.0.0.1:$((base+10+leader))/write?db=big&precision=ms" | grep -E "Requests/sec|Non-2xx"
 du -sh $work/d$leader/regions/0/segments
 start $follower
-t0=$(date +%s.%N); hwm=0
+t0=$(date +%s.%N); hwm=0; disk=0
 q='{"sql":"select count(f0) from root.big.m.d0"}'
 want=$(curl -s -u root:root "http://127.0.0.1:$((base+10+leader))/rest/v2/query" -d "$q")
 echo "leader: $want"
 for a in $(seq 1 600); do
   h=$(awk '/VmHWM/ {print $2}' /proc/${pid[$follower]}/status 2>/dev/null); [ -n "$h" ] && [ "$h" -gt "$hwm" ] && hwm=$h
+  d=$(du -sk $work/d$follower 2>/dev/null | cut -f1); [ -n "$d" ] && [ "$d" -gt "$disk" ] && disk=$d
   got=$(curl -s -u root:root "http://127.0.0.1:$((base+10+follower))/rest/v2/query" -d "$q")
   [ "$got" = "$want" ] && break; sleep 0.5
 done
 t1=$(date +%s.%N)
-echo "follower: $got after $(echo "$t1-$t0"|bc) s, peak RSS ${hwm} kB"
+echo "follower: $got after $(echo "$t1-$t0"|bc) s, peak RSS ${hwm} kB, largest data directory seen (every 0.5 s) ${disk} kB"
 du -sh $work/d$follower/regions/0/segments; echo "left in the spool: $(ls -l $work/d$follower/raft/images | tail -n +2)"; grep -h -iE "snapshot|image|error|warn" $work/log* | tail -8
 curl -s "http://127.0.0.1:$((base+10+leader))/metrics" | grep -E "snapshot"
 curl -s "http://127.0.0.1:$((base+10+follower))/metrics" | grep -E "snapshots_installed"
