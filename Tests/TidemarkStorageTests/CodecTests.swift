@@ -130,6 +130,12 @@ private func roundTripTimestamps(_ timestamps: [Int64]) throws -> [Int64] {
         let whole = CRC32C.checksum(data)
         let continued = CRC32C.checksum(Array(data[300...]), continuing: CRC32C.checksum(Array(data[..<300])))
         #expect(whole == continued)
+        // Parts checksummed apart combine into the whole's checksum, at every split.
+        for split in [0, 1, 7, 299, 512, 999, 1000] {
+            let combined = CRC32C.combine(CRC32C.checksum(Array(data[..<split])), CRC32C.checksum(Array(data[split...])),
+                                          secondBytes: data.count - split)
+            #expect(combined == whole, "split at \(split)")
+        }
         // The instruction and the tables agree at every length and alignment (the same bytes every run).
         var generator = Seeded(state: 7)
         let random = (0..<4096).map { _ in UInt8.random(in: 0...255, using: &generator) }

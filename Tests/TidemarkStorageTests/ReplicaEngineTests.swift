@@ -75,7 +75,7 @@ import TidemarkTestSupport
         let refusal = #expect(throws: EngineError.self) { try target.installImage(twice, coveringAtLeast: 42) }
         #expect(refusal.map { "\($0)".contains("named twice") } == true, "\(String(describing: refusal))")
         #expect(try FileIO.list(directory + "/segments").sorted() == segmentsBefore)
-        #expect(target.installedImageIndex == 0)
+        #expect(target.installedImageIndex == 0 && !FileIO.exists(directory + "/installing"))
 
         try target.installImage(image, coveringAtLeast: 42)
         #expect(try contents(target) == expected)
@@ -198,6 +198,23 @@ import TidemarkTestSupport
             #expect(try contents(target) == (crashAfter == 2 ? newerExpected : expected))
             #expect(target.installedImageIndex == (crashAfter == 2 ? 10 : 9))
         }
+
+        // A staged segment damaged while the node was down fails the image's checksum on
+        // resuming: nothing is installed and the staging goes.
+        let directory = try temporaryDirectory("image-move-damaged")
+        let target = try region(directory, log: .replicated)
+        let file = try temporaryDirectory("image-move-damaged-file") + "/image"
+        try FileIO.writeFileAtomically(image, to: file, directory: (file as NSString).deletingLastPathComponent)
+        #expect(throws: Crash.self) { try target.installImage(file: file, coveringAtLeast: 9) { throw Crash() } }
+        let staging = directory + "/installing/segments"
+        let stagedPath = staging + "/" + (try FileIO.list(staging)).first!
+        var staged = try #require(try FileIO.readFile(stagedPath))
+        staged[staged.count / 2] ^= 0x10
+        try FileIO.writeFileAtomically(staged, to: stagedPath, directory: staging)
+        let refusal = #expect(throws: EngineError.self) { try target.installImage(file: file, coveringAtLeast: 9) }
+        #expect(refusal.map { "\($0)".contains("CRC mismatch") } == true, "\(String(describing: refusal))")
+        #expect(!FileIO.exists(directory + "/installing") && target.installedImageIndex == 0)
+        #expect(try contents(target).isEmpty)
     }
 
     /// A replica cannot refuse a committed entry when its flush is behind: past

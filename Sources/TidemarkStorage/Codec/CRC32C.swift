@@ -60,4 +60,37 @@ public enum CRC32C {
     public static func checksum(_ bytes: [UInt8], continuing crc: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0, continuing: crc) }
     }
+
+    /// The checksum of A followed by B, from A's and B's and B's length (zlib's
+    /// `crc32_combine`, Castagnoli polynomial): parts checksummed out of order add up.
+    public static func combine(_ first: UInt32, _ second: UInt32, secondBytes: Int) -> UInt32 {
+        precondition(secondBytes >= 0, "a length is never negative")
+        guard secondBytes > 0 else { return first }
+        func times(_ matrix: [UInt32], _ vector: UInt32) -> UInt32 {
+            var sum: UInt32 = 0, vector = vector, row = 0
+            while vector != 0 {
+                if vector & 1 == 1 { sum ^= matrix[row] }
+                vector >>= 1
+                row += 1
+            }
+            return sum
+        }
+        func squared(_ matrix: [UInt32]) -> [UInt32] { matrix.map { times(matrix, $0) } }
+        // The operator for one zero bit, then two, then four.
+        var odd: [UInt32] = [0x82F6_3B78] + (0..<31).map { UInt32(1) << $0 }
+        var even = squared(odd)
+        odd = squared(even)
+        var crc = first, remaining = secondBytes
+        // Apply `remaining` zero bytes to `first`, squaring the operator bit by bit.
+        repeat {
+            even = squared(odd)
+            if remaining & 1 == 1 { crc = times(even, crc) }
+            remaining >>= 1
+            if remaining == 0 { break }
+            odd = squared(even)
+            if remaining & 1 == 1 { crc = times(odd, crc) }
+            remaining >>= 1
+        } while remaining != 0
+        return crc ^ second
+    }
 }

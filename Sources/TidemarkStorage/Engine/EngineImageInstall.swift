@@ -4,10 +4,12 @@ import TidemarkCore
 /// Installing a region image from a file (a follower behind its leader's compacted log, a
 /// multi-leader replica joining), so that the disk holds it about once and a crash at any
 /// point resumes:
-/// 1. the file is checked whole, then its lead (magic, header) is staged in `installing/`;
+/// 1. the file's lead (magic, header) and sizes are checked, then the lead and the file's
+///    checksum are staged in `installing/`;
 /// 2. segments leave the file from its end: each is copied to `installing/segments/` and
 ///    synced, then the file is cut to where that segment began (so the image file and the
 ///    staged segments together hold the image at every instant, plus one segment at most);
+///    the parts' checksums, combined, must be the file's, or nothing is installed;
 /// 3. under the write lock, `segments/` is renamed to `segments.replaced/` and the staged
 ///    directory into its place; tombstones, schema and memory follow; the `installed-image`
 ///    marker goes last, then the leftovers.
@@ -33,8 +35,8 @@ extension StorageEngine {
 
     /// Replaces everything this region holds by the image in the file at `path` (from
     /// `openImageExport` on another replica), moving its segments out of the file (which it
-    /// cuts short as it goes: the caller deletes it afterwards). The image is checked whole
-    /// first (a bad one changes nothing); a crash midway leaves the staged lead behind, so
+    /// cuts short as it goes: the caller deletes it afterwards), reading it once. An image
+    /// whose checksum does not hold changes nothing in the region; a crash midway leaves the staged lead behind, so
     /// installing the same file after the restart goes on where it stopped. An image short of
     /// `index` is refused. `afterEachSegment` runs each time a segment has left the file.
     public func installImage(file path: String, coveringAtLeast index: UInt64,
@@ -43,11 +45,12 @@ extension StorageEngine {
             let descriptor = try FileIO.open(path, O_RDWR)
             defer { FileIO.close(descriptor) }
             let resumed = try stagedInstall(of: descriptor, path: path)
-            let (header, segmentsStart) = try resumed ?? checkImage(descriptor, path: path)
+            let (header, segmentsStart, imageChecksum) = try resumed ?? checkImage(descriptor, path: path)
             guard header.index >= index else {
                 throw EngineError.corrupt("the region image covers the log through \(header.index), short of \(index)")
             }
-            if resumed == nil { try stage(lead: try FileIO.read(descriptor, count: segmentsStart, at: 0, path: path)) }
+            let lead = try FileIO.read(descriptor, count: segmentsStart, at: 0, path: path)
+            if resumed == nil { try stage(lead: lead, checksum: imageChecksum) }
             if FileIO.exists(stagedSegmentDirectory) {
                 var starts: [Int] = []
                 var start = segmentsStart
@@ -55,14 +58,27 @@ extension StorageEngine {
                     starts.append(start)
                     start += segment.bytes
                 }
+                var parts: [UInt32] = []
                 for (segment, start) in zip(header.segments, starts).reversed() {
                     let staged = stagedSegmentDirectory + "/" + segment.name
-                    guard FileIO.fileBytes(staged) != segment.bytes else { continue }  // staged before a crash
-                    try copy(descriptor, from: path, at: start, count: segment.bytes, to: staged)
+                    if FileIO.fileBytes(staged) == segment.bytes {  // staged before a crash
+                        let descriptor = try FileIO.open(staged, O_RDONLY)
+                        defer { FileIO.close(descriptor) }
+                        parts.append(try checksum(of: descriptor, path: staged, count: segment.bytes))
+                        continue
+                    }
+                    parts.append(try copy(descriptor, from: path, at: start, count: segment.bytes, to: staged))
                     try FileIO.syncDirectory(stagedSegmentDirectory)
                     try FileIO.truncate(descriptor, to: start, path: path)
                     try FileIO.fsync(descriptor, path: path)
                     try afterEachSegment?()
+                }
+                let combined = zip(header.segments, parts.reversed()).reduce(CRC32C.checksum(lead)) {
+                    CRC32C.combine($0, $1.1, secondBytes: $1.0.bytes)
+                }
+                guard combined == imageChecksum else {
+                    try removeStaging()
+                    throw EngineError.corrupt("region image: CRC mismatch")
                 }
             }
             try writeLock.withLock { try swapIn(header) }
@@ -76,27 +92,31 @@ extension StorageEngine {
     /// The header of the image an interrupted install staged, if the file is that image
     /// (its lead is the staged one: the lead is never cut); a staged install of another
     /// image is dropped.
-    private func stagedInstall(of descriptor: Int32, path: String) throws -> (RegionImageHeader, Int)? {
-        guard let lead = try FileIO.readFile(stagedLeadPath) else {
+    private func stagedInstall(of descriptor: Int32, path: String) throws -> (RegionImageHeader, Int, UInt32)? {
+        guard let staged = try FileIO.readFile(stagedLeadPath) else {
             if FileIO.exists(installingDirectory) { try removeStaging() }
             return nil
         }
+        let lead = Array(staged.dropFirst(4))
         guard lead.count >= RegionImageHeader.leadBytes,
               try FileIO.read(descriptor, count: lead.count, at: 0, path: path) == lead else {
             try removeStaging()
             return nil
         }
+        let checksum = staged.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
         do {
-            return (try RegionImageHeader(decoding: Array(lead[RegionImageHeader.leadBytes...])), lead.count)
+            return (try RegionImageHeader(decoding: Array(lead[RegionImageHeader.leadBytes...])), lead.count, checksum)
         } catch {
             throw EngineError.corrupt("the staged region image: \(error)")
         }
     }
 
-    /// Starts staging a checked image: its lead is durable before a segment leaves the file.
-    private func stage(lead: [UInt8]) throws {
+    /// Starts staging an image: its checksum (`u32`) and lead are durable before a segment
+    /// leaves the file.
+    private func stage(lead: [UInt8], checksum: UInt32) throws {
         try FileIO.makeDirectory(stagedSegmentDirectory)
-        try FileIO.writeFileAtomically(lead, to: stagedLeadPath, directory: installingDirectory)
+        try FileIO.writeFileAtomically(withUnsafeBytes(of: checksum.littleEndian, Array.init) + lead, to: stagedLeadPath,
+                                       directory: installingDirectory)
         try FileIO.syncDirectory(directory)
     }
 
@@ -110,7 +130,7 @@ extension StorageEngine {
     func removeInstallLeftovers() throws {
         if FileIO.exists(replacedSegmentDirectory) { try FileIO.removeDirectory(replacedSegmentDirectory) }
         guard let lead = try FileIO.readFile(stagedLeadPath) else { return }
-        let indexOffset = RegionImageHeader.leadBytes
+        let indexOffset = 4 + RegionImageHeader.leadBytes
         guard lead.count >= indexOffset + 8 else { return try removeStaging() }
         let staged = lead.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: indexOffset, as: UInt64.self)) }
         if staged <= installedImageIndex { try removeStaging() }
@@ -155,23 +175,14 @@ extension StorageEngine {
         try FileIO.writeFileAtomically(withUnsafeBytes(of: header.index.littleEndian, Array.init), to: installedPath, directory: directory)
     }
 
-    /// Checks an image file's checksum, magic and sizes; returns its header and where its
-    /// segment files start.
-    private func checkImage(_ descriptor: Int32, path: String) throws -> (RegionImageHeader, Int) {
+    /// Checks an image file's magic and sizes; returns its header, where its segment files
+    /// start and the checksum its trailer says the rest has (checked as the segments move).
+    private func checkImage(_ descriptor: Int32, path: String) throws -> (RegionImageHeader, Int, UInt32) {
         let size = try FileIO.size(descriptor, path: path)
         guard size >= RegionImageHeader.leadBytes + 4 else { throw EngineError.corrupt("region image: \(size) bytes is too short") }
-        var crc: UInt32 = 0
-        var offset = 0
-        while offset < size - 4 {
-            let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, size - 4 - offset), at: offset, path: path)
-            guard !piece.isEmpty else { throw EngineError.corrupt("region image: \(path) shrank while read") }
-            crc = CRC32C.checksum(piece, continuing: crc)
-            offset += piece.count
-        }
         let trailer = try FileIO.read(descriptor, count: 4, at: size - 4, path: path)
-        guard trailer.count == 4, crc == trailer.withUnsafeBytes({ UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }) else {
-            throw EngineError.corrupt("region image: CRC mismatch")
-        }
+        guard trailer.count == 4 else { throw EngineError.corrupt("region image: \(path) shrank while read") }
+        let checksum = trailer.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
         let lead = try FileIO.read(descriptor, count: RegionImageHeader.leadBytes, at: 0, path: path)
         guard Array(lead.prefix(RegionImageHeader.magic.count)) == RegionImageHeader.magic else {
             throw EngineError.corrupt("region image: bad magic (not an image, or another version)")
@@ -194,21 +205,23 @@ extension StorageEngine {
         guard Set(header.segments.map(\.name)).count == header.segments.count else {
             throw EngineError.corrupt("region image: a segment is named twice")
         }
-        return (header, segmentsStart)
+        return (header, segmentsStart, checksum)
     }
 
     static var copyPieceBytes: Int { 1 << 20 }
 
     /// Copies `count` bytes at `offset` of the open file into a new file at `target`, durably
-    /// (a temporary name, fsync, rename; the caller syncs the directory).
-    private func copy(_ descriptor: Int32, from path: String, at offset: Int, count: Int, to target: String) throws {
+    /// (a temporary name, fsync, rename; the caller syncs the directory); returns their checksum.
+    private func copy(_ descriptor: Int32, from path: String, at offset: Int, count: Int, to target: String) throws -> UInt32 {
         let temporary = target + ".tmp"
         let output = try FileIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
+        var crc: UInt32 = 0
         do {
             var done = 0
             while done < count {
                 let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, count - done), at: offset + done, path: path)
                 guard !piece.isEmpty else { throw EngineError.corrupt("region image: \(path) ends inside a segment") }
+                crc = CRC32C.checksum(piece, continuing: crc)
                 try FileIO.writeAll(output, piece, path: temporary)
                 done += piece.count
             }
@@ -220,5 +233,19 @@ extension StorageEngine {
         }
         FileIO.close(output)
         try FileIO.rename(temporary, target)
+        return crc
+    }
+
+    /// The checksum of the first `count` bytes of an open file.
+    private func checksum(of descriptor: Int32, path: String, count: Int) throws -> UInt32 {
+        var crc: UInt32 = 0
+        var done = 0
+        while done < count {
+            let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, count - done), at: done, path: path)
+            guard !piece.isEmpty else { throw EngineError.corrupt("region image: \(path) is shorter than staged") }
+            crc = CRC32C.checksum(piece, continuing: crc)
+            done += piece.count
+        }
+        return crc
     }
 }
