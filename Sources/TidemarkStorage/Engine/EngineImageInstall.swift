@@ -36,9 +36,10 @@ extension StorageEngine {
     /// Replaces everything this region holds by the image in the file at `path` (from
     /// `openImageExport` on another replica), moving its segments out of the file (which it
     /// cuts short as it goes: the caller deletes it afterwards), reading it once. An image
-    /// whose checksum does not hold changes nothing in the region; a crash midway leaves the staged lead behind, so
-    /// installing the same file after the restart goes on where it stopped. An image short of
-    /// `index` is refused. `afterEachSegment` runs each time a segment has left the file.
+    /// whose checksum does not hold changes nothing in the region; a crash midway leaves the
+    /// staged lead behind, so installing the same file after the restart goes on where it
+    /// stopped. An image short of `index` is refused. `afterEachSegment` runs each time a
+    /// segment has left the file.
     public func installImage(file path: String, coveringAtLeast index: UInt64,
                              afterEachSegment: (() throws -> Void)? = nil) throws {
         try maintenanceLock.withLock {
@@ -73,6 +74,7 @@ extension StorageEngine {
                     try FileIO.fsync(descriptor, path: path)
                     try afterEachSegment?()
                 }
+                precondition(parts.count == header.segments.count, "one checksum per segment")
                 let combined = zip(header.segments, parts.reversed()).reduce(CRC32C.checksum(lead)) {
                     CRC32C.combine($0, $1.1, secondBytes: $1.0.bytes)
                 }
