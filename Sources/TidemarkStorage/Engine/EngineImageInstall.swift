@@ -6,10 +6,11 @@ import TidemarkCore
 /// point resumes:
 /// 1. the file's lead (magic, header) and sizes are checked, then the lead and the file's
 ///    checksum are staged in `installing/`;
-/// 2. segments leave the file from its end: each is copied to `installing/segments/` and
-///    synced, then the file is cut to where that segment began (so the image file and the
-///    staged segments together hold the image at every instant, plus one segment at most);
-///    the parts' checksums, combined, must be the file's, or nothing is installed;
+/// 2. the segments leave the file from its end, a piece at a time: each piece is written at
+///    its place in its segment under `installing/segments/` and synced, then the file is cut
+///    to where the piece began. The file's length is the install's progress: what lies past
+///    it is staged. So file and staged segments hold the image once, plus one piece; the
+///    pieces' checksums, combined, must be the file's, or nothing is installed;
 /// 3. under the write lock, `segments/` is renamed to `segments.replaced/` and the staged
 ///    directory into its place; tombstones, schema and memory follow; the `installed-image`
 ///    marker goes last, then the leftovers.
@@ -38,10 +39,11 @@ extension StorageEngine {
     /// cuts short as it goes: the caller deletes it afterwards), reading it once. An image
     /// whose checksum does not hold changes nothing in the region; a crash midway leaves the
     /// staged lead behind, so installing the same file after the restart goes on where it
-    /// stopped. An image short of `index` is refused. `afterEachSegment` runs each time a
-    /// segment has left the file.
-    public func installImage(file path: String, coveringAtLeast index: UInt64,
-                             afterEachSegment: (() throws -> Void)? = nil) throws {
+    /// stopped. An image short of `index` is refused. `afterEachPiece` runs each time a piece
+    /// of at most `pieceBytes` has left the file.
+    public func installImage(file path: String, coveringAtLeast index: UInt64, pieceBytes: Int = 8 << 20,
+                             afterEachPiece: (() throws -> Void)? = nil) throws {
+        precondition(pieceBytes > 0, "pieces hold bytes")
         try maintenanceLock.withLock {
             let descriptor = try FileIO.open(path, O_RDWR)
             defer { FileIO.close(descriptor) }
@@ -60,19 +62,31 @@ extension StorageEngine {
                     start += segment.bytes
                 }
                 var parts: [UInt32] = []
+                var cut = try FileIO.size(descriptor, path: path)
                 for (segment, start) in zip(header.segments, starts).reversed() {
                     let staged = stagedSegmentDirectory + "/" + segment.name
-                    if FileIO.fileBytes(staged) == segment.bytes {  // staged before a crash
-                        let descriptor = try FileIO.open(staged, O_RDONLY)
-                        defer { FileIO.close(descriptor) }
-                        parts.append(try checksum(of: descriptor, path: staged, count: segment.bytes))
-                        continue
-                    }
-                    parts.append(try copy(descriptor, from: path, at: start, count: segment.bytes, to: staged))
+                    let output = try FileIO.open(staged, O_RDWR | O_CREAT)
+                    defer { FileIO.close(output) }
                     try FileIO.syncDirectory(stagedSegmentDirectory)
-                    try FileIO.truncate(descriptor, to: start, path: path)
-                    try FileIO.fsync(descriptor, path: path)
-                    try afterEachSegment?()
+                    // What a crash left staged of this segment: everything past the cut.
+                    let end = start + segment.bytes
+                    let stagedFrom = min(max(cut, start), end)
+                    var tail = try checksum(of: output, path: staged, from: stagedFrom - start, count: end - stagedFrom)
+                    var from = stagedFrom
+                    while from > start {
+                        let pieceStart = max(start, from - pieceBytes)
+                        let piece = try FileIO.read(descriptor, count: from - pieceStart, at: pieceStart, path: path)
+                        guard piece.count == from - pieceStart else { throw EngineError.corrupt("region image: \(path) ends inside a segment") }
+                        try FileIO.write(output, piece, at: pieceStart - start, path: staged)
+                        try FileIO.fsync(output, path: staged)
+                        try FileIO.truncate(descriptor, to: pieceStart, path: path)
+                        try FileIO.fsync(descriptor, path: path)
+                        tail = CRC32C.combine(CRC32C.checksum(piece), tail, secondBytes: end - from)
+                        from = pieceStart
+                        cut = pieceStart
+                        try afterEachPiece?()
+                    }
+                    parts.append(tail)
                 }
                 precondition(parts.count == header.segments.count, "one checksum per segment")
                 let combined = zip(header.segments, parts.reversed()).reduce(CRC32C.checksum(lead)) {
@@ -212,38 +226,12 @@ extension StorageEngine {
 
     static var copyPieceBytes: Int { 1 << 20 }
 
-    /// Copies `count` bytes at `offset` of the open file into a new file at `target`, durably
-    /// (a temporary name, fsync, rename; the caller syncs the directory); returns their checksum.
-    private func copy(_ descriptor: Int32, from path: String, at offset: Int, count: Int, to target: String) throws -> UInt32 {
-        let temporary = target + ".tmp"
-        let output = try FileIO.open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
-        var crc: UInt32 = 0
-        do {
-            var done = 0
-            while done < count {
-                let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, count - done), at: offset + done, path: path)
-                guard !piece.isEmpty else { throw EngineError.corrupt("region image: \(path) ends inside a segment") }
-                crc = CRC32C.checksum(piece, continuing: crc)
-                try FileIO.writeAll(output, piece, path: temporary)
-                done += piece.count
-            }
-            try FileIO.fsync(output, path: temporary)
-        } catch {
-            FileIO.close(output)
-            try? FileIO.remove(temporary)
-            throw error
-        }
-        FileIO.close(output)
-        try FileIO.rename(temporary, target)
-        return crc
-    }
-
-    /// The checksum of the first `count` bytes of an open file.
-    private func checksum(of descriptor: Int32, path: String, count: Int) throws -> UInt32 {
+    /// The checksum of `count` bytes at `offset` of an open file.
+    private func checksum(of descriptor: Int32, path: String, from offset: Int, count: Int) throws -> UInt32 {
         var crc: UInt32 = 0
         var done = 0
         while done < count {
-            let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, count - done), at: done, path: path)
+            let piece = try FileIO.read(descriptor, count: min(Self.copyPieceBytes, count - done), at: offset + done, path: path)
             guard !piece.isEmpty else { throw EngineError.corrupt("region image: \(path) is shorter than staged") }
             crc = CRC32C.checksum(piece, continuing: crc)
             done += piece.count

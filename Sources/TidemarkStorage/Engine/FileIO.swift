@@ -34,6 +34,23 @@ public enum FileIO {
         }
     }
 
+    /// Writes all of `bytes` at `offset` (the file grows, with a hole, if it was shorter).
+    static func write(_ descriptor: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(StorageIOError) {
+        let failure = bytes.withUnsafeBytes { raw -> Int32? in
+            var done = 0
+            while done < raw.count {
+                let written = pwrite(descriptor, raw.baseAddress! + done, raw.count - done, off_t(offset + done))
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                done += written
+            }
+            return nil
+        }
+        if let failure { throw StorageIOError(operation: "write", path: path, code: failure) }
+    }
+
     public static func writeAll(_ descriptor: Int32, _ bytes: [UInt8], path: String) throws(StorageIOError) {
         var failure: StorageIOError?
         bytes.withUnsafeBytes { buffer in
