@@ -117,6 +117,14 @@ private func threeNodes(_ directory: String, _ wire: Wire, lagEntriesMax: Int = 
     return (machines, nodes)
 }
 
+/// Ticks and delivers until every node has shipped all it keeps for its peers (at most 10 rounds).
+private func shipUntilNothingIsKept(_ nodes: [UInt64: MultiLeaderConsensus], _ wire: Wire) {
+    for _ in 0..<10 where nodes.values.contains(where: { $0.retainedEntries(group) != 0 }) {
+        for consensus in nodes.values { consensus.tick() }
+        wire.pump(nodes)
+    }
+}
+
 /// Node 3 unreachable: node 1 takes `bound` writes (`a0=0`…, kept for node 3), then refuses
 /// the next as busy. Returns why, or nil (recorded as an issue) when it went otherwise.
 private func fillUntilThrottled(_ nodes: [UInt64: MultiLeaderConsensus], _ wire: Wire, bound: Int) -> String? {
@@ -368,10 +376,7 @@ private func fillUntilThrottled(_ nodes: [UInt64: MultiLeaderConsensus], _ wire:
         #expect(!joiner.isJoining(group))
         for name in ["image.part", "joining"] { #expect(!FileManager.default.fileExists(atPath: directory + "/n4/\(group)/\(name)")) }
         writeRound(12, on: [1, 2, 3, 4])
-        for _ in 0..<10 where nodes.values.contains(where: { $0.retainedEntries(group) != 0 }) {
-            for consensus in nodes.values { consensus.tick() }
-            wire.pump(nodes)
-        }
+        shipUntilNothingIsKept(nodes, wire)
         let expected = machines[0].values.withLock { $0 }
         #expect(expected["n4-k0"] == "v12" && expected["n3-k5"] == "v5" && expected.count == 19)
         for machine in machines + [joined] { #expect(machine.values.withLock { $0 } == expected) }
@@ -472,10 +477,7 @@ private func fillUntilThrottled(_ nodes: [UInt64: MultiLeaderConsensus], _ wire:
             wire.pump(nodes)
         }
         #expect(!joiner.isJoining(group))
-        for _ in 0..<10 where nodes.values.contains(where: { $0.retainedEntries(group) != 0 }) {
-            for consensus in nodes.values { consensus.tick() }
-            wire.pump(nodes)
-        }
+        shipUntilNothingIsKept(nodes, wire)
         let expected = machines[0].values.withLock { $0 }
         #expect(expected["n1-during"] == "1" && expected["n2-during"] == "1" && expected.count == 11)
         for machine in machines + [joined] { #expect(machine.values.withLock { $0 } == expected) }

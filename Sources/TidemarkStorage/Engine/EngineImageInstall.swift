@@ -16,6 +16,16 @@ import TidemarkCore
 ///    marker goes last, then the leftovers.
 /// A restart with the same (possibly cut) file finds the staged lead and goes on from there.
 extension StorageEngine {
+    /// What an install goes by: the image's lead (everything before its segments), the
+    /// header decoded from it, and the checksum the image's trailer gives.
+    private struct ImageLead {
+        var bytes: [UInt8]
+        var header: RegionImageHeader
+        var checksum: UInt32
+        /// Where the image's segments start in its file.
+        var segmentsStart: Int { bytes.count }
+    }
+
     var installingDirectory: String { directory + "/installing" }
     private var stagedSegmentDirectory: String { installingDirectory + "/segments" }
     private var stagedLeadPath: String { installingDirectory + "/lead" }
@@ -48,12 +58,12 @@ extension StorageEngine {
             let descriptor = try FileIO.open(path, O_RDWR)
             defer { FileIO.close(descriptor) }
             let resumed = try stagedInstall(of: descriptor, path: path)
-            let (header, segmentsStart, imageChecksum) = try resumed ?? checkImage(descriptor, path: path)
+            let lead = try resumed ?? checkImage(descriptor, path: path)
+            let header = lead.header, segmentsStart = lead.segmentsStart
             guard header.index >= index else {
                 throw EngineError.corrupt("the region image covers the log through \(header.index), short of \(index)")
             }
-            let lead = try FileIO.read(descriptor, count: segmentsStart, at: 0, path: path)
-            if resumed == nil { try stage(lead: lead, checksum: imageChecksum) }
+            if resumed == nil { try stage(lead) }
             if FileIO.exists(stagedSegmentDirectory) {
                 var starts: [Int] = []
                 var start = segmentsStart
@@ -89,10 +99,10 @@ extension StorageEngine {
                     parts.append(tail)
                 }
                 precondition(parts.count == header.segments.count, "one checksum per segment")
-                let combined = zip(header.segments, parts.reversed()).reduce(CRC32C.checksum(lead)) {
+                let combined = zip(header.segments, parts.reversed()).reduce(CRC32C.checksum(lead.bytes)) {
                     CRC32C.combine($0, $1.1, secondBytes: $1.0.bytes)
                 }
-                guard combined == imageChecksum else {
+                guard combined == lead.checksum else {
                     try removeStaging()
                     throw EngineError.corrupt("region image: CRC mismatch")
                 }
@@ -108,7 +118,7 @@ extension StorageEngine {
     /// The header of the image an interrupted install staged, if the file is that image
     /// (its lead is the staged one: the lead is never cut); a staged install of another
     /// image is dropped.
-    private func stagedInstall(of descriptor: Int32, path: String) throws -> (RegionImageHeader, Int, UInt32)? {
+    private func stagedInstall(of descriptor: Int32, path: String) throws -> ImageLead? {
         guard let staged = try FileIO.readFile(stagedLeadPath) else {
             if FileIO.exists(installingDirectory) { try removeStaging() }
             return nil
@@ -121,7 +131,7 @@ extension StorageEngine {
         }
         let checksum = staged.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
         do {
-            return (try RegionImageHeader(decoding: Array(lead[RegionImageHeader.leadBytes...])), lead.count, checksum)
+            return ImageLead(bytes: lead, header: try RegionImageHeader(decoding: Array(lead[RegionImageHeader.leadBytes...])), checksum: checksum)
         } catch {
             throw EngineError.corrupt("the staged region image: \(error)")
         }
@@ -129,9 +139,9 @@ extension StorageEngine {
 
     /// Starts staging an image: its checksum (`u32`) and lead are durable before a segment
     /// leaves the file.
-    private func stage(lead: [UInt8], checksum: UInt32) throws {
+    private func stage(_ lead: ImageLead) throws {
         try FileIO.makeDirectory(stagedSegmentDirectory)
-        try FileIO.writeFileAtomically(withUnsafeBytes(of: checksum.littleEndian, Array.init) + lead, to: stagedLeadPath,
+        try FileIO.writeFileAtomically(withUnsafeBytes(of: lead.checksum.littleEndian, Array.init) + lead.bytes, to: stagedLeadPath,
                                        directory: installingDirectory)
         try FileIO.syncDirectory(directory)
     }
@@ -191,37 +201,50 @@ extension StorageEngine {
         try FileIO.writeFileAtomically(withUnsafeBytes(of: header.index.littleEndian, Array.init), to: installedPath, directory: directory)
     }
 
-    /// Checks an image file's magic and sizes; returns its header, where its segment files
-    /// start and the checksum its trailer says the rest has (checked as the segments move).
-    private func checkImage(_ descriptor: Int32, path: String) throws -> (RegionImageHeader, Int, UInt32) {
+    /// Checks an image file's magic and sizes; returns its lead, read once (the checksum is
+    /// checked as the segments move).
+    private func checkImage(_ descriptor: Int32, path: String) throws -> ImageLead {
         let size = try FileIO.size(descriptor, path: path)
         guard size >= RegionImageHeader.leadBytes + 4 else { throw EngineError.corrupt("region image: \(size) bytes is too short") }
         let trailer = try FileIO.read(descriptor, count: 4, at: size - 4, path: path)
         guard trailer.count == 4 else { throw EngineError.corrupt("region image: \(path) shrank while read") }
         let checksum = trailer.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
-        let lead = try FileIO.read(descriptor, count: RegionImageHeader.leadBytes, at: 0, path: path)
-        guard Array(lead.prefix(RegionImageHeader.magic.count)) == RegionImageHeader.magic else {
+        let magicAndLength = try FileIO.read(descriptor, count: RegionImageHeader.leadBytes, at: 0, path: path)
+        guard Array(magicAndLength.prefix(RegionImageHeader.magic.count)) == RegionImageHeader.magic else {
             throw EngineError.corrupt("region image: bad magic (not an image, or another version)")
         }
-        let headerBytes = Int(lead.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: RegionImageHeader.magic.count, as: UInt32.self)) })
+        let headerBytes = Int(magicAndLength.withUnsafeBytes {
+            UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: RegionImageHeader.magic.count, as: UInt32.self))
+        })
         let segmentsStart = RegionImageHeader.leadBytes + headerBytes
         guard headerBytes <= RegionImageHeader.headerBytesMax, segmentsStart <= size - 4 else {
             throw EngineError.corrupt("region image: a header of \(headerBytes) bytes does not fit")
         }
+        let bytes = magicAndLength + (try FileIO.read(descriptor, count: headerBytes, at: RegionImageHeader.leadBytes, path: path))
+        guard bytes.count == segmentsStart else { throw EngineError.corrupt("region image: \(path) shrank while read") }
         let header: RegionImageHeader
         do {
-            header = try RegionImageHeader(decoding: try FileIO.read(descriptor, count: headerBytes, at: RegionImageHeader.leadBytes, path: path))
-        } catch let error as CorruptDataError {
+            header = try RegionImageHeader(decoding: Array(bytes[RegionImageHeader.leadBytes...]))
+        } catch {
             throw EngineError.corrupt("\(error)")
         }
-        guard segmentsStart + header.segments.reduce(0, { $0 + $1.bytes }) + 4 == size else {
+        // Each size is checked against the file before it is added: sizes from a damaged
+        // header must not overflow the sum.
+        var segmentBytes = 0
+        for segment in header.segments {
+            guard segment.bytes <= size - segmentsStart - segmentBytes else {
+                throw EngineError.corrupt("region image: its segment sizes add up to more than its \(size) bytes")
+            }
+            segmentBytes += segment.bytes
+        }
+        guard segmentsStart + segmentBytes + 4 == size else {
             throw EngineError.corrupt("region image: its segment sizes do not add up to its \(size) bytes")
         }
         // The second copy would overwrite the first: the region would silently lose its points.
         guard Set(header.segments.map(\.name)).count == header.segments.count else {
             throw EngineError.corrupt("region image: a segment is named twice")
         }
-        return (header, segmentsStart, checksum)
+        return ImageLead(bytes: bytes, header: header, checksum: checksum)
     }
 
     static var copyPieceBytes: Int { 1 << 20 }

@@ -98,12 +98,6 @@ public enum FileIO {
         return stat(path, &info) == 0
     }
 
-    /// The size of the file at `path`, or nil if there is none.
-    static func fileBytes(_ path: String) -> Int? {
-        var info = stat()
-        return stat(path, &info) == 0 ? Int(info.st_size) : nil
-    }
-
     public static func close(_ descriptor: Int32) { _ = Glibc.close(descriptor) }
 
     /// Makes a directory's entries (creates, renames, removals) durable.
