@@ -19,6 +19,8 @@ stop_nodes() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 cleanup() { stop_nodes; rm -rf "$work"; }
 trap cleanup EXIT
 run=0
+# CPU seconds (user + system) each node has used so far, space-separated, from /proc.
+cpu_seconds() { for pid in "${pids[@]}"; do awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f ", ($14 + $15) / hz}' "/proc/$pid/stat"; done; }
 for mode in ${MODES:-standalone raft multi_leader}; do
   base=$((20000 + RANDOM % 20000))
   count=$([ "$mode" = standalone ] && echo 1 || echo 3)
@@ -50,6 +52,7 @@ for mode in ${MODES:-standalone raft multi_leader}; do
   [ -n "$target" ] || { echo "$mode: no node took writes" >&2; exit 1; }
   for batch in 1 1000; do
     run=$((run + 1))
+    before=$(cpu_seconds)
     out=$(wrk -t$((conns < 2 ? 1 : 2)) -c"$conns" -d"${seconds}s" --latency -s bench/consensus-put.lua "http://127.0.0.1:$target/write?db=cbench&precision=ns" -- "$run" "$batch")
     rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
@@ -57,6 +60,13 @@ for mode in ${MODES:-standalone raft multi_leader}; do
     bad=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
     points=$(python3 -c "print(round($rate * $batch))")
     echo "$mode: batch $batch, $conns connections: $rate requests/s = $points points/s, p50 $p50, p99 $p99, non-2xx ${bad:-0}"
+    # What each node spent per point: on separate machines, the busiest node bounds the rate.
+    if [ "$batch" = 1000 ]; then
+      python3 -c "
+b, a = '$before'.split(), '$(cpu_seconds)'.split()
+points = $rate * 1000 * $seconds
+print('$mode: CPU per point, node by node (µs):', ' '.join('%.2f' % ((float(y) - float(x)) / points * 1e6) for x, y in zip(b, a)))"
+    fi
   done
   if [ "$mode" = multi_leader ]; then
     # Every replica takes writes: the same connections spread over the three nodes.

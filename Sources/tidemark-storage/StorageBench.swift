@@ -138,7 +138,7 @@ struct StorageBench: ParsableCommand {
             replicaSeconds += Date().timeIntervalSince(replicaStart)
         }
         let total = Double(entries * pointsPerEntry)
-        print(String(format: "apply, %d entries of %d points (%d series × %d): proposer %.2f µs/point, replica %.2f µs/point",
+        print(String(format: "apply, %d entries of %d points (%d series × %d): proposer %.3f µs/point, replica %.3f µs/point",
                      entries, pointsPerEntry, devicesPerEntry * fields, timestampsPerEntry, proposerSeconds / total * 1e6, replicaSeconds / total * 1e6))
     }
 }

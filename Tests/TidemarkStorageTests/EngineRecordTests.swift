@@ -29,4 +29,26 @@ import TidemarkCore
         #expect(decoded.timestampsBySeries == Array(repeating: timestamps, count: columns.count))
         #expect(decoded.valuesBySeries.map { column in (0..<column.count).map { column[$0] } } == columns.map(\.values))
     }
+
+    @Test func aPathMatchingTheRecentSeriesAtItsPlaceTakesItsNumberAndNoOtherDoes() throws {
+        func record(_ paths: [String]) throws -> [UInt8] {
+            EngineRecord.encodeWrite(try ColumnBatch(points: paths.map { PointWrite(path: $0, timestamp: 1, value: .double(1)) }))
+        }
+        guard case .write(var first) = try EngineRecord.decode(try record(["root.a.d.s1", "root.a.d.s2"])) else {
+            Issue.record("not a write record")
+            return
+        }
+        #expect(first.series.map(\.id) == [nil, nil])
+        first.series[0].id = 7
+        first.series[1].id = 9
+        // The same paths at the same places take the numbers; a path at another place, or
+        // one that only shares a prefix, does not.
+        guard case .write(let next) = try EngineRecord.decode(try record(["root.a.d.s1", "root.a.d.s3", "root.a.d.s2", "root.a.d.s"]),
+                                                              recent: first.series) else {
+            Issue.record("not a write record")
+            return
+        }
+        #expect(next.series.map(\.path) == ["root.a.d.s1", "root.a.d.s3", "root.a.d.s2", "root.a.d.s"])
+        #expect(next.series.map(\.id) == [7, nil, nil, nil])
+    }
 }

@@ -1,5 +1,5 @@
-import Synchronization
 import Foundation
+import Synchronization
 import Testing
 import TidemarkCore
 import TidemarkTestSupport
@@ -309,5 +309,33 @@ private func same(_ a: [(Int64, Double)], _ b: [(Int64, Double)]) -> Bool {
             #expect(replica.series("root.sg.d.r") == nil)
             #expect(same(try read(replica, "root.sg.d.p"), [(1, 1)]))
         }
+    }
+
+    @Test func aReplicaDecodingRecordsOfOneShapeStillFindsEachPointsSeries() throws {
+        let replica = try StorageEngine(directory: try temporaryDirectory("engine"), log: .replicated)
+        let lastIndex = Mutex<UInt64>(0)
+        let nextIndex: @Sendable () -> UInt64 = { lastIndex.withLock { index in index += 1; return index } }
+        func apply(_ points: [PointWrite]) throws {
+            try replica.apply(index: nextIndex(), record: EngineRecord.encodeWrite(try ColumnBatch(points: points)))
+        }
+        replica.routeDeletes { record in try replica.apply(index: nextIndex(), record: record) }
+        // Records of one shape: from the second on, each path matches the one at its place.
+        try apply(points("root.sg.d.a", [(1, 1)]) + points("root.sg.d.b", [(1, 10)]))
+        try apply(points("root.sg.d.a", [(2, 2)]) + points("root.sg.d.b", [(2, 20)]))
+        #expect(same(try read(replica, "root.sg.d.a"), [(1, 1), (2, 2)]))
+        #expect(same(try read(replica, "root.sg.d.b"), [(1, 10), (2, 20)]))
+        // A series deleted and made again with another type: the number the last record
+        // gave its path is dead, so the path is looked up, and the point goes to the new series.
+        try replica.deleteSeries(matching: try PathPattern(parsing: "root.sg.d.a"))
+        try apply([PointWrite(path: "root.sg.d.a", timestamp: 3, value: .int64(30))] + points("root.sg.d.b", [(3, 30)]))
+        #expect(replica.series("root.sg.d.a")?.dataType == .int64)
+        let (timestamps, values) = try replica.scan(path: "root.sg.d.a", range: Int64.min...Int64.max).all()
+        #expect(timestamps == [3] && values == .int64([30]))
+        // Another shape (a series first, the others moved): every path is looked up by name.
+        try apply(points("root.sg.d.c", [(4, 400)]) + points("root.sg.d.b", [(4, 40)]) + points("root.sg.d.z", [(4, 4)]))
+        try apply(points("root.sg.d.b", [(5, 50)]) + points("root.sg.d.c", [(5, 500)]))
+        #expect(same(try read(replica, "root.sg.d.b"), [(1, 10), (2, 20), (3, 30), (4, 40), (5, 50)]))
+        #expect(same(try read(replica, "root.sg.d.c"), [(4, 400), (5, 500)]))
+        #expect(same(try read(replica, "root.sg.d.z"), [(4, 4)]))
     }
 }

@@ -134,8 +134,12 @@ public struct ByteReader {
     /// the slice (the generic initializer needed type metadata at run time); ASCII, the usual
     /// case for paths and names, takes the plain decoding path.
     public mutating func readText(max: Int) throws(CorruptDataError) -> String? {
-        let slice = try readLengthPrefixed(max: max)
-        return slice.withUnsafeBufferPointer { bytes in
+        Self.text(try readLengthPrefixed(max: max))
+    }
+
+    /// `bytes` as text, or nil when they are not UTF-8.
+    public static func text(_ bytes: ArraySlice<UInt8>) -> String? {
+        bytes.withUnsafeBufferPointer { bytes in
             bytes.allSatisfy { $0 < 0x80 } ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self)
         }
     }

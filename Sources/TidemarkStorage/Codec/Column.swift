@@ -158,6 +158,17 @@ extension Array {
     /// Appends `other[range]` with one copy: no slice made, retained and released.
     mutating func append(slice other: [Element], _ range: Range<Int>) {
         precondition(range.lowerBound >= 0 && range.upperBound <= other.count)
-        other.withUnsafeBufferPointer { append(contentsOf: UnsafeBufferPointer(rebasing: $0[range])) }
+        other.withUnsafeBufferPointer { append(few: UnsafeBufferPointer(rebasing: $0[range])) }
+    }
+
+    /// `append(contentsOf:)` for the few values a series gets per write: one at a time
+    /// costs less than the bulk copy's set-up (a memtable takes a handful per series).
+    @inline(__always)
+    mutating func append(few more: UnsafeBufferPointer<Element>) {
+        guard more.count > 8 else {
+            for element in more { append(element) }
+            return
+        }
+        append(contentsOf: more)
     }
 }

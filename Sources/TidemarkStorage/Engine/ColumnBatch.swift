@@ -87,6 +87,17 @@ extension ColumnBatch {
             nextValue[index] = slot + 1
         }
 
+        /// `put` of a DOUBLE point without making a `Value`.
+        mutating func put(_ index: Int, timestamp: Int64, double: Double) {
+            let point = nextPoint[index], slot = nextValue[index]
+            precondition(point < series[index].points.upperBound, "more points than the series was declared with")
+            precondition(series[index].type == .double, "a value of the series' type")
+            timestamps[point] = timestamp
+            doubles[slot] = double
+            nextPoint[index] = point + 1
+            nextValue[index] = slot + 1
+        }
+
         func finish() -> ColumnBatch {
             assert(series.indices.allSatisfy { nextPoint[$0] == series[$0].points.upperBound }, "every declared point was put")
             var batch = ColumnBatch()

@@ -86,9 +86,14 @@ extension StorageEngine {
                 try state.withLock { try applyLocked(prepared, index: index) }
                 return
             }
-            switch try EngineRecord.decode(record) {
+            switch try EngineRecord.decode(record, recent: recentSeries) {
             case .write(let batch):
-                try state.withLock { try applyLocked(PreparedWrite(record: [], batch: batch), index: index) }
+                let refs = try state.withLock { try applyLocked(PreparedWrite(record: [], batch: batch), index: index) }
+                recentSeries = zip(batch.series, refs).map { series, ref in
+                    var numbered = series
+                    numbered.id = ref?.id
+                    return numbered
+                }
             case .delete(let pattern, let range):
                 let parsed = try PathPattern(parsing: pattern)
                 try state.withLock { try applyDeleteLocked(pattern: parsed, range: range, index: index) }
@@ -112,11 +117,14 @@ extension StorageEngine {
     /// when a value does not fit its series' type (two writes raced to create a series with
     /// different types): every replica decides the same at the same index, and nothing of
     /// the entry is applied.
-    func applyLocked(_ write: PreparedWrite, index: UInt64) throws {
+    /// Returns each series' schema entry (nil for one the schema refuses).
+    @discardableResult
+    func applyLocked(_ write: PreparedWrite, index: UInt64) throws -> [SeriesRef?] {
         let replayed = index <= flushedThroughMax
-        // One schema lookup per column (by number when prepared here, else by path).
+        // One schema lookup per column (by number when prepared here or named as in the
+        // record before, else by path).
         let batch = write.batch
-        let refs = batch.series.map { schema.ref($0.path, hint: $0.id) }
+        var refs = batch.series.map { schema.ref($0.path, hint: $0.id) }
         if createsSchemaOnApply && !replayed {
             // Only series this entry creates need remembering (an entry names a path once,
             // but a record from outside is not trusted to).
@@ -134,14 +142,14 @@ extension StorageEngine {
         var created: [SchemaRecord] = []
         // One schema-log append (one fsync) for every series this entry creates.
         defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
-        for (column, ref) in zip(batch.series, refs) {
+        for (position, column) in batch.series.enumerated() {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
-            var known = ref
-            if known == nil && createsSchemaOnApply {
+            if refs[position] == nil && createsSchemaOnApply {
                 created += createOnApplyLocked(column.path, column.type)
-                known = schema.ref(column.path)
+                refs[position] = schema.ref(column.path)
             }
+            let known = refs[position]
             guard let known, known.type == column.type else { continue }
             let id = known.id
             if replayed {
@@ -161,6 +169,7 @@ extension StorageEngine {
             }
         }
         active.noteSequence(index)
+        return refs
     }
 
     /// Creates a series (and its database) an entry from another replica names. The caller

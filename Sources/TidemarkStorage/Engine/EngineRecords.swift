@@ -62,7 +62,11 @@ enum EngineRecord {
         return writer.bytes
     }
 
-    static func decode(_ bytes: [UInt8]) throws(CorruptDataError) -> EngineRecord {
+    /// Decodes a record. `recent` is the series of the record decoded before, with their
+    /// numbers: a workload's records name the same series in the same order, so a path whose
+    /// bytes match the one at its place takes that string and number (no string made, no
+    /// lookup by path); any other is decoded as text, without a number.
+    static func decode(_ bytes: [UInt8], recent: [ColumnBatch.Series] = []) throws(CorruptDataError) -> EngineRecord {
         var reader = ByteReader(bytes)
         let record: EngineRecord
         switch try reader.readByte() {
@@ -70,15 +74,30 @@ enum EngineRecord {
             let count = try reader.readCount(max: min(pointsPerRecordMax, reader.remaining), what: "series")
             var builder = ColumnBatch.Builder()
             var points = 0
-            for _ in 0..<count {
-                guard let path = try reader.readText(max: 4096),
-                      let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad series in a log record") }
+            for index in 0..<count {
+                let pathBytes = try reader.readLengthPrefixed(max: 4096)
+                let path: String, id: Int?
+                if index < recent.count && Self.utf8(of: recent[index].path, equals: pathBytes) {
+                    (path, id) = (recent[index].path, recent[index].id)
+                } else {
+                    guard let text = ByteReader.text(pathBytes) else { throw CorruptDataError("a series path in a log record is not UTF-8") }
+                    (path, id) = (text, nil)
+                }
+                guard let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad series type in a log record") }
                 let pointCount = try reader.readCount(max: min(pointsPerRecordMax - points, reader.remaining), what: "points")
                 points += pointCount
-                let series = builder.addSeries(path: path, type: type, count: pointCount)
-                for _ in 0..<pointCount {
-                    let timestamp = try reader.readSignedVarint()
-                    builder.put(series, timestamp: timestamp, value: try ChunkStats.decodeValue(type, from: &reader))
+                let series = builder.addSeries(path: path, type: type, id: id, count: pointCount)
+                switch type {
+                case .double:
+                    for _ in 0..<pointCount {
+                        let timestamp = try reader.readSignedVarint()
+                        builder.put(series, timestamp: timestamp, double: Double(bitPattern: try reader.read(littleEndian: UInt64.self)))
+                    }
+                default:
+                    for _ in 0..<pointCount {
+                        let timestamp = try reader.readSignedVarint()
+                        builder.put(series, timestamp: timestamp, value: try ChunkStats.decodeValue(type, from: &reader))
+                    }
                 }
             }
             record = .write(builder.finish())
@@ -94,6 +113,11 @@ enum EngineRecord {
         }
         guard reader.isAtEnd else { throw CorruptDataError("bytes after a WAL record") }
         return record
+    }
+
+    private static func utf8(of path: String, equals bytes: ArraySlice<UInt8>) -> Bool {
+        var path = path  // withUTF8 reads a native string in place
+        return path.withUTF8 { utf8 in bytes.withUnsafeBufferPointer { utf8.count == $0.count && utf8.elementsEqual($0) } }
     }
 }
 

@@ -24,7 +24,7 @@ struct SeriesBuffer {
             if let last = timestamps.last, first <= last { inOrder = false }
             if inOrder { for index in more.indices.dropFirst() where more[index] <= more[index - 1] { inOrder = false; break } }
         }
-        timestamps.append(contentsOf: more)
+        timestamps.append(few: more)
         values.append(contentsOf: column, range: range)
     }
 

@@ -95,6 +95,9 @@ public final class StorageEngine: @unchecked Sendable {
     /// `.replicated`: applying an entry creates the series it names.
     let createsSchemaOnApply: Bool
     let writeLock = NSLock()
+    /// Protected by `writeLock`: the series of the record last applied from its bytes, with
+    /// their numbers (`EngineRecord.decode`'s `recent`).
+    var recentSeries: [ColumnBatch.Series] = []
     let maintenanceLock = NSLock()
     let state = NSLock()
     // protected by state:
