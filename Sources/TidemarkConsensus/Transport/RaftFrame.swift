@@ -160,39 +160,42 @@ public enum FrameCodec {
 
     /// Header and payload.
     static func unsealed(_ frame: RaftFrame) -> [UInt8] {
-        var payload = ByteWriter()
-        payload.write(varint: UInt64(frame.messages.count))
-        for item in frame.messages {
-            writeGroup(item.group, into: &payload)
-            writeMessage(item.message, into: &payload)
-        }
-        payload.write(varint: UInt64(frame.heartbeats.count))
-        for beat in frame.heartbeats {
-            writeGroup(beat.group, into: &payload)
-            payload.write(beat.isResponse ? 1 : 0)
-            payload.write(varint: beat.term)
-            payload.write(varint: beat.commit)
-            payload.write(varint: beat.context)
-        }
-        if !frame.replication.isEmpty {
-            payload.write(varint: UInt64(frame.replication.count))
-            for item in frame.replication {
-                writeGroup(item.group, into: &payload)
-                payload.write(item.message.kind.rawValue)
-                payload.write(varint: item.message.source)
-                payload.write(varint: item.message.sequence)
-                payload.write(varint: UInt64(item.message.entries.count))
-                for entry in item.message.entries { payload.write(lengthPrefixed: entry) }
-            }
-        }
-        var writer = ByteWriter(capacity: headerBytes + payload.count + trailerBytes)
+        // The payload goes straight after the header (its length patched in at the end):
+        // entries are copied once, not into a payload and then into the frame.
+        var writer = ByteWriter()
         writer.write(bytes: magic)
         writer.write(version)
         writer.write(0)
         writer.write(littleEndian: frame.from)
         writer.write(littleEndian: frame.to)
-        writer.write(littleEndian: UInt32(payload.count))
-        writer.write(bytes: payload.bytes)
+        writer.write(littleEndian: UInt32(0))
+        assert(writer.count == headerBytes)
+        writer.write(varint: UInt64(frame.messages.count))
+        for item in frame.messages {
+            writeGroup(item.group, into: &writer)
+            writeMessage(item.message, into: &writer)
+        }
+        writer.write(varint: UInt64(frame.heartbeats.count))
+        for beat in frame.heartbeats {
+            writeGroup(beat.group, into: &writer)
+            writer.write(beat.isResponse ? 1 : 0)
+            writer.write(varint: beat.term)
+            writer.write(varint: beat.commit)
+            writer.write(varint: beat.context)
+        }
+        if !frame.replication.isEmpty {
+            writer.write(varint: UInt64(frame.replication.count))
+            for item in frame.replication {
+                writeGroup(item.group, into: &writer)
+                writer.write(item.message.kind.rawValue)
+                writer.write(varint: item.message.source)
+                writer.write(varint: item.message.sequence)
+                writer.write(varint: UInt64(item.message.entries.count))
+                for entry in item.message.entries { writer.write(lengthPrefixed: entry) }
+            }
+        }
+        precondition(writer.count - headerBytes <= Int(UInt32.max), "a frame's payload length fits 32 bits")
+        writer.patch(littleEndian: UInt32(writer.count - headerBytes), at: headerBytes - 4)
         return writer.bytes
     }
 
