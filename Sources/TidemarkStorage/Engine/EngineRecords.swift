@@ -1,3 +1,4 @@
+import Glibc
 import TidemarkCore
 
 /// A delete: every point of series matching `pattern` with a time in `range`.
@@ -117,7 +118,11 @@ enum EngineRecord {
 
     private static func utf8(of path: String, equals bytes: ArraySlice<UInt8>) -> Bool {
         var path = path  // withUTF8 reads a native string in place
-        return path.withUTF8 { utf8 in bytes.withUnsafeBufferPointer { utf8.count == $0.count && utf8.elementsEqual($0) } }
+        return path.withUTF8 { utf8 in
+            bytes.withUnsafeBufferPointer { other in
+                utf8.count == other.count && (utf8.isEmpty || memcmp(utf8.baseAddress!, other.baseAddress!, utf8.count) == 0)
+            }
+        }
     }
 }
 
