@@ -6,6 +6,8 @@
 # wal_sync batch, one fsync per group commit; Raft: fsync per round). Prints points/s,
 # p50/p99 commit latency, and for Raft the leader's fsyncs per committed entry.
 # MODES="raft" runs only the modes named; TIDEMARKD=/path/to/tidemarkd runs that build.
+# PIN_WRITER=1 pins the node taking writes to CPU 0 and the other nodes and wrk to CPU 1:
+# closer to one machine per replica, as far as 2 cores allow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${CONSENSUS_SECONDS:-10}
@@ -50,10 +52,17 @@ for mode in ${MODES:-standalone raft multi_leader}; do
     sleep 0.1
   done
   [ -n "$target" ] || { echo "$mode: no node took writes" >&2; exit 1; }
+  load=()
+  if [ "${PIN_WRITER:-0}" = 1 ]; then
+    for i in $(seq 1 "$count"); do
+      taskset -a -p -c "$([ $((base + 10 + i)) = "$target" ] && echo 0 || echo 1)" "${pids[$((i - 1))]}" >/dev/null
+    done
+    load=(taskset -c 1)
+  fi
   for batch in 1 1000; do
     run=$((run + 1))
     before=$(cpu_seconds)
-    out=$(wrk -t$((conns < 2 ? 1 : 2)) -c"$conns" -d"${seconds}s" --latency -s bench/consensus-put.lua "http://127.0.0.1:$target/write?db=cbench&precision=ns" -- "$run" "$batch")
+    out=$("${load[@]}" wrk -t$((conns < 2 ? 1 : 2)) -c"$conns" -d"${seconds}s" --latency -s bench/consensus-put.lua "http://127.0.0.1:$target/write?db=cbench&precision=ns" -- "$run" "$batch")
     rate=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
     p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
@@ -73,7 +82,7 @@ print('$mode: CPU per point, node by node (µs):', ' '.join('%.2f' % ((float(y) 
     run=$((run + 1))
     loads=()
     for i in 1 2 3; do
-      wrk -t1 -c$((conns / 3)) -d"${seconds}s" --latency -s bench/consensus-put.lua "http://127.0.0.1:$((base + 10 + i))/write?db=cbench&precision=ns" -- "$run$i" 1000 > "$work/spread$i.txt" &
+      "${load[@]}" wrk -t1 -c$((conns / 3)) -d"${seconds}s" --latency -s bench/consensus-put.lua "http://127.0.0.1:$((base + 10 + i))/write?db=cbench&precision=ns" -- "$run$i" 1000 > "$work/spread$i.txt" &
       loads+=($!)
     done
     wait "${loads[@]}"
