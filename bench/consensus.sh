@@ -7,7 +7,7 @@
 # p50/p99 commit latency, and for Raft the leader's fsyncs per committed entry.
 # MODES="raft" runs only the modes named; TIDEMARKD=/path/to/tidemarkd runs that build.
 # PIN_WRITER=1 pins the node taking writes to CPU 0 and the other nodes and wrk to CPU 1:
-# closer to one machine per replica, as far as 2 cores allow.
+# closer to one machine per replica, as far as 2 cores allow (and no spread-writes run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${CONSENSUS_SECONDS:-10}
@@ -77,8 +77,9 @@ points = $rate * 1000 * $seconds
 print('$mode: CPU per point, node by node (µs):', ' '.join('%.2f' % ((float(y) - float(x)) / points * 1e6) for x, y in zip(b, a)))"
     fi
   done
-  if [ "$mode" = multi_leader ]; then
-    # Every replica takes writes: the same connections spread over the three nodes.
+  # Every replica takes writes: the same connections spread over the three nodes. Not when
+  # pinned: two of the nodes would share CPU 1 with wrk, which measures nothing useful.
+  if [ "$mode" = multi_leader ] && [ "${PIN_WRITER:-0}" != 1 ]; then
     run=$((run + 1))
     loads=()
     for i in 1 2 3; do

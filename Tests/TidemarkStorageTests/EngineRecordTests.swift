@@ -34,21 +34,21 @@ import TidemarkCore
         func record(_ paths: [String]) throws -> [UInt8] {
             EngineRecord.encodeWrite(try ColumnBatch(points: paths.map { PointWrite(path: $0, timestamp: 1, value: .double(1)) }))
         }
-        guard case .write(var first) = try EngineRecord.decode(try record(["root.a.d.s1", "root.a.d.s2"])) else {
+        let firstPaths = ["root.a.d.s1", "root.a.d.s2", "root.a.d.s3", "root.a.d.s4"]
+        guard case .write(var first) = try EngineRecord.decode(try record(firstPaths)) else {
             Issue.record("not a write record")
             return
         }
-        #expect(first.series.map(\.id) == [nil, nil])
-        first.series[0].id = 7
-        first.series[1].id = 9
-        // The same paths at the same places take the numbers; a path at another place, or
-        // one that only shares a prefix, does not.
-        guard case .write(let next) = try EngineRecord.decode(try record(["root.a.d.s1", "root.a.d.s3", "root.a.d.s2", "root.a.d.s"]),
-                                                              recent: first.series) else {
+        #expect(first.series.map(\.id) == [nil, nil, nil, nil])
+        for index in first.series.indices { first.series[index].id = 7 + index }
+        // Every place below has a recent series: the same path there takes its number; a
+        // shorter or a longer path sharing its prefix, or a recent path at another place, does not.
+        let nextPaths = ["root.a.d.s1", "root.a.d.s", "root.a.d.s33", "root.a.d.s2"]
+        guard case .write(let next) = try EngineRecord.decode(try record(nextPaths), recent: first.series) else {
             Issue.record("not a write record")
             return
         }
-        #expect(next.series.map(\.path) == ["root.a.d.s1", "root.a.d.s3", "root.a.d.s2", "root.a.d.s"])
+        #expect(next.series.map(\.path) == nextPaths)
         #expect(next.series.map(\.id) == [7, nil, nil, nil])
     }
 }

@@ -71,10 +71,7 @@ extension ColumnBatch {
 
         /// Puts the next point of series `index`; `value` must be of the series' type.
         mutating func put(_ index: Int, timestamp: Int64, value: Value) {
-            let point = nextPoint[index], slot = nextValue[index]
-            precondition(point < series[index].points.upperBound, "more points than the series was declared with")
-            precondition(value.dataType == series[index].type, "a value of the series' type")
-            timestamps[point] = timestamp
+            let slot = claimPoint(of: index, timestamp: timestamp, type: value.dataType)
             switch value {
             case .boolean(let v): booleans[slot] = v
             case .int32(let v): int32s[slot] = v
@@ -83,19 +80,22 @@ extension ColumnBatch {
             case .double(let v): doubles[slot] = v
             case .text(let v): texts[slot] = v
             }
-            nextPoint[index] = point + 1
-            nextValue[index] = slot + 1
         }
 
         /// `put` of a DOUBLE point without making a `Value`.
         mutating func put(_ index: Int, timestamp: Int64, double: Double) {
+            doubles[claimPoint(of: index, timestamp: timestamp, type: .double)] = double
+        }
+
+        /// Stores the timestamp of series `index`'s next point and returns the slot for its value.
+        private mutating func claimPoint(of index: Int, timestamp: Int64, type: DataType) -> Int {
             let point = nextPoint[index], slot = nextValue[index]
             precondition(point < series[index].points.upperBound, "more points than the series was declared with")
-            precondition(series[index].type == .double, "a value of the series' type")
+            precondition(type == series[index].type, "a value of the series' type")
             timestamps[point] = timestamp
-            doubles[slot] = double
             nextPoint[index] = point + 1
             nextValue[index] = slot + 1
+            return slot
         }
 
         func finish() -> ColumnBatch {

@@ -92,7 +92,7 @@ enum EngineRecord {
                 case .double:
                     for _ in 0..<pointCount {
                         let timestamp = try reader.readSignedVarint()
-                        builder.put(series, timestamp: timestamp, double: Double(bitPattern: try reader.read(littleEndian: UInt64.self)))
+                        builder.put(series, timestamp: timestamp, double: try ChunkStats.decodeDouble(from: &reader))
                     }
                 default:
                     for _ in 0..<pointCount {

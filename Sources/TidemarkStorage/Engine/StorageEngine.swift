@@ -96,7 +96,9 @@ public final class StorageEngine: @unchecked Sendable {
     let createsSchemaOnApply: Bool
     let writeLock = NSLock()
     /// Protected by `writeLock`: the series of the record last applied from its bytes, with
-    /// their numbers (`EngineRecord.decode`'s `recent`).
+    /// their numbers (`EngineRecord.decode`'s `recent`). A stale number is harmless: the schema
+    /// never reuses one (deletes and image installs mark it dead, new series take new numbers),
+    /// and `SchemaTree.ref(_:hint:)` looks a dead one up by path.
     var recentSeries: [ColumnBatch.Series] = []
     let maintenanceLock = NSLock()
     let state = NSLock()

@@ -92,7 +92,7 @@ public struct ChunkStats: Sendable, Equatable {
         let last = try decodeValue(dataType, from: &reader)
         var numbers: [Double?] = [nil, nil, nil]
         if dataType != .boolean && dataType != .text {
-            for index in 0..<3 { numbers[index] = Double(bitPattern: try reader.read(littleEndian: UInt64.self)) }
+            for index in 0..<3 { numbers[index] = try decodeDouble(from: &reader) }
         }
         return ChunkStats(dataType: dataType, count: count, minTime: minTime, maxTime: maxTime, first: first, last: last,
                           minValue: numbers[0], maxValue: numbers[1], sum: numbers[2])
@@ -109,6 +109,11 @@ public struct ChunkStats: Sendable, Equatable {
         }
     }
 
+    /// A DOUBLE as `encode` writes it: its IEEE bits, little-endian.
+    static func decodeDouble(from reader: inout ByteReader) throws(CorruptDataError) -> Double {
+        Double(bitPattern: try reader.read(littleEndian: UInt64.self))
+    }
+
     static func decodeValue(_ type: DataType, from reader: inout ByteReader) throws(CorruptDataError) -> Value {
         switch type {
         case .boolean:
@@ -120,7 +125,7 @@ public struct ChunkStats: Sendable, Equatable {
             return .int32(value)
         case .int64: return .int64(try reader.readSignedVarint())
         case .float: return .float(Float(bitPattern: try reader.read(littleEndian: UInt32.self)))
-        case .double: return .double(Double(bitPattern: try reader.read(littleEndian: UInt64.self)))
+        case .double: return .double(try decodeDouble(from: &reader))
         case .text:
             guard let text = try reader.readText(max: ColumnCodec.textBytesMax) else {
                 throw CorruptDataError("TEXT value is not UTF-8")
