@@ -21,9 +21,10 @@ final class MultiLeaderSimulation {
 
     struct Replica {
         var core: MultiLeaderCore?
-        /// The log on disk, by index (durable: hosts fsync before anything leaves).
+        /// The log on disk, by index: durable through `durableIndex`; a crash loses the rest.
         var log: [(index: UInt64, record: MultiLeaderRecord)] = []
         var lastIndex: UInt64 = 0
+        var durableIndex: UInt64 = 0
         var persistedShipped: [UInt64: UInt64] = [:]
         var ownIndexes: [UInt64] = []
         var flushed = Flushed()
@@ -149,8 +150,10 @@ final class MultiLeaderSimulation {
             guard passes <= RaftSimulation.readyPassesMax else { throw fail("replica \(id) still has work after \(passes - 1) readies") }
             let ready = core.ready()
             var replica = replicas[id]!
-            // Logged (and synced) first, as the real host does; then applied, answered, shipped.
-            for record in MultiLeaderLog.records(for: ready, persistedShipped: &replica.persistedShipped) {
+            // Logged (and synced, unless only progress moved) first, as the real host does;
+            // then applied, answered, shipped.
+            let append = MultiLeaderLog.append(for: ready, persistedShipped: &replica.persistedShipped)
+            for record in append.records {
                 replica.lastIndex += 1
                 replica.log.append((replica.lastIndex, record))
                 if case .entry(let source, let sequence, let data) = record {
@@ -163,6 +166,7 @@ final class MultiLeaderSimulation {
                     }
                 }
             }
+            if append.syncFirst { replica.durableIndex = replica.lastIndex }
             for message in ready.messages { send(message) }
             core.advance(ready)
             replica.ownIndexes.removeFirst(max(0, replica.ownIndexes.count - core.retainedEntries))
@@ -184,13 +188,15 @@ final class MultiLeaderSimulation {
     /// The state machine flushes what it applied; the log lets go of what no one needs.
     private func flush(_ id: UInt64) {
         guard var replica = replicas[id], let core = replica.core else { return }
-        replica.flushed = Flushed(index: replica.lastIndex, registers: replica.registers, lastApplied: replica.lastApplied)
+        // Every applied entry is durable; a progress record after them may not be.
+        replica.flushed = Flushed(index: replica.durableIndex, registers: replica.registers, lastApplied: replica.lastApplied)
         stats.flushes += 1
         let through = MultiLeaderLog.releasable(checkpointed: replica.flushed.index, ownIndexes: replica.ownIndexes)
         if replica.log.contains(where: { $0.index <= through }) {
             let state = core.diskState
             replica.lastIndex += 1
             replica.log.append((replica.lastIndex, MultiLeaderRecord(shipped: state.shipped, applied: state.applied, removed: state.removed)))
+            replica.durableIndex = replica.lastIndex  // synced before the files that held it go
             let before = replica.log.count
             replica.log.removeAll { $0.index <= through }
             stats.released += before - replica.log.count
@@ -214,8 +220,12 @@ final class MultiLeaderSimulation {
         case 0..<10:
             let id = ids[random.below(ids.count)]
             if replicas[id]!.core != nil {
-                // What the state machine had not flushed is gone; the log brings it back.
+                // What the state machine had not flushed is gone; the log brings it back, all
+                // but its unsynced tail.
+                let durable = replicas[id]!.durableIndex
                 replicas[id]!.core = nil
+                replicas[id]!.log.removeAll { $0.index > durable }
+                replicas[id]!.lastIndex = durable
                 stats.crashes += 1
             }
         case 10..<40:
@@ -268,6 +278,7 @@ final class MultiLeaderSimulation {
         replica.flushed = Flushed(index: donor.lastIndex, registers: donor.registers, lastApplied: donor.lastApplied)
         replica.lastIndex = donor.lastIndex + 1
         replica.log = [(replica.lastIndex, MultiLeaderRecord(shipped: [:], applied: applied))]
+        replica.durableIndex = replica.lastIndex
         replicas[joiner] = replica
         ids.append(joiner)
         join = .done

@@ -337,15 +337,16 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     private func roundLocked(_ id: GroupID, _ group: Group) throws(ConsensusError) {
         while group.core.hasReady {
             let ready = group.core.ready()
-            var shippedAfter = group.persistedShipped  // taken as persisted once the append is durable
-            let records = MultiLeaderLog.records(for: ready, persistedShipped: &shippedAfter).map(\.encoded)
-            if !records.isEmpty {
+            var shippedAfter = group.persistedShipped  // taken as logged once the append succeeds
+            let append = MultiLeaderLog.append(for: ready, persistedShipped: &shippedAfter)
+            if !append.records.isEmpty {
+                let records = append.records.map(\.encoded)
                 let last: UInt64
                 do {
                     last = try group.log.append(records)
                     // Durable before anything ships, whatever `wal_sync` says: a source that lost
                     // entries in a crash would number other writes the same.
-                    if settings.syncPolicy != .always { try group.log.waitDurable(last) }
+                    if append.syncFirst && settings.syncPolicy != .always { try group.log.waitDurable(last) }
                 } catch {
                     failPending(group, .io("\(id): log append failed: \(error)"))
                     throw .io("\(id): log append failed: \(error)")

@@ -15,16 +15,27 @@ public enum MultiLeaderLog {
         public var lastIndex: UInt64
     }
 
+    /// What a ready appends to the log, and whether it must be durable before anything ships.
+    public struct Append: Sendable {
+        public var records: [MultiLeaderRecord]
+        /// False when the records only move the dispatchers' progress: lost in a crash, that
+        /// progress only makes the dispatchers ship again what the receivers then skip, so it
+        /// may ride on the next sync. Entries, and a peer added or removed, are synced first.
+        public var syncFirst: Bool
+    }
+
     /// The records that persist `ready`: every entry it applies, then the dispatchers'
     /// progress when it moved since `persistedShipped` (which is updated).
-    public static func records(for ready: MultiLeaderReady, persistedShipped: inout [UInt64: UInt64]) -> [MultiLeaderRecord] {
+    public static func append(for ready: MultiLeaderReady, persistedShipped: inout [UInt64: UInt64]) -> Append {
         var records = ready.apply.map { MultiLeaderRecord(source: $0.source, sequence: $0.sequence, data: $0.data) }
+        var syncFirst = !records.isEmpty
         // A removal drops the peer from `shipped`, so it is persisted here too.
         if let state = ready.state, state.shipped != persistedShipped {
             records.append(MultiLeaderRecord(shipped: state.shipped, applied: state.applied, removed: state.removed))
+            if Set(state.shipped.keys) != Set(persistedShipped.keys) { syncFirst = true }
             persistedShipped = state.shipped
         }
-        return records
+        return Append(records: records, syncFirst: syncFirst)
     }
 
     /// Replays `records` (log index, record) in order: each entry goes to `apply` (the state
