@@ -18,7 +18,8 @@ public enum MultiLeaderRecord: Sendable, Equatable {
     private static let nodesMax = 1024
 
     public var encoded: [UInt8] {
-        var writer = ByteWriter()
+        // An entry's buffer is reserved once: a large one is not grown and copied again and again.
+        var writer = ByteWriter(capacity: { if case .entry(_, _, let data) = self { 21 + data.count } else { 64 } }())
         switch self {
         case .entry(let source, let sequence, let data):
             writer.write(Self.entryTag)

@@ -7,6 +7,17 @@ public enum RaftCodec {
     /// Bytes of one entry's or snapshot's data.
     public static let dataBytesMax = 64 << 20
 
+    /// At least the bytes `write(_:into:)` takes for `entries` (a buffer's capacity: reserved
+    /// once, a large buffer is not grown, copied and faulted in page by page again and again).
+    static func bytesEstimate(_ entries: [RaftEntry]) -> Int {
+        10 + entries.reduce(0) { $0 + $1.data.count + 31 }  // count; per entry 3 varints, kind, length
+    }
+
+    /// At least the bytes `write(_:into:)` takes for `snapshot`.
+    static func bytesEstimate(_ snapshot: RaftSnapshot) -> Int {
+        40 + 10 * (snapshot.membership.voters.count + snapshot.membership.learners.count) + snapshot.data.count
+    }
+
     static func write(_ entries: [RaftEntry], into writer: inout ByteWriter) {
         writer.write(varint: UInt64(entries.count))
         for entry in entries {

@@ -13,7 +13,7 @@ enum RaftRecord: Equatable {
     case removed(GroupID)
 
     func encoded() -> [UInt8] {
-        var writer = ByteWriter()
+        var writer = ByteWriter(capacity: bytesEstimate)
         switch self {
         case .entries(let id, let entries):
             writer.write(1)
@@ -38,7 +38,17 @@ enum RaftRecord: Equatable {
             writer.write(5)
             RaftCodec.write(id, into: &writer)
         }
+        assert(writer.count <= bytesEstimate, "the estimate is a bound")
         return writer.bytes
+    }
+
+    /// At least the bytes `encoded()` takes: tag, group, then the body.
+    private var bytesEstimate: Int {
+        switch self {
+        case .entries(_, let entries): 64 + RaftCodec.bytesEstimate(entries)
+        case .snapshot(_, let snapshot, _): 64 + RaftCodec.bytesEstimate(snapshot)
+        case .hardState, .compacted, .removed: 96
+        }
     }
 
     static func decode(_ bytes: [UInt8]) throws(CorruptDataError) -> RaftRecord {

@@ -162,7 +162,7 @@ public enum FrameCodec {
     static func unsealed(_ frame: RaftFrame) -> [UInt8] {
         // The payload goes straight after the header (its length patched in at the end):
         // entries are copied once, not into a payload and then into the frame.
-        var writer = ByteWriter()
+        var writer = ByteWriter(capacity: bytesEstimate(frame))
         writer.write(bytes: magic)
         writer.write(version)
         writer.write(0)
@@ -196,6 +196,7 @@ public enum FrameCodec {
         }
         precondition(writer.count - headerBytes <= Int(UInt32.max), "a frame's payload length fits 32 bits")
         writer.patch(littleEndian: UInt32(writer.count - headerBytes), at: headerBytes - 4)
+        assert(writer.count <= bytesEstimate(frame), "the estimate is a bound")
         return writer.bytes
     }
 
@@ -275,6 +276,21 @@ public enum FrameCodec {
     }
 
     // MARK: - Parts
+
+    /// At least the bytes `unsealed` takes for `frame`: a large frame's buffer is reserved once.
+    private static func bytesEstimate(_ frame: RaftFrame) -> Int {
+        let groupBytes = 32
+        var total = headerBytes + 30
+        for item in frame.messages {
+            total += groupBytes + 80 + RaftCodec.bytesEstimate(item.message.entries)
+            if let snapshot = item.message.snapshot { total += RaftCodec.bytesEstimate(snapshot) }
+        }
+        total += frame.heartbeats.count * (groupBytes + 31)
+        for item in frame.replication {
+            total += groupBytes + 31 + item.message.entries.reduce(0) { $0 + $1.count + 10 }
+        }
+        return total
+    }
 
     private static func writeGroup(_ group: GroupID, into writer: inout ByteWriter) { RaftCodec.write(group, into: &writer) }
 
