@@ -18,8 +18,7 @@ public enum MultiLeaderRecord: Sendable, Equatable {
     private static let nodesMax = 1024
 
     public var encoded: [UInt8] {
-        // An entry's buffer is reserved once: a large one is not grown and copied again and again.
-        var writer = ByteWriter(capacity: { if case .entry(_, _, let data) = self { 21 + data.count } else { 64 } }())
+        var writer = ByteWriter(capacity: bytesEstimate)
         switch self {
         case .entry(let source, let sequence, let data):
             writer.write(Self.entryTag)
@@ -41,8 +40,17 @@ public enum MultiLeaderRecord: Sendable, Equatable {
                 for node in removed.sorted() { writer.write(varint: node) }
             }
         }
+        assert(!isEntry || writer.count <= bytesEstimate, "an entry's estimate is a bound")
         return writer.bytes
     }
+
+    /// The buffer `encoded` reserves: an entry's is reserved once (a large one is not grown and
+    /// copied again and again); a progress record is small and may grow.
+    private var bytesEstimate: Int {
+        if case .entry(_, _, let data) = self { 21 + data.count } else { 64 }  // tag, two varints
+    }
+
+    private var isEntry: Bool { if case .entry = self { true } else { false } }
 
     public init(source: UInt64, sequence: UInt64, data: [UInt8]) {
         self = .entry(source: source, sequence: sequence, data: data)

@@ -13,6 +13,11 @@ public enum RaftCodec {
         10 + entries.reduce(0) { $0 + $1.data.count + 31 }  // count; per entry 3 varints, kind, length
     }
 
+    /// At least the bytes of `blobs` written as a count, then each one length-prefixed.
+    static func bytesEstimate(lengthPrefixed blobs: [[UInt8]]) -> Int {
+        10 + blobs.reduce(0) { $0 + $1.count + 10 }
+    }
+
     /// At least the bytes `write(_:into:)` takes for `snapshot`.
     static func bytesEstimate(_ snapshot: RaftSnapshot) -> Int {
         40 + 10 * (snapshot.membership.voters.count + snapshot.membership.learners.count) + snapshot.data.count

@@ -287,7 +287,7 @@ public enum FrameCodec {
         }
         total += frame.heartbeats.count * (groupBytes + 31)
         for item in frame.replication {
-            total += groupBytes + 31 + item.message.entries.reduce(0) { $0 + $1.count + 10 }
+            total += groupBytes + 21 + RaftCodec.bytesEstimate(lengthPrefixed: item.message.entries)  // kind, source, sequence
         }
         return total
     }
