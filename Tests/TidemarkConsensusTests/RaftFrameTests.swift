@@ -62,6 +62,35 @@ private func decode(_ bytes: [UInt8], with authenticator: FrameAuthenticator = c
         #expect(RaftFrame(from: 1, to: 2, messages: []).isEmpty)
     }
 
+    /// Every number at its widest (ten-byte varints): the encoders reserve their buffer from an
+    /// estimate that they assert (in debug builds, as tests run) is a bound, and it must hold here.
+    @Test func framesWithEveryNumberAtItsWidestRoundTrip() throws {
+        let widest = UInt64.max, group = GroupID(kind: .data, number: UInt32.max)
+        var append = RaftMessage(kind: .append, from: widest, to: widest - 1, term: widest)
+        append.index = widest - 2
+        append.logTerm = widest
+        append.commit = widest
+        append.rejectHint = widest
+        append.context = widest
+        append.entries = [RaftEntry(index: widest - 1, term: widest, data: [1]), RaftEntry(index: widest, term: widest)]
+        var install = RaftMessage(kind: .snapshot, from: widest, to: widest - 1, term: widest)
+        install.snapshot = RaftSnapshot(index: widest, term: widest, membership: RaftMembership(voters: [widest, widest - 1], learners: [widest - 2]), data: [])
+        var beat = RaftMessage(kind: .heartbeat, from: widest, to: widest - 1, term: widest)
+        beat.commit = widest
+        beat.context = widest
+        let batch = MultiLeaderMessage(kind: .replicate, from: widest, to: widest - 1, source: widest, sequence: widest, entries: [[], [7]])
+        let frame = RaftFrame(
+            from: widest, to: widest - 1,
+            messages: [GroupMessage(group: group, message: append), GroupMessage(group: group, message: install), GroupMessage(group: group, message: beat)],
+            replication: [ReplicationMessage(group: group, message: batch)])
+        let (decoded, _) = try #require(try decode(FrameCodec.encode(frame, sign: cluster.sign)))
+        #expect(decoded == frame)
+        for record in [MultiLeaderRecord(source: widest, sequence: widest, data: [1]),
+                       MultiLeaderRecord(shipped: [widest: widest], applied: [widest - 1: widest], removed: [widest, widest - 2])] {
+            #expect(try MultiLeaderRecord(decoding: record.encoded) == record)
+        }
+    }
+
     /// Entries that do not follow the index an append names, or whose index would wrap, are
     /// refused before they reach the log.
     @Test func appendsWithEntriesOutOfPlaceAreRefused() throws {

@@ -40,17 +40,21 @@ public enum MultiLeaderRecord: Sendable, Equatable {
                 for node in removed.sorted() { writer.write(varint: node) }
             }
         }
-        assert(!isEntry || writer.count <= bytesEstimate, "an entry's estimate is a bound")
+        assert(writer.count <= bytesEstimate, "the estimate is a bound")
         return writer.bytes
     }
 
-    /// The buffer `encoded` reserves: an entry's is reserved once (a large one is not grown and
-    /// copied again and again); a progress record is small and may grow.
+    /// At least the bytes `encoded` takes: its buffer is reserved once (a large entry is not
+    /// grown and copied again and again).
     private var bytesEstimate: Int {
-        if case .entry(_, _, let data) = self { 21 + data.count } else { 64 }  // tag, two varints
+        let varint = ByteWriter.varintBytesMax
+        return switch self {
+        case .entry(_, _, let data): 1 + 2 * varint + data.count  // tag, source, sequence, data
+        case .progress(let shipped, let applied, let removed):
+            // tag, three counts, a pair of varints per node in the maps, one per removed peer
+            1 + 3 * varint + 2 * varint * (shipped.count + applied.count) + varint * removed.count
+        }
     }
-
-    private var isEntry: Bool { if case .entry = self { true } else { false } }
 
     public init(source: UInt64, sequence: UInt64, data: [UInt8]) {
         self = .entry(source: source, sequence: sequence, data: data)

@@ -7,23 +7,29 @@ public enum RaftCodec {
     /// Bytes of one entry's or snapshot's data.
     public static let dataBytesMax = 64 << 20
 
+    private static let varint = ByteWriter.varintBytesMax
+    /// The most bytes `write(_ group:into:)` takes: kind, number.
+    static let groupBytesMax = 1 + varint
+
     /// At least the bytes `write(_:into:)` takes for `entries` (a buffer's capacity: reserved
     /// once, a large buffer is not grown, copied and faulted in page by page again and again).
     static func bytesEstimate(_ entries: [RaftEntry]) -> Int {
-        10 + entries.reduce(0) { $0 + $1.data.count + 31 }  // count; per entry 3 varints, kind, length
+        varint + entries.reduce(0) { $0 + 3 * varint + 1 + $1.data.count }  // count; index, term, kind, length, data
     }
 
     /// At least the bytes of `blobs` written as a count, then each one length-prefixed.
     static func bytesEstimate(lengthPrefixed blobs: [[UInt8]]) -> Int {
-        10 + blobs.reduce(0) { $0 + $1.count + 10 }
+        varint + blobs.reduce(0) { $0 + varint + $1.count }
     }
 
     /// At least the bytes `write(_:into:)` takes for `snapshot`.
     static func bytesEstimate(_ snapshot: RaftSnapshot) -> Int {
-        40 + 10 * (snapshot.membership.voters.count + snapshot.membership.learners.count) + snapshot.data.count
+        let members = snapshot.membership.voters.count + snapshot.membership.learners.count
+        return 5 * varint + members * varint + snapshot.data.count  // index, term, two counts, length
     }
 
     static func write(_ entries: [RaftEntry], into writer: inout ByteWriter) {
+        let start = writer.count
         writer.write(varint: UInt64(entries.count))
         for entry in entries {
             writer.write(varint: entry.index)
@@ -31,6 +37,7 @@ public enum RaftCodec {
             writer.write(entry.kind.rawValue)
             writer.write(lengthPrefixed: entry.data)
         }
+        assert(writer.count - start <= bytesEstimate(entries), "the entries' estimate is a bound")
     }
 
     /// Entries with consecutive indexes from 1 up.
@@ -49,6 +56,8 @@ public enum RaftCodec {
     }
 
     static func write(_ snapshot: RaftSnapshot, into writer: inout ByteWriter) {
+        let start = writer.count
+        defer { assert(writer.count - start <= bytesEstimate(snapshot), "the snapshot's estimate is a bound") }
         writer.write(varint: snapshot.index)
         writer.write(varint: snapshot.term)
         for members in [snapshot.membership.voters, snapshot.membership.learners] {

@@ -44,10 +44,13 @@ enum RaftRecord: Equatable {
 
     /// At least the bytes `encoded()` takes: tag, group, then the body.
     private var bytesEstimate: Int {
-        switch self {
-        case .entries(_, let entries): 64 + RaftCodec.bytesEstimate(entries)
-        case .snapshot(_, let snapshot, _): 64 + RaftCodec.bytesEstimate(snapshot)
-        case .hardState, .compacted, .removed: 96
+        let head = 1 + RaftCodec.groupBytesMax, varint = ByteWriter.varintBytesMax
+        return switch self {
+        case .entries(_, let entries): head + RaftCodec.bytesEstimate(entries)
+        case .snapshot(_, let snapshot, _): head + 1 + RaftCodec.bytesEstimate(snapshot)  // installed flag
+        case .hardState: head + 3 * varint  // term, vote, commit
+        case .compacted: head + varint
+        case .removed: head
         }
     }
 

@@ -279,15 +279,16 @@ public enum FrameCodec {
 
     /// At least the bytes `unsealed` takes for `frame`: a large frame's buffer is reserved once.
     private static func bytesEstimate(_ frame: RaftFrame) -> Int {
-        let groupBytes = 32
-        var total = headerBytes + 30
+        let varint = ByteWriter.varintBytesMax, group = RaftCodec.groupBytesMax
+        var total = headerBytes + 3 * varint  // three counts
         for item in frame.messages {
-            total += groupBytes + 80 + RaftCodec.bytesEstimate(item.message.entries)
+            // kind, six varints, reject, entries, snapshot flag, snapshot
+            total += group + 1 + 6 * varint + 1 + RaftCodec.bytesEstimate(item.message.entries) + 1
             if let snapshot = item.message.snapshot { total += RaftCodec.bytesEstimate(snapshot) }
         }
-        total += frame.heartbeats.count * (groupBytes + 31)
+        total += frame.heartbeats.count * (group + 1 + 3 * varint)  // response flag, term, commit, context
         for item in frame.replication {
-            total += groupBytes + 21 + RaftCodec.bytesEstimate(lengthPrefixed: item.message.entries)  // kind, source, sequence
+            total += group + 1 + 2 * varint + RaftCodec.bytesEstimate(lengthPrefixed: item.message.entries)  // kind, source, sequence
         }
         return total
     }

@@ -9,6 +9,9 @@ public struct CorruptDataError: Error, Sendable, Equatable, CustomStringConverti
 public struct ByteWriter: Sendable {
     public private(set) var bytes: [UInt8]
 
+    /// The most bytes one varint takes (a `UInt64` in sevens): for buffer estimates.
+    public static let varintBytesMax = 10
+
     public init(capacity: Int = 0) {
         bytes = []
         bytes.reserveCapacity(capacity)
