@@ -205,11 +205,12 @@ public enum ConfigLoader {
     }
 
     private static func applyQuery(_ node: Node, reader: YAMLReader, to query: inout QueryLimits) throws(ConfigError) {
-        let keys = ["statement_bytes_max", "rows_default", "memory_bytes_max"]
+        let keys = ["statement_bytes_max", "nesting_depth_max", "rows_default", "memory_bytes_max"]
         for (name, value) in try reader.entries(node, key: "query") {
             let key = "query.\(name)"
             switch name {
             case "statement_bytes_max": query.statementBytesMax = try positive(value, key: key, reader: reader)
+            case "nesting_depth_max": query.nestingDepthMax = try positive(value, key: key, reader: reader)
             case "rows_default": query.rowsDefault = try positive(value, key: key, reader: reader)
             case "memory_bytes_max": query.memoryBytesMax = try positive(value, key: key, reader: reader)
             default: throw reader.unknownKey(name, at: value, parent: "query", allowed: keys)
@@ -220,7 +221,7 @@ public enum ConfigLoader {
     private static func applyStorage(_ node: Node, reader: YAMLReader, to storage: inout EngineOptions) throws(ConfigError) {
         let keys = ["memtable_bytes_max", "memtable_age_ms_max", "sealed_memtables_max", "compression_level", "partition_interval_ms",
                     "compaction_trigger_segments", "compaction_input_bytes_max", "compaction_bytes_per_second_max",
-                    "scan_batch_points", "write_points_max", "auto_create_schema", "path_depth_max", "level_bytes_max",
+                    "scan_batch_points", "write_points_max", "fields_per_line_max", "series_per_write_max", "auto_create_schema", "path_depth_max", "level_bytes_max",
                     "series_per_database_max"]
         for (name, value) in try reader.entries(node, key: "storage") {
             let key = "storage.\(name)"
@@ -241,6 +242,8 @@ public enum ConfigLoader {
             case "compaction_bytes_per_second_max": storage.compactionBytesPerSecondMax = try positive(value, key: key, reader: reader)
             case "scan_batch_points": storage.scanBatchPoints = try positive(value, key: key, reader: reader)
             case "write_points_max": storage.writePointsMax = try positive(value, key: key, reader: reader)
+            case "fields_per_line_max": storage.fieldsPerLineMax = try positive(value, key: key, reader: reader)
+            case "series_per_write_max": storage.seriesPerWriteMax = try positive(value, key: key, reader: reader)
             case "auto_create_schema": storage.autoCreateSchema = try reader.bool(value, key: key)
             case "path_depth_max": storage.schemaLimits.pathDepthMax = try positive(value, key: key, reader: reader)
             case "level_bytes_max": storage.schemaLimits.levelBytesMax = try positive(value, key: key, reader: reader)

@@ -69,6 +69,21 @@ public struct RowBatch: Sendable {
         (row == 0 ? 0 : Int(rowValueEnds[row - 1]))..<Int(rowValueEnds[row])
     }
 
+    /// Whether the batch names more than `limit` distinct series (device and measurement).
+    /// Cheap when it does not: keys may repeat a series but never add one, so their
+    /// measurements bound the count; only past that bound are paths hashed, up to `limit + 1`.
+    public func namesMoreSeries(than limit: Int) -> Bool {
+        guard keys.reduce(0, { $0 + $1.measurements.count }) > limit else { return false }
+        var seen = Set<String>()
+        for key in keys {
+            for index in key.measurements.indices {
+                seen.insert(key.path(index))
+                if seen.count > limit { return true }
+            }
+        }
+        return false
+    }
+
     /// Row `row`'s key.
     public func key(ofRow row: Int) -> Key { keys[Int(rowKeys[row])] }
 }

@@ -7,20 +7,38 @@ public struct Parser {
     private let tokens: [Token]
     private var position = 0
     private let nowMs: Int64
+    /// How deep the tree being built is at the cursor, and how deep it may get.
+    private var depth = 0
+    private let depthMax: Int
+    /// Per token: whether the `(` there opens a condition rather than arithmetic.
+    private let opensCondition: [Bool]
 
     /// Parses one statement (a trailing `;` is allowed).
     public static func parse(_ sql: String, nowMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000),
-                             statementBytesMax: Int = QueryLimits().statementBytesMax) throws(SQLError) -> Statement {
-        var parser = Parser(tokens: try Lexer.tokens(sql, statementBytesMax: statementBytesMax), nowMs: nowMs)
+                             statementBytesMax: Int = QueryLimits().statementBytesMax,
+                             nestingDepthMax: Int = QueryLimits().nestingDepthMax) throws(SQLError) -> Statement {
+        var parser = Parser(tokens: try Lexer.tokens(sql, statementBytesMax: statementBytesMax), nowMs: nowMs, depthMax: nestingDepthMax)
         let statement = try parser.statement()
         if parser.peekSymbol(";") { parser.position += 1 }
         guard case .end = parser.current.kind else { throw parser.expected("end of statement") }
         return statement
     }
 
-    private init(tokens: [Token], nowMs: Int64) {
+    private init(tokens: [Token], nowMs: Int64, depthMax: Int) {
+        precondition(depthMax > 0)
         self.tokens = tokens
         self.nowMs = nowMs
+        self.depthMax = depthMax
+        opensCondition = Self.conditionParentheses(tokens)
+    }
+
+    /// Enters one level of nesting, refusing past `depthMax` where the token at the cursor is.
+    private mutating func deeper(_ levels: Int = 1) throws(SQLError) {
+        depth += levels
+        guard depth <= depthMax else {
+            throw SQLError(line: current.line, column: current.column,
+                           message: "statement nests deeper than \(depthMax) levels (parentheses, NOT, calls, signs or chained operators)")
+        }
     }
 
     // MARK: - Statements
@@ -220,21 +238,40 @@ public struct Parser {
 
     // MARK: - Conditions and expressions
 
+    // A chain `a OR b OR c` builds a tree one level deeper per operator, so each operator
+    // counts as a level, as a parenthesis does.
+
     private mutating func orCondition() throws(SQLError) -> Condition {
+        let entry = depth
+        defer { depth = entry }
         var condition = try andCondition()
-        while accept("OR") || acceptSymbol("||") { condition = .or(condition, try andCondition()) }
+        while accept("OR") || acceptSymbol("||") {
+            try deeper()
+            condition = .or(condition, try andCondition())
+        }
         return condition
     }
 
     private mutating func andCondition() throws(SQLError) -> Condition {
+        let entry = depth
+        defer { depth = entry }
         var condition = try notCondition()
-        while accept("AND") || acceptSymbol("&&") { condition = .and(condition, try notCondition()) }
+        while accept("AND") || acceptSymbol("&&") {
+            try deeper()
+            condition = .and(condition, try notCondition())
+        }
         return condition
     }
 
     private mutating func notCondition() throws(SQLError) -> Condition {
-        if accept("NOT") || acceptSymbol("!") { return .not(try notCondition()) }
-        if peekSymbol("(") && isParenthesisedCondition() {
+        let entry = depth
+        defer { depth = entry }
+        if accept("NOT") || acceptSymbol("!") {
+            try deeper()
+            return .not(try notCondition())
+        }
+        if peekSymbol("(") && opensCondition[position] {
+            try deeper()
             position += 1
             let inner = try orCondition()
             guard acceptSymbol(")") else { throw expected(")") }
@@ -249,41 +286,56 @@ public struct Parser {
         throw expected("a comparison (=, !=, <, <=, >, >=)")
     }
 
-    /// Whether the parenthesis at the cursor opens a condition (vs. an arithmetic expression).
-    private func isParenthesisedCondition() -> Bool {
-        var depth = 0
-        for token in tokens[position...] {
-            guard case .symbol(let symbol) = token.kind else {
-                if case .identifier(let word) = token.kind, depth == 1, ["AND", "OR", "NOT"].contains(word.uppercased()) { return true }
-                continue
+    /// For each token, whether it is a `(` that opens a condition rather than an arithmetic
+    /// expression: a comparison, AND, OR or NOT directly inside it, or a condition in
+    /// parentheses (`((v > 1))`). One pass over the tokens, so deep or long statements cost
+    /// no more than their length.
+    private static func conditionParentheses(_ tokens: [Token]) -> [Bool] {
+        var opens = [Bool](repeating: false, count: tokens.count)
+        var open: [Int] = []  // indices of the `(`s enclosing the current token
+        for (index, token) in tokens.enumerated() {
+            switch token.kind {
+            case .symbol("("): open.append(index)
+            case .symbol(")"):
+                // Arithmetic cannot hold a condition: what holds one is a condition too.
+                if let closed = open.popLast(), opens[closed], let parent = open.last { opens[parent] = true }
+            case .symbol("="), .symbol("!="), .symbol("<>"), .symbol("<"), .symbol("<="), .symbol(">"), .symbol(">="):
+                if let innermost = open.last { opens[innermost] = true }
+            case .identifier(let word) where word.count <= 3:
+                if let innermost = open.last, ["AND", "OR", "NOT"].contains(word.uppercased()) { opens[innermost] = true }
+            default: break
             }
-            if symbol == "(" { depth += 1 }
-            if symbol == ")" { depth -= 1; if depth == 0 { return false } }
-            if depth == 1 && ["=", "!=", "<>", "<", "<=", ">", ">="].contains(symbol) { return true }
         }
-        return false
+        return opens
     }
 
     private mutating func expression() throws(SQLError) -> Expression {
+        let entry = depth
+        defer { depth = entry }
         var lhs = try term()
         while true {
-            if acceptSymbol("+") { lhs = .binary("+", lhs, try term()) }
-            else if acceptSymbol("-") { lhs = .binary("-", lhs, try term()) }
+            if acceptSymbol("+") { try deeper(); lhs = .binary("+", lhs, try term()) }
+            else if acceptSymbol("-") { try deeper(); lhs = .binary("-", lhs, try term()) }
             else { return lhs }
         }
     }
 
     private mutating func term() throws(SQLError) -> Expression {
+        let entry = depth
+        defer { depth = entry }
         var lhs = try unary()
         while true {
-            if acceptSymbol("*") { lhs = .binary("*", lhs, try unary()) }
-            else if acceptSymbol("/") { lhs = .binary("/", lhs, try unary()) }
-            else if acceptSymbol("%") { lhs = .binary("%", lhs, try unary()) }
+            if acceptSymbol("*") { try deeper(); lhs = .binary("*", lhs, try unary()) }
+            else if acceptSymbol("/") { try deeper(); lhs = .binary("/", lhs, try unary()) }
+            else if acceptSymbol("%") { try deeper(); lhs = .binary("%", lhs, try unary()) }
             else { return lhs }
         }
     }
 
     private mutating func unary() throws(SQLError) -> Expression {
+        let entry = depth
+        defer { depth = entry }
+        try deeper()
         if acceptSymbol("-") { return .negate(try unary()) }
         if acceptSymbol("+") { return try unary() }
         let token = current
@@ -361,9 +413,12 @@ public struct Parser {
     private mutating func level() throws(SQLError) -> String {
         let token = current
         switch token.kind {
-        case .identifier(let word), .number(let word), .duration(let word), .quoted(let word):
+        case .identifier(let word), .number(let word), .duration(let word):
             position += 1
             return word
+        case .quoted(let word):
+            position += 1
+            return PathLevel.canonical(word)
         case .symbol("*"), .symbol("**"):
             position += 1
             if case .symbol(let symbol) = token.kind { return symbol }
@@ -376,9 +431,9 @@ public struct Parser {
 
     /// A time: integer milliseconds, an ISO-8601 date-time, or now() ± durations.
     private mutating func timeValue() throws(SQLError) -> Int64 {
-        let token = current
         var sign: Int64 = 1
         if acceptSymbol("-") { sign = -1 }
+        let token = current
         switch token.kind {
         case .number(let text):
             position += 1

@@ -138,7 +138,7 @@ struct Query {
         if let condition { for levels in conditionPaths(condition) { needed.insert(levels[0]) } }
         var timestamps: [Int64] = []
         var rows: [[ResultValue]] = []
-        let keep = select.limit.map { select.offset + $0 }
+        let keep = select.limit.map { select.offset.saturatingAdd($0) }
         if let timeRange = range.range, !columns.isEmpty {
             var merge = try RowMerge(engine: engine, paths: needed.sorted(), range: timeRange, budget: budget)
             defer { budget.release(merge.bufferBytes) }
@@ -159,7 +159,7 @@ struct Query {
                     budget.release(MemoryBudget.rowBytes(rows.removeFirst()))
                 }
                 // IoTDB's check is `limit <= fetched`: a result of exactly rowsMax rows is refused too.
-                if rows.count >= rowsMax + (select.orderByTimeDescending ? select.offset : 0) {
+                if rows.count >= rowsMax.saturatingAdd(select.orderByTimeDescending ? select.offset : 0) {
                     throw ExecutionError(code: 708, message: "Dataset row size exceeded the given max row size (\(rowsMax))")
                 }
             }
@@ -328,7 +328,8 @@ struct Query {
         try budget.charge(kept.count * (8 + 16 * columns.count), for: "\(kept.count) windows of \(columns.count) columns")
         var values: [[ResultValue]] = columns.map { _ in [] }
         for windowStart in kept {
-            let windowEnd = min(windowStart.addingReportingOverflow(windows.intervalMs).partialValue, windows.end) - 1
+            // The window is [start, start + interval) cut at the range's end (which is > start).
+            let windowEnd = min(windowStart.saturatingAdd(windows.intervalMs), windows.end) - 1
             let low = max(windowStart, range.range?.lowerBound ?? Int64.max)
             let high = min(windowEnd, range.range?.upperBound ?? Int64.min)
             for (index, column) in columns.enumerated() {

@@ -61,12 +61,34 @@ enum Access {
         case .insert(let device, let measurements, _): measurements.map { (.writeData, device + "." + $0) }
         case .deleteData(let paths, _): paths.map { (.writeData, $0) }
         case .select(let select):
+            // Every path the statement reads: the select list (which GROUP BY LEVEL and ORDER BY
+            // only regroup or reorder) and the WHERE clause, whose filters reveal values too.
             select.from.flatMap { prefix in
-                select.items.flatMap(paths).map { (.readData, (prefix + $0).joined(separator: ".")) }
+                readPaths(select).map { (.readData, (prefix + $0).joined(separator: ".")) }
             }
         case .flush: [(.writeData, "root.**")]
         case .alterPassword(let name, _) where name == user: []
         case .createUser, .dropUser, .alterPassword, .grant, .revoke, .listUsers: [(.manageUser, "root.**")]
+        }
+    }
+
+    /// The relative paths a SELECT reads, each once, in order.
+    static func readPaths(_ select: SelectStatement) -> [[String]] {
+        var all = select.items.flatMap(paths)
+        if let condition = select.condition { all += paths(condition).filter { !isTime($0) } }
+        var seen = Set<[String]>()
+        return all.filter { seen.insert($0).inserted }
+    }
+
+    private static func isTime(_ levels: [String]) -> Bool {
+        levels.count == 1 && ["TIME", "TIMESTAMP"].contains(levels[0].uppercased())
+    }
+
+    private static func paths(_ condition: Condition) -> [[String]] {
+        switch condition {
+        case .and(let a, let b), .or(let a, let b): paths(a) + paths(b)
+        case .not(let inner): paths(inner)
+        case .compare(let lhs, _, let rhs): paths(lhs) + paths(rhs)
         }
     }
 

@@ -10,7 +10,7 @@ import TidemarkStorage
 struct Dispatcher: Sendable {
     let admin: AdminRoutes
     let executor: StatementExecutor
-    let writePointsMax: Int
+    let writeLimits: EngineOptions
     let queryLimits: QueryLimits
     let stages: StagesBox
     let users: UserStore
@@ -37,7 +37,7 @@ struct Dispatcher: Sendable {
         }
         if path == "/write" {
             guard request.method == "POST" else { return respond(LineProtocolWrite.influxError(405, "/write accepts POST only")) }
-            switch LineProtocolWrite.decode(request, nowMs: nowMs, writePointsMax: writePointsMax, finish: respond) {
+            switch LineProtocolWrite.decode(request, nowMs: nowMs, limits: writeLimits, finish: respond) {
             case .answer(let response): respond(response)
             case .job(let job):
                 if let lack = Access.missingForWrite(user, job, in: users) {
@@ -49,6 +49,9 @@ struct Dispatcher: Sendable {
             switch RESTv2.plan(request, nowMs: nowMs, limits: queryLimits, respond: respond) {
             case .answer(let response): respond(response)
             case .write(let job):
+                if let tooLarge = WriteJob.tooLarge(job.rows, limits: writeLimits) {
+                    return respond(RESTv2.status(413, tooLarge, route: path, http: 413))
+                }
                 if let lack = Access.missingForWrite(user, job, in: users) {
                     return respond(RESTv2.status(803, Access.message(lack), route: path, http: 403))
                 }
@@ -77,9 +80,6 @@ struct Dispatcher: Sendable {
             RESTv2.execute(statement, rowLimit: rowLimit, executor: executor, route: route,
                            submitWrite: { stages.submitWrite($0) }, respond: respond)
         }
-        if case .rejected(let reason) = stages.submitQuery(task) {
-            respond(RESTv2.status(606, reason == .overloaded ? "stage query is overloaded; retry later" : "node is shutting down",
-                                  route: route, http: 503))
-        }
+        if case .rejected(let reason) = stages.submitQuery(task) { respond(RESTv2.refused(by: "query", reason, route: route)) }
     }
 }

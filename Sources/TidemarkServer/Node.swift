@@ -80,7 +80,7 @@ public final class Node: @unchecked Sendable {
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
-        let dispatcher = Dispatcher(admin: routes, executor: executor, writePointsMax: config.storage.writePointsMax,
+        let dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
                                     queryLimits: config.query, stages: stagesBox, users: users)
         let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in

@@ -24,11 +24,13 @@ enum RESTBody {
 
     /// One row per timestamp, with the measurements whose value is not null.
     static func tabletRows(_ body: [String: Any]) throws -> [RowWrite] {
-        guard let device = body["device"] as? String, let timestamps = body["timestamps"] as? [Any],
-              let measurements = body["measurements"] as? [String], let types = body["data_types"] as? [String],
+        guard let rawDevice = body["device"] as? String, let timestamps = body["timestamps"] as? [Any],
+              let rawMeasurements = body["measurements"] as? [String], let types = body["data_types"] as? [String],
               let columns = body["values"] as? [[Any]] else {
             throw RESTBodyError(code: 303, message: "insertTablet needs device, timestamps, measurements, data_types and values")
         }
+        let device = PathLevel.canonicalPath(rawDevice)
+        let measurements = rawMeasurements.map(PathLevel.canonical)
         guard measurements.count == types.count, columns.count == measurements.count else {
             throw RESTBodyError(code: 303, message: "measurements, data_types and values must have the same length")
         }
@@ -64,8 +66,9 @@ enum RESTBody {
             guard measurementsList[index].count == typesList[index].count, valuesList[index].count == typesList[index].count else {
                 throw RESTBodyError(code: 303, message: "record \(index) has mismatched measurements, types and values")
             }
-            var row = RowWrite(device: devices[index], timestamp: time, measurements: [], values: [])
-            for (measurement, (typeName, raw)) in zip(measurementsList[index], zip(typesList[index], valuesList[index])) {
+            var row = RowWrite(device: PathLevel.canonicalPath(devices[index]), timestamp: time, measurements: [], values: [])
+            for (written, (typeName, raw)) in zip(measurementsList[index], zip(typesList[index], valuesList[index])) {
+                let measurement = PathLevel.canonical(written)
                 guard let value = try value(raw, try dataType(typeName), measurement) else { continue }
                 row.measurements.append(measurement)
                 row.values.append(value)

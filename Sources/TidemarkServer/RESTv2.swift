@@ -2,6 +2,7 @@ import Foundation
 import TidemarkCore
 import TidemarkNet
 import TidemarkQuery
+import TidemarkStages
 import TidemarkStorage
 import TidemarkWire
 
@@ -18,11 +19,20 @@ enum RESTv2 {
         case execute(Statement, rowLimit: Int)
     }
 
-    static func status(_ code: Int, _ message: String, route: String, http: Int = 200) -> HTTPResponse {
-        .json(http, "{\"code\":\(code),\"message\":\(jsonQuoted(message))}", route: route)
+    /// IoTDB's `{code, message}`; a 503 from a full or stopping stage also names the stage,
+    /// as the edge's own 503 does.
+    static func status(_ code: Int, _ message: String, route: String, http: Int = 200, stage: String? = nil) -> HTTPResponse {
+        .json(http, "{\"code\":\(code),\"message\":\(jsonQuoted(message))\(stage.map { ",\"stage\":\(jsonQuoted($0))" } ?? "")}", route: route)
     }
 
     static func success(route: String) -> HTTPResponse { status(200, "SUCCESS_STATUS", route: route) }
+
+    /// The 503 for a stage that refused a request (full, or the node stopping): IoTDB's code
+    /// 606 and the stage's name, as the edge's own 503 names `decode`.
+    static func refused(by stage: String, _ reason: RejectReason, route: String) -> HTTPResponse {
+        status(606, reason == .overloaded ? "stage \(stage) is overloaded; retry later" : "node is shutting down",
+               route: route, http: 503, stage: stage)
+    }
 
     static func plan(_ request: HTTPRequest, nowMs: Int64, limits: QueryLimits, respond: @escaping @Sendable (HTTPResponse) -> Void) -> Plan {
         let route = String(request.path)
@@ -42,7 +52,8 @@ enum RESTv2 {
                     return limit
                 } ?? limits.rowsDefault
                 let statement: Statement
-                do { statement = try Parser.parse(sql, nowMs: nowMs, statementBytesMax: limits.statementBytesMax) } catch { throw ExecutionError(code: 700, message: "\(error)") }
+                do { statement = try Parser.parse(sql, nowMs: nowMs, statementBytesMax: limits.statementBytesMax,
+                                                       nestingDepthMax: limits.nestingDepthMax) } catch { throw ExecutionError(code: 700, message: "\(error)") }
                 if route == "/rest/v2/query" && !statement.isQuery {
                     throw ExecutionError(code: 301, message: "/rest/v2/query runs queries only; use /rest/v2/nonQuery")
                 }
@@ -68,7 +79,8 @@ enum RESTv2 {
     static func job(_ rows: [RowWrite], route: String, respond: @escaping @Sendable (HTTPResponse) -> Void) -> WriteJob {
         WriteJob(rows: RowBatch(rows), units: [WriteJob.Unit(line: 1, rows: 0..<rows.count)], decodeErrors: []) { outcome in
             if let failure = outcome.failure {
-                respond(outcome.failureStatus == 503 ? status(606, failure, route: route, http: 503) : status(305, failure, route: route))
+                respond(outcome.failureStatus == 503 ? status(606, failure, route: route, http: 503, stage: outcome.stage)
+                                                     : status(305, failure, route: route))
             } else if let refused = outcome.refused.first {
                 respond(status(614, refused.message, route: route))
             } else {

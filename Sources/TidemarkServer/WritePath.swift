@@ -38,6 +38,18 @@ public struct WriteJob: Sendable {
 
     /// Values in the job.
     public var pointCount: Int { rows.pointCount }
+
+    /// Why `rows` is too large to be one write, if it is; checked on the decode stage before
+    /// the schema is looked at.
+    static func tooLarge(_ rows: RowBatch, limits: EngineOptions) -> String? {
+        if rows.pointCount > limits.writePointsMax {
+            return "request has \(rows.pointCount) points; write_points_max is \(limits.writePointsMax)"
+        }
+        if rows.namesMoreSeries(than: limits.seriesPerWriteMax) {
+            return "request names more than series_per_write_max (\(limits.seriesPerWriteMax)) series"
+        }
+        return nil
+    }
 }
 
 /// What a write did: units refused (with why) and, if nothing could be written, the error.
@@ -46,6 +58,8 @@ public struct WriteOutcome: Sendable {
     public var failure: String?
     /// The HTTP status a failure maps to: 503 when a stage refused the work, else 500.
     public var failureStatus = 500
+    /// The stage that refused the work, when one did (named in the 503 body).
+    public var stage: String?
 
     public init(refused: [LineError], failure: String? = nil, failureStatus: Int = 500) {
         self.refused = refused
@@ -55,8 +69,10 @@ public struct WriteOutcome: Sendable {
 
     /// A stage refused the job: nothing of it was applied.
     static func refusedBy(_ stage: String, _ reason: RejectReason) -> WriteOutcome {
-        WriteOutcome(refused: [], failure: reason == .overloaded ? "stage \(stage) is overloaded; retry later" : "node is shutting down",
-                     failureStatus: 503)
+        var outcome = WriteOutcome(refused: [], failure: reason == .overloaded ? "stage \(stage) is overloaded; retry later" : "node is shutting down",
+                                   failureStatus: 503)
+        outcome.stage = stage
+        return outcome
     }
 }
 
@@ -106,11 +122,20 @@ struct WriteApplier: Sendable {
     /// Adds the job's units to `write`; returns the errors of the units it refused.
     private func check(_ job: WriteJob, into write: inout GroupedWrite, lookup: inout SeriesLookup) -> [LineError] {
         var refused = job.decodeErrors
-        for (unit, conflict) in write.add(job.rows, units: job.units.map(\.rows), lookup: &lookup) {
-            refused.append(LineError(line: job.units[unit].line, column: 1,
-                                     message: "\(conflict.path) is \(conflict.expected), got a \(conflict.got) value"))
+        for (unit, refusal) in write.add(job.rows, units: job.units.map(\.rows), lookup: &lookup) {
+            refused.append(LineError(line: job.units[unit].line, column: 1, message: refusal.description))
         }
         return refused.sorted { $0.line < $1.line }
+    }
+
+    /// 400 for what the client sent (a path or type the schema refuses, a write too big: sending
+    /// it again cannot help), 500 for what went wrong here.
+    private static func status(of error: Error) -> Int {
+        switch error {
+        case EngineError.schema, EngineError.typeMismatch: 400
+        case EngineError.tooLarge: 413
+        default: 500
+        }
     }
 
     private func propose(_ batch: Batch) {
@@ -126,7 +151,7 @@ struct WriteApplier: Sendable {
         } catch {
             // One job's points (a series limit, a missing series with auto-create off) can
             // sink the batch: write each job on its own so the others still land.
-            guard batch.members.count > 1 else { return finish("\(error)", 500) }
+            guard batch.members.count > 1 else { return finish("\(error)", Self.status(of: error)) }
             for member in batch.members {
                 var alone = Batch()
                 alone.members = [(member.job, engine.withSeriesLookup { check(member.job, into: &alone.write, lookup: &$0) })]
@@ -155,7 +180,7 @@ struct LineProtocolWrite {
         case answer(HTTPResponse)
     }
 
-    static func decode(_ request: HTTPRequest, nowMs: Int64, writePointsMax: Int,
+    static func decode(_ request: HTTPRequest, nowMs: Int64, limits: EngineOptions,
                        finish: @escaping @Sendable (HTTPResponse) -> Void) -> Decoded {
         let query = QueryString(request.target)
         guard let database = query["db"], !database.isEmpty else {
@@ -168,7 +193,7 @@ struct LineProtocolWrite {
         var rows = RowBatch()
         var units: [WriteJob.Unit] = []
         var rowCache = LineProtocolMapping.RowCache()
-        let parseErrors = LineProtocol.forEachPoint(in: request.body) { line in
+        let parseErrors = LineProtocol.forEachPoint(in: request.body, fieldsPerLineMax: limits.fieldsPerLineMax) { line in
             do {
                 try LineProtocolMapping.append(line, database: database, precision: precision, nowMs: nowMs, to: &rows, cache: &rowCache)
                 units.append(WriteJob.Unit(line: line.line, rows: (rows.rowCount - 1)..<rows.rowCount))
@@ -179,22 +204,20 @@ struct LineProtocolWrite {
             }
         }
         let errors = parseErrors + mappingErrors
-        guard rows.pointCount <= writePointsMax else {
-            return .answer(influxError(413, "request has \(rows.pointCount) points; write_points_max is \(writePointsMax)"))
-        }
+        if let tooLarge = WriteJob.tooLarge(rows, limits: limits) { return .answer(influxError(413, tooLarge)) }
         return .job(WriteJob(rows: rows, units: units, decodeErrors: errors) { outcome in finish(response(outcome)) })
     }
 
     /// 204 when every line was written; 400 naming the bad lines otherwise (good lines are kept).
     static func response(_ outcome: WriteOutcome) -> HTTPResponse {
-        if let failure = outcome.failure { return influxError(outcome.failureStatus, "write failed: \(failure)") }
+        if let failure = outcome.failure { return influxError(outcome.failureStatus, "write failed: \(failure)", stage: outcome.stage) }
         guard !outcome.refused.isEmpty else { return HTTPResponse(status: 204, route: "/write") }
         let listed = outcome.refused.prefix(errorsReportedMax).map(\.description).joined(separator: "; ")
         let more = outcome.refused.count > errorsReportedMax ? "; and \(outcome.refused.count - errorsReportedMax) more" : ""
         return influxError(400, "partial write: \(outcome.refused.count) line(s) dropped: \(listed)\(more)")
     }
 
-    static func influxError(_ status: Int, _ message: String) -> HTTPResponse {
-        .json(status, "{\"error\":\(jsonQuoted(message))}", route: "/write")
+    static func influxError(_ status: Int, _ message: String, stage: String? = nil) -> HTTPResponse {
+        .json(status, "{\"error\":\(jsonQuoted(message))\(stage.map { ",\"stage\":\(jsonQuoted($0))" } ?? "")}", route: "/write")
     }
 }

@@ -50,16 +50,19 @@ public enum LineProtocol {
         public var errors: [LineError] = []
     }
 
-    public static func parse(_ body: [UInt8], linesMax: Int = 10_000_000) -> Parsed {
+    public static func parse(_ body: [UInt8], linesMax: Int = 10_000_000, fieldsPerLineMax: Int = 10_000) -> Parsed {
         var points: [LinePoint] = []
-        let errors = forEachPoint(in: body, linesMax: linesMax) { points.append($0) }
+        let errors = forEachPoint(in: body, linesMax: linesMax, fieldsPerLineMax: fieldsPerLineMax) { points.append($0) }
         return Parsed(points: points, errors: errors)
     }
 
     /// Parses `body` line by line, handing each good line to `visit` in order, and returns
     /// the bad lines. A line's fields array is reused for the next line unless `visit` keeps
-    /// it, so a caller that maps lines to rows allocates nothing per line for fields.
-    public static func forEachPoint(in body: [UInt8], linesMax: Int = 10_000_000, _ visit: (LinePoint) -> Void) -> [LineError] {
+    /// it, so a caller that maps lines to rows allocates nothing per line for fields. A line
+    /// with more than `fieldsPerLineMax` fields is refused as soon as the parser reaches that field.
+    public static func forEachPoint(in body: [UInt8], linesMax: Int = 10_000_000, fieldsPerLineMax: Int = 10_000,
+                                    _ visit: (LinePoint) -> Void) -> [LineError] {
+        precondition(fieldsPerLineMax > 0)
         var errors: [LineError] = []
         var lineNumber = 0
         var start = 0
@@ -76,7 +79,8 @@ public enum LineProtocol {
                     errors.append(LineError(line: lineNumber, column: 1, message: "more than \(linesMax) lines in one request"))
                     return
                 }
-                var parser = LineParser(bytes: UnsafeBufferPointer(rebasing: bytes[start..<lineEnd]), line: lineNumber)
+                var parser = LineParser(bytes: UnsafeBufferPointer(rebasing: bytes[start..<lineEnd]), line: lineNumber,
+                                        fieldsMax: fieldsPerLineMax)
                 switch parser.parse(seriesKeys: &seriesKeys, fields: &fields) {
                 case .success(let point?): visit(point)
                 case .success(nil): break
@@ -139,11 +143,13 @@ private struct SeriesKeys {
 private struct LineParser {
     let bytes: UnsafeBufferPointer<UInt8>
     let line: Int
+    let fieldsMax: Int
     var position = 0
 
-    init(bytes: UnsafeBufferPointer<UInt8>, line: Int) {
+    init(bytes: UnsafeBufferPointer<UInt8>, line: Int, fieldsMax: Int) {
         self.bytes = bytes
         self.line = line
+        self.fieldsMax = fieldsMax
     }
 
     private func fail(_ reason: String, at column: Int? = nil) -> LineError {
@@ -194,6 +200,7 @@ private struct LineParser {
             fields.reserveCapacity(knownKeys.isEmpty ? 4 : knownKeys.count)
             repeat {
                 if !fields.isEmpty { position += 1 }
+                guard fields.count < fieldsMax else { throw fail("more than \(fieldsMax) fields in one line (fields_per_line_max)") }
                 let key = try name(stop1: UInt8(ascii: ","), stop2: UInt8(ascii: " "), allowEquals: false, what: "field key")
                 guard current == UInt8(ascii: "=") else { throw fail("expected '=' after field key \(key)") }
                 position += 1

@@ -108,11 +108,6 @@ public enum LineProtocolMapping {
         try row(of: line, database: database, precision: precision, nowMs: nowMs).points
     }
 
-    /// A path level: plain when it is an identifier, else backquoted (a backquote doubled).
-    public static func level(_ name: String) -> String {
-        let plain = !name.isEmpty && name.utf8.allSatisfy { byte in
-            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A) || byte == 0x5F
-        } && !(name.utf8.first! >= 0x30 && name.utf8.first! <= 0x39) && name != "root" && name != "time"
-        return plain ? name : "`" + name.replacingOccurrences(of: "`", with: "``") + "`"
-    }
+    /// A path level: bare when plain, else backquoted (a backquote doubled).
+    public static func level(_ name: String) -> String { PathLevel.quoted(name) }
 }

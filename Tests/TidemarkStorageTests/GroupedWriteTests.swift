@@ -9,7 +9,7 @@ private func row(_ device: String, _ timestamp: Int64, _ cells: (String, Value).
 extension GroupedWrite {
     /// Adds `unit` as one unit of its own batch: nil, or the conflict that refused it.
     mutating func add(_ unit: [RowWrite], lookup: inout SeriesLookup) -> TypeConflict? {
-        add(RowBatch(unit), units: [0..<unit.count], lookup: &lookup).first?.conflict
+        add(RowBatch(unit), units: [0..<unit.count], lookup: &lookup).first?.refusal.conflict
     }
 }
 
@@ -69,7 +69,7 @@ extension ColumnBatch {
         var write = GroupedWrite()
         let refused = write.add(rows, units: [0..<1, 1..<2, 2..<3, 3..<4], lookup: &lookup)
         #expect(refused.map(\.unit) == [1, 3])
-        #expect(refused.map(\.conflict) == [TypeConflict(path: "root.a.d.y", expected: .double, got: .boolean),
+        #expect(refused.map(\.refusal.conflict) == [TypeConflict(path: "root.a.d.y", expected: .double, got: .boolean),
                                           TypeConflict(path: "root.a.d.x", expected: .int64, got: .text)])
         #expect(write.pointCount == 4)
         let batch = write.makeBatch()
@@ -108,5 +108,34 @@ extension ColumnBatch {
         #expect(lookup.directory.count == 4)
         lookup.directory.trim()
         #expect(lookup.directory.count == 0)
+    }
+
+    @Test func aNewSeriesWithABadPathRefusesOnlyItsUnit() throws {
+        let schema = try schemaWithX()
+        var lookup = SeriesLookup(directory: SeriesDirectory(entriesMax: 100), schema: schema)
+        var rows = RowBatch()
+        rows.append(row("root.a.d", 1, ("x", .int64(1))))
+        rows.append(row("root.a.d", 2, (String(repeating: "m", count: 200), .int64(2))))
+        rows.append(row("root.a." + (1...20).map { "l\($0)" }.joined(separator: "."), 3, ("x", .int64(3))))
+        rows.append(row("root.a.d", 4, ("x", .int64(4))))
+        var write = GroupedWrite()
+        let refused = write.add(rows, units: [0..<1, 1..<2, 2..<3, 3..<4], lookup: &lookup)
+        #expect(refused.map(\.unit) == [1, 2])
+        #expect(refused.map(\.refusal.description).allSatisfy { $0.contains("level_bytes_max") || $0.contains("path_depth_max") })
+        #expect(refused.first?.refusal.description.contains("level 4 is 200 bytes") == true)
+        #expect(write.pointCount == 2)
+        #expect(write.makeBatch().series.map(\.path) == ["root.a.d.x"])
+    }
+
+    @Test func aDeviceWithManyMeasurementsKeepsEachItsNumber() throws {
+        var directory = SeriesDirectory(entriesMax: 1_000_000)
+        let device = directory.device("root.a.wide")
+        let count = 20_000
+        // Hints that miss (reversed order) must still find each measurement's number.
+        let numbers = (0..<count).map { directory.series(device: device, devicePath: "root.a.wide", measurement: "m\($0)", hint: $0) }
+        let again = (0..<count).reversed().map { directory.series(device: device, devicePath: "root.a.wide", measurement: "m\($0)", hint: $0) }
+        #expect(Set(numbers).count == count)
+        #expect(again == numbers.reversed())
+        #expect(directory.path(numbers[17]) == "root.a.wide.m17")
     }
 }

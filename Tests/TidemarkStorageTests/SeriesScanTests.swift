@@ -1,3 +1,5 @@
+import Foundation
+import Synchronization
 import Testing
 import TidemarkCore
 import TidemarkTestSupport
@@ -39,6 +41,35 @@ import TidemarkTestSupport
             let expected = model.sorted { $0.key < $1.key }
             #expect(merged.map(\.0) == expected.map(\.key), "round \(round)")
             #expect(merged.map(\.1) == expected.map(\.value), "round \(round)")
+        }
+    }
+
+    /// A point at Int64.max (or Int64.min) alone in its source, or tied with others: the scan
+    /// ends. It once spun for ever, its run bounded "below Int64.max". Run on a thread of its
+    /// own with a bound, so a hang fails the test instead of holding the suite.
+    @Test func pointsAtTheEndsOfTimeAreReadAndTheScanEnds() throws {
+        let cases: [[[Int64]]] = [
+            [[Int64.max]], [[Int64.min, 0, Int64.max]], [[1, Int64.max], [Int64.max]], [[Int64.max], [5]],
+            [[Int64.min], [Int64.min, Int64.max]],
+        ]
+        for sources in cases {
+            let expected = Set(sources.joined()).sorted()
+            let finished = DispatchSemaphore(value: 0)
+            let merged = Mutex<[Int64]>([])
+            let thread = Thread {
+                let cursors = sources.map { times in
+                    SourceCursor(type: .double, loaders: [{ (times, Column.double(times.map(Double.init))) }])
+                }
+                let scan = SeriesScan(dataType: .double, cursors: cursors, batchPoints: 2)
+                while let batch = try? scan.next() { merged.withLock { $0 += batch.timestamps } }
+                finished.signal()
+            }
+            thread.start()
+            guard finished.wait(timeout: .now() + 10) == .success else {
+                Issue.record("the scan of \(sources) did not end")
+                continue
+            }
+            #expect(merged.withLock { $0 } == expected, "\(sources)")
         }
     }
 }

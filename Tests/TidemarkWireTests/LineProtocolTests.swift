@@ -79,7 +79,8 @@ private func parse(_ text: String) -> LineProtocol.Parsed { LineProtocol.parse(A
         let tooBig = try #require(parse("m f=18446744073709551615u 1").points.first)
         #expect(throws: LineError.self) { try LineProtocolMapping.points(of: tooBig, database: "d", precision: .ms, nowMs: 0) }
         #expect(LineProtocolMapping.level("a`b") == "`a``b`")
-        #expect(LineProtocolMapping.level("9lives") == "`9lives`")
+        #expect(LineProtocolMapping.level("9lives") == "9lives")  // as SQL reads it bare
+        #expect(LineProtocolMapping.level("timestamp") == "`timestamp`" && LineProtocolMapping.level("a-b") == "`a-b`")
     }
 
     @Test func randomBytesNeverCrashTheParser() {

@@ -7,6 +7,25 @@ public struct TypeConflict: Sendable, Equatable {
     public var got: DataType
 }
 
+/// Why a unit was refused whole: nothing of it was added, the other units were.
+public enum UnitRefusal: Sendable, Equatable, CustomStringConvertible {
+    case typeConflict(TypeConflict)
+    /// A new series whose path breaks the schema's rules or limits (depth, level size).
+    case invalidPath(SchemaError)
+
+    public var conflict: TypeConflict? {
+        if case .typeConflict(let conflict) = self { return conflict }
+        return nil
+    }
+
+    public var description: String {
+        switch self {
+        case .typeConflict(let conflict): "\(conflict.path) is \(conflict.expected), got a \(conflict.got) value"
+        case .invalidPath(let error): error.description
+        }
+    }
+}
+
 /// Rows gathered unit by unit (a line-protocol line, a REST request) into one column per
 /// series, so the type check and the grouping cost one device lookup per row. A unit goes
 /// in whole or not at all. Adding only checks and notes where each value goes; the columns
@@ -36,22 +55,23 @@ public struct GroupedWrite: Sendable {
     public var isEmpty: Bool { pointCount == 0 }
 
     /// Adds each unit (a range of `rows`' rows) whose values each fit their series' type: the
-    /// type the schema has, or, for a new series, the type an earlier value gave it. Returns,
-    /// in order, the units refused whole with their first conflict.
+    /// type the schema has, or, for a new series, the type an earlier value gave it, and whose
+    /// new series have valid paths. Returns, in order, the units refused whole with the first
+    /// reason.
     public mutating func add(_ rows: RowBatch, units taken: [Range<Int>],
-                             lookup: inout SeriesLookup) -> [(unit: Int, conflict: TypeConflict)] {
+                             lookup: inout SeriesLookup) -> [(unit: Int, refusal: UnitRefusal)] {
         if batch == 0 { batch = lookup.directory.newBatch() }
         let source = sources.count
         sources.append(rows)
         // Each key's series numbers, found once for all its rows (a directory entry keeps its
         // number for the whole batch).
         var seriesOfKey = [[Int]?](repeating: nil, count: rows.keys.count)
-        var refused: [(unit: Int, conflict: TypeConflict)] = []
+        var refused: [(unit: Int, refusal: UnitRefusal)] = []
         for (unitIndex, unit) in taken.enumerated() {
             precondition(unit.upperBound <= rows.rowCount, "a unit names rows of the batch")
             let targetsBefore = targets.count
             let plansBefore = plans.count
-            var conflict: TypeConflict?
+            var refusal: UnitRefusal?
             rowLoop: for row in unit {
                 let keyIndex = Int(rows.rowKeys[row])
                 let series: [Int]
@@ -72,21 +92,28 @@ public struct GroupedWrite: Sendable {
                         plan = known
                     } else {
                         let ref = lookup.directory.ref(number, in: lookup.schema)
+                        if ref == nil {
+                            // A new series: a bad path refuses this unit, not the whole request.
+                            do { _ = try lookup.schema.validate(lookup.directory.path(number)) } catch {
+                                refusal = .invalidPath(error)
+                                break rowLoop
+                            }
+                        }
                         plan = plans.count
                         plans.append(ColumnPlan(path: lookup.directory.path(number), type: ref?.type ?? got, id: ref?.id, directoryNumber: number))
                         lookup.directory.setColumn(plan, of: number, batch: batch)
                     }
                     guard plans[plan].type == got else {
-                        conflict = TypeConflict(path: plans[plan].path, expected: plans[plan].type, got: got)
+                        refusal = .typeConflict(TypeConflict(path: plans[plan].path, expected: plans[plan].type, got: got))
                         break rowLoop
                     }
                     plans[plan].count += 1
                     targets.append(Int32(plan))
                 }
             }
-            if let conflict {
+            if let refusal {
                 undo(targetsFrom: targetsBefore, plansFrom: plansBefore, in: &lookup.directory)
-                refused.append((unitIndex, conflict))
+                refused.append((unitIndex, refusal))
                 continue
             }
             units.append((source, unit))

@@ -21,6 +21,9 @@ struct SeriesDirectory {
     private var deviceNumbers: [String: Int] = [:]
     /// Per device, its entries' numbers in the order first seen.
     private var deviceEntries: [[Int]] = []
+    /// Per device, its entries by measurement: a miss of the position hint costs one hash,
+    /// not a walk of the device's entries (a line of 100 000 fields would be quadratic).
+    private var deviceMeasurements: [[String: Int]] = []
     private var entries: [Entry] = []
     private var batchNext = 1
 
@@ -36,6 +39,7 @@ struct SeriesDirectory {
         guard entries.count >= entriesMax else { return }
         deviceNumbers.removeAll()
         deviceEntries.removeAll()
+        deviceMeasurements.removeAll()
         entries.removeAll()
     }
 
@@ -49,6 +53,7 @@ struct SeriesDirectory {
         if let number = deviceNumbers[path] { return number }
         deviceNumbers[path] = deviceEntries.count
         deviceEntries.append([])
+        deviceMeasurements.append([:])
         return deviceEntries.count - 1
     }
 
@@ -59,10 +64,12 @@ struct SeriesDirectory {
             let number = deviceEntries[device][hint]
             if entries[number].measurement == measurement { return number }
         }
-        if let number = deviceEntries[device].first(where: { entries[$0].measurement == measurement }) { return number }
+        if let number = deviceMeasurements[device][measurement] { return number }
+        let number = entries.count
         entries.append(Entry(measurement: measurement, path: devicePath + "." + measurement, ref: nil))
-        deviceEntries[device].append(entries.count - 1)
-        return entries.count - 1
+        deviceEntries[device].append(number)
+        deviceMeasurements[device][measurement] = number
+        return number
     }
 
     func path(_ number: Int) -> String { entries[number].path }

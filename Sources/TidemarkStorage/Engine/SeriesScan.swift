@@ -33,12 +33,19 @@ struct SourceCursor {
     var currentValue: Value { values[position] }
 
     /// Moves the loaded points from the current one up to (not including) the first at or
-    /// after `bound`, at most `limit` of them, to the end of `outTimestamps`/`outValues`.
-    mutating func moveRun(below bound: Int64, limit: Int, to outTimestamps: inout [Int64], _ outValues: inout Column) {
+    /// after `bound` (nil: no bound), at most `limit` of them, to the end of
+    /// `outTimestamps`/`outValues`. The caller's point is below `bound`, so at least one moves.
+    mutating func moveRun(below bound: Int64?, limit: Int, to outTimestamps: inout [Int64], _ outValues: inout Column) {
         precondition(position < timestamps.count && limit > 0, "a run starts at a loaded point")
+        precondition(bound.map { timestamps[position] < $0 } ?? true, "a run moves at least its first point")
         let stop = min(timestamps.count, position + limit)
         var end = position
-        while end < stop && timestamps[end] < bound { end += 1 }
+        // No bound is not `below: Int64.max`: a point at Int64.max must move too.
+        if let bound {
+            while end < stop && timestamps[end] < bound { end += 1 }
+        } else {
+            end = stop
+        }
         outTimestamps += timestamps[position..<end]
         outValues.append(contentsOf: values, range: position..<end)
         position = end
@@ -83,9 +90,9 @@ public final class SeriesScan {
             if !tied {
                 // Sources rarely overlap in time: everything the winner has before another
                 // source's next point goes over in one run instead of point by point.
-                var bound = Int64.max
+                var bound: Int64?
                 for index in cursors.indices where index != winner {
-                    if let next = try cursors[index].peek(), next < bound { bound = next }
+                    if let next = try cursors[index].peek(), next < (bound ?? .max) || bound == nil { bound = next }
                 }
                 cursors[winner].moveRun(below: bound, limit: batchPoints - timestamps.count, to: &timestamps, &values)
                 continue

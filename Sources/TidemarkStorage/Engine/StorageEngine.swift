@@ -29,6 +29,11 @@ public struct EngineOptions: Sendable {
     public var scanBatchPoints = 4096
     /// Points one write may carry (a larger write is refused whole).
     public var writePointsMax = 1_000_000
+    /// Fields one line-protocol line may carry: checked while the line is parsed, before
+    /// any work per field, so one huge line cannot hold the decoder.
+    public var fieldsPerLineMax = 10_000
+    /// Distinct series one write request may name (a larger one is refused whole).
+    public var seriesPerWriteMax = 100_000
     /// Series the write path remembers by device and measurement before it starts again
     /// (about 100 bytes each).
     public var seriesDirectoryEntriesMax = 2_000_000

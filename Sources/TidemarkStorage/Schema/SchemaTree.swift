@@ -93,22 +93,29 @@ public final class SchemaTree: @unchecked Sendable {
         let levels: [String]
         do { levels = try SeriesPath.splitLevels(path) } catch { throw SchemaError("invalid path \(error)", kind: .invalidPath) }
         guard levels.count >= 3 else { throw SchemaError("\(path): a series needs root, a database and a measurement", kind: .invalidPath) }
+        try checkLimits(levels, of: path)
+        return levels
+    }
+
+    /// Depth and level sizes within the limits, and no wildcard (series and databases alike).
+    private func checkLimits(_ levels: [String], of path: String) throws(SchemaError) {
         guard levels.count <= limits.pathDepthMax else {
             throw SchemaError("\(path): \(levels.count) levels exceed path_depth_max \(limits.pathDepthMax)", kind: .invalidPath)
         }
         for (index, level) in levels.enumerated() {
             guard level.utf8.count <= limits.levelBytesMax else {
-                throw SchemaError("\(path): level \(index + 1) is \(level.utf8.count) bytes, over level_bytes_max \(limits.levelBytesMax)", kind: .invalidPath)
+                throw SchemaError("\(path.prefix(64))…: level \(index + 1) is \(level.utf8.count) bytes, over level_bytes_max \(limits.levelBytesMax)",
+                                  kind: .invalidPath)
             }
             guard level != "*" && level != "**" else { throw SchemaError("\(path): wildcards are not allowed in a series path", kind: .invalidPath) }
         }
-        return levels
     }
 
     public func createDatabase(_ name: String) throws(SchemaError) {
         let levels: [String]
         do { levels = try SeriesPath.splitLevels(name) } catch { throw SchemaError("invalid database \(error)", kind: .invalidPath) }
         guard levels.count >= 2 else { throw SchemaError("\(name): a database is root.<name>", kind: .invalidPath) }
+        try checkLimits(levels, of: name)
         guard databaseOf(levels) == nil else { throw SchemaError("\(name): database already exists or overlaps one", kind: .databaseExists) }
         guard !seriesCountByDatabase.keys.contains(where: { $0.hasPrefix(name + ".") }) else {
             throw SchemaError("\(name): a database below it exists")
