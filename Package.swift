@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "tidemark", targets: ["tidemark"]),
         .executable(name: "tidemark-stagebench", targets: ["tidemark-stagebench"]),
         .executable(name: "tidemark-storage", targets: ["tidemark-storage"]),
+        .executable(name: "tidemark-fuzz", targets: ["tidemark-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -82,6 +83,13 @@ let package = Package(
             name: "tidemark-storage",
             dependencies: [
                 "TidemarkStorage", "TidemarkTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        // Grammar-driven fuzzing of whole paths (statement to answer, write path, recovery); `make fuzz` runs it.
+        .executableTarget(
+            name: "tidemark-fuzz",
+            dependencies: [
+                "TidemarkStorage", "TidemarkQuery", "TidemarkWire", "TidemarkTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make fuzz: builds each libFuzzer target with swiftc -sanitize=fuzzer,address and runs it
 # for FUZZ_SECONDS (default 60). A crash stops with its input saved under fuzz/crashes/;
-# keep it in fuzz/corpus/<target>/ once fixed, and the regression tests replay it.
+# keep it in fuzz/corpus/<target>/ once fixed, and the regression tests replay it. Then the
+# grammar-driven targets of tidemark-fuzz run as long each (see below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-60}
@@ -49,6 +50,24 @@ for name in http lineprotocol restbody raftframe sql; do
     echo "fuzz-$name: CRASH; input saved under fuzz/crashes/"
   fi
   grep -E "stat::number_of_executed_units" "$out/fuzz-$name.log" || true
+done
+# Grammar-driven targets over whole paths (tidemark-fuzz, built by SwiftPM): random statements
+# against a small engine, line protocol through the write path against a model, damaged
+# segments fed to recovery. Inputs come from seeds (FUZZ_SEED, else one drawn now); a finding
+# is replayed with `tidemark-fuzz <target> --seed N --count 1 --verbose`.
+swift build --product tidemark-fuzz > "$out/tidemark-fuzz-build.log" 2>&1 || { tail -20 "$out/tidemark-fuzz-build.log"; exit 1; }
+fuzzer="$(swift build --product tidemark-fuzz --show-bin-path)/tidemark-fuzz"
+seed=${FUZZ_SEED:-$(( (RANDOM << 15 | RANDOM) * 1000 ))}
+for target in sql lines segments; do
+  echo "== tidemark-fuzz $target for ${seconds}s from seed $seed"
+  if ! "$fuzzer" "$target" --seconds "$seconds" --seed "$seed" --crashes fuzz/crashes > "$out/tidemark-fuzz-$target.log" 2>&1; then
+    failed=1
+    tail -3 "$out/tidemark-fuzz-$target.log"
+    if [ -f "fuzz/crashes/$target-current-seed" ]; then
+      echo "tidemark-fuzz $target: CRASH at seed $(cat "fuzz/crashes/$target-current-seed"); replay: $fuzzer $target --seed $(cat "fuzz/crashes/$target-current-seed") --count 1 --verbose"
+    fi
+  fi
+  tail -1 "$out/tidemark-fuzz-$target.log"
 done
 [ $failed = 0 ] && echo "fuzz: every target ran ${seconds}s without a crash"
 exit $failed

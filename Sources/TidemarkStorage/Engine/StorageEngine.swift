@@ -382,8 +382,10 @@ public final class StorageEngine: @unchecked Sendable {
         }
     }
 
+    /// Floor division of the time by the partition width. `-(timestamp + 1)`, not
+    /// `-timestamp - 1`: the negation of Int64.min would trap.
     func partition(of timestamp: Int64) -> Int64 {
-        timestamp >= 0 ? timestamp / options.partitionInterval : -((-timestamp - 1) / options.partitionInterval) - 1
+        timestamp >= 0 ? timestamp / options.partitionInterval : -(-(timestamp + 1) / options.partitionInterval) - 1
     }
 
     // MARK: - Recovery
