@@ -68,6 +68,14 @@ struct FuzzLoop {
     }
 }
 
+/// Runs `body` with an empty scratch directory of this process for target `name`, removed after.
+func withScratchDirectory<T>(_ name: String, _ body: (String) throws -> T) throws -> T {
+    let directory = NSTemporaryDirectory() + "tidemark-fuzz-\(name)-\(getpid())"
+    try? FileManager.default.removeItem(atPath: directory)
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    return try body(directory)
+}
+
 /// A broken invariant (a lost write, an answer with points nobody wrote).
 struct Finding: Error, CustomStringConvertible {
     let description: String

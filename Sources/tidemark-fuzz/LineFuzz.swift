@@ -15,10 +15,7 @@ struct LineFuzz: ParsableCommand {
     @Option(help: "Requests per input (one engine per input).") var requests = 30
 
     func run() throws {
-        try FuzzLoop(name: "lines", options: options).run { seed, describe in
-            let directory = NSTemporaryDirectory() + "tidemark-fuzz-lines-\(getpid())"
-            try? FileManager.default.removeItem(atPath: directory)
-            defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FuzzLoop(name: "lines", options: options).run { seed, describe in try withScratchDirectory("lines") { directory in
             var engineOptions = EngineOptions()
             engineOptions.memtableBytesMax = 16 << 10
             engineOptions.fieldsPerLineMax = 50
@@ -42,7 +39,7 @@ struct LineFuzz: ParsableCommand {
             }
             try verify(engine, against: model)
             engine.close()
-        }
+        } }
     }
 
     /// One request down the write path; returns whether an entry was applied at `index`.

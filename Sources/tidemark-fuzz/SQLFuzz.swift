@@ -15,10 +15,7 @@ struct SQLFuzz: ParsableCommand {
     @Option(help: "Statements per input (one engine per input).") var statements = 40
 
     func run() throws {
-        try FuzzLoop(name: "sql", options: options).run { seed, describe in
-            let directory = NSTemporaryDirectory() + "tidemark-fuzz-sql-\(getpid())"
-            try? FileManager.default.removeItem(atPath: directory)
-            defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FuzzLoop(name: "sql", options: options).run { seed, describe in try withScratchDirectory("sql") { directory in
             var engineOptions = EngineOptions()
             engineOptions.memtableBytesMax = 64 << 10
             engineOptions.partitionInterval = 1 << 40
@@ -35,7 +32,7 @@ struct SQLFuzz: ParsableCommand {
                 default: break
                 }
             }
-        }
+        } }
     }
 }
 
