@@ -133,8 +133,9 @@ public final class StorageEngine: @unchecked Sendable {
     /// Opens (or creates) the region in `directory` and recovers it: schema log, segments
     /// (quarantining damaged ones, finishing an interrupted compaction), tombstones, and,
     /// with `.own`, its WAL. With `.consensus` the group replays its log through `apply`.
+    /// `health` hears of failed and successful log writes (the node's disk-full state).
     public init(directory: String, options: EngineOptions = EngineOptions(), logger: Logger = Logger(label: "tidemark.storage"),
-                log: RegionLog = .own) throws {
+                log: RegionLog = .own, health: StorageHealth? = nil) throws {
         self.directory = directory
         self.options = options
         self.logger = logger
@@ -142,10 +143,10 @@ public final class StorageEngine: @unchecked Sendable {
         try FileIO.makeDirectory(directory + "/quarantine")
         schema = SchemaTree(limits: options.schemaLimits)
         seriesDirectory = SeriesDirectory(entriesMax: options.seriesDirectoryEntriesMax)
-        schemaLog = try FileWAL(directory: directory + "/schema", policy: .always)
+        schemaLog = try FileWAL(directory: directory + "/schema", policy: .always, health: health)
         active = Memtable(createdNs: monotonicNowNs())
         let ownWAL: FileWAL? = switch log {
-        case .own: try FileWAL(directory: directory + "/wal", policy: options.walSync)
+        case .own: try FileWAL(directory: directory + "/wal", policy: options.walSync, health: health)
         case .consensus, .replicated: nil
         }
         createsSchemaOnApply = log == .replicated
@@ -238,13 +239,17 @@ public final class StorageEngine: @unchecked Sendable {
     }
 
     private func recoverSchema() throws {
-        _ = try schemaLog.replay { _, payload in
+        let report = try schemaLog.replay { _, payload in
             switch try SchemaRecord.decode(payload) {
             case .createDatabase(let name): try? schema.createDatabase(name)
             case .createSeries(let series): try? schema.createSeries(series)
             case .deleteSeries(let pattern): _ = schema.deleteSeries(matching: try PathPattern(parsing: pattern))
             case .deleteDatabase(let name): try? schema.deleteDatabase(name)
             }
+        }
+        if report.bytesCut > 0 {
+            logger.warning("cut a torn tail of the schema log", metadata: [
+                "file": "\(report.cutPath ?? "")", "offset": "\(report.cutOffset)", "bytes": "\(report.bytesCut)", "records": "\(report.records)"])
         }
     }
 
@@ -420,7 +425,8 @@ public final class StorageEngine: @unchecked Sendable {
             try apply(index: sequence, record: payload)
         }
         if report.bytesCut > 0 {
-            logger.warning("cut a torn WAL tail", metadata: ["bytes": "\(report.bytesCut)", "records": "\(report.records)"])
+            logger.warning("cut a torn WAL tail", metadata: ["file": "\(report.cutPath ?? "")", "offset": "\(report.cutOffset)",
+                                                           "bytes": "\(report.bytesCut)", "records": "\(report.records)"])
         }
     }
 
