@@ -51,6 +51,7 @@ public final class Node: @unchecked Sendable {
         self.loop = loop
         // The routes (and Raft) reach the stages, which exist only once built: resolve them lazily.
         let stagesBox = StagesBox()
+        let storageHealth = StorageHealth(logger: logger, directory: config.dataDir)
         if let nodeID = config.nodeID, let secret = config.clusterSecret {
             // Raft rounds (messages, ticks) persist and replicate on the append stage, committed entries
             // are applied on the apply stage. Both are offered without blocking (the event loop
@@ -63,20 +64,26 @@ public final class Node: @unchecked Sendable {
                                             submitHandoff: { stagesBox.offer($0, to: .handoff) == .accepted }, logger: logger)
             self.cluster = cluster
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
-                                          consensus: cluster.consensus, peers: cluster.peers)
+                                          consensus: cluster.consensus, peers: cluster.peers, health: storageHealth)
         } else {
             cluster = nil
             // The append stage logs a batch and goes on to the next; the apply stage applies it
             // and answers its writers (or, before the stages run, the writing thread does).
-            localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
+            localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger, health: storageHealth,
                                           applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
         }
         users = try UserStore(directory: config.dataDir + "/users", logger: logger)
+        // Files moved aside stay until an operator acts: say so at every start, once per file.
+        for file in NodeHealth.listQuarantine(dataDir: config.dataDir) {
+            logger.warning("node is degraded: a quarantined file awaits an operator (list them with `tidemark quarantine`)",
+                           metadata: ["file": "\(file.path)", "kind": "\(file.kind)", "bytes": "\(file.bytes)"])
+        }
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
         let region = localRegion.engine
-        let clusterWiring = cluster, nodeID = config.nodeID ?? 1
-        let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
+        let clusterWiring = cluster, nodeID = config.nodeID ?? 1, dataDir = config.dataDir
+        let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats },
+                                 health: { NodeHealth.read(dataDir: dataDir, storage: storageHealth) }, http: httpMetrics,
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
