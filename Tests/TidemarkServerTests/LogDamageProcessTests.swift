@@ -140,19 +140,21 @@ private func metricSamples(_ page: String, _ name: String) -> [String] {
         let client = try TestHTTPClient(port: node.port)
         var acknowledged = 0
         var batch = 0
+        var refusal = ""
         func writeBatch() throws -> Int {
             // 500 points with distinct timestamps: a log record of several KiB, more than a page's slack.
             let lines = (0..<500).map { "m,dev=a v=\($0)i \(batch * 500 + $0)" }.joined(separator: "\n")
-            let status = try client.request("POST", "/write?db=sg&precision=ms", body: Array(lines.utf8)).status
+            let answer = try client.request("POST", "/write?db=sg&precision=ms", body: Array(lines.utf8))
             batch += 1
-            if status == 204 { acknowledged += 500 }
-            return status
+            if answer.status == 204 { acknowledged += 500 } else { refusal = answer.text }
+            return answer.status
         }
         #expect(try writeBatch() == 204)
         let filler = try disk.fill(leaveBytes: 0)
         var refusals = 0
         for _ in 0..<20 where try writeBatch() != 204 { refusals += 1 }
         #expect(refusals > 0)
+        #expect(refusal.contains("No space left on device"), "refused with: \(refusal)")
         let ping = try client.request("GET", "/ping")
         #expect(ping.status == 503 && ping.text.contains("DEGRADED: disk_full"), "\(ping.status) \(ping.text)")
         let metrics = try client.request("GET", "/metrics").text
