@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import TidemarkCore
 import TidemarkTestSupport
 @testable import TidemarkStorage
 
@@ -150,6 +151,25 @@ private func size(_ path: String) throws -> Int { try Data(contentsOf: URL(fileU
         let error = try #require(throws: LogDamageError.self) { try StorageEngine(directory: directory) }
         #expect(error.path == schemaDirectory + "/" + file && error.offset == 0)
         #expect(try size(schemaDirectory + "/" + file) == before)
+    }
+
+    /// STYLE.md: a schema-log append that fails must fail the statement. It was `try?`: a write
+    /// creating a series was logged and acknowledged without the series in the schema log, so
+    /// after a restart its points were dropped on replay. Now the write is refused, and so is
+    /// every later one until the schema log takes the record.
+    @Test func aWriteWhoseNewSeriesCannotBeLoggedIsRefused() throws {
+        let directory = try temporaryDirectory("engine")
+        let engine = try StorageEngine(directory: directory)
+        try engine.write([PointWrite(path: "root.sg.d.a", timestamp: 1, value: .int64(1))])
+        engine.schemaLog.close()  // every later append fails, as on a full disk
+        #expect(throws: StorageIOError.self) { try engine.write([PointWrite(path: "root.sg.d.b", timestamp: 1, value: .int64(2))]) }
+        #expect(throws: StorageIOError.self) { try engine.write([PointWrite(path: "root.sg.d.a", timestamp: 2, value: .int64(3))]) }
+        #expect(engine.unloggedSchema.count == 1)
+        engine.close()
+        let reopened = try StorageEngine(directory: directory)
+        #expect(reopened.series("root.sg.d.b") == nil)
+        #expect(try reopened.scan(path: "root.sg.d.a", range: Int64.min...Int64.max).all().timestamps == [1])
+        reopened.close()
     }
 
     /// Issue 27 item 14: after ENOSPC the WAL refused every write until a restart. Now the partial
