@@ -52,6 +52,12 @@ public final class Node: @unchecked Sendable {
         // The routes (and Raft) reach the stages, which exist only once built: resolve them lazily.
         let stagesBox = StagesBox()
         let storageHealth = StorageHealth(logger: logger, directory: config.dataDir)
+        // Files moved aside stay until an operator acts: say so at every start, once per file
+        // (listed before the region opens, which logs the segments it quarantines itself).
+        for file in NodeHealth.listQuarantine(dataDir: config.dataDir) {
+            logger.warning("node is degraded: a quarantined file awaits an operator (list them with `tidemark quarantine`)",
+                           metadata: ["file": "\(file.path)", "kind": "\(file.kind)", "bytes": "\(file.bytes)"])
+        }
         if let nodeID = config.nodeID, let secret = config.clusterSecret {
             // Raft rounds (messages, ticks) persist and replicate on the append stage, committed entries
             // are applied on the apply stage. Both are offered without blocking (the event loop
@@ -73,11 +79,6 @@ public final class Node: @unchecked Sendable {
                                           applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
         }
         users = try UserStore(directory: config.dataDir + "/users", logger: logger)
-        // Files moved aside stay until an operator acts: say so at every start, once per file.
-        for file in NodeHealth.listQuarantine(dataDir: config.dataDir) {
-            logger.warning("node is degraded: a quarantined file awaits an operator (list them with `tidemark quarantine`)",
-                           metadata: ["file": "\(file.path)", "kind": "\(file.kind)", "bytes": "\(file.bytes)"])
-        }
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
         let region = localRegion.engine

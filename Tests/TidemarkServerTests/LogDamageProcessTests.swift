@@ -128,6 +128,44 @@ private func metricSamples(_ page: String, _ name: String) -> [String] {
         #expect(refused.stderr.contains("\(log): damaged log at byte \(offset)"), "stderr: \(refused.stderr)")
     }
 
+    /// Issue 27 item 13: a quarantined segment's points silently went missing from answers.
+    /// Now the node says so: degraded in /metrics and /cluster, the file in /quarantine and
+    /// `tidemark quarantine`, a log line per file, and still after a restart.
+    @Test func aQuarantinedSegmentMakesTheNodeDegradedAndIsListedUntilRemoved() throws {
+        let dataDir = try temporaryDirectory("data")
+        let regionDir = dataDir + "/regions/0"
+        do {
+            let region = try LocalRegion(dataDir: dataDir, options: EngineOptions(), logger: Logger(label: "test"))
+            try region.write((0..<1000).map { PointWrite(path: "root.sg.d.s", timestamp: Int64($0), value: .int64(Int64($0))) })
+            try region.engine.flush()
+            region.close()
+        }
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: regionDir + "/segments").first)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: regionDir + "/segments/" + segment))
+        bytes[bytes.count / 2] ^= 0xFF  // inside a chunk
+        try bytes.write(to: URL(fileURLWithPath: regionDir + "/segments/" + segment))
+        for run in 0..<2 {
+            let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+            let client = try TestHTTPClient(port: node.port)
+            let metrics = try client.request("GET", "/metrics").text
+            #expect(metricSamples(metrics, "tidemark_node_degraded") == ["tidemark_node_degraded 1"], "run \(run)")
+            #expect(metricSamples(metrics, "tidemark_node_degraded_reason").contains("tidemark_node_degraded_reason{reason=\"quarantined_files\"} 1"))
+            #expect(try client.request("GET", "/cluster").text.contains("\"degraded\":true"))
+            let listed = try client.request("GET", "/quarantine").text
+            #expect(listed.contains("\"path\":\"regions/0/quarantine/\(segment)\",\"kind\":\"segment\",\"bytes\":\(bytes.count)"), "\(listed)")
+            let cli = try runProcess(try builtProduct("tidemark"), ["quarantine", "--url", "http://127.0.0.1:\(node.port)"])
+            #expect(cli.status == 0 && cli.stdout.contains("segment") && cli.stdout.contains("regions/0/quarantine/" + segment), "\(cli.stdout)")
+            #expect(try node.stop() == 0)
+            let lines = node.stderr.split(separator: "\n").filter { $0.contains(segment) }
+            #expect(lines.count == 1, "one log line for the file in run \(run): \(lines)")
+        }
+        try FileManager.default.removeItem(atPath: regionDir + "/quarantine/" + segment)
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        let metrics = try TestHTTPClient(port: node.port).request("GET", "/metrics").text
+        #expect(metricSamples(metrics, "tidemark_node_degraded") == ["tidemark_node_degraded 0"])
+        #expect(try node.stop() == 0)
+    }
+
     /// Issue 27 item 14: after ENOSPC every write was refused until a restart, nothing was
     /// logged and /ping stayed 200. Now: the episode is logged once, /ping answers 503 and
     /// /metrics counts it; once space is free the node takes writes again by itself, and
