@@ -67,7 +67,8 @@ public final class Node: @unchecked Sendable {
                                             submitRound: { _ = stagesBox.offerAppend(.consensus($0)) },
                                             submitMessages: { _ = stagesBox.offerAppend(.raftMessages($0)) },
                                             submitApply: { stagesBox.offer($0, to: .apply) == .accepted },
-                                            submitHandoff: { stagesBox.offer($0, to: .handoff) == .accepted }, logger: logger)
+                                            submitHandoff: { stagesBox.offer($0, to: .handoff) == .accepted }, health: storageHealth,
+                                            logger: logger)
             self.cluster = cluster
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
                                           consensus: cluster.consensus, peers: cluster.peers, health: storageHealth)
@@ -78,7 +79,7 @@ public final class Node: @unchecked Sendable {
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger, health: storageHealth,
                                           applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
         }
-        users = try UserStore(directory: config.dataDir + "/users", logger: logger)
+        users = try UserStore(directory: config.dataDir + "/users", logger: logger, health: storageHealth)
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
         let region = localRegion.engine

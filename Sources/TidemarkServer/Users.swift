@@ -48,10 +48,10 @@ final class UserStore: Sendable {
     private let cacheSeconds: Double
     private let state = Mutex<(users: [String: User], verified: [String: (user: String, until: Date)])>(([:], [:]))
 
-    init(directory: String, logger: Logger, cacheSeconds: Double = 8 * 3600) throws {
+    init(directory: String, logger: Logger, cacheSeconds: Double = 8 * 3600, health: StorageHealth? = nil) throws {
         self.logger = logger
         self.cacheSeconds = cacheSeconds
-        log = try FileWAL(directory: directory, policy: .always)
+        log = try FileWAL(directory: directory, policy: .always, health: health)
         var users: [String: User] = [:]
         // Damage in the middle of the log throws (naming file and offset): start is refused,
         // never answered with fewer users or a reset root.
