@@ -153,12 +153,13 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
         do {
             try FileIO.writeAll(descriptor, frame.bytes, path: path)
         } catch {
-            // A write that failed part way (ENOSPC, EDQUOT) left part of a record. Cut it off so
-            // the file ends at its last whole record: later appends then follow good records, and
-            // the log takes writes again once there is space. If even that fails, the tail stays
-            // torn for recovery to cut, and nothing may be appended after it.
+            // A write that failed part way left part of a record. Cut it off so the file ends at
+            // its last whole record: later appends then follow good records. Out of space, the
+            // log takes writes again once there is space; any other failure, or a cut that fails
+            // (the tail stays torn for recovery to cut), refuses everything from now on.
             do throws(StorageIOError) {
                 try FileIO.truncate(descriptor, to: fileBytes, path: path)
+                if error.code != ENOSPC && error.code != EDQUOT { failure = error }
             } catch let cutError {
                 failure = cutError
             }
