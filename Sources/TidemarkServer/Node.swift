@@ -42,11 +42,18 @@ public final class Node: @unchecked Sendable {
     private var shutdownTimer: LoopTimer?
     private var outcome = Outcome.clean
 
-    /// Locks the data directory and builds the stages and the event loop.
-    public init(config: NodeConfig, logger: Logger) throws {
+    /// Locks the data directory and builds the stages and the event loop. With `repairLogs`
+    /// (`tidemarkd --repair`), logs damaged in the middle are first set aside and cut
+    /// (`LogRepairRun`): only once the lock is held, so a running node's logs are never touched.
+    public init(config: NodeConfig, logger: Logger, repairLogs: Bool = false) throws {
         self.config = config
         self.logger = logger
         dataDirectory = try DataDirectory(path: config.dataDir)
+        if repairLogs {
+            let actions = try LogRepairRun.run(dataDir: config.dataDir)
+            for action in actions { logger.warning("repaired a damaged log", metadata: ["action": "\(action)"]) }
+            logger.notice("log repair done", metadata: ["files": "\(actions.count)"])
+        }
         let loop = try EventLoop()
         self.loop = loop
         // The routes (and Raft) reach the stages, which exist only once built: resolve them lazily.

@@ -67,19 +67,9 @@ struct Tidemarkd: ParsableCommand {
         }
         let logger = Logger(label: "tidemarkd")
         unblockStopSignals()
-        if repair {
-            do {
-                let actions = try LogRepairRun.run(dataDir: nodeConfig.dataDir)
-                for action in actions { logger.warning("repaired a damaged log", metadata: ["action": "\(action)"]) }
-                logger.notice("repair done", metadata: ["files": "\(actions.count)"])
-            } catch {
-                logger.critical("cannot repair the logs", metadata: ["error": "\(error)"])
-                throw ExitCode(1)
-            }
-        }
         let outcome: Node.Outcome
         do {
-            let node = try Node(config: nodeConfig, logger: logger)
+            let node = try Node(config: nodeConfig, logger: logger, repairLogs: repair)
             outcome = try node.run { address in
                 // One line on stdout that scripts and tests wait for.
                 FileHandle.standardOutput.write(Data("tidemarkd ready http=\(address)\n".utf8))
