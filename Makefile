@@ -63,7 +63,7 @@ sim: deps
 	  status=$$?; grep -E "^↳ seed|seed [0-9]+, round" .build/sim.log | sed 's/^↳ //' | head -20; \
 	  grep -E "^(raft|multi-leader) simulation:" .build/sim.log; exit $$status
 
-# libFuzzer targets (HTTP decoder, line protocol, REST bodies, Raft frames, SQL), FUZZ_SECONDS each (default 60).
+# libFuzzer targets (HTTP decoder, line protocol, REST bodies, Raft frames, log recovery scan, SQL), FUZZ_SECONDS each (default 60).
 fuzz: deps
 	@bash fuzz/run.sh
 

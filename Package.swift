@@ -69,7 +69,7 @@ let package = Package(
         .executableTarget(
             name: "tidemarkd",
             dependencies: [
-                "TidemarkServer", "TidemarkConfig",
+                "TidemarkServer", "TidemarkConfig", "TidemarkStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

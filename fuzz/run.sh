@@ -21,10 +21,10 @@ clang -O2 -g -fsanitize=fuzzer-no-link,address -I Sources/CCRC32C/include -c Sou
 ar rcs "$out/libCCRC32C.a" "$out/crc32c.o"
 printf 'module CCRC32C {\n  header "%s"\n  export *\n}\n' "$PWD/Sources/CCRC32C/include/crc32c.h" > "$out/CCRC32C/module.modulemap"
 
-# The storage codecs the Raft frame decoder uses, as a module of their own.
+# The storage codecs the Raft frame decoder uses, and the pure log scan recovery uses, as a module of their own.
 swiftc "${flags[@]}" -I "$out/CCRC32C" -emit-module -emit-library -static -module-name TidemarkStorage \
   -emit-module-path "$out/TidemarkStorage.swiftmodule" Sources/TidemarkStorage/Codec/Bytes.swift Sources/TidemarkStorage/Codec/CRC32C.swift \
-  -o "$out/libTidemarkStorage.a"
+  Sources/TidemarkStorage/WAL/LogScan.swift -o "$out/libTidemarkStorage.a"
 
 build() {  # name, sources…
   local name=$1; shift
@@ -36,10 +36,11 @@ build restbody fuzz/RESTBodyFuzz.swift Sources/TidemarkServer/RESTBody.swift
 build raftframe fuzz/RaftFrameFuzz.swift Sources/TidemarkConsensus/Transport/RaftFrame.swift Sources/TidemarkConsensus/Raft/RaftTypes.swift \
   Sources/TidemarkConsensus/Raft/RaftCodec.swift Sources/TidemarkConsensus/GroupID.swift \
   Sources/TidemarkConsensus/MultiLeader/MultiLeaderCore.swift -I "$out/CCRC32C" -lTidemarkStorage -lCCRC32C
+build logscan fuzz/LogScanFuzz.swift -I "$out/CCRC32C" -lTidemarkStorage -lCCRC32C
 build sql fuzz/SQLFuzz.swift Sources/TidemarkQuery/Lexer.swift Sources/TidemarkQuery/Parser.swift Sources/TidemarkQuery/Statement.swift
 
 failed=0
-for name in http lineprotocol restbody raftframe sql; do
+for name in http lineprotocol restbody raftframe logscan sql; do
   # New inputs go to a scratch corpus; fuzz/corpus/<name> holds the committed seeds and past crashes.
   mkdir -p "fuzz/corpus/$name" "$out/corpus-$name"
   echo "== fuzz-$name for ${seconds}s"

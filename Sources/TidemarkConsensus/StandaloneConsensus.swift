@@ -15,6 +15,8 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
     private let directory: String
     private let syncPolicy: WALSyncPolicy
     private let logger: Logger
+    /// Hears of failed and successful log writes (the node's disk-full state).
+    private let health: StorageHealth?
     private let groups = Mutex<[GroupID: StandaloneGroup]?>([:])
     private let applyOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
 
@@ -22,8 +24,10 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
     /// says whether it took it; when it does not (a stage full or not running), the writing
     /// thread applies.
     public init(nodeID: UInt64 = 1, directory: String, syncPolicy: WALSyncPolicy, logger: Logger = Logger(label: "tidemark.consensus"),
+                health: StorageHealth? = nil,
                 applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true }) {
         self.nodeID = nodeID
+        self.health = health
         self.directory = directory
         self.syncPolicy = syncPolicy
         self.logger = logger
@@ -38,7 +42,7 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
             guard groups != nil else { throw ConsensusError.stopped }
             guard groups![group] == nil else { throw ConsensusError.groupExists(group) }
             groups![group] = try StandaloneGroup(id: group, directory: directory + "/\(group)", syncPolicy: syncPolicy,
-                                                 stateMachine: stateMachine, logger: logger, applyOn: applyOn)
+                                                 stateMachine: stateMachine, logger: logger, health: health, applyOn: applyOn)
         }
     }
 
@@ -141,7 +145,7 @@ final class StandaloneGroup: @unchecked Sendable {
 
     private var snapshotPath: String { directory + "/snapshot" }
 
-    init(id: GroupID, directory: String, syncPolicy: WALSyncPolicy, stateMachine: StateMachine, logger: Logger,
+    init(id: GroupID, directory: String, syncPolicy: WALSyncPolicy, stateMachine: StateMachine, logger: Logger, health: StorageHealth?,
          applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool) throws {
         self.id = id
         self.directory = directory
@@ -150,7 +154,7 @@ final class StandaloneGroup: @unchecked Sendable {
         self.logger = logger
         self.applyOn = applyOn
         try FileIO.makeDirectory(directory)
-        log = try FileWAL(directory: directory + "/log", policy: syncPolicy)
+        log = try FileWAL(directory: directory + "/log", policy: syncPolicy, health: health)
         try recover()
     }
 
@@ -175,7 +179,8 @@ final class StandaloneGroup: @unchecked Sendable {
         appended = last
         applied.store(last, ordering: .releasing)
         if report.bytesCut > 0 {
-            logger.warning("cut a torn log tail", metadata: ["group": "\(id)", "bytes": "\(report.bytesCut)", "entries": "\(report.records)"])
+            logger.warning("cut a torn log tail", metadata: ["group": "\(id)", "file": "\(report.cutPath ?? "")", "offset": "\(report.cutOffset)",
+                                                            "bytes": "\(report.bytesCut)", "entries": "\(report.records)"])
         }
         if refused > 0 {
             // The same entries were refused when first written; their writers were told.

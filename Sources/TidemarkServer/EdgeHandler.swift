@@ -24,12 +24,14 @@ struct EdgeHandler: HTTPRequestHandler {
     }
 }
 
-/// The node's own routes: `/ping`, `/metrics`, `/stages`. Runs on the decode stage.
+/// The node's own routes: `/ping`, `/metrics`, `/stages`, `/cluster`, `/quarantine`. Runs on the decode stage.
 struct AdminRoutes: Sendable {
-    static let routes = ["/ping", "/metrics", "/stages", "/cluster", "/write", "/flush"] + RESTv2.routes
+    static let routes = ["/ping", "/metrics", "/stages", "/cluster", "/quarantine", "/write", "/flush"] + RESTv2.routes
 
     let stages: @Sendable () -> [StageSnapshot]
     let storage: @Sendable () -> EngineStats
+    /// Disk full, failed logs, quarantined files.
+    let health: @Sendable () -> NodeHealth
     let http: HTTPMetrics
     /// In a cluster, this node's view of it.
     let cluster: @Sendable () -> ClusterStatus?
@@ -54,17 +56,26 @@ struct AdminRoutes: Sendable {
         }
         switch route {
         case "/ping":
+            // A node that refuses writes (disk full, a failed log) is taken out by health checks until it takes them again.
+            let health = health()
+            guard !health.refusesWrites else {
+                let message = "DEGRADED: " + health.reasons.joined(separator: ", ") + (health.storage.lastError.map { ": \($0)" } ?? "")
+                return .json(503, "{\"code\":503,\"message\":\(jsonQuoted(message))}", route: route)
+            }
             return .json(200, #"{"code":200,"message":"SUCCESS_STATUS"}"#, route: route)
+        case "/quarantine":
+            return .json(200, health().quarantineJSON, route: route)
         case "/metrics":
             let text = MetricsText.render(
-                stages: stages(), storage: storage(), http: http, cluster: cluster(), process: .read(),
+                stages: stages(), storage: storage(), health: health(), http: http, cluster: cluster(), process: .read(),
                 uptimeSeconds: Double(monotonicNowNs() - startedNs) / 1e9, startTimeSeconds: startTimeSeconds)
             return HTTPResponse(status: 200, contentType: MetricsText.contentType, body: Array(text.utf8), route: route)
         case "/cluster":
+            let fields = health().clusterJSONFields
             guard let status = cluster() else {
-                return .json(200, "{\"node_id\":1,\"nodes\":[],\"groups\":[],\"partition_table_version\":0,\"standalone\":true}", route: route)
+                return .json(200, "{\"node_id\":1,\"nodes\":[],\"groups\":[],\"partition_table_version\":0,\"standalone\":true,\(fields)}", route: route)
             }
-            return .json(200, status.json, route: route)
+            return .json(200, String(status.json.dropLast()) + ",\(fields)}", route: route)
         default:
             let body = StageReport.encode(stages().map(StageReport.init))
             return HTTPResponse(status: 200, contentType: "application/json", body: body, route: route)

@@ -13,17 +13,19 @@ public final class LocalRegion: Sendable {
 
     /// Opens the region, standalone, and replays the group's log into it. Appended entries
     /// are applied through `applyOn` (the node's apply stage; by default on the writing thread).
-    public convenience init(dataDir: String, options: EngineOptions, logger: Logger,
+    /// `health` hears of failed and successful log writes (the node's disk-full state).
+    public convenience init(dataDir: String, options: EngineOptions, logger: Logger, health: StorageHealth? = nil,
                             applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true }) throws {
         try self.init(dataDir: dataDir, options: options, logger: logger,
                       consensus: StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: options.walSync, logger: logger,
-                                                     applyOn: applyOn),
-                      peers: [], log: .consensus)
+                                                     health: health, applyOn: applyOn),
+                      peers: [], log: .consensus, health: health)
     }
 
     /// Opens the region as a replica of a group `consensus` runs with `peers`.
-    public init(dataDir: String, options: EngineOptions, logger: Logger, consensus: Consensus, peers: [Peer], log: RegionLog = .replicated) throws {
-        engine = try StorageEngine(directory: dataDir + "/regions/0", options: options, logger: logger, log: log)
+    public init(dataDir: String, options: EngineOptions, logger: Logger, consensus: Consensus, peers: [Peer], log: RegionLog = .replicated,
+                health: StorageHealth? = nil) throws {
+        engine = try StorageEngine(directory: dataDir + "/regions/0", options: options, logger: logger, log: log, health: health)
         self.consensus = consensus
         do {
             try consensus.createGroup(Self.group, peers: peers, stateMachine: RegionStateMachine(engine: engine))

@@ -15,8 +15,8 @@ struct MetricsText {
     private var text = ""
 
     /// The whole page for the given readings.
-    static func render(stages: [StageSnapshot], storage: EngineStats, http: HTTPMetrics, cluster: ClusterStatus?, process: ProcessStats,
-                       uptimeSeconds: Double, startTimeSeconds: Double) -> String {
+    static func render(stages: [StageSnapshot], storage: EngineStats, health: NodeHealth, http: HTTPMetrics, cluster: ClusterStatus?,
+                       process: ProcessStats, uptimeSeconds: Double, startTimeSeconds: Double) -> String {
         var page = MetricsText()
         page.stageFamilies(stages)
         page.gauge("tidemark_storage_segments", "Segment files in use.", Double(storage.segments))
@@ -26,6 +26,7 @@ struct MetricsText {
         page.gauge("tidemark_storage_tombstones", "Deletes still applied on read.", Double(storage.tombstones))
         page.counter("tidemark_storage_quarantined_segments_total", "Segments moved aside because a checksum failed.",
                      Double(storage.quarantinedSegments))
+        page.healthFamilies(health)
         page.family("tidemark_http_requests_total", "counter", "HTTP responses sent, by route and status.")
         for (key, count) in http.responseCounts() {
             page.sample("tidemark_http_requests_total", ["route": key.route, "status": String(key.status)], Double(count))
@@ -42,6 +43,22 @@ struct MetricsText {
         page.gauge("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds.", startTimeSeconds)
         page.gauge("tidemark_uptime_seconds", "Seconds since the node started.", uptimeSeconds)
         return page.text
+    }
+
+    private mutating func healthFamilies(_ health: NodeHealth) {
+        gauge("tidemark_node_degraded", "1 while the node is degraded: writes refused (disk full, a failed log) or quarantined files present.",
+              health.degraded ? 1 : 0)
+        family("tidemark_node_degraded_reason", "gauge", "1 for each reason the node is degraded now.")
+        for reason in ["disk_full", "log_failed", "quarantined_files"] {
+            sample("tidemark_node_degraded_reason", ["reason": reason], health.reasons.contains(reason) ? 1 : 0)
+        }
+        gauge("tidemark_quarantined_files", "Files under the quarantine directories (damaged segments; log copies --repair set aside).",
+              Double(health.quarantined.count))
+        gauge("tidemark_storage_disk_full", "1 while log writes are refused for lack of space.", health.storage.diskFull ? 1 : 0)
+        counter("tidemark_storage_disk_full_episodes_total", "Times log writes started being refused for lack of space.",
+                Double(health.storage.diskFullEpisodes))
+        counter("tidemark_storage_log_write_failures_total", "Log writes or fsyncs that failed, for any reason.",
+                Double(health.storage.failedWrites))
     }
 
     private mutating func clusterFamilies(_ cluster: ClusterStatus) {

@@ -42,15 +42,29 @@ public final class Node: @unchecked Sendable {
     private var shutdownTimer: LoopTimer?
     private var outcome = Outcome.clean
 
-    /// Locks the data directory and builds the stages and the event loop.
-    public init(config: NodeConfig, logger: Logger) throws {
+    /// Locks the data directory and builds the stages and the event loop. With `repairLogs`
+    /// (`tidemarkd --repair`), logs damaged in the middle are first set aside and cut
+    /// (`LogRepairRun`): only once the lock is held, so a running node's logs are never touched.
+    public init(config: NodeConfig, logger: Logger, repairLogs: Bool = false) throws {
         self.config = config
         self.logger = logger
         dataDirectory = try DataDirectory(path: config.dataDir)
+        if repairLogs {
+            let actions = try LogRepairRun.run(dataDir: config.dataDir)
+            for action in actions { logger.warning("repaired a damaged log", metadata: ["action": "\(action)"]) }
+            logger.notice("log repair done", metadata: ["files": "\(actions.count)"])
+        }
         let loop = try EventLoop()
         self.loop = loop
         // The routes (and Raft) reach the stages, which exist only once built: resolve them lazily.
         let stagesBox = StagesBox()
+        let storageHealth = StorageHealth(logger: logger, directory: config.dataDir)
+        // Files moved aside stay until an operator acts: say so at every start, once per file
+        // (listed before the region opens, which logs the segments it quarantines itself).
+        for file in NodeHealth.listQuarantine(dataDir: config.dataDir) {
+            logger.warning("node is degraded: a quarantined file awaits an operator (list them with `tidemark quarantine`)",
+                           metadata: ["file": "\(file.path)", "kind": "\(file.kind)", "bytes": "\(file.bytes)"])
+        }
         if let nodeID = config.nodeID, let secret = config.clusterSecret {
             // Raft rounds (messages, ticks) persist and replicate on the append stage, committed entries
             // are applied on the apply stage. Both are offered without blocking (the event loop
@@ -60,23 +74,25 @@ public final class Node: @unchecked Sendable {
                                             submitRound: { _ = stagesBox.offerAppend(.consensus($0)) },
                                             submitMessages: { _ = stagesBox.offerAppend(.raftMessages($0)) },
                                             submitApply: { stagesBox.offer($0, to: .apply) == .accepted },
-                                            submitHandoff: { stagesBox.offer($0, to: .handoff) == .accepted }, logger: logger)
+                                            submitHandoff: { stagesBox.offer($0, to: .handoff) == .accepted }, health: storageHealth,
+                                            logger: logger)
             self.cluster = cluster
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
-                                          consensus: cluster.consensus, peers: cluster.peers)
+                                          consensus: cluster.consensus, peers: cluster.peers, health: storageHealth)
         } else {
             cluster = nil
             // The append stage logs a batch and goes on to the next; the apply stage applies it
             // and answers its writers (or, before the stages run, the writing thread does).
-            localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
+            localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger, health: storageHealth,
                                           applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
         }
-        users = try UserStore(directory: config.dataDir + "/users", logger: logger)
+        users = try UserStore(directory: config.dataDir + "/users", logger: logger, health: storageHealth)
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
         let region = localRegion.engine
-        let clusterWiring = cluster, nodeID = config.nodeID ?? 1
-        let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats }, http: httpMetrics,
+        let clusterWiring = cluster, nodeID = config.nodeID ?? 1, dataDir = config.dataDir
+        let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats },
+                                 health: { NodeHealth.read(dataDir: dataDir, storage: storageHealth) }, http: httpMetrics,
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)

@@ -48,15 +48,22 @@ final class UserStore: Sendable {
     private let cacheSeconds: Double
     private let state = Mutex<(users: [String: User], verified: [String: (user: String, until: Date)])>(([:], [:]))
 
-    init(directory: String, logger: Logger, cacheSeconds: Double = 8 * 3600) throws {
+    init(directory: String, logger: Logger, cacheSeconds: Double = 8 * 3600, health: StorageHealth? = nil) throws {
         self.logger = logger
         self.cacheSeconds = cacheSeconds
-        log = try FileWAL(directory: directory, policy: .always)
+        log = try FileWAL(directory: directory, policy: .always, health: health)
         var users: [String: User] = [:]
-        _ = try log.replay { _, payload in
+        // Damage in the middle of the log throws (naming file and offset): start is refused,
+        // never answered with fewer users or a reset root.
+        let report = try log.replay { _, payload in
             let record = try Self.decode(payload)
             if record.hash.isEmpty { users[record.name] = nil } else { users[record.name] = record }
         }
+        if report.bytesCut > 0 {
+            logger.warning("cut a torn tail of the users log", metadata: [
+                "file": "\(report.cutPath ?? "")", "offset": "\(report.cutOffset)", "bytes": "\(report.bytesCut)", "records": "\(report.records)"])
+        }
+        try Self.checkRootRecovered(users: users, records: report.records, directory: directory)
         state.withLock { $0.users = users }
         if users["root"] == nil { try save(try Self.make(name: "root", password: "root", grants: [:])) }
         if verify(name: "root", password: "root") {
@@ -65,6 +72,22 @@ final class UserStore: Sendable {
     }
 
     func close() { log.close() }
+
+    /// Root is the first record of every users log and cannot be dropped: a log without it
+    /// lost its start (a repair cut it, or it was damaged), and default credentials must not
+    /// take its place. Only a log that never held a record gets the default root.
+    private static func checkRootRecovered(users: [String: User], records: Int, directory: String) throws {
+        guard users["root"] == nil else { return }
+        // `tidemarkd --repair` keeps what it cut from `<data_dir>/users` under `<data_dir>/quarantine/logs/users`.
+        let repaired = FileManager.default.fileExists(atPath: directory + "/../quarantine/logs/" + (directory.split(separator: "/").last.map(String.init) ?? ""))
+        if records > 0 || repaired {
+            throw CorruptDataError("""
+                \(directory): the users log holds no root user (\(records) records; a damaged or repaired log?). \
+                Refusing to fall back to the default root/root: restore the users log from a backup, \
+                or remove \(directory) to start over with only root/root
+                """)
+        }
+    }
 
     // MARK: - Authentication
 

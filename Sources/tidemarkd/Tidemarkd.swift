@@ -4,6 +4,7 @@ import Logging
 import TidemarkConfig
 import TidemarkCore
 import TidemarkServer
+import TidemarkStorage
 
 /// The Tidemark node: reads its config, serves until SIGTERM/SIGINT, then drains and exits.
 @main
@@ -14,7 +15,8 @@ struct Tidemarkd: ParsableCommand {
         discussion: """
             With no options it starts a single node on 127.0.0.1:18080 with data under ./data.
             Exit status: 0 after a clean stop, 1 when the stop passed shutdown_timeout_ms or the node
-            failed at run time, 2 when the configuration is wrong.
+            failed at run time, 2 when the configuration is wrong, 3 when data on disk is damaged (a log
+            damaged in the middle: the message names the file and byte; see --repair).
             """)
 
     @Option(name: .long, help: "Node config (YAML); see docs/configuration.md.")
@@ -34,6 +36,12 @@ struct Tidemarkd: ParsableCommand {
 
     @Flag(name: .long, help: "Check the configuration, print the effective stage sizing, and exit.")
     var checkConfig = false
+
+    @Flag(name: .long, help: """
+        Before starting, copy every log damaged in the middle to data_dir/quarantine/logs/ and cut it where the \
+        damage starts (the records after it are lost), then start. See docs/configuration.md, "Damaged logs".
+        """)
+    var repair = false
 
     func run() throws {
         let nodeConfig: NodeConfig
@@ -61,11 +69,18 @@ struct Tidemarkd: ParsableCommand {
         unblockStopSignals()
         let outcome: Node.Outcome
         do {
-            let node = try Node(config: nodeConfig, logger: logger)
+            let node = try Node(config: nodeConfig, logger: logger, repairLogs: repair)
             outcome = try node.run { address in
                 // One line on stdout that scripts and tests wait for.
                 FileHandle.standardOutput.write(Data("tidemarkd ready http=\(address)\n".utf8))
             }
+        } catch let error as LogDamageError {
+            logger.critical("refusing to start: a log is damaged in the middle", metadata: ["file": "\(error.path)", "offset": "\(error.offset)",
+                                                                                             "error": "\(error)"])
+            throw ExitCode(3)
+        } catch let error as CorruptDataError {
+            logger.critical("refusing to start: data on disk is damaged", metadata: ["error": "\(error)"])
+            throw ExitCode(3)
         } catch {
             logger.critical("cannot run the node", metadata: ["error": "\(error)"])
             throw ExitCode(1)

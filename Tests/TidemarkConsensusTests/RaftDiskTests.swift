@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TidemarkConsensus
+import TidemarkStorage
 import TidemarkTestSupport
 
 private let groupA = GroupID(kind: .data, number: 1)
@@ -19,6 +20,26 @@ private func ready(hardState: HardState? = nil, entries: [RaftEntry] = [], snaps
 }
 
 @Suite struct RaftDiskTests {
+    /// The Raft log is a `FileWAL`: a record damaged with good records after it refuses
+    /// recovery (file and offset named) instead of cutting entries, votes and terms.
+    @Test func aRecordDamagedInTheMiddleRefusesRecoveryAndCutsNothing() throws {
+        let directory = try temporaryDirectory("raftdisk")
+        let disk = try RaftDisk(directory: directory)
+        _ = try disk.recover()
+        for index in UInt64(1)...4 {
+            try disk.write([(groupA, ready(hardState: HardState(term: 1, vote: 1, commit: index - 1), entries: entries(index...index, term: 1)))])
+        }
+        disk.close()
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".wal") })
+        let path = directory + "/" + name
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        bytes[LogScan.recordHeaderBytes + 2] ^= 0x08  // inside the first record's payload
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let error = try #require(throws: LogDamageError.self) { try RaftDisk(directory: directory).recover() }
+        #expect(error.path == path && error.offset == 0 && error.followingOffset != nil)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == bytes)
+    }
+
     @Test func groupsRecoverTheirHardStateSnapshotAndEntries() throws {
         let directory = try temporaryDirectory("raftdisk")
         let disk = try RaftDisk(directory: directory)

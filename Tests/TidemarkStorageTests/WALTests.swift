@@ -83,14 +83,21 @@ private func replayAll(_ wal: FileWAL) throws -> ([(UInt64, [UInt8])], WALReplay
             #expect(report.bytesCut == length - records.count * recordBytes)
             #expect(try Data(contentsOf: URL(fileURLWithPath: path)).count == records.count * recordBytes)
         }
-        // Garbage after good records is cut too; a flipped byte inside a record ends the log there.
+        // Garbage after good records is cut too (nothing after it passes a checksum)…
+        var garbage = whole
+        garbage.append(contentsOf: [0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
+        try garbage.write(to: URL(fileURLWithPath: path))
+        let (records, report) = try replayAll(try FileWAL(directory: directory, policy: .always))
+        #expect(records.count == 3)
+        #expect(report.bytesCut == garbage.count - whole.count)
+        // …but a flipped byte inside a record with a good record after it is damage: nothing is cut.
         var damaged = whole
-        damaged.append(contentsOf: [0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13])
         damaged[recordBytes + 20] ^= 0x40
         try damaged.write(to: URL(fileURLWithPath: path))
-        let (records, report) = try replayAll(try FileWAL(directory: directory, policy: .always))
-        #expect(records.count == 1)
-        #expect(report.bytesCut == damaged.count - recordBytes)
+        #expect(throws: LogDamageError(path: path, offset: recordBytes, reason: "record fails its CRC", followingOffset: 2 * recordBytes)) {
+            try replayAll(try FileWAL(directory: directory, policy: .always))
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == damaged)
     }
 
     @Test func concurrentAppendsGetDistinctSequencesAndAllSurvive() throws {

@@ -36,6 +36,8 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         /// Ticks before a batch without an answer is sent again.
         public var resendTicks = 3
         public var syncPolicy = WALSyncPolicy.batch
+        /// Hears of failed and successful log writes (the node's disk-full state).
+        public var health: StorageHealth?
         /// Bytes in one piece of an image sent to a joining replica.
         public var imageChunkBytes = 1 << 20
         /// Pieces of an image not yet written to the connection, at most.
@@ -413,7 +415,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     func recover(_ id: GroupID, peers: [UInt64], machine: StateMachine) throws -> Group {
         let groupDirectory = directory + "/\(id)"
         try FileIO.makeDirectory(groupDirectory)
-        let log = try FileWAL(directory: groupDirectory + "/log", policy: settings.syncPolicy)
+        let log = try FileWAL(directory: groupDirectory + "/log", policy: settings.syncPolicy, health: settings.health)
         var records: [(UInt64, MultiLeaderRecord)] = []
         _ = try log.replay { index, bytes in records.append((index, try MultiLeaderRecord(decoding: bytes))) }
         // Refused again exactly as when first applied; nothing to report twice.

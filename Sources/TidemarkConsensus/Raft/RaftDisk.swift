@@ -47,11 +47,12 @@ public final class RaftDisk: @unchecked Sendable {
     /// Where snapshot images that came in pieces wait until their state machine installs them.
     public let imageDirectory: String
 
-    /// Opens the log and recovers every group's state.
-    public init(directory: String, segmentBytesMax: Int = 64 << 20) throws {
+    /// Opens the log and recovers every group's state; `health` hears of failed and successful
+    /// log writes (the node's disk-full state).
+    public init(directory: String, segmentBytesMax: Int = 64 << 20, health: StorageHealth? = nil) throws {
         precondition(segmentBytesMax > 0)
         self.segmentBytesMax = segmentBytesMax
-        wal = try FileWAL(directory: directory, policy: .batch)
+        wal = try FileWAL(directory: directory, policy: .batch, health: health)
         imageDirectory = directory + "/images"
         try FileIO.makeDirectory(imageDirectory)
     }

@@ -31,11 +31,12 @@ final class ClusterWiring: Sendable {
     /// `submitRound` hands work to the stage that runs rounds, `submitMessages` hands it Raft
     /// messages from peers (it merges a batch of them into one round, one fsync),
     /// `submitApply` hands work to the stage that applies, `submitHandoff` to the stage that
-    /// makes snapshot images for followers behind the compacted log.
+    /// makes snapshot images for followers behind the compacted log. `health` hears of failed
+    /// and successful log writes.
     init(config: NodeConfig, nodeID: UInt64, secret: String, loop: EventLoop, submitRound: @escaping @Sendable (StageTask) -> Void,
          submitMessages: @escaping @Sendable ([GroupMessage]) -> Void,
          submitApply: @escaping @Sendable (StageTask) -> Bool, submitHandoff: @escaping @Sendable (StageTask) -> Bool,
-         logger: Logger) throws {
+         health: StorageHealth? = nil, logger: Logger) throws {
         self.submitRound = submitRound
         tickMs = config.raftTickMs
         peers = config.metaPeers.enumerated().map { Peer(id: UInt64($0.offset + 1), address: "\($0.element)") }
@@ -65,7 +66,7 @@ final class ClusterWiring: Sendable {
             settings.snapshotChunkBytes = config.raftSnapshotChunkBytes
             settings.snapshotBytesMax = config.raftSnapshotBytesMax
             settings.seed = nodeID &* 0x9E37_79B9
-            let raft = try RaftConsensus(nodeID: nodeID, disk: try RaftDisk(directory: config.dataDir + "/raft"), transport: transport,
+            let raft = try RaftConsensus(nodeID: nodeID, disk: try RaftDisk(directory: config.dataDir + "/raft", health: health), transport: transport,
                                          settings: settings, logger: logger, applyOn: { work in submitApply(StageTask(work)) },
                                          imageOn: { work in submitHandoff(StageTask(work)) })
             box.raft = raft
@@ -75,6 +76,7 @@ final class ClusterWiring: Sendable {
         case .multiLeader:
             var settings = MultiLeaderConsensus.Settings()
             settings.syncPolicy = config.storage.walSync
+            settings.health = health
             settings.imageChunkBytes = config.raftSnapshotChunkBytes
             settings.imageBytesMax = config.raftSnapshotBytesMax
             let multiLeader = MultiLeaderConsensus(nodeID: nodeID, directory: config.dataDir + "/multileader", transport: transport,

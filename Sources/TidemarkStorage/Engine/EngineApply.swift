@@ -140,8 +140,16 @@ extension StorageEngine {
             }
         }
         var created: [SchemaRecord] = []
-        // One schema-log append (one fsync) for every series this entry creates.
-        defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
+        // One schema-log append (one fsync) for every series this entry creates. A committed
+        // entry applies even if that fails: its records wait in `unloggedSchema`, and the flush
+        // appends them before it lets the log (which can recreate them) drop the entry.
+        defer {
+            if !created.isEmpty {
+                do { try logSchemaLocked(created) } catch {
+                    logger.error("schema log append failed; retried before the next write or flush", metadata: ["error": "\(error)"])
+                }
+            }
+        }
         for (position, column) in batch.series.enumerated() {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.

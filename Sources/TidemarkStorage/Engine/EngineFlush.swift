@@ -56,6 +56,8 @@ extension StorageEngine {
                     for handle in handles { noteFlushedLocked(handle.info) }
                     sealed.removeFirst()
                 }
+                // The log may recreate series whose schema records are still unlogged: not before they are.
+                try writeLock.withLock { try logSchemaLocked([]) }
                 try logRetention.withLock { try $0?.release(through: memtable.maxSequence) }
             }
             try compactDue()

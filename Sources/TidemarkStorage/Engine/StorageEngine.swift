@@ -105,6 +105,10 @@ public final class StorageEngine: @unchecked Sendable {
     /// never reuses one (deletes and image installs mark it dead, new series take new numbers),
     /// and `SchemaTree.ref(_:hint:)` looks a dead one up by path.
     var recentSeries: [ColumnBatch.Series] = []
+    /// Protected by `writeLock`: schema changes memory already holds whose schema-log append
+    /// failed (a full disk). Every later write, schema change and flush appends them first and
+    /// fails while it cannot, so no data record naming their series is logged before them.
+    var unloggedSchema: [SchemaRecord] = []
     let maintenanceLock = NSLock()
     let state = NSLock()
     // protected by state:
@@ -138,8 +142,9 @@ public final class StorageEngine: @unchecked Sendable {
     /// Opens (or creates) the region in `directory` and recovers it: schema log, segments
     /// (quarantining damaged ones, finishing an interrupted compaction), tombstones, and,
     /// with `.own`, its WAL. With `.consensus` the group replays its log through `apply`.
+    /// `health` hears of failed and successful log writes (the node's disk-full state).
     public init(directory: String, options: EngineOptions = EngineOptions(), logger: Logger = Logger(label: "tidemark.storage"),
-                log: RegionLog = .own) throws {
+                log: RegionLog = .own, health: StorageHealth? = nil) throws {
         self.directory = directory
         self.options = options
         self.logger = logger
@@ -147,10 +152,10 @@ public final class StorageEngine: @unchecked Sendable {
         try FileIO.makeDirectory(directory + "/quarantine")
         schema = SchemaTree(limits: options.schemaLimits)
         seriesDirectory = SeriesDirectory(entriesMax: options.seriesDirectoryEntriesMax)
-        schemaLog = try FileWAL(directory: directory + "/schema", policy: .always)
+        schemaLog = try FileWAL(directory: directory + "/schema", policy: .always, health: health)
         active = Memtable(createdNs: monotonicNowNs())
         let ownWAL: FileWAL? = switch log {
-        case .own: try FileWAL(directory: directory + "/wal", policy: options.walSync)
+        case .own: try FileWAL(directory: directory + "/wal", policy: options.walSync, health: health)
         case .consensus, .replicated: nil
         }
         createsSchemaOnApply = log == .replicated
@@ -177,14 +182,14 @@ public final class StorageEngine: @unchecked Sendable {
     public func createDatabase(_ name: String) throws {
         try writeLock.withLock {
             try state.withLock { try schemaChange { try schema.createDatabase(name) } }
-            _ = try schemaLog.append([SchemaRecord.createDatabase(name).encoded()])
+            try logSchemaLocked([.createDatabase(name)])
         }
     }
 
     public func createSeries(_ series: SeriesSchema) throws {
         try writeLock.withLock {
             try state.withLock { try schemaChange { try schema.createSeries(series) } }
-            _ = try schemaLog.append([SchemaRecord.createSeries(series).encoded()])
+            try logSchemaLocked([.createSeries(series)])
         }
     }
 
@@ -210,6 +215,7 @@ public final class StorageEngine: @unchecked Sendable {
     public func deleteSeries(matching pattern: PathPattern) throws {
         try delete(matching: pattern, range: Int64.min...Int64.max)
         try writeLock.withLock {
+            try logSchemaLocked([])  // earlier changes first, in order
             _ = try schemaLog.append([SchemaRecord.deleteSeries(pattern: pattern.description).encoded()])
             state.withLock { _ = schema.deleteSeries(matching: pattern) }
         }
@@ -223,6 +229,7 @@ public final class StorageEngine: @unchecked Sendable {
         let pattern = try PathPattern(parsing: name + ".**")
         try delete(matching: pattern, range: Int64.min...Int64.max)
         try writeLock.withLock {
+            try logSchemaLocked([])  // earlier changes first, in order
             _ = try schemaLog.append([SchemaRecord.deleteDatabase(name).encoded()])
             try state.withLock { try schemaChange { try schema.deleteDatabase(name) } }
         }
@@ -243,13 +250,17 @@ public final class StorageEngine: @unchecked Sendable {
     }
 
     private func recoverSchema() throws {
-        _ = try schemaLog.replay { _, payload in
+        let report = try schemaLog.replay { _, payload in
             switch try SchemaRecord.decode(payload) {
             case .createDatabase(let name): try? schema.createDatabase(name)
             case .createSeries(let series): try? schema.createSeries(series)
             case .deleteSeries(let pattern): _ = schema.deleteSeries(matching: try PathPattern(parsing: pattern))
             case .deleteDatabase(let name): try? schema.deleteDatabase(name)
             }
+        }
+        if report.bytesCut > 0 {
+            logger.warning("cut a torn tail of the schema log", metadata: [
+                "file": "\(report.cutPath ?? "")", "offset": "\(report.cutOffset)", "bytes": "\(report.bytesCut)", "records": "\(report.records)"])
         }
     }
 
@@ -312,11 +323,18 @@ public final class StorageEngine: @unchecked Sendable {
 
     /// Checks each column's series against the schema, creating missing ones, and gives
     /// every column its series number; throws before anything is created if any column
-    /// cannot be written.
+    /// cannot be written. The caller holds `writeLock`.
     func resolveSchema(_ columns: inout [ColumnBatch.Series]) throws {
         var created: [SchemaRecord] = []
-        // Whatever was created is logged even if a later creation fails, so memory and log agree.
-        defer { if !created.isEmpty { _ = try? schemaLog.append(created.map { $0.encoded() }) } }
+        let checked = Result { () throws in try resolveSchemaLocked(&columns, created: &created) }
+        // Whatever was created is logged even if a later creation failed, so memory and log agree;
+        // a failed append fails this write, before its points can reach a log.
+        try logSchemaLocked(created)
+        try checked.get()
+    }
+
+    /// `resolveSchema`'s checks and creations, under `state`; `created` gets what was created.
+    private func resolveSchemaLocked(_ columns: inout [ColumnBatch.Series], created: inout [SchemaRecord]) throws {
         try state.withLock { () throws in
             var pending: [String: DataType] = [:]
             var newDatabases: [String] = []
@@ -359,6 +377,21 @@ public final class StorageEngine: @unchecked Sendable {
                     columns[index].id = schema.ref(columns[index].path)!.id
                 }
             }
+        }
+    }
+
+    /// Appends `records` (changes memory already holds) to the schema log after any still
+    /// unlogged; if that fails they all wait in `unloggedSchema` and the caller's statement
+    /// fails. The caller holds `writeLock`.
+    func logSchemaLocked(_ records: [SchemaRecord]) throws {
+        let all = unloggedSchema + records
+        guard !all.isEmpty else { return }
+        do {
+            _ = try schemaLog.append(all.map { $0.encoded() })
+            unloggedSchema = []
+        } catch {
+            unloggedSchema = all
+            throw error
         }
     }
 
@@ -427,7 +460,8 @@ public final class StorageEngine: @unchecked Sendable {
             try apply(index: sequence, record: payload)
         }
         if report.bytesCut > 0 {
-            logger.warning("cut a torn WAL tail", metadata: ["bytes": "\(report.bytesCut)", "records": "\(report.records)"])
+            logger.warning("cut a torn WAL tail", metadata: ["file": "\(report.cutPath ?? "")", "offset": "\(report.cutOffset)",
+                                                           "bytes": "\(report.bytesCut)", "records": "\(report.records)"])
         }
     }
 

@@ -10,15 +10,19 @@ import TidemarkCore
 /// Appends from many threads are serialised by `lock`; under `batch` the thread that
 /// finds no fsync running becomes the leader and syncs for everyone written so far.
 public final class FileWAL: WriteAheadLog, @unchecked Sendable {
-    public static let recordHeaderBytes = 16
+    public static let recordHeaderBytes = LogScan.recordHeaderBytes
     public static let payloadBytesMax = 64 << 20
 
     private let directory: String
     private let policy: WALSyncPolicy
+    /// Told of failed and successful writes (disk full comes and goes); nil in tools and tests.
+    private let health: StorageHealth?
     private let lock = ConditionLock(conditions: 1)
     // protected by lock:
     private var descriptor: Int32 = -1
     private var fileName = ""
+    /// Bytes of the current file that hold whole records: a failed write is cut back to here.
+    private var fileBytes = 0
     private var files: [(firstSequence: UInt64, name: String)] = []
     private var nextSequence: UInt64 = 1
     private var writtenSequence: UInt64 = 0
@@ -31,9 +35,10 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
     private var syncs = 0
     private var durabilityWaiters: [(sequence: UInt64, callback: @Sendable (Error?) -> Void)] = []
 
-    public init(directory: String, policy: WALSyncPolicy) throws {
+    public init(directory: String, policy: WALSyncPolicy, health: StorageHealth? = nil) throws {
         self.directory = directory
         self.policy = policy
+        self.health = health
         try FileIO.makeDirectory(directory)
         for name in try FileIO.list(directory) where name.hasSuffix(".wal") {
             guard let first = UInt64(name.dropLast(4)) else { continue }
@@ -66,21 +71,37 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
                 let path = directory + "/" + file.name
                 let isLast = index == files.count - 1
                 if report.records > 0 && file.firstSequence != report.lastSequence + 1 {
-                    throw CorruptDataError("\(path): starts at sequence \(file.firstSequence) but the log before ends at \(report.lastSequence)")
+                    throw LogDamageError(path: path, offset: 0, reason: "starts at sequence \(file.firstSequence) but the log before ends at \(report.lastSequence)")
                 }
+                let bytes = try Self.readWhole(path)
                 // A file's name is the sequence of its first record.
-                let (validBytes, totalBytes) = try replayFile(path, expectedFirst: file.firstSequence,
-                                                              report: &report, body: body)
-                if validBytes < totalBytes {
+                let scan = LogScan.scan(bytes, firstSequence: file.firstSequence, payloadBytesMax: Self.payloadBytesMax)
+                switch scan.ending {
+                case .clean:
+                    break
+                case .damaged(let reason, let following):
+                    throw LogDamageError(path: path, offset: scan.validBytes, reason: reason, followingOffset: following)
+                case .tornTail(let reason):
+                    // Files before the last were synced before the next one began: no append was cut short there.
                     guard isLast else {
-                        throw CorruptDataError("\(path): damaged record at byte \(validBytes) in a WAL file that is not the last")
+                        throw LogDamageError(path: path, offset: scan.validBytes, reason: reason + " in a WAL file that is not the last")
                     }
+                }
+                for record in scan.records {
+                    try body(record.sequence, Array(bytes[record.payload]))
+                    report.records += 1
+                    report.lastSequence = record.sequence
+                }
+                if case .tornTail = scan.ending {
                     let descriptor = try FileIO.open(path, O_WRONLY)
                     defer { FileIO.close(descriptor) }
-                    try FileIO.truncate(descriptor, to: validBytes, path: path)
+                    try FileIO.truncate(descriptor, to: scan.validBytes, path: path)
                     try FileIO.fsync(descriptor, path: path)
-                    report.bytesCut += totalBytes - validBytes
+                    report.bytesCut += bytes.count - scan.validBytes
+                    report.cutPath = path
+                    report.cutOffset = scan.validBytes
                 }
+                if isLast { fileBytes = scan.validBytes }
             }
             // A file left empty by a truncation still names the next sequence: never reuse one.
             let lastSequence = max(report.lastSequence, (files.last?.firstSequence ?? 1) - 1)
@@ -100,33 +121,11 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
         return report
     }
 
-    /// Replays one file; returns the bytes that held good records and the file's size.
-    private func replayFile(_ path: String, expectedFirst: UInt64?, report: inout WALReplayReport,
-                            body: (UInt64, [UInt8]) throws -> Void) throws -> (Int, Int) {
+    /// A whole log file.
+    static func readWhole(_ path: String) throws -> [UInt8] {
         let descriptor = try FileIO.open(path, O_RDONLY)
         defer { FileIO.close(descriptor) }
-        let size = try FileIO.size(descriptor, path: path)
-        let bytes = try FileIO.read(descriptor, count: size, at: 0, path: path)
-        var offset = 0
-        var expected = expectedFirst
-        while offset + Self.recordHeaderBytes <= bytes.count {
-            let (length, crc, sequence) = bytes.withUnsafeBytes { raw in
-                (UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)),
-                 UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)),
-                 UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)))
-            }
-            let end = offset + Self.recordHeaderBytes + Int(length)
-            guard length <= Self.payloadBytesMax, end <= bytes.count else { break }
-            let computed = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(offset + 8)..<end])) }
-            guard computed == crc else { break }
-            if let expected, sequence != expected { break }
-            try body(sequence, Array(bytes[(offset + Self.recordHeaderBytes)..<end]))
-            report.records += 1
-            report.lastSequence = sequence
-            expected = sequence + 1
-            offset = end
-        }
-        return (offset, bytes.count)
+        return try FileIO.read(descriptor, count: try FileIO.size(descriptor, path: path), at: 0, path: path)
     }
 
     public func append(_ payloads: [[UInt8]]) throws -> UInt64 {
@@ -150,13 +149,25 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
             frame.patch(littleEndian: crc, at: start + 4)
         }
         let last = first + UInt64(payloads.count) - 1
+        let path = directory + "/" + fileName
         do {
-            try FileIO.writeAll(descriptor, frame.bytes, path: directory + "/" + fileName)
+            try FileIO.writeAll(descriptor, frame.bytes, path: path)
         } catch {
-            // A partial write leaves a torn tail that recovery cuts; nothing after it may be acknowledged.
-            failure = error
+            // A write that failed part way left part of a record. Cut it off so the file ends at
+            // its last whole record: later appends then follow good records. Out of space, the
+            // log takes writes again once there is space; any other failure, or a cut that fails
+            // (the tail stays torn for recovery to cut), refuses everything from now on.
+            do throws(StorageIOError) {
+                try FileIO.truncate(descriptor, to: fileBytes, path: path)
+                if error.code != ENOSPC && error.code != EDQUOT { failure = error }
+            } catch let cutError {
+                failure = cutError
+            }
+            health?.writeFailed(error, recoverable: failure == nil)
             throw error
         }
+        fileBytes += frame.count
+        health?.writeSucceeded()
         nextSequence = last + 1
         writtenSequence = last
         if policy == .always { try syncLocked(through: last) }
@@ -215,6 +226,7 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
             if let syncError {
                 // After a failed fsync the page cache state is unknown: refuse everything from now on.
                 failure = syncError
+                health?.writeFailed(syncError, recoverable: false)
             } else {
                 durableSequence = max(durableSequence, target)
                 syncs += 1
@@ -276,6 +288,7 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
             // The newest file holds nothing yet: keep appending to it.
             if descriptor < 0 { descriptor = try FileIO.open(directory + "/" + last.name, O_WRONLY | O_APPEND) }
             fileName = last.name
+            fileBytes = 0
             return
         }
         if descriptor >= 0 {
@@ -287,6 +300,7 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
         try FileIO.syncDirectory(directory)
         files.append((nextSequence, name))
         fileName = name
+        fileBytes = 0
     }
 
     private func startIntervalSyncIfNeeded() {

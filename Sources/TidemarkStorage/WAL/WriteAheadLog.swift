@@ -16,8 +16,19 @@ public enum WALSyncPolicy: Sendable, Equatable {
 public struct WALReplayReport: Sendable, Equatable {
     public var records = 0
     public var lastSequence: UInt64 = 0
-    /// Bytes of a torn or corrupt tail that were cut off.
+    /// Bytes of a torn tail that were cut off (an append a crash cut short; nothing valid followed).
     public var bytesCut = 0
+    /// The file whose torn tail was cut, and the byte it now ends at.
+    public var cutPath: String?
+    public var cutOffset = 0
+
+    public init(records: Int = 0, lastSequence: UInt64 = 0, bytesCut: Int = 0, cutPath: String? = nil, cutOffset: Int = 0) {
+        self.records = records
+        self.lastSequence = lastSequence
+        self.bytesCut = bytesCut
+        self.cutPath = cutPath
+        self.cutOffset = cutOffset
+    }
 }
 
 /// The write-ahead record of a region: the storage engine's only durable record of
@@ -37,7 +48,8 @@ public protocol WriteAheadLog: AnyObject, Sendable {
     func rotate() throws
     /// Drops whole files whose records all have sequences at most `sequence`.
     func truncate(through sequence: UInt64) throws
-    /// Calls `body` for every durable record in order, cutting a torn tail first.
+    /// Calls `body` for every durable record in order and cuts a torn tail; throws
+    /// `LogDamageError` (naming file and offset) on damage in the middle, cutting nothing.
     func replay(_ body: (_ sequence: UInt64, _ payload: [UInt8]) throws -> Void) throws -> WALReplayReport
     func close()
 }
