@@ -13,8 +13,20 @@ public struct HTTPSettings: Sendable, Equatable {
     public var requestTimeoutMs = 30_000
     /// Requests of one connection being served at once; past it the edge stops reading it.
     public var pipelineDepthMax = 32
-    /// Unsent reply bytes of one connection; past it the edge stops reading it.
+    /// Reply bytes of one connection waiting to be sent (answered out of order, or queued for
+    /// the socket); past it the edge reads and starts no more of its requests until they drain.
     public var writeBufferBytesMax = 4 * 1024 * 1024
+    /// Reply bytes one connection may have waiting: a reply that would put it past this while
+    /// earlier replies of it are still unsent closes the connection (it pipelines faster than
+    /// it reads). A connection with nothing waiting always gets its reply.
+    public var connectionReplyBytesMax = 64 * 1024 * 1024
+    /// Reply bytes waiting to be sent on all connections together: past it no connection
+    /// starts another request, and a reply to a connection that still has unsent bytes closes it.
+    public var replyBytesPendingMax = 256 * 1024 * 1024
+    /// Request body bytes being received on all connections together, counted from an
+    /// admitted head until the request is handed on; a body that does not fit gets 503 and
+    /// the connection is closed.
+    public var bodyBytesReceivingMax = 256 * 1024 * 1024
 
     public init() {}
 }
