@@ -19,11 +19,15 @@ private func basic(_ user: String, _ password: String) -> String {
         #expect(none.status == 401 && none.text == #"{"code":800,"message":"INIT_AUTH_ERROR"}"#)
         let wrong = try client.request("POST", "/rest/v2/query", body: Array(#"{"sql":"show databases"}"#.utf8), headers: ["Authorization": basic("root", "nope")])
         #expect(wrong.status == 401 && wrong.text == #"{"code":801,"message":"WRONG_LOGIN_PASSWORD"}"#)
+        // Refused before its body was read, so the connection cannot go on.
+        #expect(wrong.headers["connection"] == "close")
+        client = try TestHTTPClient(port: node.port)
         let malformed = try client.request("GET", "/stages", headers: ["Authorization": "Basic !!!"])
         #expect(malformed.status == 400 && malformed.text == #"{"code":303,"message":"Illegal format of authorization header."}"#)
 
+        // A refused statement closes its connection (its body is never read): each gets its own.
         func sql(_ statement: String, as authorization: String = TestHTTPClient.rootAuthorization, query: Bool = false) throws -> WireResponse {
-            try client.request("POST", query ? "/rest/v2/query" : "/rest/v2/nonQuery",
+            try TestHTTPClient(port: node.port).request("POST", query ? "/rest/v2/query" : "/rest/v2/nonQuery",
                                body: Array("{\"sql\":\(String(data: try JSONEncoder().encode(statement), encoding: .utf8)!)}".utf8),
                                headers: ["Authorization": authorization])
         }

@@ -1,0 +1,72 @@
+import Dispatch
+import Testing
+import TidemarkCore
+import TidemarkTestSupport
+@testable import TidemarkNet
+
+/// Issue 27, items 9 and 10: the edge's node-wide budgets for request bodies being received
+/// and for replies waiting to be sent.
+@Suite struct EdgeBudgetTests {
+    @Test func bodiesPastTheNodeBudgetGet503AndTheBudgetReturnsToZero() throws {
+        var settings = HTTPSettings()
+        settings.bodyBytesReceivingMax = 1000
+        let harness = try EdgeHarness(settings: settings)
+        let metrics = harness.server.metrics
+        func receiving() -> Int { metrics.bodyBytesReceiving.load(ordering: .relaxed) }
+
+        // 800 declared bytes are reserved from the head on, while the body trickles in.
+        let slow = try harness.client()
+        try slow.send("POST /slow HTTP/1.1\r\nContent-Length: 800\r\n\r\n" + String(repeating: "a", count: 100))
+        #expect(eventually { receiving() == 800 })
+
+        let declared = try harness.client()
+        let refused = try declared.request("POST", "/declared", body: Array(repeating: 98, count: 300))
+        #expect(refused.status == 503 && refused.headers["connection"] == "close")
+        #expect(refused.text.contains("http.body_bytes_receiving_max"))
+        #expect(try declared.readsEndOfStream())
+
+        // A chunked body has no declared length: it takes budget as its chunks arrive.
+        let chunked = try harness.client()
+        try chunked.send("POST /chunked HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n12c\r\n" + String(repeating: "c", count: 300) + "\r\n")
+        #expect(try chunked.readResponse().status == 503)
+        #expect(try chunked.readsEndOfStream())
+        #expect(receiving() == 800)
+
+        try slow.send(String(repeating: "a", count: 700))
+        #expect(try slow.readResponse().status == 200)
+        #expect(eventually { receiving() == 0 })
+        let fits = try harness.client()
+        #expect(try fits.request("POST", "/fits", body: Array(repeating: 100, count: 900)).status == 200)
+        #expect(receiving() == 0)
+        #expect(metrics.bodyBudgetRefusals.load(ordering: .relaxed) == 2)
+        #expect(harness.stop())
+    }
+
+    @Test func aClientThatPipelinesWithoutReadingIsCutAndItsReplyBytesComeBack() throws {
+        var settings = HTTPSettings()
+        settings.writeBufferBytesMax = 1 << 20
+        settings.connectionReplyBytesMax = 8 << 20
+        let replyBytes = 4 << 20
+        let harness = try EdgeHarness(settings: settings) { _, responder, _ in
+            DispatchQueue.global().async {
+                responder.respond(HTTPResponse(status: 200, body: [UInt8](repeating: 120, count: replyBytes), route: "/big"))
+            }
+            return .accepted
+        }
+        let metrics = harness.server.metrics
+        func pending() -> Int { metrics.replyBytesPending.load(ordering: .relaxed) }
+
+        // 32 replies of 4 MiB asked for at once and never read: 128 MiB if the edge held them.
+        let greedy = try harness.client()
+        try greedy.send(String(repeating: "GET /big HTTP/1.1\r\n\r\n", count: 32))
+        #expect(eventually { metrics.replyBudgetCloses.load(ordering: .relaxed) == 1 })
+        #expect(eventually { pending() == 0 })
+
+        // A client that reads each reply before asking again is never cut, however big the reply.
+        let polite = try harness.client()
+        for _ in 0..<3 { #expect(try polite.request("GET", "/big").body.count == replyBytes) }
+        #expect(metrics.replyBudgetCloses.load(ordering: .relaxed) == 1)
+        #expect(eventually { pending() == 0 })
+        #expect(harness.stop())
+    }
+}
