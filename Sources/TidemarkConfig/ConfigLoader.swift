@@ -156,7 +156,7 @@ public enum ConfigLoader {
     private static func applyHTTP(_ node: Node, reader: YAMLReader, to http: inout HTTPSettings) throws(ConfigError) {
         let keys = ["listen", "header_bytes_max", "body_bytes_max", "connections_max", "idle_timeout_ms",
                     "request_timeout_ms", "pipeline_depth_max", "write_buffer_bytes_max", "connection_reply_bytes_max",
-                    "reply_bytes_pending_max", "body_bytes_receiving_max"]
+                    "reply_bytes_pending_max", "body_bytes_in_flight_max"]
         for (name, value) in try reader.entries(node, key: "http") {
             let key = "http.\(name)"
             switch name {
@@ -170,7 +170,7 @@ public enum ConfigLoader {
             case "write_buffer_bytes_max": http.writeBufferBytesMax = try positive(value, key: key, reader: reader)
             case "connection_reply_bytes_max": http.connectionReplyBytesMax = try positive(value, key: key, reader: reader)
             case "reply_bytes_pending_max": http.replyBytesPendingMax = try positive(value, key: key, reader: reader)
-            case "body_bytes_receiving_max": http.bodyBytesReceivingMax = try positive(value, key: key, reader: reader)
+            case "body_bytes_in_flight_max": http.bodyBytesInFlightMax = try positive(value, key: key, reader: reader)
             default: throw reader.unknownKey(name, at: value, parent: "http", allowed: keys)
             }
         }

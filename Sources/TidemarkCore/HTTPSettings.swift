@@ -23,10 +23,10 @@ public struct HTTPSettings: Sendable, Equatable {
     /// Reply bytes waiting to be sent on all connections together: past it no connection
     /// starts another request, and a reply to a connection that still has unsent bytes closes it.
     public var replyBytesPendingMax = 256 * 1024 * 1024
-    /// Request body bytes being received on all connections together, counted from an
-    /// admitted head until the request is handed on; a body that does not fit gets 503 and
-    /// the connection is closed.
-    public var bodyBytesReceivingMax = 256 * 1024 * 1024
+    /// Request body bytes on all connections together, counted from an admitted head until
+    /// the request is answered (so bodies waiting in the stages count too); a body that does
+    /// not fit gets 503 and the connection is closed.
+    public var bodyBytesInFlightMax = 256 * 1024 * 1024
 
     public init() {}
 }

@@ -13,6 +13,8 @@ final class HTTPConnection {
         let headOnly: Bool
         let http10: Bool
         var response: HTTPResponse?
+        /// Node body budget the request holds until it is answered.
+        var bodyBytes = 0
     }
 
     /// Where the request being decoded stands between its head and its end.
@@ -54,10 +56,9 @@ final class HTTPConnection {
     private var headState = HeadState.none
     /// The caller the handler admitted the request being decoded as.
     private var admittedAs: String?
-    /// Node body budget this connection holds for the request being decoded.
+    /// Node body budget this connection holds for the request being decoded; once it is
+    /// decoded, its slot holds it until the request is answered.
     private var bodyBytesReserved = 0
-    /// Body bytes held by `deferred`, still counted against the node budget.
-    private var deferredBodyBytes = 0
     /// Bodies of responses delivered out of order, held in `slots` until their turn.
     private var replyBytesHeld = 0
     /// Bytes handed to libuv and not yet written to the socket.
@@ -137,9 +138,7 @@ final class HTTPConnection {
     func retryDeferred() {
         guard !closing, let pending = deferred else { return }
         deferred = nil
-        let bodyBytes = deferredBodyBytes
-        deferredBodyBytes = 0
-        dispatch(pending.request, sequence: pending.sequence, bodyBytes: bodyBytes)
+        dispatch(pending.request, sequence: pending.sequence)
         updateReading()
     }
 
@@ -170,9 +169,8 @@ final class HTTPConnection {
         guard !closing else { return }
         closing = true
         // Budgets come back now; bytes being written come back as libuv cancels their writes.
-        server.releaseBodyBytes(bodyBytesReserved + deferredBodyBytes)
+        server.releaseBodyBytes(bodyBytesReserved + slots.reduce(0) { $0 + $1.bodyBytes })
         bodyBytesReserved = 0
-        deferredBodyBytes = 0
         server.removeReplyBytes(replyBytesHeld)
         replyBytesHeld = 0
         if reading { uv_read_stop(stream) }
@@ -316,8 +314,8 @@ final class HTTPConnection {
     private func reserveBody(_ count: Int) -> Bool {
         guard server.reserveBodyBytes(count) else {
             server.metrics.bodyBudgetRefusals.add(1, ordering: .relaxed)
-            let limit = server.settings.bodyBytesReceivingMax
-            answerAndClose(.error(503, "the node is receiving too many request bodies (http.body_bytes_receiving_max is \(limit)); retry later",
+            let limit = server.settings.bodyBytesInFlightMax
+            answerAndClose(.error(503, "the node holds too many request bodies (http.body_bytes_in_flight_max is \(limit)); retry later",
                                   route: HTTPServer.edgeRoute))
             return false
         }
@@ -332,37 +330,31 @@ final class HTTPConnection {
         nextSequence += 1
         let keepAlive = request.keepAlive && !draining
         slots.append(Slot(keepAlive: keepAlive, headOnly: request.method == "HEAD",
-                          http10: request.versionMajor == 1 && request.versionMinor == 0))
+                          http10: request.versionMajor == 1 && request.versionMinor == 0, bodyBytes: bodyBytesReserved))
         if !keepAlive { closeAfterWrites = true }
-        let bodyBytes = bodyBytesReserved
         bodyBytesReserved = 0
         if case .refused(let response) = headState {
             headState = .none
-            server.releaseBodyBytes(bodyBytes)
             deliver(response, sequence: sequence)
             return
         }
         var request = request
         request.admittedAs = admittedAs
         admittedAs = nil
-        dispatch(request, sequence: sequence, bodyBytes: bodyBytes)
+        dispatch(request, sequence: sequence)
     }
 
-    /// Hands a request on; its body's budget is released once the handler has taken it.
-    private func dispatch(_ request: HTTPRequest, sequence: UInt64, bodyBytes: Int) {
+    /// Hands a request on; its slot keeps its body's budget until it is answered, so the
+    /// budget bounds bodies in the stages too, not only those still arriving.
+    private func dispatch(_ request: HTTPRequest, sequence: UInt64) {
         let server = server, id = id
         let responder = HTTPResponder(server: server, connectionID: id, sequence: sequence)
         switch server.handler.handle(request, responder: responder, whenSpace: {
             server.loop.execute { server.retryDeferred(connectionID: id) }
         }) {
-        case .accepted:
-            server.releaseBodyBytes(bodyBytes)
-        case .rejected(let response):
-            server.releaseBodyBytes(bodyBytes)
-            deliver(response, sequence: sequence)
-        case .deferred:
-            deferred = (request, sequence)
-            deferredBodyBytes = bodyBytes
+        case .accepted: break
+        case .rejected(let response): deliver(response, sequence: sequence)
+        case .deferred: deferred = (request, sequence)
         }
     }
 
@@ -394,17 +386,19 @@ final class HTTPConnection {
     private func flushWrites() {
         guard !closing else { return }
         var out: [UInt8] = []
-        var released = 0
+        var released = 0, bodyBytes = 0
         while let first = slots.first, let response = first.response {
             slots.removeFirst()
             firstSlotSequence += 1
             released += response.body.count
+            bodyBytes += first.bodyBytes
             let last = !first.keepAlive || (closeAfterWrites && slots.isEmpty && deferred == nil)
             response.serialized(keepAlive: !last, http10: first.http10, date: server.httpDate, headOnly: first.headOnly, into: &out)
             server.metrics.record(route: response.route, status: response.status)
             if !first.keepAlive {
                 // Nothing may follow a response that closes the connection.
                 released += slots.reduce(0) { $0 + ($1.response?.body.count ?? 0) }
+                bodyBytes += slots.reduce(0) { $0 + $1.bodyBytes }
                 slots.removeAll()
                 closeAfterWrites = true
                 break
@@ -413,6 +407,7 @@ final class HTTPConnection {
         // Serialized, the replies leave the slots: from here on libuv's queue holds them.
         replyBytesHeld -= released
         server.removeReplyBytes(released)
+        server.releaseBodyBytes(bodyBytes)
         if continueOwed && slots.isEmpty && decoder.isInsideRequest {
             continueOwed = false
             out.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)

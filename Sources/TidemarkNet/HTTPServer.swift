@@ -87,8 +87,8 @@ public final class HTTPServer: @unchecked Sendable {
     private var sweepTimer: UnsafeMutablePointer<uv_timer_t>?
     private var connections: [UInt64: HTTPConnection] = [:]
     private var nextConnectionID: UInt64 = 1
-    /// Request body bytes reserved by connections now; at most `settings.bodyBytesReceivingMax`.
-    private var bodyBytesReceiving = 0
+    /// Request body bytes reserved by connections now; at most `settings.bodyBytesInFlightMax`.
+    private var bodyBytesInFlight = 0
     /// Reply bytes waiting to be sent on every connection.
     private(set) var replyBytesPending = 0
     /// Connections that stopped starting requests because `replyBytesPending` reached its bound.
@@ -180,16 +180,16 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Reserves `count` body bytes from the node's budget; false when they do not fit.
     func reserveBodyBytes(_ count: Int) -> Bool {
-        guard count <= settings.bodyBytesReceivingMax - bodyBytesReceiving else { return false }
-        bodyBytesReceiving += count
-        metrics.bodyBytesReceiving.store(bodyBytesReceiving, ordering: .relaxed)
+        guard count <= settings.bodyBytesInFlightMax - bodyBytesInFlight else { return false }
+        bodyBytesInFlight += count
+        metrics.bodyBytesInFlight.store(bodyBytesInFlight, ordering: .relaxed)
         return true
     }
 
     func releaseBodyBytes(_ count: Int) {
-        precondition(count >= 0 && count <= bodyBytesReceiving, "releasing body bytes never reserved")
-        bodyBytesReceiving -= count
-        metrics.bodyBytesReceiving.store(bodyBytesReceiving, ordering: .relaxed)
+        precondition(count >= 0 && count <= bodyBytesInFlight, "releasing body bytes never reserved")
+        bodyBytesInFlight -= count
+        metrics.bodyBytesInFlight.store(bodyBytesInFlight, ordering: .relaxed)
     }
 
     /// Whether the node's unsent replies leave room to start another request.

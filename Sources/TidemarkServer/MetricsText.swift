@@ -35,8 +35,8 @@ struct MetricsText {
                      Double(http.acceptedConnections.load(ordering: .relaxed)))
         page.counter("tidemark_http_refused_connections_total", "Connections refused because connections_max were open.",
                      Double(http.refusedConnections.load(ordering: .relaxed)))
-        page.gauge("tidemark_http_body_bytes_receiving", "Request body bytes being received now (http.body_bytes_receiving_max).",
-                   Double(http.bodyBytesReceiving.load(ordering: .relaxed)))
+        page.gauge("tidemark_http_body_bytes_in_flight", "Request body bytes read or being read and not yet answered (http.body_bytes_in_flight_max).",
+                   Double(http.bodyBytesInFlight.load(ordering: .relaxed)))
         page.gauge("tidemark_http_reply_bytes_pending", "Reply bytes waiting to be sent now (http.reply_bytes_pending_max).",
                    Double(http.replyBytesPending.load(ordering: .relaxed)))
         page.counter("tidemark_http_body_budget_refusals_total", "Requests refused with 503 because their body did not fit the node's budget.",

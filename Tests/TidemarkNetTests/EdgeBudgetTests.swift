@@ -9,20 +9,20 @@ import TidemarkTestSupport
 @Suite struct EdgeBudgetTests {
     @Test func bodiesPastTheNodeBudgetGet503AndTheBudgetReturnsToZero() throws {
         var settings = HTTPSettings()
-        settings.bodyBytesReceivingMax = 1000
+        settings.bodyBytesInFlightMax = 1000
         let harness = try EdgeHarness(settings: settings)
         let metrics = harness.server.metrics
-        func receiving() -> Int { metrics.bodyBytesReceiving.load(ordering: .relaxed) }
+        func inFlight() -> Int { metrics.bodyBytesInFlight.load(ordering: .relaxed) }
 
         // 800 declared bytes are reserved from the head on, while the body trickles in.
         let slow = try harness.client()
         try slow.send("POST /slow HTTP/1.1\r\nContent-Length: 800\r\n\r\n" + String(repeating: "a", count: 100))
-        #expect(eventually { receiving() == 800 })
+        #expect(eventually { inFlight() == 800 })
 
         let declared = try harness.client()
         let refused = try declared.request("POST", "/declared", body: Array(repeating: 98, count: 300))
         #expect(refused.status == 503 && refused.headers["connection"] == "close")
-        #expect(refused.text.contains("http.body_bytes_receiving_max"))
+        #expect(refused.text.contains("http.body_bytes_in_flight_max"))
         #expect(try declared.readsEndOfStream())
 
         // A chunked body has no declared length: it takes budget as its chunks arrive.
@@ -30,14 +30,14 @@ import TidemarkTestSupport
         try chunked.send("POST /chunked HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n12c\r\n" + String(repeating: "c", count: 300) + "\r\n")
         #expect(try chunked.readResponse().status == 503)
         #expect(try chunked.readsEndOfStream())
-        #expect(receiving() == 800)
+        #expect(inFlight() == 800)
 
         try slow.send(String(repeating: "a", count: 700))
         #expect(try slow.readResponse().status == 200)
-        #expect(eventually { receiving() == 0 })
+        #expect(eventually { inFlight() == 0 })
         let fits = try harness.client()
         #expect(try fits.request("POST", "/fits", body: Array(repeating: 100, count: 900)).status == 200)
-        #expect(receiving() == 0)
+        #expect(inFlight() == 0)
         #expect(metrics.bodyBudgetRefusals.load(ordering: .relaxed) == 2)
         #expect(harness.stop())
     }

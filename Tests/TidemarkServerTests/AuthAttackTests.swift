@@ -169,12 +169,12 @@ private final class AuthEdge {
         let guesser = try edge.harness.client()
         try guesser.send(head + "Authorization: \(basic("root", "wrong"))\r\n\r\n" + String(repeating: "x", count: 1000))
         #expect(gate.awaitEntry())
-        #expect(metrics.bodyBytesReceiving.load(ordering: .relaxed) == 0)  // nothing reserved while the check runs
+        #expect(metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0)  // nothing reserved while the check runs
         gate.release()
         let wrong = try guesser.readResponse()
         #expect(wrong.status == 401 && wrong.headers["connection"] == "close")
         #expect(try guesser.readsEndOfStream())
-        #expect(metrics.bodyBytesReceiving.load(ordering: .relaxed) == 0)
+        #expect(metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0)
 
         // Without a body there is nothing to skip: the connection stays.
         let keeper = try edge.harness.client()

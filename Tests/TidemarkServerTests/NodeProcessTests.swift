@@ -107,7 +107,7 @@ private func sendAndReset(port: Int, _ request: String) -> Bool {
             #expect(families[name]?.type == type, "family \(name)")
         }
         let threads = try #require(families["tidemark_stage_threads"]).samples
-        #expect(threads.count == 7)
+        #expect(threads.count == 8)  // the seven stages of DESIGN.md and the auth stage
         #expect(threads.contains("tidemark_stage_threads{stage=decode} 1"))
         #expect(try #require(families["tidemark_http_requests"]).samples.contains("tidemark_http_requests_total{route=/ping,status=200} 1"))
         let rss = try #require(families["process_resident_memory_bytes"]?.samples.first)
