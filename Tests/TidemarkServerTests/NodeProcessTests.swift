@@ -117,7 +117,8 @@ private func sendAndReset(port: Int, _ request: String) -> Bool {
 
         let stages = try client.request("GET", "/stages")
         let reports = try StageReport.decode(stages.body)
-        #expect(reports.map(\.name) == ["decode", "route", "append", "apply", "query", "flush", "handoff"])
+        // The seven stages of DESIGN.md, then the auth stage that hashes passwords.
+        #expect(reports.map(\.name) == ["decode", "route", "append", "apply", "query", "flush", "handoff", "auth"])
         #expect(reports.first?.batchSize == 8)
         #expect((reports.first?.completed ?? 0) >= 2)
 
@@ -126,8 +127,9 @@ private func sendAndReset(port: Int, _ request: String) -> Bool {
         let lines = cli.stdout.split(separator: "\n")
         #expect(lines.first?.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
             == "Stage Threads Active Pending Completed Blocked Rejected p99 wait p99 service")
-        #expect(lines.count == 8)
+        #expect(lines.count == 9)
         #expect(lines.contains { $0.hasPrefix("handoff ") })
+        #expect(lines.contains { $0.hasPrefix("auth ") })
 
         #expect(try client.request("GET", "/nope").status == 404)
         #expect(try client.request("POST", "/ping", body: []).status == 405)
