@@ -20,8 +20,10 @@ public struct HTTPSettings: Sendable, Equatable {
     /// earlier replies of it are still unsent closes the connection (it pipelines faster than
     /// it reads). A connection with nothing waiting always gets its reply.
     public var connectionReplyBytesMax = 64 * 1024 * 1024
-    /// Reply bytes waiting to be sent on all connections together: past it no connection
-    /// starts another request, and a reply to a connection that still has unsent bytes closes it.
+    /// Reply bytes waiting to be sent on all connections together: a reply that would pass it
+    /// closes its connection if that one still has unsent bytes, and is answered 503 instead
+    /// if it is over 64 KiB. (Stopping every connection instead would let one client that
+    /// never reads stop the node.)
     public var replyBytesPendingMax = 256 * 1024 * 1024
     /// Request body bytes on all connections together, counted from an admitted head until
     /// the request is answered (so bodies waiting in the stages count too); a body that does

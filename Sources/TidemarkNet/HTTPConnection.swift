@@ -118,17 +118,25 @@ final class HTTPConnection {
         guard !closing, sequence >= firstSlotSequence, sequence < firstSlotSequence + UInt64(slots.count) else { return }
         let index = Int(sequence - firstSlotSequence)
         precondition(slots[index].response == nil, "two responses for one request")
-        let settings = server.settings, bytes = response.body.count
-        // A client that pipelines faster than it reads would make the node hold every reply:
-        // past the bounds it is cut. One with nothing waiting always gets its reply, so a
-        // client that reads each answer before asking again is never cut.
-        if replyBytesPending > 0
-            && (replyBytesPending + bytes > settings.connectionReplyBytesMax
-                || server.replyBytesPending + bytes > settings.replyBytesPendingMax) {
+        var response = response
+        let settings = server.settings
+        let overConnection = replyBytesPending + response.body.count > settings.connectionReplyBytesMax
+        let overNode = server.replyBytesPending > 0 && server.replyBytesPending + response.body.count > settings.replyBytesPendingMax
+        if replyBytesPending > 0 && (overConnection || overNode) {
+            // It pipelines faster than it reads, and the node would hold every reply: cut it.
+            // A client that reads each answer before asking again never has bytes waiting here.
             server.metrics.replyBudgetCloses.add(1, ordering: .relaxed)
             close()
             return
         }
+        if overNode && response.body.count > Self.replyBytesAlwaysSent {
+            // Other connections hold the node's reply budget: a large answer (a query's, which
+            // changes nothing, so it may simply be asked again) is refused instead of held.
+            server.metrics.replyBudgetRefusals.add(1, ordering: .relaxed)
+            response = .error(503, "the node holds too many unsent replies (http.reply_bytes_pending_max is \(settings.replyBytesPendingMax)); retry later",
+                              route: response.route)
+        }
+        let bytes = response.body.count
         slots[index].response = response
         replyBytesHeld += bytes
         server.addReplyBytes(bytes)
@@ -187,7 +195,6 @@ final class HTTPConnection {
         return !closing && !closeAfterWrites && !decoder.isFinished && deferred == nil
             && slots.count < server.settings.pipelineDepthMax
             && replyBytesPending < server.settings.writeBufferBytesMax
-            && server.replyBudgetOpen
     }
 
     /// A refused request without a body only has its end left to decode.
@@ -202,7 +209,6 @@ final class HTTPConnection {
     /// Starts or stops reading to match the limits, decoding what is buffered first.
     private func updateReading() {
         guard !decoding else { return }
-        if !closing && !server.replyBudgetOpen { server.waitForReplyBudget(id) }
         if canDecode && pendingOffset < pendingInput.count {
             let offset = pendingOffset
             pendingOffset += pendingInput.withUnsafeBytes { bytes in
@@ -454,6 +460,11 @@ final class HTTPConnection {
         updateReading()
         closeIfFinished()
     }
+
+    /// A reply this small to a connection with nothing waiting passes even past the node's
+    /// reply budget: write acknowledgements are never turned into 503s (their writes were
+    /// applied), and all of them together stay under `connections_max` × this.
+    static let replyBytesAlwaysSent = 64 * 1024
 
     private static let onClose: uv_close_cb = { handle in
         Unmanaged<HTTPConnection>.fromOpaque(handle!.pointee.data).release()

@@ -24,6 +24,8 @@ public final class HTTPMetrics: Sendable {
     public let bodyBudgetRefusals = Atomic<UInt64>(0)
     /// Connections closed because their unsent replies passed a bound.
     public let replyBudgetCloses = Atomic<UInt64>(0)
+    /// Large replies answered 503 instead because other connections held the node's reply budget.
+    public let replyBudgetRefusals = Atomic<UInt64>(0)
 
     public init() {}
 

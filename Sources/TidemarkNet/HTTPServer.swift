@@ -91,8 +91,6 @@ public final class HTTPServer: @unchecked Sendable {
     private var bodyBytesInFlight = 0
     /// Reply bytes waiting to be sent on every connection.
     private(set) var replyBytesPending = 0
-    /// Connections that stopped starting requests because `replyBytesPending` reached its bound.
-    private var replyBudgetWaiters: Set<UInt64> = []
     private(set) var draining = false
     private var whenClosed: (() -> Void)?
     /// Shared by every read: callbacks run one at a time on the loop thread, and what a
@@ -192,9 +190,6 @@ public final class HTTPServer: @unchecked Sendable {
         metrics.bodyBytesInFlight.store(bodyBytesInFlight, ordering: .relaxed)
     }
 
-    /// Whether the node's unsent replies leave room to start another request.
-    var replyBudgetOpen: Bool { replyBytesPending < settings.replyBytesPendingMax }
-
     func addReplyBytes(_ count: Int) {
         replyBytesPending += count
         metrics.replyBytesPending.store(replyBytesPending, ordering: .relaxed)
@@ -204,20 +199,10 @@ public final class HTTPServer: @unchecked Sendable {
         precondition(count >= 0 && count <= replyBytesPending, "removing reply bytes never added")
         replyBytesPending -= count
         metrics.replyBytesPending.store(replyBytesPending, ordering: .relaxed)
-        guard replyBudgetOpen, !replyBudgetWaiters.isEmpty else { return }
-        let waiters = replyBudgetWaiters
-        replyBudgetWaiters.removeAll()
-        // On a later turn of the loop: this runs inside a connection's write path, which must
-        // not see other requests started (and answered) under it.
-        loop.execute { [self] in for id in waiters { connections[id]?.startReading() } }
     }
-
-    /// `id` starts no request until the node's unsent replies fall below their bound.
-    func waitForReplyBudget(_ id: UInt64) { replyBudgetWaiters.insert(id) }
 
     func connectionClosed(_ id: UInt64) {
         guard connections.removeValue(forKey: id) != nil else { return }
-        replyBudgetWaiters.remove(id)
         metrics.openConnections.subtract(1, ordering: .relaxed)
         finishShutdownIfDone()
     }

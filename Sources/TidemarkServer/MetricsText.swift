@@ -43,6 +43,8 @@ struct MetricsText {
                      Double(http.bodyBudgetRefusals.load(ordering: .relaxed)))
         page.counter("tidemark_http_reply_budget_closes_total", "Connections closed because their unsent replies passed a bound.",
                      Double(http.replyBudgetCloses.load(ordering: .relaxed)))
+        page.counter("tidemark_http_reply_budget_refusals_total", "Large replies answered 503 because the node held too many unsent replies.",
+                     Double(http.replyBudgetRefusals.load(ordering: .relaxed)))
         if let auth {
             page.counter("tidemark_auth_password_hashes_total", "Password hashes computed (on the auth stage).", Double(auth.hashes))
             page.counter("tidemark_auth_failed_logins_total", "Logins whose password check failed.", Double(auth.failed))

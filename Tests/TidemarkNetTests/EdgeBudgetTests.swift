@@ -69,4 +69,29 @@ import TidemarkTestSupport
         #expect(eventually { pending() == 0 })
         #expect(harness.stop())
     }
+
+    @Test func pastTheNodeReplyBudgetALargeReplyIsA503AndAskingAgainLaterWorks() throws {
+        var settings = HTTPSettings()
+        settings.replyBytesPendingMax = 16 << 20
+        let replyBytes = 32 << 20
+        let harness = try EdgeHarness(settings: settings) { request, responder, _ in
+            let bytes = request.target == "/small" ? 100 : replyBytes
+            responder.respond(HTTPResponse(status: 200, body: [UInt8](repeating: 120, count: bytes), route: "/big"))
+            return .accepted
+        }
+        let metrics = harness.server.metrics
+        // The first reply passes whatever its size; unread, it holds the node's budget.
+        let holder = try harness.client()
+        try holder.send("GET /big HTTP/1.1\r\n\r\n")
+        #expect(eventually { metrics.replyBytesPending.load(ordering: .relaxed) > 16 << 20 })
+        let other = try harness.client()
+        let refused = try other.request("GET", "/big")
+        #expect(refused.status == 503 && refused.text.contains("http.reply_bytes_pending_max"))
+        #expect(try other.request("GET", "/small").status == 200)  // small answers still pass
+        #expect(try holder.readResponse().body.count == replyBytes)
+        #expect(eventually { metrics.replyBytesPending.load(ordering: .relaxed) == 0 })
+        #expect(try other.request("GET", "/big").body.count == replyBytes)
+        #expect(metrics.replyBudgetRefusals.load(ordering: .relaxed) == 1)
+        #expect(harness.stop())
+    }
 }
