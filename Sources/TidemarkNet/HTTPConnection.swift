@@ -65,6 +65,12 @@ final class HTTPConnection {
     private var replyBytesWriting = 0
     /// Reply bytes of this connection waiting to be sent.
     private var replyBytesPending: Int { replyBytesHeld + replyBytesWriting }
+    /// When the last answer went out while the client may still be sending a request the
+    /// edge will not read (a refused body): input is then dropped until the client closes or
+    /// `lingerMsMax` passes, because closing on unread input sends a reset, which can make
+    /// the client lose the answer before reading it (nginx's lingering close).
+    private var lingerStartMs: UInt64?
+    private var lingerBytes = 0
 
     /// Accepts a pending connection from `listener`; nil if the accept failed.
     init?(server: HTTPServer, id: UInt64, listener: UnsafeMutablePointer<uv_tcp_t>) {
@@ -162,6 +168,10 @@ final class HTTPConnection {
 
     func checkTimeouts(nowMs: UInt64) {
         guard !closing else { return }
+        if let lingerStartMs {
+            if nowMs >= lingerStartMs + Self.lingerMsMax { close() }
+            return
+        }
         let settings = server.settings
         // Only a request the edge is reading can be slow; one it paused is waiting on the node.
         if let started = requestStartMs, decoder.isInsideRequest, reading, !closeAfterWrites,
@@ -208,7 +218,7 @@ final class HTTPConnection {
 
     /// Starts or stops reading to match the limits, decoding what is buffered first.
     private func updateReading() {
-        guard !decoding else { return }
+        guard !decoding, lingerStartMs == nil else { return }
         if canDecode && pendingOffset < pendingInput.count {
             let offset = pendingOffset
             pendingOffset += pendingInput.withUnsafeBytes { bytes in
@@ -221,20 +231,30 @@ final class HTTPConnection {
         }
         let wanted = shouldRead
         if wanted && !reading {
-            reading = true
-            uv_read_start(stream, { handle, _, buffer in
-                let server = HTTPConnection.connection(UnsafeMutableRawPointer(handle!)).server
-                buffer!.pointee = uv_buf_init(server.readBuffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(server.readBuffer.count))
-            }, { stream, count, buffer in
-                HTTPConnection.connection(UnsafeMutableRawPointer(stream!)).onRead(count: count, buffer: buffer!.pointee)
-            })
+            startReadCallbacks()
         } else if !wanted && reading {
             reading = false
             uv_read_stop(stream)
         }
     }
 
+    private func startReadCallbacks() {
+        reading = true
+        uv_read_start(stream, { handle, _, buffer in
+                let server = HTTPConnection.connection(UnsafeMutableRawPointer(handle!)).server
+                buffer!.pointee = uv_buf_init(server.readBuffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(server.readBuffer.count))
+            }, { stream, count, buffer in
+                HTTPConnection.connection(UnsafeMutableRawPointer(stream!)).onRead(count: count, buffer: buffer!.pointee)
+            })
+    }
+
     private func onRead(count: Int, buffer: uv_buf_t) {
+        if lingerStartMs != nil {
+            // Dropped unread (the shared read buffer holds it): only the amount is bounded.
+            lingerBytes += max(count, 0)
+            if count < 0 || lingerBytes > Self.lingerBytesMax { close() }
+            return
+        }
         guard count >= 0 else {
             if Int32(count) == UV_EOF.rawValue {
                 // The client sent all it will (it may only have shut down its side):
@@ -429,7 +449,25 @@ final class HTTPConnection {
         guard !closing, !decoding, slots.isEmpty, deferred == nil, writesInFlight == 0 else { return }
         if case .awaitingAdmission = headState { return }
         let inputExhausted = peerClosed && (pendingOffset == pendingInput.count || decoder.isFinished)
-        if closeAfterWrites || inputExhausted { close() }
+        guard closeAfterWrites || inputExhausted else { return }
+        let unreadInput = decoder.isInsideRequest || pendingOffset < pendingInput.count
+        if unreadInput && !peerClosed && !server.draining { linger() } else { close() }
+    }
+
+    /// Sends end of stream after the answers, then drops input until the client closes.
+    private func linger() {
+        guard lingerStartMs == nil else { return }
+        lingerStartMs = server.loop.nowMs
+        pendingInput = []
+        pendingOffset = 0
+        let request = UnsafeMutablePointer<uv_shutdown_t>.allocate(capacity: 1)
+        // The callback runs once, also when the close cancels it.
+        guard uv_shutdown(request, stream, { request, _ in request?.deallocate() }) == 0 else {
+            request.deallocate()
+            close()
+            return
+        }
+        if !reading { startReadCallbacks() }
     }
 
     private func writeBytes(_ bytes: [UInt8]) {
@@ -465,6 +503,9 @@ final class HTTPConnection {
     /// reply budget: write acknowledgements are never turned into 503s (their writes were
     /// applied), and all of them together stay under `connections_max` × this.
     static let replyBytesAlwaysSent = 64 * 1024
+    /// Bounds on a lingering close: time, and bytes dropped.
+    static let lingerMsMax: UInt64 = 2_000
+    static let lingerBytesMax = 4 * 1024 * 1024
 
     private static let onClose: uv_close_cb = { handle in
         Unmanaged<HTTPConnection>.fromOpaque(handle!.pointee.data).release()

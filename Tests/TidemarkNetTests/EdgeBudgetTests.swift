@@ -94,4 +94,29 @@ import TidemarkTestSupport
         #expect(metrics.replyBudgetRefusals.load(ordering: .relaxed) == 1)
         #expect(harness.stop())
     }
+
+    /// A body refused from its head is never read; the edge drops what the client still
+    /// sends until it closes, so the answer is not lost to a reset while the client writes.
+    @Test func aClientStillSendingARefusedBodyGetsTheAnswerAndEndOfStream() throws {
+        let harness = try EdgeHarness(requestHandler: RefuseBodies())
+        let client = try harness.client()
+        try client.send("POST /upload HTTP/1.1\r\nContent-Length: 33554431\r\n\r\n")
+        try client.send([UInt8](repeating: 120, count: 2 << 20))  // more than the socket buffers hold
+        let answer = try client.readResponse()
+        #expect(answer.status == 401 && answer.headers["connection"] == "close")
+        #expect(try client.readsEndOfStream())
+        #expect(harness.server.metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0)
+        #expect(harness.stop())
+    }
+}
+
+/// Refuses every request that has a body, from its head.
+private struct RefuseBodies: HTTPRequestHandler {
+    func admit(_ head: HTTPRequest, client: String, decision: HTTPAdmissionDecision) -> Admission {
+        head.header("content-length") == nil ? .admit(as: nil) : .refuse(.error(401, "no", route: "/upload"))
+    }
+
+    func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff {
+        .rejected(.error(200, "ok", route: "/upload"))
+    }
 }
