@@ -241,11 +241,11 @@ final class HTTPConnection {
     private func startReadCallbacks() {
         reading = true
         uv_read_start(stream, { handle, _, buffer in
-                let server = HTTPConnection.connection(UnsafeMutableRawPointer(handle!)).server
-                buffer!.pointee = uv_buf_init(server.readBuffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(server.readBuffer.count))
-            }, { stream, count, buffer in
-                HTTPConnection.connection(UnsafeMutableRawPointer(stream!)).onRead(count: count, buffer: buffer!.pointee)
-            })
+            let server = HTTPConnection.connection(UnsafeMutableRawPointer(handle!)).server
+            buffer!.pointee = uv_buf_init(server.readBuffer.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(server.readBuffer.count))
+        }, { stream, count, buffer in
+            HTTPConnection.connection(UnsafeMutableRawPointer(stream!)).onRead(count: count, buffer: buffer!.pointee)
+        })
     }
 
     private func onRead(count: Int, buffer: uv_buf_t) {
