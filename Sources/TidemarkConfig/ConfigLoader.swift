@@ -34,7 +34,7 @@ public enum ConfigLoader {
     public static func apply(nodeConfig text: String, file: String, to base: NodeConfig) throws(ConfigError) -> NodeConfig {
         let reader = YAMLReader(file: file)
         var config = base
-        let keys = ["node_name", "data_dir", "cluster_name", "http", "native", "internal", "meta_peers", "cluster_secret", "data_consensus", "raft",
+        let keys = ["node_name", "data_dir", "cluster_name", "http", "auth", "native", "internal", "meta_peers", "cluster_secret", "data_consensus", "raft",
                     "wal_sync", "storage", "query", "log_level", "shutdown_timeout_ms", "stages"]
         for (name, node) in try reader.entries(try reader.root(of: text), key: nil) {
             switch name {
@@ -42,6 +42,7 @@ public enum ConfigLoader {
             case "data_dir": config.dataDir = try nonEmpty(reader.string(node, key: name), node, name, reader)
             case "cluster_name": config.clusterName = try nonEmpty(reader.string(node, key: name), node, name, reader)
             case "http": try applyHTTP(node, reader: reader, to: &config.http)
+            case "auth": try applyAuth(node, reader: reader, to: &config.auth)
             case "native": config.nativeListen = try listenOnly(node, key: name, reader: reader)
             case "internal": config.internalListen = try listenOnly(node, key: name, reader: reader)
             case "meta_peers":
@@ -154,7 +155,8 @@ public enum ConfigLoader {
 
     private static func applyHTTP(_ node: Node, reader: YAMLReader, to http: inout HTTPSettings) throws(ConfigError) {
         let keys = ["listen", "header_bytes_max", "body_bytes_max", "connections_max", "idle_timeout_ms",
-                    "request_timeout_ms", "pipeline_depth_max", "write_buffer_bytes_max"]
+                    "request_timeout_ms", "pipeline_depth_max", "write_buffer_bytes_max", "connection_reply_bytes_max",
+                    "reply_bytes_pending_max", "body_bytes_in_flight_max"]
         for (name, value) in try reader.entries(node, key: "http") {
             let key = "http.\(name)"
             switch name {
@@ -166,7 +168,30 @@ public enum ConfigLoader {
             case "request_timeout_ms": http.requestTimeoutMs = try positive(value, key: key, reader: reader)
             case "pipeline_depth_max": http.pipelineDepthMax = try positive(value, key: key, reader: reader)
             case "write_buffer_bytes_max": http.writeBufferBytesMax = try positive(value, key: key, reader: reader)
+            case "connection_reply_bytes_max": http.connectionReplyBytesMax = try positive(value, key: key, reader: reader)
+            case "reply_bytes_pending_max": http.replyBytesPendingMax = try positive(value, key: key, reader: reader)
+            case "body_bytes_in_flight_max": http.bodyBytesInFlightMax = try positive(value, key: key, reader: reader)
             default: throw reader.unknownKey(name, at: value, parent: "http", allowed: keys)
+            }
+        }
+    }
+
+    private static func applyAuth(_ node: Node, reader: YAMLReader, to auth: inout AuthSettings) throws(ConfigError) {
+        let keys = ["failed_logins_per_client_max", "failed_logins_per_user_max", "failed_login_window_ms", "limiter_entries_max",
+                    "threads", "queue"]
+        for (name, value) in try reader.entries(node, key: "auth") {
+            let key = "auth.\(name)"
+            switch name {
+            case "failed_logins_per_client_max": auth.failedLoginsPerClientMax = try positive(value, key: key, reader: reader)
+            case "failed_logins_per_user_max": auth.failedLoginsPerUserMax = try positive(value, key: key, reader: reader)
+            case "failed_login_window_ms": auth.failedLoginWindowMs = try positive(value, key: key, reader: reader)
+            case "limiter_entries_max":
+                let entries = try positive(value, key: key, reader: reader)
+                guard entries >= 2 else { throw reader.error(at: value, key: key, "must be at least 2 (a login takes an address and a name)") }
+                auth.limiterEntriesMax = entries
+            case "threads": auth.threads = try positive(value, key: key, reader: reader)
+            case "queue": auth.queueCapacity = try positive(value, key: key, reader: reader)
+            default: throw reader.unknownKey(name, at: value, parent: "auth", allowed: keys)
             }
         }
     }

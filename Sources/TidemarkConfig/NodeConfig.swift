@@ -7,6 +7,8 @@ public struct NodeConfig: Sendable {
     public var dataDir = "./data"
     public var clusterName = "tidemark"
     public var http = HTTPSettings()
+    /// Failed-login limits and the auth stage (`auth:`).
+    public var auth = AuthSettings()
     /// Native client protocol address; taken into use by the Thrift service.
     public var nativeListen = ListenAddress(host: "127.0.0.1", port: 6667)
     /// Internal RPC address; taken into use by the cluster transport.

@@ -13,8 +13,22 @@ public struct HTTPSettings: Sendable, Equatable {
     public var requestTimeoutMs = 30_000
     /// Requests of one connection being served at once; past it the edge stops reading it.
     public var pipelineDepthMax = 32
-    /// Unsent reply bytes of one connection; past it the edge stops reading it.
+    /// Reply bytes of one connection waiting to be sent (answered out of order, or queued for
+    /// the socket); past it the edge reads and starts no more of its requests until they drain.
     public var writeBufferBytesMax = 4 * 1024 * 1024
+    /// Reply bytes one connection may have waiting: a reply that would put it past this while
+    /// earlier replies of it are still unsent closes the connection (it pipelines faster than
+    /// it reads). A connection with nothing waiting always gets its reply.
+    public var connectionReplyBytesMax = 64 * 1024 * 1024
+    /// Reply bytes waiting to be sent on all connections together: a reply that would pass it
+    /// closes its connection if that one still has unsent bytes, and is answered 503 instead
+    /// if it is over 64 KiB. (Stopping every connection instead would let one client that
+    /// never reads stop the node.)
+    public var replyBytesPendingMax = 256 * 1024 * 1024
+    /// Request body bytes on all connections together, counted from an admitted head until
+    /// the request is answered (so bodies waiting in the stages count too); a body that does
+    /// not fit gets 503 and the connection is closed.
+    public var bodyBytesInFlightMax = 256 * 1024 * 1024
 
     public init() {}
 }

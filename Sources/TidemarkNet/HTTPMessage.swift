@@ -10,6 +10,9 @@ public struct HTTPRequest: Sendable {
     public var versionMinor: Int
     /// Whether the connection stays open after the response.
     public var keepAlive: Bool
+    /// Who the handler's admission check found behind the request's credentials, from its
+    /// head, before the body was read (nil for open routes, or when no check ran).
+    public var admittedAs: String?
 
     public init(method: String, target: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
                 versionMajor: Int = 1, versionMinor: Int = 1, keepAlive: Bool = true) {
@@ -98,6 +101,7 @@ public func httpReasonPhrase(_ status: Int) -> String {
     case 411: "Length Required"
     case 413: "Content Too Large"
     case 417: "Expectation Failed"
+    case 429: "Too Many Requests"
     case 431: "Request Header Fields Too Large"
     case 500: "Internal Server Error"
     case 501: "Not Implemented"

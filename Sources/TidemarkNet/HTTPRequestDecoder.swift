@@ -12,6 +12,10 @@ public struct HTTPDecodeStep: Sendable {
     public var consumed = 0
     /// Headers with `Expect: 100-continue` were completed and the body is wanted.
     public var continueRequested = false
+    /// The head (request line and headers, no body yet) of the request being decoded: the
+    /// decoder stops right after it, so the caller can check credentials and budgets before
+    /// any of the body is read. `feed` goes on with the body when called again.
+    public var head: HTTPRequest?
     /// A whole request, if one ended inside the consumed bytes.
     public var request: HTTPRequest?
     /// Set when the input is not acceptable; the connection must answer it and close.
@@ -38,6 +42,12 @@ public final class HTTPRequestDecoder {
     private var body: [UInt8] = []
     private var step = HTTPDecodeStep()
     private var limitError: HTTPDecodeError?
+    private var foldScanner = HeaderFoldScanner()
+    /// Body bytes of the current request received so far (chunked or declared).
+    public private(set) var bodyBytesReceived = 0
+    /// The body length the current request's head declared: nil when it is chunked (or
+    /// before its head is complete), 0 when it has none.
+    public private(set) var declaredBodyBytes: Int?
     /// The connection can carry no more requests (after an error or an upgrade).
     public private(set) var isFinished = false
     /// Bytes of a request have arrived and it is not complete yet.
@@ -60,6 +70,12 @@ public final class HTTPRequestDecoder {
         step = HTTPDecodeStep()
         guard !bytes.isEmpty else { return step }
         isInsideRequest = true
+        if !foldScanner.scan(bytes) {
+            // An obs-fold line continues a header on the next line; http-parser would join it
+            // (a folded Transfer-Encoding still means chunked), so it is a smuggling vector: refuse.
+            fail(HTTPDecodeError(status: 400, reason: "malformed HTTP request: folded header line (obs-fold) is not accepted"))
+            return step
+        }
         let consumed = withUnsafePointer(to: &Self.settings) { settings in
             http_parser_execute(parser, settings, bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count)
         }
@@ -88,7 +104,8 @@ public final class HTTPRequestDecoder {
             if step.continueRequested { continues += 1 }
             if let request = step.request { requests.append(request) }
             if let error = step.error { return (requests, continues, error) }
-            if step.consumed == 0 { break }
+            // A head may end without consuming its last LF; the next feed goes on from it.
+            if step.consumed == 0 && step.head == nil { break }
         }
         return (requests, continues, nil)
     }
@@ -96,6 +113,7 @@ public final class HTTPRequestDecoder {
     private func fail(_ error: HTTPDecodeError) {
         step.error = error
         step.request = nil
+        step.head = nil
         isFinished = true
     }
 
@@ -145,7 +163,15 @@ public final class HTTPRequestDecoder {
             }
             step.continueRequested = true
         }
-        if declaredLength != UInt64.max && declaredLength > 0 { body.reserveCapacity(Int(declaredLength)) }
+        let chunked = tidemark_http_chunked(parser) != 0
+        declaredBodyBytes = chunked ? nil : (declaredLength == UInt64.max ? 0 : Int(declaredLength))
+        // Room for the body is reserved when it starts to arrive, after the caller has
+        // admitted the head: a refused request never makes the node allocate its body.
+        step.head = HTTPRequest(
+            method: method, target: String(decoding: target, as: UTF8.self), headers: headers,
+            versionMajor: Int(parser.pointee.http_major), versionMinor: Int(parser.pointee.http_minor),
+            keepAlive: http_should_keep_alive(parser) != 0)
+        http_parser_pause(parser, 1)
         return 0
     }
 
@@ -154,6 +180,8 @@ public final class HTTPRequestDecoder {
             limitError = HTTPDecodeError(status: 413, reason: "request body exceeds \(bodyBytesMax) bytes")
             return 1
         }
+        if body.isEmpty, let declaredBodyBytes, declaredBodyBytes > 0 { body.reserveCapacity(declaredBodyBytes) }
+        bodyBytesReceived += count
         body.append(contentsOf: UnsafeRawBufferPointer(start: at, count: count))
         return 0
     }
@@ -167,6 +195,9 @@ public final class HTTPRequestDecoder {
         headers.removeAll(keepingCapacity: true)
         body = []
         headerBytes = 0
+        bodyBytesReceived = 0
+        declaredBodyBytes = nil
+        foldScanner = HeaderFoldScanner()
         isInsideRequest = false
         http_parser_pause(parser, 1)
         return 0
@@ -199,7 +230,14 @@ public final class HTTPRequestDecoder {
                 decoder.flushHeader()
                 decoder.headerValueStarted = false
             }
-            decoder.headerName.append(contentsOf: bytes(at, count))
+            let name = bytes(at, count)
+            // http-parser (built lenient) takes a space as part of a name, and still reads
+            // "Transfer-Encoding :" as chunked; a proxy in front may not: refuse it (RFC 9112 5.1).
+            if name.contains(where: { $0 == 32 || $0 == 9 }) {
+                decoder.limitError = HTTPDecodeError(status: 400, reason: "malformed HTTP request: whitespace in a header name")
+                return 1
+            }
+            decoder.headerName.append(contentsOf: name)
             return decoder.countHeaderBytes(count)
         }
         settings.on_header_value = { parser, at, count in
@@ -216,4 +254,37 @@ public final class HTTPRequestDecoder {
 
     /// A value callback has run for the current header (its value may be empty).
     private var headerValueStarted = false
+}
+
+/// Finds obs-fold in a request's header block: a header line that starts with a space or a
+/// tab. It looks only at the bytes before the blank line that ends the headers; the decoder
+/// starts a fresh one for each request.
+struct HeaderFoldScanner {
+    /// False once the blank line after the headers has been seen.
+    private var inHeaders = true
+    /// Bytes on the current line, not counting CR.
+    private var lineBytes = 0
+    /// Non-empty lines completed in this head (the request line is the first).
+    private var lines = 0
+
+    /// Scans the next bytes of the stream; false when a folded header line starts in them.
+    mutating func scan(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var index = 0
+        while inHeaders && index < bytes.count {
+            let byte = bytes[index]
+            index += 1
+            if byte == 10 {
+                if lineBytes > 0 {
+                    lines += 1
+                } else if lines > 0 {
+                    inHeaders = false  // empty lines before the request line are skipped, as http-parser does
+                }
+                lineBytes = 0
+            } else if byte != 13 {
+                if lineBytes == 0 && lines > 0 && (byte == 32 || byte == 9) { return false }
+                lineBytes += 1
+            }
+        }
+        return true
+    }
 }

@@ -15,9 +15,46 @@ public enum HandOff: Sendable {
     case deferred
 }
 
-/// Receives every complete request on the loop thread; it must not block.
+/// What the handler decided about a request from its head, before its body is read.
+public enum Admission: Sendable {
+    /// Read the body and hand the request on; `as` is the caller found behind its credentials.
+    case admit(as: String?)
+    /// Answer this instead. A request whose body has not been read is answered with
+    /// `Connection: close`; one without a body keeps the connection.
+    case refuse(HTTPResponse)
+    /// Deciding takes work elsewhere: the connection reads nothing more until the decision
+    /// arrives through the `HTTPAdmissionDecision`.
+    case pending
+}
+
+/// Receives every request on the loop thread; it must not block.
 public protocol HTTPRequestHandler: Sendable {
+    /// Called with a request's head (its body empty) once its headers are in, before any
+    /// of its body is read. `client` is the peer's IP address.
+    func admit(_ head: HTTPRequest, client: String, decision: HTTPAdmissionDecision) -> Admission
+    /// Called with each whole request that was admitted.
     func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff
+}
+
+extension HTTPRequestHandler {
+    /// By default every request is read whole and handed on.
+    public func admit(_ head: HTTPRequest, client: String, decision: HTTPAdmissionDecision) -> Admission { .admit(as: nil) }
+}
+
+/// Sends the decision about one pending head (`Admission.pending`), from any thread, once.
+public struct HTTPAdmissionDecision: Sendable {
+    let server: HTTPServer
+    let connectionID: UInt64
+    let sequence: UInt64
+
+    public func admit(as user: String?) { send(.admit(as: user)) }
+
+    public func refuse(_ response: HTTPResponse) { send(.refuse(response)) }
+
+    private func send(_ admission: Admission) {
+        let server = server, connectionID = connectionID, sequence = sequence
+        server.loop.execute { server.decided(admission, connectionID: connectionID, sequence: sequence) }
+    }
 }
 
 /// Sends the one response for one request, from any thread.
@@ -50,6 +87,10 @@ public final class HTTPServer: @unchecked Sendable {
     private var sweepTimer: UnsafeMutablePointer<uv_timer_t>?
     private var connections: [UInt64: HTTPConnection] = [:]
     private var nextConnectionID: UInt64 = 1
+    /// Request body bytes reserved by connections now; at most `settings.bodyBytesInFlightMax`.
+    private var bodyBytesInFlight = 0
+    /// Reply bytes waiting to be sent on every connection.
+    private(set) var replyBytesPending = 0
     private(set) var draining = false
     private var whenClosed: (() -> Void)?
     /// Shared by every read: callbacks run one at a time on the loop thread, and what a
@@ -127,6 +168,37 @@ public final class HTTPServer: @unchecked Sendable {
 
     func retryDeferred(connectionID: UInt64) {
         connections[connectionID]?.retryDeferred()
+    }
+
+    func decided(_ admission: Admission, connectionID: UInt64, sequence: UInt64) {
+        connections[connectionID]?.decided(admission, sequence: sequence)
+    }
+
+    // MARK: - Node-wide byte budgets (loop thread)
+
+    /// Reserves `count` body bytes from the node's budget; false when they do not fit.
+    func reserveBodyBytes(_ count: Int) -> Bool {
+        guard count <= settings.bodyBytesInFlightMax - bodyBytesInFlight else { return false }
+        bodyBytesInFlight += count
+        metrics.bodyBytesInFlight.store(bodyBytesInFlight, ordering: .relaxed)
+        return true
+    }
+
+    func releaseBodyBytes(_ count: Int) {
+        precondition(count >= 0 && count <= bodyBytesInFlight, "releasing body bytes never reserved")
+        bodyBytesInFlight -= count
+        metrics.bodyBytesInFlight.store(bodyBytesInFlight, ordering: .relaxed)
+    }
+
+    func addReplyBytes(_ count: Int) {
+        replyBytesPending += count
+        metrics.replyBytesPending.store(replyBytesPending, ordering: .relaxed)
+    }
+
+    func removeReplyBytes(_ count: Int) {
+        precondition(count >= 0 && count <= replyBytesPending, "removing reply bytes never added")
+        replyBytesPending -= count
+        metrics.replyBytesPending.store(replyBytesPending, ordering: .relaxed)
     }
 
     func connectionClosed(_ id: UInt64) {

@@ -42,4 +42,23 @@ enum TCPAddress {
         }
         return ListenAddress(host: host, port: Int(UInt16(bigEndian: port)))
     }
+
+    /// The IP address of a connected handle's peer, as text ("" if the system cannot say).
+    static func peerHost(_ tcp: UnsafeMutablePointer<uv_tcp_t>) -> String {
+        var storage = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) { pointer in
+            uv_tcp_getpeername(tcp, UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: sockaddr.self), &length)
+        }
+        guard status == 0 else { return "" }
+        var text = [CChar](repeating: 0, count: 64)
+        let family = storage.ss_family
+        let named = withUnsafePointer(to: storage) { pointer in
+            let raw = UnsafeRawPointer(pointer)
+            return family == sa_family_t(AF_INET6)
+                ? uv_ip6_name(raw.assumingMemoryBound(to: sockaddr_in6.self), &text, text.count)
+                : uv_ip4_name(raw.assumingMemoryBound(to: sockaddr_in.self), &text, text.count)
+        }
+        return named == 0 ? String(cString: text) : ""
+    }
 }

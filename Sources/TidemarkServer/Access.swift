@@ -13,14 +13,24 @@ enum Access {
     }
 
     /// The user behind a request, or the 401/400 to answer (IoTDB's AuthorizationFilter).
+    /// Hashes on the calling thread when the credentials are not remembered: the node checks
+    /// them at the edge instead (`Authenticator`), and this serves requests no edge admitted.
     static func user(of request: HTTPRequest, in users: UserStore) -> Caller {
         let route = AdminRoutes.label(for: request)
-        switch users.authenticate(request.header("authorization")) {
+        switch users.authenticate(credentials(of: request)) {
         case .user(let name): return .user(name)
-        case .missing: return .refused(RESTv2.status(800, "INIT_AUTH_ERROR", route: route, http: 401))
-        case .wrongPassword: return .refused(RESTv2.status(801, "WRONG_LOGIN_PASSWORD", route: route, http: 401))
-        case .malformed: return .refused(RESTv2.status(303, "Illegal format of authorization header.", route: route, http: 400))
+        case .missing: return .refused(missingCredentials(route: route))
+        case .wrongPassword: return .refused(wrongPassword(route: route))
+        case .malformed: return .refused(malformedCredentials(route: route))
         }
+    }
+
+    static func missingCredentials(route: String) -> HTTPResponse { RESTv2.status(800, "INIT_AUTH_ERROR", route: route, http: 401) }
+
+    static func wrongPassword(route: String) -> HTTPResponse { RESTv2.status(801, "WRONG_LOGIN_PASSWORD", route: route, http: 401) }
+
+    static func malformedCredentials(route: String) -> HTTPResponse {
+        RESTv2.status(303, "Illegal format of authorization header.", route: route, http: 400)
     }
 
     /// The first (privilege, path) the user lacks, if any.

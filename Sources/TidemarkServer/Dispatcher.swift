@@ -16,24 +16,21 @@ struct Dispatcher: Sendable {
     let users: UserStore
 
     func handle(_ exchange: HTTPExchange) {
-        var request = exchange.request
+        let request = exchange.request
         let responder = exchange.responder
         let respond: @Sendable (HTTPResponse) -> Void = { responder.respond($0) }
         let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
         let path = String(request.path)
         if Access.openRoutes.contains(path) { return respond(admin.respond(to: request)) }
 
-        if path == "/write", request.header("authorization") == nil {
-            // InfluxDB 1.x clients may pass credentials as ?u=…&p=… instead of basic auth.
-            let query = QueryString(request.target)
-            if let name = query["u"], let password = query["p"] {
-                request.headers.append(("authorization", "Basic " + Data("\(name):\(password)".utf8).base64EncodedString()))
-            }
-        }
         let user: String
-        switch Access.user(of: request, in: users) {
-        case .user(let name): user = name
-        case .refused(let answer): return respond(answer)
+        if let admitted = request.admittedAs {
+            user = admitted  // checked at the edge from the head (Authenticator), off this thread
+        } else {
+            switch Access.user(of: request, in: users) {
+            case .user(let name): user = name
+            case .refused(let answer): return respond(answer)
+            }
         }
         if path == "/write" {
             guard request.method == "POST" else { return respond(LineProtocolWrite.influxError(405, "/write accepts POST only")) }

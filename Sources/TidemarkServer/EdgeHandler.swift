@@ -7,6 +7,12 @@ import TidemarkStorage
 /// stopping stage into the answer DESIGN.md section 4 asks for.
 struct EdgeHandler: HTTPRequestHandler {
     let decode: Stage<HTTPExchange>
+    /// Checks credentials from each head; nil admits every request (edge tests).
+    var authenticator: Authenticator? = nil
+
+    func admit(_ head: HTTPRequest, client: String, decision: HTTPAdmissionDecision) -> Admission {
+        authenticator?.admit(head, client: client, decision: decision) ?? .admit(as: nil)
+    }
 
     func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff {
         switch decode.submit(HTTPExchange(request: request, responder: responder), whenSpace: whenSpace) {
@@ -33,6 +39,8 @@ struct AdminRoutes: Sendable {
     /// Disk full, failed logs, quarantined files.
     let health: @Sendable () -> NodeHealth
     let http: HTTPMetrics
+    /// Readings of the authenticator, when the node has one.
+    var auth: @Sendable () -> AuthMetrics? = { nil }
     /// In a cluster, this node's view of it.
     let cluster: @Sendable () -> ClusterStatus?
     let startedNs: UInt64
@@ -67,7 +75,7 @@ struct AdminRoutes: Sendable {
             return .json(200, health().quarantineJSON, route: route)
         case "/metrics":
             let text = MetricsText.render(
-                stages: stages(), storage: storage(), health: health(), http: http, cluster: cluster(), process: .read(),
+                stages: stages(), storage: storage(), health: health(), http: http, auth: auth(), cluster: cluster(), process: .read(),
                 uptimeSeconds: Double(monotonicNowNs() - startedNs) / 1e9, startTimeSeconds: startTimeSeconds)
             return HTTPResponse(status: 200, contentType: MetricsText.contentType, body: Array(text.utf8), route: route)
         case "/cluster":

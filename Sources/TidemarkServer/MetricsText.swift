@@ -15,7 +15,7 @@ struct MetricsText {
     private var text = ""
 
     /// The whole page for the given readings.
-    static func render(stages: [StageSnapshot], storage: EngineStats, health: NodeHealth, http: HTTPMetrics, cluster: ClusterStatus?,
+    static func render(stages: [StageSnapshot], storage: EngineStats, health: NodeHealth, http: HTTPMetrics, auth: AuthMetrics? = nil, cluster: ClusterStatus?,
                        process: ProcessStats, uptimeSeconds: Double, startTimeSeconds: Double) -> String {
         var page = MetricsText()
         page.stageFamilies(stages)
@@ -36,6 +36,23 @@ struct MetricsText {
                      Double(http.acceptedConnections.load(ordering: .relaxed)))
         page.counter("tidemark_http_refused_connections_total", "Connections refused because connections_max were open.",
                      Double(http.refusedConnections.load(ordering: .relaxed)))
+        page.gauge("tidemark_http_body_bytes_in_flight", "Request body bytes read or being read and not yet answered (http.body_bytes_in_flight_max).",
+                   Double(http.bodyBytesInFlight.load(ordering: .relaxed)))
+        page.gauge("tidemark_http_reply_bytes_pending", "Reply bytes waiting to be sent now (http.reply_bytes_pending_max).",
+                   Double(http.replyBytesPending.load(ordering: .relaxed)))
+        page.counter("tidemark_http_body_budget_refusals_total", "Requests refused with 503 because their body did not fit the node's budget.",
+                     Double(http.bodyBudgetRefusals.load(ordering: .relaxed)))
+        page.counter("tidemark_http_reply_budget_closes_total", "Connections closed because their unsent replies passed a bound.",
+                     Double(http.replyBudgetCloses.load(ordering: .relaxed)))
+        page.counter("tidemark_http_reply_budget_refusals_total", "Large replies answered 503 because the node held too many unsent replies.",
+                     Double(http.replyBudgetRefusals.load(ordering: .relaxed)))
+        if let auth {
+            page.counter("tidemark_auth_password_hashes_total", "Password hashes computed (on the auth stage).", Double(auth.hashes))
+            page.counter("tidemark_auth_failed_logins_total", "Logins whose password check failed.", Double(auth.failed))
+            page.counter("tidemark_auth_limited_logins_total", "Logins refused with 429 by the failed-login limiter, unhashed.", Double(auth.limited))
+            page.counter("tidemark_auth_overloaded_logins_total", "Logins refused with 503 because the auth stage's queue was full.",
+                         Double(auth.overloaded))
+        }
         if let cluster { page.clusterFamilies(cluster) }
         page.gauge("process_resident_memory_bytes", "Resident memory size in bytes.", Double(process.residentBytes))
         page.gauge("process_open_fds", "Number of open file descriptors.", Double(process.openFileDescriptors))
@@ -161,5 +178,20 @@ struct MetricsText {
     private static func escapeLabel(_ value: String) -> String {
         value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
             .replacingOccurrences(of: "\n", with: "\\n")
+    }
+}
+
+/// Readings of the authenticator for `/metrics`.
+struct AuthMetrics: Sendable {
+    let hashes: UInt64
+    let failed: UInt64
+    let limited: UInt64
+    let overloaded: UInt64
+
+    static func read(_ authenticator: Authenticator) -> AuthMetrics {
+        AuthMetrics(hashes: authenticator.users.hashesComputed.load(ordering: .relaxed),
+                    failed: authenticator.stats.failed.load(ordering: .relaxed),
+                    limited: authenticator.stats.limited.load(ordering: .relaxed),
+                    overloaded: authenticator.stats.overloaded.load(ordering: .relaxed))
     }
 }

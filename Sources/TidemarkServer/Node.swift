@@ -37,6 +37,8 @@ public final class Node: @unchecked Sendable {
     private let cluster: ClusterWiring?
     private var region: StorageEngine { localRegion.engine }
     private let users: UserStore
+    /// Hashes passwords off the decode thread (`Authenticator`); drained after the stages.
+    private let authStage: Stage<StageTask>
     private var signalWatchers: [SignalWatcher] = []
     private var ageTimer: LoopTimer?
     private var shutdownTimer: LoopTimer?
@@ -87,12 +89,16 @@ public final class Node: @unchecked Sendable {
                                           applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
         }
         users = try UserStore(directory: config.dataDir + "/users", logger: logger, health: storageHealth)
+        let authStage = Authenticator.makeStage(config.auth)
+        self.authStage = authStage
+        let authenticator = Authenticator(users: users, settings: config.auth, stage: authStage)
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
         let region = localRegion.engine
         let clusterWiring = cluster, nodeID = config.nodeID ?? 1, dataDir = config.dataDir
-        let routes = AdminRoutes(stages: { stagesBox.snapshots() }, storage: { region.stats },
+        let routes = AdminRoutes(stages: { stagesBox.snapshots() + [authStage.snapshot()] }, storage: { region.stats },
                                  health: { NodeHealth.read(dataDir: dataDir, storage: storageHealth) }, http: httpMetrics,
+                                 auth: { AuthMetrics.read(authenticator) },
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
@@ -106,7 +112,7 @@ public final class Node: @unchecked Sendable {
         })
         stagesBox.set(stages)
         FlushWiring.attach(region, to: stages.taskStages[.flush]!, logger: logger)
-        server = HTTPServer(loop: loop, settings: config.http, metrics: httpMetrics, handler: EdgeHandler(decode: stages.decode))
+        server = HTTPServer(loop: loop, settings: config.http, metrics: httpMetrics, handler: EdgeHandler(decode: stages.decode, authenticator: authenticator))
     }
 
     /// Opens the HTTP port, serves until SIGTERM/SIGINT, then stops within the bound.
@@ -116,6 +122,7 @@ public final class Node: @unchecked Sendable {
             address = try server.start()
         } catch {
             _ = stages.drain(deadlineNs: monotonicNowNs() + 1_000_000_000)
+            _ = authStage.drain(deadlineNs: monotonicNowNs() + 1_000_000_000)
             localRegion.close()
             users.close()
             loop.close()
@@ -163,8 +170,9 @@ public final class Node: @unchecked Sendable {
             shutdownTimer?.cancel()
             // Draining stages blocks, so it runs off the loop; the loop stays up for their replies.
             let stages = stages, loop = loop, dataDirectory = dataDirectory, logger = logger, localRegion = localRegion, users = users
+            let authStage = authStage
             Thread.detachNewThread {
-                let drained = stages.drain(deadlineNs: deadlineNs)
+                let drained = stages.drain(deadlineNs: deadlineNs) && authStage.drain(deadlineNs: deadlineNs)
                 localRegion.close()  // syncs the log; memtables are rebuilt from it at the next start
                 users.close()
                 let syncProblem = dataDirectory.sync()

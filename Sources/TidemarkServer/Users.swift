@@ -25,9 +25,10 @@ struct UserError: Error, Sendable, CustomStringConvertible {
 /// Users with salted PBKDF2-SHA256 password hashes and privileges per path pattern,
 /// persisted in a CRC-checked log under the data directory and replayed at start.
 ///
-/// Verifying a password costs a few hundred milliseconds by design, so a verified
+/// Verifying a password costs tens of milliseconds of CPU by design, so a verified
 /// `Authorization` header is remembered (as IoTDB does) until `cacheSeconds` pass or
-/// the user changes.
+/// the user changes. Verification runs on the auth stage (`Authenticator`), never on the
+/// decode thread, and costs the same for a name that does not exist.
 final class UserStore: Sendable {
     struct User: Sendable {
         var name: String
@@ -47,10 +48,20 @@ final class UserStore: Sendable {
     private let logger: Logger
     private let cacheSeconds: Double
     private let state = Mutex<(users: [String: User], verified: [String: (user: String, until: Date)])>(([:], [:]))
+    /// Password hashes computed, real or dummy (for `/metrics`, and for tests that check
+    /// where and how often hashing happens).
+    let hashesComputed = Atomic<UInt64>(0)
+    /// An unknown name is checked against these, so it costs what a known one costs and its
+    /// answer takes as long: response times do not tell which names exist.
+    private let dummySalt: [UInt8]
+    private let dummyHash: [UInt8]
 
     init(directory: String, logger: Logger, cacheSeconds: Double = 8 * 3600, health: StorageHealth? = nil) throws {
         self.logger = logger
         self.cacheSeconds = cacheSeconds
+        var generator = SystemRandomNumberGenerator()
+        dummySalt = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        dummyHash = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
         log = try FileWAL(directory: directory, policy: .always, health: health)
         var users: [String: User] = [:]
         // Damage in the middle of the log throws (naming file and offset): start is refused,
@@ -98,28 +109,50 @@ final class UserStore: Sendable {
         case wrongPassword
     }
 
-    /// Checks an `Authorization: Basic …` header.
+    /// Checks an `Authorization: Basic …` header, hashing on the calling thread when it is
+    /// not remembered. The node calls the parts below from the edge and the auth stage instead.
     func authenticate(_ header: String?) -> Authentication {
         guard let header else { return .missing }
-        let now = Date()
-        if let cached = state.withLock({ $0.verified[header] }), cached.until > now { return .user(cached.user) }
+        if let user = rememberedUser(header) { return .user(user) }
+        guard let (name, password) = Self.basicCredentials(header) else { return .malformed }
+        return verify(header: header, name: name, password: password) ? .user(name) : .wrongPassword
+    }
+
+    /// The user a header was verified for, while that is remembered. Cheap: no hashing.
+    func rememberedUser(_ header: String) -> String? {
+        guard let cached = state.withLock({ $0.verified[header] }), cached.until > Date() else { return nil }
+        return cached.user
+    }
+
+    /// The name and password of a `Basic` header; nil when it does not decode.
+    static func basicCredentials(_ header: String) -> (name: String, password: String)? {
         let parts = header.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "basic", let data = Data(base64Encoded: String(parts[1])),
-              let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":") else { return .malformed }
-        let name = String(text[..<colon]), password = String(text[text.index(after: colon)...])
-        guard verify(name: name, password: password) else { return .wrongPassword }
+              let text = String(data: data, encoding: .utf8), let colon = text.firstIndex(of: ":") else { return nil }
+        return (String(text[..<colon]), String(text[text.index(after: colon)...]))
+    }
+
+    /// Verifies a password (one hash, whether the user exists or not) and remembers `header`
+    /// when it is right.
+    func verify(header: String, name: String, password: String) -> Bool {
+        guard verify(name: name, password: password) else { return false }
         state.withLock { state in
             if state.verified.count >= 10_000 { state.verified.removeAll() }  // bounded: forget, then re-verify
-            state.verified[header] = (name, now.addingTimeInterval(cacheSeconds))
+            state.verified[header] = (name, Date().addingTimeInterval(cacheSeconds))
         }
-        return .user(name)
+        return true
     }
 
     private func verify(name: String, password: String) -> Bool {
-        guard let user = state.withLock({ $0.users[name] }),
-              let derived = try? Self.derive(password, salt: user.salt, rounds: user.rounds) else { return false }
-        // Constant-time comparison of the two hashes.
-        return derived.count == user.hash.count && zip(derived, user.hash).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+        let user = state.withLock { $0.users[name] }
+        hashesComputed.add(1, ordering: .relaxed)
+        guard let derived = try? Self.derive(password, salt: user?.salt ?? dummySalt, rounds: user?.rounds ?? Self.rounds) else {
+            return false
+        }
+        let expected = user?.hash ?? dummyHash
+        // Constant-time comparison of the two hashes; an unknown name fails after the same work.
+        let equal = derived.count == expected.count && zip(derived, expected).reduce(0) { $0 | ($1.0 ^ $1.1) } == 0
+        return equal && user != nil
     }
 
     // MARK: - Authorization

@@ -143,6 +143,25 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         #expect(try loadError("raft: {snapshot_chunk_bytes: 16777216}\n") == nil)
     }
 
+    @Test func authAndEdgeBudgetKeysAreReadAndChecked() throws {
+        let yaml = """
+            http: {connection_reply_bytes_max: 1000, reply_bytes_pending_max: 2000, body_bytes_in_flight_max: 3000}
+            auth: {failed_logins_per_client_max: 4, failed_logins_per_user_max: 5, failed_login_window_ms: 6000,
+                   limiter_entries_max: 70, threads: 2, queue: 8}
+
+            """
+        let config = try ConfigLoader.load(configPath: try temporaryFile(yaml))
+        #expect(config.http.connectionReplyBytesMax == 1000 && config.http.replyBytesPendingMax == 2000)
+        #expect(config.http.bodyBytesInFlightMax == 3000)
+        #expect(config.auth.failedLoginsPerClientMax == 4 && config.auth.failedLoginsPerUserMax == 5)
+        #expect(config.auth.failedLoginWindowMs == 6000 && config.auth.limiterEntriesMax == 70)
+        #expect(config.auth.threads == 2 && config.auth.queueCapacity == 8)
+        #expect(try ConfigLoader.load(configPath: try temporaryFile("node_name: n\n")).auth == AuthSettings())
+        #expect(try #require(try loadError("auth: {threads: 0}\n")).key == "auth.threads")
+        #expect(try #require(try loadError("auth: {limiter_entries_max: 1}\n")).message.contains("at least 2"))
+        #expect(try #require(try loadError("auth: {window_ms: 5}\n")).key == "auth.window_ms")
+    }
+
     @Test func impossibleStageSizesAreRefused() throws {
         let noThreads = try #require(try loadError("stages:\n  apply: {threads: 0}\n"))
         #expect(noThreads.key == "stages.apply.threads")

@@ -22,12 +22,22 @@ private func makeDecoder(headerBytesMax: Int = 8192, bodyBytesMax: Int = 1 << 20
 
     @Test func partialInputCompletesOnlyAtTheLastByte() {
         let bytes = Array("PUT /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz".utf8)
+        let headBytes = bytes.count - 3
         let decoder = makeDecoder()
-        for (index, byte) in bytes.enumerated() {
-            let step = [byte].withUnsafeBytes { decoder.feed($0) }
-            #expect(step.consumed == 1)
+        var index = 0, heads = 0
+        while index < bytes.count {
+            let step = [bytes[index]].withUnsafeBytes { decoder.feed($0) }
             #expect(step.error == nil)
-            if index < bytes.count - 1 {
+            if let head = step.head {
+                // The head comes out before any byte of the body is taken.
+                heads += 1
+                #expect(head.target == "/a" && head.body.isEmpty && decoder.declaredBodyBytes == 3)
+                #expect(index < headBytes)
+            } else {
+                #expect(step.consumed == 1)
+            }
+            index += step.consumed
+            if index < bytes.count {
                 #expect(step.request == nil)
                 #expect(decoder.isInsideRequest)
             } else {
@@ -35,15 +45,18 @@ private func makeDecoder(headerBytesMax: Int = 8192, bodyBytesMax: Int = 1 << 20
                 #expect(!decoder.isInsideRequest)
             }
         }
+        #expect(heads == 1)
     }
 
     @Test func pipelinedRequestsComeOutOneAtATimeInOrder() {
         let decoder = makeDecoder()
         let bytes = Array("GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nPOST /3 HTTP/1.1\r\nContent-Length: 2\r\n\r\nokGET /4".utf8)
-        let first = bytes.withUnsafeBytes { decoder.feed($0) }
+        let head = bytes.withUnsafeBytes { decoder.feed($0) }
+        #expect(head.head?.target == "/1" && head.request == nil)
+        let first = bytes[head.consumed...].withUnsafeBytes { decoder.feed($0) }
         #expect(first.request?.target == "/1")
-        #expect(first.consumed == "GET /1 HTTP/1.1\r\n\r\n".utf8.count)
-        let rest = decoder.feedAll(Array(bytes[first.consumed...]))
+        #expect(head.consumed + first.consumed == "GET /1 HTTP/1.1\r\n\r\n".utf8.count)
+        let rest = decoder.feedAll(Array(bytes[(head.consumed + first.consumed)...]))
         #expect(rest.requests.map(\.target) == ["/2", "/3"])
         #expect(rest.requests.last?.body == Array("ok".utf8))
         #expect(rest.error == nil)
@@ -68,6 +81,41 @@ private func makeDecoder(headerBytesMax: Int = 8192, bodyBytesMax: Int = 1 << 20
             #expect(result.requests.isEmpty)
             #expect(decoder.isFinished)
         }
+    }
+
+    /// Issue 27: http-parser (built lenient) reads "Transfer-Encoding : chunked" and folded
+    /// header lines as chunked; a proxy in front may frame them otherwise (request smuggling).
+    @Test func whitespaceBeforeTheColonAndFoldedHeadersAre400() {
+        let smuggled = ["POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+                        "POST / HTTP/1.1\r\nTransfer-Encoding\t: chunked\r\n\r\n0\r\n\r\n",
+                        "POST / HTTP/1.1\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n",
+                        "POST / HTTP/1.1\r\nX-A: 1\r\n\tTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                        "GET / HTTP/1.1\r\nX-A: 1\r\n 2\r\n\r\n"]
+        for text in smuggled {
+            let whole = makeDecoder().feedAll(Array(text.utf8))
+            #expect(whole.error?.status == 400, "input: \(text.debugDescription)")
+            #expect(whole.requests.isEmpty)
+            // The same, a byte at a time.
+            let decoder = makeDecoder()
+            var error: HTTPDecodeError?
+            for byte in Array(text.utf8) where error == nil && !decoder.isFinished {
+                var rest = [byte]
+                while !rest.isEmpty && error == nil {
+                    let step = rest.withUnsafeBytes { decoder.feed($0) }
+                    error = step.error
+                    #expect(step.request == nil)
+                    rest.removeFirst(step.consumed)
+                    if step.consumed == 0 && step.head == nil { break }
+                }
+            }
+            #expect(error?.status == 400, "input fed bytewise: \(text.debugDescription)")
+        }
+        // Spaces and tabs are fine inside values, in bodies, and in empty lines before a request.
+        let fine = "\r\nPOST /a HTTP/1.1\r\nX-A: 1 2\t3\r\nContent-Length: 5\r\n\r\n\n \n\tzGET /b HTTP/1.1\r\nX-B:  b\r\n\r\n"
+        let result = makeDecoder().feedAll(Array(fine.utf8))
+        #expect(result.error == nil)
+        #expect(result.requests.map(\.target) == ["/a", "/b"])
+        #expect(result.requests.first?.body == Array("\n \n\tz".utf8))
     }
 
     @Test func onlyHTTP1IsServed() {
@@ -97,8 +145,9 @@ private func makeDecoder(headerBytesMax: Int = 8192, bodyBytesMax: Int = 1 << 20
         let head = Array("POST /w HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n".utf8)
         let step = head.withUnsafeBytes { decoder.feed($0) }
         #expect(step.continueRequested)
+        #expect(step.head?.target == "/w")
         #expect(step.request == nil)
-        let body = Array("data".utf8).withUnsafeBytes { decoder.feed($0) }
+        let body = (head[step.consumed...] + Array("data".utf8)).withUnsafeBytes { decoder.feed($0) }
         #expect(!body.continueRequested)
         #expect(body.request?.body == Array("data".utf8))
         let unknown = makeDecoder().feedAll(Array("POST / HTTP/1.1\r\nExpect: magic\r\n\r\n".utf8))

@@ -67,6 +67,17 @@ import TidemarkTestSupport
         #expect(harness.stop())
     }
 
+    @Test func smuggledTransferEncodingGets400AndCloseAndNothingBehindItRuns() throws {
+        let harness = try EdgeHarness()
+        let client = try harness.client()
+        try client.send("POST /s HTTP/1.1\r\nTransfer-Encoding : chunked\r\nContent-Length: 27\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n")
+        let response = try client.readResponse()
+        #expect(response.status == 400 && response.headers["connection"] == "close")
+        #expect(response.text.contains("whitespace in a header name"))
+        #expect(try client.readsEndOfStream())
+        #expect(harness.stop())
+    }
+
     @Test func halfClosedClientGetsEveryAnswerThenTheConnectionCloses() throws {
         var settings = HTTPSettings()
         settings.pipelineDepthMax = 1  // the later requests wait, unparsed, behind the first

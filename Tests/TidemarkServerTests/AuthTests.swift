@@ -19,11 +19,15 @@ private func basic(_ user: String, _ password: String) -> String {
         #expect(none.status == 401 && none.text == #"{"code":800,"message":"INIT_AUTH_ERROR"}"#)
         let wrong = try client.request("POST", "/rest/v2/query", body: Array(#"{"sql":"show databases"}"#.utf8), headers: ["Authorization": basic("root", "nope")])
         #expect(wrong.status == 401 && wrong.text == #"{"code":801,"message":"WRONG_LOGIN_PASSWORD"}"#)
+        // Refused before its body was read, so the connection cannot go on.
+        #expect(wrong.headers["connection"] == "close")
+        client = try TestHTTPClient(port: node.port)
         let malformed = try client.request("GET", "/stages", headers: ["Authorization": "Basic !!!"])
         #expect(malformed.status == 400 && malformed.text == #"{"code":303,"message":"Illegal format of authorization header."}"#)
 
+        // A refused statement closes its connection (its body is never read): each gets its own.
         func sql(_ statement: String, as authorization: String = TestHTTPClient.rootAuthorization, query: Bool = false) throws -> WireResponse {
-            try client.request("POST", query ? "/rest/v2/query" : "/rest/v2/nonQuery",
+            try TestHTTPClient(port: node.port).request("POST", query ? "/rest/v2/query" : "/rest/v2/nonQuery",
                                body: Array("{\"sql\":\(String(data: try JSONEncoder().encode(statement), encoding: .utf8)!)}".utf8),
                                headers: ["Authorization": authorization])
         }
@@ -52,6 +56,51 @@ private func basic(_ user: String, _ password: String) -> String {
         #expect(try node.stop() == 0)
         node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
         #expect(!node.stderr.contains("default password"))
+        #expect(try node.stop() == 0)
+    }
+
+    /// Issue 27, items 6 and 9, against a real node: 16 connections × 32 pipelined wrong
+    /// passwords used to queue 512 hashes on the decode thread, before everyone's /ping. Now
+    /// /ping and a remembered root are answered while the flood is queued, the flood costs
+    /// `auth.failed_logins_per_client_max` hashes (the rest get 429), and bodies of refused
+    /// requests are never buffered.
+    @Test func aWrongPasswordFloodNeitherStarvesOthersNorCostsAHashPerTry() throws {
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", try temporaryDirectory("data")])
+        let root = try TestHTTPClient(port: node.port)
+        let showDatabases = Array(#"{"sql":"show databases"}"#.utf8)
+        #expect(try root.request("POST", "/rest/v2/query", body: showDatabases).status == 200)  // root is now remembered
+
+        let attackers = try (0..<16).map { _ in try TestHTTPClient(port: node.port) }
+        for (index, attacker) in attackers.enumerated() {
+            let flood = (0..<32).map { "GET /stages HTTP/1.1\r\nAuthorization: \(basic("root", "wrong-\(index)-\($0)"))\r\n\r\n" }
+            try attacker.send(flood.joined())
+        }
+        let other = try TestHTTPClient(port: node.port)
+        #expect(try other.request("GET", "/ping", headers: ["Authorization": ""]).status == 200)
+        #expect(try root.request("POST", "/rest/v2/query", body: showDatabases).status == 200)
+
+        var statuses: [Int: Int] = [:]
+        for attacker in attackers {
+            for _ in 0..<32 { statuses[try attacker.readResponse().status, default: 0] += 1 }
+        }
+        #expect(statuses[401] == 10 && statuses[429] == 502)
+
+        // Bodies declared by callers that are refused are never read.
+        let head = "POST /rest/v2/insertTablet HTTP/1.1\r\nContent-Length: 33554431\r\nAuthorization: \(basic("root", "wrong"))\r\n\r\n"
+        let senders = try (0..<8).map { _ in try TestHTTPClient(port: node.port) }
+        for sender in senders { try sender.send(head + String(repeating: "x", count: 60_000)) }
+        for sender in senders {
+            let answer = try sender.readResponse()
+            #expect(answer.status == 429 && answer.headers["connection"] == "close")
+        }
+        let metrics = try other.request("GET", "/metrics", headers: ["Authorization": ""]).text
+        func sample(_ name: String) -> Double? {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last!) }
+        }
+        // One hash at start (is root's password still the default?), one for root, ten for the flood.
+        #expect(sample("tidemark_auth_password_hashes_total") == 12)
+        #expect(sample("tidemark_auth_limited_logins_total") == 510)
+        #expect(sample("tidemark_http_body_bytes_in_flight") == 0)
         #expect(try node.stop() == 0)
     }
 }

@@ -107,7 +107,7 @@ private func sendAndReset(port: Int, _ request: String) -> Bool {
             #expect(families[name]?.type == type, "family \(name)")
         }
         let threads = try #require(families["tidemark_stage_threads"]).samples
-        #expect(threads.count == 7)
+        #expect(threads.count == 8)  // the seven stages of DESIGN.md and the auth stage
         #expect(threads.contains("tidemark_stage_threads{stage=decode} 1"))
         #expect(try #require(families["tidemark_http_requests"]).samples.contains("tidemark_http_requests_total{route=/ping,status=200} 1"))
         let rss = try #require(families["process_resident_memory_bytes"]?.samples.first)
@@ -117,7 +117,8 @@ private func sendAndReset(port: Int, _ request: String) -> Bool {
 
         let stages = try client.request("GET", "/stages")
         let reports = try StageReport.decode(stages.body)
-        #expect(reports.map(\.name) == ["decode", "route", "append", "apply", "query", "flush", "handoff"])
+        // The seven stages of DESIGN.md, then the auth stage that hashes passwords.
+        #expect(reports.map(\.name) == ["decode", "route", "append", "apply", "query", "flush", "handoff", "auth"])
         #expect(reports.first?.batchSize == 8)
         #expect((reports.first?.completed ?? 0) >= 2)
 
@@ -126,8 +127,9 @@ private func sendAndReset(port: Int, _ request: String) -> Bool {
         let lines = cli.stdout.split(separator: "\n")
         #expect(lines.first?.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
             == "Stage Threads Active Pending Completed Blocked Rejected p99 wait p99 service")
-        #expect(lines.count == 8)
+        #expect(lines.count == 9)
         #expect(lines.contains { $0.hasPrefix("handoff ") })
+        #expect(lines.contains { $0.hasPrefix("auth ") })
 
         #expect(try client.request("GET", "/nope").status == 404)
         #expect(try client.request("POST", "/ping", body: []).status == 405)

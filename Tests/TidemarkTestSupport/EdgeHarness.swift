@@ -18,11 +18,17 @@ public final class EdgeHarness: Sendable {
     public let port: Int
     private let stopped = DispatchSemaphore(value: 0)
 
-    public init(settings: HTTPSettings = HTTPSettings(), handler: @escaping @Sendable (HTTPRequest, HTTPResponder, @escaping @Sendable () -> Void) -> HandOff) throws {
+    public convenience init(settings: HTTPSettings = HTTPSettings(),
+                            handler: @escaping @Sendable (HTTPRequest, HTTPResponder, @escaping @Sendable () -> Void) -> HandOff) throws {
+        try self.init(settings: settings, requestHandler: ClosureHandler(body: handler))
+    }
+
+    /// A server with any handler, e.g. one that admits requests from their heads.
+    public init(settings: HTTPSettings = HTTPSettings(), requestHandler: HTTPRequestHandler) throws {
         var settings = settings
         settings.listen = ListenAddress(host: "127.0.0.1", port: 0)
         loop = try EventLoop()
-        server = HTTPServer(loop: loop, settings: settings, handler: ClosureHandler(body: handler))
+        server = HTTPServer(loop: loop, settings: settings, handler: requestHandler)
         port = try server.start().port
         let loop = loop, stopped = stopped
         Thread.detachNewThread {

@@ -1,0 +1,122 @@
+import Dispatch
+import Testing
+import TidemarkCore
+import TidemarkTestSupport
+@testable import TidemarkNet
+
+/// Issue 27, items 9 and 10: the edge's node-wide budgets for request bodies being received
+/// and for replies waiting to be sent.
+@Suite struct EdgeBudgetTests {
+    @Test func bodiesPastTheNodeBudgetGet503AndTheBudgetReturnsToZero() throws {
+        var settings = HTTPSettings()
+        settings.bodyBytesInFlightMax = 1000
+        let harness = try EdgeHarness(settings: settings)
+        let metrics = harness.server.metrics
+        func inFlight() -> Int { metrics.bodyBytesInFlight.load(ordering: .relaxed) }
+
+        // 800 declared bytes are reserved from the head on, while the body trickles in.
+        let slow = try harness.client()
+        try slow.send("POST /slow HTTP/1.1\r\nContent-Length: 800\r\n\r\n" + String(repeating: "a", count: 100))
+        #expect(eventually { inFlight() == 800 })
+
+        let declared = try harness.client()
+        let refused = try declared.request("POST", "/declared", body: Array(repeating: 98, count: 300))
+        #expect(refused.status == 503 && refused.headers["connection"] == "close")
+        #expect(refused.text.contains("http.body_bytes_in_flight_max"))
+        #expect(try declared.readsEndOfStream())
+
+        // A chunked body has no declared length: it takes budget as its chunks arrive.
+        let chunked = try harness.client()
+        try chunked.send("POST /chunked HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n12c\r\n" + String(repeating: "c", count: 300) + "\r\n")
+        #expect(try chunked.readResponse().status == 503)
+        #expect(try chunked.readsEndOfStream())
+        #expect(inFlight() == 800)
+
+        try slow.send(String(repeating: "a", count: 700))
+        #expect(try slow.readResponse().status == 200)
+        #expect(eventually { inFlight() == 0 })
+        let fits = try harness.client()
+        #expect(try fits.request("POST", "/fits", body: Array(repeating: 100, count: 900)).status == 200)
+        #expect(inFlight() == 0)
+        #expect(metrics.bodyBudgetRefusals.load(ordering: .relaxed) == 2)
+        #expect(harness.stop())
+    }
+
+    @Test func aClientThatPipelinesWithoutReadingIsCutAndItsReplyBytesComeBack() throws {
+        var settings = HTTPSettings()
+        settings.writeBufferBytesMax = 1 << 20
+        settings.connectionReplyBytesMax = 8 << 20
+        let replyBytes = 4 << 20
+        let harness = try EdgeHarness(settings: settings) { _, responder, _ in
+            DispatchQueue.global().async {
+                responder.respond(HTTPResponse(status: 200, body: [UInt8](repeating: 120, count: replyBytes), route: "/big"))
+            }
+            return .accepted
+        }
+        let metrics = harness.server.metrics
+        func pending() -> Int { metrics.replyBytesPending.load(ordering: .relaxed) }
+
+        // 32 replies of 4 MiB asked for at once and never read: 128 MiB if the edge held them.
+        let greedy = try harness.client()
+        try greedy.send(String(repeating: "GET /big HTTP/1.1\r\n\r\n", count: 32))
+        #expect(eventually { metrics.replyBudgetCloses.load(ordering: .relaxed) == 1 })
+        #expect(eventually { pending() == 0 })
+
+        // A client that reads each reply before asking again is never cut, however big the reply.
+        let polite = try harness.client()
+        for _ in 0..<3 { #expect(try polite.request("GET", "/big").body.count == replyBytes) }
+        #expect(metrics.replyBudgetCloses.load(ordering: .relaxed) == 1)
+        #expect(eventually { pending() == 0 })
+        #expect(harness.stop())
+    }
+
+    @Test func pastTheNodeReplyBudgetALargeReplyIsA503AndAskingAgainLaterWorks() throws {
+        var settings = HTTPSettings()
+        settings.replyBytesPendingMax = 16 << 20
+        let replyBytes = 32 << 20
+        let harness = try EdgeHarness(settings: settings) { request, responder, _ in
+            let bytes = request.target == "/small" ? 100 : replyBytes
+            responder.respond(HTTPResponse(status: 200, body: [UInt8](repeating: 120, count: bytes), route: "/big"))
+            return .accepted
+        }
+        let metrics = harness.server.metrics
+        // The first reply passes whatever its size; unread, it holds the node's budget.
+        let holder = try harness.client()
+        try holder.send("GET /big HTTP/1.1\r\n\r\n")
+        #expect(eventually { metrics.replyBytesPending.load(ordering: .relaxed) > 16 << 20 })
+        let other = try harness.client()
+        let refused = try other.request("GET", "/big")
+        #expect(refused.status == 503 && refused.text.contains("http.reply_bytes_pending_max"))
+        #expect(try other.request("GET", "/small").status == 200)  // small answers still pass
+        #expect(try holder.readResponse().body.count == replyBytes)
+        #expect(eventually { metrics.replyBytesPending.load(ordering: .relaxed) == 0 })
+        #expect(try other.request("GET", "/big").body.count == replyBytes)
+        #expect(metrics.replyBudgetRefusals.load(ordering: .relaxed) == 1)
+        #expect(harness.stop())
+    }
+
+    /// A body refused from its head is never read; the edge drops what the client still
+    /// sends until it closes, so the answer is not lost to a reset while the client writes.
+    @Test func aClientStillSendingARefusedBodyGetsTheAnswerAndEndOfStream() throws {
+        let harness = try EdgeHarness(requestHandler: RefuseBodies())
+        let client = try harness.client()
+        try client.send("POST /upload HTTP/1.1\r\nContent-Length: 33554431\r\n\r\n")
+        try client.send([UInt8](repeating: 120, count: 2 << 20))  // more than the socket buffers hold
+        let answer = try client.readResponse()
+        #expect(answer.status == 401 && answer.headers["connection"] == "close")
+        #expect(try client.readsEndOfStream())
+        #expect(harness.server.metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0)
+        #expect(harness.stop())
+    }
+}
+
+/// Refuses every request that has a body, from its head.
+private struct RefuseBodies: HTTPRequestHandler {
+    func admit(_ head: HTTPRequest, client: String, decision: HTTPAdmissionDecision) -> Admission {
+        head.header("content-length") == nil ? .admit(as: nil) : .refuse(.error(401, "no", route: "/upload"))
+    }
+
+    func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff {
+        .rejected(.error(200, "ok", route: "/upload"))
+    }
+}

@@ -1,0 +1,223 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import TidemarkCore
+import TidemarkNet
+import TidemarkStages
+import TidemarkTestSupport
+@testable import TidemarkServer
+
+private func basic(_ user: String, _ password: String) -> String {
+    "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()
+}
+
+private func request(_ target: String, authorization: String?, body: String? = nil) -> String {
+    var text = "\(body == nil ? "GET" : "POST") \(target) HTTP/1.1\r\nHost: t\r\n"
+    if let authorization { text += "Authorization: \(authorization)\r\n" }
+    if let body { text += "Content-Length: \(body.utf8.count)\r\n" }
+    return text + "\r\n" + (body ?? "")
+}
+
+/// A stand-in for the decode stage: it answers every request with the caller the edge
+/// admitted it as, on its own thread, as the real decode stage would.
+private struct AnswerWithCaller: HTTPRequestHandler {
+    let authenticator: Authenticator
+    let decode: Stage<HTTPExchange>
+
+    func admit(_ head: HTTPRequest, client: String, decision: HTTPAdmissionDecision) -> Admission {
+        authenticator.admit(head, client: client, decision: decision)
+    }
+
+    func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff {
+        _ = decode.submit(HTTPExchange(request: request, responder: responder), whenSpace: whenSpace)
+        return .accepted
+    }
+}
+
+/// Time for the limiter, moved by the test.
+private final class TestClock: Sendable {
+    private let ms = Mutex<UInt64>(1_000)
+    var nowMs: UInt64 { ms.withLock { $0 } }
+    func advance(_ delta: UInt64) { ms.withLock { $0 += delta } }
+}
+
+/// The real edge and authenticator, with a one-thread decode stage and the auth stage's
+/// worker held at `gate` before each check.
+private final class AuthEdge {
+    let users: UserStore
+    let authenticator: Authenticator
+    let harness: EdgeHarness
+    let decode: Stage<HTTPExchange>
+    let clock = TestClock()
+
+    init(settings: AuthSettings, gate: Gate? = nil, http: HTTPSettings = HTTPSettings()) throws {
+        users = try UserStore(directory: try temporaryDirectory("users"), logger: Logger(label: "test"))
+        let stage = Authenticator.makeStage(settings, before: { gate?.pass() })
+        let clock = clock
+        authenticator = Authenticator(users: users, settings: settings, stage: stage, nowMs: { clock.nowMs })
+        decode = Stage(name: "decode", settings: StageSettings(threads: 1, queueCapacity: 64, batchSize: 8, overflow: .block, inline: false)) { batch in
+            for exchange in batch {
+                exchange.responder.respond(.json(200, jsonQuoted(exchange.request.admittedAs ?? "-"), route: "/t"))
+            }
+        }
+        harness = try EdgeHarness(settings: http, requestHandler: AnswerWithCaller(authenticator: authenticator, decode: decode))
+    }
+
+    var hashes: UInt64 { users.hashesComputed.load(ordering: .relaxed) }
+
+    func stop() -> Bool {
+        let stopped = harness.stop()
+        _ = authenticator.stage.drain(deadlineNs: monotonicNowNs() + 10_000_000_000)
+        _ = decode.drain(deadlineNs: monotonicNowNs() + 10_000_000_000)
+        users.close()
+        return stopped
+    }
+}
+
+@Suite(.serialized) struct AuthAttackTests {
+    /// Issue 27, item 6: wrong passwords used to be hashed on the decode thread, so /ping and
+    /// everyone's requests waited behind them. Here the auth stage's worker is held before
+    /// its first hash while wrong-password requests queue up; /ping and a caller whose
+    /// credentials are remembered are answered all the same, and no hash has run yet.
+    @Test func pingAndRememberedCallersAreServedWhileWrongPasswordsWaitForTheAuthStage() throws {
+        var settings = AuthSettings()
+        settings.failedLoginsPerClientMax = 1000
+        settings.failedLoginsPerUserMax = 1000
+        let gate = Gate()
+        let edge = try AuthEdge(settings: settings, gate: gate)
+        #expect(edge.users.verify(header: TestHTTPClient.rootAuthorization, name: "root", password: "root"))
+        let hashesBefore = edge.hashes
+
+        let attackers = try (0..<4).map { _ in try edge.harness.client() }
+        for (index, attacker) in attackers.enumerated() {
+            try attacker.send((0..<8).map { request("/stages", authorization: basic("root", "wrong-\(index)-\($0)")) }.joined())
+        }
+        #expect(gate.awaitEntry())  // the auth worker holds the first check; the others wait in its queue
+
+        let other = try edge.harness.client()
+        #expect(try other.request("GET", "/ping", headers: ["Authorization": ""]).status == 200)
+        let root = try other.request("GET", "/stages")
+        #expect(root.status == 200 && root.text == "\"root\"")
+        #expect(edge.hashes == hashesBefore)  // both answered while no attacker's hash had run
+
+        gate.release(32)
+        for attacker in attackers {
+            for _ in 0..<8 {
+                let answer = try attacker.readResponse()
+                #expect(answer.status == 401 && answer.text == #"{"code":801,"message":"WRONG_LOGIN_PASSWORD"}"#)
+            }
+        }
+        #expect(edge.hashes == hashesBefore + 32)
+        #expect(edge.stop())
+    }
+
+    /// Item 6: past the limit a client's logins get 429 without a hash; the window's end lets it try again.
+    @Test func failedLoginsPastTheLimitGet429WithoutAHash() throws {
+        var settings = AuthSettings()
+        settings.failedLoginsPerClientMax = 3
+        settings.failedLoginWindowMs = 60_000
+        let edge = try AuthEdge(settings: settings)
+        let client = try edge.harness.client()
+        let before = edge.hashes
+        for attempt in 0..<3 {
+            #expect(try client.request("GET", "/stages", headers: ["Authorization": basic("root", "guess\(attempt)")]).status == 401)
+        }
+        let limited = try client.request("GET", "/stages", headers: ["Authorization": basic("alice", "guess")])
+        #expect(limited.status == 429)
+        #expect(limited.headers["retry-after"] == "60")
+        #expect(limited.text.contains("too many failed logins"))
+        #expect(edge.hashes == before + 3)
+        // Remembered credentials are not logins: they still work from the limited address.
+        #expect(edge.users.verify(header: TestHTTPClient.rootAuthorization, name: "root", password: "root"))
+        #expect(try client.request("GET", "/stages").text == "\"root\"")
+        edge.clock.advance(60_000)
+        #expect(try client.request("GET", "/stages", headers: ["Authorization": basic("root", "again")]).status == 401)
+        #expect(edge.authenticator.stats.limited.load(ordering: .relaxed) == 1)
+        #expect(edge.stop())
+    }
+
+    /// Item 7: a name that does not exist costs the same hash as a wrong password of one that
+    /// does, so the answer takes as long and does not tell which names exist.
+    @Test func unknownUsersCostTheSameHashAsKnownOnes() throws {
+        let users = try UserStore(directory: try temporaryDirectory("users"), logger: Logger(label: "test"))
+        defer { users.close() }
+        let start = users.hashesComputed.load(ordering: .relaxed)
+        guard case .wrongPassword = users.authenticate(basic("root", "wrong")) else { Issue.record("root:wrong was accepted"); return }
+        let known = users.hashesComputed.load(ordering: .relaxed) - start
+        guard case .wrongPassword = users.authenticate(basic("nobody", "wrong")) else { Issue.record("nobody was accepted"); return }
+        let unknown = users.hashesComputed.load(ordering: .relaxed) - start - known
+        #expect(known == 1 && unknown == 1)
+        guard case .user("root") = users.authenticate(basic("root", "root")) else { Issue.record("root:root was refused"); return }
+    }
+
+    /// Item 9: credentials are checked from the head, so a refused request's body is never
+    /// read or buffered: the answer comes without it, the connection closes, and the node's
+    /// body budget never moves.
+    @Test func refusedRequestsAreAnsweredBeforeTheirBodyAndClosed() throws {
+        let gate = Gate()
+        let edge = try AuthEdge(settings: AuthSettings(), gate: gate)
+        let metrics = edge.harness.server.metrics
+        let head = "POST /rest/v2/query HTTP/1.1\r\nHost: t\r\nContent-Length: 33554431\r\n"
+
+        let anonymous = try edge.harness.client()
+        try anonymous.send(head + "\r\n" + String(repeating: "x", count: 1000))
+        let missing = try anonymous.readResponse()
+        #expect(missing.status == 401 && missing.headers["connection"] == "close")
+        #expect(try anonymous.readsEndOfStream())
+
+        let guesser = try edge.harness.client()
+        try guesser.send(head + "Authorization: \(basic("root", "wrong"))\r\n\r\n" + String(repeating: "x", count: 1000))
+        #expect(gate.awaitEntry())
+        #expect(metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0)  // nothing reserved while the check runs
+        gate.release()
+        let wrong = try guesser.readResponse()
+        #expect(wrong.status == 401 && wrong.headers["connection"] == "close")
+        #expect(try guesser.readsEndOfStream())
+        #expect(metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0)
+
+        // Without a body there is nothing to skip: the connection stays.
+        let keeper = try edge.harness.client()
+        let refused = try keeper.request("GET", "/stages", headers: ["Authorization": ""])
+        #expect(refused.status == 401 && refused.headers["connection"] == nil)
+        #expect(try keeper.request("GET", "/ping", headers: ["Authorization": ""]).status == 200)
+        #expect(edge.stop())
+    }
+}
+
+@Suite struct LoginLimiterTests {
+    @Test func limitsPerClientAndPerUserCountingChecksInFlight() {
+        var limiter = LoginLimiter(perClientMax: 3, perUserMax: 2, windowMs: 1000, entriesMax: 100)
+        // Two checks in flight for root fill its per-user room before either has failed.
+        #expect(limiter.begin(client: "a", user: "root", nowMs: 0) == nil)
+        #expect(limiter.begin(client: "b", user: "root", nowMs: 0) == nil)
+        #expect(limiter.begin(client: "c", user: "root", nowMs: 0) == 1000)
+        limiter.end(client: "a", user: "root", failed: true, nowMs: 10)
+        limiter.end(client: "b", user: "root", failed: true, nowMs: 20)
+        #expect(limiter.begin(client: "c", user: "root", nowMs: 30) == 980)  // root's window ends at 1010
+        #expect(limiter.begin(client: "c", user: "alice", nowMs: 30) == nil)  // other names are not held
+        limiter.end(client: "c", user: "alice", failed: false, nowMs: 30)
+        // Client a: one failure so far; two more fill its room whatever the names.
+        for name in ["x", "y"] {
+            #expect(limiter.begin(client: "a", user: name, nowMs: 40) == nil)
+            limiter.end(client: "a", user: name, failed: true, nowMs: 40)
+        }
+        #expect(limiter.begin(client: "a", user: "z", nowMs: 50) != nil)
+        #expect(limiter.begin(client: "a", user: "z", nowMs: 1010) == nil)  // a's window has ended
+        limiter.cancel(client: "a", user: "z", nowMs: 1010)
+        #expect(limiter.begin(client: "c", user: "root", nowMs: 1010) == nil)
+    }
+
+    @Test func theTableStaysBoundedAndForgetsEndedWindows() {
+        var limiter = LoginLimiter(perClientMax: 5, perUserMax: 5, windowMs: 1000, entriesMax: 4)
+        for index in 0..<2 {
+            #expect(limiter.begin(client: "c\(index)", user: "u\(index)", nowMs: 0) == nil)
+            limiter.end(client: "c\(index)", user: "u\(index)", failed: true, nowMs: 0)
+        }
+        #expect(limiter.entries.count == 4)
+        #expect(limiter.begin(client: "c9", user: "u9", nowMs: 500) == 1000)  // full of live entries
+        #expect(limiter.begin(client: "c9", user: "u9", nowMs: 1000) == nil)  // ended windows are dropped
+        limiter.end(client: "c9", user: "u9", failed: false, nowMs: 1000)
+        #expect(limiter.entries.isEmpty)
+    }
+}
