@@ -89,8 +89,9 @@ let package = Package(
         .executableTarget(
             name: "tidemark-fuzz",
             dependencies: [
-                "TidemarkStorage", "TidemarkQuery", "TidemarkWire", "TidemarkTestSupport",
+                "TidemarkStorage", "TidemarkQuery", "TidemarkWire", "TidemarkServer", "TidemarkTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "tidemark-stagebench",

@@ -54,12 +54,12 @@ for name in http lineprotocol restbody raftframe logscan sql; do
 done
 # Grammar-driven targets over whole paths (tidemark-fuzz, built by SwiftPM): random statements
 # against a small engine, line protocol through the write path against a model, damaged
-# segments fed to recovery. Inputs come from seeds (FUZZ_SEED, else one drawn now); a finding
+# segments and logs fed to recovery. Inputs come from seeds (FUZZ_SEED, else one drawn now); a finding
 # is replayed with `tidemark-fuzz <target> --seed N --count 1 --verbose`.
 swift build --product tidemark-fuzz > "$out/tidemark-fuzz-build.log" 2>&1 || { tail -20 "$out/tidemark-fuzz-build.log"; exit 1; }
 fuzzer="$(swift build --product tidemark-fuzz --show-bin-path)/tidemark-fuzz"
 seed=${FUZZ_SEED:-$(( (RANDOM << 15 | RANDOM) * 1000 ))}
-for target in sql lines segments; do
+for target in sql lines segments logs; do
   echo "== tidemark-fuzz $target for ${seconds}s from seed $seed"
   if ! "$fuzzer" "$target" --seconds "$seconds" --seed "$seed" --crashes fuzz/crashes > "$out/tidemark-fuzz-$target.log" 2>&1; then
     failed=1

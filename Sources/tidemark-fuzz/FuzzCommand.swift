@@ -5,7 +5,7 @@ import TidemarkTestSupport
 
 /// Grammar-driven fuzzing of whole paths, not just parsers: random SQL statements run against
 /// a small engine, line protocol through the write path with a model of what was accepted,
-/// and damaged segment files fed to recovery. Every input comes from a seed, so a finding is
+/// and damaged segment and log files fed to recovery. Every input comes from a seed, so a finding is
 /// replayed with `--seed N --count 1`; a watchdog turns an input that runs past its time
 /// bound (a hang) into a finding too.
 @main
@@ -13,7 +13,7 @@ struct FuzzCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tidemark-fuzz",
         abstract: "Grammar-driven fuzzing of statement-to-answer, write path and recovery.",
-        subcommands: [SQLFuzz.self, LineFuzz.self, SegmentFuzz.self])
+        subcommands: [SQLFuzz.self, LineFuzz.self, SegmentFuzz.self, LogFuzz.self])
 }
 
 /// What every target takes: how long, from which seed, and the bound on one input.

@@ -28,7 +28,7 @@ struct SegmentFuzz: ParsableCommand {
             try? FileManager.default.removeItem(atPath: scratch)
             try FileManager.default.copyItem(atPath: base, toPath: scratch)
             let victim = scratch + "/segments/" + random.pick(segments)
-            describe(try damage(victim, &random))
+            describe(try FileDamage.apply(to: victim, &random).description)
             guard let engine = try? StorageEngine(directory: scratch) else { return }
             defer { engine.close() }
             for (path, points) in written {
@@ -61,42 +61,5 @@ struct SegmentFuzz: ParsableCommand {
             try engine.flush()
         }
         return written
-    }
-
-    /// Damages `file` by one of the ways disks and people damage files; says how.
-    private func damage(_ file: String, _ random: inout Seeded) throws -> String {
-        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: file)))
-        guard !bytes.isEmpty else { return "empty \(file)" }
-        let how: String
-        switch random.int(0...4) {
-        case 0:
-            let flips = random.int(1...4)
-            var at: [Int] = []
-            for _ in 0..<flips {
-                let offset = random.int(0...(bytes.count - 1))
-                bytes[offset] ^= UInt8(1 << random.int(0...7))
-                at.append(offset)
-            }
-            how = "flipped bits at \(at)"
-        case 1:
-            let length = random.int(0...(bytes.count - 1))
-            bytes = Array(bytes.prefix(length))
-            how = "cut to \(length) bytes"
-        case 2:
-            let start = random.int(0...(bytes.count - 1))
-            let end = min(bytes.count, start + random.int(1...64))
-            for offset in start..<end { bytes[offset] = 0 }
-            how = "zeroed \(start)..<\(end)"
-        case 3:
-            let offset = random.int(0...(bytes.count - 1))
-            bytes[offset] = random.pick([0xFF, 0x7F, 0x80, 0x00])
-            how = "byte \(offset) set to an extreme"
-        default:
-            let extra = random.int(1...100)
-            bytes += (0..<extra).map { _ in UInt8(random.int(0...255)) }
-            how = "grown by \(extra) random bytes"
-        }
-        try Data(bytes).write(to: URL(fileURLWithPath: file))
-        return "\((file as NSString).lastPathComponent) of \(bytes.count) bytes: \(how)"
     }
 }
