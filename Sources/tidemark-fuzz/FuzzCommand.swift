@@ -76,6 +76,26 @@ func withScratchDirectory<T>(_ name: String, _ body: (String) throws -> T) throw
     return try body(directory)
 }
 
+/// A directory built once per run and a scratch copy of it made fresh for each input to
+/// damage, both removed after the run.
+struct PristineDirectory {
+    let base: String
+    let scratch: String
+
+    /// Runs `body` with the two (empty) directories of this process for target `name`.
+    static func with<T>(_ name: String, _ body: (PristineDirectory) throws -> T) throws -> T {
+        try withScratchDirectory(name) { base in
+            try withScratchDirectory(name + "-scratch") { scratch in try body(PristineDirectory(base: base, scratch: scratch)) }
+        }
+    }
+
+    /// Replaces the scratch directory with a fresh copy of the base.
+    func freshCopy() throws {
+        try? FileManager.default.removeItem(atPath: scratch)
+        try FileManager.default.copyItem(atPath: base, toPath: scratch)
+    }
+}
+
 /// A broken invariant (a lost write, an answer with points nobody wrote).
 struct Finding: Error, CustomStringConvertible {
     let description: String

@@ -25,21 +25,14 @@ struct LogFuzz: ParsableCommand {
 
     private static let logger = Logger(label: "tidemark-fuzz") { _ in SwiftLogNoOpLogHandler() }
 
-    func run() throws {
-        let base = NSTemporaryDirectory() + "tidemark-fuzz-logs-\(getpid())"
-        let scratch = base + "-scratch"
-        try? FileManager.default.removeItem(atPath: base)
-        defer {
-            try? FileManager.default.removeItem(atPath: base)
-            try? FileManager.default.removeItem(atPath: scratch)
-        }
+    func run() throws { try PristineDirectory.with("logs") { directories in
+        let (base, scratch) = (directories.base, directories.scratch)
         let (batches, dataLog) = try makeRegion(at: base)
         let schemaLogs = try logFiles(under: base + "/regions/0")
         guard !schemaLogs.isEmpty else { throw Finding(description: "the base region has no schema log") }
         try FuzzLoop(name: "logs", options: options).run { seed, describe in
             var random = Seeded(state: seed)
-            try? FileManager.default.removeItem(atPath: scratch)
-            try FileManager.default.copyItem(atPath: base, toPath: scratch)
+            try directories.freshCopy()
             let damagesDataLog = random.chance(70)
             let victim = damagesDataLog ? dataLog : random.pick(schemaLogs)
             let damage = try FileDamage.apply(to: scratch + victim, &random)
@@ -72,7 +65,7 @@ struct LogFuzz: ParsableCommand {
                 throw Finding(description: "the write made after recovery was lost on reopening")
             }
         }
-    }
+    } }
 
     /// A region of twelve writes over six series (each new series adds a schema record), left
     /// in its logs; returns the writes and the data log's path relative to the region.

@@ -12,21 +12,14 @@ struct SegmentFuzz: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "segments", abstract: "Damaged segment files fed to recovery.")
     @OptionGroup var options: FuzzOptions
 
-    func run() throws {
-        let base = NSTemporaryDirectory() + "tidemark-fuzz-segments-\(getpid())"
-        let scratch = base + "-scratch"
-        try? FileManager.default.removeItem(atPath: base)
-        defer {
-            try? FileManager.default.removeItem(atPath: base)
-            try? FileManager.default.removeItem(atPath: scratch)
-        }
+    func run() throws { try PristineDirectory.with("segments") { directories in
+        let (base, scratch) = (directories.base, directories.scratch)
         let written = try makeRegion(at: base)
         let segments = try FileManager.default.contentsOfDirectory(atPath: base + "/segments").sorted()
         guard !segments.isEmpty else { throw Finding(description: "the base region has no segment") }
         try FuzzLoop(name: "segments", options: options).run { seed, describe in
             var random = Seeded(state: seed)
-            try? FileManager.default.removeItem(atPath: scratch)
-            try FileManager.default.copyItem(atPath: base, toPath: scratch)
+            try directories.freshCopy()
             let victim = scratch + "/segments/" + random.pick(segments)
             describe(try FileDamage.apply(to: victim, &random).description)
             guard let engine = try? StorageEngine(directory: scratch) else { return }
@@ -39,7 +32,7 @@ struct SegmentFuzz: ParsableCommand {
                 _ = try? engine.aggregate(path: path, range: Int64.min...Int64.max)
             }
         }
-    }
+    } }
 
     /// A region of three series over four flushed segments; returns what was written.
     private func makeRegion(at directory: String) throws -> [String: [Int64: Value]] {
