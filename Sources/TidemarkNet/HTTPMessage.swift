@@ -13,6 +13,9 @@ public struct HTTPRequest: Sendable {
     /// Who the handler's admission check found behind the request's credentials, from its
     /// head, before the body was read (nil for open routes, or when no check ran).
     public var admittedAs: String?
+    /// In a head (`HTTPRequestHandler.admit`), whether a body follows it: chunked, or a declared
+    /// length above zero. Set by the decoder, which knows how the request is framed.
+    public var announcesBody = false
 
     public init(method: String, target: String, headers: [(name: String, value: String)] = [], body: [UInt8] = [],
                 versionMajor: Int = 1, versionMinor: Int = 1, keepAlive: Bool = true) {

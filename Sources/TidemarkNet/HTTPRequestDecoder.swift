@@ -171,6 +171,7 @@ public final class HTTPRequestDecoder {
             method: method, target: String(decoding: target, as: UTF8.self), headers: headers,
             versionMajor: Int(parser.pointee.http_major), versionMinor: Int(parser.pointee.http_minor),
             keepAlive: http_should_keep_alive(parser) != 0)
+        step.head!.announcesBody = chunked || declaredBodyBytes! > 0
         http_parser_pause(parser, 1)
         return 0
     }

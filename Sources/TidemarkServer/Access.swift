@@ -25,6 +25,18 @@ enum Access {
         }
     }
 
+    /// The answer to a request for an open route that carries a body: 405 for a method the
+    /// route does not serve, else 413 (they serve GET and HEAD, which take none).
+    static func bodyOnOpenRoute(_ head: HTTPRequest) -> HTTPResponse {
+        let route = AdminRoutes.label(for: head)
+        guard head.method == "GET" || head.method == "HEAD" else {
+            var response = HTTPResponse.error(405, "\(head.path) accepts GET only", route: route)
+            response.headers.append(("Allow", "GET, HEAD"))
+            return response
+        }
+        return .error(413, "\(head.path) takes no request body", route: route)
+    }
+
     static func missingCredentials(route: String) -> HTTPResponse { RESTv2.status(800, "INIT_AUTH_ERROR", route: route, http: 401) }
 
     static func wrongPassword(route: String) -> HTTPResponse { RESTv2.status(801, "WRONG_LOGIN_PASSWORD", route: route, http: 401) }

@@ -59,7 +59,12 @@ final class Authenticator: Sendable {
 
     /// Decides about a head on the loop thread; never hashes here.
     func admit(_ head: HTTPRequest, client: String, decision: HTTPAdmissionDecision) -> Admission {
-        if Access.openRoutes.contains(String(head.path)) { return .admit(as: nil) }
+        if Access.openRoutes.contains(String(head.path)) {
+            // Open routes take no body: admitting one unauthenticated would let anyone hold
+            // the node's body budget (a POST /ping declaring 32 MiB). Refused from the head,
+            // its body unread, so the edge closes the connection after the answer.
+            return head.announcesBody ? .refuse(Access.bodyOnOpenRoute(head)) : .admit(as: nil)
+        }
         let route = AdminRoutes.label(for: head)
         guard let header = Access.credentials(of: head) else { return .refuse(Access.missingCredentials(route: route)) }
         if let user = users.rememberedUser(header) { return .admit(as: user) }

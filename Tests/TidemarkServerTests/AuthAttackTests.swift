@@ -183,6 +183,35 @@ private final class AuthEdge {
         #expect(try keeper.request("GET", "/ping", headers: ["Authorization": ""]).status == 200)
         #expect(edge.stop())
     }
+
+    /// Open routes need no credentials, so they take no body: a POST /ping declaring 32 MiB
+    /// used to be admitted and reserve all of it from the node's body budget. Now it is
+    /// answered from its head, its body unread, and the connection closes.
+    @Test func openRoutesRefuseBodiesFromTheHeadWithoutTakingBudget() throws {
+        let edge = try AuthEdge(settings: AuthSettings())
+        let metrics = edge.harness.server.metrics
+
+        let poster = try edge.harness.client()
+        try poster.send("POST /ping HTTP/1.1\r\nHost: t\r\nContent-Length: 33554431\r\n\r\n" + String(repeating: "x", count: 1000))
+        let notAllowed = try poster.readResponse()
+        #expect(notAllowed.status == 405 && notAllowed.headers["connection"] == "close")
+        #expect(notAllowed.headers["allow"] == "GET, HEAD")
+        #expect(try poster.readsEndOfStream())
+        #expect(metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0)
+
+        let chunked = try edge.harness.client()
+        try chunked.send("GET /metrics HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n" + String(repeating: "y", count: 16) + "\r\n")
+        let tooLarge = try chunked.readResponse()
+        #expect(tooLarge.status == 413 && tooLarge.headers["connection"] == "close")
+        #expect(try chunked.readsEndOfStream())
+        #expect(metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0)
+
+        // Without a body an open route is served as before, with no credentials.
+        let prober = try edge.harness.client()
+        #expect(try prober.request("GET", "/ping", headers: ["Authorization": ""]).text == "\"-\"")
+        #expect(try prober.request("POST", "/ping", headers: ["Authorization": "", "Content-Length": "0"]).text == "\"-\"")
+        #expect(edge.stop())
+    }
 }
 
 @Suite struct LoginLimiterTests {
