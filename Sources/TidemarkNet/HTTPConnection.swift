@@ -59,6 +59,9 @@ final class HTTPConnection {
     /// Node body budget this connection holds for the request being decoded; once it is
     /// decoded, its slot holds it until the request is answered.
     private var bodyBytesReserved = 0
+    /// The request being decoded was admitted with a chunked body, which has no declared
+    /// length: it takes budget as its bytes are decoded (`HTTPDecodeStep.bodyBytes`).
+    private var bodyChunked = false
     /// Bodies of responses delivered out of order, held in `slots` until their turn.
     private var replyBytesHeld = 0
     /// Bytes handed to libuv and not yet written to the socket.
@@ -301,9 +304,9 @@ final class HTTPConnection {
                     apply(admission, head: head, continueRequested: step.continueRequested)
                 }
             }
-            if decoder.declaredBodyBytes == nil && decoder.bodyBytesReceived > bodyBytesReserved, case .none = headState {
-                // A chunked body has no declared length: it takes budget as its chunks arrive.
-                guard reserveBody(decoder.bodyBytesReceived - bodyBytesReserved) else { return bytes.count }
+            if bodyChunked && step.bodyBytes > 0 {
+                // Before the request is handed on, so the bytes of its last piece count too.
+                guard reserveBody(step.bodyBytes) else { return bytes.count }
             }
             if let request = step.request { requestEnded(request) }
             if let error = step.error {
@@ -320,6 +323,7 @@ final class HTTPConnection {
         switch admission {
         case .admit(let user):
             admittedAs = user
+            bodyChunked = decoder.declaredBodyBytes == nil
             if let declared = decoder.declaredBodyBytes, declared > 0, !reserveBody(declared) { return }
             if continueRequested {
                 if slots.isEmpty { writeBytes(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) } else { continueOwed = true }
@@ -359,6 +363,7 @@ final class HTTPConnection {
                           http10: request.versionMajor == 1 && request.versionMinor == 0, bodyBytes: bodyBytesReserved))
         if !keepAlive { closeAfterWrites = true }
         bodyBytesReserved = 0
+        bodyChunked = false
         if case .refused(let response) = headState {
             headState = .none
             deliver(response, sequence: sequence)
@@ -397,6 +402,7 @@ final class HTTPConnection {
         headState = .none
         server.releaseBodyBytes(bodyBytesReserved)
         bodyBytesReserved = 0
+        bodyChunked = false
         let bytes = response.body.count
         replyBytesHeld += bytes
         server.addReplyBytes(bytes)

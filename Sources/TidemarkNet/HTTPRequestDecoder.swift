@@ -16,6 +16,9 @@ public struct HTTPDecodeStep: Sendable {
     /// decoder stops right after it, so the caller can check credentials and budgets before
     /// any of the body is read. `feed` goes on with the body when called again.
     public var head: HTTPRequest?
+    /// Body bytes consumed by this step, also when the request ended in it (whose counts
+    /// the decoder has already reset): the caller reserves a chunked body's budget from this.
+    public var bodyBytes = 0
     /// A whole request, if one ended inside the consumed bytes.
     public var request: HTTPRequest?
     /// Set when the input is not acceptable; the connection must answer it and close.
@@ -43,8 +46,6 @@ public final class HTTPRequestDecoder {
     private var step = HTTPDecodeStep()
     private var limitError: HTTPDecodeError?
     private var foldScanner = HeaderFoldScanner()
-    /// Body bytes of the current request received so far (chunked or declared).
-    public private(set) var bodyBytesReceived = 0
     /// The body length the current request's head declared: nil when it is chunked (or
     /// before its head is complete), 0 when it has none.
     public private(set) var declaredBodyBytes: Int?
@@ -182,7 +183,7 @@ public final class HTTPRequestDecoder {
             return 1
         }
         if body.isEmpty, let declaredBodyBytes, declaredBodyBytes > 0 { body.reserveCapacity(declaredBodyBytes) }
-        bodyBytesReceived += count
+        step.bodyBytes += count
         body.append(contentsOf: UnsafeRawBufferPointer(start: at, count: count))
         return 0
     }
@@ -196,7 +197,6 @@ public final class HTTPRequestDecoder {
         headers.removeAll(keepingCapacity: true)
         body = []
         headerBytes = 0
-        bodyBytesReceived = 0
         declaredBodyBytes = nil
         foldScanner = HeaderFoldScanner()
         isInsideRequest = false

@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import Testing
 import TidemarkCore
 import TidemarkTestSupport
@@ -39,6 +40,25 @@ import TidemarkTestSupport
         #expect(try fits.request("POST", "/fits", body: Array(repeating: 100, count: 900)).status == 200)
         #expect(inFlight() == 0)
         #expect(metrics.bodyBudgetRefusals.load(ordering: .relaxed) == 2)
+        #expect(harness.stop())
+    }
+
+    /// The decoder used to reset its count of a chunked body when the request ended, before
+    /// the edge reserved it, so the last piece (up to a whole read) was never counted. Here
+    /// the whole body, terminator included, arrives in one read, then waits in the "stages".
+    @Test func aWholeChunkedBodyIsCountedWhileItsRequestWaitsInTheStages() throws {
+        let held = HeldRequests()
+        let harness = try EdgeHarness(settings: HTTPSettings(), handler: held.handler)
+        let metrics = harness.server.metrics
+        let client = try harness.client()
+        try client.send("POST /chunked HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n" + String(repeating: "c", count: 100)
+                        + "\r\nc8\r\n" + String(repeating: "d", count: 200) + "\r\n0\r\n\r\n")
+        let request = try #require(held.awaitRequest())
+        #expect(request.body.count == 300)
+        #expect(metrics.bodyBytesInFlight.load(ordering: .relaxed) == 300)  // reserved before it was handed on
+        held.answerAll()
+        #expect(try client.readResponse().status == 200)
+        #expect(eventually { metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0 })
         #expect(harness.stop())
     }
 
@@ -107,6 +127,48 @@ import TidemarkTestSupport
         #expect(try client.readsEndOfStream())
         #expect(harness.server.metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0)
         #expect(harness.stop())
+    }
+}
+
+/// A handler that keeps every request it is handed, unanswered, until the test answers.
+private final class HeldRequests: Sendable {
+    private let held = Mutex<[(request: HTTPRequest, responder: HTTPResponder)]>([])
+    private let arrived = DispatchSemaphore(value: 0)
+    /// Requests handed over so far, answered or not.
+    private let count = Atomic<Int>(0)
+
+    var handler: @Sendable (HTTPRequest, HTTPResponder, @escaping @Sendable () -> Void) -> HandOff {
+        { [self] request, responder, _ in
+            held.withLock { $0.append((request, responder)) }
+            count.add(1, ordering: .relaxed)
+            arrived.signal()
+            return .accepted
+        }
+    }
+
+    var handedOver: Int { count.load(ordering: .relaxed) }
+
+    /// Waits (10 s at most) for the next request to be handed over; nil if none came.
+    func awaitRequest() -> HTTPRequest? {
+        guard arrived.wait(timeout: .now() + 10) == .success else { return nil }
+        return held.withLock { $0.last?.request }
+    }
+
+    /// Answers the oldest request still held; false if none is.
+    @discardableResult
+    func answerOldest() -> Bool {
+        guard let oldest = held.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { return false }
+        oldest.responder.respond(HTTPResponse(status: 200, body: Array("ok".utf8), route: "/held"))
+        return true
+    }
+
+    /// Answers every request held now.
+    func answerAll() {
+        let all = held.withLock { held in
+            defer { held.removeAll() }
+            return held
+        }
+        for each in all { each.responder.respond(HTTPResponse(status: 200, body: Array("ok".utf8), route: "/held")) }
     }
 }
 
