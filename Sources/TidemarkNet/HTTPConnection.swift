@@ -31,7 +31,8 @@ final class HTTPConnection {
     private unowned let server: HTTPServer
     private let handle: UnsafeMutablePointer<uv_tcp_t>
     private let decoder: HTTPRequestDecoder
-    /// The peer's IP address, for the handler's per-client limits (set once accepted).
+    /// The client the peer counts as for the handler's per-client limits (its IPv4 address
+    /// or IPv6 /64, set once accepted).
     private var client = ""
 
     private var slots = Deque<Slot>()

@@ -30,7 +30,8 @@ public enum Admission: Sendable {
 /// Receives every request on the loop thread; it must not block.
 public protocol HTTPRequestHandler: Sendable {
     /// Called with a request's head (its body empty) once its headers are in, before any
-    /// of its body is read. `client` is the peer's IP address.
+    /// of its body is read. `client` is the peer's IPv4 address, or its IPv6 /64 prefix
+    /// (`TCPAddress.peerHost`), for per-client limits.
     func admit(_ head: HTTPRequest, client: String, decision: HTTPAdmissionDecision) -> Admission
     /// Called with each whole request that was admitted.
     func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff

@@ -43,7 +43,10 @@ enum TCPAddress {
         return ListenAddress(host: host, port: Int(UInt16(bigEndian: port)))
     }
 
-    /// The IP address of a connected handle's peer, as text ("" if the system cannot say).
+    /// The client a connected handle's peer counts as for per-client limits: its IPv4
+    /// address, or the /64 prefix of its IPv6 address ("" if the system cannot say). A host
+    /// is commonly given a whole IPv6 /64, so keying by the full address would give one
+    /// client 2^64 separate budgets.
     static func peerHost(_ tcp: UnsafeMutablePointer<uv_tcp_t>) -> String {
         var storage = sockaddr_storage()
         var length = Int32(MemoryLayout<sockaddr_storage>.size)
@@ -51,14 +54,31 @@ enum TCPAddress {
             uv_tcp_getpeername(tcp, UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: sockaddr.self), &length)
         }
         guard status == 0 else { return "" }
-        var text = [CChar](repeating: 0, count: 64)
-        let family = storage.ss_family
-        let named = withUnsafePointer(to: storage) { pointer in
-            let raw = UnsafeRawPointer(pointer)
-            return family == sa_family_t(AF_INET6)
-                ? uv_ip6_name(raw.assumingMemoryBound(to: sockaddr_in6.self), &text, text.count)
-                : uv_ip4_name(raw.assumingMemoryBound(to: sockaddr_in.self), &text, text.count)
+        return withUnsafeBytes(of: storage) { raw in
+            if storage.ss_family == sa_family_t(AF_INET6) {
+                return clientKey(ipv6: withUnsafeBytes(of: raw.load(as: sockaddr_in6.self).sin6_addr) { Array($0) })
+            }
+            return clientKey(ipv4: withUnsafeBytes(of: raw.load(as: sockaddr_in.self).sin_addr) { Array($0) })
         }
-        return named == 0 ? String(cString: text) : ""
+    }
+
+    /// An IPv4 address (4 bytes, network order) as text.
+    static func clientKey(ipv4 bytes: [UInt8]) -> String {
+        precondition(bytes.count == 4, "an IPv4 address has 4 bytes")
+        return bytes.map(String.init).joined(separator: ".")
+    }
+
+    /// The /64 prefix of an IPv6 address (16 bytes, network order) as `prefix::/64`; an
+    /// IPv4-mapped address (`::ffff:a.b.c.d`, a dual-stack listener's IPv4 client) as its
+    /// IPv4 address, so it counts as the same client either way.
+    static func clientKey(ipv6 bytes: [UInt8]) -> String {
+        precondition(bytes.count == 16, "an IPv6 address has 16 bytes")
+        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
+            return clientKey(ipv4: Array(bytes[12...]))
+        }
+        var prefix = Array(bytes[0..<8]) + [UInt8](repeating: 0, count: 8)
+        var text = [CChar](repeating: 0, count: 64)
+        guard uv_inet_ntop(AF_INET6, &prefix, &text, text.count) == 0 else { return "" }
+        return String(cString: text) + "/64"
     }
 }

@@ -10,9 +10,10 @@ import TidemarkStages
 /// auth stage, a small pool with its own bounded queue, so `/ping` and callers whose
 /// credentials are remembered never wait behind a password hash; the decision goes back to
 /// the edge as an event (`HTTPAdmissionDecision`), and no worker waits for another stage.
-/// Failed logins are limited per client address and per user name (`LoginLimiter`): past
-/// the limit a login gets 429 without a hash, so guessing costs the node a bounded number
-/// of hashes per window. Several requests with the same header share one check.
+/// Failed logins are limited per client address (an IPv6 client by its /64) and per user
+/// name (`LoginLimiter`): past the limit a login gets 429 without a hash, so guessing costs
+/// the node a bounded number of hashes per window. A name no user can have is refused
+/// before either. Several requests with the same header share one check.
 final class Authenticator: Sendable {
     /// Counters for `/metrics`.
     final class Stats: Sendable {
@@ -57,6 +58,9 @@ final class Authenticator: Sendable {
         }
     }
 
+    /// Addresses and names the limiter tracks now (for tests).
+    var limiterEntries: Int { limiter.withLock { $0.entries.count } }
+
     /// Decides about a head on the loop thread; never hashes here.
     func admit(_ head: HTTPRequest, client: String, decision: HTTPAdmissionDecision) -> Admission {
         if Access.openRoutes.contains(String(head.path)) {
@@ -69,6 +73,9 @@ final class Authenticator: Sendable {
         guard let header = Access.credentials(of: head) else { return .refuse(Access.missingCredentials(route: route)) }
         if let user = users.rememberedUser(header) { return .admit(as: user) }
         guard let (name, password) = UserStore.basicCredentials(header) else { return .refuse(Access.malformedCredentials(route: route)) }
+        // No user can have this name: answered without a hash, and kept out of the limiter,
+        // whose entries are then bounded by a name's 64 bytes instead of a header's 16 KiB.
+        guard UserStore.isValidName(name) else { return .refuse(Access.wrongPassword(route: route)) }
         let waiter = Waiter(decision: decision, route: route)
         let joined = checking.withLock { checking in
             guard checking[header] != nil else { return false }

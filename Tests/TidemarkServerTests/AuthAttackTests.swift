@@ -137,6 +137,29 @@ private final class AuthEdge {
         #expect(edge.stop())
     }
 
+    /// A name no user can have (too long, or with other characters than letters, digits and
+    /// underscores) used to go into the limiter as it came, up to a header's 16 KiB per entry,
+    /// and cost a hash. It gets 401 at once, with neither.
+    @Test func impossibleNamesGet401WithoutAHashOrALimiterEntry() throws {
+        var settings = AuthSettings()
+        settings.failedLoginsPerClientMax = 1
+        let edge = try AuthEdge(settings: settings)
+        let client = try edge.harness.client()
+        let before = edge.hashes
+        for name in [String(repeating: "n", count: 9 * 1024), String(repeating: "a", count: 65), "bad name", "9lives", ""] {
+            let answer = try client.request("GET", "/stages", headers: ["Authorization": basic(name, "guess")])
+            #expect(answer.status == 401 && answer.text == #"{"code":801,"message":"WRONG_LOGIN_PASSWORD"}"#)
+        }
+        #expect(edge.hashes == before)
+        #expect(edge.authenticator.limiterEntries == 0)
+        // A possible name is still a login: hashed, and counted against the client.
+        #expect(try client.request("GET", "/stages", headers: ["Authorization": basic("nobody", "guess")]).status == 401)
+        #expect(edge.hashes == before + 1)
+        #expect(edge.authenticator.limiterEntries == 2)
+        #expect(try client.request("GET", "/stages", headers: ["Authorization": basic("nobody", "again")]).status == 429)
+        #expect(edge.stop())
+    }
+
     /// Item 7: a name that does not exist costs the same hash as a wrong password of one that
     /// does, so the answer takes as long and does not tell which names exist.
     @Test func unknownUsersCostTheSameHashAsKnownOnes() throws {
