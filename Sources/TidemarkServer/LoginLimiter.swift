@@ -3,6 +3,14 @@
 /// keys have room for one more failure, counting the checks still in flight as failures-to-be,
 /// so a burst cannot queue more hashes than the limit before the first one fails.
 ///
+/// Ended windows are forgotten in the order they end: every window lasts `windowMs` and
+/// opens at the time of a call, so a queue of open windows in opening order is also in
+/// ending order, and each call drops the ended ones from its front. Each window is queued
+/// once and dropped once, so forgetting is amortised O(1) per login, under the caller's
+/// lock on the loop thread, however full the table. (Scanning the whole table when it is
+/// full, as this once did, cost up to `entriesMax` steps on every login while attackers
+/// kept it full.)
+///
 /// A pure value: time comes in as `nowMs`, so tests drive it without clocks.
 struct LoginLimiter {
     enum Key: Hashable {
@@ -20,7 +28,17 @@ struct LoginLimiter {
     let perUserMax: Int
     let windowMs: UInt64
     let entriesMax: Int
+    /// Keys with failures in an open window or checks in flight; no others.
     private(set) var entries: [Key: Entry] = [:]
+    /// The keys whose window is open, in the order the windows end, from `windowsStart` on:
+    /// exactly one for each entry with failures (the ones before `windowsStart` are spent).
+    private var windows: [(key: Key, endMs: UInt64)] = []
+    private var windowsStart = 0
+    /// The latest time seen: time never goes back here, so windows end in the order they open.
+    private var latestMs: UInt64 = 0
+    /// Queued windows looked at to forget ended ones, over the limiter's life (for tests
+    /// that check forgetting stays O(1) per login).
+    private(set) var windowsExamined = 0
 
     init(perClientMax: Int, perUserMax: Int, windowMs: Int, entriesMax: Int) {
         precondition(perClientMax > 0 && perUserMax > 0 && windowMs > 0 && entriesMax >= 2)
@@ -30,13 +48,17 @@ struct LoginLimiter {
         self.entriesMax = entriesMax
     }
 
+    /// Keys whose failure window is open.
+    var openWindows: Int { windows.count - windowsStart }
+
     /// Starts a login: nil when it may be checked (it is then in flight until `end` or
     /// `cancel`), else the milliseconds after which it is worth trying again.
     mutating func begin(client: String, user: String, nowMs: UInt64) -> UInt64? {
+        let nowMs = forgetEndedWindows(nowMs: nowMs)
         let keys = [(Key.client(client), perClientMax), (Key.user(user), perUserMax)]
         var retryMs: UInt64?
         for (key, max) in keys {
-            let entry = current(key, nowMs: nowMs)
+            let entry = entries[key] ?? Entry()
             guard entry.failures + entry.inFlight >= max else { continue }
             // Full of failures: wait out the window; full of checks in flight: they end soon.
             let wait = entry.failures >= max ? entry.windowEndMs - nowMs : 1000
@@ -45,25 +67,26 @@ struct LoginLimiter {
         if let retryMs { return retryMs }
         let newKeys = keys.filter { entries[$0.0] == nil }.count
         if entries.count + newKeys > entriesMax {
-            purge(nowMs: nowMs)
-            if entries.count + newKeys > entriesMax { return windowMs }
+            // Every entry is live: the first window to end frees one (or a check in flight does).
+            return windowsStart < windows.count ? windows[windowsStart].endMs - nowMs : 1000
         }
-        for (key, _) in keys {
-            var entry = current(key, nowMs: nowMs)
-            entry.inFlight += 1
-            entries[key] = entry
-        }
+        for (key, _) in keys { entries[key, default: Entry()].inFlight += 1 }
         return nil
     }
 
     /// Ends a login that `begin` let through; a failure counts against both keys.
     mutating func end(client: String, user: String, failed: Bool, nowMs: UInt64) {
+        let nowMs = forgetEndedWindows(nowMs: nowMs)
         for key in [Key.client(client), Key.user(user)] {
-            var entry = current(key, nowMs: nowMs)
+            var entry = entries[key] ?? Entry()
             precondition(entry.inFlight > 0, "end of a login that never began")
             entry.inFlight -= 1
             if failed {
-                if entry.failures == 0 { entry.windowEndMs = nowMs + windowMs }
+                if entry.failures == 0 {
+                    entry.windowEndMs = nowMs + windowMs
+                    precondition(windows.last.map { $0.endMs <= entry.windowEndMs } ?? true, "windows end in the order they open")
+                    windows.append((key, entry.windowEndMs))
+                }
                 entry.failures += 1
             }
             store(entry, key)
@@ -72,27 +95,37 @@ struct LoginLimiter {
 
     /// Ends a login that `begin` let through but that was never checked.
     mutating func cancel(client: String, user: String, nowMs: UInt64) {
+        _ = forgetEndedWindows(nowMs: nowMs)
         for key in [Key.client(client), Key.user(user)] {
-            var entry = current(key, nowMs: nowMs)
+            var entry = entries[key] ?? Entry()
             precondition(entry.inFlight > 0, "cancel of a login that never began")
             entry.inFlight -= 1
             store(entry, key)
         }
     }
 
-    /// The entry with an ended window's failures forgotten.
-    private func current(_ key: Key, nowMs: UInt64) -> Entry {
-        var entry = entries[key] ?? Entry()
-        if entry.failures > 0 && nowMs >= entry.windowEndMs { entry.failures = 0 }
-        return entry
-    }
-
     private mutating func store(_ entry: Entry, _ key: Key) {
         entries[key] = entry.failures == 0 && entry.inFlight == 0 ? nil : entry
     }
 
-    /// Drops entries whose window has ended and that have nothing in flight.
-    private mutating func purge(nowMs: UInt64) {
-        entries = entries.filter { $0.value.inFlight > 0 || ($0.value.failures > 0 && nowMs < $0.value.windowEndMs) }
+    /// Forgets the failures of every window that has ended by `nowMs` (or by a later time
+    /// already seen), dropping entries left with nothing in flight; returns the time to use.
+    private mutating func forgetEndedWindows(nowMs: UInt64) -> UInt64 {
+        latestMs = max(latestMs, nowMs)
+        while windowsStart < windows.count && windows[windowsStart].endMs <= latestMs {
+            let window = windows[windowsStart]
+            windowsStart += 1
+            windowsExamined += 1
+            guard var entry = entries[window.key] else { preconditionFailure("an open window without its entry") }
+            precondition(entry.failures > 0 && entry.windowEndMs == window.endMs, "one queued window per entry with failures")
+            entry.failures = 0
+            store(entry, window.key)
+        }
+        // Spent windows go once they are half the queue: each move is paid for by a drop.
+        if windowsStart > 0 && windowsStart * 2 >= windows.count {
+            windows.removeFirst(windowsStart)
+            windowsStart = 0
+        }
+        return latestMs
     }
 }

@@ -267,9 +267,55 @@ private final class AuthEdge {
             limiter.end(client: "c\(index)", user: "u\(index)", failed: true, nowMs: 0)
         }
         #expect(limiter.entries.count == 4)
-        #expect(limiter.begin(client: "c9", user: "u9", nowMs: 500) == 1000)  // full of live entries
+        #expect(limiter.begin(client: "c9", user: "u9", nowMs: 500) == 500)  // full of live entries; the first window ends at 1000
         #expect(limiter.begin(client: "c9", user: "u9", nowMs: 1000) == nil)  // ended windows are dropped
         limiter.end(client: "c9", user: "u9", failed: false, nowMs: 1000)
         #expect(limiter.entries.isEmpty)
+    }
+
+    /// Issue 27 review: a full table used to be scanned whole (65,536 entries by default) on
+    /// every login while it stayed full. Now ended windows are dropped from the front of a
+    /// queue in the order they end, each looked at once, and a full table of live entries
+    /// refuses at once.
+    @Test func aFullTableForgetsWindowsInTheOrderTheyEndLookingAtEachOnce() {
+        var limiter = LoginLimiter(perClientMax: 3, perUserMax: 3, windowMs: 1000, entriesMax: 1000)
+        for index in 0..<500 {
+            let now = UInt64(index)
+            #expect(limiter.begin(client: "c\(index)", user: "u\(index)", nowMs: now) == nil)
+            limiter.end(client: "c\(index)", user: "u\(index)", failed: true, nowMs: now)
+        }
+        #expect(limiter.entries.count == 1000 && limiter.openWindows == 1000)
+
+        // Full of live entries: new keys are refused until the first window ends, at 1000,
+        // and no refusal looks at the table.
+        for attempt in 0..<10_000 {
+            #expect(limiter.begin(client: "new\(attempt)", user: "x", nowMs: 600) == 400)
+        }
+        #expect(limiter.windowsExamined == 0)
+        // Keys already in the table still count: c1 and u1 have room for two more failures.
+        for _ in 0..<2 {
+            #expect(limiter.begin(client: "c1", user: "u1", nowMs: 600) == nil)
+            limiter.end(client: "c1", user: "u1", failed: true, nowMs: 600)
+        }
+        #expect(limiter.begin(client: "c1", user: "u1", nowMs: 600) == 401)  // their window ends at 1001
+
+        // At 1001 the windows of c0/u0 and c1/u1 have ended: four entries are free again.
+        #expect(limiter.begin(client: "late", user: "late", nowMs: 1001) == nil)
+        limiter.end(client: "late", user: "late", failed: true, nowMs: 1001)
+        #expect(limiter.entries.count == 998 && limiter.entries[.client("c1")] == nil)
+        #expect(limiter.windowsExamined == 4)
+
+        // New limits apply to new keys as to old ones.
+        for attempt in 0..<2 {
+            #expect(limiter.begin(client: "late", user: "late\(attempt)", nowMs: 1100) == nil)
+            limiter.end(client: "late", user: "late\(attempt)", failed: true, nowMs: 1100)
+        }
+        #expect(limiter.begin(client: "late", user: "other", nowMs: 1100) == 901)  // late's window ends at 2001
+
+        // Every window has ended by 2101: each was looked at once, and the table is empty.
+        #expect(limiter.begin(client: "c0", user: "u0", nowMs: 2101) == nil)
+        limiter.cancel(client: "c0", user: "u0", nowMs: 2101)
+        #expect(limiter.entries.isEmpty && limiter.openWindows == 0)
+        #expect(limiter.windowsExamined == 1000 + 4)  // the first 1000, late's client and user, late0 and late1
     }
 }
