@@ -156,7 +156,8 @@ public enum ConfigLoader {
     private static func applyHTTP(_ node: Node, reader: YAMLReader, to http: inout HTTPSettings) throws(ConfigError) {
         let keys = ["listen", "header_bytes_max", "body_bytes_max", "connections_max", "idle_timeout_ms",
                     "request_timeout_ms", "pipeline_depth_max", "write_buffer_bytes_max", "connection_reply_bytes_max",
-                    "reply_bytes_pending_max", "body_bytes_in_flight_max"]
+                    "reply_bytes_pending_max", "body_bytes_in_flight_max", "connection_body_bytes_max"]
+        var bodyBoundSet: (name: String, at: Node)?  // the last of the pair below set, to point at when it does not hold
         for (name, value) in try reader.entries(node, key: "http") {
             let key = "http.\(name)"
             switch name {
@@ -171,8 +172,16 @@ public enum ConfigLoader {
             case "connection_reply_bytes_max": http.connectionReplyBytesMax = try positive(value, key: key, reader: reader)
             case "reply_bytes_pending_max": http.replyBytesPendingMax = try positive(value, key: key, reader: reader)
             case "body_bytes_in_flight_max": http.bodyBytesInFlightMax = try positive(value, key: key, reader: reader)
+            case "connection_body_bytes_max": http.connectionBodyBytesMax = try positive(value, key: key, reader: reader)
             default: throw reader.unknownKey(name, at: value, parent: "http", allowed: keys)
             }
+            if name == "body_bytes_max" || name == "connection_body_bytes_max" { bodyBoundSet = (name, value) }
+        }
+        // One body must fit in what one connection may hold.
+        if let set = bodyBoundSet, http.bodyBytesMax > http.connectionBodyBytesMax {
+            throw reader.error(at: set.at, key: "http.\(set.name)",
+                               "http.body_bytes_max (\(http.bodyBytesMax)) must not exceed http.connection_body_bytes_max "
+                                   + "(\(http.connectionBodyBytesMax)): one body must fit in what one connection may hold")
         }
     }
 

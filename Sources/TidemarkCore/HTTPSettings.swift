@@ -29,6 +29,13 @@ public struct HTTPSettings: Sendable, Equatable {
     /// the request is answered (so bodies waiting in the stages count too); a body that does
     /// not fit gets 503 and the connection is closed.
     public var bodyBytesInFlightMax = 256 * 1024 * 1024
+    /// Request body bytes one connection may hold, counted as for `bodyBytesInFlightMax`
+    /// (received, and waiting in the stages until answered). A request whose declared body
+    /// would pass it is read no further until the connection's earlier requests are answered
+    /// and release theirs; a chunked body stops being read at it likewise, so it may pass it
+    /// by one read (64 KiB). A connection holding nothing always takes a body up to
+    /// `bodyBytesMax`, which the config loader keeps at or below this.
+    public var connectionBodyBytesMax = 64 * 1024 * 1024
 
     public init() {}
 }

@@ -25,6 +25,11 @@ final class HTTPConnection {
         case awaitingAdmission(head: HTTPRequest, continueRequested: Bool, sequence: UInt64)
         /// Refused, and it has no body: the refusal answers it once its end is decoded.
         case refused(HTTPResponse)
+        /// Admitted, but its declared body would take the connection past
+        /// `connectionBodyBytesMax`: nothing more is read until earlier requests are answered
+        /// and release theirs (`takeBodyRoom`), as past `pipelineDepthMax`. (Refusing it would
+        /// turn a client that pipelines large writes into one that gets 503s it did not cause.)
+        case awaitingBodyRoom(declared: Int, continueRequested: Bool)
     }
 
     let id: UInt64
@@ -63,6 +68,8 @@ final class HTTPConnection {
     /// The request being decoded was admitted with a chunked body, which has no declared
     /// length: it takes budget as its bytes are decoded (`HTTPDecodeStep.bodyBytes`).
     private var bodyChunked = false
+    /// Node body budget held by the decoded requests in `slots` (the sum of their `bodyBytes`).
+    private var bodyBytesInSlots = 0
     /// Bodies of responses delivered out of order, held in `slots` until their turn.
     private var replyBytesHeld = 0
     /// Bytes handed to libuv and not yet written to the socket.
@@ -191,8 +198,9 @@ final class HTTPConnection {
         guard !closing else { return }
         closing = true
         // Budgets come back now; bytes being written come back as libuv cancels their writes.
-        server.releaseBodyBytes(bodyBytesReserved + slots.reduce(0) { $0 + $1.bodyBytes })
+        server.releaseBodyBytes(bodyBytesReserved + bodyBytesInSlots)
         bodyBytesReserved = 0
+        bodyBytesInSlots = 0
         server.removeReplyBytes(replyBytesHeld)
         replyBytesHeld = 0
         if reading { uv_read_stop(stream) }
@@ -209,6 +217,15 @@ final class HTTPConnection {
         return !closing && !closeAfterWrites && !decoder.isFinished && deferred == nil
             && slots.count < server.settings.pipelineDepthMax
             && replyBytesPending < server.settings.writeBufferBytesMax
+            && !chunkedBodyOverConnectionBound
+    }
+
+    /// A chunked body being read has taken the connection to `connectionBodyBytesMax` while
+    /// earlier requests still hold some: it is read on once they are answered. (Alone it is
+    /// bounded by `bodyBytesMax`.) The bound is checked between reads, so a chunked body may
+    /// pass it by one read.
+    private var chunkedBodyOverConnectionBound: Bool {
+        bodyChunked && bodyBytesInSlots > 0 && bodyBytesInSlots + bodyBytesReserved >= server.settings.connectionBodyBytesMax
     }
 
     /// A refused request without a body only has its end left to decode.
@@ -325,10 +342,12 @@ final class HTTPConnection {
         case .admit(let user):
             admittedAs = user
             bodyChunked = decoder.declaredBodyBytes == nil
-            if let declared = decoder.declaredBodyBytes, declared > 0, !reserveBody(declared) { return }
-            if continueRequested {
-                if slots.isEmpty { writeBytes(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) } else { continueOwed = true }
+            let declared = decoder.declaredBodyBytes ?? 0
+            if declared > 0 && bodyBytesInSlots > 0 && bodyBytesInSlots + declared > server.settings.connectionBodyBytesMax {
+                headState = .awaitingBodyRoom(declared: declared, continueRequested: continueRequested)
+                return
             }
+            startBody(declared: declared, continueRequested: continueRequested)
         case .refuse(let response):
             if decoder.declaredBodyBytes == 0 {
                 headState = .refused(response)  // nothing to skip: answer it in turn, keep the connection
@@ -338,6 +357,24 @@ final class HTTPConnection {
         case .pending:
             preconditionFailure("a decision cannot be pending again")
         }
+    }
+
+    /// Reserves an admitted request's declared body and lets the client send it.
+    private func startBody(declared: Int, continueRequested: Bool) {
+        if declared > 0 && !reserveBody(declared) { return }
+        if continueRequested {
+            if slots.isEmpty { writeBytes(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)) } else { continueOwed = true }
+        }
+    }
+
+    /// Earlier requests released body budget: a body waiting for room on this connection
+    /// starts once it fits (always once they have all been answered).
+    private func takeBodyRoom() {
+        guard !closing, !closeAfterWrites, case .awaitingBodyRoom(let declared, let continueRequested) = headState,
+              bodyBytesInSlots == 0 || bodyBytesInSlots + declared <= server.settings.connectionBodyBytesMax else { return }
+        headState = .none
+        requestStartMs = server.loop.nowMs  // the wait was the node's, not a slow client's
+        startBody(declared: declared, continueRequested: continueRequested)
     }
 
     /// Takes `count` more bytes of the node's body budget for the request being decoded;
@@ -363,6 +400,7 @@ final class HTTPConnection {
         slots.append(Slot(keepAlive: keepAlive, headOnly: request.method == "HEAD",
                           http10: request.versionMajor == 1 && request.versionMinor == 0, bodyBytes: bodyBytesReserved))
         if !keepAlive { closeAfterWrites = true }
+        bodyBytesInSlots += bodyBytesReserved
         bodyBytesReserved = 0
         bodyChunked = false
         if case .refused(let response) = headState {
@@ -440,12 +478,16 @@ final class HTTPConnection {
         // Serialized, the replies leave the slots: from here on libuv's queue holds them.
         replyBytesHeld -= released
         server.removeReplyBytes(released)
+        bodyBytesInSlots -= bodyBytes
+        precondition(bodyBytesInSlots >= 0, "slots released more body budget than they held")
         server.releaseBodyBytes(bodyBytes)
         if continueOwed && slots.isEmpty && decoder.isInsideRequest {
             continueOwed = false
             out.append(contentsOf: "HTTP/1.1 100 Continue\r\n\r\n".utf8)
         }
         if !out.isEmpty { writeBytes(out) }
+        // After the answers are on their way, so a 100 Continue or a refusal follows them.
+        if bodyBytes > 0 { takeBodyRoom() }
         updateReading()
         closeIfFinished()
     }

@@ -162,6 +162,19 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         #expect(try #require(try loadError("auth: {window_ms: 5}\n")).key == "auth.window_ms")
     }
 
+    @Test func theConnectionBodyBoundIsReadAndHoldsOneBody() throws {
+        #expect(HTTPSettings().connectionBodyBytesMax == 64 << 20)
+        let config = try ConfigLoader.load(configPath: try temporaryFile("http: {connection_body_bytes_max: 5000, body_bytes_max: 4000}\n"))
+        #expect(config.http.connectionBodyBytesMax == 5000 && config.http.bodyBytesMax == 4000)
+        #expect(try #require(try loadError("http: {connection_body_bytes_max: 0}\n")).key == "http.connection_body_bytes_max")
+        let small = try #require(try loadError("http: {connection_body_bytes_max: 1000}\n"))
+        #expect(small.key == "http.connection_body_bytes_max" && small.message.contains("must not exceed"))
+        let large = try #require(try loadError("http:\n  connection_body_bytes_max: 1000\n  body_bytes_max: 2000\n"))
+        #expect(large.key == "http.body_bytes_max" && large.line == 3)
+        #expect(try loadError("http: {body_bytes_max: 67108864}\n") == nil)
+        #expect(try #require(try loadError("http: {body_bytes_max: 67108865}\n")).key == "http.body_bytes_max")
+    }
+
     @Test func impossibleStageSizesAreRefused() throws {
         let noThreads = try #require(try loadError("stages:\n  apply: {threads: 0}\n"))
         #expect(noThreads.key == "stages.apply.threads")

@@ -48,7 +48,7 @@ import TidemarkTestSupport
     /// the whole body, terminator included, arrives in one read, then waits in the "stages".
     @Test func aWholeChunkedBodyIsCountedWhileItsRequestWaitsInTheStages() throws {
         let held = HeldRequests()
-        let harness = try EdgeHarness(settings: HTTPSettings(), handler: held.handler)
+        let harness = try EdgeHarness(requestHandler: held)
         let metrics = harness.server.metrics
         let client = try harness.client()
         try client.send("POST /chunked HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n64\r\n" + String(repeating: "c", count: 100)
@@ -59,6 +59,48 @@ import TidemarkTestSupport
         held.answerAll()
         #expect(try client.readResponse().status == 200)
         #expect(eventually { metrics.bodyBytesInFlight.load(ordering: .relaxed) == 0 })
+        #expect(harness.stop())
+    }
+
+    /// One connection used to be able to hold pipeline_depth_max × body_bytes_max (1 GiB by
+    /// default, four times the node's budget). Past http.connection_body_bytes_max it now
+    /// reads no further until its earlier requests are answered.
+    @Test func aConnectionHoldsNoMoreBodyBytesThanItsBound() throws {
+        var settings = HTTPSettings()
+        settings.bodyBytesMax = 600
+        settings.connectionBodyBytesMax = 1000
+        let held = HeldRequests()
+        let harness = try EdgeHarness(settings: settings, requestHandler: held)
+        let metrics = harness.server.metrics
+        func inFlight() -> Int { metrics.bodyBytesInFlight.load(ordering: .relaxed) }
+        let client = try harness.client()
+        let post = "POST /held HTTP/1.1\r\nContent-Length: 400\r\n\r\n" + String(repeating: "p", count: 400)
+
+        // Declared bodies: the third head is admitted, but 400 more bytes would take the
+        // connection past 1000, so its body waits unread and it is not handed on.
+        try client.send(post + post + post)
+        #expect(eventually { held.heads == 3 })
+        #expect(try loopHadItsChanceToRead(harness))
+        #expect(held.handedOver == 2 && inFlight() == 800)
+        #expect(held.answerOldest())
+        #expect(try client.readResponse().status == 200)
+        #expect(eventually { held.handedOver == 3 })
+        #expect(inFlight() == 800)
+
+        // A chunked body is read until the connection reaches its bound, then waits too.
+        try client.send("POST /held HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n12c\r\n" + String(repeating: "c", count: 300) + "\r\n")
+        #expect(eventually { inFlight() == 1100 })
+        try client.send("0\r\n\r\n")
+        #expect(try loopHadItsChanceToRead(harness))
+        #expect(held.handedOver == 3)
+        #expect(held.answerOldest())
+        #expect(try client.readResponse().status == 200)
+        #expect(eventually { held.handedOver == 4 })
+        #expect(inFlight() == 700)
+
+        held.answerAll()
+        for _ in 0..<2 { #expect(try client.readResponse().status == 200) }
+        #expect(eventually { inFlight() == 0 })
         #expect(harness.stop())
     }
 
@@ -130,23 +172,43 @@ import TidemarkTestSupport
     }
 }
 
-/// A handler that keeps every request it is handed, unanswered, until the test answers.
-private final class HeldRequests: Sendable {
+/// Waits until the loop has had its chance to read what the test already sent on any
+/// connection: loopback delivers a send into the peer's socket before it returns, so by the
+/// time another connection's malformed request is answered, a connection the edge reads
+/// has been read in that pass of the loop or an earlier one; the pass is then let finish.
+/// False if that took more than 10 s.
+private func loopHadItsChanceToRead(_ harness: EdgeHarness) throws -> Bool {
+    let probe = try harness.client()
+    try probe.send("NOT HTTP\r\n\r\n")
+    guard try probe.readResponse().status == 400 else { return false }
+    let passed = DispatchSemaphore(value: 0)
+    harness.loop.execute { passed.signal() }
+    return passed.wait(timeout: .now() + 10) == .success
+}
+
+/// A handler that admits every head and keeps every request it is handed, unanswered,
+/// until the test answers.
+private final class HeldRequests: HTTPRequestHandler {
     private let held = Mutex<[(request: HTTPRequest, responder: HTTPResponder)]>([])
     private let arrived = DispatchSemaphore(value: 0)
-    /// Requests handed over so far, answered or not.
-    private let count = Atomic<Int>(0)
+    /// Heads admitted and requests handed over so far.
+    private let headCount = Atomic<Int>(0)
+    private let requestCount = Atomic<Int>(0)
 
-    var handler: @Sendable (HTTPRequest, HTTPResponder, @escaping @Sendable () -> Void) -> HandOff {
-        { [self] request, responder, _ in
-            held.withLock { $0.append((request, responder)) }
-            count.add(1, ordering: .relaxed)
-            arrived.signal()
-            return .accepted
-        }
+    func admit(_ head: HTTPRequest, client: String, decision: HTTPAdmissionDecision) -> Admission {
+        headCount.add(1, ordering: .relaxed)
+        return .admit(as: nil)
     }
 
-    var handedOver: Int { count.load(ordering: .relaxed) }
+    func handle(_ request: HTTPRequest, responder: HTTPResponder, whenSpace: @escaping @Sendable () -> Void) -> HandOff {
+        held.withLock { $0.append((request, responder)) }
+        requestCount.add(1, ordering: .relaxed)
+        arrived.signal()
+        return .accepted
+    }
+
+    var heads: Int { headCount.load(ordering: .relaxed) }
+    var handedOver: Int { requestCount.load(ordering: .relaxed) }
 
     /// Waits (10 s at most) for the next request to be handed over; nil if none came.
     func awaitRequest() -> HTTPRequest? {
