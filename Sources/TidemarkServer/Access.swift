@@ -7,24 +7,6 @@ enum Access {
     /// Routes anyone may call (probes and scrapers carry no credentials).
     static let openRoutes: Set<String> = ["/ping", "/metrics"]
 
-    enum Caller {
-        case user(String)
-        case refused(HTTPResponse)
-    }
-
-    /// The user behind a request, or the 401/400 to answer (IoTDB's AuthorizationFilter).
-    /// Hashes on the calling thread when the credentials are not remembered: the node checks
-    /// them at the edge instead (`Authenticator`), and this serves requests no edge admitted.
-    static func user(of request: HTTPRequest, in users: UserStore) -> Caller {
-        let route = AdminRoutes.label(for: request)
-        switch users.authenticate(credentials(of: request)) {
-        case .user(let name): return .user(name)
-        case .missing: return .refused(missingCredentials(route: route))
-        case .wrongPassword: return .refused(wrongPassword(route: route))
-        case .malformed: return .refused(malformedCredentials(route: route))
-        }
-    }
-
     /// The answer to a request for an open route that carries a body: 405 for a method the
     /// route does not serve, else 413 (they serve GET and HEAD, which take none).
     static func bodyOnOpenRoute(_ head: HTTPRequest) -> HTTPResponse {

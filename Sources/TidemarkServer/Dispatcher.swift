@@ -1,5 +1,6 @@
 import TidemarkCore
 import Foundation
+import Logging
 import TidemarkNet
 import TidemarkQuery
 import TidemarkStages
@@ -14,23 +15,26 @@ struct Dispatcher: Sendable {
     let queryLimits: QueryLimits
     let stages: StagesBox
     let users: UserStore
+    let logger: Logger
 
     func handle(_ exchange: HTTPExchange) {
-        let request = exchange.request
         let responder = exchange.responder
-        let respond: @Sendable (HTTPResponse) -> Void = { responder.respond($0) }
+        handle(exchange.request) { responder.respond($0) }
+    }
+
+    /// Decodes and sends on one request; `respond` gets its one answer, from any thread.
+    func handle(_ request: HTTPRequest, respond: @escaping @Sendable (HTTPResponse) -> Void) {
         let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
         let path = String(request.path)
         if Access.openRoutes.contains(path) { return respond(admin.respond(to: request)) }
 
-        let user: String
-        if let admitted = request.admittedAs {
-            user = admitted  // checked at the edge from the head (Authenticator), off this thread
-        } else {
-            switch Access.user(of: request, in: users) {
-            case .user(let name): user = name
-            case .refused(let answer): return respond(answer)
-            }
+        // Checked at the edge from the head (Authenticator), hashes on the auth stage. A
+        // request without a caller is a bug there: checking it here would hash on this thread,
+        // the decode stage's, and make every request wait behind a guesser again.
+        guard let user = request.admittedAs else {
+            logger.error("a request reached the decode stage without being admitted at the edge",
+                         metadata: ["method": "\(request.method)", "route": "\(AdminRoutes.label(for: request))"])
+            return respond(.error(500, "internal error: the request's credentials were not checked", route: AdminRoutes.label(for: request)))
         }
         if path == "/write" {
             guard request.method == "POST" else { return respond(LineProtocolWrite.influxError(405, "/write accepts POST only")) }

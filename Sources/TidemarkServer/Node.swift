@@ -103,7 +103,7 @@ public final class Node: @unchecked Sendable {
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
         let dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
-                                    queryLimits: config.query, stages: stagesBox, users: users)
+                                    queryLimits: config.query, stages: stagesBox, users: users, logger: logger)
         let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { dispatcher.handle(exchange) }

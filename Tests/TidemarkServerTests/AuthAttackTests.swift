@@ -4,7 +4,9 @@ import Synchronization
 import Testing
 import TidemarkCore
 import TidemarkNet
+import TidemarkQuery
 import TidemarkStages
+import TidemarkStorage
 import TidemarkTestSupport
 @testable import TidemarkServer
 
@@ -158,6 +160,40 @@ private final class AuthEdge {
         #expect(edge.authenticator.limiterEntries == 2)
         #expect(try client.request("GET", "/stages", headers: ["Authorization": basic("nobody", "again")]).status == 429)
         #expect(edge.stop())
+    }
+
+    /// The decode stage used to check credentials itself, with a hash on its own thread,
+    /// when a request came without the caller the edge admitted it as. No path does that
+    /// today; if one ever did, it gets 500 and no hash, so PBKDF2 cannot come back to the
+    /// decode thread unnoticed.
+    @Test func aRequestTheEdgeDidNotAdmitGets500WithoutAHash() throws {
+        let directory = try temporaryDirectory("dispatch")
+        let users = try UserStore(directory: directory + "/users", logger: Logger(label: "test"))
+        defer { users.close() }
+        let storage = StorageHealth(logger: Logger(label: "test"))
+        let engine = try StorageEngine(directory: directory + "/engine")
+        defer { engine.close() }
+        let routes = AdminRoutes(stages: { [] }, storage: { engine.stats }, health: { NodeHealth.read(dataDir: directory, storage: storage) },
+                                 http: HTTPMetrics(), cluster: { nil }, startedNs: 0, startTimeSeconds: 0)
+        let dispatcher = Dispatcher(admin: routes, executor: StatementExecutor(engine: engine), writeLimits: EngineOptions(),
+                                    queryLimits: QueryLimits(), stages: StagesBox(), users: users, logger: Logger(label: "test"))
+        let answers = Mutex<[HTTPResponse]>([])
+        func dispatch(_ request: HTTPRequest) -> HTTPResponse? {
+            dispatcher.handle(request) { answer in answers.withLock { $0.append(answer) } }
+            return answers.withLock { $0.popLast() }  // these routes answer on the calling thread
+        }
+        let before = users.hashesComputed.load(ordering: .relaxed)
+
+        let unadmitted = HTTPRequest(method: "GET", target: "/stages", headers: [("authorization", basic("root", "root"))])
+        let refused = try #require(dispatch(unadmitted))
+        #expect(refused.status == 500)
+        #expect(users.hashesComputed.load(ordering: .relaxed) == before)
+
+        var admitted = unadmitted
+        admitted.admittedAs = "root"
+        #expect(try #require(dispatch(admitted)).status == 200)
+        #expect(try #require(dispatch(HTTPRequest(method: "GET", target: "/ping"))).status == 200)  // open routes need no caller
+        #expect(users.hashesComputed.load(ordering: .relaxed) == before)
     }
 
     /// Item 7: a name that does not exist costs the same hash as a wrong password of one that
