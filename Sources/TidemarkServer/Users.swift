@@ -51,6 +51,9 @@ final class UserStore: Sendable {
     /// Password hashes computed, real or dummy (for `/metrics`, and for tests that check
     /// where and how often hashing happens).
     let hashesComputed = Atomic<UInt64>(0)
+    /// PBKDF2 rounds those hashes took, so tests can check that an unknown name costs the
+    /// same work as a known one, not only the same number of hashes.
+    let hashRoundsComputed = Atomic<UInt64>(0)
     /// An unknown name is checked against these, so it costs what a known one costs and its
     /// answer takes as long: response times do not tell which names exist.
     private let dummySalt: [UInt8]
@@ -145,8 +148,10 @@ final class UserStore: Sendable {
 
     private func verify(name: String, password: String) -> Bool {
         let user = state.withLock { $0.users[name] }
+        let rounds = user?.rounds ?? Self.rounds
         hashesComputed.add(1, ordering: .relaxed)
-        guard let derived = try? Self.derive(password, salt: user?.salt ?? dummySalt, rounds: user?.rounds ?? Self.rounds) else {
+        hashRoundsComputed.add(UInt64(rounds), ordering: .relaxed)
+        guard let derived = try? Self.derive(password, salt: user?.salt ?? dummySalt, rounds: rounds) else {
             return false
         }
         let expected = user?.hash ?? dummyHash

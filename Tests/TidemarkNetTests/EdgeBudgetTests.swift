@@ -107,9 +107,13 @@ import TidemarkTestSupport
     @Test func aClientThatPipelinesWithoutReadingIsCutAndItsReplyBytesComeBack() throws {
         var settings = HTTPSettings()
         settings.writeBufferBytesMax = 1 << 20
-        settings.connectionReplyBytesMax = 8 << 20
-        let replyBytes = 4 << 20
+        settings.connectionReplyBytesMax = 32 << 20
+        // Larger than the kernel's socket buffers (4 MiB at most here): a reply the client
+        // does not read stays pending at the edge, so the edge reads no more of its requests.
+        let replyBytes = 16 << 20
+        let dispatched = Atomic<Int>(0)
         let harness = try EdgeHarness(settings: settings) { _, responder, _ in
+            dispatched.add(1, ordering: .relaxed)
             DispatchQueue.global().async {
                 responder.respond(HTTPResponse(status: 200, body: [UInt8](repeating: 120, count: replyBytes), route: "/big"))
             }
@@ -118,16 +122,21 @@ import TidemarkTestSupport
         let metrics = harness.server.metrics
         func pending() -> Int { metrics.replyBytesPending.load(ordering: .relaxed) }
 
-        // 32 replies of 4 MiB asked for at once and never read: 128 MiB if the edge held them.
+        // 64 replies of 16 MiB asked for at once and never read: 1 GiB if the edge held them.
+        // It takes at most pipeline_depth_max (32) of them before it stops reading, and none
+        // after it cuts the client.
         let greedy = try harness.client()
-        try greedy.send(String(repeating: "GET /big HTTP/1.1\r\n\r\n", count: 32))
+        try greedy.send(String(repeating: "GET /big HTTP/1.1\r\n\r\n", count: 64))
         #expect(eventually { metrics.replyBudgetCloses.load(ordering: .relaxed) == 1 })
         #expect(eventually { pending() == 0 })
+        let taken = dispatched.load(ordering: .relaxed)
+        #expect(taken >= 3 && taken <= settings.pipelineDepthMax)  // the third reply is the one that cuts it
 
         // A client that reads each reply before asking again is never cut, however big the reply.
         let polite = try harness.client()
         for _ in 0..<3 { #expect(try polite.request("GET", "/big").body.count == replyBytes) }
         #expect(metrics.replyBudgetCloses.load(ordering: .relaxed) == 1)
+        #expect(dispatched.load(ordering: .relaxed) == taken + 3)  // the greedy client's later requests never were
         #expect(eventually { pending() == 0 })
         #expect(harness.stop())
     }

@@ -201,12 +201,18 @@ private final class AuthEdge {
     @Test func unknownUsersCostTheSameHashAsKnownOnes() throws {
         let users = try UserStore(directory: try temporaryDirectory("users"), logger: Logger(label: "test"))
         defer { users.close() }
-        let start = users.hashesComputed.load(ordering: .relaxed)
+        // Counting hashes alone would pass with a dummy of one round: count the rounds too.
+        func work() -> (hashes: UInt64, rounds: UInt64) {
+            (users.hashesComputed.load(ordering: .relaxed), users.hashRoundsComputed.load(ordering: .relaxed))
+        }
+        let start = work()
         guard case .wrongPassword = users.authenticate(basic("root", "wrong")) else { Issue.record("root:wrong was accepted"); return }
-        let known = users.hashesComputed.load(ordering: .relaxed) - start
+        let afterKnown = work()
         guard case .wrongPassword = users.authenticate(basic("nobody", "wrong")) else { Issue.record("nobody was accepted"); return }
-        let unknown = users.hashesComputed.load(ordering: .relaxed) - start - known
-        #expect(known == 1 && unknown == 1)
+        let afterUnknown = work()
+        #expect(afterKnown.hashes - start.hashes == 1 && afterUnknown.hashes - afterKnown.hashes == 1)
+        let knownRounds = afterKnown.rounds - start.rounds, unknownRounds = afterUnknown.rounds - afterKnown.rounds
+        #expect(knownRounds == UInt64(UserStore.rounds) && unknownRounds == knownRounds)
         guard case .user("root") = users.authenticate(basic("root", "root")) else { Issue.record("root:root was refused"); return }
     }
 
