@@ -3,7 +3,7 @@ import TidemarkStorage
 // libFuzzer target: log recovery's scan (LogScan, what FileWAL.replay and `tidemarkd --repair`
 // use for the WAL, the schema log, the users log and the Raft log) never crashes, never hangs,
 // and never calls "torn tail" (which recovery cuts) a tail in which some record passes its
-// checksum. The first byte picks a mode: even, the rest is scanned as a log file as it is;
+// checksum with a sequence that could follow the good records. The first byte picks a mode: even, the rest is scanned as a log file as it is;
 // odd, the rest builds a log of good records and then damages it (byte flips, a cut, zeros),
 // so the fuzzer reaches damage with good records after it.
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -28,9 +28,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         precondition(scan.validBytes == bytes.count, "clean, yet bytes are left")
     case .tornTail:
         precondition(scan.validBytes < bytes.count, "a torn tail of no bytes")
-        // What recovery would cut: no record passing its checksum may start anywhere in it.
-        for start in scan.validBytes..<bytes.count {
-            precondition(passes(bytes, at: start, payloadBytesMax: payloadBytesMax) == nil,
+        // What recovery would cut: no record passing its checksum, with a sequence the log
+        // could have written there, may start anywhere in it.
+        let expected = scan.lastSequence.map { $0 + 1 } ?? firstSequence
+        for start in scan.validBytes..<bytes.count where passes(bytes, at: start, payloadBytesMax: payloadBytesMax) != nil {
+            let sequence = (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[start + 8 + $1]) << (8 * UInt64($1)) }
+            precondition(!LogScan.couldFollow(sequence, expected: expected, remaining: bytes.count - scan.validBytes),
                          "torn tail from \(scan.validBytes) would cut a good record at \(start)")
         }
     case .damaged(_, let following):

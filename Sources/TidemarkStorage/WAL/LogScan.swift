@@ -6,8 +6,9 @@
 ///
 /// The rule: records are read from the start while each is whole, passes its CRC and
 /// carries the next sequence. At the first one that does not (the "bad spot"):
-/// - if no record that passes its checksum starts anywhere after it, the rest is a torn
-///   tail (an append the crash cut short) and may be cut;
+/// - if no record that passes its checksum, with a sequence that could follow, starts
+///   anywhere after it, the rest is a torn tail (an append the crash cut short, or a tail a
+///   file system filled with zeros) and may be cut;
 /// - otherwise it is damage in the middle: cutting would drop records that pass their
 ///   checksums, so recovery must stop. A record that passes its checksum but carries the
 ///   wrong sequence is damage too: it is never cut.
@@ -52,7 +53,7 @@ public struct LogScan: Sendable, Equatable {
             switch record(in: bytes, at: offset, payloadBytesMax: payloadBytesMax) {
             case .bad(let reason):
                 result.validBytes = offset
-                result.ending = judge(bytes, badSpot: offset, reason: reason, payloadBytesMax: payloadBytesMax)
+                result.ending = judge(bytes, badSpot: offset, reason: reason, payloadBytesMax: payloadBytesMax, expected: expected)
                 return result
             case .good(let sequence, let end):
                 if let wanted = expected, sequence != wanted {
@@ -103,15 +104,32 @@ public struct LogScan: Sendable, Equatable {
         return .good(sequence: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)), end: end)
     }
 
-    /// Torn tail or damage: probes every later offset for a record that passes its checksum.
-    /// Every offset, not record boundaries: a flipped length byte moves the boundary.
-    private static func judge(_ bytes: UnsafeRawBufferPointer, badSpot: Int, reason: String, payloadBytesMax: Int) -> Ending {
+    /// Whether a record found `remaining` bytes after a bad spot, where sequence `expected` was
+    /// due, could carry `sequence`: one the log could have written there (each record takes at
+    /// least a header). Nil `expected` (a scan without a first sequence) allows any.
+    public static func couldFollow(_ sequence: UInt64, expected: UInt64?, remaining: Int) -> Bool {
+        guard let expected else { return true }
+        return sequence >= expected && sequence - expected <= UInt64(remaining / recordHeaderBytes)
+    }
+
+    /// Torn tail or damage: probes every later offset for a record that passes its checksum
+    /// and could follow. Every offset, not record boundaries: a flipped length byte moves the
+    /// boundary.
+    private static func judge(_ bytes: UnsafeRawBufferPointer, badSpot: Int, reason: String, payloadBytesMax: Int, expected: UInt64?) -> Ending {
+        // A file system may persist a file's new length before its data after a power loss:
+        // the unsynced tail reads as zeros, however long, and holds no record.
+        if UnsafeRawBufferPointer(rebasing: bytes[badSpot...]).allSatisfy({ $0 == 0 }) {
+            return .tornTail(reason: reason + " (the rest of the file is zeros)")
+        }
         var budget = probeChecksumBytes(after: bytes.count - badSpot)
+        let remaining = bytes.count - badSpot
         var candidate = badSpot + 1
         while candidate + recordHeaderBytes <= bytes.count {
-            // Cheap checks first: only a length that fits costs a CRC.
+            // Cheap checks first: only a length that fits and a sequence that could follow cost a CRC.
             let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: candidate, as: UInt32.self)))
-            if length <= payloadBytesMax && length <= bytes.count - candidate - recordHeaderBytes {
+            let sequence = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: candidate + 8, as: UInt64.self))
+            if length <= payloadBytesMax && length <= bytes.count - candidate - recordHeaderBytes
+                && couldFollow(sequence, expected: expected, remaining: remaining) {
                 let cost = length + 8
                 guard budget >= cost else {
                     return .damaged(reason: reason + "; could not rule out good records after it within the probe's budget",
