@@ -122,6 +122,11 @@ public protocol StateMachine: AnyObject, Sendable {
     /// Called once the group's log has been replayed: from then on the state machine tells
     /// the log what it may drop.
     func attach(logRetention: LogRetention)
+    /// The highest log index whose effects the state machine keeps in its own files (a
+    /// region's segments and tombstones), 0 for none: it takes an entry at or below it for
+    /// one applied before. A standalone group whose log ends before it (`--repair` cut
+    /// records already flushed) numbers new entries after it, so no index names two entries.
+    var persistedIndexMax: UInt64 { get }
 }
 
 extension StateMachine {
@@ -132,6 +137,7 @@ extension StateMachine {
         return BytesImageReader(snapshot.data)
     }
     public var keepsInstalledImages: Bool { false }
+    public var persistedIndexMax: UInt64 { 0 }
 }
 
 /// Why a consensus operation failed.

@@ -125,6 +125,8 @@ final class StandaloneGroup: @unchecked Sendable {
 
     /// Appended entries the apply side may have waiting; past it the writer applies itself.
     static let queuedEntriesMax = 64
+    /// Fillers `recover` appends in one call (16 bytes of log each): a long gap takes several.
+    static let fillersPerAppendMax = 65_536
 
     let id: GroupID
     let directory: String
@@ -158,7 +160,8 @@ final class StandaloneGroup: @unchecked Sendable {
         try recover()
     }
 
-    /// Restores the last snapshot, then replays the log after it.
+    /// Restores the last snapshot, then replays the log after it. An entry with no data is a
+    /// filler (as Raft's leader no-op): it keeps an index taken and never reaches the state machine.
     private func recover() throws {
         var snapshotIndex: UInt64 = 0
         var last: UInt64 = 0
@@ -171,9 +174,12 @@ final class StandaloneGroup: @unchecked Sendable {
         var refused = 0
         let report = try log.replay { index, data in
             guard index > snapshotIndex else { return }
-            do { try stateMachine.apply(CommittedEntry(index: index, term: 1, data: data)) } catch { refused += 1 }
             last = index
+            guard !data.isEmpty else { return }
+            do { try stateMachine.apply(CommittedEntry(index: index, term: 1, data: data)) } catch { refused += 1 }
         }
+        let held = max(snapshotIndex, stateMachine.persistedIndexMax)
+        if held > log.lastSequence { try fillLog(through: held) }
         // Entries released to the state machine's own files leave no record, but keep their indexes.
         last = max(last, log.lastSequence)
         appended = last
@@ -187,6 +193,24 @@ final class StandaloneGroup: @unchecked Sendable {
             logger.info("replay skipped refused entries", metadata: ["group": "\(id)", "entries": "\(refused)"])
         }
         stateMachine.attach(logRetention: log)
+    }
+
+    /// The log ends before entries the snapshot or the state machine's own files hold (a
+    /// `--repair` cut records already flushed): fillers take the indexes through `index`,
+    /// synced before any write, so a new entry never gets an index the state machine takes
+    /// for one applied before (it would drop the new entry's points). Fillers keep the log
+    /// contiguous, so replay and `--repair` need no notion of a gap.
+    private func fillLog(through index: UInt64) throws {
+        let from = log.lastSequence + 1
+        logger.warning("the log ends before entries the state machine holds (a repaired log?); numbering goes on after them",
+                       metadata: ["group": "\(id)", "log_last": "\(from - 1)", "held_through": "\(index)"])
+        var next = from
+        while next <= index {
+            let count = Int(min(UInt64(Self.fillersPerAppendMax), index - next + 1))
+            next = try log.append(Array(repeating: [], count: count)) + 1
+        }
+        precondition(next == index + 1, "fillers end where the state machine's entries do")
+        try log.waitDurable(index)
     }
 
     var appliedIndex: UInt64 { applied.load(ordering: .acquiring) }
@@ -253,10 +277,13 @@ final class StandaloneGroup: @unchecked Sendable {
         for entry in taken {
             precondition(entry.index == applied.load(ordering: .relaxed) + 1, "applied in log order, each once")
             var refusal: ConsensusError?
-            do {
-                try stateMachine.apply(CommittedEntry(index: entry.index, term: 1, data: entry.proposal.data, local: entry.proposal.local))
-            } catch {
-                refusal = .refused("\(error)")
+            // An entry with no data is a filler here as on replay (see `recover`).
+            if !entry.proposal.data.isEmpty {
+                do {
+                    try stateMachine.apply(CommittedEntry(index: entry.index, term: 1, data: entry.proposal.data, local: entry.proposal.local))
+                } catch {
+                    refusal = .refused("\(error)")
+                }
             }
             applied.store(entry.index, ordering: .releasing)
             outcomes.append((entry.completion, refusal))

@@ -51,6 +51,8 @@ final class RegionStateMachine: StateMachine, Sendable {
     }
 
     func attach(logRetention: LogRetention) { engine.attach(logRetention: logRetention) }
+
+    var persistedIndexMax: UInt64 { engine.persistedIndexMax }
 }
 
 extension RegionImageExport: ImageReader {}
