@@ -107,14 +107,39 @@ public enum FileIO {
         try fsync(descriptor, path: path)
     }
 
-    public static func makeDirectory(_ path: String) throws(StorageIOError) {
+    /// Makes `path` and any missing parents. Nothing is synced: a crash may lose the new
+    /// directories (see `makeDirectoryDurably`). Returns the directories it made, outermost first.
+    @discardableResult
+    public static func makeDirectory(_ path: String) throws(StorageIOError) -> [String] {
         var built = path.hasPrefix("/") ? "" : "."
+        var made: [String] = []
         for part in path.split(separator: "/") {
             built += "/" + part
-            if mkdir(built, 0o750) != 0 && errno != EEXIST {
+            if mkdir(built, 0o750) == 0 {
+                made.append(built)
+            } else if errno != EEXIST {
                 throw StorageIOError(operation: "mkdir", path: built, code: errno)
             }
         }
+        return made
+    }
+
+    /// `makeDirectory`, then syncs every directory it made and the parent of each, so the
+    /// whole new chain survives a crash: a file made in `path` and synced there is then
+    /// reachable after one. (A directory's fsync covers its own entries, not its name in
+    /// its parent.)
+    public static func makeDirectoryDurably(_ path: String) throws(StorageIOError) {
+        let made = try makeDirectory(path)
+        guard let outermost = made.first else { return }
+        // Innermost first; the parent of each but the outermost is the next one synced.
+        for directory in made.reversed() { try syncDirectory(directory) }
+        try syncDirectory(parent(of: outermost))
+    }
+
+    /// The directory holding `path` ("/" for a top-level one).
+    static func parent(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     public static func rename(_ from: String, _ to: String) throws(StorageIOError) {

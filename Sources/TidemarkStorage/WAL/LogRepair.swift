@@ -25,6 +25,7 @@ public struct LogDamageError: Error, Sendable, Equatable, CustomStringConvertibl
             + (followingOffset.map { "; a record that passes its checksum follows at byte \($0)" } ?? "")
             + ". Not cutting good records: restore the file from a backup, or start once with `tidemarkd --repair`, which copies it"
             + " aside (under data_dir/quarantine/logs) and cuts it at byte \(offset), losing the records after it"
+            + " (it refuses a Raft or multi-leader log: take the replica out of its group and add it back instead)"
     }
 }
 
@@ -43,12 +44,40 @@ public struct LogRepairAction: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// What `--repair` would do to one log damaged in the middle: the damaged file and every
+/// later one go aside, and the damaged one is cut where the damage starts. Made by
+/// `FileWAL.repairPlan`, which only reads, so a caller can judge every log before it cuts any.
+public struct LogRepairPlan: Sendable, Equatable {
+    public var directory: String
+    /// The damaged file's name first, then every later file of the log, oldest first.
+    public var names: [String]
+    /// The size the first file is cut to; nil when it goes aside whole (it follows a gap).
+    public var cutAt: Int?
+    public var reason: String
+
+    /// The damaged file.
+    public var path: String { directory + "/" + names[0] }
+}
+
+/// A repair that stopped before it cut anything (a copy failed: say, the disk is full).
+public struct LogRepairError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+}
+
 extension FileWAL {
-    /// For `tidemarkd --repair`: judges the log in `directory` as replay does and, if it is
-    /// damaged in the middle, copies the damaged file into `asideDirectory`, cuts it where
-    /// the damage starts, and moves aside every later file (their sequences no longer follow).
-    /// A sound log, or one with only a torn tail (replay cuts that), is left alone.
+    /// Bytes one step of a copy reads and writes: a log file is copied without holding it whole.
+    static let repairCopyChunkBytes = 1 << 20
+
+    /// For `tidemarkd --repair`: `repairPlan`, then `carryOut`. A sound log, or one with only
+    /// a torn tail (replay cuts that), is left alone.
     public static func repair(directory: String, asideDirectory: String) throws -> [LogRepairAction] {
+        guard let plan = try repairPlan(directory: directory) else { return [] }
+        return try carryOut(plan, asideDirectory: asideDirectory)
+    }
+
+    /// Judges the log in `directory` as replay does, reading only: nil when it is sound or has
+    /// only a torn tail, else what `carryOut` would set aside and cut.
+    public static func repairPlan(directory: String) throws -> LogRepairPlan? {
         let files = try FileIO.list(directory).compactMap { name -> (UInt64, String)? in
             guard name.hasSuffix(".wal"), let first = UInt64(name.dropLast(4)) else { return nil }
             return (first, name)
@@ -58,7 +87,7 @@ extension FileWAL {
             let path = directory + "/" + name
             if let lastSequence, firstSequence != lastSequence + 1 {
                 let reason = "starts at sequence \(firstSequence) but the log before ends at \(lastSequence)"
-                return try setAside(files[index...].map(\.1), directory: directory, asideDirectory: asideDirectory, cutAt: nil, reason: reason)
+                return LogRepairPlan(directory: directory, names: files[index...].map(\.1), cutAt: nil, reason: reason)
             }
             let bytes = try readWhole(path)
             let scan = LogScan.scan(bytes, firstSequence: firstSequence, payloadBytesMax: payloadBytesMax)
@@ -69,48 +98,84 @@ extension FileWAL {
             case .tornTail(let reason): if index < files.count - 1 { damage = reason + " in a WAL file that is not the last" }
             }
             if let damage {
-                return try setAside(files[index...].map(\.1), directory: directory, asideDirectory: asideDirectory,
-                                    cutAt: scan.validBytes, reason: "damaged at byte \(scan.validBytes): \(damage)")
+                return LogRepairPlan(directory: directory, names: files[index...].map(\.1), cutAt: scan.validBytes,
+                                     reason: "damaged at byte \(scan.validBytes): \(damage)")
             }
             if let last = scan.lastSequence { lastSequence = last }
         }
-        return []
+        return nil
     }
 
-    /// Copies `names[0]` aside and cuts it to `cutAt` (or, with nil, moves it aside whole), and
-    /// moves every later name aside whole. Copies are synced before anything is cut.
-    private static func setAside(_ names: [String], directory: String, asideDirectory: String,
-                                 cutAt: Int?, reason: String) throws -> [LogRepairAction] {
-        try FileIO.makeDirectory(asideDirectory)
-        var actions: [LogRepairAction] = []
-        for (position, name) in names.enumerated() {
-            let path = directory + "/" + name
-            let copy = freeName(asideDirectory + "/" + name)
-            let bytes = try readWhole(path)
-            let descriptor = try FileIO.open(copy, O_WRONLY | O_CREAT | O_EXCL)
-            do {
-                try FileIO.writeAll(descriptor, bytes, path: copy)
-                try FileIO.fsync(descriptor, path: copy)
-            } catch {
-                FileIO.close(descriptor)
-                throw error
+    /// Copies every file of `plan` into `asideDirectory` (made, with its parents, durably),
+    /// syncs the copies, and only then cuts the first file to `plan.cutAt` (or, with nil,
+    /// removes it) and removes the later ones. A copy that fails (a full disk) removes every
+    /// copy this call made and throws before anything is cut: the log is as it was.
+    public static func carryOut(_ plan: LogRepairPlan, asideDirectory: String) throws -> [LogRepairAction] {
+        precondition(!plan.names.isEmpty)
+        try FileIO.makeDirectoryDurably(asideDirectory)
+        var copies: [String] = []
+        do {
+            for name in plan.names {
+                let copy = freeName(asideDirectory + "/" + name)
+                try copyFile(plan.directory + "/" + name, to: copy) { copies.append(copy) }
             }
-            FileIO.close(descriptor)
             try FileIO.syncDirectory(asideDirectory)
-            if position == 0, let cutAt {
+        } catch {
+            try removeCopies(copies, in: asideDirectory, after: error)
+            throw error
+        }
+        var actions: [LogRepairAction] = []
+        for (position, (name, copy)) in zip(plan.names, copies).enumerated() {
+            let path = plan.directory + "/" + name
+            if position == 0, let cutAt = plan.cutAt {
                 let log = try FileIO.open(path, O_WRONLY)
                 defer { FileIO.close(log) }
                 try FileIO.truncate(log, to: cutAt, path: path)
                 try FileIO.fsync(log, path: path)
-                actions.append(LogRepairAction(path: path, copy: copy, cutAt: cutAt, reason: reason))
+                actions.append(LogRepairAction(path: path, copy: copy, cutAt: cutAt, reason: plan.reason))
             } else {
                 try FileIO.remove(path)
                 actions.append(LogRepairAction(path: path, copy: copy, cutAt: nil,
-                                               reason: position == 0 ? reason : "follows damage in \(names.first!)"))
+                                               reason: position == 0 ? plan.reason : "follows damage in \(plan.names[0])"))
             }
         }
-        try FileIO.syncDirectory(directory)
+        try FileIO.syncDirectory(plan.directory)
         return actions
+    }
+
+    /// Copies `source` to a new file `copy` in pieces and fsyncs it; `created` runs once the
+    /// copy exists, so a caller can remove it whatever fails after.
+    private static func copyFile(_ source: String, to copy: String, created: () -> Void) throws {
+        let input = try FileIO.open(source, O_RDONLY)
+        defer { FileIO.close(input) }
+        let output = try FileIO.open(copy, O_WRONLY | O_CREAT | O_EXCL)
+        created()
+        defer { FileIO.close(output) }
+        let size = try FileIO.size(input, path: source)
+        var offset = 0
+        while offset < size {
+            let piece = try FileIO.read(input, count: min(repairCopyChunkBytes, size - offset), at: offset, path: source)
+            guard !piece.isEmpty else { throw LogRepairError(description: "\(source) ended at byte \(offset) while being copied, short of \(size)") }
+            try FileIO.writeAll(output, piece, path: copy)
+            offset += piece.count
+        }
+        try FileIO.fsync(output, path: copy)
+    }
+
+    /// Removes the copies a failed repair made, so none is taken for a quarantined file.
+    /// Throws, naming the copy failure and what is left, when one cannot be removed.
+    private static func removeCopies(_ copies: [String], in directory: String, after failure: Error) throws {
+        var left: [String] = []
+        for copy in copies {
+            do { try FileIO.remove(copy) } catch { left.append("\(copy) (\(error))") }
+        }
+        if left.isEmpty {
+            // Best effort: a removal a crash undoes brings back a copy of a log nothing was cut from.
+            try? FileIO.syncDirectory(directory)
+            return
+        }
+        throw LogRepairError(description: "copying a damaged log aside failed (\(failure)), nothing was cut, "
+                             + "and these partial copies could not be removed: \(left.joined(separator: ", ")); remove them before repairing again")
     }
 
     /// `path`, or `path.1`, `path.2`… : the first name nothing is at yet.
