@@ -39,7 +39,8 @@ struct Tidemarkd: ParsableCommand {
 
     @Flag(name: .long, help: """
         Before starting, copy every log damaged in the middle to data_dir/quarantine/logs/ and cut it where the \
-        damage starts (the records after it are lost), then start. See docs/configuration.md, "Damaged logs".
+        damage starts (the records after it are lost), then start. A damaged Raft or multi-leader log is not cut: \
+        the repair refuses (exit status 3). See docs/configuration.md, "Damaged logs".
         """)
     var repair = false
 
@@ -77,6 +78,9 @@ struct Tidemarkd: ParsableCommand {
         } catch let error as LogDamageError {
             logger.critical("refusing to start: a log is damaged in the middle", metadata: ["file": "\(error.path)", "offset": "\(error.offset)",
                                                                                              "error": "\(error)"])
+            throw ExitCode(3)
+        } catch let error as LogRepairRefused {
+            logger.critical("refusing to repair: a replicated group's log is damaged", metadata: ["files": "\(error.paths)", "error": "\(error)"])
             throw ExitCode(3)
         } catch let error as CorruptDataError {
             logger.critical("refusing to start: data on disk is damaged", metadata: ["error": "\(error)"])
