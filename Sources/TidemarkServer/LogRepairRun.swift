@@ -37,7 +37,9 @@ public enum LogRepairRun {
         }
         var plans: [(relative: String, plan: LogRepairPlan)] = []
         for directory in directories.sorted() {
-            if let plan = try FileWAL.repairPlan(directory: directory.isEmpty ? root : root + "/" + directory) {
+            // The users log cannot lose an acknowledged last record (a password change): judged as UserStore judges it.
+            if let plan = try FileWAL.repairPlan(directory: directory.isEmpty ? root : root + "/" + directory,
+                                                 wholeLastRecordIsDamage: directory == "users") {
                 plans.append((directory, plan))
             }
         }

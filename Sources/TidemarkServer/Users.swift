@@ -65,6 +65,7 @@ final class UserStore: Sendable {
         var generator = SystemRandomNumberGenerator()
         dummySalt = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
         dummyHash = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        try Self.refuseWholeLastRecordFailingItsCRC(directory: directory)
         log = try FileWAL(directory: directory, policy: .always, health: health)
         var users: [String: User] = [:]
         // Damage in the middle of the log throws (naming file and offset): start is refused,
@@ -77,7 +78,7 @@ final class UserStore: Sendable {
             logger.warning("cut a torn tail of the users log", metadata: [
                 "file": "\(report.cutPath ?? "")", "offset": "\(report.cutOffset)", "bytes": "\(report.bytesCut)", "records": "\(report.records)"])
         }
-        try Self.checkRootRecovered(users: users, records: report.records, directory: directory)
+        try Self.checkRecovered(users: users, records: report.records, directory: directory)
         state.withLock { $0.users = users }
         if users["root"] == nil { try save(try Self.make(name: "root", password: "root", grants: [:])) }
         if verify(name: "root", password: "root") {
@@ -87,20 +88,44 @@ final class UserStore: Sendable {
 
     func close() { log.close() }
 
-    /// Root is the first record of every users log and cannot be dropped: a log without it
-    /// lost its start (a repair cut it, or it was damaged), and default credentials must not
-    /// take its place. Only a log that never held a record gets the default root.
-    private static func checkRootRecovered(users: [String: User], records: Int, directory: String) throws {
-        guard users["root"] == nil else { return }
-        // `tidemarkd --repair` keeps what it cut from `<data_dir>/users` under `<data_dir>/quarantine/logs/users`.
-        let repaired = FileManager.default.fileExists(atPath: directory + "/../quarantine/logs/" + (directory.split(separator: "/").last.map(String.init) ?? ""))
-        if records > 0 || repaired {
+    /// A users log that `tidemarkd --repair` cut may have lost users and password changes,
+    /// root's among them (its first record, password root, would then be the one that counts):
+    /// it is not used until the operator says how, by removing the copy the repair set aside.
+    /// And root is the first record of every users log: a log without it lost its start, and
+    /// default credentials must not take its place. Only a log that never held a record gets
+    /// the default root.
+    private static func checkRecovered(users: [String: User], records: Int, directory: String) throws {
+        let name = directory.split(separator: "/").last.map(String.init) ?? ""
+        let aside = URL(fileURLWithPath: directory + "/../quarantine/logs/" + name).standardizedFileURL.path
+        if FileManager.default.fileExists(atPath: aside) {
             throw CorruptDataError("""
-                \(directory): the users log holds no root user (\(records) records; a damaged or repaired log?). \
-                Refusing to fall back to the default root/root: restore the users log from a backup, \
-                or remove \(directory) to start over with only root/root
+                \(directory): the users log was cut by `tidemarkd --repair` (what it cut is in \(aside)) and may have lost \
+                users or password changes, root's among them, so it is not used as it is. Restore \(directory) from a backup \
+                (and remove \(aside)); or remove \(aside) to use the repaired log as it is; or remove both to start over \
+                with only root/root
                 """)
         }
+        guard users["root"] == nil, records > 0 else { return }
+        throw CorruptDataError("""
+            \(directory): the users log holds no root user (\(records) records; a damaged log?). Refusing to fall back to \
+            the default root/root: restore the users log from a backup, or remove \(directory) to start over with only root/root
+            """)
+    }
+
+    /// An append cut short by a crash leaves a last record that is incomplete (or zeros); one
+    /// that is whole but fails its CRC was written and then damaged. In the users log that may
+    /// be an acknowledged password change, and cutting it as a torn tail would bring back the
+    /// password before (perhaps root's default): start is refused instead.
+    private static func refuseWholeLastRecordFailingItsCRC(directory: String) throws {
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".wal") }.sorted()
+        guard let last = files.last, let firstSequence = UInt64(last.dropLast(4)) else { return }
+        let path = directory + "/" + last
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let scan = LogScan.scan(bytes, firstSequence: firstSequence, payloadBytesMax: FileWAL.payloadBytesMax)
+        guard case .tornTail = scan.ending,
+              LogScan.isWholeDamagedRecord(bytes, at: scan.validBytes, payloadBytesMax: FileWAL.payloadBytesMax) else { return }
+        throw LogDamageError(path: path, offset: scan.validBytes,
+                             reason: "the last record is whole but fails its CRC: in the users log that is damage, not an append cut short")
     }
 
     // MARK: - Authentication

@@ -76,8 +76,10 @@ extension FileWAL {
     }
 
     /// Judges the log in `directory` as replay does, reading only: nil when it is sound or has
-    /// only a torn tail, else what `carryOut` would set aside and cut.
-    public static func repairPlan(directory: String) throws -> LogRepairPlan? {
+    /// only a torn tail, else what `carryOut` would set aside and cut. With
+    /// `wholeLastRecordIsDamage` (the users log), a last record that is whole but fails its
+    /// CRC is damage too (`LogScan.isWholeDamagedRecord`).
+    public static func repairPlan(directory: String, wholeLastRecordIsDamage: Bool = false) throws -> LogRepairPlan? {
         let files = try FileIO.list(directory).compactMap { name -> (UInt64, String)? in
             guard name.hasSuffix(".wal"), let first = UInt64(name.dropLast(4)) else { return nil }
             return (first, name)
@@ -95,7 +97,12 @@ extension FileWAL {
             switch scan.ending {
             case .clean: break
             case .damaged(let reason, _): damage = reason
-            case .tornTail(let reason): if index < files.count - 1 { damage = reason + " in a WAL file that is not the last" }
+            case .tornTail(let reason):
+                if index < files.count - 1 {
+                    damage = reason + " in a WAL file that is not the last"
+                } else if wholeLastRecordIsDamage && LogScan.isWholeDamagedRecord(bytes, at: scan.validBytes, payloadBytesMax: payloadBytesMax) {
+                    damage = "the last record is whole but fails its CRC"
+                }
             }
             if let damage {
                 return LogRepairPlan(directory: directory, names: files[index...].map(\.1), cutAt: scan.validBytes,

@@ -104,6 +104,17 @@ public struct LogScan: Sendable, Equatable {
         return .good(sequence: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)), end: end)
     }
 
+    /// Whether the bad spot at `offset` holds a whole record (its length fits the file) that
+    /// fails its CRC, in a tail that is not all zeros: a record once written whole and damaged
+    /// since, where a crash leaves an incomplete one. A log that must not lose an acknowledged
+    /// last record (the users log) takes it for damage, not a torn tail.
+    public static func isWholeDamagedRecord(_ bytes: [UInt8], at offset: Int, payloadBytesMax: Int) -> Bool {
+        let tail = bytes[offset...]
+        guard tail.count >= recordHeaderBytes, tail.contains(where: { $0 != 0 }) else { return false }
+        let length = tail.prefix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
+        return length <= payloadBytesMax && length <= tail.count - recordHeaderBytes
+    }
+
     /// Whether a record found `remaining` bytes after a bad spot, where sequence `expected` was
     /// due, could carry `sequence`: one the log could have written there (each record takes at
     /// least a header). Nil `expected` (a scan without a first sequence) allows any.
