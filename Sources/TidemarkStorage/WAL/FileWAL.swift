@@ -28,6 +28,8 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
     private var writtenSequence: UInt64 = 0
     private var durableSequence: UInt64 = 0
     private var syncing = false
+    /// Failed appends cut back since the last fsync began: those cuts are not durable yet.
+    private var cutsUnsynced = 0
     private var failure: StorageIOError?
     private var replayed = false
     private var intervalThreadRunning = false
@@ -159,15 +161,16 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
             // (the tail stays torn for recovery to cut), refuses everything from now on.
             do throws(StorageIOError) {
                 try FileIO.truncate(descriptor, to: fileBytes, path: path)
-                if error.code != ENOSPC && error.code != EDQUOT { failure = error }
+                cutsUnsynced += 1
+                if !error.isOutOfSpace { failure = error }
             } catch let cutError {
                 failure = cutError
             }
-            health?.writeFailed(error, recoverable: failure == nil)
+            health?.writeFailed(error, recoverable: failure == nil, log: directory, bytes: frame.count)
             throw error
         }
         fileBytes += frame.count
-        health?.writeSucceeded()
+        health?.writeSucceeded(log: directory)
         nextSequence = last + 1
         writtenSequence = last
         if policy == .always { try syncLocked(through: last) }
@@ -218,27 +221,48 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
             syncing = true
             let target = writtenSequence
             let descriptor = descriptor, path = directory + "/" + fileName
+            let cuts = cutsUnsynced
             lock.unlock()
             var syncError: StorageIOError?
             do throws(StorageIOError) { try FileIO.fsync(descriptor, path: path) } catch { syncError = error }
             lock.lock()
             syncing = false
             if let syncError {
-                // After a failed fsync the page cache state is unknown: refuse everything from now on.
-                failure = syncError
-                health?.writeFailed(syncError, recoverable: false)
+                failSyncLocked(syncError)
             } else {
                 durableSequence = max(durableSequence, target)
+                cutsUnsynced -= cuts
                 syncs += 1
             }
             lock.broadcast()
         }
     }
 
+    /// After a failed fsync the page cache state is unknown: refuse everything from now on.
+    private func failSyncLocked(_ error: StorageIOError) {
+        failure = error
+        health?.writeFailed(error, recoverable: false, log: directory)
+    }
+
+    /// Syncs the file, then starts a new one. Also when every record is durable already but
+    /// a failed append was cut back since: the file is no longer the last, where replay
+    /// takes a torn tail only in the last, so the cut must be on disk before the next begins.
     public func rotate() throws {
         try lock.withLock {
             precondition(replayed)
             try syncLocked(through: writtenSequence)
+            if cutsUnsynced > 0 {
+                // Under the lock throughout: no append or other sync runs meanwhile.
+                while syncing { lock.wait() }
+                if let failure { throw failure }
+                do throws(StorageIOError) { try FileIO.fsync(descriptor, path: directory + "/" + fileName) } catch {
+                    failSyncLocked(error)
+                    lock.broadcast()
+                    throw error
+                }
+                cutsUnsynced = 0
+                syncs += 1
+            }
             try openNewFileLocked()
         }
     }
@@ -266,8 +290,12 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
         }
     }
 
-    /// fsyncs of appended records so far.
+    /// fsyncs of appended records (or of a cut-back) so far.
     public var syncCount: Int { lock.withLock { syncs } }
+
+    /// The log refuses every append from now on (a failed fsync or cut-back, any write error
+    /// but lack of space, or `close`). An append refused for lack of space leaves it usable.
+    public var hasFailed: Bool { lock.withLock { failure != nil || closed } }
 
     /// The sequence of the last record appended (or, right after `replay`, recovered).
     public var lastSequence: UInt64 { lock.withLock { writtenSequence } }
@@ -291,13 +319,15 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
             fileBytes = 0
             return
         }
-        if descriptor >= 0 {
-            FileIO.close(descriptor)
-            descriptor = -1
-        }
         let name = String(format: "%020llu.wal", nextSequence)
-        descriptor = try FileIO.open(directory + "/" + name, O_WRONLY | O_CREAT | O_APPEND)
-        try FileIO.syncDirectory(directory)
+        // The old file stays open until the new one is: refused (no inode free), appends go on there.
+        let opened = try FileIO.open(directory + "/" + name, O_WRONLY | O_CREAT | O_APPEND)
+        do throws(StorageIOError) { try FileIO.syncDirectory(directory) } catch {
+            FileIO.close(opened)
+            throw error
+        }
+        if descriptor >= 0 { FileIO.close(descriptor) }
+        descriptor = opened
         files.append((nextSequence, name))
         fileName = name
         fileBytes = 0
