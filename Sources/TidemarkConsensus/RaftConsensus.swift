@@ -98,6 +98,9 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private var nextReadID: UInt64 = 1
     private var snapshotChunks: SnapshotChunks
     var closed = false
+    /// Set while the log refuses rounds for lack of space (cleared by the next round that
+    /// writes): proposals and reads are refused meanwhile, ticks try the round again.
+    private var diskFull: RaftDiskFullError?
     var toApply: [ApplyBatch] = []
     // The apply side:
     let applyOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
@@ -187,8 +190,10 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
 
     public func deleteGroup(_ group: GroupID) throws {
         try run { () throws(ConsensusError) in
-            guard let removed = groups.removeValue(forKey: group) else { throw .noSuchGroup(group) }
+            guard groups[group] != nil else { throw .noSuchGroup(group) }
+            // Kept if its removal cannot be logged (a full disk): it is still there after a restart.
             do { try disk.remove(group) } catch { throw .io("\(group): \(error)") }
+            let removed = groups.removeValue(forKey: group)!
             answerWaitersLocked(of: removed, with: .noSuchGroup(group))
         }
     }
@@ -199,6 +204,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
         var registered = false
         do throws(ConsensusError) {
             try run { () throws(ConsensusError) in
+                try refuseWhileDiskFullLocked(group)
                 let backlog = applyBacklogBytes.load(ordering: .relaxed)
                 guard backlog < settings.applyBacklogBytesMax else {
                     throw .busy("\(group): \(backlog) bytes of committed entries wait to be applied (more than \(settings.applyBacklogBytesMax)); retry later")
@@ -226,6 +232,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                     deferred.append { completion(.success(applied)) }
                     registered = true
                 case .linearizable, .leaseBased:
+                    try refuseWhileDiskFullLocked(group)
                     let id = nextReadID
                     nextReadID += 1
                     try withGroup(group) { state throws(ConsensusError) in
@@ -335,7 +342,9 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             for group in groups.keys { groups[group]!.core.tick() }
             // A stream no piece came to for this long is dead: its spool file goes.
             snapshotChunks.tick(idleTicksMax: 10 * settings.electionTicks)
-            try compactReleasedLocked()
+            // A compaction the log refused (its disk is full) is tried again next tick; the
+            // round still runs, and writes again what a failed round left.
+            do { try compactReleasedLocked() } catch { logger.debug("compacting the raft log failed", metadata: ["reason": "\(error)"]) }
         }
     }
 
@@ -511,7 +520,10 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             for group in groups.keys.sorted(by: { $0.description < $1.description }) where groups[group]!.core.hasReady {
                 batch.append((group, groups[group]!.core.ready()))
             }
-            guard !batch.isEmpty else { return }
+            guard !batch.isEmpty else {
+                diskFull = nil  // nothing waits to be written
+                return
+            }
             rounds.add(1, ordering: .relaxed)
             // 1. A leader's appends and heartbeats rely on nothing on its disk (its own entries
             //    count toward a quorum only once persisted), so they leave before the fsync and
@@ -536,12 +548,21 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
             for (node, messages) in early.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }
             // 2. Persist every group's ready with one fsync: votes and acknowledgements
             //    must be durable before the messages that rely on them leave.
-            do { try disk.write(batch) } catch {
+            do { try disk.write(batch) } catch let error as RaftDiskFullError {
+                // Not the caller's error: the waiters are answered, and a tick tries again.
+                failRoundLocked(batch, error)
+                return
+            } catch {
                 logger.critical("raft log write failed; this node stops accepting writes", metadata: ["reason": "\(error)"])
+                disk.failed(error)
                 // Entries handed to the apply side in earlier rounds were durable: they are
                 // applied and answered there. Everything else is answered now, once.
                 stopLocked(reason: .io("raft log: \(error)"))
                 throw .io("raft log: \(error)")
+            }
+            if diskFull != nil {
+                logger.info("the raft log takes writes again")
+                diskFull = nil
             }
             for (node, messages) in late.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }
             // 3. Hand committed entries to the apply side, advance.
@@ -550,6 +571,34 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 groups[group]!.core.advance(ready)
             }
         }
+    }
+
+    /// The log refused the round's write for lack of space, and holds none of it. Nothing
+    /// that relied on it happens: no message that needs it leaves, nothing is applied, and
+    /// the cores keep what they had to persist, so the next round (a tick, once space is
+    /// free) writes the same entries from the same index. Every proposal and read waiting in
+    /// those groups fails now rather than wait for space: none is acknowledged, though an
+    /// entry the followers already have may still commit (as after `close()`).
+    private func failRoundLocked(_ batch: [(group: GroupID, ready: RaftReady)], _ error: RaftDiskFullError) {
+        if diskFull == nil {
+            logger.info("the raft log refuses writes for lack of space: proposals fail until a round writes again",
+                           metadata: ["reason": "\(error)"])
+        }
+        diskFull = error
+        for (id, ready) in batch {
+            groups[id]!.core.abandon(ready)
+            answerWaitersLocked(of: groups[id]!, with: .io("\(id): raft log: \(error); not acknowledged (the write may still be applied)"))
+            groups[id]!.writes = [:]
+            groups[id]!.reads = [:]
+        }
+    }
+
+    /// While the log refuses writes for lack of space, new proposals and reads would only
+    /// fail with the next round: they are refused before they reach the core (so, unlike
+    /// those the failed round held, they are surely not applied).
+    private func refuseWhileDiskFullLocked(_ group: GroupID) throws(ConsensusError) {
+        guard let diskFull else { return }
+        throw .busy("\(group): the raft log refuses writes for lack of space (\(diskFull)); retry once space is freed")
     }
 
     /// Moves what `ready` commits (and the proposals and reads waiting for it) to the apply side.
@@ -568,6 +617,7 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
     private func changeMembership(_ group: GroupID, _ change: RaftConfChange) throws {
         try run { () throws(ConsensusError) in
             guard groups[group] != nil else { throw .noSuchGroup(group) }
+            try refuseWhileDiskFullLocked(group)
             do throws(RaftError) { _ = try groups[group]!.core.proposeConfChange(change) } catch { throw Self.translate(error, group) }
         }
     }

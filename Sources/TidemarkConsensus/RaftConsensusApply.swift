@@ -54,6 +54,7 @@ extension RaftConsensus {
             } catch {
                 // Applying what follows would build on a state that is not there: stop instead.
                 logger.critical("installing a snapshot failed; this node stops", metadata: ["group": "\(id)", "reason": "\(error)"])
+                disk.failed(error)  // it refuses writes until a restart: /ping says so
                 let answers = lock.withLock { () -> [() -> Void] in
                     if !closed { stopLocked(reason: .io("\(id): installing a snapshot failed: \(error)")) }
                     defer { deferred = [] }

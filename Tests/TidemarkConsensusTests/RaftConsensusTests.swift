@@ -1,7 +1,8 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
-import TidemarkConsensus
+@testable import TidemarkConsensus
 import TidemarkStorage
 import TidemarkTestSupport
 
@@ -136,6 +137,10 @@ private final class Cluster {
     /// With `deferApply`, each node's apply-side work waits here until `drainApply`.
     let deferApply: Bool
     let applyWork = ApplyWork()
+    /// Where a node keeps its log when not under `directory` (a tmpfs that fills up).
+    let directories: [UInt64: String]
+    /// What hears of each node's log writes (the node's disk-full state).
+    var healths: [UInt64: StorageHealth] = [:]
 
     final class ApplyWork: Sendable {
         let jobs = Mutex<[UInt64: [@Sendable () -> Void]]>([:])
@@ -146,8 +151,9 @@ private final class Cluster {
     }
 
     init(settings: RaftConsensus.Settings = RaftConsensus.Settings(), imagesOnSend: Bool = false, keepsInstalledImages: Bool = false,
-         deferApply: Bool = false) throws {
+         deferApply: Bool = false, directories: [UInt64: String] = [:]) throws {
         directory = try temporaryDirectory("raftconsensus")
+        self.directories = directories
         self.settings = settings
         self.imagesOnSend = imagesOnSend
         self.keepsInstalledImages = keepsInstalledImages
@@ -156,8 +162,10 @@ private final class Cluster {
     }
 
     func start(_ id: UInt64) throws {
-        let disk = try RaftDisk(directory: directory + "/\(id)")
+        let health = StorageHealth(logger: Logger(label: "test"), directory: directories[id] ?? directory)
+        let disk = try RaftDisk(directory: (directories[id] ?? directory) + "/\(id)", health: health)
         disks[id] = disk
+        healths[id] = health
         let work = applyWork
         let imageOn: @Sendable (@escaping @Sendable () -> Void) -> Bool = { job in
             if work.defersImages.withLock({ $0.contains(id) }) {
@@ -584,6 +592,102 @@ private final class Answers: Sendable {
         let late = Answers()
         cluster.node(leader).write(group, Proposal(data: Array("c=3".utf8))) { late.record($0) }
         #expect(late.all == [.failure(.stopped)])
+        // The node's health says so (/ping answers 503), not only the waiters.
+        #expect(cluster.healths[leader]!.reading.logFailed)
+    }
+}
+
+/// Issue 27 review, item 1: a Raft node shut down for good at the first log write its full
+/// disk refused, while the log cut the record back and the node's health cleared once space
+/// was free (/ping 200, every write refused until a restart). Now the round fails and is
+/// written again once there is space.
+@Suite(.serialized) struct RaftDiskFullTests {
+    /// A value larger than a page: its record needs new space, not a page's slack.
+    private static let large = String(repeating: "v", count: 8192)
+
+    /// Every entry index in the raw log's entry records, as often as written.
+    private func loggedIndexes(_ directory: String) throws -> [UInt64] {
+        var indexes: [UInt64] = []
+        _ = try FileWAL(directory: directory, policy: .batch).replay { _, payload in
+            if case .entries(_, let entries) = try RaftRecord.decode(payload) { indexes += entries.map(\.index) }
+        }
+        return indexes
+    }
+
+    @Test(.enabled(if: Tmpfs.available)) func aLeaderWhoseDiskIsFullFailsTheRoundAndGoesOnOnceSpaceIsFree() throws {
+        let disk = try Tmpfs(label: "raft", sizeBytes: 1 << 20)
+        defer { disk.unmount() }
+        let health = StorageHealth(logger: Logger(label: "test"), directory: disk.path)
+        let network = LoopbackNetwork()
+        let machine = Registers()
+        let node = try RaftConsensus(nodeID: 1, disk: try RaftDisk(directory: disk.path + "/raft", health: health),
+                                     transport: Endpoint(network, from: 1))
+        try node.createGroup(group, peers: [Peer(id: 1, address: "a")], stateMachine: machine)
+        for _ in 0..<100 where node.status(of: group)?.role != .leader { node.tick() }
+        func write(_ text: String) -> [Result<UInt64, ConsensusError>] {
+            let answers = Answers()
+            node.write(group, Proposal(data: Array(text.utf8))) { answers.record($0) }
+            return answers.all  // a lone voter answers within the call
+        }
+        #expect((try? write("a=1").first?.get()) != nil)
+
+        let filler = try disk.fill(leaveBytes: 0)
+        let refused = write("b=" + Self.large)
+        guard case .failure(.io(let why)) = refused.first, refused.count == 1 else {
+            Issue.record("expected one I/O failure, got \(refused)")
+            return
+        }
+        #expect(why.contains("No space left on device") && why.contains("not acknowledged"), "\(why)")
+        #expect(health.reading.diskFull)
+        // Refused before the core while the log refuses: surely never applied.
+        guard case .failure(.busy) = write("c=3").first else {
+            Issue.record("expected a retryable refusal while the disk is full")
+            return
+        }
+        node.tick()  // tries the round again: refused again, nothing else happens
+        #expect(node.status(of: group)?.role == .leader, "the node stopped")
+
+        try FileManager.default.removeItem(atPath: filler)
+        node.tick()
+        #expect(!health.reading.diskFull, "the raft log wrote again: the episode is over")
+        #expect((try? write("d=4").first?.get()) != nil, "the node still refuses writes once space is free")
+        // b's entry was kept and written once there was space (its writer was told it may be applied).
+        #expect(machine.values.withLock { $0 } == ["a": "1", "b": Self.large, "d": "4"])
+        #expect(health.reading.diskFullEpisodes == 1 && !health.reading.logFailed)
+        node.close()
+
+        let indexes = try loggedIndexes(disk.path + "/raft")
+        #expect(indexes == Array(1...UInt64(indexes.count)), "a hole or an entry written twice: \(indexes)")
+        let recovered = try RaftDisk(directory: disk.path + "/raft").recover()[group]
+        #expect(recovered?.entries.map { String(decoding: $0.data, as: UTF8.self) }.filter { !$0.isEmpty } == ["a=1", "b=" + Self.large, "d=4"])
+    }
+
+    /// A follower whose disk is full must not acknowledge entries it did not write: with the
+    /// other follower away, the leader cannot commit until the full one wrote them.
+    @Test(.enabled(if: Tmpfs.available)) func aFollowerWhoseDiskIsFullAcknowledgesNothingUntilItWrote() throws {
+        let disks = try (1...3).map { try Tmpfs(label: "raft\($0)", sizeBytes: 4 << 20) }
+        defer { for disk in disks { disk.unmount() } }
+        let cluster = try Cluster(directories: Dictionary(uniqueKeysWithValues: (1...3).map { (UInt64($0), disks[$0 - 1].path) }))
+        let leader = try cluster.waitForLeader()
+        #expect(try cluster.write("a=1", at: leader)?.get() != nil)
+        cluster.run(rounds: 2)
+        let followers = [1, 2, 3].map(UInt64.init).filter { $0 != leader }
+        let (full, away) = (followers[0], followers[1])
+        cluster.network.down.withLock { _ = $0.insert(away) }
+        let filler = try disks[Int(full) - 1].fill(leaveBytes: 0)
+
+        let answers = Answers()
+        cluster.node(leader).write(group, Proposal(data: Array(("b=" + Self.large).utf8))) { answers.record($0) }
+        cluster.run(rounds: 3)
+        #expect(answers.all.isEmpty, "committed with a follower that did not write the entry")
+        #expect(cluster.healths[full]!.reading.diskFull)
+
+        try FileManager.default.removeItem(atPath: filler)
+        for _ in 0..<5 where answers.all.isEmpty { cluster.run(rounds: 1) }
+        #expect((try? answers.all.first?.get()) != nil, "the follower did not go on once space was free: \(answers.all)")
+        #expect(answers.all.count == 1)
+        #expect(!cluster.healths[full]!.reading.diskFull)
+        #expect(cluster.machines[full]!.values.withLock { $0["b"] } == Self.large)
     }
 }
 

@@ -384,6 +384,17 @@ public struct RaftCore: Sendable {
         if role == .leader && maybeCommit() { broadcastAppend() }
     }
 
+    /// The host could not persist `ready` (its disk was full) and wrote none of it. Its
+    /// messages go, as a network may lose them: what relied on the write (votes, appends
+    /// acknowledged) must not leave, and what left before it the core sends again in its own
+    /// time. Its read states go too (the host fails their reads). Its entries, hard state and
+    /// snapshot stay unpersisted: the next `ready()` hands them out again, from the same
+    /// index, so the log gets no hole and no entry twice.
+    public mutating func abandon(_ ready: RaftReady) {
+        messages.removeFirst(min(ready.messages.count, messages.count))
+        readStates.removeFirst(min(ready.readStates.count, readStates.count))
+    }
+
     private mutating func applyConfChange(_ change: RaftConfChange) {
         membership = membership.applying(change)
         guard role == .leader else { return }

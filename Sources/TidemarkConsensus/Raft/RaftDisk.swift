@@ -14,6 +14,14 @@ public struct RaftDiskState: Sendable, Equatable {
     }
 }
 
+/// A Raft log write refused for lack of space (ENOSPC, EDQUOT): the log cut back what it
+/// had written of it, so nothing of the write is on disk, and takes writes again once there
+/// is space. The same readies may be written again.
+public struct RaftDiskFullError: Error, Sendable, CustomStringConvertible {
+    public let underlying: StorageIOError
+    public var description: String { "\(underlying)" }
+}
+
 /// The Raft log of every group on a node in one segmented, checksummed log (the WAL's
 /// record format: CRC per record, torn tail cut at recovery), so one fsync covers a batch of
 /// readies from all groups, as TiKV's store writer does. A host persists a batch with
@@ -24,6 +32,8 @@ public struct RaftDiskState: Sendable, Equatable {
 public final class RaftDisk: @unchecked Sendable {
     public let segmentBytesMax: Int
     private let wal: FileWAL
+    private let directory: String
+    private let health: StorageHealth?
     private let lock = NSLock()
     // protected by lock:
     private var groups: [GroupID: Tracked] = [:]
@@ -52,6 +62,8 @@ public final class RaftDisk: @unchecked Sendable {
     public init(directory: String, segmentBytesMax: Int = 64 << 20, health: StorageHealth? = nil) throws {
         precondition(segmentBytesMax > 0)
         self.segmentBytesMax = segmentBytesMax
+        self.directory = directory
+        self.health = health
         wal = try FileWAL(directory: directory, policy: .batch, health: health)
         imageDirectory = directory + "/images"
         try FileIO.makeDirectory(imageDirectory)
@@ -103,6 +115,10 @@ public final class RaftDisk: @unchecked Sendable {
     /// one fsync; returns once durable. Like etcd's `MustSync`, a ready that only moves the
     /// commit index is written but not synced: a lost commit index is learned again from the
     /// leader, while entries, votes and terms must never be lost.
+    ///
+    /// Throws `RaftDiskFullError` when the log refused the batch for lack of space and none
+    /// of it is on disk (the caller may write the same readies again later); anything else
+    /// it throws leaves the log unusable.
     public func write(_ batch: [(group: GroupID, ready: RaftReady)]) throws {
         var records: [(GroupID, RaftRecord)] = []
         var mustSync = false
@@ -120,6 +136,13 @@ public final class RaftDisk: @unchecked Sendable {
             guard !records.isEmpty else { return }
             try appendLocked(records, sync: mustSync)
         }
+    }
+
+    /// Raft stopped on this node after `error` (any log failure but lack of space, or a
+    /// snapshot it could not install): the node's health says its log failed, so `/ping`
+    /// answers 503 until a restart.
+    public func failed(_ error: Error) {
+        health?.logStopped(directory, reason: "\(error)")
     }
 
     /// The group's entries through `snapshot.index` are in the snapshot: keep it, let them go.
@@ -149,9 +172,17 @@ public final class RaftDisk: @unchecked Sendable {
 
     // MARK: - Internals
 
+    /// Appends `records` (and syncs them with `sync`), then rotates when the file is full. A
+    /// refusal for lack of space throws `RaftDiskFullError`, with nothing of `records` written;
+    /// a rotation refused so is tried again after the next append, the records being durable.
     private func appendLocked(_ records: [(GroupID, RaftRecord)], sync: Bool = true) throws {
         let payloads = records.map { $0.1.encoded() }
-        let last = try wal.append(payloads)
+        let last: UInt64
+        do {
+            last = try wal.append(payloads)
+        } catch let error as StorageIOError where error.isOutOfSpace && !wal.hasFailed {
+            throw RaftDiskFullError(underlying: error)
+        }
         if sync { try wal.waitDurable(last) }
         let first = last - UInt64(payloads.count) + 1
         for (offset, (group, record)) in records.enumerated() {
@@ -175,7 +206,16 @@ public final class RaftDisk: @unchecked Sendable {
             }
         }
         bytesSinceRotation += payloads.reduce(0) { $0 + $1.count + FileWAL.recordHeaderBytes }
-        if bytesSinceRotation >= segmentBytesMax { try rotateLocked() }
+        guard bytesSinceRotation >= segmentBytesMax else { return }
+        do {
+            try rotateLocked()
+        } catch is RaftDiskFullError {
+            // The checkpoint was refused: the groups' older records stay needed (nothing was
+            // dropped), and the next append tries again.
+            bytesSinceRotation = segmentBytesMax
+        } catch let error as StorageIOError where error.isOutOfSpace && !wal.hasFailed {
+            bytesSinceRotation = segmentBytesMax  // no file for the checkpoint (no inode free): the same
+        }
     }
 
     /// Starts a new file holding every group's latest hard state and snapshot, then drops
