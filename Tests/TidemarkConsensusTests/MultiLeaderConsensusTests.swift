@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Synchronization
 import Testing
 import TidemarkConsensus
@@ -484,5 +485,70 @@ private func fillUntilThrottled(_ nodes: [UInt64: MultiLeaderConsensus], _ wire:
         // Taken exactly at the vector: node 4 applied the two later writes, each once.
         #expect(joined.applied.withLock { $0 }.filter { $0.hasSuffix("-during=1") }.sorted() == ["n1-during=1", "n2-during=1"])
         for consensus in nodes.values { consensus.close() }
+    }
+}
+
+/// Issue 27 review: a multi-leader group's log on a full disk, and a damaged one at start.
+@Suite(.serialized) struct MultiLeaderLogFailureTests {
+    /// A lone replica (no peers) of `group` under `directory`, its log writes told to `health`.
+    private func loneReplica(_ directory: String, _ machine: Registers, health: StorageHealth? = nil) throws -> MultiLeaderConsensus {
+        var settings = MultiLeaderConsensus.Settings()
+        settings.health = health
+        let consensus = MultiLeaderConsensus(nodeID: 1, directory: directory, transport: Wire().endpoint(), settings: settings)
+        try consensus.createGroup(group, peers: [Peer(id: 1, address: "a")], stateMachine: machine)
+        return consensus
+    }
+
+    /// Item 2: a log damaged in the middle came out of `createGroup` wrapped in
+    /// `ConsensusError.io`, so tidemarkd exited 1 instead of 3 (damage). Now it comes out as is.
+    @Test func aDamagedLogComesOutAsLogDamage() throws {
+        let directory = try temporaryDirectory("multileader-damage")
+        let consensus = try loneReplica(directory, Registers())
+        for number in 1...3 { #expect((try? write(consensus, "k\(number)=\(number)").get()) != nil) }
+        consensus.close()
+        let logDirectory = directory + "/\(group)/log"
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: logDirectory).first { $0.hasSuffix(".wal") })
+        var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: logDirectory + "/" + name)))
+        let scan = LogScan.scan(bytes, firstSequence: nil, payloadBytesMax: FileWAL.payloadBytesMax)
+        try #require(scan.records.count >= 3)
+        bytes[scan.records[1].payload.lowerBound] ^= 0x40  // the second record: good ones follow it
+        try Data(bytes).write(to: URL(fileURLWithPath: logDirectory + "/" + name))
+        let error = try #require(throws: LogDamageError.self) { _ = try loneReplica(directory, Registers()) }
+        #expect(error.path == logDirectory + "/" + name)
+    }
+
+    /// Item 1, as in Raft: a round the full log refused fails its writes without being logged
+    /// or shipped, later writes are refused (retryable) before the core, and the next round
+    /// once space is free writes the refused entries once, in order.
+    @Test(.enabled(if: Tmpfs.available)) func aFullDiskFailsTheRoundAndTheGroupGoesOnOnceSpaceIsFree() throws {
+        let disk = try Tmpfs(label: "multileader", sizeBytes: 1 << 20)
+        defer { disk.unmount() }
+        let health = StorageHealth(logger: Logger(label: "test"), directory: disk.path)
+        let machine = Registers()
+        let consensus = try loneReplica(disk.path + "/ml", machine, health: health)
+        #expect((try? write(consensus, "a=1").get()) != nil)
+        let large = String(repeating: "v", count: 8192)
+        let filler = try disk.fill(leaveBytes: 0)
+        guard case .failure(.io(let why)) = write(consensus, "b=" + large) else {
+            Issue.record("expected an I/O failure")
+            return
+        }
+        #expect(why.contains("No space left on device") && why.contains("not acknowledged"), "\(why)")
+        guard case .failure(.busy) = write(consensus, "c=3") else {
+            Issue.record("expected a retryable refusal while the disk is full")
+            return
+        }
+        #expect(health.reading.diskFull)
+        try FileManager.default.removeItem(atPath: filler)
+        consensus.tick()
+        #expect(!health.reading.diskFull)
+        #expect((try? write(consensus, "d=4").get()) != nil)
+        #expect(machine.applied.withLock { $0 } == ["a=1", "b=" + large, "d=4"])
+        consensus.close()
+        var entries: [String] = []
+        _ = try FileWAL(directory: disk.path + "/ml/\(group)/log", policy: .batch).replay { _, payload in
+            if case .entry(_, _, let data) = try MultiLeaderRecord(decoding: payload) { entries.append(String(decoding: data, as: UTF8.self)) }
+        }
+        #expect(entries == ["a=1", "b=" + large, "d=4"])
     }
 }

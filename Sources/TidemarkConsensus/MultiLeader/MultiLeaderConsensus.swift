@@ -74,6 +74,9 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         var applied: UInt64
         /// Its rounds wait while its state machine's image is taken for a joining replica.
         var imaging = false
+        /// Set while its log refuses the round for lack of space (cleared once a round writes
+        /// everything): writes are refused meanwhile, ticks try the round again.
+        var diskFull: StorageIOError?
 
         init(core: MultiLeaderCore, machine: StateMachine, log: FileWAL, directory: String, ownIndexes: [UInt64],
              shipped: [UInt64: UInt64], applied: UInt64) {
@@ -143,7 +146,10 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     // MARK: - Consensus
 
     /// A replica that was joining when the node stopped (`joinGroup`) goes on waiting for its image.
+    /// A log damaged in the middle (`LogDamageError`) or other damaged data (`CorruptDataError`)
+    /// is thrown as it is, so `tidemarkd` refuses to start with its exit status for damage.
     public func createGroup(_ group: GroupID, peers: [Peer], stateMachine: StateMachine) throws {
+        var damage: Error?
         try run { () throws(ConsensusError) in
             guard groups[group] == nil, joining[group] == nil else { throw .groupExists(group) }
             let peerIDs = peers.map(\.id).filter { $0 != nodeID }
@@ -156,10 +162,13 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
                 groups[group] = try recover(group, peers: peerIDs, machine: stateMachine)
             } catch let error as ConsensusError {
                 throw error
+            } catch let error where error is LogDamageError || error is CorruptDataError {
+                damage = error  // thrown below: the rounds' body throws only `ConsensusError`
             } catch {
                 throw .io("\(group): \(error)")
             }
         }
+        if let damage { throw damage }
     }
 
     public func deleteGroup(_ group: GroupID) throws {
@@ -179,6 +188,10 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         do throws(ConsensusError) {
             try run { () throws(ConsensusError) in
                 guard let state = groups[group] else { throw joiningOrMissing(group) }
+                if let full = state.diskFull {
+                    // It would only fail with the next round; refused here, it is surely not applied.
+                    throw .busy("\(group): the log refuses writes for lack of space (\(full)); retry once space is freed")
+                }
                 let sequence: UInt64
                 do throws(MultiLeaderError) { sequence = try state.core.propose(proposal.data) } catch {
                     switch error {
@@ -349,6 +362,19 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
                     // Durable before anything ships, whatever `wal_sync` says: a source that lost
                     // entries in a crash would number other writes the same.
                     if append.syncFirst && settings.syncPolicy != .always { try group.log.waitDurable(last) }
+                } catch let error as StorageIOError where error.isOutOfSpace && !group.log.hasFailed {
+                    // As a Raft round the log refused: nothing of it is logged, nothing that
+                    // relied on it ships, and the next round (a tick) writes it again. Its
+                    // writes fail now; a write of this node's is not acknowledged, though it is
+                    // applied once written.
+                    if group.diskFull == nil {
+                        logger.info("a multi-leader log refuses writes for lack of space: writes fail until a round writes again",
+                                    metadata: ["group": "\(id)", "reason": "\(error)"])
+                    }
+                    group.diskFull = error
+                    group.core.abandon(ready)
+                    failPending(group, .io("\(id): log append failed: \(error); not acknowledged (the write may still be applied)"))
+                    return
                 } catch {
                     failPending(group, .io("\(id): log append failed: \(error)"))
                     throw .io("\(id): log append failed: \(error)")
@@ -380,6 +406,10 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
             for (node, messages) in outgoing.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }
             group.core.advance(ready)
         }
+        if group.diskFull != nil {
+            logger.info("a multi-leader log takes writes again", metadata: ["group": "\(id)"])
+            group.diskFull = nil
+        }
         // Own entries every peer acknowledged left the core: their log indexes go too.
         let kept = group.core.retainedEntries
         if group.ownIndexes.count > kept { group.ownIndexes.removeFirst(group.ownIndexes.count - kept) }
@@ -396,6 +426,8 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
             let progress = try group.log.append([MultiLeaderRecord(shipped: state.shipped, applied: state.applied, removed: state.removed).encoded])
             if settings.syncPolicy != .always { try group.log.waitDurable(progress) }  // before the files that held it go
             try group.log.truncate(through: through)
+        } catch let error as StorageIOError where error.isOutOfSpace && !group.log.hasFailed {
+            return  // the next round tries again
         } catch {
             throw .io("\(id): releasing the log failed: \(error)")
         }

@@ -223,6 +223,15 @@ public struct MultiLeaderCore: Sendable {
         toApply.removeFirst(min(ready.apply.count, toApply.count))
     }
 
+    /// The host could not persist `ready` (its disk was full) and wrote none of it. Its
+    /// messages go, as a network may lose them: acknowledgements must not leave before what
+    /// they acknowledge is logged, and batches that went unsent `tick` ships again. Its
+    /// entries and state stay: the next `ready()` hands them out again, so the log gets each
+    /// once, in order.
+    public mutating func abandon(_ ready: MultiLeaderReady) {
+        messages.removeFirst(min(ready.messages.count, messages.count))
+    }
+
     /// Sends `peer` the next batch of this replica's log it has not acknowledged.
     private mutating func ship(to peer: UInt64) {
         let from = state.shipped[peer]!
