@@ -70,4 +70,16 @@ import TidemarkTestSupport
         try original.prefix(original.count / 2).write(to: URL(fileURLWithPath: path))
         #expect(throws: SegmentError.self) { try SegmentReader(path: path) }
     }
+
+    /// Found by `tidemark-fuzz segments`: a trailer whose footer offset has its top bit set
+    /// (clamped to Int.max) overflowed the bounds check and trapped the node at start.
+    @Test func aFooterOffsetAtItsWidestIsCorruptionNotATrap() throws {
+        let path = try Self.writeSample(directory: try temporaryDirectory("segment"))
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let trailer = bytes.count - SegmentFormat.trailerSize
+        for offset in trailer..<(trailer + 8) { bytes[offset] = 0xFF }  // the footer offset, UInt64.max
+        try bytes.write(to: URL(fileURLWithPath: path))
+        let error = try #require(throws: SegmentError.self) { try SegmentReader(path: path) }
+        #expect("\(error)".contains("does not fit a file of \(bytes.count) bytes"))
+    }
 }

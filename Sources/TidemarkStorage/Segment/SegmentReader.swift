@@ -126,7 +126,7 @@ public final class SegmentReader: Sendable {
             _ = try trailerReader.read(littleEndian: UInt32.self)
             guard Array(try trailerReader.readBytes(8)) == SegmentFormat.trailerMagic else { throw CorruptDataError("bad trailer magic (torn file?)") }
             guard footerOffset >= SegmentFormat.headerSize, footerLength >= 4, footerLength <= SegmentFormat.footerBytesMax,
-                  footerOffset + footerLength == size - SegmentFormat.trailerSize else {
+                  footerOffset == size - SegmentFormat.trailerSize - footerLength else {  // no sum: the offset may be Int.max
                 throw CorruptDataError("footer position \(footerOffset)+\(footerLength) does not fit a file of \(size) bytes")
             }
             return (footerOffset, footerLength)
