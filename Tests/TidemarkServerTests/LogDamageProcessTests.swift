@@ -6,23 +6,18 @@ import TidemarkServer
 import TidemarkStorage
 import TidemarkTestSupport
 
-/// The one `.wal` file in `directory`.
-private func onlyLogFile(_ directory: String) throws -> String {
-    let names = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".wal") }
-    guard names.count == 1 else { throw TestClientError(description: "\(directory) holds \(names)") }
-    return directory + "/" + names[0]
-}
-
-/// Flips one byte inside the payload of record `index` (0-based) of the log file at `path`;
-/// returns the byte offset where that record starts.
-private func damageRecord(_ index: Int, of path: String) throws -> Int {
-    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-    let scan = LogScan.scan(bytes, firstSequence: nil, payloadBytesMax: FileWAL.payloadBytesMax)
-    guard scan.ending == .clean, scan.records.count > index else { throw TestClientError(description: "\(path): \(scan.ending), \(scan.records.count) records") }
-    let payload = scan.records[index].payload
-    bytes[payload.lowerBound + payload.count / 2] ^= 0x10
-    try Data(bytes).write(to: URL(fileURLWithPath: path))
-    return payload.lowerBound - LogScan.recordHeaderBytes
+/// A data directory whose users log holds root (record 0), alice (record 1, password
+/// alice123) and root's password change to changed1 (record 2); returns it and the log file.
+private func usersLogWithAliceAndARootPasswordChange() throws -> (dataDir: String, log: String) {
+    let dataDir = try temporaryDirectory("data")
+    let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+    let client = try TestHTTPClient(port: node.port, timeoutSeconds: 60)
+    for sql in ["CREATE USER alice 'alice123'", "ALTER USER root SET PASSWORD 'changed1'"] {
+        let answer = try client.request("POST", "/rest/v2/nonQuery", body: Array("{\"sql\":\"\(sql)\"}".utf8))
+        guard answer.status == 200 && answer.text.contains("\"code\":200") else { throw TestClientError(description: "\(sql): \(answer.text)") }
+    }
+    guard try node.stop() == 0 else { throw TestClientError(description: "the node did not stop cleanly") }
+    return (dataDir, try onlyLogFile(dataDir + "/users"))
 }
 
 /// Points of `path` stored in the region, read in-process after the node stopped.
@@ -88,17 +83,7 @@ private func metricSamples(_ page: String, _ name: String) -> [String] {
     /// other users and lost a changed root password. Now: start is refused, and even after
     /// `--repair` cut root's record away the node will not make up a default root.
     @Test func aDamagedUsersLogRefusesStartAndNeverFallsBackToDefaultCredentials() throws {
-        let dataDir = try temporaryDirectory("data")
-        do {
-            let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
-            let client = try TestHTTPClient(port: node.port, timeoutSeconds: 60)
-            for sql in ["CREATE USER alice 'alice123'", "ALTER USER root SET PASSWORD 'changed1'"] {
-                let answer = try client.request("POST", "/rest/v2/nonQuery", body: Array("{\"sql\":\"\(sql)\"}".utf8))
-                #expect(answer.status == 200 && answer.text.contains("\"code\":200"), "\(sql): \(answer.text)")
-            }
-            #expect(try node.stop() == 0)
-        }
-        let log = try onlyLogFile(dataDir + "/users")
+        let (dataDir, log) = try usersLogWithAliceAndARootPasswordChange()
         let offset = try damageRecord(0, of: log)  // root's record
         #expect(offset == 0)
 
@@ -120,17 +105,7 @@ private func metricSamples(_ page: String, _ name: String) -> [String] {
     /// CRC is damage in this log: start is refused, and the log a repair cut is not used until
     /// the operator removes the copy; then the users before the damage are there.
     @Test func aDamagedLastUsersRecordRefusesStartInsteadOfRevertingAPasswordChange() throws {
-        let dataDir = try temporaryDirectory("data")
-        do {
-            let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
-            let client = try TestHTTPClient(port: node.port, timeoutSeconds: 60)
-            for sql in ["CREATE USER alice 'alice123'", "ALTER USER root SET PASSWORD 'changed1'"] {
-                let answer = try client.request("POST", "/rest/v2/nonQuery", body: Array("{\"sql\":\"\(sql)\"}".utf8))
-                #expect(answer.status == 200 && answer.text.contains("\"code\":200"), "\(sql): \(answer.text)")
-            }
-            #expect(try node.stop() == 0)
-        }
-        let log = try onlyLogFile(dataDir + "/users")
+        let (dataDir, log) = try usersLogWithAliceAndARootPasswordChange()
         let offset = try damageRecord(2, of: log)  // root's password change, the last record
         let refused = try runProcess(try builtProduct("tidemarkd"), ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
         #expect(refused.status == 3)

@@ -24,16 +24,6 @@ private func walFiles(_ directory: String) throws -> [String] {
     try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".wal") }.sorted()
 }
 
-/// Flips one byte inside the payload of record `index` (0-based) of the log file at `path`.
-private func damageRecord(_ index: Int, of path: String) throws {
-    var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-    let scan = LogScan.scan(bytes, firstSequence: nil, payloadBytesMax: FileWAL.payloadBytesMax)
-    guard scan.ending == .clean, scan.records.count > index else { throw TestClientError(description: "\(path): \(scan.ending), \(scan.records.count) records") }
-    let payload = scan.records[index].payload
-    bytes[payload.lowerBound + payload.count / 2] ^= 0x10
-    try Data(bytes).write(to: URL(fileURLWithPath: path))
-}
-
 /// A log of `count` small records in `directory` (the repair judges logs by their records alone).
 private func writeLog(_ directory: String, count: Int) throws -> String {
     let wal = try FileWAL(directory: directory, policy: .always)
