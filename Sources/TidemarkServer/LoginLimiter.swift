@@ -1,3 +1,5 @@
+import DequeModule
+
 /// Counts failed logins per client address and per user name in a fixed window that opens
 /// at a key's first failure. A login is let through to a password hash only while both its
 /// keys have room for one more failure, counting the checks still in flight as failures-to-be,
@@ -30,10 +32,9 @@ struct LoginLimiter {
     let entriesMax: Int
     /// Keys with failures in an open window or checks in flight; no others.
     private(set) var entries: [Key: Entry] = [:]
-    /// The keys whose window is open, in the order the windows end, from `windowsStart` on:
-    /// exactly one for each entry with failures (the ones before `windowsStart` are spent).
-    private var windows: [(key: Key, endMs: UInt64)] = []
-    private var windowsStart = 0
+    /// The keys whose window is open, in the order the windows end: exactly one for each
+    /// entry with failures.
+    private var windows: Deque<(key: Key, endMs: UInt64)> = []
     /// The latest time seen: time never goes back here, so windows end in the order they open.
     private var latestMs: UInt64 = 0
     /// Queued windows looked at to forget ended ones, over the limiter's life (for tests
@@ -49,7 +50,7 @@ struct LoginLimiter {
     }
 
     /// Keys whose failure window is open.
-    var openWindows: Int { windows.count - windowsStart }
+    var openWindows: Int { windows.count }
 
     /// Starts a login: nil when it may be checked (it is then in flight until `end` or
     /// `cancel`), else the milliseconds after which it is worth trying again.
@@ -68,7 +69,7 @@ struct LoginLimiter {
         let newKeys = keys.filter { entries[$0.0] == nil }.count
         if entries.count + newKeys > entriesMax {
             // Every entry is live: the first window to end frees one (or a check in flight does).
-            return windowsStart < windows.count ? windows[windowsStart].endMs - nowMs : 1000
+            return windows.first.map { $0.endMs - nowMs } ?? 1000
         }
         for (key, _) in keys { entries[key, default: Entry()].inFlight += 1 }
         return nil
@@ -112,19 +113,13 @@ struct LoginLimiter {
     /// already seen), dropping entries left with nothing in flight; returns the time to use.
     private mutating func forgetEndedWindows(nowMs: UInt64) -> UInt64 {
         latestMs = max(latestMs, nowMs)
-        while windowsStart < windows.count && windows[windowsStart].endMs <= latestMs {
-            let window = windows[windowsStart]
-            windowsStart += 1
+        while let window = windows.first, window.endMs <= latestMs {
+            windows.removeFirst()
             windowsExamined += 1
             guard var entry = entries[window.key] else { preconditionFailure("an open window without its entry") }
             precondition(entry.failures > 0 && entry.windowEndMs == window.endMs, "one queued window per entry with failures")
             entry.failures = 0
             store(entry, window.key)
-        }
-        // Spent windows go once they are half the queue: each move is paid for by a drop.
-        if windowsStart > 0 && windowsStart * 2 >= windows.count {
-            windows.removeFirst(windowsStart)
-            windowsStart = 0
         }
         return latestMs
     }
