@@ -31,6 +31,25 @@ private func replayAll(_ wal: FileWAL) throws -> ([(UInt64, [UInt8])], WALReplay
         #expect(try reopened.append([[1]]) == 51)
     }
 
+    /// A rotation whose directory sync failed (a full disk on some file systems) left an
+    /// empty file named for a sequence the old file then went on to hold; the next start took
+    /// it for a gap in the log and refused. It held nothing: replay drops it.
+    @Test func anEmptyLastFileFromAFailedRotationIsDropped() throws {
+        let directory = try temporaryDirectory("wal")
+        let wal = try FileWAL(directory: directory, policy: .always)
+        _ = try replayAll(wal)
+        _ = try wal.append((1...5).map { [UInt8($0)] })
+        wal.close()
+        let stale = directory + "/" + String(format: "%020llu.wal", 3)
+        #expect(FileManager.default.createFile(atPath: stale, contents: nil))
+        let reopened = try FileWAL(directory: directory, policy: .always)
+        let (records, _) = try replayAll(reopened)
+        #expect(records.map(\.0) == [1, 2, 3, 4, 5])
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        #expect(try reopened.append([[6]]) == 6)
+        reopened.close()
+    }
+
     @Test func sequencesNeverRestartAfterEveryRecordWasTruncated() throws {
         // Found by the crash test: a flush that releases the whole log leaves one empty file;
         // a restart that numbered from 1 again made the engine skip new writes as flushed.

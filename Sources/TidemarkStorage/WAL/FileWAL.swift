@@ -72,10 +72,17 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
             for (index, file) in files.enumerated() {
                 let path = directory + "/" + file.name
                 let isLast = index == files.count - 1
+                let bytes = try Self.readWhole(path)
                 if report.records > 0 && file.firstSequence != report.lastSequence + 1 {
+                    if isLast && bytes.isEmpty && file.firstSequence <= report.lastSequence {
+                        // Made for a rotation whose directory sync failed: appends went on in the
+                        // file before (past the sequence it is named for), and it never held a record.
+                        try FileIO.remove(path)
+                        files.removeLast()
+                        break
+                    }
                     throw LogDamageError(path: path, offset: 0, reason: "starts at sequence \(file.firstSequence) but the log before ends at \(report.lastSequence)")
                 }
-                let bytes = try Self.readWhole(path)
                 // A file's name is the sequence of its first record.
                 let scan = LogScan.scan(bytes, firstSequence: file.firstSequence, payloadBytesMax: Self.payloadBytesMax)
                 switch scan.ending {
@@ -323,7 +330,10 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
         // The old file stays open until the new one is: refused (no inode free), appends go on there.
         let opened = try FileIO.open(directory + "/" + name, O_WRONLY | O_CREAT | O_APPEND)
         do throws(StorageIOError) { try FileIO.syncDirectory(directory) } catch {
+            // Appends go on in the old file, so this one must not outlive the failure (replay
+            // also drops it, empty and last, should the unlink not reach the disk).
             FileIO.close(opened)
+            try? FileIO.remove(directory + "/" + name)
             throw error
         }
         if descriptor >= 0 { FileIO.close(descriptor) }

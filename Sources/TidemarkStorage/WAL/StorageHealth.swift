@@ -109,11 +109,10 @@ public final class StorageHealth: Sendable {
     /// written again, the episode is over.
     public func writeSucceeded(log: String = "") {
         guard diskFullNow.load(ordering: .relaxed) else { return }
-        let over = state.withLock { state -> Bool in
+        endEpisode(because: "every log refused for lack of space has written again") { state in
             state.refusedLogs.remove(log)
             return state.refusedLogs.isEmpty
         }
-        if over { endEpisode(because: "every log refused for lack of space has written again") }
     }
 
     /// Ends a disk-full episode when the data directory has more space free than the largest
@@ -121,15 +120,18 @@ public final class StorageHealth: Sendable {
     /// took it out on its degraded `/ping`) comes back.
     public func refresh() {
         guard diskFullNow.load(ordering: .relaxed), let directory else { return }
+        let (wanted, failuresBefore) = state.withLock { (max(Self.resumeFreeBytesMin, $0.refusedBytesMax), $0.reading.failedWrites) }
         var info = statvfs()
-        guard statvfs(directory, &info) == 0 else { return }
-        let wanted = state.withLock { max(Self.resumeFreeBytesMin, $0.refusedBytesMax) }
-        if Int(info.f_bavail) * Int(info.f_frsize) > wanted { endEpisode(because: "space is free again") }
+        guard statvfs(directory, &info) == 0, Int(info.f_bavail) * Int(info.f_frsize) > wanted else { return }
+        // A write refused while the space was measured says otherwise: the episode goes on.
+        endEpisode(because: "space is free again") { $0.reading.failedWrites == failuresBefore }
     }
 
-    private func endEpisode(because reason: String) {
+    /// Ends the episode if `isOver` says so, decided and done under one lock, so a refusal
+    /// that lands meanwhile is never wiped.
+    private func endEpisode(because reason: String, when isOver: (inout State) -> Bool) {
         let ended = state.withLock { state -> Bool in
-            guard state.reading.diskFull else { return false }
+            guard state.reading.diskFull, isOver(&state) else { return false }
             state.reading.diskFull = false
             state.refusedLogs = []
             state.refusedBytesMax = 0
