@@ -156,6 +156,14 @@ final class StandaloneGroup: @unchecked Sendable {
         self.logger = logger
         self.applyOn = applyOn
         try FileIO.makeDirectory(directory)
+        // A log removed whole while the state machine holds entries starts after them, not at 1
+        // behind a run of fillers as long as every entry ever made.
+        let held = stateMachine.persistedIndexMax
+        if held > 0, !((try? FileIO.list(directory + "/log")) ?? []).contains(where: { $0.hasSuffix(".wal") }) {
+            logger.warning("the group's log is missing; it starts after the entries the state machine holds",
+                           metadata: ["group": "\(id)", "held_through": "\(held)"])
+            try FileWAL.makeEmpty(directory: directory + "/log", firstSequence: held + 1)
+        }
         log = try FileWAL(directory: directory + "/log", policy: syncPolicy, health: health)
         try recover()
     }
@@ -216,6 +224,7 @@ final class StandaloneGroup: @unchecked Sendable {
     var appliedIndex: UInt64 { applied.load(ordering: .acquiring) }
 
     func write(_ proposal: Proposal, completion: @escaping Completion) throws {
+        precondition(!proposal.data.isEmpty, "an entry with no data is a filler, never applied")
         let index: UInt64
         do {
             index = try order.withLock {

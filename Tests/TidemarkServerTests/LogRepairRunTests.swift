@@ -80,6 +80,30 @@ private func writeLog(_ directory: String, count: Int) throws -> String {
         #expect(try storedTimestamps(region) == Array(0..<500) + Array(1000..<1100) + Array(2000..<2010))
     }
 
+    /// A region whose log directory was removed whole goes on after the entries its segments
+    /// hold: one empty file named for the next index, not a filler for every index since 1.
+    @Test func aMissingLogStartsAfterWhatTheSegmentsHold() throws {
+        let dataDir = try temporaryDirectory("data")
+        let logDirectory = dataDir + "/consensus/data-0/log"
+        do {
+            let region = try openRegion(dataDir)
+            for batch in Int64(0)..<5 { try region.write(points((batch * 100)..<(batch * 100 + 100))) }  // entries 1…5
+            try region.engine.flush()
+            region.close()
+        }
+        try FileManager.default.removeItem(atPath: logDirectory)
+        do {
+            let region = try openRegion(dataDir)
+            #expect(try walFiles(logDirectory) == [String(format: "%020llu.wal", 6)])
+            #expect(try FileManager.default.attributesOfItem(atPath: logDirectory + "/" + walFiles(logDirectory)[0])[.size] as? Int == 0)
+            try region.write(points(1000..<1010))
+            region.close()
+        }
+        let region = try openRegion(dataDir)
+        defer { region.close() }
+        #expect(try storedTimestamps(region) == Array(0..<500) + Array(1000..<1010))
+    }
+
     /// Review of `--repair`, LOW: it cut a Raft log like any other (terms, votes, entries other
     /// replicas count on). Now a damaged replicated group's log makes the repair refuse, before
     /// it cuts or copies anything, a standalone log damaged at the same time included.
