@@ -545,7 +545,14 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                     }
                 }
             }
-            for (node, messages) in early.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }
+            if diskFull == nil {
+                for (node, messages) in early.sorted(by: { $0.key < $1.key }) { transport.send(to: node, messages) }
+            } else {
+                // While its log refuses writes for lack of space, a leader's heartbeats would keep
+                // the followers from electing one with space and the group would wait on this
+                // disk: they leave only once the round is written.
+                for (node, messages) in early { late[node] = messages + (late[node] ?? []) }
+            }
             // 2. Persist every group's ready with one fsync: votes and acknowledgements
             //    must be durable before the messages that rely on them leave.
             do { try disk.write(batch) } catch let error as RaftDiskFullError {

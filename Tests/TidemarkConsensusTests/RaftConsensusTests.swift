@@ -662,6 +662,29 @@ private final class Answers: Sendable {
         #expect(recovered?.entries.map { String(decoding: $0.data, as: UTF8.self) }.filter { !$0.isEmpty } == ["a=1", "b=" + Self.large, "d=4"])
     }
 
+    /// A leader whose disk is full sent its heartbeats before each refused write, so the
+    /// followers never elected another and the whole group refused writes until this one disk
+    /// had space. Now it is quiet while its log refuses: a node with space takes over.
+    @Test(.enabled(if: Tmpfs.available)) func aLeaderWhoseDiskIsFullLetsANodeWithSpaceTakeOver() throws {
+        let disks = try (1...3).map { try Tmpfs(label: "raft\($0)", sizeBytes: 4 << 20) }
+        defer { for disk in disks { disk.unmount() } }
+        let cluster = try Cluster(directories: Dictionary(uniqueKeysWithValues: (1...3).map { (UInt64($0), disks[$0 - 1].path) }))
+        let full = try cluster.waitForLeader()
+        #expect(try cluster.write("a=1", at: full)?.get() != nil)
+        let filler = try disks[Int(full) - 1].fill(leaveBytes: 0)
+        defer { try? FileManager.default.removeItem(atPath: filler) }
+        let refused = Answers()
+        cluster.node(full).write(group, Proposal(data: Array(("b=" + Self.large).utf8))) { refused.record($0) }
+        var next: UInt64?
+        for _ in 0..<200 where next == nil {
+            cluster.run(rounds: 1)
+            next = [1, 2, 3].map(UInt64.init).first { $0 != full && cluster.node($0).status(of: group)?.role == .leader }
+        }
+        let leader = try #require(next, "no node with space took over from a leader whose disk is full")
+        #expect(try cluster.write("c=3", at: leader)?.get() != nil)
+        #expect(cluster.machines[leader]!.values.withLock { $0["c"] } == "3")
+    }
+
     /// A follower whose disk is full must not acknowledge entries it did not write: with the
     /// other follower away, the leader cannot commit until the full one wrote them.
     @Test(.enabled(if: Tmpfs.available)) func aFollowerWhoseDiskIsFullAcknowledgesNothingUntilItWrote() throws {
