@@ -46,6 +46,9 @@ final class RaftSimulation {
         var bootstrap = RaftMembership(voters: [])
         /// Started at least once (spares join later, as learners).
         var joined = false
+        /// Rounds its disk still refuses writes for lack of space (the nemesis fills it; space
+        /// comes back by itself).
+        var diskFullRounds = 0
     }
 
     /// A client write: acknowledged once its proposer applied it at `index`.
@@ -88,7 +91,7 @@ final class RaftSimulation {
     /// Readies one replica may produce in a row before the simulator calls it a livelock.
     static let readyPassesMax = 10_000
     private(set) var stats = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, membershipChanges: 0, quiescedRounds: 0,
-                              applyHolds: 0)
+                              applyHolds: 0, refusedWrites: 0)
     /// Idle groups sleep (`RaftConfig.quiesce`); the hosts' failure detector wakes them.
     let quiesce: Bool
 
@@ -129,6 +132,7 @@ final class RaftSimulation {
     func step(nemesis: Bool) throws {
         round += 1
         if nemesis { disturb() }
+        for id in ids where replicas[id]!.diskFullRounds > 0 { replicas[id]!.diskFullRounds -= 1 }
         detectFailures()
         // Quiet stretches (no client for a while) let idle groups go to sleep.
         let busy = clientsWrite && (round / 40) % 3 != 2
@@ -166,7 +170,10 @@ final class RaftSimulation {
     /// failure detectors tell them) and make progress again.
     func heal(roundsMax: Int) throws {
         for id in ids where replicas[id]!.joined && replicas[id]!.core == nil { start(id) }
-        for id in ids { replicas[id]!.core?.holdsCommitted = false }
+        for id in ids {
+            replicas[id]!.core?.holdsCommitted = false
+            replicas[id]!.diskFullRounds = 0
+        }
         network.calm()
         clientsWrite = false
         try awaitProgress(roundsMax: roundsMax)
@@ -230,6 +237,16 @@ final class RaftSimulation {
             passes += 1
             guard passes <= Self.readyPassesMax else { throw fail("replica \(id) still has work after \(passes - 1) readies") }
             let ready = core.ready()
+            if replicas[id]!.diskFullRounds > 0 && (ready.hardState != nil || !ready.entries.isEmpty || ready.snapshot != nil) {
+                // The disk refuses the write, as RaftConsensus meets a full one: nothing of the
+                // ready is persisted, sent or applied, its reads fail, and the core keeps the
+                // rest for a later ready.
+                core.abandon(ready)
+                for state in ready.readStates { pendingReads[state.requestID] = nil }
+                replicas[id]!.core = core
+                stats.refusedWrites += 1
+                return
+            }
             var replica = replicas[id]!
             // Persist first (one fsync), then send, then apply.
             if let hardState = ready.hardState {
@@ -398,6 +415,9 @@ final class RaftSimulation {
                 replicas[id]!.core!.holdsCommitted = !held
                 if !held { stats.applyHolds += 1 }
             }
+        case 90..<93:  // a replica's disk is full for a while
+            let id = ids[random.below(ids.count)]
+            replicas[id]!.diskFullRounds = 3 + random.below(20)
         default:
             break
         }

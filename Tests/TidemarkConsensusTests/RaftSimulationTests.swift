@@ -27,7 +27,7 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
     @Test func raftStaysSafeAndLiveUnderFaults() throws {
         var failures: [String] = []
         var totals = (elections: 0, crashes: 0, partitions: 0, transfers: 0, snapshots: 0, acknowledged: 0, reads: 0, membership: 0, quiesced: 0,
-                      applyHolds: 0)
+                      applyHolds: 0, refusedWrites: 0)
         let seeds = seedRange()
         for seed in seeds {
             do {
@@ -42,6 +42,7 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
                 totals.membership += simulation.stats.membershipChanges
                 totals.quiesced += simulation.stats.quiescedRounds
                 totals.applyHolds += simulation.stats.applyHolds
+                totals.refusedWrites += simulation.stats.refusedWrites
             } catch {
                 failures.append("\(error)")
             }
@@ -49,12 +50,12 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
         print("raft simulation: seeds \(seeds.lowerBound)…\(seeds.upperBound): \(seeds.count - failures.count) passed, \(failures.count) failed; "
               + "\(totals.elections) elections, \(totals.crashes) crashes, \(totals.partitions) partitions, \(totals.transfers) transfers, "
               + "\(totals.snapshots) snapshots, \(totals.membership) membership changes, \(totals.quiesced) rounds quiesced, "
-              + "\(totals.applyHolds) apply holds, "
+              + "\(totals.applyHolds) apply holds, \(totals.refusedWrites) writes refused by a full disk, "
               + "\(totals.acknowledged) acknowledged writes, \(totals.reads) linearizable reads checked")
         for failure in failures.prefix(10) { Issue.record("\(failure)") }
         // The nemesis must really have exercised the faults.
         #expect(totals.crashes > 0 && totals.partitions > 0 && totals.snapshots > 0 && totals.acknowledged > 0 && totals.reads > 0 && totals.membership > 0 && totals.quiesced > 0
-                && totals.applyHolds > 0)
+                && totals.applyHolds > 0 && totals.refusedWrites > 0)
     }
 
     @Test func aSeedReplaysExactly() throws {
