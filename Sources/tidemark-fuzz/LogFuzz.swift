@@ -38,20 +38,17 @@ struct LogFuzz: ParsableCommand {
             let damage = try FileDamage.apply(to: scratch + victim, &random)
             describe(damage.description)
             guard let region = try? LocalRegion(dataDir: scratch, options: EngineOptions(), logger: Self.logger) else { return }
-            let kept = try check(region, batches, wholeWritesInOrder: damagesDataLog)
-            if damagesDataLog, let lost = batches.indices.first(where: { !batches[$0].logBytes.overlaps(damage.damagedBytes) && !kept.contains($0) }) {
-                region.close()
-                throw Finding(description: "write \(lost), its record intact at \(batches[lost].logBytes), was dropped")
-            }
             // The log takes writes after what recovery kept, and they outlive a reopening.
             let after = PointWrite(path: "root.lf.after.v", timestamp: 1, value: .int64(Int64(seed & 0xFFFF)))
+            let kept: Set<Int>
             do {
-                try region.write([after])
-            } catch {
-                region.close()
-                throw Finding(description: "a region that opened refused a new write: \(error)")
+                defer { region.close() }
+                kept = try check(region, batches, wholeWritesInOrder: damagesDataLog)
+                if damagesDataLog, let lost = batches.indices.first(where: { !batches[$0].logBytes.overlaps(damage.damagedBytes) && !kept.contains($0) }) {
+                    throw Finding(description: "write \(lost), its record intact at \(batches[lost].logBytes), was dropped")
+                }
+                do { try region.write([after]) } catch { throw Finding(description: "a region that opened refused a new write: \(error)") }
             }
-            region.close()
             let reopened: LocalRegion
             do {
                 reopened = try LocalRegion(dataDir: scratch, options: EngineOptions(), logger: Self.logger)
