@@ -28,10 +28,6 @@ private func storedCount(_ dataDir: String, _ path: String) throws -> Int {
     return try region.engine.scan(path: path, range: Int64.min...Int64.max).all().timestamps.count
 }
 
-private func metricSamples(_ page: String, _ name: String) -> [String] {
-    page.split(separator: "\n").filter { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }.map(String.init)
-}
-
 @Suite(.serialized) struct LogDamageProcessTests {
     /// Issue 27 item 11: one flipped byte in a record of the data log, with good records after
     /// it, made start-up cut the whole log and lose acknowledged points. Now: start is refused
@@ -187,25 +183,9 @@ private func metricSamples(_ page: String, _ name: String) -> [String] {
         let dataDir = disk.path + "/data"
         let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
         let client = try TestHTTPClient(port: node.port)
-        var acknowledged = 0
-        var batch = 0
-        var refusal = ""
-        func writeBatch() throws -> Int {
-            // 500 points with distinct timestamps: a log record of several KiB, more than a page's slack.
-            let lines = (0..<500).map { "m,dev=a v=\($0)i \(batch * 500 + $0)" }.joined(separator: "\n")
-            let answer = try client.request("POST", "/write?db=sg&precision=ms", body: Array(lines.utf8))
-            batch += 1
-            if answer.status == 204 { acknowledged += 500 } else { refusal = answer.text }
-            return answer.status
-        }
-        #expect(try writeBatch() == 204)
-        let filler = try disk.fill(leaveBytes: 0)
-        var refusals = 0
-        for _ in 0..<20 where try writeBatch() != 204 { refusals += 1 }
-        #expect(refusals > 0)
-        #expect(refusal.contains("No space left on device"), "refused with: \(refusal)")
-        let ping = try client.request("GET", "/ping")
-        #expect(ping.status == 503 && ping.text.contains("DEGRADED: disk_full"), "\(ping.status) \(ping.text)")
+        let writer = BatchWriter(client)
+        #expect(try writer.write() == 204)
+        let filler = try writer.fill(disk)
         let metrics = try client.request("GET", "/metrics").text
         #expect(metricSamples(metrics, "tidemark_storage_disk_full") == ["tidemark_storage_disk_full 1"])
         #expect(metricSamples(metrics, "tidemark_storage_disk_full_episodes_total") == ["tidemark_storage_disk_full_episodes_total 1"])
@@ -213,13 +193,13 @@ private func metricSamples(_ page: String, _ name: String) -> [String] {
 
         try FileManager.default.removeItem(atPath: filler)
         #expect(eventually { (try? client.request("GET", "/ping").status) == 200 }, "/ping stayed degraded after space came back")
-        #expect(try writeBatch() == 204)
+        #expect(try writer.write() == 204)
         let after = try client.request("GET", "/metrics").text
         #expect(metricSamples(after, "tidemark_storage_disk_full") == ["tidemark_storage_disk_full 0"])
         #expect(metricSamples(after, "tidemark_storage_disk_full_episodes_total") == ["tidemark_storage_disk_full_episodes_total 1"])
         #expect(try node.stop() == 0)
         #expect(node.stderr.components(separatedBy: "disk full: log writes are refused").count == 2, "logged once per episode: \(node.stderr)")
         #expect(node.stderr.contains("disk full episode over"))
-        #expect(try storedCount(dataDir, "root.sg.m.a.v") == acknowledged)
+        #expect(try storedCount(dataDir, "root.sg.m.a.v") == writer.acknowledged.count)
     }
 }
