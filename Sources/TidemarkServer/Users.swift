@@ -65,8 +65,9 @@ final class UserStore: Sendable {
         var generator = SystemRandomNumberGenerator()
         dummySalt = (0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) }
         dummyHash = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        try Self.refuseWholeLastRecordFailingItsCRC(directory: directory)
-        log = try FileWAL(directory: directory, policy: .always, health: health)
+        // A whole last record failing its CRC may be an acknowledged password change: cutting
+        // it as a torn tail would bring back the password before (perhaps root's default).
+        log = try FileWAL(directory: directory, policy: .always, health: health, wholeLastRecordIsDamage: true)
         var users: [String: User] = [:]
         // Damage in the middle of the log throws (naming file and offset): start is refused,
         // never answered with fewer users or a reset root.
@@ -110,22 +111,6 @@ final class UserStore: Sendable {
             \(directory): the users log holds no root user (\(records) records; a damaged log?). Refusing to fall back to \
             the default root/root: restore the users log from a backup, or remove \(directory) to start over with only root/root
             """)
-    }
-
-    /// An append cut short by a crash leaves a last record that is incomplete (or zeros); one
-    /// that is whole but fails its CRC was written and then damaged. In the users log that may
-    /// be an acknowledged password change, and cutting it as a torn tail would bring back the
-    /// password before (perhaps root's default): start is refused instead.
-    private static func refuseWholeLastRecordFailingItsCRC(directory: String) throws {
-        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".wal") }.sorted()
-        guard let last = files.last, let firstSequence = UInt64(last.dropLast(4)) else { return }
-        let path = directory + "/" + last
-        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        let scan = LogScan.scan(bytes, firstSequence: firstSequence, payloadBytesMax: FileWAL.payloadBytesMax)
-        guard case .tornTail = scan.ending,
-              LogScan.isWholeDamagedRecord(bytes, at: scan.validBytes, payloadBytesMax: FileWAL.payloadBytesMax) else { return }
-        throw LogDamageError(path: path, offset: scan.validBytes,
-                             reason: "the last record is whole but fails its CRC: in the users log that is damage, not an append cut short")
     }
 
     // MARK: - Authentication

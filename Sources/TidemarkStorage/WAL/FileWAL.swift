@@ -17,6 +17,7 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
     private let policy: WALSyncPolicy
     /// Told of failed and successful writes (disk full comes and goes); nil in tools and tests.
     private let health: StorageHealth?
+    private let wholeLastRecordIsDamage: Bool
     private let lock = ConditionLock(conditions: 1)
     // protected by lock:
     private var descriptor: Int32 = -1
@@ -37,10 +38,13 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
     private var syncs = 0
     private var durabilityWaiters: [(sequence: UInt64, callback: @Sendable (Error?) -> Void)] = []
 
-    public init(directory: String, policy: WALSyncPolicy, health: StorageHealth? = nil) throws {
+    /// `wholeLastRecordIsDamage`: a log that must not lose an acknowledged last record (the
+    /// users log) takes a whole last record failing its CRC for damage, not a torn tail.
+    public init(directory: String, policy: WALSyncPolicy, health: StorageHealth? = nil, wholeLastRecordIsDamage: Bool = false) throws {
         self.directory = directory
         self.policy = policy
         self.health = health
+        self.wholeLastRecordIsDamage = wholeLastRecordIsDamage
         try FileIO.makeDirectory(directory)
         for name in try FileIO.list(directory) where name.hasSuffix(".wal") {
             guard let first = UInt64(name.dropLast(4)) else { continue }
@@ -85,16 +89,8 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
                 }
                 // A file's name is the sequence of its first record.
                 let scan = LogScan.scan(bytes, firstSequence: file.firstSequence, payloadBytesMax: Self.payloadBytesMax)
-                switch scan.ending {
-                case .clean:
-                    break
-                case .damaged(let reason, let following):
-                    throw LogDamageError(path: path, offset: scan.validBytes, reason: reason, followingOffset: following)
-                case .tornTail(let reason):
-                    // Files before the last were synced before the next one began: no append was cut short there.
-                    guard isLast else {
-                        throw LogDamageError(path: path, offset: scan.validBytes, reason: reason + " in a WAL file that is not the last")
-                    }
+                if let damage = Self.damage(scan, bytes, isLast: isLast, wholeLastRecordIsDamage: wholeLastRecordIsDamage) {
+                    throw LogDamageError(path: path, offset: scan.validBytes, reason: damage.reason, followingOffset: damage.followingOffset)
                 }
                 for record in scan.records {
                     try body(record.sequence, Array(bytes[record.payload]))
@@ -131,6 +127,24 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
     }
 
     /// A whole log file.
+    /// What replay and `--repair` take for damage in one file, from its scan: nil when it is
+    /// sound or ends in a torn tail replay may cut.
+    static func damage(_ scan: LogScan, _ bytes: [UInt8], isLast: Bool, wholeLastRecordIsDamage: Bool) -> (reason: String, followingOffset: Int?)? {
+        switch scan.ending {
+        case .clean:
+            return nil
+        case .damaged(let reason, let following):
+            return (reason, following)
+        case .tornTail(let reason):
+            // Files before the last were synced before the next one began: no append was cut short there.
+            if !isLast { return (reason + " in a WAL file that is not the last", nil) }
+            if wholeLastRecordIsDamage && LogScan.isWholeDamagedRecord(bytes, at: scan.validBytes, payloadBytesMax: payloadBytesMax) {
+                return ("the last record is whole but fails its CRC", nil)
+            }
+            return nil
+        }
+    }
+
     static func readWhole(_ path: String) throws -> [UInt8] {
         let descriptor = try FileIO.open(path, O_RDONLY)
         defer { FileIO.close(descriptor) }

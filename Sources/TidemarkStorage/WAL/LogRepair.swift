@@ -93,20 +93,9 @@ extension FileWAL {
             }
             let bytes = try readWhole(path)
             let scan = LogScan.scan(bytes, firstSequence: firstSequence, payloadBytesMax: payloadBytesMax)
-            var damage: String?
-            switch scan.ending {
-            case .clean: break
-            case .damaged(let reason, _): damage = reason
-            case .tornTail(let reason):
-                if index < files.count - 1 {
-                    damage = reason + " in a WAL file that is not the last"
-                } else if wholeLastRecordIsDamage && LogScan.isWholeDamagedRecord(bytes, at: scan.validBytes, payloadBytesMax: payloadBytesMax) {
-                    damage = "the last record is whole but fails its CRC"
-                }
-            }
-            if let damage {
+            if let damage = damage(scan, bytes, isLast: index == files.count - 1, wholeLastRecordIsDamage: wholeLastRecordIsDamage) {
                 return LogRepairPlan(directory: directory, names: files[index...].map(\.1), cutAt: scan.validBytes,
-                                     reason: "damaged at byte \(scan.validBytes): \(damage)")
+                                     reason: "damaged at byte \(scan.validBytes): \(damage.reason)")
             }
             if let last = scan.lastSequence { lastSequence = last }
         }
