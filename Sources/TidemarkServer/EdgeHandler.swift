@@ -37,7 +37,7 @@ struct AdminRoutes: Sendable {
     let stages: @Sendable () -> [StageSnapshot]
     let storage: @Sendable () -> EngineStats
     /// Disk full, failed logs, quarantined files.
-    let health: @Sendable () -> NodeHealth
+    let health: @Sendable (_ listingQuarantine: Bool) -> NodeHealth
     let http: HTTPMetrics
     /// Readings of the authenticator, when the node has one.
     var auth: @Sendable () -> AuthMetrics? = { nil }
@@ -65,21 +65,21 @@ struct AdminRoutes: Sendable {
         switch route {
         case "/ping":
             // A node that refuses writes (disk full, a failed log) is taken out by health checks until it takes them again.
-            let health = health()
+            let health = health(false)  // refusesWrites needs no walk of the quarantine
             guard !health.refusesWrites else {
                 let message = "DEGRADED: " + health.reasons.joined(separator: ", ") + (health.storage.lastError.map { ": \($0)" } ?? "")
                 return .json(503, "{\"code\":503,\"message\":\(jsonQuoted(message))}", route: route)
             }
             return .json(200, #"{"code":200,"message":"SUCCESS_STATUS"}"#, route: route)
         case "/quarantine":
-            return .json(200, health().quarantineJSON, route: route)
+            return .json(200, health(true).quarantineJSON, route: route)
         case "/metrics":
             let text = MetricsText.render(
-                stages: stages(), storage: storage(), health: health(), http: http, auth: auth(), cluster: cluster(), process: .read(),
+                stages: stages(), storage: storage(), health: health(true), http: http, auth: auth(), cluster: cluster(), process: .read(),
                 uptimeSeconds: Double(monotonicNowNs() - startedNs) / 1e9, startTimeSeconds: startTimeSeconds)
             return HTTPResponse(status: 200, contentType: MetricsText.contentType, body: Array(text.utf8), route: route)
         case "/cluster":
-            let fields = health().clusterJSONFields
+            let fields = health(true).clusterJSONFields
             guard let status = cluster() else {
                 return .json(200, "{\"node_id\":1,\"nodes\":[],\"groups\":[],\"partition_table_version\":0,\"standalone\":true,\(fields)}", route: route)
             }

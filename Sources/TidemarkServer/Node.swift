@@ -97,7 +97,7 @@ public final class Node: @unchecked Sendable {
         let region = localRegion.engine
         let clusterWiring = cluster, nodeID = config.nodeID ?? 1, dataDir = config.dataDir
         let routes = AdminRoutes(stages: { stagesBox.snapshots() + [authStage.snapshot()] }, storage: { region.stats },
-                                 health: { NodeHealth.read(dataDir: dataDir, storage: storageHealth) }, http: httpMetrics,
+                                 health: { NodeHealth.read(dataDir: dataDir, storage: storageHealth, listingQuarantine: $0) }, http: httpMetrics,
                                  auth: { AuthMetrics.read(authenticator) },
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)

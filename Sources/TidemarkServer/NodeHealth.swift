@@ -31,9 +31,11 @@ struct NodeHealth: Sendable {
     }
     var degraded: Bool { !reasons.isEmpty }
 
-    static func read(dataDir: String, storage: StorageHealth) -> NodeHealth {
+    /// The node's health now; without `listingQuarantine` (for `/ping`, which any client may
+    /// call as often as it likes) no directory is walked and quarantined files are not counted.
+    static func read(dataDir: String, storage: StorageHealth, listingQuarantine: Bool = true) -> NodeHealth {
         storage.refresh()
-        return NodeHealth(storage: storage.reading, quarantined: listQuarantine(dataDir: dataDir))
+        return NodeHealth(storage: storage.reading, quarantined: listingQuarantine ? listQuarantine(dataDir: dataDir) : [])
     }
 
     /// Every file under the quarantine directories (a missing directory holds none).

@@ -173,7 +173,7 @@ private final class AuthEdge {
         let storage = StorageHealth(logger: Logger(label: "test"))
         let engine = try StorageEngine(directory: directory + "/engine")
         defer { engine.close() }
-        let routes = AdminRoutes(stages: { [] }, storage: { engine.stats }, health: { NodeHealth.read(dataDir: directory, storage: storage) },
+        let routes = AdminRoutes(stages: { [] }, storage: { engine.stats }, health: { NodeHealth.read(dataDir: directory, storage: storage, listingQuarantine: $0) },
                                  http: HTTPMetrics(), cluster: { nil }, startedNs: 0, startTimeSeconds: 0)
         let dispatcher = Dispatcher(admin: routes, executor: StatementExecutor(engine: engine), writeLimits: EngineOptions(),
                                     queryLimits: QueryLimits(), stages: StagesBox(), users: users, logger: Logger(label: "test"))

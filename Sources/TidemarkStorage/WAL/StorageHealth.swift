@@ -56,9 +56,6 @@ public final class StorageHealth: Sendable {
 
     public var reading: Reading { state.withLock { $0.reading } }
 
-    /// Writes are refused now (disk full, or a log that failed for good).
-    public var isDegraded: Bool { state.withLock { $0.reading.diskFull || $0.reading.logFailed } }
-
     /// A write of `bytes` to the log named `log` (its directory) failed; `recoverable` when the
     /// log cut it back and takes writes again.
     public func writeFailed(_ error: StorageIOError, recoverable: Bool, log: String = "", bytes: Int = 0) {
@@ -122,7 +119,10 @@ public final class StorageHealth: Sendable {
         guard diskFullNow.load(ordering: .relaxed), let directory else { return }
         let (wanted, failuresBefore) = state.withLock { (max(Self.resumeFreeBytesMin, $0.refusedBytesMax), $0.reading.failedWrites) }
         var info = statvfs()
-        guard statvfs(directory, &info) == 0, Int(info.f_bavail) * Int(info.f_frsize) > wanted else { return }
+        guard statvfs(directory, &info) == 0 else { return }
+        // A file system may report block counts whose product passes Int: that is plenty free.
+        let (free, overflow) = Int(clamping: info.f_bavail).multipliedReportingOverflow(by: Int(clamping: info.f_frsize))
+        guard overflow || free > wanted else { return }
         // A write refused while the space was measured says otherwise: the episode goes on.
         endEpisode(because: "space is free again") { $0.reading.failedWrites == failuresBefore }
     }
