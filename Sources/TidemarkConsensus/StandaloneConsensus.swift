@@ -127,6 +127,8 @@ final class StandaloneGroup: @unchecked Sendable {
     static let queuedEntriesMax = 64
     /// Fillers `recover` appends in one call (16 bytes of log each): a long gap takes several.
     static let fillersPerAppendMax = 65_536
+    /// Fillers `recover` appends at most (16 M: 256 MiB of log), past any gap a repair leaves.
+    static let fillersMax: UInt64 = 1 << 24
 
     let id: GroupID
     let directory: String
@@ -159,6 +161,7 @@ final class StandaloneGroup: @unchecked Sendable {
         // A log removed whole while the state machine holds entries starts after them, not at 1
         // behind a run of fillers as long as every entry ever made.
         let held = stateMachine.persistedIndexMax
+        guard held < UInt64.max else { throw CorruptDataError("\(id): the state machine says it holds entries through \(held), past any index") }
         if held > 0, !((try? FileIO.list(directory + "/log")) ?? []).contains(where: { $0.hasSuffix(".wal") }) {
             logger.warning("the group's log is missing; it starts after the entries the state machine holds",
                            metadata: ["group": "\(id)", "held_through": "\(held)"])
@@ -210,6 +213,11 @@ final class StandaloneGroup: @unchecked Sendable {
     /// contiguous, so replay and `--repair` need no notion of a gap.
     private func fillLog(through index: UInt64) throws {
         let from = log.lastSequence + 1
+        // A repair cuts at most what the log held; a larger gap is a number read off a damaged file.
+        guard index - from < Self.fillersMax else {
+            throw CorruptDataError("\(id): the log ends at \(from - 1) but the state machine says it holds entries through \(index), "
+                                   + "more than \(Self.fillersMax) past it: a damaged file? Restore the data directory from a backup")
+        }
         logger.warning("the log ends before entries the state machine holds (a repaired log?); numbering goes on after them",
                        metadata: ["group": "\(id)", "log_last": "\(from - 1)", "held_through": "\(index)"])
         var next = from
