@@ -56,16 +56,6 @@ struct Query {
         return found
     }
 
-    private func paths(in expression: Expression) -> [[String]] {
-        switch expression {
-        case .path(let levels): [levels]
-        case .call(_, let arguments): arguments.flatMap(paths)
-        case .binary(_, let a, let b): paths(in: a) + paths(in: b)
-        case .negate(let inner): paths(in: inner)
-        default: []
-        }
-    }
-
     /// Replaces relative paths by the one series each names (arithmetic needs exactly one).
     private func bind(_ expression: Expression) throws -> Expression {
         switch expression {
@@ -133,9 +123,9 @@ struct Query {
     func raw(_ range: TimeRange) throws -> QueryResult {
         let columns = try columns()
         var needed = Set<String>()
-        for item in select.items { for levels in paths(in: item) { for series in try expand(levels) { needed.insert(series.path) } } }
+        for item in select.items { for levels in item.paths { for series in try expand(levels) { needed.insert(series.path) } } }
         let condition = try select.condition.map(bindCondition)
-        if let condition { for levels in conditionPaths(condition) { needed.insert(levels[0]) } }
+        if let condition { for levels in condition.paths { needed.insert(levels[0]) } }
         var timestamps: [Int64] = []
         var rows: [[ResultValue]] = []
         let keep = select.limit.map { select.offset.saturatingAdd($0) }
@@ -181,19 +171,10 @@ struct Query {
         case .not(let a): return .not(try bindCondition(a))
         case .compare(let lhs, let op, let rhs):
             func bindSide(_ side: Expression) throws -> Expression {
-                if case .path(let levels) = side, levels.count == 1, ["TIME", "TIMESTAMP"].contains(levels[0].uppercased()) { return side }
+                if side.isTime { return side }
                 return try bind(side)
             }
             return .compare(try bindSide(lhs), op, try bindSide(rhs))
-        }
-    }
-
-    private func conditionPaths(_ condition: Condition) -> [[String]] {
-        switch condition {
-        case .and(let a, let b), .or(let a, let b): conditionPaths(a) + conditionPaths(b)
-        case .not(let a): conditionPaths(a)
-        case .compare(let lhs, _, let rhs):
-            (paths(in: lhs) + paths(in: rhs)).filter { !($0.count == 1 && ["TIME", "TIMESTAMP"].contains($0[0].uppercased())) }
         }
     }
 
@@ -204,7 +185,7 @@ struct Query {
         case .not(let a): return !holds(a, timestamp, row)
         case .compare(let lhs, let op, let rhs):
             func side(_ expression: Expression) -> ResultValue {
-                if case .path(let levels) = expression, levels.count == 1, ["TIME", "TIMESTAMP"].contains(levels[0].uppercased()) {
+                if expression.isTime {
                     return .integer(timestamp)
                 }
                 switch expression {
@@ -255,7 +236,7 @@ struct Query {
                         result = try engine.aggregate(path: series.path, range: timeRange)
                     } else {
                         // Value filters: fold the matching points of this series' rows.
-                        var merge = try RowMerge(engine: engine, paths: Array(Set([series.path] + conditionPaths(condition!).map { $0[0] })).sorted(),
+                        var merge = try RowMerge(engine: engine, paths: Array(Set([series.path] + condition!.paths.map { $0[0] })).sorted(),
                                                  range: timeRange, budget: budget)
                         defer { budget.release(merge.bufferBytes) }
                         while let (timestamp, row) = try merge.next() {

@@ -121,3 +121,33 @@ public enum Statement: Sendable, Equatable {
         }
     }
 }
+
+extension Expression {
+    /// The paths the expression reads, as written (relative to FROM), in order.
+    public var paths: [[String]] {
+        switch self {
+        case .path(let levels): [levels]
+        case .call(_, let arguments): arguments.flatMap(\.paths)
+        case .binary(_, let a, let b): a.paths + b.paths
+        case .negate(let inner): inner.paths
+        default: []
+        }
+    }
+
+    /// `time` (or `timestamp`) in a condition: the row's time, not a series.
+    var isTime: Bool {
+        if case .path(let levels) = self, levels.count == 1 { return ["TIME", "TIMESTAMP"].contains(levels[0].uppercased()) }
+        return false
+    }
+}
+
+extension Condition {
+    /// The series paths the condition reads (not `time`), as written, in order.
+    public var paths: [[String]] {
+        switch self {
+        case .and(let a, let b), .or(let a, let b): a.paths + b.paths
+        case .not(let inner): inner.paths
+        case .compare(let lhs, _, let rhs): (lhs.paths + rhs.paths).filter { !Expression.path($0).isTime }
+        }
+    }
+}

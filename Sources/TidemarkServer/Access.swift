@@ -78,32 +78,10 @@ enum Access {
 
     /// The relative paths a SELECT reads, each once, in order.
     static func readPaths(_ select: SelectStatement) -> [[String]] {
-        var all = select.items.flatMap(paths)
-        if let condition = select.condition { all += paths(condition).filter { !isTime($0) } }
+        var all = select.items.flatMap(\.paths)
+        if let condition = select.condition { all += condition.paths }
         var seen = Set<[String]>()
         return all.filter { seen.insert($0).inserted }
-    }
-
-    private static func isTime(_ levels: [String]) -> Bool {
-        levels.count == 1 && ["TIME", "TIMESTAMP"].contains(levels[0].uppercased())
-    }
-
-    private static func paths(_ condition: Condition) -> [[String]] {
-        switch condition {
-        case .and(let a, let b), .or(let a, let b): paths(a) + paths(b)
-        case .not(let inner): paths(inner)
-        case .compare(let lhs, _, let rhs): paths(lhs) + paths(rhs)
-        }
-    }
-
-    private static func paths(_ expression: Expression) -> [[String]] {
-        switch expression {
-        case .path(let levels): [levels]
-        case .call(_, let arguments): arguments.flatMap(paths)
-        case .binary(_, let a, let b): paths(a) + paths(b)
-        case .negate(let inner): paths(inner)
-        default: []
-        }
     }
 
     /// Runs a user-management statement; nil when the statement is not one.
