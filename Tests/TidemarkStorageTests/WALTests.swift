@@ -42,6 +42,7 @@ private func replayAll(_ wal: FileWAL) throws -> ([(UInt64, [UInt8])], WALReplay
         wal.close()
         let stale = directory + "/" + String(format: "%020llu.wal", 3)
         #expect(FileManager.default.createFile(atPath: stale, contents: nil))
+        #expect(try FileWAL.repairPlan(directory: directory) == nil, "--repair takes it for damage, replay does not")
         let reopened = try FileWAL(directory: directory, policy: .always)
         let (records, _) = try replayAll(reopened)
         #expect(records.map(\.0) == [1, 2, 3, 4, 5])

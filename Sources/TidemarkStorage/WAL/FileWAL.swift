@@ -78,9 +78,7 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
                 let isLast = index == files.count - 1
                 let bytes = try Self.readWhole(path)
                 if report.records > 0 && file.firstSequence != report.lastSequence + 1 {
-                    if isLast && bytes.isEmpty && file.firstSequence <= report.lastSequence {
-                        // Made for a rotation whose directory sync failed: appends went on in the
-                        // file before (past the sequence it is named for), and it never held a record.
+                    if Self.isAbandonedRotation(file.firstSequence, after: report.lastSequence, isLast: isLast, bytes: bytes) {
                         try FileIO.remove(path)
                         files.removeLast()
                         break
@@ -127,6 +125,13 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
     }
 
     /// A whole log file.
+    /// An empty last file named inside the sequences before it: made for a rotation whose
+    /// directory sync failed while appends went on in the file before. It never held a record,
+    /// so replay removes it and `--repair` leaves it to replay.
+    static func isAbandonedRotation(_ firstSequence: UInt64, after lastSequence: UInt64, isLast: Bool, bytes: [UInt8]) -> Bool {
+        isLast && bytes.isEmpty && firstSequence <= lastSequence
+    }
+
     /// What replay and `--repair` take for damage in one file, from its scan: nil when it is
     /// sound or ends in a torn tail replay may cut.
     static func damage(_ scan: LogScan, _ bytes: [UInt8], isLast: Bool, wholeLastRecordIsDamage: Bool) -> (reason: String, followingOffset: Int?)? {

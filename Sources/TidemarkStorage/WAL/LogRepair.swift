@@ -87,11 +87,12 @@ extension FileWAL {
         var lastSequence: UInt64?
         for (index, (firstSequence, name)) in files.enumerated() {
             let path = directory + "/" + name
+            let bytes = try readWhole(path)
             if let lastSequence, firstSequence != lastSequence + 1 {
+                if isAbandonedRotation(firstSequence, after: lastSequence, isLast: index == files.count - 1, bytes: bytes) { return nil }
                 let reason = "starts at sequence \(firstSequence) but the log before ends at \(lastSequence)"
                 return LogRepairPlan(directory: directory, names: files[index...].map(\.1), cutAt: nil, reason: reason)
             }
-            let bytes = try readWhole(path)
             let scan = LogScan.scan(bytes, firstSequence: firstSequence, payloadBytesMax: payloadBytesMax)
             if let damage = damage(scan, bytes, isLast: index == files.count - 1, wholeLastRecordIsDamage: wholeLastRecordIsDamage) {
                 return LogRepairPlan(directory: directory, names: files[index...].map(\.1), cutAt: scan.validBytes,
