@@ -68,6 +68,11 @@ public struct HTTPResponse: Sendable {
     }
 }
 
+/// `,"key":"value"` for a JSON object being written, or nothing when there is no value.
+public func jsonField(_ key: String, _ value: String?) -> String {
+    value.map { ",\(jsonQuoted(key)):\(jsonQuoted($0))" } ?? ""
+}
+
 /// `text` as a JSON string literal.
 public func jsonQuoted(_ text: String) -> String {
     var out = "\""

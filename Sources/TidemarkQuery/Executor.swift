@@ -60,11 +60,20 @@ public enum ExecutionResult: Sendable {
 public struct ExecutionError: Error, Sendable, Equatable, CustomStringConvertible {
     public let code: Int
     public let message: String
+    /// The client address of the leader to retry at, when this node is not it.
+    public var leaderAddress: String?
 
-    public init(code: Int, message: String) {
+    public init(code: Int, message: String, leaderAddress: String? = nil) {
         self.code = code
         self.message = message
+        self.leaderAddress = leaderAddress
     }
+
+    /// Whether the statement may succeed if sent again (here later, or at the leader): HTTP 503.
+    public var isRetryable: Bool { code == Self.rejectedCode }
+
+    /// IoTDB's WRITE_PROCESS_REJECT: not the leader, or too busy; nothing was applied.
+    public static let rejectedCode = 606
 
     public var description: String { "\(code): \(message)" }
 
@@ -98,7 +107,7 @@ public struct StatementExecutor: Sendable {
         }
     }
 
-    static func translate(_ error: EngineError) -> ExecutionError {
+    public static func translate(_ error: EngineError) -> ExecutionError {
         switch error {
         case .schema(let schema):
             let code = switch schema.kind {
@@ -112,7 +121,8 @@ public struct StatementExecutor: Sendable {
             return ExecutionError(code: code, message: schema.description)
         case .typeMismatch: return ExecutionError(code: 614, message: error.description)
         case .tooLarge: return ExecutionError(code: 413, message: error.description)
-        case .flushBehind: return ExecutionError(code: 606, message: error.description)
+        case .flushBehind: return ExecutionError(code: ExecutionError.rejectedCode, message: error.description)
+        case .unavailable(let reason, let leader): return ExecutionError(code: ExecutionError.rejectedCode, message: reason, leaderAddress: leader)
         case .io, .corrupt: return ExecutionError(code: 305, message: error.description)
         }
     }

@@ -102,6 +102,8 @@ enum Access {
             return RESTv2.success(route: route)
         } catch let error as UserError {
             return RESTv2.status(error.code, error.message, route: route)
+        } catch let error as EngineError {
+            return RESTv2.status(StatementExecutor.translate(error), route: route)
         } catch {
             return RESTv2.status(305, "\(error)", route: route)
         }

@@ -16,24 +16,35 @@ public final class LocalRegion: Sendable {
     /// `health` hears of failed and successful log writes (the node's disk-full state).
     public convenience init(dataDir: String, options: EngineOptions, logger: Logger, health: StorageHealth? = nil,
                             applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true }) throws {
+        try self.init(standalone: dataDir, options: options, logger: logger, users: nil, health: health, applyOn: applyOn)
+    }
+
+    /// The standalone region of a node whose users live in its log too.
+    convenience init(standalone dataDir: String, options: EngineOptions, logger: Logger, users: UserStore?, health: StorageHealth?,
+                     applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool) throws {
         try self.init(dataDir: dataDir, options: options, logger: logger,
                       consensus: StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: options.walSync, logger: logger,
                                                      health: health, applyOn: applyOn),
-                      peers: [], log: .consensus, health: health)
+                      peers: [], users: users, health: health)
     }
 
     /// Opens the region as a replica of a group `consensus` runs with `peers`.
-    public init(dataDir: String, options: EngineOptions, logger: Logger, consensus: Consensus, peers: [Peer], log: RegionLog = .replicated,
-                health: StorageHealth? = nil) throws {
-        engine = try StorageEngine(directory: dataDir + "/regions/0", options: options, logger: logger, log: log, health: health)
+    /// `hints` names the leader in a refused change. `users`, when given, applies the group's
+    /// user entries (the node's users live in the replicated state).
+    init(dataDir: String, options: EngineOptions, logger: Logger, consensus: Consensus, peers: [Peer],
+         hints: LeaderHints = .standalone, users: UserStore? = nil, health: StorageHealth? = nil) throws {
+        engine = try StorageEngine(directory: dataDir + "/regions/0", options: options, logger: logger, log: .consensus, health: health)
         self.consensus = consensus
         do {
-            try consensus.createGroup(Self.group, peers: peers, stateMachine: RegionStateMachine(engine: engine))
+            try consensus.createGroup(Self.group, peers: peers, stateMachine: RegionStateMachine(engine: engine, users: users))
         } catch {
             engine.close()
             throw error
         }
-        engine.routeDeletes { record in try consensus.proposeAndWait(Self.group, record) }
+        // Schema statements and deletes are entries of the group, applied on every replica.
+        engine.routeChanges { record, outcome in
+            do { try consensus.proposeAndWait(Self.group, record, local: outcome) } catch { throw hints.engineError(error) }
+        }
     }
 
     /// Writes `points` through the group and waits until they are durable (tools and tests;

@@ -67,6 +67,10 @@ public final class Node: @unchecked Sendable {
             logger.warning("node is degraded: a quarantined file awaits an operator (list them with `tidemark quarantine`)",
                            metadata: ["file": "\(file.path)", "kind": "\(file.kind)", "bytes": "\(file.bytes)"])
         }
+        // Users first: replaying the group's log applies its user entries to them.
+        let users = try UserStore(directory: config.dataDir + "/users", logger: logger, health: storageHealth)
+        self.users = users
+        let hints: LeaderHints
         if let nodeID = config.nodeID, let secret = config.clusterSecret {
             // Raft rounds (messages, ticks) persist and replicate on the append stage, committed entries
             // are applied on the apply stage. Both are offered without blocking (the event loop
@@ -79,16 +83,21 @@ public final class Node: @unchecked Sendable {
                                             submitHandoff: { stagesBox.offer($0, to: .handoff) == .accepted }, health: storageHealth,
                                             logger: logger)
             self.cluster = cluster
+            hints = LeaderHints(clientAddress: { _ in nil })  // MERGE: transport.clientAddress(of:)
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
-                                          consensus: cluster.consensus, peers: cluster.peers, health: storageHealth)
+                                          consensus: cluster.consensus, peers: cluster.peers, hints: hints, users: users, health: storageHealth)
         } else {
             cluster = nil
+            hints = .standalone
             // The append stage logs a batch and goes on to the next; the apply stage applies it
             // and answers its writers (or, before the stages run, the writing thread does).
-            localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger, health: storageHealth,
+            localRegion = try LocalRegion(standalone: config.dataDir, options: config.storage, logger: logger, users: users, health: storageHealth,
                                           applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
         }
-        users = try UserStore(directory: config.dataDir + "/users", logger: logger, health: storageHealth)
+        // User changes are entries of the group too: every node authenticates against the same users.
+        users.routeChanges { [consensus = localRegion.consensus] record in
+            do { try consensus.proposeAndWait(LocalRegion.group, record) } catch { throw hints.engineError(error) }
+        }
         let authStage = Authenticator.makeStage(config.auth)
         self.authStage = authStage
         let authenticator = Authenticator(users: users, settings: config.auth, stage: authStage)
@@ -104,7 +113,7 @@ public final class Node: @unchecked Sendable {
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
         let dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
                                     queryLimits: config.query, stages: stagesBox, users: users, logger: logger)
-        let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group)
+        let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group, hints: hints)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { dispatcher.handle(exchange) }
         }, appendHandler: { batch in

@@ -20,9 +20,17 @@ enum RESTv2 {
     }
 
     /// IoTDB's `{code, message}`; a 503 from a full or stopping stage also names the stage,
-    /// as the edge's own 503 does.
-    static func status(_ code: Int, _ message: String, route: String, http: Int = 200, stage: String? = nil) -> HTTPResponse {
-        .json(http, "{\"code\":\(code),\"message\":\(jsonQuoted(message))\(stage.map { ",\"stage\":\(jsonQuoted($0))" } ?? "")}", route: route)
+    /// as the edge's own 503 does, and one from a node that is not the leader names the
+    /// leader's client address.
+    static func status(_ code: Int, _ message: String, route: String, http: Int = 200, stage: String? = nil,
+                       leader: String? = nil) -> HTTPResponse {
+        .json(http, "{\"code\":\(code),\"message\":\(jsonQuoted(message))\(jsonField("stage", stage))\(jsonField("leader", leader))}", route: route)
+    }
+
+    /// A statement that failed: 503 when sending it again may work (not the leader, busy),
+    /// else IoTDB's 200 with the code.
+    static func status(_ error: ExecutionError, route: String) -> HTTPResponse {
+        status(error.code, error.message, route: route, http: error.isRetryable ? 503 : 200, leader: error.leaderAddress)
     }
 
     static func success(route: String) -> HTTPResponse { status(200, "SUCCESS_STATUS", route: route) }
@@ -79,7 +87,7 @@ enum RESTv2 {
     static func job(_ rows: [RowWrite], route: String, respond: @escaping @Sendable (HTTPResponse) -> Void) -> WriteJob {
         WriteJob(rows: RowBatch(rows), units: [WriteJob.Unit(line: 1, rows: 0..<rows.count)], decodeErrors: []) { outcome in
             if let failure = outcome.failure {
-                respond(outcome.failureStatus == 503 ? status(606, failure, route: route, http: 503, stage: outcome.stage)
+                respond(outcome.failureStatus == 503 ? status(606, failure, route: route, http: 503, stage: outcome.stage, leader: outcome.leaderAddress)
                                                      : status(305, failure, route: route))
             } else if let refused = outcome.refused.first {
                 respond(status(614, refused.message, route: route))
@@ -103,7 +111,7 @@ enum RESTv2 {
             case .rows(let result): respond(.json(200, json(result), route: route))
             }
         } catch {
-            respond(status(error.code, error.message, route: route))
+            respond(status(error, route: route))
         }
     }
 

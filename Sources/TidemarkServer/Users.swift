@@ -25,6 +25,12 @@ struct UserError: Error, Sendable, CustomStringConvertible {
 /// Users with salted PBKDF2-SHA256 password hashes and privileges per path pattern,
 /// persisted in a CRC-checked log under the data directory and replayed at start.
 ///
+/// In a node, a change is an entry of the consensus group that holds the node's replicated
+/// state (`routeChanges`): the proposing node hashes, every replica applies the same record
+/// at the same log position (`apply`), so every node authenticates against the same users.
+/// Each record in the users log carries the index of its entry, so a replay of the group's
+/// log after a restart changes nothing the users log already holds.
+///
 /// Verifying a password costs tens of milliseconds of CPU by design, so a verified
 /// `Authorization` header is remembered (as IoTDB does) until `cacheSeconds` pass or
 /// the user changes. Verification runs on the auth stage (`Authenticator`), never on the
@@ -44,10 +50,16 @@ final class UserStore: Sendable {
         guard let first = name.unicodeScalars.first, !("0"..."9").contains(first), name.unicodeScalars.count <= 64 else { return false }
         return name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
     }
+    /// The first byte of a user entry in the group's log (the engine's kinds are below 16).
+    static let entryKind: UInt8 = 16
     private let log: FileWAL
     private let logger: Logger
+    /// How a change reaches the group's log; nil: changes are logged here at once (tools, tests).
+    private let proposer = Mutex<(@Sendable ([UInt8]) throws -> Void)?>(nil)
+    /// One change at a time on this node: each reads a user, changes it and proposes it whole.
+    private let changeLock = NSLock()
     private let cacheSeconds: Double
-    private let state = Mutex<(users: [String: User], verified: [String: (user: String, until: Date)])>(([:], [:]))
+    private let state = Mutex<(users: [String: User], verified: [String: (user: String, until: Date)], appliedIndex: UInt64)>(([:], [:], 0))
     /// Password hashes computed, real or dummy (for `/metrics`, and for tests that check
     /// where and how often hashing happens).
     let hashesComputed = Atomic<UInt64>(0)
@@ -69,19 +81,25 @@ final class UserStore: Sendable {
         // it as a torn tail would bring back the password before (perhaps root's default).
         log = try FileWAL(directory: directory, policy: .always, health: health, wholeLastRecordIsDamage: true)
         var users: [String: User] = [:]
+        var appliedIndex: UInt64 = 0
         // Damage in the middle of the log throws (naming file and offset): start is refused,
         // never answered with fewer users or a reset root.
         let report = try log.replay { _, payload in
-            let record = try Self.decode(payload)
+            let (record, index) = try Self.decode(payload)
             if record.hash.isEmpty { users[record.name] = nil } else { users[record.name] = record }
+            appliedIndex = max(appliedIndex, index)
         }
         if report.bytesCut > 0 {
             logger.warning("cut a torn tail of the users log", metadata: [
                 "file": "\(report.cutPath ?? "")", "offset": "\(report.cutOffset)", "bytes": "\(report.bytesCut)", "records": "\(report.records)"])
         }
         try Self.checkRecovered(users: users, records: report.records, directory: directory)
-        state.withLock { $0.users = users }
-        if users["root"] == nil { try save(try Self.make(name: "root", password: "root", grants: [:])) }
+        state.withLock { state in
+            state.users = users
+            state.appliedIndex = appliedIndex
+        }
+        // Every node starts with root/root on its own (index 0); a change of it is an entry.
+        if users["root"] == nil { try store(try Self.make(name: "root", password: "root", grants: [:]), index: 0) }
         if verify(name: "root", password: "root") {
             logger.warning("user root still has the default password 'root'; change it with ALTER USER root SET PASSWORD '…'")
         }
@@ -182,7 +200,15 @@ final class UserStore: Sendable {
 
     // MARK: - Management
 
+    /// Sends this node's changes through the group's log: `propose` returns once the entry
+    /// is applied here, and throws when it is not (not the leader, no quorum).
+    func routeChanges(through propose: @escaping @Sendable ([UInt8]) throws -> Void) {
+        proposer.withLock { $0 = propose }
+    }
+
     func create(name: String, password: String) throws {
+        changeLock.lock()
+        defer { changeLock.unlock() }
         guard Self.isValidName(name) else {
             throw UserError(code: 303, message: "user names are 1–64 letters, digits and underscores, starting with a letter")
         }
@@ -192,16 +218,16 @@ final class UserStore: Sendable {
     }
 
     func drop(_ name: String) throws {
+        changeLock.lock()
+        defer { changeLock.unlock() }
         guard name != "root" else { throw UserError(code: 603, message: "the root user cannot be dropped") }
         guard state.withLock({ $0.users[name] }) != nil else { throw UserError(code: 604, message: "user \(name) does not exist") }
-        _ = try log.append([Self.encode(User(name: name, salt: [], hash: [], rounds: 0, grants: [:]))])
-        state.withLock { state in
-            state.users[name] = nil
-            state.verified = state.verified.filter { $0.value.user != name }
-        }
+        try save(User(name: name, salt: [], hash: [], rounds: 0, grants: [:]))  // no hash: a drop
     }
 
     func setPassword(_ name: String, _ password: String) throws {
+        changeLock.lock()
+        defer { changeLock.unlock() }
         guard var user = state.withLock({ $0.users[name] }) else { throw UserError(code: 604, message: "user \(name) does not exist") }
         guard password.count >= 4 && password.utf8.count <= 256 else { throw UserError(code: 303, message: "passwords are 4 to 256 characters") }
         let fresh = try Self.make(name: name, password: password, grants: user.grants)
@@ -211,6 +237,8 @@ final class UserStore: Sendable {
     }
 
     func change(_ name: String, privileges: [String], patterns: [String], grant: Bool) throws {
+        changeLock.lock()
+        defer { changeLock.unlock() }
         guard var user = state.withLock({ $0.users[name] }) else { throw UserError(code: 604, message: "user \(name) does not exist") }
         var chosen: [Privilege] = []
         for word in privileges {
@@ -235,11 +263,63 @@ final class UserStore: Sendable {
 
     func list() -> [String] { state.withLock { $0.users.keys.sorted() } }
 
+    /// Proposes the user's new record (a drop when it has no hash), or without a group
+    /// stores it at once.
     private func save(_ user: User) throws {
-        _ = try log.append([Self.encode(user)])
+        if let propose = proposer.withLock({ $0 }) {
+            try propose([Self.entryKind] + Self.encode(user, index: 0))
+        } else {
+            try store(user, index: state.withLock { $0.appliedIndex })
+        }
+    }
+
+    /// Applies a user entry of the group's log at `index`: the same on every replica, once
+    /// (an entry the users log holds already, replayed after a restart, changes nothing).
+    func apply(index: UInt64, entry: [UInt8]) throws {
+        precondition(entry.first == Self.entryKind, "a user entry starts with its kind")
+        guard index > state.withLock({ $0.appliedIndex }) else { return }
+        let (user, _) = try Self.decode(Array(entry.dropFirst()))
+        try store(user, index: index)
+    }
+
+    /// Logs the user's record (with the entry's index), then makes it the one that counts.
+    private func store(_ user: User, index: UInt64) throws {
+        _ = try log.append([Self.encode(user, index: index)])
         state.withLock { state in
-            state.users[user.name] = user
+            state.users[user.name] = user.hash.isEmpty ? nil : user
             state.verified = state.verified.filter { $0.value.user != user.name }
+            state.appliedIndex = max(state.appliedIndex, index)
+        }
+    }
+
+    /// Every user, as one image for a replica that fell behind the group's compacted log.
+    func exportImage() -> [UInt8] {
+        let users = state.withLock { $0.users.values.sorted { $0.name < $1.name } }
+        var writer = ByteWriter()
+        writer.write(varint: UInt64(users.count))
+        for user in users { writer.write(lengthPrefixed: Self.encode(user, index: 0)) }
+        return writer.bytes
+    }
+
+    /// Replaces every user with those of an image covering the group's log through `index`,
+    /// unless the users log holds that much already.
+    func install(image: [UInt8], index: UInt64) throws {
+        guard !image.isEmpty, index > state.withLock({ $0.appliedIndex }) else { return }
+        var reader = ByteReader(image)
+        var incoming: [User] = []
+        for _ in 0..<(try reader.readCount(max: 1_000_000, what: "users")) {
+            incoming.append(try Self.decode(Array(try reader.readLengthPrefixed(max: 1 << 24))).user)
+        }
+        guard reader.isAtEnd else { throw CorruptDataError("bytes after the users of a region image") }
+        let names = Set(incoming.map(\.name))
+        let gone = state.withLock { $0.users.keys.filter { !names.contains($0) } }
+        let records = gone.sorted().map { User(name: $0, salt: [], hash: [], rounds: 0, grants: [:]) } + incoming
+        // One append: the users log holds the whole image or, after a crash, none of its index.
+        _ = try log.append(records.map { Self.encode($0, index: index) })
+        state.withLock { state in
+            state.users = Dictionary(uniqueKeysWithValues: incoming.map { ($0.name, $0) })
+            state.verified = [:]
+            state.appliedIndex = index
         }
     }
 
@@ -256,7 +336,8 @@ final class UserStore: Sendable {
         return key.withUnsafeBytes { Array($0) }
     }
 
-    private static func encode(_ user: User) -> [UInt8] {
+    /// A user's record; `index` (the group's log entry it came from, 0 for none) ends it.
+    private static func encode(_ user: User, index: UInt64) -> [UInt8] {
         var writer = ByteWriter()
         writer.write(lengthPrefixed: user.name)
         writer.write(lengthPrefixed: user.salt)
@@ -268,10 +349,12 @@ final class UserStore: Sendable {
             writer.write(varint: UInt64(patterns.count))
             for pattern in patterns { writer.write(lengthPrefixed: pattern) }
         }
+        writer.write(varint: index)
         return writer.bytes
     }
 
-    private static func decode(_ bytes: [UInt8]) throws -> User {
+    /// A record and its entry's index (0 in records from before users were replicated).
+    private static func decode(_ bytes: [UInt8]) throws -> (user: User, index: UInt64) {
         var reader = ByteReader(bytes)
         func text() throws -> String {
             guard let value = try reader.readText(max: 4096) else {
@@ -290,6 +373,8 @@ final class UserStore: Sendable {
             for _ in 0..<(try reader.readCount(max: 100_000, what: "patterns")) { patterns.append(try text()) }
             grants[privilege] = patterns
         }
-        return User(name: name, salt: salt, hash: hash, rounds: rounds, grants: grants)
+        let index = reader.isAtEnd ? 0 : try reader.readVarint()
+        guard reader.isAtEnd else { throw CorruptDataError("bytes after a user record") }
+        return (User(name: name, salt: salt, hash: hash, rounds: rounds, grants: grants), index)
     }
 }

@@ -60,11 +60,21 @@ public struct WriteOutcome: Sendable {
     public var failureStatus = 500
     /// The stage that refused the work, when one did (named in the 503 body).
     public var stage: String?
+    /// The leader's client address, when this node is not the leader (named in the 503 body).
+    public var leaderAddress: String?
 
     public init(refused: [LineError], failure: String? = nil, failureStatus: Int = 500) {
         self.refused = refused
         self.failure = failure
         self.failureStatus = failureStatus
+    }
+
+    /// The group did not take the job here (not the leader, busy): nothing of it was applied;
+    /// 503, naming the leader when known.
+    static func notLeader(_ refusal: LeaderHints.Refusal, refused: [LineError]) -> WriteOutcome {
+        var outcome = WriteOutcome(refused: refused, failure: refusal.message, failureStatus: 503)
+        outcome.leaderAddress = refusal.leaderAddress
+        return outcome
     }
 
     /// A stage refused the job: nothing of it was applied.
@@ -83,6 +93,7 @@ struct WriteApplier: Sendable {
     let engine: StorageEngine
     let consensus: Consensus
     let group: GroupID
+    let hints: LeaderHints
 
     /// Jobs whose good points go in one entry, with the units each job had refused.
     private struct Batch {
@@ -94,8 +105,8 @@ struct WriteApplier: Sendable {
         // Only the leader takes writes: a follower would create schema for points it cannot write.
         let leader = consensus.leader(of: group)
         guard leader == consensus.nodeID else {
-            let failure = "\(ConsensusError.notLeader(group, leaderHint: leader))"
-            for job in jobs { job.finish(WriteOutcome(refused: job.decodeErrors, failure: failure, failureStatus: 503)) }
+            let refusal = hints.refusal(.notLeader(group, leaderHint: leader))
+            for job in jobs { job.finish(.notLeader(refusal, refused: job.decodeErrors)) }
             return
         }
         // Checked under one schema lock; proposed after it is released (apply needs it).
@@ -160,11 +171,15 @@ struct WriteApplier: Sendable {
             return
         }
         guard let prepared else { return finish(nil, 500) }
+        let hints = hints
         consensus.write(group, Proposal(data: prepared.record, local: prepared)) { result in
             switch result {
             case .success: finish(nil, 500)
             // Not the leader (yet), or busy: 503, the client retries (here or at the leader named).
-            case .failure(let error): finish("\(error)", error.isRetryable ? 503 : 500)
+            case .failure(let error) where error.isRetryable:
+                let refusal = hints.refusal(error)
+                for member in batch.members { member.job.finish(.notLeader(refusal, refused: member.refused)) }
+            case .failure(let error): finish("\(error)", 500)
             }
         }
     }
@@ -210,14 +225,18 @@ struct LineProtocolWrite {
 
     /// 204 when every line was written; 400 naming the bad lines otherwise (good lines are kept).
     static func response(_ outcome: WriteOutcome) -> HTTPResponse {
-        if let failure = outcome.failure { return influxError(outcome.failureStatus, "write failed: \(failure)", stage: outcome.stage) }
+        if let failure = outcome.failure {
+            return influxError(outcome.failureStatus, "write failed: \(failure)", stage: outcome.stage, leader: outcome.leaderAddress)
+        }
         guard !outcome.refused.isEmpty else { return HTTPResponse(status: 204, route: "/write") }
         let listed = outcome.refused.prefix(errorsReportedMax).map(\.description).joined(separator: "; ")
         let more = outcome.refused.count > errorsReportedMax ? "; and \(outcome.refused.count - errorsReportedMax) more" : ""
         return influxError(400, "partial write: \(outcome.refused.count) line(s) dropped: \(listed)\(more)")
     }
 
-    static func influxError(_ status: Int, _ message: String, stage: String? = nil) -> HTTPResponse {
-        .json(status, "{\"error\":\(jsonQuoted(message))\(stage.map { ",\"stage\":\(jsonQuoted($0))" } ?? "")}", route: "/write")
+    /// InfluxDB's error body; a 503 also names the stage that refused, or the leader to retry at.
+    static func influxError(_ status: Int, _ message: String, stage: String? = nil, leader: String? = nil) -> HTTPResponse {
+        .json(status, "{\"error\":\(jsonQuoted(message))\(jsonField("stage", stage))\(jsonField("leader", leader))}", route: "/write")
     }
+
 }

@@ -127,7 +127,7 @@ struct StorageBench: ParsableCommand {
             prepared.append(try proposer.prepareWrite(points)!)
         }
         let pointsPerEntry = devicesPerEntry * fields * timestampsPerEntry
-        let replica = try StorageEngine(directory: directory + "/apply-replica", log: .replicated)
+        let replica = try StorageEngine(directory: directory + "/apply-replica", log: .consensus)
         var proposerSeconds = 0.0, replicaSeconds = 0.0
         for (offset, write) in prepared.enumerated() {
             let start = Date()

@@ -286,8 +286,8 @@ private func same(_ a: [(Int64, Double)], _ b: [(Int64, Double)]) -> Bool {
         #expect(same(try read(engine, "root.sg.d.s"), [(1, 1), (2, 2), (3, 3)]))
     }
     @Test func aReplicatedRegionCreatesSeriesWhenTheEntryIsAppliedOnEveryReplicaAlike() throws {
-        let leader = try StorageEngine(directory: try temporaryDirectory("engine"), log: .replicated)
-        let follower = try StorageEngine(directory: try temporaryDirectory("engine"), log: .replicated)
+        let leader = try StorageEngine(directory: try temporaryDirectory("engine"), log: .consensus)
+        let follower = try StorageEngine(directory: try temporaryDirectory("engine"), log: .consensus)
         // Two writes race to create root.sg.d.p, with different types; both are prepared
         // (checked) before either is applied, as on a leader with several in flight.
         let first = try #require(try leader.prepareWrite(points("root.sg.d.p", [(1, 1)]) + points("root.sg.d.q", [(1, 2)])))
@@ -312,13 +312,13 @@ private func same(_ a: [(Int64, Double)], _ b: [(Int64, Double)]) -> Bool {
     }
 
     @Test func aReplicaDecodingRecordsOfOneShapeStillFindsEachPointsSeries() throws {
-        let replica = try StorageEngine(directory: try temporaryDirectory("engine"), log: .replicated)
+        let replica = try StorageEngine(directory: try temporaryDirectory("engine"), log: .consensus)
         let lastIndex = Mutex<UInt64>(0)
         let nextIndex: @Sendable () -> UInt64 = { lastIndex.withLock { index in index += 1; return index } }
         func apply(_ points: [PointWrite]) throws {
             try replica.apply(index: nextIndex(), record: EngineRecord.encodeWrite(try ColumnBatch(points: points)))
         }
-        replica.routeDeletes { record in try replica.apply(index: nextIndex(), record: record) }
+        replica.routeChanges { record, outcome in try replica.apply(index: nextIndex(), record: record, outcome: outcome) }
         // Records of one shape: from the second on, each path matches the one at its place.
         try apply(points("root.sg.d.a", [(1, 1)]) + points("root.sg.d.b", [(1, 10)]))
         try apply(points("root.sg.d.a", [(2, 2)]) + points("root.sg.d.b", [(2, 20)]))

@@ -52,7 +52,7 @@ import TidemarkTestSupport
 
         // A replica with state of its own, some flushed and some not: none of it survives.
         let directory = try temporaryDirectory("image-target")
-        var target = try region(directory, log: .replicated)
+        var target = try region(directory, log: .consensus)
         let junk = try #require(try target.prepareWrite(points("root.junk.d.s", [(1, 1)])))
         try target.apply(index: 1, record: junk.record)
         try target.flush()
@@ -100,7 +100,7 @@ import TidemarkTestSupport
         #expect(try contents(target) == after)
         try target.flush()
         target.close()
-        target = try region(directory, log: .replicated)
+        target = try region(directory, log: .consensus)
         #expect(try contents(target) == after)
         #expect(target.installedImageIndex == 42)
         #expect(target.series("root.junk.d.s") == nil)
@@ -139,7 +139,7 @@ import TidemarkTestSupport
 
         let imagePath = try temporaryDirectory("image-pieces-file") + "/image"
         try FileIO.writeFileAtomically(pieces, to: imagePath, directory: (imagePath as NSString).deletingLastPathComponent)
-        let target = try region(try temporaryDirectory("image-pieces-target"), log: .replicated)
+        let target = try region(try temporaryDirectory("image-pieces-target"), log: .consensus)
         try target.installImage(file: imagePath, coveringAtLeast: 7)
         #expect(try contents(target) == expected)
         #expect(target.installedImageIndex == 7)
@@ -169,7 +169,7 @@ import TidemarkTestSupport
 
         for crashAfter in 1...pieces {
             let directory = try temporaryDirectory("image-move-target")
-            var target = try region(directory, log: .replicated)
+            var target = try region(directory, log: .consensus)
             try target.apply(index: 1, record: try #require(try target.prepareWrite(points("root.junk.d.s", [(1, 1)]))).record)
             try target.flush()
             let file = try temporaryDirectory("image-move-file") + "/image"
@@ -189,14 +189,14 @@ import TidemarkTestSupport
             // Until the swap the region is as it was; a restart keeps what was staged.
             #expect(try contents(target)["root.junk.d.s"] == ["1=1.0"])
             target.close()
-            target = try region(directory, log: .replicated)
+            target = try region(directory, log: .consensus)
             #expect(try contents(target)["root.junk.d.s"] == ["1=1.0"])
             #expect(try !FileIO.list(staging).isEmpty)
             if crashAfter == pieces {
                 // As if the node stopped between the swap's two renames.
                 target.close()
                 try FileIO.rename(directory + "/segments", directory + "/segments.replaced")
-                target = try region(directory, log: .replicated)
+                target = try region(directory, log: .consensus)
             }
             if crashAfter == 2 {
                 // The leader sent a newer image meanwhile: what was staged of the old one goes.
@@ -209,7 +209,7 @@ import TidemarkTestSupport
             }
             #expect(!FileIO.exists(directory + "/installing") && !FileIO.exists(directory + "/segments.replaced"))
             target.close()
-            target = try region(directory, log: .replicated)
+            target = try region(directory, log: .consensus)
             #expect(try contents(target) == (crashAfter == 2 ? newerExpected : expected))
             #expect(target.installedImageIndex == (crashAfter == 2 ? 10 : 9))
         }
@@ -217,7 +217,7 @@ import TidemarkTestSupport
         // A staged segment damaged while the node was down fails the image's checksum on
         // resuming: nothing is installed and the staging goes.
         let directory = try temporaryDirectory("image-move-damaged")
-        let target = try region(directory, log: .replicated)
+        let target = try region(directory, log: .consensus)
         let file = try temporaryDirectory("image-move-damaged-file") + "/image"
         try FileIO.writeFileAtomically(image, to: file, directory: (file as NSString).deletingLastPathComponent)
         #expect(throws: Crash.self) { try target.installImage(file: file, coveringAtLeast: 9, pieceBytes: 50) { throw Crash() } }
@@ -240,7 +240,7 @@ import TidemarkTestSupport
         options.memtableBytesMax = 1  // every entry seals
         options.sealedMemtablesMax = 2
         options.compactionTriggerSegments = 1000
-        let engine = try StorageEngine(directory: try temporaryDirectory("image-flush"), options: options, log: .replicated)
+        let engine = try StorageEngine(directory: try temporaryDirectory("image-flush"), options: options, log: .consensus)
         let scheduled = Counter()
         engine.scheduleFlushes { _ in scheduled.add() }  // a flush stage that never gets to it
         // Entries from a leader (prepared before any seal here: a writer would now be refused).

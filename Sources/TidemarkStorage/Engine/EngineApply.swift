@@ -6,11 +6,10 @@ public enum RegionLog: Sendable {
     /// The engine keeps its own WAL (`write` and `delete` log, apply and sync).
     case own
     /// A consensus group's log is the record: the group hands committed entries to
-    /// `apply(index:record:prepared:)` in order, and replays its log after a restart.
+    /// `apply(index:record:local:)` in order, and replays its log after a restart. Entries
+    /// proposed elsewhere name series this node has not seen, so applying creates them
+    /// (typed by the entry), on every replica at the same log position.
     case consensus
-    /// As `.consensus`, for a group with other replicas: entries proposed elsewhere name
-    /// series this node has not seen, so applying creates them (typed by the entry).
-    case replicated
 }
 
 /// A write checked against the schema (its missing series created) and encoded as a log
@@ -26,13 +25,6 @@ extension StorageEngine {
     public func attach(logRetention retention: LogRetention) {
         precondition(wal == nil, "a region with its own WAL keeps it")
         logRetention.withLock { $0 = retention }
-    }
-
-    /// How a `.consensus` region logs a delete (`delete`, `deleteSeries`, `dropDatabase`):
-    /// `propose` hands the record to the group and returns once it is applied.
-    public func routeDeletes(through propose: @escaping @Sendable ([UInt8]) throws -> Void) {
-        precondition(wal == nil, "a region with its own WAL logs its deletes itself")
-        deleteProposer.withLock { $0 = propose }
     }
 
     /// Checks `points` against the schema, creating missing series (and databases) when
@@ -74,31 +66,40 @@ extension StorageEngine {
         EngineRecord.delete(pattern: pattern.description, range: range).encoded()
     }
 
-    /// Applies the log entry at `index`: to the memtable, or as a tombstone. Entries come in
-    /// index order; one applied again after a restart changes nothing (points already in a
-    /// segment are skipped, a tombstone is kept once). `prepared`, when given, is `record`
-    /// already decoded by `prepareWrite` on this node.
-    public func apply(index: UInt64, record: [UInt8], prepared: PreparedWrite? = nil) throws {
+    /// Applies the log entry at `index`: to the memtable, as a tombstone or as a schema
+    /// change. Entries come in index order; one applied again after a restart changes nothing
+    /// (points already in a segment are skipped, a tombstone is kept once, a schema change
+    /// the schema log holds is not made again). `prepared`, when given, is `record` already
+    /// decoded by `prepareWrite` on this node; `outcome`, when given, hears the engine's own
+    /// error if the entry is refused.
+    public func apply(index: UInt64, record: [UInt8], prepared: PreparedWrite? = nil, outcome: ApplyOutcome? = nil) throws {
         precondition(index > 0, "log indexes start at 1")
         flushIfBehind()
-        try writeLock.withLock {
-            if let prepared {
-                try state.withLock { try applyLocked(prepared, index: index) }
-                return
-            }
-            switch try EngineRecord.decode(record, recent: recentSeries) {
-            case .write(let batch):
-                let refs = try state.withLock { try applyLocked(PreparedWrite(record: [], batch: batch), index: index) }
-                recentSeries = zip(batch.series, refs).map { series, ref in
-                    var numbered = series
-                    numbered.id = ref?.id
-                    return numbered
+        var change: EngineRecord?
+        do {
+            try writeLock.withLock {
+                if let prepared {
+                    try state.withLock { try applyLocked(prepared, index: index) }
+                    return
                 }
-            case .delete(let pattern, let range):
-                let parsed = try PathPattern(parsing: pattern)
-                try state.withLock { try applyDeleteLocked(pattern: parsed, range: range, index: index) }
+                switch try EngineRecord.decode(record, recent: recentSeries) {
+                case .write(let batch):
+                    let refs = try state.withLock { try applyLocked(PreparedWrite(record: [], batch: batch), index: index) }
+                    recentSeries = zip(batch.series, refs).map { series, ref in
+                        var numbered = series
+                        numbered.id = ref?.id
+                        return numbered
+                    }
+                case let decoded:
+                    change = decoded
+                    try state.withLock { try applyChangeLocked(decoded, index: index) }
+                }
             }
+        } catch let error as EngineError {
+            outcome?.refuse(error)
+            throw error
         }
+        if let change { try afterChange(change, index: index) }
         try sealAfterWrite()
     }
 
@@ -140,12 +141,14 @@ extension StorageEngine {
             }
         }
         var created: [SchemaRecord] = []
-        // One schema-log append (one fsync) for every series this entry creates. A committed
-        // entry applies even if that fails: its records wait in `unloggedSchema`, and the flush
-        // appends them before it lets the log (which can recreate them) drop the entry.
+        // One schema-log append (one fsync) for every series this entry creates, marked with
+        // its index. A committed entry applies even if that fails: its records wait in
+        // `unloggedSchema`, and the flush appends them before it lets the log (which can
+        // recreate them) drop the entry.
         defer {
             if !created.isEmpty {
-                do { try logSchemaLocked(created) } catch {
+                schemaIndex = index
+                do { try logSchemaLocked(created + [.appliedThrough(index)]) } catch {
                     logger.error("schema log append failed; retried before the next write or flush", metadata: ["error": "\(error)"])
                 }
             }
@@ -153,7 +156,7 @@ extension StorageEngine {
         for (position, column) in batch.series.enumerated() {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
-            if refs[position] == nil && createsSchemaOnApply {
+            if refs[position] == nil && createsSchemaOnApply && index > schemaIndex {
                 created += createOnApplyLocked(column.path, column.type)
                 refs[position] = schema.ref(column.path)
             }

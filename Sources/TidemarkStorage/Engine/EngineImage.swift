@@ -2,16 +2,18 @@ import Foundation
 import TidemarkCore
 
 /// What a region image holds besides its segment files: the log index it covers, the schema,
-/// the tombstones and the segments' names and sizes.
+/// the tombstones, the segments' names and sizes, and the state the group's state machine
+/// keeps beside the region (the node's users), opaque to the engine.
 ///
 /// A region image is the region's durable state as one byte string, for a replica that fell
 /// behind its group's compacted log. It is made and installed piece by piece, since a
-/// region's segments need not fit in memory. Layout: `"TMIMAGE2" | u32 header bytes | header
+/// region's segments need not fit in memory. Layout: `"TMIMAGE3" | u32 header bytes | header
 /// | every segment file, in the header's order | u32 CRC32C of all before it`; the header:
 /// `u64 index | varint databases, each text | varint series, each schema record | tombstone
-/// file (length-prefixed) | varint segments, each name (text) and varint size`.
+/// file (length-prefixed) | varint segments, each name (text) and varint size | extras
+/// (length-prefixed)`.
 struct RegionImageHeader {
-    static let magic = Array("TMIMAGE2".utf8)
+    static let magic = Array("TMIMAGE3".utf8)
     /// Magic and header length.
     static let leadBytes = magic.count + 4
     static let headerBytesMax = 1 << 30
@@ -20,6 +22,7 @@ struct RegionImageHeader {
     var series: [SeriesSchema]
     var tombstoneFile: [UInt8]
     var segments: [(name: String, bytes: Int)]
+    var extras: [UInt8]
 
     /// The magic, the header's length and the header: what comes before the segment files.
     func encodedLead() -> [UInt8] {
@@ -35,6 +38,7 @@ struct RegionImageHeader {
             header.write(lengthPrefixed: segment.name)
             header.write(varint: UInt64(segment.bytes))
         }
+        header.write(lengthPrefixed: extras)
         var lead = ByteWriter(capacity: header.bytes.count + Self.leadBytes)
         lead.write(bytes: Self.magic)
         lead.write(littleEndian: UInt32(header.bytes.count))
@@ -42,7 +46,9 @@ struct RegionImageHeader {
         return lead.bytes
     }
 
-    init(index: UInt64, databases: [String], series: [SeriesSchema], tombstoneFile: [UInt8], segments: [(name: String, bytes: Int)]) {
+    init(index: UInt64, databases: [String], series: [SeriesSchema], tombstoneFile: [UInt8], segments: [(name: String, bytes: Int)],
+         extras: [UInt8] = []) {
+        self.extras = extras
         self.index = index
         self.databases = databases
         self.series = series
@@ -74,6 +80,7 @@ struct RegionImageHeader {
             }
             segments.append((name, try reader.readCount(max: Int(Int64.max >> 1), what: "segment size")))
         }
+        extras = Array(try reader.readLengthPrefixed(max: 1 << 28))
         guard reader.isAtEnd else { throw CorruptDataError("region image: \(reader.remaining) stray bytes after the header") }
     }
 }
@@ -151,6 +158,11 @@ public final class RegionImageExport: @unchecked Sendable {
 
 extension StorageEngine {
     var installedPath: String { directory + "/installed-image" }
+    var installedExtrasPath: String { directory + "/installed-extras" }
+
+    /// The extras of the last image installed here (empty for none): written before the
+    /// `installed-image` marker, so a crash after the marker still finds them.
+    public func installedImageExtras() throws -> [UInt8] { try FileIO.readFile(installedExtrasPath) ?? [] }
     var exportsDirectory: String { directory + "/exports" }
 
     /// The log index of the last region image installed here (0 for none): the region holds
@@ -173,8 +185,8 @@ extension StorageEngine {
     /// Everything applied so far, as an image for another replica to read piece by piece,
     /// stamped as covering the log through `index` (what the caller has applied). Flushes
     /// first, so the segments hold it all. An image over `bytesMax` is refused before any
-    /// segment is read.
-    public func openImageExport(coveringThrough index: UInt64, bytesMax: Int = .max) throws -> RegionImageExport {
+    /// segment is read. `extras` rides along, for the state machine's `installedImageExtras`.
+    public func openImageExport(coveringThrough index: UInt64, bytesMax: Int = .max, extras: [UInt8] = []) throws -> RegionImageExport {
         try flush()
         // No compaction meanwhile: the links must name the segments the schema goes with.
         return try maintenanceLock.withLock {
@@ -186,7 +198,7 @@ extension StorageEngine {
             }
             let header = RegionImageHeader(index: index, databases: databases, series: series,
                                            tombstoneFile: try FileIO.readFile(tombstonePath) ?? [],
-                                           segments: handles.map { ($0.name, $0.reader.fileBytes) })
+                                           segments: handles.map { ($0.name, $0.reader.fileBytes) }, extras: extras)
             let exportDirectory = exportsDirectory + "/\(index)-\(UInt64.random(in: 0...UInt64.max))"
             try FileIO.makeDirectory(exportDirectory)
             let export = RegionImageExport(lead: header.encodedLead(), files: handles.map { (exportDirectory + "/" + $0.name, $0.reader.fileBytes) },

@@ -181,7 +181,11 @@ extension StorageEngine {
         // The schema log gets the change as records, so its replay ends where memory does.
         var records = state.withLock { schema.databases }.map { SchemaRecord.deleteDatabase($0) }
         records += header.databases.map { SchemaRecord.createDatabase($0) } + header.series.map { SchemaRecord.createSeries($0) }
-        if !records.isEmpty { _ = try schemaLog.append(records.map { $0.encoded() }) }
+        // The image's schema is every change through its index: a replay of those entries leaves it be.
+        records.append(.appliedThrough(header.index))
+        unloggedSchema = []  // changes the image replaces
+        _ = try schemaLog.append(records.map { $0.encoded() })
+        schemaIndex = max(schemaIndex, header.index)
         // Readers wait for the swap as a whole (it reopens the segments under `state`, the
         // one place that reads files under it): an install is rare, a half-swapped region
         // must never be read.
@@ -198,6 +202,7 @@ extension StorageEngine {
             try loadTombstones()
             try openSegments()
         }
+        try FileIO.writeFileAtomically(header.extras, to: installedExtrasPath, directory: directory)
         try FileIO.writeFileAtomically(withUnsafeBytes(of: header.index.littleEndian, Array.init), to: installedPath, directory: directory)
     }
 

@@ -9,10 +9,17 @@ public struct Tombstone: Sendable, Equatable {
     public var sequence: UInt64
 }
 
-/// What the region's log records hold.
+/// What the region's log records hold: points, deletes of points, and schema changes (which
+/// every replica applies at the same log position, so their schemas never part).
 enum EngineRecord {
     case write(ColumnBatch)
     case delete(pattern: String, range: ClosedRange<Int64>)
+    /// A schema statement. `deleteSeries` and `deleteDatabase` also delete the points of
+    /// what they remove, in the same entry, so schema and data go together.
+    case schema(SchemaRecord)
+
+    /// The first byte of each kind of record; bytes from 16 up are the node's (users).
+    static let writeKind: UInt8 = 1, deleteKind: UInt8 = 2, schemaKind: UInt8 = 3
 
     static let pointsPerRecordMax = 10_000_000
 
@@ -27,6 +34,9 @@ enum EngineRecord {
             writer.write(signedVarint: range.lowerBound)
             writer.write(signedVarint: range.upperBound)
             return writer.bytes
+        case .schema(let change):
+            precondition(change.isStatement, "a schema entry carries a statement, not a marker")
+            return [Self.schemaKind] + change.encoded()
         }
     }
 
@@ -109,6 +119,10 @@ enum EngineRecord {
             let low = try reader.readSignedVarint(), high = try reader.readSignedVarint()
             guard low <= high else { throw CorruptDataError("inverted delete range") }
             record = .delete(pattern: pattern, range: low...high)
+        case 3:
+            let change = try SchemaRecord.decode(Array(bytes[1...]))
+            guard change.isStatement else { throw CorruptDataError("a schema entry carries a marker") }
+            return .schema(change)
         case let kind:
             throw CorruptDataError("unknown WAL record kind \(kind)")
         }
@@ -126,12 +140,22 @@ enum EngineRecord {
     }
 }
 
-/// Schema changes, in the schema log (replayed before the data WAL).
-enum SchemaRecord {
+/// Schema changes, in the schema log (replayed before the data WAL) and, as statements, in
+/// the region's log (`EngineRecord.schema`).
+public enum SchemaRecord: Sendable, Equatable {
     case createDatabase(String)
     case createSeries(SeriesSchema)
     case deleteSeries(pattern: String)
     case deleteDatabase(String)
+    /// Schema-log only: every schema effect of the region log's entries through this index
+    /// is in the records before it, so a replay of those entries leaves the schema alone.
+    case appliedThrough(UInt64)
+
+    /// A change a statement makes (not a marker).
+    var isStatement: Bool {
+        if case .appliedThrough = self { return false }
+        return true
+    }
 
     func encoded() -> [UInt8] {
         var writer = ByteWriter()
@@ -142,6 +166,7 @@ enum SchemaRecord {
             writer.write(2); text(schema.path); writer.write(schema.dataType.rawValue); text(schema.encoding); text(schema.compression)
         case .deleteSeries(let pattern): writer.write(3); text(pattern)
         case .deleteDatabase(let name): writer.write(4); text(name)
+        case .appliedThrough(let index): writer.write(5); writer.write(varint: index)
         }
         return writer.bytes
     }
@@ -154,15 +179,19 @@ enum SchemaRecord {
             }
             return value
         }
+        let record: SchemaRecord
         switch try reader.readByte() {
-        case 1: return .createDatabase(try text())
+        case 1: record = .createDatabase(try text())
         case 2:
             let path = try text()
             guard let type = DataType(rawValue: try reader.readByte()) else { throw CorruptDataError("bad data type in schema log") }
-            return .createSeries(SeriesSchema(path: path, dataType: type, encoding: try text(), compression: try text()))
-        case 3: return .deleteSeries(pattern: try text())
-        case 4: return .deleteDatabase(try text())
+            record = .createSeries(SeriesSchema(path: path, dataType: type, encoding: try text(), compression: try text()))
+        case 3: record = .deleteSeries(pattern: try text())
+        case 4: record = .deleteDatabase(try text())
+        case 5: record = .appliedThrough(try reader.readVarint())
         case let kind: throw CorruptDataError("unknown schema record kind \(kind)")
         }
+        guard reader.isAtEnd else { throw CorruptDataError("bytes after a schema record") }
+        return record
     }
 }

@@ -50,6 +50,9 @@ public enum EngineError: Error, Sendable, CustomStringConvertible {
     case flushBehind(sealed: Int)
     case io(String)
     case corrupt(String)
+    /// The region's group did not take the change here (this node is not its leader, or the
+    /// group is busy): nothing was applied; retry, at the leader's client address when known.
+    case unavailable(String, leaderAddress: String?)
 
     public var description: String {
         switch self {
@@ -59,6 +62,7 @@ public enum EngineError: Error, Sendable, CustomStringConvertible {
         case .flushBehind(let sealed): "storage is behind: \(sealed) sealed memtables wait for the flush (storage.sealed_memtables_max); retry later"
         case .io(let reason): reason
         case .corrupt(let reason): reason
+        case .unavailable(let reason, _): reason
         }
     }
 }
@@ -97,7 +101,8 @@ public final class StorageEngine: @unchecked Sendable {
     /// Told where log files may start and which entries segments now hold.
     let logRetention = Mutex<LogRetention?>(nil)
     let schemaLog: FileWAL
-    /// `.replicated`: applying an entry creates the series it names.
+    /// A consensus region: applying an entry creates the series it names (at the same log
+    /// position on every replica), instead of the write creating them before it is logged.
     let createsSchemaOnApply: Bool
     let writeLock = NSLock()
     /// Protected by `writeLock`: the series of the record last applied from its bytes, with
@@ -109,6 +114,10 @@ public final class StorageEngine: @unchecked Sendable {
     /// failed (a full disk). Every later write, schema change and flush appends them first and
     /// fails while it cannot, so no data record naming their series is logged before them.
     var unloggedSchema: [SchemaRecord] = []
+    /// Protected by `writeLock`: the log index of the last entry that changed the schema (the
+    /// schema log's last `appliedThrough`, after a restart). An entry at or below it is a replay
+    /// whose schema effects the schema log holds already.
+    var schemaIndex: UInt64 = 0
     let maintenanceLock = NSLock()
     let state = NSLock()
     // protected by state:
@@ -126,7 +135,8 @@ public final class StorageEngine: @unchecked Sendable {
     var flushedThrough: [Int64: UInt64] = [:]
     var flushedThroughMax: UInt64 = 0
     private let flushScheduler = Mutex<(@Sendable (StorageEngine) -> Void)?>(nil)
-    let deleteProposer = Mutex<(@Sendable ([UInt8]) throws -> Void)?>(nil)
+    /// How a `.consensus` region proposes schema statements and deletes (`routeChanges`).
+    let changeProposer = Mutex<(@Sendable ([UInt8], ApplyOutcome) throws -> Void)?>(nil)
 
     /// Where sealed memtables get flushed: the node hands them to its flush stage, so a
     /// writer that fills the memtable does not wait for the flush. Unset, the writer that
@@ -156,9 +166,9 @@ public final class StorageEngine: @unchecked Sendable {
         active = Memtable(createdNs: monotonicNowNs())
         let ownWAL: FileWAL? = switch log {
         case .own: try FileWAL(directory: directory + "/wal", policy: options.walSync, health: health)
-        case .consensus, .replicated: nil
+        case .consensus: nil
         }
-        createsSchemaOnApply = log == .replicated
+        createsSchemaOnApply = log != .own
         wal = ownWAL
         try removeStaleExports()
         try removeInstallLeftovers()
@@ -179,20 +189,6 @@ public final class StorageEngine: @unchecked Sendable {
 
     // MARK: - Schema
 
-    public func createDatabase(_ name: String) throws {
-        try writeLock.withLock {
-            try state.withLock { try schemaChange { try schema.createDatabase(name) } }
-            try logSchemaLocked([.createDatabase(name)])
-        }
-    }
-
-    public func createSeries(_ series: SeriesSchema) throws {
-        try writeLock.withLock {
-            try state.withLock { try schemaChange { try schema.createSeries(series) } }
-            try logSchemaLocked([.createSeries(series)])
-        }
-    }
-
     public func series(matching pattern: PathPattern) -> [SeriesSchema] { state.withLock { schema.series(matching: pattern) } }
     public func devices(matching pattern: PathPattern) -> [String] { state.withLock { schema.devices(matching: pattern) } }
     public func databases() -> [String] { state.withLock { schema.databases } }
@@ -211,47 +207,10 @@ public final class StorageEngine: @unchecked Sendable {
         }
     }
 
-    /// Deletes the series matching `pattern` and all their points.
-    public func deleteSeries(matching pattern: PathPattern) throws {
-        try delete(matching: pattern, range: Int64.min...Int64.max)
-        try writeLock.withLock {
-            try logSchemaLocked([])  // earlier changes first, in order
-            _ = try schemaLog.append([SchemaRecord.deleteSeries(pattern: pattern.description).encoded()])
-            state.withLock { _ = schema.deleteSeries(matching: pattern) }
-        }
-    }
-
-    /// Runs a schema change, reporting a refusal as an `EngineError`.
-    /// Drops a database: its points (a delete over all time), its series, and every
-    /// segment file that holds nothing else.
-    public func dropDatabase(_ name: String) throws {
-        guard databases().contains(name) else { throw EngineError.schema(SchemaError("\(name): no such database", kind: .noSuchDatabase)) }
-        let pattern = try PathPattern(parsing: name + ".**")
-        try delete(matching: pattern, range: Int64.min...Int64.max)
-        try writeLock.withLock {
-            try logSchemaLocked([])  // earlier changes first, in order
-            _ = try schemaLog.append([SchemaRecord.deleteDatabase(name).encoded()])
-            try state.withLock { try schemaChange { try schema.deleteDatabase(name) } }
-        }
-        try maintenanceLock.withLock {
-            let doomed = state.withLock { () -> [SegmentHandle] in
-                let doomed = segments.filter { segment in segment.reader.index.keys.allSatisfy { $0.hasPrefix(name + ".") } }
-                let names = Set(doomed.map(\.name))
-                segments.removeAll { names.contains($0.name) }
-                return doomed
-            }
-            for segment in doomed { try FileIO.remove(segmentDirectory + "/" + segment.name) }
-            try FileIO.syncDirectory(segmentDirectory)
-        }
-    }
-
-    private func schemaChange<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch let error as SchemaError { throw EngineError.schema(error) }
-    }
-
     private func recoverSchema() throws {
         let report = try schemaLog.replay { _, payload in
             switch try SchemaRecord.decode(payload) {
+            case .appliedThrough(let index): schemaIndex = max(schemaIndex, index)
             case .createDatabase(let name): try? schema.createDatabase(name)
             case .createSeries(let series): try? schema.createSeries(series)
             case .deleteSeries(let pattern): _ = schema.deleteSeries(matching: try PathPattern(parsing: pattern))
@@ -294,20 +253,6 @@ public final class StorageEngine: @unchecked Sendable {
             try state.withLock { try applyLocked(prepared, index: sequence) }
             return sequence
         })
-    }
-
-    /// Deletes points of series matching `pattern` within `range` (inclusive). A `.consensus`
-    /// region proposes the delete to its group (see `routeDeletes`) and returns once applied.
-    public func delete(matching pattern: PathPattern, range: ClosedRange<Int64>) throws {
-        if wal == nil, let propose = deleteProposer.withLock({ $0 }) {
-            return try propose(prepareDelete(matching: pattern, range: range))
-        }
-        let wal = try ownWAL()
-        try writeLock.withLock {
-            let sequence = try wal.append([prepareDelete(matching: pattern, range: range)])
-            try wal.waitDurable(sequence)
-            try state.withLock { try applyDeleteLocked(pattern: pattern, range: range, index: sequence) }
-        }
     }
 
     func ownWAL() throws -> WriteAheadLog {
