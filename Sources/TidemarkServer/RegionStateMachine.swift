@@ -72,7 +72,7 @@ final class RegionStateMachine: StateMachine, Sendable {
 
     func attach(logRetention: LogRetention) { engine.attach(logRetention: logRetention) }
 
-    var persistedIndexMax: UInt64 { engine.persistedIndexMax }
+    var persistedIndexMax: UInt64 { max(engine.persistedIndexMax, users?.appliedIndex ?? 0) }
 }
 
 extension RegionImageExport: ImageReader {}

@@ -292,6 +292,9 @@ final class UserStore: Sendable {
         }
     }
 
+    /// The index of the last entry of the group's log the users log holds.
+    var appliedIndex: UInt64 { state.withLock { $0.appliedIndex } }
+
     /// Every user, as one image for a replica that fell behind the group's compacted log.
     func exportImage() -> [UInt8] {
         let users = state.withLock { $0.users.values.sorted { $0.name < $1.name } }

@@ -2,69 +2,6 @@ import Foundation
 import Testing
 import TidemarkTestSupport
 
-/// Three `tidemarkd` processes replicating their data region on loopback (Raft, or
-/// multi-leader).
-private final class ThreeNodes {
-    let directory: String
-    let internalPorts: [Int]
-    let raft: String
-    let consensus: String
-    let extraConfig: String
-    var nodes: [NodeProcess?] = [nil, nil, nil]
-
-    /// `extraConfig`: more lines of every node's config; `raft` the keys of its `raft:` section.
-    init(consensus: String = "raft", raft: String = "tick_ms: 50, election_ticks: 10", extraConfig: String = "") throws {
-        self.consensus = consensus
-        self.raft = raft
-        self.extraConfig = extraConfig
-        directory = try temporaryDirectory("cluster3")
-        internalPorts = try (0..<3).map { _ in try freePort() }
-        for index in 0..<3 { try start(index) }
-    }
-
-    func start(_ index: Int) throws {
-        let peers = internalPorts.map { "127.0.0.1:\($0)" }.joined(separator: ", ")
-        let config = """
-            node_name: n\(index + 1)
-            http: {listen: "127.0.0.1:0"}
-            internal: {listen: "127.0.0.1:\(internalPorts[index])"}
-            meta_peers: [\(peers)]
-            cluster_secret: test-secret
-            data_consensus: \(consensus)
-            raft: {\(raft)}
-            log_level: warning
-            \(extraConfig)
-            """
-        let path = directory + "/n\(index + 1).yaml"
-        try config.write(toFile: path, atomically: true, encoding: .utf8)
-        nodes[index] = try NodeProcess(arguments: ["--config", path, "--data-dir", directory + "/data\(index + 1)"])
-    }
-
-    /// Writes one line at node `index`: its HTTP status (nil when the node is unreachable).
-    func write(_ line: String, at index: Int) -> Int? {
-        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5) else { return nil }
-        return try? client.request("POST", "/write?db=raft&precision=ms", body: Array(line.utf8)).status
-    }
-
-    /// One of node `index`'s counters or gauges at `/metrics` (the first sample of `name`).
-    func metric(_ name: String, at index: Int) -> Double? {
-        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
-              let text = try? client.request("GET", "/metrics").text,
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }) else { return nil }
-        return line.split(separator: " ").last.flatMap { Double($0) }
-    }
-
-    /// The timestamps of `root.raft.<device>.v` that node `index` has applied.
-    func stored(at index: Int, device: String = "m") -> Set<Int64>? {
-        let sql = #"{"sql":"select v from root.raft.\#(device)","row_limit":100000}"#
-        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
-              let response = try? client.request("POST", "/rest/v2/query", body: Array(sql.utf8),
-                                                  headers: ["Content-Type": "application/json"]),
-              let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else { return nil }
-        return Set((json["timestamps"] as? [Int64]) ?? [])
-    }
-}
-
 @Suite(.serialized) struct RaftClusterProcessTests {
     @Test func theLeaderIsKilledAndNothingAcknowledgedIsLost() throws {
         let cluster = try ThreeNodes()

@@ -210,13 +210,14 @@ extension StorageEngine {
     /// The highest log index any segment holds.
     public var flushedIndexMax: UInt64 { state.withLock { flushedThroughMax } }
 
-    /// The highest log index the region's own files hold: in a segment, a tombstone or an
-    /// installed image. `apply` takes an entry at or below it for one applied before (its
-    /// points already in a segment are skipped, a tombstone of that index is kept once), so
-    /// the log must never give a new entry such an index.
+    /// The highest log index the region's own files hold: in a segment, a tombstone, the
+    /// schema log or an installed image. `apply` takes an entry at or below it for one applied
+    /// before (its points already in a segment are skipped, a tombstone of that index is kept
+    /// once, its schema change not made again), so the log must never give a new entry such
+    /// an index.
     public var persistedIndexMax: UInt64 {
         let held = state.withLock { tombstones.reduce(flushedThroughMax) { max($0, $1.sequence) } }
-        return max(held, installedImageIndex)
+        return max(held, installedImageIndex, writeLock.withLock { schemaIndex })
     }
 
     /// The caller holds `state`.

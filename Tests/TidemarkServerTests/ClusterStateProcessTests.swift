@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+import TidemarkTestSupport
+
+/// Every change of state replicates (issue 28): schema statements, deletes and users are
+/// entries of the group, on three real `tidemarkd` processes; followers refuse changes and
+/// name the leader's client address.
+@Suite(.serialized) struct ClusterStateProcessTests {
+    /// `SHOW TIMESERIES` at node `index`, as "path type encoding compression" lines.
+    private func schema(_ cluster: ThreeNodes, at index: Int, _ pattern: String = "root.ct.**") -> [String]? {
+        guard let (status, json) = cluster.sql("show timeseries \(pattern)", at: index), status == 200,
+              let names = json["column_names"] as? [String], let values = json["values"] as? [[Any]] else { return nil }
+        let columns = ["timeseries", "dataType", "encoding", "compression"].compactMap { names.firstIndex(of: $0) }
+        guard columns.count == 4, let rows = values.first?.count else { return nil }
+        return (0..<rows).map { row in columns.map { "\(values[$0][row])" }.joined(separator: " ") }
+    }
+
+    /// A refusal for not being the leader: 503, IoTDB's 606, and the leader's client address.
+    private func expectNotLeader(_ answer: (status: Int, json: [String: Any])?, leader: String, _ what: String) {
+        #expect(answer?.status == 503, "\(what): \(String(describing: answer))")
+        #expect(answer?.json["code"] as? Int == 606, "\(what): \(String(describing: answer))")
+        #expect(answer?.json["leader"] as? String == leader, "\(what) names the leader's address: \(String(describing: answer))")
+        #expect((answer?.json["message"] as? String)?.contains(leader) == true, "\(what): \(String(describing: answer))")
+    }
+
+    @Test func schemaAndDeletesAreTheSameOnEveryNodeThroughFailoverAndRestart() throws {
+        let cluster = try ThreeNodes()
+        let leader = try cluster.awaitLeader()
+        let followers = [0, 1, 2].filter { $0 != leader }
+        let leaderAddress = cluster.address(of: leader)
+
+        // DDL on the leader: the same schema, encoding and compressor on every node.
+        #expect(cluster.sql("CREATE DATABASE root.ct", at: leader)?.json["code"] as? Int == 200)
+        #expect(cluster.sql("CREATE TIMESERIES root.ct.d1.s1 WITH DATATYPE=INT32, ENCODING=RLE, COMPRESSOR=LZ4", at: leader)?.json["code"] as? Int == 200)
+        let expected = ["root.ct.d1.s1 INT32 RLE LZ4"]
+        for index in 0..<3 {
+            #expect(eventually { schema(cluster, at: index) == expected }, "node \(index + 1): \(String(describing: schema(cluster, at: index)))")
+        }
+        // A second CREATE is refused with IoTDB's code, decided by the entry's apply.
+        #expect(cluster.sql("CREATE DATABASE root.ct", at: leader)?.json["code"] as? Int == 501)
+
+        // A follower refuses DDL and deletes, naming the leader; nothing changes anywhere.
+        for follower in followers {
+            expectNotLeader(cluster.sql("CREATE DATABASE root.fdb", at: follower), leader: leaderAddress, "CREATE DATABASE on a follower")
+            // Case B of the issue: a follower cannot type s7 on its own.
+            expectNotLeader(cluster.sql("CREATE TIMESERIES root.ct.d1.s7 WITH DATATYPE=TEXT", at: follower), leader: leaderAddress,
+                            "CREATE TIMESERIES on a follower")
+            expectNotLeader(cluster.sql("DELETE FROM root.ct.d1.s1 WHERE time <= 10", at: follower), leader: leaderAddress, "DELETE on a follower")
+            expectNotLeader(cluster.sql("DROP DATABASE root.ct", at: follower), leader: leaderAddress, "DROP DATABASE on a follower")
+            // Line protocol and REST inserts name it too.
+            let client = try TestHTTPClient(port: cluster.nodes[follower]!.port)
+            let line = try client.request("POST", "/write?db=ct&precision=ms", body: Array("d2 v=1i 5".utf8))
+            #expect(line.status == 503 && line.text.contains(#""leader":"\#(leaderAddress)""#), "line protocol on a follower: \(line.text)")
+            expectNotLeader(cluster.sql("INSERT INTO root.ct.d1(time,s1) VALUES (9,9)", at: follower), leader: leaderAddress, "INSERT on a follower")
+        }
+        // The point through the leader lands, typed by the leader's schema, on every node.
+        #expect(cluster.sql("INSERT INTO root.ct.d1(time,s7) VALUES (1,5)", at: leader)?.json["code"] as? Int == 200)
+        #expect(cluster.sql("INSERT INTO root.ct.d1(time,s1) VALUES (1,7),(2,8)", at: leader)?.json["code"] as? Int == 200)
+        for index in 0..<3 {
+            #expect(eventually { cluster.column("show databases", "database", at: index) == ["root.ct"] })
+            #expect(eventually { schema(cluster, at: index)?.contains("root.ct.d1.s7 INT64 TS_2DIFF ZSTD") == true })
+        }
+
+        // DROP DATABASE with points in it, then a database that stays.
+        #expect(cluster.write("m v=1i 1", at: leader) == 204)  // root.raft.m.v
+        #expect(cluster.sql("DROP DATABASE root.raft", at: leader)?.json["code"] as? Int == 200)
+        #expect(cluster.sql("DROP DATABASE root.raft", at: leader)?.json["code"] as? Int == 500)  // no such database
+        for index in 0..<3 { #expect(eventually { cluster.column("show databases", "database", at: index) == ["root.ct"] }) }
+
+        // SIGKILL the leader: the new one has the same schema and takes DDL.
+        #expect(try cluster.nodes[leader]!.stop(signal: SIGKILL) == SIGKILL)
+        cluster.nodes[leader] = nil
+        let second = try cluster.awaitLeader()
+        #expect(schema(cluster, at: second) == ["root.ct.d1.s1 INT32 RLE LZ4", "root.ct.d1.s7 INT64 TS_2DIFF ZSTD"])
+        #expect(cluster.sql("CREATE TIMESERIES root.ct.d1.s2 WITH DATATYPE=DOUBLE, ENCODING=PLAIN, COMPRESSOR=SNAPPY", at: second)?.json["code"] as? Int == 200)
+        #expect(cluster.sql("select s7 from root.ct.d1", at: second)?.json["timestamps"] as? [Int] == [1])
+        try cluster.start(leader)
+
+        // A whole-cluster restart after SIGKILL: every node replays to the same schema, the
+        // dropped database stays dropped, and no acknowledged point is lost.
+        let all = ["root.ct.d1.s1 INT32 RLE LZ4", "root.ct.d1.s2 DOUBLE PLAIN SNAPPY", "root.ct.d1.s7 INT64 TS_2DIFF ZSTD"]
+        for index in 0..<3 { #expect(eventually { schema(cluster, at: index) == all }, "node \(index + 1) before the restart") }
+        cluster.stopAll(kill: true)
+        for index in 0..<3 { try cluster.start(index) }
+        _ = try cluster.awaitLeader()
+        for index in 0..<3 {
+            #expect(eventually { schema(cluster, at: index) == all }, "node \(index + 1): \(String(describing: schema(cluster, at: index)))")
+            #expect(cluster.column("show databases", "database", at: index) == ["root.ct"], "node \(index + 1) after the restart")
+            #expect(cluster.sql("select s1 from root.ct.d1", at: index)?.json["timestamps"] as? [Int] == [1, 2])
+            #expect(cluster.sql("select s7 from root.ct.d1", at: index)?.json["timestamps"] as? [Int] == [1])
+        }
+        cluster.stopAll()
+    }
+
+    @Test func usersAreTheSameOnEveryNode() throws {
+        let cluster = try ThreeNodes()
+        let leader = try cluster.awaitLeader()
+        let follower = [0, 1, 2].first { $0 != leader }!
+        func basic(_ name: String, _ password: String) -> String { "Basic " + Data("\(name):\(password)".utf8).base64EncodedString() }
+        func status(_ statement: String, at index: Int, as authorization: String) -> Int? {
+            cluster.sql(statement, at: index, authorization: authorization)?.status
+        }
+
+        #expect(cluster.sql("CREATE USER bob 'bobpass1'", at: leader)?.json["code"] as? Int == 200)
+        #expect(cluster.sql("GRANT READ_SCHEMA ON root.** TO USER bob", at: leader)?.json["code"] as? Int == 200)
+        expectNotLeader(cluster.sql("CREATE USER eve 'evepass1'", at: follower), leader: cluster.address(of: leader), "CREATE USER on a follower")
+        for index in 0..<3 {
+            #expect(eventually { status("show databases", at: index, as: basic("bob", "bobpass1")) == 200 }, "bob on node \(index + 1)")
+            #expect(status("show databases", at: index, as: basic("eve", "evepass1")) == 401, "eve on node \(index + 1)")
+            #expect(cluster.column("list user", "user", at: index) == ["bob", "root"])
+        }
+
+        // root's new password holds on every node, the default one nowhere, also after a restart.
+        #expect(cluster.sql("ALTER USER root SET PASSWORD 'r00t-changed'", at: leader)?.json["code"] as? Int == 200)
+        let root = basic("root", "r00t-changed")
+        for index in 0..<3 {
+            #expect(eventually { status("show databases", at: index, as: root) == 200 }, "new root password on node \(index + 1)")
+            #expect(status("show databases", at: index, as: TestHTTPClient.rootAuthorization) == 401, "root/root on node \(index + 1)")
+        }
+        cluster.stopAll(kill: true)
+        for index in 0..<3 { try cluster.start(index) }
+        for index in 0..<3 {
+            #expect(status("show databases", at: index, as: root) == 200, "new root password on node \(index + 1) after a restart")
+            #expect(status("show databases", at: index, as: TestHTTPClient.rootAuthorization) == 401)
+            #expect(status("show databases", at: index, as: basic("bob", "bobpass1")) == 200)
+        }
+        cluster.stopAll()
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import Testing
+import TidemarkTestSupport
+
+/// Three `tidemarkd` processes replicating their data region on loopback (Raft, or
+/// multi-leader).
+final class ThreeNodes {
+    let directory: String
+    let internalPorts: [Int]
+    let raft: String
+    let consensus: String
+    let extraConfig: String
+    var nodes: [NodeProcess?] = [nil, nil, nil]
+
+    /// `extraConfig`: more lines of every node's config; `raft` the keys of its `raft:` section.
+    init(consensus: String = "raft", raft: String = "tick_ms: 50, election_ticks: 10", extraConfig: String = "") throws {
+        self.consensus = consensus
+        self.raft = raft
+        self.extraConfig = extraConfig
+        directory = try temporaryDirectory("cluster3")
+        internalPorts = try (0..<3).map { _ in try freePort() }
+        for index in 0..<3 { try start(index) }
+    }
+
+    func start(_ index: Int) throws {
+        let peers = internalPorts.map { "127.0.0.1:\($0)" }.joined(separator: ", ")
+        let config = """
+            node_name: n\(index + 1)
+            http: {listen: "127.0.0.1:0"}
+            internal: {listen: "127.0.0.1:\(internalPorts[index])"}
+            meta_peers: [\(peers)]
+            cluster_secret: test-secret
+            data_consensus: \(consensus)
+            raft: {\(raft)}
+            log_level: warning
+            \(extraConfig)
+            """
+        let path = directory + "/n\(index + 1).yaml"
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        nodes[index] = try NodeProcess(arguments: ["--config", path, "--data-dir", directory + "/data\(index + 1)"])
+    }
+
+    /// Writes one line at node `index`: its HTTP status (nil when the node is unreachable).
+    func write(_ line: String, at index: Int) -> Int? {
+        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5) else { return nil }
+        return try? client.request("POST", "/write?db=raft&precision=ms", body: Array(line.utf8)).status
+    }
+
+    /// One of node `index`'s counters or gauges at `/metrics` (the first sample of `name`).
+    func metric(_ name: String, at index: Int) -> Double? {
+        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
+              let text = try? client.request("GET", "/metrics").text,
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name + " ") || $0.hasPrefix(name + "{") }) else { return nil }
+        return line.split(separator: " ").last.flatMap { Double($0) }
+    }
+
+    /// The timestamps of `root.raft.<device>.v` that node `index` has applied.
+    func stored(at index: Int, device: String = "m") -> Set<Int64>? {
+        let sql = #"{"sql":"select v from root.raft.\#(device)","row_limit":100000}"#
+        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
+              let response = try? client.request("POST", "/rest/v2/query", body: Array(sql.utf8),
+                                                  headers: ["Content-Type": "application/json"]),
+              let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] else { return nil }
+        return Set((json["timestamps"] as? [Int64]) ?? [])
+    }
+
+    /// The node that says it leads the data group, if one does now.
+    func leader() -> Int? {
+        nodes.indices.first { index in
+            guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
+                  let status = try? client.request("GET", "/cluster").text else { return false }
+            return status.contains(#""group":"data-0","role":"leader""#)
+        }
+    }
+
+    /// Waits (bounded) for a leader: its index.
+    func awaitLeader(within seconds: Double = 30) throws -> Int {
+        var found: Int?
+        _ = eventually(within: seconds, pollingEveryMs: 50) {
+            found = leader()
+            return found != nil
+        }
+        guard let found else { throw TestClientError(description: "no leader within \(seconds) s; stderr: \(nodes.compactMap { $0?.stderr.suffix(1500) })") }
+        return found
+    }
+
+    /// The client address node `index` answers on.
+    func address(of index: Int) -> String { "127.0.0.1:\(nodes[index]!.port)" }
+
+    /// A statement at node `index` (`/rest/v2/query` for a SELECT or SHOW, else `/rest/v2/nonQuery`):
+    /// the HTTP status and the JSON body; nil when the node is unreachable.
+    func sql(_ statement: String, at index: Int, authorization: String = TestHTTPClient.rootAuthorization) -> (status: Int, json: [String: Any])? {
+        let query = ["select", "show", "count", "list"].contains { statement.lowercased().hasPrefix($0) }
+        let body = try! JSONSerialization.data(withJSONObject: ["sql": statement])
+        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 10),
+              let response = try? client.request("POST", query ? "/rest/v2/query" : "/rest/v2/nonQuery", body: Array(body),
+                                                  headers: ["Content-Type": "application/json", "Authorization": authorization]) else { return nil }
+        let json = (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]) ?? [:]
+        return (response.status, json)
+    }
+
+    /// The first column of a statement's answer at node `index`, as text.
+    func column(_ statement: String, _ column: String, at index: Int) -> [String]? {
+        guard let (status, json) = sql(statement, at: index), status == 200,
+              let names = json["column_names"] as? [String], let position = names.firstIndex(of: column),
+              let values = json["values"] as? [[Any]], position < values.count else { return nil }
+        return values[position].map { "\($0)" }
+    }
+
+    /// Stops every node still running (SIGKILL when `kill`), by PID.
+    func stopAll(kill: Bool = false) {
+        for index in nodes.indices {
+            _ = try? nodes[index]?.stop(signal: kill ? SIGKILL : SIGTERM)
+            nodes[index] = nil
+        }
+    }
+
+}
