@@ -84,6 +84,9 @@ struct SQL: ParsableCommand {
                 return true
             }
             FileHandle.standardError.write(Data("error \(code): \(object["message"] as? String ?? "")\n".utf8))
+            if let leader = object["leader"] as? String {
+                FileHandle.standardError.write(Data("hint: this node is not the leader; run it at the leader: --url http://\(leader)\n".utf8))
+            }
             return false
         }
         if format == .json {

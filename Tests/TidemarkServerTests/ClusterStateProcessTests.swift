@@ -52,6 +52,9 @@ import TidemarkTestSupport
             let line = try client.request("POST", "/write?db=ct&precision=ms", body: Array("d2 v=1i 5".utf8))
             #expect(line.status == 503 && line.text.contains(#""leader":"\#(leaderAddress)""#), "line protocol on a follower: \(line.text)")
             expectNotLeader(cluster.sql("INSERT INTO root.ct.d1(time,s1) VALUES (9,9)", at: follower), leader: leaderAddress, "INSERT on a follower")
+            // So does the CLI.
+            let cli = try runProcess(try builtProduct("tidemark"), ["sql", "--url", "http://\(cluster.address(of: follower))", "-e", "CREATE DATABASE root.cli"])
+            #expect(cli.status != 0 && cli.stderr.contains("--url http://\(leaderAddress)"), "the CLI on a follower: \(cli.stderr)")
         }
         // The point through the leader lands, typed by the leader's schema, on every node.
         #expect(cluster.sql("INSERT INTO root.ct.d1(time,s7) VALUES (1,5)", at: leader)?.json["code"] as? Int == 200)

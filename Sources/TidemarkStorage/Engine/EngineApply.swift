@@ -6,7 +6,7 @@ public enum RegionLog: Sendable {
     /// The engine keeps its own WAL (`write` and `delete` log, apply and sync).
     case own
     /// A consensus group's log is the record: the group hands committed entries to
-    /// `apply(index:record:local:)` in order, and replays its log after a restart. Entries
+    /// `apply(index:record:prepared:outcome:)` in order, and replays its log after a restart. Entries
     /// proposed elsewhere name series this node has not seen, so applying creates them
     /// (typed by the entry), on every replica at the same log position.
     case consensus
@@ -59,11 +59,6 @@ extension StorageEngine {
     private func prepare(_ batch: inout ColumnBatch) throws -> PreparedWrite {
         try writeLock.withLock { try resolveSchema(&batch.series) }
         return PreparedWrite(record: EngineRecord.encodeWrite(batch), batch: batch)
-    }
-
-    /// The log record of a delete.
-    public func prepareDelete(matching pattern: PathPattern, range: ClosedRange<Int64>) -> [UInt8] {
-        EngineRecord.delete(pattern: pattern.description, range: range).encoded()
     }
 
     /// Applies the log entry at `index`: to the memtable, as a tombstone or as a schema
