@@ -32,11 +32,11 @@ public final class PeerMetrics: Sendable {
 /// frame, heartbeats coalesced), versioned, checksummed and signed with the cluster secret.
 /// The node with the smaller ID dials (and redials every `redialMs` while the link is down);
 /// its first frame, a signed hello, tells the other side whose connection it is. Each side
-/// of a connection sends a hello with a fresh random nonce, its cluster name and its client
-/// address; a hello naming another cluster, or a node the two configs do not agree on, is
-/// refused (`PeerIdentity`) and both sides log why. Each side's hello carries a nonce, and every later frame carries
-/// the receiver's nonce and its place on the connection (`FrameSeal`), so a recorded frame
-/// played again (on this connection or another) is refused. A link
+/// of a connection sends a hello with its cluster name, its client address (peers keep it
+/// for leader hints) and a fresh random nonce. A hello naming another cluster, or a node the
+/// two configs do not agree on, is refused (`PeerIdentity`) and both sides log why. Every
+/// later frame carries the receiver's nonce and its place on the connection (`FrameSeal`),
+/// so a recorded frame played again (on this connection or another) is refused. A link
 /// that carried nothing for `pingMs` carries a hello again (the pair's one heartbeat, however
 /// many groups sleep); a link silent for `silenceMs` is cut and its peer reported down, so
 /// groups asleep under a leader that vanished wake up and elect another. Incoming
@@ -257,8 +257,8 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
                       metadata: ["silence_ms": "\(silenceMs)", "failed_authentications": "\(failures)"], nowNs: nowNs)
     }
 
-    /// An empty signed frame with this side's nonce: names this node on a new link, and
-    /// keeps an idle one alive.
+    /// A signed hello with this side's nonce, cluster name and client address: names this
+    /// node on a new link, and keeps an idle one alive.
     private func hello(to peer: UInt64, session: Session) -> [UInt8] {
         FrameCodec.prepare(RaftFrame(from: nodeID, to: peer, hello: ownHello), authenticator: authenticator)
             .sealed(FrameSeal(session: session.ownNonce, sequence: 0))
