@@ -118,6 +118,7 @@ let package = Package(
             dependencies: [
                 "TidemarkServer", "TidemarkNet", "TidemarkStages", "TidemarkConfig", "TidemarkStorage", "TidemarkTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
             ]),
     ],
     swiftLanguageModes: [.v6]

@@ -34,13 +34,21 @@ public enum ConfigLoader {
     public static func apply(nodeConfig text: String, file: String, to base: NodeConfig) throws(ConfigError) -> NodeConfig {
         let reader = YAMLReader(file: file)
         var config = base
+        var secretAt: Node?  // where cluster_secret was set, to point at when it is refused
         let keys = ["node_name", "data_dir", "cluster_name", "http", "auth", "native", "internal", "meta_peers", "cluster_secret", "data_consensus", "raft",
                     "wal_sync", "storage", "query", "log_level", "shutdown_timeout_ms", "stages"]
         for (name, node) in try reader.entries(try reader.root(of: text), key: nil) {
             switch name {
             case "node_name": config.nodeName = try nonEmpty(reader.string(node, key: name), node, name, reader)
             case "data_dir": config.dataDir = try nonEmpty(reader.string(node, key: name), node, name, reader)
-            case "cluster_name": config.clusterName = try nonEmpty(reader.string(node, key: name), node, name, reader)
+            case "cluster_name":
+                let clusterName = try nonEmpty(reader.string(node, key: name), node, name, reader)
+                // Every hello carries it, and a hello is read before its sender is trusted with more.
+                guard clusterName.utf8.count <= ClusterIdentity.nameBytesMax else {
+                    throw reader.error(at: node, key: name, "must be at most \(ClusterIdentity.nameBytesMax) bytes (got \(clusterName.utf8.count)): "
+                                           + "nodes send it in the hello of every internal connection")
+                }
+                config.clusterName = clusterName
             case "http": try applyHTTP(node, reader: reader, to: &config.http)
             case "auth": try applyAuth(node, reader: reader, to: &config.auth)
             case "native": config.nativeListen = try listenOnly(node, key: name, reader: reader)
@@ -52,7 +60,9 @@ public enum ConfigLoader {
                     case .failure(let problem): throw reader.error(at: node, key: name, problem.reason)
                     }
                 }
-            case "cluster_secret": config.clusterSecret = try nonEmpty(reader.string(node, key: name), node, name, reader)
+            case "cluster_secret":
+                config.clusterSecret = try nonEmpty(reader.string(node, key: name), node, name, reader)
+                secretAt = node
             case "data_consensus": config.dataConsensus = try reader.choice(node, key: name, as: DataConsensusKind.self)
             case "raft": try applyRaft(node, reader: reader, to: &config)
             case "wal_sync": config.storage.walSync = try walSync(node, reader: reader)
@@ -73,7 +83,22 @@ public enum ConfigLoader {
                 throw ConfigError(file: file, key: "cluster_secret", line: nil, column: nil, message: "is required with meta_peers")
             }
         }
+        try checkSecretExposure(config, file: file, line: secretAt?.mark?.line)
         return config
+    }
+
+    /// Refuses the shipped placeholder `cluster_secret` on a node reachable from other
+    /// machines (`http.listen` or `internal.listen` not on loopback; a wildcard host is
+    /// every interface, so not loopback): anyone who has read the sample configs could sign
+    /// frames for it. Run again after command-line overrides of the addresses.
+    public static func checkSecretExposure(_ config: NodeConfig, file: String, line: Int? = nil) throws(ConfigError) {
+        guard config.clusterSecret == ClusterIdentity.placeholderSecret else { return }
+        let addresses = [(key: "http.listen", address: config.http.listen), (key: "internal.listen", address: config.internalListen)]
+        guard let (key, address) = addresses.first(where: { !$0.address.isLoopback }).map({ ($0.key, $0.address) }) else { return }
+        throw ConfigError(file: file, key: "cluster_secret", line: line, column: nil,
+                          message: "is the sample placeholder \"\(ClusterIdentity.placeholderSecret)\", and \(key) \(address) is not a loopback "
+                              + "address: anyone who read the sample configs could join this cluster. Give every node the same secret of "
+                              + "its own, e.g. the output of `openssl rand -hex 32`")
     }
 
     // MARK: - Stages

@@ -43,6 +43,27 @@ enum TCPAddress {
         return ListenAddress(host: host, port: Int(UInt16(bigEndian: port)))
     }
 
+    /// The full address of a connected handle's peer, or nil if the system cannot say.
+    static func peer(_ tcp: UnsafeMutablePointer<uv_tcp_t>) -> ListenAddress? {
+        var storage = sockaddr_storage()
+        var length = Int32(MemoryLayout<sockaddr_storage>.size)
+        let status = withUnsafeMutablePointer(to: &storage) { pointer in
+            uv_tcp_getpeername(tcp, UnsafeMutableRawPointer(pointer).assumingMemoryBound(to: sockaddr.self), &length)
+        }
+        guard status == 0 else { return nil }
+        var text = [CChar](repeating: 0, count: 64)
+        return withUnsafeBytes(of: storage) { raw -> ListenAddress? in
+            if storage.ss_family == sa_family_t(AF_INET6) {
+                var address = raw.load(as: sockaddr_in6.self)
+                guard uv_ip6_name(&address, &text, text.count) == 0 else { return nil }
+                return ListenAddress(host: decodedCString(text), port: Int(UInt16(bigEndian: address.sin6_port)))
+            }
+            var address = raw.load(as: sockaddr_in.self)
+            guard uv_ip4_name(&address, &text, text.count) == 0 else { return nil }
+            return ListenAddress(host: decodedCString(text), port: Int(UInt16(bigEndian: address.sin_port)))
+        }
+    }
+
     /// The client a connected handle's peer counts as for per-client limits: its IPv4
     /// address, or the /64 prefix of its IPv6 address ("" if the system cannot say). A host
     /// is commonly given a whole IPv6 /64, so keying by the full address would give one
@@ -79,6 +100,11 @@ enum TCPAddress {
         var prefix = Array(bytes[0..<8]) + [UInt8](repeating: 0, count: 8)
         var text = [CChar](repeating: 0, count: 64)
         guard uv_inet_ntop(AF_INET6, &prefix, &text, text.count) == 0 else { return "" }
-        return String(cString: text) + "/64"
+        return decodedCString(text) + "/64"
+    }
+
+    /// The text of a NUL-terminated buffer libuv filled (an address is ASCII).
+    private static func decodedCString(_ buffer: [CChar]) -> String {
+        String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -17,6 +17,9 @@ public final class TCPStream {
     public private(set) var isOpen = true
     /// Bytes handed to `write` and not yet written.
     public private(set) var pendingWriteBytes = 0
+    /// `HOST:PORT` of the other end, read once connected (kept after the close, for logs);
+    /// nil when the system could not say.
+    public private(set) var remoteAddress: ListenAddress?
     private var connectRequest: UnsafeMutablePointer<uv_connect_t>?
     private var onConnect: ((UVError?) -> Void)?
 
@@ -63,6 +66,7 @@ public final class TCPStream {
             completion?(UVError(code: status, operation: "connect"))
         } else {
             uv_tcp_nodelay(handle, 1)
+            remoteAddress = TCPAddress.peer(handle)
             completion?(nil)
         }
     }
@@ -75,6 +79,7 @@ public final class TCPStream {
             return nil
         }
         uv_tcp_nodelay(stream.handle, 1)
+        stream.remoteAddress = TCPAddress.peer(stream.handle)
         return stream
     }
 

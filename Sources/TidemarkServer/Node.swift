@@ -141,7 +141,7 @@ public final class Node: @unchecked Sendable {
         var internalAddress: ListenAddress?
         if let cluster {
             do {
-                internalAddress = try cluster.start(listen: config.internalListen, loop: loop)
+                internalAddress = try cluster.start(listen: config.internalListen, http: address, loop: loop)
             } catch {
                 server.closeAllConnections()
                 throw error

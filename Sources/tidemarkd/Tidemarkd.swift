@@ -108,6 +108,8 @@ struct Tidemarkd: ParsableCommand {
             }
         }
         if let dataDir { nodeConfig.dataDir = dataDir }
+        // --http-listen may have moved the node off loopback.
+        try ConfigLoader.checkSecretExposure(nodeConfig, file: config ?? "(defaults)")
         if let logLevel {
             guard let level = LogLevelName(rawValue: logLevel) else {
                 throw ConfigError(file: "--log-level", key: nil, line: nil, column: nil,

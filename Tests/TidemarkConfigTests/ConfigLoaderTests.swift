@@ -203,4 +203,68 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         try Data([0xff, 0xfe, 0x00]).write(to: URL(fileURLWithPath: notUTF8))
         #expect(throws: ConfigError.self) { try ConfigLoader.load(configPath: notUTF8) }
     }
+
+    /// Every hello carries the cluster name, so it is bounded; the error names key and line.
+    @Test func aClusterNameIsBoundedForTheHello() throws {
+        let longest = String(repeating: "c", count: ClusterIdentity.nameBytesMax)
+        #expect(try ConfigLoader.load(configPath: try temporaryFile("cluster_name: \(longest)\n")).clusterName == longest)
+        let error = try #require(try loadError("log_level: info\ncluster_name: \(longest)c\n"))
+        #expect(error.key == "cluster_name" && error.line == 2)
+        #expect(error.message.contains("must be at most \(ClusterIdentity.nameBytesMax) bytes (got \(ClusterIdentity.nameBytesMax + 1))"))
+    }
+
+    /// The sample configs' secret is fine on loopback and refused wherever another machine
+    /// could reach the node (a wildcard host included), with the key, line and a way out.
+    @Test func thePlaceholderSecretIsRefusedOffLoopback() throws {
+        func cluster(http: String = "127.0.0.1:18080", internalListen: String = "127.0.0.1:10731", secret: String = "change-me") -> String {
+            """
+            http: {listen: "\(http)"}
+            internal: {listen: "\(internalListen)"}
+            cluster_secret: \(secret)
+            meta_peers: ["\(internalListen)"]
+            """
+        }
+        #expect(try loadError(cluster()) == nil)
+        #expect(try loadError(cluster(http: "[::1]:18080", internalListen: "[::1]:10731")) == nil)
+        #expect(try loadError(cluster(http: "localhost:18080", internalListen: "127.3.0.1:10731")) == nil)
+        for (http, internalListen, named) in [("0.0.0.0:18080", "127.0.0.1:10731", "http.listen 0.0.0.0:18080"),
+                                              ("[::]:18080", "127.0.0.1:10731", "http.listen [::]:18080"),
+                                              ("10.1.2.3:18080", "127.0.0.1:10731", "http.listen 10.1.2.3:18080"),
+                                              ("127.0.0.1:18080", "10.1.2.3:10731", "internal.listen 10.1.2.3:10731")] {
+            let error = try #require(try loadError(cluster(http: http, internalListen: internalListen)), "\(http) \(internalListen)")
+            #expect(error.key == "cluster_secret" && error.line == 3)
+            #expect(error.message.contains("\(named) is not a loopback address") && error.message.contains("openssl rand -hex 32"))
+        }
+        // A secret of its own may go anywhere.
+        #expect(try loadError(cluster(http: "0.0.0.0:18080", internalListen: "10.1.2.3:10731", secret: "d41d8cd98f00b204e9800998ecf8427e")) == nil)
+        // What tidemarkd checks again after --http-listen moved the node.
+        var moved = try ConfigLoader.load(configPath: try temporaryFile(cluster()))
+        moved.http.listen = ListenAddress(host: "0.0.0.0", port: 0)
+        #expect(throws: ConfigError.self) { try ConfigLoader.checkSecretExposure(moved, file: "node.yaml") }
+    }
+
+    /// The sample configs under deploy/ load as shipped (the three-node one on loopback keeps
+    /// the placeholder secret).
+    @Test func everySampleConfigUnderDeployLoads() throws {
+        let deploy = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("deploy")
+        let samples = (FileManager.default.enumerator(atPath: deploy.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".yaml") }
+        #expect(samples.count >= 4, "found \(samples)")
+        for sample in samples {
+            #expect(throws: Never.self, "\(sample)") { _ = try ConfigLoader.load(configPath: deploy.appendingPathComponent(sample).path) }
+        }
+    }
+
+    @Test func loopbackAndWildcardHostsAndTheClientAddress() throws {
+        func address(_ text: String) throws -> ListenAddress { try ListenAddress.parse(text).get() }
+        for text in ["127.0.0.1:1", "127.255.0.9:1", "localhost:1", "[::1]:1", "[::ffff:127.0.0.1]:1"] { #expect(try address(text).isLoopback, "\(text)") }
+        for text in ["0.0.0.0:1", "[::]:1", "10.0.0.1:1", "[2001:db8::1]:1", "128.0.0.1:1"] { #expect(try !address(text).isLoopback, "\(text)") }
+        #expect(try address("0.0.0.0:1").isWildcard && address("[::]:1").isWildcard && !address("127.0.0.1:1").isWildcard)
+        // A wildcard HTTP host is no address a client can dial: the internal host stands in.
+        #expect(ClusterIdentity.clientAddress(http: try address("10.0.0.5:18080"), internalListen: try address("10.0.0.5:10730")) == "10.0.0.5:18080")
+        #expect(ClusterIdentity.clientAddress(http: try address("0.0.0.0:18080"), internalListen: try address("10.0.0.5:10730")) == "10.0.0.5:18080")
+        #expect(ClusterIdentity.clientAddress(http: try address("[::]:18080"), internalListen: try address("[fd00::5]:10730")) == "[fd00::5]:18080")
+        // The longest address a config can hold fits a hello.
+        #expect(try "\(address("[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535"))".utf8.count <= ClusterIdentity.clientAddressBytesMax)
+    }
 }

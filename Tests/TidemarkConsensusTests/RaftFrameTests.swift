@@ -1,5 +1,6 @@
 import Testing
 import TidemarkConsensus
+import TidemarkCore
 import TidemarkStorage
 
 private let data = GroupID(kind: .data, number: 7)
@@ -124,7 +125,8 @@ private func decode(_ bytes: [UInt8], with authenticator: FrameAuthenticator = c
         let error = #expect(throws: FrameError.self) { try decode(garbage) }
         #expect(error?.label == "malformed")
         // The label list metrics start from names every reason, in order.
-        let every: [FrameError] = [.badMagic, .unsupportedVersion(9), .tooLarge(bytes: 2, max: 1), .badChecksum, .unauthenticated, .replayed, .malformed("x")]
+        let every: [FrameError] = [.badMagic, .unsupportedVersion(9), .tooLarge(bytes: 2, max: 1), .badChecksum, .unauthenticated, .replayed, .malformed("x"),
+                                   .identity("x")]
         #expect(every.map(\.label) == FrameError.labels)
     }
 
@@ -145,10 +147,37 @@ private func decode(_ bytes: [UInt8], with authenticator: FrameAuthenticator = c
         rewritten.replaceSubrange((sealed.count - FrameCodec.tagBytes - 4)..<(sealed.count - FrameCodec.tagBytes),
                                   with: withUnsafeBytes(of: crc.littleEndian, Array.init))
         #expect(throws: FrameError.unauthenticated) { try decode(rewritten) }
-        // A hello (sequence 0) names its sender only: one with messages is malformed.
-        let hello = FrameCodec.encode(RaftFrame(from: 1, to: 2, messages: []), seal: FrameSeal(session: 7, sequence: 0), sign: cluster.sign)
-        #expect(try FrameCodec.decodeSealed(hello[...], frameBytesMax: 1 << 20, verify: cluster.verify)?.seal.isHello == true)
+        // A hello (sequence 0) names its sender and its cluster only: one with messages, or
+        // without its names, is malformed, and so is a hello sealed at another place.
+        let greeting = PeerHello(clusterName: "tidemark", clientAddress: "127.0.0.1:18081")
+        let hello = FrameCodec.encode(RaftFrame(from: 1, to: 2, hello: greeting), seal: FrameSeal(session: 7, sequence: 0), sign: cluster.sign)
+        let decodedHello = try #require(try FrameCodec.decodeSealed(hello[...], frameBytesMax: FrameCodec.helloBytesMax, verify: cluster.verify))
+        #expect(decodedHello.seal.isHello && decodedHello.frame.hello == greeting && decodedHello.frame.isEmpty)
         let loudHello = FrameCodec.encode(frame, seal: FrameSeal(session: 7, sequence: 0), sign: cluster.sign)
         #expect(throws: FrameError.self) { try decode(loudHello) }
+        let namelessHello = FrameCodec.encode(RaftFrame(from: 1, to: 2, messages: []), seal: FrameSeal(session: 7, sequence: 0), sign: cluster.sign)
+        #expect(throws: FrameError.self) { try decode(namelessHello) }
+        let misplacedHello = FrameCodec.encode(RaftFrame(from: 1, to: 2, hello: greeting), seal: FrameSeal(session: 7, sequence: 3), sign: cluster.sign)
+        #expect(throws: FrameError.self) { try decode(misplacedHello) }
+    }
+
+    /// A hello with the longest name and address a config allows fits `helloBytesMax`
+    /// (what a connection may send before it said who it is); longer fields do not decode.
+    @Test func aHelloIsBounded() throws {
+        let longest = PeerHello(clusterName: String(repeating: "n", count: ClusterIdentity.nameBytesMax),
+                                clientAddress: String(repeating: "a", count: ClusterIdentity.clientAddressBytesMax))
+        let bytes = FrameCodec.encode(RaftFrame(from: 1, to: 2, hello: longest), seal: FrameSeal(session: 7, sequence: 0), sign: cluster.sign)
+        #expect(bytes.count <= FrameCodec.helloBytesMax)
+        let (decoded, _, _) = try #require(try FrameCodec.decodeSealed(bytes[...], frameBytesMax: FrameCodec.helloBytesMax, verify: cluster.verify))
+        #expect(decoded.hello == longest)
+        // The bytes a node with a name one byte too long would send (its config refuses it), signed.
+        var long = Array(bytes.prefix(FrameCodec.headerBytes))
+        long[FrameCodec.headerBytes - 4] = UInt8(2 + ClusterIdentity.nameBytesMax + 1)
+        long += [UInt8(ClusterIdentity.nameBytesMax + 1)] + Array(repeating: UInt8(ascii: "n"), count: ClusterIdentity.nameBytesMax + 1) + [0]
+        long += withUnsafeBytes(of: UInt64(7).littleEndian, Array.init) + withUnsafeBytes(of: UInt64(0).littleEndian, Array.init)
+        long += withUnsafeBytes(of: CRC32C.checksum(long).littleEndian, Array.init)
+        long += cluster.sign(long)
+        let error = #expect(throws: FrameError.self) { try decode(long) }
+        #expect(error?.label == "malformed")
     }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import InMemoryLogging
+import Logging
 import Synchronization
 import Testing
 import TidemarkConsensus
@@ -25,6 +27,24 @@ private final class RawClient: @unchecked Sendable {
     var stream: TCPStream?
     /// What came in (read on the loop, looked at by the test).
     let received = Mutex<[UInt8]>([])
+}
+
+/// A logger whose lines the test reads, and how many of them contain `text`.
+private struct CapturedLog {
+    let handler = InMemoryLogHandler()
+    var logger: Logger { Logger(label: "peers") { [handler] _ in handler } }
+
+    func count(_ text: String) -> Int { handler.entries.filter { "\($0.message)".contains(text) }.count }
+}
+
+/// Runs `loop` on a thread of its own; the returned semaphore is signalled once it stopped.
+private func runInBackground(_ loop: EventLoop) -> DispatchSemaphore {
+    let stopped = DispatchSemaphore(value: 0)
+    Thread.detachNewThread {
+        loop.run()
+        stopped.signal()
+    }
+    return stopped
 }
 
 @Suite(.serialized) struct PeerTransportTests {
@@ -138,7 +158,8 @@ private final class RawClient: @unchecked Sendable {
                     client.stream = stream
                     stream?.onBytes = { bytes in client.received.withLock { $0 += Array(bytes) } }
                     stream?.startReading()
-                    stream?.write(FrameCodec.encode(RaftFrame(from: 1, to: 2, messages: []), seal: FrameSeal(session: 5, sequence: 0), sign: secret.sign))
+                    let hello = RaftFrame(from: 1, to: 2, hello: PeerHello(clusterName: "tidemark", clientAddress: ""))
+                    stream?.write(FrameCodec.encode(hello, seal: FrameSeal(session: 5, sequence: 0), sign: secret.sign))
                 }
             }
         }
@@ -288,6 +309,151 @@ private final class RawClient: @unchecked Sendable {
         loop.execute {
             mute.stream?.close()
             node.stop()
+            loop.close()
+        }
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// Two nodes that share the secret but not the cluster name never mix: each refuses the
+    /// other's hello, counts it under `identity` and logs why (once per peer and reason per
+    /// `PeerWarnings.intervalMs`, however often the pair redials), and no frame is delivered.
+    @Test func nodesOfAnotherClusterAreRefusedAndBothSidesSayWhy() throws {
+        let loop = try EventLoop()
+        let inboxA = Inbox(), inboxB = Inbox(), logA = CapturedLog(), logB = CapturedLog()
+        let loopback = ListenAddress(host: "127.0.0.1", port: 0)
+        let a = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "s", clusterName: "tidemark", logger: logA.logger,
+                              redialMs: 20) { inboxA.take($0) }
+        let b = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "s", clusterName: "other", logger: logB.logger) { inboxB.take($0) }
+        let addressA = try a.start(listen: loopback, clientAddress: "127.0.0.1:18081")
+        let addressB = try b.start(listen: loopback, clientAddress: "127.0.0.1:18082")
+        a.setAddress(of: 2, to: addressB)
+        b.setAddress(of: 1, to: addressA)
+        let stopped = runInBackground(loop)
+
+        // Raft would send again and again; so does this loop, until each side refused a few hellos.
+        #expect(eventually {
+            a.send(to: 2, [GroupMessage(group: group, message: RaftMessage(kind: .vote, from: 1, to: 2, term: 5))])
+            b.send(to: 1, [GroupMessage(group: group, message: RaftMessage(kind: .vote, from: 2, to: 1, term: 5))])
+            return a.metrics.refusedFrames("identity") >= 3 && b.metrics.refusedFrames("identity") >= 3
+        })
+        #expect(logA.count(#"cluster name "other" differs from this node's "tidemark""#) == 1)
+        #expect(logA.count("refused the internal connection with \(addressB)") == 1)
+        #expect(logB.count(#"cluster name "tidemark" differs from this node's "other""#) == 1)
+        #expect(inboxA.messages.withLock { $0.isEmpty } && inboxB.messages.withLock { $0.isEmpty })
+        #expect(a.metrics.framesReceived.load(ordering: .relaxed) == 0 && b.metrics.framesReceived.load(ordering: .relaxed) == 0)
+        // A refused hello teaches nothing; each node knows its own client address.
+        #expect(a.clientAddress(of: 2) == nil && b.clientAddress(of: 1) == nil)
+        #expect(a.clientAddress(of: 1) == "127.0.0.1:18081" && b.clientAddress(of: 2) == "127.0.0.1:18082")
+
+        loop.execute {
+            a.stop()
+            b.stop()
+            loop.close()
+        }
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// Node 1 lists node 3 where node 2 should be: node 3 finds the hello is meant for node 2,
+    /// node 1 that the node it dialed as node 2 says it is node 3; both refuse and log it.
+    @Test func aNodeListedInAnotherPlaceIsRefusedOnBothSides() throws {
+        let loop = try EventLoop()
+        let logLow = CapturedLog(), logOther = CapturedLog()
+        let loopback = ListenAddress(host: "127.0.0.1", port: 0)
+        let low = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "s", logger: logLow.logger, redialMs: 20) { _ in }
+        let other = PeerTransport(loop: loop, nodeID: 3, peers: [:], clusterSecret: "s", logger: logOther.logger) { _ in }
+        let addressLow = try low.start(listen: loopback)
+        let addressOther = try other.start(listen: loopback)
+        low.setAddress(of: 2, to: addressOther)
+        other.setAddress(of: 1, to: addressLow)
+        let stopped = runInBackground(loop)
+
+        #expect(eventually {
+            low.send(to: 2, [GroupMessage(group: group, message: RaftMessage(kind: .vote, from: 1, to: 2, term: 5))])
+            return low.metrics.refusedFrames("identity") >= 1 && other.metrics.refusedFrames("identity") >= 1
+        })
+        #expect(logLow.count("the node at \(addressOther) says it is node 3; meta_peers lists it as node 2") == 1)
+        #expect(logOther.count("takes this node for node 2; meta_peers lists this node as node 3") == 1)
+        #expect(other.metrics.framesReceived.load(ordering: .relaxed) == 0)
+
+        loop.execute {
+            low.stop()
+            other.stop()
+            loop.close()
+        }
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// Each side of a link learns the other's client address from its hello (for leader
+    /// hints), and a healthy pair logs nothing.
+    @Test func aPeersClientAddressIsLearnedFromItsHello() throws {
+        let loop = try EventLoop()
+        let inboxB = Inbox(), logA = CapturedLog(), logB = CapturedLog()
+        let loopback = ListenAddress(host: "127.0.0.1", port: 0)
+        // A long silence: a slow machine must not make this pair look deaf.
+        let a = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "s", logger: logA.logger, silenceMs: 600_000) { _ in }
+        let b = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "s", logger: logB.logger, silenceMs: 600_000) { inboxB.take($0) }
+        let addressA = try a.start(listen: loopback, clientAddress: "127.0.0.1:18081")
+        let addressB = try b.start(listen: loopback, clientAddress: "[::1]:18082")
+        a.setAddress(of: 2, to: addressB)
+        b.setAddress(of: 1, to: addressA)
+        let stopped = runInBackground(loop)
+
+        a.send(to: 2, [GroupMessage(group: group, message: RaftMessage(kind: .vote, from: 1, to: 2, term: 5))])
+        #expect(inboxB.arrived.wait(timeout: .now() + 10) == .success)
+        #expect(b.clientAddress(of: 1) == "127.0.0.1:18081")
+        #expect(eventually { a.clientAddress(of: 2) == "[::1]:18082" })
+        #expect(a.clientAddress(of: 3) == nil)
+        #expect(logA.handler.entries.isEmpty && logB.handler.entries.isEmpty)
+        // Too long for a hello: the transport does not start.
+        let long = PeerTransport(loop: loop, nodeID: 3, peers: [:], clusterSecret: "s", clusterName: String(repeating: "x", count: 65)) { _ in }
+        let refused = Mutex<String?>(nil), answered = DispatchSemaphore(value: 0)
+        loop.execute {
+            do {
+                _ = try long.start(listen: loopback)
+            } catch {
+                refused.withLock { $0 = "\(error)" }
+            }
+            answered.signal()
+        }
+        #expect(answered.wait(timeout: .now() + 10) == .success)
+        #expect(refused.withLock { $0 }?.contains("cluster_name takes 65 bytes") == true)
+
+        loop.execute {
+            a.stop()
+            b.stop()
+            long.stop()
+            loop.close()
+        }
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+    }
+
+    /// A node with another secret: the side that receives its frames logs that they fail
+    /// authentication (once, however often it redials), and a node that hears no peer for a
+    /// whole silence says so, naming the peers it tried.
+    @Test func aWrongSecretIsLogged() throws {
+        let loop = try EventLoop()
+        let logLow = CapturedLog(), logHigh = CapturedLog()
+        let loopback = ListenAddress(host: "127.0.0.1", port: 0)
+        let low = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "one secret", logger: logLow.logger,
+                                redialMs: 20, pingMs: 10, silenceMs: 200) { _ in }
+        let high = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "another secret", logger: logHigh.logger,
+                                 pingMs: 10, silenceMs: 200) { _ in }
+        let addressLow = try low.start(listen: loopback)
+        let addressHigh = try high.start(listen: loopback)
+        low.setAddress(of: 2, to: addressHigh)
+        high.setAddress(of: 1, to: addressLow)
+        let stopped = runInBackground(loop)
+
+        #expect(eventually { high.metrics.refusedFrames("unauthenticated") >= 3 })
+        #expect(logHigh.count("fail authentication: cluster_secret probably differs") == 1)
+        // Both are deaf: the receiving side knows why, the dialer only that nobody answers.
+        #expect(eventually { logHigh.count("no authenticated frame from any peer for 200 ms (tried node 1 at \(addressLow))") == 1 })
+        #expect(eventually { logLow.count("no authenticated frame from any peer for 200 ms (tried node 2 at \(addressHigh))") == 1 })
+        #expect(logLow.count("fail authentication") == 0)
+
+        loop.execute {
+            low.stop()
+            high.stop()
             loop.close()
         }
         #expect(stopped.wait(timeout: .now() + 10) == .success)

@@ -45,6 +45,13 @@ import TidemarkTestSupport
         let client = try TestHTTPClient(port: cluster.nodes[second]!.port)
         let status = try client.request("GET", "/cluster").text
         #expect(status.contains(#""node_id":\#(second + 1)"#) && status.contains(#""group":"data-0","role":"leader""#))
+        // Every live node's client address is listed next to its internal one: its own, and
+        // the other's from its hello.
+        for (index, node) in cluster.nodes.enumerated() {
+            guard let node else { continue }
+            #expect(status.contains(#"{"id":\#(index + 1),"internal":"127.0.0.1:\#(cluster.internalPorts[index])","client":"127.0.0.1:\#(node.port)"}"#),
+                    "\(status)")
+        }
         let metrics = try client.request("GET", "/metrics").text
         #expect(metrics.contains("tidemark_raft_fsyncs_total ") && metrics.contains(#"tidemark_raft_is_leader{group="data-0"} 1"#))
 

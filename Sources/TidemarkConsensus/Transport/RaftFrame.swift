@@ -1,3 +1,4 @@
+import TidemarkCore
 import TidemarkStorage
 
 /// A Raft message of one group, as the transport carries it between two nodes.
@@ -22,6 +23,25 @@ public struct ReplicationMessage: Sendable, Equatable {
     }
 }
 
+/// What a node says of itself when it opens (and pings) a connection: the cluster it belongs
+/// to, so nodes of two clusters sharing a secret never mix, and the address its clients reach
+/// it at, which peers hand out as a leader hint. Each is at most `ClusterIdentity`'s bound.
+public struct PeerHello: Sendable, Equatable {
+    public var clusterName: String
+    /// `HOST:PORT` of the node's HTTP edge; empty when it is not known.
+    public var clientAddress: String
+
+    public init(clusterName: String, clientAddress: String) {
+        self.clusterName = clusterName
+        self.clientAddress = clientAddress
+    }
+
+    /// Whether both fields fit their bounds (a hello that does not is never sent).
+    public var isBounded: Bool {
+        clusterName.utf8.count <= ClusterIdentity.nameBytesMax && clientAddress.utf8.count <= ClusterIdentity.clientAddressBytesMax
+    }
+}
+
 /// Everything one node sends another at once: the messages of all their shared groups in
 /// one frame, heartbeats (and their answers) of many groups coalesced into a few bytes each,
 /// and the multi-leader groups' batches and acknowledgements.
@@ -40,6 +60,16 @@ public struct RaftFrame: Sendable, Equatable {
     private(set) var messages: [GroupMessage] = []
     private(set) var heartbeats: [Heartbeat] = []
     public private(set) var replication: [ReplicationMessage] = []
+    /// Set in a hello only (a frame sealed with sequence 0), which carries nothing else.
+    public private(set) var hello: PeerHello?
+
+    /// A hello from `from` to `to`: who is calling, from which cluster.
+    public init(from: UInt64, to: UInt64, hello: PeerHello) {
+        precondition(hello.isBounded, "a hello's fields fit their bounds")
+        self.from = from
+        self.to = to
+        self.hello = hello
+    }
 
     /// Packs `messages` and `replication` (all from `from` to `to`), coalescing heartbeats.
     public init(from: UInt64, to: UInt64, messages all: [GroupMessage], replication: [ReplicationMessage] = []) {
@@ -61,15 +91,16 @@ public struct RaftFrame: Sendable, Equatable {
         }
     }
 
-    init(from: UInt64, to: UInt64, messages: [GroupMessage], heartbeats: [Heartbeat], replication: [ReplicationMessage]) {
+    init(from: UInt64, to: UInt64, messages: [GroupMessage], heartbeats: [Heartbeat], replication: [ReplicationMessage], hello: PeerHello? = nil) {
         self.from = from
         self.to = to
         self.messages = messages
         self.heartbeats = heartbeats
         self.replication = replication
+        self.hello = hello
     }
 
-    /// Nothing in it: a hello or a ping.
+    /// No messages in it: a hello (or a ping, which is a hello again).
     public var isEmpty: Bool { messages.isEmpty && heartbeats.isEmpty && replication.isEmpty }
 
     /// The frame's messages, heartbeats expanded again.
@@ -94,9 +125,13 @@ public enum FrameError: Error, Sendable, Equatable {
     /// Signed, but not for this connection or not after the last one (a recorded frame played again).
     case replayed
     case malformed(String)
+    /// Signed with the cluster secret, but the hello names another cluster, or not the node
+    /// this one dialed, or not this node (the two nodes' configs disagree).
+    case identity(String)
 
     /// Every label, so metrics can list each reason from zero (kept beside `label`).
-    public static let labels = ["bad_magic", "unsupported_version", "too_large", "bad_checksum", "unauthenticated", "replayed", "malformed"]
+    public static let labels = ["bad_magic", "unsupported_version", "too_large", "bad_checksum", "unauthenticated", "replayed", "malformed",
+                                "identity"]
 
     /// The metric label of the error.
     public var label: String {
@@ -108,6 +143,7 @@ public enum FrameError: Error, Sendable, Equatable {
         case .unauthenticated: "unauthenticated"
         case .replayed: "replayed"
         case .malformed: "malformed"
+        case .identity: "identity"
         }
     }
 }
@@ -135,9 +171,16 @@ public struct FrameSeal: Sendable, Equatable {
 /// authenticates all before it with the cluster secret (see `FrameAuthenticator`) and the
 /// session and sequence are the frame's `FrameSeal`. Integers are little-endian. The payload
 /// lists Raft messages, then coalesced heartbeats, then (only when there are any)
-/// multi-leader messages.
+/// multi-leader messages. A hello (flag `helloFlag`, sequence 0) has its own payload instead:
+/// the sender's cluster name and client address, each a varint length and UTF-8 bytes.
+/// Version 3 added the hello's payload (version 2's hello was an empty frame).
 public enum FrameCodec {
-    public static let version: UInt8 = 2
+    public static let version: UInt8 = 3
+    /// Flags bit: the payload is a `PeerHello`. Set exactly on frames sealed as a hello.
+    static let helloFlag: UInt8 = 1
+    /// Bytes of a hello frame at most: what a connection may send before it has said who it is.
+    public static let helloBytesMax = headerBytes + trailerBytes + 2 * ByteWriter.varintBytesMax
+        + ClusterIdentity.nameBytesMax + ClusterIdentity.clientAddressBytesMax
     static let magic: [UInt8] = Array("TMRF".utf8)
     public static let headerBytes = 26
     public static let tagBytes = 32
@@ -165,11 +208,18 @@ public enum FrameCodec {
         var writer = ByteWriter(capacity: bytesEstimate(frame))
         writer.write(bytes: magic)
         writer.write(version)
-        writer.write(0)
+        writer.write(frame.hello == nil ? 0 : helloFlag)
         writer.write(littleEndian: frame.from)
         writer.write(littleEndian: frame.to)
         writer.write(littleEndian: UInt32(0))
         assert(writer.count == headerBytes)
+        if let hello = frame.hello {
+            writer.write(lengthPrefixed: hello.clusterName)
+            writer.write(lengthPrefixed: hello.clientAddress)
+            writer.patch(littleEndian: UInt32(writer.count - headerBytes), at: headerBytes - 4)
+            assert(writer.count + trailerBytes <= helloBytesMax, "a hello fits its bound")
+            return writer.bytes
+        }
         writer.write(varint: UInt64(frame.messages.count))
         for item in frame.messages {
             writeGroup(item.group, into: &writer)
@@ -216,6 +266,7 @@ public enum FrameCodec {
         for (offset, byte) in bytes.prefix(magic.count).enumerated() where byte != magic[offset] { throw .badMagic }
         guard bytes.count >= headerBytes else { return nil }
         guard bytes[start + 4] == version else { throw .unsupportedVersion(bytes[start + 4]) }
+        let flags = bytes[start + 5]
         let payloadBytes = Int(bytes.withContiguousStorageIfAvailable {
             UInt32(littleEndian: UnsafeRawBufferPointer($0).loadUnaligned(fromByteOffset: 22, as: UInt32.self))
         } ?? 0)
@@ -237,6 +288,13 @@ public enum FrameCodec {
             seal = FrameSeal(session: try trailer.read(littleEndian: UInt64.self), sequence: try trailer.read(littleEndian: UInt64.self))
         } catch { throw .malformed("\(error)") }
         var reader = ByteReader(Array(bytes[(start + headerBytes)..<sealAt]))
+        guard flags & ~helloFlag == 0 else { throw .malformed("unknown flags \(flags)") }
+        // A hello names its sender only, and only a hello does: it is what a connection's
+        // place 0 means, so the two must agree.
+        guard (flags == helloFlag) == seal.isHello else { throw .malformed("a hello must be sealed as one (sequence 0), and only a hello") }
+        if flags == helloFlag {
+            return (RaftFrame(from: from, to: to, messages: [], heartbeats: [], replication: [], hello: try readHello(&reader)), seal, total)
+        }
         do {
             var messages: [GroupMessage] = []
             for _ in 0..<(try reader.readCount(max: reader.remaining, what: "messages")) {
@@ -265,9 +323,7 @@ public enum FrameCodec {
                 }
                 guard reader.isAtEnd else { throw CorruptDataError("bytes after the multi-leader messages") }
             }
-            let frame = RaftFrame(from: from, to: to, messages: messages, heartbeats: heartbeats, replication: replication)
-            guard !seal.isHello || frame.isEmpty else { throw FrameError.malformed("a hello (sequence 0) carries messages") }
-            return (frame, seal, total)
+            return (RaftFrame(from: from, to: to, messages: messages, heartbeats: heartbeats, replication: replication), seal, total)
         } catch let error as FrameError {
             throw error
         } catch {
@@ -277,10 +333,26 @@ public enum FrameCodec {
 
     // MARK: - Parts
 
+    private static func readHello(_ reader: inout ByteReader) throws(FrameError) -> PeerHello {
+        do {
+            guard let name = try reader.readText(max: ClusterIdentity.nameBytesMax),
+                  let address = try reader.readText(max: ClusterIdentity.clientAddressBytesMax) else {
+                throw FrameError.malformed("a hello's cluster name or address is not UTF-8")
+            }
+            guard reader.isAtEnd else { throw FrameError.malformed("bytes after a hello") }
+            return PeerHello(clusterName: name, clientAddress: address)
+        } catch let error as FrameError {
+            throw error
+        } catch {
+            throw .malformed("\(error)")
+        }
+    }
+
     /// At least the bytes `unsealed` takes for `frame`: a large frame's buffer is reserved once.
     private static func bytesEstimate(_ frame: RaftFrame) -> Int {
         let varint = ByteWriter.varintBytesMax, group = RaftCodec.groupBytesMax
         var total = headerBytes + 3 * varint  // three counts
+        if let hello = frame.hello { total += 2 * varint + hello.clusterName.utf8.count + hello.clientAddress.utf8.count }
         for item in frame.messages {
             // kind, six varints, reject, entries, snapshot flag, snapshot
             total += group + 1 + 6 * varint + 1 + RaftCodec.bytesEstimate(item.message.entries) + 1

@@ -19,6 +19,8 @@ struct ClusterStatus: Sendable {
 
     var nodeID: UInt64
     var peers: [Peer]
+    /// Each node's client address (`HOST:PORT` of its HTTP edge) by ID, as far as known.
+    var clientAddresses: [UInt64: String]
     var groups: [Group]
     var raft: RaftConsensus.Counters?
     var framesSent: Int
@@ -40,7 +42,11 @@ struct ClusterStatus: Sendable {
                   retainedEntries: status.retainedEntries)
         }
         return ClusterStatus(
-            nodeID: nodeID, peers: wiring.peers, groups: groups,
+            nodeID: nodeID, peers: wiring.peers,
+            clientAddresses: Dictionary(uniqueKeysWithValues: wiring.peers.compactMap { peer in
+                wiring.transport.clientAddress(of: peer.id).map { (peer.id, $0) }
+            }),
+            groups: groups,
             raft: wiring.raft?.counters,
             framesSent: metrics.framesSent.load(ordering: .relaxed), framesReceived: metrics.framesReceived.load(ordering: .relaxed),
             framesDropped: metrics.framesDropped.load(ordering: .relaxed),
@@ -49,9 +55,12 @@ struct ClusterStatus: Sendable {
             framesRefused: metrics.refusedByLabel)
     }
 
-    /// `GET /cluster`: nodes, groups and their leaders (the partition table comes with the meta group).
+    /// `GET /cluster`: nodes (internal and client addresses; a client address is null until
+    /// the node said hello), groups and their leaders (the partition table comes with the meta group).
     var json: String {
-        let peerList = peers.map { "{\"id\":\($0.id),\"internal\":\(jsonQuoted($0.address))}" }.joined(separator: ",")
+        let peerList = peers.map { peer in
+            "{\"id\":\(peer.id),\"internal\":\(jsonQuoted(peer.address)),\"client\":\(clientAddresses[peer.id].map(jsonQuoted) ?? "null")}"
+        }.joined(separator: ",")
         let groupList = groups.map {
             "{\"group\":\(jsonQuoted($0.name)),\"role\":\(jsonQuoted($0.role)),\"term\":\($0.term),\"leader\":\($0.leader),\"applied\":\($0.applied),\"quiesced\":\($0.quiesced),\"compacted\":\($0.compacted)"
                 + ($0.retainedEntries.map { ",\"retained_entries\":\($0)" } ?? "") + "}"

@@ -17,6 +17,8 @@ final class ClusterWiring: Sendable {
     let multiLeader: MultiLeaderConsensus?
     let transport: PeerTransport
     let peers: [Peer]
+    /// `internal.listen`: its host stands in for a wildcard HTTP host in the client address.
+    private let internalListen: ListenAddress
     private let submitRound: @Sendable (StageTask) -> Void
     private let box: ConsensusBox
     private let tickMs: Int
@@ -39,6 +41,7 @@ final class ClusterWiring: Sendable {
          health: StorageHealth? = nil, logger: Logger) throws {
         self.submitRound = submitRound
         tickMs = config.raftTickMs
+        internalListen = config.internalListen
         peers = config.metaPeers.enumerated().map { Peer(id: UInt64($0.offset + 1), address: "\($0.element)") }
         let addresses = Dictionary(uniqueKeysWithValues: config.metaPeers.enumerated().map { (UInt64($0.offset + 1), $0.element) })
             .filter { $0.key != nodeID }
@@ -46,8 +49,8 @@ final class ClusterWiring: Sendable {
         self.box = box
         // The pair's heartbeat every tick; silence for an election timeout means the peer is gone.
         let tickMs = UInt64(config.raftTickMs)
-        transport = PeerTransport(loop: loop, nodeID: nodeID, peers: addresses, clusterSecret: secret,
-                                  pingMs: tickMs, silenceMs: tickMs * UInt64(config.raftElectionTicks),
+        transport = PeerTransport(loop: loop, nodeID: nodeID, peers: addresses, clusterSecret: secret, clusterName: config.clusterName,
+                                  logger: logger, pingMs: tickMs, silenceMs: tickMs * UInt64(config.raftElectionTicks),
                                   peerDown: { node in
                                       // Kept until a round reports it: a round dropped by a full stage
                                       // must not leave a sleeping group without its wake-up.
@@ -88,9 +91,11 @@ final class ClusterWiring: Sendable {
         }
     }
 
-    /// Listens for peers and starts the clock (on the loop, before it runs).
-    func start(listen address: ListenAddress, loop: EventLoop) throws -> ListenAddress {
-        let bound = try transport.start(listen: address)
+    /// Listens for peers and starts the clock (on the loop, before it runs). `http` is the
+    /// bound address of the node's HTTP edge (started first): the peers learn from this
+    /// node's hellos where its clients reach it (`ClusterIdentity.clientAddress`).
+    func start(listen address: ListenAddress, http: ListenAddress, loop: EventLoop) throws -> ListenAddress {
+        let bound = try transport.start(listen: address, clientAddress: ClusterIdentity.clientAddress(http: http, internalListen: internalListen))
         let raft = raft, multiLeader = multiLeader, submitRound = submitRound, box = box
         let ticker = LoopTimer(loop: loop, delayMs: UInt64(tickMs), repeatMs: UInt64(tickMs)) {
             submitRound(StageTask {

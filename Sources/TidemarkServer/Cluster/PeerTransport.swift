@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 import TidemarkConsensus
 import TidemarkCore
@@ -31,14 +32,18 @@ public final class PeerMetrics: Sendable {
 /// frame, heartbeats coalesced), versioned, checksummed and signed with the cluster secret.
 /// The node with the smaller ID dials (and redials every `redialMs` while the link is down);
 /// its first frame, a signed hello, tells the other side whose connection it is. Each side
-/// of a connection sends a hello with a fresh random nonce, and every later frame carries
-/// the receiver's nonce and its place on the connection (`FrameSeal`), so a recorded frame
-/// played again (on this connection or another) is refused. A link
+/// of a connection sends a hello with its cluster name, its client address (peers keep it
+/// for leader hints) and a fresh random nonce. A hello naming another cluster, or a node the
+/// two configs do not agree on, is refused (`PeerIdentity`) and both sides log why. Every
+/// later frame carries the receiver's nonce and its place on the connection (`FrameSeal`),
+/// so a recorded frame played again (on this connection or another) is refused. A link
 /// that carried nothing for `pingMs` carries a hello again (the pair's one heartbeat, however
 /// many groups sleep); a link silent for `silenceMs` is cut and its peer reported down, so
 /// groups asleep under a leader that vanished wake up and elect another. Incoming
-/// bytes that do not decode or authenticate close their connection and are counted; they
-/// never reach Raft. Sends are best effort: Raft retries what is lost.
+/// bytes that do not decode or authenticate close their connection and are counted (and the
+/// failed authentications logged, rate-limited); they never reach Raft. A node that hears
+/// no authenticated frame from any peer for `silenceMs` says so in its log. Sends are best
+/// effort: Raft retries what is lost.
 ///
 /// Runs on the event loop; `send` may be called from any thread.
 public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecked Sendable {
@@ -59,11 +64,19 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     private let redialMs: UInt64
     private let pingMs: UInt64
     private let silenceMs: UInt64
+    private let identity: PeerIdentity
+    /// Client addresses (`HOST:PORT` of the HTTP edge) of this node and of each peer that said
+    /// hello, for leader hints: written on the loop, read from any thread.
+    private let clientAddresses = Mutex<[UInt64: String]>([:])
     private let deliver: @Sendable ([GroupMessage]) -> Void
     private let deliverReplication: @Sendable ([ReplicationMessage]) -> Void
     /// Told (on the loop) when the link to a peer goes down.
     private let peerDown: @Sendable (UInt64) -> Void
     // Loop thread only:
+    /// What this node's hellos say of it; the client address is known once `start` ran.
+    private var ownHello: PeerHello
+    private let warnings: PeerWarnings
+    private var authentication: AuthenticationSilence
     private var listener: TCPListener?
     private var redialTimer: LoopTimer?
     /// The one connection to each peer, once up (and, when accepted, identified by its hello).
@@ -86,7 +99,10 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     private var incoming: [ObjectIdentifier: TCPStream] = [:]
     private var bufferedBytes = 0
 
-    public init(loop: EventLoop, nodeID: UInt64, peers: [UInt64: ListenAddress], clusterSecret: String,
+    /// `clusterName` goes in every hello (a peer with another is refused); `logger` hears of
+    /// refused peers (rate-limited).
+    public init(loop: EventLoop, nodeID: UInt64, peers: [UInt64: ListenAddress], clusterSecret: String, clusterName: String = "tidemark",
+                logger: Logger = Logger(label: "tidemark.peers"),
                 frameBytesMax: Int = 64 << 20, backlogBytesMax: Int = 64 << 20, incomingMax: Int = 64, incomingBufferedBytesMax: Int = 256 << 20,
                 redialMs: UInt64 = 200, pingMs: UInt64 = 100, silenceMs: UInt64 = 1000, metrics: PeerMetrics = PeerMetrics(),
                 peerDown: @escaping @Sendable (UInt64) -> Void = { _ in },
@@ -104,6 +120,10 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         self.redialMs = redialMs
         self.pingMs = pingMs
         self.silenceMs = silenceMs
+        identity = PeerIdentity(nodeID: nodeID, clusterName: clusterName)
+        ownHello = PeerHello(clusterName: clusterName, clientAddress: "")
+        warnings = PeerWarnings(logger: logger)
+        authentication = AuthenticationSilence(silenceMs: silenceMs, nowNs: monotonicNowNs())
         self.metrics = metrics
         self.peerDown = peerDown
         self.deliver = deliver
@@ -111,8 +131,17 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     }
 
     /// Listens for peers and starts dialing the ones this node dials (on the loop); returns
-    /// the bound address.
-    public func start(listen address: ListenAddress) throws -> ListenAddress {
+    /// the bound address. `clientAddress` (`HOST:PORT` where clients reach this node, see
+    /// `ClusterIdentity.clientAddress`) goes in its hellos; throws when it, or the cluster
+    /// name, is longer than a hello carries.
+    public func start(listen address: ListenAddress, clientAddress: String = "") throws -> ListenAddress {
+        ownHello.clientAddress = clientAddress
+        for (field, value, max) in [("cluster_name", ownHello.clusterName, ClusterIdentity.nameBytesMax),
+                                    ("the client address", clientAddress, ClusterIdentity.clientAddressBytesMax)] where value.utf8.count > max {
+            throw HelloFieldTooLong(field: field, bytes: value.utf8.count, max: max)
+        }
+        if !clientAddress.isEmpty { clientAddresses.withLock { $0[nodeID] = clientAddress } }
+        authentication = AuthenticationSilence(silenceMs: silenceMs, nowNs: monotonicNowNs())
         let listener = try TCPListener(loop: loop, address: address) { [unowned self] stream in accept(stream) }
         self.listener = listener
         redialTimer = LoopTimer(loop: loop, delayMs: 0, repeatMs: min(pingMs, redialMs)) { [unowned self] in housekeeping() }
@@ -122,6 +151,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     /// Sets (or moves) a peer's internal address (on the loop).
     public func setAddress(of node: UInt64, to address: ListenAddress) {
         peers[node] = address
+        clientAddresses.withLock { $0[node] = nil }  // the node there says its own in its hello
         links[node]?.close()
     }
 
@@ -134,6 +164,12 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         listener = nil
         for stream in Array(links.values) + Array(incoming.values) { stream.close() }
     }
+
+    /// Where clients reach `node` (`HOST:PORT` of its HTTP edge), as its hello said; this
+    /// node's own for `nodeID`. Nil until the node said hello (or when it did not know its
+    /// own). The last one heard stays after its link is lost: a hint, which may be stale.
+    /// Any thread.
+    public func clientAddress(of node: UInt64) -> String? { clientAddresses.withLock { $0[node] } }
 
     /// Whether the link to `node` is up (on the loop).
     public func isConnected(to node: UInt64) -> Bool { links[node]?.isOpen == true }
@@ -172,12 +208,11 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         var peerNonce: UInt64?
         var lastSequenceIn: UInt64 = 0
         var nextSequenceOut: UInt64 = 1
+        /// Refused for its hello: closing once this node's answer left; nothing more is read.
+        var refused = false
     }
 
     // MARK: - Loop thread
-
-    /// Bytes of a hello frame, with room to spare (its payload is two empty lists).
-    static let helloBytesMax = 256
 
     /// The smaller ID dials, so a pair never makes two connections.
     private func dials(_ peer: UInt64) -> Bool { nodeID < peer }
@@ -205,12 +240,27 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             incoming[key]?.close()
         }
         for peer in peers.keys where dials(peer) && now - (lastDialNs[peer] ?? 0) >= redialMs * 1_000_000 { dial(peer) }
+        warnIfDeaf(nowNs: now)
     }
 
-    /// An empty signed frame with this side's nonce: names this node on a new link, and
-    /// keeps an idle one alive.
+    /// Logs (rate-limited) that no peer has been heard for an election timeout: with another
+    /// `cluster_secret`, this node would otherwise sit as a pre-candidate with nothing said.
+    private func warnIfDeaf(nowNs: UInt64) {
+        guard !stopped, authentication.isDeaf(nowNs: nowNs, hasPeers: !peers.isEmpty) else { return }
+        let tried = peers.sorted { $0.key < $1.key }.map { "node \($0.key) at \($0.value)" }.joined(separator: ", ")
+        let failures = authentication.failuresSinceHeard
+        let hint = failures > 0
+            ? "\(failures) connections failed authentication meanwhile: cluster_secret probably differs between the nodes"
+            : "check that they run and are reachable, and that every node has the same cluster_secret"
+        warnings.warn(peer: "every peer", reason: "no_authenticated_peer",
+                      "no authenticated frame from any peer for \(silenceMs) ms (tried \(tried)); \(hint)",
+                      metadata: ["silence_ms": "\(silenceMs)", "failed_authentications": "\(failures)"], nowNs: nowNs)
+    }
+
+    /// A signed hello with this side's nonce, cluster name and client address: names this
+    /// node on a new link, and keeps an idle one alive.
     private func hello(to peer: UInt64, session: Session) -> [UInt8] {
-        FrameCodec.prepare(RaftFrame(from: nodeID, to: peer, messages: []), authenticator: authenticator)
+        FrameCodec.prepare(RaftFrame(from: nodeID, to: peer, hello: ownHello), authenticator: authenticator)
             .sealed(FrameSeal(session: session.ownNonce, sequence: 0))
     }
 
@@ -325,6 +375,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             }
         }
         stream.onBytes = { [unowned self] bytes in
+            guard sessions[key]?.refused != true else { return }  // closing once its answer left
             guard bufferedBytes + bytes.count <= incomingBufferedBytesMax else {
                 metrics.refuse(.tooLarge(bytes: bufferedBytes + bytes.count, max: incomingBufferedBytesMax))
                 stream.close()
@@ -342,14 +393,17 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             do {
                 // Until it has said who it is, a connection may send nothing bigger than a hello.
                 while let (frame, seal, used) = try FrameCodec.decodeSealed(buffer[consumed...],
-                                                                             frameBytesMax: peer == nil ? Self.helloBytesMax : frameBytesMax,
+                                                                             frameBytesMax: peer == nil ? FrameCodec.helloBytesMax : frameBytesMax,
                                                                              verify: authenticator.verify) {
                     consumed += used
+                    authentication.heard(nowNs: monotonicNowNs())
+                    guard let session = sessions[key] else { return }  // closed meanwhile
+                    // The first hello says who calls, from which cluster: checked before anything from it counts.
+                    if seal.isHello, session.peerNonce == nil, !identify(frame, on: stream, session: session, dialed: dialed) { return }
                     // A frame must be for this node, from the node at the other end.
                     guard frame.to == nodeID, peers[frame.from] != nil, peer == nil || frame.from == peer else {
                         throw FrameError.malformed("frame from node \(frame.from) for node \(frame.to) reached node \(nodeID)")
                     }
-                    guard let session = sessions[key] else { return }  // closed meanwhile
                     if seal.isHello {
                         // The first hello sets the other side's nonce; a ping repeats it, any other is a replay.
                         if let known = session.peerNonce {
@@ -362,9 +416,11 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
                                 }
                                 peer = frame.from
                                 unidentifiedSinceNs[key] = nil
+                                learnClientAddress(from: frame)
                                 stream.write(hello(to: frame.from, session: session))
                                 adopt(stream, as: frame.from)
                             } else {
+                                learnClientAddress(from: frame)
                                 sendWaiting(to: frame.from)
                             }
                         }
@@ -382,7 +438,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
                     if !frame.replication.isEmpty { deliverReplication(frame.replication) }
                 }
             } catch let error as FrameError {
-                metrics.refuse(error)
+                refuse(error, on: stream, dialed: dialed)
                 stream.close()
                 return
             } catch {
@@ -392,5 +448,64 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             }
         }
         stream.startReading()
+    }
+
+    // MARK: - Identity and refusals (loop thread)
+
+    /// Checks the first hello on a connection (`PeerIdentity`): a refused one is counted,
+    /// logged (rate-limited) and its connection closed. False when refused.
+    private func identify(_ frame: RaftFrame, on stream: TCPStream, session: Session, dialed: UInt64?) -> Bool {
+        let address = describe(stream, dialed: dialed)
+        guard let refusal = identity.refusal(of: frame, dialed: dialed, address: address, peers: peers) else { return true }
+        metrics.refuse(.identity(refusal.message))
+        // A dialed peer is known by its address; an accepted one dials from a new port each
+        // time, so by its host and the node it says it is.
+        let peerKey = dialed == nil ? "\(stream.remoteAddress?.host ?? address) node \(frame.from)" : address
+        warnings.warn(peer: peerKey, reason: refusal.kind, "refused the internal connection with \(address): \(refusal.message)",
+                      metadata: ["peer": "\(address)", "peer_says_node": "\(frame.from)", "node": "\(nodeID)"], nowNs: monotonicNowNs())
+        session.refused = true
+        if dialed == nil {
+            // The accepting side answers with its own hello before it closes (a hello says
+            // nothing a peer with the secret may not know), so the dialer finds the mismatch as
+            // well (another cluster name, or not the node it dialed) and logs it on its side.
+            stream.write(hello(to: frame.from, session: session)) { _ in stream.close() }
+        } else {
+            stream.close()
+        }
+        return false
+    }
+
+    /// Counts a connection's bad input and logs (rate-limited) what an operator must fix: a
+    /// peer with another `cluster_secret`, or a build with another frame version.
+    private func refuse(_ error: FrameError, on stream: TCPStream, dialed: UInt64?) {
+        metrics.refuse(error)
+        let address = describe(stream, dialed: dialed)
+        // Nothing authenticated says who an accepted connection is: known by its host only.
+        let peerKey = dialed == nil ? stream.remoteAddress?.host ?? address : address
+        switch error {
+        case .unauthenticated:
+            authentication.failed()
+            warnings.warn(peer: peerKey, reason: error.label,
+                          "frames from \(address) fail authentication: cluster_secret probably differs between this node and that one",
+                          metadata: ["peer": "\(address)"], nowNs: monotonicNowNs())
+        case .unsupportedVersion(let version):
+            warnings.warn(peer: peerKey, reason: error.label,
+                          "the node at \(address) speaks internal frame version \(version), this node \(FrameCodec.version): every node must run a build of the same frame version",
+                          metadata: ["peer": "\(address)"], nowNs: monotonicNowNs())
+        default:
+            break
+        }
+    }
+
+    /// The other end of `stream` for a log line: the address dialed, or where an accepted
+    /// connection comes from.
+    private func describe(_ stream: TCPStream, dialed: UInt64?) -> String {
+        (dialed.flatMap { peers[$0] } ?? stream.remoteAddress).map { "\($0)" } ?? "an unknown address"
+    }
+
+    /// Keeps the client address a peer's accepted first hello names, for leader hints.
+    private func learnClientAddress(from frame: RaftFrame) {
+        guard let address = frame.hello?.clientAddress, !address.isEmpty else { return }
+        clientAddresses.withLock { $0[frame.from] = address }
     }
 }
