@@ -83,7 +83,7 @@ public final class Node: @unchecked Sendable {
                                             submitHandoff: { stagesBox.offer($0, to: .handoff) == .accepted }, health: storageHealth,
                                             logger: logger)
             self.cluster = cluster
-            hints = LeaderHints(clientAddress: { _ in nil })  // MERGE: transport.clientAddress(of:)
+            hints = LeaderHints(clientAddress: { [transport = cluster.transport] node in transport.clientAddress(of: node) })
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
                                           consensus: cluster.consensus, peers: cluster.peers, hints: hints, users: users, health: storageHealth)
         } else {
