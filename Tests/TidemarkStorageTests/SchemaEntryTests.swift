@@ -125,6 +125,26 @@ import TidemarkTestSupport
         #expect(try describe(target).isEmpty)
     }
 
+    @Test func aWriteWhoseSeriesCannotAllBeMadeIsRefusedWholeBeforeAndWhenApplied() throws {
+        let group = try Group([try temporaryDirectory("schema-whole-a"), try temporaryDirectory("schema-whole-b")])
+        let leader = group.replicas[0]
+        // One write names a series and a path below it: refused before anything is logged.
+        #expect(throws: EngineError.self) {
+            try leader.prepareWrite([PointWrite(path: "root.x.d.s", timestamp: 1, value: .int64(1)),
+                                     PointWrite(path: "root.x.d.s.v", timestamp: 1, value: .int64(2))])
+        }
+        // Two writes checked before either applies: the second needs a device where the first
+        // makes a series. Its entry is refused whole on every replica; nothing of it lands.
+        let first = try #require(try leader.prepareWrite([PointWrite(path: "root.x.d.s", timestamp: 1, value: .int64(1))]))
+        let second = try #require(try leader.prepareWrite([PointWrite(path: "root.x.d.s.v", timestamp: 2, value: .int64(2)),
+                                                          PointWrite(path: "root.x.e.w", timestamp: 2, value: .int64(3))]))
+        for replica in group.replicas {
+            try replica.apply(index: 1, record: first.record)
+            #expect(throws: EngineError.self) { try replica.apply(index: 2, record: second.record) }
+            #expect(try describe(replica) == ["root.x.d.s INT64 TS_2DIFF ZSTD"])
+        }
+    }
+
     @Test func aSchemaEntryDecodesOnlyWhole() throws {
         let record = EngineRecord.schema(.createSeries(SeriesSchema(path: "root.a.d.s", dataType: .int64))).encoded()
         guard case .schema(.createSeries(let series)) = try EngineRecord.decode(record) else { Issue.record("not a series"); return }

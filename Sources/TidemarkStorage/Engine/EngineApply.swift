@@ -121,7 +121,7 @@ extension StorageEngine {
         // record before, else by path).
         let batch = write.batch
         var refs = batch.series.map { schema.ref($0.path, hint: $0.id) }
-        if createsSchemaOnApply && !replayed {
+        if createsSchemaOnApply && !replayed && index > schemaIndex {
             // Only series this entry creates need remembering (an entry names a path once,
             // but a record from outside is not trusted to).
             var newTypes: [String: DataType] = [:]
@@ -134,6 +134,9 @@ extension StorageEngine {
                     throw EngineError.typeMismatch(path: column.path, expected: expected, got: column.type)
                 }
             }
+            // Every new series can be made, or none is (the schema changed since the write was
+            // checked: another entry made a series where this one needs a device).
+            if !newTypes.isEmpty { try schemaChange { try schema.checkNewSeries(newTypes.keys.sorted()) } }
         }
         var created: [SchemaRecord] = []
         // One schema-log append (one fsync) for every series this entry creates, marked with

@@ -303,10 +303,11 @@ public final class StorageEngine: @unchecked Sendable {
                 if let database = missingDatabaseLocked(levels), !newDatabases.contains(database) { newDatabases.append(database) }
                 pending[column.path] = column.type
             }
-            // A replicated region creates series when the entry is applied, on every replica at
+            // A consensus region creates series when the entry is applied, on every replica at
             // the same log position: created here, a series would outlive an entry that never
-            // commits, and this replica's schema would part from the others'.
-            if createsSchemaOnApply { return }
+            // commits, and this replica's schema would part from the others'. Checked here, so
+            // an entry the apply would refuse is not proposed.
+            if createsSchemaOnApply { return try schemaChange { try schema.checkNewSeries(pending.keys.sorted()) } }
             // Everything checked: now create, so a refused write creates nothing.
             for database in newDatabases {
                 try schemaChange { try schema.createDatabase(database) }

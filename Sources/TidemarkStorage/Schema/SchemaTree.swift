@@ -174,6 +174,48 @@ public final class SchemaTree: @unchecked Sendable {
         seriesCountByDatabase[database] = count + 1
     }
 
+    /// Throws what creating all of `paths` together would (each a new series, with the
+    /// database `root.<first level>` of any that has none), changing nothing. A consensus
+    /// region creates series when their entry is applied; this check comes before the entry
+    /// is proposed, and again when it is applied, so an entry is taken whole or refused whole
+    /// on every replica, never applied with some of its series silently missing.
+    public func checkNewSeries(_ paths: [String]) throws(SchemaError) {
+        var levelsOfPath: [[String]] = []
+        for path in paths { levelsOfPath.append(try validate(path)) }
+        let pending = Set(levelsOfPath)
+        var newByDatabase: [String: Int] = [:]
+        for (path, levels) in zip(paths, levelsOfPath) {
+            let database: String
+            if let existing = databaseOf(levels) {
+                database = existing
+            } else {
+                database = levels[0...1].joined(separator: ".")
+                guard !seriesCountByDatabase.keys.contains(where: { $0.hasPrefix(database + ".") }) else {
+                    throw SchemaError("\(path): its database \(database) would hold a database below it")
+                }
+            }
+            guard levels.count > database.split(separator: ".").count else { throw SchemaError("\(path): a series cannot be a database") }
+            var node = root
+            for (position, level) in levels.enumerated().dropFirst() {
+                guard let child = node.children[level] else { break }
+                if position < levels.count - 1 {
+                    guard child.series == nil else { throw SchemaError("\(path): \(child.series!.path) is a series, not a device") }
+                } else {
+                    guard child.series == nil else { throw SchemaError("\(path): series already exists", kind: .seriesExists) }
+                    guard child.children.isEmpty else { throw SchemaError("\(path): path is a device, not a measurement") }
+                }
+                node = child
+            }
+            for end in 3..<levels.count where pending.contains(Array(levels[..<end])) {
+                throw SchemaError("\(path): \(levels[..<end].joined(separator: ".")) is a series in the same write, not a device")
+            }
+            newByDatabase[database, default: 0] += 1
+            guard seriesCountByDatabase[database, default: 0] + newByDatabase[database]! <= limits.seriesPerDatabaseMax else {
+                throw SchemaError("\(database) would pass series_per_database_max (\(limits.seriesPerDatabaseMax)) series")
+            }
+        }
+    }
+
     /// Series matching `pattern`, in path order.
     public func series(matching pattern: PathPattern) -> [SeriesSchema] {
         var found: [SeriesSchema] = []
