@@ -286,7 +286,9 @@ struct Query {
             }
             for series in try expand(levels) {
                 let header = select.groupByLevel.map { Self.levelHeader(name, series.path, level: $0) } ?? "\(name)(\(series.path))"
-                if let at = columnIndex[header] {
+                // Only GROUP BY LEVEL folds series into one column: without it, an aggregate
+                // named twice (`sum(*), sum(s0)`) is two columns, each of its one series.
+                if select.groupByLevel != nil, let at = columnIndex[header] {
                     columns[at].members.append(series.path)
                     continue
                 }

@@ -77,9 +77,12 @@ extension Query {
             (perDevice.offset, perDevice.limit, perDevice.seriesOffset, perDevice.seriesLimit) = (0, nil, 0, nil)
             // Each item names one series of this device, so block column k is present[k].
             var block = try run(Query(select: perDevice, engine: engine, rowsMax: rowsMax, budget: budget))
+            let rows = block.timestamps?.count ?? block.values.first?.count ?? 0
+            guard block.values.count == present.count, block.values.allSatisfy({ $0.count == rows }) else {
+                throw ExecutionError(code: 305, message: "internal error: \(device)'s block has \(block.values.count) columns for \(present.count)")
+            }
             if let fill = select.fill { block.values = block.values.map { Self.fill($0, fill, block.timestamps) } }
-            let rowCount = block.timestamps?.count ?? block.values.first?.count ?? 0
-            for row in 0..<rowCount {
+            for row in 0..<rows {
                 if remainingOffset > 0 { remainingOffset -= 1; continue }
                 guard remainingLimit > 0 else { break }
                 remainingLimit -= 1

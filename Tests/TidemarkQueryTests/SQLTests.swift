@@ -162,6 +162,22 @@ private func insert(_ executor: StatementExecutor, _ sql: String) throws {
         #expect(throws: ExecutionError.self) { try rows(executor, "select count(s1) from root.sg.* group by level = 1 align by device") }
     }
 
+    /// Found by tidemark-fuzz sql: windows that stretch past the end of time, by device, with
+    /// nothing in range, must be answered (or refused), never trap.
+    @Test func alignByDeviceWithHugeWindowsAndAnEmptyRange() throws {
+        let executor = try executor()
+        try insert(executor, "insert into root.fy.d0(time, s0, s1) values (1, 1, 2)")
+        let result = try rows(executor, "select sum(*), last_value(*), sum(s0) from root.fy.d0 where time > 9223372036854775807 "
+                                      + "group by ([100, 1700000000000), 4611686018427387904ms, 4611686018427387904ms) align by device")
+        #expect(result.columnNames == ["Device", "sum(s0)", "sum(s1)", "last_value(s0)", "last_value(s1)", "sum(s0)"])
+        #expect(result.values.allSatisfy { $0.count == 1 } && result.values.dropFirst().allSatisfy { $0 == [.null] })
+        // Named twice, an aggregate is two columns of one series each, not one of the series twice.
+        let twice = try rows(executor, "select sum(*), sum(s0) from root.fy.d0 group by ([0, 10), 10ms) align by device")
+        #expect(twice.values == [[.text("root.fy.d0")], [.double(1)], [.double(2)], [.double(1)]])
+        let plain = try rows(executor, "select sum(*), sum(s0) from root.fy.d0 align by device")
+        #expect(plain.values == [[.text("root.fy.d0")], [.double(1)], [.double(2)], [.double(1)]])
+    }
+
     @Test func aQueryPastItsMemoryBoundFailsWith708() throws {
         // Room for one series' scan buffer and about 40 rows of one cell.
         var options = EngineOptions()
