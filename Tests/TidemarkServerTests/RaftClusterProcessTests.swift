@@ -117,6 +117,16 @@ import TidemarkTestSupport
         #expect(try cluster.nodes[behind]!.stop(signal: SIGKILL) == SIGKILL)
         cluster.nodes[behind] = nil
 
+        // A user and a typed series the follower misses, in entries the leader compacts away:
+        // only the image can bring them.
+        #expect(cluster.sql("CREATE USER carol 'carolpw1'", at: leader)?.json["code"] as? Int == 200)
+        #expect(cluster.sql("GRANT READ_SCHEMA ON root.** TO USER carol", at: leader)?.json["code"] as? Int == 200)
+        #expect(cluster.sql("CREATE TIMESERIES root.raft.typed.s WITH DATATYPE=INT32, ENCODING=RLE", at: leader)?.json["code"] as? Int == 200)
+        let carol = "Basic " + Data("carol:carolpw1".utf8).base64EncodedString()
+        func imageStateArrived() -> Bool {
+            cluster.sql("show timeseries root.raft.typed.s", at: behind, authorization: carol)?.status == 200
+                && cluster.column("show timeseries root.raft.typed.s", "encoding", at: behind) == ["RLE"]
+        }
         // About 8 memtables' worth: the leader flushes and compacts its log past the dead node.
         for _ in 0..<80 { #expect(writeBatch(preferring: leader) == leader, "the leader refused a write") }
         #expect(eventually { (cluster.metric("tidemark_raft_compacted_index", at: leader) ?? 0) > 0 }, "the leader never compacted its log")
@@ -125,6 +135,7 @@ import TidemarkTestSupport
         #expect(eventually { cluster.stored(at: behind, device: "img").map { acknowledged.isSubset(of: $0) } ?? false },
                 "the restarted follower did not catch up")
         #expect((cluster.metric("tidemark_raft_snapshots_installed_total", at: behind) ?? 0) >= 1, "it caught up without an image")
+        #expect(eventually(imageStateArrived), "the image did not bring the user and the series' encoding")
         #expect((cluster.metric("tidemark_raft_snapshots_sent_total", at: leader) ?? 0) >= 1)
         #expect((cluster.metric("tidemark_raft_snapshot_bytes_sent_total", at: leader) ?? 0) > 3 * 512, "the image was not sent in pieces")
         let images = cluster.directory + "/data\(behind + 1)/raft/images"
@@ -137,6 +148,7 @@ import TidemarkTestSupport
         #expect(try cluster.nodes[behind]!.stop(signal: SIGKILL) == SIGKILL)
         try cluster.start(behind)
         #expect(eventually { cluster.stored(at: behind, device: "img") == acknowledged }, "the follower lost data across its restart")
+        #expect(imageStateArrived(), "the follower lost the image's user or schema across its restart")
         for node in cluster.nodes.compactMap({ $0 }) { _ = try? node.stop() }
     }
 
