@@ -37,20 +37,24 @@ let package = Package(
             ]),
         .target(
             name: "TidemarkConfig",
-            dependencies: ["TidemarkCore", "TidemarkStorage", "Yams"],
+            dependencies: ["TidemarkCore", "TidemarkStorage", "TidemarkIO", "Yams"],
             resources: [.embedInCode("stages.yaml")]),
+        // Files, logs and byte codecs: what the storage engine and consensus both stand on.
+        .target(
+            name: "TidemarkIO",
+            dependencies: ["TidemarkCore", "CCRC32C", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "TidemarkStorage",
-            dependencies: ["TidemarkCore", "CZstd", "CCRC32C", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["TidemarkCore", "TidemarkIO", "CZstd", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "TidemarkConsensus",
             dependencies: [
-                "TidemarkCore", "TidemarkStorage",
+                "TidemarkCore", "TidemarkIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        .target(name: "TidemarkWire", dependencies: ["TidemarkCore", "TidemarkStorage"]),
-        .target(name: "TidemarkQuery", dependencies: ["TidemarkCore", "TidemarkStorage"]),
+        .target(name: "TidemarkWire", dependencies: ["TidemarkCore", "TidemarkStorage", "TidemarkIO"]),
+        .target(name: "TidemarkQuery", dependencies: ["TidemarkCore", "TidemarkStorage", "TidemarkIO"]),
         .target(
             name: "TidemarkNet",
             dependencies: [
@@ -60,7 +64,7 @@ let package = Package(
         .target(
             name: "TidemarkServer",
             dependencies: [
-                "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet", "TidemarkStorage", "TidemarkWire", "TidemarkQuery",
+                "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet", "TidemarkStorage", "TidemarkIO", "TidemarkWire", "TidemarkQuery",
                 "TidemarkConsensus",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -70,7 +74,7 @@ let package = Package(
         .executableTarget(
             name: "tidemarkd",
             dependencies: [
-                "TidemarkServer", "TidemarkConfig", "TidemarkStorage",
+                "TidemarkServer", "TidemarkConfig", "TidemarkStorage", "TidemarkIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -83,14 +87,14 @@ let package = Package(
         .executableTarget(
             name: "tidemark-storage",
             dependencies: [
-                "TidemarkStorage", "TidemarkTestSupport",
+                "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Grammar-driven fuzzing of whole paths (statement to answer, write path, recovery); `make fuzz` runs it.
         .executableTarget(
             name: "tidemark-fuzz",
             dependencies: [
-                "TidemarkStorage", "TidemarkQuery", "TidemarkWire", "TidemarkServer", "TidemarkTestSupport",
+                "TidemarkStorage", "TidemarkIO", "TidemarkQuery", "TidemarkWire", "TidemarkServer", "TidemarkTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -102,21 +106,21 @@ let package = Package(
             ]),
 
         // Helpers shared by the test targets (a blocking HTTP client, process control).
-        .target(name: "TidemarkTestSupport", dependencies: ["TidemarkNet", "TidemarkStorage"], path: "Tests/TidemarkTestSupport"),
+        .target(name: "TidemarkTestSupport", dependencies: ["TidemarkNet", "TidemarkStorage", "TidemarkIO"], path: "Tests/TidemarkTestSupport"),
         .testTarget(name: "TidemarkStagesTests", dependencies: ["TidemarkStages", "TidemarkTestSupport"]),
-        .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig", "TidemarkStorage"]),
-        .testTarget(name: "TidemarkStorageTests", dependencies: ["TidemarkStorage", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkConfigTests", dependencies: ["TidemarkConfig", "TidemarkStorage", "TidemarkIO"]),
+        .testTarget(name: "TidemarkStorageTests", dependencies: ["TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"]),
         // testdata/*.txt are read from the source tree by the script tests.
         .testTarget(
-            name: "TidemarkConsensusTests", dependencies: ["TidemarkConsensus", "TidemarkStorage", "TidemarkTestSupport"],
+            name: "TidemarkConsensusTests", dependencies: ["TidemarkConsensus", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"],
             exclude: ["testdata"]),
         .testTarget(name: "TidemarkWireTests", dependencies: ["TidemarkWire", "TidemarkTestSupport"]),
-        .testTarget(name: "TidemarkQueryTests", dependencies: ["TidemarkQuery", "TidemarkStorage", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkQueryTests", dependencies: ["TidemarkQuery", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),
         .testTarget(
             name: "TidemarkServerTests",
             dependencies: [
-                "TidemarkServer", "TidemarkNet", "TidemarkStages", "TidemarkConfig", "TidemarkStorage", "TidemarkTestSupport",
+                "TidemarkServer", "TidemarkNet", "TidemarkStages", "TidemarkConfig", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]),

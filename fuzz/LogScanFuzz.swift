@@ -1,4 +1,4 @@
-import TidemarkStorage
+import TidemarkIO
 
 // libFuzzer target: log recovery's scan (LogScan, what FileWAL.replay and `tidemarkd --repair`
 // use for the WAL, the schema log, the users log and the Raft log) never crashes, never hangs,

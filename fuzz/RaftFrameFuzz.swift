@@ -1,4 +1,4 @@
-import TidemarkStorage
+import TidemarkIO
 
 // libFuzzer target: the internal RPC frame decoder never crashes. The first input byte picks
 // a mode: even, the rest is decoded as it is (header checks); odd, the magic, version and

@@ -22,9 +22,9 @@ ar rcs "$out/libCCRC32C.a" "$out/crc32c.o"
 printf 'module CCRC32C {\n  header "%s"\n  export *\n}\n' "$PWD/Sources/CCRC32C/include/crc32c.h" > "$out/CCRC32C/module.modulemap"
 
 # The storage codecs the Raft frame decoder uses, and the pure log scan recovery uses, as a module of their own.
-swiftc "${flags[@]}" -I "$out/CCRC32C" -emit-module -emit-library -static -module-name TidemarkStorage \
-  -emit-module-path "$out/TidemarkStorage.swiftmodule" Sources/TidemarkStorage/Codec/Bytes.swift Sources/TidemarkStorage/Codec/CRC32C.swift \
-  Sources/TidemarkStorage/WAL/LogScan.swift -o "$out/libTidemarkStorage.a"
+swiftc "${flags[@]}" -I "$out/CCRC32C" -emit-module -emit-library -static -module-name TidemarkIO \
+  -emit-module-path "$out/TidemarkIO.swiftmodule" Sources/TidemarkIO/Bytes.swift Sources/TidemarkIO/CRC32C.swift \
+  Sources/TidemarkIO/LogScan.swift -o "$out/libTidemarkIO.a"
 
 build() {  # name, sources…
   local name=$1; shift
@@ -35,8 +35,8 @@ build lineprotocol fuzz/LineProtocolFuzz.swift Sources/TidemarkWire/LineProtocol
 build restbody fuzz/RESTBodyFuzz.swift Sources/TidemarkServer/RESTBody.swift
 build raftframe fuzz/RaftFrameFuzz.swift Sources/TidemarkConsensus/Transport/RaftFrame.swift Sources/TidemarkConsensus/Raft/RaftTypes.swift \
   Sources/TidemarkConsensus/Raft/RaftCodec.swift Sources/TidemarkConsensus/GroupID.swift \
-  Sources/TidemarkConsensus/MultiLeader/MultiLeaderCore.swift -I "$out/CCRC32C" -lTidemarkStorage -lCCRC32C
-build logscan fuzz/LogScanFuzz.swift -I "$out/CCRC32C" -lTidemarkStorage -lCCRC32C
+  Sources/TidemarkConsensus/MultiLeader/MultiLeaderCore.swift -I "$out/CCRC32C" -lTidemarkIO -lCCRC32C
+build logscan fuzz/LogScanFuzz.swift -I "$out/CCRC32C" -lTidemarkIO -lCCRC32C
 build sql fuzz/SQLFuzz.swift Sources/TidemarkQuery/Lexer.swift Sources/TidemarkQuery/Parser.swift Sources/TidemarkQuery/Statement.swift
 
 failed=0

@@ -1,3 +1,4 @@
+import TidemarkIO
 import TidemarkCore
 import TidemarkStorage
 import Yams

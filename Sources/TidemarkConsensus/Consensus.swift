@@ -1,4 +1,4 @@
-import TidemarkStorage
+import TidemarkIO
 
 /// A node of the cluster, as a consensus group knows it.
 public struct Peer: Hashable, Sendable {

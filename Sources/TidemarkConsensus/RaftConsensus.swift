@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
-import TidemarkStorage
+import TidemarkIO
 
 /// The `Consensus` interface over many Raft groups on one node: each group is a `RaftCore`
 /// driven here; every round persists the readies of all groups with one fsync

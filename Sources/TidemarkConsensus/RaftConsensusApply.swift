@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import TidemarkStorage
+import TidemarkIO
 
 /// The apply side of a node's Raft groups: rounds hand it committed entries in order, it
 /// applies them to the state machines and answers the proposals and reads waiting for them.

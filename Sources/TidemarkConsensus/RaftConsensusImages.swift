@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import TidemarkStorage
+import TidemarkIO
 
 /// A snapshot image on its way to a follower (one at a time per group and follower).
 struct ImageStream: Hashable {

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
-import TidemarkStorage
+import TidemarkIO
 
 /// Consensus with one replica and no network (DESIGN.md section 5): each group's log is a
 /// local WAL, a write is committed once appended, applied in log order and acknowledged

@@ -1,3 +1,4 @@
+import TidemarkIO
 import TidemarkStorage
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,4 @@
+import TidemarkIO
 import TidemarkCore
 import Logging
 import TidemarkConsensus

@@ -1,3 +1,4 @@
+import TidemarkIO
 import Foundation
 import TidemarkCore
 import TidemarkNet

@@ -1,3 +1,4 @@
+import TidemarkIO
 import Crypto
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import TidemarkIO
 import ArgumentParser
 import Foundation
 import Logging

@@ -1,3 +1,4 @@
+import TidemarkIO
 import Testing
 import TidemarkConsensus
 import TidemarkCore

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TidemarkCore
 import TidemarkTestSupport
+@testable import TidemarkIO
 @testable import TidemarkStorage
 
 private func roundTrip(_ column: Column) throws -> Column {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 import TidemarkCore
+@testable import TidemarkIO
 @testable import TidemarkStorage
 import TidemarkTestSupport
 

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import TidemarkCore
 import TidemarkTestSupport
+@testable import TidemarkIO
 @testable import TidemarkStorage
 
 private func engine(_ directory: String, _ configure: (inout EngineOptions) -> Void = { _ in }) throws -> StorageEngine {

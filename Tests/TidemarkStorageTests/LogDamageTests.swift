@@ -3,6 +3,7 @@ import Logging
 import Testing
 import TidemarkCore
 import TidemarkTestSupport
+@testable import TidemarkIO
 @testable import TidemarkStorage
 
 /// A log of `count` records of 40 bytes each (record i holds byte i), closed; returns its one file.

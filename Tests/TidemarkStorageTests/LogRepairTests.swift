@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TidemarkTestSupport
+@testable import TidemarkIO
 @testable import TidemarkStorage
 
 @Suite struct LogRepairTests {

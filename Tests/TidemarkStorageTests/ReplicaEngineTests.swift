@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import TidemarkCore
 import TidemarkTestSupport
+@testable import TidemarkIO
 @testable import TidemarkStorage
 
 /// What a replica's engine does beyond a standalone one's: take a whole region image (a

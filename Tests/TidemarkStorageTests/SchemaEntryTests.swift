@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 import TidemarkCore
 import TidemarkTestSupport
+@testable import TidemarkIO
 @testable import TidemarkStorage
 
 /// Schema statements and deletes as entries of a region's log: every replica applies them

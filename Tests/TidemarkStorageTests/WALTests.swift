@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TidemarkTestSupport
+@testable import TidemarkIO
 @testable import TidemarkStorage
 
 private func replayAll(_ wal: FileWAL) throws -> ([(UInt64, [UInt8])], WALReplayReport) {

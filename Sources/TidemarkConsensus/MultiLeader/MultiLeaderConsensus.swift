@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
-import TidemarkStorage
+import TidemarkIO
 
 /// Carries multi-leader batches and acknowledgements to other nodes (best effort: the
 /// dispatchers resend what is not acknowledged).

@@ -1,5 +1,5 @@
 import Foundation
-import TidemarkStorage
+import TidemarkIO
 
 /// What every piece of a multi-leader image carries besides its bytes: how the image is cut,
 /// and, per source, the next write the image's replica had not applied (where the new

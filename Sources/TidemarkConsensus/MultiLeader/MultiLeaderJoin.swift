@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import TidemarkStorage
+import TidemarkIO
 
 /// How a new replica joins a multi-leader group (DESIGN.md section 5):
 /// 1. every member adds it (`addPeer`): from then on each keeps its own entries for it;

@@ -1,4 +1,4 @@
-import TidemarkStorage
+import TidemarkIO
 
 /// The pure rules of a multi-leader replica's log (`MultiLeaderRecord`s in apply order), used
 /// by `MultiLeaderConsensus` over its WAL and by the simulator over a simulated disk: what a

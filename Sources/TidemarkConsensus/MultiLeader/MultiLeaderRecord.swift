@@ -1,4 +1,4 @@
-import TidemarkStorage
+import TidemarkIO
 
 /// A record of a multi-leader group's log (one `FileWAL` per group on each node): every
 /// entry applied here, this node's own and those shipped from the others, in apply order,

@@ -1,4 +1,4 @@
-import TidemarkStorage
+import TidemarkIO
 
 /// The binary forms of entries and snapshots, shared by the Raft log on disk and the frames
 /// between nodes. Counts and lengths are bounded by what is left to read.

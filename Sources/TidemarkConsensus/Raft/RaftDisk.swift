@@ -1,5 +1,5 @@
 import Foundation
-import TidemarkStorage
+import TidemarkIO
 
 /// What one group had on disk, to restart its `RaftCore` from.
 public struct RaftDiskState: Sendable, Equatable {

@@ -1,4 +1,4 @@
-import TidemarkStorage
+import TidemarkIO
 
 /// What a node's Raft log file holds, one record at a time (each CRC-checked by the WAL).
 enum RaftRecord: Equatable {

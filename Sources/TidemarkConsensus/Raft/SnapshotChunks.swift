@@ -1,5 +1,5 @@
 import Foundation
-import TidemarkStorage
+import TidemarkIO
 
 /// Splits snapshot messages into chunks on the way out and puts them together on the way in,
 /// so a large state-machine image travels in frames of bounded size. A chunk is a snapshot

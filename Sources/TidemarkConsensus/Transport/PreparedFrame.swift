@@ -1,4 +1,4 @@
-import TidemarkStorage
+import TidemarkIO
 
 /// A frame encoded but not sealed yet: the expensive part (payload, its checksum and its
 /// signature so far) is done by the sender's thread; the connection adds its seal.

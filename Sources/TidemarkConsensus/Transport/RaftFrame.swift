@@ -1,5 +1,5 @@
 import TidemarkCore
-import TidemarkStorage
+import TidemarkIO
 
 /// A Raft message of one group, as the transport carries it between two nodes.
 public struct GroupMessage: Sendable, Equatable {

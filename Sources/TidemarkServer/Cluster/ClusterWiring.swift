@@ -1,3 +1,4 @@
+import TidemarkIO
 import Logging
 import Synchronization
 import TidemarkConfig

@@ -1,3 +1,4 @@
+import TidemarkIO
 /// Writes values of a fixed or varying bit width, most significant bit first.
 struct BitWriter {
     private(set) var bytes: [UInt8] = []

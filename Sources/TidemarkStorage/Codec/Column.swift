@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 /// The values of one series for a run of timestamps, stored by type.
 public enum Column: Sendable, Equatable {

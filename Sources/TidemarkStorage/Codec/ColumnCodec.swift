@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 /// Encodes a column's values by type (before the chunk's zstd pass), and decodes them
 /// with every count and length checked against what remains.

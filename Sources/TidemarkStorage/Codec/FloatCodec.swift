@@ -1,3 +1,4 @@
+import TidemarkIO
 /// The floating-point types a column can hold, with what the codec needs of them.
 protocol StoredFloat: BinaryFloatingPoint {
     associatedtype Bits: FixedWidthInteger & UnsignedInteger

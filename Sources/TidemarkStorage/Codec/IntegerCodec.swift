@@ -1,3 +1,4 @@
+import TidemarkIO
 /// Integers as deltas, zigzagged, then either one byte each (when every delta fits, so
 /// zstd's Huffman stage can reach the entropy) or bit-packed in blocks of 128 with the
 /// block's own width (a run of equal deltas packs to width 0: run-length for free).

@@ -1,3 +1,4 @@
+import TidemarkIO
 import CZstd
 
 /// A zstd compression context kept across calls: `ZSTD_compress` would allocate and clear

@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 /// A write's points grouped by series, with every series' timestamps in one array and its
 /// values in one array per type. A write of 50 000 points over 10 000 series then costs a

@@ -1,5 +1,6 @@
 import Synchronization
 import TidemarkCore
+import TidemarkIO
 
 /// Where a region's write-ahead record lives.
 public enum RegionLog: Sendable {

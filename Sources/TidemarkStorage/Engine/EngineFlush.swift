@@ -1,5 +1,6 @@
 import Foundation
 import TidemarkCore
+import TidemarkIO
 
 extension StorageEngine {
     /// Seals the active memtable if it is past `memtableBytesMax` or `memtableAgeMsMax`;

@@ -1,5 +1,6 @@
 import Foundation
 import TidemarkCore
+import TidemarkIO
 
 /// What a region image holds besides its segment files: the log index it covers, the schema,
 /// the tombstones, the segments' names and sizes, and the state the group's state machine

@@ -1,5 +1,6 @@
 import Foundation
 import TidemarkCore
+import TidemarkIO
 
 /// Installing a region image from a file (a follower behind its leader's compacted log, a
 /// multi-leader replica joining), so that the disk holds it about once and a crash at any

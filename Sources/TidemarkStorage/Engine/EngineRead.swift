@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 extension StorageEngine {
     /// A time-ordered scan of `path` over `range` (inclusive), merged over segments and

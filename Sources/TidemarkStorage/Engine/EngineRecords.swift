@@ -1,5 +1,6 @@
 import Glibc
 import TidemarkCore
+import TidemarkIO
 
 /// A delete: every point of series matching `pattern` with a time in `range`.
 public struct Tombstone: Sendable, Equatable {

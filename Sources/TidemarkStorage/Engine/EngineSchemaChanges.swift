@@ -1,5 +1,6 @@
 import Synchronization
 import TidemarkCore
+import TidemarkIO
 
 /// Where a statement's refusal waits while its entry goes through the group: the apply on
 /// the proposing node puts the engine's own error here, since the group reports only that

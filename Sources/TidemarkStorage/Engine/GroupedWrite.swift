@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 /// A unit whose value does not fit its series' type; nothing of the unit was added.
 public struct TypeConflict: Sendable, Equatable {

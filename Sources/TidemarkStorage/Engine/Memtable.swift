@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 /// One series' points as written: arrival order, possibly out of time order and with
 /// repeated timestamps; `sorted()` gives time order with the newest write per timestamp.

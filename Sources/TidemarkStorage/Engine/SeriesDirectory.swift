@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 /// The series writes have named, by device and measurement, kept from batch to batch: a
 /// row finds each of its series with one hash of its device and a compare of each

@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 /// Sorted points of one source (a segment, a sealed or the active memtable), produced a
 /// chunk at a time so a scan holds at most one chunk per source in memory.

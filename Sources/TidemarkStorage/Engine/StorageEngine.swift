@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Synchronization
 import TidemarkCore
+import TidemarkIO
 
 /// How one region's engine is sized and behaves.
 public struct EngineOptions: Sendable {

@@ -1,3 +1,4 @@
+import TidemarkIO
 /// A series path pattern: levels separated by dots, where `*` matches exactly one level
 /// and `**` one or more (IoTDB's semantics), e.g. `root.plant1.*.temperature`, `root.**`.
 public struct PathPattern: Sendable, Hashable, CustomStringConvertible {

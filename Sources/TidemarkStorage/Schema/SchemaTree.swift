@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 /// One series' definition.
 public struct SeriesSchema: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 /// What a chunk holds, without its points: enough to prune by time and to answer
 /// aggregates when the whole chunk lies inside a query's range.

@@ -1,3 +1,4 @@
+import TidemarkIO
 /// Constants of the segment file format (docs/segment-format.md).
 enum SegmentFormat {
     static let headerMagic: [UInt8] = Array("TMSEG\0\0\0".utf8)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import TidemarkCore
+import TidemarkIO
 
 /// Why a segment cannot be used: unreadable, or its bytes fail a check.
 public enum SegmentError: Error, Sendable, CustomStringConvertible {

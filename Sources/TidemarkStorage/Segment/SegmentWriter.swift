@@ -1,4 +1,5 @@
 import TidemarkCore
+import TidemarkIO
 
 /// Builds a segment file: chunks of sorted, de-duplicated series, then the footer index.
 ///

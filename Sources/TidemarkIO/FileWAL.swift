@@ -128,13 +128,13 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
     /// An empty last file named inside the sequences before it: made for a rotation whose
     /// directory sync failed while appends went on in the file before. It never held a record,
     /// so replay removes it and `--repair` leaves it to replay.
-    static func isAbandonedRotation(_ firstSequence: UInt64, after lastSequence: UInt64, isLast: Bool, bytes: [UInt8]) -> Bool {
+    public static func isAbandonedRotation(_ firstSequence: UInt64, after lastSequence: UInt64, isLast: Bool, bytes: [UInt8]) -> Bool {
         isLast && bytes.isEmpty && firstSequence <= lastSequence
     }
 
     /// What replay and `--repair` take for damage in one file, from its scan: nil when it is
     /// sound or ends in a torn tail replay may cut.
-    static func damage(_ scan: LogScan, _ bytes: [UInt8], isLast: Bool, wholeLastRecordIsDamage: Bool) -> (reason: String, followingOffset: Int?)? {
+    public static func damage(_ scan: LogScan, _ bytes: [UInt8], isLast: Bool, wholeLastRecordIsDamage: Bool) -> (reason: String, followingOffset: Int?)? {
         switch scan.ending {
         case .clean:
             return nil
@@ -150,7 +150,7 @@ public final class FileWAL: WriteAheadLog, @unchecked Sendable {
         }
     }
 
-    static func readWhole(_ path: String) throws -> [UInt8] {
+    public static func readWhole(_ path: String) throws -> [UInt8] {
         let descriptor = try FileIO.open(path, O_RDONLY)
         defer { FileIO.close(descriptor) }
         return try FileIO.read(descriptor, count: try FileIO.size(descriptor, path: path), at: 0, path: path)

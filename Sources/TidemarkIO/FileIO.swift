@@ -35,7 +35,7 @@ public enum FileIO {
     }
 
     /// Writes all of `bytes` at `offset` (the file grows, with a hole, if it was shorter).
-    static func write(_ descriptor: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(StorageIOError) {
+    public static func write(_ descriptor: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(StorageIOError) {
         let failure = bytes.withUnsafeBytes { raw -> Int32? in
             var done = 0
             while done < raw.count {
@@ -88,12 +88,12 @@ public enum FileIO {
         return Int(info.st_size)
     }
 
-    static func truncate(_ descriptor: Int32, to size: Int, path: String) throws(StorageIOError) {
+    public static func truncate(_ descriptor: Int32, to size: Int, path: String) throws(StorageIOError) {
         guard ftruncate(descriptor, off_t(size)) == 0 else { throw StorageIOError(operation: "truncate", path: path, code: errno) }
     }
 
     /// Whether anything (a file, a directory) is at `path`.
-    static func exists(_ path: String) -> Bool {
+    public static func exists(_ path: String) -> Bool {
         var info = stat()
         return stat(path, &info) == 0
     }
@@ -137,7 +137,7 @@ public enum FileIO {
     }
 
     /// The directory holding `path` ("/" for a top-level one).
-    static func parent(of path: String) -> String {
+    public static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
