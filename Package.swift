@@ -53,6 +53,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
+        // The cluster's control plane: partition table, allocator, meta state (pure cores).
+        .target(name: "TidemarkCluster", dependencies: ["TidemarkCore", "TidemarkIO"]),
         .target(name: "TidemarkWire", dependencies: ["TidemarkCore", "TidemarkStorage", "TidemarkIO"]),
         .target(name: "TidemarkQuery", dependencies: ["TidemarkCore", "TidemarkStorage", "TidemarkIO"]),
         .target(
@@ -114,6 +116,7 @@ let package = Package(
         .testTarget(
             name: "TidemarkConsensusTests", dependencies: ["TidemarkConsensus", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"],
             exclude: ["testdata"]),
+        .testTarget(name: "TidemarkClusterTests", dependencies: ["TidemarkCluster", "TidemarkIO", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkWireTests", dependencies: ["TidemarkWire", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkQueryTests", dependencies: ["TidemarkQuery", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),

@@ -1,0 +1,44 @@
+/// How a kind of region group replicates.
+public enum ReplicationKind: String, Sendable, Equatable, CaseIterable {
+    /// One copy, no network (only with a replication factor of 1).
+    case standalone
+    case raft
+    /// IoTDB's IoTConsensus: every replica takes writes and ships them to the others.
+    case multiLeader = "multi_leader"
+}
+
+/// Settings fixed when the cluster is created: every node must agree on them, and a node
+/// whose config says otherwise refuses to start (DESIGN.md section 3, "Start-up").
+public struct ClusterSettings: Sendable, Equatable {
+    public var clusterName = "tidemark"
+    /// Slots devices hash into (`SeriesSlots.slot`); IoTDB's default.
+    public var seriesSlotCount = 1000
+    /// Width of a time partition (7 days).
+    public var timePartitionIntervalMs: Int64 = 7 * 24 * 3600 * 1000
+    public var schemaReplicationFactor = 1
+    public var dataReplicationFactor = 1
+    public var schemaConsensus = ReplicationKind.standalone
+    public var dataConsensus = ReplicationKind.standalone
+    /// Data region groups a database starts with; 0: from the data nodes' cores (IoTDB's AUTO).
+    public var dataRegionGroupsPerDatabase = 0
+    /// Schema region groups a database starts with.
+    public var schemaRegionGroupsPerDatabase = 1
+
+    public init() {}
+
+    /// Each setting by its config key, for the start-up check's message.
+    public var named: [(key: String, value: String)] {
+        [("cluster_name", clusterName), ("series_slot_num", "\(seriesSlotCount)"),
+         ("time_partition_interval_ms", "\(timePartitionIntervalMs)"),
+         ("schema_replication_factor", "\(schemaReplicationFactor)"), ("data_replication_factor", "\(dataReplicationFactor)"),
+         ("schema_consensus", schemaConsensus.rawValue), ("data_consensus", dataConsensus.rawValue),
+         ("data_region_groups_per_database", "\(dataRegionGroupsPerDatabase)"),
+         ("schema_region_groups_per_database", "\(schemaRegionGroupsPerDatabase)")]
+    }
+
+    /// The first setting that differs from `other`'s, as (key, this value, other value).
+    public func firstDifference(from other: ClusterSettings) -> (key: String, local: String, peer: String)? {
+        for (mine, theirs) in zip(named, other.named) where mine.value != theirs.value { return (mine.key, mine.value, theirs.value) }
+        return nil
+    }
+}

@@ -1,0 +1,304 @@
+/// A node as the meta group knows it.
+public struct NodeRecord: Sendable, Equatable {
+    public enum Status: String, Sendable, Equatable, CaseIterable {
+        case running = "Running"
+        /// Missed heartbeats for `node_unknown_after_ms`.
+        case unknown = "Unknown"
+        /// Disk almost full: takes no new regions or writes.
+        case readOnly = "ReadOnly"
+        /// Being removed: takes no new regions.
+        case removing = "Removing"
+    }
+
+    public var id: NodeID
+    /// `host:port` of its internal RPC listener (its identity: a node registering again from
+    /// the same address gets its ID back).
+    public var internalAddress: String
+    /// `host:port` clients reach it at (its `http.listen`).
+    public var clientAddress: String
+    public var status: Status
+    public var cores: Int
+
+    /// Regions it may hold (IoTDB: `data_region_per_data_node` 0 = cores / 2), at least one.
+    public var regionCapacity: Int { max(1, cores / 2) }
+}
+
+/// A database and how it replicates.
+public struct DatabaseRecord: Sendable, Equatable {
+    public var name: String
+    public var schemaReplicationFactor: Int
+    public var dataReplicationFactor: Int
+    /// Data region groups it holds at least (0: as many as the cluster's capacity gives it).
+    public var dataRegionGroupsMin: Int
+    public var schemaRegionGroups: Int
+
+    public init(name: String, schemaReplicationFactor: Int, dataReplicationFactor: Int, dataRegionGroupsMin: Int, schemaRegionGroups: Int) {
+        self.name = name
+        self.schemaReplicationFactor = schemaReplicationFactor
+        self.dataReplicationFactor = dataReplicationFactor
+        self.dataRegionGroupsMin = dataRegionGroupsMin
+        self.schemaRegionGroups = schemaRegionGroups
+    }
+}
+
+/// A region group: its database, its replicas (by node) and the leader last reported.
+public struct RegionGroup: Sendable, Equatable {
+    public var id: RegionGroupID
+    public var database: String
+    public var replicas: [NodeID]
+    public var leaderHint: NodeID?
+}
+
+/// A refusal of a meta command, decided by the state alone (the same on every member).
+public struct MetaError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// IoTDB's status code (501 database exists, 500 no such database, …).
+    public var code: Int
+    public var message: String
+
+    public init(code: Int, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { message }
+}
+
+/// The meta group's state (DESIGN.md section 3): the nodes, the databases, the region
+/// groups and the partition table. Pure: `apply` takes a command and the meta log index it
+/// sits at and changes the state as every member does; allocation (which group a partition
+/// goes to, which nodes a group's replicas go to) is a function of the state alone.
+public struct MetaState: Sendable, Equatable {
+    public let settings: ClusterSettings
+    /// The meta log index of the last command applied.
+    public private(set) var appliedIndex: UInt64 = 0
+    public private(set) var nodes: [NodeID: NodeRecord] = [:]
+    public private(set) var databases: [String: DatabaseRecord] = [:]
+    public private(set) var groups: [RegionGroupID: RegionGroup] = [:]
+    public private(set) var table = PartitionTable()
+    /// The meta log index of the last change of a group's replicas, leader or a node's
+    /// status: nodes apply a route map only when it is newer than theirs.
+    public private(set) var routeVersion: UInt64 = 0
+    var nextNodeID: NodeID = 1
+    var nextGroupNumber: UInt32 = 1
+    var placement = ReplicaPlacement()
+
+    public init(settings: ClusterSettings) { self.settings = settings }
+
+    /// What a command gave back.
+    public enum Outcome: Sendable, Equatable {
+        case done
+        /// The ID of the node that registered.
+        case node(NodeID)
+    }
+
+    /// Applies `command`, the meta log's entry at `index`; throws (changing nothing) when the
+    /// state refuses it.
+    @discardableResult
+    public mutating func apply(_ command: MetaCommand, index: UInt64) throws(MetaError) -> Outcome {
+        precondition(index > appliedIndex, "meta entries apply in order, once (\(appliedIndex) then \(index))")
+        defer { appliedIndex = index }
+        switch command {
+        case .registerNode(let internalAddress, let clientAddress, let cores):
+            return .node(register(internalAddress: internalAddress, clientAddress: clientAddress, cores: cores, index: index))
+        case .setNodeStatus(let node, let status):
+            guard nodes[node] != nil else { throw MetaError(code: 918, "no node \(node)") }
+            nodes[node]!.status = status
+            routeVersion = index
+        case .createDatabase(let database):
+            try createDatabase(database, index: index)
+        case .dropDatabase(let name):
+            guard databases[name] != nil else { throw MetaError(code: 500, "\(name): no such database") }
+            for group in groups.values where group.database == name {
+                placement.remove(group.replicas, database: name)
+                groups[group.id] = nil
+            }
+            databases[name] = nil
+            table.dropDatabase(name, version: index)
+            routeVersion = index
+        case .allocate(let database, let requests):
+            try allocate(database, requests, index: index)
+        case .reportLeader(let group, let leader):
+            guard let known = groups[group], known.replicas.contains(leader) else { return .done }  // stale: ignored
+            if known.leaderHint != leader {
+                groups[group]!.leaderHint = leader
+                routeVersion = index
+            }
+        case .removeNode(let node):
+            try removeNode(node, index: index)
+        }
+        return .done
+    }
+
+    // MARK: - Nodes
+
+    private mutating func register(internalAddress: String, clientAddress: String, cores: Int, index: UInt64) -> NodeID {
+        if let known = nodes.values.first(where: { $0.internalAddress == internalAddress }) {
+            nodes[known.id]!.clientAddress = clientAddress
+            nodes[known.id]!.cores = cores
+            if known.status == .unknown { nodes[known.id]!.status = .running }
+            routeVersion = index
+            return known.id
+        }
+        let id = nextNodeID
+        nextNodeID += 1
+        nodes[id] = NodeRecord(id: id, internalAddress: internalAddress, clientAddress: clientAddress, status: .running, cores: max(1, cores))
+        routeVersion = index
+        return id
+    }
+
+    /// Refused while the node holds the only live copy of a region: draining it first is the
+    /// handoff's job.
+    private mutating func removeNode(_ node: NodeID, index: UInt64) throws(MetaError) {
+        guard nodes[node] != nil else { throw MetaError(code: 918, "no node \(node)") }
+        for group in groups.values.sorted(by: { $0.id < $1.id }) where group.replicas.contains(node) {
+            let otherLive = group.replicas.filter { $0 != node && nodes[$0]?.status == .running }
+            guard !otherLive.isEmpty else {
+                throw MetaError(code: 919, "node \(node) holds the only live copy of \(group.id) (database \(group.database)); move the region first")
+            }
+        }
+        nodes[node]!.status = .removing
+        routeVersion = index
+    }
+
+    /// Nodes that may take new regions, by ID.
+    var placeable: [NodeID] { nodes.values.filter { $0.status == .running }.map(\.id).sorted() }
+
+    // MARK: - Databases and groups
+
+    private mutating func createDatabase(_ database: DatabaseRecord, index: UInt64) throws(MetaError) {
+        let name = database.name
+        guard databases[name] == nil else { throw MetaError(code: 501, "\(name): database already exists") }
+        for other in databases.keys where other.hasPrefix(name + ".") || name.hasPrefix(other + ".") {
+            throw MetaError(code: 501, "\(name) overlaps database \(other)")
+        }
+        for (what, factor) in [("schema", database.schemaReplicationFactor), ("data", database.dataReplicationFactor)] {
+            guard factor >= 1 else { throw MetaError(code: 700, "\(name): a \(what) replication factor is at least 1") }
+            guard placeable.count >= factor else {
+                throw MetaError(code: 920, "\(name): \(what) replication factor \(factor) needs \(factor) running nodes; the cluster has \(placeable.count)")
+            }
+        }
+        guard database.schemaRegionGroups >= 1 else { throw MetaError(code: 700, "\(name): a database has at least one schema region group") }
+        databases[name] = database
+        for _ in 0..<database.schemaRegionGroups { try addGroup(.schema, database, index: index) }
+        while groupCount(name, .data) < dataGroupTarget(database) { try addGroup(.data, database, index: index) }
+    }
+
+    /// Data region groups `database` should hold: at least its minimum (1 when automatic),
+    /// and its share of the nodes' region capacity (IoTDB's AUTO extension policy).
+    func dataGroupTarget(_ database: DatabaseRecord) -> Int {
+        let capacity = nodes.values.filter { $0.status == .running }.reduce(0) { $0 + $1.regionCapacity }
+        let share = capacity / (max(1, database.dataReplicationFactor) * max(1, databases.count))
+        return max(max(1, database.dataRegionGroupsMin), share)
+    }
+
+    func groupCount(_ database: String, _ kind: RegionKind) -> Int {
+        groups.values.filter { $0.database == database && $0.id.kind == kind }.count
+    }
+
+    private mutating func addGroup(_ kind: RegionKind, _ database: DatabaseRecord, index: UInt64) throws(MetaError) {
+        let factor = kind == .schema ? database.schemaReplicationFactor : database.dataReplicationFactor
+        guard let replicas = placement.choose(factor, database: database.name, among: placeable) else {
+            throw MetaError(code: 920, "\(database.name): \(kind) replication factor \(factor) needs \(factor) running nodes; the cluster has \(placeable.count)")
+        }
+        let id = RegionGroupID(kind, nextGroupNumber)
+        nextGroupNumber += 1
+        groups[id] = RegionGroup(id: id, database: database.name, replicas: replicas, leaderHint: replicas.first)
+        placement.add(replicas, database: database.name)
+        routeVersion = index
+    }
+
+    // MARK: - Partitions
+
+    /// Assigns every requested (slot) and (slot, time partition) of `database` not assigned
+    /// yet. A new slot goes to the group with the fewest slots; a new time partition of a slot
+    /// to the slot's current group, unless that group has two or more slots more than the
+    /// least loaded one (groups were added): then that slot's future moves there. History
+    /// never moves.
+    private mutating func allocate(_ name: String, _ requests: [SlotRequest], index: UInt64) throws(MetaError) {
+        guard let database = databases[name] else { throw MetaError(code: 500, "\(name): no such database") }
+        for request in requests {
+            guard request.slot >= 0 && request.slot < settings.seriesSlotCount else {
+                throw MetaError(code: 700, "slot \(request.slot) is outside 0..<\(settings.seriesSlotCount)")
+            }
+        }
+        while groupCount(name, .data) < dataGroupTarget(database) { try addGroup(.data, database, index: index) }
+        let schemaGroups = groups.values.filter { $0.database == name && $0.id.kind == .schema }.map(\.id).sorted()
+        let dataGroups = groups.values.filter { $0.database == name && $0.id.kind == .data }.map(\.id).sorted()
+        var schemaCounts = table.schemaSlotCounts(name)
+        var dataCounts = table.currentDataSlotCounts(name)
+        func leastLoaded(_ candidates: [RegionGroupID], _ counts: [RegionGroupID: Int]) -> RegionGroupID {
+            candidates.min { (counts[$0] ?? 0, $0) < (counts[$1] ?? 0, $1) }!
+        }
+        for request in requests.sorted(by: { $0.slot < $1.slot }) {
+            let slot = request.slot
+            if table.schemaGroup(name, slot: slot) == nil {
+                let group = leastLoaded(schemaGroups, schemaCounts)
+                table.assignSchema(name, slot: slot, to: group, version: index)
+                schemaCounts[group, default: 0] += 1
+            }
+            for partition in Set(request.timePartitions).sorted() where table.dataGroup(name, slot: slot, timePartition: partition) == nil {
+                let current = table.currentDataGroup(name, slot: slot)
+                let lightest = leastLoaded(dataGroups, dataCounts)
+                let group: RegionGroupID
+                if let current, (dataCounts[current] ?? 0) < (dataCounts[lightest] ?? 0) + 2 {
+                    group = current
+                } else {
+                    group = lightest
+                }
+                // Only the latest partition decides where the slot's future goes.
+                let latest = table.dataSlots[name]?[slot]?.keys.max()
+                table.assignData(name, slot: slot, timePartition: partition, to: group, version: index)
+                if latest == nil || partition > latest! {
+                    if let current { dataCounts[current, default: 1] -= 1 }
+                    dataCounts[group, default: 0] += 1
+                }
+            }
+        }
+    }
+
+    // MARK: - Checks
+
+    /// What breaks the state's invariants, if anything (the simulator and tests call it).
+    public func violations() -> [String] {
+        var found: [String] = []
+        var recount = ReplicaPlacement()
+        for group in groups.values.sorted(by: { $0.id < $1.id }) {
+            if Set(group.replicas).count != group.replicas.count { found.append("\(group.id) has two replicas on one node: \(group.replicas)") }
+            for node in group.replicas where nodes[node] == nil { found.append("\(group.id) has a replica on unknown node \(node)") }
+            if databases[group.database] == nil { found.append("\(group.id) belongs to no database (\(group.database))") }
+            if Set(group.replicas).count == group.replicas.count { recount.add(group.replicas, database: group.database) }
+        }
+        if recount != placement { found.append("the placement counters differ from the groups") }
+        for (database, slots) in table.schemaSlots {
+            for (slot, id) in slots where groups[id]?.database != database || id.kind != .schema {
+                found.append("\(database) slot \(slot) names schema group \(id), which is not one of its schema groups")
+            }
+        }
+        for (database, slots) in table.dataSlots {
+            for (slot, partitions) in slots {
+                for (partition, id) in partitions where groups[id]?.database != database || id.kind != .data {
+                    found.append("\(database) slot \(slot) partition \(partition) names data group \(id), which is not one of its data groups")
+                }
+            }
+        }
+        if table.version > appliedIndex { found.append("table version \(table.version) is past the applied index \(appliedIndex)") }
+        return found
+    }
+
+    /// Restores a state from its parts (`MetaSnapshot`); the caller checks `violations()`.
+    init(settings: ClusterSettings, appliedIndex: UInt64, nodes: [NodeID: NodeRecord], databases: [String: DatabaseRecord],
+         groups: [RegionGroupID: RegionGroup], table: PartitionTable, routeVersion: UInt64, nextNodeID: NodeID, nextGroupNumber: UInt32) {
+        self.settings = settings
+        self.appliedIndex = appliedIndex
+        self.nodes = nodes
+        self.databases = databases
+        self.groups = groups
+        self.table = table
+        self.routeVersion = routeVersion
+        self.nextNodeID = nextNodeID
+        self.nextGroupNumber = nextGroupNumber
+        for group in groups.values.sorted(by: { $0.id < $1.id }) where Set(group.replicas).count == group.replicas.count {
+            placement.add(group.replicas, database: group.database)
+        }
+    }
+}
