@@ -59,9 +59,9 @@ bench: build-release
 sim: deps
 	@$(SWIFT) build --build-tests
 	@TIDEMARK_SIM_SEEDS=$(SEEDS) TIDEMARK_SIM_SEED_START=$(SEED_START) \
-	  $(SWIFT) test --skip-build --filter "RaftSimulationTests/raftStaysSafeAndLiveUnderFaults|MultiLeaderSimulationTests" > .build/sim.log 2>&1; \
+	  $(SWIFT) test --skip-build --filter "RaftSimulationTests/raftStaysSafeAndLiveUnderFaults|RaftSimulationTests/theMetaStateMachineStaysSafeUnderFaults|MultiLeaderSimulationTests" > .build/sim.log 2>&1; \
 	  status=$$?; grep -E "^↳ seed|seed [0-9]+, round" .build/sim.log | sed 's/^↳ //' | head -20; \
-	  grep -E "^(raft|multi-leader) simulation:" .build/sim.log; exit $$status
+	  grep -E "^(raft|meta|multi-leader) simulation:" .build/sim.log; exit $$status
 
 # libFuzzer targets (HTTP decoder, line protocol, REST bodies, Raft frames, log recovery scan, SQL), FUZZ_SECONDS each (default 60).
 fuzz: deps

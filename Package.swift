@@ -114,7 +114,7 @@ let package = Package(
         .testTarget(name: "TidemarkStorageTests", dependencies: ["TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"]),
         // testdata/*.txt are read from the source tree by the script tests.
         .testTarget(
-            name: "TidemarkConsensusTests", dependencies: ["TidemarkConsensus", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"],
+            name: "TidemarkConsensusTests", dependencies: ["TidemarkConsensus", "TidemarkCluster", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"],
             exclude: ["testdata"]),
         .testTarget(name: "TidemarkClusterTests", dependencies: ["TidemarkCluster", "TidemarkIO", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkWireTests", dependencies: ["TidemarkWire", "TidemarkTestSupport"]),

@@ -1,3 +1,4 @@
+import TidemarkCluster
 import TidemarkConsensus
 import TidemarkTestSupport
 
@@ -40,6 +41,8 @@ final class RaftSimulation {
         var core: RaftCore?
         var disk = Disk()
         var registers: [String: String] = [:]
+        /// With `.meta` payloads: the meta group's state machine instead of the registers.
+        var meta = MetaState(settings: ClusterSettings())
         var appliedIndex: UInt64 = 0
         var restarts: UInt64 = 0
         /// The membership it starts with: the initial group, or the group as of its joining.
@@ -74,7 +77,7 @@ final class RaftSimulation {
     let seed: UInt64
     let ids: [UInt64]
     private(set) var replicas: [UInt64: Replica] = [:]
-    private var random: SimRandom
+    var random: SimRandom
     private var network = SimNetwork<RaftMessage>(dropPercent: 5, duplicatePercent: 2, delayRoundsMax: 3)
     private(set) var round = 0
     private var clientsWrite = true
@@ -95,10 +98,27 @@ final class RaftSimulation {
     /// Idle groups sleep (`RaftConfig.quiesce`); the hosts' failure detector wakes them.
     let quiesce: Bool
 
+    /// What the replicated state machine is.
+    enum Payload {
+        /// A register per key: writes and linearizable reads, checked for linearizability.
+        case registers
+        /// The meta group's state machine (`MetaState`) under random meta commands; every apply
+        /// checks its rules, that the table's version only grows, that no partition of a live
+        /// database is ever assigned again, and that every replica reaches the same state at
+        /// each index.
+        case meta
+    }
+    let payload: Payload
+    /// With `.meta`: the checksum of the meta state's snapshot after each index, as the first
+    /// replica to apply it found it.
+    var metaDigestByIndex: [UInt64: UInt32] = [:]
+    var metaStats = (commands: 0, refused: 0, assignments: 0)
+
     /// `count` voters, and `spares` replicas that may join later as learners and become voters.
-    init(seed: UInt64, replicas count: Int, spares: Int = 1, quiesce: Bool = false) {
+    init(seed: UInt64, replicas count: Int, spares: Int = 1, quiesce: Bool = false, payload: Payload = .registers) {
         self.seed = seed
         self.quiesce = quiesce
+        self.payload = payload
         random = SimRandom(state: seed)
         ids = (1...UInt64(count + spares)).map { $0 }
         let initial = RaftMembership(voters: Set(1...UInt64(count)))
@@ -121,7 +141,10 @@ final class RaftSimulation {
         replica.core = RaftCore(config: config, membership: replica.bootstrap, hardState: replica.disk.hardState,
                                 snapshot: replica.disk.snapshot, entries: replica.disk.entries)
         // The state machine restarts from the snapshot; the log after it is applied again.
-        replica.registers = replica.disk.snapshot.map { Self.decodeRegisters($0.data) } ?? [:]
+        switch payload {
+        case .registers: replica.registers = replica.disk.snapshot.map { Self.decodeRegisters($0.data) } ?? [:]
+        case .meta: replica.meta = replica.disk.snapshot.map { Self.decodeMeta($0.data) } ?? MetaState(settings: ClusterSettings())
+        }
         replica.appliedIndex = replica.disk.snapshot?.index ?? 0
         replicas[id] = replica
     }
@@ -266,7 +289,10 @@ final class RaftSimulation {
             }
             for message in ready.messages { send(message) }
             if let snapshot = ready.snapshot {
-                replica.registers = Self.decodeRegisters(snapshot.data)
+                switch payload {
+                case .registers: replica.registers = Self.decodeRegisters(snapshot.data)
+                case .meta: replica.meta = Self.decodeMeta(snapshot.data)
+                }
                 replica.appliedIndex = snapshot.index
             }
             for state in ready.readStates where pendingReads[state.requestID]?.replica == id {
@@ -280,7 +306,7 @@ final class RaftSimulation {
                     throw fail("state-machine safety: index \(entry.index) applied as \(entry) and as \(seen)")
                 }
                 appliedByIndex[entry.index] = entry
-                apply(entry, to: &replica, id: id)
+                try apply(entry, to: &replica, id: id)
             }
             if core.role == .leader && leaderOfTerm[core.term] == nil {
                 leaderOfTerm[core.term] = id
@@ -294,12 +320,20 @@ final class RaftSimulation {
         }
     }
 
-    private func apply(_ entry: RaftEntry, to replica: inout Replica, id: UInt64) {
+    private func apply(_ entry: RaftEntry, to replica: inout Replica, id: UInt64) throws {
         replica.appliedIndex = entry.index
-        guard entry.kind == .normal, !entry.data.isEmpty else { return }
-        let text = String(decoding: entry.data, as: UTF8.self)
-        let parts = text.split(separator: "=", maxSplits: 1)
-        replica.registers[String(parts[0])] = String(parts[1])
+        guard entry.kind == .normal, !entry.data.isEmpty else {
+            if payload == .meta { try checkMetaDigest(replica.meta, at: entry.index, id: id) }
+            return
+        }
+        switch payload {
+        case .registers:
+            let text = String(decoding: entry.data, as: UTF8.self)
+            let parts = text.split(separator: "=", maxSplits: 1)
+            replica.registers[String(parts[0])] = String(parts[1])
+        case .meta:
+            try applyMeta(entry, to: &replica.meta, id: id)
+        }
         for at in writes.indices where writes[at].proposer == id && writes[at].index == entry.index && writes[at].term == entry.term {
             writes[at].acknowledged = true
             clock += 1
@@ -323,10 +357,11 @@ final class RaftSimulation {
     private func propose(at id: UInt64) -> Int? {
         guard var core = replicas[id]!.core else { return nil }
         nextValue += 1
-        let key = "k\(random.below(5))"
+        let key = payload == .meta ? "meta" : "k\(random.below(5))"
         let value = "v\(nextValue)"
+        let data = payload == .meta ? randomMetaCommand(seenBy: replicas[id]!.meta).encoded() : Array("\(key)=\(value)".utf8)
         clock += 1
-        guard let index = try? core.propose(Array("\(key)=\(value)".utf8)) else { return nil }
+        guard let index = try? core.propose(data) else { return nil }
         writes.append(Write(key: key, value: value, proposer: id, index: index, term: core.term, call: clock))
         replicas[id]!.core = core
         return writes.count - 1
@@ -343,7 +378,7 @@ final class RaftSimulation {
     }
 
     private func readSomewhere() {
-        guard let leader = someLeader() else { return }
+        guard payload == .registers, let leader = someLeader() else { return }
         clock += 1
         let read = Read(key: "k\(random.below(5))", replica: leader, call: clock)
         // Some reads use the leader's lease (CheckQuorum is on; the simulated clocks do not drift).
@@ -454,8 +489,16 @@ final class RaftSimulation {
         // Compact what is applied and on disk, keeping a few entries for slow followers.
         guard replica.appliedIndex > 3, let entry = replica.disk.entries.first(where: { $0.index == replica.appliedIndex - 2 }) else { return }
         // The registers as of the snapshot's index, rebuilt from the disk.
-        guard let registers = Self.registers(upTo: entry.index, snapshot: replica.disk.snapshot, entries: replica.disk.entries) else { return }
-        let snapshot = RaftSnapshot(index: entry.index, term: entry.term, membership: core.membership, data: Self.encodeRegisters(registers))
+        let data: [UInt8]
+        switch payload {
+        case .registers:
+            guard let registers = Self.registers(upTo: entry.index, snapshot: replica.disk.snapshot, entries: replica.disk.entries) else { return }
+            data = Self.encodeRegisters(registers)
+        case .meta:
+            guard let meta = Self.meta(upTo: entry.index, snapshot: replica.disk.snapshot, entries: replica.disk.entries) else { return }
+            data = MetaSnapshot.encode(meta)
+        }
+        let snapshot = RaftSnapshot(index: entry.index, term: entry.term, membership: core.membership, data: data)
         core.compact(snapshot)
         replicas[id]!.core = core
         replicas[id]!.disk.snapshot = snapshot
@@ -511,7 +554,7 @@ final class RaftSimulation {
         }
     }
 
-    private func fail(_ what: String) -> SimulationFailure { SimulationFailure(seed: seed, round: round, what: what) }
+    func fail(_ what: String) -> SimulationFailure { SimulationFailure(seed: seed, round: round, what: what) }
 
     // MARK: - Registers
 

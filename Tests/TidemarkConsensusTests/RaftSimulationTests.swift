@@ -58,6 +58,34 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
                 && totals.applyHolds > 0 && totals.refusedWrites > 0)
     }
 
+    /// The meta group's state machine under the same faults (issue 29): random meta commands
+    /// through a simulated group, every apply checked (`RaftSimulation.applyMeta`).
+    @Test func theMetaStateMachineStaysSafeUnderFaults() throws {
+        var failures: [String] = []
+        var totals = (commands: 0, refused: 0, assignments: 0, snapshots: 0, crashes: 0, partitions: 0)
+        let seeds = seedRange(defaultCount: 100)
+        for seed in seeds {
+            do {
+                let simulation = RaftSimulation(seed: seed, replicas: seed % 2 == 0 ? 5 : 3, quiesce: (seed / 2) % 2 == 0, payload: .meta)
+                for _ in 0..<300 { try simulation.step(nemesis: true) }
+                try simulation.heal(roundsMax: 400)
+                totals.commands += simulation.metaStats.commands
+                totals.refused += simulation.metaStats.refused
+                totals.assignments += simulation.metaStats.assignments
+                totals.snapshots += simulation.stats.snapshots
+                totals.crashes += simulation.stats.crashes
+                totals.partitions += simulation.stats.partitions
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        print("meta simulation: seeds \(seeds.lowerBound)…\(seeds.upperBound): \(seeds.count - failures.count) passed, \(failures.count) failed; "
+              + "\(totals.commands) meta commands applied (\(totals.refused) refused), \(totals.assignments) partition assignments, "
+              + "\(totals.snapshots) snapshots, \(totals.crashes) crashes, \(totals.partitions) partitions")
+        for failure in failures.prefix(10) { Issue.record("\(failure)") }
+        #expect(totals.commands > 0 && totals.assignments > 0 && totals.snapshots > 0 && totals.crashes > 0 && totals.partitions > 0)
+    }
+
     @Test func aSeedReplaysExactly() throws {
         let first = try runSimulation(seed: 42)
         let second = try runSimulation(seed: 42)

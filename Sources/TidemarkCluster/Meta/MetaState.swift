@@ -91,12 +91,17 @@ public struct MetaState: Sendable, Equatable {
         case node(NodeID)
     }
 
-    /// Applies `command`, the meta log's entry at `index`; throws (changing nothing) when the
-    /// state refuses it.
+    /// Applies `command`, the meta log's entry at `index`; throws, changing nothing, when the
+    /// state refuses it. Every check comes before the first change, so a refusal leaves no trace.
     @discardableResult
     public mutating func apply(_ command: MetaCommand, index: UInt64) throws(MetaError) -> Outcome {
         precondition(index > appliedIndex, "meta entries apply in order, once (\(appliedIndex) then \(index))")
-        defer { appliedIndex = index }
+        let outcome = try applyChecked(command, index: index)
+        appliedIndex = index
+        return outcome
+    }
+
+    private mutating func applyChecked(_ command: MetaCommand, index: UInt64) throws(MetaError) -> Outcome {
         switch command {
         case .registerNode(let internalAddress, let clientAddress, let cores):
             return .node(register(internalAddress: internalAddress, clientAddress: clientAddress, cores: cores, index: index))
@@ -179,8 +184,9 @@ public struct MetaState: Sendable, Equatable {
         }
         guard database.schemaRegionGroups >= 1 else { throw MetaError(code: 700, "\(name): a database has at least one schema region group") }
         databases[name] = database
-        for _ in 0..<database.schemaRegionGroups { try addGroup(.schema, database, index: index) }
-        while groupCount(name, .data) < dataGroupTarget(database) { try addGroup(.data, database, index: index) }
+        // The factors were checked against the running nodes above: every group finds its nodes.
+        for _ in 0..<database.schemaRegionGroups { precondition(addGroup(.schema, database, index: index)) }
+        while groupCount(name, .data) < dataGroupTarget(database) { precondition(addGroup(.data, database, index: index)) }
     }
 
     /// Data region groups `database` should hold: at least its minimum (1 when automatic),
@@ -195,16 +201,17 @@ public struct MetaState: Sendable, Equatable {
         groups.values.filter { $0.database == database && $0.id.kind == kind }.count
     }
 
-    private mutating func addGroup(_ kind: RegionKind, _ database: DatabaseRecord, index: UInt64) throws(MetaError) {
+    /// Adds a group of `database`, its replicas placed on running nodes; false (nothing added)
+    /// when there are fewer of them than its replication factor.
+    private mutating func addGroup(_ kind: RegionKind, _ database: DatabaseRecord, index: UInt64) -> Bool {
         let factor = kind == .schema ? database.schemaReplicationFactor : database.dataReplicationFactor
-        guard let replicas = placement.choose(factor, database: database.name, among: placeable) else {
-            throw MetaError(code: 920, "\(database.name): \(kind) replication factor \(factor) needs \(factor) running nodes; the cluster has \(placeable.count)")
-        }
+        guard let replicas = placement.choose(factor, database: database.name, among: placeable) else { return false }
         let id = RegionGroupID(kind, nextGroupNumber)
         nextGroupNumber += 1
         groups[id] = RegionGroup(id: id, database: database.name, replicas: replicas, leaderHint: replicas.first)
         placement.add(replicas, database: database.name)
         routeVersion = index
+        return true
     }
 
     // MARK: - Partitions
@@ -221,7 +228,8 @@ public struct MetaState: Sendable, Equatable {
                 throw MetaError(code: 700, "slot \(request.slot) is outside 0..<\(settings.seriesSlotCount)")
             }
         }
-        while groupCount(name, .data) < dataGroupTarget(database) { try addGroup(.data, database, index: index) }
+        // Grown while the running nodes allow (too few of them now: the groups it has serve).
+        while groupCount(name, .data) < dataGroupTarget(database), addGroup(.data, database, index: index) {}
         let schemaGroups = groups.values.filter { $0.database == name && $0.id.kind == .schema }.map(\.id).sorted()
         let dataGroups = groups.values.filter { $0.database == name && $0.id.kind == .data }.map(\.id).sorted()
         var schemaCounts = table.schemaSlotCounts(name)
