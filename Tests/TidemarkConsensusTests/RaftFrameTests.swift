@@ -1,6 +1,6 @@
 import TidemarkIO
 import Testing
-import TidemarkConsensus
+@testable import TidemarkConsensus
 import TidemarkCore
 import TidemarkStorage
 
@@ -62,6 +62,32 @@ private func decode(_ bytes: [UInt8], with authenticator: FrameAuthenticator = c
         let raftOnly = RaftFrame(from: 1, to: 2, messages: [GroupMessage(group: data, message: message(.heartbeat))])
         #expect(FrameCodec.encode(raftOnly, sign: cluster.sign).count < bytes.count)
         #expect(RaftFrame(from: 1, to: 2, messages: []).isEmpty)
+    }
+
+    /// Control-plane calls ride last, with or without multi-leader messages before them; a
+    /// damaged call is refused, never half-read.
+    @Test func framesCarryCalls() throws {
+        let calls = [PeerCall(id: 1, kind: .request, method: 3, body: [1, 2, 3]), PeerCall(id: UInt64.max, kind: .response, method: UInt16.max, body: []),
+                     PeerCall(id: 9, kind: .failure, method: 0, body: Array("no such database".utf8))]
+        let alone = RaftFrame(from: 1, to: 2, messages: [], calls: calls)
+        let (decoded, _) = try #require(try decode(FrameCodec.encode(alone, sign: cluster.sign)))
+        #expect(decoded == alone && decoded.calls == calls && !decoded.isEmpty)
+        let ack = MultiLeaderMessage(kind: .acknowledge, from: 1, to: 2, source: 2, sequence: 17)
+        let mixed = RaftFrame(from: 1, to: 2, messages: [GroupMessage(group: data, message: message(.heartbeat))],
+                              replication: [ReplicationMessage(group: meta, message: ack)], calls: calls)
+        #expect(try decode(FrameCodec.encode(mixed, sign: cluster.sign))?.0 == mixed)
+        // An unknown call kind (the byte after the first call's id) is refused.
+        var unsealed = FrameCodec.unsealed(alone)
+        let kindAt = FrameCodec.headerBytes + 3 + 1  // message count, heartbeat count, replication count, call count; id 1
+        #expect(unsealed[kindAt + 1] == PeerCall.Kind.request.rawValue)
+        unsealed[kindAt + 1] = 7
+        var writer = ByteWriter()
+        writer.write(bytes: unsealed)
+        writer.write(littleEndian: UInt64(1))
+        writer.write(littleEndian: UInt64(1))
+        writer.write(littleEndian: CRC32C.checksum(writer.bytes))
+        writer.write(bytes: cluster.sign(writer.bytes))
+        #expect(throws: FrameError.malformed("unknown call kind")) { try decode(writer.bytes) }
     }
 
     /// Every number at its widest (ten-byte varints): the encoders reserve their buffer from an

@@ -385,6 +385,62 @@ private func runInBackground(_ loop: EventLoop) -> DispatchSemaphore {
 
     /// Each side of a link learns the other's client address from its hello (for leader
     /// hints), and a healthy pair logs nothing.
+    /// Control-plane calls: answered once each, with the peer's answer, its failure, a
+    /// timeout, or the loss of the link; a node without a handler says so.
+    @Test func callsAreAnsweredOnceWithTheAnswerOrWhyThereIsNone() throws {
+        let loop = try EventLoop()
+        let loopback = ListenAddress(host: "127.0.0.1", port: 0)
+        let a = PeerTransport(loop: loop, nodeID: 1, peers: [:], clusterSecret: "s", silenceMs: 600_000) { _ in }
+        let b = PeerTransport(loop: loop, nodeID: 2, peers: [:], clusterSecret: "s", silenceMs: 600_000) { _ in }
+        b.handleCalls { _, method, body, reply in
+            switch method {
+            case 7: reply(.success(body.reversed()))
+            case 8: reply(.failure(.failed("no such database root.x")))
+            default: break  // never answers
+            }
+        }
+        let addressA = try a.start(listen: loopback)
+        let addressB = try b.start(listen: loopback)
+        a.setAddress(of: 2, to: addressB)
+        b.setAddress(of: 1, to: addressA)
+        let stopped = runInBackground(loop)
+
+        /// Calls and waits (bounded) for the one answer.
+        func call(_ from: PeerTransport, _ node: UInt64, _ method: UInt16, _ body: [UInt8] = [], timeoutMs: UInt64 = 10_000) -> Result<[UInt8], PeerCallError>? {
+            let answers = Mutex<[Result<[UInt8], PeerCallError>]>([]), done = DispatchSemaphore(value: 0)
+            from.call(node, method: method, body: body, timeoutMs: timeoutMs) { result in
+                answers.withLock { $0.append(result) }
+                done.signal()
+            }
+            guard done.wait(timeout: .now() + 20) == .success else { return nil }
+            return answers.withLock { $0.first }
+        }
+        #expect(call(a, 2, 7, [1, 2, 3]) == .success([3, 2, 1]))
+        #expect(call(a, 2, 7, Array(repeating: 9, count: 1 << 20)) == .success(Array(repeating: 9, count: 1 << 20)))
+        #expect(call(a, 2, 8) == .failure(.failed("no such database root.x")))
+        #expect(call(a, 2, 9, timeoutMs: 300) == .failure(.timedOut(ms: 300)))
+        #expect(call(a, 5, 7) == .failure(.unreachable("node 5 is not a known peer")))
+        #expect(call(b, 1, 7) == .failure(.failed("node 1 takes no calls")))
+        // A call in flight when the link goes down fails then, not at its deadline.
+        let lost = Mutex<Result<[UInt8], PeerCallError>?>(nil), failed = DispatchSemaphore(value: 0)
+        let started = Date()
+        a.call(2, method: 9, body: [], timeoutMs: 600_000) { result in
+            lost.withLock { $0 = result }
+            failed.signal()
+        }
+        #expect(eventually { a.metrics.framesSent.load(ordering: .relaxed) >= 5 }, "the call left")  // the four calls to 2 before it, and it
+        loop.execute { b.stop() }
+        #expect(failed.wait(timeout: .now() + 20) == .success)
+        #expect(lost.withLock { $0 } == .failure(.unreachable("the link to node 2 went down")))
+        #expect(Date().timeIntervalSince(started) < 60)
+
+        loop.execute {
+            a.stop()
+            loop.close()
+        }
+        #expect(stopped.wait(timeout: .now() + 10) == .success)
+    }
+
     @Test func aPeersClientAddressIsLearnedFromItsHello() throws {
         let loop = try EventLoop()
         let inboxB = Inbox(), logA = CapturedLog(), logB = CapturedLog()

@@ -42,9 +42,33 @@ public struct PeerHello: Sendable, Equatable {
     }
 }
 
+/// A request between two nodes' control planes (register, fetch partitions, a route map)
+/// or its answer, matched by `id` on the caller's side. `method` is the cluster layer's.
+public struct PeerCall: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable {
+        case request = 1
+        /// The answer: `body` is the method's result.
+        case response = 2
+        /// The callee could not answer: `body` is why, as UTF-8.
+        case failure = 3
+    }
+
+    public var id: UInt64
+    public var kind: Kind
+    public var method: UInt16
+    public var body: [UInt8]
+
+    public init(id: UInt64, kind: Kind, method: UInt16, body: [UInt8]) {
+        self.id = id
+        self.kind = kind
+        self.method = method
+        self.body = body
+    }
+}
+
 /// Everything one node sends another at once: the messages of all their shared groups in
 /// one frame, heartbeats (and their answers) of many groups coalesced into a few bytes each,
-/// and the multi-leader groups' batches and acknowledgements.
+/// the multi-leader groups' batches and acknowledgements, and control-plane calls.
 public struct RaftFrame: Sendable, Equatable {
     /// A heartbeat or its answer, without what the frame already says (sender, receiver).
     struct Heartbeat: Sendable, Equatable {
@@ -60,6 +84,7 @@ public struct RaftFrame: Sendable, Equatable {
     private(set) var messages: [GroupMessage] = []
     private(set) var heartbeats: [Heartbeat] = []
     public private(set) var replication: [ReplicationMessage] = []
+    public private(set) var calls: [PeerCall] = []
     /// Set in a hello only (a frame sealed with sequence 0), which carries nothing else.
     public private(set) var hello: PeerHello?
 
@@ -71,10 +96,11 @@ public struct RaftFrame: Sendable, Equatable {
         self.hello = hello
     }
 
-    /// Packs `messages` and `replication` (all from `from` to `to`), coalescing heartbeats.
-    public init(from: UInt64, to: UInt64, messages all: [GroupMessage], replication: [ReplicationMessage] = []) {
+    /// Packs `messages`, `replication` and `calls` (all from `from` to `to`), coalescing heartbeats.
+    public init(from: UInt64, to: UInt64, messages all: [GroupMessage], replication: [ReplicationMessage] = [], calls: [PeerCall] = []) {
         self.from = from
         self.to = to
+        self.calls = calls
         for item in replication { precondition(item.message.from == from && item.message.to == to, "one frame, one pair of nodes") }
         self.replication = replication
         for item in all {
@@ -91,9 +117,11 @@ public struct RaftFrame: Sendable, Equatable {
         }
     }
 
-    init(from: UInt64, to: UInt64, messages: [GroupMessage], heartbeats: [Heartbeat], replication: [ReplicationMessage], hello: PeerHello? = nil) {
+    init(from: UInt64, to: UInt64, messages: [GroupMessage], heartbeats: [Heartbeat], replication: [ReplicationMessage],
+         calls: [PeerCall] = [], hello: PeerHello? = nil) {
         self.from = from
         self.to = to
+        self.calls = calls
         self.messages = messages
         self.heartbeats = heartbeats
         self.replication = replication
@@ -101,7 +129,7 @@ public struct RaftFrame: Sendable, Equatable {
     }
 
     /// No messages in it: a hello (or a ping, which is a hello again).
-    public var isEmpty: Bool { messages.isEmpty && heartbeats.isEmpty && replication.isEmpty }
+    public var isEmpty: Bool { messages.isEmpty && heartbeats.isEmpty && replication.isEmpty && calls.isEmpty }
 
     /// The frame's messages, heartbeats expanded again.
     public var allMessages: [GroupMessage] {
@@ -170,12 +198,13 @@ public struct FrameSeal: Sendable, Equatable {
 /// u64 session | u64 sequence | u32 CRC32C(all before) | 32-byte tag` where the tag
 /// authenticates all before it with the cluster secret (see `FrameAuthenticator`) and the
 /// session and sequence are the frame's `FrameSeal`. Integers are little-endian. The payload
-/// lists Raft messages, then coalesced heartbeats, then (only when there are any)
-/// multi-leader messages. A hello (flag `helloFlag`, sequence 0) has its own payload instead:
+/// lists Raft messages, then coalesced heartbeats, then (only when there are any, or calls)
+/// multi-leader messages, then (only when there are any) calls: each an id, a kind, a method
+/// and a length-prefixed body. A hello (flag `helloFlag`, sequence 0) has its own payload instead:
 /// the sender's cluster name and client address, each a varint length and UTF-8 bytes.
-/// Version 3 added the hello's payload (version 2's hello was an empty frame).
+/// Version 3 added the hello's payload (version 2's hello was an empty frame); version 4 the calls.
 public enum FrameCodec {
-    public static let version: UInt8 = 3
+    public static let version: UInt8 = 4
     /// Flags bit: the payload is a `PeerHello`. Set exactly on frames sealed as a hello.
     static let helloFlag: UInt8 = 1
     /// Bytes of a hello frame at most: what a connection may send before it has said who it is.
@@ -233,7 +262,7 @@ public enum FrameCodec {
             writer.write(varint: beat.commit)
             writer.write(varint: beat.context)
         }
-        if !frame.replication.isEmpty {
+        if !frame.replication.isEmpty || !frame.calls.isEmpty {
             writer.write(varint: UInt64(frame.replication.count))
             for item in frame.replication {
                 writeGroup(item.group, into: &writer)
@@ -242,6 +271,15 @@ public enum FrameCodec {
                 writer.write(varint: item.message.sequence)
                 writer.write(varint: UInt64(item.message.entries.count))
                 for entry in item.message.entries { writer.write(lengthPrefixed: entry) }
+            }
+        }
+        if !frame.calls.isEmpty {
+            writer.write(varint: UInt64(frame.calls.count))
+            for call in frame.calls {
+                writer.write(varint: call.id)
+                writer.write(call.kind.rawValue)
+                writer.write(varint: UInt64(call.method))
+                writer.write(lengthPrefixed: call.body)
             }
         }
         precondition(writer.count - headerBytes <= Int(UInt32.max), "a frame's payload length fits 32 bits")
@@ -321,9 +359,19 @@ public enum FrameCodec {
                     }
                     replication.append(ReplicationMessage(group: group, message: message))
                 }
-                guard reader.isAtEnd else { throw CorruptDataError("bytes after the multi-leader messages") }
             }
-            return (RaftFrame(from: from, to: to, messages: messages, heartbeats: heartbeats, replication: replication), seal, total)
+            var calls: [PeerCall] = []
+            if !reader.isAtEnd {
+                for _ in 0..<(try reader.readCount(max: reader.remaining, what: "calls")) {
+                    let id = try reader.readVarint()
+                    guard let kind = PeerCall.Kind(rawValue: try reader.readByte()) else { throw FrameError.malformed("unknown call kind") }
+                    let method = try reader.readVarint()
+                    guard method <= UInt64(UInt16.max) else { throw FrameError.malformed("call method \(method) out of range") }
+                    calls.append(PeerCall(id: id, kind: kind, method: UInt16(method), body: Array(try reader.readLengthPrefixed(max: reader.remaining))))
+                }
+                guard reader.isAtEnd else { throw CorruptDataError("bytes after the calls") }
+            }
+            return (RaftFrame(from: from, to: to, messages: messages, heartbeats: heartbeats, replication: replication, calls: calls), seal, total)
         } catch let error as FrameError {
             throw error
         } catch {
@@ -362,6 +410,7 @@ public enum FrameCodec {
         for item in frame.replication {
             total += group + 1 + 2 * varint + RaftCodec.bytesEstimate(lengthPrefixed: item.message.entries)  // kind, source, sequence
         }
+        total += varint + frame.calls.reduce(0) { $0 + 3 * varint + 1 + $1.body.count }  // count; id, kind, method, body length
         return total
     }
 

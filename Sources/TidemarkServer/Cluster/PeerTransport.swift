@@ -49,9 +49,9 @@ public final class PeerMetrics: Sendable {
 public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecked Sendable {
     public let nodeID: UInt64
     public let metrics: PeerMetrics
-    private let loop: EventLoop
+    let loop: EventLoop
     private var peers: [UInt64: ListenAddress]
-    private let authenticator: FrameAuthenticator
+    let authenticator: FrameAuthenticator
     private let frameBytesMax: Int
     /// Unsent bytes to one peer past which new frames are dropped (a slow or dead peer).
     private let backlogBytesMax: Int
@@ -94,7 +94,9 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     private var waitingBytes: [UInt64: Int] = [:]
     /// Accepted connections that have not said who they are yet, with when they came.
     private var unidentifiedSinceNs: [ObjectIdentifier: UInt64] = [:]
-    private var stopped = false
+    private(set) var stopped = false
+    /// Calls waiting for answers, and who answers calls (`PeerCalls.swift`).
+    let calls = PeerCallTable()
     /// Accepted connections, identified or not.
     private var incoming: [ObjectIdentifier: TCPStream] = [:]
     private var bufferedBytes = 0
@@ -171,6 +173,9 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     /// Any thread.
     public func clientAddress(of node: UInt64) -> String? { clientAddresses.withLock { $0[node] } }
 
+    /// Whether `node` is a peer this node knows the address of (on the loop).
+    func hasAddress(of node: UInt64) -> Bool { peers[node] != nil }
+
     /// Whether the link to `node` is up (on the loop).
     public func isConnected(to node: UInt64) -> Bool { links[node]?.isOpen == true }
 
@@ -220,6 +225,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     /// Every `pingMs`: pings idle links, cuts silent ones, redials lost ones.
     private func housekeeping() {
         let now = monotonicNowNs()
+        expireCalls(nowNs: now)
         for (peer, link) in links {
             if now - (lastHeardNs[peer] ?? now) >= silenceMs * 1_000_000 {
                 link.close()  // reports the peer down
@@ -276,7 +282,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
 
     /// Writes `frame` to `node`'s link, or keeps it until the link is up. `done`, when given,
     /// hears whether it was written; such a frame does not wait for a link.
-    private func write(_ frame: PreparedFrame, to node: UInt64, done: ((Bool) -> Void)? = nil) {
+    func write(_ frame: PreparedFrame, to node: UInt64, done: ((Bool) -> Void)? = nil) {
         guard !stopped else {
             done?(false)
             return
@@ -371,6 +377,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             buffer = []
             if let peer, links[peer] === stream {
                 links[peer] = nil
+                failCalls(to: peer)
                 peerDown(peer)
             }
         }
@@ -436,6 +443,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
                     let messages = frame.allMessages
                     if !messages.isEmpty { deliver(messages) }
                     if !frame.replication.isEmpty { deliverReplication(frame.replication) }
+                    if !frame.calls.isEmpty { receive(frame.calls, from: frame.from) }
                 }
             } catch let error as FrameError {
                 refuse(error, on: stream, dialed: dialed)
