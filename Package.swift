@@ -54,7 +54,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
         // The cluster's control plane: partition table, allocator, meta state (pure cores).
-        .target(name: "TidemarkCluster", dependencies: ["TidemarkCore", "TidemarkIO"]),
+        .target(name: "TidemarkCluster", dependencies: ["TidemarkCore", "TidemarkIO", "TidemarkConsensus"]),
         .target(name: "TidemarkWire", dependencies: ["TidemarkCore", "TidemarkStorage", "TidemarkIO"]),
         .target(name: "TidemarkQuery", dependencies: ["TidemarkCore", "TidemarkStorage", "TidemarkIO"]),
         .target(
@@ -116,7 +116,7 @@ let package = Package(
         .testTarget(
             name: "TidemarkConsensusTests", dependencies: ["TidemarkConsensus", "TidemarkCluster", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"],
             exclude: ["testdata"]),
-        .testTarget(name: "TidemarkClusterTests", dependencies: ["TidemarkCluster", "TidemarkIO", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkClusterTests", dependencies: ["TidemarkCluster", "TidemarkConsensus", "TidemarkIO", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkWireTests", dependencies: ["TidemarkWire", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkQueryTests", dependencies: ["TidemarkQuery", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),

@@ -1,0 +1,181 @@
+import Synchronization
+import TidemarkConsensus
+import TidemarkCore
+import TidemarkIO
+
+/// A meta command on its way through the group, as the proposing node knows it: the apply
+/// on that node puts the outcome (or the state's refusal) here.
+public final class MetaProposal: Sendable {
+    private let result = Mutex<Result<MetaState.Outcome, MetaError>?>(nil)
+
+    public init() {}
+
+    func finish(_ value: Result<MetaState.Outcome, MetaError>) { result.withLock { $0 = value } }
+
+    /// What the apply decided on this node; nil if it has not run here (yet).
+    public var outcome: Result<MetaState.Outcome, MetaError>? { result.withLock { $0 } }
+}
+
+/// The meta group's state machine (DESIGN.md section 3): committed entries are meta
+/// commands applied to the `MetaState`. It keeps its own checkpoint, `meta.snapshot` in its
+/// directory, written atomically every `checkpointEntries` entries and then released from
+/// the group's log, so a restart loads the checkpoint and replays only the log after it.
+/// A lagging or new member is sent the whole state as an image.
+public final class MetaStateMachine: StateMachine, Sendable {
+    public let settings: ClusterSettings
+    private let directory: String
+    private let checkpointEntries: UInt64
+    /// The state and the group's last applied log index (commands and the entries Raft makes
+    /// itself), changed together: an image or checkpoint always names the index its state is at.
+    private struct Held {
+        var state: MetaState
+        var lastApplied: UInt64
+    }
+    private let held: Mutex<Held>
+    /// The log index the checkpoint file holds everything through.
+    private let checkpointed = Atomic<UInt64>(0)
+    private let retention = Mutex<LogRetention?>(nil)
+    /// Told after each entry that changed the state, with the state as of then.
+    private let observers = Mutex<[@Sendable (MetaState) -> Void]>([])
+
+    private var checkpointPath: String { directory + "/meta.snapshot" }
+
+    /// Opens the state in `directory` from its checkpoint, if any. A checkpoint made with other
+    /// fixed settings is refused: the cluster was made with them (they never change).
+    public init(settings: ClusterSettings, directory: String, checkpointEntries: UInt64 = 1000) throws {
+        precondition(checkpointEntries > 0, "a checkpoint now and then")
+        self.settings = settings
+        self.directory = directory
+        self.checkpointEntries = checkpointEntries
+        try FileIO.makeDirectory(directory)
+        var initial = Held(state: MetaState(settings: settings), lastApplied: 0)
+        if let bytes = try FileIO.readFile(directory + "/meta.snapshot") {
+            let (index, loaded) = try Self.decodeCheckpoint(bytes, path: directory + "/meta.snapshot")
+            try Self.checkSettings(loaded.settings, against: settings, path: directory + "/meta.snapshot")
+            initial = Held(state: loaded, lastApplied: index)
+        }
+        held = Mutex(initial)
+        checkpointed.store(initial.lastApplied, ordering: .relaxed)
+    }
+
+    /// The state now (a copy).
+    public var current: MetaState { held.withLock { $0.state } }
+
+    /// The group's last applied log index.
+    public var appliedIndex: UInt64 { held.withLock { $0.lastApplied } }
+
+    /// Calls `body` after every change (on the applying thread; it must not block).
+    public func observe(_ body: @escaping @Sendable (MetaState) -> Void) { observers.withLock { $0.append(body) } }
+
+    public func apply(_ entry: CommittedEntry) throws {
+        let proposal = entry.local as? MetaProposal
+        let command: Result<MetaCommand, CorruptDataError> = Result { () throws(CorruptDataError) in try MetaCommand(decoding: entry.data) }
+        let result: Result<MetaState.Outcome, MetaError>? = held.withLock { held in
+            // Held in the checkpoint already (a replay after a restart).
+            guard entry.index > held.lastApplied else { return nil }
+            held.lastApplied = entry.index
+            switch command {
+            case .success(let command):
+                return Result { () throws(MetaError) in try held.state.apply(command, index: entry.index) }
+            case .failure(let error):
+                return .failure(MetaError(code: 305, "meta entry \(entry.index) does not decode: \(error)"))
+            }
+        }
+        guard let result else { return }
+        proposal?.finish(result)
+        checkpointIfDue()
+        switch result {
+        case .success:
+            let now = current
+            for observer in observers.withLock({ $0 }) { observer(now) }
+        case .failure(let error):
+            throw error
+        }
+    }
+
+    /// The group compacts its log here: the checkpoint file holds the state through the index.
+    public func snapshot() throws -> StateSnapshot {
+        try checkpoint()
+        return StateSnapshot(index: checkpointed.load(ordering: .acquiring), term: 1, data: [])
+    }
+
+    /// The whole state, for a member behind the compacted log.
+    public func openImage(for snapshot: StateSnapshot, bytesMax: Int) throws -> any ImageReader {
+        let (index, bytes) = checkpointBytes()
+        guard index >= snapshot.index else {
+            throw ConsensusError.refused("meta image for index \(snapshot.index) asked before it was applied (\(index))")
+        }
+        guard bytes.count <= bytesMax else { throw ConsensusError.refused("the meta image takes \(bytes.count) bytes, more than \(bytesMax)") }
+        return BytesImageReader(bytes)
+    }
+
+    /// Installed images are written to the checkpoint file before `restore` returns.
+    public var keepsInstalledImages: Bool { true }
+
+    /// A snapshot with an image (from the leader) replaces the state and becomes the
+    /// checkpoint; one without is this member's own compaction, which its checkpoint covers.
+    public func restore(_ snapshot: StateSnapshot) throws {
+        let image: [UInt8]? = if let file = snapshot.file { try FileIO.readFile(file) } else if !snapshot.data.isEmpty { snapshot.data } else { nil }
+        guard let image else {
+            let held = checkpointed.load(ordering: .acquiring)
+            guard held >= snapshot.index else {
+                throw CorruptDataError("\(checkpointPath) holds the meta state through \(held), but the group's log was compacted through \(snapshot.index)")
+            }
+            return
+        }
+        let (index, loaded) = try Self.decodeCheckpoint(image, path: "the meta image")
+        try Self.checkSettings(loaded.settings, against: settings, path: "the meta image from the leader")
+        guard index >= snapshot.index else { throw CorruptDataError("the meta image covers \(index), short of \(snapshot.index)") }
+        guard index > appliedIndex else { return }
+        try FileIO.writeFileAtomically(image, to: checkpointPath, directory: directory)
+        held.withLock { $0 = Held(state: loaded, lastApplied: index) }
+        checkpointed.store(index, ordering: .releasing)
+        let now = current
+        for observer in observers.withLock({ $0 }) { observer(now) }
+    }
+
+    public func attach(logRetention: LogRetention) { retention.withLock { $0 = logRetention } }
+
+    public var persistedIndexMax: UInt64 { checkpointed.load(ordering: .acquiring) }
+
+    /// Writes the checkpoint (the state through the last applied index), then lets the log
+    /// drop what it holds.
+    public func checkpoint() throws {
+        let (index, bytes) = checkpointBytes()
+        guard index > checkpointed.load(ordering: .acquiring) else { return }
+        try FileIO.writeFileAtomically(bytes, to: checkpointPath, directory: directory)
+        checkpointed.store(index, ordering: .releasing)
+        try retention.withLock { $0 }?.release(through: index)
+    }
+
+    private func checkpointIfDue() {
+        guard appliedIndex >= checkpointed.load(ordering: .acquiring) + checkpointEntries else { return }
+        // A failed checkpoint keeps the log whole: nothing is lost, the next one tries again.
+        try? checkpoint()
+    }
+
+    /// The last applied index, and a checkpoint's bytes: that index, then the state's snapshot.
+    private func checkpointBytes() -> (UInt64, [UInt8]) {
+        let now = held.withLock { $0 }
+        var writer = ByteWriter()
+        writer.write(littleEndian: now.lastApplied)
+        writer.write(bytes: MetaSnapshot.encode(now.state))
+        return (now.lastApplied, writer.bytes)
+    }
+
+    private static func decodeCheckpoint(_ bytes: [UInt8], path: String) throws -> (UInt64, MetaState) {
+        guard bytes.count > 8 else { throw CorruptDataError("\(path): \(bytes.count) bytes is too short for a meta checkpoint") }
+        var reader = ByteReader(bytes)
+        let index = try reader.read(littleEndian: UInt64.self)
+        do {
+            return (index, try MetaSnapshot.decode(Array(bytes[8...])))
+        } catch {
+            throw CorruptDataError("\(path): \(error)")
+        }
+    }
+
+    private static func checkSettings(_ found: ClusterSettings, against mine: ClusterSettings, path: String) throws {
+        guard let difference = found.firstDifference(from: mine) else { return }
+        throw CorruptDataError("\(path): the cluster was made with \(difference.key) = \(difference.local); this node's config says \(difference.peer)")
+    }
+}
