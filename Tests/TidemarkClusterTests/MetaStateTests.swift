@@ -43,6 +43,19 @@ import TidemarkTestSupport
         #expect(try log.apply(.registerNode(internalAddress: "10.0.0.9:10730", clientAddress: "x", cores: 1)) == .node(4))
     }
 
+    /// Meta members register under their places in `meta_peers`; other nodes after them.
+    @Test func metaMembersKeepTheirPlacesAsIDs() throws {
+        var log = Log()
+        log.state = MetaState(settings: ClusterSettings(), reservedNodeIDs: 3)
+        #expect(try log.apply(.registerNode(internalAddress: "10.0.0.9:10730", clientAddress: "c", cores: 1)) == .node(4))
+        #expect(try log.apply(.registerNode(internalAddress: "10.0.0.2:10730", clientAddress: "c", cores: 1, requestedID: 2)) == .node(2))
+        #expect(try log.apply(.registerNode(internalAddress: "10.0.0.2:10730", clientAddress: "d", cores: 1, requestedID: 2)) == .node(2))
+        // Another address for a taken ID, or another ID for a known address: the configs disagree.
+        #expect(throws: MetaError.self) { try log.apply(.registerNode(internalAddress: "10.0.0.7:10730", clientAddress: "c", cores: 1, requestedID: 2)) }
+        #expect(throws: MetaError.self) { try log.apply(.registerNode(internalAddress: "10.0.0.2:10730", clientAddress: "c", cores: 1, requestedID: 1)) }
+        #expect(try log.apply(.registerNode(internalAddress: "10.0.0.8:10730", clientAddress: "c", cores: 1)) == .node(5))
+    }
+
     @Test func aDatabaseGetsItsGroupsAndPartitionsFollowTheRules() throws {
         var log = Log()
         _ = try log.register(3)  // 3 nodes × capacity 2 = 6 regions

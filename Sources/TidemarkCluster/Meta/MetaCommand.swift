@@ -15,8 +15,10 @@ public struct SlotRequest: Sendable, Equatable {
 /// (`MetaState.apply`). Commands carry intents, not results: where a group or a partition
 /// goes is decided when the entry is applied, from the state at that index.
 public enum MetaCommand: Sendable, Equatable {
-    /// A node registers (or, from an address already known, registers again).
-    case registerNode(internalAddress: String, clientAddress: String, cores: Int)
+    /// A node registers (or, from an address already known, registers again). A member of
+    /// the meta group asks for its place in `meta_peers` as its ID; any other node for 0 (the
+    /// next free one).
+    case registerNode(internalAddress: String, clientAddress: String, cores: Int, requestedID: NodeID = 0)
     case setNodeStatus(NodeID, NodeRecord.Status)
     case createDatabase(DatabaseRecord)
     case dropDatabase(String)
@@ -33,11 +35,12 @@ public enum MetaCommand: Sendable, Equatable {
     public func encoded() -> [UInt8] {
         var writer = ByteWriter()
         switch self {
-        case .registerNode(let internalAddress, let clientAddress, let cores):
+        case .registerNode(let internalAddress, let clientAddress, let cores, let requestedID):
             writer.write(1)
             writer.write(lengthPrefixed: internalAddress)
             writer.write(lengthPrefixed: clientAddress)
             writer.write(varint: UInt64(max(0, cores)))
+            writer.write(varint: requestedID)
         case .setNodeStatus(let node, let status):
             writer.write(2)
             writer.write(varint: node)
@@ -73,7 +76,7 @@ public enum MetaCommand: Sendable, Equatable {
         switch try reader.readByte() {
         case 1:
             self = .registerNode(internalAddress: try Self.text(&reader), clientAddress: try Self.text(&reader),
-                                 cores: try reader.readCount(max: 1 << 20, what: "cores"))
+                                 cores: try reader.readCount(max: 1 << 20, what: "cores"), requestedID: try reader.readVarint())
         case 2:
             let node = try reader.readVarint()
             guard let status = NodeRecord.Status(rawValue: try Self.text(&reader)) else { throw CorruptDataError("unknown node status") }

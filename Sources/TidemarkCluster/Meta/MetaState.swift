@@ -82,7 +82,13 @@ public struct MetaState: Sendable, Equatable {
     var nextGroupNumber: UInt32 = 1
     var placement = ReplicaPlacement()
 
-    public init(settings: ClusterSettings) { self.settings = settings }
+    /// `reservedNodeIDs`: IDs 1…n are kept for the meta group's members (their places in
+    /// `meta_peers`); other nodes are numbered after them.
+    public init(settings: ClusterSettings, reservedNodeIDs: Int = 0) {
+        precondition(reservedNodeIDs >= 0, "a count of IDs")
+        self.settings = settings
+        nextNodeID = NodeID(reservedNodeIDs) + 1
+    }
 
     /// What a command gave back.
     public enum Outcome: Sendable, Equatable {
@@ -103,8 +109,8 @@ public struct MetaState: Sendable, Equatable {
 
     private mutating func applyChecked(_ command: MetaCommand, index: UInt64) throws(MetaError) -> Outcome {
         switch command {
-        case .registerNode(let internalAddress, let clientAddress, let cores):
-            return .node(register(internalAddress: internalAddress, clientAddress: clientAddress, cores: cores, index: index))
+        case .registerNode(let internalAddress, let clientAddress, let cores, let requestedID):
+            return .node(try register(internalAddress: internalAddress, clientAddress: clientAddress, cores: cores, requestedID: requestedID, index: index))
         case .setNodeStatus(let node, let status):
             guard nodes[node] != nil else { throw MetaError(code: 918, "no node \(node)") }
             nodes[node]!.status = status
@@ -136,16 +142,26 @@ public struct MetaState: Sendable, Equatable {
 
     // MARK: - Nodes
 
-    private mutating func register(internalAddress: String, clientAddress: String, cores: Int, index: UInt64) -> NodeID {
-        if let known = nodes.values.first(where: { $0.internalAddress == internalAddress }) {
+    private mutating func register(internalAddress: String, clientAddress: String, cores: Int, requestedID: NodeID,
+                                   index: UInt64) throws(MetaError) -> NodeID {
+        let known = nodes.values.first { $0.internalAddress == internalAddress }
+        if requestedID != 0 {
+            if let known, known.id != requestedID {
+                throw MetaError(code: 921, "\(internalAddress) is node \(known.id), not node \(requestedID) (meta_peers lists the meta group in another order?)")
+            }
+            if let holder = nodes[requestedID], holder.internalAddress != internalAddress {
+                throw MetaError(code: 921, "node \(requestedID) is \(holder.internalAddress), not \(internalAddress)")
+            }
+        }
+        if let known {
             nodes[known.id]!.clientAddress = clientAddress
             nodes[known.id]!.cores = cores
             if known.status == .unknown { nodes[known.id]!.status = .running }
             routeVersion = index
             return known.id
         }
-        let id = nextNodeID
-        nextNodeID += 1
+        let id = requestedID != 0 ? requestedID : nextNodeID
+        nextNodeID = max(nextNodeID, id + 1)
         nodes[id] = NodeRecord(id: id, internalAddress: internalAddress, clientAddress: clientAddress, status: .running, cores: max(1, cores))
         routeVersion = index
         return id

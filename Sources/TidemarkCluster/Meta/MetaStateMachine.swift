@@ -42,13 +42,14 @@ public final class MetaStateMachine: StateMachine, Sendable {
 
     /// Opens the state in `directory` from its checkpoint, if any. A checkpoint made with other
     /// fixed settings is refused: the cluster was made with them (they never change).
-    public init(settings: ClusterSettings, directory: String, checkpointEntries: UInt64 = 1000) throws {
+    /// `reservedNodeIDs`: the meta group's members, whose IDs are their places in `meta_peers`.
+    public init(settings: ClusterSettings, directory: String, reservedNodeIDs: Int = 0, checkpointEntries: UInt64 = 1000) throws {
         precondition(checkpointEntries > 0, "a checkpoint now and then")
         self.settings = settings
         self.directory = directory
         self.checkpointEntries = checkpointEntries
         try FileIO.makeDirectory(directory)
-        var initial = Held(state: MetaState(settings: settings), lastApplied: 0)
+        var initial = Held(state: MetaState(settings: settings, reservedNodeIDs: reservedNodeIDs), lastApplied: 0)
         if let bytes = try FileIO.readFile(directory + "/meta.snapshot") {
             let (index, loaded) = try Self.decodeCheckpoint(bytes, path: directory + "/meta.snapshot")
             try Self.checkSettings(loaded.settings, against: settings, path: directory + "/meta.snapshot")
