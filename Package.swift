@@ -67,7 +67,7 @@ let package = Package(
             name: "TidemarkServer",
             dependencies: [
                 "TidemarkCore", "TidemarkStages", "TidemarkConfig", "TidemarkNet", "TidemarkStorage", "TidemarkIO", "TidemarkWire", "TidemarkQuery",
-                "TidemarkConsensus",
+                "TidemarkConsensus", "TidemarkCluster",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),

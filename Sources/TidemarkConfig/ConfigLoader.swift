@@ -37,7 +37,7 @@ public enum ConfigLoader {
         var config = base
         var secretAt: Node?  // where cluster_secret was set, to point at when it is refused
         let keys = ["node_name", "data_dir", "cluster_name", "http", "auth", "native", "internal", "meta_peers", "cluster_secret", "data_consensus", "raft",
-                    "wal_sync", "storage", "query", "log_level", "shutdown_timeout_ms", "stages"]
+                    "node_unknown_after_ms", "wal_sync", "storage", "query", "log_level", "shutdown_timeout_ms", "stages"]
         for (name, node) in try reader.entries(try reader.root(of: text), key: nil) {
             switch name {
             case "node_name": config.nodeName = try nonEmpty(reader.string(node, key: name), node, name, reader)
@@ -66,6 +66,7 @@ public enum ConfigLoader {
                 secretAt = node
             case "data_consensus": config.dataConsensus = try reader.choice(node, key: name, as: DataConsensusKind.self)
             case "raft": try applyRaft(node, reader: reader, to: &config)
+            case "node_unknown_after_ms": config.nodeUnknownAfterMs = try positive(node, key: name, reader: reader)
             case "wal_sync": config.storage.walSync = try walSync(node, reader: reader)
             case "storage": try applyStorage(node, reader: reader, to: &config.storage)
             case "query": try applyQuery(node, reader: reader, to: &config.query)

@@ -23,6 +23,8 @@ public struct NodeConfig: Sendable {
     /// The Raft clock: one tick every `raftTickMs`; an election after 10–20 ticks without a leader.
     public var raftTickMs = 100
     public var raftElectionTicks = 10
+    /// A node whose link to the meta leader has been down this long is Unknown (SHOW DATANODES).
+    public var nodeUnknownAfterMs = 10_000
     /// Log bytes a Raft leader keeps for a lagging follower before compacting them away
     /// (the follower then catches up from a region image).
     public var raftCatchUpBytesMax = 64 << 20

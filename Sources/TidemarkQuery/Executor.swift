@@ -192,6 +192,8 @@ public struct StatementExecutor: Sendable {
             return .done
         case .createUser, .dropUser, .alterPassword, .grant, .revoke, .listUsers:
             throw ExecutionError.semantic("user statements are run by the node's user store")
+        case .showCluster, .showDataNodes:
+            throw ExecutionError.semantic("cluster statements are answered by the node from the meta group")
         }
     }
 

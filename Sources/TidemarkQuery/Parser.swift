@@ -88,7 +88,9 @@ public struct Parser {
                 return .showTimeseries(pattern, limit: limit, offset: offset)
             }
             if accept("DEVICES") { return .showDevices(try optionalPath()) }
-            throw expected("DATABASES, TIMESERIES or DEVICES")
+            if accept("CLUSTER") { return .showCluster(details: accept("DETAILS")) }
+            if accept("DATANODES") { return .showDataNodes }
+            throw expected("DATABASES, TIMESERIES, DEVICES, CLUSTER or DATANODES")
         }
         if accept("COUNT") {
             guard accept("TIMESERIES") else { throw expected("TIMESERIES") }

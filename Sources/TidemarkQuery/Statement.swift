@@ -87,6 +87,10 @@ public enum Statement: Sendable, Equatable {
     /// `FLUSH [paths] [true|false]`: seal and flush memtables (the paths and the
     /// sequence/unsequence flag are accepted for IoTDB compatibility; the whole region flushes).
     case flush
+    /// `SHOW CLUSTER [DETAILS]`: the nodes and their roles, from the meta group.
+    case showCluster(details: Bool)
+    /// `SHOW DATANODES`: every node (each is a data node) and its status, from the meta group.
+    case showDataNodes
 
     public static func == (lhs: Statement, rhs: Statement) -> Bool {
         switch (lhs, rhs) {
@@ -108,7 +112,8 @@ public enum Statement: Sendable, Equatable {
         case (.alterPassword(let a, let p), .alterPassword(let b, let q)): a == b && p == q
         case (.grant(let a, let p, let x), .grant(let b, let q, let y)), (.revoke(let a, let p, let x), .revoke(let b, let q, let y)):
             a == b && p == q && x == y
-        case (.listUsers, .listUsers), (.flush, .flush): true
+        case (.listUsers, .listUsers), (.flush, .flush), (.showDataNodes, .showDataNodes): true
+        case (.showCluster(let a), .showCluster(let b)): a == b
         default: false
         }
     }
@@ -116,7 +121,7 @@ public enum Statement: Sendable, Equatable {
     /// Whether the statement only reads (answered by `/rest/v2/query`).
     public var isQuery: Bool {
         switch self {
-        case .select, .showDatabases, .showTimeseries, .countTimeseries, .showDevices, .listUsers: true
+        case .select, .showDatabases, .showTimeseries, .countTimeseries, .showDevices, .listUsers, .showCluster, .showDataNodes: true
         default: false
         }
     }

@@ -15,6 +15,8 @@ struct Dispatcher: Sendable {
     let queryLimits: QueryLimits
     let stages: StagesBox
     let users: UserStore
+    /// Answers the statements about the cluster (from the meta group); nil for others.
+    let clusterAnswer: @Sendable (Statement, _ route: String) -> HTTPResponse?
     let logger: Logger
 
     func handle(_ exchange: HTTPExchange) {
@@ -75,9 +77,10 @@ struct Dispatcher: Sendable {
         if let lack = Access.missing(user, Access.needs(statement, user: user), in: users) {
             return respond(RESTv2.status(803, Access.message(lack), route: route, http: 403))
         }
-        let executor = executor, stages = stages, users = users
+        let executor = executor, stages = stages, users = users, clusterAnswer = clusterAnswer
         let task = StageTask {
             if let answer = Access.runUserStatement(statement, users: users, route: route) { return respond(answer) }
+            if let answer = clusterAnswer(statement, route) { return respond(answer) }
             RESTv2.execute(statement, rowLimit: rowLimit, executor: executor, route: route,
                            submitWrite: { stages.submitWrite($0) }, respond: respond)
         }

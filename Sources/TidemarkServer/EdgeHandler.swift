@@ -43,6 +43,8 @@ struct AdminRoutes: Sendable {
     var auth: @Sendable () -> AuthMetrics? = { nil }
     /// In a cluster, this node's view of it.
     let cluster: @Sendable () -> ClusterStatus?
+    /// The meta group's view of the cluster, as `"meta":{…}` for `/cluster`.
+    let meta: @Sendable () -> String
     let startedNs: UInt64
     let startTimeSeconds: Double
 
@@ -79,7 +81,7 @@ struct AdminRoutes: Sendable {
                 uptimeSeconds: Double(monotonicNowNs() - startedNs) / 1e9, startTimeSeconds: startTimeSeconds)
             return HTTPResponse(status: 200, contentType: MetricsText.contentType, body: Array(text.utf8), route: route)
         case "/cluster":
-            let fields = health(true).clusterJSONFields
+            let fields = health(true).clusterJSONFields + "," + meta()
             guard let status = cluster() else {
                 return .json(200, "{\"node_id\":1,\"nodes\":[],\"groups\":[],\"partition_table_version\":0,\"standalone\":true,\(fields)}", route: route)
             }

@@ -2,6 +2,7 @@ import TidemarkIO
 import Foundation
 import Logging
 import Synchronization
+import TidemarkCluster
 import TidemarkConfig
 import TidemarkConsensus
 import TidemarkCore
@@ -38,6 +39,9 @@ public final class Node: @unchecked Sendable {
     private let cluster: ClusterWiring?
     private var region: StorageEngine { localRegion.engine }
     private let users: UserStore
+    /// This node's part in the meta group (its own, alone, without `meta_peers`).
+    private let meta: MetaAgent
+    private var metaTimer: LoopTimer?
     /// Hashes passwords off the decode thread (`Authenticator`); drained after the stages.
     private let authStage: Stage<StageTask>
     private var signalWatchers: [SignalWatcher] = []
@@ -95,6 +99,17 @@ public final class Node: @unchecked Sendable {
             localRegion = try LocalRegion(standalone: config.dataDir, options: config.storage, logger: logger, users: users, health: storageHealth,
                                           applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
         }
+        // The meta group: over `meta_peers` with the cluster, else this node's own, standalone.
+        if let cluster {
+            meta = cluster.meta
+        } else {
+            let machine = try MetaStateMachine(settings: ClusterWiring.clusterSettings(config), directory: config.dataDir + "/meta", reservedNodeIDs: 1)
+            try localRegion.consensus.createGroup(MetaAgent.group, peers: [], stateMachine: machine)
+            meta = MetaAgent(consensus: localRegion.consensus, machine: machine, transport: nil, nodeID: 1, internalAddress: "\(config.internalListen)",
+                             cores: ProcessInfo.processInfo.activeProcessorCount, unknownAfterMs: UInt64(config.nodeUnknownAfterMs), logger: logger)
+        }
+        let meta = meta
+        let metaMembers = Set((0..<max(1, config.metaPeers.count)).map { NodeID($0 + 1) })
         // User changes are entries of the group too: every node authenticates against the same users.
         users.routeChanges { [consensus = localRegion.consensus] record in
             do { try consensus.proposeAndWait(LocalRegion.group, record) } catch { throw hints.engineError(error) }
@@ -110,10 +125,14 @@ public final class Node: @unchecked Sendable {
                                  health: { NodeHealth.read(dataDir: dataDir, storage: storageHealth, listingQuarantine: $0) }, http: httpMetrics,
                                  auth: { AuthMetrics.read(authenticator) },
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
+                                 meta: { ClusterStatements.json(meta.machine.current, leader: meta.consensus.leader(of: MetaAgent.group), metaMembers: metaMembers) },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
         let dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
-                                    queryLimits: config.query, stages: stagesBox, users: users, logger: logger)
+                                    queryLimits: config.query, stages: stagesBox, users: users,
+                                    clusterAnswer: { statement, route in
+                                        ClusterStatements.answer(statement, meta: meta.machine.current, metaMembers: metaMembers, route: route)
+                                    }, logger: logger)
         let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group, hints: hints)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { dispatcher.handle(exchange) }
@@ -148,6 +167,13 @@ public final class Node: @unchecked Sendable {
                 throw error
             }
         }
+        if cluster == nil {
+            // Alone, the node registers in its own meta group (a cluster's clock does it otherwise).
+            meta.clientAddressIsKnown("\(address)")
+            let meta = meta, append = stages.append
+            // Offered, never waited for (the loop must not block): a full stage skips one tick.
+            metaTimer = LoopTimer(loop: loop, delayMs: 0, repeatMs: 1000) { _ = append.offer(.consensus(StageTask { meta.tick() })) }
+        }
         for signal in [SIGTERM, SIGINT] {
             signalWatchers.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] in beginShutdown(signal: signal) })
         }
@@ -171,6 +197,7 @@ public final class Node: @unchecked Sendable {
         logger.notice("stopping: no new connections; draining requests and stages",
                       metadata: ["signal": "\(signal)", "bound_ms": "\(config.shutdownTimeoutMs)"])
         ageTimer?.cancel()
+        metaTimer?.cancel()
         // The whole stop shares one bound; past it open connections are cut.
         shutdownTimer = LoopTimer(loop: loop, delayMs: UInt64(config.shutdownTimeoutMs)) { [unowned self] in
             outcome = .timedOut("connections still had requests in flight")

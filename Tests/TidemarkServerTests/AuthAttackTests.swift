@@ -175,9 +175,9 @@ private final class AuthEdge {
         let engine = try StorageEngine(directory: directory + "/engine")
         defer { engine.close() }
         let routes = AdminRoutes(stages: { [] }, storage: { engine.stats }, health: { NodeHealth.read(dataDir: directory, storage: storage, listingQuarantine: $0) },
-                                 http: HTTPMetrics(), cluster: { nil }, startedNs: 0, startTimeSeconds: 0)
+                                 http: HTTPMetrics(), cluster: { nil }, meta: { "\"meta\":null" }, startedNs: 0, startTimeSeconds: 0)
         let dispatcher = Dispatcher(admin: routes, executor: StatementExecutor(engine: engine), writeLimits: EngineOptions(),
-                                    queryLimits: QueryLimits(), stages: StagesBox(), users: users, logger: Logger(label: "test"))
+                                    queryLimits: QueryLimits(), stages: StagesBox(), users: users, clusterAnswer: { _, _ in nil }, logger: Logger(label: "test"))
         let answers = Mutex<[HTTPResponse]>([])
         func dispatch(_ request: HTTPRequest) -> HTTPResponse? {
             dispatcher.handle(request) { answer in answers.withLock { $0.append(answer) } }

@@ -1,23 +1,29 @@
+import Foundation
 import TidemarkIO
 import Logging
 import Synchronization
+import TidemarkCluster
 import TidemarkConfig
 import TidemarkConsensus
 import TidemarkCore
 import TidemarkNet
 import TidemarkStorage
 
-/// A node's cluster machinery: the consensus of its data region (Raft or multi-leader, as
-/// `data_consensus` says), the transport to its peers and the clock. Incoming messages and
-/// ticks run as rounds on the append stage (they fsync; the event loop must never wait on a
-/// disk); Raft's committed entries are applied on the apply stage.
+/// A node's cluster machinery: the meta group (always Raft, over `meta_peers`), the consensus
+/// of its data region (Raft or multi-leader, as `data_consensus` says), the transport to its
+/// peers and the clock. Incoming messages and ticks run as rounds on the append stage (they
+/// fsync; the event loop must never wait on a disk); Raft's committed entries are applied on
+/// the apply stage.
 final class ClusterWiring: Sendable {
     /// The region's consensus, one of the two below.
     let consensus: Consensus
+    /// Runs the meta group, and the data region when it is Raft.
     let raft: RaftConsensus?
     let multiLeader: MultiLeaderConsensus?
     let transport: PeerTransport
     let peers: [Peer]
+    /// This node's part in the meta group.
+    let meta: MetaAgent
     /// `internal.listen`: its host stands in for a wildcard HTTP host in the client address.
     private let internalListen: ListenAddress
     private let submitRound: @Sendable (StageTask) -> Void
@@ -60,21 +66,21 @@ final class ClusterWiring: Sendable {
                                   },
                                   deliverReplication: { messages in submitRound(StageTask { box.multiLeader?.receive(messages) }) },
                                   deliver: submitMessages)
+        var settings = RaftConsensus.Settings()
+        settings.quiesce = true
+        settings.electionTicks = config.raftElectionTicks
+        settings.catchUpBytesMax = config.raftCatchUpBytesMax
+        settings.applyBacklogBytesMax = config.raftApplyBacklogBytesMax
+        settings.snapshotChunkBytes = config.raftSnapshotChunkBytes
+        settings.snapshotBytesMax = config.raftSnapshotBytesMax
+        settings.seed = nodeID &* 0x9E37_79B9
+        let raft = try RaftConsensus(nodeID: nodeID, disk: try RaftDisk(directory: config.dataDir + "/raft", health: health), transport: transport,
+                                     settings: settings, logger: logger, applyOn: { work in submitApply(StageTask(work)) },
+                                     imageOn: { work in submitHandoff(StageTask(work)) })
+        box.raft = raft
+        self.raft = raft
         switch config.dataConsensus {
         case .raft:
-            var settings = RaftConsensus.Settings()
-            settings.quiesce = true
-            settings.electionTicks = config.raftElectionTicks
-            settings.catchUpBytesMax = config.raftCatchUpBytesMax
-            settings.applyBacklogBytesMax = config.raftApplyBacklogBytesMax
-            settings.snapshotChunkBytes = config.raftSnapshotChunkBytes
-            settings.snapshotBytesMax = config.raftSnapshotBytesMax
-            settings.seed = nodeID &* 0x9E37_79B9
-            let raft = try RaftConsensus(nodeID: nodeID, disk: try RaftDisk(directory: config.dataDir + "/raft", health: health), transport: transport,
-                                         settings: settings, logger: logger, applyOn: { work in submitApply(StageTask(work)) },
-                                         imageOn: { work in submitHandoff(StageTask(work)) })
-            box.raft = raft
-            self.raft = raft
             multiLeader = nil
             consensus = raft
         case .multiLeader:
@@ -87,22 +93,41 @@ final class ClusterWiring: Sendable {
                                                    settings: settings, logger: logger, imageOn: { work in submitHandoff(StageTask(work)) })
             box.multiLeader = multiLeader
             self.multiLeader = multiLeader
-            raft = nil
             consensus = multiLeader
         }
+        let machine = try MetaStateMachine(settings: Self.clusterSettings(config), directory: config.dataDir + "/meta",
+                                           reservedNodeIDs: config.metaPeers.count)
+        try raft.createGroup(MetaAgent.group, peers: peers, stateMachine: machine)
+        meta = MetaAgent(consensus: raft, machine: machine, transport: transport, nodeID: nodeID,
+                         internalAddress: "\(config.metaPeers[Int(nodeID) - 1])", cores: ProcessInfo.processInfo.activeProcessorCount,
+                         unknownAfterMs: UInt64(config.nodeUnknownAfterMs), logger: logger)
+    }
+
+    /// The settings the cluster is made with (fixed once it exists; see `ClusterSettings`).
+    static func clusterSettings(_ config: NodeConfig) -> ClusterSettings {
+        var settings = ClusterSettings()
+        settings.clusterName = config.clusterName
+        if config.nodeID != nil {
+            settings.dataConsensus = config.dataConsensus == .raft ? .raft : .multiLeader
+            settings.schemaConsensus = .raft
+        }
+        return settings
     }
 
     /// Listens for peers and starts the clock (on the loop, before it runs). `http` is the
     /// bound address of the node's HTTP edge (started first): the peers learn from this
     /// node's hellos where its clients reach it (`ClusterIdentity.clientAddress`).
     func start(listen address: ListenAddress, http: ListenAddress, loop: EventLoop) throws -> ListenAddress {
-        let bound = try transport.start(listen: address, clientAddress: ClusterIdentity.clientAddress(http: http, internalListen: internalListen))
-        let raft = raft, multiLeader = multiLeader, submitRound = submitRound, box = box
+        let clientAddress = ClusterIdentity.clientAddress(http: http, internalListen: internalListen)
+        let bound = try transport.start(listen: address, clientAddress: clientAddress)
+        meta.clientAddressIsKnown(clientAddress)
+        let raft = raft, multiLeader = multiLeader, submitRound = submitRound, box = box, meta = meta
         let ticker = LoopTimer(loop: loop, delayMs: UInt64(tickMs), repeatMs: UInt64(tickMs)) {
             submitRound(StageTask {
                 box.reportDownPeers()
                 raft?.tick()
                 multiLeader?.tick()
+                meta.tick()
             })
         }
         timer.withLock { $0 = LoopTimerBox(ticker) }

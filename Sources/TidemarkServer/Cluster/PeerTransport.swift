@@ -68,6 +68,9 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     /// Client addresses (`HOST:PORT` of the HTTP edge) of this node and of each peer that said
     /// hello, for leader hints: written on the loop, read from any thread.
     private let clientAddresses = Mutex<[UInt64: String]>([:])
+    /// Since when (monotonic ns) each peer has had no link, for the meta group's health:
+    /// written on the loop, read from any thread. A peer never reached counts from `start`.
+    private let linkDownSinceNs = Mutex<[UInt64: UInt64]>([:])
     private let deliver: @Sendable ([GroupMessage]) -> Void
     private let deliverReplication: @Sendable ([ReplicationMessage]) -> Void
     /// Told (on the loop) when the link to a peer goes down.
@@ -143,7 +146,9 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             throw HelloFieldTooLong(field: field, bytes: value.utf8.count, max: max)
         }
         if !clientAddress.isEmpty { clientAddresses.withLock { $0[nodeID] = clientAddress } }
-        authentication = AuthenticationSilence(silenceMs: silenceMs, nowNs: monotonicNowNs())
+        let startedNs = monotonicNowNs()
+        linkDownSinceNs.withLock { down in for peer in peers.keys where links[peer] == nil { down[peer] = down[peer] ?? startedNs } }
+        authentication = AuthenticationSilence(silenceMs: silenceMs, nowNs: startedNs)
         let listener = try TCPListener(loop: loop, address: address) { [unowned self] stream in accept(stream) }
         self.listener = listener
         redialTimer = LoopTimer(loop: loop, delayMs: 0, repeatMs: min(pingMs, redialMs)) { [unowned self] in housekeeping() }
@@ -154,6 +159,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     public func setAddress(of node: UInt64, to address: ListenAddress) {
         peers[node] = address
         clientAddresses.withLock { $0[node] = nil }  // the node there says its own in its hello
+        linkDownSinceNs.withLock { $0[node] = $0[node] ?? monotonicNowNs() }
         links[node]?.close()
     }
 
@@ -172,6 +178,11 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     /// own). The last one heard stays after its link is lost: a hint, which may be stale.
     /// Any thread.
     public func clientAddress(of node: UInt64) -> String? { clientAddresses.withLock { $0[node] } }
+
+    /// How long (ms) `node` has had no link to this node; nil while one is up. Any thread.
+    public func linkDownMs(of node: UInt64, nowNs: UInt64 = monotonicNowNs()) -> UInt64? {
+        linkDownSinceNs.withLock { $0[node] }.map { nowNs >= $0 ? (nowNs - $0) / 1_000_000 : 0 }
+    }
 
     /// Whether `node` is a peer this node knows the address of (on the loop).
     func hasAddress(of node: UInt64) -> Bool { peers[node] != nil }
@@ -336,6 +347,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
     private func adopt(_ stream: TCPStream, as peer: UInt64) {
         if let old = links[peer], old !== stream { old.close() }
         links[peer] = stream
+        linkDownSinceNs.withLock { $0[peer] = nil }
         let now = monotonicNowNs()
         lastHeardNs[peer] = now
         lastSentNs[peer] = now
@@ -377,6 +389,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
             buffer = []
             if let peer, links[peer] === stream {
                 links[peer] = nil
+                linkDownSinceNs.withLock { $0[peer] = $0[peer] ?? monotonicNowNs() }
                 failCalls(to: peer)
                 peerDown(peer)
             }

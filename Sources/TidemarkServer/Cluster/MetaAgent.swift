@@ -1,0 +1,185 @@
+import Logging
+import Synchronization
+import TidemarkCluster
+import TidemarkConsensus
+import TidemarkCore
+import TidemarkIO
+
+/// Why a meta command did not go through.
+enum MetaProposeError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The meta state refused it (the same on every member).
+    case refused(MetaError)
+    /// No member could take it now (no leader, the leader unreachable): retry.
+    case unavailable(String)
+
+    var description: String {
+        switch self {
+        case .refused(let error): "\(error.code): \(error.message)"
+        case .unavailable(let why): why
+        }
+    }
+}
+
+/// A node's part in the meta group (DESIGN.md section 3): it proposes meta commands (at the
+/// leader, or through a call to it), answers the calls of other members when it leads,
+/// registers this node (again whenever its client address changed), and, while it leads,
+/// turns links lost for `unknownAfterMs` into a node's Unknown status and links back into
+/// Running. Membership changes go through the meta log like any other command.
+final class MetaAgent: Sendable {
+    static let group = GroupID(kind: .meta, number: 0)
+    /// The call a member makes to the meta leader: a meta command, answered with its outcome.
+    static let proposeMethod: UInt16 = 1
+    static let callTimeoutMs: UInt64 = 5000
+
+    let consensus: Consensus
+    let machine: MetaStateMachine
+    private let transport: PeerTransport?
+    private let nodeID: NodeID
+    private let internalAddress: String
+    private let cores: Int
+    private let unknownAfterMs: UInt64
+    private let logger: Logger
+    /// This node's client address once its HTTP edge is up.
+    private let clientAddress = Mutex<String?>(nil)
+    /// One registration and one status change in flight at a time.
+    private let registering = Atomic<Bool>(false)
+    private let changingStatus = Atomic<Bool>(false)
+
+    init(consensus: Consensus, machine: MetaStateMachine, transport: PeerTransport?, nodeID: NodeID, internalAddress: String,
+         cores: Int, unknownAfterMs: UInt64, logger: Logger) {
+        self.consensus = consensus
+        self.machine = machine
+        self.transport = transport
+        self.nodeID = nodeID
+        self.internalAddress = internalAddress
+        self.cores = cores
+        self.unknownAfterMs = unknownAfterMs
+        self.logger = logger
+        transport?.handleCalls { [weak self] from, method, body, reply in
+            guard let self else { return reply(.failure(.failed("the node is stopping"))) }
+            guard method == Self.proposeMethod else { return reply(.failure(.failed("unknown method \(method)"))) }
+            answerPropose(from: from, body: body, reply: reply)
+        }
+    }
+
+    /// The node's HTTP edge is up at `address`: registration may go (again) with it.
+    func clientAddressIsKnown(_ address: String) { clientAddress.withLock { $0 = address } }
+
+    /// Proposes `command` to the meta group; `completion` runs once, from any thread.
+    func propose(_ command: MetaCommand, completion: @escaping @Sendable (Result<MetaState.Outcome, MetaProposeError>) -> Void) {
+        let leader = consensus.leader(of: Self.group)
+        if leader == nodeID {
+            let proposal = MetaProposal()
+            consensus.write(Self.group, Proposal(data: command.encoded(), local: proposal)) { result in
+                switch (result, proposal.outcome) {
+                case (_, .success(let outcome)?): completion(.success(outcome))
+                case (_, .failure(let error)?): completion(.failure(.refused(error)))
+                case (.failure(let error), nil): completion(.failure(.unavailable("\(error)")))
+                case (.success, nil): completion(.failure(.unavailable("the meta entry was applied elsewhere")))
+                }
+            }
+        } else if let leader, let transport {
+            transport.call(leader, method: Self.proposeMethod, body: command.encoded(), timeoutMs: Self.callTimeoutMs) { result in
+                switch result {
+                case .success(let bytes): completion(Self.decodeAnswer(bytes))
+                case .failure(let error): completion(.failure(.unavailable("meta leader \(leader): \(error)")))
+                }
+            }
+        } else {
+            completion(.failure(.unavailable("the meta group has no leader yet; retry shortly")))
+        }
+    }
+
+    /// A member's call at this node: proposed here when this node leads.
+    private func answerPropose(from: UInt64, body: [UInt8], reply: @escaping @Sendable (Result<[UInt8], PeerCallError>) -> Void) {
+        guard consensus.leader(of: Self.group) == nodeID else {
+            return reply(.failure(.failed("node \(nodeID) does not lead the meta group")))
+        }
+        let command: MetaCommand
+        do { command = try MetaCommand(decoding: body) } catch { return reply(.failure(.failed("a meta command from node \(from) does not decode: \(error)"))) }
+        propose(command) { result in reply(.success(Self.encodeAnswer(result))) }
+    }
+
+    /// Every tick: register when needed; as leader, follow the nodes' links.
+    func tick() {
+        registerIfNeeded()
+        if consensus.leader(of: Self.group) == nodeID { followLinks() }
+    }
+
+    private func registerIfNeeded() {
+        guard let client = clientAddress.withLock({ $0 }) else { return }
+        let known = machine.current.nodes[nodeID]
+        guard known?.clientAddress != client || known?.internalAddress != internalAddress || known?.status == .unknown else { return }
+        guard !registering.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        propose(.registerNode(internalAddress: internalAddress, clientAddress: client, cores: cores, requestedID: nodeID)) { [self] result in
+            registering.store(false, ordering: .releasing)
+            switch result {
+            case .success: logger.info("registered with the meta group", metadata: ["node": "\(nodeID)", "client": "\(client)"])
+            case .failure(.refused(let error)):
+                logger.error("the meta group refused this node's registration", metadata: ["node": "\(nodeID)", "reason": "\(error.message)"])
+            case .failure(.unavailable):
+                break  // no leader yet: the next tick tries again
+            }
+        }
+    }
+
+    /// The leader marks a node Unknown once its link has been down `unknownAfterMs`, and
+    /// Running again once the link is back.
+    private func followLinks() {
+        guard let transport, !changingStatus.load(ordering: .acquiring) else { return }
+        for node in machine.current.nodes.values.sorted(by: { $0.id < $1.id }) where node.id != nodeID {
+            let downMs = transport.linkDownMs(of: node.id)
+            let status: NodeRecord.Status
+            switch (node.status, downMs) {
+            case (.running, let down?) where down >= unknownAfterMs: status = .unknown
+            case (.unknown, nil): status = .running
+            default: continue
+            }
+            guard !changingStatus.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            propose(.setNodeStatus(node.id, status)) { [self] result in
+                changingStatus.store(false, ordering: .releasing)
+                if case .success = result {
+                    logger.notice("node status changed", metadata: ["node": "\(node.id)", "status": "\(status.rawValue)",
+                                                                   "link_down_ms": "\(downMs.map { "\($0)" } ?? "-")"])
+                }
+            }
+            return
+        }
+    }
+
+    // MARK: - The answer of a propose call
+
+    private static func encodeAnswer(_ result: Result<MetaState.Outcome, MetaProposeError>) -> [UInt8] {
+        var writer = ByteWriter()
+        switch result {
+        case .success(.done): writer.write(0)
+        case .success(.node(let id)):
+            writer.write(1)
+            writer.write(varint: id)
+        case .failure(.refused(let error)):
+            writer.write(2)
+            writer.write(varint: UInt64(max(0, error.code)))
+            writer.write(lengthPrefixed: error.message)
+        case .failure(.unavailable(let why)):
+            writer.write(3)
+            writer.write(lengthPrefixed: why)
+        }
+        return writer.bytes
+    }
+
+    private static func decodeAnswer(_ bytes: [UInt8]) -> Result<MetaState.Outcome, MetaProposeError> {
+        var reader = ByteReader(bytes)
+        do {
+            switch try reader.readByte() {
+            case 0: return .success(.done)
+            case 1: return .success(.node(try reader.readVarint()))
+            case 2:
+                let code = try reader.readCount(max: 1 << 20, what: "code")
+                return .failure(.refused(MetaError(code: code, try reader.readText(max: 4096) ?? "")))
+            default: return .failure(.unavailable(try reader.readText(max: 4096) ?? ""))
+            }
+        } catch {
+            return .failure(.unavailable("the meta leader's answer does not decode: \(error)"))
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import Foundation
+import Testing
+import TidemarkTestSupport
+
+/// The meta group on three real `tidemarkd` processes (issue 29, membership and health): every
+/// node registers, every node answers SHOW DATANODES and SHOW CLUSTER alike, a node whose link
+/// is down for `node_unknown_after_ms` turns Unknown and Running again once back, and the
+/// registrations survive a whole-cluster restart.
+@Suite(.serialized) struct ClusterMembershipProcessTests {
+    /// SHOW DATANODES at node `index`, as "id status rpc-address:port" lines.
+    private func dataNodes(_ cluster: ThreeNodes, at index: Int) -> [String]? {
+        guard let (status, json) = cluster.sql("show datanodes", at: index), status == 200,
+              let values = json["values"] as? [[Any]], values.count == 6 else { return nil }
+        return values[0].indices.map { row in "\(values[0][row]) \(values[1][row]) \(values[2][row]):\(values[3][row])" }
+    }
+
+    @Test func nodesRegisterAndTheirHealthIsTheSameOnEveryNode() throws {
+        let cluster = try ThreeNodes(extraConfig: "node_unknown_after_ms: 1000")
+        _ = try cluster.awaitLeader()
+        func expected() -> [String] { (0..<3).map { "\($0 + 1) Running \(cluster.address(of: $0))" } }
+        for index in 0..<3 {
+            #expect(eventually(within: 30) { dataNodes(cluster, at: index) == expected() }, "node \(index + 1): \(String(describing: dataNodes(cluster, at: index)))")
+        }
+        let show = cluster.sql("show cluster", at: 0)
+        #expect(show?.json["column_names"] as? [String] == ["NodeID", "NodeType", "Status", "InternalAddress", "InternalPort", "Version"])
+        #expect((show?.json["values"] as? [[Any]])?[1].map { "\($0)" } == ["ConfigNode", "ConfigNode", "ConfigNode", "DataNode", "DataNode", "DataNode"])
+        let clusterJSON = try TestHTTPClient(port: cluster.nodes[1]!.port).request("GET", "/cluster").text
+        #expect(clusterJSON.contains(#""registered_nodes":[{"id":1"#) && clusterJSON.contains(#""meta_member":true"#))
+
+        // A node goes away: the others see it Unknown, then Running again (at its new address) once back.
+        #expect(try cluster.nodes[2]!.stop(signal: SIGKILL) == SIGKILL)
+        cluster.nodes[2] = nil
+        for index in 0..<2 {
+            #expect(eventually(within: 30) { dataNodes(cluster, at: index)?.contains { $0.hasPrefix("3 Unknown") } == true },
+                    "node \(index + 1): \(String(describing: dataNodes(cluster, at: index)))")
+        }
+        try cluster.start(2)
+        for index in 0..<3 {
+            #expect(eventually(within: 30) { dataNodes(cluster, at: index) == expected() }, "node \(index + 1) after the restart: \(String(describing: dataNodes(cluster, at: index)))")
+        }
+
+        // A whole-cluster restart keeps every registration.
+        cluster.stopAll(kill: true)
+        for index in 0..<3 { try cluster.start(index) }
+        for index in 0..<3 {
+            #expect(eventually(within: 30) { dataNodes(cluster, at: index) == expected() }, "node \(index + 1) after the cluster restart")
+        }
+        cluster.stopAll()
+    }
+}
