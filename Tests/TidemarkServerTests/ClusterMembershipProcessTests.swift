@@ -26,6 +26,9 @@ import TidemarkTestSupport
         #expect((show?.json["values"] as? [[Any]])?[1].map { "\($0)" } == ["ConfigNode", "ConfigNode", "ConfigNode", "DataNode", "DataNode", "DataNode"])
         let clusterJSON = try TestHTTPClient(port: cluster.nodes[1]!.port).request("GET", "/cluster").text
         #expect(clusterJSON.contains(#""registered_nodes":[{"id":1"#) && clusterJSON.contains(#""meta_member":true"#))
+        let cli = try runProcess(try builtProduct("tidemark"), ["cluster", "status", "--url", "http://\(cluster.address(of: 2))"])
+        #expect(cli.status == 0 && cli.stdout.contains("meta leader: node ") && cli.stdout.split(separator: "\n").filter { $0.contains("Running") }.count == 3,
+                "\(cli.stdout)\(cli.stderr)")
 
         // A node goes away: the others see it Unknown, then Running again (at its new address) once back.
         #expect(try cluster.nodes[2]!.stop(signal: SIGKILL) == SIGKILL)
