@@ -76,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "tidemarkd",
             dependencies: [
-                "TidemarkServer", "TidemarkConfig", "TidemarkStorage", "TidemarkIO",
+                "TidemarkServer", "TidemarkCluster", "TidemarkConfig", "TidemarkStorage", "TidemarkIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

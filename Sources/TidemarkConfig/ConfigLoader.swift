@@ -37,7 +37,8 @@ public enum ConfigLoader {
         var config = base
         var secretAt: Node?  // where cluster_secret was set, to point at when it is refused
         let keys = ["node_name", "data_dir", "cluster_name", "http", "auth", "native", "internal", "meta_peers", "cluster_secret", "data_consensus", "raft",
-                    "node_unknown_after_ms", "wal_sync", "storage", "query", "log_level", "shutdown_timeout_ms", "stages"]
+                    "node_unknown_after_ms", "series_slot_num", "time_partition_interval_ms", "schema_replication_factor", "data_replication_factor",
+                    "schema_consensus", "data_region_groups_per_database", "schema_region_groups_per_database", "wal_sync", "storage", "query", "log_level", "shutdown_timeout_ms", "stages"]
         for (name, node) in try reader.entries(try reader.root(of: text), key: nil) {
             switch name {
             case "node_name": config.nodeName = try nonEmpty(reader.string(node, key: name), node, name, reader)
@@ -67,6 +68,18 @@ public enum ConfigLoader {
             case "data_consensus": config.dataConsensus = try reader.choice(node, key: name, as: DataConsensusKind.self)
             case "raft": try applyRaft(node, reader: reader, to: &config)
             case "node_unknown_after_ms": config.nodeUnknownAfterMs = try positive(node, key: name, reader: reader)
+            case "series_slot_num": config.fixed.seriesSlotNum = try bounded(node, key: name, 1...Int(Int32.max), reader: reader)
+            case "time_partition_interval_ms": config.storage.partitionInterval = Int64(try positive(node, key: name, reader: reader))
+            case "schema_replication_factor": config.fixed.schemaReplicationFactor = try bounded(node, key: name, 1...64, reader: reader)
+            case "data_replication_factor": config.fixed.dataReplicationFactor = try bounded(node, key: name, 1...64, reader: reader)
+            case "schema_consensus":
+                let kind = try reader.choice(node, key: name, as: ReplicationKindName.self)
+                guard kind != .multiLeader else {
+                    throw reader.error(at: node, key: name, "schema regions replicate with raft (or standalone, with one replica), as IoTDB's do")
+                }
+                config.fixed.schemaConsensus = kind
+            case "data_region_groups_per_database": config.fixed.dataRegionGroupsPerDatabase = try bounded(node, key: name, 0...(1 << 20), reader: reader)
+            case "schema_region_groups_per_database": config.fixed.schemaRegionGroupsPerDatabase = try bounded(node, key: name, 1...(1 << 20), reader: reader)
             case "wal_sync": config.storage.walSync = try walSync(node, reader: reader)
             case "storage": try applyStorage(node, reader: reader, to: &config.storage)
             case "query": try applyQuery(node, reader: reader, to: &config.query)
@@ -75,6 +88,15 @@ public enum ConfigLoader {
             case "stages": try applyStages(node, key: "stages", reader: reader, to: &config.stages)
             default: throw reader.unknownKey(name, at: node, parent: nil, allowed: keys)
             }
+        }
+        for (key, factor) in [("schema_replication_factor", config.fixed.schemaReplicationFactor), ("data_replication_factor", config.fixed.dataReplicationFactor)] {
+            if factor > 1 && config.metaPeers.isEmpty {
+                throw ConfigError(file: file, key: key, line: nil, column: nil, message: "is \(factor), but a single node (no meta_peers) holds one copy")
+            }
+        }
+        if config.fixed.schemaConsensus == .standalone && config.fixed.schemaReplicationFactor > 1 {
+            throw ConfigError(file: file, key: "schema_consensus", line: nil, column: nil,
+                              message: "standalone keeps one copy; schema_replication_factor is \(config.fixed.schemaReplicationFactor) (use raft)")
         }
         if !config.metaPeers.isEmpty {
             guard config.nodeID != nil else {
@@ -280,7 +302,7 @@ public enum ConfigLoader {
     }
 
     private static func applyStorage(_ node: Node, reader: YAMLReader, to storage: inout EngineOptions) throws(ConfigError) {
-        let keys = ["memtable_bytes_max", "memtable_age_ms_max", "sealed_memtables_max", "compression_level", "partition_interval_ms",
+        let keys = ["memtable_bytes_max", "memtable_age_ms_max", "sealed_memtables_max", "compression_level",
                     "compaction_trigger_segments", "compaction_input_bytes_max", "compaction_bytes_per_second_max",
                     "scan_batch_points", "write_points_max", "fields_per_line_max", "series_per_write_max", "auto_create_schema", "path_depth_max", "level_bytes_max",
                     "series_per_database_max"]
@@ -294,7 +316,8 @@ public enum ConfigLoader {
                 let level = try reader.int(value, key: key)
                 guard (1...19).contains(level) else { throw reader.error(at: value, key: key, "must be from 1 to 19 (got \(level))") }
                 storage.compressionLevel = Int32(level)
-            case "partition_interval_ms": storage.partitionInterval = Int64(try positive(value, key: key, reader: reader))
+            case "partition_interval_ms":
+                throw reader.error(at: value, key: key, "is now the cluster-wide time_partition_interval_ms (a top-level key, fixed when the cluster is made)")
             case "compaction_trigger_segments":
                 let count = try reader.int(value, key: key)
                 guard count >= 2 else { throw reader.error(at: value, key: key, "must be at least 2 (got \(count))") }
@@ -324,6 +347,14 @@ public enum ConfigLoader {
         case "batch": return .batch
         case let word: throw reader.error(at: node, key: "wal_sync", "expected always, batch or an interval in ms, got \"\(word)\"")
         }
+    }
+
+    private static func bounded(_ node: Node, key: String, _ range: ClosedRange<Int>, reader: YAMLReader) throws(ConfigError) -> Int {
+        let value = try reader.int(node, key: key)
+        guard range.contains(value) else {
+            throw reader.error(at: node, key: key, "must be from \(range.lowerBound) to \(range.upperBound) (got \(value))")
+        }
+        return value
     }
 
     private static func positive(_ node: Node, key: String, reader: YAMLReader) throws(ConfigError) -> Int {

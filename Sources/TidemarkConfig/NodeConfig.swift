@@ -25,6 +25,10 @@ public struct NodeConfig: Sendable {
     public var raftElectionTicks = 10
     /// A node whose link to the meta leader has been down this long is Unknown (SHOW DATANODES).
     public var nodeUnknownAfterMs = 10_000
+    /// Settings fixed when the cluster is made, kept by its meta group and checked at every
+    /// start (the time partition's width is `storage.partitionInterval`, set by
+    /// `time_partition_interval_ms`).
+    public var fixed = FixedSettings()
     /// Log bytes a Raft leader keeps for a lagging follower before compacting them away
     /// (the follower then catches up from a region image).
     public var raftCatchUpBytesMax = 64 << 20
@@ -53,6 +57,29 @@ public struct NodeConfig: Sendable {
         precondition(Set(stages.keys) == Set(StageName.allCases), "every stage needs settings")
         self.stages = stages
     }
+}
+
+/// The cluster-wide settings a node's config names and the meta group keeps: fixed once the
+/// cluster is made (DESIGN.md section 3; IoTDB's names and defaults).
+public struct FixedSettings: Sendable, Equatable {
+    /// `series_slot_num`: slots devices hash into.
+    public var seriesSlotNum = 1000
+    public var schemaReplicationFactor = 1
+    public var dataReplicationFactor = 1
+    /// `schema_consensus`; nil: Raft in a cluster, standalone alone.
+    public var schemaConsensus: ReplicationKindName?
+    /// 0: from the data nodes' cores (IoTDB's AUTO).
+    public var dataRegionGroupsPerDatabase = 0
+    public var schemaRegionGroupsPerDatabase = 1
+
+    public init() {}
+}
+
+/// How a kind of region group replicates, as the config names it.
+public enum ReplicationKindName: String, Sendable, CaseIterable {
+    case standalone
+    case raft
+    case multiLeader = "multi_leader"
 }
 
 /// swift-log's levels, named as in the config file.

@@ -2,6 +2,7 @@ import TidemarkIO
 import ArgumentParser
 import Foundation
 import Logging
+import TidemarkCluster
 import TidemarkConfig
 import TidemarkCore
 import TidemarkServer
@@ -86,6 +87,10 @@ struct Tidemarkd: ParsableCommand {
         } catch let error as CorruptDataError {
             logger.critical("refusing to start: data on disk is damaged", metadata: ["error": "\(error)"])
             throw ExitCode(3)
+        } catch let error as FixedSettingMismatch {
+            // A config mistake, as one line: exit 2 like every other.
+            FileHandle.standardError.write(Data("tidemarkd: refusing to start: \(error)\n".utf8))
+            throw ExitCode(2)
         } catch {
             logger.critical("cannot run the node", metadata: ["error": "\(error)"])
             throw ExitCode(1)

@@ -78,7 +78,8 @@ import TidemarkTestSupport
             _ = try Member(directory, settings: other)
             Issue.record("a node with other fixed settings opened the meta state")
         } catch {
-            #expect("\(error)".contains("series_slot_num = 1000; this node's config says 10000"), "\(error)")
+            #expect(error as? FixedSettingMismatch == FixedSettingMismatch(key: "series_slot_num", cluster: "1000", config: "10000",
+                                                                           source: directory + "/meta-state/meta.snapshot"), "\(error)")
         }
     }
 

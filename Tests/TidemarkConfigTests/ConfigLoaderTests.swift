@@ -268,3 +268,25 @@ func loadError(_ yaml: String) throws -> ConfigError? {
         #expect(try "\(address("[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535"))".utf8.count <= ClusterIdentity.clientAddressBytesMax)
     }
 }
+
+/// The settings fixed when the cluster is made (issue 29): read, bounded, and the old
+/// storage.partition_interval_ms pointed at its new name.
+@Suite struct FixedSettingsConfigTests {
+    @Test func fixedSettingsAreReadAndChecked() throws {
+        let config = try ConfigLoader.load(configPath: try temporaryFile("""
+            series_slot_num: 10000
+            time_partition_interval_ms: 86400000
+            data_region_groups_per_database: 4
+            schema_region_groups_per_database: 2
+            schema_consensus: standalone
+            """))
+        #expect(config.fixed.seriesSlotNum == 10000 && config.storage.partitionInterval == 86_400_000)
+        #expect(config.fixed.dataRegionGroupsPerDatabase == 4 && config.fixed.schemaRegionGroupsPerDatabase == 2 && config.fixed.schemaConsensus == .standalone)
+        #expect(try ConfigLoader.load(configPath: try temporaryFile("")).fixed == FixedSettings())
+        #expect(try loadError("series_slot_num: 0")?.message.contains("must be from 1") == true)
+        #expect(try loadError("storage: {partition_interval_ms: 1000}")?.message.contains("time_partition_interval_ms") == true)
+        #expect(try loadError("schema_consensus: multi_leader")?.message.contains("raft") == true)
+        #expect(try loadError("data_replication_factor: 3")?.message.contains("a single node") == true)
+        #expect(try loadError("data_replication_factor: 65")?.message.contains("must be from 1 to 64") == true)
+    }
+}

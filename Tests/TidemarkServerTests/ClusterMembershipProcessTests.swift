@@ -50,4 +50,21 @@ import TidemarkTestSupport
         }
         cluster.stopAll()
     }
+
+    /// A setting fixed when the cluster was made cannot change: a restart that names another
+    /// value is refused in one line naming the setting and both values, with status 2.
+    @Test func aFixedSettingThatChangedRefusesTheStart() throws {
+        let directory = try temporaryDirectory("fixed-settings")
+        let config = directory + "/node.yaml"
+        try "series_slot_num: 1000\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let node = try NodeProcess(arguments: ["--config", config, "--data-dir", directory + "/data", "--http-listen", "127.0.0.1:0"])
+        #expect(try node.stop() == 0)
+        try "series_slot_num: 10000\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let refused = try runProcess(try builtProduct("tidemarkd"), ["--config", config, "--data-dir", directory + "/data", "--http-listen", "127.0.0.1:0"],
+                                     timeoutSeconds: 60)
+        #expect(refused.status == 2, "\(refused.stderr)")
+        let line = refused.stderr.split(separator: "\n").first { $0.contains("refusing to start") }
+        #expect(line?.contains("series_slot_num is 10000 in this node's config, but the cluster was made with series_slot_num = 1000") == true,
+                "\(refused.stderr)")
+    }
 }

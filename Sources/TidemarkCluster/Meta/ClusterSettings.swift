@@ -42,3 +42,18 @@ public struct ClusterSettings: Sendable, Equatable {
         return nil
     }
 }
+
+/// A node's config names another value for a setting fixed when the cluster was made.
+public struct FixedSettingMismatch: Error, Sendable, Equatable, CustomStringConvertible {
+    public let key: String
+    /// What the cluster was made with.
+    public let cluster: String
+    /// What this node's config says.
+    public let config: String
+    /// Where the cluster's value came from (the meta checkpoint, a peer).
+    public let source: String
+
+    public var description: String {
+        "\(key) is \(config) in this node's config, but the cluster was made with \(key) = \(cluster) (\(source)); fixed settings never change"
+    }
+}

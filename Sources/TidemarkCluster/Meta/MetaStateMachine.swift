@@ -57,6 +57,10 @@ public final class MetaStateMachine: StateMachine, Sendable {
         }
         held = Mutex(initial)
         checkpointed.store(initial.lastApplied, ordering: .relaxed)
+        // A new member records the fixed settings at once: every later start checks them.
+        if !FileIO.exists(checkpointPath) {
+            try FileIO.writeFileAtomically(checkpointBytes().1, to: checkpointPath, directory: directory)
+        }
     }
 
     /// The state now (a copy).
@@ -177,6 +181,6 @@ public final class MetaStateMachine: StateMachine, Sendable {
 
     private static func checkSettings(_ found: ClusterSettings, against mine: ClusterSettings, path: String) throws {
         guard let difference = found.firstDifference(from: mine) else { return }
-        throw CorruptDataError("\(path): the cluster was made with \(difference.key) = \(difference.local); this node's config says \(difference.peer)")
+        throw FixedSettingMismatch(key: difference.key, cluster: difference.local, config: difference.peer, source: path)
     }
 }

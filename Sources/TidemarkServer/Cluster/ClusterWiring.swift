@@ -106,11 +106,17 @@ final class ClusterWiring: Sendable {
     /// The settings the cluster is made with (fixed once it exists; see `ClusterSettings`).
     static func clusterSettings(_ config: NodeConfig) -> ClusterSettings {
         var settings = ClusterSettings()
+        let inCluster = config.nodeID != nil
         settings.clusterName = config.clusterName
-        if config.nodeID != nil {
-            settings.dataConsensus = config.dataConsensus == .raft ? .raft : .multiLeader
-            settings.schemaConsensus = .raft
-        }
+        settings.seriesSlotCount = config.fixed.seriesSlotNum
+        settings.timePartitionIntervalMs = config.storage.partitionInterval
+        settings.schemaReplicationFactor = config.fixed.schemaReplicationFactor
+        settings.dataReplicationFactor = config.fixed.dataReplicationFactor
+        settings.dataConsensus = !inCluster ? .standalone : config.dataConsensus == .raft ? .raft : .multiLeader
+        let schema = config.fixed.schemaConsensus ?? (inCluster ? .raft : .standalone)
+        settings.schemaConsensus = ReplicationKind(rawValue: schema.rawValue) ?? .raft
+        settings.dataRegionGroupsPerDatabase = config.fixed.dataRegionGroupsPerDatabase
+        settings.schemaRegionGroupsPerDatabase = config.fixed.schemaRegionGroupsPerDatabase
         return settings
     }
 
