@@ -83,7 +83,7 @@ let package = Package(
         .executableTarget(
             name: "tidemark",
             dependencies: [
-                "TidemarkNet", "TidemarkServer", "TidemarkQuery",
+                "TidemarkNet", "TidemarkServer", "TidemarkQuery", "TidemarkCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(

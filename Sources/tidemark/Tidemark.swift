@@ -9,7 +9,7 @@ struct Tidemark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tidemark",
         abstract: "Client and admin tool for Tidemark nodes.",
-        subcommands: [SQL.self, Write.self, Bench.self, Stages.self, Quarantine.self, ClusterCommand.self])
+        subcommands: [SQL.self, Write.self, Bench.self, Stages.self, Quarantine.self, ClusterCommand.self, PlanBench.self])
 }
 
 /// Where a node answers, from `--url`.
