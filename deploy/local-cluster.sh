@@ -53,9 +53,10 @@ check_node() {
   [[ "${1:-}" =~ ^[1-3]$ ]] || { echo "node must be 1, 2 or 3, got '${1:-}'" >&2; usage; }
 }
 
-# Starts node K in the background; waits (bounded) until it says it is ready.
-start_node() {
-  local k=$1 pid log lines_before
+# Starts node K in the background (its log offset goes in launched_at[K]).
+declare -A launched_at=()
+launch_node() {
+  local k=$1 pid log
   [ -x "$binary" ] || { echo "build first (make build), or set TIDEMARKD" >&2; exit 2; }
   pid=$(running_pid "$k")
   if [ -n "$pid" ]; then
@@ -65,16 +66,25 @@ start_node() {
   mkdir -p "$data"
   log=$(log_of "$k")
   touch "$log"
-  lines_before=$(wc -l < "$log")
+  launched_at[$k]=$(wc -l < "$log")
   nohup "$binary" --config "$(config_of "$k")" >>"$log" 2>&1 </dev/null &
   pid=$!
   echo "$pid" > "$(pid_file_of "$k")"
+}
+
+# Waits (bounded) until node K, launched, says it is ready. A node opens its port only once
+# a majority of the meta group is up, so the first of a cluster waits for the others.
+wait_node() {
+  local k=$1 pid log
+  [ -n "${launched_at[$k]:-}" ] || return 0  # it already ran
+  pid=$(running_pid "$k")
+  log=$(log_of "$k")
   for ((waited = 0; waited < ready_timeout_s * 10; waited++)); do
-    if tail -n "+$((lines_before + 1))" "$log" | grep -q "tidemarkd ready http="; then
+    if tail -n "+$((launched_at[$k] + 1))" "$log" | grep -q "tidemarkd ready http="; then
       echo "n$k started (pid $pid), http://$(http_of "$k"), log $log"
       return 0
     fi
-    if ! kill -0 "$pid" 2>/dev/null; then
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
       rm -f "$(pid_file_of "$k")"
       echo "n$k exited at start; the end of $log:" >&2
       tail -n 5 "$log" >&2
@@ -82,8 +92,18 @@ start_node() {
     fi
     sleep 0.1
   done
-  echo "n$k (pid $pid) is not ready after ${ready_timeout_s} s; see $log" >&2
+  echo "n$k (pid $pid) is not ready after ${ready_timeout_s} s (are a majority of the meta peers up?); see $log" >&2
   return 1
+}
+
+start_node() { launch_node "$1" && wait_node "$1"; }
+
+# Every stopped node: all launched first, then each waited for.
+start_all() {
+  local k status=0
+  for k in "${nodes[@]}"; do launch_node "$k"; done
+  for k in "${nodes[@]}"; do wait_node "$k" || status=1; done
+  return $status
 }
 
 # Stops node K by its PID: SIGTERM, a bounded wait, then SIGKILL.
@@ -134,7 +154,7 @@ foreground() {
   tail -n 0 -F "$(log_of 1)" "$(log_of 2)" "$(log_of 3)" &
   tail_pid=$!
   trap 'echo; for k in "${nodes[@]}"; do stop_node "$k"; done; kill "$tail_pid" 2>/dev/null; exit 0' INT TERM
-  for k in "${nodes[@]}"; do start_node "$k" || true; done
+  start_all || true
   echo "three nodes: http://127.0.0.1:18081 18082 18083 (writes go to the Raft leader; the others answer 503)"
   echo "from another terminal: $0 stop|start|restart K, $0 status. Ctrl-C stops all."
   while any_running; do sleep 1; done
@@ -145,7 +165,7 @@ foreground() {
 case "${1:-}" in
   "") foreground ;;
   start)
-    if [ $# -ge 2 ]; then check_node "$2"; start_node "$2"; else for k in "${nodes[@]}"; do start_node "$k"; done; fi ;;
+    if [ $# -ge 2 ]; then check_node "$2"; start_node "$2"; else start_all; fi ;;
   stop)
     if [ $# -ge 2 ]; then check_node "$2"; stop_node "$2"; else for k in "${nodes[@]}"; do stop_node "$k"; done; fi ;;
   restart)

@@ -111,30 +111,43 @@ public final class HTTPServer: @unchecked Sendable {
 
     /// Binds and listens; returns the bound address (the real port when 0 was asked for).
     public func start() throws(UVError) -> ListenAddress {
+        let address = try bind()
+        try listen()
+        return address
+    }
+
+    /// Binds the port without taking connections yet (they are refused until `listen`), so
+    /// the address is known, and taken, before the node is ready to answer.
+    public func bind() throws(UVError) -> ListenAddress {
         loop.assertInLoop()
-        precondition(listener == nil, "start() called twice")
+        precondition(listener == nil, "bind() called twice")
         let tcp = UnsafeMutablePointer<uv_tcp_t>.allocate(capacity: 1)
         guard uv_tcp_init(loop.loop, tcp) == 0 else {
             tcp.deallocate()
             throw UVError(code: UV_ENOMEM.rawValue, operation: "uv_tcp_init")
         }
         tcp.pointee.data = Unmanaged.passUnretained(self).toOpaque()
-        do {
-            try bindAndListen(tcp, settings.listen)
+        do throws(UVError) {
+            try TCPAddress.bind(tcp, settings.listen)
+            // libuv reports a taken port late (at listen or here): name the address it is about.
+            let address: ListenAddress
+            do throws(UVError) { address = try boundAddress(tcp) } catch { throw UVError(code: error.code, operation: "bind \(settings.listen)") }
+            listener = tcp
+            return address
         } catch {
             closeAndFree(tcp)
             throw error
         }
-        listener = tcp
-        startSweep()
-        return try boundAddress(tcp)
     }
 
-    private func bindAndListen(_ tcp: UnsafeMutablePointer<uv_tcp_t>, _ address: ListenAddress) throws(UVError) {
-        try TCPAddress.bind(tcp, address)
-        try uvCheck("listen \(address)", uv_listen(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), 511) { stream, status in
+    /// Starts taking connections on the bound port.
+    public func listen() throws(UVError) {
+        loop.assertInLoop()
+        guard let tcp = listener else { preconditionFailure("listen() before bind()") }
+        try uvCheck("listen \(settings.listen)", uv_listen(UnsafeMutableRawPointer(tcp).assumingMemoryBound(to: uv_stream_t.self), 511) { stream, status in
             Unmanaged<HTTPServer>.fromOpaque(stream!.pointee.data).takeUnretainedValue().accept(status: status)
         })
+        startSweep()
     }
 
     /// Stops accepting, lets in-flight requests finish, closes idle connections;

@@ -23,6 +23,8 @@ public final class Node: @unchecked Sendable {
         case clean
         /// The bound passed with work left; the reason says what.
         case timedOut(String)
+        /// The node did not start: why, in one line (a fixed setting differs from the cluster's).
+        case refused(String)
     }
 
     public let config: NodeConfig
@@ -42,6 +44,7 @@ public final class Node: @unchecked Sendable {
     /// This node's part in the meta group (its own, alone, without `meta_peers`).
     private let meta: MetaAgent
     private var metaTimer: LoopTimer?
+    private var startupTimer: LoopTimer?
     /// Hashes passwords off the decode thread (`Authenticator`); drained after the stages.
     private let authStage: Stage<StageTask>
     private var signalWatchers: [SignalWatcher] = []
@@ -145,10 +148,14 @@ public final class Node: @unchecked Sendable {
     }
 
     /// Opens the HTTP port, serves until SIGTERM/SIGINT, then stops within the bound.
-    public func run(onReady: (ListenAddress) -> Void) throws -> Outcome {
+    /// Binds the HTTP port, starts the cluster's transport and clock, and opens the port
+    /// only once the node is ready (`StartupSequence`: its settings agree with the meta
+    /// group, and it is registered there); `onReady` runs then, on the loop. Serves until
+    /// SIGTERM/SIGINT, then stops within the bound.
+    public func run(onReady: @escaping (ListenAddress) -> Void) throws -> Outcome {
         let address: ListenAddress
         do {
-            address = try server.start()
+            address = try server.bind()
         } catch {
             _ = stages.drain(deadlineNs: monotonicNowNs() + 1_000_000_000)
             _ = authStage.drain(deadlineNs: monotonicNowNs() + 1_000_000_000)
@@ -181,9 +188,35 @@ public final class Node: @unchecked Sendable {
         ageTimer = LoopTimer(loop: loop, delayMs: ageCheckMs, repeatMs: ageCheckMs) { [unowned self] in
             FlushWiring.sealByAge(region, flushStage: stages.taskStages[.flush]!, logger: logger)
         }
-        logger.info("tidemarkd listening", metadata: ["http": "\(address)", "internal": "\(internalAddress.map { "\($0)" } ?? "-")",
-                                                     "data_dir": "\(config.dataDir)", "node": "\(config.nodeName)"])
-        onReady(address)
+        let others = Dictionary(uniqueKeysWithValues: config.metaPeers.enumerated().map { (NodeID($0.offset + 1), "\($0.element)") })
+            .filter { $0.key != (config.nodeID ?? 1) }
+        let startup = StartupSequence(meta: meta, settings: meta.machine.settings, peers: others, memberCount: max(1, config.metaPeers.count),
+                                      logger: logger)
+        startupTimer = LoopTimer(loop: loop, delayMs: 0, repeatMs: 20) { [unowned self] in
+            guard shutdownTimer == nil else {
+                startupTimer?.cancel()
+                return
+            }
+            switch startup.advance() {
+            case .wait:
+                return
+            case .refuse(let reason):
+                startupTimer?.cancel()
+                outcome = .refused(reason)
+                beginShutdown(signal: 0)
+            case .open:
+                startupTimer?.cancel()
+                do {
+                    try server.listen()
+                } catch {
+                    outcome = .refused("cannot listen on \(address): \(error)")
+                    return beginShutdown(signal: 0)
+                }
+                logger.info("tidemarkd listening", metadata: ["http": "\(address)", "internal": "\(internalAddress.map { "\($0)" } ?? "-")",
+                                                             "data_dir": "\(config.dataDir)", "node": "\(config.nodeName)"])
+                onReady(address)
+            }
+        }
         loop.run()
         return outcome
     }
@@ -198,6 +231,7 @@ public final class Node: @unchecked Sendable {
                       metadata: ["signal": "\(signal)", "bound_ms": "\(config.shutdownTimeoutMs)"])
         ageTimer?.cancel()
         metaTimer?.cancel()
+        startupTimer?.cancel()
         // The whole stop shares one bound; past it open connections are cut.
         shutdownTimer = LoopTimer(loop: loop, delayMs: UInt64(config.shutdownTimeoutMs)) { [unowned self] in
             outcome = .timedOut("connections still had requests in flight")

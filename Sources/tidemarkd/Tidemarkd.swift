@@ -96,6 +96,10 @@ struct Tidemarkd: ParsableCommand {
             throw ExitCode(1)
         }
         switch outcome {
+        case .refused(let reason):
+            // A config that disagrees with the cluster: one line, exit 2 like every config mistake.
+            FileHandle.standardError.write(Data("tidemarkd: refusing to start: \(reason)\n".utf8))
+            throw ExitCode(2)
         case .clean:
             logger.notice("stopped cleanly")
         case .timedOut(let reason):

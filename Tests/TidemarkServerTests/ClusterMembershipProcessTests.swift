@@ -44,7 +44,7 @@ import TidemarkTestSupport
 
         // A whole-cluster restart keeps every registration.
         cluster.stopAll(kill: true)
-        for index in 0..<3 { try cluster.start(index) }
+        try cluster.startAll()
         for index in 0..<3 {
             #expect(eventually(within: 30) { dataNodes(cluster, at: index) == expected() }, "node \(index + 1) after the cluster restart")
         }
@@ -66,5 +66,24 @@ import TidemarkTestSupport
         let line = refused.stderr.split(separator: "\n").first { $0.contains("refusing to start") }
         #expect(line?.contains("series_slot_num is 10000 in this node's config, but the cluster was made with series_slot_num = 1000") == true,
                 "\(refused.stderr)")
+    }
+
+    /// Start-up in the seed order: a node whose fixed settings differ from the meta group's
+    /// members refuses to start in one line naming the setting and both values (status 2),
+    /// before its client port ever opens.
+    @Test func aNodeWhoseSettingsDifferFromThePeersRefusesToStart() throws {
+        let cluster = try ThreeNodes()
+        _ = try cluster.awaitLeader()
+        #expect(try cluster.nodes[2]!.stop() == 0)
+        cluster.nodes[2] = nil
+        let config = try cluster.writeConfig(2, extra: "series_slot_num: 10000")
+        // A fresh data directory: the node has no checkpoint of its own to compare with.
+        let refused = try runProcess(try builtProduct("tidemarkd"), ["--config", config, "--data-dir", cluster.directory + "/fresh3"],
+                                     timeoutSeconds: 60)
+        #expect(refused.status == 2, "\(refused.stderr)")
+        #expect(!refused.stdout.contains("tidemarkd ready"))
+        let line = refused.stderr.split(separator: "\n").first { $0.contains("refusing to start") }
+        #expect(line?.contains("series_slot_num is 10000 on this node but 1000 on node ") == true, "\(refused.stderr)")
+        cluster.stopAll()
     }
 }

@@ -84,7 +84,7 @@ import TidemarkTestSupport
         let all = ["root.ct.d1.s1 INT32 RLE LZ4", "root.ct.d1.s2 DOUBLE PLAIN SNAPPY", "root.ct.d1.s7 INT64 TS_2DIFF ZSTD"]
         for index in 0..<3 { #expect(eventually { schema(cluster, at: index) == all }, "node \(index + 1) before the restart") }
         cluster.stopAll(kill: true)
-        for index in 0..<3 { try cluster.start(index) }
+        try cluster.startAll()
         _ = try cluster.awaitLeader()
         for index in 0..<3 {
             #expect(eventually { schema(cluster, at: index) == all }, "node \(index + 1): \(String(describing: schema(cluster, at: index)))")
@@ -121,7 +121,7 @@ import TidemarkTestSupport
             #expect(status("show databases", at: index, as: TestHTTPClient.rootAuthorization) == 401, "root/root on node \(index + 1)")
         }
         cluster.stopAll(kill: true)
-        for index in 0..<3 { try cluster.start(index) }
+        try cluster.startAll()
         for index in 0..<3 {
             #expect(status("show databases", at: index, as: root) == 200, "new root password on node \(index + 1) after a restart")
             #expect(status("show databases", at: index, as: TestHTTPClient.rootAuthorization) == 401)

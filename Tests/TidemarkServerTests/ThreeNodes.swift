@@ -19,10 +19,30 @@ final class ThreeNodes {
         self.extraConfig = extraConfig
         directory = try temporaryDirectory("cluster3")
         internalPorts = try (0..<3).map { _ in try freePort() }
-        for index in 0..<3 { try start(index) }
+        try startAll()
     }
 
+    /// Starts every node that is not running, then waits for each: a node opens its port only
+    /// once a majority of the meta group is up.
+    func startAll() throws {
+        let stopped = (0..<3).filter { nodes[$0] == nil }
+        for index in stopped { try launch(index) }
+        for index in stopped { try nodes[index]!.waitUntilReady() }
+    }
+
+    /// Starts node `index` and waits until it is ready (the others being up).
     func start(_ index: Int) throws {
+        try launch(index)
+        try nodes[index]!.waitUntilReady()
+    }
+
+    private func launch(_ index: Int) throws {
+        let path = try writeConfig(index)
+        nodes[index] = try NodeProcess(launching: ["--config", path, "--data-dir", directory + "/data\(index + 1)"])
+    }
+
+    /// Writes node `index`'s config (with `extra` lines too); returns its path.
+    func writeConfig(_ index: Int, extra: String = "") throws -> String {
         let peers = internalPorts.map { "127.0.0.1:\($0)" }.joined(separator: ", ")
         let config = """
             node_name: n\(index + 1)
@@ -34,10 +54,11 @@ final class ThreeNodes {
             raft: {\(raft)}
             log_level: warning
             \(extraConfig)
+            \(extra)
             """
         let path = directory + "/n\(index + 1).yaml"
         try config.write(toFile: path, atomically: true, encoding: .utf8)
-        nodes[index] = try NodeProcess(arguments: ["--config", path, "--data-dir", directory + "/data\(index + 1)"])
+        return path
     }
 
     /// Writes one line at node `index`: its HTTP status (nil when the node is unreachable).

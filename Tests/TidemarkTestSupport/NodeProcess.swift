@@ -80,24 +80,41 @@ public func runProcess(_ path: String, _ arguments: [String], stdin: String? = n
 /// A `tidemarkd` started by a test: it waits for the ready line, knows the port the
 /// system picked, and ends only its own process, by PID.
 public final class NodeProcess: @unchecked Sendable {
-    public let port: Int
     public let process: Process
     private let stderrText = LockedText()
+    private let stdoutText = LockedText()
     private let exited = DispatchSemaphore(value: 0)
     /// Signalled when stderr reaches its end: everything the process wrote has been read.
     private let stderrEnded = DispatchSemaphore(value: 0)
+    /// Signalled when the ready line came, or the process exited.
+    private let readySignal = DispatchSemaphore(value: 0)
+    private let readyPort = Mutex<Int?>(nil)
+
+    /// The HTTP port the node said it is ready on (after `waitUntilReady`, or the waiting init).
+    public var port: Int {
+        guard let port = readyPort.withLock({ $0 }) else { preconditionFailure("the node is not ready: wait for it first") }
+        return port
+    }
+
+    /// Whether the node has said it is ready (its port is open).
+    public var saidReady: Bool { stdoutText.value.contains("tidemarkd ready http=") }
 
     /// Starts `tidemarkd ARGUMENTS` and waits (bounded) for `tidemarkd ready http=HOST:PORT`.
-    public init(arguments: [String], readyTimeoutSeconds: Double = 30) throws {
+    public convenience init(arguments: [String], readyTimeoutSeconds: Double = 30) throws {
+        try self.init(launching: arguments)
+        try waitUntilReady(timeoutSeconds: readyTimeoutSeconds)
+    }
+
+    /// Starts `tidemarkd ARGUMENTS` without waiting: a node of a cluster opens its port only
+    /// once a majority of the meta group is up, so a test starts them all, then waits.
+    public init(launching arguments: [String]) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: try builtProduct("tidemarkd"))
         process.arguments = arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        let ready = DispatchSemaphore(value: 0)
-        let stdoutText = LockedText()
-        let exited = exited, stderrText = stderrText, stderrEnded = stderrEnded
+        let exited = exited, stderrText = stderrText, stderrEnded = stderrEnded, stdoutText = stdoutText, ready = readySignal
         out.fileHandleForReading.readabilityHandler = { handle in
             let text = stdoutText.append(readOrStop(handle))
             if text.contains("tidemarkd ready http=") && text.contains("\n") { ready.signal() }
@@ -111,7 +128,12 @@ public final class NodeProcess: @unchecked Sendable {
             ready.signal()
         }
         try process.run()
-        guard ready.wait(timeout: .now() + readyTimeoutSeconds) == .success, process.isRunning else {
+    }
+
+    /// Waits (bounded) for the ready line; throws, killing the node, when it does not come.
+    public func waitUntilReady(timeoutSeconds: Double = 30) throws {
+        guard readyPort.withLock({ $0 }) == nil else { return }
+        guard readySignal.wait(timeout: .now() + timeoutSeconds) == .success, process.isRunning else {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             throw TestClientError(description: "tidemarkd did not become ready; stderr: \(stderrText.value)")
         }
@@ -119,7 +141,7 @@ public final class NodeProcess: @unchecked Sendable {
         guard let port = Int(line.split(separator: ":").last ?? "") else {
             throw TestClientError(description: "cannot read the port from \(line)")
         }
-        self.port = port
+        readyPort.withLock { $0 = port }
     }
 
     deinit {

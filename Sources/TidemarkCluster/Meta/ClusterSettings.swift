@@ -1,3 +1,5 @@
+import TidemarkIO
+
 /// How a kind of region group replicates.
 public enum ReplicationKind: String, Sendable, Equatable, CaseIterable {
     /// One copy, no network (only with a replication factor of 1).
@@ -34,6 +36,40 @@ public struct ClusterSettings: Sendable, Equatable {
          ("schema_consensus", schemaConsensus.rawValue), ("data_consensus", dataConsensus.rawValue),
          ("data_region_groups_per_database", "\(dataRegionGroupsPerDatabase)"),
          ("schema_region_groups_per_database", "\(schemaRegionGroupsPerDatabase)")]
+    }
+
+    /// The settings as bytes (a meta snapshot's first part, and a start-up check's answer).
+    public func write(to writer: inout ByteWriter) {
+        writer.write(lengthPrefixed: clusterName)
+        writer.write(varint: UInt64(seriesSlotCount))
+        writer.write(signedVarint: timePartitionIntervalMs)
+        writer.write(varint: UInt64(schemaReplicationFactor))
+        writer.write(varint: UInt64(dataReplicationFactor))
+        writer.write(lengthPrefixed: schemaConsensus.rawValue)
+        writer.write(lengthPrefixed: dataConsensus.rawValue)
+        writer.write(varint: UInt64(dataRegionGroupsPerDatabase))
+        writer.write(varint: UInt64(schemaRegionGroupsPerDatabase))
+    }
+
+    public init(from reader: inout ByteReader) throws(CorruptDataError) {
+        func text() throws(CorruptDataError) -> String {
+            guard let text = try reader.readText(max: 4096) else { throw CorruptDataError("cluster settings: text is not UTF-8") }
+            return text
+        }
+        func kind(_ value: String) throws(CorruptDataError) -> ReplicationKind {
+            guard let kind = ReplicationKind(rawValue: value) else { throw CorruptDataError("cluster settings: unknown consensus \(value)") }
+            return kind
+        }
+        clusterName = try text()
+        seriesSlotCount = try reader.readCount(max: Int(Int32.max), what: "series slots")
+        timePartitionIntervalMs = try reader.readSignedVarint()
+        schemaReplicationFactor = try reader.readCount(max: 64, what: "schema replication factor")
+        dataReplicationFactor = try reader.readCount(max: 64, what: "data replication factor")
+        schemaConsensus = try kind(try text())
+        dataConsensus = try kind(try text())
+        dataRegionGroupsPerDatabase = try reader.readCount(max: 1 << 20, what: "data region groups")
+        schemaRegionGroupsPerDatabase = try reader.readCount(max: 1 << 20, what: "schema region groups")
+        guard seriesSlotCount > 0, timePartitionIntervalMs > 0 else { throw CorruptDataError("cluster settings: impossible values") }
     }
 
     /// The first setting that differs from `other`'s, as (key, this value, other value).

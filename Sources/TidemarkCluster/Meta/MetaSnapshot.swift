@@ -11,16 +11,7 @@ public enum MetaSnapshot {
     public static func encode(_ state: MetaState) -> [UInt8] {
         var writer = ByteWriter()
         writer.write(bytes: magic)
-        let settings = state.settings
-        writer.write(lengthPrefixed: settings.clusterName)
-        writer.write(varint: UInt64(settings.seriesSlotCount))
-        writer.write(signedVarint: settings.timePartitionIntervalMs)
-        writer.write(varint: UInt64(settings.schemaReplicationFactor))
-        writer.write(varint: UInt64(settings.dataReplicationFactor))
-        writer.write(lengthPrefixed: settings.schemaConsensus.rawValue)
-        writer.write(lengthPrefixed: settings.dataConsensus.rawValue)
-        writer.write(varint: UInt64(settings.dataRegionGroupsPerDatabase))
-        writer.write(varint: UInt64(settings.schemaRegionGroupsPerDatabase))
+        state.settings.write(to: &writer)
         writer.write(varint: state.appliedIndex)
         writer.write(varint: state.routeVersion)
         writer.write(varint: state.nextNodeID)
@@ -83,21 +74,7 @@ public enum MetaSnapshot {
         var reader = ByteReader(bytes, offset: magic.count, end: bytes.count - 4)
         func count(_ what: String) throws(CorruptDataError) -> Int { try reader.readCount(max: min(countMax, reader.remaining), what: what) }
         func text() throws(CorruptDataError) -> String { try MetaCommand.text(&reader) }
-        func kind(_ value: String) throws(CorruptDataError) -> ReplicationKind {
-            guard let kind = ReplicationKind(rawValue: value) else { throw CorruptDataError("meta snapshot: unknown consensus \(value)") }
-            return kind
-        }
-        var settings = ClusterSettings()
-        settings.clusterName = try text()
-        settings.seriesSlotCount = try reader.readCount(max: Int(Int32.max), what: "series slots")
-        settings.timePartitionIntervalMs = try reader.readSignedVarint()
-        settings.schemaReplicationFactor = try reader.readCount(max: 64, what: "schema replication factor")
-        settings.dataReplicationFactor = try reader.readCount(max: 64, what: "data replication factor")
-        settings.schemaConsensus = try kind(try text())
-        settings.dataConsensus = try kind(try text())
-        settings.dataRegionGroupsPerDatabase = try reader.readCount(max: 1 << 20, what: "data region groups")
-        settings.schemaRegionGroupsPerDatabase = try reader.readCount(max: 1 << 20, what: "schema region groups")
-        guard settings.seriesSlotCount > 0, settings.timePartitionIntervalMs > 0 else { throw CorruptDataError("meta snapshot: impossible settings") }
+        let settings = try ClusterSettings(from: &reader)
         let appliedIndex = try reader.readVarint(), routeVersion = try reader.readVarint(), nextNodeID = try reader.readVarint()
         let nextGroup = try reader.readVarint()
         guard nextGroup <= UInt64(UInt32.max) else { throw CorruptDataError("meta snapshot: group number out of range") }

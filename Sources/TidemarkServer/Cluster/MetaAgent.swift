@@ -29,6 +29,8 @@ final class MetaAgent: Sendable {
     static let group = GroupID(kind: .meta, number: 0)
     /// The call a member makes to the meta leader: a meta command, answered with its outcome.
     static let proposeMethod: UInt16 = 1
+    /// The call a starting node makes to each meta peer: its fixed cluster settings.
+    static let settingsMethod: UInt16 = 2
     static let callTimeoutMs: UInt64 = 5000
 
     let consensus: Consensus
@@ -57,8 +59,14 @@ final class MetaAgent: Sendable {
         self.logger = logger
         transport?.handleCalls { [weak self] from, method, body, reply in
             guard let self else { return reply(.failure(.failed("the node is stopping"))) }
-            guard method == Self.proposeMethod else { return reply(.failure(.failed("unknown method \(method)"))) }
-            answerPropose(from: from, body: body, reply: reply)
+            switch method {
+            case Self.proposeMethod: answerPropose(from: from, body: body, reply: reply)
+            case Self.settingsMethod:
+                var writer = ByteWriter()
+                machine.settings.write(to: &writer)
+                reply(.success(writer.bytes))
+            default: reply(.failure(.failed("unknown method \(method)")))
+            }
         }
     }
 
@@ -98,6 +106,26 @@ final class MetaAgent: Sendable {
         let command: MetaCommand
         do { command = try MetaCommand(decoding: body) } catch { return reply(.failure(.failed("a meta command from node \(from) does not decode: \(error)"))) }
         propose(command) { result in reply(.success(Self.encodeAnswer(result))) }
+    }
+
+    /// Whether the meta state holds this node as it is now (its addresses, not Unknown).
+    var isRegistered: Bool {
+        guard let client = clientAddress.withLock({ $0 }), let known = machine.current.nodes[nodeID] else { return false }
+        return known.clientAddress == client && known.internalAddress == internalAddress && known.status != .unknown
+    }
+
+    /// Asks `peer` for the cluster settings it was made with; `completion` runs on the loop.
+    func fetchSettings(of peer: NodeID, completion: @escaping @Sendable (Result<ClusterSettings, PeerCallError>) -> Void) {
+        guard let transport else { return completion(.failure(.unreachable("no transport"))) }
+        transport.call(peer, method: Self.settingsMethod, body: [], timeoutMs: 2000) { result in
+            completion(result.flatMap { bytes in
+                var reader = ByteReader(bytes)
+                guard let settings = try? ClusterSettings(from: &reader), reader.isAtEnd else {
+                    return .failure(.failed("node \(peer)'s settings do not decode"))
+                }
+                return .success(settings)
+            })
+        }
     }
 
     /// Every tick: register when needed; as leader, follow the nodes' links.
