@@ -100,7 +100,8 @@ final class ClusterWiring: Sendable {
         try raft.createGroup(MetaAgent.group, peers: peers, stateMachine: machine)
         meta = MetaAgent(consensus: raft, machine: machine, transport: transport, nodeID: nodeID,
                          internalAddress: "\(config.metaPeers[Int(nodeID) - 1])", cores: ProcessInfo.processInfo.activeProcessorCount,
-                         unknownAfterMs: UInt64(config.nodeUnknownAfterMs), logger: logger)
+                         unknownAfterMs: UInt64(config.nodeUnknownAfterMs), logger: logger,
+                         offLoop: { work in submitRound(StageTask(work)) })
     }
 
     /// The settings the cluster is made with (fixed once it exists; see `ClusterSettings`).

@@ -47,8 +47,10 @@ final class MetaAgent: Sendable {
     private let registering = Atomic<Bool>(false)
     private let changingStatus = Atomic<Bool>(false)
 
+    /// `offLoop` runs work off the event loop (a peer's call arrives on the loop, and proposing
+    /// persists to the log: the loop must never wait on a disk).
     init(consensus: Consensus, machine: MetaStateMachine, transport: PeerTransport?, nodeID: NodeID, internalAddress: String,
-         cores: Int, unknownAfterMs: UInt64, logger: Logger) {
+         cores: Int, unknownAfterMs: UInt64, logger: Logger, offLoop: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }) {
         self.consensus = consensus
         self.machine = machine
         self.transport = transport
@@ -60,7 +62,7 @@ final class MetaAgent: Sendable {
         transport?.handleCalls { [weak self] from, method, body, reply in
             guard let self else { return reply(.failure(.failed("the node is stopping"))) }
             switch method {
-            case Self.proposeMethod: answerPropose(from: from, body: body, reply: reply)
+            case Self.proposeMethod: offLoop { [weak self] in self?.answerPropose(from: from, body: body, reply: reply) }
             case Self.settingsMethod:
                 var writer = ByteWriter()
                 machine.settings.write(to: &writer)
