@@ -19,18 +19,20 @@ enum ClusterStatements {
         case .showCluster(let details):
             // Each meta member is listed as a ConfigNode, then every node as a DataNode.
             let rows = nodes.filter { metaMembers.contains($0.id) }.map { ($0, "ConfigNode") } + nodes.map { ($0, "DataNode") }
-            var columns: [(String, (NodeRecord, String) -> ResultValue)] = [
-                ("NodeID", { node, _ in .integer(Int64(node.id)) }), ("NodeType", { _, type in .text(type) }),
-                ("Status", { node, _ in .text(node.status.rawValue) }),
-                ("InternalAddress", { node, _ in .text(host(node.internalAddress)) }), ("InternalPort", { node, _ in port(node.internalAddress) }),
+            var columns: [(String, String, (NodeRecord, String) -> ResultValue)] = [
+                ("NodeID", "INT32", { node, _ in .integer(Int64(node.id)) }), ("NodeType", "TEXT", { _, type in .text(type) }),
+                ("Status", "TEXT", { node, _ in .text(node.status.rawValue) }),
+                ("InternalAddress", "TEXT", { node, _ in .text(host(node.internalAddress)) }),
+                ("InternalPort", "INT32", { node, _ in port(node.internalAddress) }),
             ]
             if details {
-                columns += [("RpcAddress", { node, _ in .text(host(node.clientAddress)) }), ("RpcPort", { node, _ in port(node.clientAddress) }),
-                            ("Cores", { node, _ in .integer(Int64(node.cores)) })]
+                columns += [("RpcAddress", "TEXT", { node, _ in .text(host(node.clientAddress)) }),
+                            ("RpcPort", "INT32", { node, _ in port(node.clientAddress) }),
+                            ("Cores", "INT32", { node, _ in .integer(Int64(node.cores)) })]
             }
-            columns += [("Version", { _, _ in .text(version) })]
-            result = QueryResult(expressions: nil, columnNames: columns.map(\.0), dataTypes: columns.map { $0.0.hasSuffix("Port") || $0.0 == "NodeID" || $0.0 == "Cores" ? "INT32" : "TEXT" },
-                                 timestamps: nil, values: columns.map { column in rows.map { column.1($0.0, $0.1) } })
+            columns += [("Version", "TEXT", { _, _ in .text(version) })]
+            result = QueryResult(expressions: nil, columnNames: columns.map(\.0), dataTypes: columns.map(\.1), timestamps: nil,
+                                 values: columns.map { column in rows.map { column.2($0.0, $0.1) } })
         case .showDataNodes:
             func regions(_ node: NodeRecord, _ kind: RegionKind) -> ResultValue {
                 .integer(Int64(meta.groups.values.filter { $0.id.kind == kind && $0.replicas.contains(node.id) }.count))
