@@ -137,9 +137,7 @@ final class MetaAgent: Sendable {
     }
 
     private func registerIfNeeded() {
-        guard let client = clientAddress.withLock({ $0 }) else { return }
-        let known = machine.current.nodes[nodeID]
-        guard known?.clientAddress != client || known?.internalAddress != internalAddress || known?.status == .unknown else { return }
+        guard let client = clientAddress.withLock({ $0 }), !isRegistered else { return }
         guard !registering.exchange(true, ordering: .acquiringAndReleasing) else { return }
         propose(.registerNode(internalAddress: internalAddress, clientAddress: client, cores: cores, requestedID: nodeID)) { [self] result in
             registering.store(false, ordering: .releasing)
