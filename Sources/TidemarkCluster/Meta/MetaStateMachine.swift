@@ -35,8 +35,6 @@ public final class MetaStateMachine: StateMachine, Sendable {
     /// The log index the checkpoint file holds everything through.
     private let checkpointed = Atomic<UInt64>(0)
     private let retention = Mutex<LogRetention?>(nil)
-    /// Told after each entry that changed the state, with the state as of then.
-    private let observers = Mutex<[@Sendable (MetaState) -> Void]>([])
 
     private var checkpointPath: String { directory + "/meta.snapshot" }
 
@@ -69,9 +67,6 @@ public final class MetaStateMachine: StateMachine, Sendable {
     /// The group's last applied log index.
     public var appliedIndex: UInt64 { held.withLock { $0.lastApplied } }
 
-    /// Calls `body` after every change (on the applying thread; it must not block).
-    public func observe(_ body: @escaping @Sendable (MetaState) -> Void) { observers.withLock { $0.append(body) } }
-
     public func apply(_ entry: CommittedEntry) throws {
         let proposal = entry.local as? MetaProposal
         let command: Result<MetaCommand, CorruptDataError> = Result { () throws(CorruptDataError) in try MetaCommand(decoding: entry.data) }
@@ -89,13 +84,7 @@ public final class MetaStateMachine: StateMachine, Sendable {
         guard let result else { return }
         proposal?.finish(result)
         checkpointIfDue()
-        switch result {
-        case .success:
-            let now = current
-            for observer in observers.withLock({ $0 }) { observer(now) }
-        case .failure(let error):
-            throw error
-        }
+        if case .failure(let error) = result { throw error }
     }
 
     /// The group compacts its log here: the checkpoint file holds the state through the index.
@@ -135,8 +124,6 @@ public final class MetaStateMachine: StateMachine, Sendable {
         try FileIO.writeFileAtomically(image, to: checkpointPath, directory: directory)
         held.withLock { $0 = Held(state: loaded, lastApplied: index) }
         checkpointed.store(index, ordering: .releasing)
-        let now = current
-        for observer in observers.withLock({ $0 }) { observer(now) }
     }
 
     public func attach(logRetention: LogRetention) { retention.withLock { $0 = logRetention } }

@@ -41,23 +41,6 @@ public struct PartitionTable: Sendable, Equatable {
         return counts
     }
 
-    /// Assignments of all kinds, for `SHOW REGIONS`: per group, its slots and time partitions.
-    public func slots(of group: RegionGroupID) -> (seriesSlots: Int, timeSlots: Int) {
-        switch group.kind {
-        case .schema:
-            return (schemaSlots.values.reduce(0) { $0 + $1.values.filter { $0 == group }.count }, 0)
-        case .data:
-            var series = 0, time = 0
-            for slots in dataSlots.values {
-                for partitions in slots.values {
-                    let mine = partitions.values.filter { $0 == group }.count
-                    if mine > 0 { series += 1; time += mine }
-                }
-            }
-            return (series, time)
-        }
-    }
-
     mutating func assignSchema(_ database: String, slot: Int, to group: RegionGroupID, version: UInt64) {
         precondition(group.kind == .schema, "a schema slot goes to a schema group")
         precondition(schemaSlots[database]?[slot] == nil, "\(database) slot \(slot) is assigned already")
