@@ -311,8 +311,13 @@ final class UserStore: Sendable {
         guard !image.isEmpty, index > state.withLock({ $0.appliedIndex }) else { return }
         var reader = ByteReader(image)
         var incoming: [User] = []
+        var seen = Set<String>()
         for _ in 0..<(try reader.readCount(max: 1_000_000, what: "users")) {
-            incoming.append(try Self.decode(Array(try reader.readLengthPrefixed(max: 1 << 24))).user)
+            let user = try Self.decode(Array(try reader.readLengthPrefixed(max: 1 << 24))).user
+            // Checked before anything is logged: an image is input from another node.
+            guard seen.insert(user.name).inserted else { throw CorruptDataError("a region image names user \(user.name) twice") }
+            guard !user.hash.isEmpty else { throw CorruptDataError("a region image holds user \(user.name) without a password hash") }
+            incoming.append(user)
         }
         guard reader.isAtEnd else { throw CorruptDataError("bytes after the users of a region image") }
         let names = Set(incoming.map(\.name))
@@ -341,7 +346,7 @@ final class UserStore: Sendable {
     }
 
     /// A user's record; `index` (the group's log entry it came from, 0 for none) ends it.
-    private static func encode(_ user: User, index: UInt64) -> [UInt8] {
+    static func encode(_ user: User, index: UInt64) -> [UInt8] {
         var writer = ByteWriter()
         writer.write(lengthPrefixed: user.name)
         writer.write(lengthPrefixed: user.salt)

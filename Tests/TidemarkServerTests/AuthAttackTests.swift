@@ -362,3 +362,29 @@ private final class AuthEdge {
         #expect(limiter.windowsExamined == 1000 + 4)  // the first 1000, late's client and user, late0 and late1
     }
 }
+
+/// The users a region image carries come from another node: they are checked whole before
+/// anything is logged or replaced.
+@Suite struct UserImageTests {
+    @Test func anImageNamingAUserTwiceOrWithoutAHashChangesNothing() throws {
+        let source = try UserStore(directory: try temporaryDirectory("users-source"), logger: Logger(label: "test"))
+        try source.create(name: "bob", password: "bobpass1")
+        let image = source.exportImage()
+        #expect(image.first == 2)  // root and bob, each length-prefixed after the count
+
+        let target = try UserStore(directory: try temporaryDirectory("users-target"), logger: Logger(label: "test"))
+        // The same two records twice: bob and root named twice.
+        let twice = [4] + Array(image.dropFirst()) + Array(image.dropFirst())
+        #expect(throws: CorruptDataError.self) { try target.install(image: twice, index: 10) }
+        #expect(target.list() == ["root"] && target.appliedIndex == 0)
+        // A record without a hash is a drop, not a user an image may hold.
+        var ghost = ByteWriter()
+        ghost.write(varint: 1)
+        ghost.write(lengthPrefixed: UserStore.encode(UserStore.User(name: "ghost", salt: [], hash: [], rounds: 0, grants: [:]), index: 0))
+        #expect(throws: CorruptDataError.self) { try target.install(image: ghost.bytes, index: 10) }
+        #expect(target.list() == ["root"] && target.appliedIndex == 0)
+        // The image as it came installs whole.
+        try target.install(image: image, index: 10)
+        #expect(target.list() == ["bob", "root"] && target.appliedIndex == 10)
+    }
+}
