@@ -73,7 +73,7 @@ public enum ConfigLoader {
             case "schema_replication_factor": config.fixed.schemaReplicationFactor = try bounded(node, key: name, 1...64, reader: reader)
             case "data_replication_factor": config.fixed.dataReplicationFactor = try bounded(node, key: name, 1...64, reader: reader)
             case "schema_consensus":
-                let kind = try reader.choice(node, key: name, as: ReplicationKindName.self)
+                let kind = try reader.choice(node, key: name, as: ReplicationKind.self)
                 guard kind != .multiLeader else {
                     throw reader.error(at: node, key: name, "schema regions replicate with raft (or standalone, with one replica), as IoTDB's do")
                 }

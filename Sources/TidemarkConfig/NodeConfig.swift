@@ -67,19 +67,12 @@ public struct FixedSettings: Sendable, Equatable {
     public var schemaReplicationFactor = 1
     public var dataReplicationFactor = 1
     /// `schema_consensus`; nil: Raft in a cluster, standalone alone.
-    public var schemaConsensus: ReplicationKindName?
+    public var schemaConsensus: ReplicationKind?
     /// 0: from the data nodes' cores (IoTDB's AUTO).
     public var dataRegionGroupsPerDatabase = 0
     public var schemaRegionGroupsPerDatabase = 1
 
     public init() {}
-}
-
-/// How a kind of region group replicates, as the config names it.
-public enum ReplicationKindName: String, Sendable, CaseIterable {
-    case standalone
-    case raft
-    case multiLeader = "multi_leader"
 }
 
 /// swift-log's levels, named as in the config file.

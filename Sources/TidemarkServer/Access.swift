@@ -71,7 +71,7 @@ enum Access {
                 readPaths(select).map { (.readData, (prefix + $0).joined(separator: ".")) }
             }
         case .flush: [(.writeData, "root.**")]
-        case .showCluster, .showDataNodes: []  // what the cluster is made of, as /cluster says it to anyone
+        case .showCluster, .showDataNodes: []  // what the cluster is made of, as /cluster says it to any signed-in user
         case .alterPassword(let name, _) where name == user: []
         case .createUser, .dropUser, .alterPassword, .grant, .revoke, .listUsers: [(.manageUser, "root.**")]
         }

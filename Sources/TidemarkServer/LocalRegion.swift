@@ -44,7 +44,7 @@ public final class LocalRegion: Sendable {
         }
         // Schema statements and deletes are entries of the group, applied on every replica.
         engine.routeChanges { record, outcome in
-            do { try consensus.proposeAndWait(Self.group, record, local: outcome) } catch { throw hints.engineError(error) }
+            try consensus.proposeAndWait(Self.group, record, local: outcome, hints: hints)
         }
     }
 

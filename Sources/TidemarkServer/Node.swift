@@ -106,16 +106,14 @@ public final class Node: @unchecked Sendable {
         if let cluster {
             meta = cluster.meta
         } else {
-            let machine = try MetaStateMachine(settings: ClusterWiring.clusterSettings(config), directory: config.dataDir + "/meta", reservedNodeIDs: 1)
-            try localRegion.consensus.createGroup(MetaAgent.group, peers: [], stateMachine: machine)
-            meta = MetaAgent(consensus: localRegion.consensus, machine: machine, transport: nil, nodeID: 1, internalAddress: "\(config.internalListen)",
-                             cores: ProcessInfo.processInfo.activeProcessorCount, unknownAfterMs: UInt64(config.nodeUnknownAfterMs), logger: logger)
+            meta = try MetaAgent.open(config: config, consensus: localRegion.consensus, peers: [], transport: nil, nodeID: 1,
+                                      internalAddress: "\(config.internalListen)", logger: logger)
         }
         let meta = meta
         let metaMembers = Set((0..<max(1, config.metaPeers.count)).map { NodeID($0 + 1) })
         // User changes are entries of the group too: every node authenticates against the same users.
         users.routeChanges { [consensus = localRegion.consensus] record in
-            do { try consensus.proposeAndWait(LocalRegion.group, record) } catch { throw hints.engineError(error) }
+            try consensus.proposeAndWait(LocalRegion.group, record, hints: hints)
         }
         let authStage = Authenticator.makeStage(config.auth)
         self.authStage = authStage
@@ -188,8 +186,7 @@ public final class Node: @unchecked Sendable {
         ageTimer = LoopTimer(loop: loop, delayMs: ageCheckMs, repeatMs: ageCheckMs) { [unowned self] in
             FlushWiring.sealByAge(region, flushStage: stages.taskStages[.flush]!, logger: logger)
         }
-        let others = Dictionary(uniqueKeysWithValues: config.metaPeers.enumerated().map { (NodeID($0.offset + 1), "\($0.element)") })
-            .filter { $0.key != (config.nodeID ?? 1) }
+        let others = Dictionary(uniqueKeysWithValues: (cluster?.peers ?? []).filter { $0.id != config.nodeID }.map { ($0.id, $0.address) })
         let startup = StartupSequence(meta: meta, settings: meta.machine.settings, peers: others, memberCount: max(1, config.metaPeers.count),
                                       logger: logger)
         startupTimer = LoopTimer(loop: loop, delayMs: 0, repeatMs: 20) { [unowned self] in

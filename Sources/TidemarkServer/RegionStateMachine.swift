@@ -80,8 +80,11 @@ extension RegionImageExport: ImageReader {}
 
 extension Consensus {
     /// Proposes `data` and waits for the answer: for callers that are not a stage with a
-    /// continuation (a delete run by the query stage).
-    func proposeAndWait(_ group: GroupID, _ data: [UInt8], local: (any Sendable)? = nil, timeoutMs: Int = 30_000) throws {
+    /// continuation (a statement run by the query stage). With `hints`, a refusal this node
+    /// cannot help (not the leader, busy) comes back as `EngineError.unavailable`, naming
+    /// the leader's client address.
+    func proposeAndWait(_ group: GroupID, _ data: [UInt8], local: (any Sendable)? = nil, hints: LeaderHints? = nil,
+                        timeoutMs: Int = 30_000) throws {
         let answer = Mutex<Result<UInt64, ConsensusError>?>(nil)
         let done = DispatchSemaphore(value: 0)
         write(group, Proposal(data: data, local: local)) { result in
@@ -92,6 +95,6 @@ extension Consensus {
         guard done.wait(timeout: .now() + .milliseconds(timeoutMs)) == .success else {
             throw ConsensusError.refused("\(group): no answer within \(timeoutMs) ms (no leader?); the write may or may not have been applied")
         }
-        if case .failure(let error) = answer.withLock({ $0 })! { throw error }
+        if case .failure(let error) = answer.withLock({ $0 })! { throw hints?.engineError(error) ?? error }
     }
 }

@@ -71,7 +71,7 @@ public struct WriteOutcome: Sendable {
 
     /// The group did not take the job here (not the leader, busy): nothing of it was applied;
     /// 503, naming the leader when known.
-    static func notLeader(_ refusal: LeaderHints.Refusal, refused: [LineError]) -> WriteOutcome {
+    static func unavailable(_ refusal: LeaderHints.Refusal, refused: [LineError]) -> WriteOutcome {
         var outcome = WriteOutcome(refused: refused, failure: refusal.message, failureStatus: 503)
         outcome.leaderAddress = refusal.leaderAddress
         return outcome
@@ -106,7 +106,7 @@ struct WriteApplier: Sendable {
         let leader = consensus.leader(of: group)
         guard leader == consensus.nodeID else {
             let refusal = hints.refusal(.notLeader(group, leaderHint: leader))
-            for job in jobs { job.finish(.notLeader(refusal, refused: job.decodeErrors)) }
+            for job in jobs { job.finish(.unavailable(refusal, refused: job.decodeErrors)) }
             return
         }
         // Checked under one schema lock; proposed after it is released (apply needs it).
@@ -178,7 +178,7 @@ struct WriteApplier: Sendable {
             // Not the leader (yet), or busy: 503, the client retries (here or at the leader named).
             case .failure(let error) where error.isRetryable:
                 let refusal = hints.refusal(error)
-                for member in batch.members { member.job.finish(.notLeader(refusal, refused: member.refused)) }
+                for member in batch.members { member.job.finish(.unavailable(refusal, refused: member.refused)) }
             case .failure(let error): finish("\(error)", 500)
             }
         }

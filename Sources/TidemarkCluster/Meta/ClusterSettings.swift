@@ -1,13 +1,5 @@
+import TidemarkCore
 import TidemarkIO
-
-/// How a kind of region group replicates.
-public enum ReplicationKind: String, Sendable, Equatable, CaseIterable {
-    /// One copy, no network (only with a replication factor of 1).
-    case standalone
-    case raft
-    /// IoTDB's IoTConsensus: every replica takes writes and ships them to the others.
-    case multiLeader = "multi_leader"
-}
 
 /// Settings fixed when the cluster is created: every node must agree on them, and a node
 /// whose config says otherwise refuses to start (DESIGN.md section 3, "Start-up").

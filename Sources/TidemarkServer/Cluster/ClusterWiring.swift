@@ -95,30 +95,9 @@ final class ClusterWiring: Sendable {
             self.multiLeader = multiLeader
             consensus = multiLeader
         }
-        let machine = try MetaStateMachine(settings: Self.clusterSettings(config), directory: config.dataDir + "/meta",
-                                           reservedNodeIDs: config.metaPeers.count)
-        try raft.createGroup(MetaAgent.group, peers: peers, stateMachine: machine)
-        meta = MetaAgent(consensus: raft, machine: machine, transport: transport, nodeID: nodeID,
-                         internalAddress: "\(config.metaPeers[Int(nodeID) - 1])", cores: ProcessInfo.processInfo.activeProcessorCount,
-                         unknownAfterMs: UInt64(config.nodeUnknownAfterMs), logger: logger,
-                         offLoop: { work in submitRound(StageTask(work)) })
-    }
-
-    /// The settings the cluster is made with (fixed once it exists; see `ClusterSettings`).
-    static func clusterSettings(_ config: NodeConfig) -> ClusterSettings {
-        var settings = ClusterSettings()
-        let inCluster = config.nodeID != nil
-        settings.clusterName = config.clusterName
-        settings.seriesSlotCount = config.fixed.seriesSlotNum
-        settings.timePartitionIntervalMs = config.storage.partitionInterval
-        settings.schemaReplicationFactor = config.fixed.schemaReplicationFactor
-        settings.dataReplicationFactor = config.fixed.dataReplicationFactor
-        settings.dataConsensus = !inCluster ? .standalone : config.dataConsensus == .raft ? .raft : .multiLeader
-        let schema = config.fixed.schemaConsensus ?? (inCluster ? .raft : .standalone)
-        settings.schemaConsensus = ReplicationKind(rawValue: schema.rawValue) ?? .raft
-        settings.dataRegionGroupsPerDatabase = config.fixed.dataRegionGroupsPerDatabase
-        settings.schemaRegionGroupsPerDatabase = config.fixed.schemaRegionGroupsPerDatabase
-        return settings
+        meta = try MetaAgent.open(config: config, consensus: raft, peers: peers, transport: transport, nodeID: nodeID,
+                                  internalAddress: "\(config.metaPeers[Int(nodeID) - 1])", logger: logger,
+                                  offLoop: { work in submitRound(StageTask(work)) })
     }
 
     /// Listens for peers and starts the clock (on the loop, before it runs). `http` is the

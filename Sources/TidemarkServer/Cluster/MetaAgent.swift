@@ -1,6 +1,8 @@
+import Foundation
 import Logging
 import Synchronization
 import TidemarkCluster
+import TidemarkConfig
 import TidemarkConsensus
 import TidemarkCore
 import TidemarkIO
@@ -70,6 +72,36 @@ final class MetaAgent: Sendable {
             default: reply(.failure(.failed("unknown method \(method)")))
             }
         }
+    }
+
+    /// Opens the meta state machine under `<data_dir>/meta` (refusing one made with other fixed
+    /// settings), creates the meta group on `consensus` with `peers`, and returns this node's
+    /// agent in it.
+    static func open(config: NodeConfig, consensus: Consensus, peers: [Peer], transport: PeerTransport?, nodeID: NodeID,
+                     internalAddress: String, logger: Logger,
+                     offLoop: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }) throws -> MetaAgent {
+        let machine = try MetaStateMachine(settings: settings(of: config), directory: config.dataDir + "/meta",
+                                           reservedNodeIDs: max(1, config.metaPeers.count))
+        try consensus.createGroup(group, peers: peers, stateMachine: machine)
+        return MetaAgent(consensus: consensus, machine: machine, transport: transport, nodeID: nodeID, internalAddress: internalAddress,
+                         cores: ProcessInfo.processInfo.activeProcessorCount, unknownAfterMs: UInt64(config.nodeUnknownAfterMs),
+                         logger: logger, offLoop: offLoop)
+    }
+
+    /// The settings the cluster is made with, from a node's config (fixed once it exists).
+    static func settings(of config: NodeConfig) -> ClusterSettings {
+        var settings = ClusterSettings()
+        let inCluster = config.nodeID != nil
+        settings.clusterName = config.clusterName
+        settings.seriesSlotCount = config.fixed.seriesSlotNum
+        settings.timePartitionIntervalMs = config.storage.partitionInterval
+        settings.schemaReplicationFactor = config.fixed.schemaReplicationFactor
+        settings.dataReplicationFactor = config.fixed.dataReplicationFactor
+        settings.dataConsensus = !inCluster ? .standalone : config.dataConsensus == .raft ? .raft : .multiLeader
+        settings.schemaConsensus = config.fixed.schemaConsensus ?? (inCluster ? .raft : .standalone)
+        settings.dataRegionGroupsPerDatabase = config.fixed.dataRegionGroupsPerDatabase
+        settings.schemaRegionGroupsPerDatabase = config.fixed.schemaRegionGroupsPerDatabase
+        return settings
     }
 
     /// The node's HTTP edge is up at `address`: registration may go (again) with it.

@@ -122,7 +122,9 @@ extension StorageEngine {
         // record before, else by path).
         let batch = write.batch
         var refs = batch.series.map { schema.ref($0.path, hint: $0.id) }
-        if createsSchemaOnApply && !replayed && index > schemaIndex {
+        // An entry the schema log covers already (a replay) creates nothing again.
+        let createsSeries = createsSchemaOnApply && index > schemaIndex
+        if createsSeries && !replayed {
             // Only series this entry creates need remembering (an entry names a path once,
             // but a record from outside is not trusted to).
             var newTypes: [String: DataType] = [:]
@@ -155,7 +157,7 @@ extension StorageEngine {
         for (position, column) in batch.series.enumerated() {
             // The schema may have changed since the write was logged (a replay, a series
             // deleted meanwhile): points that no longer fit are dropped, as IoTDB does.
-            if refs[position] == nil && createsSchemaOnApply && index > schemaIndex {
+            if refs[position] == nil && createsSeries {
                 created += createOnApplyLocked(column.path, column.type)
                 refs[position] = schema.ref(column.path)
             }

@@ -102,9 +102,10 @@ public final class StorageEngine: @unchecked Sendable {
     /// Told where log files may start and which entries segments now hold.
     let logRetention = Mutex<LogRetention?>(nil)
     let schemaLog: FileWAL
-    /// A consensus region: applying an entry creates the series it names (at the same log
-    /// position on every replica), instead of the write creating them before it is logged.
-    let createsSchemaOnApply: Bool
+    /// A consensus region (no WAL of its own): applying an entry creates the series it names
+    /// (at the same log position on every replica), instead of the write creating them before
+    /// it is logged.
+    var createsSchemaOnApply: Bool { wal == nil }
     let writeLock = NSLock()
     /// Protected by `writeLock`: the series of the record last applied from its bytes, with
     /// their numbers (`EngineRecord.decode`'s `recent`). A stale number is harmless: the schema
@@ -169,7 +170,6 @@ public final class StorageEngine: @unchecked Sendable {
         case .own: try FileWAL(directory: directory + "/wal", policy: options.walSync, health: health)
         case .consensus: nil
         }
-        createsSchemaOnApply = log != .own
         wal = ownWAL
         try removeStaleExports()
         try removeInstallLeftovers()
