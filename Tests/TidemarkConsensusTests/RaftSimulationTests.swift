@@ -12,9 +12,9 @@ func seedRange(defaultCount: UInt64 = 500) -> ClosedRange<UInt64> {
 }
 
 /// Runs one seed: a chaos phase under the nemesis, then a healed phase that must make progress.
-func runSimulation(seed: UInt64) throws -> RaftSimulation {
+func runSimulation(seed: UInt64, payload: RaftSimulation.Payload = .registers) throws -> RaftSimulation {
     // 3 and 5 replicas, each with and without quiescence.
-    let simulation = RaftSimulation(seed: seed, replicas: seed % 2 == 0 ? 5 : 3, quiesce: (seed / 2) % 2 == 0)
+    let simulation = RaftSimulation(seed: seed, replicas: seed % 2 == 0 ? 5 : 3, quiesce: (seed / 2) % 2 == 0, payload: payload)
     for _ in 0..<300 { try simulation.step(nemesis: true) }
     try simulation.heal(roundsMax: 400)
     if let key = Linearizability.violation(in: simulation.history) {
@@ -66,9 +66,7 @@ func runSimulation(seed: UInt64) throws -> RaftSimulation {
         let seeds = seedRange(defaultCount: 100)
         for seed in seeds {
             do {
-                let simulation = RaftSimulation(seed: seed, replicas: seed % 2 == 0 ? 5 : 3, quiesce: (seed / 2) % 2 == 0, payload: .meta)
-                for _ in 0..<300 { try simulation.step(nemesis: true) }
-                try simulation.heal(roundsMax: 400)
+                let simulation = try runSimulation(seed: seed, payload: .meta)
                 totals.commands += simulation.metaStats.commands
                 totals.refused += simulation.metaStats.refused
                 totals.assignments += simulation.metaStats.assignments
