@@ -423,16 +423,15 @@ private func runInBackground(_ loop: EventLoop) -> DispatchSemaphore {
         #expect(call(b, 1, 7) == .failure(.failed("node 1 takes no calls")))
         // A call in flight when the link goes down fails then, not at its deadline.
         let lost = Mutex<Result<[UInt8], PeerCallError>?>(nil), failed = DispatchSemaphore(value: 0)
-        let started = Date()
+        let sentBefore = a.metrics.framesSent.load(ordering: .relaxed)
         a.call(2, method: 9, body: [], timeoutMs: 600_000) { result in
             lost.withLock { $0 = result }
             failed.signal()
         }
-        #expect(eventually { a.metrics.framesSent.load(ordering: .relaxed) >= 5 }, "the call left")  // the four calls to 2 before it, and it
+        #expect(eventually { a.metrics.framesSent.load(ordering: .relaxed) > sentBefore }, "the call left")
         loop.execute { b.stop() }
         #expect(failed.wait(timeout: .now() + 20) == .success)
         #expect(lost.withLock { $0 } == .failure(.unreachable("the link to node 2 went down")))
-        #expect(Date().timeIntervalSince(started) < 60)
 
         loop.execute {
             a.stop()
