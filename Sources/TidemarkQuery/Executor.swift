@@ -134,7 +134,7 @@ public struct StatementExecutor: Sendable {
 
     private func run(_ statement: Statement) throws -> ExecutionResult {
         switch statement {
-        case .createDatabase(let name):
+        case .createDatabase(let name, _):
             try engine.createDatabase(name)
             return .done
         case .dropDatabase(let names):
@@ -192,7 +192,7 @@ public struct StatementExecutor: Sendable {
             return .done
         case .createUser, .dropUser, .alterPassword, .grant, .revoke, .listUsers:
             throw ExecutionError.semantic("user statements are run by the node's user store")
-        case .showCluster, .showDataNodes:
+        case .showCluster, .showDataNodes, .showRegions, .showDatabasesDetails, .removeDataNode:
             throw ExecutionError.semantic("cluster statements are answered by the node from the meta group")
         }
     }

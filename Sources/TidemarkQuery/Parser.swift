@@ -69,7 +69,7 @@ public struct Parser {
                 let name = try word("a user name")
                 return .createUser(name: name, password: try stringLiteral("a password in quotes"))
             }
-            if accept("DATABASE") || accept("STORAGE") && accept("GROUP") { return .createDatabase(try path()) }
+            if accept("DATABASE") || accept("STORAGE") && accept("GROUP") { return try createDatabase() }
             if accept("TIMESERIES") { return try createTimeseries() }
             throw expected("DATABASE or TIMESERIES")
         }
@@ -81,7 +81,10 @@ public struct Parser {
             throw expected("DATABASE, TIMESERIES or FROM")
         }
         if accept("SHOW") {
-            if accept("DATABASES") || accept("STORAGE") && accept("GROUP") { return .showDatabases(try optionalPath()) }
+            if accept("DATABASES") || accept("STORAGE") && accept("GROUP") {
+                if accept("DETAILS") { return .showDatabasesDetails }
+                return .showDatabases(try optionalPath())
+            }
             if accept("TIMESERIES") {
                 let pattern = try optionalPath()
                 let (limit, offset) = try limitOffset()
@@ -90,7 +93,16 @@ public struct Parser {
             if accept("DEVICES") { return .showDevices(try optionalPath()) }
             if accept("CLUSTER") { return .showCluster(details: accept("DETAILS")) }
             if accept("DATANODES") { return .showDataNodes }
-            throw expected("DATABASES, TIMESERIES, DEVICES, CLUSTER or DATANODES")
+            if accept("REGIONS") { return .showRegions }
+            throw expected("DATABASES, TIMESERIES, DEVICES, CLUSTER, DATANODES or REGIONS")
+        }
+        if accept("REMOVE") {
+            guard accept("DATANODE") else { throw expected("DATANODE") }
+            let token = current
+            guard case let id = try integer(), id > 0 else {
+                throw SQLError(line: token.line, column: token.column, message: "a node ID is a positive integer")
+            }
+            return .removeDataNode(UInt64(id))
         }
         if accept("COUNT") {
             guard accept("TIMESERIES") else { throw expected("TIMESERIES") }
@@ -104,6 +116,33 @@ public struct Parser {
         if accept("INSERT") { return try insert() }
         if accept("SELECT") { return .select(try select()) }
         throw expected("a statement (CREATE, DROP, DELETE, SHOW, COUNT, INSERT, SELECT, FLUSH, GRANT, REVOKE, LIST or ALTER)")
+    }
+
+    /// `CREATE DATABASE path [WITH key=value, …]`, IoTDB's keys; a factor or count is 1…1000.
+    private mutating func createDatabase() throws(SQLError) -> Statement {
+        let name = try path()
+        var options = DatabaseOptions()
+        guard accept("WITH") else { return .createDatabase(name, options) }
+        repeat {
+            let keyToken = current
+            let key = try word("SCHEMA_REPLICATION_FACTOR, DATA_REPLICATION_FACTOR, SCHEMA_REGION_GROUP_NUM or DATA_REGION_GROUP_NUM").uppercased()
+            guard acceptSymbol("=") else { throw expected("=") }
+            let valueToken = current
+            guard case let value = try integer(), (1...1000).contains(value) else {
+                throw SQLError(line: valueToken.line, column: valueToken.column, message: "\(key) is a whole number from 1 to 1000")
+            }
+            switch key {
+            case "SCHEMA_REPLICATION_FACTOR": options.schemaReplicationFactor = value
+            case "DATA_REPLICATION_FACTOR": options.dataReplicationFactor = value
+            case "SCHEMA_REGION_GROUP_NUM": options.schemaRegionGroups = value
+            case "DATA_REGION_GROUP_NUM": options.dataRegionGroups = value
+            case "TIME_PARTITION_INTERVAL":
+                throw SQLError(line: keyToken.line, column: keyToken.column,
+                               message: "TIME_PARTITION_INTERVAL is fixed for the whole cluster (time_partition_interval_ms)")
+            default: throw SQLError(line: keyToken.line, column: keyToken.column, message: "unknown database attribute \(key)")
+            }
+        } while acceptSymbol(",")
+        return .createDatabase(name, options)
     }
 
     private mutating func createTimeseries() throws(SQLError) -> Statement {

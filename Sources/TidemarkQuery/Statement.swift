@@ -65,9 +65,24 @@ public struct SelectStatement: Sendable, Equatable {
     public var seriesOffset = 0
 }
 
+/// What `CREATE DATABASE … WITH …` sets; nil where the cluster's default holds.
+public struct DatabaseOptions: Sendable, Equatable {
+    public var schemaReplicationFactor: Int?
+    public var dataReplicationFactor: Int?
+    public var schemaRegionGroups: Int?
+    public var dataRegionGroups: Int?
+
+    public init(schemaReplicationFactor: Int? = nil, dataReplicationFactor: Int? = nil, schemaRegionGroups: Int? = nil, dataRegionGroups: Int? = nil) {
+        self.schemaReplicationFactor = schemaReplicationFactor
+        self.dataReplicationFactor = dataReplicationFactor
+        self.schemaRegionGroups = schemaRegionGroups
+        self.dataRegionGroups = dataRegionGroups
+    }
+}
+
 /// A parsed statement of IoTDB's tree-model dialect.
 public enum Statement: Sendable, Equatable {
-    case createDatabase(String)
+    case createDatabase(String, DatabaseOptions = DatabaseOptions())
     case dropDatabase([String])
     case showDatabases(String?)
     case createTimeseries(path: String, type: DataType, encoding: String?, compressor: String?)
@@ -91,12 +106,18 @@ public enum Statement: Sendable, Equatable {
     case showCluster(details: Bool)
     /// `SHOW DATANODES`: every node (each is a data node) and its status, from the meta group.
     case showDataNodes
+    /// `SHOW REGIONS`: every replica of every region group, from the meta group.
+    case showRegions
+    /// `SHOW DATABASES DETAILS`: each database's replication and region groups, from the meta group.
+    case showDatabasesDetails
+    /// `REMOVE DATANODE <id>`: marks the node Removing (refused while it holds a last copy).
+    case removeDataNode(UInt64)
 
     public static func == (lhs: Statement, rhs: Statement) -> Bool {
         switch (lhs, rhs) {
         case (.insert(let d1, let m1, let r1), .insert(let d2, let m2, let r2)):
             d1 == d2 && m1 == m2 && r1.count == r2.count && zip(r1, r2).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
-        case (.createDatabase(let a), .createDatabase(let b)): a == b
+        case (.createDatabase(let a, let x), .createDatabase(let b, let y)): a == b && x == y
         case (.dropDatabase(let a), .dropDatabase(let b)): a == b
         case (.showDatabases(let a), .showDatabases(let b)): a == b
         case (.createTimeseries(let p1, let t1, let e1, let c1), .createTimeseries(let p2, let t2, let e2, let c2)):
@@ -112,7 +133,9 @@ public enum Statement: Sendable, Equatable {
         case (.alterPassword(let a, let p), .alterPassword(let b, let q)): a == b && p == q
         case (.grant(let a, let p, let x), .grant(let b, let q, let y)), (.revoke(let a, let p, let x), .revoke(let b, let q, let y)):
             a == b && p == q && x == y
-        case (.listUsers, .listUsers), (.flush, .flush), (.showDataNodes, .showDataNodes): true
+        case (.listUsers, .listUsers), (.flush, .flush), (.showDataNodes, .showDataNodes), (.showRegions, .showRegions),
+             (.showDatabasesDetails, .showDatabasesDetails): true
+        case (.removeDataNode(let a), .removeDataNode(let b)): a == b
         case (.showCluster(let a), .showCluster(let b)): a == b
         default: false
         }
@@ -121,7 +144,8 @@ public enum Statement: Sendable, Equatable {
     /// Whether the statement only reads (answered by `/rest/v2/query`).
     public var isQuery: Bool {
         switch self {
-        case .select, .showDatabases, .showTimeseries, .countTimeseries, .showDevices, .listUsers, .showCluster, .showDataNodes: true
+        case .select, .showDatabases, .showTimeseries, .countTimeseries, .showDevices, .listUsers, .showCluster, .showDataNodes, .showRegions,
+             .showDatabasesDetails: true
         default: false
         }
     }

@@ -56,7 +56,7 @@ enum Access {
     /// What a statement needs, path by path.
     static func needs(_ statement: Statement, user: String) -> [(Privilege, String)] {
         switch statement {
-        case .createDatabase(let name): [(.writeSchema, name)]
+        case .createDatabase(let name, _): [(.writeSchema, name)]
         case .dropDatabase(let names): names.map { (.writeSchema, $0) }
         case .showDatabases(let pattern), .countTimeseries(let pattern), .showDevices(let pattern), .showTimeseries(let pattern, _, _):
             [(.readSchema, pattern ?? "root.**")]
@@ -71,7 +71,10 @@ enum Access {
                 readPaths(select).map { (.readData, (prefix + $0).joined(separator: ".")) }
             }
         case .flush: [(.writeData, "root.**")]
-        case .showCluster, .showDataNodes: []  // what the cluster is made of, as /cluster says it to any signed-in user
+        // What the cluster is made of, as /cluster says it to any signed-in user.
+        case .showCluster, .showDataNodes, .showRegions, .showDatabasesDetails: []
+        // Changing the cluster's layout: schema rights over everything (IoTDB's MAINTAIN).
+        case .removeDataNode: [(.writeSchema, "root.**")]
         case .alterPassword(let name, _) where name == user: []
         case .createUser, .dropUser, .alterPassword, .grant, .revoke, .listUsers: [(.manageUser, "root.**")]
         }

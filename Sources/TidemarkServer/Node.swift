@@ -132,13 +132,16 @@ public final class Node: @unchecked Sendable {
         let dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
                                     queryLimits: config.query, stages: stagesBox, users: users,
                                     clusterAnswer: { statement, route in
-                                        ClusterStatements.answer(statement, meta: meta.machine.current, metaMembers: metaMembers, route: route)
+                                        ClusterStatements.change(statement, agent: meta, route: route)
+                                            ?? ClusterStatements.answer(statement, meta: meta.machine.current, metaMembers: metaMembers, route: route)
                                     }, logger: logger)
         let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group, hints: hints)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { dispatcher.handle(exchange) }
         }, appendHandler: { batch in
             AppendWork.handle(batch, receive: { clusterWiring?.raft?.receive($0) }, propose: { applier.apply($0) })
+        }, routeWrite: { [router = PartitionRouter(agent: meta, createDatabases: config.storage.autoCreateSchema)] job, forward in
+            router.route(job, forward: forward)
         })
         stagesBox.set(stages)
         FlushWiring.attach(region, to: stages.taskStages[.flush]!, logger: logger)

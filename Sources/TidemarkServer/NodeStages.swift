@@ -51,24 +51,33 @@ public enum AppendWork: Sendable {
 /// The seven stages of a node, built from the configured settings.
 public final class NodeStages: Sendable {
     public let decode: Stage<HTTPExchange>
-    /// Standalone, routing is one region: the route stage hands writes on to append.
+    /// Resolves each write's partitions, then hands it on to append.
     public let route: Stage<WriteJob>
     public let append: Stage<AppendWork>
     /// The other stages, keyed by name; each runs the tasks handed to it.
     public let taskStages: [StageName: Stage<StageTask>]
 
+    /// Hands a write on to the append stage: waiting for room when `mayBlock` (the route
+    /// stage's own thread), else offered (a continuation on another stage's thread or the
+    /// loop, which must not wait): refused, the writer hears why.
+    public typealias Forward = @Sendable (_ job: WriteJob, _ mayBlock: Bool) -> Void
+
+    /// `routeWrite` resolves a write's partitions (`PartitionRouter`) and forwards it, now
+    /// or once the meta group allocated them; by default it forwards at once.
     public init(settings: [StageName: StageSettings], decodeHandler: @escaping Stage<HTTPExchange>.Handler,
-                appendHandler: @escaping Stage<AppendWork>.Handler) {
+                appendHandler: @escaping Stage<AppendWork>.Handler,
+                routeWrite: @escaping @Sendable (WriteJob, _ forward: @escaping Forward) -> Void = { job, forward in forward(job, true) }) {
         decode = Stage(name: StageName.decode.rawValue, settings: settings[.decode]!, handler: decodeHandler)
         let append = Stage(name: StageName.append.rawValue, settings: settings[.append]!, handler: appendHandler)
         self.append = append
-        route = Stage(name: StageName.route.rawValue, settings: settings[.route]!) { batch in
-            for job in batch {
-                // A full append queue under `block` holds this thread, and so, in turn, the edge.
-                if case .rejected(let reason) = append.submit(.write(job)) {
-                    job.finish(.refusedBy("append", reason))
-                }
+        let forward: Forward = { job, mayBlock in
+            // A full append queue under `block` holds this thread, and so, in turn, the edge.
+            if case .rejected(let reason) = mayBlock ? append.submit(.write(job)) : append.offer(.write(job)) {
+                job.finish(.refusedBy("append", reason))
             }
+        }
+        route = Stage(name: StageName.route.rawValue, settings: settings[.route]!) { batch in
+            for job in batch { routeWrite(job, forward) }
         }
         var stages: [StageName: Stage<StageTask>] = [:]
         for name in StageName.allCases where ![.decode, .route, .append].contains(name) {

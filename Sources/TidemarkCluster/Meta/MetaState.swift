@@ -207,13 +207,13 @@ public struct MetaState: Sendable, Equatable {
 
     /// Data region groups `database` should hold: at least its minimum (1 when automatic),
     /// and its share of the nodes' region capacity (IoTDB's AUTO extension policy).
-    func dataGroupTarget(_ database: DatabaseRecord) -> Int {
+    public func dataGroupTarget(_ database: DatabaseRecord) -> Int {
         let capacity = nodes.values.filter { $0.status == .running }.reduce(0) { $0 + $1.regionCapacity }
         let share = capacity / (max(1, database.dataReplicationFactor) * max(1, databases.count))
         return max(max(1, database.dataRegionGroupsMin), share)
     }
 
-    func groupCount(_ database: String, _ kind: RegionKind) -> Int {
+    public func groupCount(_ database: String, _ kind: RegionKind) -> Int {
         groups.values.filter { $0.database == database && $0.id.kind == kind }.count
     }
 

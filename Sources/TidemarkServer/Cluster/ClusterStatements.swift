@@ -44,10 +44,109 @@ enum ClusterStatements {
             ]
             result = QueryResult(expressions: nil, columnNames: columns.map(\.0), dataTypes: columns.map(\.1), timestamps: nil,
                                  values: columns.map { column in nodes.map(column.2) })
+        case .showRegions:
+            result = regions(meta)
+        case .showDatabasesDetails:
+            result = databases(meta)
         default:
             return nil
         }
         return .json(200, RESTv2.json(result), route: route)
+    }
+
+    /// Statements that change the meta group's state, proposed there (waiting for the outcome,
+    /// on the query stage): `REMOVE DATANODE` is answered here; `CREATE DATABASE` and
+    /// `DROP DATABASE` return nil once the meta group took them, and the region's engine then
+    /// runs them too. A refusal is answered with its code.
+    static func change(_ statement: Statement, agent: MetaAgent, route: String) -> HTTPResponse? {
+        func refusal(_ error: MetaProposeError) -> HTTPResponse {
+            switch error {
+            case .refused(let refused): RESTv2.status(refused.code, refused.message, route: route)
+            case .unavailable(let why): RESTv2.status(606, "the meta group cannot take it now: \(why)", route: route, http: 503)
+            }
+        }
+        switch statement {
+        case .removeDataNode(let node):
+            if case .failure(let error) = agent.proposeAndWait(.removeNode(node)) { return refusal(error) }
+            return RESTv2.success(route: route)
+        case .createDatabase(let name, let options):
+            let settings = agent.machine.settings
+            let record = DatabaseRecord(name: name, schemaReplicationFactor: options.schemaReplicationFactor ?? settings.schemaReplicationFactor,
+                                        dataReplicationFactor: options.dataReplicationFactor ?? settings.dataReplicationFactor,
+                                        dataRegionGroupsMin: options.dataRegionGroups ?? settings.dataRegionGroupsPerDatabase,
+                                        schemaRegionGroups: options.schemaRegionGroups ?? settings.schemaRegionGroupsPerDatabase)
+            switch agent.proposeAndWait(.createDatabase(record)) {
+            // Known to the meta group already (a write created it, or a crash came before the
+            // engine's part): the engine answers whether it exists.
+            case .success: return nil
+            case .failure(.refused(let error)) where error.code == 501 && agent.machine.current.databases[name] != nil: return nil
+            case .failure(let error): return refusal(error)
+            }
+        case .dropDatabase(let names):
+            for name in names where agent.machine.current.databases[name] != nil {
+                if case .failure(let error) = agent.proposeAndWait(.dropDatabase(name)) { return refusal(error) }
+            }
+            return nil
+        default:
+            return nil
+        }
+    }
+
+    /// Builds a result from columns of (name, type, value of a row).
+    private static func table<Row>(_ rows: [Row], _ columns: [(String, String, (Row) -> ResultValue)]) -> QueryResult {
+        QueryResult(expressions: nil, columnNames: columns.map(\.0), dataTypes: columns.map(\.1), timestamps: nil,
+                    values: columns.map { column in rows.map(column.2) })
+    }
+
+    /// `SHOW REGIONS`: one row per replica, by group then node, in IoTDB's columns. A data
+    /// group's series slots are the slots with a partition in it, its time slots the
+    /// (slot, time partition)s; a schema group's time slots are 0.
+    static func regions(_ meta: MetaState) -> QueryResult {
+        var seriesSlots: [RegionGroupID: Set<Int>] = [:]
+        var timeSlots: [RegionGroupID: Int] = [:]
+        for slots in meta.table.schemaSlots.values {
+            for (slot, group) in slots { seriesSlots[group, default: []].insert(slot) }
+        }
+        for slots in meta.table.dataSlots.values {
+            for (slot, partitions) in slots {
+                for group in partitions.values {
+                    seriesSlots[group, default: []].insert(slot)
+                    timeSlots[group, default: 0] += 1
+                }
+            }
+        }
+        let rows = meta.groups.values.sorted { $0.id < $1.id }.flatMap { group in group.replicas.sorted().map { (group, $0) } }
+        func node(_ id: NodeID) -> NodeRecord? { meta.nodes[id] }
+        return table(rows, [
+            ("RegionId", "INT32", { .integer(Int64($0.0.id.number)) }),
+            ("Type", "TEXT", { .text($0.0.id.kind == .data ? "DataRegion" : "SchemaRegion") }),
+            ("Status", "TEXT", { .text(node($0.1)?.status.rawValue ?? "Unknown") }),
+            ("Database", "TEXT", { .text($0.0.database) }),
+            ("SeriesSlotNum", "INT32", { .integer(Int64(seriesSlots[$0.0.id]?.count ?? 0)) }),
+            ("TimeSlotNum", "INT64", { .integer(Int64(timeSlots[$0.0.id] ?? 0)) }),
+            ("DataNodeId", "INT32", { .integer(Int64($0.1)) }),
+            ("RpcAddress", "TEXT", { .text(host(node($0.1)?.clientAddress ?? "")) }),
+            ("RpcPort", "INT32", { port(node($0.1)?.clientAddress ?? "") }),
+            ("InternalAddress", "TEXT", { .text(node($0.1)?.internalAddress ?? "") }),
+            ("Role", "TEXT", { .text($0.0.leaderHint == $0.1 ? "Leader" : "Follower") }),
+        ])
+    }
+
+    /// `SHOW DATABASES DETAILS`: each database's factors and region groups, in IoTDB's columns.
+    static func databases(_ meta: MetaState) -> QueryResult {
+        let rows = meta.databases.values.sorted { $0.name < $1.name }
+        return table(rows, [
+            ("Database", "TEXT", { .text($0.name) }),
+            ("SchemaReplicationFactor", "INT32", { .integer(Int64($0.schemaReplicationFactor)) }),
+            ("DataReplicationFactor", "INT32", { .integer(Int64($0.dataReplicationFactor)) }),
+            ("TimePartitionOrigin", "INT64", { _ in .integer(0) }),
+            ("TimePartitionInterval", "INT64", { _ in .integer(meta.settings.timePartitionIntervalMs) }),
+            ("SchemaRegionGroupNum", "INT32", { .integer(Int64(meta.groupCount($0.name, .schema))) }),
+            ("MinSchemaRegionGroupNum", "INT32", { .integer(Int64($0.schemaRegionGroups)) }),
+            ("DataRegionGroupNum", "INT32", { .integer(Int64(meta.groupCount($0.name, .data))) }),
+            ("MinDataRegionGroupNum", "INT32", { .integer(Int64(max(1, $0.dataRegionGroupsMin))) }),
+            ("MaxDataRegionGroupNum", "INT32", { .integer(Int64(meta.dataGroupTarget($0))) }),
+        ])
     }
 
     /// `"meta":{…}` for `/cluster`: the meta group's leader as this node knows it, the

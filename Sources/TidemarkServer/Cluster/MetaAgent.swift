@@ -132,6 +132,28 @@ final class MetaAgent: Sendable {
         }
     }
 
+    /// Proposes `command` and waits for its outcome (the query stage runs statements this way),
+    /// retrying while the group has no reachable leader, up to `timeoutMs`.
+    func proposeAndWait(_ command: MetaCommand, timeoutMs: UInt64 = callTimeoutMs) -> Result<MetaState.Outcome, MetaProposeError> {
+        let deadlineNs = monotonicNowNs() + timeoutMs * 1_000_000
+        while true {
+            let done = DispatchSemaphore(value: 0)
+            let answer = Mutex<Result<MetaState.Outcome, MetaProposeError>?>(nil)
+            propose(command) { result in
+                answer.withLock { $0 = result }
+                done.signal()
+            }
+            let leftNs = deadlineNs > monotonicNowNs() ? deadlineNs - monotonicNowNs() : 0
+            guard done.wait(timeout: .now() + .nanoseconds(Int(leftNs))) == .success, let result = answer.withLock({ $0 }) else {
+                return .failure(.unavailable("the meta group did not answer within \(timeoutMs) ms"))
+            }
+            guard case .failure(.unavailable) = result, monotonicNowNs() + Self.retryMs * 1_000_000 < deadlineNs else { return result }
+            Thread.sleep(forTimeInterval: Double(Self.retryMs) / 1000)  // an election takes a few ticks: ask again after one
+        }
+    }
+
+    static let retryMs: UInt64 = 100
+
     /// A member's call at this node: proposed here when this node leads.
     private func answerPropose(from: UInt64, body: [UInt8], reply: @escaping @Sendable (Result<[UInt8], PeerCallError>) -> Void) {
         guard consensus.leader(of: Self.group) == nodeID else {
