@@ -1,38 +1,77 @@
 #!/usr/bin/env bash
-# A three-node cluster on loopback (deploy/cluster-3/n*.yaml): HTTP on 18081-18083, internal
-# RPC on 10731-10733, data under ./data-cluster (paths are relative to the repository root).
+# A cluster of N nodes on loopback, M of them in the meta group (the others data-only nodes
+# that join through them). Node K listens for HTTP on 18080+K and for internal RPC on
+# 10730+K; its config is written to ./cluster-data/nodeK.yaml and its data goes under
+# ./cluster-data/nodeK (paths relative to the repository root).
 #
-#   deploy/local-cluster.sh              start all three in the foreground; Ctrl-C stops all
-#   deploy/local-cluster.sh start [K]    start node K (1..3), or every stopped node, in the background
-#   deploy/local-cluster.sh stop [K]     stop node K, or all three
-#   deploy/local-cluster.sh restart K    stop node K, then start it again
-#   deploy/local-cluster.sh status       which nodes run, with their PIDs and HTTP addresses
+#   deploy/local-cluster.sh start N [--meta M]   start nodes 1..N (M meta members: default 3, or N if N < 3)
+#   deploy/local-cluster.sh stop [K]             stop node K, or every node
+#   deploy/local-cluster.sh restart K            stop node K, then start it again
+#   deploy/local-cluster.sh status               which nodes run, with their PIDs and HTTP addresses
+#   deploy/local-cluster.sh                      start 3 nodes in the foreground; Ctrl-C stops all
 #
-# A node started here writes its PID to ./data-cluster/nK.pid and its output to
-# ./data-cluster/nK.log (appended). Stopping sends SIGTERM to that PID only (after checking
+# A node started here writes its PID to ./cluster-data/nodeK.pid and its output to
+# ./cluster-data/nodeK.log (appended). Stopping sends SIGTERM to that PID only (after checking
 # it still is that node's tidemarkd), waits up to STOP_TIMEOUT_S seconds (default 15: a
-# node drains within shutdown_timeout_ms, 10 s by default), then sends SIGKILL. The
-# foreground mode shows the logs and keeps running while any node runs, so one node can be
-# stopped and restarted from another terminal meanwhile.
+# node drains within shutdown_timeout_ms, 10 s by default), then sends SIGKILL. The size of
+# the cluster is kept in ./cluster-data/size, so stop, restart and status need no N. A
+# cluster's meta group never changes: starting again with another --meta is refused.
 #
 # TIDEMARKD names the binary (default .build/debug/tidemarkd; `make build` builds it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=${TIDEMARKD:-.build/debug/tidemarkd}
-data=./data-cluster
+data=./cluster-data
 stop_timeout_s=${STOP_TIMEOUT_S:-15}
-ready_timeout_s=30
-nodes=(1 2 3)
+ready_timeout_s=60
+nodes=()
 
 usage() {
-  sed -n '5,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '7,11p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
-config_of() { echo "deploy/cluster-3/n$1.yaml"; }
-pid_file_of() { echo "$data/n$1.pid"; }
-log_of() { echo "$data/n$1.log"; }
-http_of() { sed -n 's/^http: *{listen: *"\{0,1\}\([^"}]*\)"\{0,1\}}.*/\1/p' "$(config_of "$1")"; }
+config_of() { echo "$data/node$1.yaml"; }
+pid_file_of() { echo "$data/node$1.pid"; }
+log_of() { echo "$data/node$1.log"; }
+http_of() { echo "127.0.0.1:$((18080 + $1))"; }
+
+# Reads the cluster's size (written by `start N`) into nodes=(1..N).
+load_size() {
+  [ -f "$data/size" ] || { echo "no cluster here yet: start one with $0 start N" >&2; exit 2; }
+  local size meta
+  read -r size meta < "$data/size"
+  nodes=($(seq 1 "$size"))
+}
+
+# Writes nodes 1..N's configs, M of them meta members (kept from the first start on).
+configure() {
+  local size=$1 meta=$2 k peers
+  [[ "$size" =~ ^[0-9]+$ ]] && [ "$size" -ge 1 ] && [ "$size" -le 50 ] || { echo "N must be 1..50, got '$size'" >&2; usage; }
+  [[ "$meta" =~ ^[135]$ ]] && [ "$meta" -le "$size" ] || { echo "--meta must be 1, 3 or 5 and at most N, got '$meta'" >&2; usage; }
+  mkdir -p "$data"
+  if [ -f "$data/size" ]; then
+    local old_size old_meta
+    read -r old_size old_meta < "$data/size"
+    [ "$old_meta" = "$meta" ] || { echo "this cluster's meta group has $old_meta members; it never changes (remove $data to start anew)" >&2; exit 2; }
+  fi
+  echo "$size $meta" > "$data/size"
+  peers=""
+  for ((k = 1; k <= meta; k++)); do peers+="${peers:+, }\"127.0.0.1:$((10730 + k))\""; done
+  for ((k = 1; k <= size; k++)); do
+    cat > "$(config_of "$k")" <<YAML
+# Node $k of a local cluster (deploy/local-cluster.sh start $size --meta $meta).
+node_name: node$k
+data_dir: $data/node$k
+http: {listen: "$(http_of "$k")"}
+internal: {listen: "127.0.0.1:$((10730 + k))"}
+meta_peers: [$peers]
+# The shipped placeholder: accepted only while every listener is on loopback, as here.
+cluster_secret: change-me
+YAML
+  done
+  nodes=($(seq 1 "$size"))
+}
 
 # The PID of node K's tidemarkd when it runs, else nothing (a stale PID file is removed).
 # A PID is trusted only while it still runs tidemarkd with node K's config: a PID the
@@ -50,7 +89,7 @@ running_pid() {
 }
 
 check_node() {
-  [[ "${1:-}" =~ ^[1-3]$ ]] || { echo "node must be 1, 2 or 3, got '${1:-}'" >&2; usage; }
+  [[ "${1:-}" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le "${#nodes[@]}" ] || { echo "node must be 1..${#nodes[@]}, got '${1:-}'" >&2; usage; }
 }
 
 # Starts node K in the background (its log offset goes in launched_at[K]).
@@ -60,7 +99,7 @@ launch_node() {
   [ -x "$binary" ] || { echo "build first (make build), or set TIDEMARKD" >&2; exit 2; }
   pid=$(running_pid "$k")
   if [ -n "$pid" ]; then
-    echo "n$k already runs (pid $pid)"
+    echo "node$k already runs (pid $pid)"
     return 0
   fi
   mkdir -p "$data"
@@ -81,18 +120,18 @@ wait_node() {
   log=$(log_of "$k")
   for ((waited = 0; waited < ready_timeout_s * 10; waited++)); do
     if tail -n "+$((launched_at[$k] + 1))" "$log" | grep -q "tidemarkd ready http="; then
-      echo "n$k started (pid $pid), http://$(http_of "$k"), log $log"
+      echo "node$k started (pid $pid), http://$(http_of "$k"), log $log"
       return 0
     fi
     if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
       rm -f "$(pid_file_of "$k")"
-      echo "n$k exited at start; the end of $log:" >&2
+      echo "node$k exited at start; the end of $log:" >&2
       tail -n 5 "$log" >&2
       return 1
     fi
     sleep 0.1
   done
-  echo "n$k (pid $pid) is not ready after ${ready_timeout_s} s (are a majority of the meta peers up?); see $log" >&2
+  echo "node$k (pid $pid) is not ready after ${ready_timeout_s} s (are a majority of the meta peers up?); see $log" >&2
   return 1
 }
 
@@ -111,7 +150,7 @@ stop_node() {
   local k=$1 pid
   pid=$(running_pid "$k")
   if [ -z "$pid" ]; then
-    echo "n$k is not running"
+    echo "node$k is not running"
     return 0
   fi
   kill -TERM "$pid" 2>/dev/null || true
@@ -120,11 +159,11 @@ stop_node() {
     sleep 0.1
   done
   if kill -0 "$pid" 2>/dev/null; then
-    echo "n$k (pid $pid) did not stop within ${stop_timeout_s} s: SIGKILL" >&2
+    echo "node$k (pid $pid) did not stop within ${stop_timeout_s} s: SIGKILL" >&2
     kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -f "$(pid_file_of "$k")"
-  echo "n$k stopped"
+  echo "node$k stopped"
 }
 
 status() {
@@ -132,9 +171,9 @@ status() {
   for k in "${nodes[@]}"; do
     pid=$(running_pid "$k")
     if [ -n "$pid" ]; then
-      echo "n$k: running (pid $pid), http://$(http_of "$k"), log $(log_of "$k")"
+      echo "node$k: running (pid $pid), http://$(http_of "$k"), log $(log_of "$k")"
     else
-      echo "n$k: stopped"
+      echo "node$k: stopped"
     fi
   done
 }
@@ -151,11 +190,11 @@ foreground() {
   local k tail_pid
   mkdir -p "$data"
   for k in "${nodes[@]}"; do touch "$(log_of "$k")"; done
-  tail -n 0 -F "$(log_of 1)" "$(log_of 2)" "$(log_of 3)" &
+  tail -n 0 -F $(for k in "${nodes[@]}"; do log_of "$k"; done) &
   tail_pid=$!
   trap 'echo; for k in "${nodes[@]}"; do stop_node "$k"; done; kill "$tail_pid" 2>/dev/null; exit 0' INT TERM
   start_all || true
-  echo "three nodes: http://127.0.0.1:18081 18082 18083 (writes go to the Raft leader; the others answer 503)"
+  echo "${#nodes[@]} nodes: http://127.0.0.1:18081 … (writes go to the data leader; the others answer 503 naming it)"
   echo "from another terminal: $0 stop|start|restart K, $0 status. Ctrl-C stops all."
   while any_running; do sleep 1; done
   kill "$tail_pid" 2>/dev/null || true
@@ -163,13 +202,19 @@ foreground() {
 }
 
 case "${1:-}" in
-  "") foreground ;;
+  "") configure 3 3; foreground ;;
   start)
-    if [ $# -ge 2 ]; then check_node "$2"; start_node "$2"; else start_all; fi ;;
+    [ $# -ge 2 ] || usage
+    size=$2
+    meta=$(( size < 3 ? size : 3 ))
+    if [ "${3:-}" = "--meta" ]; then meta=${4:-}; elif [ $# -gt 2 ]; then usage; fi
+    configure "$size" "$meta"
+    start_all ;;
   stop)
+    load_size
     if [ $# -ge 2 ]; then check_node "$2"; stop_node "$2"; else for k in "${nodes[@]}"; do stop_node "$k"; done; fi ;;
   restart)
-    check_node "${2:-}"; stop_node "$2"; start_node "$2" ;;
-  status) status ;;
+    load_size; check_node "${2:-}"; stop_node "$2"; start_node "$2" ;;
+  status) load_size; status ;;
   *) usage ;;
 esac

@@ -99,10 +99,7 @@ public enum ConfigLoader {
                               message: "standalone keeps one copy; schema_replication_factor is \(config.fixed.schemaReplicationFactor) (use raft)")
         }
         if !config.metaPeers.isEmpty {
-            guard config.nodeID != nil else {
-                throw ConfigError(file: file, key: "meta_peers", line: nil, column: nil,
-                                  message: "internal.listen \(config.internalListen) is not one of meta_peers; a node finds its ID there")
-            }
+            // A node whose internal.listen is not listed is a data-only node: it joins through them.
             guard config.clusterSecret != nil else {
                 throw ConfigError(file: file, key: "cluster_secret", line: nil, column: nil, message: "is required with meta_peers")
             }

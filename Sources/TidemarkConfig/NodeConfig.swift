@@ -13,8 +13,8 @@ public struct NodeConfig: Sendable {
     public var nativeListen = ListenAddress(host: "127.0.0.1", port: 6667)
     /// Internal RPC address; taken into use by the cluster transport.
     public var internalListen = ListenAddress(host: "127.0.0.1", port: 10730)
-    /// Internal addresses of the meta group; empty means a single node. For now every listed
-    /// node replicates the data region with Raft; a node's ID is its position here, from 1.
+    /// Internal addresses of the meta group (1, 3 or 5 nodes); empty means a single node. A
+    /// member's ID is its position here, from 1; a node not listed joins through them.
     public var metaPeers: [ListenAddress] = []
     /// Signs internal RPC frames; required with `meta_peers`.
     public var clusterSecret: String?
@@ -40,10 +40,15 @@ public struct NodeConfig: Sendable {
     /// The largest region image a leader sends (a larger one is not, and the follower stays behind).
     public var raftSnapshotBytesMax = 1 << 40
 
-    /// This node's ID in the cluster (1-based position of `internal.listen` in `meta_peers`).
+    /// This node's ID in the cluster: a meta member's is its 1-based place in `meta_peers`;
+    /// a data-only node's the one the meta group gave it when it joined (`joinedNodeID`).
     public var nodeID: UInt64? {
-        metaPeers.firstIndex(of: internalListen).map { UInt64($0 + 1) }
+        metaPeers.firstIndex(of: internalListen).map { UInt64($0 + 1) } ?? joinedNodeID
     }
+    /// Whether this node is one of `meta_peers` (else, in a cluster, a data-only node).
+    public var isMetaMember: Bool { metaPeers.contains(internalListen) }
+    /// The ID a data-only node was given by the meta group (kept in `<data_dir>/node_id`).
+    public var joinedNodeID: UInt64?
     /// The storage engine of each region; `wal_sync` sets `storage.walSync`.
     public var storage = EngineOptions()
     public var query = QueryLimits()

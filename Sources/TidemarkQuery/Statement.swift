@@ -141,6 +141,14 @@ public enum Statement: Sendable, Equatable {
         }
     }
 
+    /// Whether the statement is about the cluster (answered from the meta group, on any node).
+    public var isAboutCluster: Bool {
+        switch self {
+        case .showCluster, .showDataNodes, .showRegions, .showDatabasesDetails, .removeDataNode: true
+        default: false
+        }
+    }
+
     /// Whether the statement only reads (answered by `/rest/v2/query`).
     public var isQuery: Bool {
         switch self {

@@ -17,6 +17,9 @@ struct Dispatcher: Sendable {
     let users: UserStore
     /// Answers the statements about the cluster (from the meta group); nil for others.
     let clusterAnswer: @Sendable (Statement, _ route: String) -> HTTPResponse?
+    /// On a node that holds no data (a data-only node, until writes and queries are routed
+    /// over region groups): why, and the client address of a node that does.
+    var noData: (@Sendable () -> (message: String, address: String?))?
     let logger: Logger
 
     func handle(_ exchange: HTTPExchange) {
@@ -40,6 +43,7 @@ struct Dispatcher: Sendable {
         }
         if path == "/write" {
             guard request.method == "POST" else { return respond(LineProtocolWrite.influxError(405, "/write accepts POST only")) }
+            if let (message, address) = noData?() { return respond(LineProtocolWrite.influxError(503, message, leader: address)) }
             switch LineProtocolWrite.decode(request, nowMs: nowMs, limits: writeLimits, finish: respond) {
             case .answer(let response): respond(response)
             case .job(let job):
@@ -52,6 +56,7 @@ struct Dispatcher: Sendable {
             switch RESTv2.plan(request, nowMs: nowMs, limits: queryLimits, respond: respond) {
             case .answer(let response): respond(response)
             case .write(let job):
+                if let (message, address) = noData?() { return respond(RESTv2.status(606, message, route: path, http: 503, leader: address)) }
                 if let tooLarge = WriteJob.tooLarge(job.rows, limits: writeLimits) {
                     return respond(RESTv2.status(413, tooLarge, route: path, http: 413))
                 }
@@ -76,6 +81,9 @@ struct Dispatcher: Sendable {
                          respond: @escaping @Sendable (HTTPResponse) -> Void) {
         if let lack = Access.missing(user, Access.needs(statement, user: user), in: users) {
             return respond(RESTv2.status(803, Access.message(lack), route: route, http: 403))
+        }
+        if !statement.isAboutCluster, let (message, address) = noData?() {
+            return respond(RESTv2.status(606, message, route: route, http: 503, leader: address))
         }
         let executor = executor, stages = stages, users = users, clusterAnswer = clusterAnswer
         let task = StageTask {

@@ -37,7 +37,10 @@ public final class LocalRegion: Sendable {
         engine = try StorageEngine(directory: dataDir + "/regions/0", options: options, logger: logger, log: .consensus, health: health)
         self.consensus = consensus
         do {
-            try consensus.createGroup(Self.group, peers: peers, stateMachine: RegionStateMachine(engine: engine, users: users))
+            // A data-only node holds no replica of it (`Dispatcher.noData` answers for it).
+            if peers.isEmpty || peers.contains(where: { $0.id == consensus.nodeID }) {
+                try consensus.createGroup(Self.group, peers: peers, stateMachine: RegionStateMachine(engine: engine, users: users))
+            }
         } catch {
             engine.close()
             throw error

@@ -126,18 +126,27 @@ public final class Node: @unchecked Sendable {
                                  health: { NodeHealth.read(dataDir: dataDir, storage: storageHealth, listingQuarantine: $0) }, http: httpMetrics,
                                  auth: { AuthMetrics.read(authenticator) },
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
-                                 meta: { ClusterStatements.json(meta.machine.current, leader: meta.consensus.leader(of: MetaAgent.group), metaMembers: metaMembers) },
+                                 meta: { ClusterStatements.json(meta.machine.current, leader: meta.leaderID, metaMembers: metaMembers) },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
-        let dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
+        var dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
                                     queryLimits: config.query, stages: stagesBox, users: users,
                                     clusterAnswer: { statement, route in
                                         ClusterStatements.change(statement, agent: meta, route: route)
                                             ?? ClusterStatements.answer(statement, meta: meta.machine.current, metaMembers: metaMembers, route: route)
                                     }, logger: logger)
+        if cluster != nil && !config.isMetaMember {
+            let nodeID = config.nodeID ?? 0
+            dispatcher.noData = {
+                let member = meta.machine.current.nodes.values.filter { $0.id <= NodeID(metaMembers.count) && $0.status == .running }.min { $0.id < $1.id }
+                return ("node \(nodeID) is a data-only node and holds no data yet: in this version data lives on the meta group's members; "
+                        + "send data requests to one of them\(member.map { " (\($0.clientAddress))" } ?? "")", member?.clientAddress)
+            }
+        }
+        let decoder = dispatcher
         let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group, hints: hints)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
-            for exchange in batch { dispatcher.handle(exchange) }
+            for exchange in batch { decoder.handle(exchange) }
         }, appendHandler: { batch in
             AppendWork.handle(batch, receive: { clusterWiring?.raft?.receive($0) }, propose: { applier.apply($0) })
         }, routeWrite: { [router = PartitionRouter(agent: meta, createDatabases: config.storage.autoCreateSchema)] job, forward in

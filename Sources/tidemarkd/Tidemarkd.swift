@@ -47,7 +47,7 @@ struct Tidemarkd: ParsableCommand {
     var repair = false
 
     func run() throws {
-        let nodeConfig: NodeConfig
+        var nodeConfig: NodeConfig
         do {
             nodeConfig = try effectiveConfig()
         } catch {
@@ -70,6 +70,18 @@ struct Tidemarkd: ParsableCommand {
         }
         let logger = Logger(label: "tidemarkd")
         unblockStopSignals()
+        if !nodeConfig.metaPeers.isEmpty && !nodeConfig.isMetaMember {
+            // A data-only node: its ID comes from the meta group (once; then from its data directory).
+            do {
+                nodeConfig.joinedNodeID = try NodeJoin.nodeID(config: nodeConfig, logger: logger)
+            } catch let failure as NodeJoin.Failure {
+                FileHandle.standardError.write(Data("tidemarkd: refusing to start: \(failure)\n".utf8))
+                throw ExitCode(failure.isConfigMistake ? 2 : 1)
+            } catch {
+                logger.critical("cannot join the cluster", metadata: ["error": "\(error)"])
+                throw ExitCode(error is CorruptDataError ? 3 : 1)
+            }
+        }
         let outcome: Node.Outcome
         do {
             let node = try Node(config: nodeConfig, logger: logger, repairLogs: repair)

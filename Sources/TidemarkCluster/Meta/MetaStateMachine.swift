@@ -126,6 +126,16 @@ public final class MetaStateMachine: StateMachine, Sendable {
         checkpointed.store(index, ordering: .releasing)
     }
 
+    /// The state as an image: the index it is at, and the bytes `install(image:)` takes.
+    public func image() -> (index: UInt64, bytes: [UInt8]) { checkpointBytes() }
+
+    /// Replaces the state with `image` (from a member) when it is newer; a copy kept by a
+    /// node outside the group, checkpointed like a member's.
+    public func install(image: [UInt8]) throws {
+        let (index, _) = try Self.decodeCheckpoint(image, path: "the meta image")
+        try restore(StateSnapshot(index: index, term: 1, data: image))
+    }
+
     public func attach(logRetention: LogRetention) { retention.withLock { $0 = logRetention } }
 
     public var persistedIndexMax: UInt64 { checkpointed.load(ordering: .acquiring) }

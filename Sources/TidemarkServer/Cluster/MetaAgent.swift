@@ -33,6 +33,8 @@ final class MetaAgent: Sendable {
     static let proposeMethod: UInt16 = 1
     /// The call a starting node makes to each meta peer: its fixed cluster settings.
     static let settingsMethod: UInt16 = 2
+    /// The call a data-only node makes to a member: the meta state, when newer than its copy.
+    static let stateMethod: UInt16 = 3
     static let callTimeoutMs: UInt64 = 5000
 
     let consensus: Consensus
@@ -48,11 +50,22 @@ final class MetaAgent: Sendable {
     /// One registration and one status change in flight at a time.
     private let registering = Atomic<Bool>(false)
     private let changingStatus = Atomic<Bool>(false)
+    /// Members of the meta group: IDs 1…memberCount. A node outside it (data-only) keeps a
+    /// copy of the meta state it pulls from a member, and proposes through them.
+    private let memberCount: Int
+    var isMember: Bool { nodeID <= NodeID(memberCount) }
+    /// On a data-only node: the meta leader as the member last asked knew it (0: none), the
+    /// member it asks next, and whether a pull is in flight.
+    private let mirroredLeader = Atomic<UInt64>(0)
+    private let nextMember = Atomic<UInt64>(1)
+    private let pulling = Atomic<Bool>(false)
 
     /// `offLoop` runs work off the event loop (a peer's call arrives on the loop, and proposing
     /// persists to the log: the loop must never wait on a disk).
-    init(consensus: Consensus, machine: MetaStateMachine, transport: PeerTransport?, nodeID: NodeID, internalAddress: String,
+    init(consensus: Consensus, machine: MetaStateMachine, transport: PeerTransport?, nodeID: NodeID, memberCount: Int, internalAddress: String,
          cores: Int, unknownAfterMs: UInt64, logger: Logger, offLoop: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }) {
+        precondition(memberCount >= 1, "a meta group has a member")
+        self.memberCount = memberCount
         self.consensus = consensus
         self.machine = machine
         self.transport = transport
@@ -69,6 +82,15 @@ final class MetaAgent: Sendable {
                 var writer = ByteWriter()
                 machine.settings.write(to: &writer)
                 reply(.success(writer.bytes))
+            case Self.stateMethod:
+                // [leader][the state when newer than the caller's index, else nothing]
+                var reader = ByteReader(body)
+                guard let since = try? reader.readVarint() else { return reply(.failure(.failed("a state request without an index"))) }
+                var writer = ByteWriter()
+                writer.write(varint: consensus.leader(of: Self.group) ?? 0)
+                let image = machine.image()
+                if image.index > since { writer.write(bytes: image.bytes) }
+                reply(.success(writer.bytes))
             default: reply(.failure(.failed("unknown method \(method)")))
             }
         }
@@ -82,8 +104,10 @@ final class MetaAgent: Sendable {
                      offLoop: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }) throws -> MetaAgent {
         let machine = try MetaStateMachine(settings: settings(of: config), directory: config.dataDir + "/meta",
                                            reservedNodeIDs: max(1, config.metaPeers.count))
-        try consensus.createGroup(group, peers: peers, stateMachine: machine)
-        return MetaAgent(consensus: consensus, machine: machine, transport: transport, nodeID: nodeID, internalAddress: internalAddress,
+        // A data-only node holds no replica: its copy of the state comes from the members.
+        if config.isMetaMember || config.metaPeers.isEmpty { try consensus.createGroup(group, peers: peers, stateMachine: machine) }
+        return MetaAgent(consensus: consensus, machine: machine, transport: transport, nodeID: nodeID,
+                         memberCount: max(1, config.metaPeers.count), internalAddress: internalAddress,
                          cores: ProcessInfo.processInfo.activeProcessorCount, unknownAfterMs: UInt64(config.nodeUnknownAfterMs),
                          logger: logger, offLoop: offLoop)
     }
@@ -91,7 +115,7 @@ final class MetaAgent: Sendable {
     /// The settings the cluster is made with, from a node's config (fixed once it exists).
     static func settings(of config: NodeConfig) -> ClusterSettings {
         var settings = ClusterSettings()
-        let inCluster = config.nodeID != nil
+        let inCluster = !config.metaPeers.isEmpty
         settings.clusterName = config.clusterName
         settings.seriesSlotCount = config.fixed.seriesSlotNum
         settings.timePartitionIntervalMs = config.storage.partitionInterval
@@ -109,7 +133,20 @@ final class MetaAgent: Sendable {
 
     /// Proposes `command` to the meta group; `completion` runs once, from any thread.
     func propose(_ command: MetaCommand, completion: @escaping @Sendable (Result<MetaState.Outcome, MetaProposeError>) -> Void) {
-        let leader = consensus.leader(of: Self.group)
+        let leader = leaderID
+        if !isMember, let transport {
+            // Through a member, which passes it on to its leader; the next try asks the next one.
+            let member = leader ?? nextMember.load(ordering: .relaxed)
+            return transport.call(member, method: Self.proposeMethod, body: command.encoded(), timeoutMs: Self.callTimeoutMs) { [self] result in
+                switch result {
+                case .success(let bytes): completion(Self.decodeAnswer(bytes))
+                case .failure(let error):
+                    nextMember.store(member % NodeID(memberCount) + 1, ordering: .relaxed)
+                    mirroredLeader.store(0, ordering: .relaxed)
+                    completion(.failure(.unavailable("meta member \(member): \(error)")))
+                }
+            }
+        }
         if leader == nodeID {
             let proposal = MetaProposal()
             consensus.write(Self.group, Proposal(data: command.encoded(), local: proposal)) { result in
@@ -155,13 +192,62 @@ final class MetaAgent: Sendable {
     static let retryMs: UInt64 = 100
 
     /// A member's call at this node: proposed here when this node leads.
+    /// A member not leading passes on (once) what a node outside the group sends: such a node
+    /// does not know the leader. A joining node (provisional ID) may only register.
     private func answerPropose(from: UInt64, body: [UInt8], reply: @escaping @Sendable (Result<[UInt8], PeerCallError>) -> Void) {
-        guard consensus.leader(of: Self.group) == nodeID else {
+        let fromMember = from >= 1 && from <= NodeID(memberCount)
+        guard consensus.leader(of: Self.group) == nodeID || (isMember && !fromMember) else {
             return reply(.failure(.failed("node \(nodeID) does not lead the meta group")))
         }
         let command: MetaCommand
         do { command = try MetaCommand(decoding: body) } catch { return reply(.failure(.failed("a meta command from node \(from) does not decode: \(error)"))) }
+        if PeerIdentity.isProvisional(from) {
+            guard case .registerNode(_, _, _, 0) = command else { return reply(.failure(.failed("a joining node may only register"))) }
+        }
         propose(command) { result in reply(.success(Self.encodeAnswer(result))) }
+    }
+
+    /// The meta group's leader as this node knows it (a data-only node: as a member told it).
+    var leaderID: NodeID? {
+        if isMember { return consensus.leader(of: Self.group) }
+        let mirrored = mirroredLeader.load(ordering: .relaxed)
+        return mirrored == 0 ? nil : mirrored
+    }
+
+    /// Hands the transport the internal addresses of the registered nodes, so links to nodes
+    /// outside `meta_peers` come up (and their hellos are accepted).
+    private func learnAddresses() {
+        guard let transport else { return }
+        var addresses: [UInt64: ListenAddress] = [:]
+        for node in machine.current.nodes.values where node.id != nodeID {
+            if case .success(let address) = ListenAddress.parse(node.internalAddress) { addresses[node.id] = address }
+        }
+        transport.learnAddresses(addresses)
+    }
+
+    /// A data-only node's copy of the meta state: pulled from a member when newer.
+    private func pullState() {
+        guard !isMember, let transport, !pulling.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        let member = leaderID ?? nextMember.load(ordering: .relaxed)
+        var writer = ByteWriter()
+        writer.write(varint: machine.appliedIndex)
+        transport.call(member, method: Self.stateMethod, body: writer.bytes, timeoutMs: Self.callTimeoutMs) { [self] result in
+            defer { pulling.store(false, ordering: .releasing) }
+            guard case .success(let bytes) = result else {
+                nextMember.store(member % NodeID(memberCount) + 1, ordering: .relaxed)
+                mirroredLeader.store(0, ordering: .relaxed)
+                return
+            }
+            var reader = ByteReader(bytes)
+            guard let leader = try? reader.readVarint(), leader <= NodeID(memberCount) else { return }
+            mirroredLeader.store(leader, ordering: .relaxed)
+            guard !reader.isAtEnd else { return }
+            do {
+                try machine.install(image: Array(bytes[reader.offset...]))
+            } catch {
+                logger.error("the meta state from a member does not install", metadata: ["member": "\(member)", "error": "\(error)"])
+            }
+        }
     }
 
     /// Whether the meta state holds this node as it is now (its addresses, not Unknown).
@@ -173,6 +259,12 @@ final class MetaAgent: Sendable {
     /// Asks `peer` for the cluster settings it was made with; `completion` runs on the loop.
     func fetchSettings(of peer: NodeID, completion: @escaping @Sendable (Result<ClusterSettings, PeerCallError>) -> Void) {
         guard let transport else { return completion(.failure(.unreachable("no transport"))) }
+        Self.fetchSettings(of: peer, over: transport, completion: completion)
+    }
+
+    /// Asks `peer` over `transport` for its cluster settings (a joining node has no agent yet).
+    static func fetchSettings(of peer: NodeID, over transport: PeerTransport,
+                              completion: @escaping @Sendable (Result<ClusterSettings, PeerCallError>) -> Void) {
         transport.call(peer, method: Self.settingsMethod, body: [], timeoutMs: 2000) { result in
             completion(result.flatMap { bytes in
                 var reader = ByteReader(bytes)
@@ -186,6 +278,8 @@ final class MetaAgent: Sendable {
 
     /// Every tick: register when needed; as leader, follow the nodes' links.
     func tick() {
+        pullState()
+        learnAddresses()
         registerIfNeeded()
         if consensus.leader(of: Self.group) == nodeID { followLinks() }
     }
@@ -231,7 +325,7 @@ final class MetaAgent: Sendable {
 
     // MARK: - The answer of a propose call
 
-    private static func encodeAnswer(_ result: Result<MetaState.Outcome, MetaProposeError>) -> [UInt8] {
+    static func encodeAnswer(_ result: Result<MetaState.Outcome, MetaProposeError>) -> [UInt8] {
         var writer = ByteWriter()
         switch result {
         case .success(.done): writer.write(0)
@@ -249,7 +343,7 @@ final class MetaAgent: Sendable {
         return writer.bytes
     }
 
-    private static func decodeAnswer(_ bytes: [UInt8]) -> Result<MetaState.Outcome, MetaProposeError> {
+    static func decodeAnswer(_ bytes: [UInt8]) -> Result<MetaState.Outcome, MetaProposeError> {
         var reader = ByteReader(bytes)
         do {
             switch try reader.readByte() {

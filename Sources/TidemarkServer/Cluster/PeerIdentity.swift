@@ -11,6 +11,14 @@ struct PeerIdentity {
     let nodeID: UInt64
     let clusterName: String
 
+    /// IDs from here up are provisional: a node outside `meta_peers` that has no ID yet picks
+    /// one at random to ask the meta group for its real one (`NodeJoin`).
+    static let provisionalIDMin: UInt64 = 1 << 62
+
+    static func isProvisional(_ id: UInt64) -> Bool { id >= provisionalIDMin }
+
+    static func randomProvisionalID() -> UInt64 { UInt64.random(in: provisionalIDMin...UInt64.max) }
+
     /// Why a hello is refused: `kind` for the log's rate limit, `message` for the operator.
     struct Refusal: Equatable {
         var kind: String
@@ -33,7 +41,9 @@ struct PeerIdentity {
         if frame.to != nodeID {
             return Refusal(kind: "node_id", message: "the node at \(address) (node \(frame.from) by its meta_peers) takes this node for node \(frame.to); meta_peers lists this node as node \(nodeID)")
         }
-        if peers[frame.from] == nil {
+        // A joining node has no ID yet: it may call (to learn the settings and register),
+        // and is known by its provisional ID until it reconnects with the one it was given.
+        if peers[frame.from] == nil && !Self.isProvisional(frame.from) {
             return Refusal(kind: "node_id", message: "the node at \(address) says it is node \(frame.from), which meta_peers does not list")
         }
         return nil

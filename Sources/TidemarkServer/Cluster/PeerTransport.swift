@@ -163,6 +163,14 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
         links[node]?.close()
     }
 
+    /// Takes the internal addresses of registered nodes (from the meta state) that it does not
+    /// know yet, or knows elsewhere. Any thread.
+    public func learnAddresses(_ addresses: [UInt64: ListenAddress]) {
+        loop.execute { [self] in
+            for (node, address) in addresses where node != nodeID && peers[node] != address && !stopped { setAddress(of: node, to: address) }
+        }
+    }
+
     /// Closes the listener and every connection (on the loop).
     public func stop() {
         stopped = true
@@ -230,8 +238,12 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
 
     // MARK: - Loop thread
 
-    /// The smaller ID dials, so a pair never makes two connections.
-    private func dials(_ peer: UInt64) -> Bool { nodeID < peer }
+    /// The smaller ID dials, so a pair never makes two connections. A joining node (a
+    /// provisional ID, `PeerIdentity.isProvisional`) dials every member it asks and is never dialed.
+    private func dials(_ peer: UInt64) -> Bool {
+        if PeerIdentity.isProvisional(nodeID) { return true }
+        return !PeerIdentity.isProvisional(peer) && nodeID < peer
+    }
 
     /// Every `pingMs`: pings idle links, cuts silent ones, redials lost ones.
     private func housekeeping() {
@@ -421,7 +433,7 @@ public final class PeerTransport: RaftTransport, ReplicationTransport, @unchecke
                     // The first hello says who calls, from which cluster: checked before anything from it counts.
                     if seal.isHello, session.peerNonce == nil, !identify(frame, on: stream, session: session, dialed: dialed) { return }
                     // A frame must be for this node, from the node at the other end.
-                    guard frame.to == nodeID, peers[frame.from] != nil, peer == nil || frame.from == peer else {
+                    guard frame.to == nodeID, peers[frame.from] != nil || PeerIdentity.isProvisional(frame.from), peer == nil || frame.from == peer else {
                         throw FrameError.malformed("frame from node \(frame.from) for node \(frame.to) reached node \(nodeID)")
                     }
                     if seal.isHello {

@@ -40,12 +40,10 @@ final class StartupSequence: @unchecked Sendable {
 
     func advance(nowNs: UInt64 = monotonicNowNs()) -> Decision {
         for (peer, settings) in answers.sorted(by: { $0.key < $1.key }) {
-            if let difference = self.settings.firstDifference(from: settings) {
-                return .refuse("\(difference.key) is \(difference.local) on this node but \(difference.peer) on node \(peer) (\(peers[peer] ?? "?")), "
-                               + "a member of the meta group; fixed settings must agree across the cluster")
-            }
+            if let refusal = Self.refusal(self.settings, settings, peer: peer, address: peers[peer] ?? "?") { return .refuse(refusal) }
         }
-        let agreed = 1 + answers.count
+        // A member agrees with itself; a data-only node (every member is a peer) does not count.
+        let agreed = (peers.count < memberCount ? 1 : 0) + answers.count
         let settingsAgreed = agreed * 2 > memberCount
         if !settingsAgreed { askPeers() }
         if settingsAgreed && meta.isRegistered { return .open }
@@ -55,6 +53,13 @@ final class StartupSequence: @unchecked Sendable {
                 "settings_agreed_by": "\(agreed) of \(memberCount) meta members", "registered": "\(meta.isRegistered)"])
         }
         return .wait
+    }
+
+    /// The one line that refuses a start when `mine` differs from member `peer`'s `theirs`.
+    static func refusal(_ mine: ClusterSettings, _ theirs: ClusterSettings, peer: NodeID, address: String) -> String? {
+        guard let difference = mine.firstDifference(from: theirs) else { return nil }
+        return "\(difference.key) is \(difference.local) on this node but \(difference.peer) on node \(peer) (\(address)), "
+            + "a member of the meta group; fixed settings must agree across the cluster"
     }
 
     private func askPeers() {
