@@ -21,6 +21,14 @@ private func insert(_ executor: StatementExecutor, _ sql: String) throws {
 @Suite struct ParserTests {
     @Test func parsesTheReferenceStatements() throws {
         #expect(try Parser.parse("CREATE DATABASE root.ln") == .createDatabase("root.ln"))
+        #expect(try Parser.parse("CREATE DATABASE root.db WITH SCHEMA_REPLICATION_FACTOR=1, DATA_REPLICATION_FACTOR=3, SCHEMA_REGION_GROUP_NUM=1, DATA_REGION_GROUP_NUM=2")
+                == .createDatabase("root.db", DatabaseOptions(schemaReplicationFactor: 1, dataReplicationFactor: 3, schemaRegionGroups: 1, dataRegionGroups: 2)))
+        #expect(throws: SQLError.self) { try Parser.parse("CREATE DATABASE root.db WITH DATA_REPLICATION_FACTOR=0") }
+        #expect(throws: SQLError.self) { try Parser.parse("CREATE DATABASE root.db WITH TIME_PARTITION_INTERVAL=5") }
+        #expect(try Parser.parse("SHOW REGIONS") == .showRegions)
+        #expect(try Parser.parse("show databases details") == .showDatabasesDetails)
+        #expect(try Parser.parse("REMOVE DATANODE 4") == .removeDataNode(4))
+        #expect(throws: SQLError.self) { try Parser.parse("REMOVE DATANODE 0") }
         #expect(try Parser.parse("create timeseries root.ln.wf01.wt01.temperature with datatype=FLOAT;")
             == .createTimeseries(path: "root.ln.wf01.wt01.temperature", type: .float, encoding: nil, compressor: nil))
         #expect(try Parser.parse("create timeseries root.ln.wf02.wt02.status WITH DATATYPE=BOOLEAN, ENCODING=TS_2DIFF, COMPRESSOR=ZSTD")

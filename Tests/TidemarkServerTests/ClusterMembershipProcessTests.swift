@@ -8,14 +8,14 @@ import TidemarkTestSupport
 /// registrations survive a whole-cluster restart.
 @Suite(.serialized) struct ClusterMembershipProcessTests {
     /// SHOW DATANODES at node `index`, as "id status rpc-address:port" lines.
-    private func dataNodes(_ cluster: ThreeNodes, at index: Int) -> [String]? {
+    private func dataNodes(_ cluster: TestCluster, at index: Int) -> [String]? {
         guard let (status, json) = cluster.sql("show datanodes", at: index), status == 200,
               let values = json["values"] as? [[Any]], values.count == 6 else { return nil }
         return values[0].indices.map { row in "\(values[0][row]) \(values[1][row]) \(values[2][row]):\(values[3][row])" }
     }
 
     @Test func nodesRegisterAndTheirHealthIsTheSameOnEveryNode() throws {
-        let cluster = try ThreeNodes(extraConfig: "node_unknown_after_ms: 1000")
+        let cluster = try TestCluster(extraConfig: "node_unknown_after_ms: 1000")
         _ = try cluster.awaitLeader()
         func expected() -> [String] { (0..<3).map { "\($0 + 1) Running \(cluster.address(of: $0))" } }
         for index in 0..<3 {
@@ -72,7 +72,7 @@ import TidemarkTestSupport
     /// members refuses to start in one line naming the setting and both values (status 2),
     /// before its client port ever opens.
     @Test func aNodeWhoseSettingsDifferFromThePeersRefusesToStart() throws {
-        let cluster = try ThreeNodes()
+        let cluster = try TestCluster()
         _ = try cluster.awaitLeader()
         #expect(try cluster.nodes[2]!.stop() == 0)
         cluster.nodes[2] = nil

@@ -7,7 +7,7 @@ import TidemarkTestSupport
 /// name the leader's client address.
 @Suite(.serialized) struct ClusterStateProcessTests {
     /// `SHOW TIMESERIES` at node `index`, as "path type encoding compression" lines.
-    private func schema(_ cluster: ThreeNodes, at index: Int, _ pattern: String = "root.ct.**") -> [String]? {
+    private func schema(_ cluster: TestCluster, at index: Int, _ pattern: String = "root.ct.**") -> [String]? {
         guard let (status, json) = cluster.sql("show timeseries \(pattern)", at: index), status == 200,
               let names = json["column_names"] as? [String], let values = json["values"] as? [[Any]] else { return nil }
         let columns = ["timeseries", "dataType", "encoding", "compression"].compactMap { names.firstIndex(of: $0) }
@@ -24,7 +24,7 @@ import TidemarkTestSupport
     }
 
     @Test func schemaAndDeletesAreTheSameOnEveryNodeThroughFailoverAndRestart() throws {
-        let cluster = try ThreeNodes()
+        let cluster = try TestCluster()
         let leader = try cluster.awaitLeader()
         let followers = [0, 1, 2].filter { $0 != leader }
         let leaderAddress = cluster.address(of: leader)
@@ -96,7 +96,7 @@ import TidemarkTestSupport
     }
 
     @Test func usersAreTheSameOnEveryNode() throws {
-        let cluster = try ThreeNodes()
+        let cluster = try TestCluster()
         let leader = try cluster.awaitLeader()
         let follower = [0, 1, 2].first { $0 != leader }!
         func basic(_ name: String, _ password: String) -> String { "Basic " + Data("\(name):\(password)".utf8).base64EncodedString() }

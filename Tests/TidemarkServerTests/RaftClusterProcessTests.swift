@@ -4,7 +4,7 @@ import TidemarkTestSupport
 
 @Suite(.serialized) struct RaftClusterProcessTests {
     @Test func theLeaderIsKilledAndNothingAcknowledgedIsLost() throws {
-        let cluster = try ThreeNodes()
+        let cluster = try TestCluster()
         var acknowledged = Set<Int64>()
         var timestamp: Int64 = 1_700_000_000_000
         var leader: Int?
@@ -90,7 +90,7 @@ import TidemarkTestSupport
     /// that it puts together in a file and deletes once installed, and keeps it all across a
     /// restart.
     @Test func aFollowerBehindTheCompactedLogCatchesUpFromARegionImage() throws {
-        let cluster = try ThreeNodes(raft: "tick_ms: 50, election_ticks: 10, catch_up_bytes_max: 1, snapshot_chunk_bytes: 512",
+        let cluster = try TestCluster(raft: "tick_ms: 50, election_ticks: 10, catch_up_bytes_max: 1, snapshot_chunk_bytes: 512",
                                      extraConfig: "storage: {memtable_bytes_max: 16384}")
         var acknowledged = Set<Int64>()
         var timestamp: Int64 = 1_700_000_000_000
@@ -155,7 +155,7 @@ import TidemarkTestSupport
     /// Multi-leader: every node takes writes (each its own device) and all converge; a node
     /// killed meanwhile catches up from the others' logs after its restart.
     @Test func everyNodeTakesWritesAndAKilledNodeCatchesUp() throws {
-        let cluster = try ThreeNodes(consensus: "multi_leader")
+        let cluster = try TestCluster(consensus: "multi_leader")
         var acknowledged: [Int: Set<Int64>] = [0: [], 1: [], 2: []]
         var timestamp: Int64 = 1_700_000_000_000
         /// Writes one point of node `index`'s device there; whether it was acknowledged.

@@ -2,30 +2,36 @@ import Foundation
 import Testing
 import TidemarkTestSupport
 
-/// Three `tidemarkd` processes replicating their data region on loopback (Raft, or
-/// multi-leader).
-final class ThreeNodes {
+/// `tidemarkd` processes on loopback (three by default): the first `metaCount` form the meta
+/// group and replicate the data region (Raft, or multi-leader); the others are data-only
+/// nodes that join through them.
+final class TestCluster {
     let directory: String
     let internalPorts: [Int]
+    let metaCount: Int
     let raft: String
     let consensus: String
     let extraConfig: String
-    var nodes: [NodeProcess?] = [nil, nil, nil]
+    var nodes: [NodeProcess?]
 
     /// `extraConfig`: more lines of every node's config; `raft` the keys of its `raft:` section.
-    init(consensus: String = "raft", raft: String = "tick_ms: 50, election_ticks: 10", extraConfig: String = "") throws {
+    init(count: Int = 3, metaCount: Int = 3, consensus: String = "raft", raft: String = "tick_ms: 50, election_ticks: 10",
+         extraConfig: String = "") throws {
+        precondition(metaCount >= 1 && metaCount <= count, "the meta group is some of the nodes")
+        self.metaCount = metaCount
         self.consensus = consensus
         self.raft = raft
         self.extraConfig = extraConfig
-        directory = try temporaryDirectory("cluster3")
-        internalPorts = try (0..<3).map { _ in try freePort() }
+        nodes = Array(repeating: nil, count: count)
+        directory = try temporaryDirectory("cluster\(count)")
+        internalPorts = try (0..<count).map { _ in try freePort() }
         try startAll()
     }
 
     /// Starts every node that is not running, then waits for each: a node opens its port only
-    /// once a majority of the meta group is up.
+    /// once a majority of the meta group is up (a data-only node once it joined).
     func startAll() throws {
-        let stopped = (0..<3).filter { nodes[$0] == nil }
+        let stopped = nodes.indices.filter { nodes[$0] == nil }
         for index in stopped { try launch(index) }
         for index in stopped { try nodes[index]!.waitUntilReady() }
     }
@@ -43,7 +49,7 @@ final class ThreeNodes {
 
     /// Writes node `index`'s config (with `extra` lines too); returns its path.
     func writeConfig(_ index: Int, extra: String = "") throws -> String {
-        let peers = internalPorts.map { "127.0.0.1:\($0)" }.joined(separator: ", ")
+        let peers = internalPorts.prefix(metaCount).map { "127.0.0.1:\($0)" }.joined(separator: ", ")
         let config = """
             node_name: n\(index + 1)
             http: {listen: "127.0.0.1:0"}

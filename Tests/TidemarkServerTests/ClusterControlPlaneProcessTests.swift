@@ -1,0 +1,139 @@
+import Foundation
+import Testing
+import TidemarkTestSupport
+
+/// The control plane on real `tidemarkd` processes (issue 29): data-only nodes join, writes
+/// allocate partitions in the meta group, SHOW REGIONS spreads replicas and is the same on
+/// every node, a node holding a last copy cannot be removed, a new meta leader keeps
+/// allocating, and a whole-cluster restart keeps the table, the regions and the users.
+@Suite(.serialized) struct ClusterControlPlaneProcessTests {
+    /// SHOW REGIONS at node `index` as rows of text (nil when it does not answer).
+    private func regions(_ cluster: TestCluster, at index: Int) -> [[String]]? {
+        guard let (status, json) = cluster.sql("show regions", at: index), status == 200,
+              let values = json["values"] as? [[Any]], values.count == 11 else { return nil }
+        return values[0].indices.map { row in values.map { "\($0[row])" } }
+    }
+
+    /// `"table_version":N` and `"route_version":N` of node `index`'s `/cluster`.
+    private func versions(_ cluster: TestCluster, at index: Int) -> String? {
+        guard let node = cluster.nodes[index], let text = try? TestHTTPClient(port: node.port, timeoutSeconds: 5).request("GET", "/cluster").text,
+              let route = text.range(of: #""route_version":\d+,"table_version":\d+"#, options: .regularExpression) else { return nil }
+        return String(text[route])
+    }
+
+    /// The meta leader as node `index`'s `/cluster` names it.
+    private func metaLeader(_ cluster: TestCluster, at index: Int) -> Int? {
+        guard let node = cluster.nodes[index], let text = try? TestHTTPClient(port: node.port, timeoutSeconds: 5).request("GET", "/cluster").text,
+              let range = text.range(of: #""meta":\{"leader":\d+"#, options: .regularExpression) else { return nil }
+        return Int(text[range].split(separator: ":").last!)
+    }
+
+    /// One line per device, each its own series slot (most of them).
+    private func devices(_ count: Int, prefix: String, at timestamp: Int64 = 1000) -> String {
+        (0..<count).map { "cpu,host=\(prefix)\($0) v=\($0) \(timestamp)" }.joined(separator: "\n")
+    }
+
+    @Test func fiveNodesWithTwoDataOnlyNodesSpreadRegionsAndAnswerAlike() throws {
+        // Nodes 4 and 5 are launched together, before any of them is ready: two join at once.
+        let cluster = try TestCluster(count: 5, metaCount: 3)
+        let ids = try (3..<5).map { index in
+            try String(contentsOfFile: cluster.directory + "/data\(index + 1)/node_id", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(Set(ids) == ["4", "5"], "each joining node got its own ID: \(ids)")
+        for index in 0..<5 {
+            #expect(eventually(within: 30) { cluster.column("show datanodes", "Status", at: index) == Array(repeating: "Running", count: 5) },
+                    "node \(index + 1) sees five running nodes")
+        }
+
+        // Writes allocate slots and time partitions; a database asks for three copies of five groups.
+        let leader = try cluster.awaitLeader()
+        #expect(cluster.write(devices(300, prefix: "h"), at: leader) == 204)
+        let created = cluster.sql("create database root.wide with DATA_REPLICATION_FACTOR=3, DATA_REGION_GROUP_NUM=5", at: leader)
+        #expect(created?.json["code"] as? Int == 200, "\(String(describing: created))")
+
+        // Every node answers SHOW REGIONS and /cluster alike.
+        let reference = try #require(regions(cluster, at: 0))
+        for index in 1..<5 {
+            #expect(eventually(within: 30) { regions(cluster, at: index) == regions(cluster, at: 0) && versions(cluster, at: index) == versions(cluster, at: 0) },
+                    "node \(index + 1): \(String(describing: regions(cluster, at: index)))")
+        }
+        // Columns: RegionId, Type, Status, Database, SeriesSlotNum, TimeSlotNum, DataNodeId, RpcAddress, RpcPort, InternalAddress, Role.
+        let byGroup = Dictionary(grouping: reference, by: { $0[0] })
+        for (group, replicas) in byGroup {
+            #expect(Set(replicas.map { $0[6] }).count == replicas.count, "group \(group) has two replicas on one node: \(replicas)")
+            #expect(replicas.filter { $0[10] == "Leader" }.count == 1, "group \(group) names one leader")
+        }
+        let raftSlots = reference.filter { $0[3] == "root.raft" && $0[1] == "DataRegion" }.map { Int($0[4])! }.reduce(0, +)
+        #expect(raftSlots >= 250, "300 devices fill most of their slots, spread over the database's data groups: \(raftSlots)")
+        #expect(reference.filter { $0[3] == "root.wide" && $0[1] == "DataRegion" }.count == 15, "five groups of three: \(reference)")
+        let perNode = Dictionary(grouping: reference, by: { $0[6] }).mapValues(\.count)
+        let mean = Double(reference.count) / 5
+        #expect(perNode.count == 5 && perNode.values.allSatisfy { abs(Double($0) - mean) <= 1.5 }, "replicas per node \(perNode), mean \(mean)")
+
+        // A node that holds the only copy of a region cannot be removed.
+        let lonely = try #require(reference.first { $0[3] == "root.raft" && $0[1] == "DataRegion" })[6]
+        let removal = cluster.sql("remove datanode \(lonely)", at: 4)
+        #expect(removal?.json["code"] as? Int == 919 && (removal?.json["message"] as? String)?.contains("only live copy") == true, "\(String(describing: removal))")
+        #expect(cluster.column("show datanodes", "Status", at: 0) == Array(repeating: "Running", count: 5))
+
+        // A data-only node with another fixed setting refuses to join, in one line (status 2).
+        let sixth = try freePort()
+        let config = """
+            node_name: n6
+            http: {listen: "127.0.0.1:0"}
+            internal: {listen: "127.0.0.1:\(sixth)"}
+            meta_peers: [\(cluster.internalPorts.prefix(3).map { "127.0.0.1:\($0)" }.joined(separator: ", "))]
+            cluster_secret: test-secret
+            series_slot_num: 999
+            """
+        try config.write(toFile: cluster.directory + "/n6.yaml", atomically: true, encoding: .utf8)
+        let refused = try runProcess(try builtProduct("tidemarkd"), ["--config", cluster.directory + "/n6.yaml", "--data-dir", cluster.directory + "/data6"],
+                                     timeoutSeconds: 60)
+        #expect(refused.status == 2, "\(refused.stderr)")
+        #expect(refused.stderr.contains("series_slot_num is 999 on this node but 1000 on node "), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: cluster.directory + "/data6/node_id"))
+        cluster.stopAll()
+    }
+
+    @Test func aNewMetaLeaderAllocatesAndARestartKeepsTableRegionsAndUsers() throws {
+        let cluster = try TestCluster()
+        var dataLeader = try cluster.awaitLeader()
+        #expect(cluster.write(devices(40, prefix: "a"), at: dataLeader) == 204)
+        #expect(eventually(within: 30) { metaLeader(cluster, at: 0) != nil })
+        let killed = try #require(metaLeader(cluster, at: 0)) - 1
+        #expect(try cluster.nodes[killed]!.stop(signal: SIGKILL) == SIGKILL)
+        cluster.nodes[killed] = nil
+        let survivor = (killed + 1) % 3
+        // A new meta leader is elected and takes new databases and partitions.
+        #expect(eventually(within: 30) { metaLeader(cluster, at: survivor).map { $0 - 1 != killed } == true })
+        let before = try #require(versions(cluster, at: survivor))
+        #expect(eventually(within: 30) {
+            let code = cluster.sql("create database root.later", at: survivor)?.json["code"] as? Int
+            return code == 200 || code == 606 || code == 501
+        })
+        #expect(eventually(within: 30) { cluster.column("show databases details", "Database", at: survivor)?.contains("root.later") == true })
+        dataLeader = try cluster.awaitLeader()
+        #expect(eventually(within: 30) { cluster.write(devices(40, prefix: "b", at: 9_000_000_000), at: dataLeader) == 204 })
+        #expect(versions(cluster, at: survivor) != before, "the table grew under the new leader")
+        try cluster.start(killed)
+        #expect(cluster.sql("create user reader 'reader-pass-1'", at: dataLeader)?.json["code"] as? Int == 200)
+
+        // A whole-cluster restart keeps the table's version, the regions and the users.
+        #expect(eventually(within: 30) { (0..<3).allSatisfy { regions(cluster, at: $0) == regions(cluster, at: 0) && versions(cluster, at: $0) == versions(cluster, at: 0) } })
+        // The nodes come back on other client ports (the test's HTTP port is 0): the RpcPort
+        // column and the route version (a registration with a new address) may change.
+        func layout(_ index: Int) -> [[String]]? { regions(cluster, at: index)?.map { row in row.enumerated().filter { $0.offset != 8 }.map(\.element) } }
+        func tableVersion(_ index: Int) -> Substring? { versions(cluster, at: index)?.split(separator: ",").last }
+        let layoutBefore = try #require(layout(0))
+        let tableBefore = try #require(tableVersion(0))
+        cluster.stopAll(kill: true)
+        try cluster.startAll()
+        let reader = "Basic " + Data("reader:reader-pass-1".utf8).base64EncodedString()
+        for index in 0..<3 {
+            #expect(eventually(within: 30) { tableVersion(index) == tableBefore }, "node \(index + 1): \(String(describing: versions(cluster, at: index)))")
+            #expect(layout(index) == layoutBefore)
+            #expect(eventually(within: 30) { cluster.sql("show databases", at: index, authorization: reader)?.status != 401 }, "node \(index + 1) knows the user")
+        }
+        cluster.stopAll()
+    }
+}
