@@ -7,7 +7,19 @@ public enum SeriesSlots {
     public static func slot(ofDevice device: String, slotCount: Int) -> Int {
         precondition(slotCount > 0, "a cluster has at least one slot")
         var hash: Int32 = 0
-        for unit in device.utf16 { hash = hash &* 131 &+ Int32(unit) }
+        // An ASCII path's UTF-16 units are its bytes: hashed without transcoding.
+        var ascii = true
+        for byte in device.utf8 {
+            guard byte < 0x80 else {
+                ascii = false
+                break
+            }
+            hash = hash &* 131 &+ Int32(byte)
+        }
+        if !ascii {
+            hash = 0
+            for unit in device.utf16 { hash = hash &* 131 &+ Int32(unit) }
+        }
         return Int(hash & Int32.max) % slotCount
     }
 

@@ -43,18 +43,38 @@ public enum WritePartitions {
         var needs = Needs()
         let slotCount = state.settings.seriesSlotCount
         let intervalMs = state.settings.timePartitionIntervalMs
-        // Per key: its database and slot, then each row's partition (rows of a key mostly share one).
-        var placed: [(database: String, slot: Int)?] = []
+        // This runs on every write (the route stage, on the decode threads): databases are
+        // numbered once and their parts of the table fetched once, so a key costs a prefix
+        // test, a hash of its device and two integer lookups, with nothing allocated.
+        var names = state.databases.keys.sorted()
+        var dataSlots = names.map { state.table.dataSlots[$0] ?? [:] }
+        var schemaSlots = names.map { state.table.schemaSlots[$0] ?? [:] }
+        func number(of device: String) -> Int? {
+            if names.count <= 16 {
+                return names.firstIndex { name in
+                    device.utf8.count > name.utf8.count && device.utf8.starts(with: name.utf8)
+                        && device.utf8[device.utf8.index(device.utf8.startIndex, offsetBy: name.utf8.count)] == UInt8(ascii: ".")
+                }
+            }
+            return database(of: device, in: state.databases).flatMap { names.firstIndex(of: $0) }
+        }
+        // Per key: its database's number and its slot, then each row's partition (rows of a key mostly share one).
+        var placed: [(database: Int, slot: Int)?] = []
         placed.reserveCapacity(rows.keys.count)
         for key in rows.keys {
-            var database = database(of: key.device, in: state.databases)
+            var database = number(of: key.device)
             if database == nil, createDatabases, let created = autoDatabase(of: key.device) {
-                if !needs.databases.contains(created) { needs.databases.append(created) }
-                database = created
+                if !needs.databases.contains(created) {
+                    needs.databases.append(created)
+                    names.append(created)
+                    dataSlots.append([:])
+                    schemaSlots.append([:])
+                }
+                database = names.firstIndex(of: created)
             }
             placed.append(database.map { ($0, SeriesSlots.slot(ofDevice: key.device, slotCount: slotCount)) })
         }
-        var requested: [String: [Int: Set<Int64>]] = [:]
+        var requested: [Int: [Int: Set<Int64>]] = [:]
         var lastSeen: [Int64?] = Array(repeating: nil, count: rows.keys.count)
         for row in 0..<rows.rowCount {
             let key = Int(rows.rowKeys[row])
@@ -62,13 +82,11 @@ public enum WritePartitions {
             let partition = SeriesSlots.timePartition(of: rows.rowTimestamps[row], intervalMs: intervalMs)
             if lastSeen[key] == partition { continue }
             lastSeen[key] = partition
-            if state.table.dataGroup(database, slot: slot, timePartition: partition) != nil && state.table.schemaGroup(database, slot: slot) != nil {
-                continue
-            }
+            if dataSlots[database][slot]?[partition] != nil && schemaSlots[database][slot] != nil { continue }
             requested[database, default: [:]][slot, default: []].insert(partition)
         }
         for (database, slots) in requested {
-            needs.allocations[database] = slots.keys.sorted().map { SlotRequest(slot: $0, timePartitions: slots[$0]!.sorted()) }
+            needs.allocations[names[database]] = slots.keys.sorted().map { SlotRequest(slot: $0, timePartitions: slots[$0]!.sorted()) }
         }
         return needs
     }
