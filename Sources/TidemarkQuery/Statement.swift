@@ -149,6 +149,14 @@ public enum Statement: Sendable, Equatable {
         }
     }
 
+    /// Whether the statement manages users (kept by the meta group, taken by any node).
+    public var isUserStatement: Bool {
+        switch self {
+        case .createUser, .dropUser, .alterPassword, .grant, .revoke, .listUsers: true
+        default: false
+        }
+    }
+
     /// Whether the statement only reads (answered by `/rest/v2/query`).
     public var isQuery: Bool {
         switch self {

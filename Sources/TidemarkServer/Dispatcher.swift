@@ -82,7 +82,7 @@ struct Dispatcher: Sendable {
         if let lack = Access.missing(user, Access.needs(statement, user: user), in: users) {
             return respond(RESTv2.status(803, Access.message(lack), route: route, http: 403))
         }
-        if !statement.isAboutCluster, let (message, address) = noData?() {
+        if !statement.isAboutCluster && !statement.isUserStatement, let (message, address) = noData?() {
             return respond(RESTv2.status(606, message, route: route, http: 503, leader: address))
         }
         let executor = executor, stages = stages, users = users, clusterAnswer = clusterAnswer

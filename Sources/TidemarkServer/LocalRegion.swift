@@ -17,29 +17,29 @@ public final class LocalRegion: Sendable {
     /// `health` hears of failed and successful log writes (the node's disk-full state).
     public convenience init(dataDir: String, options: EngineOptions, logger: Logger, health: StorageHealth? = nil,
                             applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool = { $0(); return true }) throws {
-        try self.init(standalone: dataDir, options: options, logger: logger, users: nil, health: health, applyOn: applyOn)
+        try self.init(standalone: dataDir, options: options, logger: logger, health: health, applyOn: applyOn)
     }
 
     /// The standalone region of a node whose users live in its log too.
-    convenience init(standalone dataDir: String, options: EngineOptions, logger: Logger, users: UserStore?, health: StorageHealth?,
+    convenience init(standalone dataDir: String, options: EngineOptions, logger: Logger, health: StorageHealth?,
                      applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool) throws {
         try self.init(dataDir: dataDir, options: options, logger: logger,
                       consensus: StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: options.walSync, logger: logger,
                                                      health: health, applyOn: applyOn),
-                      peers: [], users: users, health: health)
+                      peers: [], health: health)
     }
 
     /// Opens the region as a replica of a group `consensus` runs with `peers`.
     /// `hints` names the leader in a refused change. `users`, when given, applies the group's
     /// user entries (the node's users live in the replicated state).
     init(dataDir: String, options: EngineOptions, logger: Logger, consensus: Consensus, peers: [Peer],
-         hints: LeaderHints = .standalone, users: UserStore? = nil, health: StorageHealth? = nil) throws {
+         hints: LeaderHints = .standalone, health: StorageHealth? = nil) throws {
         engine = try StorageEngine(directory: dataDir + "/regions/0", options: options, logger: logger, log: .consensus, health: health)
         self.consensus = consensus
         do {
             // A data-only node holds no replica of it (`Dispatcher.noData` answers for it).
             if peers.isEmpty || peers.contains(where: { $0.id == consensus.nodeID }) {
-                try consensus.createGroup(Self.group, peers: peers, stateMachine: RegionStateMachine(engine: engine, users: users))
+                try consensus.createGroup(Self.group, peers: peers, stateMachine: RegionStateMachine(engine: engine))
             }
         } catch {
             engine.close()

@@ -40,7 +40,7 @@ public enum LogRepairRun {
         for directory in directories.sorted() {
             // The users log cannot lose an acknowledged last record (a password change): judged as UserStore judges it.
             if let plan = try FileWAL.repairPlan(directory: directory.isEmpty ? root : root + "/" + directory,
-                                                 wholeLastRecordIsDamage: directory == "users") {
+                                                 wholeLastRecordIsDamage: ["users", "meta/users"].contains(directory)) {
                 plans.append((directory, plan))
             }
         }

@@ -75,8 +75,8 @@ public final class Node: @unchecked Sendable {
             logger.warning("node is degraded: a quarantined file awaits an operator (list them with `tidemark quarantine`)",
                            metadata: ["file": "\(file.path)", "kind": "\(file.kind)", "bytes": "\(file.bytes)"])
         }
-        // Users first: replaying the group's log applies its user entries to them.
-        let users = try UserStore(directory: config.dataDir + "/users", logger: logger, health: storageHealth)
+        // Users first: replaying the meta group's log applies its user entries to them.
+        let users = try UserStore.open(dataDir: config.dataDir, logger: logger, health: storageHealth)
         self.users = users
         let hints: LeaderHints
         if let nodeID = config.nodeID, let secret = config.clusterSecret {
@@ -88,18 +88,18 @@ public final class Node: @unchecked Sendable {
                                             submitRound: { _ = stagesBox.offerAppend(.consensus($0)) },
                                             submitMessages: { _ = stagesBox.offerAppend(.raftMessages($0)) },
                                             submitApply: { stagesBox.offer($0, to: .apply) == .accepted },
-                                            submitHandoff: { stagesBox.offer($0, to: .handoff) == .accepted }, health: storageHealth,
+                                            submitHandoff: { stagesBox.offer($0, to: .handoff) == .accepted }, users: users, health: storageHealth,
                                             logger: logger)
             self.cluster = cluster
             hints = LeaderHints(clientAddress: { [transport = cluster.transport] node in transport.clientAddress(of: node) })
             localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
-                                          consensus: cluster.consensus, peers: cluster.peers, hints: hints, users: users, health: storageHealth)
+                                          consensus: cluster.consensus, peers: cluster.peers, hints: hints, health: storageHealth)
         } else {
             cluster = nil
             hints = .standalone
             // The append stage logs a batch and goes on to the next; the apply stage applies it
             // and answers its writers (or, before the stages run, the writing thread does).
-            localRegion = try LocalRegion(standalone: config.dataDir, options: config.storage, logger: logger, users: users, health: storageHealth,
+            localRegion = try LocalRegion(standalone: config.dataDir, options: config.storage, logger: logger, health: storageHealth,
                                           applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
         }
         // The meta group: over `meta_peers` with the cluster, else this node's own, standalone.
@@ -107,14 +107,13 @@ public final class Node: @unchecked Sendable {
             meta = cluster.meta
         } else {
             meta = try MetaAgent.open(config: config, consensus: localRegion.consensus, peers: [], transport: nil, nodeID: 1,
-                                      internalAddress: "\(config.internalListen)", logger: logger)
+                                      internalAddress: "\(config.internalListen)", users: users, logger: logger)
         }
         let meta = meta
         let metaMembers = Set((0..<max(1, config.metaPeers.count)).map { NodeID($0 + 1) })
-        // User changes are entries of the group too: every node authenticates against the same users.
-        users.routeChanges { [consensus = localRegion.consensus] record in
-            try consensus.proposeAndWait(LocalRegion.group, record, hints: hints)
-        }
+        // User changes are entries of the meta group: every node of the cluster, data-only
+        // nodes too, authenticates against the same users, and any node takes a change.
+        users.routeChanges { record in try meta.proposeUserChange(record) }
         let authStage = Authenticator.makeStage(config.auth)
         self.authStage = authStage
         let authenticator = Authenticator(users: users, settings: config.auth, stage: authStage)

@@ -5,23 +5,19 @@ import TidemarkConsensus
 import TidemarkStorage
 
 /// A data region as its consensus group sees it: committed entries are engine records
-/// (points, deletes, schema statements) and, while the node's one group also holds what the
-/// meta group will (issue 29), user changes.
+/// (points, deletes, schema statements).
 final class RegionStateMachine: StateMachine, Sendable {
     let engine: StorageEngine
-    /// Where user entries go; nil: the group carries none (tools, tests).
-    let users: UserStore?
     private let lastApplied = Atomic<UInt64>(0)
 
-    init(engine: StorageEngine, users: UserStore? = nil) {
+    init(engine: StorageEngine) {
         self.engine = engine
-        self.users = users
     }
 
     func apply(_ entry: CommittedEntry) throws {
         if entry.data.first == UserStore.entryKind {
-            guard let users else { throw ConsensusError.refused("a user entry in a group without users") }
-            try users.apply(index: entry.index, entry: entry.data)
+            // A user change logged here by an earlier version: users live in the meta group
+            // now, which took them from that version's users log (`UserStore.open`).
         } else {
             try engine.apply(index: entry.index, record: entry.data, prepared: entry.local as? PreparedWrite,
                              outcome: entry.local as? ApplyOutcome)
@@ -42,7 +38,7 @@ final class RegionStateMachine: StateMachine, Sendable {
         guard applied >= snapshot.index else {
             throw ConsensusError.refused("region image for index \(snapshot.index) asked before it was applied (\(applied))")
         }
-        return try engine.openImageExport(coveringThrough: applied, bytesMax: bytesMax, extras: users?.exportImage() ?? [])
+        return try engine.openImageExport(coveringThrough: applied, bytesMax: bytesMax, extras: [])
     }
 
     /// An installed image is the region's segment files, schema log and tombstones, all
@@ -54,7 +50,6 @@ final class RegionStateMachine: StateMachine, Sendable {
     /// is this node's own compaction, made only once its segments held the entries (a drop
     /// of a database may since have removed some of them).
     func restore(_ snapshot: StateSnapshot) throws {
-        let installing = snapshot.file != nil || !snapshot.data.isEmpty
         if engine.installedImageIndex < snapshot.index {
             if let file = snapshot.file {
                 try engine.installImage(file: file, coveringAtLeast: snapshot.index)
@@ -62,18 +57,12 @@ final class RegionStateMachine: StateMachine, Sendable {
                 try engine.installImage(snapshot.data, coveringAtLeast: snapshot.index)
             }
         }
-        // The users the image carried (after the engine's install, or, after a crash in
-        // between, from the installed image): the users log takes them once.
-        if installing, let users {
-            let installed = engine.installedImageIndex
-            if installed >= snapshot.index { try users.install(image: try engine.installedImageExtras(), index: installed) }
-        }
         lastApplied.store(snapshot.index, ordering: .releasing)
     }
 
     func attach(logRetention: LogRetention) { engine.attach(logRetention: logRetention) }
 
-    var persistedIndexMax: UInt64 { max(engine.persistedIndexMax, users?.appliedIndex ?? 0) }
+    var persistedIndexMax: UInt64 { engine.persistedIndexMax }
 }
 
 extension RegionImageExport: ImageReader {}

@@ -1,6 +1,7 @@
 import TidemarkIO
 import Crypto
 import Foundation
+import TidemarkCluster
 import Logging
 import Synchronization
 import TidemarkCore
@@ -108,6 +109,29 @@ final class UserStore: Sendable {
 
     func close() { log.close() }
 
+    /// The node's users, under `<data_dir>/meta/users` beside the meta state whose log changes
+    /// them. A data directory of an earlier version kept them in `<data_dir>/users`, numbered
+    /// by the data group's log: they are copied in once (at index 0, before every meta
+    /// entry) and that directory is renamed `users.previous`, so it is never read again.
+    static func open(dataDir: String, logger: Logger, health: StorageHealth?) throws -> UserStore {
+        let path = dataDir + "/meta/users", previousPath = dataDir + "/users"
+        guard !FileIO.exists(path), FileIO.exists(previousPath) else { return try UserStore(directory: path, logger: logger, health: health) }
+        let previous = try UserStore(directory: previousPath, logger: logger, health: health)
+        defer { previous.close() }
+        try FileIO.makeDirectory(dataDir + "/meta")
+        // Built aside and moved in whole: a crash midway leaves no half-copied store to trust.
+        let building = dataDir + "/meta/users.upgrading"
+        if FileIO.exists(building) { try FileManager.default.removeItem(atPath: building) }
+        let copy = try UserStore(directory: building, logger: logger, health: health)
+        try copy.seed(from: previous)
+        copy.close()
+        try FileManager.default.moveItem(atPath: building, toPath: path)
+        try FileManager.default.moveItem(atPath: previousPath, toPath: previousPath + ".previous")
+        logger.notice("users moved into the meta group's directory", metadata: ["from": "\(previousPath)", "to": "\(path)",
+                                                                             "users": "\(previous.list().count)"])
+        return try UserStore(directory: path, logger: logger, health: health)
+    }
+
     /// A users log that `tidemarkd --repair` cut may have lost users and password changes,
     /// root's among them (its first record, password root, would then be the one that counts):
     /// it is not used until the operator says how, by removing the copy the repair set aside.
@@ -115,8 +139,11 @@ final class UserStore: Sendable {
     /// default credentials must not take its place. Only a log that never held a record gets
     /// the default root.
     private static func checkRecovered(users: [String: User], records: Int, directory: String) throws {
-        let name = directory.split(separator: "/").last.map(String.init) ?? ""
-        let aside = URL(fileURLWithPath: directory + "/../quarantine/logs/" + name).standardizedFileURL.path
+        // `--repair` sets a log aside under `<data_dir>/quarantine/logs/<its path there>`.
+        let parts = directory.split(separator: "/").map(String.init)
+        let inMeta = parts.count >= 2 && parts[parts.count - 2] == "meta"
+        let dataDir = directory + (inMeta ? "/../.." : "/..")
+        let aside = URL(fileURLWithPath: dataDir + "/quarantine/logs/" + (inMeta ? "meta/" : "") + (parts.last ?? "")).standardizedFileURL.path
         if FileManager.default.fileExists(atPath: aside) {
             throw CorruptDataError("""
                 \(directory): the users log was cut by `tidemarkd --repair` (what it cut is in \(aside)) and may have lost \
@@ -293,6 +320,14 @@ final class UserStore: Sendable {
         }
     }
 
+    /// Copies every user of `previous` (a users log of an earlier version, whose indexes were
+    /// those of the data group's log) into this fresh store at index 0: the meta log's
+    /// entries, numbered from 1, all come after them.
+    func seed(from previous: UserStore) throws {
+        let users = previous.state.withLock { $0.users.values.sorted { $0.name < $1.name } }
+        for user in users { try store(user, index: 0) }
+    }
+
     /// The index of the last entry of the group's log the users log holds.
     var appliedIndex: UInt64 { state.withLock { $0.appliedIndex } }
 
@@ -385,5 +420,14 @@ final class UserStore: Sendable {
         let index = reader.isAtEnd ? 0 : try reader.readVarint()
         guard reader.isAtEnd else { throw CorruptDataError("bytes after a user record") }
         return (User(name: name, salt: salt, hash: hash, rounds: rounds, grants: grants), index)
+    }
+}
+
+/// Users are kept beside the meta state: `.user` entries of the meta log change them, and
+/// the meta group's images carry them.
+extension UserStore: MetaExtension {
+    func apply(index: UInt64, record: [UInt8]) throws {
+        guard record.first == Self.entryKind else { throw CorruptDataError("a user entry of the meta log does not start with its kind") }
+        try apply(index: index, entry: record)
     }
 }

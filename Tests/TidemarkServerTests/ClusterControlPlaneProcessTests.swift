@@ -70,6 +70,13 @@ import TidemarkTestSupport
         let mean = Double(reference.count) / 5
         #expect(perNode.count == 5 && perNode.values.allSatisfy { abs(Double($0) - mean) <= 1.5 }, "replicas per node \(perNode), mean \(mean)")
 
+        // Users live in the meta group: one made at a data-only node signs in at every node.
+        #expect(cluster.sql("create user dora 'dora-pass-1'", at: 4)?.json["code"] as? Int == 200)
+        let dora = "Basic " + Data("dora:dora-pass-1".utf8).base64EncodedString()
+        for index in 0..<5 {
+            #expect(eventually(within: 30) { cluster.sql("show regions", at: index, authorization: dora)?.status == 200 }, "dora at node \(index + 1)")
+        }
+
         // A node that holds the only copy of a region cannot be removed.
         let lonely = try #require(reference.first { $0[3] == "root.raft" && $0[1] == "DataRegion" })[6]
         let removal = cluster.sql("remove datanode \(lonely)", at: 4)

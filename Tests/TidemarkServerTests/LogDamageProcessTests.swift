@@ -17,7 +17,7 @@ private func usersLogWithAliceAndARootPasswordChange() throws -> (dataDir: Strin
         guard answer.status == 200 && answer.text.contains("\"code\":200") else { throw TestClientError(description: "\(sql): \(answer.text)") }
     }
     guard try node.stop() == 0 else { throw TestClientError(description: "the node did not stop cleanly") }
-    return (dataDir, try onlyLogFile(dataDir + "/users"))
+    return (dataDir, try onlyLogFile(dataDir + "/meta/users"))
 }
 
 /// Points of `path` stored in the region, read in-process after the node stopped.
@@ -90,7 +90,7 @@ private func storedCount(_ dataDir: String, _ path: String) throws -> Int {
         let repaired = try runProcess(try builtProduct("tidemarkd"), ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir, "--repair"])
         #expect(repaired.status == 3)
         #expect(repaired.stderr.contains("the users log was cut by `tidemarkd --repair`"), "stderr: \(repaired.stderr)")
-        #expect(FileManager.default.fileExists(atPath: dataDir + "/quarantine/logs/users/" + URL(fileURLWithPath: log).lastPathComponent))
+        #expect(FileManager.default.fileExists(atPath: dataDir + "/quarantine/logs/meta/users/" + URL(fileURLWithPath: log).lastPathComponent))
         // Later starts refuse too, until the operator removes the copy.
         let again = try runProcess(try builtProduct("tidemarkd"), ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
         #expect(again.status == 3 && again.stderr.contains("the users log was cut by `tidemarkd --repair`"), "stderr: \(again.stderr)")
@@ -109,7 +109,7 @@ private func storedCount(_ dataDir: String, _ path: String) throws -> Int {
 
         let repaired = try runProcess(try builtProduct("tidemarkd"), ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir, "--repair"])
         #expect(repaired.status == 3 && repaired.stderr.contains("the users log was cut by `tidemarkd --repair`"), "stderr: \(repaired.stderr)")
-        try FileManager.default.removeItem(atPath: dataDir + "/quarantine/logs/users")
+        try FileManager.default.removeItem(atPath: dataDir + "/quarantine/logs/meta/users")
         let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
         let client = try TestHTTPClient(port: node.port, timeoutSeconds: 60)
         let alice = "Basic " + Data("alice:alice123".utf8).base64EncodedString()

@@ -119,7 +119,8 @@ import TidemarkTestSupport
 
         // A user and a typed series the follower misses, in entries the leader compacts away:
         // only the image can bring them.
-        #expect(cluster.sql("CREATE USER carol 'carolpw1'", at: leader)?.json["code"] as? Int == 200)
+        let created = cluster.sql("CREATE USER carol 'carolpw1'", at: leader)
+        #expect(created?.json["code"] as? Int == 200, "\(String(describing: created))")
         #expect(cluster.sql("GRANT READ_SCHEMA ON root.** TO USER carol", at: leader)?.json["code"] as? Int == 200)
         #expect(cluster.sql("CREATE TIMESERIES root.raft.typed.s WITH DATATYPE=INT32, ENCODING=RLE", at: leader)?.json["code"] as? Int == 200)
         let carol = "Basic " + Data("carol:carolpw1".utf8).base64EncodedString()

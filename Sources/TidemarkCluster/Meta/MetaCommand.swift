@@ -27,6 +27,10 @@ public enum MetaCommand: Sendable, Equatable {
     /// A region group's leader as a replica reported it.
     case reportLeader(RegionGroupID, NodeID)
     case removeNode(NodeID)
+    /// A change of a user, as the node's user store encodes it (opaque here): applied by
+    /// the meta state machine's `MetaExtension`, so every node of any size of cluster
+    /// authenticates against the same users.
+    case user([UInt8])
 
     /// Bounds on what one entry may name (a command from outside is not trusted).
     static let textBytesMax = 4096
@@ -67,6 +71,9 @@ public enum MetaCommand: Sendable, Equatable {
         case .removeNode(let node):
             writer.write(7)
             writer.write(varint: node)
+        case .user(let record):
+            writer.write(8)
+            writer.write(bytes: record)
         }
         return writer.bytes
     }
@@ -98,6 +105,9 @@ public enum MetaCommand: Sendable, Equatable {
             self = .allocate(database: database, requests)
         case 6: self = .reportLeader(try Self.readGroup(&reader), try reader.readVarint())
         case 7: self = .removeNode(try reader.readVarint())
+        case 8:
+            self = .user(Array(bytes[reader.offset...]))
+            return
         case let kind: throw CorruptDataError("unknown meta command kind \(kind)")
         }
         guard reader.isAtEnd else { throw CorruptDataError("bytes after a meta command") }

@@ -136,6 +136,8 @@ public struct MetaState: Sendable, Equatable {
             }
         case .removeNode(let node):
             try removeNode(node, index: index)
+        case .user:
+            break  // the meta state machine's extension (the user store) applies it
         }
         return .done
     }

@@ -16,6 +16,18 @@ public final class MetaProposal: Sendable {
     public var outcome: Result<MetaState.Outcome, MetaError>? { result.withLock { $0 } }
 }
 
+/// What the node keeps beside the meta state, changed by the meta log's `.user` entries (the
+/// user store): applied at an entry's index once, persisted by itself, and carried whole in
+/// the images the meta group sends.
+public protocol MetaExtension: Sendable {
+    /// Applies the record of a `.user` entry at `index` (nothing when it holds that index already).
+    func apply(index: UInt64, record: [UInt8]) throws
+    /// Everything it holds, for an image.
+    func exportImage() -> [UInt8]
+    /// Replaces everything with an image's, covering the meta log through `index`.
+    func install(image: [UInt8], index: UInt64) throws
+}
+
 /// The meta group's state machine (DESIGN.md section 3): committed entries are meta
 /// commands applied to the `MetaState`. It keeps its own checkpoint, `meta.snapshot` in its
 /// directory, written atomically every `checkpointEntries` entries and then released from
@@ -35,6 +47,8 @@ public final class MetaStateMachine: StateMachine, Sendable {
     /// The log index the checkpoint file holds everything through.
     private let checkpointed = Atomic<UInt64>(0)
     private let retention = Mutex<LogRetention?>(nil)
+    /// The user store, once the node attached it.
+    private let extensionBox = Mutex<(any MetaExtension)?>(nil)
 
     private var checkpointPath: String { directory + "/meta.snapshot" }
 
@@ -61,6 +75,10 @@ public final class MetaStateMachine: StateMachine, Sendable {
         }
     }
 
+    /// Attaches the user store: `.user` entries applied from now on go to it, and images
+    /// carry its export. Before the group replays its log.
+    public func attach(_ extension: any MetaExtension) { extensionBox.withLock { $0 = `extension` } }
+
     /// The state now (a copy).
     public var current: MetaState { held.withLock { $0.state } }
 
@@ -82,6 +100,14 @@ public final class MetaStateMachine: StateMachine, Sendable {
             }
         }
         guard let result else { return }
+        if case .success(.user(let record)) = command, case .success = result, let userStore = extensionBox.withLock({ $0 }) {
+            do {
+                try userStore.apply(index: entry.index, record: record)
+            } catch {
+                proposal?.finish(.failure(MetaError(code: 305, "user entry \(entry.index): \(error)")))
+                throw error
+            }
+        }
         proposal?.finish(result)
         checkpointIfDue()
         if case .failure(let error) = result { throw error }
@@ -95,7 +121,7 @@ public final class MetaStateMachine: StateMachine, Sendable {
 
     /// The whole state, for a member behind the compacted log.
     public func openImage(for snapshot: StateSnapshot, bytesMax: Int) throws -> any ImageReader {
-        let (index, bytes) = checkpointBytes()
+        let (index, bytes) = image()
         guard index >= snapshot.index else {
             throw ConsensusError.refused("meta image for index \(snapshot.index) asked before it was applied (\(index))")
         }
@@ -117,23 +143,44 @@ public final class MetaStateMachine: StateMachine, Sendable {
             }
             return
         }
-        let (index, loaded) = try Self.decodeCheckpoint(image, path: "the meta image")
+        let (checkpoint, extras) = try Self.splitImage(image)
+        let (index, loaded) = try Self.decodeCheckpoint(checkpoint, path: "the meta image")
         try Self.checkSettings(loaded.settings, against: settings, path: "the meta image from the leader")
         guard index >= snapshot.index else { throw CorruptDataError("the meta image covers \(index), short of \(snapshot.index)") }
         guard index > appliedIndex else { return }
-        try FileIO.writeFileAtomically(image, to: checkpointPath, directory: directory)
+        // The users first: a crash after them and before the checkpoint installs the image again.
+        try extensionBox.withLock({ $0 })?.install(image: extras, index: index)
+        try FileIO.writeFileAtomically(checkpoint, to: checkpointPath, directory: directory)
         held.withLock { $0 = Held(state: loaded, lastApplied: index) }
         checkpointed.store(index, ordering: .releasing)
     }
 
-    /// The state as an image: the index it is at, and the bytes `install(image:)` takes.
-    public func image() -> (index: UInt64, bytes: [UInt8]) { checkpointBytes() }
+    /// The state as an image: the index it is at, and the bytes `install(image:)` takes (the
+    /// checkpoint, length-prefixed, then the user store's export).
+    public func image() -> (index: UInt64, bytes: [UInt8]) {
+        // The users' export is taken after the state: it holds at least what the state names.
+        let (index, checkpoint) = checkpointBytes()
+        var writer = ByteWriter()
+        writer.write(lengthPrefixed: checkpoint)
+        writer.write(bytes: extensionBox.withLock({ $0 })?.exportImage() ?? [])
+        return (index, writer.bytes)
+    }
 
     /// Replaces the state with `image` (from a member) when it is newer; a copy kept by a
     /// node outside the group, checkpointed like a member's.
     public func install(image: [UInt8]) throws {
-        let (index, _) = try Self.decodeCheckpoint(image, path: "the meta image")
+        let (index, _) = try Self.decodeCheckpoint(try Self.splitImage(image).checkpoint, path: "the meta image")
         try restore(StateSnapshot(index: index, term: 1, data: image))
+    }
+
+    private static func splitImage(_ image: [UInt8]) throws -> (checkpoint: [UInt8], extras: [UInt8]) {
+        var reader = ByteReader(image)
+        do {
+            let checkpoint = Array(try reader.readLengthPrefixed(max: image.count))
+            return (checkpoint, Array(image[reader.offset...]))
+        } catch {
+            throw CorruptDataError("the meta image: \(error)")
+        }
     }
 
     public func attach(logRetention: LogRetention) { retention.withLock { $0 = logRetention } }

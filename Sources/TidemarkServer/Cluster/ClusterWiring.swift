@@ -45,7 +45,7 @@ final class ClusterWiring: Sendable {
     init(config: NodeConfig, nodeID: UInt64, secret: String, loop: EventLoop, submitRound: @escaping @Sendable (StageTask) -> Void,
          submitMessages: @escaping @Sendable ([GroupMessage]) -> Void,
          submitApply: @escaping @Sendable (StageTask) -> Bool, submitHandoff: @escaping @Sendable (StageTask) -> Bool,
-         health: StorageHealth? = nil, logger: Logger) throws {
+         users: UserStore, health: StorageHealth? = nil, logger: Logger) throws {
         self.submitRound = submitRound
         tickMs = config.raftTickMs
         internalListen = config.internalListen
@@ -96,7 +96,7 @@ final class ClusterWiring: Sendable {
             consensus = multiLeader
         }
         meta = try MetaAgent.open(config: config, consensus: raft, peers: peers, transport: transport, nodeID: nodeID,
-                                  internalAddress: "\(config.internalListen)", logger: logger,
+                                  internalAddress: "\(config.internalListen)", users: users, logger: logger,
                                   offLoop: { work in submitRound(StageTask(work)) })
     }
 

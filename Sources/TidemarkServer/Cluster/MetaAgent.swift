@@ -6,6 +6,7 @@ import TidemarkConfig
 import TidemarkConsensus
 import TidemarkCore
 import TidemarkIO
+import TidemarkStorage
 
 /// Why a meta command did not go through.
 enum MetaProposeError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -100,10 +101,12 @@ final class MetaAgent: Sendable {
     /// settings), creates the meta group on `consensus` with `peers`, and returns this node's
     /// agent in it.
     static func open(config: NodeConfig, consensus: Consensus, peers: [Peer], transport: PeerTransport?, nodeID: NodeID,
-                     internalAddress: String, logger: Logger,
+                     internalAddress: String, users: UserStore, logger: Logger,
                      offLoop: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }) throws -> MetaAgent {
         let machine = try MetaStateMachine(settings: settings(of: config), directory: config.dataDir + "/meta",
                                            reservedNodeIDs: max(1, config.metaPeers.count))
+        // Attached before the group replays its log: the users' entries go to the store.
+        machine.attach(users)
         // A data-only node holds no replica: its copy of the state comes from the members.
         if config.isMetaMember || config.metaPeers.isEmpty { try consensus.createGroup(group, peers: peers, stateMachine: machine) }
         return MetaAgent(consensus: consensus, machine: machine, transport: transport, nodeID: nodeID,
@@ -169,9 +172,19 @@ final class MetaAgent: Sendable {
         }
     }
 
+    /// Proposes a user change (the user store's record) and waits until it is applied here:
+    /// a refusal the meta group cannot take now is `EngineError.unavailable` (503).
+    func proposeUserChange(_ record: [UInt8]) throws {
+        switch proposeAndWait(.user(record)) {
+        case .success: return
+        case .failure(.refused(let error)): throw UserError(code: error.code, message: error.message)
+        case .failure(.unavailable(let why)): throw EngineError.unavailable("the meta group cannot take the user change now: \(why)", leaderAddress: nil)
+        }
+    }
+
     /// Proposes `command` and waits for its outcome (the query stage runs statements this way),
     /// retrying while the group has no reachable leader, up to `timeoutMs`.
-    func proposeAndWait(_ command: MetaCommand, timeoutMs: UInt64 = callTimeoutMs) -> Result<MetaState.Outcome, MetaProposeError> {
+    func proposeAndWait(_ command: MetaCommand, timeoutMs: UInt64 = statementTimeoutMs) -> Result<MetaState.Outcome, MetaProposeError> {
         let deadlineNs = monotonicNowNs() + timeoutMs * 1_000_000
         while true {
             let done = DispatchSemaphore(value: 0)
@@ -190,6 +203,8 @@ final class MetaAgent: Sendable {
     }
 
     static let retryMs: UInt64 = 100
+    /// How long a statement waits for the meta group (an election after a member died included).
+    static let statementTimeoutMs: UInt64 = 15_000
 
     /// A member's call at this node: proposed here when this node leads.
     /// A member not leading passes on (once) what a node outside the group sends: such a node
