@@ -107,7 +107,7 @@ public final class Node: @unchecked Sendable {
             meta = cluster.meta
         } else {
             meta = try MetaAgent.open(config: config, consensus: localRegion.consensus, peers: [], transport: nil, nodeID: 1,
-                                      internalAddress: "\(config.internalListen)", users: users, logger: logger)
+                                      internalAddress: "\(config.internalListen)", users: users, health: storageHealth, logger: logger)
         }
         let meta = meta
         let metaMembers = Set((0..<max(1, config.metaPeers.count)).map { NodeID($0 + 1) })

@@ -43,4 +43,43 @@ import TidemarkTestSupport
         #expect(node.stderr.components(separatedBy: "disk full: log writes are refused").count == 2, "logged once per episode: \(node.stderr)")
         #expect(!node.stderr.contains("this node stops accepting writes"))
     }
+
+    /// A node whose disk is full is ReadOnly in the meta group (it takes no new regions), on
+    /// every node, and Running again once space is free.
+    @Test(.enabled(if: Tmpfs.available)) func aNodeOnAFullDiskIsReadOnlyInTheMetaGroupUntilSpaceIsFree() throws {
+        let disks = try (0..<3).map { try Tmpfs(label: "readonly\($0)", sizeBytes: 64 << 20) }
+        defer { for disk in disks { disk.unmount() } }
+        let cluster = try TestCluster(dataDirectories: disks.map { $0.path + "/data" })
+        defer { cluster.stopAll() }
+        let leader = try cluster.awaitLeader()
+        func metaLeader() -> Int? {
+            guard let text = try? TestHTTPClient(port: cluster.nodes[leader]!.port).request("GET", "/cluster").text,
+                  let range = text.range(of: #""meta":\{"leader":\d+"#, options: .regularExpression) else { return nil }
+            return Int(text[range].split(separator: ":").last!).map { $0 - 1 }
+        }
+        #expect(eventually(within: 30) { metaLeader() != nil })
+        // A node that leads neither group: the others commit its report while its own disk refuses.
+        let full = try #require((0..<3).first { $0 != leader && $0 != metaLeader() })
+        func status(of index: Int, at node: Int) -> String? { cluster.column("show datanodes", "Status", at: node)?[index] }
+        #expect(eventually(within: 30) { (0..<3).allSatisfy { status(of: full, at: $0) == "Running" } })
+
+        let filler = try disks[full].fill(leaveBytes: 0)
+        // Writes at the leader reach the full node's log, which refuses them: its disk is full.
+        var batch = 0
+        #expect(eventually(within: 30) {
+            batch += 1
+            _ = cluster.write((0..<200).map { "m,dev=a v=\($0)i \(batch * 1000 + $0)" }.joined(separator: "\n"), at: leader)
+            return (0..<3).allSatisfy { status(of: full, at: $0) == "ReadOnly" }
+        }, "node \(full + 1) never turned ReadOnly: \((0..<3).map { status(of: full, at: $0) ?? "-" })")
+        // No new region goes to it: a database with a copy on every running node cannot be made.
+        let refused = cluster.sql("create database root.everywhere with DATA_REPLICATION_FACTOR=3", at: leader)
+        #expect(refused?.json["code"] as? Int == 920, "\(String(describing: refused))")
+
+        try FileManager.default.removeItem(atPath: filler)
+        #expect(eventually(within: 30) {
+            batch += 1
+            _ = cluster.write("m,dev=a v=1i \(batch * 1000)", at: leader)
+            return (0..<3).allSatisfy { status(of: full, at: $0) == "Running" }
+        }, "node \(full + 1) stayed ReadOnly once space was free: \((0..<3).map { status(of: full, at: $0) ?? "-" }) \(cluster.metric("tidemark_storage_disk_full", at: full) ?? -1) \(cluster.nodes[full]!.stderr.suffix(3000))")
+    }
 }

@@ -12,11 +12,15 @@ final class TestCluster {
     let raft: String
     let consensus: String
     let extraConfig: String
+    let logLevel: String
+    /// Where node K keeps its data (default `<directory>/dataK`).
+    let dataDirectories: [String]
     var nodes: [NodeProcess?]
 
     /// `extraConfig`: more lines of every node's config; `raft` the keys of its `raft:` section.
     init(count: Int = 3, metaCount: Int = 3, consensus: String = "raft", raft: String = "tick_ms: 50, election_ticks: 10",
-         extraConfig: String = "") throws {
+         extraConfig: String = "", dataDirectories: [String]? = nil, logLevel: String = "warning") throws {
+        self.logLevel = logLevel
         precondition(metaCount >= 1 && metaCount <= count, "the meta group is some of the nodes")
         self.metaCount = metaCount
         self.consensus = consensus
@@ -25,6 +29,7 @@ final class TestCluster {
         nodes = Array(repeating: nil, count: count)
         directory = try temporaryDirectory("cluster\(count)")
         internalPorts = try (0..<count).map { _ in try freePort() }
+        self.dataDirectories = dataDirectories ?? (0..<count).map { [directory] in directory + "/data\($0 + 1)" }
         try startAll()
     }
 
@@ -44,7 +49,7 @@ final class TestCluster {
 
     private func launch(_ index: Int) throws {
         let path = try writeConfig(index)
-        nodes[index] = try NodeProcess(launching: ["--config", path, "--data-dir", directory + "/data\(index + 1)"])
+        nodes[index] = try NodeProcess(launching: ["--config", path, "--data-dir", dataDirectories[index]])
     }
 
     /// Writes node `index`'s config (with `extra` lines too); returns its path.
@@ -58,7 +63,7 @@ final class TestCluster {
             cluster_secret: test-secret
             data_consensus: \(consensus)
             raft: {\(raft)}
-            log_level: warning
+            log_level: \(logLevel)
             \(extraConfig)
             \(extra)
             """

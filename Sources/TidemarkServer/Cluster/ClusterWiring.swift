@@ -96,7 +96,7 @@ final class ClusterWiring: Sendable {
             consensus = multiLeader
         }
         meta = try MetaAgent.open(config: config, consensus: raft, peers: peers, transport: transport, nodeID: nodeID,
-                                  internalAddress: "\(config.internalListen)", users: users, logger: logger,
+                                  internalAddress: "\(config.internalListen)", users: users, health: health, logger: logger,
                                   offLoop: { work in submitRound(StageTask(work)) })
     }
 

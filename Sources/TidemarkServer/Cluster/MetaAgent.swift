@@ -51,6 +51,9 @@ final class MetaAgent: Sendable {
     /// One registration and one status change in flight at a time.
     private let registering = Atomic<Bool>(false)
     private let changingStatus = Atomic<Bool>(false)
+    /// This node's disk, reported as ReadOnly while it is full (nil: not followed).
+    private let health: StorageHealth?
+    private let reportingHealth = Atomic<Bool>(false)
     /// Members of the meta group: IDs 1…memberCount. A node outside it (data-only) keeps a
     /// copy of the meta state it pulls from a member, and proposes through them.
     private let memberCount: Int
@@ -64,9 +67,10 @@ final class MetaAgent: Sendable {
     /// `offLoop` runs work off the event loop (a peer's call arrives on the loop, and proposing
     /// persists to the log: the loop must never wait on a disk).
     init(consensus: Consensus, machine: MetaStateMachine, transport: PeerTransport?, nodeID: NodeID, memberCount: Int, internalAddress: String,
-         cores: Int, unknownAfterMs: UInt64, logger: Logger, offLoop: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }) {
+         cores: Int, unknownAfterMs: UInt64, health: StorageHealth? = nil, logger: Logger, offLoop: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }) {
         precondition(memberCount >= 1, "a meta group has a member")
         self.memberCount = memberCount
+        self.health = health
         self.consensus = consensus
         self.machine = machine
         self.transport = transport
@@ -101,7 +105,7 @@ final class MetaAgent: Sendable {
     /// settings), creates the meta group on `consensus` with `peers`, and returns this node's
     /// agent in it.
     static func open(config: NodeConfig, consensus: Consensus, peers: [Peer], transport: PeerTransport?, nodeID: NodeID,
-                     internalAddress: String, users: UserStore, logger: Logger,
+                     internalAddress: String, users: UserStore, health: StorageHealth?, logger: Logger,
                      offLoop: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }) throws -> MetaAgent {
         let machine = try MetaStateMachine(settings: settings(of: config), directory: config.dataDir + "/meta",
                                            reservedNodeIDs: max(1, config.metaPeers.count))
@@ -111,7 +115,7 @@ final class MetaAgent: Sendable {
         if config.isMetaMember || config.metaPeers.isEmpty { try consensus.createGroup(group, peers: peers, stateMachine: machine) }
         return MetaAgent(consensus: consensus, machine: machine, transport: transport, nodeID: nodeID,
                          memberCount: max(1, config.metaPeers.count), internalAddress: internalAddress,
-                         cores: ProcessInfo.processInfo.activeProcessorCount, unknownAfterMs: UInt64(config.nodeUnknownAfterMs),
+                         cores: ProcessInfo.processInfo.activeProcessorCount, unknownAfterMs: UInt64(config.nodeUnknownAfterMs), health: health,
                          logger: logger, offLoop: offLoop)
     }
 
@@ -296,6 +300,7 @@ final class MetaAgent: Sendable {
         pullState()
         learnAddresses()
         registerIfNeeded()
+        reportDisk()
         if consensus.leader(of: Self.group) == nodeID { followLinks() }
     }
 
@@ -314,6 +319,26 @@ final class MetaAgent: Sendable {
         }
     }
 
+    /// A node whose disk is full says so: ReadOnly takes no new regions (and, from the next
+    /// issue, no writes routed to it); Running again once the disk has room.
+    private func reportDisk() {
+        guard let health, isRegistered, let known = machine.current.nodes[nodeID] else { return }
+        // An episode ends on a write that succeeds, or here: a node no one writes to must come back too.
+        health.refresh()
+        let full = health.reading.diskFull
+        let status: NodeRecord.Status
+        switch (known.status, full) {
+        case (.running, true): status = .readOnly
+        case (.readOnly, false): status = .running
+        default: return
+        }
+        guard !reportingHealth.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        propose(.setNodeStatus(nodeID, status)) { [self] result in
+            reportingHealth.store(false, ordering: .releasing)
+            if case .success = result { logger.notice("this node's status changed", metadata: ["node": "\(nodeID)", "status": "\(status.rawValue)"]) }
+        }
+    }
+
     /// The leader marks a node Unknown once its link has been down `unknownAfterMs`, and
     /// Running again once the link is back.
     private func followLinks() {
@@ -322,7 +347,7 @@ final class MetaAgent: Sendable {
             let downMs = transport.linkDownMs(of: node.id)
             let status: NodeRecord.Status
             switch (node.status, downMs) {
-            case (.running, let down?) where down >= unknownAfterMs: status = .unknown
+            case (.running, let down?) where down >= unknownAfterMs, (.readOnly, let down?) where down >= unknownAfterMs: status = .unknown
             case (.unknown, nil): status = .running
             default: continue
             }
