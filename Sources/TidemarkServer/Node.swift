@@ -125,7 +125,8 @@ public final class Node: @unchecked Sendable {
                                  health: { NodeHealth.read(dataDir: dataDir, storage: storageHealth, listingQuarantine: $0) }, http: httpMetrics,
                                  auth: { AuthMetrics.read(authenticator) },
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
-                                 meta: { ClusterStatements.json(meta.machine.current, leader: meta.leaderID, metaMembers: metaMembers) },
+                                 meta: { ClusterStatements.json(meta.machine.current, leader: meta.leaderID, metaMembers: metaMembers,
+                                                                        pushesReceived: meta.pushesReceived.load(ordering: .relaxed)) },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
         var dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,

@@ -57,6 +57,11 @@ import TidemarkTestSupport
             #expect(eventually(within: 30) { regions(cluster, at: index) == regions(cluster, at: 0) && versions(cluster, at: index) == versions(cluster, at: 0) },
                     "node \(index + 1): \(String(describing: regions(cluster, at: index)))")
         }
+        // The leader pushed the route map's changes (new groups) to the data-only nodes.
+        for index in 3..<5 {
+            let text = try TestHTTPClient(port: cluster.nodes[index]!.port).request("GET", "/cluster").text
+            #expect(text.range(of: #""pushes_received":[1-9]"#, options: .regularExpression) != nil, "node \(index + 1): \(text)")
+        }
         // Columns: RegionId, Type, Status, Database, SeriesSlotNum, TimeSlotNum, DataNodeId, RpcAddress, RpcPort, InternalAddress, Role.
         let byGroup = Dictionary(grouping: reference, by: { $0[0] })
         for (group, replicas) in byGroup {

@@ -150,14 +150,15 @@ enum ClusterStatements {
     }
 
     /// `"meta":{…}` for `/cluster`: the meta group's leader as this node knows it, the
-    /// route version, and every registered node with its status.
-    static func json(_ meta: MetaState, leader: NodeID?, metaMembers: Set<NodeID>) -> String {
+    /// route version, and every registered node with its status; on a data-only node, the
+    /// route maps the leader pushed to it.
+    static func json(_ meta: MetaState, leader: NodeID?, metaMembers: Set<NodeID>, pushesReceived: UInt64 = 0) -> String {
         let nodes = meta.nodes.values.sorted { $0.id < $1.id }.map { node in
             "{\"id\":\(node.id),\"internal\":\(jsonQuoted(node.internalAddress)),\"client\":\(jsonQuoted(node.clientAddress)),"
                 + "\"status\":\(jsonQuoted(node.status.rawValue)),\"cores\":\(node.cores),\"meta_member\":\(metaMembers.contains(node.id))}"
         }.joined(separator: ",")
         return "\"meta\":{\"leader\":\(leader.map { "\($0)" } ?? "null"),\"route_version\":\(meta.routeVersion),"
-            + "\"table_version\":\(meta.table.version),\"registered_nodes\":[\(nodes)]}"
+            + "\"table_version\":\(meta.table.version),\"pushes_received\":\(pushesReceived),\"registered_nodes\":[\(nodes)]}"
     }
 
     /// The host of `HOST:PORT` (an IPv6 host without its brackets).

@@ -36,6 +36,11 @@ final class MetaAgent: Sendable {
     static let settingsMethod: UInt16 = 2
     /// The call a data-only node makes to a member: the meta state, when newer than its copy.
     static let stateMethod: UInt16 = 3
+    /// The meta leader's push to a data-only node when the route map changed (a group's
+    /// replicas or leader, a node's status): the state, applied when newer than the copy.
+    static let pushMethod: UInt16 = 4
+    /// A data-only node also pulls every this many ticks (a push lost, a table change).
+    static let pullEveryTicks = 10
     static let callTimeoutMs: UInt64 = 5000
 
     let consensus: Consensus
@@ -63,6 +68,11 @@ final class MetaAgent: Sendable {
     private let mirroredLeader = Atomic<UInt64>(0)
     private let nextMember = Atomic<UInt64>(1)
     private let pulling = Atomic<Bool>(false)
+    private let ticksToPull = Atomic<Int>(0)
+    /// On the leader: the route version last pushed to the data-only nodes.
+    private let pushedRouteVersion = Atomic<UInt64>(0)
+    /// On a data-only node: pushes received (for `/cluster`).
+    let pushesReceived = Atomic<UInt64>(0)
 
     /// `offLoop` runs work off the event loop (a peer's call arrives on the loop, and proposing
     /// persists to the log: the loop must never wait on a disk).
@@ -96,6 +106,14 @@ final class MetaAgent: Sendable {
                 let image = machine.image()
                 if image.index > since { writer.write(bytes: image.bytes) }
                 reply(.success(writer.bytes))
+            case Self.pushMethod:
+                guard !isMember else { return reply(.failure(.failed("a member keeps its own meta state"))) }
+                reply(.success([]))
+                offLoop { [weak self] in
+                    guard let self else { return }
+                    pushesReceived.add(1, ordering: .relaxed)
+                    installState(body, from: from)
+                }
             default: reply(.failure(.failed("unknown method \(method)")))
             }
         }
@@ -146,7 +164,10 @@ final class MetaAgent: Sendable {
             let member = leader ?? nextMember.load(ordering: .relaxed)
             return transport.call(member, method: Self.proposeMethod, body: command.encoded(), timeoutMs: Self.callTimeoutMs) { [self] result in
                 switch result {
-                case .success(let bytes): completion(Self.decodeAnswer(bytes))
+                case .success(let bytes):
+                    // This node's copy learns its own change at the next tick, not a pull period later.
+                    ticksToPull.store(0, ordering: .relaxed)
+                    completion(Self.decodeAnswer(bytes))
                 case .failure(let error):
                     nextMember.store(member % NodeID(memberCount) + 1, ordering: .relaxed)
                     mirroredLeader.store(0, ordering: .relaxed)
@@ -257,15 +278,39 @@ final class MetaAgent: Sendable {
                 mirroredLeader.store(0, ordering: .relaxed)
                 return
             }
-            var reader = ByteReader(bytes)
-            guard let leader = try? reader.readVarint(), leader <= NodeID(memberCount) else { return }
-            mirroredLeader.store(leader, ordering: .relaxed)
-            guard !reader.isAtEnd else { return }
-            do {
-                try machine.install(image: Array(bytes[reader.offset...]))
-            } catch {
-                logger.error("the meta state from a member does not install", metadata: ["member": "\(member)", "error": "\(error)"])
-            }
+            installState(bytes, from: member)
+        }
+    }
+
+    /// A member's answer or push, `[leader][state image, when newer]`: the state is installed
+    /// only when newer than this node's copy.
+    private func installState(_ bytes: [UInt8], from member: NodeID) {
+        var reader = ByteReader(bytes)
+        guard let leader = try? reader.readVarint(), leader <= NodeID(memberCount) else { return }
+        mirroredLeader.store(leader, ordering: .relaxed)
+        guard !reader.isAtEnd else { return }
+        do {
+            try machine.install(image: Array(bytes[reader.offset...]))
+        } catch {
+            logger.error("the meta state from a member does not install", metadata: ["member": "\(member)", "error": "\(error)"])
+        }
+    }
+
+    /// On the leader: once the route map changed, the state goes to every data-only node
+    /// that is up (best effort: each also pulls now and then).
+    private func pushRouteMap() {
+        guard let transport else { return }
+        let state = machine.current
+        let version = state.routeVersion
+        guard pushedRouteVersion.load(ordering: .relaxed) != version else { return }
+        pushedRouteVersion.store(version, ordering: .relaxed)
+        let targets = state.nodes.values.filter { $0.id > NodeID(memberCount) && $0.status != .unknown }.map(\.id)
+        guard !targets.isEmpty else { return }
+        var writer = ByteWriter()
+        writer.write(varint: nodeID)
+        writer.write(bytes: machine.image().bytes)
+        for node in targets.sorted() {
+            transport.call(node, method: Self.pushMethod, body: writer.bytes, timeoutMs: Self.callTimeoutMs) { _ in }
         }
     }
 
@@ -297,11 +342,17 @@ final class MetaAgent: Sendable {
 
     /// Every tick: register when needed; as leader, follow the nodes' links.
     func tick() {
-        pullState()
+        if ticksToPull.add(-1, ordering: .relaxed).newValue <= 0 {
+            ticksToPull.store(Self.pullEveryTicks, ordering: .relaxed)
+            pullState()
+        }
         learnAddresses()
         registerIfNeeded()
         reportDisk()
-        if consensus.leader(of: Self.group) == nodeID { followLinks() }
+        if isMember && consensus.leader(of: Self.group) == nodeID {
+            followLinks()
+            pushRouteMap()
+        }
     }
 
     private func registerIfNeeded() {
