@@ -21,3 +21,6 @@ bash bench/raft.sh
 
 echo "== (e) consensus: standalone, Raft and multi-leader at 1 and 1000 points per request =="
 bash bench/consensus.sh
+
+echo "== (f) meta group: CREATE DATABASE and partition allocations per second on three members =="
+TIDEMARKD=$PWD/.build/release/tidemarkd bash bench/meta.sh
