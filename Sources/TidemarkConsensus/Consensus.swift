@@ -28,10 +28,17 @@ public enum ReadConsistency: Sendable {
 public struct Proposal: Sendable {
     public var data: [UInt8]
     public var local: (any Sendable)?
+    /// The state machine cannot refuse this entry (a write whose series all exist): a
+    /// consensus may then acknowledge it once it is logged and durable, before it is applied.
+    /// Standalone does, and its `read(_:consistency:)` waits until such entries are applied,
+    /// so a read still sees every acknowledged write. Raft and multi-leader answer after the
+    /// apply either way.
+    public var refusalImpossible: Bool
 
-    public init(data: [UInt8], local: (any Sendable)? = nil) {
+    public init(data: [UInt8], local: (any Sendable)? = nil, refusalImpossible: Bool = false) {
         self.data = data
         self.local = local
+        self.refusalImpossible = refusalImpossible
     }
 }
 

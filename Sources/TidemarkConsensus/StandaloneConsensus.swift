@@ -5,7 +5,9 @@ import TidemarkIO
 
 /// Consensus with one replica and no network (DESIGN.md section 5): each group's log is a
 /// local WAL, a write is committed once appended, applied in log order and acknowledged
-/// once applied and durable under the node's `wal_sync`. Under `intervalMs` the apply side
+/// once applied and durable under the node's `wal_sync` (an entry the state machine cannot
+/// refuse, `Proposal.refusalImpossible`, once durable: the apply is off the writer's path,
+/// and `read` waits for it instead). Under `intervalMs` the apply side
 /// runs through `applyOn` (the node's apply stage), so the append stage goes on to the next
 /// batch meanwhile; under `batch` and `always` the writer applies after its fsync.
 ///
@@ -64,9 +66,15 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
         }
     }
 
+    /// One replica: once it applied everything appended when the read came (acknowledged
+    /// writes among them), at any consistency but `weak`. `completion` runs at once, or on the
+    /// apply side once it got there.
     public func read(_ group: GroupID, consistency: ReadConsistency, completion: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void) {
-        // One replica: whatever it applied is every acknowledged write, at any consistency.
-        do { completion(.success(try self.group(group).appliedIndex)) } catch {
+        do {
+            let group = try self.group(group)
+            if consistency == .weak { return completion(.success(group.appliedIndex)) }
+            group.whenApplied(completion)
+        } catch {
             completion(.failure(error as? ConsensusError ?? .io("\(error)")))
         }
     }
@@ -146,6 +154,8 @@ final class StandaloneGroup: @unchecked Sendable {
     private let applyScheduled = Atomic<Bool>(false)
     private let applyLock = NSLock()
     private let applied = Atomic<UInt64>(0)
+    /// Reads waiting for the apply side to reach an index, and what to run then.
+    private let readers = Mutex<[(index: UInt64, completion: Completion)]>([])
 
     private var snapshotPath: String { directory + "/snapshot" }
 
@@ -231,9 +241,46 @@ final class StandaloneGroup: @unchecked Sendable {
 
     var appliedIndex: UInt64 { applied.load(ordering: .acquiring) }
 
+    /// Runs `completion` once everything appended by now is applied (at once when it is).
+    func whenApplied(_ completion: @escaping Completion) {
+        let target = order.withLock { appended }
+        // Checked under `readers`, which the apply side takes after each run: none is missed.
+        let now: UInt64? = readers.withLock { readers in
+            let applied = applied.load(ordering: .acquiring)
+            if applied >= target { return applied }
+            readers.append((target, completion))
+            return nil
+        }
+        if let now { completion(.success(now)) }
+    }
+
+    /// Runs the reads the apply side has reached.
+    private func answerReaders() {
+        let done: [Completion] = readers.withLock { readers in
+            let applied = applied.load(ordering: .acquiring)
+            let reached = readers.filter { $0.index <= applied }.map(\.completion)
+            if !reached.isEmpty { readers.removeAll { $0.index <= applied } }
+            return reached
+        }
+        let index = applied.load(ordering: .acquiring)
+        for completion in done { completion(.success(index)) }
+    }
+
+    /// The apply side's answer to an entry acknowledged when logged: a failure is only logged
+    /// (it cannot happen for an entry the state machine cannot refuse, but for a disk error).
+    private static func unanswered(logger: Logger, group: GroupID) -> Completion {
+        { result in
+            if case .failure(let error) = result {
+                logger.error("an entry acknowledged once logged failed to apply", metadata: ["group": "\(group)", "error": "\(error)"])
+            }
+        }
+    }
+
     func write(_ proposal: Proposal, completion: @escaping Completion) throws {
         precondition(!proposal.data.isEmpty, "an entry with no data is a filler, never applied")
         let index: UInt64
+        // An entry that cannot be refused is answered below, once durable: its apply answers no one.
+        let applyAnswers: Completion = proposal.refusalImpossible ? Self.unanswered(logger: logger, group: id) : completion
         do {
             index = try order.withLock {
                 guard !closed else { throw ConsensusError.stopped }
@@ -241,7 +288,7 @@ final class StandaloneGroup: @unchecked Sendable {
                 precondition(index == appended + 1, "one log, appended in order")
                 appended = index
                 // Queued under `order`: the apply side sees entries in log order.
-                queue.withLock { $0.append(Appended(index: index, proposal: proposal, completion: completion)) }
+                queue.withLock { $0.append(Appended(index: index, proposal: proposal, completion: applyAnswers)) }
                 return index
             }
         } catch let error as ConsensusError {
@@ -249,11 +296,17 @@ final class StandaloneGroup: @unchecked Sendable {
         } catch {
             throw ConsensusError.io("\(id): log append failed: \(error)")
         }
+        var synced: Error?
         if syncPolicy == .batch {
             // The writer waits for the fsync, sharing it with whoever appended meanwhile (group
             // commit); requests that arrive while it waits make the next batch, so entries stay
             // few and large. A failed sync is reported by the apply side, which checks again.
-            try? log.waitDurable(index)
+            do { try log.waitDurable(index) } catch { synced = error }
+        }
+        if proposal.refusalImpossible {
+            // Durable as `wal_sync` says (`always`: the append synced; `intervalMs`: in the
+            // OS's hands, on disk within the interval): nothing the apply does can change the answer.
+            completion(synced.map { .failure(.io("\(id): log sync failed: \($0)")) } ?? .success(index))
         }
         scheduleApply()
     }
@@ -281,6 +334,7 @@ final class StandaloneGroup: @unchecked Sendable {
             // An entry queued after the take finds `applyScheduled` false and schedules a run itself.
             let answers = applyLock.withLock { applyQueuedLocked() }
             guard !answers.isEmpty else { return }
+            answerReaders()
             for answer in answers { answer() }
         }
     }
@@ -330,6 +384,7 @@ final class StandaloneGroup: @unchecked Sendable {
                 return try stateMachine.snapshot()
             }
         }
+        answerReaders()
         try FileIO.writeFileAtomically(SnapshotFile.encode(snapshot), to: snapshotPath, directory: directory)
         try log.rotate()
         try log.truncate(through: snapshot.index)
@@ -340,6 +395,7 @@ final class StandaloneGroup: @unchecked Sendable {
     func close() {
         order.withLock { closed = true }
         let answers = applyLock.withLock { applyQueuedLocked() }
+        answerReaders()
         for answer in answers { answer() }
         log.close()
     }

@@ -20,6 +20,9 @@ struct Dispatcher: Sendable {
     /// On a node that holds no data (a data-only node, until writes and queries are routed
     /// over region groups): why, and the client address of a node that does.
     var noData: (@Sendable () -> (message: String, address: String?))?
+    /// Runs its argument once every acknowledged write is readable here (a standalone group
+    /// acknowledges a write once logged and applies it after); by default at once.
+    var afterAcknowledgedWrites: @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }
     let logger: Logger
 
     func handle(_ exchange: HTTPExchange) {
@@ -92,6 +95,11 @@ struct Dispatcher: Sendable {
             RESTv2.execute(statement, rowLimit: rowLimit, executor: executor, route: route,
                            submitWrite: { stages.submitWrite($0) }, respond: respond)
         }
-        if case .rejected(let reason) = stages.submitQuery(task) { respond(RESTv2.refused(by: "query", reason, route: route)) }
+        let submit: @Sendable () -> Void = {
+            if case .rejected(let reason) = stages.submitQuery(task) { respond(RESTv2.refused(by: "query", reason, route: route)) }
+        }
+        // A statement that reads the data waits for the writes acknowledged before it; changes
+        // are entries of the same log, after them.
+        if statement.isQuery && !statement.isAboutCluster && !statement.isUserStatement { afterAcknowledgedWrites(submit) } else { submit() }
     }
 }

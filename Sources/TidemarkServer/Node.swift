@@ -143,6 +143,11 @@ public final class Node: @unchecked Sendable {
                         + "send data requests to one of them\(member.map { " (\($0.clientAddress))" } ?? "")", member?.clientAddress)
             }
         }
+        if cluster == nil {
+            dispatcher.afterAcknowledgedWrites = { [consensus = localRegion.consensus] then in
+                consensus.read(LocalRegion.group, consistency: .linearizable) { _ in then() }
+            }
+        }
         let decoder = dispatcher
         let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group, hints: hints)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in

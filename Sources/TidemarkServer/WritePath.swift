@@ -172,7 +172,7 @@ struct WriteApplier: Sendable {
         }
         guard let prepared else { return finish(nil, 500) }
         let hints = hints
-        consensus.write(group, Proposal(data: prepared.record, local: prepared)) { result in
+        consensus.write(group, Proposal(data: prepared.record, local: prepared, refusalImpossible: prepared.createsNoSeries)) { result in
             switch result {
             case .success: finish(nil, 500)
             // Not the leader (yet), or busy: 503, the client retries (here or at the leader named).

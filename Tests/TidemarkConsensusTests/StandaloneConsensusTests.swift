@@ -58,6 +58,39 @@ private func propose(_ consensus: Consensus, _ text: String, in id: GroupID = gr
 }
 
 @Suite struct StandaloneConsensusTests {
+    /// An entry the state machine cannot refuse is acknowledged once logged, before it is
+    /// applied; a read (but a weak one) waits until the apply side has every entry appended
+    /// before it came, so it still sees every acknowledged write. Others are answered after
+    /// their apply, as before.
+    @Test func aWriteThatCannotBeRefusedIsAcknowledgedWhenLoggedAndReadsWaitForItsApply() throws {
+        let directory = try temporaryDirectory("consensus")
+        let parked = Mutex<[@Sendable () -> Void]>([])
+        let consensus = StandaloneConsensus(directory: directory, syncPolicy: .intervalMs(1000)) { work in
+            parked.withLock { $0.append(work) }
+            return true
+        }
+        let machine = Registers()
+        try consensus.createGroup(group, peers: [], stateMachine: machine)
+        let answers = Mutex<[UInt64]>([])
+        consensus.write(group, Proposal(data: Array("a=1".utf8), refusalImpossible: true)) { result in answers.withLock { $0.append((try? result.get()) ?? 0) } }
+        #expect(answers.withLock { $0 } == [1] && machine.state.withLock { $0.appliedIndexes }.isEmpty, "acknowledged once logged, not applied yet")
+        consensus.write(group, Proposal(data: Array("b=2".utf8))) { result in answers.withLock { $0.append((try? result.get()) ?? 0) } }
+        #expect(answers.withLock { $0 } == [1], "an entry that may be refused waits for its apply")
+
+        let reads = Mutex<[String]>([])
+        consensus.read(group, consistency: .weak) { result in reads.withLock { $0.append("weak \((try? result.get()) ?? 99)") } }
+        consensus.read(group, consistency: .linearizable) { result in reads.withLock { $0.append("linearizable \((try? result.get()) ?? 99)") } }
+        #expect(reads.withLock { $0 } == ["weak 0"], "a read waits for the entries acknowledged before it")
+        for run in parked.withLock({ queue in defer { queue = [] }; return queue }) { run() }
+        #expect(machine.state.withLock { $0.values } == ["a": "1", "b": "2"])
+        #expect(reads.withLock { $0 } == ["weak 0", "linearizable 2"])
+        #expect(answers.withLock { $0 } == [1, 2])
+        // With nothing pending a read is answered at once.
+        consensus.read(group, consistency: .linearizable) { result in reads.withLock { $0.append("now \((try? result.get()) ?? 99)") } }
+        #expect(reads.withLock { $0 }.last == "now 2")
+        consensus.close()
+    }
+
     @Test(arguments: [WALSyncPolicy.always, .batch, .intervalMs(50)])
     func writesApplyInOrderAndSurviveARestart(policy: WALSyncPolicy) throws {
         let directory = try temporaryDirectory("consensus")

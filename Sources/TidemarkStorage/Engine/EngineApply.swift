@@ -18,6 +18,11 @@ public enum RegionLog: Sendable {
 public struct PreparedWrite: Sendable {
     public let record: [UInt8]
     let batch: ColumnBatch
+
+    /// Every series of the write exists (it creates none), so applying it cannot refuse it:
+    /// its types were checked against theirs. (A series deleted meanwhile drops its points
+    /// at the apply, as IoTDB does; that is no refusal.)
+    public var createsNoSeries: Bool { batch.series.allSatisfy { $0.id != nil } }
 }
 
 extension StorageEngine {
@@ -58,9 +63,50 @@ extension StorageEngine {
 
     /// `batch` is taken in place: a copy would copy every series to give it its number.
     private func prepare(_ batch: inout ColumnBatch) throws -> PreparedWrite {
-        try writeLock.withLock { try resolveSchema(&batch.series) }
+        if createsSchemaOnApply {
+            // Only checked here (series are made when the entry is applied): under `state`
+            // alone, so the append stage checks the next batch while the applier holds
+            // `writeLock` for the one before.
+            var created: [SchemaRecord] = []
+            try resolveSchemaLocked(&batch.series, created: &created)
+            assert(created.isEmpty, "a region whose log is its group's creates series on apply")
+        } else {
+            try writeLock.withLock { try resolveSchema(&batch.series) }
+        }
         return PreparedWrite(record: EngineRecord.encodeWrite(batch), batch: batch)
     }
+
+    /// Applies a write entry; the caller holds `writeLock` (not `state`). The schema part
+    /// runs under `state` at once; the points go to the memtable a few hundred series at a
+    /// time, `state` taken for each run, so the append stage's checks of the next write (which
+    /// need `state`) interleave instead of waiting for the whole entry. A query meanwhile may
+    /// see part of an entry not yet acknowledged; no seal can split it (a seal needs `writeLock`).
+    @discardableResult
+    func applyWriteLocked(_ write: PreparedWrite, index: UInt64) throws -> [SeriesRef?] {
+        var pending: [(position: Int, id: Int)] = []
+        let refs = try state.withLock { try applyLocked(write, index: index, deferring: &pending) }
+        guard !pending.isEmpty else { return refs }
+        let batch = write.batch
+        var start = 0
+        while start < pending.count {
+            let end = min(start + Self.applyRunSeries, pending.count)
+            state.withLock {
+                batch.timestamps.withUnsafeBufferPointer { timestamps in
+                    for (position, id) in pending[start..<end] {
+                        let column = batch.series[position]
+                        active.append(id: id, path: column.path, timestamps: UnsafeBufferPointer(rebasing: timestamps[column.points]),
+                                      values: batch.values(of: column), range: column.valueRange, sequence: index)
+                    }
+                }
+                if end == pending.count { active.noteSequence(index) }
+            }
+            start = end
+        }
+        return refs
+    }
+
+    /// Series applied per hold of `state` (`applyWriteLocked`).
+    static let applyRunSeries = 512
 
     /// Applies the log entry at `index`: to the memtable, as a tombstone or as a schema
     /// change. Entries come in index order; one applied again after a restart changes nothing
@@ -75,12 +121,12 @@ extension StorageEngine {
         do {
             try writeLock.withLock {
                 if let prepared {
-                    try state.withLock { try applyLocked(prepared, index: index) }
+                    try applyWriteLocked(prepared, index: index)
                     return
                 }
                 switch try EngineRecord.decode(record, recent: recentSeries) {
                 case .write(let batch):
-                    let refs = try state.withLock { try applyLocked(PreparedWrite(record: [], batch: batch), index: index) }
+                    let refs = try applyWriteLocked(PreparedWrite(record: [], batch: batch), index: index)
                     recentSeries = zip(batch.series, refs).map { series, ref in
                         var numbered = series
                         numbered.id = ref?.id
@@ -115,8 +161,11 @@ extension StorageEngine {
     /// different types): every replica decides the same at the same index, and nothing of
     /// the entry is applied.
     /// Returns each series' schema entry (nil for one the schema refuses).
+    /// Points of series that need no more than an append (not a replay) are not appended
+    /// here but listed in `deferred` (position in the batch, series number), for
+    /// `applyWriteLocked` to append in runs.
     @discardableResult
-    func applyLocked(_ write: PreparedWrite, index: UInt64) throws -> [SeriesRef?] {
+    func applyLocked(_ write: PreparedWrite, index: UInt64, deferring deferred: inout [(position: Int, id: Int)]) throws -> [SeriesRef?] {
         let replayed = index <= flushedThroughMax
         // One schema lookup per column (by number when prepared here or named as in the
         // record before, else by path).
@@ -174,13 +223,10 @@ extension StorageEngine {
                 let values = batch.values(of: column).gathered(kept.map { column.valueStart + $0 - column.points.lowerBound })
                 active.append(id: id, path: column.path, timestamps: kept.map { batch.timestamps[$0] }[...], values: values, sequence: index)
             } else {
-                batch.timestamps.withUnsafeBufferPointer { timestamps in
-                    active.append(id: id, path: column.path, timestamps: UnsafeBufferPointer(rebasing: timestamps[column.points]),
-                                  values: batch.values(of: column), range: column.valueRange, sequence: index)
-                }
+                deferred.append((position, id))
             }
         }
-        active.noteSequence(index)
+        if deferred.isEmpty { active.noteSequence(index) }
         return refs
     }
 

@@ -251,7 +251,7 @@ public final class StorageEngine: @unchecked Sendable {
         guard let prepared = try prepareWrite(points) else { return (wal, 0) }
         return (wal, try writeLock.withLock {
             let sequence = try wal.append([prepared.record])
-            try state.withLock { try applyLocked(prepared, index: sequence) }
+            try applyWriteLocked(prepared, index: sequence)
             return sequence
         })
     }
@@ -280,7 +280,7 @@ public final class StorageEngine: @unchecked Sendable {
     }
 
     /// `resolveSchema`'s checks and creations, under `state`; `created` gets what was created.
-    private func resolveSchemaLocked(_ columns: inout [ColumnBatch.Series], created: inout [SchemaRecord]) throws {
+    func resolveSchemaLocked(_ columns: inout [ColumnBatch.Series], created: inout [SchemaRecord]) throws {
         try state.withLock { () throws in
             var pending: [String: DataType] = [:]
             var newDatabases: [String] = []
