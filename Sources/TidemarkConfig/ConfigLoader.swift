@@ -300,7 +300,7 @@ public enum ConfigLoader {
 
     private static func applyStorage(_ node: Node, reader: YAMLReader, to storage: inout EngineOptions) throws(ConfigError) {
         let keys = ["memtable_bytes_max", "memtable_age_ms_max", "sealed_memtables_max", "compression_level",
-                    "compaction_trigger_segments", "compaction_input_bytes_max", "compaction_bytes_per_second_max",
+                    "compaction_trigger_segments", "compaction_input_bytes_max", "compaction_bytes_per_second_max", "compaction_idle_ms",
                     "scan_batch_points", "write_points_max", "fields_per_line_max", "series_per_write_max", "auto_create_schema", "path_depth_max", "level_bytes_max",
                     "series_per_database_max"]
         for (name, value) in try reader.entries(node, key: "storage") {
@@ -321,6 +321,10 @@ public enum ConfigLoader {
                 storage.compactionTriggerSegments = count
             case "compaction_input_bytes_max": storage.compactionInputBytesMax = try positive(value, key: key, reader: reader)
             case "compaction_bytes_per_second_max": storage.compactionBytesPerSecondMax = try positive(value, key: key, reader: reader)
+            case "compaction_idle_ms":
+                let ms = try reader.int(value, key: key)
+                guard ms >= 0 else { throw reader.error(at: value, key: key, "must be 0 (never) or more (got \(ms))") }
+                storage.compactionIdleMs = ms
             case "scan_batch_points": storage.scanBatchPoints = try positive(value, key: key, reader: reader)
             case "write_points_max": storage.writePointsMax = try positive(value, key: key, reader: reader)
             case "fields_per_line_max": storage.fieldsPerLineMax = try positive(value, key: key, reader: reader)

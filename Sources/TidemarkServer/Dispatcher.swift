@@ -23,6 +23,9 @@ struct Dispatcher: Sendable {
     /// Runs its argument once every acknowledged write is readable here (a standalone group
     /// acknowledges a write once logged and applies it after); by default at once.
     var afterAcknowledgedWrites: @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }
+    /// What follows a statement the engine ran (the meta group's part of a `DROP DATABASE`),
+    /// given the engine's answer; returns the answer to send. By default the answer itself.
+    var afterEngine: @Sendable (Statement, HTTPResponse) -> HTTPResponse = { $1 }
     let logger: Logger
 
     func handle(_ exchange: HTTPExchange) {
@@ -88,12 +91,12 @@ struct Dispatcher: Sendable {
         if !statement.isAboutCluster && !statement.isUserStatement, let (message, address) = noData?() {
             return respond(RESTv2.status(606, message, route: route, http: 503, leader: address))
         }
-        let executor = executor, stages = stages, users = users, clusterAnswer = clusterAnswer
+        let executor = executor, stages = stages, users = users, clusterAnswer = clusterAnswer, afterEngine = afterEngine
         let task = StageTask {
             if let answer = Access.runUserStatement(statement, users: users, route: route) { return respond(answer) }
             if let answer = clusterAnswer(statement, route) { return respond(answer) }
             RESTv2.execute(statement, rowLimit: rowLimit, executor: executor, route: route,
-                           submitWrite: { stages.submitWrite($0) }, respond: respond)
+                           submitWrite: { stages.submitWrite($0) }, respond: { respond(afterEngine(statement, $0)) })
         }
         let submit: @Sendable () -> Void = {
             if case .rejected(let reason) = stages.submitQuery(task) { respond(RESTv2.refused(by: "query", reason, route: route)) }

@@ -24,6 +24,14 @@ enum FlushWiring {
         })
     }
 
+    /// The periodic idle compaction (`compaction_idle_ms`), offered to the flush stage (a full
+    /// stage skips a period; the loop never waits).
+    static func compactIfIdle(_ engine: StorageEngine, flushStage: Stage<StageTask>, logger: Logger) {
+        _ = flushStage.offer(StageTask {
+            do { try engine.compactIfIdle() } catch { logger.error("idle compaction failed", metadata: ["error": "\(error)"]) }
+        })
+    }
+
     private static func flush(_ engine: StorageEngine, logger: Logger) {
         do {
             try engine.flushSealed()

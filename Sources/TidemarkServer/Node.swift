@@ -49,6 +49,7 @@ public final class Node: @unchecked Sendable {
     private let authStage: Stage<StageTask>
     private var signalWatchers: [SignalWatcher] = []
     private var ageTimer: LoopTimer?
+    private var idleTimer: LoopTimer?
     private var shutdownTimer: LoopTimer?
     private var outcome = Outcome.clean
 
@@ -148,6 +149,7 @@ public final class Node: @unchecked Sendable {
                 consensus.read(LocalRegion.group, consistency: .linearizable) { _ in then() }
             }
         }
+        dispatcher.afterEngine = { statement, answer in ClusterStatements.afterEngine(statement, answer, agent: meta) }
         let decoder = dispatcher
         let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group, hints: hints)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
@@ -203,6 +205,12 @@ public final class Node: @unchecked Sendable {
         ageTimer = LoopTimer(loop: loop, delayMs: ageCheckMs, repeatMs: ageCheckMs) { [unowned self] in
             FlushWiring.sealByAge(region, flushStage: stages.taskStages[.flush]!, logger: logger)
         }
+        if config.storage.compactionIdleMs > 0 {
+            let idleCheckMs = UInt64(max(100, min(config.storage.compactionIdleMs / 2, 10_000)))
+            idleTimer = LoopTimer(loop: loop, delayMs: idleCheckMs, repeatMs: idleCheckMs) { [unowned self] in
+                FlushWiring.compactIfIdle(region, flushStage: stages.taskStages[.flush]!, logger: logger)
+            }
+        }
         let others = Dictionary(uniqueKeysWithValues: (cluster?.peers ?? []).filter { $0.id != config.nodeID }.map { ($0.id, $0.address) })
         let startup = StartupSequence(meta: meta, settings: meta.machine.settings, peers: others, memberCount: max(1, config.metaPeers.count),
                                       logger: logger)
@@ -244,6 +252,7 @@ public final class Node: @unchecked Sendable {
         logger.notice("stopping: no new connections; draining requests and stages",
                       metadata: ["signal": "\(signal)", "bound_ms": "\(config.shutdownTimeoutMs)"])
         ageTimer?.cancel()
+        idleTimer?.cancel()
         metaTimer?.cancel()
         startupTimer?.cancel()
         // The whole stop shares one bound; past it open connections are cut.

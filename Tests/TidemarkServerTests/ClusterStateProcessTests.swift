@@ -50,7 +50,7 @@ import TidemarkTestSupport
             // Line protocol and REST inserts name it too.
             let client = try TestHTTPClient(port: cluster.nodes[follower]!.port)
             let line = try client.request("POST", "/write?db=ct&precision=ms", body: Array("d2 v=1i 5".utf8))
-            #expect(line.status == 503 && line.text.contains(#""leader":"\#(leaderAddress)""#), "line protocol on a follower: \(line.text)")
+            #expect(line.status == 503 && line.text.contains(#""leader":"\#(leaderAddress)""#), "line protocol on a follower: \(line.status) \(line.text)")
             expectNotLeader(cluster.sql("INSERT INTO root.ct.d1(time,s1) VALUES (9,9)", at: follower), leader: leaderAddress, "INSERT on a follower")
             // So does the CLI.
             let cli = try runProcess(try builtProduct("tidemark"), ["sql", "--url", "http://\(cluster.address(of: follower))", "-e", "CREATE DATABASE root.cli"])

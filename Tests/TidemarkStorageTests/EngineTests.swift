@@ -105,6 +105,58 @@ private func same(_ a: [(Int64, Double)], _ b: [(Int64, Double)]) -> Bool {
 
     private func engineReopen(_ directory: String) throws -> StorageEngine { try engine(directory) }
 
+    /// The compaction after a flush merges only the newest run of segments of one level once
+    /// it has `compaction_trigger_segments` of them: a big older segment is not rewritten for
+    /// every few small ones (that rewrite took most of the flush stage's CPU under load), and
+    /// the newest write of a timestamp still wins.
+    @Test func automaticCompactionMergesTheNewestRunOfOneLevel() throws {
+        let engine = try engine(try temporaryDirectory("engine")) { $0.compactionTriggerSegments = 3 }
+        defer { engine.close() }
+        var expected: [Int64: Double] = [:]
+        func flushOne(_ round: Int) throws {
+            // Every round overwrites timestamp 0 and adds its own.
+            try engine.write(points("root.sg.d.s", [(0, Double(round)), (Int64(round + 1), Double(round))]))
+            expected[0] = Double(round)
+            expected[Int64(round + 1)] = Double(round)
+            try engine.flush()
+        }
+        for round in 0..<3 { try flushOne(round) }
+        #expect(engine.stats.segments == 1, "three level-0 segments became one level-1")
+        for round in 3..<5 { try flushOne(round) }
+        #expect(engine.stats.segments == 3, "two new level-0 segments wait for a third; the level-1 one is left alone")
+        try flushOne(5)
+        #expect(engine.stats.segments == 2, "the three newest level-0 segments merged; two level-1 segments remain")
+        #expect(same(try read(engine, "root.sg.d.s"), expected.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }))
+        for round in 6..<9 { try flushOne(round) }
+        #expect(engine.stats.segments == 1, "three level-1 segments became one level-2")
+        #expect(same(try read(engine, "root.sg.d.s"), expected.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }))
+    }
+
+    /// A region idle for `compaction_idle_ms` with nothing in memory merges each partition's
+    /// segments into one; not before, and not while a memtable holds points.
+    @Test func anIdleRegionMergesEachPartitionIntoOneSegment() throws {
+        let engine = try engine(try temporaryDirectory("engine")) { $0.compactionIdleMs = 1000 }
+        defer { engine.close() }
+        var expected: [(Int64, Double)] = []
+        for round in 0..<3 {
+            try engine.write(points("root.sg.d.s", [(Int64(round), Double(round))]))
+            expected.append((Int64(round), Double(round)))
+            try engine.flush()
+        }
+        #expect(engine.stats.segments == 3)
+        let lastWrite = engine.lastWriteNs.load(ordering: .relaxed)
+        #expect(try !engine.compactIfIdle(clock: { lastWrite + 500_000_000 }), "not idle long enough")
+        try engine.write(points("root.sg.d.s", [(9, 9)]))
+        let later = engine.lastWriteNs.load(ordering: .relaxed)
+        #expect(try !engine.compactIfIdle(clock: { later + 5_000_000_000 }), "a memtable holds points")
+        try engine.flush()
+        expected.append((9, 9))
+        #expect(try engine.compactIfIdle(clock: { later + 1_000_000_000 }))
+        #expect(engine.stats.segments == 1)
+        #expect(same(try read(engine, "root.sg.d.s"), expected))
+        #expect(try !engine.compactIfIdle(clock: { later + 9_000_000_000 }), "nothing left to merge")
+    }
+
     @Test func compactionGivesTheSameAnswersWithFewerFiles() throws {
         let directory = try temporaryDirectory("engine")
         let engine = try engine(directory)

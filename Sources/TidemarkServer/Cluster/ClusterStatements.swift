@@ -82,14 +82,27 @@ enum ClusterStatements {
             case .failure(.refused(let error)) where error.code == 501 && agent.machine.current.databases[name] != nil: return nil
             case .failure(let error): return refusal(error)
             }
-        case .dropDatabase(let names):
-            for name in names where agent.machine.current.databases[name] != nil {
-                if case .failure(let error) = agent.proposeAndWait(.dropDatabase(name)) { return refusal(error) }
-            }
-            return nil
         default:
             return nil
         }
+    }
+
+    /// After the engine ran a statement: a `DROP DATABASE` it took goes to the meta group
+    /// too (after, so a refused drop, on a follower, leaves the meta group as it was). Its
+    /// failure there is answered as one (retried, the statement finds the data gone and the
+    /// meta group takes it; a write meanwhile would create the database again).
+    static func afterEngine(_ statement: Statement, _ answer: HTTPResponse, agent: MetaAgent) -> HTTPResponse {
+        guard case .dropDatabase(let names) = statement, answer.status == 200,
+              String(decoding: answer.body, as: UTF8.self).contains("\"code\":200") else { return answer }
+        for name in names where agent.machine.current.databases[name] != nil {
+            switch agent.proposeAndWait(.dropDatabase(name)) {
+            case .success: continue
+            case .failure(let error):
+                return RESTv2.status(606, "\(name) was dropped from the data, but the meta group did not take it (\(error)); run DROP DATABASE again",
+                                     route: answer.route, http: 503)
+            }
+        }
+        return answer
     }
 
     /// Builds a result from columns of (name, type, value of a row).

@@ -84,6 +84,7 @@ extension StorageEngine {
     @discardableResult
     func applyWriteLocked(_ write: PreparedWrite, index: UInt64) throws -> [SeriesRef?] {
         var pending: [(position: Int, id: Int)] = []
+        lastWriteNs.store(monotonicNowNs(), ordering: .relaxed)
         let refs = try state.withLock { try applyLocked(write, index: index, deferring: &pending) }
         guard !pending.isEmpty else { return refs }
         let batch = write.batch

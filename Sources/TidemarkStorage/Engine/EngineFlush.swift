@@ -113,26 +113,67 @@ extension StorageEngine {
         let due = state.withLock {
             Dictionary(grouping: segments, by: { $0.info.partition }).filter { $0.value.count >= options.compactionTriggerSegments }.keys
         }
-        for partition in due.sorted() { _ = try compactLocked(partition: partition) }
+        // A merge makes a segment of the next level, which may complete a run there too.
+        for partition in due.sorted() { while try compactLocked(partition: partition, tiered: true) {} }
     }
 
-    /// Merges the oldest segments of `partition` (up to `compactionInputBytesMax`) into one.
+    /// Once the region is idle (`compactionIdleMs` without a write, nothing in memory), merges
+    /// each partition's segments into one, newest first as `compactionInputBytesMax` allows;
+    /// stops between merges when a write came meanwhile. Returns whether anything was merged.
+    @discardableResult
+    public func compactIfIdle(clock: () -> UInt64 = monotonicNowNs) throws -> Bool {
+        guard options.compactionIdleMs > 0 else { return false }
+        let quietNs = UInt64(options.compactionIdleMs) * 1_000_000
+        return try maintenanceLock.withLock {
+            func idle() -> Bool {
+                let lastWrite = lastWriteNs.load(ordering: .relaxed)
+                return state.withLock { active.isEmpty && sealed.isEmpty } && (lastWrite == 0 || clock() >= lastWrite + quietNs)
+            }
+            guard idle() else { return false }
+            let partitions = state.withLock { Dictionary(grouping: segments, by: { $0.info.partition }).filter { $0.value.count >= 2 }.keys }
+            var merged = false
+            for partition in partitions.sorted() {
+                while idle(), try compactLocked(partition: partition) { merged = true }
+            }
+            return merged
+        }
+    }
+
+    /// Merges the newest segments of `partition` (up to `compactionInputBytesMax`) into one.
     /// Returns whether anything was merged.
     @discardableResult
     public func compact(partition: Int64) throws -> Bool {
         try maintenanceLock.withLock { try compactLocked(partition: partition) }
     }
 
-    private func compactLocked(partition: Int64) throws -> Bool {
+    /// `tiered` (the automatic compaction after a flush): only the newest run of segments of
+    /// one level, once it has `compactionTriggerSegments` of them, so each point is rewritten
+    /// once per level (a few times), not every time a small segment joins the big one; the
+    /// run is the newest segments, so the output, which is the newest, hides nothing newer.
+    /// Otherwise (`compact(partition:)`, the idle compaction): the newest segments, as many as fit.
+    private func compactLocked(partition: Int64, tiered: Bool = false) throws -> Bool {
         let (inputs, tombstones) = state.withLock { () -> ([SegmentHandle], [Tombstone]) in
             var chosen: [SegmentHandle] = []
             var bytes = 0
-            for handle in segments where handle.info.partition == partition {
+            if tiered {
+                let inPartition = segments.filter { $0.info.partition == partition }
+                guard let level = inPartition.last?.info.level else { return ([], self.tombstones) }
+                for handle in inPartition.reversed() {
+                    guard handle.info.level == level, chosen.count < 2 || bytes + handle.reader.fileBytes <= options.compactionInputBytesMax else { break }
+                    chosen.append(handle)
+                    bytes += handle.reader.fileBytes
+                }
+                guard chosen.count >= options.compactionTriggerSegments else { return ([], self.tombstones) }
+                return (chosen.reversed(), self.tombstones)
+            }
+            // The newest, as many as fit: the output takes the newest place, so it must hide
+            // nothing newer than its inputs.
+            for handle in segments.reversed() where handle.info.partition == partition {
                 guard chosen.count < 2 || bytes + handle.reader.fileBytes <= options.compactionInputBytesMax else { break }
                 chosen.append(handle)
                 bytes += handle.reader.fileBytes
             }
-            return (chosen, self.tombstones)
+            return (chosen.reversed(), self.tombstones)
         }
         guard inputs.count >= 2 else { return false }
         let maxSequence = inputs.map(\.info.maxSequence).max()!

@@ -20,12 +20,16 @@ public struct EngineOptions: Sendable {
     public var autoCreateSchema = true
     /// Width of a time partition, in the timestamps' unit (7 days of milliseconds).
     public var partitionInterval: Int64 = 7 * 24 * 3600 * 1000
-    /// A partition is compacted once it has this many segments…
+    /// A partition is compacted once the newest run of its segments of one level has this
+    /// many (tiered: each point is rewritten once per level)…
     public var compactionTriggerSegments = 4
     /// …merging at most this many input bytes at once, so compaction memory stays bounded.
     public var compactionInputBytesMax = 256 << 20
     /// Compaction writes at most this many bytes per second, leaving the disk to writes and flushes.
     public var compactionBytesPerSecondMax = 64 << 20
+    /// A region with nothing in memory and no write for this long merges each partition's
+    /// segments into one (a cold partition reads fastest and compresses best); 0: never.
+    public var compactionIdleMs = 5000
     /// Points per batch a scan returns.
     public var scanBatchPoints = 4096
     /// Points one write may carry (a larger write is refused whole).
@@ -136,6 +140,8 @@ public final class StorageEngine: @unchecked Sendable {
     /// (replay after a restart) skips those points.
     var flushedThrough: [Int64: UInt64] = [:]
     var flushedThroughMax: UInt64 = 0
+    /// When a write was last applied (monotonic ns), for the idle compaction.
+    let lastWriteNs = Atomic<UInt64>(0)
     private let flushScheduler = Mutex<(@Sendable (StorageEngine) -> Void)?>(nil)
     /// How a `.consensus` region proposes schema statements and deletes (`routeChanges`).
     let changeProposer = Mutex<(@Sendable ([UInt8], ApplyOutcome) throws -> Void)?>(nil)

@@ -47,9 +47,10 @@ public struct ChunkStats: Sendable, Equatable {
             var sawNaN = false
             for value in values {
                 let number = convert(value)
+                // Plain comparisons (a NaN is caught on its own): `Swift.min` orders NaN and costs more.
                 if number.isNaN { sawNaN = true }
-                low = Swift.min(low, number)
-                high = Swift.max(high, number)
+                if number < low { low = number }
+                if number >= high { high = number }
                 total += number
             }
             return sawNaN ? (.nan, .nan, .nan) : (low, high, total)
