@@ -14,6 +14,11 @@ private func engine(_ directory: String, _ configure: (inout EngineOptions) -> V
     return try StorageEngine(directory: directory, options: options)
 }
 
+/// `engine(_:_:)` under a name a test's local `engine` does not hide.
+private func openEngine(_ directory: String, _ configure: (inout EngineOptions) -> Void) throws -> StorageEngine {
+    try engine(directory, configure)
+}
+
 private func points(_ path: String, _ pairs: [(Int64, Double)]) -> [PointWrite] {
     pairs.map { PointWrite(path: path, timestamp: $0.0, value: .double($0.1)) }
 }
@@ -155,6 +160,16 @@ private func same(_ a: [(Int64, Double)], _ b: [(Int64, Double)]) -> Bool {
         #expect(engine.stats.segments == 1)
         #expect(same(try read(engine, "root.sg.d.s"), expected))
         #expect(try !engine.compactIfIdle(clock: { later + 9_000_000_000 }), "nothing left to merge")
+
+        // Segments that do not fit `compaction_input_bytes_max` together stay as they are.
+        let capped = try openEngine(try temporaryDirectory("engine")) { $0.compactionIdleMs = 1000; $0.compactionInputBytesMax = 1 }
+        defer { capped.close() }
+        for round in 0..<2 {
+            try capped.write(points("root.sg.d.s", [(Int64(round), 1)]))
+            try capped.flush()
+        }
+        let cappedWrite = capped.lastWriteNs.load(ordering: .relaxed)
+        #expect(try !capped.compactIfIdle(clock: { cappedWrite + 2_000_000_000 }) && capped.stats.segments == 2)
     }
 
     @Test func compactionGivesTheSameAnswersWithFewerFiles() throws {

@@ -133,7 +133,7 @@ extension StorageEngine {
             let partitions = state.withLock { Dictionary(grouping: segments, by: { $0.info.partition }).filter { $0.value.count >= 2 }.keys }
             var merged = false
             for partition in partitions.sorted() {
-                while idle(), try compactLocked(partition: partition) { merged = true }
+                while idle(), try compactLocked(partition: partition, idleCapped: true) { merged = true }
             }
             return merged
         }
@@ -151,7 +151,10 @@ extension StorageEngine {
     /// once per level (a few times), not every time a small segment joins the big one; the
     /// run is the newest segments, so the output, which is the newest, hides nothing newer.
     /// Otherwise (`compact(partition:)`, the idle compaction): the newest segments, as many as fit.
-    private func compactLocked(partition: Int64, tiered: Bool = false) throws -> Bool {
+    /// `idleCapped` (the idle compaction): only as many of the newest as fit in
+    /// `compactionInputBytesMax` together, so a big partition is not rewritten whole again
+    /// for each segment it takes in.
+    private func compactLocked(partition: Int64, tiered: Bool = false, idleCapped: Bool = false) throws -> Bool {
         let (inputs, tombstones) = state.withLock { () -> ([SegmentHandle], [Tombstone]) in
             var chosen: [SegmentHandle] = []
             var bytes = 0
@@ -169,7 +172,7 @@ extension StorageEngine {
             // The newest, as many as fit: the output takes the newest place, so it must hide
             // nothing newer than its inputs.
             for handle in segments.reversed() where handle.info.partition == partition {
-                guard chosen.count < 2 || bytes + handle.reader.fileBytes <= options.compactionInputBytesMax else { break }
+                guard (!idleCapped && chosen.count < 2) || bytes + handle.reader.fileBytes <= options.compactionInputBytesMax else { break }
                 chosen.append(handle)
                 bytes += handle.reader.fileBytes
             }
