@@ -77,6 +77,9 @@ import TidemarkTestSupport
 
         // Users live in the meta group: one made at a data-only node signs in at every node.
         #expect(cluster.sql("create user dora 'dora-pass-1'", at: 4)?.json["code"] as? Int == 200)
+        // At once, at the same node: a change answered there is in its copy before the answer.
+        let grant = cluster.sql("grant READ_SCHEMA on root.** to user dora", at: 4)
+        #expect(grant?.json["code"] as? Int == 200, "\(String(describing: grant))")
         let dora = "Basic " + Data("dora:dora-pass-1".utf8).base64EncodedString()
         for index in 0..<5 {
             #expect(eventually(within: 30) { cluster.sql("show regions", at: index, authorization: dora)?.status == 200 }, "dora at node \(index + 1)")

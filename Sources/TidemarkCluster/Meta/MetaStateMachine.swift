@@ -47,6 +47,8 @@ public final class MetaStateMachine: StateMachine, Sendable {
     /// The log index the checkpoint file holds everything through.
     private let checkpointed = Atomic<UInt64>(0)
     private let retention = Mutex<LogRetention?>(nil)
+    /// Broadcast whenever the applied index moves (`waitApplied`).
+    private let appliedSignal = ConditionLock()
     /// The user store, once the node attached it.
     private let extensionBox = Mutex<(any MetaExtension)?>(nil)
 
@@ -99,6 +101,7 @@ public final class MetaStateMachine: StateMachine, Sendable {
                 return .failure(MetaError(code: 305, "meta entry \(entry.index) does not decode: \(error)"))
             }
         }
+        appliedSignal.withLock { appliedSignal.broadcast() }
         guard let result else { return }
         if case .success(.user(let record)) = command, case .success = result, let userStore = extensionBox.withLock({ $0 }) {
             do {
@@ -153,6 +156,19 @@ public final class MetaStateMachine: StateMachine, Sendable {
         try FileIO.writeFileAtomically(checkpoint, to: checkpointPath, directory: directory)
         held.withLock { $0 = Held(state: loaded, lastApplied: index) }
         checkpointed.store(index, ordering: .releasing)
+        appliedSignal.withLock { appliedSignal.broadcast() }
+    }
+
+    /// Waits until this copy of the state has applied `index` (a change made through another
+    /// member, which answered once it applied there), at most `timeoutMs`; whether it has.
+    public func waitApplied(through index: UInt64, timeoutMs: UInt64) -> Bool {
+        let deadlineNs = monotonicNowNs() + timeoutMs * 1_000_000
+        return appliedSignal.withLock {
+            while appliedIndex < index {
+                guard appliedSignal.wait(0, untilNs: deadlineNs) || appliedIndex >= index else { return false }
+            }
+            return true
+        }
     }
 
     /// The state as an image: the index it is at, and the bytes `install(image:)` takes (the

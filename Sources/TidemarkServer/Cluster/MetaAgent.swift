@@ -45,32 +45,32 @@ final class MetaAgent: Sendable {
 
     let consensus: Consensus
     let machine: MetaStateMachine
-    private let transport: PeerTransport?
-    private let nodeID: NodeID
-    private let internalAddress: String
-    private let cores: Int
-    private let unknownAfterMs: UInt64
-    private let logger: Logger
+    let transport: PeerTransport?
+    let nodeID: NodeID
+    let internalAddress: String
+    let cores: Int
+    let unknownAfterMs: UInt64
+    let logger: Logger
     /// This node's client address once its HTTP edge is up.
-    private let clientAddress = Mutex<String?>(nil)
+    let clientAddress = Mutex<String?>(nil)
     /// One registration and one status change in flight at a time.
-    private let registering = Atomic<Bool>(false)
-    private let changingStatus = Atomic<Bool>(false)
+    let registering = Atomic<Bool>(false)
+    let changingStatus = Atomic<Bool>(false)
     /// This node's disk, reported as ReadOnly while it is full (nil: not followed).
-    private let health: StorageHealth?
-    private let reportingHealth = Atomic<Bool>(false)
+    let health: StorageHealth?
+    let reportingHealth = Atomic<Bool>(false)
     /// Members of the meta group: IDs 1…memberCount. A node outside it (data-only) keeps a
     /// copy of the meta state it pulls from a member, and proposes through them.
-    private let memberCount: Int
+    let memberCount: Int
     var isMember: Bool { nodeID <= NodeID(memberCount) }
     /// On a data-only node: the meta leader as the member last asked knew it (0: none), the
     /// member it asks next, and whether a pull is in flight.
-    private let mirroredLeader = Atomic<UInt64>(0)
-    private let nextMember = Atomic<UInt64>(1)
-    private let pulling = Atomic<Bool>(false)
+    let mirroredLeader = Atomic<UInt64>(0)
+    let nextMember = Atomic<UInt64>(1)
+    let pulling = Atomic<Bool>(false)
     private let ticksToPull = Atomic<Int>(0)
     /// On the leader: the route version last pushed to the data-only nodes.
-    private let pushedRouteVersion = Atomic<UInt64>(0)
+    let pushedRouteVersion = Atomic<UInt64>(0)
     /// On a data-only node: pushes received (for `/cluster`).
     let pushesReceived = Atomic<UInt64>(0)
 
@@ -108,6 +108,7 @@ final class MetaAgent: Sendable {
                 reply(.success(writer.bytes))
             case Self.pushMethod:
                 guard !isMember else { return reply(.failure(.failed("a member keeps its own meta state"))) }
+                guard from >= 1 && from <= NodeID(memberCount) else { return reply(.failure(.failed("only a member of the meta group pushes its state"))) }
                 reply(.success([]))
                 offLoop { [weak self] in
                     guard let self else { return }
@@ -158,6 +159,13 @@ final class MetaAgent: Sendable {
 
     /// Proposes `command` to the meta group; `completion` runs once, from any thread.
     func propose(_ command: MetaCommand, completion: @escaping @Sendable (Result<MetaState.Outcome, MetaProposeError>) -> Void) {
+        proposeIndexed(command) { result, _ in completion(result) }
+    }
+
+    /// `propose`, with the meta log index the answering node had applied when it answered (at
+    /// least the entry's): a caller that reads this node's copy next waits for that index.
+    func proposeIndexed(_ command: MetaCommand,
+                        completion: @escaping @Sendable (Result<MetaState.Outcome, MetaProposeError>, _ appliedIndex: UInt64) -> Void) {
         let leader = leaderID
         if !isMember, let transport {
             // Through a member, which passes it on to its leader; the next try asks the next one.
@@ -167,33 +175,37 @@ final class MetaAgent: Sendable {
                 case .success(let bytes):
                     // This node's copy learns its own change at the next tick, not a pull period later.
                     ticksToPull.store(0, ordering: .relaxed)
-                    completion(Self.decodeAnswer(bytes))
+                    let (answer, index) = Self.decodeAnswer(bytes)
+                    completion(answer, index)
                 case .failure(let error):
                     nextMember.store(member % NodeID(memberCount) + 1, ordering: .relaxed)
                     mirroredLeader.store(0, ordering: .relaxed)
-                    completion(.failure(.unavailable("meta member \(member): \(error)")))
+                    completion(.failure(.unavailable("meta member \(member): \(error)")), 0)
                 }
             }
         }
         if leader == nodeID {
             let proposal = MetaProposal()
-            consensus.write(Self.group, Proposal(data: command.encoded(), local: proposal)) { result in
+            consensus.write(Self.group, Proposal(data: command.encoded(), local: proposal)) { [machine] result in
+                let applied = machine.appliedIndex
                 switch (result, proposal.outcome) {
-                case (_, .success(let outcome)?): completion(.success(outcome))
-                case (_, .failure(let error)?): completion(.failure(.refused(error)))
-                case (.failure(let error), nil): completion(.failure(.unavailable("\(error)")))
-                case (.success, nil): completion(.failure(.unavailable("the meta entry was applied elsewhere")))
+                case (_, .success(let outcome)?): completion(.success(outcome), applied)
+                case (_, .failure(let error)?): completion(.failure(.refused(error)), applied)
+                case (.failure(let error), nil): completion(.failure(.unavailable("\(error)")), 0)
+                case (.success, nil): completion(.failure(.unavailable("the meta entry was applied elsewhere")), 0)
                 }
             }
         } else if let leader, let transport {
             transport.call(leader, method: Self.proposeMethod, body: command.encoded(), timeoutMs: Self.callTimeoutMs) { result in
                 switch result {
-                case .success(let bytes): completion(Self.decodeAnswer(bytes))
-                case .failure(let error): completion(.failure(.unavailable("meta leader \(leader): \(error)")))
+                case .success(let bytes):
+                    let (answer, index) = Self.decodeAnswer(bytes)
+                    completion(answer, index)
+                case .failure(let error): completion(.failure(.unavailable("meta leader \(leader): \(error)")), 0)
                 }
             }
         } else {
-            completion(.failure(.unavailable("the meta group has no leader yet; retry shortly")))
+            completion(.failure(.unavailable("the meta group has no leader yet; retry shortly")), 0)
         }
     }
 
@@ -213,14 +225,22 @@ final class MetaAgent: Sendable {
         let deadlineNs = monotonicNowNs() + timeoutMs * 1_000_000
         while true {
             let done = DispatchSemaphore(value: 0)
-            let answer = Mutex<Result<MetaState.Outcome, MetaProposeError>?>(nil)
-            propose(command) { result in
-                answer.withLock { $0 = result }
+            let answer = Mutex<(Result<MetaState.Outcome, MetaProposeError>, UInt64)?>(nil)
+            proposeIndexed(command) { result, index in
+                answer.withLock { $0 = (result, index) }
                 done.signal()
             }
             let leftNs = deadlineNs > monotonicNowNs() ? deadlineNs - monotonicNowNs() : 0
-            guard done.wait(timeout: .now() + .nanoseconds(Int(leftNs))) == .success, let result = answer.withLock({ $0 }) else {
+            guard done.wait(timeout: .now() + .nanoseconds(Int(leftNs))) == .success, let (result, index) = answer.withLock({ $0 }) else {
                 return .failure(.unavailable("the meta group did not answer within \(timeoutMs) ms"))
+            }
+            if case .success = result {
+                // Taken at the leader: the statement after this one reads this node's copy.
+                let leftMs = deadlineNs > monotonicNowNs() ? (deadlineNs - monotonicNowNs()) / 1_000_000 : 0
+                guard machine.waitApplied(through: index, timeoutMs: leftMs) else {
+                    return .failure(.unavailable("the meta group took it, but this node has not applied it within \(timeoutMs) ms"))
+                }
+                return result
             }
             guard case .failure(.unavailable) = result, monotonicNowNs() + Self.retryMs * 1_000_000 < deadlineNs else { return result }
             Thread.sleep(forTimeInterval: Double(Self.retryMs) / 1000)  // an election takes a few ticks: ask again after one
@@ -244,7 +264,7 @@ final class MetaAgent: Sendable {
         if PeerIdentity.isProvisional(from) {
             guard case .registerNode(_, _, _, 0) = command else { return reply(.failure(.failed("a joining node may only register"))) }
         }
-        propose(command) { result in reply(.success(Self.encodeAnswer(result))) }
+        proposeIndexed(command) { result, index in reply(.success(Self.encodeAnswer(result, appliedIndex: index))) }
     }
 
     /// The meta group's leader as this node knows it (a data-only node: as a member told it).
@@ -254,65 +274,9 @@ final class MetaAgent: Sendable {
         return mirrored == 0 ? nil : mirrored
     }
 
-    /// Hands the transport the internal addresses of the registered nodes, so links to nodes
-    /// outside `meta_peers` come up (and their hellos are accepted).
-    private func learnAddresses() {
-        guard let transport else { return }
-        var addresses: [UInt64: ListenAddress] = [:]
-        for node in machine.current.nodes.values where node.id != nodeID {
-            if case .success(let address) = ListenAddress.parse(node.internalAddress) { addresses[node.id] = address }
-        }
-        transport.learnAddresses(addresses)
-    }
 
-    /// A data-only node's copy of the meta state: pulled from a member when newer.
-    private func pullState() {
-        guard !isMember, let transport, !pulling.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        let member = leaderID ?? nextMember.load(ordering: .relaxed)
-        var writer = ByteWriter()
-        writer.write(varint: machine.appliedIndex)
-        transport.call(member, method: Self.stateMethod, body: writer.bytes, timeoutMs: Self.callTimeoutMs) { [self] result in
-            defer { pulling.store(false, ordering: .releasing) }
-            guard case .success(let bytes) = result else {
-                nextMember.store(member % NodeID(memberCount) + 1, ordering: .relaxed)
-                mirroredLeader.store(0, ordering: .relaxed)
-                return
-            }
-            installState(bytes, from: member)
-        }
-    }
 
-    /// A member's answer or push, `[leader][state image, when newer]`: the state is installed
-    /// only when newer than this node's copy.
-    private func installState(_ bytes: [UInt8], from member: NodeID) {
-        var reader = ByteReader(bytes)
-        guard let leader = try? reader.readVarint(), leader <= NodeID(memberCount) else { return }
-        mirroredLeader.store(leader, ordering: .relaxed)
-        guard !reader.isAtEnd else { return }
-        do {
-            try machine.install(image: Array(bytes[reader.offset...]))
-        } catch {
-            logger.error("the meta state from a member does not install", metadata: ["member": "\(member)", "error": "\(error)"])
-        }
-    }
 
-    /// On the leader: once the route map changed, the state goes to every data-only node
-    /// that is up (best effort: each also pulls now and then).
-    private func pushRouteMap() {
-        guard let transport else { return }
-        let state = machine.current
-        let version = state.routeVersion
-        guard pushedRouteVersion.load(ordering: .relaxed) != version else { return }
-        pushedRouteVersion.store(version, ordering: .relaxed)
-        let targets = state.nodes.values.filter { $0.id > NodeID(memberCount) && $0.status != .unknown }.map(\.id)
-        guard !targets.isEmpty else { return }
-        var writer = ByteWriter()
-        writer.write(varint: nodeID)
-        writer.write(bytes: machine.image().bytes)
-        for node in targets.sorted() {
-            transport.call(node, method: Self.pushMethod, body: writer.bytes, timeoutMs: Self.callTimeoutMs) { _ in }
-        }
-    }
 
     /// Whether the meta state holds this node as it is now (its addresses, not Unknown).
     var isRegistered: Bool {
@@ -355,74 +319,22 @@ final class MetaAgent: Sendable {
         }
     }
 
-    private func registerIfNeeded() {
-        guard let client = clientAddress.withLock({ $0 }), !isRegistered else { return }
-        guard !registering.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        propose(.registerNode(internalAddress: internalAddress, clientAddress: client, cores: cores, requestedID: nodeID)) { [self] result in
-            registering.store(false, ordering: .releasing)
-            switch result {
-            case .success: logger.info("registered with the meta group", metadata: ["node": "\(nodeID)", "client": "\(client)"])
-            case .failure(.refused(let error)):
-                logger.error("the meta group refused this node's registration", metadata: ["node": "\(nodeID)", "reason": "\(error.message)"])
-            case .failure(.unavailable):
-                break  // no leader yet: the next tick tries again
-            }
-        }
-    }
 
-    /// A node whose disk is full says so: ReadOnly takes no new regions (and, from the next
-    /// issue, no writes routed to it); Running again once the disk has room.
-    private func reportDisk() {
-        guard let health, isRegistered, let known = machine.current.nodes[nodeID] else { return }
-        // An episode ends on a write that succeeds, or here: a node no one writes to must come back too.
-        health.refresh()
-        let full = health.reading.diskFull
-        let status: NodeRecord.Status
-        switch (known.status, full) {
-        case (.running, true): status = .readOnly
-        case (.readOnly, false): status = .running
-        default: return
-        }
-        guard !reportingHealth.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        propose(.setNodeStatus(nodeID, status)) { [self] result in
-            reportingHealth.store(false, ordering: .releasing)
-            if case .success = result { logger.notice("this node's status changed", metadata: ["node": "\(nodeID)", "status": "\(status.rawValue)"]) }
-        }
-    }
 
-    /// The leader marks a node Unknown once its link has been down `unknownAfterMs`, and
-    /// Running again once the link is back.
-    private func followLinks() {
-        guard let transport, !changingStatus.load(ordering: .acquiring) else { return }
-        for node in machine.current.nodes.values.sorted(by: { $0.id < $1.id }) where node.id != nodeID {
-            let downMs = transport.linkDownMs(of: node.id)
-            let status: NodeRecord.Status
-            switch (node.status, downMs) {
-            case (.running, let down?) where down >= unknownAfterMs, (.readOnly, let down?) where down >= unknownAfterMs: status = .unknown
-            case (.unknown, nil): status = .running
-            default: continue
-            }
-            guard !changingStatus.exchange(true, ordering: .acquiringAndReleasing) else { return }
-            propose(.setNodeStatus(node.id, status)) { [self] result in
-                changingStatus.store(false, ordering: .releasing)
-                if case .success = result {
-                    logger.notice("node status changed", metadata: ["node": "\(node.id)", "status": "\(status.rawValue)",
-                                                                   "link_down_ms": "\(downMs.map { "\($0)" } ?? "-")"])
-                }
-            }
-            return
-        }
-    }
 
     // MARK: - The answer of a propose call
 
-    static func encodeAnswer(_ result: Result<MetaState.Outcome, MetaProposeError>) -> [UInt8] {
+    /// `[kind][payload]`, a success followed by the meta log index applied when it was answered.
+    static func encodeAnswer(_ result: Result<MetaState.Outcome, MetaProposeError>, appliedIndex: UInt64) -> [UInt8] {
         var writer = ByteWriter()
         switch result {
-        case .success(.done): writer.write(0)
+        case .success(.done):
+            writer.write(0)
+            writer.write(varint: appliedIndex)
         case .success(.node(let id)):
             writer.write(1)
             writer.write(varint: id)
+            writer.write(varint: appliedIndex)
         case .failure(.refused(let error)):
             writer.write(2)
             writer.write(varint: UInt64(max(0, error.code)))
@@ -434,19 +346,21 @@ final class MetaAgent: Sendable {
         return writer.bytes
     }
 
-    static func decodeAnswer(_ bytes: [UInt8]) -> Result<MetaState.Outcome, MetaProposeError> {
+    static func decodeAnswer(_ bytes: [UInt8]) -> (Result<MetaState.Outcome, MetaProposeError>, UInt64) {
         var reader = ByteReader(bytes)
         do {
             switch try reader.readByte() {
-            case 0: return .success(.done)
-            case 1: return .success(.node(try reader.readVarint()))
+            case 0: return (.success(.done), try reader.readVarint())
+            case 1:
+                let id = try reader.readVarint()
+                return (.success(.node(id)), try reader.readVarint())
             case 2:
                 let code = try reader.readCount(max: 1 << 20, what: "code")
-                return .failure(.refused(MetaError(code: code, try reader.readText(max: 4096) ?? "")))
-            default: return .failure(.unavailable(try reader.readText(max: 4096) ?? ""))
+                return (.failure(.refused(MetaError(code: code, try reader.readText(max: 4096) ?? ""))), 0)
+            default: return (.failure(.unavailable(try reader.readText(max: 4096) ?? "")), 0)
             }
         } catch {
-            return .failure(.unavailable("the meta leader's answer does not decode: \(error)"))
+            return (.failure(.unavailable("the meta leader's answer does not decode: \(error)")), 0)
         }
     }
 }

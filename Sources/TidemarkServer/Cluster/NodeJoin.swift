@@ -118,7 +118,7 @@ public enum NodeJoin {
             transport.call(member, method: MetaAgent.proposeMethod, body: command.encoded(), timeoutMs: MetaAgent.callTimeoutMs) { [self] result in
                 registering = false
                 guard case .success(let bytes) = result else { return }  // the next step asks the next member
-                switch MetaAgent.decodeAnswer(bytes) {
+                switch MetaAgent.decodeAnswer(bytes).0 {
                 case .success(.node(let id)): outcome = .success(id)
                 case .failure(.refused(let error)):
                     outcome = .failure(Failure(isConfigMistake: false, description: "the meta group refused this node: \(error.message)"))
