@@ -237,6 +237,9 @@ public final class Node: @unchecked Sendable {
                 logger.info("tidemarkd listening", metadata: ["http": "\(address)", "internal": "\(internalAddress.map { "\($0)" } ?? "-")",
                                                              "data_dir": "\(config.dataDir)", "node": "\(config.nodeName)"])
                 onReady(address)
+                // A data directory from before the meta group kept databases: bring them in (background work).
+                let region = region, meta = meta, logger = logger
+                _ = stages.taskStages[.handoff]!.offer(StageTask { MetaReconcile.run(engine: region, agent: meta, logger: logger) })
             }
         }
         loop.run()

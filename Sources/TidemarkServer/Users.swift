@@ -73,7 +73,9 @@ final class UserStore: Sendable {
     private let dummySalt: [UInt8]
     private let dummyHash: [UInt8]
 
-    init(directory: String, logger: Logger, cacheSeconds: Double = 8 * 3600, health: StorageHealth? = nil) throws {
+    /// `warnDefaultPassword`: say so when root still has the default password (not for a
+    /// store built only to receive another's users).
+    init(directory: String, logger: Logger, cacheSeconds: Double = 8 * 3600, health: StorageHealth? = nil, warnDefaultPassword: Bool = true) throws {
         self.logger = logger
         self.cacheSeconds = cacheSeconds
         var generator = SystemRandomNumberGenerator()
@@ -102,7 +104,7 @@ final class UserStore: Sendable {
         }
         // Every node starts with root/root on its own (index 0); a change of it is an entry.
         if users["root"] == nil { try store(try Self.make(name: "root", password: "root", grants: [:]), index: 0) }
-        if verify(name: "root", password: "root") {
+        if warnDefaultPassword && verify(name: "root", password: "root") {
             logger.warning("user root still has the default password 'root'; change it with ALTER USER root SET PASSWORD '…'")
         }
     }
@@ -116,13 +118,13 @@ final class UserStore: Sendable {
     static func open(dataDir: String, logger: Logger, health: StorageHealth?) throws -> UserStore {
         let path = dataDir + "/meta/users", previousPath = dataDir + "/users"
         guard !FileIO.exists(path), FileIO.exists(previousPath) else { return try UserStore(directory: path, logger: logger, health: health) }
-        let previous = try UserStore(directory: previousPath, logger: logger, health: health)
+        let previous = try UserStore(directory: previousPath, logger: logger, health: health, warnDefaultPassword: false)
         defer { previous.close() }
         try FileIO.makeDirectory(dataDir + "/meta")
         // Built aside and moved in whole: a crash midway leaves no half-copied store to trust.
         let building = dataDir + "/meta/users.upgrading"
         if FileIO.exists(building) { try FileManager.default.removeItem(atPath: building) }
-        let copy = try UserStore(directory: building, logger: logger, health: health)
+        let copy = try UserStore(directory: building, logger: logger, health: health, warnDefaultPassword: false)
         try copy.seed(from: previous)
         copy.close()
         try FileManager.default.moveItem(atPath: building, toPath: path)

@@ -199,6 +199,16 @@ public final class StorageEngine: @unchecked Sendable {
     public func series(matching pattern: PathPattern) -> [SeriesSchema] { state.withLock { schema.series(matching: pattern) } }
     public func devices(matching pattern: PathPattern) -> [String] { state.withLock { schema.devices(matching: pattern) } }
     public func databases() -> [String] { state.withLock { schema.databases } }
+    /// The time partitions the region holds points in (its segments' and memtables').
+    public func timePartitions() -> Set<Int64> {
+        state.withLock {
+            var partitions = Set(segments.map(\.info.partition))
+            for memtable in [active] + sealed {
+                for buffer in memtable.buffers { for timestamp in buffer.timestamps { partitions.insert(partition(of: timestamp)) } }
+            }
+            return partitions
+        }
+    }
     public func series(_ path: String) -> SeriesSchema? { state.withLock { schema.series(path) } }
 
     /// Runs `body` with the lookup writes check their rows against, under the lock (taken
