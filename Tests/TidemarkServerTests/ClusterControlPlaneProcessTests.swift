@@ -51,7 +51,8 @@ import TidemarkTestSupport
         let created = cluster.sql("create database root.wide with DATA_REPLICATION_FACTOR=3, DATA_REGION_GROUP_NUM=5", at: leader)
         #expect(created?.json["code"] as? Int == 200, "\(String(describing: created))")
 
-        // Every node answers SHOW REGIONS and /cluster alike.
+        // Every node answers SHOW REGIONS and /cluster alike (node 1 first takes in the new database).
+        #expect(eventually(within: 30) { regions(cluster, at: 0)?.contains { $0[3] == "root.wide" && $0[1] == "DataRegion" } == true })
         let reference = try #require(regions(cluster, at: 0))
         for index in 1..<5 {
             #expect(eventually(within: 30) { regions(cluster, at: index) == regions(cluster, at: 0) && versions(cluster, at: index) == versions(cluster, at: 0) },

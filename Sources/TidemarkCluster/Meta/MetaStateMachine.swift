@@ -47,8 +47,11 @@ public final class MetaStateMachine: StateMachine, Sendable {
     /// The log index the checkpoint file holds everything through.
     private let checkpointed = Atomic<UInt64>(0)
     private let retention = Mutex<LogRetention?>(nil)
-    /// Broadcast whenever the applied index moves (`waitApplied`).
+    /// Broadcast whenever `completedIndex` moves (`waitApplied`).
     private let appliedSignal = ConditionLock()
+    /// The last index wholly applied, the user store's part included (the state's own
+    /// `lastApplied` moves before that part runs).
+    private let completedIndex = Atomic<UInt64>(0)
     /// The user store, once the node attached it.
     private let extensionBox = Mutex<(any MetaExtension)?>(nil)
 
@@ -71,6 +74,7 @@ public final class MetaStateMachine: StateMachine, Sendable {
         }
         held = Mutex(initial)
         checkpointed.store(initial.lastApplied, ordering: .relaxed)
+        completedIndex.store(initial.lastApplied, ordering: .relaxed)
         // A new member records the fixed settings at once: every later start checks them.
         if !FileIO.exists(checkpointPath) {
             try FileIO.writeFileAtomically(checkpointBytes().1, to: checkpointPath, directory: directory)
@@ -101,7 +105,8 @@ public final class MetaStateMachine: StateMachine, Sendable {
                 return .failure(MetaError(code: 305, "meta entry \(entry.index) does not decode: \(error)"))
             }
         }
-        appliedSignal.withLock { appliedSignal.broadcast() }
+        // Waiters wake once the entry is wholly applied, the user store's part included.
+        defer { markCompleted() }
         guard let result else { return }
         if case .success(.user(let record)) = command, case .success = result, let userStore = extensionBox.withLock({ $0 }) {
             do {
@@ -156,7 +161,14 @@ public final class MetaStateMachine: StateMachine, Sendable {
         try FileIO.writeFileAtomically(checkpoint, to: checkpointPath, directory: directory)
         held.withLock { $0 = Held(state: loaded, lastApplied: index) }
         checkpointed.store(index, ordering: .releasing)
-        appliedSignal.withLock { appliedSignal.broadcast() }
+        markCompleted()
+    }
+
+    private func markCompleted() {
+        appliedSignal.withLock {
+            completedIndex.store(appliedIndex, ordering: .releasing)
+            appliedSignal.broadcast()
+        }
     }
 
     /// Waits until this copy of the state has applied `index` (a change made through another
@@ -164,8 +176,8 @@ public final class MetaStateMachine: StateMachine, Sendable {
     public func waitApplied(through index: UInt64, timeoutMs: UInt64) -> Bool {
         let deadlineNs = monotonicNowNs() + timeoutMs * 1_000_000
         return appliedSignal.withLock {
-            while appliedIndex < index {
-                guard appliedSignal.wait(0, untilNs: deadlineNs) || appliedIndex >= index else { return false }
+            while completedIndex.load(ordering: .acquiring) < index {
+                guard appliedSignal.wait(0, untilNs: deadlineNs) || completedIndex.load(ordering: .acquiring) >= index else { return false }
             }
             return true
         }
