@@ -86,6 +86,14 @@ import TidemarkTestSupport
             #expect(eventually(within: 30) { cluster.sql("show regions", at: index, authorization: dora)?.status == 200 }, "dora at node \(index + 1)")
         }
 
+        // `tidemark cluster status` at a data-only node: every node with its regions, every group.
+        let status = try runProcess(try builtProduct("tidemark"), ["cluster", "status", "--url", "http://\(cluster.address(of: 3))"])
+        #expect(status.status == 0 && status.stdout.contains("\(byGroup.count) region groups"), "\(status.stdout)\(status.stderr)")
+        let rows = status.stdout.split(separator: "\n").filter { $0.contains("Running") }
+        let dataOf4 = reference.filter { $0[6] == "4" && $0[1] == "DataRegion" }.count
+        #expect(rows.count == 5 && rows.contains { $0.hasPrefix("4 ") && $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).first == "\(dataOf4)"[...] },
+                "\(status.stdout)")
+
         // A node that holds the only copy of a region cannot be removed.
         let lonely = try #require(reference.first { $0[3] == "root.raft" && $0[1] == "DataRegion" })[6]
         let removal = cluster.sql("remove datanode \(lonely)", at: 4)

@@ -163,7 +163,8 @@ enum ClusterStatements {
     }
 
     /// `"meta":{…}` for `/cluster`: the meta group's leader as this node knows it, the
-    /// route version, and every registered node with its status; on a data-only node, the
+    /// route and table versions, every registered node with its status, and every region
+    /// group with its database, replicas (by node) and leader hint; on a data-only node, the
     /// route maps the leader pushed to it.
     static func json(_ meta: MetaState, leader: NodeID?, metaMembers: Set<NodeID>, pushesReceived: UInt64 = 0) -> String {
         let nodes = meta.nodes.values.sorted { $0.id < $1.id }.map { node in
@@ -171,7 +172,15 @@ enum ClusterStatements {
                 + "\"status\":\(jsonQuoted(node.status.rawValue)),\"cores\":\(node.cores),\"meta_member\":\(metaMembers.contains(node.id))}"
         }.joined(separator: ",")
         return "\"meta\":{\"leader\":\(leader.map { "\($0)" } ?? "null"),\"route_version\":\(meta.routeVersion),"
-            + "\"table_version\":\(meta.table.version),\"pushes_received\":\(pushesReceived),\"registered_nodes\":[\(nodes)]}"
+            + "\"table_version\":\(meta.table.version),\"pushes_received\":\(pushesReceived),\"registered_nodes\":[\(nodes)],"
+            + "\"region_groups\":[\(regionGroups(meta))]}"
+    }
+
+    private static func regionGroups(_ meta: MetaState) -> String {
+        meta.groups.values.sorted { $0.id < $1.id }.map { group in
+            "{\"id\":\(jsonQuoted("\(group.id)")),\"database\":\(jsonQuoted(group.database)),"
+                + "\"replicas\":[\(group.replicas.map { "\($0)" }.joined(separator: ","))],\"leader\":\(group.leaderHint.map { "\($0)" } ?? "null")}"
+        }.joined(separator: ",")
     }
 
     /// The host of `HOST:PORT` (an IPv6 host without its brackets).
