@@ -185,10 +185,16 @@ public enum FileIO {
 
     /// Writes a whole file durably: temporary name, fsync, rename, directory fsync.
     public static func writeFileAtomically(_ bytes: [UInt8], to path: String, directory: String) throws(StorageIOError) {
+        try writeFileAtomically(parts: [bytes], to: path, directory: directory)
+    }
+
+    /// `writeFileAtomically` of the parts one after the other, without joining them first (a
+    /// segment's body and footer: joined, a big merge's output would be in memory twice).
+    public static func writeFileAtomically(parts: [[UInt8]], to path: String, directory: String) throws(StorageIOError) {
         let temporary = path + ".tmp"
         let descriptor = try open(temporary, O_WRONLY | O_CREAT | O_TRUNC)
         do {
-            try writeAll(descriptor, bytes, path: temporary)
+            for part in parts { try writeAll(descriptor, part, path: temporary) }
             try fsync(descriptor, path: temporary)
         } catch {
             close(descriptor)

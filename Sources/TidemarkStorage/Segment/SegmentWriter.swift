@@ -70,9 +70,12 @@ public struct SegmentWriter {
     }
 
     /// The whole file's bytes: body, footer with its CRC, trailer.
-    public func finish() -> [UInt8] {
-        var file = body
-        let footerOffset = file.count
+    public func finish() -> [UInt8] { body.bytes + tail() }
+
+    /// What follows the body: the footer with its CRC, then the trailer.
+    private func tail() -> [UInt8] {
+        var file = ByteWriter()
+        let footerOffset = body.count
         var footer = ByteWriter()
         footer.write(signedVarint: info.partition)
         footer.write(varint: info.maxSequence)
@@ -102,8 +105,9 @@ public struct SegmentWriter {
         return file.bytes
     }
 
-    /// Writes the file durably under `name` in `directory` (temporary name, fsync, rename, directory fsync).
+    /// Writes the file durably under `name` in `directory` (temporary name, fsync, rename,
+    /// directory fsync): the body as it is, then the tail, never joined in memory.
     public func write(to directory: String, name: String) throws(StorageIOError) {
-        try FileIO.writeFileAtomically(finish(), to: directory + "/" + name, directory: directory)
+        try FileIO.writeFileAtomically(parts: [body.bytes, tail()], to: directory + "/" + name, directory: directory)
     }
 }
