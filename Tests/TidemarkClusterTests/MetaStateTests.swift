@@ -1,3 +1,4 @@
+import TidemarkConsensus
 import Foundation
 import Testing
 import TidemarkIO
@@ -168,7 +169,7 @@ import TidemarkTestSupport
     @Test(arguments: 0..<20) func randomCommandsKeepTheRules(seed: UInt64) throws {
         var random = Seeded(state: seed)
         var log = Log()
-        var assigned: [String: [Int: [Int64: RegionGroupID]]] = [:]
+        var assigned: [String: [Int: [Int64: GroupID]]] = [:]
         var version: UInt64 = 0
         for _ in 0..<300 {
             let databases = log.state.databases.keys.sorted()

@@ -1,3 +1,4 @@
+import TidemarkConsensus
 import TidemarkIO
 
 /// A slot of a database and the time partitions of it a write needs.
@@ -25,7 +26,7 @@ public enum MetaCommand: Sendable, Equatable {
     /// Assigns what is not assigned yet of these slots and time partitions.
     case allocate(database: String, [SlotRequest])
     /// A region group's leader as a replica reported it.
-    case reportLeader(RegionGroupID, NodeID)
+    case reportLeader(GroupID, NodeID)
     case removeNode(NodeID)
     /// A change of a user, as the node's user store encodes it (opaque here): applied by
     /// the meta state machine's `MetaExtension`, so every node of any size of cluster
@@ -66,7 +67,7 @@ public enum MetaCommand: Sendable, Equatable {
             }
         case .reportLeader(let group, let leader):
             writer.write(6)
-            Self.write(group, to: &writer)
+            group.write(to: &writer)
             writer.write(varint: leader)
         case .removeNode(let node):
             writer.write(7)
@@ -103,7 +104,7 @@ public enum MetaCommand: Sendable, Equatable {
                 requests.append(SlotRequest(slot: slot, timePartitions: list))
             }
             self = .allocate(database: database, requests)
-        case 6: self = .reportLeader(try Self.readGroup(&reader), try reader.readVarint())
+        case 6: self = .reportLeader(try Self.readRegionGroup(&reader), try reader.readVarint())
         case 7: self = .removeNode(try reader.readVarint())
         case 8:
             self = .user(Array(bytes[reader.offset...]))
@@ -135,15 +136,10 @@ public enum MetaCommand: Sendable, Equatable {
                        schemaRegionGroups: try reader.readCount(max: 1 << 20, what: "schema region groups"))
     }
 
-    static func write(_ group: RegionGroupID, to writer: inout ByteWriter) {
-        writer.write(group.kind.rawValue)
-        writer.write(varint: UInt64(group.number))
-    }
-
-    static func readGroup(_ reader: inout ByteReader) throws(CorruptDataError) -> RegionGroupID {
-        guard let kind = RegionKind(rawValue: try reader.readByte()) else { throw CorruptDataError("unknown region kind") }
-        let number = try reader.readVarint()
-        guard number <= UInt64(UInt32.max) else { throw CorruptDataError("region group number \(number) is out of range") }
-        return RegionGroupID(kind, UInt32(number))
+    /// A region group: a schema or data group (the meta group is none).
+    static func readRegionGroup(_ reader: inout ByteReader) throws(CorruptDataError) -> GroupID {
+        let group = try GroupID(from: &reader)
+        guard group.kind != .meta else { throw CorruptDataError("the meta group is not a region group") }
+        return group
     }
 }

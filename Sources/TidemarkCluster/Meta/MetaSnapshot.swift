@@ -1,3 +1,4 @@
+import TidemarkConsensus
 import TidemarkIO
 
 /// The meta state as bytes: what a meta member's snapshot holds and a new or lagging member
@@ -31,7 +32,7 @@ public enum MetaSnapshot {
         let groups = state.groups.values.sorted { $0.id < $1.id }
         writer.write(varint: UInt64(groups.count))
         for group in groups {
-            MetaCommand.write(group.id, to: &writer)
+            group.id.write(to: &writer)
             writer.write(lengthPrefixed: group.database)
             writer.write(varint: UInt64(group.replicas.count))
             for node in group.replicas { writer.write(varint: node) }
@@ -90,28 +91,28 @@ public enum MetaSnapshot {
             let database = try MetaCommand.readDatabase(&reader)
             databases[database.name] = database
         }
-        var groups: [RegionGroupID: RegionGroup] = [:]
+        var groups: [GroupID: RegionGroup] = [:]
         for _ in 0..<(try count("groups")) {
-            let id = try MetaCommand.readGroup(&reader), database = try text()
+            let id = try MetaCommand.readRegionGroup(&reader), database = try text()
             var replicas: [NodeID] = []
             for _ in 0..<(try reader.readCount(max: 64, what: "replicas")) { replicas.append(try reader.readVarint()) }
             let leader = try reader.readVarint()
             groups[id] = RegionGroup(id: id, database: database, replicas: replicas, leaderHint: leader == 0 ? nil : leader)
         }
-        func group(_ kind: RegionKind) throws(CorruptDataError) -> RegionGroupID {
+        func group(_ kind: GroupKind) throws(CorruptDataError) -> GroupID {
             let number = try reader.readVarint()
             guard number <= UInt64(UInt32.max) else { throw CorruptDataError("meta snapshot: group number out of range") }
-            return RegionGroupID(kind, UInt32(number))
+            return GroupID(kind: kind, number: UInt32(number))
         }
         let version = try reader.readVarint()
-        var schemaSlots: [String: [Int: RegionGroupID]] = [:]
+        var schemaSlots: [String: [Int: GroupID]] = [:]
         for _ in 0..<(try count("schema databases")) {
             let database = try text()
             for _ in 0..<(try count("schema slots")) {
                 schemaSlots[database, default: [:]][try reader.readCount(max: settings.seriesSlotCount - 1, what: "slot")] = try group(.schema)
             }
         }
-        var dataSlots: [String: [Int: [Int64: RegionGroupID]]] = [:]
+        var dataSlots: [String: [Int: [Int64: GroupID]]] = [:]
         for _ in 0..<(try count("data databases")) {
             let database = try text()
             for _ in 0..<(try count("data slots")) {

@@ -1,3 +1,4 @@
+import TidemarkConsensus
 /// A node as the meta group knows it.
 public struct NodeRecord: Sendable, Equatable {
     public enum Status: String, Sendable, Equatable, CaseIterable {
@@ -43,7 +44,7 @@ public struct DatabaseRecord: Sendable, Equatable {
 
 /// A region group: its database, its replicas (by node) and the leader last reported.
 public struct RegionGroup: Sendable, Equatable {
-    public var id: RegionGroupID
+    public var id: GroupID
     public var database: String
     public var replicas: [NodeID]
     public var leaderHint: NodeID?
@@ -73,7 +74,7 @@ public struct MetaState: Sendable, Equatable {
     public private(set) var appliedIndex: UInt64 = 0
     public private(set) var nodes: [NodeID: NodeRecord] = [:]
     public private(set) var databases: [String: DatabaseRecord] = [:]
-    public private(set) var groups: [RegionGroupID: RegionGroup] = [:]
+    public private(set) var groups: [GroupID: RegionGroup] = [:]
     public private(set) var table = PartitionTable()
     /// The meta log index of the last change of a group's replicas, leader or a node's
     /// status: nodes apply a route map only when it is newer than theirs.
@@ -215,16 +216,16 @@ public struct MetaState: Sendable, Equatable {
         return max(max(1, database.dataRegionGroupsMin), share)
     }
 
-    public func groupCount(_ database: String, _ kind: RegionKind) -> Int {
+    public func groupCount(_ database: String, _ kind: GroupKind) -> Int {
         groups.values.filter { $0.database == database && $0.id.kind == kind }.count
     }
 
     /// Adds a group of `database`, its replicas placed on running nodes; false (nothing added)
     /// when there are fewer of them than its replication factor.
-    private mutating func addGroup(_ kind: RegionKind, _ database: DatabaseRecord, index: UInt64) -> Bool {
+    private mutating func addGroup(_ kind: GroupKind, _ database: DatabaseRecord, index: UInt64) -> Bool {
         let factor = kind == .schema ? database.schemaReplicationFactor : database.dataReplicationFactor
         guard let replicas = placement.choose(factor, database: database.name, among: placeable) else { return false }
-        let id = RegionGroupID(kind, nextGroupNumber)
+        let id = GroupID(kind: kind, number: nextGroupNumber)
         nextGroupNumber += 1
         groups[id] = RegionGroup(id: id, database: database.name, replicas: replicas, leaderHint: replicas.first)
         placement.add(replicas, database: database.name)
@@ -252,7 +253,7 @@ public struct MetaState: Sendable, Equatable {
         let dataGroups = groups.values.filter { $0.database == name && $0.id.kind == .data }.map(\.id).sorted()
         var schemaCounts = table.schemaSlotCounts(name)
         var dataCounts = table.currentDataSlotCounts(name)
-        func leastLoaded(_ candidates: [RegionGroupID], _ counts: [RegionGroupID: Int]) -> RegionGroupID {
+        func leastLoaded(_ candidates: [GroupID], _ counts: [GroupID: Int]) -> GroupID {
             candidates.min { (counts[$0] ?? 0, $0) < (counts[$1] ?? 0, $1) }!
         }
         for request in requests.sorted(by: { $0.slot < $1.slot }) {
@@ -265,7 +266,7 @@ public struct MetaState: Sendable, Equatable {
             for partition in Set(request.timePartitions).sorted() where table.dataGroup(name, slot: slot, timePartition: partition) == nil {
                 let current = table.currentDataGroup(name, slot: slot)
                 let lightest = leastLoaded(dataGroups, dataCounts)
-                let group: RegionGroupID
+                let group: GroupID
                 if let current, (dataCounts[current] ?? 0) < (dataCounts[lightest] ?? 0) + 2 {
                     group = current
                 } else {
@@ -313,7 +314,7 @@ public struct MetaState: Sendable, Equatable {
 
     /// Restores a state from its parts (`MetaSnapshot`); the caller checks `violations()`.
     init(settings: ClusterSettings, appliedIndex: UInt64, nodes: [NodeID: NodeRecord], databases: [String: DatabaseRecord],
-         groups: [RegionGroupID: RegionGroup], table: PartitionTable, routeVersion: UInt64, nextNodeID: NodeID, nextGroupNumber: UInt32) {
+         groups: [GroupID: RegionGroup], table: PartitionTable, routeVersion: UInt64, nextNodeID: NodeID, nextGroupNumber: UInt32) {
         self.settings = settings
         self.appliedIndex = appliedIndex
         self.nodes = nodes

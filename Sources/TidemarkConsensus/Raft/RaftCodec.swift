@@ -80,15 +80,4 @@ public enum RaftCodec {
         return RaftSnapshot(index: index, term: term, membership: RaftMembership(voters: sets[0], learners: sets[1]), data: data)
     }
 
-    static func write(_ group: GroupID, into writer: inout ByteWriter) {
-        writer.write(group.kind.rawValue)
-        writer.write(varint: UInt64(group.number))
-    }
-
-    static func readGroup(_ reader: inout ByteReader) throws(CorruptDataError) -> GroupID {
-        guard let kind = GroupKind(rawValue: try reader.readByte()) else { throw CorruptDataError("unknown group kind") }
-        let number = try reader.readVarint()
-        guard number <= UInt64(UInt32.max) else { throw CorruptDataError("group number \(number) out of range") }
-        return GroupID(kind: kind, number: UInt32(number))
-    }
 }

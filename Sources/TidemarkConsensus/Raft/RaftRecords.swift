@@ -17,26 +17,26 @@ enum RaftRecord: Equatable {
         switch self {
         case .entries(let id, let entries):
             writer.write(1)
-            RaftCodec.write(id, into: &writer)
+            id.write(to: &writer)
             RaftCodec.write(entries, into: &writer)
         case .hardState(let id, let state):
             writer.write(2)
-            RaftCodec.write(id, into: &writer)
+            id.write(to: &writer)
             writer.write(varint: state.term)
             writer.write(varint: state.vote)
             writer.write(varint: state.commit)
         case .snapshot(let id, let snapshot, let installed):
             writer.write(3)
-            RaftCodec.write(id, into: &writer)
+            id.write(to: &writer)
             writer.write(installed ? 1 : 0)
             RaftCodec.write(snapshot, into: &writer)
         case .compacted(let id, let index):
             writer.write(4)
-            RaftCodec.write(id, into: &writer)
+            id.write(to: &writer)
             writer.write(varint: index)
         case .removed(let id):
             writer.write(5)
-            RaftCodec.write(id, into: &writer)
+            id.write(to: &writer)
         }
         assert(writer.count <= bytesEstimate, "the estimate is a bound")
         return writer.bytes
@@ -57,7 +57,7 @@ enum RaftRecord: Equatable {
     static func decode(_ bytes: [UInt8]) throws(CorruptDataError) -> RaftRecord {
         var reader = ByteReader(bytes)
         let kind = try reader.readByte()
-        let id = try RaftCodec.readGroup(&reader)
+        let id = try GroupID(from: &reader)
         let record: RaftRecord
         switch kind {
         case 1: record = .entries(id, try RaftCodec.readEntries(&reader))

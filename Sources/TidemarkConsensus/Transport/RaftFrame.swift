@@ -251,12 +251,12 @@ public enum FrameCodec {
         }
         writer.write(varint: UInt64(frame.messages.count))
         for item in frame.messages {
-            writeGroup(item.group, into: &writer)
+            item.group.write(to: &writer)
             writeMessage(item.message, into: &writer)
         }
         writer.write(varint: UInt64(frame.heartbeats.count))
         for beat in frame.heartbeats {
-            writeGroup(beat.group, into: &writer)
+            beat.group.write(to: &writer)
             writer.write(beat.isResponse ? 1 : 0)
             writer.write(varint: beat.term)
             writer.write(varint: beat.commit)
@@ -265,7 +265,7 @@ public enum FrameCodec {
         if !frame.replication.isEmpty || !frame.calls.isEmpty {
             writer.write(varint: UInt64(frame.replication.count))
             for item in frame.replication {
-                writeGroup(item.group, into: &writer)
+                item.group.write(to: &writer)
                 writer.write(item.message.kind.rawValue)
                 writer.write(varint: item.message.source)
                 writer.write(varint: item.message.sequence)
@@ -336,12 +336,12 @@ public enum FrameCodec {
         do {
             var messages: [GroupMessage] = []
             for _ in 0..<(try reader.readCount(max: reader.remaining, what: "messages")) {
-                let group = try readGroup(&reader)
+                let group = try GroupID(from: &reader)
                 messages.append(GroupMessage(group: group, message: try readMessage(&reader, from: from, to: to)))
             }
             var heartbeats: [RaftFrame.Heartbeat] = []
             for _ in 0..<(try reader.readCount(max: reader.remaining, what: "heartbeats")) {
-                let group = try readGroup(&reader)
+                let group = try GroupID(from: &reader)
                 let isResponse = try reader.readByte() == 1
                 heartbeats.append(RaftFrame.Heartbeat(group: group, isResponse: isResponse, term: try reader.readVarint(),
                                                       commit: try reader.readVarint(), context: try reader.readVarint()))
@@ -349,7 +349,7 @@ public enum FrameCodec {
             var replication: [ReplicationMessage] = []
             if !reader.isAtEnd {
                 for _ in 0..<(try reader.readCount(max: reader.remaining, what: "replication messages")) {
-                    let group = try readGroup(&reader)
+                    let group = try GroupID(from: &reader)
                     guard let kind = MultiLeaderMessage.Kind(rawValue: try reader.readByte()) else {
                         throw FrameError.malformed("unknown multi-leader message kind")
                     }
@@ -413,10 +413,6 @@ public enum FrameCodec {
         total += varint + frame.calls.reduce(0) { $0 + 3 * varint + 1 + $1.body.count }  // count; id, kind, method, body length
         return total
     }
-
-    private static func writeGroup(_ group: GroupID, into writer: inout ByteWriter) { RaftCodec.write(group, into: &writer) }
-
-    private static func readGroup(_ reader: inout ByteReader) throws -> GroupID { try RaftCodec.readGroup(&reader) }
 
     private static func writeMessage(_ message: RaftMessage, into writer: inout ByteWriter) {
         writer.write(message.kind.rawValue)

@@ -1,3 +1,4 @@
+import TidemarkConsensus
 import Foundation
 import TidemarkCluster
 import TidemarkCore
@@ -19,31 +20,27 @@ enum ClusterStatements {
         case .showCluster(let details):
             // Each meta member is listed as a ConfigNode, then every node as a DataNode.
             let rows = nodes.filter { metaMembers.contains($0.id) }.map { ($0, "ConfigNode") } + nodes.map { ($0, "DataNode") }
-            var columns: [(String, String, (NodeRecord, String) -> ResultValue)] = [
-                ("NodeID", "INT32", { node, _ in .integer(Int64(node.id)) }), ("NodeType", "TEXT", { _, type in .text(type) }),
-                ("Status", "TEXT", { node, _ in .text(node.status.rawValue) }),
-                ("InternalAddress", "TEXT", { node, _ in .text(host(node.internalAddress)) }),
-                ("InternalPort", "INT32", { node, _ in port(node.internalAddress) }),
+            var columns: [(String, String, ((NodeRecord, String)) -> ResultValue)] = [
+                ("NodeID", "INT32", { .integer(Int64($0.0.id)) }), ("NodeType", "TEXT", { .text($0.1) }),
+                ("Status", "TEXT", { .text($0.0.status.rawValue) }),
+                ("InternalAddress", "TEXT", { .text(host($0.0.internalAddress)) }),
+                ("InternalPort", "INT32", { port($0.0.internalAddress) }),
             ]
             if details {
-                columns += [("RpcAddress", "TEXT", { node, _ in .text(host(node.clientAddress)) }),
-                            ("RpcPort", "INT32", { node, _ in port(node.clientAddress) }),
-                            ("Cores", "INT32", { node, _ in .integer(Int64(node.cores)) })]
+                columns += [("RpcAddress", "TEXT", { .text(host($0.0.clientAddress)) }), ("RpcPort", "INT32", { port($0.0.clientAddress) }),
+                            ("Cores", "INT32", { .integer(Int64($0.0.cores)) })]
             }
-            columns += [("Version", "TEXT", { _, _ in .text(version) })]
-            result = QueryResult(expressions: nil, columnNames: columns.map(\.0), dataTypes: columns.map(\.1), timestamps: nil,
-                                 values: columns.map { column in rows.map { column.2($0.0, $0.1) } })
+            columns += [("Version", "TEXT", { _ in .text(version) })]
+            result = table(rows, columns)
         case .showDataNodes:
-            func regions(_ node: NodeRecord, _ kind: RegionKind) -> ResultValue {
+            func regions(_ node: NodeRecord, _ kind: GroupKind) -> ResultValue {
                 .integer(Int64(meta.groups.values.filter { $0.id.kind == kind && $0.replicas.contains(node.id) }.count))
             }
-            let columns: [(String, String, (NodeRecord) -> ResultValue)] = [
+            result = table(nodes, [
                 ("NodeID", "INT32", { .integer(Int64($0.id)) }), ("Status", "TEXT", { .text($0.status.rawValue) }),
                 ("RpcAddress", "TEXT", { .text(host($0.clientAddress)) }), ("RpcPort", "INT32", { port($0.clientAddress) }),
                 ("DataRegionNum", "INT32", { regions($0, .data) }), ("SchemaRegionNum", "INT32", { regions($0, .schema) }),
-            ]
-            result = QueryResult(expressions: nil, columnNames: columns.map(\.0), dataTypes: columns.map(\.1), timestamps: nil,
-                                 values: columns.map { column in nodes.map(column.2) })
+            ])
         case .showRegions:
             result = regions(meta)
         case .showDatabasesDetails:
@@ -115,8 +112,8 @@ enum ClusterStatements {
     /// group's series slots are the slots with a partition in it, its time slots the
     /// (slot, time partition)s; a schema group's time slots are 0.
     static func regions(_ meta: MetaState) -> QueryResult {
-        var seriesSlots: [RegionGroupID: Set<Int>] = [:]
-        var timeSlots: [RegionGroupID: Int] = [:]
+        var seriesSlots: [GroupID: Set<Int>] = [:]
+        var timeSlots: [GroupID: Int] = [:]
         for slots in meta.table.schemaSlots.values {
             for (slot, group) in slots { seriesSlots[group, default: []].insert(slot) }
         }
