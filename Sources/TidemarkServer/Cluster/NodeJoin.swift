@@ -49,7 +49,11 @@ public enum NodeJoin {
         let members = Dictionary(uniqueKeysWithValues: config.metaPeers.enumerated().map { (NodeID($0.offset + 1), $0.element) })
         let transport = PeerTransport(loop: loop, nodeID: PeerIdentity.randomProvisionalID(), peers: members, clusterSecret: secret,
                                       clusterName: config.clusterName, logger: logger, deliver: { _ in })
-        let join = Attempt(settings: MetaAgent.settings(of: config), members: members.mapValues { "\($0)" }, transport: transport,
+        let agreement = SettingsAgreement(settings: MetaAgent.settings(of: config), members: members.mapValues { "\($0)" },
+                                          memberCount: members.count, selfAgrees: false) { peer, completion in
+            MetaAgent.fetchSettings(of: peer, over: transport, completion: completion)
+        }
+        let join = Attempt(agreement: agreement, memberCount: members.count, transport: transport,
                            command: .registerNode(internalAddress: "\(config.internalListen)", clientAddress: "\(config.http.listen)",
                                                   cores: ProcessInfo.processInfo.activeProcessorCount, requestedID: 0))
         let deadlineNs = monotonicNowNs() + timeoutMs * 1_000_000
@@ -76,45 +80,34 @@ public enum NodeJoin {
     /// One join, stepped on the loop: settings from more than half of the members, then a
     /// registration proposed through any member (one that does not lead passes it on).
     private final class Attempt: @unchecked Sendable {
-        let settings: ClusterSettings
-        let members: [NodeID: String]
+        let agreement: SettingsAgreement
+        let memberCount: Int
         let transport: PeerTransport
         let command: MetaCommand
-        var answers: [NodeID: ClusterSettings] = [:]
-        var asking: Set<NodeID> = []
         var registering = false
         var nextMember: NodeID = 1
         var outcome: Result<UInt64, Failure>?
 
-        init(settings: ClusterSettings, members: [NodeID: String], transport: PeerTransport, command: MetaCommand) {
-            self.settings = settings
-            self.members = members
+        init(agreement: SettingsAgreement, memberCount: Int, transport: PeerTransport, command: MetaCommand) {
+            self.agreement = agreement
+            self.memberCount = memberCount
             self.transport = transport
             self.command = command
         }
 
         func step() -> Result<UInt64, Failure>? {
             if let outcome { return outcome }
-            for (peer, theirs) in answers.sorted(by: { $0.key < $1.key }) {
-                if let refusal = StartupSequence.refusal(settings, theirs, peer: peer, address: members[peer] ?? "?") {
-                    outcome = .failure(Failure(isConfigMistake: true, description: refusal))
-                    return outcome
-                }
-            }
-            if answers.count * 2 <= members.count {
-                for peer in members.keys.sorted() where answers[peer] == nil && !asking.contains(peer) {
-                    asking.insert(peer)
-                    MetaAgent.fetchSettings(of: peer, over: transport) { [self] result in
-                        asking.remove(peer)
-                        if case .success(let theirs) = result { answers[peer] = theirs }
-                    }
-                }
-                return nil
+            switch agreement.step() {
+            case .refuse(let reason):
+                outcome = .failure(Failure(isConfigMistake: true, description: reason))
+                return outcome
+            case .wait: return nil
+            case .agreed: break
             }
             guard !registering else { return nil }
             registering = true
             let member = nextMember
-            nextMember = member % NodeID(members.count) + 1
+            nextMember = member % NodeID(memberCount) + 1
             transport.call(member, method: MetaAgent.proposeMethod, body: command.encoded(), timeoutMs: MetaAgent.callTimeoutMs) { [self] result in
                 registering = false
                 guard case .success(let bytes) = result else { return }  // the next step asks the next member

@@ -19,38 +19,86 @@ final class StartupSequence: @unchecked Sendable {
     }
 
     private let meta: MetaAgent
-    private let settings: ClusterSettings
-    /// The other members of the meta group, with their internal addresses.
-    private let peers: [NodeID: String]
+    private let agreement: SettingsAgreement
     private let memberCount: Int
     private let logger: Logger
-    private var answers: [NodeID: ClusterSettings] = [:]
-    private var asking: Set<NodeID> = []
     private let startedNs = monotonicNowNs()
     private var lastReportNs: UInt64 = 0
     static let reportEveryMs: UInt64 = 5000
 
     init(meta: MetaAgent, settings: ClusterSettings, peers: [NodeID: String], memberCount: Int, logger: Logger) {
         self.meta = meta
-        self.settings = settings
-        self.peers = peers
+        // A member agrees with itself; a data-only node (every member is a peer) does not count.
+        agreement = SettingsAgreement(settings: settings, members: peers, memberCount: memberCount, selfAgrees: peers.count < memberCount) {
+            [meta] peer, completion in meta.fetchSettings(of: peer, completion: completion)
+        }
         self.memberCount = memberCount
         self.logger = logger
     }
 
     func advance(nowNs: UInt64 = monotonicNowNs()) -> Decision {
-        for (peer, settings) in answers.sorted(by: { $0.key < $1.key }) {
-            if let refusal = Self.refusal(self.settings, settings, peer: peer, address: peers[peer] ?? "?") { return .refuse(refusal) }
+        let settingsAgreed: Bool
+        switch agreement.step() {
+        case .refuse(let reason): return .refuse(reason)
+        case .wait: settingsAgreed = false
+        case .agreed: settingsAgreed = true
         }
-        // A member agrees with itself; a data-only node (every member is a peer) does not count.
-        let agreed = (peers.count < memberCount ? 1 : 0) + answers.count
-        let settingsAgreed = agreed * 2 > memberCount
-        if !settingsAgreed { askPeers() }
         if settingsAgreed && meta.isRegistered { return .open }
         if nowNs - max(lastReportNs, startedNs) >= Self.reportEveryMs * 1_000_000 {
             lastReportNs = nowNs
             logger.notice("waiting before opening the client port", metadata: [
-                "settings_agreed_by": "\(agreed) of \(memberCount) meta members", "registered": "\(meta.isRegistered)"])
+                "settings_agreed_by": "\(agreement.agreed) of \(memberCount) meta members", "registered": "\(meta.isRegistered)"])
+        }
+        return .wait
+    }
+
+}
+
+/// Whether this node's fixed settings agree with more than half of the meta group's members
+/// (the first step of the seed start-up order), stepped on the loop: asks each member that
+/// has not answered, refuses at the first that differs. Used by a starting node
+/// (`StartupSequence`) and a joining one (`NodeJoin`). Loop thread only.
+final class SettingsAgreement: @unchecked Sendable {
+    enum Step: Equatable {
+        case wait
+        /// A member's settings differ: why, in one line.
+        case refuse(String)
+        case agreed
+    }
+
+    typealias Fetch = (NodeID, @escaping @Sendable (Result<ClusterSettings, PeerCallError>) -> Void) -> Void
+
+    private let settings: ClusterSettings
+    /// The members to ask, with their internal addresses (for the refusal's line).
+    private let members: [NodeID: String]
+    private let memberCount: Int
+    private let selfAgrees: Bool
+    private let fetch: Fetch
+    private var answers: [NodeID: ClusterSettings] = [:]
+    private var asking: Set<NodeID> = []
+
+    init(settings: ClusterSettings, members: [NodeID: String], memberCount: Int, selfAgrees: Bool, fetch: @escaping Fetch) {
+        self.settings = settings
+        self.members = members
+        self.memberCount = memberCount
+        self.selfAgrees = selfAgrees
+        self.fetch = fetch
+    }
+
+    /// Members that agree so far (this node among them when it is one).
+    var agreed: Int { (selfAgrees ? 1 : 0) + answers.count }
+
+    func step() -> Step {
+        for (peer, theirs) in answers.sorted(by: { $0.key < $1.key }) {
+            if let refusal = Self.refusal(settings, theirs, peer: peer, address: members[peer] ?? "?") { return .refuse(refusal) }
+        }
+        if agreed * 2 > memberCount { return .agreed }
+        for peer in members.keys.sorted() where answers[peer] == nil && !asking.contains(peer) {
+            asking.insert(peer)
+            fetch(peer) { [self] result in
+                asking.remove(peer)
+                if case .success(let theirs) = result { answers[peer] = theirs }
+            }
         }
         return .wait
     }
@@ -60,15 +108,5 @@ final class StartupSequence: @unchecked Sendable {
         guard let difference = mine.firstDifference(from: theirs) else { return nil }
         return "\(difference.key) is \(difference.local) on this node but \(difference.peer) on node \(peer) (\(address)), "
             + "a member of the meta group; fixed settings must agree across the cluster"
-    }
-
-    private func askPeers() {
-        for peer in peers.keys.sorted() where answers[peer] == nil && !asking.contains(peer) {
-            asking.insert(peer)
-            meta.fetchSettings(of: peer) { [self] result in
-                asking.remove(peer)
-                if case .success(let settings) = result { answers[peer] = settings }
-            }
-        }
     }
 }
