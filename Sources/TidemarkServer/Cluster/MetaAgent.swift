@@ -69,6 +69,9 @@ final class MetaAgent: Sendable {
     let nextMember = Atomic<UInt64>(1)
     let pulling = Atomic<Bool>(false)
     private let ticksToPull = Atomic<Int>(0)
+    /// The route version whose nodes' addresses the transport was last given (a registration
+    /// moves it), so the addresses are handed over when they change, not every tick.
+    let learnedRouteVersion = Atomic<UInt64>(UInt64.max)
     /// On the leader: the route version last pushed to the data-only nodes.
     let pushedRouteVersion = Atomic<UInt64>(0)
     /// On a data-only node: pushes received (for `/cluster`).

@@ -14,8 +14,10 @@ extension MetaAgent {
     /// outside `meta_peers` come up (and their hellos are accepted).
     func learnAddresses() {
         guard let transport else { return }
+        let state = machine.current
+        guard learnedRouteVersion.exchange(state.routeVersion, ordering: .relaxed) != state.routeVersion else { return }
         var addresses: [UInt64: ListenAddress] = [:]
-        for node in machine.current.nodes.values where node.id != nodeID {
+        for node in state.nodes.values where node.id != nodeID {
             if case .success(let address) = ListenAddress.parse(node.internalAddress) { addresses[node.id] = address }
         }
         transport.learnAddresses(addresses)
