@@ -37,17 +37,24 @@ public enum PathLevel {
     public static func canonicalPath(_ path: String) -> String {
         guard path.utf8.contains(UInt8(ascii: "`")) else { return path }
         var out = ""
-        var level = ""
-        var quoted = false
-        for character in path {
-            if character == "`" { quoted.toggle() }
-            if character == "." && !quoted {
-                out += canonical(level) + "."
-                level = ""
-            } else {
-                level.append(character)
-            }
+        var start = path.startIndex
+        for end in levelEnds(path) {
+            out += canonical(String(path[start..<end])) + "."
+            start = path.index(after: end)
         }
-        return out + canonical(level)
+        return out + canonical(String(path[start...]))
+    }
+
+    /// Where each level of `path` but the last ends: its dots outside backquotes.
+    public static func levelEnds(_ path: String) -> [String.Index] {
+        var ends: [String.Index] = []
+        var quoted = false
+        var index = path.startIndex
+        while index < path.endIndex {
+            let character = path[index]
+            if character == "`" { quoted.toggle() } else if character == "." && !quoted { ends.append(index) }
+            index = path.index(after: index)
+        }
+        return ends
     }
 }

@@ -8,7 +8,7 @@ public enum WritePartitions {
     /// The database `device` falls in among `databases`: the one whose name is a level prefix
     /// of it. Nil when none holds it.
     public static func database(of device: String, in databases: [String: DatabaseRecord]) -> String? {
-        for end in levelEnds(device) {
+        for end in PathLevel.levelEnds(device) {
             let prefix = String(device[..<end])
             if databases[prefix] != nil { return prefix }
         }
@@ -18,22 +18,9 @@ public enum WritePartitions {
     /// The database a write creates for `device` when none holds it: its first two levels,
     /// `root.<name>`, as auto-create makes it. Nil for a path with fewer levels.
     public static func autoDatabase(of device: String) -> String? {
-        let ends = levelEnds(device)
+        let ends = PathLevel.levelEnds(device)
         guard let first = ends.first else { return nil }
         return ends.count >= 2 ? String(device[..<ends[1]]) : (device.index(after: first) < device.endIndex ? device : nil)
-    }
-
-    /// Where each level of `path` but the last ends (its dots outside backquotes).
-    static func levelEnds(_ path: String) -> [String.Index] {
-        var ends: [String.Index] = []
-        var quoted = false
-        var index = path.startIndex
-        while index < path.endIndex {
-            let character = path[index]
-            if character == "`" { quoted.toggle() } else if character == "." && !quoted { ends.append(index) }
-            index = path.index(after: index)
-        }
-        return ends
     }
 
     /// What `rows` need that `state` lacks: the databases to create (when `createDatabases`,
