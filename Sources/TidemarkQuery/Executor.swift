@@ -80,16 +80,16 @@ public struct ExecutionError: Error, Sendable, Equatable, CustomStringConvertibl
     static func semantic(_ message: String) -> ExecutionError { ExecutionError(code: 701, message: message) }
 }
 
-/// Runs parsed statements against a region's storage engine. Scans stream in the engine's
+/// Runs parsed statements against a node's regions (`RegionStore`). Scans stream in the engines'
 /// batches; a query stops as soon as it has `rowsMax` rows more than it may return.
 public struct StatementExecutor: Sendable {
-    public let engine: StorageEngine
+    public let engine: any RegionStore
     /// Past this many result rows a query fails with code 708 (IoTDB's row limit).
     public var rowsMax: Int
     /// What one query may hold in memory (result rows, scan buffers); past it, code 708.
     public var memoryBytesMax: Int
 
-    public init(engine: StorageEngine, rowsMax: Int = 10_000, memoryBytesMax: Int = 64 << 20) {
+    public init(engine: any RegionStore, rowsMax: Int = 10_000, memoryBytesMax: Int = 64 << 20) {
         self.engine = engine
         self.rowsMax = rowsMax
         self.memoryBytesMax = memoryBytesMax

@@ -5,7 +5,7 @@ import TidemarkStorage
 /// from the series scans, stopping as soon as the limits allow.
 struct Query {
     let select: SelectStatement
-    let engine: StorageEngine
+    let engine: any RegionStore
     let rowsMax: Int
     let budget: MemoryBudget
 

@@ -8,9 +8,9 @@ struct RowMerge {
     /// What the scans' buffers were charged to `budget`; the owner releases it when done.
     let bufferBytes: Int
 
-    init(engine: StorageEngine, paths: [String], range: ClosedRange<Int64>, budget: MemoryBudget) throws {
+    init(engine: any RegionStore, paths: [String], range: ClosedRange<Int64>, budget: MemoryBudget) throws {
         // Each scan holds up to one decoded batch: a timestamp and a value per point.
-        bufferBytes = paths.count * engine.options.scanBatchPoints * 16
+        bufferBytes = paths.count * engine.scanBatchPoints * 16
         try budget.charge(bufferBytes, for: "scan buffers of \(paths.count) series")
         scans = try paths.map { path in (path, try engine.scan(path: path, range: range), [], .empty(.boolean), 0) }
     }

@@ -4,11 +4,16 @@ import Logging
 import TidemarkConsensus
 import TidemarkStorage
 
-/// The node's one data region behind its consensus group (standalone until the node joins
-/// a cluster): `<data_dir>/regions/0` for segments and schema, `<data_dir>/consensus/data-0`
-/// for the group's log, which is the region's write-ahead record.
+/// A region replica this node holds, behind its consensus group: an engine directory for
+/// segments and schema, and the group's log (`<data_dir>/consensus/<group>` standalone),
+/// which is the region's write-ahead record.
+///
+/// Group `data-0` at `<data_dir>/regions/0` is the one region of a data directory from before
+/// the partition table, and of a multi-node cluster until writes are forwarded between nodes;
+/// a one-node cluster's regions are the table's groups, at `<data_dir>/regions/<group>`.
 public final class LocalRegion: Sendable {
     public static let group = GroupID(kind: .data, number: 0)
+    public let group: GroupID
     public let engine: StorageEngine
     public let consensus: Consensus
 
@@ -32,14 +37,23 @@ public final class LocalRegion: Sendable {
     /// Opens the region as a replica of a group `consensus` runs with `peers`.
     /// `hints` names the leader in a refused change. `users`, when given, applies the group's
     /// user entries (the node's users live in the replicated state).
-    init(dataDir: String, options: EngineOptions, logger: Logger, consensus: Consensus, peers: [Peer],
-         hints: LeaderHints = .standalone, health: StorageHealth? = nil) throws {
-        engine = try StorageEngine(directory: dataDir + "/regions/0", options: options, logger: logger, log: .consensus, health: health)
+    convenience init(dataDir: String, options: EngineOptions, logger: Logger, consensus: Consensus, peers: [Peer],
+                     hints: LeaderHints = .standalone, health: StorageHealth? = nil) throws {
+        try self.init(group: Self.group, directory: dataDir + "/regions/0", database: nil, options: options, logger: logger,
+                      consensus: consensus, peers: peers, hints: hints, health: health)
+    }
+
+    /// Opens the replica of `group` (a region of `database`, nil for any) in `directory`, and
+    /// replays the group's log into it.
+    init(group: GroupID, directory: String, database: String?, options: EngineOptions, logger: Logger, consensus: Consensus,
+         peers: [Peer], hints: LeaderHints, health: StorageHealth?) throws {
+        self.group = group
+        engine = try StorageEngine(directory: directory, options: options, logger: logger, log: .consensus, health: health, database: database)
         self.consensus = consensus
         do {
             // A data-only node holds no replica of it (`Dispatcher.noData` answers for it).
             if peers.isEmpty || peers.contains(where: { $0.id == consensus.nodeID }) {
-                try consensus.createGroup(Self.group, peers: peers, stateMachine: RegionStateMachine(engine: engine))
+                try consensus.createGroup(group, peers: peers, stateMachine: RegionStateMachine(engine: engine))
             }
         } catch {
             engine.close()
@@ -47,15 +61,40 @@ public final class LocalRegion: Sendable {
         }
         // Schema statements and deletes are entries of the group, applied on every replica.
         engine.routeChanges { record, outcome in
-            try consensus.proposeAndWait(Self.group, record, local: outcome, hints: hints)
+            try consensus.proposeAndWait(group, record, local: outcome, hints: hints)
         }
+    }
+
+    /// Every region in a stopped node's data directory, each replayed from its log, sharing
+    /// one standalone consensus (tools and tests read what a node stored this way).
+    public static func openAll(dataDir: String, options: EngineOptions, logger: Logger) throws -> [LocalRegion] {
+        let consensus = StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: options.walSync, logger: logger)
+        var regions: [LocalRegion] = []
+        do {
+            for name in try FileIO.list(dataDir + "/regions").sorted() {
+                let group: GroupID
+                if name == "0" {
+                    group = Self.group
+                } else if name.hasPrefix("data-"), let number = UInt32(name.dropFirst(5)) {
+                    group = GroupID(kind: .data, number: number)
+                } else {
+                    continue
+                }
+                regions.append(try LocalRegion(group: group, directory: dataDir + "/regions/" + name, database: nil, options: options,
+                                               logger: logger, consensus: consensus, peers: [], hints: .standalone, health: nil))
+            }
+        } catch {
+            for region in regions { region.close() }
+            throw error
+        }
+        return regions
     }
 
     /// Writes `points` through the group and waits until they are durable (tools and tests;
     /// the node's append stage proposes without waiting).
     public func write(_ points: [PointWrite]) throws {
         guard let prepared = try engine.prepareWrite(points) else { return }
-        try consensus.proposeAndWait(Self.group, prepared.record, local: prepared)
+        try consensus.proposeAndWait(group, prepared.record, local: prepared)
     }
 
     /// Syncs and closes the log, then the region.

@@ -34,12 +34,10 @@ public final class Node: @unchecked Sendable {
     private let stages: NodeStages
     private let server: HTTPServer
     private let httpMetrics = HTTPMetrics()
-    /// The node's one region until the cluster assigns regions (issue 5); the append
-    /// stage writes through its consensus group.
-    private let localRegion: LocalRegion
+    /// The region replicas this node holds; the append stage writes through their groups.
+    private let regions: RegionSet
     /// With `meta_peers`: the consensus groups, transport and clock of this node.
     private let cluster: ClusterWiring?
-    private var region: StorageEngine { localRegion.engine }
     private let users: UserStore
     /// This node's part in the meta group (its own, alone, without `meta_peers`).
     private let meta: MetaAgent
@@ -93,24 +91,35 @@ public final class Node: @unchecked Sendable {
                                             logger: logger)
             self.cluster = cluster
             hints = LeaderHints(clientAddress: { [transport = cluster.transport] node in transport.clientAddress(of: node) })
-            localRegion = try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
-                                          consensus: cluster.consensus, peers: cluster.peers, hints: hints, health: storageHealth)
+            regions = RegionSet(legacyOnly: try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
+                                                            consensus: cluster.consensus, peers: cluster.peers, hints: hints,
+                                                            health: storageHealth),
+                                logger: logger)
+            meta = cluster.meta
         } else {
             cluster = nil
             hints = .standalone
             // The append stage logs a batch and goes on to the next; the apply stage applies it
             // and answers its writers (or, before the stages run, the writing thread does).
-            localRegion = try LocalRegion(standalone: config.dataDir, options: config.storage, logger: logger, health: storageHealth,
-                                          applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
-        }
-        // The meta group: over `meta_peers` with the cluster, else this node's own, standalone.
-        if let cluster {
-            meta = cluster.meta
-        } else {
-            meta = try MetaAgent.open(config: config, consensus: localRegion.consensus, peers: [], transport: nil, nodeID: 1,
+            let consensus = StandaloneConsensus(directory: config.dataDir + "/consensus", syncPolicy: config.storage.walSync, logger: logger,
+                                                health: storageHealth,
+                                                applyOn: { work in stagesBox.offer(StageTask(work), to: .apply) == .accepted })
+            // A data directory from before the partition table keeps its one region, readable.
+            let legacy = FileManager.default.fileExists(atPath: config.dataDir + "/regions/0")
+                ? try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger, consensus: consensus, peers: [],
+                                  health: storageHealth)
+                : nil
+            // The node's own meta group, then the regions it places here (before the ports open).
+            meta = try MetaAgent.open(config: config, consensus: consensus, peers: [], transport: nil, nodeID: 1,
                                       internalAddress: "\(config.internalListen)", users: users, health: storageHealth, logger: logger)
+            let regions = RegionSet(tablePlacedOn: consensus, nodeID: 1, legacy: legacy, dataDir: config.dataDir, options: config.storage,
+                                    logger: logger, health: storageHealth)
+            regions.removeOrphans(of: meta.machine.current)
+            regions.sync(with: meta.machine.current)
+            meta.machine.observe { [regions] state in regions.sync(with: state) }
+            self.regions = regions
         }
-        let meta = meta
+        let meta = meta, regions = regions
         let metaMembers = Set((0..<max(1, config.metaPeers.count)).map { NodeID($0 + 1) })
         // User changes are entries of the meta group: every node of the cluster, data-only
         // nodes too, authenticates against the same users, and any node takes a change.
@@ -120,20 +129,19 @@ public final class Node: @unchecked Sendable {
         let authenticator = Authenticator(users: users, settings: config.auth, stage: authStage)
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
-        let region = localRegion.engine
         let clusterWiring = cluster, nodeID = config.nodeID ?? 1, dataDir = config.dataDir
-        let routes = AdminRoutes(stages: { stagesBox.snapshots() + [authStage.snapshot()] }, storage: { region.stats },
+        let routes = AdminRoutes(stages: { stagesBox.snapshots() + [authStage.snapshot()] }, storage: { regions.stats },
                                  health: { NodeHealth.read(dataDir: dataDir, storage: storageHealth, listingQuarantine: $0) }, http: httpMetrics,
                                  auth: { AuthMetrics.read(authenticator) },
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
                                  meta: { ClusterStatements.json(meta.machine.current, leader: meta.leaderID, metaMembers: metaMembers,
                                                                         pushesReceived: meta.pushesReceived.load(ordering: .relaxed)) },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
-        let executor = StatementExecutor(engine: region, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
+        let executor = StatementExecutor(engine: regions.store(), rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
         var dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
                                     queryLimits: config.query, stages: stagesBox, users: users,
                                     clusterAnswer: { statement, route in
-                                        ClusterStatements.change(statement, agent: meta, route: route)
+                                        ClusterStatements.change(statement, agent: meta, createDatabases: config.storage.autoCreateSchema, route: route)
                                             ?? ClusterStatements.answer(statement, meta: meta.machine.current, metaMembers: metaMembers, route: route)
                                     }, logger: logger)
         if cluster != nil && !config.isMetaMember {
@@ -145,13 +153,11 @@ public final class Node: @unchecked Sendable {
             }
         }
         if cluster == nil {
-            dispatcher.afterAcknowledgedWrites = { [consensus = localRegion.consensus] then in
-                consensus.read(LocalRegion.group, consistency: .linearizable) { _ in then() }
-            }
+            dispatcher.afterAcknowledgedWrites = { then in regions.whenApplied(then) }
         }
         dispatcher.afterEngine = { statement, answer in ClusterStatements.afterEngine(statement, answer, agent: meta) }
         let decoder = dispatcher
-        let applier = WriteApplier(engine: region, consensus: localRegion.consensus, group: LocalRegion.group, hints: hints)
+        let applier = WriteApplier(regions: regions, state: { meta.machine.current }, hints: hints)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { decoder.handle(exchange) }
         }, appendHandler: { batch in
@@ -160,7 +166,7 @@ public final class Node: @unchecked Sendable {
             router.route(job, forward: forward)
         })
         stagesBox.set(stages)
-        FlushWiring.attach(region, to: stages.taskStages[.flush]!, logger: logger)
+        regions.eachEngine { [flushStage = stages.taskStages[.flush]!] engine in FlushWiring.attach(engine, to: flushStage, logger: logger) }
         server = HTTPServer(loop: loop, settings: config.http, metrics: httpMetrics, handler: EdgeHandler(decode: stages.decode, authenticator: authenticator))
     }
 
@@ -176,7 +182,7 @@ public final class Node: @unchecked Sendable {
         } catch {
             _ = stages.drain(deadlineNs: monotonicNowNs() + 1_000_000_000)
             _ = authStage.drain(deadlineNs: monotonicNowNs() + 1_000_000_000)
-            localRegion.close()
+            regions.close()
             users.close()
             loop.close()
             loop.run()
@@ -203,12 +209,12 @@ public final class Node: @unchecked Sendable {
         }
         let ageCheckMs = UInt64(max(100, min(config.storage.memtableAgeMsMax / 4, 10_000)))
         ageTimer = LoopTimer(loop: loop, delayMs: ageCheckMs, repeatMs: ageCheckMs) { [unowned self] in
-            FlushWiring.sealByAge(region, flushStage: stages.taskStages[.flush]!, logger: logger)
+            for engine in regions.engines { FlushWiring.sealByAge(engine, flushStage: stages.taskStages[.flush]!, logger: logger) }
         }
         if config.storage.compactionIdleMs > 0 {
             let idleCheckMs = UInt64(max(100, min(config.storage.compactionIdleMs / 2, 10_000)))
             idleTimer = LoopTimer(loop: loop, delayMs: idleCheckMs, repeatMs: idleCheckMs) { [unowned self] in
-                FlushWiring.compactIfIdle(region, flushStage: stages.taskStages[.flush]!, logger: logger)
+                for engine in regions.engines { FlushWiring.compactIfIdle(engine, flushStage: stages.taskStages[.flush]!, logger: logger) }
             }
         }
         let others = Dictionary(uniqueKeysWithValues: (cluster?.peers ?? []).filter { $0.id != config.nodeID }.map { ($0.id, $0.address) })
@@ -238,8 +244,8 @@ public final class Node: @unchecked Sendable {
                                                              "data_dir": "\(config.dataDir)", "node": "\(config.nodeName)"])
                 onReady(address)
                 // A data directory from before the meta group kept databases: bring them in (background work).
-                let region = region, meta = meta, logger = logger
-                _ = stages.taskStages[.handoff]!.offer(StageTask { MetaReconcile.run(engine: region, agent: meta, logger: logger) })
+                let engines = regions.engines, meta = meta, logger = logger
+                _ = stages.taskStages[.handoff]!.offer(StageTask { MetaReconcile.run(engines: engines, agent: meta, logger: logger) })
             }
         }
         loop.run()
@@ -266,11 +272,11 @@ public final class Node: @unchecked Sendable {
         server.shutdown { [unowned self] in
             shutdownTimer?.cancel()
             // Draining stages blocks, so it runs off the loop; the loop stays up for their replies.
-            let stages = stages, loop = loop, dataDirectory = dataDirectory, logger = logger, localRegion = localRegion, users = users
+            let stages = stages, loop = loop, dataDirectory = dataDirectory, logger = logger, regions = regions, users = users
             let authStage = authStage
             Thread.detachNewThread {
                 let drained = stages.drain(deadlineNs: deadlineNs) && authStage.drain(deadlineNs: deadlineNs)
-                localRegion.close()  // syncs the log; memtables are rebuilt from it at the next start
+                regions.close()  // syncs the logs; memtables are rebuilt from them at the next start
                 users.close()
                 let syncProblem = dataDirectory.sync()
                 if let syncProblem { logger.error("sync failed", metadata: ["reason": "\(syncProblem)"]) }

@@ -18,9 +18,12 @@ struct QuarantinedFile: Sendable, Equatable {
 /// refused (disk full, a failed log) or data moved aside (quarantined files, which stay until
 /// an operator restores or removes them, so a restart does not hide them).
 struct NodeHealth: Sendable {
-    /// Where quarantined files live under the data directory: the region's damaged segments,
+    /// Where quarantined files live under the data directory: each region's damaged segments,
     /// and the copies `--repair` made of damaged logs.
-    static let quarantineDirectories = ["regions/0/quarantine", "quarantine"]
+    static func quarantineDirectories(dataDir: String) -> [String] {
+        let regions = (try? FileIO.list(dataDir + "/regions")) ?? []
+        return regions.map { "regions/\($0)/quarantine" } + ["quarantine"]
+    }
 
     var storage: StorageHealth.Reading
     var quarantined: [QuarantinedFile]
@@ -42,7 +45,7 @@ struct NodeHealth: Sendable {
     /// Every file under the quarantine directories (a missing directory holds none).
     static func listQuarantine(dataDir: String) -> [QuarantinedFile] {
         var files: [QuarantinedFile] = []
-        for directory in quarantineDirectories {
+        for directory in quarantineDirectories(dataDir: dataDir) {
             let root = URL(fileURLWithPath: dataDir + "/" + directory)
             guard let walk = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey, .fileSizeKey]) else { continue }
             for case let url as URL in walk {

@@ -86,14 +86,21 @@ public struct WriteOutcome: Sendable {
     }
 }
 
-/// The append stage's work: type-check each job's units against the schema, then propose
-/// the good points of a whole batch of jobs as one entry to the region's consensus group —
-/// one log append and one fsync for many client requests (group commit).
-struct WriteApplier: Sendable {
+/// The append stage's work for one region: type-check each job's units against its schema,
+/// then propose the good points of a whole batch of jobs as one entry to the region's
+/// consensus group — one log append and one fsync for many client requests (group commit).
+struct GroupWriter: Sendable {
     let engine: StorageEngine
     let consensus: Consensus
     let group: GroupID
     let hints: LeaderHints
+
+    init(_ region: LocalRegion, hints: LeaderHints) {
+        engine = region.engine
+        consensus = region.consensus
+        group = region.group
+        self.hints = hints
+    }
 
     /// Jobs whose good points go in one entry, with the units each job had refused.
     private struct Batch {

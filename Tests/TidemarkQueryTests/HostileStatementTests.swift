@@ -53,7 +53,7 @@ import TidemarkTestSupport
             "insert into root.a.b(time, v) values (-9223372036854775807, 1), (0, 2), (9223372036854775807, 3)", nowMs: 0)) else {
             Issue.record("not an insert"); return
         }
-        try executor.engine.write(inserted.flatMap(\.points))
+        try (executor.engine as! StorageEngine).write(inserted.flatMap(\.points))
         func rows(_ sql: String) throws -> QueryResult {
             guard case .rows(let result) = try executor.execute(try Parser.parse(sql, nowMs: 0)) else { throw ExecutionError(code: 0, message: "no rows") }
             return result

@@ -15,7 +15,7 @@ private func rows(_ executor: StatementExecutor, _ sql: String) throws -> QueryR
 
 private func insert(_ executor: StatementExecutor, _ sql: String) throws {
     guard case .write(let points) = try run(executor, sql) else { throw ExecutionError(code: 0, message: "not an insert") }
-    try executor.engine.write(points.flatMap(\.points))
+    try (executor.engine as! StorageEngine).write(points.flatMap(\.points))
 }
 
 @Suite struct ParserTests {
@@ -217,7 +217,7 @@ private func insert(_ executor: StatementExecutor, _ sql: String) throws {
 
     @Test func theRowLimitRefusesAResultOfThatSize() throws {
         let executor = try executor()
-        try executor.engine.write((0..<100).map { PointWrite(path: "root.sg.d.v", timestamp: Int64($0), value: .int64(Int64($0))) })
+        try (executor.engine as! StorageEngine).write((0..<100).map { PointWrite(path: "root.sg.d.v", timestamp: Int64($0), value: .int64(Int64($0))) })
         #expect(throws: ExecutionError(code: 708, message: "Dataset row size exceeded the given max row size (100)")) {
             try rows(executor, "select v from root.sg.d")
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import TidemarkQuery
 import TidemarkCore
 import TidemarkServer
 import TidemarkStorage
@@ -22,10 +23,11 @@ private func usersLogWithAliceAndARootPasswordChange() throws -> (dataDir: Strin
 
 /// Points of `path` stored in the region, read in-process after the node stopped.
 private func storedCount(_ dataDir: String, _ path: String) throws -> Int {
-    let region = try LocalRegion(dataDir: dataDir, options: EngineOptions(), logger: Logger(label: "test"))
-    defer { region.close() }
-    guard region.engine.series(path) != nil else { return 0 }
-    return try region.engine.scan(path: path, range: Int64.min...Int64.max).all().timestamps.count
+    let regions = try LocalRegion.openAll(dataDir: dataDir, options: EngineOptions(), logger: Logger(label: "test"))
+    defer { for region in regions { region.close() } }
+    let store = RegionUnion(scanBatchPoints: 4096) { regions.map(\.engine) }
+    guard store.series(path) != nil else { return 0 }
+    return try store.scan(path: path, range: Int64.min...Int64.max).all().timestamps.count
 }
 
 @Suite(.serialized) struct LogDamageProcessTests {

@@ -2,15 +2,16 @@ import Foundation
 import Testing
 import TidemarkCore
 import Logging
+import TidemarkQuery
 import TidemarkServer
 import TidemarkStorage
 import TidemarkTestSupport
 
-/// Everything stored for `path`, read straight from the region after the node stopped.
+/// Everything stored for `path`, read straight from the node's regions after it stopped.
 private func stored(_ dataDir: String, _ path: String) throws -> (timestamps: [Int64], values: Column) {
-    let region = try LocalRegion(dataDir: dataDir, options: EngineOptions(), logger: Logger(label: "test"))
-    defer { region.close() }
-    return try region.engine.scan(path: path, range: Int64.min...Int64.max).all()
+    let regions = try LocalRegion.openAll(dataDir: dataDir, options: EngineOptions(), logger: Logger(label: "test"))
+    defer { for region in regions { region.close() } }
+    return try RegionUnion(scanBatchPoints: 4096) { regions.map(\.engine) }.scan(path: path, range: Int64.min...Int64.max).all()
 }
 
 @Suite(.serialized) struct WriteTests {

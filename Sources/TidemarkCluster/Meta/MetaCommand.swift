@@ -33,6 +33,15 @@ public enum MetaCommand: Sendable, Equatable {
     /// authenticates against the same users.
     case user([UInt8])
 
+    /// Whether applying it may change which region groups exist or where they are (what a
+    /// node's regions follow), rather than only users, statuses or leader hints.
+    public var changesPlacement: Bool {
+        switch self {
+        case .createDatabase, .dropDatabase, .allocate, .removeNode: true
+        case .registerNode, .setNodeStatus, .reportLeader, .user: false
+        }
+    }
+
     /// Bounds on what one entry may name (a command from outside is not trusted).
     static let textBytesMax = 4096
     static let requestsMax = 1_000_000

@@ -40,6 +40,12 @@ public struct DatabaseRecord: Sendable, Equatable {
         self.dataRegionGroupsMin = dataRegionGroupsMin
         self.schemaRegionGroups = schemaRegionGroups
     }
+
+    /// A database with the cluster's defaults (as a write or `CREATE TIMESERIES` makes one).
+    public init(name: String, defaults settings: ClusterSettings) {
+        self.init(name: name, schemaReplicationFactor: settings.schemaReplicationFactor, dataReplicationFactor: settings.dataReplicationFactor,
+                  dataRegionGroupsMin: settings.dataRegionGroupsPerDatabase, schemaRegionGroups: settings.schemaRegionGroupsPerDatabase)
+    }
 }
 
 /// A region group: its database, its replicas (by node) and the leader last reported.

@@ -85,6 +85,15 @@ public final class MetaStateMachine: StateMachine, Sendable {
     /// carry its export. Before the group replays its log.
     public func attach(_ extension: any MetaExtension) { extensionBox.withLock { $0 = `extension` } }
 
+    /// Hears the state after each change of its databases, groups or nodes (`observe`).
+    private let observer = Mutex<(@Sendable (MetaState) -> Void)?>(nil)
+
+    /// Calls `body` with the state after every applied change of databases, region groups or
+    /// nodes, and after an installed image, on the applying thread and before anyone waiting
+    /// for that entry wakes: a node opens the regions it was given before the change answers.
+    /// Set once the group replayed its log (the caller then takes `current` itself).
+    public func observe(_ body: @escaping @Sendable (MetaState) -> Void) { observer.withLock { $0 = body } }
+
     /// The state now (a copy).
     public var current: MetaState { held.withLock { $0.state } }
 
@@ -108,6 +117,10 @@ public final class MetaStateMachine: StateMachine, Sendable {
         // Waiters wake once the entry is wholly applied, the user store's part included.
         defer { markCompleted() }
         guard let result else { return }
+        if case .success(let command) = command, case .success = result, command.changesPlacement,
+           let observer = observer.withLock({ $0 }) {
+            observer(current)
+        }
         if case .success(.user(let record)) = command, case .success = result, let userStore = extensionBox.withLock({ $0 }) {
             do {
                 try userStore.apply(index: entry.index, record: record)
@@ -161,6 +174,7 @@ public final class MetaStateMachine: StateMachine, Sendable {
         try FileIO.writeFileAtomically(checkpoint, to: checkpointPath, directory: directory)
         held.withLock { $0 = Held(state: loaded, lastApplied: index) }
         checkpointed.store(index, ordering: .releasing)
+        observer.withLock({ $0 })?(loaded)
         markCompleted()
     }
 

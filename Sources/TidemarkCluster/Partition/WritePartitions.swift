@@ -1,3 +1,4 @@
+import TidemarkConsensus
 import TidemarkCore
 
 /// Where a write's rows fall in the partition table (DESIGN.md section 3): each device's
@@ -30,34 +31,18 @@ public enum WritePartitions {
         var needs = Needs()
         let slotCount = state.settings.seriesSlotCount
         let intervalMs = state.settings.timePartitionIntervalMs
-        // This runs on every write (the route stage, on the decode threads): databases are
-        // numbered once and their parts of the table fetched once, so a key costs a prefix
-        // test, a hash of its device and two integer lookups, with nothing allocated.
-        var names = state.databases.keys.sorted()
-        var dataSlots = names.map { state.table.dataSlots[$0] ?? [:] }
-        var schemaSlots = names.map { state.table.schemaSlots[$0] ?? [:] }
-        func number(of device: String) -> Int? {
-            if names.count <= 16 {
-                return names.firstIndex { name in
-                    device.utf8.count > name.utf8.count && device.utf8.starts(with: name.utf8)
-                        && device.utf8[device.utf8.index(device.utf8.startIndex, offsetBy: name.utf8.count)] == UInt8(ascii: ".")
-                }
-            }
-            return database(of: device, in: state.databases).flatMap { names.firstIndex(of: $0) }
-        }
+        var databases = DatabaseNumbers(state)
         // Per key: its database's number and its slot, then each row's partition (rows of a key mostly share one).
         var placed: [(database: Int, slot: Int)?] = []
         placed.reserveCapacity(rows.keys.count)
         for key in rows.keys {
-            var database = number(of: key.device)
+            var database = databases.number(of: key.device)
             if database == nil, createDatabases, let created = autoDatabase(of: key.device) {
                 if !needs.databases.contains(created) {
                     needs.databases.append(created)
-                    names.append(created)
-                    dataSlots.append([:])
-                    schemaSlots.append([:])
+                    databases.add(created)
                 }
-                database = names.firstIndex(of: created)
+                database = databases.names.firstIndex(of: created)
             }
             placed.append(database.map { ($0, SeriesSlots.slot(ofDevice: key.device, slotCount: slotCount)) })
         }
@@ -69,13 +54,106 @@ public enum WritePartitions {
             let partition = SeriesSlots.timePartition(of: rows.rowTimestamps[row], intervalMs: intervalMs)
             if lastSeen[key] == partition { continue }
             lastSeen[key] = partition
-            if dataSlots[database][slot]?[partition] != nil && schemaSlots[database][slot] != nil { continue }
+            if databases.dataSlots[database][slot]?[partition] != nil && databases.schemaSlots[database][slot] != nil { continue }
             requested[database, default: [:]][slot, default: []].insert(partition)
         }
         for (database, slots) in requested {
-            needs.allocations[names[database]] = slots.keys.sorted().map { SlotRequest(slot: $0, timePartitions: slots[$0]!.sorted()) }
+            needs.allocations[databases.names[database]] = slots.keys.sorted().map { SlotRequest(slot: $0, timePartitions: slots[$0]!.sorted()) }
         }
         return needs
+    }
+
+    /// The data region group of each row of `rows`: its database's, slot's and time
+    /// partition's in the table (nil for a row outside every database or not allocated yet).
+    public static func place(_ rows: RowBatch, in state: MetaState) -> Placement {
+        let databases = DatabaseNumbers(state)
+        let slotCount = state.settings.seriesSlotCount
+        let intervalMs = state.settings.timePartitionIntervalMs
+        // A database with one data group (a one-node cluster's usual case) sends all its rows
+        // there whatever their slot and partition (looked up once per database the batch names).
+        var onlyGroup: [GroupID??] = Array(repeating: .none, count: databases.names.count)
+        var keyDatabase: [Int?] = []
+        var keySlot: [Int] = []
+        keyDatabase.reserveCapacity(rows.keys.count)
+        keySlot.reserveCapacity(rows.keys.count)
+        for key in rows.keys {
+            let database = databases.number(of: key.device)
+            if let database, onlyGroup[database] == nil {
+                let groups = state.groups.values.filter { $0.database == databases.names[database] && $0.id.kind == .data }
+                onlyGroup[database] = .some(groups.count == 1 ? groups[0].id : nil)
+            }
+            keyDatabase.append(database)
+            let needsSlot = database.map { onlyGroup[$0]! == nil } ?? false
+            keySlot.append(needsSlot ? SeriesSlots.slot(ofDevice: key.device, slotCount: slotCount) : 0)
+        }
+        var groups: [GroupID?] = []
+        groups.reserveCapacity(rows.rowCount)
+        var uniform = true
+        for row in 0..<rows.rowCount {
+            let key = Int(rows.rowKeys[row])
+            var group: GroupID?
+            if let database = keyDatabase[key] {
+                if let only = onlyGroup[database]! {
+                    group = only
+                } else {
+                    let partition = SeriesSlots.timePartition(of: rows.rowTimestamps[row], intervalMs: intervalMs)
+                    group = databases.dataSlots[database][keySlot[key]]?[partition]
+                }
+            }
+            if row > 0 && group != groups[0] { uniform = false }
+            groups.append(group)
+        }
+        if uniform, let only = groups.first ?? nil { return Placement(single: only, rowGroups: []) }
+        return Placement(single: nil, rowGroups: groups)
+    }
+
+    /// Where a batch's rows go (`place`).
+    public struct Placement: Sendable, Equatable {
+        /// Every row goes to this group.
+        public var single: GroupID?
+        /// Otherwise, each row's group (nil: no database holds it, or not allocated).
+        public var rowGroups: [GroupID?]
+
+        public init(single: GroupID?, rowGroups: [GroupID?]) {
+            self.single = single
+            self.rowGroups = rowGroups
+        }
+    }
+
+    /// The table's databases numbered once per batch, with their parts of the table, so a
+    /// key costs a prefix test, a hash of its device and two integer lookups, with nothing
+    /// allocated (this runs on every write).
+    private struct DatabaseNumbers {
+        let state: MetaState
+        private(set) var names: [String]
+        private(set) var dataSlots: [[Int: [Int64: GroupID]]]
+        private(set) var schemaSlots: [[Int: GroupID]]
+
+        init(_ state: MetaState) {
+            self.state = state
+            names = state.databases.keys.sorted()
+            dataSlots = names.map { state.table.dataSlots[$0] ?? [:] }
+            schemaSlots = names.map { state.table.schemaSlots[$0] ?? [:] }
+        }
+
+        /// A database the batch creates (nothing in the table yet).
+        mutating func add(_ name: String) {
+            names.append(name)
+            dataSlots.append([:])
+            schemaSlots.append([:])
+        }
+
+        func number(of device: String) -> Int? {
+            if names.count <= 16 {
+                // A device is in a database it equals, or one that is a level prefix of it.
+                return names.firstIndex { name in
+                    device.utf8.starts(with: name.utf8)
+                        && (device.utf8.count == name.utf8.count
+                            || device.utf8[device.utf8.index(device.utf8.startIndex, offsetBy: name.utf8.count)] == UInt8(ascii: "."))
+                }
+            }
+            return database(of: device, in: state.databases).flatMap { names.firstIndex(of: $0) }
+        }
     }
 
     /// What a write needs of the meta group before it can go on.

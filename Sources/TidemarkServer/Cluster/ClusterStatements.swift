@@ -55,7 +55,9 @@ enum ClusterStatements {
     /// on the query stage): `REMOVE DATANODE` is answered here; `CREATE DATABASE` and
     /// `DROP DATABASE` return nil once the meta group took them, and the region's engine then
     /// runs them too. A refusal is answered with its code.
-    static func change(_ statement: Statement, agent: MetaAgent, route: String) -> HTTPResponse? {
+    /// `CREATE TIMESERIES` outside every database creates the database first, as a write
+    /// does, when `createDatabases` (`auto_create_schema`).
+    static func change(_ statement: Statement, agent: MetaAgent, createDatabases: Bool, route: String) -> HTTPResponse? {
         func refusal(_ error: MetaProposeError) -> HTTPResponse {
             switch error {
             case .refused(let refused): RESTv2.status(refused.code, refused.message, route: route)
@@ -77,6 +79,16 @@ enum ClusterStatements {
             // engine's part): the engine answers whether it exists.
             case .success: return nil
             case .failure(.refused(let error)) where error.code == 501 && agent.machine.current.databases[name] != nil: return nil
+            case .failure(let error): return refusal(error)
+            }
+        case .createTimeseries(let path, _, _, _):
+            let device = String(path[..<(PathLevel.levelEnds(path).last ?? path.endIndex)])
+            let state = agent.machine.current
+            guard createDatabases, WritePartitions.database(of: device, in: state.databases) == nil,
+                  let name = WritePartitions.autoDatabase(of: device) else { return nil }
+            switch agent.proposeAndWait(.createDatabase(DatabaseRecord(name: name, defaults: state.settings))) {
+            case .success: return nil
+            case .failure(.refused(let error)) where error.code == 501: return nil  // made meanwhile
             case .failure(let error): return refusal(error)
             }
         default:

@@ -8,19 +8,15 @@ import TidemarkStorage
 /// kept them (an upgrade in place), so `SHOW REGIONS` and the partition table describe the
 /// data that is there. Run once the node is ready; idempotent (what exists is left as it is).
 enum MetaReconcile {
-    static func run(engine: StorageEngine, agent: MetaAgent, logger: Logger) {
+    static func run(engines: [StorageEngine], agent: MetaAgent, logger: Logger) {
         let known = agent.machine.current.databases
-        let missing = engine.databases().filter { known[$0] == nil }
+        let missing = Set(engines.flatMap { $0.databases() }).filter { known[$0] == nil }.sorted()
         guard !missing.isEmpty else { return }
         let settings = agent.machine.settings
-        let partitions = engine.timePartitions().sorted()
+        let partitions = engines.reduce(into: Set<Int64>()) { $0.formUnion($1.timePartitions()) }.sorted()
         var allDevices: [String]?
         for database in missing {
-            let record = DatabaseRecord(name: database, schemaReplicationFactor: settings.schemaReplicationFactor,
-                                        dataReplicationFactor: settings.dataReplicationFactor,
-                                        dataRegionGroupsMin: settings.dataRegionGroupsPerDatabase,
-                                        schemaRegionGroups: settings.schemaRegionGroupsPerDatabase)
-            switch agent.proposeAndWait(.createDatabase(record)) {
+            switch agent.proposeAndWait(.createDatabase(DatabaseRecord(name: database, defaults: settings))) {
             case .success: break
             case .failure(.refused(let refusal)) where refusal.code == 501: break  // made meanwhile (a write)
             case .failure(let error):
@@ -29,7 +25,7 @@ enum MetaReconcile {
             }
             // Every slot with a device, in every partition the region holds (a slot without
             // points in one of them only has its place there early).
-            if allDevices == nil, let pattern = try? PathPattern(parsing: "root.**") { allDevices = engine.devices(matching: pattern) }
+            if allDevices == nil, let pattern = try? PathPattern(parsing: "root.**") { allDevices = engines.flatMap { $0.devices(matching: pattern) } }
             let slots = Set((allDevices ?? []).filter { $0.hasPrefix(database + ".") }.map {
                 SeriesSlots.slot(ofDevice: $0, slotCount: settings.seriesSlotCount)
             })

@@ -17,12 +17,7 @@ struct PartitionRouter: Sendable {
         let needs = WritePartitions.missing(job.rows, in: agent.machine.current, createDatabases: createDatabases)
         guard !needs.isEmpty else { return forward(job, true) }
         let settings = agent.machine.settings
-        let commands = needs.databases.map { name in
-            MetaCommand.createDatabase(DatabaseRecord(name: name, schemaReplicationFactor: settings.schemaReplicationFactor,
-                                                      dataReplicationFactor: settings.dataReplicationFactor,
-                                                      dataRegionGroupsMin: settings.dataRegionGroupsPerDatabase,
-                                                      schemaRegionGroups: settings.schemaRegionGroupsPerDatabase))
-        } + needs.allocations.keys.sorted().map { MetaCommand.allocate(database: $0, needs.allocations[$0]!) }
+        let commands = needs.databases.map { MetaCommand.createDatabase(DatabaseRecord(name: $0, defaults: settings)) } + needs.allocations.keys.sorted().map { MetaCommand.allocate(database: $0, needs.allocations[$0]!) }
         propose(commands[...]) { failure in
             guard let failure else { return forward(job, false) }
             job.finish(failure)

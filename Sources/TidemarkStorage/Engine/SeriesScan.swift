@@ -9,6 +9,8 @@ struct SourceCursor {
 
     private var loaders: [Loader]
     private var nextLoader = 0
+    /// A source read in batches of unknown number (another scan), after `loaders`.
+    private var stream: (() throws -> (timestamps: [Int64], values: Column)?)?
     private(set) var timestamps: [Int64] = []
     private(set) var values: Column
     private(set) var position = 0
@@ -18,13 +20,26 @@ struct SourceCursor {
         values = .empty(type)
     }
 
+    /// A source that is itself a scan: its batches are its chunks.
+    init(scan: SeriesScan) {
+        loaders = []
+        stream = { try scan.next() }
+        values = .empty(scan.dataType)
+    }
+
     /// The current timestamp, loading chunks as needed; nil when the source is exhausted.
     mutating func peek() throws -> Int64? {
         while position == timestamps.count {
-            guard nextLoader < loaders.count else { return nil }
-            (timestamps, values) = try loaders[nextLoader]()
-            loaders[nextLoader] = { ([], .empty(.boolean)) }  // let the chunk go once consumed
-            nextLoader += 1
+            if nextLoader < loaders.count {
+                (timestamps, values) = try loaders[nextLoader]()
+                loaders[nextLoader] = { ([], .empty(.boolean)) }  // let the chunk go once consumed
+                nextLoader += 1
+            } else if let batch = try stream?() {
+                (timestamps, values) = batch
+            } else {
+                stream = nil
+                return nil
+            }
             position = 0
         }
         return timestamps[position]
@@ -103,6 +118,15 @@ public final class SeriesScan {
             for index in cursors.indices where try cursors[index].peek() == timestamp { cursors[index].advance() }
         }
         return timestamps.isEmpty ? nil : (timestamps, values)
+    }
+
+    /// One scan over several regions' scans of a series (each a region of the cluster holding
+    /// some of its time partitions), merged by time; where two hold the same timestamp, the
+    /// later scan in `scans` wins. Nil when `scans` is empty or their types differ.
+    public static func merging(_ scans: [SeriesScan], batchPoints: Int) -> SeriesScan? {
+        guard let first = scans.first, scans.allSatisfy({ $0.dataType == first.dataType }) else { return nil }
+        if scans.count == 1 { return first }
+        return SeriesScan(dataType: first.dataType, cursors: scans.map { SourceCursor(scan: $0) }, batchPoints: batchPoints)
     }
 
     /// Every remaining point (tests and small series only).

@@ -80,6 +80,16 @@ public struct EngineStats: Sendable, Equatable {
     public var sealedMemtables = 0
     public var quarantinedSegments = 0
     public var tombstones = 0
+
+    public init(segments: Int = 0, segmentBytes: Int = 0, memtableBytes: Int = 0, sealedMemtables: Int = 0, quarantinedSegments: Int = 0,
+                tombstones: Int = 0) {
+        self.segments = segments
+        self.segmentBytes = segmentBytes
+        self.memtableBytes = memtableBytes
+        self.sealedMemtables = sealedMemtables
+        self.quarantinedSegments = quarantinedSegments
+        self.tombstones = tombstones
+    }
 }
 
 /// A segment file in use.
@@ -100,6 +110,10 @@ struct SegmentHandle {
 public final class StorageEngine: @unchecked Sendable {
     public let directory: String
     public let options: EngineOptions
+    /// The database a region of the cluster holds (its group's): a write that brings a
+    /// device of it creates this database, not `root.<first level>`. Nil: any database.
+    public let database: String?
+    private let databaseLevels: [String]?
     let logger: Logger
     /// The engine's own WAL, or nil when a consensus group's log is the region's record.
     let wal: WriteAheadLog?
@@ -162,9 +176,13 @@ public final class StorageEngine: @unchecked Sendable {
     /// with `.own`, its WAL. With `.consensus` the group replays its log through `apply`.
     /// `health` hears of failed and successful log writes (the node's disk-full state).
     public init(directory: String, options: EngineOptions = EngineOptions(), logger: Logger = Logger(label: "tidemark.storage"),
-                log: RegionLog = .own, health: StorageHealth? = nil) throws {
+                log: RegionLog = .own, health: StorageHealth? = nil, database: String? = nil) throws {
         self.directory = directory
         self.options = options
+        self.database = database
+        databaseLevels = try database.map { name in
+            do { return try SeriesPath.splitLevels(name) } catch { throw EngineError.schema(SchemaError("invalid database \(name): \(error)", kind: .invalidPath)) }
+        }
         self.logger = logger
         try FileIO.makeDirectory(directory + "/segments")
         try FileIO.makeDirectory(directory + "/quarantine")
@@ -361,7 +379,9 @@ public final class StorageEngine: @unchecked Sendable {
     /// The database (`root.<first level>`) a new series of `levels` needs, when it does not
     /// exist yet. The caller holds `state`; `levels` passed `schema.validate`.
     func missingDatabaseLocked(_ levels: [String]) -> String? {
-        schema.databaseOf(levels) == nil ? levels[0...1].joined(separator: ".") : nil
+        guard schema.databaseOf(levels) == nil else { return nil }
+        if let database, let databaseLevels, levels.count > databaseLevels.count, levels.starts(with: databaseLevels) { return database }
+        return levels[0...1].joined(separator: ".")
     }
 
     /// Drops the whole region: every file under its directory.

@@ -1,0 +1,178 @@
+import Foundation
+import Logging
+import Synchronization
+import TidemarkCluster
+import TidemarkConsensus
+import TidemarkCore
+import TidemarkIO
+import TidemarkQuery
+import TidemarkStorage
+
+/// The region replicas this node holds (DESIGN.md section 3: "start the region replicas this
+/// node holds"), and where a write's rows go among them.
+///
+/// In a one-node cluster the partition table places every row: the node holds every data
+/// region group the meta group makes, each a standalone group with its own engine under
+/// `<data_dir>/regions/<group>`, opened when the meta state names it (at start, before the
+/// ports open, and on every change after) and removed when its database is dropped. A data
+/// directory from before the table keeps its region (`data-0`) beside them: read, deleted
+/// from and dropped with the rest, never written again.
+///
+/// A multi-node cluster writes every row to `data-0` over the meta members, until writes are
+/// forwarded between nodes (issue 30); the table places its regions, and they are listed, but
+/// not yet opened.
+final class RegionSet: Sendable {
+    /// Whether the table places rows (a one-node cluster) rather than `data-0` taking all.
+    let tablePlaced: Bool
+    let consensus: Consensus
+    private let dataDir: String
+    private let options: EngineOptions
+    private let logger: Logger
+    private let health: StorageHealth?
+    private let nodeID: NodeID
+    private let legacy: LocalRegion?
+    private let held = Mutex<[GroupID: LocalRegion]>([:])
+    /// Serialises `sync` (the meta group's applying thread, and the start).
+    private let syncLock = NSLock()
+    /// Runs on every region's engine once, when it opens (the flush stage's wiring).
+    private let onOpen = Mutex<(@Sendable (StorageEngine) -> Void)?>(nil)
+
+    /// The set of a one-node cluster: `legacy` is `data-0` when the data directory has one.
+    init(tablePlacedOn consensus: Consensus, nodeID: NodeID, legacy: LocalRegion?, dataDir: String, options: EngineOptions,
+         logger: Logger, health: StorageHealth?) {
+        tablePlaced = true
+        self.consensus = consensus
+        self.nodeID = nodeID
+        self.legacy = legacy
+        self.dataDir = dataDir
+        self.options = options
+        self.logger = logger
+        self.health = health
+    }
+
+    /// The set of a multi-node cluster: `data-0` takes every row.
+    init(legacyOnly region: LocalRegion, logger: Logger) {
+        tablePlaced = false
+        consensus = region.consensus
+        nodeID = region.consensus.nodeID
+        legacy = region
+        dataDir = ""
+        options = region.engine.options
+        self.logger = logger
+        health = nil
+    }
+
+    /// Every region held, `data-0` first, then by group.
+    var all: [LocalRegion] {
+        (legacy.map { [$0] } ?? []) + held.withLock { $0 }.sorted { $0.key < $1.key }.map(\.value)
+    }
+
+    var engines: [StorageEngine] { all.map(\.engine) }
+
+    /// The region of `group`, when this node holds it.
+    func region(_ group: GroupID) -> LocalRegion? {
+        if let legacy, legacy.group == group { return legacy }
+        return held.withLock { $0[group] }
+    }
+
+    /// The data region group of each row of `rows`.
+    func place(_ rows: RowBatch, in state: @autoclosure () -> MetaState) -> WritePartitions.Placement {
+        guard tablePlaced else { return WritePartitions.Placement(single: LocalRegion.group, rowGroups: []) }
+        return WritePartitions.place(rows, in: state())
+    }
+
+    /// Reads and schema statements over every region held.
+    func store() -> RegionUnion {
+        RegionUnion(scanBatchPoints: options.scanBatchPoints) { [self] in engines }
+    }
+
+    /// Runs `body` on every region's engine now and on each opened later.
+    func eachEngine(_ body: @escaping @Sendable (StorageEngine) -> Void) {
+        onOpen.withLock { $0 = body }
+        for engine in engines { body(engine) }
+    }
+
+    /// Opens the data regions `state` places on this node that are not open, and closes and
+    /// removes those it no longer has (their database was dropped). A region that cannot
+    /// open is logged and left closed: writes to it are refused until the next start.
+    func sync(with state: MetaState) {
+        guard tablePlaced else { return }
+        syncLock.lock()
+        defer { syncLock.unlock() }
+        let wanted = state.groups.values.filter { $0.id.kind == .data && $0.replicas.contains(nodeID) }
+        let open = held.withLock { $0 }
+        for group in wanted where open[group.id] == nil {
+            do {
+                let region = try LocalRegion(group: group.id, directory: directory(of: group.id), database: group.database,
+                                             options: options, logger: logger, consensus: consensus, peers: [], hints: .standalone,
+                                             health: health)
+                onOpen.withLock { $0 }?(region.engine)
+                held.withLock { $0[group.id] = region }
+                logger.info("region opened", metadata: ["group": "\(group.id)", "database": "\(group.database)"])
+            } catch {
+                logger.error("region cannot open", metadata: ["group": "\(group.id)", "error": "\(error)"])
+            }
+        }
+        let wantedIDs = Set(wanted.map(\.id))
+        for (id, region) in open where !wantedIDs.contains(id) {
+            held.withLock { _ = $0.removeValue(forKey: id) }
+            remove(region)
+        }
+    }
+
+    /// Removes region directories no group of `state` names (a crash came between dropping a
+    /// database in the meta group and removing its regions). Before `sync`, at start.
+    func removeOrphans(of state: MetaState) {
+        guard tablePlaced else { return }
+        let names = Set(state.groups.keys.filter { $0.kind == .data }.map { "\($0)" })
+        let listed = (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/regions")) ?? []
+        for name in listed where name.hasPrefix("data-") && name != "\(LocalRegion.group)" && !names.contains(name) {
+            logger.notice("removing the region of a dropped database", metadata: ["region": "\(name)"])
+            try? FileManager.default.removeItem(atPath: dataDir + "/regions/" + name)
+            try? FileManager.default.removeItem(atPath: dataDir + "/consensus/" + name)
+        }
+    }
+
+    /// Calls `then` once every region held applied what was acknowledged before the call.
+    func whenApplied(_ then: @escaping @Sendable () -> Void) {
+        let regions = all
+        guard !regions.isEmpty else { return then() }
+        let remaining = Atomic<Int>(regions.count)
+        for region in regions {
+            region.consensus.read(region.group, consistency: .linearizable) { _ in
+                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { then() }
+            }
+        }
+    }
+
+    /// The engines' figures, summed.
+    var stats: EngineStats {
+        engines.reduce(into: EngineStats()) { sum, engine in
+            let one = engine.stats
+            sum.segments += one.segments
+            sum.segmentBytes += one.segmentBytes
+            sum.memtableBytes += one.memtableBytes
+            sum.sealedMemtables += one.sealedMemtables
+            sum.quarantinedSegments += one.quarantinedSegments
+            sum.tombstones += one.tombstones
+        }
+    }
+
+    /// Syncs and closes the logs (every group of the node's consensus), then the engines.
+    func close() {
+        consensus.close()
+        for engine in engines { engine.close() }
+    }
+
+    private func directory(of group: GroupID) -> String { dataDir + "/regions/\(group)" }
+
+    private func remove(_ region: LocalRegion) {
+        do {
+            try consensus.deleteGroup(region.group)
+            try region.engine.destroy()
+            logger.info("region removed", metadata: ["group": "\(region.group)"])
+        } catch {
+            logger.error("region cannot be removed; it is removed at the next start", metadata: ["group": "\(region.group)", "error": "\(error)"])
+        }
+    }
+}
