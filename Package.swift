@@ -123,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "TidemarkServerTests",
             dependencies: [
-                "TidemarkServer", "TidemarkCluster", "TidemarkNet", "TidemarkStages", "TidemarkConfig", "TidemarkStorage", "TidemarkQuery", "TidemarkIO", "TidemarkTestSupport",
+                "TidemarkServer", "TidemarkCluster", "TidemarkNet", "TidemarkStages", "TidemarkConfig", "TidemarkStorage", "TidemarkQuery", "TidemarkWire", "TidemarkIO", "TidemarkTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
             ]),

@@ -95,7 +95,11 @@ public final class RegionUnion: RegionStore {
         let owned = all.filter { $0.database.map { Self.contains($0, series.path) } ?? false }
         let targets = owned.isEmpty ? all.filter { $0.database == nil } : owned
         guard !targets.isEmpty else { throw noRegion(for: series.path) }
-        try eachOf(targets) { try $0.createSeries(series) }
+        try eachOf(targets) { region in
+            // A region made for its database by the meta group (CREATE TIMESERIES made it) holds it from its first change.
+            if let database = region.database, !region.databases().contains(database) { try? region.createDatabase(database) }
+            try region.createSeries(series)
+        }
     }
 
     public func deleteSeries(matching pattern: PathPattern) throws {

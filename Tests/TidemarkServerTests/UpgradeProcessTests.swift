@@ -45,6 +45,16 @@ import TidemarkTestSupport
             let slots = Set((0..<40).map { SeriesSlots.slot(ofDevice: "root.old.d\($0)", slotCount: 1000) })
             return data.map { Int($0[4]) ?? 0 }.reduce(0, +) == slots.count && data.map { Int($0[5]) ?? 0 }.reduce(0, +) == 2 * slots.count
         }, "\(String(describing: try? regions()))")
+        // New writes go to the table's regions; the old region stays readable beside them, and
+        // a timestamp written again reads as the new value, counted once.
+        let rewrite = try client.request("POST", "/rest/v2/nonQuery", body: Array(#"{"sql":"insert into root.old.d0(time, s) values (5, 100), (6, 101)"}"#.utf8))
+        #expect(String(decoding: rewrite.body, as: UTF8.self).contains("\"code\":200"))
+        let d0 = try sql("select s from root.old.d0")
+        #expect(d0["timestamps"] as? [Int] == [5, 6] && d0["values"] as? [[Int]] == [[100, 101]], "\(d0)")
+        #expect(try sql("select count(s) from root.old.d0")["values"] as? [[Int]] == [[2]])
+        #expect(try sql("select count(s) from root.old.d1")["values"] as? [[Int]] == [[1]], "the old points of other devices are read as before")
+        let regionNames = try FileManager.default.contentsOfDirectory(atPath: dataDir + "/regions").sorted()
+        #expect(regionNames.first == "0" && regionNames.dropFirst().allSatisfy { $0.hasPrefix("data-") } && regionNames.count >= 2, "\(regionNames)")
         #expect(FileManager.default.fileExists(atPath: dataDir + "/users.previous") && !FileManager.default.fileExists(atPath: dataDir + "/users"))
         // root kept the default password (the earlier store's): said once, by the upgraded store.
         #expect(node.stderr.components(separatedBy: "still has the default password").count == 2, "\(node.stderr)")

@@ -1,0 +1,85 @@
+import Foundation
+import Testing
+import TidemarkTestSupport
+
+/// A one-node cluster holds every region the partition table places, through the same code
+/// as a larger cluster (issue 29 point 2): each data region group is its own engine and log,
+/// a write is split over them, reads see them as one, restarts and kill -9 keep them, and a
+/// dropped database takes its regions' files with it.
+@Suite(.serialized) struct OneNodeRegionsProcessTests {
+    private func sql(_ client: TestHTTPClient, _ statement: String, query: Bool = true) throws -> [String: Any] {
+        let body = try JSONSerialization.data(withJSONObject: ["sql": statement])
+        let answer = try client.request("POST", query ? "/rest/v2/query" : "/rest/v2/nonQuery", body: Array(body))
+        return (try JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any]) ?? [:]
+    }
+
+    /// Region directories of `dataDir` (data-N), sorted.
+    private func regionDirectories(_ dataDir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/regions")) ?? []).filter { $0.hasPrefix("data-") }.sorted()
+    }
+
+    /// The data regions of `database` in SHOW REGIONS: id, series slots, time slots.
+    private func dataRegions(_ client: TestHTTPClient, _ database: String) throws -> [(id: Int, slots: Int, timeSlots: Int)] {
+        let values = (try sql(client, "show regions")["values"] as? [[Any]]) ?? []
+        guard let ids = values.first else { return [] }
+        return ids.indices.filter { "\(values[1][$0])" == "DataRegion" && "\(values[3][$0])" == database }
+            .map { (Int("\(values[0][$0])") ?? -1, Int("\(values[4][$0])") ?? -1, Int("\(values[5][$0])") ?? -1) }
+    }
+
+    private func total(_ client: TestHTTPClient, _ pattern: String) throws -> Int {
+        let values = (try sql(client, "select count(v) from \(pattern)")["values"] as? [[Int]]) ?? []
+        return values.reduce(0) { $0 + ($1.first ?? 0) }
+    }
+
+    @Test func aDatabaseSpreadOverThreeRegionsIsWrittenReadRestartedAndDropped() throws {
+        let dataDir = try temporaryDirectory("regions")
+        var node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        var client = try TestHTTPClient(port: node.port)
+        #expect(try sql(client, "create database root.m with data_region_group_num=3", query: false)["code"] as? Int == 200)
+        #expect(regionDirectories(dataDir).count == 3, "the regions open when the database is made: \(regionDirectories(dataDir))")
+        // 60 devices, 3 weeks each, one line protocol request.
+        let week: Int64 = 7 * 24 * 3600 * 1000
+        let lines = (0..<60).flatMap { device in (0..<3).map { "s,dev=d\(device) v=\(device * 10 + $0)i \(Int64($0) * week + Int64(device))" } }
+        let write = try client.request("POST", "/write?db=m&precision=ms", body: Array(lines.joined(separator: "\n").utf8))
+        #expect(write.status == 204)
+        let regions = try dataRegions(client, "root.m")
+        #expect(regions.count == 3 && regions.allSatisfy { $0.slots > 0 }, "\(regions)")
+        let timeSlots: Int = regions.map(\.timeSlots).reduce(0, +), slots: Int = regions.map(\.slots).reduce(0, +)
+        #expect(timeSlots == 3 * slots)
+        #expect(try total(client, "root.m.**") == 180)
+        let d7 = try sql(client, "select sum(v), first_value(v), last_value(v) from root.m.s.d7")["values"] as? [[Double]]
+        #expect(d7 == [[213], [70], [72]])
+        // Each region's engine holds only its own devices: every region directory got segments or a log.
+        let consensusLogs = regionDirectories(dataDir).map { dataDir + "/consensus/" + $0 }
+        #expect(consensusLogs.allSatisfy { FileManager.default.fileExists(atPath: $0) }, "\(consensusLogs)")
+
+        // kill -9 and restart: every acknowledged point is there, in the same regions.
+        _ = try node.stop(signal: SIGKILL)
+        node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        client = try TestHTTPClient(port: node.port)
+        #expect(try total(client, "root.m.**") == 180)
+        #expect(try dataRegions(client, "root.m").map(\.id) == regions.map(\.id))
+        // More of the same series after the restart, and a flush: still one answer per series.
+        #expect(try client.request("POST", "/write?db=m&precision=ms", body: Array("s,dev=d7 v=1i \(3 * week + 7)".utf8)).status == 204)
+        #expect(try sql(client, "flush", query: false)["code"] as? Int == 200)
+        #expect(try total(client, "root.m.s.d7") == 4)
+
+        #expect(try sql(client, "drop database root.m", query: false)["code"] as? Int == 200)
+        #expect(regionDirectories(dataDir).isEmpty, "a dropped database's regions are removed: \(regionDirectories(dataDir))")
+        #expect(try dataRegions(client, "root.m").isEmpty)
+        #expect((try sql(client, "show databases")["values"] as? [[String]]) == [[]])
+        _ = try node.stop()
+    }
+
+    @Test func createTimeseriesOutsideEveryDatabaseMakesTheDatabaseAndItsRegion() throws {
+        let dataDir = try temporaryDirectory("regions")
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        defer { _ = try? node.stop() }
+        let client = try TestHTTPClient(port: node.port)
+        #expect(try sql(client, "create timeseries root.q.d.s with datatype=INT32", query: false)["code"] as? Int == 200)
+        #expect(try dataRegions(client, "root.q").count == 1)
+        #expect(try sql(client, "insert into root.q.d(time, s) values (1, 5)", query: false)["code"] as? Int == 200)
+        let shown = ((try sql(client, "show timeseries root.q.**")["values"] as? [[Any]]) ?? []).map { $0.map { "\($0)" } }
+        #expect(shown.count > 3 && shown[0] == ["root.q.d.s"] && shown[3] == ["INT32"], "\(shown)")
+    }
+}
