@@ -120,6 +120,7 @@ public final class Node: @unchecked Sendable {
             self.regions = regions
         }
         let meta = meta, regions = regions
+        meta.regionReporter.withLock { $0 = { regions.reports } }
         let metaMembers = Set((0..<max(1, config.metaPeers.count)).map { NodeID($0 + 1) })
         // User changes are entries of the meta group: every node of the cluster, data-only
         // nodes too, authenticates against the same users, and any node takes a change.
@@ -142,7 +143,8 @@ public final class Node: @unchecked Sendable {
                                     queryLimits: config.query, stages: stagesBox, users: users,
                                     clusterAnswer: { statement, route in
                                         ClusterStatements.change(statement, agent: meta, createDatabases: config.storage.autoCreateSchema, route: route)
-                                            ?? ClusterStatements.answer(statement, meta: meta.machine.current, metaMembers: metaMembers, route: route)
+                                            ?? ClusterStatements.answer(statement, meta: meta.machine.current, metaMembers: metaMembers,
+                                                                     heard: { meta.heardRegions() }, route: route)
                                     }, logger: logger)
         if cluster != nil && !config.isMetaMember {
             let nodeID = config.nodeID ?? 0

@@ -145,6 +145,15 @@ final class RegionSet: Sendable {
         }
     }
 
+    /// Every region held, with its role and sizes (a heartbeat's answer).
+    var reports: [RegionReport] {
+        all.map { region in
+            let stats = region.engine.stats
+            return RegionReport(group: region.group, isLeader: region.consensus.leader(of: region.group) == region.consensus.nodeID,
+                                segmentBytes: stats.segmentBytes, memtableBytes: stats.memtableBytes)
+        }
+    }
+
     /// The engines' figures, summed.
     var stats: EngineStats {
         engines.reduce(into: EngineStats()) { sum, engine in

@@ -10,7 +10,7 @@ import TidemarkTestSupport
     /// SHOW REGIONS at node `index` as rows of text (nil when it does not answer).
     private func regions(_ cluster: TestCluster, at index: Int) -> [[String]]? {
         guard let (status, json) = cluster.sql("show regions", at: index), status == 200,
-              let values = json["values"] as? [[Any]], values.count == 11 else { return nil }
+              let values = json["values"] as? [[Any]], values.count == 12 else { return nil }
         return values[0].indices.map { row in values.map { "\($0[row])" } }
     }
 

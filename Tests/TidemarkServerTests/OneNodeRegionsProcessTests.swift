@@ -63,6 +63,13 @@ import TidemarkTestSupport
         #expect(try client.request("POST", "/write?db=m&precision=ms", body: Array("s,dev=d7 v=1i \(3 * week + 7)".utf8)).status == 204)
         #expect(try sql(client, "flush", query: false)["code"] as? Int == 200)
         #expect(try total(client, "root.m.s.d7") == 4)
+        // Heartbeats report each region's segment bytes to the meta leader (SHOW REGIONS' TsFileSize).
+        func sizes() throws -> [Int] {
+            let values = (try sql(client, "show regions")["values"] as? [[Any]]) ?? []
+            guard values.count == 12 else { return [] }
+            return values[0].indices.filter { "\(values[1][$0])" == "DataRegion" && "\(values[3][$0])" == "root.m" }.map { values[11][$0] as? Int ?? -1 }
+        }
+        #expect(eventually(within: 10) { (try? sizes()).map { $0.count == 3 && $0.allSatisfy { $0 > 0 } } ?? false }, "\(String(describing: try? sizes()))")
 
         #expect(try sql(client, "drop database root.m", query: false)["code"] as? Int == 200)
         #expect(regionDirectories(dataDir).isEmpty, "a dropped database's regions are removed: \(regionDirectories(dataDir))")

@@ -2,6 +2,8 @@ import Synchronization
 import Testing
 import TidemarkConsensus
 import TidemarkCore
+import TidemarkIO
+import TidemarkCluster
 import TidemarkWire
 @testable import TidemarkServer
 
@@ -47,5 +49,40 @@ import TidemarkWire
         }
         #expect(WriteApplier.split(job, rowGroups: [nil]).isEmpty)
         #expect(answered.withLock { $0 }?.refused.map(\.line) == [1] && answered.withLock { $0 }?.failure == nil)
+    }
+}
+
+/// What a heartbeat carries and what the meta leader keeps of it.
+@Suite struct HeartbeatTests {
+    @Test func reportsRoundTripAndAHostileAnswerIsRefused() throws {
+        let reports = [RegionReport(group: GroupID(kind: .data, number: 7), isLeader: true, segmentBytes: 1 << 40, memtableBytes: 5),
+                       RegionReport(group: GroupID(kind: .data, number: 9), isLeader: false, segmentBytes: 0, memtableBytes: 0)]
+        var reader = ByteReader(RegionReport.encode(reports))
+        #expect(try RegionReport.decode(&reader) == reports && reader.isAtEnd)
+        var claimsTooMany = ByteWriter()
+        claimsTooMany.write(varint: UInt64.max)
+        var hostile = ByteReader(claimsTooMany.bytes)
+        #expect(throws: CorruptDataError.self) { try RegionReport.decode(&hostile) }
+        var badRole = RegionReport.encode([reports[0]])
+        badRole[3] = 7  // count, kind, number, then the role byte
+        var badReader = ByteReader(badRole)
+        #expect(throws: CorruptDataError.self) { try RegionReport.decode(&badReader) }
+        let heard: [NodeID: [RegionReport]] = [1: reports, 4: []]
+        #expect(MetaAgent.decodeHeard(MetaAgent.encodeHeard(heard)) == heard)
+        #expect(MetaAgent.decodeHeard([1]) == nil)
+    }
+
+    @Test func aNodeIsSilentFromTheFirstHeartbeatUntilItAnswers() {
+        let book = HeartbeatBook()
+        let second: UInt64 = 1_000_000_000
+        #expect(book.silentMs(2, nowNs: 5 * second) == nil, "never asked")
+        book.asked(2, nowNs: 5 * second)
+        book.asked(2, nowNs: 6 * second)
+        #expect(book.silentMs(2, nowNs: 8 * second) == 3000, "silent since the first heartbeat")
+        book.answered(2, regions: [], nowNs: 8 * second)
+        book.asked(2, nowNs: 9 * second)
+        #expect(book.silentMs(2, nowNs: 10 * second) == 2000)
+        book.reset()
+        #expect(book.silentMs(2, nowNs: 10 * second) == nil)
     }
 }

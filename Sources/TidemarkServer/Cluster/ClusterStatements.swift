@@ -13,7 +13,10 @@ enum ClusterStatements {
 
     /// The answer to a cluster statement; nil when the statement is not one. `metaMembers` are
     /// the nodes of the meta group (IoTDB's ConfigNodes).
-    static func answer(_ statement: Statement, meta: MetaState, metaMembers: Set<NodeID>, route: String) -> HTTPResponse? {
+    /// `heard` gives the regions the meta leader's heartbeats reported (for SHOW REGIONS'
+    /// sizes; nil when the leader cannot be asked).
+    static func answer(_ statement: Statement, meta: MetaState, metaMembers: Set<NodeID>, heard: () -> [NodeID: [RegionReport]]? = { nil },
+                       route: String) -> HTTPResponse? {
         let nodes = meta.nodes.values.sorted { $0.id < $1.id }
         let result: QueryResult
         switch statement {
@@ -42,7 +45,7 @@ enum ClusterStatements {
                 ("DataRegionNum", "INT32", { regions($0, .data) }), ("SchemaRegionNum", "INT32", { regions($0, .schema) }),
             ])
         case .showRegions:
-            result = regions(meta)
+            result = regions(meta, heard: heard())
         case .showDatabasesDetails:
             result = databases(meta)
         default:
@@ -122,8 +125,14 @@ enum ClusterStatements {
 
     /// `SHOW REGIONS`: one row per replica, by group then node, in IoTDB's columns. A data
     /// group's series slots are the slots with a partition in it, its time slots the
-    /// (slot, time partition)s; a schema group's time slots are 0.
-    static func regions(_ meta: MetaState) -> QueryResult {
+    /// (slot, time partition)s; a schema group's time slots are 0. TsFileSize is the bytes of
+    /// the replica's segment files as its node last reported them to the meta leader (null
+    /// when not heard).
+    static func regions(_ meta: MetaState, heard: [NodeID: [RegionReport]]? = nil) -> QueryResult {
+        var sizes: [NodeID: [GroupID: Int]] = [:]
+        for (node, reports) in heard ?? [:] {
+            for report in reports { sizes[node, default: [:]][report.group] = report.segmentBytes }
+        }
         var seriesSlots: [GroupID: Set<Int>] = [:]
         var timeSlots: [GroupID: Int] = [:]
         for slots in meta.table.schemaSlots.values {
@@ -151,6 +160,7 @@ enum ClusterStatements {
             ("RpcPort", "INT32", { port(node($0.1)?.clientAddress ?? "") }),
             ("InternalAddress", "TEXT", { .text(node($0.1)?.internalAddress ?? "") }),
             ("Role", "TEXT", { .text($0.0.leaderHint == $0.1 ? "Leader" : "Follower") }),
+            ("TsFileSize", "INT64", { sizes[$0.1]?[$0.0.id].map { .integer(Int64($0)) } ?? .null }),
         ])
     }
 

@@ -76,6 +76,14 @@ final class MetaAgent: Sendable {
     let pushedRouteVersion = Atomic<UInt64>(0)
     /// On a data-only node: pushes received (for `/cluster`).
     let pushesReceived = Atomic<UInt64>(0)
+    /// This node's regions for a heartbeat answer (set once the node's regions are open).
+    let regionReporter = Mutex<(@Sendable () -> [RegionReport])?>(nil)
+    /// On the leader: what its heartbeats heard, when it last sent them, whether it led at
+    /// the last tick (a new leader starts a new book), and a leader hint change in flight.
+    let heartbeats = HeartbeatBook()
+    let lastHeartbeatNs = Atomic<UInt64>(0)
+    let ledAtLastTick = Atomic<Bool>(false)
+    let reportingLeader = Atomic<Bool>(false)
 
     /// `offLoop` runs work off the event loop (a peer's call arrives on the loop, and proposing
     /// persists to the log: the loop must never wait on a disk).
@@ -109,6 +117,11 @@ final class MetaAgent: Sendable {
                 let image = machine.image()
                 if image.index > since { writer.write(bytes: image.bytes) }
                 reply(.success(writer.bytes))
+            case Self.heartbeatMethod:
+                guard from >= 1 && from <= NodeID(memberCount) else { return reply(.failure(.failed("only a member of the meta group sends heartbeats"))) }
+                reply(.success(RegionReport.encode(localReports)))
+            case Self.reportsMethod:
+                reply(.success(Self.encodeHeard(heartbeats.regions)))
             case Self.pushMethod:
                 guard !isMember else { return reply(.failure(.failed("a member keeps its own meta state"))) }
                 guard from >= 1 && from <= NodeID(memberCount) else { return reply(.failure(.failed("only a member of the meta group pushes its state"))) }
@@ -307,7 +320,8 @@ final class MetaAgent: Sendable {
         }
     }
 
-    /// Every tick: register when needed; as leader, follow the nodes' links.
+    /// Every tick: register when needed; as leader, send heartbeats and follow the nodes'
+    /// answers and links.
     func tick() {
         if ticksToPull.add(-1, ordering: .relaxed).newValue <= 0 {
             ticksToPull.store(Self.pullEveryTicks, ordering: .relaxed)
@@ -316,7 +330,14 @@ final class MetaAgent: Sendable {
         learnAddresses()
         registerIfNeeded()
         reportDisk()
-        if isMember && consensus.leader(of: Self.group) == nodeID {
+        let leads = isMember && consensus.leader(of: Self.group) == nodeID
+        if leads && !ledAtLastTick.load(ordering: .relaxed) {
+            heartbeats.reset()
+            lastHeartbeatNs.store(0, ordering: .relaxed)
+        }
+        ledAtLastTick.store(leads, ordering: .relaxed)
+        if leads {
+            sendHeartbeats()
             followLinks()
             pushRouteMap()
         }

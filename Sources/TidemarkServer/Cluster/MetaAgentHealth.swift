@@ -44,12 +44,14 @@ extension MetaAgent {
         }
     }
 
-    /// The leader marks a node Unknown once its link has been down `unknownAfterMs`, and
-    /// Running again once the link is back.
+    /// The leader marks a node Unknown once it missed heartbeats, or its link has been down,
+    /// for `unknownAfterMs`, and Running again once it answers and its link is back.
     func followLinks() {
         guard let transport, !changingStatus.load(ordering: .acquiring) else { return }
+        let nowNs = monotonicNowNs()
         for node in machine.current.nodes.values.sorted(by: { $0.id < $1.id }) where node.id != nodeID {
-            let downMs = transport.linkDownMs(of: node.id)
+            let silentMs = heartbeats.silentMs(node.id, nowNs: nowNs).flatMap { $0 >= unknownAfterMs ? $0 : nil }
+            let downMs = transport.linkDownMs(of: node.id, nowNs: nowNs).map { max($0, silentMs ?? 0) } ?? silentMs
             let status: NodeRecord.Status
             switch (node.status, downMs) {
             case (.running, let down?) where down >= unknownAfterMs, (.readOnly, let down?) where down >= unknownAfterMs: status = .unknown

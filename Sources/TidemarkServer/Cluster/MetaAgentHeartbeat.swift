@@ -1,0 +1,168 @@
+import Foundation
+import Synchronization
+import TidemarkCluster
+import TidemarkConsensus
+import TidemarkCore
+import TidemarkIO
+
+/// A region replica as the node holding it reports it in a heartbeat.
+struct RegionReport: Sendable, Equatable {
+    var group: GroupID
+    var isLeader: Bool
+    /// Bytes of its sealed segment files (IoTDB's TsFileSize) and of its memtables.
+    var segmentBytes: Int
+    var memtableBytes: Int
+
+    /// Bounds on what one heartbeat answer may list (an answer from a peer is not trusted).
+    static let reportsMax = 1 << 20
+
+    static func encode(_ reports: [RegionReport]) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.write(varint: UInt64(reports.count))
+        for report in reports {
+            report.group.write(to: &writer)
+            writer.write(report.isLeader ? 1 : 0)
+            writer.write(varint: UInt64(max(0, report.segmentBytes)))
+            writer.write(varint: UInt64(max(0, report.memtableBytes)))
+        }
+        return writer.bytes
+    }
+
+    static func decode(_ reader: inout ByteReader) throws -> [RegionReport] {
+        let count = try reader.readCount(max: reportsMax, what: "region reports")
+        return try (0..<count).map { _ in
+            let group = try GroupID(from: &reader)
+            let role = try reader.readByte()
+            guard role <= 1 else { throw CorruptDataError("region report role \(role)") }
+            let segments = try reader.readVarint(), memtables = try reader.readVarint()
+            guard segments <= UInt64(Int.max), memtables <= UInt64(Int.max) else { throw CorruptDataError("region report size past Int") }
+            return RegionReport(group: group, isLeader: role == 1, segmentBytes: Int(segments), memtableBytes: Int(memtables))
+        }
+    }
+}
+
+/// What the meta leader heard in its heartbeats (DESIGN.md section 3, membership): per node,
+/// when it last answered and the regions it reported. Soft state, rebuilt by a new leader
+/// within one interval; what lasts (a group's leader) goes through the meta log.
+final class HeartbeatBook: Sendable {
+    struct Heard: Sendable, Equatable {
+        /// When the node last answered (monotonic ns), or nil when it never has since this
+        /// node started asking at `askedSinceNs`.
+        var answeredNs: UInt64?
+        var askedSinceNs: UInt64
+        var regions: [RegionReport]
+    }
+    private let heard = Mutex<[NodeID: Heard]>([:])
+
+    /// A heartbeat goes to `node` (the first one starts its silence).
+    func asked(_ node: NodeID, nowNs: UInt64) {
+        heard.withLock { heard in
+            if heard[node] == nil { heard[node] = Heard(answeredNs: nil, askedSinceNs: nowNs, regions: []) }
+        }
+    }
+
+    func answered(_ node: NodeID, regions: [RegionReport], nowNs: UInt64) {
+        heard.withLock { $0[node] = Heard(answeredNs: nowNs, askedSinceNs: $0[node]?.askedSinceNs ?? nowNs, regions: regions) }
+    }
+
+    /// How long `node` has not answered (nil: never asked).
+    func silentMs(_ node: NodeID, nowNs: UInt64) -> UInt64? {
+        heard.withLock { $0[node] }.map { heard in
+            let since = heard.answeredNs ?? heard.askedSinceNs
+            return nowNs >= since ? (nowNs - since) / 1_000_000 : 0
+        }
+    }
+
+    /// Every node's last reported regions.
+    var regions: [NodeID: [RegionReport]] { heard.withLock { $0.mapValues(\.regions) } }
+
+    /// Forgets everything (this node stopped leading).
+    func reset() { heard.withLock { $0 = [:] } }
+}
+
+/// Heartbeats from the meta leader to every node, once per `heartbeatIntervalMs`, on the
+/// link each pair already has for Raft (one call per node pair, however many groups they
+/// share). The answer lists the node's regions with their roles and sizes; a reported leader
+/// the meta state does not know yet becomes the group's leader hint there (the route map).
+extension MetaAgent {
+    static let heartbeatMethod: UInt16 = 5
+    /// A node asking the meta leader for the regions its heartbeats heard (SHOW REGIONS).
+    static let reportsMethod: UInt16 = 6
+    static let heartbeatIntervalMs: UInt64 = 1000
+
+    /// This node's regions, as a heartbeat answer lists them.
+    var localReports: [RegionReport] { regionReporter.withLock { $0 }?() ?? [] }
+
+    /// On the leader, once per interval: asks every registered node (itself directly).
+    func sendHeartbeats(nowNs: UInt64 = monotonicNowNs()) {
+        guard nowNs >= lastHeartbeatNs.load(ordering: .relaxed) + Self.heartbeatIntervalMs * 1_000_000 else { return }
+        lastHeartbeatNs.store(nowNs, ordering: .relaxed)
+        let state = machine.current
+        heartbeats.answered(nodeID, regions: localReports, nowNs: nowNs)
+        adoptLeaders(heartbeats.regions[nodeID] ?? [], of: nodeID, in: state)
+        guard let transport else { return }
+        var writer = ByteWriter()
+        writer.write(varint: nodeID)
+        for node in state.nodes.keys.sorted() where node != nodeID {
+            heartbeats.asked(node, nowNs: nowNs)
+            transport.call(node, method: Self.heartbeatMethod, body: writer.bytes, timeoutMs: Self.heartbeatIntervalMs * 2) { [self] result in
+                guard case .success(let bytes) = result else { return }
+                var reader = ByteReader(bytes)
+                guard let reports = try? RegionReport.decode(&reader), reader.isAtEnd else {
+                    return logger.warning("a heartbeat answer does not decode", metadata: ["node": "\(node)"])
+                }
+                heartbeats.answered(node, regions: reports, nowNs: monotonicNowNs())
+                adoptLeaders(reports, of: node, in: machine.current)
+            }
+        }
+    }
+
+    /// A node that reports leading a group it is a replica of, where the meta state names
+    /// another leader, becomes the group's leader hint (one change in flight at a time).
+    func adoptLeaders(_ reports: [RegionReport], of node: NodeID, in state: MetaState) {
+        for report in reports where report.isLeader {
+            guard let group = state.groups[report.group], group.replicas.contains(node), group.leaderHint != node else { continue }
+            guard !reportingLeader.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            propose(.reportLeader(report.group, node)) { [self] _ in reportingLeader.store(false, ordering: .releasing) }
+            return
+        }
+    }
+
+    /// The regions the meta leader's heartbeats heard, per node: its own book on the leader,
+    /// else asked of the leader (nil when it cannot be reached within `timeoutMs`).
+    func heardRegions(timeoutMs: UInt64 = 2000) -> [NodeID: [RegionReport]]? {
+        let leader = leaderID
+        if leader == nodeID { return heartbeats.regions }
+        guard let leader, let transport else { return nil }
+        let answer = Mutex<[NodeID: [RegionReport]]?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        transport.call(leader, method: Self.reportsMethod, body: [], timeoutMs: timeoutMs) { result in
+            if case .success(let bytes) = result { answer.withLock { $0 = Self.decodeHeard(bytes) } }
+            done.signal()
+        }
+        // The call answers within its timeout, with a failure at worst.
+        done.wait()
+        return answer.withLock { $0 }
+    }
+
+    static func encodeHeard(_ heard: [NodeID: [RegionReport]]) -> [UInt8] {
+        var writer = ByteWriter()
+        writer.write(varint: UInt64(heard.count))
+        for (node, reports) in heard.sorted(by: { $0.key < $1.key }) {
+            writer.write(varint: node)
+            writer.write(bytes: RegionReport.encode(reports))
+        }
+        return writer.bytes
+    }
+
+    static func decodeHeard(_ bytes: [UInt8]) -> [NodeID: [RegionReport]]? {
+        var reader = ByteReader(bytes)
+        guard let count = try? reader.readCount(max: 1 << 16, what: "nodes") else { return nil }
+        var heard: [NodeID: [RegionReport]] = [:]
+        for _ in 0..<count {
+            guard let node = try? reader.readVarint(), let reports = try? RegionReport.decode(&reader) else { return nil }
+            heard[node] = reports
+        }
+        return reader.isAtEnd ? heard : nil
+    }
+}
