@@ -136,7 +136,8 @@ public final class Node: @unchecked Sendable {
                                  auth: { AuthMetrics.read(authenticator) },
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
                                  meta: { ClusterStatements.json(meta.machine.current, leader: meta.leaderID, metaMembers: metaMembers,
-                                                                        pushesReceived: meta.pushesReceived.load(ordering: .relaxed)) },
+                                                                        pushesReceived: meta.pushesReceived.load(ordering: .relaxed),
+                                                                        stalePulls: meta.stalePulls.load(ordering: .relaxed)) },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
         let executor = StatementExecutor(engine: regions.store(), rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
         var dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,

@@ -184,14 +184,14 @@ enum ClusterStatements {
     /// `"meta":{…}` for `/cluster`: the meta group's leader as this node knows it, the
     /// route and table versions, every registered node with its status, and every region
     /// group with its database, replicas (by node) and leader hint; on a data-only node, the
-    /// route maps the leader pushed to it.
-    static func json(_ meta: MetaState, leader: NodeID?, metaMembers: Set<NodeID>, pushesReceived: UInt64 = 0) -> String {
+    /// route maps the leader pushed to it, and the pulls a heartbeat's newer version caused.
+    static func json(_ meta: MetaState, leader: NodeID?, metaMembers: Set<NodeID>, pushesReceived: UInt64 = 0, stalePulls: UInt64 = 0) -> String {
         let nodes = meta.nodes.values.sorted { $0.id < $1.id }.map { node in
             "{\"id\":\(node.id),\"internal\":\(jsonQuoted(node.internalAddress)),\"client\":\(jsonQuoted(node.clientAddress)),"
                 + "\"status\":\(jsonQuoted(node.status.rawValue)),\"cores\":\(node.cores),\"meta_member\":\(metaMembers.contains(node.id))}"
         }.joined(separator: ",")
         return "\"meta\":{\"leader\":\(leader.map { "\($0)" } ?? "null"),\"route_version\":\(meta.routeVersion),"
-            + "\"table_version\":\(meta.table.version),\"pushes_received\":\(pushesReceived),\"registered_nodes\":[\(nodes)],"
+            + "\"table_version\":\(meta.table.version),\"pushes_received\":\(pushesReceived),\"stale_pulls\":\(stalePulls),\"registered_nodes\":[\(nodes)],"
             + "\"region_groups\":[\(regionGroups(meta))]}"
     }
 

@@ -39,8 +39,9 @@ final class MetaAgent: Sendable {
     /// The meta leader's push to a data-only node when the route map changed (a group's
     /// replicas or leader, a node's status): the state, applied when newer than the copy.
     static let pushMethod: UInt16 = 4
-    /// A data-only node also pulls every this many ticks (a push lost, a table change).
-    static let pullEveryTicks = 10
+    /// A data-only node also pulls this often, whatever it heard: the heartbeats' versions
+    /// make it pull once its copy is stale, and this covers a node no heartbeat reaches.
+    static let pullEveryMs: UInt64 = 30_000
     static let callTimeoutMs: UInt64 = 5000
 
     let consensus: Consensus
@@ -68,14 +69,17 @@ final class MetaAgent: Sendable {
     let mirroredLeader = Atomic<UInt64>(0)
     let nextMember = Atomic<UInt64>(1)
     let pulling = Atomic<Bool>(false)
-    private let ticksToPull = Atomic<Int>(0)
+    /// When the next periodic pull is due (monotonic ns; 0: at the next tick).
+    let pullDueNs = Atomic<UInt64>(0)
     /// The route version whose nodes' addresses the transport was last given (a registration
     /// moves it), so the addresses are handed over when they change, not every tick.
     let learnedRouteVersion = Atomic<UInt64>(UInt64.max)
     /// On the leader: the route version last pushed to the data-only nodes.
     let pushedRouteVersion = Atomic<UInt64>(0)
-    /// On a data-only node: pushes received (for `/cluster`).
+    /// On a data-only node: pushes received, and pulls made because a heartbeat carried a
+    /// newer version than the copy (for `/cluster`).
     let pushesReceived = Atomic<UInt64>(0)
+    let stalePulls = Atomic<UInt64>(0)
     /// This node's regions for a heartbeat answer (set once the node's regions are open).
     let regionReporter = Mutex<(@Sendable () -> [RegionReport])?>(nil)
     /// On the leader: what its heartbeats heard, when it last sent them, whether it led at
@@ -120,6 +124,7 @@ final class MetaAgent: Sendable {
             case Self.heartbeatMethod:
                 guard from >= 1 && from <= NodeID(memberCount) else { return reply(.failure(.failed("only a member of the meta group sends heartbeats"))) }
                 reply(.success(RegionReport.encode(localReports)))
+                offLoop { [weak self] in self?.heardVersion(body) }
             case Self.reportsMethod:
                 reply(.success(Self.encodeHeard(heartbeats.regions)))
             case Self.pushMethod:
@@ -190,7 +195,7 @@ final class MetaAgent: Sendable {
                 switch result {
                 case .success(let bytes):
                     // This node's copy learns its own change at the next tick, not a pull period later.
-                    ticksToPull.store(0, ordering: .relaxed)
+                    pullDueNs.store(0, ordering: .relaxed)
                     let (answer, index) = Self.decodeAnswer(bytes)
                     completion(answer, index)
                 case .failure(let error):
@@ -323,8 +328,9 @@ final class MetaAgent: Sendable {
     /// Every tick: register when needed; as leader, send heartbeats and follow the nodes'
     /// answers and links.
     func tick() {
-        if ticksToPull.add(-1, ordering: .relaxed).newValue <= 0 {
-            ticksToPull.store(Self.pullEveryTicks, ordering: .relaxed)
+        let nowNs = monotonicNowNs()
+        if nowNs >= pullDueNs.load(ordering: .relaxed) {
+            pullDueNs.store(nowNs + Self.pullEveryMs * 1_000_000, ordering: .relaxed)
             pullState()
         }
         learnAddresses()

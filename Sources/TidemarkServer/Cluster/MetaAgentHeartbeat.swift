@@ -101,8 +101,10 @@ extension MetaAgent {
         heartbeats.answered(nodeID, regions: localReports, nowNs: nowNs)
         adoptLeaders(heartbeats.regions[nodeID] ?? [], of: nodeID, in: state)
         guard let transport else { return }
+        // [leader][meta log index applied]: a node whose copy is older pulls at once.
         var writer = ByteWriter()
         writer.write(varint: nodeID)
+        writer.write(varint: machine.appliedIndex)
         for node in state.nodes.keys.sorted() where node != nodeID {
             heartbeats.asked(node, nowNs: nowNs)
             transport.call(node, method: Self.heartbeatMethod, body: writer.bytes, timeoutMs: Self.heartbeatIntervalMs * 2) { [self] result in
@@ -115,6 +117,18 @@ extension MetaAgent {
                 adoptLeaders(reports, of: node, in: machine.current)
             }
         }
+    }
+
+    /// A heartbeat's version, on a node outside the meta group: a meta state newer than this
+    /// node's copy (its table, route map, users) makes the copy stale, and it is pulled now
+    /// rather than at the next periodic pull (DESIGN.md section 3: a message with a newer
+    /// version invalidates).
+    func heardVersion(_ body: [UInt8]) {
+        guard !isMember else { return }
+        var reader = ByteReader(body)
+        guard (try? reader.readVarint()) != nil, let index = try? reader.readVarint(), index > machine.appliedIndex else { return }
+        stalePulls.add(1, ordering: .relaxed)
+        pullState()
     }
 
     /// A node that reports leading a group it is a replica of, where the meta state names

@@ -32,8 +32,10 @@ extension MetaAgent {
         transport.call(member, method: Self.stateMethod, body: writer.bytes, timeoutMs: Self.callTimeoutMs) { [self] result in
             defer { pulling.store(false, ordering: .releasing) }
             guard case .success(let bytes) = result else {
+                // The next member is asked at the next tick.
                 nextMember.store(member % NodeID(memberCount) + 1, ordering: .relaxed)
                 mirroredLeader.store(0, ordering: .relaxed)
+                pullDueNs.store(0, ordering: .relaxed)
                 return
             }
             installState(bytes, from: member)
