@@ -134,6 +134,9 @@ public protocol StateMachine: AnyObject, Sendable {
     /// one applied before. A standalone group whose log ends before it (`--repair` cut
     /// records already flushed) numbers new entries after it, so no index names two entries.
     var persistedIndexMax: UInt64 { get }
+    /// Whether entries it applied are held only in memory (a region's memtable) and not yet in
+    /// its own files: a log shared with other groups keeps them until it says otherwise.
+    var holdsUnflushedEntries: Bool { get }
 }
 
 extension StateMachine {
@@ -145,6 +148,7 @@ extension StateMachine {
     }
     public var keepsInstalledImages: Bool { false }
     public var persistedIndexMax: UInt64 { 0 }
+    public var holdsUnflushedEntries: Bool { true }
 }
 
 /// Why a consensus operation failed.
@@ -209,4 +213,26 @@ public protocol Consensus: AnyObject, Sendable {
     func snapshot(_ group: GroupID) throws -> UInt64
     /// Closes every group's log; later calls fail with `.stopped`.
     func close()
+    /// Proposes writes to several groups at once: as many `write`s, but a consensus whose
+    /// groups share a log (standalone) makes them durable together.
+    func write(batch writes: [GroupWrite])
+}
+
+/// One write of a `write(batch:)`.
+public struct GroupWrite: Sendable {
+    public var group: GroupID
+    public var proposal: Proposal
+    public var completion: @Sendable (Result<UInt64, ConsensusError>) -> Void
+
+    public init(group: GroupID, proposal: Proposal, completion: @escaping @Sendable (Result<UInt64, ConsensusError>) -> Void) {
+        self.group = group
+        self.proposal = proposal
+        self.completion = completion
+    }
+}
+
+extension Consensus {
+    public func write(batch writes: [GroupWrite]) {
+        for write in writes { self.write(write.group, write.proposal, completion: write.completion) }
+    }
 }

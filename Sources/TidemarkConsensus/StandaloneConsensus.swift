@@ -11,7 +11,9 @@ import TidemarkIO
 /// runs through `applyOn` (the node's apply stage), so the append stage goes on to the next
 /// batch meanwhile; under `batch` and `always` the writer applies after its fsync.
 ///
-/// Files: `<directory>/<kind>-<number>/log/*.wal` and, after `snapshot`, `…/snapshot`.
+/// Files: `<directory>/<kind>-<number>/log/*.wal` and, after `snapshot`, `…/snapshot`; the
+/// groups made with `createSharedLogGroup` (a node's regions) log in `<directory>/shared/log`
+/// instead, so one fsync covers a batch over all of them (`write(batch:)`).
 public final class StandaloneConsensus: Consensus, @unchecked Sendable {
     public let nodeID: UInt64
     private let directory: String
@@ -21,6 +23,10 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
     private let health: StorageHealth?
     private let groups = Mutex<[GroupID: StandaloneGroup]?>([:])
     private let applyOn: @Sendable (@escaping @Sendable () -> Void) -> Bool
+    /// The log of the regions' groups, opened with the first of them.
+    private let shared = Mutex<SharedLog?>(nil)
+    /// `replaySharedLog` ran: a shared log opened later is replayed as it opens.
+    private let sharedReplayed = Atomic<Bool>(false)
 
     /// `applyOn` runs the apply side's work (by default at once, on the writing thread) and
     /// says whether it took it; when it does not (a stage full or not running), the writing
@@ -48,6 +54,72 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
         }
     }
 
+    /// Creates (or reopens) a group that logs in the node's shared log with the other groups
+    /// made so; before `replaySharedLog` ran, it waits for it and takes no writes.
+    public func createSharedLogGroup(_ group: GroupID, stateMachine: StateMachine) throws {
+        let log = try shared.withLock { shared in
+            if let shared { return shared }
+            let log = try SharedLog(directory: directory + "/shared/log", policy: syncPolicy, health: health)
+            // The node replayed its regions before any was on this log: what it holds is of groups gone since.
+            if sharedReplayed.load(ordering: .acquiring) { _ = try log.replay { _, _, _ in false } }
+            shared = log
+            return log
+        }
+        try groups.withLock { groups in
+            guard groups != nil else { throw ConsensusError.stopped }
+            guard groups![group] == nil else { throw ConsensusError.groupExists(group) }
+            groups![group] = try StandaloneGroup(id: group, directory: directory + "/\(group)", syncPolicy: syncPolicy,
+                                                 stateMachine: stateMachine, logger: logger, health: health, shared: log, applyOn: applyOn)
+        }
+    }
+
+    /// Fsyncs of the shared log so far (tests, metrics).
+    public var sharedLogSyncs: Int { shared.withLock { $0 }?.wal.syncCount ?? 0 }
+
+    /// Replays the shared log into the groups made with `createSharedLogGroup` (once, after
+    /// the node created every region it holds, before any writes); a record of a group not
+    /// held here is dropped with the file it is in.
+    public func replaySharedLog() throws {
+        sharedReplayed.store(true, ordering: .releasing)
+        guard let log = shared.withLock({ $0 }), !log.isReplayed else { return }
+        let waiting = groups.withLock { groups in (groups ?? [:]).filter { $0.value.isShared } }
+        let report = try log.replay { group, index, data in
+            guard let target = waiting[group] else { return false }
+            target.replayShared(index: index, data: data)
+            return true
+        }
+        if report.bytesCut > 0 {
+            logger.warning("cut a torn log tail", metadata: ["log": "shared", "file": "\(report.cutPath ?? "")", "offset": "\(report.cutOffset)",
+                                                            "bytes": "\(report.bytesCut)", "entries": "\(report.records)"])
+        }
+        for group in waiting.values { try group.finishSharedReplay() }
+    }
+
+    /// Writes entries of several groups: on the shared log, under `batch`, one fsync makes all
+    /// of them durable (the node's group commit across its regions); each `completion` runs
+    /// as `write`'s would.
+    public func write(batch writes: [GroupWrite]) {
+        var pending: [(StandaloneGroup, StandaloneGroup.PendingWrite)] = []
+        for write in writes {
+            do {
+                let group = try self.group(write.group)
+                pending.append((group, try group.append(write.proposal, completion: write.completion)))
+            } catch {
+                write.completion(.failure(error as? ConsensusError ?? .io("\(error)")))
+            }
+        }
+        // One wait per log, for its last record: every record before it is durable with it.
+        var syncErrors: [ObjectIdentifier: Error] = [:]
+        if syncPolicy == .batch {
+            var last: [ObjectIdentifier: (FileWAL, UInt64)] = [:]
+            for (_, write) in pending { last[ObjectIdentifier(write.wal)] = (write.wal, max(last[ObjectIdentifier(write.wal)]?.1 ?? 0, write.sequence)) }
+            for (key, (wal, sequence)) in last {
+                do { try wal.waitDurable(sequence) } catch { syncErrors[key] = error }
+            }
+        }
+        for (group, write) in pending { group.finishAppend(write, syncError: syncErrors[ObjectIdentifier(write.wal)]) }
+    }
+
     public func deleteGroup(_ group: GroupID) throws {
         let removed = try groups.withLock { groups -> StandaloneGroup in
             guard groups != nil else { throw ConsensusError.stopped }
@@ -55,6 +127,7 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
             return removed
         }
         removed.close()
+        if removed.isShared { try shared.withLock { $0 }?.forget(group) }
         try FileManager.default.removeItem(atPath: removed.directory)
     }
 
@@ -108,6 +181,7 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
             return groups.map { Array($0.values) } ?? []
         }
         for group in all { group.close() }
+        shared.withLock { $0 }?.close()
     }
 
     private func group(_ id: GroupID) throws -> StandaloneGroup {
@@ -125,10 +199,36 @@ final class StandaloneGroup: @unchecked Sendable {
     typealias Completion = @Sendable (Result<UInt64, ConsensusError>) -> Void
 
     /// An appended entry waiting to be applied, and who waits for it.
-    private struct Appended: @unchecked Sendable {
+    fileprivate struct Appended: @unchecked Sendable {
         var index: UInt64
+        /// Where it is in the log it went to (its index, in a log of its own).
+        var sequence: UInt64
         var proposal: Proposal
         var completion: Completion
+    }
+
+    /// Where a group logs its entries.
+    enum Log {
+        /// Files of its own (the meta group; the one region of a data directory from before
+        /// the partition table), numbered by the group's indexes.
+        case own(FileWAL)
+        /// The node's log shared with its other regions (one fsync for a batch over many).
+        case shared(SharedLog)
+
+        var wal: FileWAL {
+            switch self {
+            case .own(let wal): wal
+            case .shared(let shared): shared.wal
+            }
+        }
+    }
+
+    /// An entry appended and not yet handed to the apply side (`append`, `finishAppend`).
+    struct PendingWrite: @unchecked Sendable {
+        fileprivate var appended: Appended
+        var wal: FileWAL { log.wal }
+        fileprivate let log: Log
+        var sequence: UInt64 { appended.sequence }
     }
 
     /// Appended entries the apply side may have waiting; past it the writer applies itself.
@@ -140,7 +240,7 @@ final class StandaloneGroup: @unchecked Sendable {
 
     let id: GroupID
     let directory: String
-    private let log: FileWAL
+    private let log: Log
     private let syncPolicy: WALSyncPolicy
     private let stateMachine: StateMachine
     private let logger: Logger
@@ -149,6 +249,12 @@ final class StandaloneGroup: @unchecked Sendable {
     // protected by order:
     private var appended: UInt64 = 0
     private var closed = false
+    /// A group on the shared log waits for the node to replay it (`replayShared`, then
+    /// `finishSharedReplay`) before it takes writes; entries through this index are its
+    /// snapshot's, not to apply again.
+    private var awaitingReplay = false
+    private var replaySkipThrough: UInt64 = 0
+    private var replayRefused = 0
     // The apply side: entries queued in log order (under `order`), applied under `applyLock`.
     private let queue = Mutex<[Appended]>([])
     private let applyScheduled = Atomic<Bool>(false)
@@ -159,8 +265,10 @@ final class StandaloneGroup: @unchecked Sendable {
 
     private var snapshotPath: String { directory + "/snapshot" }
 
+    /// With `shared`, the group logs there; it is replayed with the node's other regions when
+    /// the shared log has not been yet (`StandaloneConsensus.replaySharedLog`).
     init(id: GroupID, directory: String, syncPolicy: WALSyncPolicy, stateMachine: StateMachine, logger: Logger, health: StorageHealth?,
-         applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool) throws {
+         shared: SharedLog? = nil, applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool) throws {
         self.id = id
         self.directory = directory
         self.syncPolicy = syncPolicy
@@ -168,6 +276,11 @@ final class StandaloneGroup: @unchecked Sendable {
         self.logger = logger
         self.applyOn = applyOn
         try FileIO.makeDirectory(directory)
+        if let shared {
+            log = .shared(shared)
+            try recoverShared(shared)
+            return
+        }
         // A log removed whole while the state machine holds entries starts after them, not at 1
         // behind a run of fillers as long as every entry ever made.
         let held = stateMachine.persistedIndexMax
@@ -177,21 +290,56 @@ final class StandaloneGroup: @unchecked Sendable {
                            metadata: ["group": "\(id)", "held_through": "\(held)"])
             try FileWAL.makeEmpty(directory: directory + "/log", firstSequence: held + 1)
         }
-        log = try FileWAL(directory: directory + "/log", policy: syncPolicy, health: health)
+        log = .own(try FileWAL(directory: directory + "/log", policy: syncPolicy, health: health))
         try recover()
+    }
+
+    /// Restores the last snapshot (`recover` for a group on the shared log); its entries come
+    /// from the shared log's replay, or, when that ran already, there are none (a new group).
+    private func recoverShared(_ shared: SharedLog) throws {
+        let snapshotIndex = try restoreSnapshot()
+        appended = max(snapshotIndex, stateMachine.persistedIndexMax)
+        replaySkipThrough = snapshotIndex
+        if shared.isReplayed {
+            try finishSharedReplay()
+        } else {
+            awaitingReplay = true
+        }
+    }
+
+    /// An entry of this group from the shared log's replay.
+    func replayShared(index: UInt64, data: [UInt8]) {
+        precondition(awaitingReplay, "only a group waiting for the shared log's replay takes its entries")
+        appended = max(appended, index)
+        guard index > replaySkipThrough, !data.isEmpty else { return }
+        do { try stateMachine.apply(CommittedEntry(index: index, term: 1, data: data)) } catch { replayRefused += 1 }
+    }
+
+    /// The shared log's replay is over: the group takes writes after its last entry. What it
+    /// replayed is released at once when none of it stayed in memory (all in its own files).
+    func finishSharedReplay() throws {
+        guard case .shared(let shared) = log else { preconditionFailure("only a group on the shared log") }
+        awaitingReplay = false
+        applied.store(appended, ordering: .releasing)
+        if replayRefused > 0 { logger.info("replay skipped refused entries", metadata: ["group": "\(id)", "entries": "\(replayRefused)"]) }
+        if !stateMachine.holdsUnflushedEntries { try shared.release(id, through: appended) }
+        stateMachine.attach(logRetention: SharedLogRetention(shared, group: id))
+    }
+
+    /// Restores the snapshot file, if any; returns its index (0: none).
+    private func restoreSnapshot() throws -> UInt64 {
+        guard let bytes = try FileIO.readFile(snapshotPath) else { return 0 }
+        let snapshot = try SnapshotFile.decode(bytes, path: snapshotPath)
+        try stateMachine.restore(snapshot)
+        return snapshot.index
     }
 
     /// Restores the last snapshot, then replays the log after it. An entry with no data is a
     /// filler (as Raft's leader no-op): it keeps an index taken and never reaches the state machine.
     private func recover() throws {
-        var snapshotIndex: UInt64 = 0
-        var last: UInt64 = 0
-        if let bytes = try FileIO.readFile(snapshotPath) {
-            let snapshot = try SnapshotFile.decode(bytes, path: snapshotPath)
-            try stateMachine.restore(snapshot)
-            snapshotIndex = snapshot.index
-            last = snapshot.index
-        }
+        guard case .own(let log) = log else { preconditionFailure("a group with a log of its own") }
+        let snapshotIndex = try restoreSnapshot()
+        var last = snapshotIndex
         var refused = 0
         let report = try log.replay { index, data in
             guard index > snapshotIndex else { return }
@@ -222,6 +370,7 @@ final class StandaloneGroup: @unchecked Sendable {
     /// for one applied before (it would drop the new entry's points). Fillers keep the log
     /// contiguous, so replay and `--repair` need no notion of a gap.
     private func fillLog(through index: UInt64) throws {
+        guard case .own(let log) = log else { preconditionFailure("a group with a log of its own") }
         let from = log.lastSequence + 1
         // A repair cuts at most what the log held; a larger gap is a number read off a damaged file.
         guard index - from < Self.fillersMax else {
@@ -277,36 +426,56 @@ final class StandaloneGroup: @unchecked Sendable {
     }
 
     func write(_ proposal: Proposal, completion: @escaping Completion) throws {
+        let pending = try append(proposal, completion: completion)
+        var synced: Error?
+        if syncPolicy == .batch {
+            // The writer waits for the fsync, sharing it with whoever appended meanwhile (group
+            // commit); requests that arrive while it waits make the next batch, so entries stay
+            // few and large. A failed sync is reported by the apply side, which checks again.
+            do { try pending.wal.waitDurable(pending.sequence) } catch { synced = error }
+        }
+        finishAppend(pending, syncError: synced)
+    }
+
+    /// Logs the entry and queues it for the apply side; `finishAppend` goes on once it is as
+    /// durable as the policy asks (under `batch`, the caller waits: for several groups' entries
+    /// on the shared log, once for all of them).
+    func append(_ proposal: Proposal, completion: @escaping Completion) throws -> PendingWrite {
         precondition(!proposal.data.isEmpty, "an entry with no data is a filler, never applied")
-        let index: UInt64
         // An entry that cannot be refused is answered below, once durable: its apply answers no one.
         let applyAnswers: Completion = proposal.refusalImpossible ? Self.unanswered(logger: logger, group: id) : completion
         do {
-            index = try order.withLock {
+            return try order.withLock {
                 guard !closed else { throw ConsensusError.stopped }
-                let index = try log.append([proposal.data])
-                precondition(index == appended + 1, "one log, appended in order")
+                guard !awaitingReplay else { throw ConsensusError.unsupported("\(id) waits for the node's shared log to be replayed") }
+                let index = appended + 1
+                let sequence: UInt64
+                switch log {
+                case .own(let wal):
+                    sequence = try wal.append([proposal.data])
+                    precondition(sequence == index, "one log, appended in order")
+                case .shared(let shared):
+                    sequence = try shared.append(id, index: index, data: proposal.data)
+                }
                 appended = index
+                let entry = Appended(index: index, sequence: sequence, proposal: proposal, completion: applyAnswers)
                 // Queued under `order`: the apply side sees entries in log order.
-                queue.withLock { $0.append(Appended(index: index, proposal: proposal, completion: applyAnswers)) }
-                return index
+                queue.withLock { $0.append(entry) }
+                return PendingWrite(appended: Appended(index: index, sequence: sequence, proposal: proposal, completion: completion), log: log)
             }
         } catch let error as ConsensusError {
             throw error
         } catch {
             throw ConsensusError.io("\(id): log append failed: \(error)")
         }
-        var synced: Error?
-        if syncPolicy == .batch {
-            // The writer waits for the fsync, sharing it with whoever appended meanwhile (group
-            // commit); requests that arrive while it waits make the next batch, so entries stay
-            // few and large. A failed sync is reported by the apply side, which checks again.
-            do { try log.waitDurable(index) } catch { synced = error }
-        }
-        if proposal.refusalImpossible {
+    }
+
+    /// After `append`, once the caller waited for the sync under `batch` (`syncError`: it failed).
+    func finishAppend(_ pending: PendingWrite, syncError: Error?) {
+        if pending.appended.proposal.refusalImpossible {
             // Durable as `wal_sync` says (`always`: the append synced; `intervalMs`: in the
             // OS's hands, on disk within the interval): nothing the apply does can change the answer.
-            completion(synced.map { .failure(.io("\(id): log sync failed: \($0)")) } ?? .success(index))
+            pending.appended.completion(syncError.map { .failure(.io("\(id): log sync failed: \($0)")) } ?? .success(pending.appended.index))
         }
         scheduleApply()
     }
@@ -362,7 +531,7 @@ final class StandaloneGroup: @unchecked Sendable {
         var durability: ConsensusError?
         if syncPolicy == .batch {
             // Durable already unless the writer's wait failed, or a close drains it.
-            do { try log.waitDurable(last.index) } catch { durability = .io("\(id): log sync failed: \(error)") }
+            do { try log.wal.waitDurable(last.sequence) } catch { durability = .io("\(id): log sync failed: \(error)") }
         }
         // `always`: the append synced already. `intervalMs`: VictoriaMetrics' durability, in
         // the OS's hands now (a process crash loses nothing), on disk within the interval.
@@ -386,8 +555,13 @@ final class StandaloneGroup: @unchecked Sendable {
         }
         answerReaders()
         try FileIO.writeFileAtomically(SnapshotFile.encode(snapshot), to: snapshotPath, directory: directory)
-        try log.rotate()
-        try log.truncate(through: snapshot.index)
+        switch log {
+        case .own(let wal):
+            try wal.rotate()
+            try wal.truncate(through: snapshot.index)
+        case .shared(let shared):
+            try shared.release(id, through: snapshot.index)
+        }
         return snapshot.index
     }
 
@@ -397,7 +571,13 @@ final class StandaloneGroup: @unchecked Sendable {
         let answers = applyLock.withLock { applyQueuedLocked() }
         answerReaders()
         for answer in answers { answer() }
-        log.close()
+        if case .own(let wal) = log { wal.close() }  // the shared log closes with the consensus
+    }
+
+    /// Whether the group logs in the node's shared log.
+    var isShared: Bool {
+        if case .shared = log { return true }
+        return false
     }
 }
 

@@ -44,15 +44,19 @@ public final class LocalRegion: Sendable {
     }
 
     /// Opens the replica of `group` (a region of `database`, nil for any) in `directory`, and
-    /// replays the group's log into it.
+    /// replays the group's log into it. With `sharedLog` (a standalone region of the table)
+    /// the group logs in the node's shared log, replayed with the others' once all are open
+    /// (`StandaloneConsensus.replaySharedLog`).
     init(group: GroupID, directory: String, database: String?, options: EngineOptions, logger: Logger, consensus: Consensus,
-         peers: [Peer], hints: LeaderHints, health: StorageHealth?) throws {
+         peers: [Peer], hints: LeaderHints, health: StorageHealth?, sharedLog: Bool = false) throws {
         self.group = group
         engine = try StorageEngine(directory: directory, options: options, logger: logger, log: .consensus, health: health, database: database)
         self.consensus = consensus
         do {
             // A data-only node holds no replica of it (`Dispatcher.noData` answers for it).
-            if peers.isEmpty || peers.contains(where: { $0.id == consensus.nodeID }) {
+            if sharedLog, let standalone = consensus as? StandaloneConsensus {
+                try standalone.createSharedLogGroup(group, stateMachine: RegionStateMachine(engine: engine))
+            } else if peers.isEmpty || peers.contains(where: { $0.id == consensus.nodeID }) {
                 try consensus.createGroup(group, peers: peers, stateMachine: RegionStateMachine(engine: engine))
             }
         } catch {
@@ -81,8 +85,10 @@ public final class LocalRegion: Sendable {
                     continue
                 }
                 regions.append(try LocalRegion(group: group, directory: dataDir + "/regions/" + name, database: nil, options: options,
-                                               logger: logger, consensus: consensus, peers: [], hints: .standalone, health: nil))
+                                               logger: logger, consensus: consensus, peers: [], hints: .standalone, health: nil,
+                                               sharedLog: group != Self.group))
             }
+            try consensus.replaySharedLog()
         } catch {
             for region in regions { region.close() }
             throw error

@@ -114,8 +114,7 @@ public final class Node: @unchecked Sendable {
                                       internalAddress: "\(config.internalListen)", users: users, health: storageHealth, logger: logger)
             let regions = RegionSet(tablePlacedOn: consensus, nodeID: 1, legacy: legacy, dataDir: config.dataDir, options: config.storage,
                                     logger: logger, health: storageHealth)
-            regions.removeOrphans(of: meta.machine.current)
-            regions.sync(with: meta.machine.current)
+            try regions.start(with: meta.machine.current)
             meta.machine.observe { [regions] state in regions.sync(with: state) }
             self.regions = regions
         }

@@ -105,7 +105,7 @@ final class RegionSet: Sendable {
             do {
                 let region = try LocalRegion(group: group.id, directory: directory(of: group.id), database: group.database,
                                              options: options, logger: logger, consensus: consensus, peers: [], hints: .standalone,
-                                             health: health)
+                                             health: health, sharedLog: true)
                 onOpen.withLock { $0 }?(region.engine)
                 held.withLock { $0[group.id] = region }
                 logger.info("region opened", metadata: ["group": "\(group.id)", "database": "\(group.database)"])
@@ -118,6 +118,15 @@ final class RegionSet: Sendable {
             held.withLock { _ = $0.removeValue(forKey: id) }
             remove(region)
         }
+    }
+
+    /// Opens the regions `state` places here and replays their shared log: at start, before
+    /// the ports open (a region's directory left by a dropped database is removed first).
+    func start(with state: MetaState) throws {
+        guard tablePlaced else { return }
+        removeOrphans(of: state)
+        sync(with: state)
+        try (consensus as? StandaloneConsensus)?.replaySharedLog()
     }
 
     /// Removes region directories no group of `state` names (a crash came between dropping a

@@ -63,6 +63,8 @@ final class RegionStateMachine: StateMachine, Sendable {
     func attach(logRetention: LogRetention) { engine.attach(logRetention: logRetention) }
 
     var persistedIndexMax: UInt64 { engine.persistedIndexMax }
+
+    var holdsUnflushedEntries: Bool { engine.holdsUnflushedPoints }
 }
 
 extension RegionImageExport: ImageReader {}

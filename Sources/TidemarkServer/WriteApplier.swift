@@ -7,7 +7,7 @@ import TidemarkWire
 
 /// The append stage's work: each job's rows go to the region groups the partition table
 /// places them in (`RegionSet.place`), and each group's share of a whole batch of jobs is
-/// written as one entry (`GroupWriter`). A job whose rows all fall in one group (the usual
+/// written as one entry (`GroupWriter`), all groups' entries in one `write(batch:)`. A job whose rows all fall in one group (the usual
 /// case) goes as it is; one that spans groups is split, and answered once every part is.
 struct WriteApplier: Sendable {
     let regions: RegionSet
@@ -30,14 +30,17 @@ struct WriteApplier: Sendable {
             }
             for (group, part) in Self.split(job, rowGroups: placement.rowGroups) { add(part, to: group) }
         }
+        var writes: [GroupWrite] = []
         for group in order {
             guard let region = regions.region(group) else {
                 let message = "region group \(group) is not held by this node; retry (its leader is elsewhere, or it is being removed)"
                 for job in byGroup[group]! { job.finish(WriteOutcome(refused: job.decodeErrors, failure: message, failureStatus: 503)) }
                 continue
             }
-            GroupWriter(region, hints: hints).apply(byGroup[group]!)
+            writes += GroupWriter(region, hints: hints).apply(byGroup[group]!)
         }
+        // Every group's entry at once: regions on one shared log share its fsync (group commit).
+        if !writes.isEmpty { regions.consensus.write(batch: writes) }
     }
 
     /// `job`'s rows as one job per group, each unit's rows in the part of their group; a unit

@@ -108,16 +108,18 @@ struct GroupWriter: Sendable {
         var members: [(job: WriteJob, refused: [LineError])] = []
     }
 
-    func apply(_ jobs: [WriteJob]) {
+    /// The entries to propose for `jobs` (the caller proposes them, with other groups' in one
+    /// `write(batch:)`); jobs that cannot go on are answered here.
+    func apply(_ jobs: [WriteJob]) -> [GroupWrite] {
         // Only the leader takes writes: a follower would create schema for points it cannot write.
         let leader = consensus.leader(of: group)
         guard leader == consensus.nodeID else {
             let refusal = hints.refusal(.notLeader(group, leaderHint: leader))
             for job in jobs { job.finish(.unavailable(refusal, refused: job.decodeErrors)) }
-            return
+            return []
         }
         // Checked under one schema lock; proposed after it is released (apply needs it).
-        for batch in engine.withSeriesLookup({ lookup in batches(jobs, lookup: &lookup) }) { propose(batch) }
+        return engine.withSeriesLookup({ lookup in batches(jobs, lookup: &lookup) }).flatMap { propose($0) }
     }
 
     /// The jobs in batches of at most `writePointsMax` points (a bigger job goes alone), each
@@ -156,7 +158,7 @@ struct GroupWriter: Sendable {
         }
     }
 
-    private func propose(_ batch: Batch) {
+    private func propose(_ batch: Batch) -> [GroupWrite] {
         let finish: @Sendable (String?, Int) -> Void = { failure, status in
             for member in batch.members { member.job.finish(WriteOutcome(refused: member.refused, failure: failure, failureStatus: status)) }
         }
@@ -165,21 +167,28 @@ struct GroupWriter: Sendable {
             prepared = try engine.prepareWrite(batch.write)
         } catch EngineError.flushBehind(let sealed) {
             // Nothing of the batch was written; every job gets the same answer.
-            return finish("\(EngineError.flushBehind(sealed: sealed))", 503)
+            finish("\(EngineError.flushBehind(sealed: sealed))", 503)
+            return []
         } catch {
             // One job's points (a series limit, a missing series with auto-create off) can
             // sink the batch: write each job on its own so the others still land.
-            guard batch.members.count > 1 else { return finish("\(error)", Self.status(of: error)) }
-            for member in batch.members {
+            guard batch.members.count > 1 else {
+                finish("\(error)", Self.status(of: error))
+                return []
+            }
+            return batch.members.flatMap { member in
                 var alone = Batch()
                 alone.members = [(member.job, engine.withSeriesLookup { check(member.job, into: &alone.write, lookup: &$0) })]
-                propose(alone)
+                return propose(alone)
             }
-            return
         }
-        guard let prepared else { return finish(nil, 500) }
+        guard let prepared else {
+            finish(nil, 500)
+            return []
+        }
         let hints = hints
-        consensus.write(group, Proposal(data: prepared.record, local: prepared, refusalImpossible: prepared.createsNoSeries)) { result in
+        let proposal = Proposal(data: prepared.record, local: prepared, refusalImpossible: prepared.createsNoSeries)
+        return [GroupWrite(group: group, proposal: proposal) { result in
             switch result {
             case .success: finish(nil, 500)
             // Not the leader (yet), or busy: 503, the client retries (here or at the leader named).
@@ -188,7 +197,7 @@ struct GroupWriter: Sendable {
                 for member in batch.members { member.job.finish(.unavailable(refusal, refused: member.refused)) }
             case .failure(let error): finish("\(error)", 500)
             }
-        }
+        }]
     }
 }
 

@@ -283,3 +283,86 @@ private func propose(_ consensus: Consensus, _ text: String, in id: GroupID = gr
         }
     }
 }
+
+/// A node's regions log in one shared log (issue 29 point 2: one fsync per batch for the
+/// whole node, however many regions it holds).
+@Suite struct SharedLogTests {
+    private let first = GroupID(kind: .data, number: 5), second = GroupID(kind: .data, number: 6), later = GroupID(kind: .data, number: 9)
+
+    private func batch(_ consensus: StandaloneConsensus, _ entries: [(GroupID, String)]) -> [Result<UInt64, ConsensusError>] {
+        let answers = Mutex<[Int: Result<UInt64, ConsensusError>]>([:])
+        consensus.write(batch: entries.enumerated().map { number, entry in
+            GroupWrite(group: entry.0, proposal: Proposal(data: Array(entry.1.utf8))) { result in answers.withLock { $0[number] = result } }
+        })
+        return answers.withLock { answers in entries.indices.map { answers[$0]! } }
+    }
+
+    private func logFiles(_ directory: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: directory + "/shared/log").filter { $0.hasSuffix(".wal") }.sorted()
+    }
+
+    @Test func aBatchOverManyGroupsIsOneFsyncAndEachGroupReplaysItsOwnEntries() throws {
+        let directory = try temporaryDirectory("shared")
+        let consensus = StandaloneConsensus(directory: directory, syncPolicy: .batch)
+        let machines = [Registers(), Registers()]
+        try consensus.createSharedLogGroup(first, stateMachine: machines[0])
+        try consensus.createSharedLogGroup(second, stateMachine: machines[1])
+        #expect(throws: ConsensusError.self) { try propose(consensus, "x=early", in: first).get() }  // before the replay
+        try consensus.replaySharedLog()
+        let syncsBefore = consensus.sharedLogSyncs
+        let answers = batch(consensus, [(first, "a=1"), (second, "b=1"), (first, "a=2"), (second, "b=2"), (second, "c=3")])
+        #expect(answers.map { try? $0.get() } == [1, 1, 2, 2, 3], "each group numbers its own entries")
+        #expect(consensus.sharedLogSyncs == syncsBefore + 1, "one fsync for five entries of two groups")
+        #expect(machines[0].state.withLock { $0.values } == ["a": "2"] && machines[1].state.withLock { $0.values } == ["b": "2", "c": "3"])
+        consensus.close()
+
+        let reopened = StandaloneConsensus(directory: directory, syncPolicy: .batch)
+        let replayed = [Registers(), Registers()]
+        try reopened.createSharedLogGroup(second, stateMachine: replayed[1])
+        try reopened.createSharedLogGroup(first, stateMachine: replayed[0])
+        try reopened.replaySharedLog()
+        #expect(replayed[0].state.withLock { $0.appliedIndexes } == [1, 2] && replayed[1].state.withLock { $0.appliedIndexes } == [1, 2, 3])
+        #expect(replayed[0].state.withLock { $0.values } == ["a": "2"] && replayed[1].state.withLock { $0.values } == ["b": "2", "c": "3"])
+        #expect(try propose(reopened, "a=3", in: first).get() == 3, "numbering goes on after the replayed entries")
+        reopened.close()
+    }
+
+    @Test func aFileGoesOnceEveryGroupReleasedItsEntriesAndADeletedGroupHoldsNothing() throws {
+        let directory = try temporaryDirectory("shared")
+        let consensus = StandaloneConsensus(directory: directory, syncPolicy: .always)
+        let machines = [Registers(), Registers()]
+        try consensus.createSharedLogGroup(first, stateMachine: machines[0])
+        try consensus.createSharedLogGroup(second, stateMachine: machines[1])
+        try consensus.replaySharedLog()
+        _ = batch(consensus, [(first, "a=1"), (second, "b=1")])
+        let retention = machines.map { $0.retention.withLock { $0 }! }
+        try retention[0].checkpoint()  // a memtable sealed: a new file begins
+        _ = batch(consensus, [(first, "a=2")])
+        try retention[0].checkpoint()
+        #expect(try logFiles(directory).count == 3)
+        try retention[0].release(through: 2)
+        #expect(try logFiles(directory).count == 3, "the second group still needs the first file")
+        try retention[1].release(through: 1)
+        #expect(try logFiles(directory).count == 1, "both released: only the current file stays")
+
+        // A group created after the replay starts at once; a deleted one no longer holds the log.
+        let third = Registers()
+        try consensus.createSharedLogGroup(later, stateMachine: third)
+        #expect(try propose(consensus, "z=1", in: later).get() == 1)
+        try third.retention.withLock { $0 }!.checkpoint()
+        _ = batch(consensus, [(first, "a=3")])
+        try retention[0].release(through: 3)
+        #expect(try logFiles(directory).count == 2, "the new group's entry holds its file")
+        try consensus.deleteGroup(later)
+        #expect(try logFiles(directory).count == 1)
+        consensus.close()
+
+        // A restart without the deleted group skips its records.
+        let reopened = StandaloneConsensus(directory: directory, syncPolicy: .always)
+        let replayed = Registers()
+        try reopened.createSharedLogGroup(first, stateMachine: replayed)
+        try reopened.replaySharedLog()
+        #expect(replayed.state.withLock { $0.appliedIndexes } == [3], "entries 1 and 2 went with their released file")
+        reopened.close()
+    }
+}

@@ -49,9 +49,10 @@ import TidemarkTestSupport
         #expect(try total(client, "root.m.**") == 180)
         let d7 = try sql(client, "select sum(v), first_value(v), last_value(v) from root.m.s.d7")["values"] as? [[Double]]
         #expect(d7 == [[213], [70], [72]])
-        // Each region's engine holds only its own devices: every region directory got segments or a log.
-        let consensusLogs = regionDirectories(dataDir).map { dataDir + "/consensus/" + $0 }
-        #expect(consensusLogs.allSatisfy { FileManager.default.fileExists(atPath: $0) }, "\(consensusLogs)")
+        // The regions' entries are in the node's one shared log (one fsync per batch), none in a log of their own.
+        let sharedLog = (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/consensus/shared/log")) ?? []
+        #expect(sharedLog.contains { $0.hasSuffix(".wal") }, "\(sharedLog)")
+        #expect(regionDirectories(dataDir).allSatisfy { !FileManager.default.fileExists(atPath: dataDir + "/consensus/" + $0 + "/log") })
 
         // kill -9 and restart: every acknowledged point is there, in the same regions.
         _ = try node.stop(signal: SIGKILL)

@@ -390,6 +390,9 @@ public final class StorageEngine: @unchecked Sendable {
         try FileManager.default.removeItem(atPath: directory)
     }
 
+    /// Whether points applied are in memtables only, not yet in segments.
+    public var holdsUnflushedPoints: Bool { state.withLock { !active.isEmpty || !sealed.isEmpty } }
+
     public var stats: EngineStats {
         state.withLock {
             EngineStats(segments: segments.count, segmentBytes: segments.reduce(0) { $0 + $1.reader.fileBytes },
