@@ -47,6 +47,8 @@ public final class Node: @unchecked Sendable {
     private let authStage: Stage<StageTask>
     private var signalWatchers: [SignalWatcher] = []
     private var ageTimer: LoopTimer?
+    /// In a multi-node cluster: follows the meta state's placement of regions on this node.
+    private var regionTimer: LoopTimer?
     private var idleTimer: LoopTimer?
     private var shutdownTimer: LoopTimer?
     private var outcome = Outcome.clean
@@ -91,11 +93,15 @@ public final class Node: @unchecked Sendable {
                                             logger: logger)
             self.cluster = cluster
             hints = LeaderHints(clientAddress: { [transport = cluster.transport] node in transport.clientAddress(of: node) })
-            regions = RegionSet(legacyOnly: try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
-                                                            consensus: cluster.consensus, peers: cluster.peers, hints: hints,
-                                                            health: storageHealth),
-                                logger: logger)
+            let regions = RegionSet(cluster: try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
+                                                             consensus: cluster.consensus, peers: cluster.peers, hints: hints,
+                                                             health: storageHealth),
+                                    dataDir: config.dataDir, hints: hints, logger: logger, health: storageHealth)
             meta = cluster.meta
+            // The replicas this node holds, as its copy of the meta state places them (before the
+            // ports open); later changes are followed on the handoff stage (`regionTimer`).
+            try regions.start(with: meta.machine.current)
+            self.regions = regions
         } else {
             cluster = nil
             hints = .standalone
@@ -209,6 +215,11 @@ public final class Node: @unchecked Sendable {
         for signal in [SIGTERM, SIGINT] {
             signalWatchers.append(try SignalWatcher(loop: loop, signal: signal) { [unowned self] in beginShutdown(signal: signal) })
         }
+        if cluster != nil {
+            // Offered, never waited for: opening a replica may replay its log (a full stage skips a second).
+            let regions = regions, meta = meta, handoff = stages.taskStages[.handoff]!
+            regionTimer = LoopTimer(loop: loop, delayMs: 1000, repeatMs: 1000) { _ = handoff.offer(StageTask { regions.sync(with: meta.machine.current) }) }
+        }
         let ageCheckMs = UInt64(max(100, min(config.storage.memtableAgeMsMax / 4, 10_000)))
         ageTimer = LoopTimer(loop: loop, delayMs: ageCheckMs, repeatMs: ageCheckMs) { [unowned self] in
             for engine in regions.engines { FlushWiring.sealByAge(engine, flushStage: stages.taskStages[.flush]!, logger: logger) }
@@ -263,6 +274,7 @@ public final class Node: @unchecked Sendable {
         logger.notice("stopping: no new connections; draining requests and stages",
                       metadata: ["signal": "\(signal)", "bound_ms": "\(config.shutdownTimeoutMs)"])
         ageTimer?.cancel()
+        regionTimer?.cancel()
         idleTimer?.cancel()
         metaTimer?.cancel()
         startupTimer?.cancel()

@@ -18,12 +18,16 @@ import TidemarkStorage
 /// directory from before the table keeps its region (`data-0`) beside them: read, deleted
 /// from and dropped with the rest, never written again.
 ///
-/// A multi-node cluster writes every row to `data-0` over the meta members, until writes are
-/// forwarded between nodes (issue 30); the table places its regions, and they are listed, but
-/// not yet opened.
+/// In a multi-node cluster every node opens the replicas of the groups the table places on
+/// it, each a group of the cluster's data consensus over the nodes holding it (they elect
+/// leaders, report roles and sizes in heartbeats), but rows are still written to `data-0`
+/// over the meta members until the coordinator forwards them between nodes (issue 30).
 final class RegionSet: Sendable {
     /// Whether the table places rows (a one-node cluster) rather than `data-0` taking all.
     let tablePlaced: Bool
+    /// Whether the table's regions are opened (both kinds of cluster; not a bare `data-0`).
+    private let opensTableRegions: Bool
+    private let hints: LeaderHints
     let consensus: Consensus
     private let dataDir: String
     private let options: EngineOptions
@@ -41,6 +45,8 @@ final class RegionSet: Sendable {
     init(tablePlacedOn consensus: Consensus, nodeID: NodeID, legacy: LocalRegion?, dataDir: String, options: EngineOptions,
          logger: Logger, health: StorageHealth?) {
         tablePlaced = true
+        opensTableRegions = true
+        hints = .standalone
         self.consensus = consensus
         self.nodeID = nodeID
         self.legacy = legacy
@@ -50,16 +56,19 @@ final class RegionSet: Sendable {
         self.health = health
     }
 
-    /// The set of a multi-node cluster: `data-0` takes every row.
-    init(legacyOnly region: LocalRegion, logger: Logger) {
+    /// The set of a multi-node cluster: `data-0` takes every row; the table's regions this
+    /// node holds are opened as replicas of their groups on `region`'s consensus.
+    init(cluster region: LocalRegion, dataDir: String, hints: LeaderHints, logger: Logger, health: StorageHealth?) {
         tablePlaced = false
+        opensTableRegions = true
+        self.hints = hints
         consensus = region.consensus
         nodeID = region.consensus.nodeID
         legacy = region
-        dataDir = ""
+        self.dataDir = dataDir
         options = region.engine.options
         self.logger = logger
-        health = nil
+        self.health = health
     }
 
     /// Every region held, `data-0` first, then by group.
@@ -68,6 +77,10 @@ final class RegionSet: Sendable {
     }
 
     var engines: [StorageEngine] { all.map(\.engine) }
+
+    /// The regions rows are written to and statements run over: all in a one-node cluster,
+    /// `data-0` in a multi-node one (until writes are forwarded).
+    private var dataPath: [StorageEngine] { tablePlaced ? engines : legacy.map { [$0.engine] } ?? [] }
 
     /// The region of `group`, when this node holds it.
     func region(_ group: GroupID) -> LocalRegion? {
@@ -83,7 +96,7 @@ final class RegionSet: Sendable {
 
     /// Reads and schema statements over every region held.
     func store() -> RegionUnion {
-        RegionUnion(scanBatchPoints: options.scanBatchPoints) { [self] in engines }
+        RegionUnion(scanBatchPoints: options.scanBatchPoints) { [self] in dataPath }
     }
 
     /// Runs `body` on every region's engine now and on each opened later.
@@ -96,16 +109,20 @@ final class RegionSet: Sendable {
     /// removes those it no longer has (their database was dropped). A region that cannot
     /// open is logged and left closed: writes to it are refused until the next start.
     func sync(with state: MetaState) {
-        guard tablePlaced else { return }
+        guard opensTableRegions else { return }
         syncLock.lock()
         defer { syncLock.unlock() }
         let wanted = state.groups.values.filter { $0.id.kind == .data && $0.replicas.contains(nodeID) }
         let open = held.withLock { $0 }
         for group in wanted where open[group.id] == nil {
+            // A multi-node cluster's group runs over the nodes holding it (their addresses
+            // registered); a one-node cluster's is standalone, on the shared log.
+            let peers = tablePlaced ? [] : group.replicas.compactMap { id in state.nodes[id].map { Peer(id: id, address: $0.internalAddress) } }
+            guard peers.count == (tablePlaced ? 0 : group.replicas.count) else { continue }
             do {
                 let region = try LocalRegion(group: group.id, directory: directory(of: group.id), database: group.database,
-                                             options: options, logger: logger, consensus: consensus, peers: [], hints: .standalone,
-                                             health: health, sharedLog: true)
+                                             options: options, logger: logger, consensus: consensus, peers: peers, hints: hints,
+                                             health: health, sharedLog: tablePlaced)
                 onOpen.withLock { $0 }?(region.engine)
                 held.withLock { $0[group.id] = region }
                 logger.info("region opened", metadata: ["group": "\(group.id)", "database": "\(group.database)"])
@@ -123,7 +140,7 @@ final class RegionSet: Sendable {
     /// Opens the regions `state` places here and replays their shared log: at start, before
     /// the ports open (a region's directory left by a dropped database is removed first).
     func start(with state: MetaState) throws {
-        guard tablePlaced else { return }
+        guard opensTableRegions else { return }
         removeOrphans(of: state)
         sync(with: state)
         try (consensus as? StandaloneConsensus)?.replaySharedLog()
@@ -132,13 +149,13 @@ final class RegionSet: Sendable {
     /// Removes region directories no group of `state` names (a crash came between dropping a
     /// database in the meta group and removing its regions). Before `sync`, at start.
     func removeOrphans(of state: MetaState) {
-        guard tablePlaced else { return }
+        guard opensTableRegions else { return }
         let names = Set(state.groups.keys.filter { $0.kind == .data }.map { "\($0)" })
         let listed = (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/regions")) ?? []
         for name in listed where name.hasPrefix("data-") && name != "\(LocalRegion.group)" && !names.contains(name) {
             logger.notice("removing the region of a dropped database", metadata: ["region": "\(name)"])
             try? FileManager.default.removeItem(atPath: dataDir + "/regions/" + name)
-            try? FileManager.default.removeItem(atPath: dataDir + "/consensus/" + name)
+            try? FileManager.default.removeItem(atPath: dataDir + "/consensus/" + name)  // a standalone group's snapshot
         }
     }
 

@@ -87,7 +87,7 @@ final class MetaAgent: Sendable {
     let heartbeats = HeartbeatBook()
     let lastHeartbeatNs = Atomic<UInt64>(0)
     let ledAtLastTick = Atomic<Bool>(false)
-    let reportingLeader = Atomic<Bool>(false)
+    let reportingLeaders = Mutex<Set<GroupID>>([])
 
     /// `offLoop` runs work off the event loop (a peer's call arrives on the loop, and proposing
     /// persists to the log: the loop must never wait on a disk).

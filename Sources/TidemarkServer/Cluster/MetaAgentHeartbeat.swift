@@ -132,13 +132,12 @@ extension MetaAgent {
     }
 
     /// A node that reports leading a group it is a replica of, where the meta state names
-    /// another leader, becomes the group's leader hint (one change in flight at a time).
+    /// another leader, becomes the group's leader hint (one change per group in flight).
     func adoptLeaders(_ reports: [RegionReport], of node: NodeID, in state: MetaState) {
         for report in reports where report.isLeader {
             guard let group = state.groups[report.group], group.replicas.contains(node), group.leaderHint != node else { continue }
-            guard !reportingLeader.exchange(true, ordering: .acquiringAndReleasing) else { return }
-            propose(.reportLeader(report.group, node)) { [self] _ in reportingLeader.store(false, ordering: .releasing) }
-            return
+            guard reportingLeaders.withLock({ $0.insert(report.group).inserted }) else { continue }
+            propose(.reportLeader(report.group, node)) { [self] _ in reportingLeaders.withLock { _ = $0.remove(report.group) } }
         }
     }
 
