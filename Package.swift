@@ -53,8 +53,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]),
-        // The cluster's control plane: partition table, allocator, meta state (pure cores).
-        .target(name: "TidemarkCluster", dependencies: ["TidemarkCore", "TidemarkIO", "TidemarkConsensus"]),
+        // The cluster: partition table, allocator, meta state (pure cores), and the regions a node holds.
+        .target(name: "TidemarkCluster", dependencies: ["TidemarkCore", "TidemarkIO", "TidemarkConsensus", "TidemarkStorage", "TidemarkQuery",
+                                                 .product(name: "Logging", package: "swift-log")]),
         .target(name: "TidemarkWire", dependencies: ["TidemarkCore", "TidemarkStorage", "TidemarkIO"]),
         .target(name: "TidemarkQuery", dependencies: ["TidemarkCore", "TidemarkStorage", "TidemarkIO"]),
         .target(
@@ -96,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "tidemark-fuzz",
             dependencies: [
-                "TidemarkStorage", "TidemarkIO", "TidemarkQuery", "TidemarkWire", "TidemarkServer", "TidemarkTestSupport",
+                "TidemarkStorage", "TidemarkIO", "TidemarkQuery", "TidemarkWire", "TidemarkCluster", "TidemarkServer", "TidemarkTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

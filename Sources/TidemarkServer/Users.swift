@@ -53,7 +53,7 @@ final class UserStore: Sendable {
         return name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") }
     }
     /// The first byte of a user entry in the group's log (the engine's kinds are below 16).
-    static let entryKind: UInt8 = 16
+    static let entryKind: UInt8 = RegionStateMachine.userEntryKind
     private let log: FileWAL
     private let logger: Logger
     /// How a change reaches the group's log; nil: changes are logged here at once (tools, tests).

@@ -1,4 +1,5 @@
 import Foundation
+import TidemarkCluster
 import TidemarkConsensus
 import TidemarkCore
 import TidemarkNet

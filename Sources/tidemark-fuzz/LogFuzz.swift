@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import TidemarkCore
+import TidemarkCluster
 import TidemarkServer
 import TidemarkStorage
 import TidemarkTestSupport

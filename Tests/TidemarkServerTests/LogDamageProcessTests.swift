@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+import TidemarkCluster
 import TidemarkQuery
 import TidemarkCore
 import TidemarkServer

@@ -2,6 +2,7 @@ import TidemarkIO
 import Foundation
 import Logging
 import Testing
+import TidemarkCluster
 import TidemarkCore
 import TidemarkServer
 import TidemarkStorage

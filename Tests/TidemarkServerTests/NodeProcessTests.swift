@@ -2,6 +2,7 @@ import TidemarkCore
 import Foundation
 import Logging
 import Testing
+import TidemarkCluster
 import TidemarkServer
 import TidemarkStorage
 import TidemarkTestSupport

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TidemarkCluster
 import TidemarkCore
 import Logging
 import TidemarkQuery

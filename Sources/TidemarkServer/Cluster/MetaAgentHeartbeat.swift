@@ -5,42 +5,6 @@ import TidemarkConsensus
 import TidemarkCore
 import TidemarkIO
 
-/// A region replica as the node holding it reports it in a heartbeat.
-struct RegionReport: Sendable, Equatable {
-    var group: GroupID
-    var isLeader: Bool
-    /// Bytes of its sealed segment files (IoTDB's TsFileSize) and of its memtables.
-    var segmentBytes: Int
-    var memtableBytes: Int
-
-    /// Bounds on what one heartbeat answer may list (an answer from a peer is not trusted).
-    static let reportsMax = 1 << 20
-
-    static func encode(_ reports: [RegionReport]) -> [UInt8] {
-        var writer = ByteWriter()
-        writer.write(varint: UInt64(reports.count))
-        for report in reports {
-            report.group.write(to: &writer)
-            writer.write(report.isLeader ? 1 : 0)
-            writer.write(varint: UInt64(max(0, report.segmentBytes)))
-            writer.write(varint: UInt64(max(0, report.memtableBytes)))
-        }
-        return writer.bytes
-    }
-
-    static func decode(_ reader: inout ByteReader) throws -> [RegionReport] {
-        let count = try reader.readCount(max: reportsMax, what: "region reports")
-        return try (0..<count).map { _ in
-            let group = try GroupID(from: &reader)
-            let role = try reader.readByte()
-            guard role <= 1 else { throw CorruptDataError("region report role \(role)") }
-            let segments = try reader.readVarint(), memtables = try reader.readVarint()
-            guard segments <= UInt64(Int.max), memtables <= UInt64(Int.max) else { throw CorruptDataError("region report size past Int") }
-            return RegionReport(group: group, isLeader: role == 1, segmentBytes: Int(segments), memtableBytes: Int(memtables))
-        }
-    }
-}
-
 /// What the meta leader heard in its heartbeats (DESIGN.md section 3, membership): per node,
 /// when it last answered and the regions it reported. Soft state, rebuilt by a new leader
 /// within one interval; what lasts (a group's leader) goes through the meta log.

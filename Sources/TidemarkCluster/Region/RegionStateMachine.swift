@@ -6,16 +6,20 @@ import TidemarkStorage
 
 /// A data region as its consensus group sees it: committed entries are engine records
 /// (points, deletes, schema statements).
-final class RegionStateMachine: StateMachine, Sendable {
-    let engine: StorageEngine
+public final class RegionStateMachine: StateMachine, Sendable {
+    /// The first byte of a user entry an earlier version logged in a data region (users live in
+    /// the meta group now; `UserStore.entryKind`).
+    public static let userEntryKind: UInt8 = 16
+
+    public let engine: StorageEngine
     private let lastApplied = Atomic<UInt64>(0)
 
-    init(engine: StorageEngine) {
+    public init(engine: StorageEngine) {
         self.engine = engine
     }
 
-    func apply(_ entry: CommittedEntry) throws {
-        if entry.data.first == UserStore.entryKind {
+    public func apply(_ entry: CommittedEntry) throws {
+        if entry.data.first == Self.userEntryKind {
             // A user change logged here by an earlier version: users live in the meta group
             // now, which took them from that version's users log (`UserStore.open`).
         } else {
@@ -27,13 +31,13 @@ final class RegionStateMachine: StateMachine, Sendable {
 
     /// A region's snapshot is its segment files: flushing puts everything applied in them.
     /// The snapshot in the log carries no data; `openImage(for:)` makes it when one is sent.
-    func snapshot() throws -> StateSnapshot {
+    public func snapshot() throws -> StateSnapshot {
         try engine.flush()
         return StateSnapshot(index: lastApplied.load(ordering: .acquiring), term: 1, data: [])
     }
 
     /// Every segment, the schema and the tombstones, covering at least the snapshot.
-    func openImage(for snapshot: StateSnapshot, bytesMax: Int) throws -> any ImageReader {
+    public func openImage(for snapshot: StateSnapshot, bytesMax: Int) throws -> any ImageReader {
         let applied = lastApplied.load(ordering: .acquiring)
         guard applied >= snapshot.index else {
             throw ConsensusError.refused("region image for index \(snapshot.index) asked before it was applied (\(applied))")
@@ -43,13 +47,13 @@ final class RegionStateMachine: StateMachine, Sendable {
 
     /// An installed image is the region's segment files, schema log and tombstones, all
     /// synced before `restore` returns.
-    var keepsInstalledImages: Bool { true }
+    public var keepsInstalledImages: Bool { true }
 
     /// A snapshot with an image (from the leader) replaces the region, unless an image at
     /// least as new is installed already (a restart replays the same snapshot). One without
     /// is this node's own compaction, made only once its segments held the entries (a drop
     /// of a database may since have removed some of them).
-    func restore(_ snapshot: StateSnapshot) throws {
+    public func restore(_ snapshot: StateSnapshot) throws {
         if engine.installedImageIndex < snapshot.index {
             if let file = snapshot.file {
                 try engine.installImage(file: file, coveringAtLeast: snapshot.index)
@@ -60,11 +64,11 @@ final class RegionStateMachine: StateMachine, Sendable {
         lastApplied.store(snapshot.index, ordering: .releasing)
     }
 
-    func attach(logRetention: LogRetention) { engine.attach(logRetention: logRetention) }
+    public func attach(logRetention: LogRetention) { engine.attach(logRetention: logRetention) }
 
-    var persistedIndexMax: UInt64 { engine.persistedIndexMax }
+    public var persistedIndexMax: UInt64 { engine.persistedIndexMax }
 
-    var holdsUnflushedEntries: Bool { engine.holdsUnflushedPoints }
+    public var holdsUnflushedEntries: Bool { engine.holdsUnflushedPoints }
 }
 
 extension RegionImageExport: ImageReader {}
@@ -74,7 +78,7 @@ extension Consensus {
     /// continuation (a statement run by the query stage). With `hints`, a refusal this node
     /// cannot help (not the leader, busy) comes back as `EngineError.unavailable`, naming
     /// the leader's client address.
-    func proposeAndWait(_ group: GroupID, _ data: [UInt8], local: (any Sendable)? = nil, hints: LeaderHints? = nil,
+    public func proposeAndWait(_ group: GroupID, _ data: [UInt8], local: (any Sendable)? = nil, hints: LeaderHints? = nil,
                         timeoutMs: Int = 30_000) throws {
         let answer = Mutex<Result<UInt64, ConsensusError>?>(nil)
         let done = DispatchSemaphore(value: 0)

@@ -26,7 +26,7 @@ public final class LocalRegion: Sendable {
     }
 
     /// The standalone region of a node whose users live in its log too.
-    convenience init(standalone dataDir: String, options: EngineOptions, logger: Logger, health: StorageHealth?,
+    public convenience init(standalone dataDir: String, options: EngineOptions, logger: Logger, health: StorageHealth?,
                      applyOn: @escaping @Sendable (@escaping @Sendable () -> Void) -> Bool) throws {
         try self.init(dataDir: dataDir, options: options, logger: logger,
                       consensus: StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: options.walSync, logger: logger,
@@ -37,7 +37,7 @@ public final class LocalRegion: Sendable {
     /// Opens the region as a replica of a group `consensus` runs with `peers`.
     /// `hints` names the leader in a refused change. `users`, when given, applies the group's
     /// user entries (the node's users live in the replicated state).
-    convenience init(dataDir: String, options: EngineOptions, logger: Logger, consensus: Consensus, peers: [Peer],
+    public convenience init(dataDir: String, options: EngineOptions, logger: Logger, consensus: Consensus, peers: [Peer],
                      hints: LeaderHints = .standalone, health: StorageHealth? = nil) throws {
         try self.init(group: Self.group, directory: dataDir + "/regions/0", database: nil, options: options, logger: logger,
                       consensus: consensus, peers: peers, hints: hints, health: health)
@@ -47,7 +47,7 @@ public final class LocalRegion: Sendable {
     /// replays the group's log into it. With `sharedLog` (a standalone region of the table)
     /// the group logs in the node's shared log, replayed with the others' once all are open
     /// (`StandaloneConsensus.replaySharedLog`).
-    init(group: GroupID, directory: String, database: String?, options: EngineOptions, logger: Logger, consensus: Consensus,
+    public init(group: GroupID, directory: String, database: String?, options: EngineOptions, logger: Logger, consensus: Consensus,
          peers: [Peer], hints: LeaderHints, health: StorageHealth?, sharedLog: Bool = false) throws {
         self.group = group
         engine = try StorageEngine(directory: directory, options: options, logger: logger, log: .consensus, health: health, database: database)

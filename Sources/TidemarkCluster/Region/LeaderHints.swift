@@ -3,20 +3,27 @@ import TidemarkStorage
 
 /// A "not the leader" answer a client can act on: the leader's client address (its
 /// `http.listen`), from the cluster's membership, as IoTDB's redirect names an endpoint.
-struct LeaderHints: Sendable {
+public struct LeaderHints: Sendable {
     /// What a refusal says, and where to retry.
-    struct Refusal: Sendable, Equatable {
-        var message: String
-        var leaderAddress: String?
+    public struct Refusal: Sendable, Equatable {
+        public var message: String
+        public var leaderAddress: String?
+
+        public init(message: String, leaderAddress: String?) {
+            self.message = message
+            self.leaderAddress = leaderAddress
+        }
     }
 
     /// The client address of a node, when the membership knows it.
-    let clientAddress: @Sendable (UInt64) -> String?
+    public let clientAddress: @Sendable (UInt64) -> String?
+
+    public init(clientAddress: @escaping @Sendable (UInt64) -> String?) { self.clientAddress = clientAddress }
 
     /// For a node without peers: its one group has no other leader to name.
-    static let standalone = LeaderHints { _ in nil }
+    public static let standalone = LeaderHints { _ in nil }
 
-    func refusal(_ error: ConsensusError) -> Refusal {
+    public func refusal(_ error: ConsensusError) -> Refusal {
         guard case .notLeader(let group, let hint) = error else { return Refusal(message: "\(error)", leaderAddress: nil) }
         guard let hint else { return Refusal(message: "not the leader of \(group), and no leader is known yet; retry shortly", leaderAddress: nil) }
         let address = clientAddress(hint)
@@ -26,7 +33,7 @@ struct LeaderHints: Sendable {
 
     /// A failed proposal as the engine reports it: retryable ones (not the leader, busy) as
     /// `unavailable`, naming the leader when known; others unchanged.
-    func engineError(_ error: Error) -> Error {
+    public func engineError(_ error: Error) -> Error {
         guard let consensus = error as? ConsensusError, consensus.isRetryable else { return error }
         let refusal = refusal(consensus)
         return EngineError.unavailable(refusal.message, leaderAddress: refusal.leaderAddress)

@@ -1,7 +1,6 @@
 import Foundation
 import Logging
 import Synchronization
-import TidemarkCluster
 import TidemarkConsensus
 import TidemarkCore
 import TidemarkIO
@@ -22,13 +21,13 @@ import TidemarkStorage
 /// it, each a group of the cluster's data consensus over the nodes holding it (they elect
 /// leaders, report roles and sizes in heartbeats), but rows are still written to `data-0`
 /// over the meta members until the coordinator forwards them between nodes (issue 30).
-final class RegionSet: Sendable {
+public final class RegionSet: Sendable {
     /// Whether the table places rows (a one-node cluster) rather than `data-0` taking all.
-    let tablePlaced: Bool
+    public let tablePlaced: Bool
     /// Whether the table's regions are opened (both kinds of cluster; not a bare `data-0`).
     private let opensTableRegions: Bool
     private let hints: LeaderHints
-    let consensus: Consensus
+    public let consensus: Consensus
     private let dataDir: String
     private let options: EngineOptions
     private let logger: Logger
@@ -42,7 +41,7 @@ final class RegionSet: Sendable {
     private let onOpen = Mutex<(@Sendable (StorageEngine) -> Void)?>(nil)
 
     /// The set of a one-node cluster: `legacy` is `data-0` when the data directory has one.
-    init(tablePlacedOn consensus: Consensus, nodeID: NodeID, legacy: LocalRegion?, dataDir: String, options: EngineOptions,
+    public init(tablePlacedOn consensus: Consensus, nodeID: NodeID, legacy: LocalRegion?, dataDir: String, options: EngineOptions,
          logger: Logger, health: StorageHealth?) {
         tablePlaced = true
         opensTableRegions = true
@@ -58,7 +57,7 @@ final class RegionSet: Sendable {
 
     /// The set of a multi-node cluster: `data-0` takes every row; the table's regions this
     /// node holds are opened as replicas of their groups on `region`'s consensus.
-    init(cluster region: LocalRegion, dataDir: String, hints: LeaderHints, logger: Logger, health: StorageHealth?) {
+    public init(cluster region: LocalRegion, dataDir: String, hints: LeaderHints, logger: Logger, health: StorageHealth?) {
         tablePlaced = false
         opensTableRegions = true
         self.hints = hints
@@ -72,35 +71,35 @@ final class RegionSet: Sendable {
     }
 
     /// Every region held, `data-0` first, then by group.
-    var all: [LocalRegion] {
+    public var all: [LocalRegion] {
         (legacy.map { [$0] } ?? []) + held.withLock { $0 }.sorted { $0.key < $1.key }.map(\.value)
     }
 
-    var engines: [StorageEngine] { all.map(\.engine) }
+    public var engines: [StorageEngine] { all.map(\.engine) }
 
     /// The regions rows are written to and statements run over: all in a one-node cluster,
     /// `data-0` in a multi-node one (until writes are forwarded).
     private var dataPath: [StorageEngine] { tablePlaced ? engines : legacy.map { [$0.engine] } ?? [] }
 
     /// The region of `group`, when this node holds it.
-    func region(_ group: GroupID) -> LocalRegion? {
+    public func region(_ group: GroupID) -> LocalRegion? {
         if let legacy, legacy.group == group { return legacy }
         return held.withLock { $0[group] }
     }
 
     /// The data region group of each row of `rows`.
-    func place(_ rows: RowBatch, in state: @autoclosure () -> MetaState) -> WritePartitions.Placement {
+    public func place(_ rows: RowBatch, in state: @autoclosure () -> MetaState) -> WritePartitions.Placement {
         guard tablePlaced else { return WritePartitions.Placement(single: LocalRegion.group, rowGroups: []) }
         return WritePartitions.place(rows, in: state())
     }
 
     /// Reads and schema statements over every region held.
-    func store() -> RegionUnion {
+    public func store() -> RegionUnion {
         RegionUnion(scanBatchPoints: options.scanBatchPoints) { [self] in dataPath }
     }
 
     /// Runs `body` on every region's engine now and on each opened later.
-    func eachEngine(_ body: @escaping @Sendable (StorageEngine) -> Void) {
+    public func eachEngine(_ body: @escaping @Sendable (StorageEngine) -> Void) {
         onOpen.withLock { $0 = body }
         for engine in engines { body(engine) }
     }
@@ -108,7 +107,7 @@ final class RegionSet: Sendable {
     /// Opens the data regions `state` places on this node that are not open, and closes and
     /// removes those it no longer has (their database was dropped). A region that cannot
     /// open is logged and left closed: writes to it are refused until the next start.
-    func sync(with state: MetaState) {
+    public func sync(with state: MetaState) {
         guard opensTableRegions else { return }
         syncLock.lock()
         defer { syncLock.unlock() }
@@ -139,7 +138,7 @@ final class RegionSet: Sendable {
 
     /// Opens the regions `state` places here and replays their shared log: at start, before
     /// the ports open (a region's directory left by a dropped database is removed first).
-    func start(with state: MetaState) throws {
+    public func start(with state: MetaState) throws {
         guard opensTableRegions else { return }
         removeOrphans(of: state)
         sync(with: state)
@@ -148,7 +147,7 @@ final class RegionSet: Sendable {
 
     /// Removes region directories no group of `state` names (a crash came between dropping a
     /// database in the meta group and removing its regions). Before `sync`, at start.
-    func removeOrphans(of state: MetaState) {
+    public func removeOrphans(of state: MetaState) {
         guard opensTableRegions else { return }
         let names = Set(state.groups.keys.filter { $0.kind == .data }.map { "\($0)" })
         let listed = (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/regions")) ?? []
@@ -160,7 +159,7 @@ final class RegionSet: Sendable {
     }
 
     /// Calls `then` once every region held applied what was acknowledged before the call.
-    func whenApplied(_ then: @escaping @Sendable () -> Void) {
+    public func whenApplied(_ then: @escaping @Sendable () -> Void) {
         let regions = all
         guard !regions.isEmpty else { return then() }
         let remaining = Atomic<Int>(regions.count)
@@ -172,7 +171,7 @@ final class RegionSet: Sendable {
     }
 
     /// Every region held, with its role and sizes (a heartbeat's answer).
-    var reports: [RegionReport] {
+    public var reports: [RegionReport] {
         all.map { region in
             let stats = region.engine.stats
             return RegionReport(group: region.group, isLeader: region.consensus.leader(of: region.group) == region.consensus.nodeID,
@@ -181,7 +180,7 @@ final class RegionSet: Sendable {
     }
 
     /// The engines' figures, summed.
-    var stats: EngineStats {
+    public var stats: EngineStats {
         engines.reduce(into: EngineStats()) { sum, engine in
             let one = engine.stats
             sum.segments += one.segments
@@ -194,7 +193,7 @@ final class RegionSet: Sendable {
     }
 
     /// Syncs and closes the logs (every group of the node's consensus), then the engines.
-    func close() {
+    public func close() {
         consensus.close()
         for engine in engines { engine.close() }
     }
