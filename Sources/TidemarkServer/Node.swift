@@ -49,6 +49,8 @@ public final class Node: @unchecked Sendable {
     private var ageTimer: LoopTimer?
     /// In a multi-node cluster: follows the meta state's placement of regions on this node.
     private var regionTimer: LoopTimer?
+    /// Resumes metadata operations left in flight.
+    private var operationsTimer: LoopTimer?
     private var idleTimer: LoopTimer?
     private var shutdownTimer: LoopTimer?
     private var outcome = Outcome.clean
@@ -148,7 +150,8 @@ public final class Node: @unchecked Sendable {
         var dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
                                     queryLimits: config.query, stages: stagesBox, users: users,
                                     clusterAnswer: { statement, route in
-                                        ClusterStatements.change(statement, agent: meta, createDatabases: config.storage.autoCreateSchema, route: route)
+                                        ClusterStatements.change(statement, agent: meta, createDatabases: config.storage.autoCreateSchema,
+                                                                 takesDataChanges: { regions.takesDataChangesHere }, route: route)
                                             ?? ClusterStatements.answer(statement, meta: meta.machine.current, metaMembers: metaMembers,
                                                                      heard: { meta.heardRegions() }, route: route)
                                     }, logger: logger)
@@ -220,6 +223,12 @@ public final class Node: @unchecked Sendable {
             let regions = regions, meta = meta, handoff = stages.taskStages[.handoff]!
             regionTimer = LoopTimer(loop: loop, delayMs: 1000, repeatMs: 1000) { _ = handoff.offer(StageTask { regions.sync(with: meta.machine.current) }) }
         }
+        // Operations left in flight (a crash between a drop's start and end) are resumed.
+        let resumeRegions = regions, resumeMeta = meta, resumeLogger = logger, handoffStage = stages.taskStages[.handoff]!
+        operationsTimer = LoopTimer(loop: loop, delayMs: 5000, repeatMs: 5000) {
+            guard !resumeMeta.machine.current.operations.isEmpty else { return }
+            _ = handoffStage.offer(StageTask { MetaOperations.resume(regions: resumeRegions, agent: resumeMeta, logger: resumeLogger) })
+        }
         let ageCheckMs = UInt64(max(100, min(config.storage.memtableAgeMsMax / 4, 10_000)))
         ageTimer = LoopTimer(loop: loop, delayMs: ageCheckMs, repeatMs: ageCheckMs) { [unowned self] in
             for engine in regions.engines { FlushWiring.sealByAge(engine, flushStage: stages.taskStages[.flush]!, logger: logger) }
@@ -257,8 +266,11 @@ public final class Node: @unchecked Sendable {
                                                              "data_dir": "\(config.dataDir)", "node": "\(config.nodeName)"])
                 onReady(address)
                 // A data directory from before the meta group kept databases: bring them in (background work).
-                let engines = regions.engines, meta = meta, logger = logger
-                _ = stages.taskStages[.handoff]!.offer(StageTask { MetaReconcile.run(engines: engines, agent: meta, logger: logger) })
+                let engines = regions.engines, meta = meta, logger = logger, regions = regions
+                _ = stages.taskStages[.handoff]!.offer(StageTask {
+                    MetaReconcile.run(engines: engines, agent: meta, logger: logger)
+                    MetaOperations.resume(regions: regions, agent: meta, logger: logger)
+                })
             }
         }
         loop.run()
@@ -275,6 +287,7 @@ public final class Node: @unchecked Sendable {
                       metadata: ["signal": "\(signal)", "bound_ms": "\(config.shutdownTimeoutMs)"])
         ageTimer?.cancel()
         regionTimer?.cancel()
+        operationsTimer?.cancel()
         idleTimer?.cancel()
         metaTimer?.cancel()
         startupTimer?.cancel()

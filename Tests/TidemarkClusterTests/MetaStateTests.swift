@@ -212,3 +212,35 @@ import TidemarkTestSupport
         #expect(try MetaSnapshot.decode(MetaSnapshot.encode(log.state)) == log.state)
     }
 }
+
+/// A recorded two-phase DROP DATABASE in the meta state.
+@Suite struct MetaOperationTests {
+    @Test func aDropInFlightRefusesAllocationsSurvivesASnapshotAndFinishesOnce() throws {
+        var state = MetaState(settings: ClusterSettings(), reservedNodeIDs: 0)
+        try state.apply(.registerNode(internalAddress: "n1:1", clientAddress: "n1:2", cores: 4), index: 1)
+        try state.apply(.createDatabase(DatabaseRecord(name: "root.a", defaults: state.settings)), index: 2)
+        try state.apply(.allocate(database: "root.a", [SlotRequest(slot: 7, timePartitions: [0])]), index: 3)
+        #expect(throws: MetaError.self) { try state.apply(.beginDrop(database: "root.nothing"), index: 4) }
+        try state.apply(.beginDrop(database: "root.a"), index: 5)
+        try state.apply(.beginDrop(database: "root.a"), index: 6)  // a retried statement: the same operation
+        #expect(state.operations == [5: MetaOperation(id: 5, kind: .dropDatabase("root.a"))])
+        #expect(throws: MetaError(code: 606, "root.a is being dropped; write to it again once the drop finished")) {
+            try state.apply(.allocate(database: "root.a", [SlotRequest(slot: 8, timePartitions: [0])]), index: 7)
+        }
+        #expect(state.table.dataGroup("root.a", slot: 7, timePartition: 0) != nil, "nothing leaves before the finish")
+        // A snapshot keeps the operation in flight, and the decoded state finishes it the same way.
+        var restored = try MetaSnapshot.decode(MetaSnapshot.encode(state))
+        #expect(restored == state)
+        for copy in [0, 1] {
+            var target = copy == 0 ? state : restored
+            try target.apply(.finishDrop(database: "root.a"), index: 8)
+            #expect(target.operations.isEmpty && target.databases["root.a"] == nil && target.groups.isEmpty && target.table.dataSlots.isEmpty)
+            try target.apply(.finishDrop(database: "root.a"), index: 9)  // finished already: nothing to do
+            #expect(target.violations().isEmpty)
+            if copy == 0 { state = target } else { restored = target }
+        }
+        #expect(state == restored)
+        try state.apply(.createDatabase(DatabaseRecord(name: "root.a", defaults: state.settings)), index: 10)
+        #expect(state.databases["root.a"] != nil, "made again once the drop finished")
+    }
+}

@@ -62,7 +62,9 @@ extension RaftSimulation {
                                                   dataReplicationFactor: random.below(3) + 1, dataRegionGroupsMin: random.below(3),
                                                   schemaRegionGroups: 1))
         case 3 where !databases.isEmpty && random.chance(30):
-            return .dropDatabase(databases[random.below(databases.count)])
+            // A drop in one step (an older node's), or a recorded one's start or end.
+            let database = databases[random.below(databases.count)]
+            return [MetaCommand.dropDatabase(database), .beginDrop(database: database), .finishDrop(database: database)][random.below(3)]
         case 4 where !nodes.isEmpty:
             return .setNodeStatus(nodes[random.below(nodes.count)], NodeRecord.Status.allCases[random.below(NodeRecord.Status.allCases.count)])
         case 5 where !nodes.isEmpty && random.chance(30):

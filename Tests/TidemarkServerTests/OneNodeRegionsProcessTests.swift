@@ -79,6 +79,32 @@ import TidemarkTestSupport
         _ = try node.stop()
     }
 
+    /// DESIGN.md section 3: a node restarting with a started but unfinished metadata operation
+    /// finishes it. The node dies (a failpoint) right after the drop's start is recorded.
+    @Test func aDropDatabaseCutShortByACrashIsFinishedAtTheNextStart() throws {
+        let dataDir = try temporaryDirectory("regions")
+        let crashing = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir],
+                                       environment: ["TIDEMARK_FAILPOINTS": "drop-database-after-begin"])
+        var client = try TestHTTPClient(port: crashing.port)
+        #expect(try client.request("POST", "/write?db=gone&precision=ms", body: Array("s,dev=a v=1i 1\ns,dev=b v=2i 2".utf8)).status == 204)
+        #expect(try client.request("POST", "/write?db=kept&precision=ms", body: Array("s,dev=a v=1i 1".utf8)).status == 204)
+        _ = try? sql(client, "drop database root.gone", query: false)
+        #expect(crashing.waitForExit() == 86, "\(crashing.stderr)")
+        #expect(regionDirectories(dataDir).count == 2, "the crash came before any region was removed")
+
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        defer { _ = try? node.stop() }
+        client = try TestHTTPClient(port: node.port)
+        #expect(eventually(within: 30) { ((try? client.request("GET", "/cluster").text) ?? "").contains("\"operations\":[]") },
+                "the drop was resumed to its end")
+        #expect((try sql(client, "show databases")["values"] as? [[String]]) == [["root.kept"]])
+        #expect(regionDirectories(dataDir).count == 1, "the dropped database's region is removed: \(regionDirectories(dataDir))")
+        #expect(try total(client, "root.kept.**") == 1)
+        // The database can be made and written again, and holds only what was written since.
+        #expect(try client.request("POST", "/write?db=gone&precision=ms", body: Array("s,dev=c v=3i 3".utf8)).status == 204)
+        #expect(try total(client, "root.gone.**") == 1)
+    }
+
     @Test func createTimeseriesOutsideEveryDatabaseMakesTheDatabaseAndItsRegion() throws {
         let dataDir = try temporaryDirectory("regions")
         let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])

@@ -100,17 +100,19 @@ public final class NodeProcess: @unchecked Sendable {
     public var saidReady: Bool { stdoutText.value.contains("tidemarkd ready http=") }
 
     /// Starts `tidemarkd ARGUMENTS` and waits (bounded) for `tidemarkd ready http=HOST:PORT`.
-    public convenience init(arguments: [String], readyTimeoutSeconds: Double = 30) throws {
-        try self.init(launching: arguments)
+    public convenience init(arguments: [String], environment: [String: String] = [:], readyTimeoutSeconds: Double = 30) throws {
+        try self.init(launching: arguments, environment: environment)
         try waitUntilReady(timeoutSeconds: readyTimeoutSeconds)
     }
 
     /// Starts `tidemarkd ARGUMENTS` without waiting: a node of a cluster opens its port only
     /// once a majority of the meta group is up, so a test starts them all, then waits.
-    public init(launching arguments: [String]) throws {
+    /// `environment` adds to the test's own (a failpoint, `TIDEMARK_FAILPOINTS`).
+    public init(launching arguments: [String], environment: [String: String] = [:]) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: try builtProduct("tidemarkd"))
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -149,6 +151,17 @@ public final class NodeProcess: @unchecked Sendable {
     }
 
     public var stderr: String { stderrText.value }
+
+    /// Waits (bounded) for the node to exit by itself; its status, or nil (then it is killed).
+    public func waitForExit(timeoutSeconds: Double = 30) -> Int32? {
+        guard exited.wait(timeout: .now() + timeoutSeconds) == .success else {
+            kill(process.processIdentifier, SIGKILL)
+            return nil
+        }
+        exited.signal()  // a later `stop` finds it exited too
+        _ = stderrEnded.wait(timeout: .now() + 10)
+        return process.terminationStatus
+    }
 
     /// Sends `signal` to this node's PID and waits (bounded) for it to exit; returns its status.
     public func stop(signal: Int32 = SIGTERM, timeoutSeconds: Double = 30) throws -> Int32 {

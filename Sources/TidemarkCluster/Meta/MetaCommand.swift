@@ -32,13 +32,18 @@ public enum MetaCommand: Sendable, Equatable {
     /// the meta state machine's `MetaExtension`, so every node of any size of cluster
     /// authenticates against the same users.
     case user([UInt8])
+    /// The start of a recorded two-phase drop of a database (DESIGN.md section 3): from here
+    /// its partitions take no new allocations; each region deletes; `finishDrop` ends it.
+    case beginDrop(database: String)
+    /// The end of a drop: the database, its groups and its partitions leave the state.
+    case finishDrop(database: String)
 
     /// Whether applying it may change which region groups exist or where they are (what a
     /// node's regions follow), rather than only users, statuses or leader hints.
     public var changesPlacement: Bool {
         switch self {
-        case .createDatabase, .dropDatabase, .allocate, .removeNode: true
-        case .registerNode, .setNodeStatus, .reportLeader, .user: false
+        case .createDatabase, .dropDatabase, .allocate, .removeNode, .finishDrop: true
+        case .registerNode, .setNodeStatus, .reportLeader, .user, .beginDrop: false
         }
     }
 
@@ -84,6 +89,12 @@ public enum MetaCommand: Sendable, Equatable {
         case .user(let record):
             writer.write(8)
             writer.write(bytes: record)
+        case .beginDrop(let name):
+            writer.write(9)
+            writer.write(lengthPrefixed: name)
+        case .finishDrop(let name):
+            writer.write(10)
+            writer.write(lengthPrefixed: name)
         }
         return writer.bytes
     }
@@ -100,6 +111,8 @@ public enum MetaCommand: Sendable, Equatable {
             self = .setNodeStatus(node, status)
         case 3: self = .createDatabase(try Self.readDatabase(&reader))
         case 4: self = .dropDatabase(try Self.text(&reader))
+        case 9: self = .beginDrop(database: try Self.text(&reader))
+        case 10: self = .finishDrop(database: try Self.text(&reader))
         case 5:
             let database = try Self.text(&reader)
             var requests: [SlotRequest] = []

@@ -2,11 +2,13 @@ import TidemarkConsensus
 import TidemarkIO
 
 /// The meta state as bytes: what a meta member's snapshot holds and a new or lagging member
-/// restores from. Layout: `"TMMETA1\0" | settings | applied index | route version | next
-/// node ID | next group number | nodes | databases | groups | table | u32 CRC32C of all
-/// before it`. A snapshot that decodes into a state breaking its invariants is refused.
+/// restores from. Layout: `"TMMETA2\0" | settings | applied index | route version | next
+/// node ID | next group number | nodes | databases | groups | table | operations | u32
+/// CRC32C of all before it` (`TMMETA1`, from before operations were kept, has none). A
+/// snapshot that decodes into a state breaking its invariants is refused.
 public enum MetaSnapshot {
-    static let magic = Array("TMMETA1\0".utf8)
+    static let magic = Array("TMMETA2\0".utf8)
+    static let magicWithoutOperations = Array("TMMETA1\0".utf8)
     static let countMax = 10_000_000
 
     public static func encode(_ state: MetaState) -> [UInt8] {
@@ -62,12 +64,23 @@ public enum MetaSnapshot {
                 }
             }
         }
+        let operations = state.operations.values.sorted { $0.id < $1.id }
+        writer.write(varint: UInt64(operations.count))
+        for operation in operations {
+            writer.write(varint: operation.id)
+            switch operation.kind {
+            case .dropDatabase(let name):
+                writer.write(1)
+                writer.write(lengthPrefixed: name)
+            }
+        }
         writer.write(littleEndian: CRC32C.checksum(writer.bytes))
         return writer.bytes
     }
 
     public static func decode(_ bytes: [UInt8]) throws(CorruptDataError) -> MetaState {
-        guard bytes.count >= magic.count + 4, Array(bytes.prefix(magic.count)) == magic else {
+        let withOperations = Array(bytes.prefix(magic.count)) == magic
+        guard bytes.count >= magic.count + 4, withOperations || Array(bytes.prefix(magic.count)) == magicWithoutOperations else {
             throw CorruptDataError("meta snapshot: bad magic (not a meta snapshot, or another version)")
         }
         let stored = bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: bytes.count - 4, as: UInt32.self)) }
@@ -122,10 +135,19 @@ public enum MetaSnapshot {
                 }
             }
         }
+        var operations: [UInt64: MetaOperation] = [:]
+        if withOperations {
+            for _ in 0..<(try count("operations")) {
+                let id = try reader.readVarint()
+                let kind = try reader.readByte()
+                guard kind == 1 else { throw CorruptDataError("meta snapshot: unknown operation kind \(kind)") }
+                operations[id] = MetaOperation(id: id, kind: .dropDatabase(try text()))
+            }
+        }
         guard reader.isAtEnd else { throw CorruptDataError("meta snapshot: \(reader.remaining) stray bytes") }
         let state = MetaState(settings: settings, appliedIndex: appliedIndex, nodes: nodes, databases: databases, groups: groups,
                               table: PartitionTable(version: version, schemaSlots: schemaSlots, dataSlots: dataSlots),
-                              routeVersion: routeVersion, nextNodeID: nextNodeID, nextGroupNumber: UInt32(nextGroup))
+                              routeVersion: routeVersion, nextNodeID: nextNodeID, nextGroupNumber: UInt32(nextGroup), operations: operations)
         let broken = state.violations()
         guard broken.isEmpty else { throw CorruptDataError("meta snapshot breaks the meta state's rules: \(broken.prefix(3).joined(separator: "; "))") }
         return state

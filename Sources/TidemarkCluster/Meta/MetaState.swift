@@ -48,6 +48,24 @@ public struct DatabaseRecord: Sendable, Equatable {
     }
 }
 
+/// A metadata operation in flight (DESIGN.md section 3): recorded when it starts, applied on
+/// every node, recorded again when it finishes; a node that restarts, or a new meta leader,
+/// resumes it to the end.
+public struct MetaOperation: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// `DROP DATABASE`: each region deletes the database's data, then it leaves the state.
+        case dropDatabase(String)
+    }
+    /// The meta log index that started it.
+    public var id: UInt64
+    public var kind: Kind
+
+    public init(id: UInt64, kind: Kind) {
+        self.id = id
+        self.kind = kind
+    }
+}
+
 /// A region group: its database, its replicas (by node) and the leader last reported.
 public struct RegionGroup: Sendable, Equatable {
     public var id: GroupID
@@ -85,6 +103,8 @@ public struct MetaState: Sendable, Equatable {
     /// The meta log index of the last change of a group's replicas, leader or a node's
     /// status: nodes apply a route map only when it is newer than theirs.
     public private(set) var routeVersion: UInt64 = 0
+    /// Metadata operations started and not finished, by the index that started them.
+    public private(set) var operations: [UInt64: MetaOperation] = [:]
     var nextNodeID: NodeID = 1
     var nextGroupNumber: UInt32 = 1
     var placement = ReplicaPlacement()
@@ -126,13 +146,17 @@ public struct MetaState: Sendable, Equatable {
             try createDatabase(database, index: index)
         case .dropDatabase(let name):
             guard databases[name] != nil else { throw MetaError(code: 500, "\(name): no such database") }
-            for group in groups.values where group.database == name {
-                placement.remove(group.replicas, database: name)
-                groups[group.id] = nil
-            }
-            databases[name] = nil
-            table.dropDatabase(name, version: index)
-            routeVersion = index
+            if let operation = dropping(name) { operations[operation.id] = nil }
+            dropDatabase(name, index: index)
+        case .beginDrop(let name):
+            guard databases[name] != nil else { throw MetaError(code: 500, "\(name): no such database") }
+            // Begun already (a retried statement, a resumed operation): the same one goes on.
+            if dropping(name) == nil { operations[index] = MetaOperation(id: index, kind: .dropDatabase(name)) }
+        case .finishDrop(let name):
+            // Finished already: nothing left to do.
+            guard let operation = dropping(name) else { return .done }
+            operations[operation.id] = nil
+            if databases[name] != nil { dropDatabase(name, index: index) }
         case .allocate(let database, let requests):
             try allocate(database, requests, index: index)
         case .reportLeader(let group, let leader):
@@ -187,6 +211,21 @@ public struct MetaState: Sendable, Equatable {
             }
         }
         nodes[node]!.status = .removing
+        routeVersion = index
+    }
+
+    /// The drop of `database` in flight, if one is.
+    public func dropping(_ database: String) -> MetaOperation? {
+        operations.values.first { $0.kind == .dropDatabase(database) }
+    }
+
+    private mutating func dropDatabase(_ name: String, index: UInt64) {
+        for group in groups.values where group.database == name {
+            placement.remove(group.replicas, database: name)
+            groups[group.id] = nil
+        }
+        databases[name] = nil
+        table.dropDatabase(name, version: index)
         routeVersion = index
     }
 
@@ -248,6 +287,7 @@ public struct MetaState: Sendable, Equatable {
     /// never moves.
     private mutating func allocate(_ name: String, _ requests: [SlotRequest], index: UInt64) throws(MetaError) {
         guard let database = databases[name] else { throw MetaError(code: 500, "\(name): no such database") }
+        guard dropping(name) == nil else { throw MetaError(code: 606, "\(name) is being dropped; write to it again once the drop finished") }
         for request in requests {
             guard request.slot >= 0 && request.slot < settings.seriesSlotCount else {
                 throw MetaError(code: 700, "slot \(request.slot) is outside 0..<\(settings.seriesSlotCount)")
@@ -302,6 +342,10 @@ public struct MetaState: Sendable, Equatable {
             if Set(group.replicas).count == group.replicas.count { recount.add(group.replicas, database: group.database) }
         }
         if recount != placement { found.append("the placement counters differ from the groups") }
+        for operation in operations.values {
+            if operation.id > appliedIndex && appliedIndex > 0 { found.append("operation \(operation.id) starts after the applied index \(appliedIndex)") }
+            if case .dropDatabase(let name) = operation.kind, databases[name] == nil { found.append("operation \(operation.id) drops \(name), which does not exist") }
+        }
         for (database, slots) in table.schemaSlots {
             for (slot, id) in slots where groups[id]?.database != database || id.kind != .schema {
                 found.append("\(database) slot \(slot) names schema group \(id), which is not one of its schema groups")
@@ -320,7 +364,9 @@ public struct MetaState: Sendable, Equatable {
 
     /// Restores a state from its parts (`MetaSnapshot`); the caller checks `violations()`.
     init(settings: ClusterSettings, appliedIndex: UInt64, nodes: [NodeID: NodeRecord], databases: [String: DatabaseRecord],
-         groups: [GroupID: RegionGroup], table: PartitionTable, routeVersion: UInt64, nextNodeID: NodeID, nextGroupNumber: UInt32) {
+         groups: [GroupID: RegionGroup], table: PartitionTable, routeVersion: UInt64, nextNodeID: NodeID, nextGroupNumber: UInt32,
+         operations: [UInt64: MetaOperation] = [:]) {
+        self.operations = operations
         self.settings = settings
         self.appliedIndex = appliedIndex
         self.nodes = nodes

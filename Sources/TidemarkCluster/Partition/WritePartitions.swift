@@ -107,6 +107,20 @@ public enum WritePartitions {
         return Placement(single: nil, rowGroups: groups)
     }
 
+    /// The databases of `rows` whose drop is in flight (sorted).
+    public static func databasesBeingDropped(_ rows: RowBatch, in state: MetaState) -> [String] {
+        let dropping = Set(state.operations.values.map { operation in
+            switch operation.kind { case .dropDatabase(let name): name }
+        })
+        guard !dropping.isEmpty else { return [] }
+        let databases = DatabaseNumbers(state)
+        var found = Set<String>()
+        for key in rows.keys {
+            if let number = databases.number(of: key.device), dropping.contains(databases.names[number]) { found.insert(databases.names[number]) }
+        }
+        return found.sorted()
+    }
+
     /// Where a batch's rows go (`place`).
     public struct Placement: Sendable, Equatable {
         /// Every row goes to this group.

@@ -87,6 +87,12 @@ public final class RegionSet: Sendable {
         return held.withLock { $0[group] }
     }
 
+    /// Whether deletes and schema changes of the data path can start here: always in a
+    /// one-node cluster, on `data-0`'s leader in a multi-node one (others are refused there).
+    public var takesDataChangesHere: Bool {
+        tablePlaced || legacy.map { $0.consensus.leader(of: $0.group) == $0.consensus.nodeID } ?? false
+    }
+
     /// The data region group of each row of `rows`.
     public func place(_ rows: RowBatch, in state: @autoclosure () -> MetaState) -> WritePartitions.Placement {
         guard tablePlaced else { return WritePartitions.Placement(single: LocalRegion.group, rowGroups: []) }

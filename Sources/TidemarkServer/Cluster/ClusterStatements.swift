@@ -60,7 +60,10 @@ enum ClusterStatements {
     /// runs them too. A refusal is answered with its code.
     /// `CREATE TIMESERIES` outside every database creates the database first, as a write
     /// does, when `createDatabases` (`auto_create_schema`).
-    static func change(_ statement: Statement, agent: MetaAgent, createDatabases: Bool, route: String) -> HTTPResponse? {
+    /// `DROP DATABASE` is begun in the meta group only where `takesDataChanges` (elsewhere the
+    /// regions refuse it, naming their leader, and nothing is begun).
+    static func change(_ statement: Statement, agent: MetaAgent, createDatabases: Bool, takesDataChanges: () -> Bool = { true },
+                       route: String) -> HTTPResponse? {
         func refusal(_ error: MetaProposeError) -> HTTPResponse {
             switch error {
             case .refused(let refused): RESTv2.status(refused.code, refused.message, route: route)
@@ -71,6 +74,16 @@ enum ClusterStatements {
         case .removeDataNode(let node):
             if case .failure(let error) = agent.proposeAndWait(.removeNode(node)) { return refusal(error) }
             return RESTv2.success(route: route)
+        case .dropDatabase(let names):
+            // A recorded two-phase operation: its start first (the database's partitions take
+            // no more writes), then the regions delete (the engine's part), then `afterEngine`
+            // records its finish. A crash between them is resumed (`MetaOperations`).
+            guard takesDataChanges() else { return nil }
+            for name in names where agent.machine.current.databases[name] != nil {
+                if case .failure(let error) = agent.proposeAndWait(.beginDrop(database: name)) { return refusal(error) }
+                Failpoint.crash(if: "drop-database-after-begin")
+            }
+            return nil
         case .createDatabase(let name, let options):
             let settings = agent.machine.settings
             let record = DatabaseRecord(name: name, schemaReplicationFactor: options.schemaReplicationFactor ?? settings.schemaReplicationFactor,
@@ -99,22 +112,22 @@ enum ClusterStatements {
         }
     }
 
-    /// After the engine ran a statement: a `DROP DATABASE` it took goes to the meta group
-    /// too (after, so a refused drop, on a follower, leaves the meta group as it was). Its
-    /// failure there is answered as one (retried, the statement finds the data gone and the
-    /// meta group takes it; a write meanwhile would create the database again).
+    /// After the engine ran a statement: a `DROP DATABASE` the regions took is finished in the
+    /// meta group. The regions' "no such database" (none held data of it) is a drop done when
+    /// the meta group had begun one for every name. A failure leaves the operation in flight,
+    /// to be resumed (or the statement run again).
     static func afterEngine(_ statement: Statement, _ answer: HTTPResponse, agent: MetaAgent) -> HTTPResponse {
-        guard case .dropDatabase(let names) = statement, answer.status == 200,
-              String(decoding: answer.body, as: UTF8.self).contains("\"code\":200") else { return answer }
-        for name in names where agent.machine.current.databases[name] != nil {
-            switch agent.proposeAndWait(.dropDatabase(name)) {
-            case .success: continue
-            case .failure(let error):
-                return RESTv2.status(606, "\(name) was dropped from the data, but the meta group did not take it (\(error)); run DROP DATABASE again",
-                                     route: answer.route, http: 503)
+        guard case .dropDatabase(let names) = statement, answer.status == 200 else { return answer }
+        let body = String(decoding: answer.body, as: UTF8.self)
+        let begun = names.filter { agent.machine.current.dropping($0) != nil }
+        guard body.contains("\"code\":200") || (body.contains("\"code\":500") && begun.count == names.count && !names.isEmpty) else { return answer }
+        for name in begun {
+            if case .failure(let error) = agent.proposeAndWait(.finishDrop(database: name)) {
+                return RESTv2.status(606, "\(name) was dropped from the data, but the meta group did not record its end (\(error)); "
+                                     + "it is finished later by itself, or run DROP DATABASE again", route: answer.route, http: 503)
             }
         }
-        return answer
+        return RESTv2.success(route: answer.route)
     }
 
     /// Builds a result from columns of (name, type, value of a row).
@@ -186,13 +199,18 @@ enum ClusterStatements {
     /// group with its database, replicas (by node) and leader hint; on a data-only node, the
     /// route maps the leader pushed to it, and the pulls a heartbeat's newer version caused.
     static func json(_ meta: MetaState, leader: NodeID?, metaMembers: Set<NodeID>, pushesReceived: UInt64 = 0, stalePulls: UInt64 = 0) -> String {
+        let operations = meta.operations.values.sorted { $0.id < $1.id }.map { operation in
+            switch operation.kind {
+            case .dropDatabase(let name): "{\"id\":\(operation.id),\"drop_database\":\(jsonQuoted(name))}"
+            }
+        }.joined(separator: ",")
         let nodes = meta.nodes.values.sorted { $0.id < $1.id }.map { node in
             "{\"id\":\(node.id),\"internal\":\(jsonQuoted(node.internalAddress)),\"client\":\(jsonQuoted(node.clientAddress)),"
                 + "\"status\":\(jsonQuoted(node.status.rawValue)),\"cores\":\(node.cores),\"meta_member\":\(metaMembers.contains(node.id))}"
         }.joined(separator: ",")
         return "\"meta\":{\"leader\":\(leader.map { "\($0)" } ?? "null"),\"route_version\":\(meta.routeVersion),"
             + "\"table_version\":\(meta.table.version),\"pushes_received\":\(pushesReceived),\"stale_pulls\":\(stalePulls),\"registered_nodes\":[\(nodes)],"
-            + "\"region_groups\":[\(regionGroups(meta))]}"
+            + "\"region_groups\":[\(regionGroups(meta))],\"operations\":[\(operations)]}"
     }
 
     private static func regionGroups(_ meta: MetaState) -> String {

@@ -14,7 +14,12 @@ struct PartitionRouter: Sendable {
     let createDatabases: Bool
 
     func route(_ job: WriteJob, forward: @escaping NodeStages.Forward) {
-        let needs = WritePartitions.missing(job.rows, in: agent.machine.current, createDatabases: createDatabases)
+        let state = agent.machine.current
+        // A database being dropped takes no writes until the drop finished (then it may be made again).
+        if !state.operations.isEmpty, let dropping = WritePartitions.databasesBeingDropped(job.rows, in: state).first {
+            return job.finish(WriteOutcome(refused: [], failure: "\(dropping) is being dropped; write again once the drop finished", failureStatus: 503))
+        }
+        let needs = WritePartitions.missing(job.rows, in: state, createDatabases: createDatabases)
         guard !needs.isEmpty else { return forward(job, true) }
         let settings = agent.machine.settings
         let commands = needs.databases.map { MetaCommand.createDatabase(DatabaseRecord(name: $0, defaults: settings)) } + needs.allocations.keys.sorted().map { MetaCommand.allocate(database: $0, needs.allocations[$0]!) }
