@@ -140,6 +140,17 @@ public final class RegionSet: Sendable {
             held.withLock { _ = $0.removeValue(forKey: id) }
             remove(region)
         }
+        let writable = dataPath
+        let share = Self.memtableShare(of: options.memtableBytesMax, among: writable.count)
+        for engine in writable { engine.setMemtableBytesMax(share) }
+    }
+
+    /// Each written region's memtable bound: the node's `memtable_bytes_max` shared among
+    /// them, at least 4 MiB (or the whole, when smaller), so the memtables' memory does not
+    /// grow with the number of regions (only the sealed ones waiting for the flush add to it).
+    public static func memtableShare(of budget: Int, among regions: Int) -> Int {
+        precondition(budget > 0 && regions >= 0)
+        return max(min(budget, 4 << 20), budget / max(1, regions))
     }
 
     /// Opens the regions `state` places here and replays their shared log: at start, before

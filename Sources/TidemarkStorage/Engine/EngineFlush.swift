@@ -11,7 +11,7 @@ extension StorageEngine {
         let (sealedNow, due) = writeLock.withLock {
             state.withLock {
                 let ageMs = (nowNs &- active.createdNs) / 1_000_000
-                let seal = !active.isEmpty && (active.bytes >= options.memtableBytesMax || ageMs >= UInt64(options.memtableAgeMsMax))
+                let seal = !active.isEmpty && (active.bytes >= memtableBytesLimit.load(ordering: .relaxed) || ageMs >= UInt64(options.memtableAgeMsMax))
                 if seal { sealLocked() }
                 return (seal, !sealed.isEmpty)
             }

@@ -154,6 +154,9 @@ public final class StorageEngine: @unchecked Sendable {
     /// (replay after a restart) skips those points.
     var flushedThrough: [Int64: UInt64] = [:]
     var flushedThroughMax: UInt64 = 0
+    /// The active memtable is sealed past this many bytes: `memtableBytesMax`, or this
+    /// region's share of the node's when it holds several (`setMemtableBytesMax`).
+    let memtableBytesLimit: Atomic<Int>
     /// When a write was last applied (monotonic ns), for the idle compaction.
     let lastWriteNs = Atomic<UInt64>(0)
     private let flushScheduler = Mutex<(@Sendable (StorageEngine) -> Void)?>(nil)
@@ -179,6 +182,7 @@ public final class StorageEngine: @unchecked Sendable {
                 log: RegionLog = .own, health: StorageHealth? = nil, database: String? = nil) throws {
         self.directory = directory
         self.options = options
+        memtableBytesLimit = Atomic(options.memtableBytesMax)
         self.database = database
         databaseLevels = try database.map { name in
             do { return try SeriesPath.splitLevels(name) } catch { throw EngineError.schema(SchemaError("invalid database \(name): \(error)", kind: .invalidPath)) }
@@ -388,6 +392,13 @@ public final class StorageEngine: @unchecked Sendable {
     public func destroy() throws {
         close()
         try FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// Seals the active memtable past `bytes` from now on (a node's regions share its
+    /// `memtable_bytes_max`, so more regions do not mean more memory).
+    public func setMemtableBytesMax(_ bytes: Int) {
+        precondition(bytes > 0, "a memtable holds something")
+        memtableBytesLimit.store(bytes, ordering: .relaxed)
     }
 
     /// Whether points applied are in memtables only, not yet in segments.
