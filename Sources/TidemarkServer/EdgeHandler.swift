@@ -36,6 +36,7 @@ struct AdminRoutes: Sendable {
 
     let stages: @Sendable () -> [StageSnapshot]
     let storage: @Sendable () -> EngineStats
+    var regions: @Sendable () -> RegionMetrics = { RegionMetrics() }
     /// Disk full, failed logs, quarantined files.
     let health: @Sendable (_ listingQuarantine: Bool) -> NodeHealth
     let http: HTTPMetrics
@@ -77,7 +78,7 @@ struct AdminRoutes: Sendable {
             return .json(200, health(true).quarantineJSON, route: route)
         case "/metrics":
             let text = MetricsText.render(
-                stages: stages(), storage: storage(), health: health(true), http: http, auth: auth(), cluster: cluster(), process: .read(),
+                stages: stages(), storage: storage(), regions: regions(), health: health(true), http: http, auth: auth(), cluster: cluster(), process: .read(),
                 uptimeSeconds: Double(monotonicNowNs() - startedNs) / 1e9, startTimeSeconds: startTimeSeconds)
             return HTTPResponse(status: 200, contentType: MetricsText.contentType, body: Array(text.utf8), route: route)
         case "/cluster":

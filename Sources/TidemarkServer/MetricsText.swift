@@ -1,4 +1,6 @@
 import Foundation
+import TidemarkCluster
+import TidemarkConsensus
 import TidemarkNet
 import TidemarkStages
 import TidemarkStorage
@@ -15,8 +17,8 @@ struct MetricsText {
     private var text = ""
 
     /// The whole page for the given readings.
-    static func render(stages: [StageSnapshot], storage: EngineStats, health: NodeHealth, http: HTTPMetrics, auth: AuthMetrics? = nil, cluster: ClusterStatus?,
-                       process: ProcessStats, uptimeSeconds: Double, startTimeSeconds: Double) -> String {
+    static func render(stages: [StageSnapshot], storage: EngineStats, regions: RegionMetrics = RegionMetrics(), health: NodeHealth, http: HTTPMetrics,
+                       auth: AuthMetrics? = nil, cluster: ClusterStatus?, process: ProcessStats, uptimeSeconds: Double, startTimeSeconds: Double) -> String {
         var page = MetricsText()
         page.stageFamilies(stages)
         page.gauge("tidemark_storage_segments", "Segment files in use.", Double(storage.segments))
@@ -26,6 +28,10 @@ struct MetricsText {
         page.gauge("tidemark_storage_tombstones", "Deletes still applied on read.", Double(storage.tombstones))
         page.counter("tidemark_storage_quarantined_segments_total", "Segments moved aside because a checksum failed.",
                      Double(storage.quarantinedSegments))
+        page.gauge("tidemark_regions", "Region replicas this node holds.", Double(regions.held))
+        page.gauge("tidemark_regions_leading", "Region replicas this node holds that lead their group.", Double(regions.leading))
+        page.counter("tidemark_shared_log_fsyncs_total", "Fsyncs of the log a node's standalone regions share (one per batch however many regions it touched).",
+                     Double(regions.sharedLogSyncs))
         page.healthFamilies(health)
         page.family("tidemark_http_requests_total", "counter", "HTTP responses sent, by route and status.")
         for (key, count) in http.responseCounts() {
@@ -193,5 +199,18 @@ struct AuthMetrics: Sendable {
                     failed: authenticator.stats.failed.load(ordering: .relaxed),
                     limited: authenticator.stats.limited.load(ordering: .relaxed),
                     overloaded: authenticator.stats.overloaded.load(ordering: .relaxed))
+    }
+}
+
+/// The regions a node holds, for `/metrics`.
+struct RegionMetrics: Sendable {
+    var held = 0
+    var leading = 0
+    var sharedLogSyncs = 0
+
+    static func read(_ regions: RegionSet) -> RegionMetrics {
+        let reports = regions.reports
+        return RegionMetrics(held: reports.count, leading: reports.filter(\.isLeader).count,
+                             sharedLogSyncs: (regions.consensus as? StandaloneConsensus)?.sharedLogSyncs ?? 0)
     }
 }

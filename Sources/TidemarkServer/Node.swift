@@ -138,7 +138,7 @@ public final class Node: @unchecked Sendable {
         let startedNs = monotonicNowNs()
         let startTimeSeconds = Date().timeIntervalSince1970
         let clusterWiring = cluster, nodeID = config.nodeID ?? 1, dataDir = config.dataDir
-        let routes = AdminRoutes(stages: { stagesBox.snapshots() + [authStage.snapshot()] }, storage: { regions.stats },
+        var routes = AdminRoutes(stages: { stagesBox.snapshots() + [authStage.snapshot()] }, storage: { regions.stats },
                                  health: { NodeHealth.read(dataDir: dataDir, storage: storageHealth, listingQuarantine: $0) }, http: httpMetrics,
                                  auth: { AuthMetrics.read(authenticator) },
                                  cluster: { clusterWiring.map { ClusterStatus.read($0, nodeID: nodeID) } },
@@ -146,6 +146,7 @@ public final class Node: @unchecked Sendable {
                                                                         pushesReceived: meta.pushesReceived.load(ordering: .relaxed),
                                                                         stalePulls: meta.stalePulls.load(ordering: .relaxed)) },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
+        routes.regions = { RegionMetrics.read(regions) }
         let executor = StatementExecutor(engine: regions.store(), rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
         var dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
                                     queryLimits: config.query, stages: stagesBox, users: users,

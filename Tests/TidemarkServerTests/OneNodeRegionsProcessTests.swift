@@ -53,6 +53,9 @@ import TidemarkTestSupport
         let sharedLog = (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/consensus/shared/log")) ?? []
         #expect(sharedLog.contains { $0.hasSuffix(".wal") }, "\(sharedLog)")
         #expect(regionDirectories(dataDir).allSatisfy { !FileManager.default.fileExists(atPath: dataDir + "/consensus/" + $0 + "/log") })
+        let metrics = try client.request("GET", "/metrics").text
+        #expect(metrics.contains("\ntidemark_regions 3\n") && metrics.contains("\ntidemark_regions_leading 3\n"), "\(metrics)")
+        #expect(metrics.range(of: #"\ntidemark_shared_log_fsyncs_total [1-9]"#, options: .regularExpression) != nil)
 
         // kill -9 and restart: every acknowledged point is there, in the same regions.
         _ = try node.stop(signal: SIGKILL)
