@@ -22,8 +22,9 @@ struct WriteApplier: Sendable {
             if byGroup[group] == nil { order.append(group) }
             byGroup[group, default: []].append(job)
         }
+        let state = state()  // one copy for the batch: assignments never change once made
         for job in jobs {
-            let placement = regions.place(job.rows, in: state())
+            let placement = regions.place(job.rows, in: state)
             if let single = placement.single {
                 add(job, to: single)
                 continue

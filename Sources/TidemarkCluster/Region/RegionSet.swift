@@ -163,9 +163,12 @@ public final class RegionSet: Sendable {
     }
 
     /// Removes region directories no group of `state` names (a crash came between dropping a
-    /// database in the meta group and removing its regions). Before `sync`, at start.
+    /// database in the meta group and removing its regions). Before `sync`, at start, and only
+    /// in a one-node cluster: there `state` is the whole meta log replayed, while a member of a
+    /// larger one starts from its checkpoint and applies the rest later, so a group made since
+    /// would look like an orphan.
     public func removeOrphans(of state: MetaState) {
-        guard opensTableRegions else { return }
+        guard tablePlaced else { return }
         let names = Set(state.groups.keys.filter { $0.kind == .data }.map { "\($0)" })
         let listed = (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/regions")) ?? []
         for name in listed where name.hasPrefix("data-") && name != "\(LocalRegion.group)" && !names.contains(name) {
