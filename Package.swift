@@ -117,7 +117,7 @@ let package = Package(
         .testTarget(
             name: "TidemarkConsensusTests", dependencies: ["TidemarkConsensus", "TidemarkCluster", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"],
             exclude: ["testdata"]),
-        .testTarget(name: "TidemarkClusterTests", dependencies: ["TidemarkCluster", "TidemarkConsensus", "TidemarkIO", "TidemarkStorage", "TidemarkTestSupport"]),
+        .testTarget(name: "TidemarkClusterTests", dependencies: ["TidemarkCluster", "TidemarkConsensus", "TidemarkIO", "TidemarkStorage", "TidemarkTestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "TidemarkWireTests", dependencies: ["TidemarkWire", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkQueryTests", dependencies: ["TidemarkQuery", "TidemarkStorage", "TidemarkIO", "TidemarkTestSupport"]),
         .testTarget(name: "TidemarkNetTests", dependencies: ["TidemarkNet", "TidemarkTestSupport"]),

@@ -27,6 +27,9 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
     private let shared = Mutex<SharedLog?>(nil)
     /// `replaySharedLog` ran: a shared log opened later is replayed as it opens.
     private let sharedReplayed = Atomic<Bool>(false)
+    /// Held while a shared group is made and while the shared log replays: a group made
+    /// meanwhile would neither be replayed nor start on its own.
+    private let sharedLock = NSLock()
 
     /// `applyOn` runs the apply side's work (by default at once, on the writing thread) and
     /// says whether it took it; when it does not (a stage full or not running), the writing
@@ -57,6 +60,8 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
     /// Creates (or reopens) a group that logs in the node's shared log with the other groups
     /// made so; before `replaySharedLog` ran, it waits for it and takes no writes.
     public func createSharedLogGroup(_ group: GroupID, stateMachine: StateMachine) throws {
+        sharedLock.lock()
+        defer { sharedLock.unlock() }
         let log = try shared.withLock { shared in
             if let shared { return shared }
             let log = try SharedLog(directory: directory + "/shared/log", policy: syncPolicy, health: health)
@@ -80,6 +85,8 @@ public final class StandaloneConsensus: Consensus, @unchecked Sendable {
     /// the node created every region it holds, before any writes); a record of a group not
     /// held here is dropped with the file it is in.
     public func replaySharedLog() throws {
+        sharedLock.lock()
+        defer { sharedLock.unlock() }
         sharedReplayed.store(true, ordering: .releasing)
         guard let log = shared.withLock({ $0 }), !log.isReplayed else { return }
         let waiting = groups.withLock { groups in (groups ?? [:]).filter { $0.value.isShared } }

@@ -72,6 +72,9 @@ public final class RegionUnion: RegionStore {
     public func aggregate(path: String, range: ClosedRange<Int64>) throws -> Aggregates {
         let holding = regions().filter { $0.series(path) != nil }
         guard holding.count > 1 else { return try (holding.first ?? anyRegion()).aggregate(path: path, range: range) }
+        guard Set(holding.compactMap { $0.series(path)?.dataType }).count == 1 else {
+            throw EngineError.corrupt("\(path) has different types in the regions that hold it")
+        }
         let parts = try holding.map { try $0.aggregate(path: path, range: range) }.filter { $0.count > 0 }.sorted { $0.minTime! < $1.minTime! }
         if zip(parts, parts.dropFirst()).allSatisfy({ $0.maxTime! < $1.minTime! }) {
             return parts.reduce(into: Aggregates()) { $0.merge($1) }

@@ -167,7 +167,9 @@ public final class Node: @unchecked Sendable {
         if cluster == nil {
             dispatcher.afterAcknowledgedWrites = { then in regions.whenApplied(then) }
         }
-        dispatcher.afterEngine = { statement, answer in ClusterStatements.afterEngine(statement, answer, agent: meta) }
+        dispatcher.afterEngine = { statement, answer in
+            ClusterStatements.afterEngine(statement, answer, agent: meta, stillHeld: { regions.store().databases().contains($0) })
+        }
         let decoder = dispatcher
         let applier = WriteApplier(regions: regions, state: { meta.machine.current }, hints: hints)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in

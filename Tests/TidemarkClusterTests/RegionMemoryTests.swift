@@ -1,5 +1,8 @@
 import Testing
+import Logging
+import TidemarkConsensus
 import TidemarkCore
+import TidemarkIO
 import TidemarkStorage
 import TidemarkTestSupport
 @testable import TidemarkCluster
@@ -23,5 +26,28 @@ import TidemarkTestSupport
         engine.setMemtableBytesMax(1024)
         _ = try engine.write([PointWrite(path: "root.a.d.v", timestamp: 5000, value: .int64(1))])
         #expect(engine.stats.segments == 1 && engine.stats.memtableBytes == 0, "sealed and flushed past the new bound: \(engine.stats)")
+    }
+}
+
+/// Regions on the node's shared log let it go once their entries are safe elsewhere.
+@Suite struct SharedLogReleaseTests {
+    @Test func aRegionWhoseEntriesLeftNothingInMemoryReleasesThemWhenIdle() throws {
+        let dataDir = try temporaryDirectory("release")
+        let consensus = StandaloneConsensus(directory: dataDir + "/consensus", syncPolicy: .batch)
+        defer { consensus.close() }
+        func open(_ number: UInt32, _ database: String) throws -> LocalRegion {
+            try LocalRegion(group: GroupID(kind: .data, number: number), directory: dataDir + "/regions/data-\(number)", database: database,
+                            options: EngineOptions(), logger: Logger(label: "test"), consensus: consensus, peers: [], hints: .standalone,
+                            health: nil, sharedLog: true)
+        }
+        let schemaOnly = try open(2, "root.a"), written = try open(3, "root.b")
+        try consensus.replaySharedLog()
+        func logFiles() throws -> Int { try FileIO.list(dataDir + "/consensus/shared/log").filter { $0.hasSuffix(".wal") }.count }
+        try schemaOnly.engine.createDatabase("root.a")  // an entry that leaves no point in memory
+        try written.write([PointWrite(path: "root.b.d.v", timestamp: 1, value: .int64(1))])
+        try written.engine.flush()  // a new file; the written region's entries are in segments
+        // The schema-only region let its entry go once applied (nothing of it in memory), so the
+        // first file goes with the other region's release; held, it would keep every file after it.
+        #expect(try logFiles() == 1)
     }
 }

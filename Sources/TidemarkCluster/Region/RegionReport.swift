@@ -32,14 +32,17 @@ public struct RegionReport: Sendable, Equatable {
     }
 
     public static func decode(_ reader: inout ByteReader) throws -> [RegionReport] {
-        let count = try reader.readCount(max: reportsMax, what: "region reports")
-        return try (0..<count).map { _ in
+        // Each report takes at least 5 bytes: a count past what is left is refused before any allocation.
+        let count = try reader.readCount(max: min(reportsMax, reader.remaining / 5), what: "region reports")
+        var reports: [RegionReport] = []
+        for _ in 0..<count {
             let group = try GroupID(from: &reader)
             let role = try reader.readByte()
             guard role <= 1 else { throw CorruptDataError("region report role \(role)") }
             let segments = try reader.readVarint(), memtables = try reader.readVarint()
             guard segments <= UInt64(Int.max), memtables <= UInt64(Int.max) else { throw CorruptDataError("region report size past Int") }
-            return RegionReport(group: group, isLeader: role == 1, segmentBytes: Int(segments), memtableBytes: Int(memtables))
+            reports.append(RegionReport(group: group, isLeader: role == 1, segmentBytes: Int(segments), memtableBytes: Int(memtables)))
         }
+        return reports
     }
 }

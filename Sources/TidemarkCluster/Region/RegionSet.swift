@@ -112,8 +112,15 @@ public final class RegionSet: Sendable {
 
     /// Opens the data regions `state` places on this node that are not open, and closes and
     /// removes those it no longer has (their database was dropped). A region that cannot
-    /// open is logged and left closed: writes to it are refused until the next start.
+    /// open is logged and left closed: writes to it are refused until it opens (tried again at
+    /// each change, and at the next start, which refuses to go on without it).
     public func sync(with state: MetaState) {
+        do { try sync(with: state, strict: false) } catch { preconditionFailure("a lenient sync does not throw: \(error)") }
+    }
+
+    /// `sync`; with `strict` (at start, before the shared log is replayed: a region's entries
+    /// must not be released unread) the first region that cannot open is thrown.
+    private func sync(with state: MetaState, strict: Bool) throws {
         guard opensTableRegions else { return }
         syncLock.lock()
         defer { syncLock.unlock() }
@@ -132,6 +139,7 @@ public final class RegionSet: Sendable {
                 held.withLock { $0[group.id] = region }
                 logger.info("region opened", metadata: ["group": "\(group.id)", "database": "\(group.database)"])
             } catch {
+                if strict { throw RegionOpenError(group: group.id, underlying: "\(error)") }
                 logger.error("region cannot open", metadata: ["group": "\(group.id)", "error": "\(error)"])
             }
         }
@@ -140,14 +148,16 @@ public final class RegionSet: Sendable {
             held.withLock { _ = $0.removeValue(forKey: id) }
             remove(region)
         }
-        let writable = dataPath
+        // The old region of an upgraded one-node cluster takes no writes: it does not count.
+        let writable = tablePlaced ? held.withLock { Array($0.values) }.map(\.engine) : dataPath
         let share = Self.memtableShare(of: options.memtableBytesMax, among: writable.count)
         for engine in writable { engine.setMemtableBytesMax(share) }
     }
 
     /// Each written region's memtable bound: the node's `memtable_bytes_max` shared among
-    /// them, at least 4 MiB (or the whole, when smaller), so the memtables' memory does not
-    /// grow with the number of regions (only the sealed ones waiting for the flush add to it).
+    /// them, at least 4 MiB (or the whole, when smaller): the active memtables together stay
+    /// within the bound up to bound / 4 MiB regions (16 by default), past that 4 MiB each.
+    /// Sealed ones waiting for the flush add to it, as on a node with one region.
     public static func memtableShare(of budget: Int, among regions: Int) -> Int {
         precondition(budget > 0 && regions >= 0)
         return max(min(budget, 4 << 20), budget / max(1, regions))
@@ -158,7 +168,7 @@ public final class RegionSet: Sendable {
     public func start(with state: MetaState) throws {
         guard opensTableRegions else { return }
         removeOrphans(of: state)
-        sync(with: state)
+        try sync(with: state, strict: true)
         try (consensus as? StandaloneConsensus)?.replaySharedLog()
     }
 
@@ -228,5 +238,15 @@ public final class RegionSet: Sendable {
         } catch {
             logger.error("region cannot be removed; it is removed at the next start", metadata: ["group": "\(region.group)", "error": "\(error)"])
         }
+    }
+}
+
+/// A region the node holds could not open at start: the node does not start without it.
+public struct RegionOpenError: Error, CustomStringConvertible {
+    public let group: GroupID
+    public let underlying: String
+
+    public var description: String {
+        "region \(group) cannot open: \(underlying) (the node holds it; fix the cause, or restore <data_dir>/regions/\(group), and start again)"
     }
 }

@@ -79,8 +79,13 @@ enum ClusterStatements {
             // no more writes), then the regions delete (the engine's part), then `afterEngine`
             // records its finish. A crash between them is resumed (`MetaOperations`).
             guard takesDataChanges() else { return nil }
+            // Until `afterEngine`, the resumer leaves these to the statement.
+            agent.dropsRunningHere.withLock { $0.formUnion(names) }
             for name in names where agent.machine.current.databases[name] != nil {
-                if case .failure(let error) = agent.proposeAndWait(.beginDrop(database: name)) { return refusal(error) }
+                if case .failure(let error) = agent.proposeAndWait(.beginDrop(database: name)) {
+                    agent.dropsRunningHere.withLock { $0.subtract(names) }
+                    return refusal(error)
+                }
                 Failpoint.crash(if: "drop-database-after-begin")
             }
             return nil
@@ -116,11 +121,22 @@ enum ClusterStatements {
     /// meta group. The regions' "no such database" (none held data of it) is a drop done when
     /// the meta group had begun one for every name. A failure leaves the operation in flight,
     /// to be resumed (or the statement run again).
-    static func afterEngine(_ statement: Statement, _ answer: HTTPResponse, agent: MetaAgent) -> HTTPResponse {
-        guard case .dropDatabase(let names) = statement, answer.status == 200 else { return answer }
+    /// `stillHeld` says whether a region still holds a database (an engine that stopped at the
+    /// first name it lacked did not reach the others): only the drops done are finished.
+    static func afterEngine(_ statement: Statement, _ answer: HTTPResponse, agent: MetaAgent,
+                            stillHeld: (String) -> Bool = { _ in false }) -> HTTPResponse {
+        guard case .dropDatabase(let names) = statement else { return answer }
+        defer { agent.dropsRunningHere.withLock { $0.subtract(names) } }
+        guard answer.status == 200 else { return answer }
         let body = String(decoding: answer.body, as: UTF8.self)
         let begun = names.filter { agent.machine.current.dropping($0) != nil }
         guard body.contains("\"code\":200") || (body.contains("\"code\":500") && begun.count == names.count && !names.isEmpty) else { return answer }
+        let left = begun.filter(stillHeld)
+        guard left.isEmpty else {
+            // Their drops stay in flight and are resumed to the end (`MetaOperations`).
+            return RESTv2.status(606, "\(left.joined(separator: ", ")) not dropped yet; the drop goes on by itself, or run DROP DATABASE again",
+                                 route: answer.route, http: 503)
+        }
         for name in begun {
             if case .failure(let error) = agent.proposeAndWait(.finishDrop(database: name)) {
                 return RESTv2.status(606, "\(name) was dropped from the data, but the meta group did not record its end (\(error)); "

@@ -134,7 +134,7 @@ extension MetaAgent {
 
     static func decodeHeard(_ bytes: [UInt8]) -> [NodeID: [RegionReport]]? {
         var reader = ByteReader(bytes)
-        guard let count = try? reader.readCount(max: 1 << 16, what: "nodes") else { return nil }
+        guard let count = try? reader.readCount(max: min(1 << 16, reader.remaining / 2), what: "nodes") else { return nil }
         var heard: [NodeID: [RegionReport]] = [:]
         for _ in 0..<count {
             guard let node = try? reader.readVarint(), let reports = try? RegionReport.decode(&reader) else { return nil }

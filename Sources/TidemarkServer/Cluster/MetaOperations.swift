@@ -9,7 +9,10 @@ import TidemarkConsensus
 /// the handoff stage; idempotent.
 enum MetaOperations {
     static func resume(regions: RegionSet, agent: MetaAgent, logger: Logger) {
-        let operations = agent.machine.current.operations.values.sorted { $0.id < $1.id }
+        let runningHere = agent.dropsRunningHere.withLock { $0 }
+        let operations = agent.machine.current.operations.values.sorted { $0.id < $1.id }.filter { operation in
+            switch operation.kind { case .dropDatabase(let name): !runningHere.contains(name) }
+        }
         guard !operations.isEmpty else { return }
         // Only a node whose regions take the data path's changes deletes: the one-node
         // cluster, or the leader of data-0 (whose deletes every replica applies).

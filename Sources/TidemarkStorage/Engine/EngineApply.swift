@@ -135,7 +135,12 @@ extension StorageEngine {
                     }
                 case let decoded:
                     change = decoded
-                    try state.withLock { try applyChangeLocked(decoded, index: index) }
+                    try state.withLock {
+                        // Its effects are in the schema log or the tombstones: the memtable only
+                        // marks the index, so the log can let it go with the memtable (or, idle, at once).
+                        defer { active.noteSequence(index) }
+                        try applyChangeLocked(decoded, index: index)
+                    }
                 }
             }
         } catch let error as EngineError {

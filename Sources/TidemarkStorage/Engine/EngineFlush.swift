@@ -6,18 +6,32 @@ extension StorageEngine {
     /// Seals the active memtable if it is past `memtableBytesMax` or `memtableAgeMsMax`;
     /// the WAL rotates with it so the sealed part's log can be dropped after its flush.
     /// Returns whether there is sealed work for `flushSealed`.
+    /// With nothing in memory, the entries applied since the last release (schema statements
+    /// and deletes, in the schema log and the tombstones already) are released from the log:
+    /// a log shared with other regions must not wait for a flush that never comes.
     @discardableResult
     public func sealIfDue(nowNs: UInt64 = monotonicNowNs()) -> Bool {
-        let (sealedNow, due) = writeLock.withLock {
+        let (sealedNow, due, idleThrough) = writeLock.withLock {
             state.withLock {
                 let ageMs = (nowNs &- active.createdNs) / 1_000_000
                 let seal = !active.isEmpty && (active.bytes >= memtableBytesLimit.load(ordering: .relaxed) || ageMs >= UInt64(options.memtableAgeMsMax))
                 if seal { sealLocked() }
-                return (seal, !sealed.isEmpty)
+                let idle = active.isEmpty && sealed.isEmpty ? active.maxSequence : 0
+                return (seal, !sealed.isEmpty, idle)
             }
         }
         // Outside the locks: the rotation's fsync must not stall writers and the apply side.
         if sealedNow { checkpointLog() }
+        if idleThrough > releasedIdleThrough.load(ordering: .relaxed) {
+            do {
+                // Schema records a full disk kept unlogged go first, as after a flush.
+                try writeLock.withLock { try logSchemaLocked([]) }
+                try logRetention.withLock { try $0?.release(through: idleThrough) }
+                releasedIdleThrough.store(idleThrough, ordering: .relaxed)
+            } catch {
+                logger.warning("the log could not be released while idle; tried again later", metadata: ["error": "\(error)"])
+            }
+        }
         return due
     }
 

@@ -157,6 +157,8 @@ public final class StorageEngine: @unchecked Sendable {
     /// The active memtable is sealed past this many bytes: `memtableBytesMax`, or this
     /// region's share of the node's when it holds several (`setMemtableBytesMax`).
     let memtableBytesLimit: Atomic<Int>
+    /// The log index an idle region last released through (`sealIfDue`).
+    let releasedIdleThrough = Atomic<UInt64>(0)
     /// When a write was last applied (monotonic ns), for the idle compaction.
     let lastWriteNs = Atomic<UInt64>(0)
     private let flushScheduler = Mutex<(@Sendable (StorageEngine) -> Void)?>(nil)
