@@ -240,6 +240,7 @@ import TidemarkTestSupport
             if copy == 0 { state = target } else { restored = target }
         }
         #expect(state == restored)
+        #expect(Array(MetaSnapshot.encode(state).prefix(8)) == Array("TMMETA1\0".utf8), "with nothing in flight, the previous version's layout")
         try state.apply(.createDatabase(DatabaseRecord(name: "root.a", defaults: state.settings)), index: 10)
         #expect(state.databases["root.a"] != nil, "made again once the drop finished")
     }

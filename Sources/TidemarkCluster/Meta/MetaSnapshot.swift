@@ -4,8 +4,9 @@ import TidemarkIO
 /// The meta state as bytes: what a meta member's snapshot holds and a new or lagging member
 /// restores from. Layout: `"TMMETA2\0" | settings | applied index | route version | next
 /// node ID | next group number | nodes | databases | groups | table | operations | u32
-/// CRC32C of all before it` (`TMMETA1`, from before operations were kept, has none). A
-/// snapshot that decodes into a state breaking its invariants is refused.
+/// CRC32C of all before it`. A state with no operation in flight is written as `TMMETA1`,
+/// the layout without them, which a node of the previous version still reads (a rolling
+/// upgrade). A snapshot that decodes into a state breaking its invariants is refused.
 public enum MetaSnapshot {
     static let magic = Array("TMMETA2\0".utf8)
     static let magicWithoutOperations = Array("TMMETA1\0".utf8)
@@ -13,7 +14,7 @@ public enum MetaSnapshot {
 
     public static func encode(_ state: MetaState) -> [UInt8] {
         var writer = ByteWriter()
-        writer.write(bytes: magic)
+        writer.write(bytes: state.operations.isEmpty ? magicWithoutOperations : magic)
         state.settings.write(to: &writer)
         writer.write(varint: state.appliedIndex)
         writer.write(varint: state.routeVersion)
@@ -65,7 +66,7 @@ public enum MetaSnapshot {
             }
         }
         let operations = state.operations.values.sorted { $0.id < $1.id }
-        writer.write(varint: UInt64(operations.count))
+        if !operations.isEmpty { writer.write(varint: UInt64(operations.count)) }
         for operation in operations {
             writer.write(varint: operation.id)
             switch operation.kind {
