@@ -97,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "tidemark-fuzz",
             dependencies: [
-                "TidemarkStorage", "TidemarkIO", "TidemarkQuery", "TidemarkWire", "TidemarkCluster", "TidemarkServer", "TidemarkTestSupport",
+                "TidemarkStorage", "TidemarkIO", "TidemarkQuery", "TidemarkWire", "TidemarkConsensus", "TidemarkCluster", "TidemarkServer", "TidemarkTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),

@@ -59,13 +59,16 @@ done
 swift build --product tidemark-fuzz > "$out/tidemark-fuzz-build.log" 2>&1 || { tail -20 "$out/tidemark-fuzz-build.log"; exit 1; }
 fuzzer="$(swift build --product tidemark-fuzz --show-bin-path)/tidemark-fuzz"
 seed=${FUZZ_SEED:-$(( (RANDOM << 15 | RANDOM) * 1000 ))}
-for target in sql lines segments logs; do
-  echo "== tidemark-fuzz $target for ${seconds}s from seed $seed"
-  if ! "$fuzzer" "$target" --seconds "$seconds" --seed "$seed" --crashes fuzz/crashes > "$out/tidemark-fuzz-$target.log" 2>&1; then
+# Each entry is `name:arguments`; shared-logs is a one-node cluster's regions on their shared log.
+for spec in sql:sql lines:lines segments:segments logs:logs "shared-logs:logs --shared"; do
+  target=${spec%%:*}
+  read -r -a args <<< "${spec#*:}"
+  echo "== tidemark-fuzz ${args[*]} for ${seconds}s from seed $seed"
+  if ! "$fuzzer" "${args[@]}" --seconds "$seconds" --seed "$seed" --crashes fuzz/crashes > "$out/tidemark-fuzz-$target.log" 2>&1; then
     failed=1
     tail -3 "$out/tidemark-fuzz-$target.log"
     if [ -f "fuzz/crashes/$target-current-seed" ]; then
-      echo "tidemark-fuzz $target: CRASH at seed $(cat "fuzz/crashes/$target-current-seed"); replay: $fuzzer $target --seed $(cat "fuzz/crashes/$target-current-seed") --count 1 --verbose"
+      echo "tidemark-fuzz $target: CRASH at seed $(cat "fuzz/crashes/$target-current-seed"); replay: $fuzzer ${args[*]} --seed $(cat "fuzz/crashes/$target-current-seed") --count 1 --verbose"
     fi
   fi
   tail -1 "$out/tidemark-fuzz-$target.log"

@@ -3,6 +3,9 @@ import Foundation
 import Logging
 import TidemarkCore
 import TidemarkCluster
+import TidemarkConsensus
+import TidemarkIO
+import TidemarkQuery
 import TidemarkServer
 import TidemarkStorage
 import TidemarkTestSupport
@@ -14,9 +17,14 @@ import TidemarkTestSupport
 /// values written, and every write whose log record the damage left intact: a torn tail is
 /// cut, but records that pass their checksums are never dropped (damage with intact records
 /// after it refuses start). It then takes a new write that survives another reopening.
+///
+/// With `--shared`, two regions of a one-node cluster write alternately to the node's shared
+/// log (the writes' order is the log's), and the node's regions are opened as a node opens
+/// them (`LocalRegion.openAll`): the same rules hold over both.
 struct LogFuzz: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "logs", abstract: "Damaged data and schema logs fed to recovery.")
     @OptionGroup var options: FuzzOptions
+    @Flag(help: "Two regions on the node's shared log instead of one region with its own.") var shared = false
 
     /// One write of the base region: its points, and where its record lies in the data log.
     private struct Batch {
@@ -24,21 +32,21 @@ struct LogFuzz: ParsableCommand {
         var logBytes: Range<Int>
     }
 
-    private static let logger = Logger(label: "tidemark-fuzz") { _ in SwiftLogNoOpLogHandler() }
+    fileprivate static let logger = Logger(label: "tidemark-fuzz") { _ in SwiftLogNoOpLogHandler() }
 
     func run() throws { try PristineDirectory.with("logs") { directories in
         let (base, scratch) = (directories.base, directories.scratch)
         let (batches, dataLog) = try makeRegion(at: base)
-        let schemaLogs = try logFiles(under: base + "/regions/0")
+        let schemaLogs = try logFiles(under: base + "/regions")
         guard !schemaLogs.isEmpty else { throw Finding(description: "the base region has no schema log") }
-        try FuzzLoop(name: "logs", options: options).run { seed, describe in
+        try FuzzLoop(name: shared ? "shared-logs" : "logs", options: options).run { seed, describe in
             var random = Seeded(state: seed)
             try directories.freshCopy()
             let damagesDataLog = random.chance(70)
             let victim = damagesDataLog ? dataLog : random.pick(schemaLogs)
             let damage = try FileDamage.apply(to: scratch + victim, &random)
             describe(damage.description)
-            guard let region = try? LocalRegion(dataDir: scratch, options: EngineOptions(), logger: Self.logger) else { return }
+            guard let region = try? Regions(dataDir: scratch, shared: shared) else { return }
             // The log takes writes after what recovery kept, and they outlive a reopening.
             let after = PointWrite(path: "root.lf.after.v", timestamp: 1, value: .int64(Int64(seed & 0xFFFF)))
             let kept: Set<Int>
@@ -50,25 +58,55 @@ struct LogFuzz: ParsableCommand {
                 }
                 do { try region.write([after]) } catch { throw Finding(description: "a region that opened refused a new write: \(error)") }
             }
-            let reopened: LocalRegion
+            let reopened: Regions
             do {
-                reopened = try LocalRegion(dataDir: scratch, options: EngineOptions(), logger: Self.logger)
+                reopened = try Regions(dataDir: scratch, shared: shared)
             } catch {
                 throw Finding(description: "a region that opened and took a write refuses to open again: \(error)")
             }
             defer { reopened.close() }
             guard try check(reopened, batches, wholeWritesInOrder: damagesDataLog) == kept else { throw Finding(description: "the writes kept changed across a reopening") }
-            let read = try? reopened.engine.scan(path: after.path, range: Int64.min...Int64.max).all()
+            let read = try? reopened.store.scan(path: after.path, range: Int64.min...Int64.max).all()
             guard read?.timestamps == [after.timestamp], read?.values == .int64([Int64(seed & 0xFFFF)]) else {
                 throw Finding(description: "the write made after recovery was lost on reopening")
             }
         }
     } }
 
-    /// A region of twelve writes over six series (each new series adds a schema record), left
-    /// in its logs; returns the writes and the data log's path relative to the region.
+    /// The regions of a data directory as a node opens them, read as one.
+    private struct Regions {
+        let regions: [LocalRegion]
+        let store: RegionUnion
+
+        /// The old layout's one region, or (`shared`) every region on the shared log.
+        init(dataDir: String, shared: Bool) throws {
+            regions = shared ? try LocalRegion.openAll(dataDir: dataDir, options: EngineOptions(), logger: LogFuzz.logger)
+                : [try LocalRegion(dataDir: dataDir, options: EngineOptions(), logger: LogFuzz.logger)]
+            store = RegionUnion(scanBatchPoints: 4096) { [regions] in regions.map(\.engine) }
+        }
+
+        func write(_ points: [PointWrite]) throws { try regions[0].write(points) }
+        func close() { for region in regions { region.close() } }
+    }
+
+    /// The regions written: the old layout's one, or two on a fresh shared log.
+    private func openFresh(at directory: String) throws -> [LocalRegion] {
+        guard shared else { return [try LocalRegion(dataDir: directory, options: EngineOptions(), logger: Self.logger)] }
+        let consensus = StandaloneConsensus(directory: directory + "/consensus", syncPolicy: .batch, logger: Self.logger)
+        let regions = try [1, 2].map { number in
+            try LocalRegion(group: GroupID(kind: .data, number: UInt32(number)), directory: directory + "/regions/data-\(number)", database: "root.lf",
+                            options: EngineOptions(), logger: Self.logger, consensus: consensus, peers: [], hints: .standalone, health: nil,
+                            sharedLog: true)
+        }
+        try consensus.replaySharedLog()
+        return regions
+    }
+
+    /// Twelve writes over six series (each new series adds a schema record), left in the logs
+    /// (alternately in the two regions, with `shared`); returns the writes and the data log's
+    /// path relative to the data directory.
     private func makeRegion(at directory: String) throws -> ([Batch], String) {
-        let region = try LocalRegion(dataDir: directory, options: EngineOptions(), logger: Self.logger)
+        let regions = try openFresh(at: directory)
         var batches: [Batch] = []
         for number in 0..<12 {
             var points: [PointWrite] = []
@@ -81,10 +119,10 @@ struct LogFuzz: ParsableCommand {
                 }
             }
             let start = try dataLogBytes(directory)
-            try region.write(points)
+            try regions[number % regions.count].write(points)
             batches.append(Batch(points: points, logBytes: start..<(try dataLogBytes(directory))))
         }
-        region.close()
+        for region in regions { region.close() }
         return (batches, try logFiles(under: directory + "/consensus")[0])
     }
 
@@ -98,7 +136,7 @@ struct LogFuzz: ParsableCommand {
 
     /// The log files (`*.wal`) under `directory`, as paths relative to the region's directory.
     private func logFiles(under directory: String) throws -> [String] {
-        let prefix = directory.hasSuffix("/consensus") ? "/consensus/" : "/regions/0/"
+        let prefix = directory.hasSuffix("/consensus") ? "/consensus/" : "/regions/"
         let all = FileManager.default.enumerator(atPath: directory)?.compactMap { $0 as? String } ?? []
         return all.filter { $0.hasSuffix(".wal") }.sorted().map { prefix + $0 }
     }
@@ -109,13 +147,13 @@ struct LogFuzz: ParsableCommand {
     /// a write that creates a series reaches the data log, so a crash never loses a series'
     /// record while keeping its points; damage that does (a disk's, this target's) drops the
     /// points of series it removed, and only the values are checked then.
-    private func check(_ region: LocalRegion, _ batches: [Batch], wholeWritesInOrder: Bool) throws -> Set<Int> {
+    private func check(_ region: Regions, _ batches: [Batch], wholeWritesInOrder: Bool) throws -> Set<Int> {
         var kept = Set<Int>()
         var seenAbsent = false
         for (number, batch) in batches.enumerated() {
             var present = 0
             for point in batch.points {
-                guard let read = try? region.engine.scan(path: point.path, range: point.timestamp...point.timestamp).all(),
+                guard let read = try? region.store.scan(path: point.path, range: point.timestamp...point.timestamp).all(),
                       !read.timestamps.isEmpty else { continue }
                 guard read.timestamps.count == 1, read.values[0] == point.value else {
                     throw Finding(description: "\(point.path) at \(point.timestamp): read \(read.values), written \(point.value)")
