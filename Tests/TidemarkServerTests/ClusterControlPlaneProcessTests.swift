@@ -176,3 +176,38 @@ import TidemarkTestSupport
         cluster.stopAll()
     }
 }
+
+/// Issue 29 point 7 on real processes: region replicas run on the nodes that hold them, a
+/// group whose leader dies elects another, and the meta leader's heartbeats move the group's
+/// leader hint (SHOW REGIONS' Role) there and mark the dead node Unknown.
+@Suite(.serialized) struct RegionHeartbeatProcessTests {
+    /// SHOW REGIONS at `index` as rows of text.
+    private func regions(_ cluster: TestCluster, at index: Int) -> [[String]]? {
+        guard let (status, json) = cluster.sql("show regions", at: index), status == 200,
+              let values = json["values"] as? [[Any]], values.count == 12 else { return nil }
+        return values[0].indices.map { row in values.map { "\($0[row])" } }
+    }
+
+    @Test func aRegionLeaderThatDiesIsReplacedInTheRouteMap() throws {
+        let cluster = try TestCluster(count: 3, metaCount: 3, extraConfig: "node_unknown_after_ms: 2000")
+        let leader = try cluster.awaitLeader()
+        #expect(cluster.sql("create database root.ha with DATA_REPLICATION_FACTOR=3, DATA_REGION_GROUP_NUM=2", at: leader)?.json["code"] as? Int == 200)
+        // Columns: RegionId, Type, Status, Database, SeriesSlotNum, TimeSlotNum, DataNodeId, RpcAddress, RpcPort, InternalAddress, Role, TsFileSize.
+        func dataRows(_ index: Int) -> [[String]] { (regions(cluster, at: index) ?? []).filter { $0[1] == "DataRegion" && $0[3] == "root.ha" } }
+        #expect(eventually(within: 30) { let rows = dataRows(leader); return rows.count == 6 && rows.allSatisfy { $0[11] != "<null>" } },
+                "every replica open and reporting: \(dataRows(leader))")
+        let before = dataRows(leader)
+        let led = try #require(before.first { $0[10] == "Leader" }, "a group names its leader")
+        let group = led[0], deadNode = try #require(Int(led[6]))
+        // Node IDs are the places in meta_peers: node k is index k - 1.
+        #expect(try cluster.nodes[deadNode - 1]!.stop(signal: SIGKILL) == SIGKILL)
+        cluster.nodes[deadNode - 1] = nil
+        let survivor = deadNode % 3  // the next node's index
+        #expect(eventually(within: 60) {
+            let rows = dataRows(survivor).filter { $0[0] == group }
+            return rows.count == 3 && rows.contains { $0[10] == "Leader" && $0[6] != "\(deadNode)" }
+                && rows.first { $0[6] == "\(deadNode)" }?[2] == "Unknown"
+        }, "group \(group) led elsewhere, node \(deadNode) Unknown: \(dataRows(survivor))")
+        cluster.stopAll()
+    }
+}
