@@ -168,7 +168,8 @@ public final class Node: @unchecked Sendable {
             dispatcher.afterAcknowledgedWrites = { then in regions.whenApplied(then) }
         }
         dispatcher.afterEngine = { statement, answer in
-            ClusterStatements.afterEngine(statement, answer, agent: meta, stillHeld: { regions.store().databases().contains($0) })
+            ClusterStatements.afterEngine(statement, answer, agent: meta, stillHeld: { regions.store().databases().contains($0) },
+                                          stillMatches: { text in (try? PathPattern(parsing: text)).map { !regions.store().series(matching: $0).isEmpty } ?? false })
         }
         let decoder = dispatcher
         let applier = WriteApplier(regions: regions, state: { meta.machine.current }, hints: hints)

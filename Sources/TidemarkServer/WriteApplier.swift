@@ -24,9 +24,9 @@ struct WriteApplier: Sendable {
         }
         let state = state()  // one copy for the batch: assignments never change once made
         for job in jobs {
-            // A drop that began after the route stage let the job through: refused here too.
-            if !state.operations.isEmpty, let dropping = WritePartitions.databasesBeingDropped(job.rows, in: state).first {
-                job.finish(WriteOutcome(refused: [], failure: "\(dropping) is being dropped; write again once the drop finished", failureStatus: 503))
+            // An operation that began after the route stage let the job through: refused here too.
+            if let refusal = WritePartitions.refusedByOperations(job.rows, in: state) {
+                job.finish(WriteOutcome(refused: [], failure: refusal, failureStatus: 503))
                 continue
             }
             let placement = regions.place(job.rows, in: state)

@@ -1,4 +1,5 @@
 import TidemarkConsensus
+import TidemarkCore
 import Foundation
 import Testing
 import TidemarkIO
@@ -243,5 +244,21 @@ import TidemarkTestSupport
         #expect(Array(MetaSnapshot.encode(state).prefix(8)) == Array("TMMETA1\0".utf8), "with nothing in flight, the previous version's layout")
         try state.apply(.createDatabase(DatabaseRecord(name: "root.a", defaults: state.settings)), index: 10)
         #expect(state.databases["root.a"] != nil, "made again once the drop finished")
+    }
+
+    @Test func aSeriesDeleteInFlightRefusesWritesToWhatItMatchesAndSurvivesASnapshot() throws {
+        var state = MetaState(settings: ClusterSettings(), reservedNodeIDs: 0)
+        try state.apply(.registerNode(internalAddress: "n1:1", clientAddress: "n1:2", cores: 4), index: 1)
+        try state.apply(.createDatabase(DatabaseRecord(name: "root.a", defaults: state.settings)), index: 2)
+        try state.apply(.beginSeriesDelete(pattern: "root.a.d1.*"), index: 3)
+        try state.apply(.beginSeriesDelete(pattern: "root.a.d1.*"), index: 4)
+        #expect(state.operations == [3: MetaOperation(id: 3, kind: .deleteSeries("root.a.d1.*"))])
+        func rows(_ device: String) -> RowBatch { RowBatch([RowWrite(device: device, timestamp: 1, measurements: ["v"], values: [.int64(1)])]) }
+        #expect(WritePartitions.refusedByOperations(rows("root.a.d1"), in: state)?.contains("root.a.d1.v is being deleted") == true)
+        #expect(WritePartitions.refusedByOperations(rows("root.a.d2"), in: state) == nil)
+        let restored = try MetaSnapshot.decode(MetaSnapshot.encode(state))
+        #expect(restored == state)
+        try state.apply(.finishSeriesDelete(pattern: "root.a.d1.*"), index: 5)
+        #expect(state.operations.isEmpty && WritePartitions.refusedByOperations(rows("root.a.d1"), in: state) == nil)
     }
 }

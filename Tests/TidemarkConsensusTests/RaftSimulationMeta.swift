@@ -64,7 +64,8 @@ extension RaftSimulation {
         case 3 where !databases.isEmpty && random.chance(30):
             // A drop in one step (an older node's), or a recorded one's start or end.
             let database = databases[random.below(databases.count)]
-            return [MetaCommand.dropDatabase(database), .beginDrop(database: database), .finishDrop(database: database)][random.below(3)]
+            return [MetaCommand.dropDatabase(database), .beginDrop(database: database), .finishDrop(database: database),
+                    .beginSeriesDelete(pattern: database + ".**"), .finishSeriesDelete(pattern: database + ".**")][random.below(5)]
         case 4 where !nodes.isEmpty:
             return .setNodeStatus(nodes[random.below(nodes.count)], NodeRecord.Status.allCases[random.below(NodeRecord.Status.allCases.count)])
         case 5 where !nodes.isEmpty && random.chance(30):

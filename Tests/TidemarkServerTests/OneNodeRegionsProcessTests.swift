@@ -108,6 +108,30 @@ import TidemarkTestSupport
         #expect(try total(client, "root.gone.**") == 1)
     }
 
+    /// The same for DELETE TIMESERIES over a database of three regions: after the crash that
+    /// followed its start, the next start deletes the series from every region.
+    @Test func aDeleteTimeseriesCutShortByACrashIsFinishedAtTheNextStart() throws {
+        let dataDir = try temporaryDirectory("regions")
+        let crashing = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir],
+                                       environment: ["TIDEMARK_FAILPOINTS": "delete-timeseries-after-begin"])
+        var client = try TestHTTPClient(port: crashing.port)
+        #expect(try sql(client, "create database root.m with data_region_group_num=3", query: false)["code"] as? Int == 200)
+        let lines = (0..<30).map { "s,dev=d\($0) v=\($0)i,w=1i \($0)" }.joined(separator: "\n")
+        #expect(try client.request("POST", "/write?db=m&precision=ms", body: Array(lines.utf8)).status == 204)
+        _ = try? sql(client, "delete timeseries root.m.s.*.v", query: false)
+        #expect(crashing.waitForExit() == 86, "\(crashing.stderr)")
+
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        defer { _ = try? node.stop() }
+        client = try TestHTTPClient(port: node.port)
+        #expect(eventually(within: 30) { ((try? client.request("GET", "/cluster").text) ?? "").contains("\"operations\":[]") },
+                "the delete was resumed to its end")
+        let left = ((try sql(client, "show timeseries root.m.**")["values"] as? [[Any]])?.first ?? []).map { "\($0)" }
+        #expect(left.count == 30 && left.allSatisfy { $0.hasSuffix(".w") }, "only the w series are left: \(left)")
+        #expect(try client.request("POST", "/write?db=m&precision=ms", body: Array("s,dev=d1 v=5i 100".utf8)).status == 204)
+        #expect(try total(client, "root.m.s.d1") == 1, "written again after the delete, it holds only the new point")
+    }
+
     @Test func createTimeseriesOutsideEveryDatabaseMakesTheDatabaseAndItsRegion() throws {
         let dataDir = try temporaryDirectory("regions")
         let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])

@@ -37,13 +37,17 @@ public enum MetaCommand: Sendable, Equatable {
     case beginDrop(database: String)
     /// The end of a drop: the database, its groups and its partitions leave the state.
     case finishDrop(database: String)
+    /// The start of a recorded `DELETE TIMESERIES` of a path pattern: from here the series it
+    /// matches take no writes; each region deletes them; `finishSeriesDelete` ends it.
+    case beginSeriesDelete(pattern: String)
+    case finishSeriesDelete(pattern: String)
 
     /// Whether applying it may change which region groups exist or where they are (what a
     /// node's regions follow), rather than only users, statuses or leader hints.
     public var changesPlacement: Bool {
         switch self {
         case .createDatabase, .dropDatabase, .allocate, .removeNode, .finishDrop: true
-        case .registerNode, .setNodeStatus, .reportLeader, .user, .beginDrop: false
+        case .registerNode, .setNodeStatus, .reportLeader, .user, .beginDrop, .beginSeriesDelete, .finishSeriesDelete: false
         }
     }
 
@@ -95,6 +99,12 @@ public enum MetaCommand: Sendable, Equatable {
         case .finishDrop(let name):
             writer.write(10)
             writer.write(lengthPrefixed: name)
+        case .beginSeriesDelete(let pattern):
+            writer.write(11)
+            writer.write(lengthPrefixed: pattern)
+        case .finishSeriesDelete(let pattern):
+            writer.write(12)
+            writer.write(lengthPrefixed: pattern)
         }
         return writer.bytes
     }
@@ -113,6 +123,8 @@ public enum MetaCommand: Sendable, Equatable {
         case 4: self = .dropDatabase(try Self.text(&reader))
         case 9: self = .beginDrop(database: try Self.text(&reader))
         case 10: self = .finishDrop(database: try Self.text(&reader))
+        case 11: self = .beginSeriesDelete(pattern: try Self.text(&reader))
+        case 12: self = .finishSeriesDelete(pattern: try Self.text(&reader))
         case 5:
             let database = try Self.text(&reader)
             var requests: [SlotRequest] = []

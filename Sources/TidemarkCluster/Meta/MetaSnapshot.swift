@@ -73,6 +73,9 @@ public enum MetaSnapshot {
             case .dropDatabase(let name):
                 writer.write(1)
                 writer.write(lengthPrefixed: name)
+            case .deleteSeries(let pattern):
+                writer.write(2)
+                writer.write(lengthPrefixed: pattern)
             }
         }
         writer.write(littleEndian: CRC32C.checksum(writer.bytes))
@@ -140,9 +143,11 @@ public enum MetaSnapshot {
         if withOperations {
             for _ in 0..<(try count("operations")) {
                 let id = try reader.readVarint()
-                let kind = try reader.readByte()
-                guard kind == 1 else { throw CorruptDataError("meta snapshot: unknown operation kind \(kind)") }
-                operations[id] = MetaOperation(id: id, kind: .dropDatabase(try text()))
+                switch try reader.readByte() {
+                case 1: operations[id] = MetaOperation(id: id, kind: .dropDatabase(try text()))
+                case 2: operations[id] = MetaOperation(id: id, kind: .deleteSeries(try text()))
+                case let kind: throw CorruptDataError("meta snapshot: unknown operation kind \(kind)")
+                }
             }
         }
         guard reader.isAtEnd else { throw CorruptDataError("meta snapshot: \(reader.remaining) stray bytes") }

@@ -55,6 +55,8 @@ public struct MetaOperation: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         /// `DROP DATABASE`: each region deletes the database's data, then it leaves the state.
         case dropDatabase(String)
+        /// `DELETE TIMESERIES` of a path pattern: each region deletes the series it matches.
+        case deleteSeries(String)
     }
     /// The meta log index that started it.
     public var id: UInt64
@@ -157,6 +159,13 @@ public struct MetaState: Sendable, Equatable {
             guard let operation = dropping(name) else { return .done }
             operations[operation.id] = nil
             if databases[name] != nil { dropDatabase(name, index: index) }
+        case .beginSeriesDelete(let pattern):
+            // Begun already (a retried statement, a resumed operation): the same one goes on.
+            if !operations.values.contains(where: { $0.kind == .deleteSeries(pattern) }) {
+                operations[index] = MetaOperation(id: index, kind: .deleteSeries(pattern))
+            }
+        case .finishSeriesDelete(let pattern):
+            if let operation = operations.values.first(where: { $0.kind == .deleteSeries(pattern) }) { operations[operation.id] = nil }
         case .allocate(let database, let requests):
             try allocate(database, requests, index: index)
         case .reportLeader(let group, let leader):

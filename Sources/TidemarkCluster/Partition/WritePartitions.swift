@@ -1,4 +1,5 @@
 import TidemarkConsensus
+import TidemarkStorage
 import TidemarkCore
 
 /// Where a write's rows fall in the partition table (DESIGN.md section 3): each device's
@@ -107,18 +108,32 @@ public enum WritePartitions {
         return Placement(single: nil, rowGroups: groups)
     }
 
-    /// The databases of `rows` whose drop is in flight (sorted).
-    public static func databasesBeingDropped(_ rows: RowBatch, in state: MetaState) -> [String] {
-        let dropping = Set(state.operations.values.map { operation in
-            switch operation.kind { case .dropDatabase(let name): name }
-        })
-        guard !dropping.isEmpty else { return [] }
-        let databases = DatabaseNumbers(state)
-        var found = Set<String>()
-        for key in rows.keys {
-            if let number = databases.number(of: key.device), dropping.contains(databases.names[number]) { found.insert(databases.names[number]) }
+    /// Why `rows` may not be written now, if a metadata operation in flight touches them: a
+    /// database being dropped, or a series a `DELETE TIMESERIES` is deleting (written now, it
+    /// could be deleted after it was acknowledged when a crash makes the delete resume).
+    public static func refusedByOperations(_ rows: RowBatch, in state: MetaState) -> String? {
+        guard !state.operations.isEmpty else { return nil }
+        var dropping = Set<String>()
+        var deleting: [(text: String, pattern: PathPattern)] = []
+        for operation in state.operations.values {
+            switch operation.kind {
+            case .dropDatabase(let name): dropping.insert(name)
+            case .deleteSeries(let text): if let pattern = try? PathPattern(parsing: text) { deleting.append((text, pattern)) }
+            }
         }
-        return found.sorted()
+        let databases = DatabaseNumbers(state)
+        for key in rows.keys {
+            if let number = databases.number(of: key.device), dropping.contains(databases.names[number]) {
+                return "\(databases.names[number]) is being dropped; write again once the drop finished"
+            }
+            for index in key.measurements.indices {
+                let path = key.path(index)
+                if let match = deleting.first(where: { $0.pattern.matches(path) }) {
+                    return "\(path) is being deleted (DELETE TIMESERIES \(match.text)); write again once the delete finished"
+                }
+            }
+        }
+        return nil
     }
 
     /// Where a batch's rows go (`place`).

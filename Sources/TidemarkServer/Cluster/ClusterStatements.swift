@@ -80,13 +80,25 @@ enum ClusterStatements {
             // records its finish. A crash between them is resumed (`MetaOperations`).
             guard takesDataChanges() else { return nil }
             // Until `afterEngine`, the resumer leaves these to the statement.
-            agent.dropsRunningHere.withLock { $0.formUnion(names) }
+            agent.operationsRunningHere.withLock { $0.formUnion(names) }
             for name in names where agent.machine.current.databases[name] != nil {
                 if case .failure(let error) = agent.proposeAndWait(.beginDrop(database: name)) {
-                    agent.dropsRunningHere.withLock { $0.subtract(names) }
+                    agent.operationsRunningHere.withLock { $0.subtract(names) }
                     return refusal(error)
                 }
                 Failpoint.crash(if: "drop-database-after-begin")
+            }
+            return nil
+        case .deleteTimeseries(let patterns):
+            // As a drop: recorded start, the regions delete, recorded end (`afterEngine`).
+            guard takesDataChanges() else { return nil }
+            agent.operationsRunningHere.withLock { $0.formUnion(patterns) }
+            for pattern in patterns {
+                if case .failure(let error) = agent.proposeAndWait(.beginSeriesDelete(pattern: pattern)) {
+                    agent.operationsRunningHere.withLock { $0.subtract(patterns) }
+                    return refusal(error)
+                }
+                Failpoint.crash(if: "delete-timeseries-after-begin")
             }
             return nil
         case .createDatabase(let name, let options):
@@ -123,10 +135,27 @@ enum ClusterStatements {
     /// to be resumed (or the statement run again).
     /// `stillHeld` says whether a region still holds a database (an engine that stopped at the
     /// first name it lacked did not reach the others): only the drops done are finished.
+    /// A `DELETE TIMESERIES` begun in the meta group is finished for each pattern that no
+    /// region still matches (`stillMatches`), whatever the regions answered; one they still
+    /// match stays in flight and is resumed.
     static func afterEngine(_ statement: Statement, _ answer: HTTPResponse, agent: MetaAgent,
-                            stillHeld: (String) -> Bool = { _ in false }) -> HTTPResponse {
+                            stillHeld: (String) -> Bool = { _ in false }, stillMatches: (String) -> Bool = { _ in false }) -> HTTPResponse {
+        if case .deleteTimeseries(let patterns) = statement {
+            defer { agent.operationsRunningHere.withLock { $0.subtract(patterns) } }
+            let begun = agent.machine.current.operations.values.compactMap { operation -> String? in
+                if case .deleteSeries(let pattern) = operation.kind, patterns.contains(pattern) { return pattern }
+                return nil
+            }
+            for pattern in begun where !stillMatches(pattern) {
+                if case .failure(let error) = agent.proposeAndWait(.finishSeriesDelete(pattern: pattern)) {
+                    return RESTv2.status(606, "\(pattern) was deleted from the data, but the meta group did not record its end (\(error)); "
+                                         + "it is finished later by itself", route: answer.route, http: 503)
+                }
+            }
+            return answer
+        }
         guard case .dropDatabase(let names) = statement else { return answer }
-        defer { agent.dropsRunningHere.withLock { $0.subtract(names) } }
+        defer { agent.operationsRunningHere.withLock { $0.subtract(names) } }
         guard answer.status == 200 else { return answer }
         let body = String(decoding: answer.body, as: UTF8.self)
         let begun = names.filter { agent.machine.current.dropping($0) != nil }
@@ -218,6 +247,7 @@ enum ClusterStatements {
         let operations = meta.operations.values.sorted { $0.id < $1.id }.map { operation in
             switch operation.kind {
             case .dropDatabase(let name): "{\"id\":\(operation.id),\"drop_database\":\(jsonQuoted(name))}"
+            case .deleteSeries(let pattern): "{\"id\":\(operation.id),\"delete_timeseries\":\(jsonQuoted(pattern))}"
             }
         }.joined(separator: ",")
         let nodes = meta.nodes.values.sorted { $0.id < $1.id }.map { node in

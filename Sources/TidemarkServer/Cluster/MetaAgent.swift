@@ -88,8 +88,9 @@ final class MetaAgent: Sendable {
     let lastHeartbeatNs = Atomic<UInt64>(0)
     let ledAtLastTick = Atomic<Bool>(false)
     let reportingLeaders = Mutex<Set<GroupID>>([])
-    /// Databases whose drop a statement of this process is running (not resumed meanwhile).
-    let dropsRunningHere = Mutex<Set<String>>([])
+    /// Operations a statement of this process is running, by subject (a database dropped, a
+    /// pattern deleted): the resumer leaves them to it (`MetaOperations.subject`).
+    let operationsRunningHere = Mutex<Set<String>>([])
 
     /// `offLoop` runs work off the event loop (a peer's call arrives on the loop, and proposing
     /// persists to the log: the loop must never wait on a disk).

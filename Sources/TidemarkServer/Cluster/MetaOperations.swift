@@ -1,39 +1,53 @@
 import Logging
 import TidemarkCluster
 import TidemarkConsensus
+import TidemarkStorage
 
 /// Resumes the metadata operations a crash or a lost leader left in flight (DESIGN.md
 /// section 3: a node restarting with a started but unfinished operation finishes it, never
-/// leaves it half): a drop whose regions still hold the database deletes it there, then the
-/// meta group records its end. Run when the node is ready and every few seconds after, on
-/// the handoff stage; idempotent.
+/// leaves it half): what the regions still hold of a dropped database or of deleted series
+/// is deleted there, then the meta group records the end. Run when the node is ready and
+/// every few seconds after, on the handoff stage; idempotent.
 enum MetaOperations {
-    static func resume(regions: RegionSet, agent: MetaAgent, logger: Logger) {
-        let runningHere = agent.dropsRunningHere.withLock { $0 }
-        let operations = agent.machine.current.operations.values.sorted { $0.id < $1.id }.filter { operation in
-            switch operation.kind { case .dropDatabase(let name): !runningHere.contains(name) }
+    /// What an operation names: a database, or a `DELETE TIMESERIES` pattern (the key under
+    /// which a statement of this process that runs it is known, `MetaAgent.operationsRunningHere`).
+    static func subject(of kind: MetaOperation.Kind) -> String {
+        switch kind {
+        case .dropDatabase(let name): name
+        case .deleteSeries(let pattern): pattern
         }
+    }
+
+    static func resume(regions: RegionSet, agent: MetaAgent, logger: Logger) {
+        let runningHere = agent.operationsRunningHere.withLock { $0 }
+        let operations = agent.machine.current.operations.values.sorted { $0.id < $1.id }.filter { !runningHere.contains(subject(of: $0.kind)) }
         guard !operations.isEmpty else { return }
         // Only a node whose regions take the data path's changes deletes: the one-node
         // cluster, or the leader of data-0 (whose deletes every replica applies).
         guard regions.takesDataChangesHere else { return }
         let store = regions.store()
         for operation in operations {
-            switch operation.kind {
-            case .dropDatabase(let name):
-                do {
+            let what: String, finish: MetaCommand
+            do {
+                switch operation.kind {
+                case .dropDatabase(let name):
+                    (what, finish) = ("DROP DATABASE \(name)", .finishDrop(database: name))
                     if store.databases().contains(name) { try store.dropDatabase(name) }
-                } catch {
-                    return logger.warning("a DROP DATABASE in flight could not delete its data; it is tried again",
-                                          metadata: ["database": "\(name)", "operation": "\(operation.id)", "error": "\(error)"])
+                case .deleteSeries(let text):
+                    (what, finish) = ("DELETE TIMESERIES \(text)", .finishSeriesDelete(pattern: text))
+                    let pattern = try PathPattern(parsing: text)
+                    if !store.series(matching: pattern).isEmpty { try store.deleteSeries(matching: pattern) }
                 }
-                switch agent.proposeAndWait(.finishDrop(database: name)) {
-                case .success:
-                    logger.notice("resumed a DROP DATABASE left in flight to its end", metadata: ["database": "\(name)", "operation": "\(operation.id)"])
-                case .failure(let error):
-                    return logger.warning("a DROP DATABASE in flight could not be recorded as done; it is tried again",
-                                          metadata: ["database": "\(name)", "error": "\(error)"])
-                }
+            } catch {
+                return logger.warning("an operation in flight could not delete its data; it is tried again",
+                                      metadata: ["operation": "\(operation.id)", "error": "\(error)"])
+            }
+            switch agent.proposeAndWait(finish) {
+            case .success:
+                logger.notice("resumed an operation left in flight to its end", metadata: ["statement": "\(what)", "operation": "\(operation.id)"])
+            case .failure(let error):
+                return logger.warning("an operation in flight could not be recorded as done; it is tried again",
+                                      metadata: ["statement": "\(what)", "error": "\(error)"])
             }
         }
     }

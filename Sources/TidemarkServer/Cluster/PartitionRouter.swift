@@ -15,9 +15,9 @@ struct PartitionRouter: Sendable {
 
     func route(_ job: WriteJob, forward: @escaping NodeStages.Forward) {
         let state = agent.machine.current
-        // A database being dropped takes no writes until the drop finished (then it may be made again).
-        if !state.operations.isEmpty, let dropping = WritePartitions.databasesBeingDropped(job.rows, in: state).first {
-            return job.finish(WriteOutcome(refused: [], failure: "\(dropping) is being dropped; write again once the drop finished", failureStatus: 503))
+        // A database being dropped, or a series being deleted, takes no writes until that finished.
+        if let refusal = WritePartitions.refusedByOperations(job.rows, in: state) {
+            return job.finish(WriteOutcome(refused: [], failure: refusal, failureStatus: 503))
         }
         let needs = WritePartitions.missing(job.rows, in: state, createDatabases: createDatabases)
         guard !needs.isEmpty else { return forward(job, true) }
