@@ -260,5 +260,17 @@ import TidemarkTestSupport
         #expect(restored == state)
         try state.apply(.finishSeriesDelete(pattern: "root.a.d1.*"), index: 5)
         #expect(state.operations.isEmpty && WritePartitions.refusedByOperations(rows("root.a.d1"), in: state) == nil)
+
+        // A delete of points refuses only writes into its time range.
+        let command = MetaCommand.beginDataDelete(pattern: "root.a.**", range: -10...0)
+        #expect(try MetaCommand(decoding: command.encoded()) == command)
+        try state.apply(command, index: 6)
+        func row(_ time: Int64) -> RowBatch { RowBatch([RowWrite(device: "root.a.d9", timestamp: time, measurements: ["v"], values: [.int64(1)])]) }
+        #expect(WritePartitions.refusedByOperations(row(-3), in: state) != nil && WritePartitions.refusedByOperations(row(1), in: state) == nil)
+        #expect(try MetaSnapshot.decode(MetaSnapshot.encode(state)) == state)
+        var reversed = command.encoded()
+        reversed.removeLast(2)
+        reversed += [2, 19]  // the range's ends as zigzag varints: 1 then -10, an empty range
+        #expect(throws: CorruptDataError.self) { try MetaCommand(decoding: reversed) }
     }
 }

@@ -132,6 +132,27 @@ import TidemarkTestSupport
         #expect(try total(client, "root.m.s.d1") == 1, "written again after the delete, it holds only the new point")
     }
 
+    /// And for DELETE FROM … WHERE time: the points in the range go from every region, the others stay.
+    @Test func aDeleteOfPointsCutShortByACrashIsFinishedAtTheNextStart() throws {
+        let dataDir = try temporaryDirectory("regions")
+        let crashing = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir],
+                                       environment: ["TIDEMARK_FAILPOINTS": "delete-data-after-begin"])
+        var client = try TestHTTPClient(port: crashing.port)
+        #expect(try sql(client, "create database root.m with data_region_group_num=3", query: false)["code"] as? Int == 200)
+        let lines = (0..<30).flatMap { device in [1, 2, 3, 4].map { "s,dev=d\(device) v=\($0)i \($0)" } }.joined(separator: "\n")
+        #expect(try client.request("POST", "/write?db=m&precision=ms", body: Array(lines.utf8)).status == 204)
+        _ = try? sql(client, "delete from root.m.** where time <= 2", query: false)
+        #expect(crashing.waitForExit() == 86, "\(crashing.stderr)")
+
+        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        defer { _ = try? node.stop() }
+        client = try TestHTTPClient(port: node.port)
+        #expect(eventually(within: 30) { ((try? client.request("GET", "/cluster").text) ?? "").contains("\"operations\":[]") },
+                "the delete was resumed to its end")
+        #expect(try total(client, "root.m.**") == 60, "times 3 and 4 of the 30 devices are left")
+        #expect(try total(client, "root.m.s.d7") == 2)
+    }
+
     @Test func createTimeseriesOutsideEveryDatabaseMakesTheDatabaseAndItsRegion() throws {
         let dataDir = try temporaryDirectory("regions")
         let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])

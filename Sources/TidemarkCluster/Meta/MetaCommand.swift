@@ -41,13 +41,18 @@ public enum MetaCommand: Sendable, Equatable {
     /// matches take no writes; each region deletes them; `finishSeriesDelete` ends it.
     case beginSeriesDelete(pattern: String)
     case finishSeriesDelete(pattern: String)
+    /// The same for `DELETE FROM <pattern> WHERE time …`: the points of the series it matches
+    /// within `range` take no writes until the end.
+    case beginDataDelete(pattern: String, range: ClosedRange<Int64>)
+    case finishDataDelete(pattern: String, range: ClosedRange<Int64>)
 
     /// Whether applying it may change which region groups exist or where they are (what a
     /// node's regions follow), rather than only users, statuses or leader hints.
     public var changesPlacement: Bool {
         switch self {
         case .createDatabase, .dropDatabase, .allocate, .removeNode, .finishDrop: true
-        case .registerNode, .setNodeStatus, .reportLeader, .user, .beginDrop, .beginSeriesDelete, .finishSeriesDelete: false
+        case .registerNode, .setNodeStatus, .reportLeader, .user, .beginDrop, .beginSeriesDelete, .finishSeriesDelete, .beginDataDelete,
+             .finishDataDelete: false
         }
     }
 
@@ -105,6 +110,11 @@ public enum MetaCommand: Sendable, Equatable {
         case .finishSeriesDelete(let pattern):
             writer.write(12)
             writer.write(lengthPrefixed: pattern)
+        case .beginDataDelete(let pattern, let range), .finishDataDelete(let pattern, let range):
+            if case .beginDataDelete = self { writer.write(13) } else { writer.write(14) }
+            writer.write(lengthPrefixed: pattern)
+            writer.write(signedVarint: range.lowerBound)
+            writer.write(signedVarint: range.upperBound)
         }
         return writer.bytes
     }
@@ -125,6 +135,11 @@ public enum MetaCommand: Sendable, Equatable {
         case 10: self = .finishDrop(database: try Self.text(&reader))
         case 11: self = .beginSeriesDelete(pattern: try Self.text(&reader))
         case 12: self = .finishSeriesDelete(pattern: try Self.text(&reader))
+        case 13, 14:
+            let pattern = try Self.text(&reader)
+            let low = try reader.readSignedVarint(), high = try reader.readSignedVarint()
+            guard low <= high else { throw CorruptDataError("a delete's time range \(low)…\(high) is empty") }
+            self = bytes[0] == 13 ? .beginDataDelete(pattern: pattern, range: low...high) : .finishDataDelete(pattern: pattern, range: low...high)
         case 5:
             let database = try Self.text(&reader)
             var requests: [SlotRequest] = []

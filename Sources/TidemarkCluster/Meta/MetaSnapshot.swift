@@ -76,6 +76,11 @@ public enum MetaSnapshot {
             case .deleteSeries(let pattern):
                 writer.write(2)
                 writer.write(lengthPrefixed: pattern)
+            case .deleteData(let pattern, let range):
+                writer.write(3)
+                writer.write(lengthPrefixed: pattern)
+                writer.write(signedVarint: range.lowerBound)
+                writer.write(signedVarint: range.upperBound)
             }
         }
         writer.write(littleEndian: CRC32C.checksum(writer.bytes))
@@ -146,6 +151,10 @@ public enum MetaSnapshot {
                 switch try reader.readByte() {
                 case 1: operations[id] = MetaOperation(id: id, kind: .dropDatabase(try text()))
                 case 2: operations[id] = MetaOperation(id: id, kind: .deleteSeries(try text()))
+                case 3:
+                    let pattern = try text(), low = try reader.readSignedVarint(), high = try reader.readSignedVarint()
+                    guard low <= high else { throw CorruptDataError("meta snapshot: an empty delete range") }
+                    operations[id] = MetaOperation(id: id, kind: .deleteData(pattern, low...high))
                 case let kind: throw CorruptDataError("meta snapshot: unknown operation kind \(kind)")
                 }
             }

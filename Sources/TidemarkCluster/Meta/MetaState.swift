@@ -57,6 +57,8 @@ public struct MetaOperation: Sendable, Equatable {
         case dropDatabase(String)
         /// `DELETE TIMESERIES` of a path pattern: each region deletes the series it matches.
         case deleteSeries(String)
+        /// `DELETE FROM <pattern> WHERE time …`: each region deletes the points in the range.
+        case deleteData(String, ClosedRange<Int64>)
     }
     /// The meta log index that started it.
     public var id: UInt64
@@ -166,6 +168,12 @@ public struct MetaState: Sendable, Equatable {
             }
         case .finishSeriesDelete(let pattern):
             if let operation = operations.values.first(where: { $0.kind == .deleteSeries(pattern) }) { operations[operation.id] = nil }
+        case .beginDataDelete(let pattern, let range):
+            if !operations.values.contains(where: { $0.kind == .deleteData(pattern, range) }) {
+                operations[index] = MetaOperation(id: index, kind: .deleteData(pattern, range))
+            }
+        case .finishDataDelete(let pattern, let range):
+            if let operation = operations.values.first(where: { $0.kind == .deleteData(pattern, range) }) { operations[operation.id] = nil }
         case .allocate(let database, let requests):
             try allocate(database, requests, index: index)
         case .reportLeader(let group, let leader):

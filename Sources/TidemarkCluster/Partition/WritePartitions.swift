@@ -114,22 +114,33 @@ public enum WritePartitions {
     public static func refusedByOperations(_ rows: RowBatch, in state: MetaState) -> String? {
         guard !state.operations.isEmpty else { return nil }
         var dropping = Set<String>()
-        var deleting: [(text: String, pattern: PathPattern)] = []
+        // Patterns being deleted, with the times they delete (all, for a series delete).
+        var deleting: [(text: String, pattern: PathPattern, range: ClosedRange<Int64>)] = []
         for operation in state.operations.values {
             switch operation.kind {
             case .dropDatabase(let name): dropping.insert(name)
-            case .deleteSeries(let text): if let pattern = try? PathPattern(parsing: text) { deleting.append((text, pattern)) }
+            case .deleteSeries(let text): if let pattern = try? PathPattern(parsing: text) { deleting.append((text, pattern, Int64.min...Int64.max)) }
+            case .deleteData(let text, let range): if let pattern = try? PathPattern(parsing: text) { deleting.append((text, pattern, range)) }
+            }
+        }
+        // Per key, the span of its rows' timestamps (a row in a range being deleted is refused).
+        var spans = [ClosedRange<Int64>?](repeating: nil, count: rows.keys.count)
+        if !deleting.isEmpty {
+            for row in 0..<rows.rowCount {
+                let key = Int(rows.rowKeys[row]), time = rows.rowTimestamps[row]
+                spans[key] = spans[key].map { min($0.lowerBound, time)...max($0.upperBound, time) } ?? time...time
             }
         }
         let databases = DatabaseNumbers(state)
-        for key in rows.keys {
+        for (keyIndex, key) in rows.keys.enumerated() {
             if let number = databases.number(of: key.device), dropping.contains(databases.names[number]) {
                 return "\(databases.names[number]) is being dropped; write again once the drop finished"
             }
+            guard let span = spans[keyIndex] else { continue }
             for index in key.measurements.indices {
                 let path = key.path(index)
-                if let match = deleting.first(where: { $0.pattern.matches(path) }) {
-                    return "\(path) is being deleted (DELETE TIMESERIES \(match.text)); write again once the delete finished"
+                if let match = deleting.first(where: { $0.range.overlaps(span) && $0.pattern.matches(path) }) {
+                    return "\(path) is being deleted (\(match.text)); write again once the delete finished"
                 }
             }
         }

@@ -101,6 +101,18 @@ enum ClusterStatements {
                 Failpoint.crash(if: "delete-timeseries-after-begin")
             }
             return nil
+        case .deleteData(let patterns, let range):
+            guard takesDataChanges() else { return nil }
+            let subjects = patterns.map { MetaOperations.subject(of: .deleteData($0, range)) }
+            agent.operationsRunningHere.withLock { $0.formUnion(subjects) }
+            for pattern in patterns {
+                if case .failure(let error) = agent.proposeAndWait(.beginDataDelete(pattern: pattern, range: range)) {
+                    agent.operationsRunningHere.withLock { $0.subtract(subjects) }
+                    return refusal(error)
+                }
+                Failpoint.crash(if: "delete-data-after-begin")
+            }
+            return nil
         case .createDatabase(let name, let options):
             let settings = agent.machine.settings
             let record = DatabaseRecord(name: name, schemaReplicationFactor: options.schemaReplicationFactor ?? settings.schemaReplicationFactor,
@@ -140,6 +152,19 @@ enum ClusterStatements {
     /// match stays in flight and is resumed.
     static func afterEngine(_ statement: Statement, _ answer: HTTPResponse, agent: MetaAgent,
                             stillHeld: (String) -> Bool = { _ in false }, stillMatches: (String) -> Bool = { _ in false }) -> HTTPResponse {
+        if case .deleteData(let patterns, let range) = statement {
+            // Done when the regions answered it; otherwise it stays in flight and is run again.
+            let subjects = patterns.map { MetaOperations.subject(of: .deleteData($0, range)) }
+            defer { agent.operationsRunningHere.withLock { $0.subtract(subjects) } }
+            guard answer.status == 200, String(decoding: answer.body, as: UTF8.self).contains("\"code\":200") else { return answer }
+            for pattern in patterns where agent.machine.current.operations.values.contains(where: { $0.kind == .deleteData(pattern, range) }) {
+                if case .failure(let error) = agent.proposeAndWait(.finishDataDelete(pattern: pattern, range: range)) {
+                    return RESTv2.status(606, "the points were deleted, but the meta group did not record the end (\(error)); it is finished later by itself",
+                                         route: answer.route, http: 503)
+                }
+            }
+            return answer
+        }
         if case .deleteTimeseries(let patterns) = statement {
             defer { agent.operationsRunningHere.withLock { $0.subtract(patterns) } }
             let begun = agent.machine.current.operations.values.compactMap { operation -> String? in
@@ -248,6 +273,8 @@ enum ClusterStatements {
             switch operation.kind {
             case .dropDatabase(let name): "{\"id\":\(operation.id),\"drop_database\":\(jsonQuoted(name))}"
             case .deleteSeries(let pattern): "{\"id\":\(operation.id),\"delete_timeseries\":\(jsonQuoted(pattern))}"
+            case .deleteData(let pattern, let range):
+                "{\"id\":\(operation.id),\"delete_data\":\(jsonQuoted(pattern)),\"from\":\(range.lowerBound),\"to\":\(range.upperBound)}"
             }
         }.joined(separator: ",")
         let nodes = meta.nodes.values.sorted { $0.id < $1.id }.map { node in

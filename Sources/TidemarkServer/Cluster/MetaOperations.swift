@@ -15,6 +15,7 @@ enum MetaOperations {
         switch kind {
         case .dropDatabase(let name): name
         case .deleteSeries(let pattern): pattern
+        case .deleteData(let pattern, let range): "\(pattern) \(range)"
         }
     }
 
@@ -37,6 +38,10 @@ enum MetaOperations {
                     (what, finish) = ("DELETE TIMESERIES \(text)", .finishSeriesDelete(pattern: text))
                     let pattern = try PathPattern(parsing: text)
                     if !store.series(matching: pattern).isEmpty { try store.deleteSeries(matching: pattern) }
+                case .deleteData(let text, let range):
+                    // Deleting again what a region deleted already changes nothing it holds.
+                    (what, finish) = ("DELETE FROM \(text) WHERE time in \(range)", .finishDataDelete(pattern: text, range: range))
+                    try store.delete(matching: try PathPattern(parsing: text), range: range)
                 }
             } catch {
                 return logger.warning("an operation in flight could not delete its data; it is tried again",
