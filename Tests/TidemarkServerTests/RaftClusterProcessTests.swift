@@ -130,7 +130,7 @@ import TidemarkTestSupport
         }
         // About 8 memtables' worth: the leader flushes and compacts its log past the dead node.
         for _ in 0..<80 { #expect(writeBatch(preferring: leader) == leader, "the leader refused a write") }
-        #expect(eventually { (cluster.metric("tidemark_raft_compacted_index", at: leader) ?? 0) > 0 }, "the leader never compacted its log")
+        #expect(eventually { (cluster.metric(#"tidemark_raft_compacted_index{group="data-0"}"#, at: leader) ?? 0) > 0 }, "the leader never compacted its log")
 
         try cluster.start(behind)
         #expect(eventually { cluster.stored(at: behind, device: "img").map { acknowledged.isSubset(of: $0) } ?? false },

@@ -318,7 +318,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
     public func groupStatuses() -> [GroupStatus] {
         lock.withLock {
             groups.map { GroupStatus(group: $0.key, applied: $0.value.applied, retainedEntries: $0.value.core.retainedEntries) }
-                .sorted { $0.group.description < $1.group.description }
+                .sorted { $0.group < $1.group }
         }
     }
 
@@ -335,7 +335,7 @@ public final class MultiLeaderConsensus: Consensus, @unchecked Sendable {
         }
         var failure: ConsensusError?
         do { try body() } catch { failure = error }
-        for (id, group) in groups.sorted(by: { $0.key.description < $1.key.description }) where !group.imaging {
+        for (id, group) in groups.sorted(by: { $0.key < $1.key }) where !group.imaging {
             // A group's own failure fails its own writes (failPending); it is not the caller's error.
             do { try roundLocked(id, group) } catch { logger.error("multi-leader round failed", metadata: ["group": "\(id)", "error": "\(error)"]) }
         }
