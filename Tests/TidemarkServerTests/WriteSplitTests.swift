@@ -55,7 +55,7 @@ import TidemarkWire
 /// What a heartbeat carries and what the meta leader keeps of it.
 @Suite struct HeartbeatTests {
     @Test func reportsRoundTripAndAHostileAnswerIsRefused() throws {
-        let reports = [RegionReport(group: GroupID(kind: .data, number: 7), isLeader: true, segmentBytes: 1 << 40, memtableBytes: 5),
+        let reports = [RegionReport(group: GroupID(kind: .data, number: 7), isLeader: true, term: 9, segmentBytes: 1 << 40, memtableBytes: 5),
                        RegionReport(group: GroupID(kind: .data, number: 9), isLeader: false, segmentBytes: 0, memtableBytes: 0)]
         var reader = ByteReader(RegionReport.encode(reports))
         #expect(try RegionReport.decode(&reader) == reports && reader.isAtEnd)
@@ -82,7 +82,10 @@ import TidemarkWire
         book.answered(2, regions: [], nowNs: 8 * second)
         book.asked(2, nowNs: 9 * second)
         #expect(book.silentMs(2, nowNs: 10 * second) == 2000)
+        #expect(book.takeLeaderTerm(5, of: GroupID(kind: .data, number: 3)) && book.takeLeaderTerm(5, of: GroupID(kind: .data, number: 3)))
+        #expect(!book.takeLeaderTerm(4, of: GroupID(kind: .data, number: 3)), "a deposed leader's older term is stale")
         book.reset()
         #expect(book.silentMs(2, nowNs: 10 * second) == nil)
+        #expect(book.takeLeaderTerm(1, of: GroupID(kind: .data, number: 3)), "a new leader of the meta group starts afresh")
     }
 }

@@ -204,8 +204,9 @@ public final class RegionSet: Sendable {
     public var reports: [RegionReport] {
         all.map { region in
             let stats = region.engine.stats
+            let term = (region.consensus as? RaftConsensus)?.status(of: region.group)?.term ?? 0
             return RegionReport(group: region.group, isLeader: region.consensus.leader(of: region.group) == region.consensus.nodeID,
-                                segmentBytes: stats.segmentBytes, memtableBytes: stats.memtableBytes)
+                                term: term, segmentBytes: stats.segmentBytes, memtableBytes: stats.memtableBytes)
         }
     }
 

@@ -40,8 +40,22 @@ final class HeartbeatBook: Sendable {
     /// Every node's last reported regions.
     var regions: [NodeID: [RegionReport]] { heard.withLock { $0.mapValues(\.regions) } }
 
+    /// Whether a leader report of `term` for `group` is current: at least the highest term
+    /// heard for it, which it becomes.
+    func takeLeaderTerm(_ term: UInt64, of group: GroupID) -> Bool {
+        leaderTerms.withLock { terms in
+            guard term >= terms[group, default: 0] else { return false }
+            terms[group] = term
+            return true
+        }
+    }
+    private let leaderTerms = Mutex<[GroupID: UInt64]>([:])
+
     /// Forgets everything (this node stopped leading).
-    func reset() { heard.withLock { $0 = [:] } }
+    func reset() {
+        heard.withLock { $0 = [:] }
+        leaderTerms.withLock { $0 = [:] }
+    }
 }
 
 /// Heartbeats from the meta leader to every node, once per `heartbeatIntervalMs`, on the
@@ -72,7 +86,13 @@ extension MetaAgent {
         for node in state.nodes.keys.sorted() where node != nodeID {
             heartbeats.asked(node, nowNs: nowNs)
             transport.call(node, method: Self.heartbeatMethod, body: writer.bytes, timeoutMs: Self.heartbeatIntervalMs * 2) { [self] result in
-                guard case .success(let bytes) = result else { return }
+                let bytes: [UInt8]
+                switch result {
+                case .success(let answer): bytes = answer
+                // It answered, only not this (a node of an earlier version): alive, nothing reported.
+                case .failure(.failed): return heartbeats.answered(node, regions: [], nowNs: monotonicNowNs())
+                case .failure: return
+                }
                 var reader = ByteReader(bytes)
                 guard let reports = try? RegionReport.decode(&reader), reader.isAtEnd else {
                     return logger.warning("a heartbeat answer does not decode", metadata: ["node": "\(node)"])
@@ -96,9 +116,12 @@ extension MetaAgent {
     }
 
     /// A node that reports leading a group it is a replica of, where the meta state names
-    /// another leader, becomes the group's leader hint (one change per group in flight).
+    /// another leader, becomes the group's leader hint (one change per group in flight); a
+    /// report of an older term than the last taken (a deposed leader that has not heard yet)
+    /// is not.
     func adoptLeaders(_ reports: [RegionReport], of node: NodeID, in state: MetaState) {
         for report in reports where report.isLeader {
+            guard heartbeats.takeLeaderTerm(report.term, of: report.group) else { continue }
             guard let group = state.groups[report.group], group.replicas.contains(node), group.leaderHint != node else { continue }
             guard reportingLeaders.withLock({ $0.insert(report.group).inserted }) else { continue }
             propose(.reportLeader(report.group, node)) { [self] _ in reportingLeaders.withLock { _ = $0.remove(report.group) } }
