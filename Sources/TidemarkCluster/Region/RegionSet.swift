@@ -24,8 +24,6 @@ import TidemarkStorage
 public final class RegionSet: Sendable {
     /// Whether the table places rows (a one-node cluster) rather than `data-0` taking all.
     public let tablePlaced: Bool
-    /// Whether the table's regions are opened (both kinds of cluster; not a bare `data-0`).
-    private let opensTableRegions: Bool
     private let hints: LeaderHints
     public let consensus: Consensus
     private let dataDir: String
@@ -42,9 +40,8 @@ public final class RegionSet: Sendable {
 
     /// The set of a one-node cluster: `legacy` is `data-0` when the data directory has one.
     public init(tablePlacedOn consensus: Consensus, nodeID: NodeID, legacy: LocalRegion?, dataDir: String, options: EngineOptions,
-         logger: Logger, health: StorageHealth?) {
+                logger: Logger, health: StorageHealth?) {
         tablePlaced = true
-        opensTableRegions = true
         hints = .standalone
         self.consensus = consensus
         self.nodeID = nodeID
@@ -59,7 +56,6 @@ public final class RegionSet: Sendable {
     /// node holds are opened as replicas of their groups on `region`'s consensus.
     public init(cluster region: LocalRegion, dataDir: String, hints: LeaderHints, logger: Logger, health: StorageHealth?) {
         tablePlaced = false
-        opensTableRegions = true
         self.hints = hints
         consensus = region.consensus
         nodeID = region.consensus.nodeID
@@ -121,7 +117,6 @@ public final class RegionSet: Sendable {
     /// `sync`; with `strict` (at start, before the shared log is replayed: a region's entries
     /// must not be released unread) the first region that cannot open is thrown.
     private func sync(with state: MetaState, strict: Bool) throws {
-        guard opensTableRegions else { return }
         syncLock.lock()
         defer { syncLock.unlock() }
         let wanted = state.groups.values.filter { $0.id.kind == .data && $0.replicas.contains(nodeID) }
@@ -166,7 +161,6 @@ public final class RegionSet: Sendable {
     /// Opens the regions `state` places here and replays their shared log: at start, before
     /// the ports open (a region's directory left by a dropped database is removed first).
     public func start(with state: MetaState) throws {
-        guard opensTableRegions else { return }
         removeOrphans(of: state)
         try sync(with: state, strict: true)
         try (consensus as? StandaloneConsensus)?.replaySharedLog()
