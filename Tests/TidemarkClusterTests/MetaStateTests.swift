@@ -221,9 +221,9 @@ import TidemarkTestSupport
         try state.apply(.registerNode(internalAddress: "n1:1", clientAddress: "n1:2", cores: 4), index: 1)
         try state.apply(.createDatabase(DatabaseRecord(name: "root.a", defaults: state.settings)), index: 2)
         try state.apply(.allocate(database: "root.a", [SlotRequest(slot: 7, timePartitions: [0])]), index: 3)
-        #expect(throws: MetaError.self) { try state.apply(.beginDrop(database: "root.nothing"), index: 4) }
-        try state.apply(.beginDrop(database: "root.a"), index: 5)
-        try state.apply(.beginDrop(database: "root.a"), index: 6)  // a retried statement: the same operation
+        #expect(throws: MetaError.self) { try state.apply(.begin(.dropDatabase("root.nothing")), index: 4) }
+        try state.apply(.begin(.dropDatabase("root.a")), index: 5)
+        try state.apply(.begin(.dropDatabase("root.a")), index: 6)  // a retried statement: the same operation
         #expect(state.operations == [5: MetaOperation(id: 5, kind: .dropDatabase("root.a"))])
         #expect(throws: MetaError(code: 606, "root.a is being dropped; write to it again once the drop finished")) {
             try state.apply(.allocate(database: "root.a", [SlotRequest(slot: 8, timePartitions: [0])]), index: 7)
@@ -234,9 +234,9 @@ import TidemarkTestSupport
         #expect(restored == state)
         for copy in [0, 1] {
             var target = copy == 0 ? state : restored
-            try target.apply(.finishDrop(database: "root.a"), index: 8)
+            try target.apply(.finish(.dropDatabase("root.a")), index: 8)
             #expect(target.operations.isEmpty && target.databases["root.a"] == nil && target.groups.isEmpty && target.table.dataSlots.isEmpty)
-            try target.apply(.finishDrop(database: "root.a"), index: 9)  // finished already: nothing to do
+            try target.apply(.finish(.dropDatabase("root.a")), index: 9)  // finished already: nothing to do
             #expect(target.violations().isEmpty)
             if copy == 0 { state = target } else { restored = target }
         }
@@ -250,19 +250,19 @@ import TidemarkTestSupport
         var state = MetaState(settings: ClusterSettings(), reservedNodeIDs: 0)
         try state.apply(.registerNode(internalAddress: "n1:1", clientAddress: "n1:2", cores: 4), index: 1)
         try state.apply(.createDatabase(DatabaseRecord(name: "root.a", defaults: state.settings)), index: 2)
-        try state.apply(.beginSeriesDelete(pattern: "root.a.d1.*"), index: 3)
-        try state.apply(.beginSeriesDelete(pattern: "root.a.d1.*"), index: 4)
+        try state.apply(.begin(.deleteSeries("root.a.d1.*")), index: 3)
+        try state.apply(.begin(.deleteSeries("root.a.d1.*")), index: 4)
         #expect(state.operations == [3: MetaOperation(id: 3, kind: .deleteSeries("root.a.d1.*"))])
         func rows(_ device: String) -> RowBatch { RowBatch([RowWrite(device: device, timestamp: 1, measurements: ["v"], values: [.int64(1)])]) }
         #expect(WritePartitions.refusedByOperations(rows("root.a.d1"), in: state)?.contains("root.a.d1.v is being deleted") == true)
         #expect(WritePartitions.refusedByOperations(rows("root.a.d2"), in: state) == nil)
         let restored = try MetaSnapshot.decode(MetaSnapshot.encode(state))
         #expect(restored == state)
-        try state.apply(.finishSeriesDelete(pattern: "root.a.d1.*"), index: 5)
+        try state.apply(.finish(.deleteSeries("root.a.d1.*")), index: 5)
         #expect(state.operations.isEmpty && WritePartitions.refusedByOperations(rows("root.a.d1"), in: state) == nil)
 
         // A delete of points refuses only writes into its time range.
-        let command = MetaCommand.beginDataDelete(pattern: "root.a.**", range: -10...0)
+        let command = MetaCommand.begin(.deleteData("root.a.**", -10...0))
         #expect(try MetaCommand(decoding: command.encoded()) == command)
         try state.apply(command, index: 6)
         func row(_ time: Int64) -> RowBatch { RowBatch([RowWrite(device: "root.a.d9", timestamp: time, measurements: ["v"], values: [.int64(1)])]) }

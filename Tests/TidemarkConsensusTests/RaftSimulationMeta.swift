@@ -64,9 +64,9 @@ extension RaftSimulation {
         case 3 where !databases.isEmpty && random.chance(30):
             // A drop in one step (an older node's), or a recorded one's start or end.
             let database = databases[random.below(databases.count)]
-            return [MetaCommand.dropDatabase(database), .beginDrop(database: database), .finishDrop(database: database),
-                    .beginSeriesDelete(pattern: database + ".**"), .finishSeriesDelete(pattern: database + ".**"),
-                    .beginDataDelete(pattern: database + ".**", range: -5...5), .finishDataDelete(pattern: database + ".**", range: -5...5)][random.below(7)]
+            let kinds: [MetaOperation.Kind] = [.dropDatabase(database), .deleteSeries(database + ".**"), .deleteData(database + ".**", -5...5)]
+            let kind = kinds[random.below(kinds.count)]
+            return [MetaCommand.dropDatabase(database), .begin(kind), .finish(kind)][random.below(3)]
         case 4 where !nodes.isEmpty:
             return .setNodeStatus(nodes[random.below(nodes.count)], NodeRecord.Status.allCases[random.below(NodeRecord.Status.allCases.count)])
         case 5 where !nodes.isEmpty && random.chance(30):

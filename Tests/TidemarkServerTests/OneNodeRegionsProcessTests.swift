@@ -82,24 +82,41 @@ import TidemarkTestSupport
         _ = try node.stop()
     }
 
-    /// DESIGN.md section 3: a node restarting with a started but unfinished metadata operation
-    /// finishes it. The node dies (a failpoint) right after the drop's start is recorded.
-    @Test func aDropDatabaseCutShortByACrashIsFinishedAtTheNextStart() throws {
+    /// A node started with `failpoint`, given data by `prepare`, dies (the failpoint, right
+    /// after the operation's start is recorded) running `statement`; it is started again and
+    /// waited for until no operation is in flight. Returns it, its client and its data directory.
+    private func crashMidOperation(failpoint: String, prepare: (TestHTTPClient) throws -> Void, statement: String,
+                                   afterCrash: (String) -> Void = { _ in }) throws -> (NodeProcess, TestHTTPClient, String) {
         let dataDir = try temporaryDirectory("regions")
         let crashing = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir],
-                                       environment: ["TIDEMARK_FAILPOINTS": "drop-database-after-begin"])
-        var client = try TestHTTPClient(port: crashing.port)
-        #expect(try client.request("POST", "/write?db=gone&precision=ms", body: Array("s,dev=a v=1i 1\ns,dev=b v=2i 2".utf8)).status == 204)
-        #expect(try client.request("POST", "/write?db=kept&precision=ms", body: Array("s,dev=a v=1i 1".utf8)).status == 204)
-        _ = try? sql(client, "drop database root.gone", query: false)
+                                       environment: ["TIDEMARK_FAILPOINTS": failpoint])
+        try prepare(try TestHTTPClient(port: crashing.port))
+        _ = try? sql(try TestHTTPClient(port: crashing.port), statement, query: false)
         #expect(crashing.waitForExit() == 86, "\(crashing.stderr)")
-        #expect(regionDirectories(dataDir).count == 2, "the crash came before any region was removed")
-
+        afterCrash(dataDir)
         let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
-        defer { _ = try? node.stop() }
-        client = try TestHTTPClient(port: node.port)
+        let client = try TestHTTPClient(port: node.port)
         #expect(eventually(within: 30) { ((try? client.request("GET", "/cluster").text) ?? "").contains("\"operations\":[]") },
-                "the drop was resumed to its end")
+                "\(statement) was resumed to its end")
+        return (node, client, dataDir)
+    }
+
+    /// A database of three regions with 30 devices written by `lines` (device number to lines).
+    private func threeRegions(_ client: TestHTTPClient, _ lines: (Int) -> [String]) throws {
+        #expect(try sql(client, "create database root.m with data_region_group_num=3", query: false)["code"] as? Int == 200)
+        #expect(try client.request("POST", "/write?db=m&precision=ms", body: Array((0..<30).flatMap(lines).joined(separator: "\n").utf8)).status == 204)
+    }
+
+    /// DESIGN.md section 3: a node restarting with a started but unfinished metadata operation
+    /// finishes it.
+    @Test func aDropDatabaseCutShortByACrashIsFinishedAtTheNextStart() throws {
+        let (node, client, dataDir) = try crashMidOperation(failpoint: "drop-database-after-begin", prepare: { (client: TestHTTPClient) throws in
+            #expect(try client.request("POST", "/write?db=gone&precision=ms", body: Array("s,dev=a v=1i 1\ns,dev=b v=2i 2".utf8)).status == 204)
+            #expect(try client.request("POST", "/write?db=kept&precision=ms", body: Array("s,dev=a v=1i 1".utf8)).status == 204)
+        }, statement: "drop database root.gone", afterCrash: { dataDir in
+            #expect(regionDirectories(dataDir).count == 2, "the crash came before any region was removed")
+        })
+        defer { _ = try? node.stop() }
         #expect((try sql(client, "show databases")["values"] as? [[String]]) == [["root.kept"]])
         #expect(regionDirectories(dataDir).count == 1, "the dropped database's region is removed: \(regionDirectories(dataDir))")
         #expect(try total(client, "root.kept.**") == 1)
@@ -108,24 +125,12 @@ import TidemarkTestSupport
         #expect(try total(client, "root.gone.**") == 1)
     }
 
-    /// The same for DELETE TIMESERIES over a database of three regions: after the crash that
-    /// followed its start, the next start deletes the series from every region.
+    /// The same for DELETE TIMESERIES over a database of three regions: the series go from every region.
     @Test func aDeleteTimeseriesCutShortByACrashIsFinishedAtTheNextStart() throws {
-        let dataDir = try temporaryDirectory("regions")
-        let crashing = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir],
-                                       environment: ["TIDEMARK_FAILPOINTS": "delete-timeseries-after-begin"])
-        var client = try TestHTTPClient(port: crashing.port)
-        #expect(try sql(client, "create database root.m with data_region_group_num=3", query: false)["code"] as? Int == 200)
-        let lines = (0..<30).map { "s,dev=d\($0) v=\($0)i,w=1i \($0)" }.joined(separator: "\n")
-        #expect(try client.request("POST", "/write?db=m&precision=ms", body: Array(lines.utf8)).status == 204)
-        _ = try? sql(client, "delete timeseries root.m.s.*.v", query: false)
-        #expect(crashing.waitForExit() == 86, "\(crashing.stderr)")
-
-        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        let (node, client, _) = try crashMidOperation(failpoint: "delete-timeseries-after-begin", prepare: { (client: TestHTTPClient) throws in
+            try threeRegions(client) { ["s,dev=d\($0) v=\($0)i,w=1i \($0)"] }
+        }, statement: "delete timeseries root.m.s.*.v")
         defer { _ = try? node.stop() }
-        client = try TestHTTPClient(port: node.port)
-        #expect(eventually(within: 30) { ((try? client.request("GET", "/cluster").text) ?? "").contains("\"operations\":[]") },
-                "the delete was resumed to its end")
         let left = ((try sql(client, "show timeseries root.m.**")["values"] as? [[Any]])?.first ?? []).map { "\($0)" }
         #expect(left.count == 30 && left.allSatisfy { $0.hasSuffix(".w") }, "only the w series are left: \(left)")
         #expect(try client.request("POST", "/write?db=m&precision=ms", body: Array("s,dev=d1 v=5i 100".utf8)).status == 204)
@@ -134,21 +139,10 @@ import TidemarkTestSupport
 
     /// And for DELETE FROM … WHERE time: the points in the range go from every region, the others stay.
     @Test func aDeleteOfPointsCutShortByACrashIsFinishedAtTheNextStart() throws {
-        let dataDir = try temporaryDirectory("regions")
-        let crashing = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir],
-                                       environment: ["TIDEMARK_FAILPOINTS": "delete-data-after-begin"])
-        var client = try TestHTTPClient(port: crashing.port)
-        #expect(try sql(client, "create database root.m with data_region_group_num=3", query: false)["code"] as? Int == 200)
-        let lines = (0..<30).flatMap { device in [1, 2, 3, 4].map { "s,dev=d\(device) v=\($0)i \($0)" } }.joined(separator: "\n")
-        #expect(try client.request("POST", "/write?db=m&precision=ms", body: Array(lines.utf8)).status == 204)
-        _ = try? sql(client, "delete from root.m.** where time <= 2", query: false)
-        #expect(crashing.waitForExit() == 86, "\(crashing.stderr)")
-
-        let node = try NodeProcess(arguments: ["--http-listen", "127.0.0.1:0", "--data-dir", dataDir])
+        let (node, client, _) = try crashMidOperation(failpoint: "delete-data-after-begin", prepare: { (client: TestHTTPClient) throws in
+            try threeRegions(client) { device in [1, 2, 3, 4].map { "s,dev=d\(device) v=\($0)i \($0)" } }
+        }, statement: "delete from root.m.** where time <= 2")
         defer { _ = try? node.stop() }
-        client = try TestHTTPClient(port: node.port)
-        #expect(eventually(within: 30) { ((try? client.request("GET", "/cluster").text) ?? "").contains("\"operations\":[]") },
-                "the delete was resumed to its end")
         #expect(try total(client, "root.m.**") == 60, "times 3 and 4 of the 30 devices are left")
         #expect(try total(client, "root.m.s.d7") == 2)
     }

@@ -32,27 +32,20 @@ public enum MetaCommand: Sendable, Equatable {
     /// the meta state machine's `MetaExtension`, so every node of any size of cluster
     /// authenticates against the same users.
     case user([UInt8])
-    /// The start of a recorded two-phase drop of a database (DESIGN.md section 3): from here
-    /// its partitions take no new allocations; each region deletes; `finishDrop` ends it.
-    case beginDrop(database: String)
-    /// The end of a drop: the database, its groups and its partitions leave the state.
-    case finishDrop(database: String)
-    /// The start of a recorded `DELETE TIMESERIES` of a path pattern: from here the series it
-    /// matches take no writes; each region deletes them; `finishSeriesDelete` ends it.
-    case beginSeriesDelete(pattern: String)
-    case finishSeriesDelete(pattern: String)
-    /// The same for `DELETE FROM <pattern> WHERE time …`: the points of the series it matches
-    /// within `range` take no writes until the end.
-    case beginDataDelete(pattern: String, range: ClosedRange<Int64>)
-    case finishDataDelete(pattern: String, range: ClosedRange<Int64>)
+    /// The start of a recorded two-phase metadata operation (DESIGN.md section 3): from here
+    /// what it deletes takes no writes (a dropped database no allocations); each region
+    /// deletes; `finish` ends it. Beginning one that is in flight already changes nothing.
+    case begin(MetaOperation.Kind)
+    /// The end of an operation (a drop's database, groups and partitions leave the state then);
+    /// finishing one that is not in flight changes nothing.
+    case finish(MetaOperation.Kind)
 
     /// Whether applying it may change which region groups exist or where they are (what a
     /// node's regions follow), rather than only users, statuses or leader hints.
     public var changesPlacement: Bool {
         switch self {
-        case .createDatabase, .dropDatabase, .allocate, .removeNode, .finishDrop: true
-        case .registerNode, .setNodeStatus, .reportLeader, .user, .beginDrop, .beginSeriesDelete, .finishSeriesDelete, .beginDataDelete,
-             .finishDataDelete: false
+        case .createDatabase, .dropDatabase, .allocate, .removeNode, .finish: true
+        case .registerNode, .setNodeStatus, .reportLeader, .user, .begin: false
         }
     }
 
@@ -98,23 +91,12 @@ public enum MetaCommand: Sendable, Equatable {
         case .user(let record):
             writer.write(8)
             writer.write(bytes: record)
-        case .beginDrop(let name):
+        case .begin(let kind):
             writer.write(9)
-            writer.write(lengthPrefixed: name)
-        case .finishDrop(let name):
+            kind.write(to: &writer)
+        case .finish(let kind):
             writer.write(10)
-            writer.write(lengthPrefixed: name)
-        case .beginSeriesDelete(let pattern):
-            writer.write(11)
-            writer.write(lengthPrefixed: pattern)
-        case .finishSeriesDelete(let pattern):
-            writer.write(12)
-            writer.write(lengthPrefixed: pattern)
-        case .beginDataDelete(let pattern, let range), .finishDataDelete(let pattern, let range):
-            if case .beginDataDelete = self { writer.write(13) } else { writer.write(14) }
-            writer.write(lengthPrefixed: pattern)
-            writer.write(signedVarint: range.lowerBound)
-            writer.write(signedVarint: range.upperBound)
+            kind.write(to: &writer)
         }
         return writer.bytes
     }
@@ -131,15 +113,8 @@ public enum MetaCommand: Sendable, Equatable {
             self = .setNodeStatus(node, status)
         case 3: self = .createDatabase(try Self.readDatabase(&reader))
         case 4: self = .dropDatabase(try Self.text(&reader))
-        case 9: self = .beginDrop(database: try Self.text(&reader))
-        case 10: self = .finishDrop(database: try Self.text(&reader))
-        case 11: self = .beginSeriesDelete(pattern: try Self.text(&reader))
-        case 12: self = .finishSeriesDelete(pattern: try Self.text(&reader))
-        case 13, 14:
-            let pattern = try Self.text(&reader)
-            let low = try reader.readSignedVarint(), high = try reader.readSignedVarint()
-            guard low <= high else { throw CorruptDataError("a delete's time range \(low)…\(high) is empty") }
-            self = bytes[0] == 13 ? .beginDataDelete(pattern: pattern, range: low...high) : .finishDataDelete(pattern: pattern, range: low...high)
+        case 9: self = .begin(try MetaOperation.Kind(from: &reader))
+        case 10: self = .finish(try MetaOperation.Kind(from: &reader))
         case 5:
             let database = try Self.text(&reader)
             var requests: [SlotRequest] = []

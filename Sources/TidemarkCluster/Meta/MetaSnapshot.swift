@@ -69,19 +69,7 @@ public enum MetaSnapshot {
         if !operations.isEmpty { writer.write(varint: UInt64(operations.count)) }
         for operation in operations {
             writer.write(varint: operation.id)
-            switch operation.kind {
-            case .dropDatabase(let name):
-                writer.write(1)
-                writer.write(lengthPrefixed: name)
-            case .deleteSeries(let pattern):
-                writer.write(2)
-                writer.write(lengthPrefixed: pattern)
-            case .deleteData(let pattern, let range):
-                writer.write(3)
-                writer.write(lengthPrefixed: pattern)
-                writer.write(signedVarint: range.lowerBound)
-                writer.write(signedVarint: range.upperBound)
-            }
+            operation.kind.write(to: &writer)
         }
         writer.write(littleEndian: CRC32C.checksum(writer.bytes))
         return writer.bytes
@@ -148,15 +136,7 @@ public enum MetaSnapshot {
         if withOperations {
             for _ in 0..<(try count("operations")) {
                 let id = try reader.readVarint()
-                switch try reader.readByte() {
-                case 1: operations[id] = MetaOperation(id: id, kind: .dropDatabase(try text()))
-                case 2: operations[id] = MetaOperation(id: id, kind: .deleteSeries(try text()))
-                case 3:
-                    let pattern = try text(), low = try reader.readSignedVarint(), high = try reader.readSignedVarint()
-                    guard low <= high else { throw CorruptDataError("meta snapshot: an empty delete range") }
-                    operations[id] = MetaOperation(id: id, kind: .deleteData(pattern, low...high))
-                case let kind: throw CorruptDataError("meta snapshot: unknown operation kind \(kind)")
-                }
+                operations[id] = MetaOperation(id: id, kind: try MetaOperation.Kind(from: &reader))
             }
         }
         guard reader.isAtEnd else { throw CorruptDataError("meta snapshot: \(reader.remaining) stray bytes") }

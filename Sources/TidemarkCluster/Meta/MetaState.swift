@@ -1,4 +1,5 @@
 import TidemarkConsensus
+import TidemarkIO
 /// A node as the meta group knows it.
 public struct NodeRecord: Sendable, Equatable {
     public enum Status: String, Sendable, Equatable, CaseIterable {
@@ -67,6 +68,40 @@ public struct MetaOperation: Sendable, Equatable {
     public init(id: UInt64, kind: Kind) {
         self.id = id
         self.kind = kind
+    }
+}
+
+extension MetaOperation.Kind {
+    /// `kind byte | pattern or name | (a data delete) the range's ends as signed varints`, as
+    /// meta commands and snapshots carry it.
+    func write(to writer: inout ByteWriter) {
+        switch self {
+        case .dropDatabase(let name):
+            writer.write(1)
+            writer.write(lengthPrefixed: name)
+        case .deleteSeries(let pattern):
+            writer.write(2)
+            writer.write(lengthPrefixed: pattern)
+        case .deleteData(let pattern, let range):
+            writer.write(3)
+            writer.write(lengthPrefixed: pattern)
+            writer.write(signedVarint: range.lowerBound)
+            writer.write(signedVarint: range.upperBound)
+        }
+    }
+
+    init(from reader: inout ByteReader) throws(CorruptDataError) {
+        let kind = try reader.readByte()
+        let text = try MetaCommand.text(&reader)
+        switch kind {
+        case 1: self = .dropDatabase(text)
+        case 2: self = .deleteSeries(text)
+        case 3:
+            let low = try reader.readSignedVarint(), high = try reader.readSignedVarint()
+            guard low <= high else { throw CorruptDataError("a delete's time range \(low)…\(high) is empty") }
+            self = .deleteData(text, low...high)
+        default: throw CorruptDataError("unknown metadata operation kind \(kind)")
+        }
     }
 }
 
@@ -152,28 +187,15 @@ public struct MetaState: Sendable, Equatable {
             guard databases[name] != nil else { throw MetaError(code: 500, "\(name): no such database") }
             if let operation = dropping(name) { operations[operation.id] = nil }
             dropDatabase(name, index: index)
-        case .beginDrop(let name):
-            guard databases[name] != nil else { throw MetaError(code: 500, "\(name): no such database") }
+        case .begin(let kind):
+            if case .dropDatabase(let name) = kind, databases[name] == nil { throw MetaError(code: 500, "\(name): no such database") }
             // Begun already (a retried statement, a resumed operation): the same one goes on.
-            if dropping(name) == nil { operations[index] = MetaOperation(id: index, kind: .dropDatabase(name)) }
-        case .finishDrop(let name):
+            if operation(kind) == nil { operations[index] = MetaOperation(id: index, kind: kind) }
+        case .finish(let kind):
             // Finished already: nothing left to do.
-            guard let operation = dropping(name) else { return .done }
+            guard let operation = operation(kind) else { return .done }
             operations[operation.id] = nil
-            if databases[name] != nil { dropDatabase(name, index: index) }
-        case .beginSeriesDelete(let pattern):
-            // Begun already (a retried statement, a resumed operation): the same one goes on.
-            if !operations.values.contains(where: { $0.kind == .deleteSeries(pattern) }) {
-                operations[index] = MetaOperation(id: index, kind: .deleteSeries(pattern))
-            }
-        case .finishSeriesDelete(let pattern):
-            if let operation = operations.values.first(where: { $0.kind == .deleteSeries(pattern) }) { operations[operation.id] = nil }
-        case .beginDataDelete(let pattern, let range):
-            if !operations.values.contains(where: { $0.kind == .deleteData(pattern, range) }) {
-                operations[index] = MetaOperation(id: index, kind: .deleteData(pattern, range))
-            }
-        case .finishDataDelete(let pattern, let range):
-            if let operation = operations.values.first(where: { $0.kind == .deleteData(pattern, range) }) { operations[operation.id] = nil }
+            if case .dropDatabase(let name) = kind, databases[name] != nil { dropDatabase(name, index: index) }
         case .allocate(let database, let requests):
             try allocate(database, requests, index: index)
         case .reportLeader(let group, let leader):
@@ -231,10 +253,13 @@ public struct MetaState: Sendable, Equatable {
         routeVersion = index
     }
 
-    /// The drop of `database` in flight, if one is.
-    public func dropping(_ database: String) -> MetaOperation? {
-        operations.values.first { $0.kind == .dropDatabase(database) }
+    /// The operation of `kind` in flight, if one is.
+    public func operation(_ kind: MetaOperation.Kind) -> MetaOperation? {
+        operations.values.first { $0.kind == kind }
     }
+
+    /// The drop of `database` in flight, if one is.
+    public func dropping(_ database: String) -> MetaOperation? { operation(.dropDatabase(database)) }
 
     private mutating func dropDatabase(_ name: String, index: UInt64) {
         for group in groups.values where group.database == name {

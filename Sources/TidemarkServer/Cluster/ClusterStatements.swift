@@ -74,43 +74,25 @@ enum ClusterStatements {
         case .removeDataNode(let node):
             if case .failure(let error) = agent.proposeAndWait(.removeNode(node)) { return refusal(error) }
             return RESTv2.success(route: route)
-        case .dropDatabase(let names):
-            // A recorded two-phase operation: its start first (the database's partitions take
-            // no more writes), then the regions delete (the engine's part), then `afterEngine`
-            // records its finish. A crash between them is resumed (`MetaOperations`).
+        case .dropDatabase, .deleteTimeseries, .deleteData:
+            // A recorded two-phase operation: its start first (what it deletes takes no more
+            // writes), then the regions delete (the engine's part), then `afterEngine` records
+            // its end. A crash between them is resumed (`MetaOperations`).
             guard takesDataChanges() else { return nil }
+            let state = agent.machine.current
+            let kinds = operationKinds(of: statement).filter { kind in
+                if case .dropDatabase(let name) = kind { return state.databases[name] != nil }
+                return true
+            }
             // Until `afterEngine`, the resumer leaves these to the statement.
-            agent.operationsRunningHere.withLock { $0.formUnion(names) }
-            for name in names where agent.machine.current.databases[name] != nil {
-                if case .failure(let error) = agent.proposeAndWait(.beginDrop(database: name)) {
-                    agent.operationsRunningHere.withLock { $0.subtract(names) }
-                    return refusal(error)
-                }
-                Failpoint.crash(if: "drop-database-after-begin")
-            }
-            return nil
-        case .deleteTimeseries(let patterns):
-            // As a drop: recorded start, the regions delete, recorded end (`afterEngine`).
-            guard takesDataChanges() else { return nil }
-            agent.operationsRunningHere.withLock { $0.formUnion(patterns) }
-            for pattern in patterns {
-                if case .failure(let error) = agent.proposeAndWait(.beginSeriesDelete(pattern: pattern)) {
-                    agent.operationsRunningHere.withLock { $0.subtract(patterns) }
-                    return refusal(error)
-                }
-                Failpoint.crash(if: "delete-timeseries-after-begin")
-            }
-            return nil
-        case .deleteData(let patterns, let range):
-            guard takesDataChanges() else { return nil }
-            let subjects = patterns.map { MetaOperations.subject(of: .deleteData($0, range)) }
+            let subjects = operationKinds(of: statement).map(MetaOperations.subject)
             agent.operationsRunningHere.withLock { $0.formUnion(subjects) }
-            for pattern in patterns {
-                if case .failure(let error) = agent.proposeAndWait(.beginDataDelete(pattern: pattern, range: range)) {
+            for kind in kinds {
+                if case .failure(let error) = agent.proposeAndWait(.begin(kind)) {
                     agent.operationsRunningHere.withLock { $0.subtract(subjects) }
                     return refusal(error)
                 }
-                Failpoint.crash(if: "delete-data-after-begin")
+                Failpoint.crash(if: MetaOperations.failpoint(after: kind))
             }
             return nil
         case .createDatabase(let name, let options):
@@ -141,63 +123,55 @@ enum ClusterStatements {
         }
     }
 
-    /// After the engine ran a statement: a `DROP DATABASE` the regions took is finished in the
-    /// meta group. The regions' "no such database" (none held data of it) is a drop done when
-    /// the meta group had begun one for every name. A failure leaves the operation in flight,
-    /// to be resumed (or the statement run again).
-    /// `stillHeld` says whether a region still holds a database (an engine that stopped at the
-    /// first name it lacked did not reach the others): only the drops done are finished.
-    /// A `DELETE TIMESERIES` begun in the meta group is finished for each pattern that no
-    /// region still matches (`stillMatches`), whatever the regions answered; one they still
-    /// match stays in flight and is resumed.
+    /// The operations a statement records: one per database dropped, per pattern deleted.
+    static func operationKinds(of statement: Statement) -> [MetaOperation.Kind] {
+        switch statement {
+        case .dropDatabase(let names): names.map { .dropDatabase($0) }
+        case .deleteTimeseries(let patterns): patterns.map { .deleteSeries($0) }
+        case .deleteData(let patterns, let range): patterns.map { .deleteData($0, range) }
+        default: []
+        }
+    }
+
+    /// After the engine ran a statement that began operations: each whose deleting is done is
+    /// finished in the meta group; the others stay in flight and are resumed.
+    /// - A drop is done once no region holds the database (`stillHeld`): an engine that stopped
+    ///   at the first name it lacked did not reach the others. The regions' "no such database"
+    ///   (none held data of it) is a drop done when every name was begun.
+    /// - A series delete is done once no region matches its pattern (`stillMatches`).
+    /// - A delete of points is done when the regions answered it.
     static func afterEngine(_ statement: Statement, _ answer: HTTPResponse, agent: MetaAgent,
                             stillHeld: (String) -> Bool = { _ in false }, stillMatches: (String) -> Bool = { _ in false }) -> HTTPResponse {
-        if case .deleteData(let patterns, let range) = statement {
-            // Done when the regions answered it; otherwise it stays in flight and is run again.
-            let subjects = patterns.map { MetaOperations.subject(of: .deleteData($0, range)) }
-            defer { agent.operationsRunningHere.withLock { $0.subtract(subjects) } }
-            guard answer.status == 200, String(decoding: answer.body, as: UTF8.self).contains("\"code\":200") else { return answer }
-            for pattern in patterns where agent.machine.current.operations.values.contains(where: { $0.kind == .deleteData(pattern, range) }) {
-                if case .failure(let error) = agent.proposeAndWait(.finishDataDelete(pattern: pattern, range: range)) {
-                    return RESTv2.status(606, "the points were deleted, but the meta group did not record the end (\(error)); it is finished later by itself",
-                                         route: answer.route, http: 503)
-                }
-            }
-            return answer
-        }
-        if case .deleteTimeseries(let patterns) = statement {
-            defer { agent.operationsRunningHere.withLock { $0.subtract(patterns) } }
-            let begun = agent.machine.current.operations.values.compactMap { operation -> String? in
-                if case .deleteSeries(let pattern) = operation.kind, patterns.contains(pattern) { return pattern }
-                return nil
-            }
-            for pattern in begun where !stillMatches(pattern) {
-                if case .failure(let error) = agent.proposeAndWait(.finishSeriesDelete(pattern: pattern)) {
-                    return RESTv2.status(606, "\(pattern) was deleted from the data, but the meta group did not record its end (\(error)); "
-                                         + "it is finished later by itself", route: answer.route, http: 503)
-                }
-            }
-            return answer
-        }
-        guard case .dropDatabase(let names) = statement else { return answer }
-        defer { agent.operationsRunningHere.withLock { $0.subtract(names) } }
-        guard answer.status == 200 else { return answer }
+        let kinds = operationKinds(of: statement)
+        guard !kinds.isEmpty else { return answer }
+        defer { agent.operationsRunningHere.withLock { $0.subtract(kinds.map(MetaOperations.subject)) } }
+        let state = agent.machine.current
+        let begun = kinds.filter { state.operation($0) != nil }
         let body = String(decoding: answer.body, as: UTF8.self)
-        let begun = names.filter { agent.machine.current.dropping($0) != nil }
-        guard body.contains("\"code\":200") || (body.contains("\"code\":500") && begun.count == names.count && !names.isEmpty) else { return answer }
-        let left = begun.filter(stillHeld)
-        guard left.isEmpty else {
-            // Their drops stay in flight and are resumed to the end (`MetaOperations`).
-            return RESTv2.status(606, "\(left.joined(separator: ", ")) not dropped yet; the drop goes on by itself, or run DROP DATABASE again",
-                                 route: answer.route, http: 503)
-        }
-        for name in begun {
-            if case .failure(let error) = agent.proposeAndWait(.finishDrop(database: name)) {
-                return RESTv2.status(606, "\(name) was dropped from the data, but the meta group did not record its end (\(error)); "
-                                     + "it is finished later by itself, or run DROP DATABASE again", route: answer.route, http: 503)
+        let answered = answer.status == 200 && body.contains("\"code\":200")
+        func done(_ kind: MetaOperation.Kind) -> Bool {
+            switch kind {
+            case .dropDatabase(let name): !stillHeld(name)
+            case .deleteSeries(let pattern): !stillMatches(pattern)
+            case .deleteData: answered
             }
         }
-        return RESTv2.success(route: answer.route)
+        let isDrop = if case .dropDatabase = statement { true } else { false }
+        if isDrop {
+            guard answer.status == 200, answered || (body.contains("\"code\":500") && begun.count == kinds.count) else { return answer }
+            let left = begun.filter { !done($0) }.map(MetaOperations.subject)
+            guard left.isEmpty else {
+                return RESTv2.status(606, "\(left.joined(separator: ", ")) not dropped yet; the drop goes on by itself, or run DROP DATABASE again",
+                                     route: answer.route, http: 503)
+            }
+        }
+        for kind in begun where done(kind) {
+            if case .failure(let error) = agent.proposeAndWait(.finish(kind)) {
+                return RESTv2.status(606, "\(MetaOperations.subject(of: kind)) was deleted from the data, but the meta group did not record "
+                                     + "the end (\(error)); it is finished later by itself", route: answer.route, http: 503)
+            }
+        }
+        return isDrop ? RESTv2.success(route: answer.route) : answer
     }
 
     /// Builds a result from columns of (name, type, value of a row).

@@ -19,6 +19,15 @@ enum MetaOperations {
         }
     }
 
+    /// The failpoint a test crashes at right after the operation's start is recorded.
+    static func failpoint(after kind: MetaOperation.Kind) -> String {
+        switch kind {
+        case .dropDatabase: "drop-database-after-begin"
+        case .deleteSeries: "delete-timeseries-after-begin"
+        case .deleteData: "delete-data-after-begin"
+        }
+    }
+
     static func resume(regions: RegionSet, agent: MetaAgent, logger: Logger) {
         let runningHere = agent.operationsRunningHere.withLock { $0 }
         let operations = agent.machine.current.operations.values.sorted { $0.id < $1.id }.filter { !runningHere.contains(subject(of: $0.kind)) }
@@ -28,26 +37,26 @@ enum MetaOperations {
         guard regions.takesDataChangesHere else { return }
         let store = regions.store()
         for operation in operations {
-            let what: String, finish: MetaCommand
+            let what: String
             do {
                 switch operation.kind {
                 case .dropDatabase(let name):
-                    (what, finish) = ("DROP DATABASE \(name)", .finishDrop(database: name))
+                    what = "DROP DATABASE \(name)"
                     if store.databases().contains(name) { try store.dropDatabase(name) }
                 case .deleteSeries(let text):
-                    (what, finish) = ("DELETE TIMESERIES \(text)", .finishSeriesDelete(pattern: text))
+                    what = "DELETE TIMESERIES \(text)"
                     let pattern = try PathPattern(parsing: text)
                     if !store.series(matching: pattern).isEmpty { try store.deleteSeries(matching: pattern) }
                 case .deleteData(let text, let range):
                     // Deleting again what a region deleted already changes nothing it holds.
-                    (what, finish) = ("DELETE FROM \(text) WHERE time in \(range)", .finishDataDelete(pattern: text, range: range))
+                    what = "DELETE FROM \(text) WHERE time in \(range)"
                     try store.delete(matching: try PathPattern(parsing: text), range: range)
                 }
             } catch {
                 return logger.warning("an operation in flight could not delete its data; it is tried again",
                                       metadata: ["operation": "\(operation.id)", "error": "\(error)"])
             }
-            switch agent.proposeAndWait(finish) {
+            switch agent.proposeAndWait(.finish(operation.kind)) {
             case .success:
                 logger.notice("resumed an operation left in flight to its end", metadata: ["statement": "\(what)", "operation": "\(operation.id)"])
             case .failure(let error):
