@@ -23,13 +23,14 @@ struct WriteApplier: Sendable {
             byGroup[group, default: []].append(job)
         }
         let state = state()  // one copy for the batch: assignments never change once made
+        var placer = regions.placer(for: state)
         for job in jobs {
             // An operation that began after the route stage let the job through: refused here too.
             if let refusal = WritePartitions.refusedByOperations(job.rows, in: state) {
                 job.finish(WriteOutcome(refused: [], failure: refusal, failureStatus: 503))
                 continue
             }
-            let placement = regions.place(job.rows, in: state)
+            let placement = placer.place(job.rows)
             if let single = placement.single {
                 add(job, to: single)
                 continue

@@ -67,45 +67,76 @@ public enum WritePartitions {
     /// The data region group of each row of `rows`: its database's, slot's and time
     /// partition's in the table (nil for a row outside every database or not allocated yet).
     public static func place(_ rows: RowBatch, in state: MetaState) -> Placement {
-        let databases = DatabaseNumbers(state)
-        let slotCount = state.settings.seriesSlotCount
-        let intervalMs = state.settings.timePartitionIntervalMs
-        // A database with one data group (a one-node cluster's usual case) sends all its rows
-        // there whatever their slot and partition (looked up once per database the batch names).
-        var onlyGroup: [GroupID??] = Array(repeating: .none, count: databases.names.count)
-        var keyDatabase: [Int?] = []
-        var keySlot: [Int] = []
-        keyDatabase.reserveCapacity(rows.keys.count)
-        keySlot.reserveCapacity(rows.keys.count)
-        for key in rows.keys {
-            let database = databases.number(of: key.device)
-            if let database, onlyGroup[database] == nil {
-                let groups = state.groups.values.filter { $0.database == databases.names[database] && $0.id.kind == .data }
-                onlyGroup[database] = .some(groups.count == 1 ? groups[0].id : nil)
-            }
-            keyDatabase.append(database)
-            let needsSlot = database.map { onlyGroup[$0]! == nil } ?? false
-            keySlot.append(needsSlot ? SeriesSlots.slot(ofDevice: key.device, slotCount: slotCount) : 0)
+        var placer = Placer(state)
+        return placer.place(rows)
+    }
+
+    /// Places the rows of many writes against one state: the databases are numbered, and
+    /// each one's single data group found, once for all of them (the append stage makes one
+    /// per batch), not per write.
+    public struct Placer {
+        private let state: MetaState
+        private let databases: DatabaseNumbers
+        /// Per database number, its one data group when it has one (nil), looked up on first use.
+        private var onlyGroup: [GroupID??]
+        /// Every row goes here instead (a multi-node cluster's `data-0`, until forwarding).
+        private let fixed: GroupID?
+
+        public init(_ state: MetaState) {
+            self.state = state
+            databases = DatabaseNumbers(state)
+            onlyGroup = Array(repeating: .none, count: databases.names.count)
+            fixed = nil
         }
-        var groups: [GroupID?] = []
-        groups.reserveCapacity(rows.rowCount)
-        var uniform = true
-        for row in 0..<rows.rowCount {
-            let key = Int(rows.rowKeys[row])
-            var group: GroupID?
-            if let database = keyDatabase[key] {
-                if let only = onlyGroup[database]! {
-                    group = only
-                } else {
-                    let partition = SeriesSlots.timePartition(of: rows.rowTimestamps[row], intervalMs: intervalMs)
-                    group = databases.dataSlots[database][keySlot[key]]?[partition]
+
+        /// A placer that sends every row to `group`.
+        public init(everyRowTo group: GroupID) {
+            state = MetaState(settings: ClusterSettings())
+            databases = DatabaseNumbers(state)
+            onlyGroup = []
+            fixed = group
+        }
+
+        public mutating func place(_ rows: RowBatch) -> Placement {
+            if let fixed { return Placement(single: fixed, rowGroups: []) }
+            let slotCount = state.settings.seriesSlotCount
+            let intervalMs = state.settings.timePartitionIntervalMs
+            // A database with one data group (a one-node cluster's usual case) sends all its
+            // rows there whatever their slot and partition.
+            var keyDatabase: [Int?] = []
+            var keySlot: [Int] = []
+            keyDatabase.reserveCapacity(rows.keys.count)
+            keySlot.reserveCapacity(rows.keys.count)
+            for key in rows.keys {
+                let database = databases.number(of: key.device)
+                if let database, onlyGroup[database] == nil {
+                    let groups = state.groups.values.filter { $0.database == databases.names[database] && $0.id.kind == .data }
+                    onlyGroup[database] = .some(groups.count == 1 ? groups[0].id : nil)
                 }
+                keyDatabase.append(database)
+                let needsSlot = database.map { onlyGroup[$0]! == nil } ?? false
+                keySlot.append(needsSlot ? SeriesSlots.slot(ofDevice: key.device, slotCount: slotCount) : 0)
             }
-            if row > 0 && group != groups[0] { uniform = false }
-            groups.append(group)
+            var groups: [GroupID?] = []
+            groups.reserveCapacity(rows.rowCount)
+            var uniform = true
+            for row in 0..<rows.rowCount {
+                let key = Int(rows.rowKeys[row])
+                var group: GroupID?
+                if let database = keyDatabase[key] {
+                    if let only = onlyGroup[database]! {
+                        group = only
+                    } else {
+                        let partition = SeriesSlots.timePartition(of: rows.rowTimestamps[row], intervalMs: intervalMs)
+                        group = databases.dataSlots[database][keySlot[key]]?[partition]
+                    }
+                }
+                if row > 0 && group != groups[0] { uniform = false }
+                groups.append(group)
+            }
+            if uniform, let only = groups.first ?? nil { return Placement(single: only, rowGroups: []) }
+            return Placement(single: nil, rowGroups: groups)
         }
-        if uniform, let only = groups.first ?? nil { return Placement(single: only, rowGroups: []) }
-        return Placement(single: nil, rowGroups: groups)
     }
 
     /// Why `rows` may not be written now, if a metadata operation in flight touches them: a

@@ -89,10 +89,9 @@ public final class RegionSet: Sendable {
         tablePlaced || legacy.map { $0.consensus.leader(of: $0.group) == $0.consensus.nodeID } ?? false
     }
 
-    /// The data region group of each row of `rows`.
-    public func place(_ rows: RowBatch, in state: @autoclosure () -> MetaState) -> WritePartitions.Placement {
-        guard tablePlaced else { return WritePartitions.Placement(single: LocalRegion.group, rowGroups: []) }
-        return WritePartitions.place(rows, in: state())
+    /// Places the rows of a batch's writes against `state` (all to `data-0` in a multi-node cluster).
+    public func placer(for state: MetaState) -> WritePartitions.Placer {
+        tablePlaced ? WritePartitions.Placer(state) : WritePartitions.Placer(everyRowTo: LocalRegion.group)
     }
 
     /// Reads and schema statements over every region held.
