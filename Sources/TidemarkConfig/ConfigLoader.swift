@@ -38,7 +38,7 @@ public enum ConfigLoader {
         var secretAt: Node?  // where cluster_secret was set, to point at when it is refused
         let keys = ["node_name", "data_dir", "cluster_name", "http", "auth", "native", "internal", "meta_peers", "cluster_secret", "data_consensus", "raft",
                     "node_unknown_after_ms", "series_slot_num", "time_partition_interval_ms", "schema_replication_factor", "data_replication_factor",
-                    "schema_consensus", "data_region_groups_per_database", "schema_region_groups_per_database", "wal_sync", "storage", "query", "log_level", "shutdown_timeout_ms", "stages"]
+                    "schema_consensus", "data_region_groups_per_database", "schema_region_groups_per_database", "wal_sync", "storage", "query", "route", "log_level", "shutdown_timeout_ms", "stages"]
         for (name, node) in try reader.entries(try reader.root(of: text), key: nil) {
             switch name {
             case "node_name": config.nodeName = try nonEmpty(reader.string(node, key: name), node, name, reader)
@@ -83,6 +83,7 @@ public enum ConfigLoader {
             case "wal_sync": config.storage.walSync = try walSync(node, reader: reader)
             case "storage": try applyStorage(node, reader: reader, to: &config.storage)
             case "query": try applyQuery(node, reader: reader, to: &config.query)
+            case "route": try applyRoute(node, reader: reader, to: &config.route)
             case "log_level": config.logLevel = try reader.choice(node, key: name, as: LogLevelName.self)
             case "shutdown_timeout_ms": config.shutdownTimeoutMs = try positive(node, key: name, reader: reader)
             case "stages": try applyStages(node, key: "stages", reader: reader, to: &config.stages)
@@ -294,6 +295,18 @@ public enum ConfigLoader {
             case "rows_default": query.rowsDefault = try positive(value, key: key, reader: reader)
             case "memory_bytes_max": query.memoryBytesMax = try positive(value, key: key, reader: reader)
             default: throw reader.unknownKey(name, at: value, parent: "query", allowed: keys)
+            }
+        }
+    }
+
+    private static func applyRoute(_ node: Node, reader: YAMLReader, to route: inout RouteSettings) throws(ConfigError) {
+        let keys = ["retries_max", "timeout_ms"]
+        for (name, value) in try reader.entries(node, key: "route") {
+            let key = "route.\(name)"
+            switch name {
+            case "retries_max": route.retriesMax = try bounded(value, key: key, 0...100, reader: reader)
+            case "timeout_ms": route.timeoutMs = try positive(value, key: key, reader: reader)
+            default: throw reader.unknownKey(name, at: value, parent: "route", allowed: keys)
             }
         }
     }

@@ -52,6 +52,8 @@ public struct NodeConfig: Sendable {
     /// The storage engine of each region; `wal_sync` sets `storage.walSync`.
     public var storage = EngineOptions()
     public var query = QueryLimits()
+    /// How a coordinator routes writes and fragments to other nodes.
+    public var route = RouteSettings()
     public var logLevel = LogLevelName.info
     /// Bound on a graceful stop (SIGTERM/SIGINT): stop accepting, drain, sync, exit.
     public var shutdownTimeoutMs = 10_000
@@ -90,4 +92,14 @@ public enum DataConsensusKind: String, Sendable, CaseIterable {
 
 public enum LogLevelName: String, Sendable, CaseIterable {
     case trace, debug, info, notice, warning, error, critical
+}
+
+/// `route:` in the node config: forward-or-reject between nodes (DESIGN.md section 3).
+public struct RouteSettings: Sendable, Equatable {
+    /// Times a coordinator sends a part again elsewhere (a stale table, a dead replica).
+    public var retriesMax = 3
+    /// How long a write's part or a query's fragment may take, retries included.
+    public var timeoutMs = 10_000
+
+    public init() {}
 }

@@ -142,16 +142,16 @@ public struct StatementExecutor: Sendable {
             return .done
         case .showDatabases(let text):
             let filter = try pattern(text)
-            let names = engine.databases().filter { text == nil || filter.matches($0) }
+            let names = try engine.databases().filter { text == nil || filter.matches($0) }
             return .rows(QueryResult(expressions: nil, columnNames: ["database"], dataTypes: ["TEXT"], timestamps: nil,
                                      values: [names.map { .text($0) }]))
         case .createTimeseries(let path, let type, let encoding, let compressor):
             try engine.createSeries(SeriesSchema(path: path, dataType: type, encoding: encoding, compression: compressor ?? "ZSTD"))
             return .done
         case .showTimeseries(let text, let limit, let offset):
-            var series = engine.series(matching: try pattern(text)).dropFirst(offset)
+            var series = try engine.series(matching: try pattern(text)).dropFirst(offset)
             if let limit { series = series.prefix(limit) }
-            let databases = engine.databases()
+            let databases = try engine.databases()
             let columns: [(String, (SeriesSchema) -> ResultValue)] = [
                 ("timeseries", { .text($0.path) }), ("alias", { _ in .null }),
                 ("database", { schema in .text(databases.first { schema.path.hasPrefix($0 + ".") } ?? "") }),
@@ -162,9 +162,9 @@ public struct StatementExecutor: Sendable {
                                      timestamps: nil, values: columns.map { column in series.map(column.1) }))
         case .countTimeseries(let text):
             return .rows(QueryResult(expressions: nil, columnNames: ["count"], dataTypes: ["INT64"], timestamps: nil,
-                                     values: [[.integer(Int64(engine.series(matching: try pattern(text)).count))]]))
+                                     values: [[.integer(Int64(try engine.series(matching: try pattern(text)).count))]]))
         case .showDevices(let text):
-            let devices = engine.devices(matching: try pattern(text))
+            let devices = try engine.devices(matching: try pattern(text))
             return .rows(QueryResult(expressions: nil, columnNames: ["devices", "isAligned"], dataTypes: ["TEXT", "TEXT"],
                                      timestamps: nil, values: [devices.map { .text($0) }, devices.map { _ in .text("false") }]))
         case .deleteTimeseries(let texts):
@@ -199,7 +199,7 @@ public struct StatementExecutor: Sendable {
 
     /// An INSERT value as the series' type (existing series), or inferred (new series).
     private func literal(_ expression: Expression, for path: String) throws -> Value? {
-        let existing = engine.series(path)?.dataType
+        let existing = try engine.series(path)?.dataType
         func mismatch(_ got: String) -> ExecutionError {
             ExecutionError(code: 614, message: "\(path) is \(existing!.description), got \(got)")
         }

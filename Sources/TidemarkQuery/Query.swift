@@ -51,7 +51,7 @@ struct Query {
         var seen = Set<String>()
         for prefix in select.from {
             let pattern = try PathPattern(levels: prefix + levels)
-            for series in engine.series(matching: pattern) where seen.insert(series.path).inserted { found.append(series) }
+            for series in try engine.series(matching: pattern) where seen.insert(series.path).inserted { found.append(series) }
         }
         return found
     }

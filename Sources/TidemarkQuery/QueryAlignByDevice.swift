@@ -47,7 +47,7 @@ extension Query {
         guard name == "*" else { return [name] }
         var found: [String] = []
         for prefix in select.from {
-            for series in engine.series(matching: try PathPattern(levels: prefix + ["*"])) {
+            for series in try engine.series(matching: try PathPattern(levels: prefix + ["*"])) {
                 let measurement = try SeriesPath.splitLevels(series.path).last!
                 if !found.contains(measurement) { found.append(measurement) }
             }
@@ -60,7 +60,7 @@ extension Query {
         let columns = Array(all.dropFirst(select.seriesOffset).prefix(select.seriesLimit ?? Int.max))
         var devices: [String] = []
         for prefix in select.from {
-            for device in engine.devices(matching: try PathPattern(levels: prefix)) where !devices.contains(device) { devices.append(device) }
+            for device in try engine.devices(matching: try PathPattern(levels: prefix)) where !devices.contains(device) { devices.append(device) }
         }
         var timestamps: [Int64] = []
         var out: [[ResultValue]] = Array(repeating: [], count: columns.count + 1)
@@ -68,7 +68,7 @@ extension Query {
         var remainingOffset = select.offset
         var remainingLimit = select.limit ?? Int.max
         for device in devices.sorted() where remainingLimit > 0 {
-            let present = columns.indices.filter { engine.series(device + "." + columns[$0].measurement) != nil }
+            let present = try columns.indices.filter { try engine.series(device + "." + columns[$0].measurement) != nil }
             guard !present.isEmpty else { continue }
             var perDevice = select
             perDevice.alignByDevice = false

@@ -2,14 +2,16 @@ import TidemarkCore
 import TidemarkStorage
 
 /// What statements run against (DESIGN.md section 9, "executor over a RegionReader"): one
-/// region's engine, or the union of the regions a node holds (`RegionUnion`).
+/// region's engine, the union of the regions a node holds (`RegionUnion`), or the whole
+/// cluster's through fragments (`ClusterStore`). Schema lookups throw when a region that
+/// may hold the answer cannot be asked.
 public protocol RegionStore: AnyObject, Sendable {
     /// Points per batch of a scan (what a scan buffer costs).
     var scanBatchPoints: Int { get }
-    func databases() -> [String]
-    func series(matching pattern: PathPattern) -> [SeriesSchema]
-    func series(_ path: String) -> SeriesSchema?
-    func devices(matching pattern: PathPattern) -> [String]
+    func databases() throws -> [String]
+    func series(matching pattern: PathPattern) throws -> [SeriesSchema]
+    func series(_ path: String) throws -> SeriesSchema?
+    func devices(matching pattern: PathPattern) throws -> [String]
     func scan(path: String, range: ClosedRange<Int64>) throws -> SeriesScan
     func aggregate(path: String, range: ClosedRange<Int64>) throws -> Aggregates
 

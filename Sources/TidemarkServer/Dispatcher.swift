@@ -17,9 +17,6 @@ struct Dispatcher: Sendable {
     let users: UserStore
     /// Answers the statements about the cluster (from the meta group); nil for others.
     let clusterAnswer: @Sendable (Statement, _ route: String) -> HTTPResponse?
-    /// On a node that holds no data (a data-only node, until writes and queries are routed
-    /// over region groups): why, and the client address of a node that does.
-    var noData: (@Sendable () -> (message: String, address: String?))?
     /// Runs its argument once every acknowledged write is readable here (a standalone group
     /// acknowledges a write once logged and applies it after); by default at once.
     var afterAcknowledgedWrites: @Sendable (@escaping @Sendable () -> Void) -> Void = { $0() }
@@ -49,7 +46,6 @@ struct Dispatcher: Sendable {
         }
         if path == "/write" {
             guard request.method == "POST" else { return respond(LineProtocolWrite.influxError(405, "/write accepts POST only")) }
-            if let (message, address) = noData?() { return respond(LineProtocolWrite.influxError(503, message, leader: address)) }
             switch LineProtocolWrite.decode(request, nowMs: nowMs, limits: writeLimits, finish: respond) {
             case .answer(let response): respond(response)
             case .job(let job):
@@ -62,7 +58,6 @@ struct Dispatcher: Sendable {
             switch RESTv2.plan(request, nowMs: nowMs, limits: queryLimits, respond: respond) {
             case .answer(let response): respond(response)
             case .write(let job):
-                if let (message, address) = noData?() { return respond(RESTv2.status(606, message, route: path, http: 503, leader: address)) }
                 if let tooLarge = WriteJob.tooLarge(job.rows, limits: writeLimits) {
                     return respond(RESTv2.status(413, tooLarge, route: path, http: 413))
                 }
@@ -87,9 +82,6 @@ struct Dispatcher: Sendable {
                          respond: @escaping @Sendable (HTTPResponse) -> Void) {
         if let lack = Access.missing(user, Access.needs(statement, user: user), in: users) {
             return respond(RESTv2.status(803, Access.message(lack), route: route, http: 403))
-        }
-        if !statement.isAboutCluster && !statement.isUserStatement, let (message, address) = noData?() {
-            return respond(RESTv2.status(606, message, route: route, http: 503, leader: address))
         }
         let executor = executor, stages = stages, users = users, clusterAnswer = clusterAnswer, afterEngine = afterEngine
         let task = StageTask {

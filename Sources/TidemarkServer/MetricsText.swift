@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import TidemarkCluster
 import TidemarkConsensus
@@ -32,6 +33,7 @@ struct MetricsText {
         page.gauge("tidemark_regions_leading", "Region replicas this node holds that lead their group.", Double(regions.leading))
         page.counter("tidemark_shared_log_fsyncs_total", "Fsyncs of the log a node's standalone regions share (one per batch however many regions it touched).",
                      Double(regions.sharedLogSyncs))
+        for (name, help, value) in regions.routeCounters { page.counter(name, help, Double(value)) }
         page.healthFamilies(health)
         page.family("tidemark_http_requests_total", "counter", "HTTP responses sent, by route and status.")
         for (key, count) in http.responseCounts() {
@@ -207,10 +209,26 @@ struct RegionMetrics: Sendable {
     var held = 0
     var leading = 0
     var sharedLogSyncs = 0
+    /// Forward-or-reject routing's counters (a cluster's nodes only): name, help, value.
+    var routeCounters: [(String, String, Int)] = []
 
-    static func read(_ regions: RegionSet) -> RegionMetrics {
+    static func read(_ regions: RegionSet, route: RouteMetrics?) -> RegionMetrics {
         let reports = regions.reports
-        return RegionMetrics(held: reports.count, leading: reports.filter(\.isLeader).count,
-                             sharedLogSyncs: (regions.consensus as? StandaloneConsensus)?.sharedLogSyncs ?? 0)
+        var metrics = RegionMetrics(held: reports.count, leading: reports.filter(\.isLeader).count,
+                                    sharedLogSyncs: (regions.consensus as? StandaloneConsensus)?.sharedLogSyncs ?? 0)
+        if let route {
+            func load(_ counter: borrowing Atomic<Int>) -> Int { counter.load(ordering: .relaxed) }
+            metrics.routeCounters = [
+                ("tidemark_route_parts_sent_total", "Write parts this node, as coordinator, sent to the node leading their region group (retries included).", load(route.partsSent)),
+                ("tidemark_route_parts_received_total", "Write parts received from coordinators.", load(route.partsReceived)),
+                ("tidemark_route_forwards_total", "Write parts this node, a follower of their group, passed on to the leader.", load(route.partsForwarded)),
+                ("tidemark_route_wrong_group_sent_total", "WRONG_GROUP answers this node gave (it holds no replica of the group).", load(route.wrongGroupAnswered)),
+                ("tidemark_route_wrong_group_received_total", "WRONG_GROUP answers this node got as coordinator.", load(route.wrongGroupHeard)),
+                ("tidemark_route_retries_total", "Write parts sent again: elsewhere, or once the group elected a leader.", load(route.retries)),
+                ("tidemark_route_fragments_sent_total", "Query fragments this node, as coordinator, sent to other nodes.", load(route.fragmentsSent)),
+                ("tidemark_route_fragments_received_total", "Query fragments run here for other nodes' statements.", load(route.fragmentsReceived)),
+            ]
+        }
+        return metrics
     }
 }

@@ -36,6 +36,8 @@ public final class Node: @unchecked Sendable {
     private let httpMetrics = HTTPMetrics()
     /// The region replicas this node holds; the append stage writes through their groups.
     private let regions: RegionSet
+    /// What statements run over: the node's regions (one node), or the cluster's (`ClusterStore`).
+    private let store: any RegionStore
     /// With `meta_peers`: the consensus groups, transport and clock of this node.
     private let cluster: ClusterWiring?
     private let users: UserStore
@@ -95,10 +97,17 @@ public final class Node: @unchecked Sendable {
                                             logger: logger)
             self.cluster = cluster
             hints = LeaderHints(clientAddress: { [transport = cluster.transport] node in transport.clientAddress(of: node) })
-            let regions = RegionSet(cluster: try LocalRegion(dataDir: config.dataDir, options: config.storage, logger: logger,
-                                                             consensus: cluster.consensus, peers: cluster.peers, hints: hints,
-                                                             health: storageHealth),
-                                    dataDir: config.dataDir, hints: hints, logger: logger, health: storageHealth)
+            // Before the partition table placed rows over nodes, a cluster kept every row in one
+            // region over the meta members: this version cannot place those rows, so it does
+            // not start over them rather than show a cluster without them.
+            if FileManager.default.fileExists(atPath: config.dataDir + "/regions/0") {
+                throw NodeStartError(description: "\(config.dataDir)/regions/0 holds the data of a cluster from before rows were placed by the "
+                                     + "partition table (one region over the meta members); this version cannot read it in a multi-node cluster. "
+                                     + "Start this node with the previous version and export the data (SELECT … or the REST API), "
+                                     + "then start the new version on empty data directories and write it again")
+            }
+            let regions = RegionSet(cluster: cluster.consensus, dataDir: config.dataDir, options: config.storage, hints: hints, logger: logger,
+                                    health: storageHealth)
             meta = cluster.meta
             // The replicas this node holds, as its copy of the meta state places them (before the
             // ports open); later changes are followed on the handoff stage (`regionTimer`).
@@ -146,33 +155,37 @@ public final class Node: @unchecked Sendable {
                                                                         pushesReceived: meta.pushesReceived.load(ordering: .relaxed),
                                                                         stalePulls: meta.stalePulls.load(ordering: .relaxed)) },
                                  startedNs: startedNs, startTimeSeconds: startTimeSeconds)
-        routes.regions = { RegionMetrics.read(regions) }
-        let executor = StatementExecutor(engine: regions.store(), rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
+        // In a cluster, rows and fragments of the groups other nodes lead travel to them.
+        let plane = cluster.map { cluster in
+            DataPlane(transport: cluster.transport, agent: meta, regions: regions, settings: config.route, pointsMax: config.storage.writePointsMax,
+                      scanBatchPoints: config.storage.scanBatchPoints,
+                      submitWrite: { job in if case .accepted = stagesBox.offerAppend(.write(job)) { return true } else { return false } },
+                      submitQuery: { task in stagesBox.offer(task, to: .query) == .accepted })
+        }
+        let store: any RegionStore = plane.map { plane in
+            ClusterStore(nodeID: meta.nodeID, scanBatchPoints: config.storage.scanBatchPoints, timeoutMs: UInt64(config.route.timeoutMs),
+                         attemptsMax: config.route.retriesMax + 1, state: { meta.machine.current }, access: plane.access)
+        } ?? regions.store()
+        self.store = store
+        routes.regions = { RegionMetrics.read(regions, route: plane?.metrics) }
+        let executor = StatementExecutor(engine: store, rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
         var dispatcher = Dispatcher(admin: routes, executor: executor, writeLimits: config.storage,
                                     queryLimits: config.query, stages: stagesBox, users: users,
                                     clusterAnswer: { statement, route in
-                                        ClusterStatements.change(statement, agent: meta, createDatabases: config.storage.autoCreateSchema,
-                                                                 takesDataChanges: { regions.takesDataChangesHere }, route: route)
+                                        ClusterStatements.change(statement, agent: meta, createDatabases: config.storage.autoCreateSchema, route: route)
                                             ?? ClusterStatements.answer(statement, meta: meta.machine.current, metaMembers: metaMembers,
                                                                      heard: { meta.heardRegions() }, route: route)
                                     }, logger: logger)
-        if cluster != nil && !config.isMetaMember {
-            let nodeID = config.nodeID ?? 0
-            dispatcher.noData = {
-                let member = meta.machine.current.nodes.values.filter { $0.id <= NodeID(metaMembers.count) && $0.status == .running }.min { $0.id < $1.id }
-                return ("node \(nodeID) is a data-only node and holds no data yet: in this version data lives on the meta group's members; "
-                        + "send data requests to one of them\(member.map { " (\($0.clientAddress))" } ?? "")", member?.clientAddress)
-            }
-        }
         if cluster == nil {
             dispatcher.afterAcknowledgedWrites = { then in regions.whenApplied(then) }
         }
         dispatcher.afterEngine = { statement, answer in
-            ClusterStatements.afterEngine(statement, answer, agent: meta, stillHeld: { regions.store().databases().contains($0) },
-                                          stillMatches: { text in (try? PathPattern(parsing: text)).map { !regions.store().series(matching: $0).isEmpty } ?? false })
+            // A region that cannot be asked keeps the operation in flight (resumed later).
+            ClusterStatements.afterEngine(statement, answer, agent: meta, stillHeld: { (try? store.databases())?.contains($0) ?? true },
+                                          stillMatches: { text in (try? PathPattern(parsing: text)).map { (try? store.series(matching: $0))?.isEmpty == false } ?? false })
         }
         let decoder = dispatcher
-        let applier = WriteApplier(regions: regions, state: { meta.machine.current }, hints: hints)
+        let applier = WriteApplier(regions: regions, state: { meta.machine.current }, hints: hints, plane: plane)
         stages = NodeStages(settings: config.stages, decodeHandler: { batch in
             for exchange in batch { decoder.handle(exchange) }
         }, appendHandler: { batch in
@@ -228,10 +241,10 @@ public final class Node: @unchecked Sendable {
             regionTimer = LoopTimer(loop: loop, delayMs: 1000, repeatMs: 1000) { _ = handoff.offer(StageTask { regions.sync(with: meta.machine.current) }) }
         }
         // Operations left in flight (a crash between a drop's start and end) are resumed.
-        let resumeRegions = regions, resumeMeta = meta, resumeLogger = logger, handoffStage = stages.taskStages[.handoff]!
+        let resumeStore = store, resumeMeta = meta, resumeLogger = logger, handoffStage = stages.taskStages[.handoff]!
         operationsTimer = LoopTimer(loop: loop, delayMs: 5000, repeatMs: 5000) {
             guard !resumeMeta.machine.current.operations.isEmpty else { return }
-            _ = handoffStage.offer(StageTask { MetaOperations.resume(regions: resumeRegions, agent: resumeMeta, logger: resumeLogger) })
+            _ = handoffStage.offer(StageTask { MetaOperations.resume(store: resumeStore, agent: resumeMeta, logger: resumeLogger) })
         }
         let ageCheckMs = UInt64(max(100, min(config.storage.memtableAgeMsMax / 4, 10_000)))
         ageTimer = LoopTimer(loop: loop, delayMs: ageCheckMs, repeatMs: ageCheckMs) { [unowned self] in
@@ -271,10 +284,10 @@ public final class Node: @unchecked Sendable {
                                                              "data_dir": "\(config.dataDir)", "node": "\(config.nodeName)"])
                 onReady(address)
                 // A data directory from before the meta group kept databases: bring them in (background work).
-                let engines = regions.engines, meta = meta, logger = logger, regions = regions
+                let engines = regions.engines, meta = meta, logger = logger, store = store
                 _ = stages.taskStages[.handoff]!.offer(StageTask {
                     MetaReconcile.run(engines: engines, agent: meta, logger: logger)
-                    MetaOperations.resume(regions: regions, agent: meta, logger: logger)
+                    MetaOperations.resume(store: store, agent: meta, logger: logger)
                 })
             }
         }
@@ -358,4 +371,9 @@ final class StagesBox: Sendable {
         }
     }
     func snapshots() -> [StageSnapshot] { stages.withLock { $0 }?.all.map { $0.snapshot() } ?? [] }
+}
+
+/// Why a node does not start, in words an operator can act on.
+public struct NodeStartError: Error, CustomStringConvertible {
+    public let description: String
 }

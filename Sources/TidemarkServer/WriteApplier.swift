@@ -6,14 +6,19 @@ import TidemarkStorage
 import TidemarkWire
 
 /// The append stage's work: each job's rows go to the region groups the partition table
-/// places them in (`RegionSet.place`), and each group's share of a whole batch of jobs is
-/// written as one entry (`GroupWriter`), all groups' entries in one `write(batch:)`. A job whose rows all fall in one group (the usual
-/// case) goes as it is; one that spans groups is split, and answered once every part is.
+/// places them in (`WritePartitions.Placer`), and each group's share of a whole batch of jobs
+/// is written as one entry (`GroupWriter`), all groups' entries in one `write(batch:)`. A job
+/// whose rows all fall in one group (the usual case) goes as it is; one that spans groups is
+/// split, and answered once every part is. In a cluster, the parts of groups this node does
+/// not lead go to the nodes that do (`DataPlane`); a part a coordinator sent here is pinned
+/// to its group.
 struct WriteApplier: Sendable {
     let regions: RegionSet
     /// The meta group's state now (the partition table the rows are placed by).
     let state: @Sendable () -> MetaState
     let hints: LeaderHints
+    /// In a multi-node cluster: how parts reach other nodes.
+    var plane: DataPlane? = nil
 
     func apply(_ jobs: [WriteJob]) {
         var byGroup: [GroupID: [WriteJob]] = [:]
@@ -23,11 +28,15 @@ struct WriteApplier: Sendable {
             byGroup[group, default: []].append(job)
         }
         let state = state()  // one copy for the batch: assignments never change once made
-        var placer = regions.placer(for: state)
+        var placer = WritePartitions.Placer(state)
         for job in jobs {
             // An operation that began after the route stage let the job through: refused here too.
             if let refusal = WritePartitions.refusedByOperations(job.rows, in: state) {
                 job.finish(WriteOutcome(refused: [], failure: refusal, failureStatus: 503))
+                continue
+            }
+            if let pin = job.pin {
+                add(job, to: pin.group)
                 continue
             }
             let placement = placer.place(job.rows)
@@ -39,12 +48,18 @@ struct WriteApplier: Sendable {
         }
         var writes: [GroupWrite] = []
         for group in order {
-            guard let region = regions.region(group) else {
+            var jobs = byGroup[group]!
+            let region = regions.region(group, openingFrom: state)
+            if let plane, region.map({ $0.consensus.leader(of: group) != $0.consensus.nodeID }) ?? true {
+                jobs = plane.route(jobs, of: group, region: region)
+            }
+            guard !jobs.isEmpty else { continue }
+            guard let region else {
                 let message = "region group \(group) is not held by this node; retry (its leader is elsewhere, or it is being removed)"
-                for job in byGroup[group]! { job.finish(WriteOutcome(refused: job.decodeErrors, failure: message, failureStatus: 503)) }
+                for job in jobs { job.finish(WriteOutcome(refused: job.decodeErrors, failure: message, failureStatus: 503)) }
                 continue
             }
-            writes += GroupWriter(region, hints: hints).apply(byGroup[group]!)
+            writes += GroupWriter(region, hints: hints).apply(jobs)
         }
         // Every group's entry at once: regions on one shared log share its fsync (group commit).
         if !writes.isEmpty { regions.consensus.write(batch: writes) }

@@ -28,6 +28,8 @@ public struct WriteJob: Sendable {
     public var decodeErrors: [LineError]
     /// Called once, from the append stage, with what happened.
     public var finish: @Sendable (WriteOutcome) -> Void
+    /// Set on a part a coordinator sent here: the rows go to that group only.
+    public var pin: WritePin?
 
     public init(rows: RowBatch, units: [Unit], decodeErrors: [LineError], finish: @escaping @Sendable (WriteOutcome) -> Void) {
         precondition(units.allSatisfy { $0.rows.upperBound <= rows.rowCount }, "units name rows of the job")
@@ -53,6 +55,13 @@ public struct WriteJob: Sendable {
     }
 }
 
+/// A coordinator's part of a write, received for one region group (`WritePart`).
+public struct WritePin: Sendable {
+    public var group: GroupID
+    public var hops: UInt8
+    public var metaIndex: UInt64
+}
+
 /// What a write did: units refused (with why) and, if nothing could be written, the error.
 public struct WriteOutcome: Sendable {
     public var refused: [LineError]
@@ -63,6 +72,10 @@ public struct WriteOutcome: Sendable {
     public var stage: String?
     /// The leader's client address, when this node is not the leader (named in the 503 body).
     public var leaderAddress: String?
+    /// The leader's node ID, when this node is not the leader (where a coordinator retries).
+    public var leaderNode: UInt64?
+    /// Set when this node holds no replica of a coordinator's part's group: its route version.
+    public var wrongGroupVersion: UInt64?
 
     public init(refused: [LineError], failure: String? = nil, failureStatus: Int = 500) {
         self.refused = refused
@@ -75,6 +88,7 @@ public struct WriteOutcome: Sendable {
     static func unavailable(_ refusal: LeaderHints.Refusal, refused: [LineError]) -> WriteOutcome {
         var outcome = WriteOutcome(refused: refused, failure: refusal.message, failureStatus: 503)
         outcome.leaderAddress = refusal.leaderAddress
+        outcome.leaderNode = refusal.leaderNode
         return outcome
     }
 

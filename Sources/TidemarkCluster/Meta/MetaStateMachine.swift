@@ -47,6 +47,8 @@ public final class MetaStateMachine: StateMachine, Sendable {
     /// The log index the checkpoint file holds everything through.
     private let checkpointed = Atomic<UInt64>(0)
     private let retention = Mutex<LogRetention?>(nil)
+    /// Work waiting for an index to be applied (`whenApplied`).
+    private let waiters = Mutex<[(index: UInt64, body: @Sendable () -> Void)]>([])
     /// Broadcast whenever `completedIndex` moves (`waitApplied`).
     private let appliedSignal = ConditionLock()
     /// The last index wholly applied, the user store's part included (the state's own
@@ -183,7 +185,27 @@ public final class MetaStateMachine: StateMachine, Sendable {
             completedIndex.store(appliedIndex, ordering: .releasing)
             appliedSignal.broadcast()
         }
+        let reached = completedIndex.load(ordering: .acquiring)
+        let due = waiters.withLock { waiters -> [@Sendable () -> Void] in
+            let due = waiters.filter { $0.index <= reached }.map(\.body)
+            waiters.removeAll { $0.index <= reached }
+            return due
+        }
+        for body in due { body() }
     }
+
+    /// Runs `body` once this copy has applied `index`: now, or on the thread that applies it
+    /// (it must not block). Past `waitersMax` waiting, it runs now: its caller finds the copy behind.
+    public func whenApplied(through index: UInt64, _ body: @escaping @Sendable () -> Void) {
+        let now = waiters.withLock { waiters -> Bool in
+            guard completedIndex.load(ordering: .acquiring) < index, waiters.count < Self.waitersMax else { return true }
+            waiters.append((index, body))
+            return false
+        }
+        if now { body() }
+    }
+
+    static let waitersMax = 10_000
 
     /// Waits until this copy of the state has applied `index` (a change made through another
     /// member, which answered once it applied there), at most `timeoutMs`; whether it has.

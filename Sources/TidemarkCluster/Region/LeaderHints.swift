@@ -8,10 +8,13 @@ public struct LeaderHints: Sendable {
     public struct Refusal: Sendable, Equatable {
         public var message: String
         public var leaderAddress: String?
+        /// The leader's node ID, when known (a coordinator retries the write there).
+        public var leaderNode: UInt64?
 
-        public init(message: String, leaderAddress: String?) {
+        public init(message: String, leaderAddress: String?, leaderNode: UInt64? = nil) {
             self.message = message
             self.leaderAddress = leaderAddress
+            self.leaderNode = leaderNode
         }
     }
 
@@ -28,7 +31,7 @@ public struct LeaderHints: Sendable {
         guard let hint else { return Refusal(message: "not the leader of \(group), and no leader is known yet; retry shortly", leaderAddress: nil) }
         let address = clientAddress(hint)
         return Refusal(message: "not the leader of \(group); the leader is node \(hint)" + (address.map { " at \($0)" } ?? ""),
-                       leaderAddress: address)
+                       leaderAddress: address, leaderNode: hint)
     }
 
     /// A failed proposal as the engine reports it: retryable ones (not the leader, busy) as

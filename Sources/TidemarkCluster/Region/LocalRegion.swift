@@ -53,7 +53,6 @@ public final class LocalRegion: Sendable {
         engine = try StorageEngine(directory: directory, options: options, logger: logger, log: .consensus, health: health, database: database)
         self.consensus = consensus
         do {
-            // A data-only node holds no replica of it (`Dispatcher.noData` answers for it).
             if sharedLog, let standalone = consensus as? StandaloneConsensus {
                 try standalone.createSharedLogGroup(group, stateMachine: RegionStateMachine(engine: engine))
             } else if peers.isEmpty || peers.contains(where: { $0.id == consensus.nodeID }) {

@@ -19,11 +19,11 @@ import TidemarkStorage
 ///
 /// In a multi-node cluster every node opens the replicas of the groups the table places on
 /// it, each a group of the cluster's data consensus over the nodes holding it (they elect
-/// leaders, report roles and sizes in heartbeats), but rows are still written to `data-0`
-/// over the meta members until the coordinator forwards them between nodes (issue 30).
+/// leaders, report roles and sizes in heartbeats); the coordinator sends the rows and the
+/// fragments of groups it does not lead to the nodes that do (`DataPlane`, `ClusterStore`).
 public final class RegionSet: Sendable {
-    /// Whether the table places rows (a one-node cluster) rather than `data-0` taking all.
-    public let tablePlaced: Bool
+    /// Whether the groups run over several nodes (rather than standalone, on the shared log).
+    public let isCluster: Bool
     private let hints: LeaderHints
     public let consensus: Consensus
     private let dataDir: String
@@ -41,7 +41,7 @@ public final class RegionSet: Sendable {
     /// The set of a one-node cluster: `legacy` is `data-0` when the data directory has one.
     public init(tablePlacedOn consensus: Consensus, nodeID: NodeID, legacy: LocalRegion?, dataDir: String, options: EngineOptions,
                 logger: Logger, health: StorageHealth?) {
-        tablePlaced = true
+        isCluster = false
         hints = .standalone
         self.consensus = consensus
         self.nodeID = nodeID
@@ -52,16 +52,16 @@ public final class RegionSet: Sendable {
         self.health = health
     }
 
-    /// The set of a multi-node cluster: `data-0` takes every row; the table's regions this
-    /// node holds are opened as replicas of their groups on `region`'s consensus.
-    public init(cluster region: LocalRegion, dataDir: String, hints: LeaderHints, logger: Logger, health: StorageHealth?) {
-        tablePlaced = false
+    /// The set of a multi-node cluster: the table's regions this node holds are opened as
+    /// replicas of their groups on `consensus`.
+    public init(cluster consensus: Consensus, dataDir: String, options: EngineOptions, hints: LeaderHints, logger: Logger, health: StorageHealth?) {
+        isCluster = true
         self.hints = hints
-        consensus = region.consensus
-        nodeID = region.consensus.nodeID
-        legacy = region
+        self.consensus = consensus
+        nodeID = consensus.nodeID
+        legacy = nil
         self.dataDir = dataDir
-        options = region.engine.options
+        self.options = options
         self.logger = logger
         self.health = health
     }
@@ -73,30 +73,24 @@ public final class RegionSet: Sendable {
 
     public var engines: [StorageEngine] { all.map(\.engine) }
 
-    /// The regions rows are written to and statements run over: all in a one-node cluster,
-    /// `data-0` in a multi-node one (until writes are forwarded).
-    private var dataPath: [StorageEngine] { tablePlaced ? engines : legacy.map { [$0.engine] } ?? [] }
-
     /// The region of `group`, when this node holds it.
     public func region(_ group: GroupID) -> LocalRegion? {
         if let legacy, legacy.group == group { return legacy }
         return held.withLock { $0[group] }
     }
 
-    /// Whether deletes and schema changes of the data path can start here: always in a
-    /// one-node cluster, on `data-0`'s leader in a multi-node one (others are refused there).
-    public var takesDataChangesHere: Bool {
-        tablePlaced || legacy.map { $0.consensus.leader(of: $0.group) == $0.consensus.nodeID } ?? false
+    /// The region of `group`, opened first when `state` places it here and it is not open yet
+    /// (a peer's part or fragment came before the periodic sync).
+    public func region(_ group: GroupID, openingFrom state: MetaState) -> LocalRegion? {
+        if let found = region(group) { return found }
+        guard state.groups[group]?.replicas.contains(nodeID) == true else { return nil }
+        sync(with: state)
+        return region(group)
     }
 
-    /// Places the rows of a batch's writes against `state` (all to `data-0` in a multi-node cluster).
-    public func placer(for state: MetaState) -> WritePartitions.Placer {
-        tablePlaced ? WritePartitions.Placer(state) : WritePartitions.Placer(everyRowTo: LocalRegion.group)
-    }
-
-    /// Reads and schema statements over every region held.
+    /// Reads and schema statements over every region held (a one-node cluster's whole data).
     public func store() -> RegionUnion {
-        RegionUnion(scanBatchPoints: options.scanBatchPoints) { [self] in dataPath }
+        RegionUnion(scanBatchPoints: options.scanBatchPoints) { [self] in engines }
     }
 
     /// Runs `body` on every region's engine now and on each opened later.
@@ -123,12 +117,12 @@ public final class RegionSet: Sendable {
         for group in wanted where open[group.id] == nil {
             // A multi-node cluster's group runs over the nodes holding it (their addresses
             // registered); a one-node cluster's is standalone, on the shared log.
-            let peers = tablePlaced ? [] : group.replicas.compactMap { id in state.nodes[id].map { Peer(id: id, address: $0.internalAddress) } }
-            guard peers.count == (tablePlaced ? 0 : group.replicas.count) else { continue }
+            let peers = isCluster ? group.replicas.compactMap { id in state.nodes[id].map { Peer(id: id, address: $0.internalAddress) } } : []
+            guard peers.count == (isCluster ? group.replicas.count : 0) else { continue }
             do {
                 let region = try LocalRegion(group: group.id, directory: directory(of: group.id), database: group.database,
                                              options: options, logger: logger, consensus: consensus, peers: peers, hints: hints,
-                                             health: health, sharedLog: tablePlaced)
+                                             health: health, sharedLog: !isCluster)
                 onOpen.withLock { $0 }?(region.engine)
                 held.withLock { $0[group.id] = region }
                 logger.info("region opened", metadata: ["group": "\(group.id)", "database": "\(group.database)"])
@@ -143,7 +137,7 @@ public final class RegionSet: Sendable {
             remove(region)
         }
         // The old region of an upgraded one-node cluster takes no writes: it does not count.
-        let writable = tablePlaced ? held.withLock { Array($0.values) }.map(\.engine) : dataPath
+        let writable = held.withLock { Array($0.values) }.map(\.engine)
         let share = Self.memtableShare(of: options.memtableBytesMax, among: writable.count)
         for engine in writable { engine.setMemtableBytesMax(share) }
     }
@@ -171,7 +165,7 @@ public final class RegionSet: Sendable {
     /// larger one starts from its checkpoint and applies the rest later, so a group made since
     /// would look like an orphan.
     public func removeOrphans(of state: MetaState) {
-        guard tablePlaced else { return }
+        guard !isCluster else { return }
         let names = Set(state.groups.keys.filter { $0.kind == .data }.map { "\($0)" })
         let listed = (try? FileManager.default.contentsOfDirectory(atPath: dataDir + "/regions")) ?? []
         for name in listed where name.hasPrefix("data-") && name != "\(LocalRegion.group)" && !names.contains(name) {

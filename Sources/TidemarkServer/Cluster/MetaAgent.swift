@@ -91,6 +91,8 @@ final class MetaAgent: Sendable {
     /// Operations a statement of this process is running, by subject (a database dropped, a
     /// pattern deleted): the resumer leaves them to it (`MetaOperations.subject`).
     let operationsRunningHere = Mutex<Set<String>>([])
+    /// Answers the data plane's calls (write parts, query fragments): every method not the meta group's.
+    let dataCalls = Mutex<PeerCallHandler?>(nil)
 
     /// `offLoop` runs work off the event loop (a peer's call arrives on the loop, and proposing
     /// persists to the log: the loop must never wait on a disk).
@@ -139,7 +141,9 @@ final class MetaAgent: Sendable {
                     pushesReceived.add(1, ordering: .relaxed)
                     installState(body, from: from)
                 }
-            default: reply(.failure(.failed("unknown method \(method)")))
+            default:
+                guard let dataCalls = dataCalls.withLock({ $0 }) else { return reply(.failure(.failed("unknown method \(method)"))) }
+                dataCalls(from, method, body, reply)
             }
         }
     }
@@ -289,6 +293,12 @@ final class MetaAgent: Sendable {
             guard case .registerNode(_, _, _, 0) = command else { return reply(.failure(.failed("a joining node may only register"))) }
         }
         proposeIndexed(command) { result, index in reply(.success(Self.encodeAnswer(result, appliedIndex: index))) }
+    }
+
+    /// Pulls the meta state at the next tick (a data-only node; a member's copy follows its log):
+    /// a peer said this copy is stale.
+    func refreshSoon() {
+        if !isMember { pullDueNs.store(0, ordering: .relaxed) }
     }
 
     /// The meta group's leader as this node knows it (a data-only node: as a member told it).

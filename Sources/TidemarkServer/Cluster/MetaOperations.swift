@@ -1,6 +1,7 @@
 import Logging
 import TidemarkCluster
 import TidemarkConsensus
+import TidemarkQuery
 import TidemarkStorage
 
 /// Resumes the metadata operations a crash or a lost leader left in flight (DESIGN.md
@@ -28,25 +29,24 @@ enum MetaOperations {
         }
     }
 
-    static func resume(regions: RegionSet, agent: MetaAgent, logger: Logger) {
+    /// Resumes the operations in flight over `store` (the node's whole data: its regions in
+    /// a one-node cluster, the cluster's through fragments in a larger one). In a cluster the
+    /// meta leader resumes them (one resumer at a time).
+    static func resume(store: any RegionStore, agent: MetaAgent, logger: Logger) {
         let runningHere = agent.operationsRunningHere.withLock { $0 }
         let operations = agent.machine.current.operations.values.sorted { $0.id < $1.id }.filter { !runningHere.contains(subject(of: $0.kind)) }
-        guard !operations.isEmpty else { return }
-        // Only a node whose regions take the data path's changes deletes: the one-node
-        // cluster, or the leader of data-0 (whose deletes every replica applies).
-        guard regions.takesDataChangesHere else { return }
-        let store = regions.store()
+        guard !operations.isEmpty, agent.transport == nil || agent.leaderID == agent.nodeID else { return }
         for operation in operations {
             let what: String
             do {
                 switch operation.kind {
                 case .dropDatabase(let name):
                     what = "DROP DATABASE \(name)"
-                    if store.databases().contains(name) { try store.dropDatabase(name) }
+                    if try store.databases().contains(name) { try store.dropDatabase(name) }
                 case .deleteSeries(let text):
                     what = "DELETE TIMESERIES \(text)"
                     let pattern = try PathPattern(parsing: text)
-                    if !store.series(matching: pattern).isEmpty { try store.deleteSeries(matching: pattern) }
+                    if try !store.series(matching: pattern).isEmpty { try store.deleteSeries(matching: pattern) }
                 case .deleteData(let text, let range):
                     // Deleting again what a region deleted already changes nothing it holds.
                     what = "DELETE FROM \(text) WHERE time in \(range)"

@@ -22,9 +22,14 @@ struct SourceCursor {
 
     /// A source that is itself a scan: its batches are its chunks.
     init(scan: SeriesScan) {
+        self.init(type: scan.dataType) { try scan.next() }
+    }
+
+    /// A source read in batches from `next` (nil at its end).
+    init(type: DataType, stream next: @escaping () throws -> (timestamps: [Int64], values: Column)?) {
         loaders = []
-        stream = { try scan.next() }
-        values = .empty(scan.dataType)
+        stream = next
+        values = .empty(type)
     }
 
     /// The current timestamp, loading chunks as needed; nil when the source is exhausted.
@@ -127,6 +132,13 @@ public final class SeriesScan {
         guard let first = scans.first, scans.allSatisfy({ $0.dataType == first.dataType }) else { return nil }
         if scans.count == 1 { return first }
         return SeriesScan(dataType: first.dataType, cursors: scans.map { SourceCursor(scan: $0) }, batchPoints: batchPoints)
+    }
+
+    /// A scan of sorted batches that `next` returns until nil (a region on another node,
+    /// page after page), in batches of at most `batchPoints`.
+    public static func streaming(_ dataType: DataType, batchPoints: Int,
+                                 next: @escaping () throws -> (timestamps: [Int64], values: Column)?) -> SeriesScan {
+        SeriesScan(dataType: dataType, cursors: [SourceCursor(type: dataType, stream: next)], batchPoints: batchPoints)
     }
 
     /// Every remaining point (tests and small series only).
