@@ -177,6 +177,8 @@ public final class RaftConsensus: Consensus, @unchecked Sendable {
                 }
             }
             groups[group] = Group(core: core, machine: stateMachine)
+            // A group of one voter has no one to wait for: it leads from the round that made it.
+            if voters == [nodeID] { groups[group]!.core.campaign() }
             // Installed before the crash, and not yet dropped from the log.
             if let snapshot = state.snapshot, !snapshot.data.isEmpty, stateMachine.keepsInstalledImages {
                 dropInstalledImageLocked(of: group, snapshot)

@@ -11,6 +11,9 @@ import TidemarkStorage
 struct Dispatcher: Sendable {
     let admin: AdminRoutes
     let executor: StatementExecutor
+    /// Runs weak reads (`"consistency": "weak"`): any replica answers. Nil: the executor
+    /// (a one-node cluster holds every region's only replica).
+    var weakExecutor: StatementExecutor?
     let writeLimits: EngineOptions
     let queryLimits: QueryLimits
     let stages: StagesBox
@@ -65,8 +68,8 @@ struct Dispatcher: Sendable {
                     return respond(RESTv2.status(803, Access.message(lack), route: path, http: 403))
                 }
                 stages.submitWrite(job)
-            case .execute(let statement, let rowLimit):
-                execute(statement, rowLimit: rowLimit, user: user, route: path, respond: respond)
+            case .execute(let statement, let rowLimit, let weak):
+                execute(statement, rowLimit: rowLimit, weak: weak, user: user, route: path, respond: respond)
             }
         } else if path == "/flush" {
             // For operators and benchmarks: the REST form of IoTDB's FLUSH statement.
@@ -78,12 +81,12 @@ struct Dispatcher: Sendable {
     }
 
     /// Checks the user's privileges, then runs the statement on the query stage.
-    private func execute(_ statement: Statement, rowLimit: Int, user: String, route: String,
+    private func execute(_ statement: Statement, rowLimit: Int, weak: Bool = false, user: String, route: String,
                          respond: @escaping @Sendable (HTTPResponse) -> Void) {
         if let lack = Access.missing(user, Access.needs(statement, user: user), in: users) {
             return respond(RESTv2.status(803, Access.message(lack), route: route, http: 403))
         }
-        let executor = executor, stages = stages, users = users, clusterAnswer = clusterAnswer, afterEngine = afterEngine
+        let executor = weak && statement.isQuery ? weakExecutor ?? executor : executor, stages = stages, users = users, clusterAnswer = clusterAnswer, afterEngine = afterEngine
         let task = StageTask {
             if let answer = Access.runUserStatement(statement, users: users, route: route) { return respond(answer) }
             if let answer = clusterAnswer(statement, route) { return respond(answer) }

@@ -176,6 +176,12 @@ public final class Node: @unchecked Sendable {
                                             ?? ClusterStatements.answer(statement, meta: meta.machine.current, metaMembers: metaMembers,
                                                                      heard: { meta.heardRegions() }, route: route)
                                     }, logger: logger)
+        if let plane {
+            dispatcher.weakExecutor = StatementExecutor(
+                engine: ClusterStore(nodeID: meta.nodeID, scanBatchPoints: config.storage.scanBatchPoints, timeoutMs: UInt64(config.route.timeoutMs),
+                                     attemptsMax: config.route.retriesMax + 1, weak: true, state: { meta.machine.current }, access: plane.access),
+                rowsMax: config.query.rowsDefault, memoryBytesMax: config.query.memoryBytesMax)
+        }
         if cluster == nil {
             dispatcher.afterAcknowledgedWrites = { then in regions.whenApplied(then) }
         }

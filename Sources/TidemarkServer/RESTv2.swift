@@ -16,7 +16,8 @@ enum RESTv2 {
     enum Plan {
         case answer(HTTPResponse)
         case write(WriteJob)
-        case execute(Statement, rowLimit: Int)
+        /// `weak`: the body asked for `"consistency": "weak"` (any replica may answer).
+        case execute(Statement, rowLimit: Int, weak: Bool)
     }
 
     /// IoTDB's `{code, message}`; a 503 from a full or stopping stage also names the stage,
@@ -68,7 +69,14 @@ enum RESTv2 {
                 if route == "/rest/v2/nonQuery" && statement.isQuery {
                     throw ExecutionError(code: 301, message: "/rest/v2/nonQuery cannot run a query; use /rest/v2/query")
                 }
-                return .execute(statement, rowLimit: rowLimit)
+                let weak: Bool
+                switch body["consistency"] {
+                case nil: weak = false
+                case let text as String where ["strong", "linearizable"].contains(text.lowercased()): weak = false
+                case let text as String where text.lowercased() == "weak": weak = true
+                default: throw ExecutionError(code: 303, message: "consistency must be \"strong\" (the default) or \"weak\"")
+                }
+                return .execute(statement, rowLimit: rowLimit, weak: weak)
             case "/rest/v2/insertTablet":
                 return .write(job(try RESTBody.tabletRows(body), route: route, respond: respond))
             default:

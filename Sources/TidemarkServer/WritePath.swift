@@ -30,6 +30,9 @@ public struct WriteJob: Sendable {
     public var finish: @Sendable (WriteOutcome) -> Void
     /// Set on a part a coordinator sent here: the rows go to that group only.
     public var pin: WritePin?
+    /// Until when (monotonic ns) a coordinator may route the job to its group's leader, once
+    /// it started to (0: not yet): a job sent round again while its group elects keeps it.
+    public var routeDeadlineNs: UInt64 = 0
 
     public init(rows: RowBatch, units: [Unit], decodeErrors: [LineError], finish: @escaping @Sendable (WriteOutcome) -> Void) {
         precondition(units.allSatisfy { $0.rows.upperBound <= rows.rowCount }, "units name rows of the job")

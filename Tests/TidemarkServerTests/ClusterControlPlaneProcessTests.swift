@@ -35,7 +35,7 @@ import TidemarkTestSupport
 
     @Test func fiveNodesWithTwoDataOnlyNodesSpreadRegionsAndAnswerAlike() throws {
         // Nodes 4 and 5 are launched together, before any of them is ready: two join at once.
-        let cluster = try TestCluster(count: 5, metaCount: 3)
+        let cluster = try TestCluster(count: 5, metaCount: 3, dataLayout: nil)
         let ids = try (3..<5).map { index in
             try String(contentsOfFile: cluster.directory + "/data\(index + 1)/node_id", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         }

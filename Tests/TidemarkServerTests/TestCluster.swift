@@ -3,8 +3,9 @@ import Testing
 import TidemarkTestSupport
 
 /// `tidemarkd` processes on loopback (three by default): the first `metaCount` form the meta
-/// group and replicate the data region (Raft, or multi-leader); the others are data-only
-/// nodes that join through them.
+/// group; the others are data-only nodes that join through them. Every node holds regions and
+/// coordinates requests. By default (`dataLayout`) a database has one data region group with
+/// a replica on three nodes (Raft, or multi-leader), so "the leader" is that group's.
 final class TestCluster {
     let directory: String
     let internalPorts: [Int]
@@ -13,14 +14,18 @@ final class TestCluster {
     let consensus: String
     let extraConfig: String
     let logLevel: String
+    let dataLayout: String
     /// Where node K keeps its data (default `<directory>/dataK`).
     let dataDirectories: [String]
     var nodes: [NodeProcess?]
 
     /// `extraConfig`: more lines of every node's config; `raft` the keys of its `raft:` section.
+    /// `dataLayout`: the config lines that place data (nil: the cluster's defaults, one copy).
     init(count: Int = 3, metaCount: Int = 3, consensus: String = "raft", raft: String = "tick_ms: 50, election_ticks: 10",
+         dataLayout: String? = "data_replication_factor: 3\ndata_region_groups_per_database: 1",
          extraConfig: String = "", dataDirectories: [String]? = nil, logLevel: String = "warning") throws {
         self.logLevel = logLevel
+        self.dataLayout = dataLayout ?? ""
         precondition(metaCount >= 1 && metaCount <= count, "the meta group is some of the nodes")
         self.metaCount = metaCount
         self.consensus = consensus
@@ -64,6 +69,7 @@ final class TestCluster {
             data_consensus: \(consensus)
             raft: {\(raft)}
             log_level: \(logLevel)
+            \(dataLayout)
             \(extraConfig)
             \(extra)
             """
@@ -86,9 +92,10 @@ final class TestCluster {
         return line.split(separator: " ").last.flatMap { Double($0) }
     }
 
-    /// The timestamps of `root.raft.<device>.v` that node `index` has applied.
+    /// The timestamps of `root.raft.<device>.v` that node `index`'s own replicas hold (a weak
+    /// read: any replica answers, the node's own first).
     func stored(at index: Int, device: String = "m") -> Set<Int64>? {
-        let sql = #"{"sql":"select v from root.raft.\#(device)","row_limit":100000}"#
+        let sql = #"{"sql":"select v from root.raft.\#(device)","row_limit":100000,"consistency":"weak"}"#
         guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
               let response = try? client.request("POST", "/rest/v2/query", body: Array(sql.utf8),
                                                   headers: ["Content-Type": "application/json"]),
@@ -96,19 +103,39 @@ final class TestCluster {
         return Set((json["timestamps"] as? [Int64]) ?? [])
     }
 
-    /// The node that says it leads the data group, if one does now.
-    func leader() -> Int? {
+    /// `/cluster` of node `index`, parsed.
+    func status(at index: Int) -> [String: Any]? {
+        guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
+              let response = try? client.request("GET", "/cluster") else { return nil }
+        return try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+    }
+
+    /// The data region groups of `database`, as the meta state at node `index` lists them.
+    func dataGroups(at index: Int, of database: String = "root.raft") -> [String] {
+        let meta = status(at: index)?["meta"] as? [String: Any]
+        return ((meta?["region_groups"] as? [[String: Any]]) ?? []).filter {
+            $0["database"] as? String == database && ($0["id"] as? String)?.hasPrefix("data-") == true
+        }.compactMap { $0["id"] as? String }.sorted()
+    }
+
+    /// The node that says it leads a data group of `database`, if one does now.
+    func leader(of database: String = "root.raft") -> Int? {
         nodes.indices.first { index in
-            guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 5),
-                  let status = try? client.request("GET", "/cluster").text else { return false }
-            return status.contains(#""group":"data-0","role":"leader""#)
+            let groups = Set(dataGroups(at: index, of: database))
+            let held = (status(at: index)?["groups"] as? [[String: Any]]) ?? []
+            return held.contains { groups.contains($0["group"] as? String ?? "") && $0["role"] as? String == "leader" }
         }
     }
 
-    /// Waits (bounded) for a leader: its index.
+    /// Waits (bounded) for a leader of `root.raft`'s data, creating the database first when
+    /// no node lists it: its index.
     func awaitLeader(within seconds: Double = 30) throws -> Int {
         var found: Int?
         _ = eventually(within: seconds, pollingEveryMs: 50) {
+            if let any = nodes.indices.first(where: { nodes[$0] != nil }), dataGroups(at: any).isEmpty {
+                _ = sql("create database root.raft", at: any)
+                return false
+            }
             found = leader()
             return found != nil
         }
@@ -121,9 +148,11 @@ final class TestCluster {
 
     /// A statement at node `index` (`/rest/v2/query` for a SELECT or SHOW, else `/rest/v2/nonQuery`):
     /// the HTTP status and the JSON body; nil when the node is unreachable.
-    func sql(_ statement: String, at index: Int, authorization: String = TestHTTPClient.rootAuthorization) -> (status: Int, json: [String: Any])? {
+    /// `weak`: a weak read, which the node's own replicas answer when they can.
+    func sql(_ statement: String, at index: Int, authorization: String = TestHTTPClient.rootAuthorization,
+             weak: Bool = false) -> (status: Int, json: [String: Any])? {
         let query = ["select", "show", "count", "list"].contains { statement.lowercased().hasPrefix($0) }
-        let body = try! JSONSerialization.data(withJSONObject: ["sql": statement])
+        let body = try! JSONSerialization.data(withJSONObject: weak ? ["sql": statement, "consistency": "weak"] : ["sql": statement])
         guard let node = nodes[index], let client = try? TestHTTPClient(port: node.port, timeoutSeconds: 10),
               let response = try? client.request("POST", query ? "/rest/v2/query" : "/rest/v2/nonQuery", body: Array(body),
                                                   headers: ["Content-Type": "application/json", "Authorization": authorization]) else { return nil }
@@ -132,8 +161,8 @@ final class TestCluster {
     }
 
     /// The first column of a statement's answer at node `index`, as text.
-    func column(_ statement: String, _ column: String, at index: Int) -> [String]? {
-        guard let (status, json) = sql(statement, at: index), status == 200,
+    func column(_ statement: String, _ column: String, at index: Int, weak: Bool = false) -> [String]? {
+        guard let (status, json) = sql(statement, at: index, weak: weak), status == 200,
               let names = json["column_names"] as? [String], let position = names.firstIndex(of: column),
               let values = json["values"] as? [[Any]], position < values.count else { return nil }
         return values[position].map { "\($0)" }

@@ -20,15 +20,15 @@ import TidemarkStorage
 public final class ClusterStore: RegionStore {
     /// How fragments reach the regions.
     public struct Access: Sendable {
-        /// The engine of `group` when this node holds it and serves its reads (it leads it, or
-        /// holds a replica of a multi-leader group).
-        public var local: @Sendable (GroupID) -> StorageEngine?
+        /// The engine of `group` when this node holds it and serves its reads: it leads it (or
+        /// holds a replica of a multi-leader group), or, for a weak read (true), holds any replica.
+        public var local: @Sendable (GroupID, _ weak: Bool) -> StorageEngine?
         /// The leader of `group` as this node knows it.
         public var leader: @Sendable (GroupID) -> UInt64?
         /// Sends a fragment to a node; `completion` runs once, from any thread.
         public var call: @Sendable (UInt64, Fragment, @escaping @Sendable (Result<FragmentAnswer, Error>) -> Void) -> Void
 
-        public init(local: @escaping @Sendable (GroupID) -> StorageEngine?, leader: @escaping @Sendable (GroupID) -> UInt64?,
+        public init(local: @escaping @Sendable (GroupID, Bool) -> StorageEngine?, leader: @escaping @Sendable (GroupID) -> UInt64?,
                     call: @escaping @Sendable (UInt64, Fragment, @escaping @Sendable (Result<FragmentAnswer, Error>) -> Void) -> Void) {
             self.local = local
             self.leader = leader
@@ -43,9 +43,12 @@ public final class ClusterStore: RegionStore {
     private let timeoutMs: UInt64
     /// Nodes asked for one group before the statement fails.
     private let attemptsMax: Int
+    /// Weak reads: any replica serves them, this node's own first.
+    public let weak: Bool
 
-    public init(nodeID: UInt64, scanBatchPoints: Int, timeoutMs: UInt64, attemptsMax: Int = 3, state: @escaping @Sendable () -> MetaState,
-                access: Access) {
+    public init(nodeID: UInt64, scanBatchPoints: Int, timeoutMs: UInt64, attemptsMax: Int = 3, weak: Bool = false,
+                state: @escaping @Sendable () -> MetaState, access: Access) {
+        self.weak = weak
         precondition(timeoutMs > 0 && attemptsMax > 0)
         self.nodeID = nodeID
         self.scanBatchPoints = scanBatchPoints
@@ -95,7 +98,7 @@ public final class ClusterStore: RegionStore {
 
     /// One span's points: read here when this node serves the group, else page by page from the node that does.
     private func scan(_ path: String, type: DataType, span: Span, _ state: MetaState) throws -> SeriesScan {
-        if let engine = access.local(span.group) {
+        if let engine = access.local(span.group, weak) {
             guard engine.series(path) != nil else { return SeriesScan.streaming(type, batchPoints: scanBatchPoints) { nil } }
             return try engine.scan(path: path, range: span.range)
         }
@@ -257,37 +260,40 @@ public final class ClusterStore: RegionStore {
 
     // MARK: Fragments
 
-    /// Runs `operation` over `groups`: one fragment per serving node, in parallel; a group
-    /// whose node sends it elsewhere (or does not answer) is asked again at the next node.
+    /// Runs `operation` over `groups`: one fragment per serving node, in parallel. A group
+    /// whose node names its leader is asked there next; one that does not answer, at its next
+    /// replica (`attemptsMax` nodes in all); one electing its leader (no replica names one), again
+    /// after a pause. All within `timeoutMs`; a group left without an answer fails the call.
     func answers(_ operation: Fragment.Operation, over groups: [GroupID], _ state: MetaState) throws -> [FragmentAnswer] {
         guard !groups.isEmpty else { return [] }
         let deadlineNs = DispatchTime.now().uptimeNanoseconds + timeoutMs * 1_000_000
         var collected: [FragmentAnswer] = []
         var pending = groups
-        var asked: [GroupID: Set<UInt64>] = [:]
+        var asked: [GroupID: [UInt64]] = [:]
         var hints: [GroupID: UInt64] = [:]
         var lastProblem: [GroupID: String] = [:]
-        for _ in 0..<attemptsMax where !pending.isEmpty {
+        var pauseMs = 25
+        while !pending.isEmpty {
             var here: [StorageEngine] = []
             var byNode: [UInt64: [GroupID]] = [:]
             var unplaced: [GroupID] = []
             for group in pending {
-                if asked[group] == nil, let engine = access.local(group) {
+                if let engine = access.local(group, weak) {
                     here.append(engine)
                     continue
                 }
-                guard let node = target(of: group, hint: hints[group], asked: asked[group] ?? [], state) else {
+                guard (asked[group]?.count ?? 0) < attemptsMax * 8, let node = target(of: group, hint: hints[group], asked: Set(asked[group] ?? []), state) else {
                     unplaced.append(group)
                     continue
                 }
-                asked[group, default: []].insert(node)
+                asked[group, default: []].append(node)
                 byNode[node, default: []].append(group)
             }
             let replies = Mutex<[(node: UInt64, Result<FragmentAnswer, Error>)]>([])
             let done = DispatchGroup()
             for (node, nodeGroups) in byNode {
                 done.enter()
-                access.call(node, Fragment(groups: nodeGroups, metaIndex: state.appliedIndex, operation: operation)) { result in
+                access.call(node, Fragment(groups: nodeGroups, metaIndex: state.appliedIndex, weak: weak, operation: operation)) { result in
                     replies.withLock { $0.append((node, result)) }
                     done.leave()
                 }
@@ -297,25 +303,40 @@ public final class ClusterStore: RegionStore {
             if done.wait(timeout: .now() + .nanoseconds(Int(deadlineNs > now ? deadlineNs - now : 0))) == .timedOut {
                 throw EngineError.unavailable("the regions on nodes \(byNode.keys.sorted()) did not answer within \(timeoutMs) ms; retry", leaderAddress: nil)
             }
-            pending = unplaced
-            for problem in unplaced { lastProblem[problem] = "no replica of it is known" }
+            for group in unplaced { lastProblem[group] = lastProblem[group] ?? "no replica of it is known" }
+            guard unplaced.isEmpty else { pending = unplaced; break }
+            pending = []
+            var electing = false
             for (node, result) in replies.withLock({ $0 }) {
                 switch result {
                 case .success(.elsewhere(_, let leaders)):
                     for group in byNode[node]! {
                         pending.append(group)
-                        if let leader = leaders[group] { hints[group] = leader }
-                        lastProblem[group] = "node \(node) does not serve it"
+                        if let leader = leaders[group], leader != node {
+                            hints[group] = leader
+                        } else {
+                            // No replica knows a leader: it is being elected. Ask the same nodes again.
+                            hints[group] = nil
+                            asked[group]?.removeAll { $0 == node }
+                            electing = true
+                        }
+                        lastProblem[group] = "node \(node) does not serve it (no leader yet, or it is not a replica)"
                     }
                 case .success(let answer): collected.append(answer)
                 case .failure(let error):
                     for group in byNode[node]! {
                         pending.append(group)
+                        hints[group] = nil
                         lastProblem[group] = "node \(node): \(error)"
                     }
                 }
             }
             pending.sort()
+            if electing && !pending.isEmpty {
+                guard DispatchTime.now().uptimeNanoseconds + UInt64(pauseMs) * 1_000_000 < deadlineNs else { break }
+                Thread.sleep(forTimeInterval: Double(pauseMs) / 1000)  // an election takes a few ticks
+                pauseMs = min(pauseMs * 2, 400)
+            }
         }
         guard pending.isEmpty else {
             let listed = pending.map { "\($0) (\(lastProblem[$0] ?? "not answered"))" }.joined(separator: ", ")
@@ -330,7 +351,7 @@ public final class ClusterStore: RegionStore {
         let replicas = state.groups[group]?.replicas ?? []
         let candidates = [hint, access.leader(group), state.groups[group]?.leaderHint].compactMap { $0 } + replicas
         // This node is no candidate: what it serves ran here already, and it cannot call itself.
-        return candidates.first { !asked.contains($0) && $0 != nodeID } ?? candidates.first { $0 != nodeID }
+        return candidates.first { !asked.contains($0) && $0 != nodeID }
     }
 
     private static func names(_ answer: FragmentAnswer) throws -> [String] {

@@ -26,11 +26,14 @@ public struct Fragment: Sendable, Equatable {
     public var groups: [GroupID]
     /// The meta log index the coordinator planned at: the receiver's copy must reach it.
     public var metaIndex: UInt64
+    /// A weak read: any replica serves it, not only the leader.
+    public var weak: Bool
     public var operation: Operation
 
-    public init(groups: [GroupID], metaIndex: UInt64, operation: Operation) {
+    public init(groups: [GroupID], metaIndex: UInt64, weak: Bool = false, operation: Operation) {
         self.groups = groups
         self.metaIndex = metaIndex
+        self.weak = weak
         self.operation = operation
     }
 
@@ -42,6 +45,7 @@ public struct Fragment: Sendable, Equatable {
         writer.write(varint: UInt64(groups.count))
         for group in groups { group.write(to: &writer) }
         writer.write(varint: metaIndex)
+        writer.write(weak ? 1 : 0)
         func range(_ range: ClosedRange<Int64>) {
             writer.write(signedVarint: range.lowerBound)
             writer.write(signedVarint: range.upperBound)
@@ -93,6 +97,7 @@ public struct Fragment: Sendable, Equatable {
         var groups: [GroupID] = []
         for _ in 0..<count { groups.append(try GroupID(from: &reader)) }
         let metaIndex = try reader.readVarint()
+        let weak = try reader.readByte() != 0
         func pattern() throws(CorruptDataError) -> PathPattern {
             let text = try WirePoints.readText(&reader)
             do { return try PathPattern(parsing: text) } catch { throw CorruptDataError("a path pattern that does not parse: \(text)") }
@@ -120,7 +125,7 @@ public struct Fragment: Sendable, Equatable {
         case let other: throw CorruptDataError("unknown fragment operation \(other)")
         }
         guard reader.remaining == 0 else { throw CorruptDataError("\(reader.remaining) bytes after a fragment") }
-        self.init(groups: groups, metaIndex: metaIndex, operation: operation)
+        self.init(groups: groups, metaIndex: metaIndex, weak: weak, operation: operation)
     }
 }
 

@@ -74,6 +74,8 @@ final class DataPlane: Sendable {
     }
 
     private var nodeID: UInt64 { agent.nodeID }
+    /// How long a write waits before it is tried again on this node's own replica, electing.
+    static let electionPauseMs: UInt64 = 50
 
     // MARK: Coordinator: writes
 
@@ -102,10 +104,12 @@ final class DataPlane: Sendable {
     /// that does, answering the job once that node did; `hint` is the leader as this node's
     /// replica of the group knows it.
     func send(_ job: WriteJob, to group: GroupID, hint: UInt64?) {
+        var job = job
+        if job.routeDeadlineNs == 0 { job.routeDeadlineNs = monotonicNowNs() + UInt64(settings.timeoutMs) * 1_000_000 }
         let state = agent.machine.current
         let part = WritePart(group: group, hops: 1, metaIndex: state.appliedIndex, rows: job.rows, lines: job.units.map(\.line),
                              unitRows: job.units.map(\.rows))
-        let send = PartSend(job: job, group: group, body: part.encoded(), deadlineNs: monotonicNowNs() + UInt64(settings.timeoutMs) * 1_000_000)
+        let send = PartSend(job: job, group: group, body: part.encoded(), deadlineNs: job.routeDeadlineNs)
         attempt(send, hint: hint, again: nil)
     }
 
@@ -116,6 +120,16 @@ final class DataPlane: Sendable {
         let replicas = state.groups[send.group]?.replicas ?? []
         let candidates = [again, hint, state.groups[send.group]?.leaderHint].compactMap { $0 } + replicas
         guard let node = candidates.first(where: { $0 != nodeID && ($0 == again || !asked.contains($0)) }) else {
+            // This node's own replica is the one left (electing, or the group's only one): the
+            // job comes round again through the append stage after a pause.
+            if regions.region(send.group) != nil, monotonicNowNs() + Self.electionPauseMs * 1_000_000 < send.deadlineNs {
+                metrics.retries.add(1, ordering: .relaxed)
+                let job = send.job, submitWrite = submitWrite
+                DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(Self.electionPauseMs))) {
+                    if !submitWrite(job) { job.finish(.refusedBy("append", .overloaded)) }
+                }
+                return
+            }
             return finish(send, WriteOutcome(refused: send.job.decodeErrors, failure: "no replica of region group \(send.group) could take the write; retry",
                                              failureStatus: 503))
         }
@@ -279,9 +293,9 @@ final class DataPlane: Sendable {
         let regions = regions, agent = agent, transport = transport, metrics = metrics, timeoutMs = UInt64(settings.timeoutMs)
         let nodeID = agent.nodeID
         return ClusterStore.Access(
-            local: { group in
+            local: { group, weak in
                 guard let region = regions.region(group, openingFrom: agent.machine.current),
-                      region.consensus.leader(of: group) == nodeID else { return nil }
+                      weak || region.consensus.leader(of: group) == nodeID else { return nil }
                 return region.engine
             },
             leader: { group in regions.region(group)?.consensus.leader(of: group) },
@@ -309,8 +323,8 @@ final class DataPlane: Sendable {
         }
     }
 
-    /// Runs a fragment over the regions it names, when this node leads them all; else says
-    /// where they are.
+    /// Runs a fragment over the regions it names, when this node leads them all (holds them,
+    /// for a weak read); else says where they are.
     func run(_ fragment: Fragment) -> FragmentAnswer {
         let state = agent.machine.current
         var engines: [StorageEngine] = []
@@ -323,7 +337,7 @@ final class DataPlane: Sendable {
                 continue
             }
             let leader = region.consensus.leader(of: group)
-            guard leader == nodeID else {
+            guard fragment.weak || leader == nodeID else {
                 served = false
                 if let leader { leaders[group] = leader }
                 continue
