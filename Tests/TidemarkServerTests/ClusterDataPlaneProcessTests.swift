@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TidemarkTestSupport
 
@@ -105,6 +106,64 @@ import TidemarkTestSupport
             for index in 0..<5 {
                 #expect(Self.answer(statement, port: cluster.nodes[index]!.port) == expected, "after the delete: \(statement) at node \(index + 1)")
             }
+        }
+    }
+
+    /// Two coordinators create one series with two types at once: the series' region group
+    /// (its slot's, whatever the time partition) takes one type, on every node, and the other
+    /// coordinator's points are refused as a type conflict. A series created with a declared
+    /// type keeps it through a failover of its group.
+    @Test func oneSeriesHasOneTypeWhateverTheRaceAndThroughAFailover() throws {
+        let cluster = try TestCluster()
+        defer { cluster.stopAll() }
+        #expect(cluster.sql("create database root.race", at: 0)?.json["code"] as? Int == 200)
+        // Two nodes write the same series at once, one an integer, the other a double, in
+        // different time partitions (a week apart).
+        @Sendable func write(_ line: String, port: Int) -> Int? {
+            guard let client = try? TestHTTPClient(port: port, timeoutSeconds: 20) else { return nil }
+            return try? client.request("POST", "/write?db=race&precision=ms", body: Array(line.utf8)).status
+        }
+        let ports = [cluster.nodes[1]!.port, cluster.nodes[2]!.port]
+        let results = Mutex<[Int: Int]>([:])
+        let both = DispatchGroup()
+        for (index, line) in ["d v=1i 1000", "d v=1.5 \(8 * 24 * 3_600_000)"].enumerated() {
+            DispatchQueue.global().async(group: both) {
+                var status: Int?
+                _ = eventually(within: 30) {
+                    status = write(line, port: ports[index])
+                    return status == 204 || status == 400
+                }
+                if let status { results.withLock { $0[index] = status } }
+            }
+        }
+        #expect(both.wait(timeout: .now() + 60) == .success)
+        let statuses = results.withLock { [$0[0], $0[1]] }
+        #expect(Set(statuses.compactMap { $0 }) == [204, 400], "one type won, the other's point was refused: \(statuses)")
+        let winner = statuses[0] == 204 ? "INT64" : "DOUBLE"
+        for index in 0..<3 {
+            #expect(cluster.column("show timeseries root.race.d.v", "dataType", at: index) == [winner], "node \(index + 1)")
+            #expect(cluster.column("show timeseries root.race.d.v", "dataType", at: index, weak: true) == [winner], "node \(index + 1)'s replica")
+        }
+
+        // A declared type that inference would not pick, then the group's leader dies.
+        #expect(cluster.sql("create timeseries root.race.t.s with datatype=FLOAT, encoding=GORILLA", at: 2)?.json["code"] as? Int == 200)
+        #expect(eventually { cluster.leader(of: "root.race") != nil })
+        let leader = try #require(cluster.leader(of: "root.race"))
+        #expect(try cluster.nodes[leader]!.stop(signal: SIGKILL) == SIGKILL)
+        cluster.nodes[leader] = nil
+        let other = (leader + 1) % 3
+        // Line protocol's 2.5 is a DOUBLE, which the FLOAT series refuses; SQL's literal takes the series' type.
+        #expect(eventually(within: 30) { write("t s=2.5 5000", port: cluster.nodes[other]!.port) == 400 }, "the DOUBLE is refused")
+        var answer: (status: Int, json: [String: Any])?
+        #expect(eventually(within: 30) {
+            answer = cluster.sql("insert into root.race.t(time, s) values (5000, 2.5)", at: other)
+            return answer?.json["code"] as? Int == 200
+        }, "the insert after the failover: \(String(describing: answer))")
+        try cluster.start(leader)
+        for index in 0..<3 {
+            #expect(eventually { cluster.column("show timeseries root.race.t.s", "dataType", at: index, weak: true) == ["FLOAT"] }, "node \(index + 1)")
+            #expect(eventually { cluster.sql("select s from root.race.t", at: index)?.json["values"] as? [[Double]] == [[2.5]] },
+                    "node \(index + 1): \(String(describing: cluster.sql("select s from root.race.t", at: index)))")
         }
     }
 }
