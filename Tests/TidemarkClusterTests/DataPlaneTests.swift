@@ -3,6 +3,7 @@ import TidemarkConsensus
 import TidemarkCore
 import TidemarkIO
 import TidemarkStorage
+import TidemarkTestSupport
 @testable import TidemarkCluster
 
 /// What travels between a coordinator and the nodes serving region groups (`WritePart`,
@@ -39,7 +40,7 @@ import TidemarkStorage
         hops[2] = 3  // after the group's kind and number
         #expect(throws: CorruptDataError.self, "a part passed on twice") { try WritePart(decoding: hops, pointsMax: 100) }
         // Random bytes never trap.
-        var generator = SplitMix(seed: 30)
+        var generator = Seeded(state: 30)
         for _ in 0..<2000 {
             let noise = (0..<Int(generator.next() % 64)).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
             _ = try? WritePart(decoding: noise, pointsMax: 1000)
@@ -142,17 +143,4 @@ import TidemarkStorage
 
 private struct PeerError: Error, CustomStringConvertible {
     var description: String { "peer gone" }
-}
-
-/// A seeded generator (SplitMix64) for the noise above.
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }

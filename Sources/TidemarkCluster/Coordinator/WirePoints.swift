@@ -9,31 +9,14 @@ public enum WirePoints {
     /// Texts, paths and names: at most this many bytes each.
     public static let textBytesMax = 1 << 20
 
+    /// `[type][value]`, the value as chunk statistics store it.
     public static func write(_ value: Value, to writer: inout ByteWriter) {
         writer.write(value.dataType.rawValue)
-        switch value {
-        case .boolean(let v): writer.write(v ? 1 : 0)
-        case .int32(let v): writer.write(signedVarint: Int64(v))
-        case .int64(let v): writer.write(signedVarint: v)
-        case .float(let v): writer.write(littleEndian: v.bitPattern)
-        case .double(let v): writer.write(littleEndian: v.bitPattern)
-        case .text(let v): writer.write(lengthPrefixed: v)
-        }
+        ChunkStats.encode(value, into: &writer)
     }
 
     public static func readValue(_ reader: inout ByteReader) throws(CorruptDataError) -> Value {
-        let type = try readType(&reader)
-        switch type {
-        case .boolean: return .boolean(try reader.readByte() != 0)
-        case .int32:
-            let v = try reader.readSignedVarint()
-            guard let narrow = Int32(exactly: v) else { throw CorruptDataError("an INT32 value out of range: \(v)") }
-            return .int32(narrow)
-        case .int64: return .int64(try reader.readSignedVarint())
-        case .float: return .float(Float(bitPattern: try reader.read(littleEndian: UInt32.self)))
-        case .double: return .double(Double(bitPattern: try reader.read(littleEndian: UInt64.self)))
-        case .text: return .text(try readText(&reader))
-        }
+        try ChunkStats.decodeValue(try readType(&reader), from: &reader)
     }
 
     public static func readType(_ reader: inout ByteReader) throws(CorruptDataError) -> DataType {

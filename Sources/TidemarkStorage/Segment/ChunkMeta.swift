@@ -100,7 +100,8 @@ public struct ChunkStats: Sendable, Equatable {
                           minValue: numbers[0], maxValue: numbers[1], sum: numbers[2])
     }
 
-    static func encode(_ value: Value, into writer: inout ByteWriter) {
+    /// A value's bytes without its type (the reader knows it): chunk statistics and values between nodes.
+    public static func encode(_ value: Value, into writer: inout ByteWriter) {
         switch value {
         case .boolean(let v): writer.write(v ? 1 : 0)
         case .int32(let v): writer.write(signedVarint: Int64(v))
@@ -116,7 +117,7 @@ public struct ChunkStats: Sendable, Equatable {
         Double(bitPattern: try reader.read(littleEndian: UInt64.self))
     }
 
-    static func decodeValue(_ type: DataType, from reader: inout ByteReader) throws(CorruptDataError) -> Value {
+    public static func decodeValue(_ type: DataType, from reader: inout ByteReader) throws(CorruptDataError) -> Value {
         switch type {
         case .boolean:
             let byte = try reader.readByte()
