@@ -23,25 +23,32 @@ struct PartitionRouter: Sendable {
         guard !needs.isEmpty else { return forward(job, true) }
         let settings = agent.machine.settings
         let commands = needs.databases.map { MetaCommand.createDatabase(DatabaseRecord(name: $0, defaults: settings)) } + needs.allocations.keys.sorted().map { MetaCommand.allocate(database: $0, needs.allocations[$0]!) }
-        propose(commands[...]) { failure in
-            guard let failure else { return forward(job, false) }
+        propose(commands[...], appliedThrough: 0) { [agent] failure, index in
+            guard let failure else {
+                // The append stage places the rows by this node's copy of the table: it must
+                // hold the new partitions first (the leader answered once it applied them).
+                if agent.machine.appliedIndex < index { agent.refreshSoon() }
+                return agent.machine.whenApplied(through: index) { forward(job, false) }
+            }
             job.finish(failure)
         }
     }
 
-    /// Proposes `commands` one after the other; `done` hears nil once all went through, or
-    /// why the write cannot go on. A database that exists already (another write created it
-    /// meanwhile) is no failure.
-    private func propose(_ commands: ArraySlice<MetaCommand>, done: @escaping @Sendable (WriteOutcome?) -> Void) {
-        guard let command = commands.first else { return done(nil) }
-        agent.propose(command) { [self] result in
+    /// Proposes `commands` one after the other; `done` hears nil and the highest meta log index
+    /// the answers named once all went through, or why the write cannot go on. A database
+    /// that exists already (another write created it meanwhile) is no failure.
+    private func propose(_ commands: ArraySlice<MetaCommand>, appliedThrough: UInt64,
+                         done: @escaping @Sendable (WriteOutcome?, UInt64) -> Void) {
+        guard let command = commands.first else { return done(nil, appliedThrough) }
+        agent.proposeIndexed(command) { [self] result, index in
+            let through = max(appliedThrough, index)
             switch result {
-            case .success: propose(commands.dropFirst(), done: done)
-            case .failure(.refused(let error)) where error.code == 501: propose(commands.dropFirst(), done: done)
+            case .success: propose(commands.dropFirst(), appliedThrough: through, done: done)
+            case .failure(.refused(let error)) where error.code == 501: propose(commands.dropFirst(), appliedThrough: through, done: done)
             case .failure(.refused(let error)):
-                done(WriteOutcome(refused: [], failure: "the meta group refused the write's partitions: \(error.message)", failureStatus: 500))
+                done(WriteOutcome(refused: [], failure: "the meta group refused the write's partitions: \(error.message)", failureStatus: 500), 0)
             case .failure(.unavailable(let why)):
-                done(WriteOutcome(refused: [], failure: "the write's partitions cannot be allocated now (\(why)); retry", failureStatus: 503))
+                done(WriteOutcome(refused: [], failure: "the write's partitions cannot be allocated now (\(why)); retry", failureStatus: 503), 0)
             }
         }
     }
