@@ -100,8 +100,10 @@ done
 sleep 3
 counts=""
 for i in $(seq 1 "$nodes"); do
-  c=$(curl -s -m 120 -u root:root -H 'Content-Type: application/json' -d '{"sql":"select count(*) from root.bench.**"}' \
-    "http://127.0.0.1:$((base + 100 + i))/rest/v2/query" | python3 -c 'import json,sys; print(sum(v[0] for v in json.load(sys.stdin)["values"]))' 2>/dev/null || echo n/a)
+  body=$(curl -s -m 120 -u root:root -H 'Content-Type: application/json' -d '{"sql":"select count(*) from root.bench.**"}' \
+    "http://127.0.0.1:$((base + 100 + i))/rest/v2/query" || true)
+  c=$(echo "$body" | python3 -c 'import json,sys; print(sum(v[0] for v in json.load(sys.stdin)["values"]))' 2>/dev/null || echo n/a)
+  if [ "$c" = n/a ]; then log "node $i answered the count with: ${body:0:300}"; tail -5 "$work/log$i" >&2; fi
   counts="$counts $c"
 done
 echo "nodes=$nodes rf=$rf consensus=$consensus wal_sync=$walsync duration=${duration}s conns=$((conns * nodes)) cores=$(nproc)"

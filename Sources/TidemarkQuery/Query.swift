@@ -218,22 +218,38 @@ struct Query {
 
     // MARK: - Aggregates and LAST
 
+    /// (series, range) pairs asked of the store at once, at most.
+    static let aggregateBatchMax = 16_384
+
     func aggregate(_ range: TimeRange) throws -> QueryResult {
         var headers: [String] = [], types: [String] = [], values: [[ResultValue]] = []
         // GROUP BY LEVEL = n: series sharing levels 0…n and the measurement merge into one column.
         var grouped: [(header: String, name: String, type: DataType, result: Aggregates)] = []
         var groupIndex: [String: Int] = [:]
         let condition = try select.condition.map(bindCondition)
+        var expanded: [(name: String, series: [SeriesSchema])] = []
         for item in select.items {
             guard case .call(let name, let arguments) = item, Self.aggregates.contains(name),
                   arguments.count == 1, case .path(let levels) = arguments[0] else {
                 throw ExecutionError.semantic("mixing aggregates with other columns is not supported: \(item)")
             }
-            for series in try expand(levels) {
+            expanded.append((name, try expand(levels)))
+        }
+        // Without value filters, every series' aggregates in one batch (one fragment per node in a cluster).
+        var batched: [String: Aggregates] = [:]
+        if let timeRange = range.range, condition == nil || range.isOnlyTime {
+            var unique = Set<String>()
+            for entry in expanded { for series in entry.series { unique.insert(series.path) } }
+            let paths: [String] = unique.sorted()
+            let results: [Aggregates] = try engine.aggregates(paths.map { AggregateRequest(path: $0, range: timeRange) })
+            for (index, path) in paths.enumerated() { batched[path] = results[index] }
+        }
+        for (name, seriesList) in expanded {
+            for series in seriesList {
                 var result = Aggregates()
                 if let timeRange = range.range {
                     if condition == nil || range.isOnlyTime {
-                        result = try engine.aggregate(path: series.path, range: timeRange)
+                        result = batched[series.path] ?? Aggregates()
                     } else {
                         // Value filters: fold the matching points of this series' rows.
                         var merge = try RowMerge(engine: engine, paths: Array(Set([series.path] + condition!.paths.map { $0[0] })).sorted(),
@@ -310,15 +326,41 @@ struct Query {
         let kept = Array(starts.dropFirst(select.offset).prefix(select.limit ?? Int.max))
         try budget.charge(kept.count * (8 + 16 * columns.count), for: "\(kept.count) windows of \(columns.count) columns")
         var values: [[ResultValue]] = columns.map { _ in [] }
-        for windowStart in kept {
-            // The window is [start, start + interval) cut at the range's end (which is > start).
-            let windowEnd = min(windowStart.saturatingAdd(windows.intervalMs), windows.end) - 1
-            let low = max(windowStart, range.range?.lowerBound ?? Int64.max)
-            let high = min(windowEnd, range.range?.upperBound ?? Int64.min)
-            for (index, column) in columns.enumerated() {
-                var result = Aggregates()
-                if low <= high { for path in column.members { result.merge(try engine.aggregate(path: path, range: low...high)) } }
-                values[index].append(Self.pick(column.name, result, column.dataType).1)
+        // The (window, series) pairs in batches of at most `aggregateBatchMax` (one fragment
+        // per node and batch in a cluster).
+        var unique = Set<String>()
+        for column in columns { unique.formUnion(column.members) }
+        let paths: [String] = unique.sorted()
+        let windowsPerBatch = max(1, Self.aggregateBatchMax / max(1, paths.count))
+        var chunkStart = 0
+        while chunkStart < kept.count {
+            let chunkEnd: Int = min(kept.count, chunkStart + windowsPerBatch)
+            var spans: [Bool] = []
+            var requests: [AggregateRequest] = []
+            for windowStart in kept[chunkStart..<chunkEnd] {
+                // The window is [start, start + interval) cut at the range's end (which is > start).
+                let windowEnd = min(windowStart.saturatingAdd(windows.intervalMs), windows.end) - 1
+                let low = max(windowStart, range.range?.lowerBound ?? Int64.max)
+                let high = min(windowEnd, range.range?.upperBound ?? Int64.min)
+                spans.append(low <= high)
+                if low <= high { requests += paths.map { AggregateRequest(path: $0, range: low...high) } }
+            }
+            chunkStart = chunkEnd
+            let answered: [Aggregates] = try engine.aggregates(requests)
+            var next = 0
+            for inRange in spans {
+                var window: [String: Aggregates] = [:]
+                if inRange {
+                    for path in paths {
+                        window[path] = answered[next]
+                        next += 1
+                    }
+                }
+                for (index, column) in columns.enumerated() {
+                    var result = Aggregates()
+                    for path in column.members { result.merge(window[path] ?? Aggregates()) }
+                    values[index].append(Self.pick(column.name, result, column.dataType).1)
+                }
             }
         }
         return QueryResult(expressions: columns.map(\.header), columnNames: nil, dataTypes: columns.map(\.type),
@@ -384,16 +426,18 @@ struct Query {
             return QueryResult(expressions: nil, columnNames: ["timeseries", "value", "dataType"], dataTypes: ["TEXT", "TEXT", "TEXT"],
                                timestamps: [], values: [[], [], []])
         }
+        var listed: [SeriesSchema] = []
         for item in select.items {
             guard case .path(let levels) = item else { throw ExecutionError.semantic("SELECT LAST takes paths, got \(item)") }
-            for series in try expand(levels) {
-                let result = try engine.aggregate(path: series.path, range: timeRange)
-                guard let time = result.maxTime, let value = result.lastValue else { continue }
-                timestamps.append(time)
-                names.append(.text(series.path))
-                values.append(.text(Self.text(value)))
-                types.append(.text(series.dataType.description))
-            }
+            listed += try expand(levels)
+        }
+        let results: [Aggregates] = try engine.aggregates(listed.map { AggregateRequest(path: $0.path, range: timeRange) })
+        for (series, result) in zip(listed, results) {
+            guard let time = result.maxTime, let value = result.lastValue else { continue }
+            timestamps.append(time)
+            names.append(.text(series.path))
+            values.append(.text(Self.text(value)))
+            types.append(.text(series.dataType.description))
         }
         return QueryResult(expressions: nil, columnNames: ["timeseries", "value", "dataType"], dataTypes: ["TEXT", "TEXT", "TEXT"],
                            timestamps: timestamps, values: [names, values, types])

@@ -14,6 +14,10 @@ public protocol RegionStore: AnyObject, Sendable {
     func devices(matching pattern: PathPattern) throws -> [String]
     func scan(path: String, range: ClosedRange<Int64>) throws -> SeriesScan
     func aggregate(path: String, range: ClosedRange<Int64>) throws -> Aggregates
+    /// The aggregates of many (series, range) pairs at once, in their order: a store whose
+    /// regions sit on other nodes asks each node once for all its pairs. The series are known
+    /// to exist (listed first); one no region holds yields empty aggregates.
+    func aggregates(_ requests: [AggregateRequest]) throws -> [Aggregates]
 
     func createDatabase(_ name: String) throws
     func createSeries(_ series: SeriesSchema) throws
@@ -21,6 +25,25 @@ public protocol RegionStore: AnyObject, Sendable {
     func dropDatabase(_ name: String) throws
     func delete(matching pattern: PathPattern, range: ClosedRange<Int64>) throws
     func flush() throws
+}
+
+/// One series' aggregates over one time range, asked with others (`RegionStore.aggregates`).
+public struct AggregateRequest: Sendable, Equatable {
+    public var path: String
+    public var range: ClosedRange<Int64>
+
+    public init(path: String, range: ClosedRange<Int64>) {
+        self.path = path
+        self.range = range
+    }
+}
+
+extension RegionStore {
+    public func aggregates(_ requests: [AggregateRequest]) throws -> [Aggregates] {
+        try requests.map { request in
+            try series(request.path) == nil ? Aggregates() : try aggregate(path: request.path, range: request.range)
+        }
+    }
 }
 
 extension StorageEngine: RegionStore {

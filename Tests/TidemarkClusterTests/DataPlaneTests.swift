@@ -2,6 +2,7 @@ import Testing
 import TidemarkConsensus
 import TidemarkCore
 import TidemarkIO
+import TidemarkQuery
 import TidemarkStorage
 import TidemarkTestSupport
 @testable import TidemarkCluster
@@ -63,6 +64,7 @@ import TidemarkTestSupport
             .scan(path: "root.p.d1.v", range: Int64.min...Int64.max, pointsMax: 4096), .aggregate(path: "root.p.d1.v", range: -5...5),
             .createDatabase("root.p"), .createSeries(SeriesSchema(path: "root.p.d1.s", dataType: .int32, encoding: "RLE", compression: "LZ4")),
             .deleteSeries(pattern), .dropDatabase("root.p"), .delete(pattern, range: 0...9), .flush,
+            .aggregates([AggregateRequest(path: "root.p.d1.v", range: 0...9), AggregateRequest(path: "root.p.d2.v", range: Int64.min...0)]),
         ]
         for operation in operations {
             let fragment = Fragment(groups: [GroupID(kind: .data, number: 1), GroupID(kind: .data, number: 9)], metaIndex: 7, weak: true, operation: operation)
@@ -75,7 +77,7 @@ import TidemarkTestSupport
         aggregates.fold(timestamps: [1, 2], values: values)
         let answers: [FragmentAnswer] = [
             .names(["root.a", "root.b"]), .series([SeriesSchema(path: "root.p.d1.s", dataType: .text)]),
-            .page(.double, timestamps: [1, 2], values: values, more: true), .aggregates(aggregates), .done,
+            .page(.double, timestamps: [1, 2], values: values, more: true), .aggregates(aggregates), .aggregateList([aggregates, Aggregates()]), .done,
             .failed(.schema(SchemaError("no such series", kind: .noSuchSeries))), .failed(.unavailable("electing", leaderAddress: "h:1")),
             .failed(.typeMismatch(path: "root.p.d1.s", expected: .int32, got: .text)),
             .elsewhere(routeVersion: 12, leaders: [GroupID(kind: .data, number: 1): 3]),

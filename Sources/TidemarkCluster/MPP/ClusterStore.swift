@@ -7,9 +7,9 @@ import TidemarkStorage
 
 /// The whole cluster's data as one store, for the coordinator's statements (DESIGN.md section
 /// 3, MPP): each call becomes fragments, one per node for the region groups it serves, sent in
-/// parallel and merged here. The partition table prunes them: a series' scan or aggregate goes
-/// only to the groups of its (database, slot) whose time partitions meet the range, each for
-/// its partitions' share of the range, so the parts are disjoint in time and their aggregates
+/// parallel and merged here (a statement's aggregates in one batch). The partition table
+/// prunes them: a series' scan or aggregate goes only to the groups of its (database, slot)
+/// whose time partitions meet the range, each for its partitions' share of the range, so the parts are disjoint in time and their aggregates
 /// merge without a scan. Groups this node leads (or, multi-leader, holds) run here, without
 /// the network. A node that does not hold or lead a group answers where it is; the fragment
 /// is sent there, a bounded number of times, and a group no replica answers for fails the
@@ -118,15 +118,40 @@ public final class ClusterStore: RegionStore {
         }
     }
 
-    /// Each span's aggregates, merged in time order: spans are disjoint, so no point counts twice.
     public func aggregate(path: String, range: ClosedRange<Int64>) throws -> Aggregates {
-        let state = state()
         guard try series(path) != nil else { throw EngineError.schema(SchemaError("\(path): no such series", kind: .noSuchSeries)) }
-        var merged = Aggregates()
-        for span in try spans(of: path, in: range, state) {
-            if case .aggregates(let part)? = try answers(.aggregate(path: path, range: span.range), over: [span.group], state).first {
-                merged.merge(part)
+        return try aggregates([AggregateRequest(path: path, range: range)])[0]
+    }
+
+    /// Each request cut into its spans, the spans of one group asked in one fragment (all
+    /// groups' fragments at once), and each request's parts merged.
+    public func aggregates(_ requests: [AggregateRequest]) throws -> [Aggregates] {
+        let state = state()
+        var byGroup: [GroupID: [(request: Int, item: AggregateRequest)]] = [:]
+        for (index, request) in requests.enumerated() {
+            for span in try spans(of: request.path, in: request.range, state) {
+                byGroup[span.group, default: []].append((index, AggregateRequest(path: request.path, range: span.range)))
             }
+        }
+        var merged = Array(repeating: Aggregates(), count: requests.count)
+        let groups = byGroup.keys.sorted()
+        let itemsOf = byGroup.mapValues { $0.map(\.item) }
+        let answered = Mutex<[GroupID: Result<[Aggregates], Error>]>([:])
+        DispatchQueue.concurrentPerform(iterations: groups.count) { index in
+            let group = groups[index]
+            let items = itemsOf[group]!
+            let result = Result<[Aggregates], Error> {
+                switch try answers(.aggregates(items), over: [group], state).first {
+                case .aggregateList(let list)? where list.count == items.count: return list
+                case .failed(let error)?: throw error
+                default: throw EngineError.corrupt("\(group) answered \(items.count) aggregates with something else")
+                }
+            }
+            answered.withLock { $0[group] = result }
+        }
+        for group in groups {
+            let list = try answered.withLock { $0[group]! }.get()
+            for (entry, part) in zip(byGroup[group]!, list) { merged[entry.request].merge(part) }
         }
         return merged
     }

@@ -1,6 +1,7 @@
 import TidemarkConsensus
 import TidemarkCore
 import TidemarkIO
+import TidemarkQuery
 import TidemarkStorage
 
 /// One piece of a statement that runs where a region's data is (DESIGN.md section 3, MPP):
@@ -15,6 +16,8 @@ public struct Fragment: Sendable, Equatable {
         /// Up to `pointsMax` points of `path` in `range`, from its start.
         case scan(path: String, range: ClosedRange<Int64>, pointsMax: Int)
         case aggregate(path: String, range: ClosedRange<Int64>)
+        /// Many series' aggregates, each over its own range (answered in order).
+        case aggregates([AggregateRequest])
         case createDatabase(String)
         case createSeries(SeriesSchema)
         case deleteSeries(PathPattern)
@@ -39,6 +42,8 @@ public struct Fragment: Sendable, Equatable {
 
     /// Points a scan page holds at most (bounds a page's frame and the receiver's work).
     public static let pagePointsMax = 1 << 16
+    /// (series, range) pairs one fragment asks aggregates of, at most.
+    public static let aggregateRequestsMax = 1 << 16
 
     public func encoded() -> [UInt8] {
         var writer = ByteWriter()
@@ -87,6 +92,13 @@ public struct Fragment: Sendable, Equatable {
             writer.write(lengthPrefixed: pattern.description)
             range(bounds)
         case .flush: writer.write(11)
+        case .aggregates(let requests):
+            writer.write(12)
+            writer.write(varint: UInt64(requests.count))
+            for request in requests {
+                writer.write(lengthPrefixed: request.path)
+                range(request.range)
+            }
         }
         return writer.bytes
     }
@@ -122,6 +134,11 @@ public struct Fragment: Sendable, Equatable {
         case 9: operation = .dropDatabase(try WirePoints.readText(&reader))
         case 10: operation = .delete(try pattern(), range: try range())
         case 11: operation = .flush
+        case 12:
+            let count = try reader.readCount(max: Self.aggregateRequestsMax, what: "aggregate requests")
+            var requests: [AggregateRequest] = []
+            for _ in 0..<count { requests.append(AggregateRequest(path: try WirePoints.readText(&reader), range: try range())) }
+            operation = .aggregates(requests)
         case let other: throw CorruptDataError("unknown fragment operation \(other)")
         }
         guard reader.remaining == 0 else { throw CorruptDataError("\(reader.remaining) bytes after a fragment") }
@@ -136,6 +153,8 @@ public enum FragmentAnswer: Sendable {
     /// A scan's page: its type, its points, and whether the range holds more after them.
     case page(DataType, timestamps: [Int64], values: Column, more: Bool)
     case aggregates(Aggregates)
+    /// A batch's aggregates, in the order of its requests.
+    case aggregateList([Aggregates])
     case done
     /// The engine's error, to be thrown again at the coordinator.
     case failed(EngineError)
@@ -165,6 +184,10 @@ public enum FragmentAnswer: Sendable {
             writer.write(3)
             WirePoints.write(aggregates, to: &writer)
         case .done: writer.write(4)
+        case .aggregateList(let list):
+            writer.write(7)
+            writer.write(varint: UInt64(list.count))
+            for aggregates in list { WirePoints.write(aggregates, to: &writer) }
         case .failed(let error):
             writer.write(5)
             Self.write(error, to: &writer)
@@ -205,6 +228,11 @@ public enum FragmentAnswer: Sendable {
             self = .page(values.dataType, timestamps: timestamps, values: values, more: more)
         case 3: self = .aggregates(try WirePoints.readAggregates(&reader))
         case 4: self = .done
+        case 7:
+            let count = try reader.readCount(max: min(countMax, Fragment.aggregateRequestsMax), what: "aggregates")
+            var list: [Aggregates] = []
+            for _ in 0..<count { list.append(try WirePoints.readAggregates(&reader)) }
+            self = .aggregateList(list)
         case 5: self = .failed(try Self.readError(&reader))
         case 6:
             let version = try reader.readVarint()

@@ -24,6 +24,10 @@ public enum FragmentRunner {
             case .aggregate(let path, let range):
                 guard engines.contains(where: { $0.series(path) != nil }) else { return .aggregates(Aggregates()) }
                 return .aggregates(try store.aggregate(path: path, range: range))
+            case .aggregates(let requests):
+                return .aggregateList(try requests.map { request in
+                    engines.contains { $0.series(request.path) != nil } ? try store.aggregate(path: request.path, range: request.range) : Aggregates()
+                })
             case .createDatabase(let name): try store.createDatabase(name)
             case .createSeries(let schema): try store.createSeries(schema)
             case .deleteSeries(let pattern):
