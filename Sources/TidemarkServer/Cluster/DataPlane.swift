@@ -252,7 +252,7 @@ final class DataPlane: Sendable {
         let units = zip(part.lines, part.unitRows).map { WriteJob.Unit(line: $0, rows: $1) }
         var job = WriteJob(rows: part.rows, units: units, decodeErrors: []) { outcome in reply(.success(Self.answer(of: outcome).encoded())) }
         job.pin = WritePin(group: part.group, hops: part.hops, metaIndex: part.metaIndex)
-        if agent.machine.appliedIndex < part.metaIndex { agent.refreshSoon() }
+        if agent.machine.appliedIndex < part.metaIndex { agent.refreshSoon(stale: true) }
         agent.machine.whenApplied(through: part.metaIndex) { [submitWrite, job] in
             if !submitWrite(job) { job.finish(.refusedBy("append", .overloaded)) }
         }
@@ -316,7 +316,7 @@ final class DataPlane: Sendable {
         let fragment: Fragment
         do { fragment = try Fragment(decoding: body) } catch { return reply(.failure(.failed("a fragment that does not decode: \(error)"))) }
         metrics.fragmentsReceived.add(1, ordering: .relaxed)
-        if agent.machine.appliedIndex < fragment.metaIndex { agent.refreshSoon() }
+        if agent.machine.appliedIndex < fragment.metaIndex { agent.refreshSoon(stale: true) }
         agent.machine.whenApplied(through: fragment.metaIndex) { [self] in
             let accepted = submitQuery(StageTask { [self] in reply(.success(run(fragment).encoded())) })
             if !accepted { reply(.success(FragmentAnswer.failed(.unavailable("the query stage of node \(nodeID) is overloaded; retry", leaderAddress: nil)).encoded())) }

@@ -76,8 +76,8 @@ final class MetaAgent: Sendable {
     let learnedRouteVersion = Atomic<UInt64>(UInt64.max)
     /// On the leader: the route version last pushed to the data-only nodes.
     let pushedRouteVersion = Atomic<UInt64>(0)
-    /// On a data-only node: pushes received, and pulls made because a heartbeat carried a
-    /// newer version than the copy (for `/cluster`).
+    /// On a data-only node: pushes received, and pulls made because a heartbeat, a write part or
+    /// a fragment carried a newer version than the copy (for `/cluster`).
     let pushesReceived = Atomic<UInt64>(0)
     let stalePulls = Atomic<UInt64>(0)
     /// This node's regions for a heartbeat answer (set once the node's regions are open).
@@ -295,10 +295,12 @@ final class MetaAgent: Sendable {
         proposeIndexed(command) { result, index in reply(.success(Self.encodeAnswer(result, appliedIndex: index))) }
     }
 
-    /// Pulls the meta state at the next tick (a data-only node; a member's copy follows its log):
-    /// a peer said this copy is stale.
-    func refreshSoon() {
-        if !isMember { pullDueNs.store(0, ordering: .relaxed) }
+    /// Pulls the meta state at the next tick (a data-only node; a member's copy follows its log).
+    /// `stale`: a peer's request named a newer meta index than this copy's (counted as a stale pull).
+    func refreshSoon(stale: Bool = false) {
+        guard !isMember else { return }
+        if stale { stalePulls.add(1, ordering: .relaxed) }
+        pullDueNs.store(0, ordering: .relaxed)
     }
 
     /// The meta group's leader as this node knows it (a data-only node: as a member told it).
