@@ -307,7 +307,7 @@ public final class ClusterStore: RegionStore {
                     here.append(engine)
                     continue
                 }
-                guard (asked[group]?.count ?? 0) < attemptsMax * 8, let node = target(of: group, hint: hints[group], asked: Set(asked[group] ?? []), state) else {
+                guard (asked[group]?.count ?? 0) < attemptsMax, let node = target(of: group, hint: hints[group], asked: Set(asked[group] ?? []), state) else {
                     unplaced.append(group)
                     continue
                 }

@@ -79,26 +79,14 @@ public enum WritePartitions {
         private let databases: DatabaseNumbers
         /// Per database number, its one data group when it has one (nil), looked up on first use.
         private var onlyGroup: [GroupID??]
-        /// Every row goes here instead (a multi-node cluster's `data-0`, until forwarding).
-        private let fixed: GroupID?
 
         public init(_ state: MetaState) {
             self.state = state
             databases = DatabaseNumbers(state)
             onlyGroup = Array(repeating: .none, count: databases.names.count)
-            fixed = nil
-        }
-
-        /// A placer that sends every row to `group`.
-        public init(everyRowTo group: GroupID) {
-            state = MetaState(settings: ClusterSettings())
-            databases = DatabaseNumbers(state)
-            onlyGroup = []
-            fixed = group
         }
 
         public mutating func place(_ rows: RowBatch) -> Placement {
-            if let fixed { return Placement(single: fixed, rowGroups: []) }
             let slotCount = state.settings.seriesSlotCount
             let intervalMs = state.settings.timePartitionIntervalMs
             // A database with one data group (a one-node cluster's usual case) sends all its

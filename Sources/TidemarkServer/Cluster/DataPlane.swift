@@ -167,7 +167,7 @@ final class DataPlane: Sendable {
             }
             return pauseThenRetry(send, at: node, answer: answer)
         }
-        finish(send, outcome(of: answer, decodeErrors: send.job.decodeErrors))
+        finish(send, Self.outcome(of: answer, decodeErrors: send.job.decodeErrors))
     }
 
     private func retryElsewhere(_ send: PartSend, hint: UInt64?, problem: String) {
@@ -192,7 +192,7 @@ final class DataPlane: Sendable {
         }
         let pauseMs = UInt64(50 << min(4, pauses - 1))
         guard monotonicNowNs() + pauseMs * 1_000_000 < send.deadlineNs else {
-            return finish(send, outcome(of: answer, decodeErrors: send.job.decodeErrors))
+            return finish(send, Self.outcome(of: answer, decodeErrors: send.job.decodeErrors))
         }
         metrics.retries.add(1, ordering: .relaxed)
         DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(pauseMs))) { [self] in
@@ -221,8 +221,6 @@ final class DataPlane: Sendable {
             }
         }
     }
-
-    private func outcome(of answer: WritePartAnswer, decodeErrors: [SourceError]) -> WriteOutcome { Self.outcome(of: answer, decodeErrors: decodeErrors) }
 
     static func outcome(of answer: WritePartAnswer, decodeErrors: [SourceError]) -> WriteOutcome {
         var outcome = WriteOutcome(refused: (decodeErrors + answer.refused).sorted { $0.line < $1.line }, failure: answer.failure,
